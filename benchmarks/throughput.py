@@ -1,0 +1,259 @@
+"""Throughput and latency of trivial builds: flowbot's side of Buildbot's anchor workload.
+
+Starts a real master and W real workers (separate processes, loopback only), one builder whose
+single step runs ``true``, then:
+
+1. idle latency: K changes one after another, each timed from the POST to the build's
+   ``build.finished`` event on the WebSocket stream (p50 / p95);
+2. throughput: N changes submitted at once over a few keep-alive HTTP connections, timed until the
+   N-th build has finished; the master's CPU time (user + system, from /proc) over the batch is
+   divided by N, and its peak RSS (VmHWM) is read at the end.
+
+    python benchmarks/throughput.py -n 200 -w 1
+    python benchmarks/throughput.py -n 200 -w 4 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tornado.websocket import websocket_connect
+
+PIPELINE = """
+from flowbot import AnyBranchScheduler, Builder, Pipeline, Shell, Worker
+W = {workers}
+pipeline = Pipeline(
+    workers=[Worker(f"w{{i}}", secret=f"secret-{{i}}") for i in range(W)],
+    schedulers=[AnyBranchScheduler("all", builders=["b"])],
+    builders=[Builder("b", workers=[f"w{{i}}" for i in range(W)], steps=[Shell(["true"], name="true")])],
+)
+"""
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+class KeepAlive:
+    """A minimal HTTP/1.1 client on one kept-alive connection (POST JSON, read the answer)."""
+
+    def __init__(self, port: int):
+        self.port = port
+
+    async def __aenter__(self) -> KeepAlive:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.writer.close()
+
+    async def post(self, path: str, payload: dict) -> dict:
+        body = json.dumps(payload).encode()
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")
+        )
+        answer = await self.reader.readexactly(length)
+        if not head.startswith(b"HTTP/1.1 201"):
+            raise RuntimeError(f"{path}: {head.splitlines()[0].decode()} {answer.decode()}")
+        return json.loads(answer)
+
+
+async def drive(
+    http_port: int, master_pid: int, worker_pids: list[int], n: int, workers: int, k: int, connections: int
+) -> dict:
+    base = f"127.0.0.1:{http_port}"
+    finished: dict[str, float] = {}
+    results: dict[str, str] = {}
+    waiters: dict[str, asyncio.Future] = {}
+    stream = await websocket_connect(f"ws://{base}/api/events?types=build.finished")
+
+    async def listen() -> None:
+        while (message := await stream.read_message()) is not None:
+            event = json.loads(message)
+            if event["type"] == "build.finished":
+                revision = event["build"]["revision"]
+                finished[revision] = time.perf_counter()
+                results[revision] = event["build"]["result"]
+                if revision in waiters:
+                    waiters.pop(revision).set_result(None)
+
+    listener = asyncio.create_task(listen())
+    async with KeepAlive(http_port) as http:
+        deadline = time.monotonic() + 60
+        while True:  # wait until every worker is connected
+            reader, writer = await asyncio.open_connection("127.0.0.1", http_port)
+            writer.write(f"GET /api/workers HTTP/1.1\r\nHost: {base}\r\nConnection: close\r\n\r\n".encode())
+            body = (await reader.read()).split(b"\r\n\r\n", 1)[1]
+            writer.close()
+            if sum(w["connected"] for w in json.loads(body)["workers"]) == workers:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("workers did not connect")
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)
+
+        latencies = []
+        for i in range(k):
+            revision = f"idle-{i}"
+            waiters[revision] = asyncio.get_running_loop().create_future()
+            start = time.perf_counter()
+            await http.post("/api/changes", {"branch": "main", "revision": revision, "author": "bench"})
+            await asyncio.wait_for(waiters[revision], 30)
+            latencies.append((finished[revision] - start) * 1000)
+            await asyncio.sleep(0.05)
+
+    await asyncio.sleep(0.5)
+    cpu_before = cpu_seconds(master_pid)
+    workers_cpu_before = sum(cpu_seconds(pid) for pid in worker_pids)
+    start = time.perf_counter()
+    revisions = [f"batch-{i}" for i in range(n)]
+    done = asyncio.get_running_loop().create_future()
+
+    async def submit(chunk: list[str]) -> None:
+        async with KeepAlive(http_port) as http:
+            for revision in chunk:
+                await http.post("/api/changes", {"branch": "main", "revision": revision, "author": "bench"})
+
+    async def all_finished() -> None:
+        while not all(r in finished for r in revisions):
+            await asyncio.sleep(0.002)
+        done.set_result(None)
+
+    watcher = asyncio.create_task(all_finished())
+    await asyncio.gather(*(submit(revisions[i::connections]) for i in range(connections)))
+    submitted = time.perf_counter() - start
+    await asyncio.wait_for(done, 600)
+    wall = max(finished[r] for r in revisions) - start
+    cpu = cpu_seconds(master_pid) - cpu_before
+    workers_cpu = sum(cpu_seconds(pid) for pid in worker_pids) - workers_cpu_before
+    listener.cancel()
+    watcher.cancel()
+    stream.close()
+    batch_latency = sorted((finished[r] - start) * 1000 for r in revisions)
+    return {
+        "builds": n,
+        "workers": workers,
+        "wall_s": wall,
+        "builds_per_s": n / wall,
+        "submit_s": submitted,
+        "idle_n": k,
+        "idle_p50_latency_ms": statistics.median(latencies),
+        "idle_p95_latency_ms": sorted(latencies)[int(0.95 * (len(latencies) - 1))],
+        "idle_latencies_ms": [round(x, 2) for x in latencies],
+        "batch_p50_latency_ms": statistics.median(batch_latency),
+        "master_cpu_s": cpu,
+        "master_cpu_ms_per_build": cpu / n * 1000,
+        "master_rss_mb": peak_rss_mb(master_pid),
+        "workers_cpu_ms_per_build": workers_cpu / n * 1000,
+        "failed": sum(results[r] != "SUCCESS" for r in revisions),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=200, help="builds in the batch")
+    parser.add_argument("-w", type=int, default=1, help="workers")
+    parser.add_argument("-k", type=int, default=20, help="builds one at a time for the idle latency")
+    parser.add_argument("-c", type=int, default=4, help="HTTP connections submitting the batch")
+    parser.add_argument("--db", help="database URL (default: SQLite in the master directory)")
+    parser.add_argument("--json", help="also write the result there")
+    args = parser.parse_args()
+
+    root = Path(tempfile.mkdtemp(prefix="flowbot-bench-"))
+    (root / "master").mkdir()
+    (root / "master" / "pipeline.py").write_text(PIPELINE.format(workers=args.w))
+    http_port, zmq_port = free_port(), free_port()
+    endpoint = f"tcp://127.0.0.1:{zmq_port}"
+    with contextlib.ExitStack() as stack:
+        processes: list[subprocess.Popen] = []
+
+        def spawn(argv: list[str], log: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+            output = stack.enter_context(open(root / log, "wb"))
+            proc = subprocess.Popen(argv, stderr=output, env={**os.environ, **(env or {})})
+            processes.append(proc)
+            return proc
+
+        master_cmd = [sys.executable, "-m", "flowbot", "start", str(root / "master")]
+        master_cmd += ["--http", f"127.0.0.1:{http_port}", "--zmq", endpoint]
+        if args.db:
+            master_cmd += ["--db", args.db]
+        try:
+            master = spawn(master_cmd, "master.log")
+            workers = [
+                spawn(
+                    [
+                        sys.executable,
+                        "-m",
+                        "flowbot_worker",
+                        "--master",
+                        endpoint,
+                        "--name",
+                        f"w{i}",
+                        "--basedir",
+                        str(root / f"w{i}"),
+                    ],
+                    f"w{i}.log",
+                    {"FLOWBOT_WORKER_SECRET": f"secret-{i}"},
+                )
+                for i in range(args.w)
+            ]
+            for _ in range(200):
+                try:
+                    socket.create_connection(("127.0.0.1", http_port), timeout=0.1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            result = asyncio.run(drive(http_port, master.pid, [w.pid for w in workers], args.n, args.w, args.k, args.c))
+        finally:
+            for proc in processes:
+                proc.terminate()
+            for proc in processes:
+                proc.wait(timeout=20)
+    print(
+        f"flowbot builds={result['builds']} workers={result['workers']} wall_s={result['wall_s']:.3f} "
+        f"builds_per_s={result['builds_per_s']:.1f} idle_p50_latency_ms={result['idle_p50_latency_ms']:.2f} "
+        f"idle_p95_latency_ms={result['idle_p95_latency_ms']:.2f} "
+        f"master_cpu_ms_per_build={result['master_cpu_ms_per_build']:.3f} "
+        f"master_rss_mb={result['master_rss_mb']:.1f} "
+        f"workers_cpu_ms_per_build={result['workers_cpu_ms_per_build']:.3f} failed={result['failed']}"
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""``flowbot``: the command line. Each command is a thin call into a library function."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from ..client import Client
+from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, MASTER_URL, WORKER_ENDPOINT
+from ..errors import FlowbotError
+from . import run
+from .table import ago, builds_table, duration, table
+
+
+def _properties(pairs: list[str]) -> dict[str, str]:
+    properties = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise FlowbotError(f"--property wants NAME=VALUE, not {pair!r}")
+        properties[name] = value
+    return properties
+
+
+def status(client: Client, limit: int = 10) -> str:
+    """Builders, recent builds with results and durations, and workers, as text."""
+    builders = client.builders()
+    builds = client.builds(limit=limit)
+    workers = client.workers()
+    lines = [
+        "Builders",
+        table(
+            ["NAME", "LAST BUILD", "RESULT", "DURATION", "PENDING", "RUNNING"],
+            [
+                [
+                    b["name"],
+                    b["last_build"] and f"#{b['last_build']['number']}",
+                    b["last_build"] and (b["last_build"]["result"] or "running"),
+                    b["last_build"] and duration(b["last_build"]),
+                    b["pending"],
+                    b["running"],
+                ]
+                for b in builders
+            ],
+        ),
+        "",
+        f"Recent builds (newest first, at most {limit})",
+        builds_table(builds) if builds else "(none yet)",
+        "",
+        "Workers",
+        table(
+            ["NAME", "STATE", "LAST SEEN", "HOST", "RUNNING"],
+            [
+                [
+                    w["name"],
+                    "connected" if w["connected"] else "offline",
+                    ago(w["last_seen"]),
+                    w["info"].get("hostname"),
+                    ", ".join(f"{r['builder']} #{r['number']}" for r in w["running_builds"]) or None,
+                ]
+                for w in workers
+            ],
+        ),
+    ]
+    return "\n".join(lines)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="flowbot", description="flowbot: continuous integration as a dataflow graph.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("create-master", help="make a master directory with a sample pipeline.py")
+    c.add_argument("basedir")
+    c = sub.add_parser("checkconfig", help="check a master directory's pipeline")
+    c.add_argument("basedir")
+    c = sub.add_parser("start", help="run a master in the foreground")
+    c.add_argument("basedir")
+    c.add_argument("--http", default=f"{HTTP_HOST}:{HTTP_PORT}", help="HOST:PORT for the HTTP API")
+    c.add_argument("--zmq", default=WORKER_ENDPOINT, help="ZeroMQ endpoint workers dial into")
+    c.add_argument("--db", help="database URL (default: sqlite:///BASEDIR/state.sqlite)")
+    c.add_argument(
+        "--heartbeat",
+        type=float,
+        default=HEARTBEAT_INTERVAL,
+        help="seconds between heartbeats; a worker is lost after 3 missed",
+    )
+    c = sub.add_parser("stop", help="stop the master running in a directory")
+    c.add_argument("basedir")
+
+    def remote(name: str, text: str) -> argparse.ArgumentParser:
+        c = sub.add_parser(name, help=text)
+        c.add_argument("--master", default=MASTER_URL, help="the master's HTTP URL")
+        return c
+
+    c = remote("sendchange", "send a change to the master")
+    c.add_argument("--branch")
+    c.add_argument("--revision")
+    c.add_argument("--who", "--author", dest="author", default="")
+    c.add_argument("--comments", default="")
+    c.add_argument("--repository", default="")
+    c.add_argument("--project", default="")
+    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
+    c.add_argument("files", nargs="*")
+    c = remote("force", "force a build of a builder")
+    c.add_argument("builder")
+    c.add_argument("--reason", default="forced from the command line")
+    c.add_argument("--branch")
+    c.add_argument("--revision")
+    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
+    c = remote("status", "show builders, recent builds and workers")
+    c.add_argument("--limit", type=int, default=10)
+    c = sub.add_parser("demo", help="run a master and two workers on a throwaway directory")
+    c.add_argument("--once", action="store_true", help="exit when the demo's builds are done")
+    return p
+
+
+def dispatch(args: argparse.Namespace) -> Any:
+    if args.command == "create-master":
+        path = run.create_master(args.basedir)
+        print(
+            f"created {path}\ncheck it with: flowbot checkconfig {args.basedir}\n"
+            f"run it with:   flowbot start {args.basedir}"
+        )
+    elif args.command == "checkconfig":
+        print(run.checkconfig(args.basedir))
+    elif args.command == "start":
+        run.start(args.basedir, http=args.http, workers=args.zmq, db=args.db, heartbeat=args.heartbeat)
+    elif args.command == "stop":
+        print(f"stopped the master (pid {run.stop(args.basedir)})")
+    elif args.command == "sendchange":
+        answer = Client(args.master).sendchange(
+            branch=args.branch,
+            revision=args.revision,
+            author=args.author,
+            comments=args.comments,
+            repository=args.repository,
+            project=args.project,
+            files=args.files,
+            properties=_properties(args.property),
+        )
+        print(f"change {answer['id']} accepted; build requests {answer['buildrequest_ids'] or 'none'}")
+    elif args.command == "force":
+        ids = Client(args.master).force(
+            args.builder,
+            reason=args.reason,
+            branch=args.branch,
+            revision=args.revision,
+            properties=_properties(args.property),
+        )
+        print(f"forced {args.builder}: build request(s) {', '.join(map(str, ids))}")
+    elif args.command == "status":
+        print(status(Client(args.master), args.limit))
+    elif args.command == "demo":
+        from .demo import demo
+
+        demo(once=args.once)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if not args.verbose:  # one line per HTTP request or migration detail is noise, not news
+        logging.getLogger("tornado.access").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    try:
+        dispatch(args)
+    except FlowbotError as exc:
+        print(f"flowbot {args.command}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

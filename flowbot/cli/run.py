@@ -1,0 +1,120 @@
+"""Running a master from a directory: ``create-master``, ``checkconfig``, ``start``, ``stop``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from importlib import resources
+from pathlib import Path
+
+import zmq
+
+from ..config import load_pipeline, pipeline_file
+from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, PID_FILE, WORKER_ENDPOINT
+from ..errors import FlowbotError
+
+log = logging.getLogger("flowbot")
+
+
+def create_master(basedir: str | Path) -> Path:
+    """Make a master directory with a commented sample ``pipeline.py`` that works as is."""
+    path = pipeline_file(basedir)
+    if path.exists():
+        raise FlowbotError(f"{path} exists already; not overwriting it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(resources.files("flowbot.cli").joinpath("templates/pipeline.py").read_text())
+    return path
+
+
+def checkconfig(basedir: str | Path) -> str:
+    """Load the directory's pipeline; returns a one-line summary or raises ConfigError."""
+    pipeline = load_pipeline(basedir)
+    return (
+        f"{pipeline_file(basedir)}: OK: {len(pipeline.workers)} workers, "
+        f"{len(pipeline.schedulers)} schedulers, {len(pipeline.builders)} builders"
+    )
+
+
+def _pid_path(basedir: str | Path) -> Path:
+    return Path(basedir) / PID_FILE
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (an exited process its parent has not reaped yet counts as gone)."""
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # no /proc here: trust kill()
+        return True
+
+
+def running_pid(basedir: str | Path) -> int | None:
+    """The pid of the master running in ``basedir``, if one is."""
+    try:
+        pid = int(_pid_path(basedir).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def start(
+    basedir: str | Path,
+    *,
+    http: str = f"{HTTP_HOST}:{HTTP_PORT}",
+    workers: str = WORKER_ENDPOINT,
+    db: str | None = None,
+    heartbeat: float = HEARTBEAT_INTERVAL,
+) -> None:
+    """Run the master of ``basedir`` in the foreground until SIGINT or SIGTERM."""
+    from ..master import Master
+
+    pipeline = load_pipeline(basedir)
+    other = running_pid(basedir)
+    if other is not None:
+        raise FlowbotError(f"a master is already running in {basedir} (pid {other})")
+
+    async def main() -> None:
+        master = Master(pipeline, basedir=basedir, db=db, http=http, workers=workers, heartbeat=heartbeat)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await master.start()
+        except OSError as exc:
+            raise FlowbotError(f"cannot listen for HTTP on {http}: {exc.strerror}") from None
+        except zmq.ZMQError as exc:
+            raise FlowbotError(f"cannot listen for workers on {workers}: {exc}") from None
+        pid_path = _pid_path(basedir)
+        pid_path.write_text(f"{os.getpid()}\n")
+        log.info("master running (pid %d); stop it with: flowbot stop %s", os.getpid(), basedir)
+        try:
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await master.stop()
+            pid_path.unlink(missing_ok=True)
+        log.info("stopped")
+
+    asyncio.run(main())
+
+
+def stop(basedir: str | Path, timeout: float = 30.0) -> int:
+    """Stop the master running in ``basedir`` (SIGTERM), waiting until it has exited."""
+    pid = running_pid(basedir)
+    if pid is None:
+        raise FlowbotError(f"no master is running in {basedir}")
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            return pid
+        time.sleep(0.05)
+    raise FlowbotError(f"the master (pid {pid}) did not stop within {timeout:.0f} s")

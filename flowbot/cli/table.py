@@ -1,0 +1,56 @@
+"""Plain-text tables and the small formatting helpers the CLI's views share."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Left-aligned columns separated by two spaces; ``None`` shows as ``-``."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells)
+
+
+def duration(build: dict[str, Any]) -> str | None:
+    """A build's duration, or how long it has been running."""
+    if not build.get("started_at"):
+        return None
+    end = build.get("finished_at") or time.time()
+    seconds = end - build["started_at"]
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def ago(when: float | None) -> str | None:
+    if not when:
+        return None
+    seconds = max(time.time() - when, 0)
+    if seconds < 60:
+        return f"{seconds:.0f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(when))
+
+
+def short(revision: str | None) -> str | None:
+    return revision[:12] if revision else revision
+
+
+def builds_table(builds: Sequence[dict[str, Any]]) -> str:
+    return table(
+        ["BUILDER", "#", "BRANCH", "REVISION", "RESULT", "DURATION", "WORKER"],
+        [
+            [
+                b["builder"],
+                b["number"],
+                b["branch"],
+                short(b["revision"]),
+                b["result"] or "running",
+                duration(b),
+                b["worker"],
+            ]
+            for b in builds
+        ],
+    )

@@ -1,0 +1,87 @@
+"""A small client of the master's HTTP API, for the CLI, scripts and notebooks.
+
+It uses only the standard library, so ``flowbot sendchange`` starts fast and works anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from .defaults import MASTER_URL
+from .errors import FlowbotError, InvalidRequest, NotFound
+
+
+class MasterUnreachable(FlowbotError):
+    """Nothing answers at the master's URL."""
+
+
+class Client:
+    """Talks to the master at ``url`` (``http://127.0.0.1:8010`` by default)."""
+
+    def __init__(self, url: str = MASTER_URL, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, Any] | None = None
+    ) -> Any:
+        """One API call; returns the decoded JSON (or text) of the answer.
+
+        Raises:
+            NotFound: 404 from the master. InvalidRequest: any other 4xx.
+            MasterUnreachable: no master answers. FlowbotError: a 5xx.
+        """
+        url = self.url + path
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as answer:
+                raw = answer.read()
+                kind = answer.headers.get("Content-Type", "")
+        except urllib.error.HTTPError as exc:
+            message = _error_message(exc)
+            if exc.code == 404:
+                raise NotFound(message) from None
+            if 400 <= exc.code < 500:
+                raise InvalidRequest(message) from None
+            raise FlowbotError(f"the master failed ({exc.code}): {message}") from None
+        except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise MasterUnreachable(f"no master answers at {self.url} ({reason}); is it running?") from None
+        return json.loads(raw) if kind.startswith("application/json") else raw.decode()
+
+    # -- the calls the CLI makes ----------------------------------------------------------------
+
+    def sendchange(self, **change: Any) -> dict[str, Any]:
+        """Submit a change (``branch``, ``revision``, ``author``, ``comments``, ``files``...)."""
+        return self.request("POST", "/api/changes", change)
+
+    def force(self, builder: str, **fields: Any) -> list[int]:
+        """Force a build of ``builder``; returns the new build request ids."""
+        path = f"/api/builders/{urllib.parse.quote(builder, safe='')}/force"
+        return self.request("POST", path, fields)["buildrequest_ids"]
+
+    def builders(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/builders")["builders"]
+
+    def builds(self, **query: Any) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/builds", query=query)["builds"]
+
+    def workers(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/workers")["workers"]
+
+    def buildrequests(self, pending: bool = True) -> list[dict[str, Any]]:
+        return self.request("GET", "/api/buildrequests", query={"pending": str(pending).lower()})["buildrequests"]
+
+
+def _error_message(exc: urllib.error.HTTPError) -> str:
+    try:
+        return json.loads(exc.read())["error"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return f"HTTP {exc.code} {exc.reason}"

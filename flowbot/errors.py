@@ -1,0 +1,60 @@
+"""One error tree for flowbot: catch :class:`FlowbotError` to catch them all."""
+
+from __future__ import annotations
+
+from flowbot_worker.errors import ProtocolError as _WireProtocolError
+
+
+class FlowbotError(Exception):
+    """Root of every error flowbot raises on purpose."""
+
+
+class ConfigError(FlowbotError):
+    """A pipeline that cannot run; names the file and line where it can.
+
+    Args:
+        problem: what is wrong, in one sentence.
+        filename: the pipeline file.
+        lineno: the line the problem comes from, when known.
+    """
+
+    def __init__(self, problem: str, filename: str | None = None, lineno: int | None = None):
+        self.problem = problem
+        self.filename = filename
+        self.lineno = lineno
+        where = f"{filename}:{lineno}: " if filename and lineno else f"{filename}: " if filename else ""
+        super().__init__(where + problem)
+
+
+class ConfigErrors(ConfigError):
+    """Several problems found at once, reported together so each run fixes them all."""
+
+    def __init__(self, errors: list[ConfigError]):
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.problem, first.filename, first.lineno)
+        self.args = ("\n".join(str(e) for e in errors),)
+
+
+#: A message that breaks the wire protocol (defined by the worker package, shared here).
+ProtocolError = _WireProtocolError
+
+
+class StoreError(FlowbotError):
+    """The database refused or failed an operation."""
+
+
+class NotFound(FlowbotError):
+    """A builder, build, step, log or request that does not exist."""
+
+
+class InvalidRequest(FlowbotError):
+    """A request whose content is wrong (bad JSON, a missing field, a value of the wrong type)."""
+
+
+class WorkerLost(FlowbotError):
+    """The worker running a command went away; the build ends as RETRY."""
+
+
+class BuildStopped(FlowbotError):
+    """Someone stopped the build; it ends as CANCELLED."""

@@ -1,0 +1,443 @@
+"""The worker registry: the master's ROUTER socket and the workers connected to it.
+
+Workers dial in; the registry learns who a connection is from its signed ``hello`` (never from a
+ZeroMQ routing id, which anyone could claim), binds the route to that worker, and from then on
+checks every message with the worker's secret. Anything malformed, unsigned, replayed, oversized
+or from an unknown route is dropped and counted; nothing a peer sends can raise out of here.
+
+A worker that goes silent for the liveness window is lost: its running commands fail with
+:class:`~flowbot.errors.WorkerLost`, so their builds end as RETRY. A worker that reconnects within
+the window with the same session resumes: its route is rebound and its commands carry on, output
+replayed from the offsets the master holds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from flowbot_worker import protocol
+
+from ..defaults import HEARTBEAT_INTERVAL, LIVENESS, OUTPUT_FLUSH_BYTES, OUTPUT_FLUSH_DELAY, OUTPUT_WINDOW
+from ..errors import ProtocolError, WorkerLost
+from ..steps.base import CommandResult
+from ..workers import Worker
+from .events import EventBus
+
+log = logging.getLogger(__name__)
+
+#: Called with (stream, bytes); may return the future of a store write to finish before the bytes are acked.
+OutputSink = Callable[[str, bytes], "asyncio.Future[None] | None"]
+
+
+@dataclass(eq=False)
+class RemoteCommand:
+    """A command running on a worker, as the master tracks it."""
+
+    cmd_id: str
+    name: str
+    args: dict[str, Any]
+    on_output: OutputSink
+    result: asyncio.Future[CommandResult]
+    sent_at: float = 0.0
+    started: bool = False  # the worker acknowledged start_command
+    received: dict[str, int] = field(default_factory=dict)  # bytes held, per stream
+
+
+class WorkerConnection:
+    """One connected worker: its route, session, and the commands it runs for the master."""
+
+    def __init__(
+        self,
+        registry: WorkerRegistry,
+        spec: Worker,
+        route: bytes,
+        session: str,
+        info: dict[str, Any],
+        channel: protocol.Channel,
+    ):
+        self.registry = registry
+        self.spec = spec
+        self.name = spec.name
+        self.route = route
+        self.session = session
+        self.info = info
+        self.channel = channel
+        self.connected_at = time.time()
+        self.last_recv = time.monotonic()
+        self.last_seen = time.time()
+        self.last_sent = 0.0
+        self.commands: dict[str, RemoteCommand] = {}
+        self.lost = False
+
+    def send(self, kind: str, content: dict[str, Any] | None = None, re: str | None = None) -> None:
+        self.registry.send(self.route, self.channel.pack(kind, content, re=re))
+        self.last_sent = time.monotonic()
+
+    async def run_command(self, cmd_id: str, name: str, args: dict[str, Any], on_output: OutputSink) -> CommandResult:
+        """Run a command on this worker and wait for it to finish.
+
+        Args:
+            cmd_id: a fresh id from :meth:`WorkerRegistry.new_command_id` (to interrupt it by).
+
+        Raises:
+            WorkerLost: the worker went away before the command finished.
+        """
+        if self.lost:
+            raise WorkerLost(f"worker {self.name} is not connected")
+        command = RemoteCommand(cmd_id, name, args, on_output, asyncio.get_running_loop().create_future())
+        self.commands[cmd_id] = command
+        self._start(command)
+        try:
+            return await command.result
+        finally:
+            self.commands.pop(cmd_id, None)
+
+    def _start(self, command: RemoteCommand) -> None:
+        command.sent_at = time.monotonic()
+        self.send(protocol.START_COMMAND, {"cmd_id": command.cmd_id, "name": command.name, "args": command.args})
+
+    def interrupt(self, cmd_id: str, reason: str, grace: float) -> None:
+        """Interrupt a running command: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        if cmd_id in self.commands:
+            self.send(protocol.INTERRUPT, {"cmd_id": cmd_id, "reason": reason, "grace": grace})
+
+    def fail_all(self, reason: str) -> None:
+        for command in self.commands.values():
+            if not command.result.done():
+                command.result.set_exception(WorkerLost(reason))
+
+    def resend_unstarted(self, now: float, after: float) -> None:
+        """Send again the start of commands the worker has not acknowledged (idempotent by id)."""
+        for command in self.commands.values():
+            if not command.started and now - command.sent_at > after:
+                self._start(command)
+
+
+class WorkerRegistry:
+    """Owns the ROUTER socket and every worker connection.
+
+    Args:
+        workers: the workers the pipeline declares, by name.
+        endpoint: where to bind, e.g. ``tcp://127.0.0.1:9989`` (port ``0`` or ``*``: any free port).
+        events: where worker events go.
+        on_connected, on_lost: called with the worker's connection when it arrives or goes.
+    """
+
+    def __init__(
+        self,
+        workers: dict[str, Worker],
+        endpoint: str,
+        events: EventBus,
+        *,
+        on_connected: Callable[[WorkerConnection], None],
+        on_lost: Callable[[WorkerConnection], None],
+        heartbeat: float = HEARTBEAT_INTERVAL,
+        liveness: int = LIVENESS,
+    ):
+        self.workers = workers
+        self.endpoint = endpoint
+        self.events = events
+        self.on_connected = on_connected
+        self.on_lost = on_lost
+        self.heartbeat = heartbeat
+        self.liveness = liveness
+        self.connections: dict[str, WorkerConnection] = {}
+        self.dropped: Counter[str] = Counter()
+        self._by_route: dict[bytes, WorkerConnection] = {}
+        self._channels: dict[str, protocol.Channel] = {}
+        self.session = protocol.Channel(b"").session  # this master process's session id
+        self._counter = 0
+        self._ctx = zmq.asyncio.Context()
+        self._sock: zmq.asyncio.Socket | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._drop_logged: dict[str, float] = {}
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> str:
+        """Bind the ROUTER socket and start serving; returns the endpoint actually bound."""
+        sock = self._ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+        sock.setsockopt(zmq.LINGER, 0)
+        endpoint = self.endpoint
+        if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
+            endpoint = endpoint[:-2] + ":*"
+        sock.bind(endpoint)
+        self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._sock = sock
+        self._tasks = [
+            asyncio.create_task(self._receive_loop(), name="worker-registry receive"),
+            asyncio.create_task(self._sweep_loop(), name="worker-registry heartbeats"),
+        ]
+        log.info("waiting for workers on %s", self.endpoint)
+        return self.endpoint
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in list(self.connections.values()):
+            conn.fail_all("the master is shutting down")
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        self._ctx.term()
+
+    def new_command_id(self) -> str:
+        self._counter += 1
+        return f"{self.session[:8]}.{self._counter}"
+
+    def send(self, route: bytes, frames: list[bytes]) -> None:
+        """Send without waiting; a vanished peer or a full queue is logged, never raised."""
+        if self._sock is None:
+            return
+        try:
+            sent = self._sock.send_multipart([route, *frames], copy=False)
+        except zmq.ZMQError as exc:
+            log.debug("cannot send to route %s: %s", route.hex(), exc)
+            return
+        if sent.done():
+            if sent.exception() is not None:
+                log.debug("cannot send to route %s: %s", route.hex(), sent.exception())
+        else:
+            sent.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def _receive_loop(self) -> None:
+        sock = self._sock
+        while True:
+            try:
+                frames = await sock.recv_multipart(copy=True)
+            except asyncio.CancelledError:
+                raise
+            except zmq.ZMQError as exc:
+                log.error("worker socket error: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            try:
+                self._handle(frames)
+            except Exception:  # a bug here must not take the master's link down
+                self._drop("internal-error", frames[0] if frames else b"", "see traceback")
+                log.exception("error while handling a worker message")
+
+    def _handle(self, frames: list[bytes]) -> None:
+        route, body = frames[0], frames[1:]
+        conn = self._by_route.get(route)
+        try:
+            message = protocol.parse(body)
+            if message.type == protocol.HELLO:
+                self._hello(route, body, message)
+                return
+            if conn is None:
+                self._drop("unknown-route", route, message.type)
+                # Tell a worker this master does not know (it restarted) to say hello again.
+                self.send(route, protocol.unsigned(protocol.DISCONNECT, {"reason": "unknown session; say hello"}))
+                return
+            message = conn.channel.accept(body, message)
+        except ProtocolError as exc:
+            self._drop(exc.reason, route, str(exc))
+            return
+        conn.last_recv = time.monotonic()
+        handler = _HANDLERS.get(message.type)
+        if handler is None:
+            self._drop("unexpected-type", route, message.type)
+            return
+        handler(self, conn, message)
+
+    def _drop(self, reason: str, route: bytes, detail: str) -> None:
+        self.dropped[reason] += 1
+        now = time.monotonic()
+        if now - self._drop_logged.get(reason, -60.0) >= 10.0:  # at most one line per reason per 10 s
+            self._drop_logged[reason] = now
+            log.warning(
+                "dropped a message from route %s: %s (%s); %d dropped for this reason so far",
+                route.hex()[:16],
+                reason,
+                detail,
+                self.dropped[reason],
+            )
+
+    # -- hello --------------------------------------------------------------------------------
+
+    def _refuse(self, route: bytes, name: object, reason: str) -> None:
+        self.dropped["refused"] += 1
+        log.warning("refused worker %r: %s", name, reason)
+        self.send(route, protocol.unsigned(protocol.DISCONNECT, {"reason": reason}))
+
+    def _hello(self, route: bytes, body: list[bytes], message: protocol.Message) -> None:
+        name = message.content.get("name")
+        spec = self.workers.get(name) if isinstance(name, str) else None
+        if spec is None:
+            self._refuse(route, name, "unknown worker: the pipeline declares no worker of that name")
+            return
+        channel = self._channels.get(name)
+        if channel is None:
+            channel = self._channels[name] = protocol.Channel(spec.secret.encode(), self.session)
+        try:
+            channel.accept(body, message)
+        except ProtocolError as exc:
+            if exc.reason == "bad-signature":
+                self._refuse(route, name, "bad signature: the worker's secret does not match the master's")
+            else:
+                self._drop(exc.reason, route, str(exc))
+            return
+        if message.content.get("version") != protocol.VERSION:
+            self._refuse(
+                route,
+                name,
+                f"protocol version {message.content.get('version')!r} is not {protocol.VERSION}; upgrade the worker",
+            )
+            return
+        info = message.content.get("info") if isinstance(message.content.get("info"), dict) else {}
+        held = message.content.get("held") if isinstance(message.content.get("held"), dict) else {}
+        conn = self.connections.get(name)
+        resumed = conn is not None and conn.session == message.session
+        if conn is not None and not resumed:
+            self._lose(conn, "the worker restarted (new session)")
+        if resumed:
+            self._by_route.pop(conn.route, None)
+            conn.route = route
+            log.info("worker %s reconnected within the liveness window; resuming", name)
+        else:
+            conn = WorkerConnection(self, spec, route, message.session, info, channel)
+            self.connections[name] = conn
+        conn.last_recv = time.monotonic()
+        conn.last_seen = time.time()
+        self._by_route[route] = conn
+        cancel, resume = [], {}
+        for cmd_id in held:
+            command = conn.commands.get(cmd_id)
+            if command is None:
+                cancel.append(cmd_id)
+            else:
+                command.started = True
+                resume[cmd_id] = dict(command.received)
+        conn.send(
+            protocol.WELCOME,
+            {
+                "heartbeat": self.heartbeat,
+                "liveness": self.liveness,
+                "cancel": cancel,
+                "resume": resume,
+                "output": {
+                    "flush_bytes": OUTPUT_FLUSH_BYTES,
+                    "flush_delay": OUTPUT_FLUSH_DELAY,
+                    "window": OUTPUT_WINDOW,
+                },
+            },
+            re=message.msg_id,
+        )
+        if not resumed:
+            log.info("worker %s connected from %s (%s)", name, info.get("hostname", "?"), info.get("platform", "?"))
+            self.events.emit("worker.connected", worker=name, info=info)
+            self.on_connected(conn)
+
+    # -- messages of a known worker -----------------------------------------------------------
+
+    def _on_heartbeat(self, conn: WorkerConnection, message: protocol.Message) -> None:
+        pass
+
+    def _on_ack(self, conn: WorkerConnection, message: protocol.Message) -> None:
+        command = conn.commands.get(message.content.get("cmd_id"))
+        if command is not None and message.content.get("of") == protocol.START_COMMAND:
+            command.started = True
+
+    def _on_output(self, conn: WorkerConnection, message: protocol.Message) -> None:
+        c = message.content
+        command = conn.commands.get(c.get("cmd_id"))
+        stream, offset = c.get("stream"), c.get("offset")
+        if command is None or not isinstance(stream, str) or not isinstance(offset, int) or len(message.blobs) != 1:
+            self._drop("bad-output", conn.route, f"for command {c.get('cmd_id')!r}")
+            return
+        data = message.blobs[0]
+        held = command.received.get(stream, 0)
+        if offset > held:
+            log.warning(
+                "worker %s: %d bytes of %s output of command %s are missing",
+                conn.name,
+                offset - held,
+                stream,
+                command.cmd_id,
+            )
+        elif offset < held:  # a replay overlapping what is here already
+            data = data[held - offset :]
+        command.received[stream] = max(held, offset + len(message.blobs[0]))
+        if not data:
+            return
+        pending = command.on_output(stream, data)
+        offsets = dict(command.received)
+        if pending is None:
+            conn.send(protocol.ACK, {"cmd_id": command.cmd_id, "of": protocol.OUTPUT, "offsets": offsets})
+        else:
+
+            def ack_when_stored(_: asyncio.Future) -> None:
+                if not conn.lost:
+                    conn.send(protocol.ACK, {"cmd_id": command.cmd_id, "of": protocol.OUTPUT, "offsets": offsets})
+
+            pending.add_done_callback(ack_when_stored)
+
+    def _on_finished(self, conn: WorkerConnection, message: protocol.Message) -> None:
+        c = message.content
+        cmd_id = c.get("cmd_id")
+        conn.send(protocol.ACK, {"cmd_id": cmd_id, "of": protocol.FINISHED}, re=message.msg_id)
+        command = conn.commands.get(cmd_id)
+        if command is None or command.result.done():
+            return  # a repeat, or a command this master no longer waits for
+        rc = c.get("rc")
+        command.result.set_result(
+            CommandResult(
+                rc=rc if isinstance(rc, int) else None,
+                reason=c.get("reason") if isinstance(c.get("reason"), str) else None,
+                message=str(c.get("message") or ""),
+                elapsed=float(c.get("elapsed") or 0.0),
+            )
+        )
+
+    def _on_disconnect(self, conn: WorkerConnection, message: protocol.Message) -> None:
+        self._lose(conn, f"the worker said goodbye: {message.content.get('reason', 'no reason')}")
+
+    # -- liveness -------------------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        """Heartbeats to idle workers, and the liveness check, a few times per interval."""
+        while True:
+            await asyncio.sleep(self.heartbeat / 4)
+            now = time.monotonic()
+            for conn in list(self.connections.values()):
+                silent = now - conn.last_recv
+                if silent > self.heartbeat * self.liveness:
+                    self._lose(conn, f"no message for {silent:.1f} s (liveness {self.liveness} x {self.heartbeat:g} s)")
+                    continue
+                if now - conn.last_sent >= self.heartbeat:
+                    conn.send(protocol.HEARTBEAT)
+                conn.resend_unstarted(now, self.heartbeat)
+                conn.last_seen = time.time() - silent
+
+    def _lose(self, conn: WorkerConnection, reason: str) -> None:
+        if self.connections.get(conn.name) is not conn:
+            return
+        conn.lost = True
+        del self.connections[conn.name]
+        self._by_route.pop(conn.route, None)
+        conn.channel.forget(conn.session)
+        log.warning("worker %s lost: %s", conn.name, reason)
+        conn.fail_all(f"worker {conn.name} lost: {reason}")
+        self.events.emit("worker.lost", worker=conn.name, reason=reason)
+        self.on_lost(conn)
+
+
+_HANDLERS: dict[str, Callable[[WorkerRegistry, WorkerConnection, protocol.Message], None]] = {
+    protocol.HEARTBEAT: WorkerRegistry._on_heartbeat,
+    protocol.ACK: WorkerRegistry._on_ack,
+    protocol.OUTPUT: WorkerRegistry._on_output,
+    protocol.FINISHED: WorkerRegistry._on_finished,
+    protocol.DISCONNECT: WorkerRegistry._on_disconnect,
+}

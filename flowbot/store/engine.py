@@ -1,0 +1,67 @@
+"""Opening a database: engine settings per dialect, and migrations to the current schema."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from ..errors import StoreError
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS = "flowbot.store:migrations"
+
+
+def create_engine(url: str) -> sa.Engine:
+    """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
+
+    SQLite runs with ``synchronous=NORMAL`` in WAL mode: a committed transaction survives the
+    master being killed (it is in the OS's cache), and only a power cut can lose the last ones.
+    """
+    try:
+        parsed = sa.make_url(url)
+    except sa.exc.ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r} ({exc})") from None
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    try:
+        return sa.create_engine(parsed, pool_size=4, max_overflow=4, pool_pre_ping=True)
+    except (ImportError, sa.exc.NoSuchModuleError) as exc:
+        raise StoreError(f"no driver for {parsed.drivername}: {exc}") from None
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    return config
+
+
+def migrate(engine: sa.Engine) -> None:
+    """Bring the database to the newest schema (a no-op when it is there already)."""
+    config = alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.begin() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+        if current == head:
+            return
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    log.info("database schema migrated from %s to %s", current or "empty", head)

@@ -1,0 +1,185 @@
+"""The store's tables (SQLAlchemy Core), shaped to come back as tidy DataFrames.
+
+Times are epoch seconds in floating point columns (sub-millisecond, the same on SQLite and
+PostgreSQL, and one vectorised ``pd.to_datetime(unit="s", utc=True)`` away from pandas); results are
+Buildbot's integer codes; builder and worker names are stored as text so a frame needs no joins to
+be read. Schema changes go through Alembic migrations in ``migrations/``; a test checks that the
+migrations and these tables agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: One row per change received (commit, push, sendchange).
+changes = Table(
+    "changes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("repository", String(512), nullable=False, default=""),
+    Column("branch", String(255)),
+    Column("revision", String(255)),
+    Column("project", String(255), nullable=False, default=""),
+    Column("codebase", String(255), nullable=False, default=""),
+    Column("author", String(255), nullable=False, default=""),
+    Column("committer", String(255), nullable=False, default=""),
+    Column("comments", Text, nullable=False, default=""),
+    Column("category", String(255)),
+    Column("revlink", String(1024), nullable=False, default=""),
+    Column("when_at", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("properties", JSON, nullable=False),
+    Index(None, "branch", "id"),
+    Index(None, "revision"),
+)
+
+#: The files a change touched.
+change_files = Table(
+    "change_files",
+    metadata,
+    Column("change_id", Integer, ForeignKey("changes.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("path", String(1024), nullable=False),
+)
+
+#: The requests one scheduler event made (one per builder), with their shared sources.
+buildsets = Table(
+    "buildsets",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("scheduler", String(255), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("properties", JSON, nullable=False),
+    Column("submitted_at", Float, nullable=False),
+    Column("complete_at", Float),
+    Column("result", Integer),
+)
+
+#: Which source a buildset builds, one row per codebase.
+sourcestamps = Table(
+    "sourcestamps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("buildset_id", Integer, ForeignKey("buildsets.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("codebase", String(255), nullable=False, default=""),
+    Column("repository", String(512), nullable=False, default=""),
+    Column("branch", String(255)),
+    Column("revision", String(255)),
+    Column("project", String(255), nullable=False, default=""),
+)
+
+#: The changes that caused a buildset (for "which change broke the build").
+buildset_changes = Table(
+    "buildset_changes",
+    metadata,
+    Column("buildset_id", Integer, ForeignKey("buildsets.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("change_id", Integer, ForeignKey("changes.id"), nullable=False, index=True),
+)
+
+#: One request per builder per buildset; pending until a build of it completes.
+buildrequests = Table(
+    "buildrequests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("buildset_id", Integer, ForeignKey("buildsets.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("builder", String(255), nullable=False),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("submitted_at", Float, nullable=False),
+    Column("claimed_at", Float),
+    Column("claimed_by", String(255)),
+    Column("complete_at", Float),
+    Column("result", Integer),
+    Index(None, "complete_at", "builder"),
+)
+
+#: One row per run of a request; a request lost with its worker has several (RETRY, then the rerun).
+builds = Table(
+    "builds",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("request_id", Integer, ForeignKey("buildrequests.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("builder", String(255), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("worker", String(255), nullable=False),
+    Column("branch", String(255)),
+    Column("revision", String(255)),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("result", Integer),
+    Column("summary", Text, nullable=False, default=""),
+    UniqueConstraint("builder", "number"),
+    Index(None, "started_at"),
+    Index(None, "worker", "started_at"),
+)
+
+#: The steps of a build, in order.
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("build_id", Integer, ForeignKey("builds.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("result", Integer),
+    Column("hidden", Boolean, nullable=False, default=False),
+    Column("summary", Text, nullable=False, default=""),
+    UniqueConstraint("build_id", "number"),
+)
+
+#: A step's logs: ``stdio`` (lines tagged stdout, stderr or header) and any others.
+logs = Table(
+    "logs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    UniqueConstraint("step_id", "name"),
+)
+
+#: Log text in chunks of whole lines; ``streams`` holds one tag per line (o, e or h).
+log_chunks = Table(
+    "log_chunks",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("log_id", Integer, ForeignKey("logs.id", ondelete="CASCADE"), nullable=False),
+    Column("first_line", Integer, nullable=False),
+    Column("last_line", Integer, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("streams", Text, nullable=False),
+    Index(None, "log_id", "first_line"),
+)
+
+#: Workers the master has seen, with when they were last heard from.
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("info", JSON, nullable=False),
+    Column("connected_at", Float),
+    Column("disconnected_at", Float),
+    Column("last_seen", Float),
+)

@@ -1,0 +1,590 @@
+"""The store: every record the master accepts, written before anything acts on it.
+
+:class:`Store` is the master's only way into the database. Its methods are coroutines; the work
+runs on one thread (the one bounded executor the master has), writes are group-committed by
+:class:`~flowbot.store.writer.GroupWriter`, and the same code runs on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+
+from ..errors import NotFound, StoreError
+from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
+from ..results import Result, worst
+from . import schema as t
+from . import statements as sql
+from .engine import create_engine, migrate
+from .writer import GroupWriter
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Ref:
+    """An id the store assigns when a queued write runs; writes queued after it may use it."""
+
+    __slots__ = ("id",)
+
+    def __init__(self) -> None:
+        self.id: int | None = None
+
+    def get(self) -> int:
+        if self.id is None:
+            raise StoreError("an earlier write that this one depends on failed")
+        return self.id
+
+
+class Store:
+    """Async access to the database at ``url``; call :meth:`open` before use."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.engine = create_engine(url)
+        self.dialect = self.engine.dialect.name
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbot-store")
+        self._writer = GroupWriter(self.engine, self._executor)
+
+    @classmethod
+    async def open(cls, url: str) -> Store:
+        """Connect and migrate to the current schema."""
+        store = cls(url)
+        try:
+            await store._read(lambda _conn: migrate(store.engine))
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    async def close(self) -> None:
+        """Finish pending writes and let go of the database."""
+        await self._writer.drain()
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
+        self._executor.shutdown(wait=True)
+
+    def _submit(self, op: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
+        """Queue a write; the future resolves once its transaction has committed."""
+
+        def guarded(conn: sa.Connection) -> T:
+            try:
+                return op(conn)
+            except sa.exc.SQLAlchemyError as exc:
+                raise StoreError(f"database write failed: {getattr(exc, 'orig', None) or exc}") from exc
+
+        return self._writer.submit(guarded)
+
+    async def _read(self, fn: Callable[[sa.Connection], T]) -> T:
+        def run() -> T:
+            with self.engine.connect() as connection:
+                return fn(connection)
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        except sa.exc.SQLAlchemyError as exc:
+            raise StoreError(f"database read failed: {getattr(exc, 'orig', None) or exc}") from exc
+
+    # -- changes and buildsets ------------------------------------------------------------------
+
+    async def add_change(
+        self, change: Change, buildsets: Iterable[BuildsetSpec], now: float
+    ) -> tuple[int, list[BuildRequest]]:
+        """Store a change and the buildsets schedulers made of it, in one transaction."""
+        specs = list(buildsets)
+
+        def op(conn: sa.Connection) -> tuple[int, list[BuildRequest]]:
+            change_id = conn.execute(
+                sql.INSERT_CHANGE,
+                {
+                    "repository": change.repository,
+                    "branch": change.branch,
+                    "revision": change.revision,
+                    "project": change.project,
+                    "codebase": change.codebase,
+                    "author": change.author,
+                    "committer": change.committer,
+                    "comments": change.comments,
+                    "category": change.category,
+                    "revlink": change.revlink,
+                    "when_at": change.when,
+                    "received_at": now,
+                    "properties": change.properties,
+                },
+            ).inserted_primary_key[0]
+            if change.files:
+                conn.execute(sql.INSERT_CHANGE_FILE, [{"change_id": change_id, "path": path} for path in change.files])
+            requests = []
+            for spec in specs:
+                requests += _insert_buildset(conn, spec, now, [change_id])
+            return change_id, requests
+
+        return await self._submit(op)
+
+    async def add_buildset(self, spec: BuildsetSpec, now: float) -> list[BuildRequest]:
+        """Store a buildset and its requests (one per builder)."""
+        return await self._submit(lambda conn: _insert_buildset(conn, spec, now, []))
+
+    async def pending_requests(self) -> list[BuildRequest]:
+        """Every request not yet complete, oldest first (for a master that starts up)."""
+
+        def fn(conn: sa.Connection) -> list[BuildRequest]:
+            rows = conn.execute(
+                sa.select(t.buildrequests, t.buildsets.c.reason, t.buildsets.c.properties)
+                .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildset_id)
+                .where(t.buildrequests.c.complete_at.is_(None))
+                .order_by(t.buildrequests.c.id)
+            ).all()
+            stamps = _sourcestamps(conn, {row.buildset_id for row in rows})
+            return [
+                BuildRequest(
+                    id=row.id,
+                    buildset_id=row.buildset_id,
+                    builder=row.builder,
+                    sourcestamps=stamps.get(row.buildset_id, ()),
+                    reason=row.reason,
+                    properties=row.properties or {},
+                    priority=row.priority,
+                    submitted_at=row.submitted_at,
+                )
+                for row in rows
+            ]
+
+        return await self._read(fn)
+
+    async def cancel_request(self, request_id: int, now: float) -> None:
+        """Complete a pending request as CANCELLED without building it."""
+
+        def op(conn: sa.Connection) -> None:
+            done = conn.execute(
+                sql.COMPLETE_REQUEST, {"p_id": request_id, "p_at": now, "p_result": int(Result.CANCELLED)}
+            )
+            if done.rowcount != 1:
+                raise NotFound(f"no pending build request {request_id}")
+            buildset_id = conn.execute(
+                sa.select(t.buildrequests.c.buildset_id).where(t.buildrequests.c.id == request_id)
+            ).scalar_one()
+            _complete_buildset(conn, buildset_id, now)
+
+        await self._submit(op)
+
+    # -- builds, steps, logs ----------------------------------------------------------------------
+
+    async def next_build_numbers(self) -> dict[str, int]:
+        """The number the next build of each builder gets."""
+
+        def fn(conn: sa.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                sa.select(t.builds.c.builder, sa.func.max(t.builds.c.number)).group_by(t.builds.c.builder)
+            )
+            return {builder: number + 1 for builder, number in rows}
+
+        return await self._read(fn)
+
+    def start_build(
+        self, request: BuildRequest, number: int, worker: str, now: float, master: str, build: Ref
+    ) -> asyncio.Future[None]:
+        """Claim ``request`` and record its build as started; sets ``build.id``.
+
+        Like the other build-progress writes, this returns at once with the future of the write:
+        writes run in the order they were made, so later ones may use ``build.id`` before the
+        caller has awaited anything.
+        """
+
+        def op(conn: sa.Connection) -> None:
+            claimed = conn.execute(sql.CLAIM_REQUEST, {"p_id": request.id, "p_at": now, "p_by": master})
+            if claimed.rowcount != 1:
+                raise NotFound(f"build request {request.id} is no longer pending")
+            build.id = conn.execute(
+                sql.INSERT_BUILD,
+                {
+                    "request_id": request.id,
+                    "builder": request.builder,
+                    "number": number,
+                    "worker": worker,
+                    "branch": request.branch,
+                    "revision": request.revision,
+                    "started_at": now,
+                    "summary": "",
+                },
+            ).inserted_primary_key[0]
+
+        return self._submit(op)
+
+    def start_step(self, build: Ref, number: int, name: str, now: float, step: Ref, stdio: Ref) -> asyncio.Future[None]:
+        """Record a step as started with its ``stdio`` log; sets ``step.id`` and ``stdio.id``."""
+
+        def op(conn: sa.Connection) -> None:
+            step.id = conn.execute(
+                sql.INSERT_STEP,
+                {
+                    "build_id": build.get(),
+                    "number": number,
+                    "name": name,
+                    "started_at": now,
+                    "hidden": False,
+                    "summary": "",
+                },
+            ).inserted_primary_key[0]
+            stdio.id = conn.execute(sql.INSERT_LOG, {"step_id": step.id, "name": "stdio"}).inserted_primary_key[0]
+
+        return self._submit(op)
+
+    def append_log(self, log: Ref, first_line: int, content: str, streams: str) -> asyncio.Future[None]:
+        """Add whole lines to a log (``streams`` tags each line: o, e or h)."""
+        return self._submit(
+            lambda conn: conn.execute(
+                sql.INSERT_LOG_CHUNK,
+                {
+                    "log_id": log.get(),
+                    "first_line": first_line,
+                    "last_line": first_line + len(streams) - 1,
+                    "content": content,
+                    "streams": streams,
+                },
+            )
+        )
+
+    def finish_step(self, step: Ref, result: Result, now: float, summary: str = "") -> asyncio.Future[None]:
+        return self._submit(
+            lambda conn: conn.execute(
+                sql.FINISH_STEP, {"p_id": step.get(), "p_at": now, "p_result": int(result), "p_summary": summary}
+            )
+        )
+
+    def finish_build(
+        self, build: Ref, request: BuildRequest, result: Result, now: float, summary: str = ""
+    ) -> asyncio.Future[None]:
+        """Record a build's end; a RETRY puts its request back in the queue, anything else completes it."""
+
+        def op(conn: sa.Connection) -> None:
+            conn.execute(
+                sql.FINISH_BUILD, {"p_id": build.get(), "p_at": now, "p_result": int(result), "p_summary": summary}
+            )
+            if result == Result.RETRY:
+                conn.execute(sql.UNCLAIM_REQUEST, {"p_id": request.id})
+            else:
+                conn.execute(sql.COMPLETE_REQUEST, {"p_id": request.id, "p_at": now, "p_result": int(result)})
+                _complete_buildset(conn, request.buildset_id, now)
+
+        return self._submit(op)
+
+    async def recover(self, now: float) -> int:
+        """After a crash: builds that were running end as RETRY and their requests are unclaimed."""
+
+        def op(conn: sa.Connection) -> int:
+            running = conn.execute(
+                sa.select(t.builds.c.id, t.builds.c.request_id).where(t.builds.c.finished_at.is_(None))
+            ).all()
+            if not running:
+                return 0
+            ids = [row.id for row in running]
+            conn.execute(
+                t.steps.update()
+                .where(t.steps.c.build_id.in_(ids), t.steps.c.finished_at.is_(None))
+                .values(finished_at=now, result=int(Result.RETRY), summary="master restarted")
+            )
+            conn.execute(
+                t.builds.update()
+                .where(t.builds.c.id.in_(ids))
+                .values(finished_at=now, result=int(Result.RETRY), summary="master restarted")
+            )
+            conn.execute(
+                t.buildrequests.update()
+                .where(
+                    t.buildrequests.c.id.in_([row.request_id for row in running]),
+                    t.buildrequests.c.complete_at.is_(None),
+                )
+                .values(claimed_at=None, claimed_by=None)
+            )
+            return len(running)
+
+        return await self._submit(op)
+
+    # -- workers ------------------------------------------------------------------------------
+
+    async def worker_connected(self, name: str, info: dict[str, Any], now: float) -> None:
+        def op(conn: sa.Connection) -> None:
+            values = {"info": info, "connected_at": now, "disconnected_at": None, "last_seen": now}
+            if conn.execute(t.workers.update().where(t.workers.c.name == name).values(**values)).rowcount == 0:
+                conn.execute(t.workers.insert(), {"name": name, **values})
+
+        await self._submit(op)
+
+    async def worker_disconnected(self, name: str, now: float, last_seen: float) -> None:
+        await self._submit(
+            lambda conn: conn.execute(
+                t.workers.update().where(t.workers.c.name == name).values(disconnected_at=now, last_seen=last_seen)
+            )
+        )
+
+    async def workers_seen(self, seen: dict[str, float]) -> None:
+        """Record when connected workers were last heard from (batched, every few seconds)."""
+        if not seen:
+            return
+        await self._submit(
+            lambda conn: [
+                conn.execute(t.workers.update().where(t.workers.c.name == name).values(last_seen=when))
+                for name, when in seen.items()
+            ]
+        )
+
+    # -- reads for people ---------------------------------------------------------------------
+
+    async def builds(
+        self,
+        *,
+        builder: str | None = None,
+        result: Result | None = None,
+        limit: int = 50,
+        request_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Builds newest first, with the time their request was submitted."""
+        query = (
+            sa.select(*_BUILD_COLUMNS)
+            .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+            .order_by(t.builds.c.id.desc())
+            .limit(limit)
+        )
+        if builder is not None:
+            query = query.where(t.builds.c.builder == builder)
+        if result is not None:
+            query = query.where(t.builds.c.result == int(result))
+        if request_id is not None:
+            query = query.where(t.builds.c.request_id == request_id)
+        return await self._read(lambda conn: [_build_dict(row) for row in conn.execute(query)])
+
+    async def latest_builds(self) -> dict[str, dict[str, Any]]:
+        """The newest build of each builder."""
+        newest = sa.select(sa.func.max(t.builds.c.id)).group_by(t.builds.c.builder).scalar_subquery()
+        query = (
+            sa.select(*_BUILD_COLUMNS)
+            .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+            .where(t.builds.c.id.in_(newest))
+        )
+        return await self._read(lambda conn: {row.builder: _build_dict(row) for row in conn.execute(query)})
+
+    async def build(self, build_id: int) -> dict[str, Any]:
+        """One build with its steps (and each step's log names)."""
+
+        def fn(conn: sa.Connection) -> dict[str, Any]:
+            row = conn.execute(
+                sa.select(*_BUILD_COLUMNS)
+                .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+                .where(t.builds.c.id == build_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no build {build_id}")
+            build = _build_dict(row)
+            steps = conn.execute(
+                sa.select(t.steps).where(t.steps.c.build_id == build_id).order_by(t.steps.c.number)
+            ).all()
+            names: dict[int, list[str]] = {}
+            if steps:
+                for step_id, name in conn.execute(
+                    sa.select(t.logs.c.step_id, t.logs.c.name).where(t.logs.c.step_id.in_([s.id for s in steps]))
+                ):
+                    names.setdefault(step_id, []).append(name)
+            build["steps"] = [
+                {
+                    "number": s.number,
+                    "name": s.name,
+                    "result": _result_name(s.result),
+                    "started_at": s.started_at,
+                    "finished_at": s.finished_at,
+                    "summary": s.summary,
+                    "hidden": s.hidden,
+                    "logs": sorted(names.get(s.id, [])),
+                }
+                for s in steps
+            ]
+            return build
+
+        return await self._read(fn)
+
+    async def log_lines(self, build_id: int, step_number: int, name: str = "stdio") -> list[tuple[str, str]]:
+        """A stored log as ``(stream, line)`` pairs."""
+
+        def fn(conn: sa.Connection) -> list[tuple[str, str]]:
+            log_id = conn.execute(
+                sa.select(t.logs.c.id)
+                .join(t.steps, t.steps.c.id == t.logs.c.step_id)
+                .where(t.steps.c.build_id == build_id, t.steps.c.number == step_number, t.logs.c.name == name)
+            ).scalar()
+            if log_id is None:
+                raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
+            lines: list[tuple[str, str]] = []
+            for content, streams in conn.execute(
+                sa.select(t.log_chunks.c.content, t.log_chunks.c.streams)
+                .where(t.log_chunks.c.log_id == log_id)
+                .order_by(t.log_chunks.c.first_line)
+            ):
+                lines += zip(streams, content.split("\n"), strict=True)
+            return lines
+
+        return await self._read(fn)
+
+    async def buildrequests(self, *, pending: bool | None = None, limit: int = 200) -> list[dict[str, Any]]:
+        """Requests oldest first when pending, newest first otherwise."""
+        r = t.buildrequests
+        query = sa.select(r, t.buildsets.c.reason).join(t.buildsets, t.buildsets.c.id == r.c.buildset_id)
+        if pending:
+            query = query.where(r.c.complete_at.is_(None)).order_by(r.c.priority.desc(), r.c.id)
+        else:
+            if pending is False:
+                query = query.where(r.c.complete_at.is_not(None))
+            query = query.order_by(r.c.id.desc())
+        query = query.limit(limit)
+
+        def fn(conn: sa.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(query).all()
+            stamps = _sourcestamps(conn, {row.buildset_id for row in rows})
+            out = []
+            for row in rows:
+                first = (stamps.get(row.buildset_id) or (SourceStamp(),))[0]
+                out.append(
+                    {
+                        "id": row.id,
+                        "buildset_id": row.buildset_id,
+                        "builder": row.builder,
+                        "priority": row.priority,
+                        "reason": row.reason,
+                        "branch": first.branch,
+                        "revision": first.revision,
+                        "submitted_at": row.submitted_at,
+                        "claimed_at": row.claimed_at,
+                        "complete_at": row.complete_at,
+                        "result": _result_name(row.result),
+                    }
+                )
+            return out
+
+        return await self._read(fn)
+
+    async def workers(self) -> dict[str, dict[str, Any]]:
+        """What the store remembers of each worker, by name."""
+
+        def fn(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+            return {
+                row.name: {
+                    "info": row.info,
+                    "connected_at": row.connected_at,
+                    "disconnected_at": row.disconnected_at,
+                    "last_seen": row.last_seen,
+                }
+                for row in conn.execute(sa.select(t.workers))
+            }
+
+        return await self._read(fn)
+
+
+# -- helpers that run on the store's thread -------------------------------------------------------
+
+_BUILD_COLUMNS = (
+    t.builds.c.id,
+    t.builds.c.builder,
+    t.builds.c.number,
+    t.builds.c.worker,
+    t.builds.c.result,
+    t.builds.c.branch,
+    t.builds.c.revision,
+    t.builds.c.request_id,
+    t.buildrequests.c.submitted_at,
+    t.builds.c.started_at,
+    t.builds.c.finished_at,
+    t.builds.c.summary,
+)
+
+
+def _result_name(code: int | None) -> str | None:
+    return None if code is None else Result(code).name
+
+
+def _build_dict(row: sa.Row) -> dict[str, Any]:
+    build = row._asdict()
+    build["result"] = _result_name(build["result"])
+    return build
+
+
+def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float, change_ids: list[int]) -> list[BuildRequest]:
+    buildset_id = conn.execute(
+        sql.INSERT_BUILDSET,
+        {
+            "scheduler": spec.scheduler,
+            "reason": spec.reason,
+            "properties": spec.properties,
+            "submitted_at": now,
+        },
+    ).inserted_primary_key[0]
+    conn.execute(
+        sql.INSERT_SOURCESTAMP,
+        [
+            {
+                "buildset_id": buildset_id,
+                "codebase": stamp.codebase,
+                "repository": stamp.repository,
+                "branch": stamp.branch,
+                "revision": stamp.revision,
+                "project": stamp.project,
+            }
+            for stamp in spec.sourcestamps
+        ],
+    )
+    if change_ids:
+        conn.execute(sql.INSERT_BUILDSET_CHANGE, [{"buildset_id": buildset_id, "change_id": c} for c in change_ids])
+    requests = []
+    for builder in spec.builders:
+        request_id = conn.execute(
+            sql.INSERT_REQUEST,
+            {
+                "buildset_id": buildset_id,
+                "builder": builder,
+                "priority": spec.priority,
+                "submitted_at": now,
+            },
+        ).inserted_primary_key[0]
+        requests.append(
+            BuildRequest(
+                id=request_id,
+                buildset_id=buildset_id,
+                builder=builder,
+                sourcestamps=spec.sourcestamps,
+                reason=spec.reason,
+                properties=spec.properties,
+                priority=spec.priority,
+                submitted_at=now,
+            )
+        )
+    return requests
+
+
+def _sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tuple[SourceStamp, ...]]:
+    if not buildset_ids:
+        return {}
+    out: dict[int, list[SourceStamp]] = {}
+    s = t.sourcestamps
+    rows = conn.execute(sa.select(s).where(s.c.buildset_id.in_(buildset_ids)).order_by(s.c.id))
+    for row in rows:
+        out.setdefault(row.buildset_id, []).append(
+            SourceStamp(
+                codebase=row.codebase,
+                repository=row.repository,
+                branch=row.branch,
+                revision=row.revision,
+                project=row.project,
+            )
+        )
+    return {key: tuple(value) for key, value in out.items()}
+
+
+def _complete_buildset(conn: sa.Connection, buildset_id: int, now: float) -> None:
+    """Complete a buildset once none of its requests is pending, with the worst of their results."""
+    results = conn.execute(sql.BUILDSET_REQUESTS, {"p_id": buildset_id}).all()
+    if any(complete_at is None for complete_at, _ in results):
+        return
+    overall = worst(*(Result(code) for _, code in results))
+    conn.execute(sql.COMPLETE_BUILDSET, {"p_id": buildset_id, "p_at": now, "p_result": int(overall)})

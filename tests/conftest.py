@@ -1,0 +1,111 @@
+"""Shared fixtures: real masters, real workers and real databases that clean up after themselves.
+
+A test that needs PostgreSQL skips when none answers at ``FLOWBOT_TEST_POSTGRES`` (default:
+``postgresql+psycopg://postgres@127.0.0.1:5432/test``), except under CI (``CI`` set), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from .support import SAMPLE_PIPELINE, MasterProcess, WorkerProcess, wait_for
+
+POSTGRES_URL = os.environ.get("FLOWBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+# -- databases ----------------------------------------------------------------------------------
+
+
+def _postgres_available() -> str | None:
+    try:
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.connect():
+            pass
+        engine.dispose()
+    except Exception as exc:  # any failure to connect means "not here"
+        return str(exc).splitlines()[0]
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> str:
+    """The PostgreSQL URL; skips the test locally (fails it in CI) when nothing answers there."""
+    problem = _postgres_available()
+    if problem:
+        message = f"PostgreSQL is not available at {POSTGRES_URL}: {problem}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_db(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped afterwards."""
+    name = f"flowbot_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.make_url(postgres_server).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test using this runs twice: on a SQLite file and on a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state.sqlite'}"
+    return request.getfixturevalue("postgres_db")
+
+
+@pytest.fixture
+def master_factory(tmp_path: Path) -> Iterator[Callable[..., MasterProcess]]:
+    """Start ``flowbot start`` on a directory holding ``pipeline`` (source text); stopped at teardown."""
+    started: list[MasterProcess] = []
+
+    def start(
+        pipeline: str = SAMPLE_PIPELINE, *, name: str = "master", wait: bool = True, **options: object
+    ) -> MasterProcess:
+        basedir = tmp_path / name
+        basedir.mkdir(exist_ok=True)
+        (basedir / "pipeline.py").write_text(textwrap.dedent(pipeline))
+        master = MasterProcess(basedir, **options)
+        started.append(master)
+        return master.wait_ready() if wait else master
+
+    yield start
+    for master in started:
+        master.stop()
+
+
+@pytest.fixture
+def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start ``flowbot-worker`` processes; stopped at teardown."""
+    started: list[WorkerProcess] = []
+
+    def start(master: MasterProcess, name: str, secret: str, *, wait: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(master.endpoint, name, secret, tmp_path / name)
+        started.append(worker)
+        if wait:
+            wait_for(
+                lambda: any(w["name"] == name and w["connected"] for w in master.client.workers()),
+                20,
+                f"worker {name} to connect",
+            )
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()

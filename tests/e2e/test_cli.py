@@ -1,0 +1,210 @@
+"""The ``flowbot`` command line as a user types it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from ..support import MasterProcess, finished_builds, wait_for
+
+
+def flowbot(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flowbot", *args], capture_output=True, text=True, cwd=cwd, timeout=timeout
+    )
+
+
+def test_create_master_writes_a_sample_that_checks_and_runs(tmp_path, worker_factory):
+    created = flowbot("create-master", str(tmp_path / "m"))
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "m" / "pipeline.py").exists()
+    assert "OK: 2 workers, 2 schedulers, 2 builders" in flowbot("checkconfig", str(tmp_path / "m")).stdout
+    again = flowbot("create-master", str(tmp_path / "m"))
+    assert again.returncode == 1 and "not overwriting" in again.stderr
+
+    # The sample runs as written
+    master = MasterProcess(tmp_path / "m").wait_ready()
+    try:
+        worker_factory(master, "w1", "change-me")
+        worker_factory(master, "w2", "other")
+        sent = flowbot(
+            "sendchange",
+            "--master",
+            master.url,
+            "--branch",
+            "main",
+            "--revision",
+            "1a2b3c",
+            "--who",
+            "alice",
+            "--comments",
+            "fix parser",
+            "src/parser.py",
+        )
+        assert sent.returncode == 0, sent.stderr
+        assert "change 1 accepted" in sent.stdout
+        forced = flowbot("force", "--master", master.url, "unit")
+        assert forced.returncode == 0 and "forced unit" in forced.stdout
+        builds = finished_builds(master.client, 3)
+        assert sorted(b["result"] for b in builds) == ["FAILURE", "SUCCESS", "SUCCESS"]
+        change = master.client.request("GET", f"/api/builds/{builds[0]['id']}")
+        assert change["revision"] == "1a2b3c"
+
+        status = flowbot("status", "--master", master.url)
+        assert status.returncode == 0, status.stderr
+        for text in ("Builders", "unit", "lint", "FAILURE", "SUCCESS", "Workers", "w1", "connected", "ms"):
+            assert text in status.stdout, text
+
+        stopped = flowbot("stop", str(tmp_path / "m"))
+        assert stopped.returncode == 0, stopped.stderr
+        assert master.proc.wait(timeout=10) == 0
+        assert "stopped" in master.log()
+        assert not (tmp_path / "m" / "master.pid").exists()
+    finally:
+        master.stop()
+
+
+BROKEN = {
+    "syntax": ("from flowbot import Pipeline\n\npipeline = = Pipeline()\n", 3, "syntax error: invalid syntax"),
+    "unknown builder": (
+        """\
+        from flowbot import Pipeline, Worker, Builder, Shell, AnyBranchScheduler
+        pipeline = Pipeline(
+            workers=[Worker("w1")],
+            schedulers=[
+                AnyBranchScheduler("s", builders=["unti"]),
+            ],
+            builders=[Builder("unit", workers=["w1"], steps=[Shell("true")])],
+        )
+        """,
+        5,
+        "scheduler 's' names builder 'unti', which no builder defines",
+    ),
+    "undeclared worker": (
+        """\
+        from flowbot import Pipeline, Worker, Builder, Shell
+        pipeline = Pipeline(
+            workers=[Worker("w1")],
+            builders=[
+                Builder("unit", workers=["w7"], steps=[Shell("true")]),
+            ],
+        )
+        """,
+        5,
+        "builder 'unit' names worker 'w7', which no worker declares",
+    ),
+    "duplicate": (
+        """\
+        from flowbot import Pipeline, Worker, Builder, Shell
+        pipeline = Pipeline(
+            workers=[Worker("w1")],
+            builders=[
+                Builder("unit", workers=["w1"], steps=[Shell("true")]),
+                Builder("unit", workers=["w1"], steps=[Shell("false")]),
+            ],
+        )
+        """,
+        6,
+        "duplicate builder name 'unit'",
+    ),
+    "exception": (
+        "from flowbot import Pipeline\n\nraise RuntimeError('no such thing')\n",
+        3,
+        "RuntimeError: no such thing",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN))
+def test_a_broken_pipeline_is_refused_with_file_line_and_problem(tmp_path, case):
+    source, line, problem = BROKEN[case]
+    (tmp_path / "pipeline.py").write_text(textwrap.dedent(source))
+    expected = f"{tmp_path / 'pipeline.py'}:{line}: {problem}"
+    for command in ("checkconfig", "start"):
+        result = flowbot(command, str(tmp_path), timeout=30)
+        assert result.returncode == 1
+        assert expected in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_commands_say_clearly_when_no_master_answers(tmp_path):
+    result = flowbot("status", "--master", "http://127.0.0.1:9")
+    assert result.returncode == 1
+    assert "no master answers at http://127.0.0.1:9" in result.stderr
+    result = flowbot("stop", str(tmp_path))
+    assert result.returncode == 1 and "no master is running" in result.stderr
+
+
+def test_a_second_master_on_the_same_port_says_why_it_cannot_start(master_factory, tmp_path):
+    master = master_factory()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pipeline.py").write_text((master.basedir / "pipeline.py").read_text())
+    result = flowbot("start", str(other), "--http", f"127.0.0.1:{master.http_port}", timeout=30)
+    assert result.returncode == 1
+    assert f"cannot listen for HTTP on 127.0.0.1:{master.http_port}" in result.stderr
+
+
+def test_demo_once_runs_builds_that_pass_and_fail():
+    result = flowbot("demo", "--once", timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "8 builds in" in out
+    assert out.count("SUCCESS") >= 7 and "FAILURE" in out
+    assert "lint: wip branches must not land" in out
+    assert "The master's API is at http://127.0.0.1:" in out
+
+
+def test_worker_command_refuses_to_run_without_a_secret(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "flowbot_worker", "--name", "w1", "--basedir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1
+    assert "no secret" in result.stderr
+
+
+def test_worker_directories_keep_their_settings(tmp_path, master_factory):
+    master = master_factory()
+    (tmp_path / "secret").write_text("change-me\n")
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "flowbot_worker",
+            "create-worker",
+            str(tmp_path / "w1"),
+            "--master",
+            master.endpoint,
+            "--name",
+            "w1",
+            "--secret-file",
+            str(tmp_path / "secret"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert created.returncode == 0, created.stderr
+    assert (tmp_path / "w1" / "worker.json").stat().st_mode & 0o077 == 0
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flowbot_worker", "start", str(tmp_path / "w1")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: any(w["name"] == "w1" and w["connected"] for w in master.client.workers()),
+            20,
+            "the worker to connect",
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)

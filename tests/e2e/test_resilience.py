@@ -1,0 +1,142 @@
+"""What happens when things go wrong: refused workers, killed workers, a killed master, garbage."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import zmq
+from flowbot_worker import protocol
+
+from ..support import finished_builds, running_build, wait_for
+
+SLOW_PIPELINE = """
+    from flowbot import Pipeline, Worker, Builder, Shell, AnyBranchScheduler, ForceScheduler
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s1"), Worker("w2", secret="s2")],
+        schedulers=[AnyBranchScheduler("changes", builders=["slow"]), ForceScheduler("force", builders=["slow"])],
+        builders=[Builder("slow", workers=["w1", "w2"], steps=[Shell("sleep {seconds}; echo slept", name="sleep")])],
+    )
+"""
+
+
+def test_a_worker_with_the_wrong_secret_is_refused_and_told_why(master_factory, worker_factory):
+    master = master_factory()
+    impostor = worker_factory(master, "w1", "not-the-secret", wait=False)
+    wait_for(lambda: "refused worker 'w1': bad signature" in master.log(), 15, "the master to log the refusal")
+    wait_for(lambda: "refused this worker" in impostor.log(), 15, "the worker to log the refusal")
+    assert "secret" in impostor.log()
+    assert not any(w["connected"] for w in master.client.workers())
+
+
+def test_an_undeclared_worker_is_refused(master_factory, worker_factory):
+    master = master_factory()
+    stranger = worker_factory(master, "w9", "whatever", wait=False)
+    wait_for(lambda: "refused worker 'w9': unknown worker" in master.log(), 15, "the refusal")
+    wait_for(lambda: "unknown worker" in stranger.log(), 15, "the worker to hear why")
+
+
+def test_a_worker_killed_mid_build_makes_it_retry_and_the_request_runs_again(master_factory, worker_factory):
+    # Given a build running on w1, and w2 available too
+    master = master_factory(SLOW_PIPELINE.format(seconds=1))
+    w1 = worker_factory(master, "w1", "s1")
+    (request_id,) = master.client.force("slow")
+    first = running_build(master.client, "slow")
+    assert first["worker"] == "w1"
+    worker_factory(master, "w2", "s2")
+
+    # When w1 dies without a word
+    w1.kill()
+
+    # Then its build ends as RETRY within the liveness window and the same request runs again on w2
+    retried, rerun = finished_builds(master.client, 2, timeout=20)
+    assert (retried["id"], retried["result"], retried["request_id"]) == (first["id"], "RETRY", request_id)
+    assert (rerun["result"], rerun["worker"], rerun["request_id"]) == ("SUCCESS", "w2", request_id)
+    assert rerun["number"] == retried["number"] + 1
+    assert master.client.buildrequests(pending=True) == []
+    assert "worker w1 lost" in master.log()
+    workers = {w["name"]: w for w in master.client.workers()}
+    assert not workers["w1"]["connected"]
+
+
+def test_a_master_killed_and_restarted_finishes_every_accepted_request(master_factory, worker_factory):
+    # Given a master with a queue: one build running, the rest waiting
+    master = master_factory(SLOW_PIPELINE.format(seconds=0.3))
+    worker_factory(master, "w1", "s1")
+    accepted = [master.client.sendchange(branch="main", revision=f"rev{i}")["buildrequest_ids"][0] for i in range(6)]
+    running = running_build(master.client, "slow")
+
+    # When the master is killed with SIGKILL and started again on the same directory and ports
+    master.kill()
+    again = master_factory(
+        SLOW_PIPELINE.format(seconds=0.3), wait=True, http_port=master.http_port, zmq_port=master.zmq_port
+    )
+
+    # Then the worker comes back by itself, the interrupted build is RETRY, and every request succeeds
+    wait_for(lambda: again.client.buildrequests(pending=True) == [], 60, "every request to complete")
+    builds = again.client.builds(limit=100)
+    by_id = {b["id"]: b for b in builds}
+    assert by_id[running["id"]]["result"] == "RETRY"
+    succeeded = {b["request_id"] for b in builds if b["result"] == "SUCCESS"}
+    assert succeeded == set(accepted)
+    assert {b["revision"] for b in builds if b["result"] == "SUCCESS"} == {f"rev{i}" for i in range(6)}
+    assert "were running when the master stopped" in again.log()
+
+
+def test_garbage_on_the_worker_socket_is_dropped_and_counted_without_harm(master_factory, worker_factory):
+    master = master_factory()
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(master.endpoint)
+    try:
+        # When someone sends everything but a valid message
+        good = protocol.Channel(b"change-me")
+        hello = good.pack(protocol.HELLO, {"name": "w1", "version": protocol.VERSION, "info": {}, "held": {}})
+        garbage = [
+            [b"x"],
+            [b"FBP1", b"", b"{", b"}"],
+            [b"NOPE", b"", b"{}", b"{}"],
+            [b"FBP1", b"", b"[]", b"{}"],
+            [b"FBP1", b"", json.dumps({"type": "boom", "session": "s", "seq": 1, "msg_id": "m"}).encode(), b"{}"],
+            [b"FBP1", b"", b"{" + b" " * 10_000 + b"}", b"{}"],
+            protocol.Channel(b"wrong-key").pack(protocol.HELLO, {"name": "w1", "version": 1, "info": {}, "held": {}}),
+            good.pack(protocol.FINISHED, {"cmd_id": "x", "rc": 0}),  # from a route that never said hello
+            [b"FBP1", b"\xff" * 64, b"\xff\xfe", b"\x00"],
+        ]
+        for frames in garbage:
+            sock.send_multipart(frames)
+        # ... and a signed hello (it knows w1's secret), then that hello again as a replay
+        sock.send_multipart(hello)
+        sock.send_multipart(hello)
+        time.sleep(0.2)
+    finally:
+        sock.close()
+        ctx.term()
+    # The one valid hello made a connection that then went silent: it is lost after the liveness window
+    wait_for(lambda: "worker w1 lost" in master.log(), 10, "the silent connection to be dropped")
+
+    # Then the master is still fine: it serves the API and runs builds with real workers
+    worker_factory(master, "w1", "change-me")
+    worker_factory(master, "w2", "other")
+    master.client.sendchange(branch="main", revision="after-garbage")
+    results = sorted(b["result"] for b in finished_builds(master.client, 2))
+    assert results == ["FAILURE", "SUCCESS"]
+    log = master.log()
+    for reason in ("bad-tag", "bad-json", "bad-type", "oversized", "unknown-route", "replay", "short"):
+        assert reason in log, reason
+    assert "Traceback" not in log
+
+
+def test_a_worker_outlives_its_master_and_reconnects_when_it_returns(master_factory, worker_factory):
+    master = master_factory()
+    worker = worker_factory(master, "w1", "change-me")
+    master.stop()
+    assert worker.alive()
+    again = master_factory(http_port=master.http_port, zmq_port=master.zmq_port)
+    wait_for(
+        lambda: any(w["name"] == "w1" and w["connected"] for w in again.client.workers()), 40, "the worker to reconnect"
+    )
+    again.client.force("unit")
+    (build,) = finished_builds(again.client, 1)
+    assert (build["result"], build["worker"]) == ("SUCCESS", "w1")

@@ -1,0 +1,184 @@
+"""What the tests share besides fixtures: real processes, waiting, and reading a master's API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flowbot.client import Client, MasterUnreachable
+
+#: Heartbeat for test masters: a silent worker is lost after 3 x this.
+TEST_HEARTBEAT = 0.3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail the test after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+class Process:
+    """A child process whose combined output goes to a log file."""
+
+    def __init__(self, argv: list[str], log: Path, env: dict[str, str] | None = None, cwd: Path | None = None):
+        self.argv = argv
+        self.log_path = log
+        self._log = open(log, "ab")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            argv, stdout=self._log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye, no cleanup (a crash)."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 15.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+class MasterProcess(Process):
+    """``flowbot start`` on free loopback ports."""
+
+    def __init__(
+        self,
+        basedir: Path,
+        db: str | None = None,
+        heartbeat: float = TEST_HEARTBEAT,
+        http_port: int | None = None,
+        zmq_port: int | None = None,
+    ):
+        self.basedir = basedir
+        self.http_port = http_port or free_port()
+        self.zmq_port = zmq_port or free_port()
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.endpoint = f"tcp://127.0.0.1:{self.zmq_port}"
+        self.db = db
+        argv = [
+            sys.executable,
+            "-m",
+            "flowbot",
+            "start",
+            str(basedir),
+            "--http",
+            f"127.0.0.1:{self.http_port}",
+            "--zmq",
+            self.endpoint,
+            "--heartbeat",
+            str(heartbeat),
+        ]
+        if db:
+            argv += ["--db", db]
+        super().__init__(argv, basedir.parent / f"{basedir.name}.log")
+        self.client = Client(self.url, timeout=10)
+
+    def wait_ready(self, timeout: float = 30.0) -> MasterProcess:
+        def ready() -> bool:
+            if not self.alive():
+                pytest.fail(f"master exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                self.client.builders()
+            except MasterUnreachable:
+                return False
+            return True
+
+        wait_for(ready, timeout, "the master's HTTP API")
+        return self
+
+
+class WorkerProcess(Process):
+    """``flowbot-worker`` dialing a master."""
+
+    def __init__(self, endpoint: str, name: str, secret: str, basedir: Path):
+        self.name = name
+        self.basedir = basedir
+        super().__init__(
+            [sys.executable, "-m", "flowbot_worker", "--master", endpoint, "--name", name, "--basedir", str(basedir)],
+            basedir.parent / f"{name}.log",
+            env={"FLOWBOT_WORKER_SECRET": secret},
+        )
+
+
+#: The pipeline of the walking-skeleton issue, exactly as written there.
+SAMPLE_PIPELINE = """\
+from flowbot import Pipeline, Worker, Builder, Shell, AnyBranchScheduler, ForceScheduler
+
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="change-me"), Worker("w2", secret="other")],
+    schedulers=[
+        AnyBranchScheduler("on-change", builders=["unit", "lint"]),
+        ForceScheduler("force", builders=["unit", "lint"]),
+    ],
+    builders=[
+        Builder("unit", workers=["w1", "w2"], steps=[
+            Shell("echo testing $FLOWBOT_REVISION", name="test"),
+            Shell(["python", "-c", "print('done')"], name="report"),
+        ]),
+        Builder("lint", workers=["w2"], steps=[Shell("exit 3", name="lint")]),
+    ],
+)
+"""
+
+
+def finished_builds(client: Client, count: int, timeout: float = 30.0, **query: Any) -> list[dict[str, Any]]:
+    """Wait until at least ``count`` builds (matching ``query``) have a result; oldest first."""
+
+    def done() -> list[dict[str, Any]] | None:
+        builds = [b for b in client.builds(limit=200, **query) if b["result"] is not None]
+        return sorted(builds, key=lambda b: b["id"]) if len(builds) >= count else None
+
+    return wait_for(done, timeout, f"{count} finished builds")
+
+
+def running_build(client: Client, builder: str, timeout: float = 20.0) -> dict[str, Any]:
+    """Wait until ``builder`` has a build running, and return it."""
+
+    def running() -> dict[str, Any] | None:
+        return next((b for b in client.builds(builder=builder, limit=5) if b["result"] is None), None)
+
+    return wait_for(running, timeout, f"a running build of {builder}")
+
+
+def step_log(client: Client, build_id: int, step: int) -> str:
+    return client.request("GET", f"/api/builds/{build_id}/steps/{step}/log")

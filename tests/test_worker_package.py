@@ -1,0 +1,58 @@
+"""The worker is its own small distribution: a worker host installs pyzmq and dulwich, nothing else."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("flowbot", "tornado", "pandas", "sqlalchemy", "alembic", "ipywidgets", "nbformat")
+
+
+def test_the_worker_runs_with_the_master_side_libraries_unimportable():
+    # Given an interpreter where importing flowbot or any master-side library fails
+    script = f"""
+import sys
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {HEAVY!r}:
+            raise ImportError(f"{{name}} must not be imported by the worker")
+sys.meta_path.insert(0, Refuse())
+import flowbot_worker, flowbot_worker.cli, flowbot_worker.worker, flowbot_worker.commands
+sys.argv = ["flowbot-worker", "--help"]
+flowbot_worker.cli.main()
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    # Then the worker still loads completely
+    assert result.returncode == 0, result.stderr
+    assert "flowbot-worker" in result.stdout
+
+
+def test_the_worker_distribution_declares_only_what_a_worker_needs():
+    worker = tomllib.loads((ROOT / "worker" / "pyproject.toml").read_text())["project"]
+    names = {dep.split(">")[0].split("=")[0].split("[")[0].strip().lower() for dep in worker["dependencies"]}
+    assert names == {"pyzmq", "dulwich"}
+    assert worker["scripts"]["flowbot-worker"] == "flowbot_worker.cli:main"
+    master = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert set(master["scripts"]) == {"flowbot", "flowbot-worker"}
+
+
+@pytest.mark.timeout(600)
+def test_pip_install_worker_alone_pulls_in_no_master_libraries(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = venv / "bin" / "pip"
+    source = shutil.copytree(ROOT / "worker", tmp_path / "worker", ignore=shutil.ignore_patterns("build", "*.egg-info"))
+    install = subprocess.run([str(pip), "install", "-q", str(source)], capture_output=True, text=True, timeout=540)
+    assert install.returncode == 0, install.stderr
+    listed = subprocess.run([str(pip), "list", "--format=freeze"], capture_output=True, text=True, check=True)
+    installed = {line.split("==")[0].lower() for line in listed.stdout.splitlines()}
+    assert {"flowbot-worker", "pyzmq", "dulwich"} <= installed
+    assert not installed & {"tornado", "pandas", "sqlalchemy", "ipywidgets", "alembic", "flowbot"}
+    helped = subprocess.run([str(venv / "bin" / "flowbot-worker"), "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--secret-file" in helped.stdout

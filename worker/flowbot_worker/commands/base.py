@@ -1,0 +1,61 @@
+"""What every worker command shares: its arguments, its output, and a safe working directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..errors import CommandError
+from ..output import OutputBuffer
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a command ended; becomes the content of the ``finished`` message."""
+
+    #: Exit code; negative for a signal; None when no process ran.
+    rc: int | None
+    #: Why it ended early: ``timeout``, ``max_time``, ``interrupted``, ``error``; None when it ran out.
+    reason: str | None = None
+    #: A human-readable explanation to show in the step's log.
+    message: str = ""
+
+
+class Command:
+    """Base class for commands; a subclass sets ``name`` and implements ``run``.
+
+    Args:
+        cmd_id: the master's id for this command (start is idempotent by it).
+        args: the command's arguments as the master sent them.
+        basedir: the worker's base directory; nothing may run or write outside it.
+        output: where the command's output goes.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, cmd_id: str, args: dict[str, Any], basedir: Path, output: OutputBuffer):
+        self.cmd_id = cmd_id
+        self.args = args
+        self.basedir = basedir
+        self.output = output
+
+    async def run(self) -> Outcome:
+        raise NotImplementedError
+
+    def interrupt(self, reason: str, grace: float) -> None:
+        """Ask the command to stop; the default has nothing to stop."""
+
+    def resume_reading(self) -> None:
+        """The output window has room again; the default never paused."""
+
+    def directory(self) -> Path:
+        """``basedir/builddir/workdir``, created if missing, refused if it escapes basedir."""
+        builddir = str(self.args.get("builddir") or ".")
+        workdir = str(self.args.get("workdir") or ".")
+        path = (self.basedir / builddir / workdir).resolve()
+        base = self.basedir.resolve()
+        if path != base and base not in path.parents:
+            raise CommandError(f"directory {builddir}/{workdir} is outside the worker's basedir")
+        path.mkdir(parents=True, exist_ok=True)
+        return path

@@ -1,0 +1,129 @@
+"""Buffering, flushing and flow control for one command's output.
+
+Output is sent in ``output`` messages, flushed by size or by age, each carrying its stream and the
+byte offset it starts at. Bytes stay here until the master acknowledges them, for two reasons: a
+worker that reconnects within the liveness window replays what the master has not yet got, and a
+command may not have more than a window of unacknowledged bytes in flight. Past that window the
+command stops reading its process's pipes, so a step that prints gigabytes blocks in ``write``
+instead of growing anyone's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from . import protocol
+from .defaults import OUTPUT_FLUSH_BYTES, OUTPUT_FLUSH_DELAY, OUTPUT_WINDOW
+
+Send = Callable[[str, dict, tuple[bytes, ...]], None]
+
+
+class _Stream:
+    __slots__ = ("acked_upto", "pending", "unacked")
+
+    def __init__(self) -> None:
+        self.pending = bytearray()  # read from the process, not yet sent
+        self.unacked = bytearray()  # sent, not yet acknowledged
+        self.acked_upto = 0  # offset of unacked[0]
+
+    @property
+    def sent_upto(self) -> int:
+        return self.acked_upto + len(self.unacked)
+
+
+class OutputBuffer:
+    """The outgoing output of one command.
+
+    Args:
+        cmd_id: the command the output belongs to.
+        send: how to send a message to the master (a no-op while disconnected).
+        on_window_open: called when acknowledgements make room after the window was full.
+    """
+
+    def __init__(
+        self,
+        cmd_id: str,
+        send: Send,
+        on_window_open: Callable[[], None],
+        *,
+        flush_bytes: int = OUTPUT_FLUSH_BYTES,
+        flush_delay: float = OUTPUT_FLUSH_DELAY,
+        window: int = OUTPUT_WINDOW,
+    ):
+        self.cmd_id = cmd_id
+        self._send = send
+        self._on_window_open = on_window_open
+        self.flush_bytes = flush_bytes
+        self.flush_delay = flush_delay
+        self.window = window
+        self._streams: dict[str, _Stream] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._buffered = 0
+
+    def write(self, stream: str, data: bytes) -> None:
+        """Take bytes the process wrote; they leave by size or after ``flush_delay``."""
+        s = self._streams.get(stream)
+        if s is None:
+            s = self._streams[stream] = _Stream()
+        s.pending += data
+        self._buffered += len(data)
+        if self._buffered >= self.flush_bytes:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.flush_delay, self.flush)
+
+    def flush(self) -> None:
+        """Send everything pending now (called by size, by timer, and when the process ends)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for name, s in self._streams.items():
+            if s.pending:
+                data = bytes(s.pending)
+                content = {"cmd_id": self.cmd_id, "stream": name, "offset": s.sent_upto}
+                s.unacked += data
+                s.pending.clear()
+                self._send(protocol.OUTPUT, content, (data,))
+        self._buffered = 0
+
+    @property
+    def full(self) -> bool:
+        """True while more than a window of bytes waits for acknowledgement."""
+        return self.in_flight > self.window
+
+    @property
+    def in_flight(self) -> int:
+        return sum(len(s.unacked) + len(s.pending) for s in self._streams.values())
+
+    def ack(self, offsets: dict[str, int]) -> None:
+        """The master holds every byte below ``offsets[stream]``; forget them."""
+        was_full = self.full
+        for name, offset in offsets.items():
+            s = self._streams.get(name)
+            if s is None or not isinstance(offset, int):
+                continue
+            drop = min(max(offset - s.acked_upto, 0), len(s.unacked))
+            del s.unacked[:drop]
+            s.acked_upto += drop
+        if was_full and not self.full:
+            self._on_window_open()
+
+    def offsets(self) -> dict[str, list[int]]:
+        """Per stream, the range of bytes still held: ``[acked_upto, sent_upto]`` (for hello)."""
+        return {name: [s.acked_upto, s.sent_upto] for name, s in self._streams.items()}
+
+    def replay(self, offsets: dict[str, int]) -> None:
+        """Re-send what the master is missing after a reconnect, from the offsets it holds."""
+        for name, s in self._streams.items():
+            start = offsets.get(name, 0)
+            if not isinstance(start, int) or start >= s.sent_upto:
+                continue
+            start = max(start, s.acked_upto)
+            data = bytes(s.unacked[start - s.acked_upto :])
+            self._send(protocol.OUTPUT, {"cmd_id": self.cmd_id, "stream": name, "offset": start}, (data,))
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None

@@ -1,0 +1,191 @@
+"""FBP1, the wire protocol between a flowbot master and its workers.
+
+This module is the only definition of the protocol: the worker uses it directly and the master
+imports it. A message is a list of ZeroMQ frames (after the ROUTER's routing id on the master)::
+
+    [b"FBP1", signature, header_json, content_json, *blobs]
+
+``signature`` is the hex HMAC-SHA256 of header, content and blobs under the worker's secret, as in
+Jupyter's kernel protocol; it is empty only when both sides run without a secret. ``header`` holds
+``msg_id``, ``type``, ``session`` (new for every process), ``seq`` (strictly increasing per session),
+``re`` (the ``msg_id`` this answers) and ``date``. A message whose ``seq`` is not above the last one
+seen from its session is a replay and is refused.
+
+Nothing here does I/O, so both sides (and the tests) share it as plain functions and one small class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from .defaults import MAX_BLOB_BYTES, MAX_CONTENT_BYTES, MAX_HEADER_BYTES, PROTOCOL_TAG
+from .errors import ProtocolError
+
+#: Protocol version announced in ``hello``; a master refuses versions it does not speak.
+VERSION = 1
+
+# Message types, worker to master.
+HELLO = "hello"
+OUTPUT = "output"
+FINISHED = "finished"
+# Message types, master to worker.
+WELCOME = "welcome"
+DISCONNECT = "disconnect"
+START_COMMAND = "start_command"
+INTERRUPT = "interrupt"
+SHUTDOWN = "shutdown"
+# Either way.
+HEARTBEAT = "heartbeat"
+ACK = "ack"
+
+#: Every type a peer may send; anything else is malformed.
+TYPES = frozenset({HELLO, OUTPUT, FINISHED, WELCOME, DISCONNECT, START_COMMAND, INTERRUPT, SHUTDOWN, HEARTBEAT, ACK})
+
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _dumps(obj: Any) -> bytes:
+    # A lone surrogate (which json.loads makes from a peer's "\udc80") cannot be UTF-8: write it
+    # as the same JSON escape instead of failing.
+    return _encode_json(obj).encode("utf-8", "backslashreplace")
+
+
+_loads = json.loads
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One decoded message. ``content`` is the JSON object; ``blobs`` carry raw bytes (output)."""
+
+    type: str
+    header: dict[str, Any]
+    content: dict[str, Any]
+    blobs: tuple[bytes, ...] = ()
+
+    @property
+    def msg_id(self) -> str:
+        return self.header["msg_id"]
+
+    @property
+    def session(self) -> str:
+        return self.header["session"]
+
+
+def sign(key: bytes, parts: list[bytes]) -> bytes:
+    """The hex HMAC-SHA256 of ``parts`` under ``key``; empty when there is no key."""
+    if not key:
+        return b""
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        mac.update(part)
+    return mac.hexdigest().encode()
+
+
+def parse(frames: list[bytes]) -> Message:
+    """Decode frames into a :class:`Message` without checking the signature.
+
+    Raises :class:`ProtocolError` for anything that is not a well-formed FBP1 message, so a caller
+    can count and drop it. The master parses first to learn who claims to be speaking (``hello``
+    names the worker), then checks the signature with that worker's secret.
+    """
+    if len(frames) < 4:
+        raise ProtocolError("short", f"{len(frames)} frames")
+    tag, _signature, raw_header, raw_content, *blobs = frames
+    if tag != PROTOCOL_TAG:
+        raise ProtocolError("bad-tag", repr(bytes(tag[:16])))
+    if len(raw_header) > MAX_HEADER_BYTES or len(raw_content) > MAX_CONTENT_BYTES:
+        raise ProtocolError("oversized", "header or content")
+    if sum(len(b) for b in blobs) > MAX_BLOB_BYTES:
+        raise ProtocolError("oversized", "blobs")
+    try:
+        header = _loads(raw_header)
+        content = _loads(raw_content)
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: too deeply nested
+        raise ProtocolError("bad-json", str(exc)) from None
+    if not isinstance(header, dict) or not isinstance(content, dict):
+        raise ProtocolError("bad-json", "header and content must be objects")
+    kind = header.get("type")
+    if not isinstance(kind, str) or kind not in TYPES:  # a list or object is unhashable
+        raise ProtocolError("bad-type", repr(kind)[:40])
+    if not isinstance(header.get("session"), str) or not isinstance(header.get("seq"), int):
+        raise ProtocolError("bad-header", "session and seq are required")
+    if not isinstance(header.get("msg_id"), str):
+        raise ProtocolError("bad-header", "msg_id is required")
+    return Message(kind, header, content, tuple(bytes(b) for b in blobs))
+
+
+class Channel:
+    """One side of a link: signs what it sends and checks what it receives.
+
+    Args:
+        key: the shared secret (the worker's); empty disables signing on a trusted loopback.
+        session: this process's session id; a fresh one is made when omitted.
+    """
+
+    def __init__(self, key: bytes, session: str | None = None):
+        self.key = key
+        self.session = session or uuid.uuid4().hex
+        self._prefix = self.session[:12] + "-"
+        self._seq = 0
+        #: Last ``seq`` accepted from each peer session (replay protection).
+        self._last_seq: dict[str, int] = {}
+
+    def pack(
+        self,
+        kind: str,
+        content: dict[str, Any] | None = None,
+        blobs: tuple[bytes, ...] | list[bytes] = (),
+        re: str | None = None,
+    ) -> list[bytes]:
+        """Encode and sign a message; returns the frames to send (without routing id)."""
+        self._seq += 1
+        header = {
+            "msg_id": self._prefix + str(self._seq),
+            "type": kind,
+            "session": self.session,
+            "seq": self._seq,
+            "re": re,
+            "date": time.time(),
+        }
+        parts = [_dumps(header), _dumps(content or {}), *blobs]
+        return [PROTOCOL_TAG, sign(self.key, parts), *parts]
+
+    def accept(self, frames: list[bytes], message: Message | None = None) -> Message:
+        """Parse (unless ``message`` is given), verify the signature and refuse replays."""
+        if message is None:
+            message = parse(frames)
+        expected = sign(self.key, frames[2:])
+        if not hmac.compare_digest(expected, bytes(frames[1])):
+            raise ProtocolError("bad-signature", f"{message.type} from session {message.session[:12]}")
+        last = self._last_seq.get(message.session, 0)
+        if message.header["seq"] <= last:
+            raise ProtocolError("replay", f"seq {message.header['seq']} <= {last}")
+        self._last_seq[message.session] = message.header["seq"]
+        return message
+
+    def forget(self, session: str) -> None:
+        """Drop replay state for a peer session that is gone for good."""
+        self._last_seq.pop(session, None)
+
+
+def unsigned(kind: str, content: dict[str, Any]) -> list[bytes]:
+    """An unsigned message, used only for refusals to a peer whose key is unknown or wrong.
+
+    A worker treats an unsigned ``disconnect`` as "say hello again later"; it never acts on any
+    other unsigned message.
+    """
+    header = {
+        "msg_id": uuid.uuid4().hex,
+        "type": kind,
+        "session": "",
+        "seq": 0,
+        "re": None,
+        "date": time.time(),
+    }
+    return [PROTOCOL_TAG, b"", _dumps(header), _dumps(content)]

@@ -1,0 +1,355 @@
+"""A worker's side of the link: dial out to the master, say hello, run what it is told.
+
+The worker opens a DEALER socket to the master's ROUTER, so it can sit behind NAT. It signs every
+message with its secret and checks every message from the master. When the master goes silent for
+longer than the liveness window, or refuses it, the worker closes the socket, waits (backing off
+from 1 s to 32 s), opens a fresh one and says hello again, listing the commands it still holds so
+the master can resume them, or tell it to cancel them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import platform
+import socket
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from . import __version__, protocol
+from .commands import COMMANDS, Command, Outcome
+from .defaults import (
+    FINISHED_RESEND,
+    HEARTBEAT_INTERVAL,
+    HELLO_TIMEOUT,
+    LIVENESS,
+    RECONNECT_MAX,
+    RECONNECT_MIN,
+    SIGTERM_GRACE,
+)
+from .errors import CommandError, ProtocolError
+from .output import OutputBuffer
+
+log = logging.getLogger("flowbot_worker")
+
+#: How many finished-and-acknowledged command ids to remember, so a repeated start is not rerun.
+_REMEMBERED = 1024
+
+
+class _Unknown(Command):
+    """Stands in for a command this worker does not have, so the master hears why."""
+
+    name = "unknown"
+
+    async def run(self) -> Outcome:
+        return Outcome(None, "error", f"this worker has no command {self.args['name']!r}")
+
+
+@dataclass(eq=False)
+class _Held:
+    """A command the worker holds: running, or finished and waiting for the master's ack."""
+
+    command: Command
+    output: OutputBuffer
+    started: float
+    task: asyncio.Task | None = None
+    finished: dict[str, Any] | None = None
+    finished_sent_at: float = field(default=0.0)
+
+
+class Worker:
+    """One worker process.
+
+    Args:
+        master: the master's ZeroMQ endpoint, e.g. ``tcp://ci.example.org:9989``.
+        name: the name the master knows this worker by.
+        secret: the shared secret that signs every message.
+        basedir: where builds run; one directory per builder is made inside it.
+    """
+
+    def __init__(self, master: str, name: str, secret: str, basedir: str | Path):
+        self.master = master
+        self.name = name
+        self.basedir = Path(basedir).resolve()
+        self.channel = protocol.Channel(secret.encode())
+        self.heartbeat = HEARTBEAT_INTERVAL
+        self.liveness = LIVENESS
+        self.flush_settings: dict[str, Any] = {}
+        self._ctx = zmq.asyncio.Context()
+        self._sock: zmq.asyncio.Socket | None = None
+        self._welcomed = False
+        self._held: dict[str, _Held] = {}
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._last_sent = 0.0
+        self._last_recv = 0.0
+        self._stop = asyncio.Event()
+        self._graceful = False
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Stay connected until :meth:`stop` or a ``shutdown`` from the master."""
+        self.basedir.mkdir(parents=True, exist_ok=True)
+        backoff = RECONNECT_MIN
+        try:
+            while not self._stop.is_set():
+                welcomed = await self._session()
+                if self._stop.is_set():
+                    break
+                if welcomed:
+                    backoff = RECONNECT_MIN
+                log.info("reconnecting to %s in %.0f s", self.master, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), backoff)
+                if not welcomed:
+                    backoff = min(backoff * 2, RECONNECT_MAX)
+            if self._graceful:
+                await self._wait_for_commands()
+        finally:
+            await self._shutdown()
+
+    def stop(self, graceful: bool = False) -> None:
+        """Leave: at once (running commands are interrupted) or after running commands end."""
+        self._graceful = graceful
+        self._stop.set()
+
+    async def _wait_for_commands(self) -> None:
+        tasks = [h.task for h in self._held.values() if h.task and not h.task.done()]
+        if tasks:
+            log.info("waiting for %d running command(s) to finish", len(tasks))
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _shutdown(self) -> None:
+        for held in self._held.values():
+            held.command.interrupt("worker shutting down", 1.0)
+        tasks = [h.task for h in self._held.values() if h.task and not h.task.done()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=3.0)
+        if self._sock is not None:
+            if self._welcomed:
+                self._send(protocol.DISCONNECT, {"reason": "worker shutting down"})
+            self._sock.close(linger=200)
+            self._sock = None
+        self._ctx.term()
+
+    # -- one connection -------------------------------------------------------------------------
+
+    async def _session(self) -> bool:
+        """Connect, say hello, serve until the master is lost or refuses; True if welcomed."""
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.master)
+        self._sock, self._welcomed = sock, False
+        self._send(protocol.HELLO, self._hello())
+        log.info("connecting to %s as %r", self.master, self.name)
+        deadline = time.monotonic() + HELLO_TIMEOUT
+        self._last_recv = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                if not self._welcomed and now > deadline:
+                    log.warning("no answer from %s within %.0f s", self.master, HELLO_TIMEOUT)
+                    return False
+                if self._welcomed and now - self._last_recv > self.heartbeat * self.liveness:
+                    log.warning(
+                        "master silent for %.1f s (liveness %d x %.1f s): connection lost",
+                        now - self._last_recv,
+                        self.liveness,
+                        self.heartbeat,
+                    )
+                    return True
+                if self._welcomed:
+                    self._tick(now)
+                if not await sock.poll(timeout=int(min(self.heartbeat, 1.0) * 500) or 1):
+                    continue
+                while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                    verdict = self._receive(await sock.recv_multipart())
+                    if verdict is not None:
+                        return verdict
+            return self._welcomed
+        finally:
+            if not self._stop.is_set():  # otherwise _shutdown says goodbye on this socket
+                sock.close(linger=0)
+                self._sock = None
+
+    def _hello(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": protocol.VERSION,
+            "info": {
+                "worker_version": __version__,
+                "hostname": socket.gethostname(),
+                "platform": platform.platform(),
+                "python": sys.version.split()[0],
+                "os": os.name,
+                "basedir": str(self.basedir),
+                "pid": os.getpid(),
+            },
+            "held": {
+                cmd_id: {"offsets": h.output.offsets(), "finished": h.finished is not None}
+                for cmd_id, h in self._held.items()
+            },
+        }
+
+    def _tick(self, now: float) -> None:
+        """Timers of a live session: heartbeats when idle, re-sent ``finished`` messages."""
+        if now - self._last_sent >= self.heartbeat:
+            self._send(protocol.HEARTBEAT)
+        for held in self._held.values():
+            if held.finished is not None and now - held.finished_sent_at >= FINISHED_RESEND:
+                self._send_finished(held)
+
+    def _send(self, kind: str, content: dict[str, Any] | None = None, blobs: tuple = ()) -> None:
+        if self._sock is None:
+            return
+        sent = self._sock.send_multipart(self.channel.pack(kind, content, blobs), copy=False)
+        sent.add_done_callback(
+            lambda f: (
+                f.cancelled()
+                or f.exception() is None
+                or log.warning("cannot send %s to the master: %s", kind, f.exception())
+            )
+        )
+        self._last_sent = time.monotonic()
+
+    # -- messages from the master ---------------------------------------------------------------
+
+    def _receive(self, frames: list[bytes]) -> bool | None:
+        """Handle one message; returns a session verdict when the session must end."""
+        try:
+            message = protocol.parse(frames)
+            if message.type == protocol.DISCONNECT and not frames[1]:
+                # Unsigned refusals are the only unsigned messages a worker listens to.
+                reason = message.content.get("reason", "no reason given")
+                log.error("the master refused this worker: %s", reason)
+                return self._welcomed
+            message = self.channel.accept(frames, message)
+        except ProtocolError as exc:
+            log.warning("dropped a message from the master: %s", exc)
+            return None
+        self._last_recv = time.monotonic()
+        handler = getattr(self, "_on_" + message.type, None)
+        if handler is None:
+            log.warning("ignored unexpected %s from the master", message.type)
+            return None
+        return handler(message)
+
+    def _on_welcome(self, message: protocol.Message) -> None:
+        c = message.content
+        self.heartbeat = float(c.get("heartbeat", self.heartbeat))
+        self.liveness = int(c.get("liveness", self.liveness))
+        self.flush_settings = dict(c.get("output", {}))
+        self._welcomed = True
+        log.info("connected to %s (heartbeat %.1f s x %d)", self.master, self.heartbeat, self.liveness)
+        for cmd_id in c.get("cancel", []):
+            held = self._held.pop(cmd_id, None)
+            if held is not None:
+                log.info("master does not know command %s any more; cancelling it", cmd_id)
+                held.command.interrupt("cancelled by the master after a reconnect", 1.0)
+                held.output.close()
+        for cmd_id, offsets in c.get("resume", {}).items():
+            held = self._held.get(cmd_id)
+            if held is not None:
+                held.output.replay(offsets)
+                if held.finished is not None:
+                    self._send_finished(held)
+
+    def _on_heartbeat(self, message: protocol.Message) -> None:
+        pass
+
+    def _on_disconnect(self, message: protocol.Message) -> bool:
+        log.warning("master disconnected this worker: %s", message.content.get("reason", "no reason"))
+        return self._welcomed
+
+    def _on_shutdown(self, message: protocol.Message) -> bool:
+        graceful = bool(message.content.get("graceful", True))
+        log.info("master asked this worker to shut down (%s)", "graceful" if graceful else "now")
+        self.stop(graceful)
+        return True
+
+    def _on_start_command(self, message: protocol.Message) -> None:
+        c = message.content
+        cmd_id, name, args = c.get("cmd_id"), c.get("name"), c.get("args")
+        if not isinstance(cmd_id, str) or not isinstance(args, dict):
+            log.warning("dropped start_command without cmd_id or args")
+            return
+        self._send(protocol.ACK, {"cmd_id": cmd_id, "of": protocol.START_COMMAND})
+        if cmd_id in self._held or cmd_id in self._done:
+            return  # a repeated start: acknowledged again, never run twice
+        output = OutputBuffer(
+            cmd_id,
+            self._send,
+            lambda: self._window_open(cmd_id),
+            **{k: v for k, v in self.flush_settings.items() if k in ("flush_bytes", "flush_delay", "window")},
+        )
+        if name not in COMMANDS:
+            cls, args = _Unknown, {"name": name}
+        else:
+            cls = COMMANDS[name]
+        held = _Held(cls(cmd_id, args, self.basedir, output), output, time.monotonic())
+        self._held[cmd_id] = held
+        held.task = asyncio.create_task(self._execute(cmd_id, held), name=f"command {cmd_id}")
+
+    def _on_interrupt(self, message: protocol.Message) -> None:
+        c = message.content
+        held = self._held.get(c.get("cmd_id"))
+        if held is not None and held.finished is None:
+            held.command.interrupt(str(c.get("reason", "interrupted")), float(c.get("grace", SIGTERM_GRACE)))
+
+    def _on_ack(self, message: protocol.Message) -> None:
+        c = message.content
+        cmd_id = c.get("cmd_id")
+        held = self._held.get(cmd_id)
+        if held is None:
+            return
+        if c.get("of") == protocol.FINISHED:
+            del self._held[cmd_id]
+            held.output.close()
+            self._done[cmd_id] = None
+            if len(self._done) > _REMEMBERED:
+                self._done.popitem(last=False)
+        elif c.get("of") == protocol.OUTPUT and isinstance(c.get("offsets"), dict):
+            held.output.ack(c["offsets"])
+
+    # -- running commands -----------------------------------------------------------------------
+
+    async def _execute(self, cmd_id: str, held: _Held) -> None:
+        try:
+            outcome = await held.command.run()
+        except CommandError as exc:
+            outcome = Outcome(None, "error", str(exc))
+        except Exception as exc:  # a bug in a command must not take the worker down
+            log.exception("command %s failed", cmd_id)
+            outcome = Outcome(None, "error", f"worker error: {exc!r}")
+        self._finish(cmd_id, held, outcome)
+
+    def _finish(self, cmd_id: str, held: _Held, outcome: Outcome) -> None:
+        held.output.flush()
+        held.finished = {
+            "cmd_id": cmd_id,
+            "rc": outcome.rc,
+            "reason": outcome.reason,
+            "message": outcome.message,
+            "elapsed": time.monotonic() - held.started,
+            "offsets": {name: end for name, (_, end) in held.output.offsets().items()},
+        }
+        if self._held.get(cmd_id) is held:
+            self._send_finished(held)
+
+    def _send_finished(self, held: _Held) -> None:
+        held.finished_sent_at = time.monotonic()
+        self._send(protocol.FINISHED, held.finished)
+
+    def _window_open(self, cmd_id: str) -> None:
+        held = self._held.get(cmd_id)
+        if held is not None:
+            held.command.resume_reading()
