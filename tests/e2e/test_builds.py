@@ -211,3 +211,14 @@ def test_builders_and_workers_report_their_state(sample):
     assert workers["w1"]["connected"] and workers["w2"]["connected"]
     assert workers["w1"]["info"]["os"] == "posix"
     assert workers["w1"]["last_seen"] > time.time() - 30
+
+
+def test_a_master_on_postgresql_runs_the_same_builds(master_factory, worker_factory, postgres_db):
+    master = master_factory(db=postgres_db)
+    worker_factory(master, "w1", "change-me")
+    worker_factory(master, "w2", "other")
+    master.client.sendchange(branch="main", revision="pg1", files=["a.py"], properties={"k": "v"})
+    builds = {b["builder"]: b for b in finished_builds(master.client, 2)}
+    assert (builds["unit"]["result"], builds["lint"]["result"]) == ("SUCCESS", "FAILURE")
+    assert "testing pg1" in step_log(master.client, builds["unit"]["id"], 0)
+    assert not (master.basedir / "state.sqlite").exists()

@@ -106,12 +106,14 @@ class Worker:
                 if self._stop.is_set():
                     break
                 if welcomed:
+                    # Try again at once: back within the liveness window, running commands resume.
+                    log.info("reconnecting to %s", self.master)
                     backoff = RECONNECT_MIN
+                    continue
                 log.info("reconnecting to %s in %.0f s", self.master, backoff)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), backoff)
-                if not welcomed:
-                    backoff = min(backoff * 2, RECONNECT_MAX)
+                backoff = min(backoff * 2, RECONNECT_MAX)
             if self._graceful:
                 await self._wait_for_commands()
         finally:
