@@ -7,24 +7,12 @@ Everything a pipeline author needs is importable from here::
 
 __version__ = "0.1.0"
 
-# Pipeline and its parts
 from .builder import Builder
-
-# Errors
 from .errors import ConfigError, FlowbotError
-
-# Running it
-from .master import Master
 from .pipeline import Pipeline
-
-# Records and results
 from .records import Build, BuildRequest, Change, SourceStamp
 from .results import Result
-
-# Schedulers
 from .schedulers import AnyBranchScheduler, ForceScheduler, Scheduler
-
-# Steps
 from .steps import Shell, Step
 from .workers import Worker
 
@@ -53,3 +41,13 @@ __all__ = [
     "ConfigError",
     "FlowbotError",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The master pulls in Tornado, ZeroMQ and SQLAlchemy; pipeline files and the CLI's client
+    # commands import flowbot without needing them, so they load only when Master is asked for.
+    if name == "Master":
+        from .master import Master
+
+        return Master
+    raise AttributeError(f"module 'flowbot' has no attribute {name!r}")

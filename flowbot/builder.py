@@ -53,9 +53,13 @@ def _safe_dirname(name: str) -> str:
 
 def _unique_names(names: list[str]) -> list[str]:
     """Buildbot's rule: a repeated step name gets ``_2``, ``_3``... so every step is addressable."""
-    seen: dict[str, int] = {}
+    taken: set[str] = set()
     unique = []
     for name in names:
-        seen[name] = seen.get(name, 0) + 1
-        unique.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+        candidate, n = name, 1
+        while candidate in taken:
+            n += 1
+            candidate = f"{name}_{n}"
+        taken.add(candidate)
+        unique.append(candidate)
     return unique

@@ -84,17 +84,18 @@ class Pipeline:
                     problem(f"{kind} name {item.name!r} must be a non-empty string without '/'", item)
                 elif item.name in seen:
                     problem(f"duplicate {kind} name {item.name!r}", item)
-                seen.add(item.name)
+                else:
+                    seen.add(item.name)
 
-        worker_names = {w.name for w in self.workers if isinstance(w, Worker)}
-        builder_names = {b.name for b in self.builders if isinstance(b, Builder)}
+        worker_names = {w.name for w in self.workers if isinstance(w, Worker) and isinstance(w.name, str)}
+        builder_names = {b.name for b in self.builders if isinstance(b, Builder) and isinstance(b.name, str)}
         for scheduler in self.schedulers:
             if not isinstance(scheduler, Scheduler):
                 continue
             if not scheduler.builders:
                 problem(f"scheduler {scheduler.name!r} lists no builders", scheduler)
             for name in scheduler.builders:
-                if name not in builder_names:
+                if not isinstance(name, str) or name not in builder_names:
                     problem(f"scheduler {scheduler.name!r} names builder {name!r}, which no builder defines", scheduler)
         for builder in self.builders:
             if not isinstance(builder, Builder):
@@ -102,7 +103,7 @@ class Pipeline:
             if not builder.workers:
                 problem(f"builder {builder.name!r} lists no workers", builder)
             for name in builder.workers:
-                if name not in worker_names:
+                if not isinstance(name, str) or name not in worker_names:
                     problem(f"builder {builder.name!r} names worker {name!r}, which no worker declares", builder)
             if not builder.steps:
                 problem(f"builder {builder.name!r} has no steps", builder)

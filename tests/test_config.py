@@ -49,8 +49,10 @@ def test_the_sample_pipeline_loads_as_written(tmp_path: Path) -> None:
     assert unit.steps[0].command == "echo testing $FLOWBOT_REVISION"
     assert unit.steps[1].command == ["python", "-c", "print('done')"]
     # Each object remembers where it was written, for later errors
-    assert (lint.defined_at.filename, lint.defined_at.lineno) == (str(tmp_path / "pipeline.py"),
-                                                                   line_of(SAMPLE_PIPELINE, 'Builder("lint"'))
+    assert (lint.defined_at.filename, lint.defined_at.lineno) == (
+        str(tmp_path / "pipeline.py"),
+        line_of(SAMPLE_PIPELINE, 'Builder("lint"'),
+    )
 
 
 def test_a_missing_pipeline_file_is_named(tmp_path: Path) -> None:
@@ -63,16 +65,15 @@ def test_a_missing_pipeline_file_is_named(tmp_path: Path) -> None:
 
 def test_a_syntax_error_names_its_line() -> None:
     source = textwrap.dedent("""\
-        from flowbot import Pipeline
+        from flowbot import Pipeline, Worker
 
-        pipeline = Pipeline(
-            workers=[Worker("w1"),
-        )
+        workers = [Worker("w1")]
+        pipeline = Pipeline(workers=workers) if workers
     """)
 
     error = load_error(source)
 
-    assert (error.filename, error.lineno) == (FILENAME, line_of(source, "workers="))
+    assert (error.filename, error.lineno) == (FILENAME, line_of(source, "if workers"))
     assert str(error).startswith(f"{FILENAME}:{error.lineno}: syntax error: ")
 
 
@@ -152,8 +153,7 @@ def test_every_problem_is_reported_together_with_its_line() -> None:
     found = {(e.lineno, e.problem) for e in error.errors}
     assert found == {
         (line_of(BROKEN, "# duplicate worker"), "duplicate worker name 'w1'"),
-        (line_of(BROKEN, "# unknown builder"),
-         "scheduler 'on-change' names builder 'docs', which no builder defines"),
+        (line_of(BROKEN, "# unknown builder"), "scheduler 'on-change' names builder 'docs', which no builder defines"),
         (line_of(BROKEN, "# duplicate scheduler"), "duplicate scheduler name 'on-change'"),
         (line_of(BROKEN, "# duplicate builder"), "duplicate builder name 'unit'"),
         (line_of(BROKEN, "# undeclared worker"), "builder 'lint' names worker 'w9', which no worker declares"),
@@ -183,5 +183,7 @@ def test_a_scheduler_spread_over_lines_is_reported_at_its_first_line() -> None:
 
     error = load_error(source)
 
-    assert str(error) == (f"{FILENAME}:{line_of(source, 'AnyBranchScheduler(')}: "
-                          "scheduler 'on-change' names builder 'nope', which no builder defines")
+    assert str(error) == (
+        f"{FILENAME}:{line_of(source, 'AnyBranchScheduler(')}: "
+        "scheduler 'on-change' names builder 'nope', which no builder defines"
+    )

@@ -10,8 +10,15 @@ import pytest
 from flowbot.results import Result, combine, worst
 from flowbot.steps import Step
 
-S, W, F, K, E, R, C = (Result.SUCCESS, Result.WARNINGS, Result.FAILURE, Result.SKIPPED, Result.EXCEPTION,
-                       Result.RETRY, Result.CANCELLED)
+S, W, F, K, E, R, C = (
+    Result.SUCCESS,
+    Result.WARNINGS,
+    Result.FAILURE,
+    Result.SKIPPED,
+    Result.EXCEPTION,
+    Result.RETRY,
+    Result.CANCELLED,
+)
 
 #: Buildbot's precedence, worst first, written out here rather than taken from the module under test.
 WORST_FIRST = [C, R, E, F, W, S, K]
@@ -22,8 +29,7 @@ def test_codes_are_buildbots() -> None:
     assert str(Result.FAILURE) == "FAILURE"
 
 
-@pytest.mark.parametrize(("a", "b"), list(itertools.combinations(WORST_FIRST, 2)),
-                         ids=lambda r: r.name)
+@pytest.mark.parametrize(("a", "b"), list(itertools.combinations(WORST_FIRST, 2)), ids=lambda r: r.name)
 def test_worst_follows_buildbots_precedence(a: Result, b: Result) -> None:
     # a comes before b in WORST_FIRST, so it is the worse one, whichever order they are given in
     assert worst(a, b) is a
@@ -72,8 +78,12 @@ COMBINE_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("previous", "step", "flags", "expected", "halt"), COMBINE_CASES,
-                         ids=[f"{p.name}+{s.name}{''.join('-' + k for k in f)}" for p, s, f, *_ in COMBINE_CASES])
-def test_combine_folds_a_step_into_its_build_like_buildbot(previous: Result, step: Result, flags: dict[str, Any],
-                                                          expected: Result, halt: bool) -> None:
+@pytest.mark.parametrize(
+    ("previous", "step", "flags", "expected", "halt"),
+    COMBINE_CASES,
+    ids=[f"{p.name}+{s.name}{''.join('-' + k for k in f)}" for p, s, f, *_ in COMBINE_CASES],
+)
+def test_combine_folds_a_step_into_its_build_like_buildbot(
+    previous: Result, step: Result, flags: dict[str, Any], expected: Result, halt: bool
+) -> None:
     assert combine(previous, step, Step("step", **flags)) == (expected, halt)

@@ -10,8 +10,6 @@ import time
 from importlib import resources
 from pathlib import Path
 
-import zmq
-
 from ..config import load_pipeline, pipeline_file
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, PID_FILE, WORKER_ENDPOINT
 from ..errors import FlowbotError
@@ -73,6 +71,8 @@ def start(
     heartbeat: float = HEARTBEAT_INTERVAL,
 ) -> None:
     """Run the master of ``basedir`` in the foreground until SIGINT or SIGTERM."""
+    import zmq
+
     from ..master import Master
 
     pipeline = load_pipeline(basedir)

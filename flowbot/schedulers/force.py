@@ -30,6 +30,8 @@ class ForceScheduler(Scheduler):
             ValueError: a builder this scheduler does not list.
         """
         chosen = tuple(self.builders if builders is None else builders)
+        if not chosen:
+            raise ValueError("a forced build needs at least one builder")
         strangers = [b for b in chosen if b not in self.builders]
         if strangers:
             raise ValueError(f"force scheduler {self.name!r} does not list builder(s) {strangers}")

@@ -21,10 +21,10 @@ INSERT_LOG = t.logs.insert()
 INSERT_LOG_CHUNK = t.log_chunks.insert()
 
 _request = t.buildrequests.c
-#: Claim a pending request (``p_id``, ``p_at``, ``p_by``); matches no row once it is complete.
+#: Claim a pending request (``p_id``, ``p_at``, ``p_by``); matches no row once it is claimed or complete.
 CLAIM_REQUEST = (
     update(t.buildrequests)
-    .where(_request.id == bindparam("p_id"), _request.complete_at.is_(None))
+    .where(_request.id == bindparam("p_id"), _request.complete_at.is_(None), _request.claimed_at.is_(None))
     .values(claimed_at=bindparam("p_at"), claimed_by=bindparam("p_by"))
 )
 #: Put a request back in the queue (``p_id``).

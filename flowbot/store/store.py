@@ -236,18 +236,17 @@ class Store:
 
     def append_log(self, log: Ref, first_line: int, content: str, streams: str) -> asyncio.Future[None]:
         """Add whole lines to a log (``streams`` tags each line: o, e or h)."""
-        return self._submit(
-            lambda conn: conn.execute(
-                sql.INSERT_LOG_CHUNK,
-                {
-                    "log_id": log.get(),
-                    "first_line": first_line,
-                    "last_line": first_line + len(streams) - 1,
-                    "content": content,
-                    "streams": streams,
-                },
-            )
-        )
+        chunk = {
+            "first_line": first_line,
+            "last_line": first_line + len(streams) - 1,
+            "content": content,
+            "streams": streams,
+        }
+
+        def op(conn: sa.Connection) -> None:
+            conn.execute(sql.INSERT_LOG_CHUNK, {"log_id": log.get(), **chunk})
+
+        return self._submit(op)
 
     def finish_step(self, step: Ref, result: Result, now: float, summary: str = "") -> asyncio.Future[None]:
         return self._submit(
@@ -520,20 +519,19 @@ def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float, change
             "submitted_at": now,
         },
     ).inserted_primary_key[0]
-    conn.execute(
-        sql.INSERT_SOURCESTAMP,
-        [
-            {
-                "buildset_id": buildset_id,
-                "codebase": stamp.codebase,
-                "repository": stamp.repository,
-                "branch": stamp.branch,
-                "revision": stamp.revision,
-                "project": stamp.project,
-            }
-            for stamp in spec.sourcestamps
-        ],
-    )
+    stamps = [
+        {
+            "buildset_id": buildset_id,
+            "codebase": stamp.codebase,
+            "repository": stamp.repository,
+            "branch": stamp.branch,
+            "revision": stamp.revision,
+            "project": stamp.project,
+        }
+        for stamp in spec.sourcestamps
+    ]
+    if stamps:  # an empty list would insert one row of defaults
+        conn.execute(sql.INSERT_SOURCESTAMP, stamps)
     if change_ids:
         conn.execute(sql.INSERT_BUILDSET_CHANGE, [{"buildset_id": buildset_id, "change_id": c} for c in change_ids])
     requests = []

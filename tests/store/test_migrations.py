@@ -49,7 +49,8 @@ async def test_sqlite_runs_in_wal_mode_and_enforces_foreign_keys(tmp_path: Path)
             assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
             # A step of a build that does not exist is refused, not stored as an orphan
             with pytest.raises(sa.exc.IntegrityError):
-                conn.exec_driver_sql("INSERT INTO steps (build_id, number, name, hidden, summary) "
-                                     "VALUES (12345, 0, 'orphan', 0, '')")
+                conn.exec_driver_sql(
+                    "INSERT INTO steps (build_id, number, name, hidden, summary) VALUES (12345, 0, 'orphan', 0, '')"
+                )
     finally:
         await store.close()
