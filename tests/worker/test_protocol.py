@@ -12,7 +12,6 @@ import hmac
 import json
 
 import pytest
-
 from flowbot_worker import protocol
 from flowbot_worker.defaults import MAX_BLOB_BYTES, MAX_CONTENT_BYTES, MAX_HEADER_BYTES, PROTOCOL_TAG
 from flowbot_worker.errors import ProtocolError

@@ -113,7 +113,7 @@ def parse(frames: list[bytes]) -> Message:
     kind = header.get("type")
     if not isinstance(kind, str) or kind not in TYPES:  # a list or object is unhashable
         raise ProtocolError("bad-type", repr(kind)[:40])
-    if not isinstance(header.get("session"), str) or not isinstance(header.get("seq"), int):
+    if not isinstance(header.get("session"), str) or type(header.get("seq")) is not int:  # not bool
         raise ProtocolError("bad-header", "session and seq are required")
     if not isinstance(header.get("msg_id"), str):
         raise ProtocolError("bad-header", "msg_id is required")

@@ -60,7 +60,7 @@ class ShellCommand(Command):
 
     async def run(self) -> Outcome:
         command = self.args.get("command")
-        if isinstance(command, str):
+        if isinstance(command, str) and command.strip():
             argv, shell = command, True
         elif isinstance(command, list) and command and all(isinstance(a, str) for a in command):
             argv, shell = command, False
@@ -119,6 +119,7 @@ class ShellCommand(Command):
     def resume_reading(self) -> None:
         if self._paused:
             self._paused = False
+            self._last_output = self._loop.time()  # waiting for the master was not silence
             for fd in self._pipes:
                 self._loop.add_reader(fd, self._read, fd)
 
@@ -184,7 +185,8 @@ class ShellCommand(Command):
             )
 
     def _check_silence(self, timeout: float) -> None:
-        quiet = self._loop.time() - self._last_output
+        # While reading is paused the process waits on the master's acks, so it is not silent.
+        quiet = 0.0 if self._paused else self._loop.time() - self._last_output
         if quiet >= timeout:
             self._stop("timeout", f"command produced no output for {timeout:g} s")
         else:
