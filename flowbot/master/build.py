@@ -188,9 +188,9 @@ class RunningBuild:
         store, events = self.master.store, self.master.events
         name = self.builder_config.step_names[index]
         self.current_step = index
-        step_ref, stdio_ref = Ref(), Ref()
+        step_ref = Ref()
         self._record(
-            store.start_step(self.ref, index, name, time.time(), step_ref, stdio_ref),
+            store.start_step(self.ref, index, name, time.time(), step_ref),
             lambda: ("step.started", {"build_id": self.id, "step": index, "name": name}),
         )
 
@@ -198,7 +198,7 @@ class RunningBuild:
             if events.wants("log"):
                 events.emit("log", build_id=self.id, step=index, log="stdio", lines=lines)
 
-        stdio = self._logs["stdio"] = StepLog(stdio_ref, store.append_log, live)
+        stdio = self._logs["stdio"] = StepLog(step_ref, "stdio", store.append_log, live)
         try:
             if self.connection.lost:
                 raise WorkerLost(f"worker {self.worker} is not connected")

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 #: One-letter stream tags, as Buildbot stores them.
 STREAM_TAGS = {"stdout": "o", "stderr": "e", "header": "h"}
 
-Append = Callable[[Ref, int, str, str], "asyncio.Future[None]"]
+Append = Callable[[Ref, str, int, str, str], "asyncio.Future[None]"]
 LinesListener = Callable[[list[tuple[str, str]]], None]
 
 
@@ -32,13 +32,15 @@ class StepLog:
     """One log of a running step.
 
     Args:
-        log: the store's reference to the log (its id may still be on its way).
+        step: the store's reference to the step (its id may still be on its way).
+        name: the log's name (``stdio`` for a command's output).
         append: the store's ``append_log``; returns the future of the write.
         on_lines: called with new ``(tag, line)`` pairs as they appear (for live views).
     """
 
-    def __init__(self, log: Ref, append: Append, on_lines: LinesListener | None = None):
-        self.log = log
+    def __init__(self, step: Ref, name: str, append: Append, on_lines: LinesListener | None = None):
+        self.step = step
+        self.name = name
         self._append = append
         self._on_lines = on_lines
         self._partial: dict[str, bytes] = {}
@@ -97,7 +99,7 @@ class StepLog:
         first, content, tags = self.num_lines, "\n".join(self._lines), "".join(self._tags)
         self.num_lines += len(self._lines)
         self._lines, self._tags, self._size = [], [], 0
-        write = self._append(self.log, first, content, tags)
+        write = self._append(self.step, self.name, first, content, tags)
         self.writes.add(write)
         write.add_done_callback(self._written)
         return write

@@ -46,8 +46,6 @@ class RemoteCommand:
     args: dict[str, Any]
     on_output: OutputSink
     result: asyncio.Future[CommandResult]
-    sent_at: float = 0.0
-    started: bool = False  # the worker acknowledged start_command
     received: dict[str, int] = field(default_factory=dict)  # bytes held, per stream
 
 
@@ -94,14 +92,13 @@ class WorkerConnection:
             raise WorkerLost(f"worker {self.name} is not connected")
         command = RemoteCommand(cmd_id, name, args, on_output, asyncio.get_running_loop().create_future())
         self.commands[cmd_id] = command
-        self._start(command)
+        self.send_start(command)
         try:
             return await command.result
         finally:
             self.commands.pop(cmd_id, None)
 
-    def _start(self, command: RemoteCommand) -> None:
-        command.sent_at = time.monotonic()
+    def send_start(self, command: RemoteCommand) -> None:
         self.send(protocol.START_COMMAND, {"cmd_id": command.cmd_id, "name": command.name, "args": command.args})
 
     def interrupt(self, cmd_id: str, reason: str, grace: float) -> None:
@@ -113,12 +110,6 @@ class WorkerConnection:
         for command in self.commands.values():
             if not command.result.done():
                 command.result.set_exception(WorkerLost(reason))
-
-    def resend_unstarted(self, now: float, after: float) -> None:
-        """Send again the start of commands the worker has not acknowledged (idempotent by id)."""
-        for command in self.commands.values():
-            if not command.started and now - command.sent_at > after:
-                self._start(command)
 
 
 class WorkerRegistry:
@@ -318,7 +309,6 @@ class WorkerRegistry:
             if command is None:
                 cancel.append(cmd_id)
             else:
-                command.started = True
                 resume[cmd_id] = dict(command.received)
         conn.send(
             protocol.WELCOME,
@@ -335,6 +325,9 @@ class WorkerRegistry:
             },
             re=message.msg_id,
         )
+        for command in conn.commands.values():
+            if command.cmd_id not in held:  # sent while the link was down: send it again
+                conn.send_start(command)
         if not resumed:
             log.info("worker %s connected from %s (%s)", name, info.get("hostname", "?"), info.get("platform", "?"))
             self.events.emit("worker.connected", worker=name, info=info)
@@ -344,11 +337,6 @@ class WorkerRegistry:
 
     def _on_heartbeat(self, conn: WorkerConnection, message: protocol.Message) -> None:
         pass
-
-    def _on_ack(self, conn: WorkerConnection, message: protocol.Message) -> None:
-        command = conn.commands.get(message.content.get("cmd_id"))
-        if command is not None and message.content.get("of") == protocol.START_COMMAND:
-            command.started = True
 
     def _on_output(self, conn: WorkerConnection, message: protocol.Message) -> None:
         c = message.content
@@ -418,7 +406,6 @@ class WorkerRegistry:
                     continue
                 if now - conn.last_sent >= self.heartbeat:
                     conn.send(protocol.HEARTBEAT)
-                conn.resend_unstarted(now, self.heartbeat)
                 conn.last_seen = time.time() - silent
 
     def _lose(self, conn: WorkerConnection, reason: str) -> None:
@@ -436,7 +423,6 @@ class WorkerRegistry:
 
 _HANDLERS: dict[str, Callable[[WorkerRegistry, WorkerConnection, protocol.Message], None]] = {
     protocol.HEARTBEAT: WorkerRegistry._on_heartbeat,
-    protocol.ACK: WorkerRegistry._on_ack,
     protocol.OUTPUT: WorkerRegistry._on_output,
     protocol.FINISHED: WorkerRegistry._on_finished,
     protocol.DISCONNECT: WorkerRegistry._on_disconnect,

@@ -23,6 +23,7 @@ def create_engine(url: str) -> sa.Engine:
 
     SQLite runs with ``synchronous=NORMAL`` in WAL mode: a committed transaction survives the
     master being killed (it is in the OS's cache), and only a power cut can lose the last ones.
+    Automatic checkpoints are off: the store runs them on its own thread, since they sync.
     """
     try:
         parsed = sa.make_url(url)
@@ -38,6 +39,7 @@ def create_engine(url: str) -> sa.Engine:
             cursor = dbapi_connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # the store checkpoints off the loop
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 

@@ -149,27 +149,19 @@ steps = Table(
     UniqueConstraint("build_id", "number"),
 )
 
-#: A step's logs: ``stdio`` (lines tagged stdout, stderr or header) and any others.
-logs = Table(
-    "logs",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
-    Column("name", String(255), nullable=False),
-    UniqueConstraint("step_id", "name"),
-)
-
-#: Log text in chunks of whole lines; ``streams`` holds one tag per line (o, e or h).
+#: Log text in chunks of whole lines. A step has a ``stdio`` log (lines tagged o, e or h for stdout,
+#: stderr and header, one tag per line in ``streams``) and any number of other logs, by name.
 log_chunks = Table(
     "log_chunks",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("log_id", Integer, ForeignKey("logs.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
+    Column("log", String(255), nullable=False),
     Column("first_line", Integer, nullable=False),
     Column("last_line", Integer, nullable=False),
     Column("content", Text, nullable=False),
     Column("streams", Text, nullable=False),
-    Index(None, "log_id", "first_line"),
+    Index(None, "step_id", "log", "first_line"),
 )
 
 #: Workers the master has seen, with when they were last heard from.

@@ -5,8 +5,9 @@ building the object once (with bind parameters for the values) makes executing i
 cheaper than building it per call, and these run several times for every build.
 """
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, case, exists, func, select, update
 
+from ..results import PRECEDENCE
 from . import schema as t
 
 INSERT_CHANGE = t.changes.insert()
@@ -17,7 +18,6 @@ INSERT_BUILDSET_CHANGE = t.buildset_changes.insert()
 INSERT_REQUEST = t.buildrequests.insert()
 INSERT_BUILD = t.builds.insert()
 INSERT_STEP = t.steps.insert()
-INSERT_LOG = t.logs.insert()
 INSERT_LOG_CHUNK = t.log_chunks.insert()
 
 _request = t.buildrequests.c
@@ -37,13 +37,20 @@ COMPLETE_REQUEST = (
     .where(_request.id == bindparam("p_id"), _request.complete_at.is_(None))
     .values(complete_at=bindparam("p_at"), result=bindparam("p_result"))
 )
-#: Every request of a buildset (``p_id``): when each completed, and how.
-BUILDSET_REQUESTS = select(_request.complete_at, _request.result).where(_request.buildset_id == bindparam("p_id"))
-#: Complete a buildset (``p_id``, ``p_at``, ``p_result``).
+# A result's place in Buildbot's precedence (0: worst), and back.
+_rank = case({int(result): rank for rank, result in enumerate(PRECEDENCE)}, value=_request.result)
+_worst_rank = select(func.min(_rank)).where(_request.buildset_id == bindparam("p_id")).scalar_subquery()
+#: Complete a buildset (``p_id``, ``p_at``) once none of its requests is pending, with their worst result.
 COMPLETE_BUILDSET = (
     update(t.buildsets)
-    .where(t.buildsets.c.id == bindparam("p_id"))
-    .values(complete_at=bindparam("p_at"), result=bindparam("p_result"))
+    .where(
+        t.buildsets.c.id == bindparam("p_id"),
+        ~exists().where(_request.buildset_id == bindparam("p_id"), _request.complete_at.is_(None)),
+    )
+    .values(
+        complete_at=bindparam("p_at"),
+        result=case({rank: int(result) for rank, result in enumerate(PRECEDENCE)}, value=_worst_rank),
+    )
 )
 #: End a step or a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``).
 FINISH_STEP = (

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from ..errors import NotFound, StoreError
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
-from ..results import Result, worst
+from ..results import Result
 from . import schema as t
 from . import statements as sql
 from .engine import create_engine, migrate
@@ -49,7 +49,10 @@ class Store:
         self.engine = create_engine(url)
         self.dialect = self.engine.dialect.name
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbot-store")
-        self._writer = GroupWriter(self.engine, self._executor)
+        embedded = self.dialect == "sqlite"
+        self._writer = GroupWriter(
+            self.engine, self._executor, inline=embedded, checkpoint=self._checkpoint if embedded else None
+        )
 
     @classmethod
     async def open(cls, url: str) -> Store:
@@ -62,9 +65,16 @@ class Store:
             raise
         return store
 
+    def _checkpoint(self) -> None:
+        # PASSIVE never waits for readers (a notebook may be reading the same file).
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
     async def close(self) -> None:
         """Finish pending writes and let go of the database."""
         await self._writer.drain()
+        if self.dialect == "sqlite":
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
         self._executor.shutdown(wait=True)
 
@@ -215,8 +225,8 @@ class Store:
 
         return self._submit(op)
 
-    def start_step(self, build: Ref, number: int, name: str, now: float, step: Ref, stdio: Ref) -> asyncio.Future[None]:
-        """Record a step as started with its ``stdio`` log; sets ``step.id`` and ``stdio.id``."""
+    def start_step(self, build: Ref, number: int, name: str, now: float, step: Ref) -> asyncio.Future[None]:
+        """Record a step as started; sets ``step.id``."""
 
         def op(conn: sa.Connection) -> None:
             step.id = conn.execute(
@@ -230,13 +240,13 @@ class Store:
                     "summary": "",
                 },
             ).inserted_primary_key[0]
-            stdio.id = conn.execute(sql.INSERT_LOG, {"step_id": step.id, "name": "stdio"}).inserted_primary_key[0]
 
         return self._submit(op)
 
-    def append_log(self, log: Ref, first_line: int, content: str, streams: str) -> asyncio.Future[None]:
-        """Add whole lines to a log (``streams`` tags each line: o, e or h)."""
+    def append_log(self, step: Ref, log: str, first_line: int, content: str, streams: str) -> asyncio.Future[None]:
+        """Add whole lines to a step's log (``streams`` tags each line: o, e or h)."""
         chunk = {
+            "log": log,
             "first_line": first_line,
             "last_line": first_line + len(streams) - 1,
             "content": content,
@@ -244,7 +254,7 @@ class Store:
         }
 
         def op(conn: sa.Connection) -> None:
-            conn.execute(sql.INSERT_LOG_CHUNK, {"log_id": log.get(), **chunk})
+            conn.execute(sql.INSERT_LOG_CHUNK, {"step_id": step.get(), **chunk})
 
         return self._submit(op)
 
@@ -384,8 +394,9 @@ class Store:
             ).all()
             names: dict[int, list[str]] = {}
             if steps:
+                chunks = t.log_chunks.c
                 for step_id, name in conn.execute(
-                    sa.select(t.logs.c.step_id, t.logs.c.name).where(t.logs.c.step_id.in_([s.id for s in steps]))
+                    sa.select(chunks.step_id, chunks.log).distinct().where(chunks.step_id.in_([s.id for s in steps]))
                 ):
                     names.setdefault(step_id, []).append(name)
             build["steps"] = [
@@ -409,20 +420,21 @@ class Store:
         """A stored log as ``(stream, line)`` pairs."""
 
         def fn(conn: sa.Connection) -> list[tuple[str, str]]:
-            log_id = conn.execute(
-                sa.select(t.logs.c.id)
-                .join(t.steps, t.steps.c.id == t.logs.c.step_id)
-                .where(t.steps.c.build_id == build_id, t.steps.c.number == step_number, t.logs.c.name == name)
+            step_id = conn.execute(
+                sa.select(t.steps.c.id).where(t.steps.c.build_id == build_id, t.steps.c.number == step_number)
             ).scalar()
-            if log_id is None:
-                raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
+            if step_id is None:
+                raise NotFound(f"no step {step_number} in build {build_id}")
+            chunks = t.log_chunks.c
             lines: list[tuple[str, str]] = []
             for content, streams in conn.execute(
-                sa.select(t.log_chunks.c.content, t.log_chunks.c.streams)
-                .where(t.log_chunks.c.log_id == log_id)
-                .order_by(t.log_chunks.c.first_line)
+                sa.select(chunks.content, chunks.streams)
+                .where(chunks.step_id == step_id, chunks.log == name)
+                .order_by(chunks.first_line)
             ):
                 lines += zip(streams, content.split("\n"), strict=True)
+            if not lines and name != "stdio":  # every step has a stdio log, even an empty one
+                raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
             return lines
 
         return await self._read(fn)
@@ -581,8 +593,4 @@ def _sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tupl
 
 def _complete_buildset(conn: sa.Connection, buildset_id: int, now: float) -> None:
     """Complete a buildset once none of its requests is pending, with the worst of their results."""
-    results = conn.execute(sql.BUILDSET_REQUESTS, {"p_id": buildset_id}).all()
-    if any(complete_at is None for complete_at, _ in results):
-        return
-    overall = worst(*(Result(code) for _, code in results))
-    conn.execute(sql.COMPLETE_BUILDSET, {"p_id": buildset_id, "p_at": now, "p_result": int(overall)})
+    conn.execute(sql.COMPLETE_BUILDSET, {"p_id": buildset_id, "p_at": now})

@@ -58,9 +58,9 @@ async def run_build(
     build = Ref()
     writes = [store.start_build(request, number, worker, at, "master", build)]
     for index, (name, step_result) in enumerate(steps):
-        step, stdio = Ref(), Ref()
-        writes.append(store.start_step(build, index, name, at + index, step, stdio))
-        writes.append(store.append_log(stdio, 0, f"running {name}", "h"))
+        step = Ref()
+        writes.append(store.start_step(build, index, name, at + index, step))
+        writes.append(store.append_log(step, "stdio", 0, f"running {name}", "h"))
         writes.append(store.finish_step(step, step_result, at + index + 0.5))
     writes.append(store.finish_build(build, request, result, at + len(steps)))
     await asyncio.gather(*writes)
@@ -171,16 +171,15 @@ async def test_a_build_written_through_the_hot_path_reads_back_with_steps_and_lo
 
     # When a build claims it, runs two steps with log chunks and finishes, all queued without waiting
     build, compile_, tests = Ref(), Ref(), Ref()
-    compile_log, tests_log = Ref(), Ref()
     writes = [
         store.start_build(request, 7, "w1", NOW, "master-1", build),
-        store.start_step(build, 0, "compile", NOW + 1, compile_, compile_log),
-        store.append_log(compile_log, 0, "make\nin build", "hh"),
-        store.append_log(compile_log, 2, "cc -c parser.c\n\nparser.c:3: warning: unused x", "ooe"),
-        store.append_log(compile_log, 5, "exit code 0", "h"),
+        store.start_step(build, 0, "compile", NOW + 1, compile_),
+        store.append_log(compile_, "stdio", 0, "make\nin build", "hh"),
+        store.append_log(compile_, "stdio", 2, "cc -c parser.c\n\nparser.c:3: warning: unused x", "ooe"),
+        store.append_log(compile_, "stdio", 5, "exit code 0", "h"),
         store.finish_step(compile_, Result.SUCCESS, NOW + 2, "compiled"),
-        store.start_step(build, 1, "test", NOW + 2, tests, tests_log),
-        store.append_log(tests_log, 0, "1 failed", "e"),
+        store.start_step(build, 1, "test", NOW + 2, tests),
+        store.append_log(tests, "stdio", 0, "1 failed", "e"),
         store.finish_step(tests, Result.FAILURE, NOW + 3, "1 failed"),
         store.finish_build(build, request, Result.FAILURE, NOW + 4, "tests failed"),
     ]
@@ -248,11 +247,11 @@ async def test_a_build_written_through_the_hot_path_reads_back_with_steps_and_lo
 
 async def test_a_running_build_is_visible_before_it_finishes(store: Store) -> None:
     (request,) = await store.add_buildset(buildset("unit"), NOW)
-    build, step, stdio = Ref(), Ref(), Ref()
+    build, step = Ref(), Ref()
     await asyncio.gather(
         store.start_build(request, 1, "w1", NOW, "master", build),
-        store.start_step(build, 0, "compile", NOW, step, stdio),
-        store.append_log(stdio, 0, "still going", "o"),
+        store.start_step(build, 0, "compile", NOW, step),
+        store.append_log(step, "stdio", 0, "still going", "o"),
     )
 
     (listed,) = await store.builds()
@@ -352,12 +351,12 @@ async def test_a_failed_write_fails_alone_and_the_rest_of_its_batch_commits(
 
     # When, in one turn of the loop (one group commit), a build claims each and starts a step
     caplog.set_level(logging.WARNING, logger="flowbot.store.writer")
-    stale, fresh, step, stdio = Ref(), Ref(), Ref(), Ref()
+    stale, fresh, step = Ref(), Ref(), Ref()
     stale_start = store.start_build(done, 1, "w1", NOW + 1, "master", stale)
-    stale_step = store.start_step(stale, 0, "lint", NOW + 1, Ref(), Ref())
+    stale_step = store.start_step(stale, 0, "lint", NOW + 1, Ref())
     fresh_start = store.start_build(pending, 1, "w2", NOW + 1, "master", fresh)
-    fresh_step = store.start_step(fresh, 0, "compile", NOW + 1, step, stdio)
-    fresh_log = store.append_log(stdio, 0, "ok", "o")
+    fresh_step = store.start_step(fresh, 0, "compile", NOW + 1, step)
+    fresh_log = store.append_log(step, "stdio", 0, "ok", "o")
     outcomes = await asyncio.gather(stale_start, stale_step, fresh_start, fresh_step, fresh_log, return_exceptions=True)
 
     # Then the claim of the completed request fails, and so does the step that needed its build's id
@@ -379,13 +378,13 @@ async def test_recover_ends_running_builds_as_retry_and_queues_their_requests_ag
     try:
         finished, running = await store.add_buildset(buildset("lint", "unit"), NOW)
         await run_build(store, finished, 1, Result.SUCCESS)
-        build, first, second, first_log, second_log = Ref(), Ref(), Ref(), Ref(), Ref()
+        build, first, second = Ref(), Ref(), Ref()
         await asyncio.gather(
             store.start_build(running, 1, "w1", NOW, "master", build),
-            store.start_step(build, 0, "compile", NOW, first, first_log),
+            store.start_step(build, 0, "compile", NOW, first),
             store.finish_step(first, Result.SUCCESS, NOW + 1),
-            store.start_step(build, 1, "test", NOW + 1, second, second_log),
-            store.append_log(second_log, 0, "test_a ... ok", "o"),
+            store.start_step(build, 1, "test", NOW + 1, second),
+            store.append_log(second, "stdio", 0, "test_a ... ok", "o"),
         )
     finally:
         await store.close()
@@ -490,14 +489,14 @@ async def test_log_text_in_any_script_round_trips(store: Store) -> None:
         "x" * 100_000,
     ]
     (request,) = await store.add_buildset(buildset("unit"), NOW)
-    build, step, stdio = Ref(), Ref(), Ref()
+    build, step = Ref(), Ref()
 
     # When it is stored in two chunks
     await asyncio.gather(
         store.start_build(request, 1, "w1", NOW, "master", build),
-        store.start_step(build, 0, "show", NOW, step, stdio),
-        store.append_log(stdio, 0, "\n".join(lines[:4]), "oooe"),
-        store.append_log(stdio, 4, "\n".join(lines[4:]), "oooo"),
+        store.start_step(build, 0, "show", NOW, step),
+        store.append_log(step, "stdio", 0, "\n".join(lines[:4]), "oooe"),
+        store.append_log(step, "stdio", 4, "\n".join(lines[4:]), "oooo"),
     )
 
     # Then every character comes back as it went in

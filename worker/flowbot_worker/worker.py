@@ -284,9 +284,8 @@ class Worker:
         if not isinstance(cmd_id, str) or not isinstance(args, dict):
             log.warning("dropped start_command without cmd_id or args")
             return
-        self._send(protocol.ACK, {"cmd_id": cmd_id, "of": protocol.START_COMMAND})
         if cmd_id in self._held or cmd_id in self._done:
-            return  # a repeated start: acknowledged again, never run twice
+            return  # sent again after a reconnect: never run twice
         output = OutputBuffer(
             cmd_id,
             self._send,
