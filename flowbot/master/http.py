@@ -69,10 +69,7 @@ def _about(event: dict[str, Any], builder: str, builds: set[int]) -> bool:
 
 
 def make_app(master: Master) -> tornado.web.Application:
-    return tornado.web.Application(
-        [(r"/api/events", EventStreamHandler, {"master": master}), *routes(master)],
-        compress_response=True,
-    )
+    return tornado.web.Application([(r"/api/events", EventStreamHandler, {"master": master}), *routes(master)])
 
 
 def parse_address(address: str) -> tuple[str, int]:
