@@ -36,7 +36,8 @@ W = {workers}
 pipeline = Pipeline(
     workers=[Worker(f"w{{i}}", secret=f"secret-{{i}}") for i in range(W)],
     schedulers=[AnyBranchScheduler("all", builders=["b"])],
-    builders=[Builder("b", workers=[f"w{{i}}" for i in range(W)], steps=[Shell(["true"], name="true")])],
+    builders=[Builder("b", workers=[f"w{{i}}" for i in range(W)], collapse_requests=False,
+                      steps=[Shell(["true"], name="true")])],
 )
 """
 TICK = os.sysconf("SC_CLK_TCK")

@@ -9,11 +9,38 @@ __version__ = "0.1.0"
 
 from .builder import Builder
 from .errors import ConfigError, FlowbotError
+from .locks import MasterLock, WorkerLock
 from .pipeline import Pipeline
+from .properties import Interpolate, Properties, Property, renderer
 from .records import Build, BuildRequest, Change, SourceStamp
 from .results import Result
-from .schedulers import AnyBranchScheduler, ForceScheduler, Scheduler
-from .steps import Shell, Step
+from .schedulers import (
+    AnyBranchScheduler,
+    BoolParameter,
+    ChangeFilter,
+    ChoiceParameter,
+    Dependent,
+    ForceScheduler,
+    IntParameter,
+    Nightly,
+    Periodic,
+    Scheduler,
+    SingleBranchScheduler,
+    StringParameter,
+    Triggerable,
+)
+from .secrets import SecretsInDirectory, SecretsInEnvironment
+from .sources import ChangeSource
+from .steps import (
+    MakeDirectory,
+    MasterShell,
+    RemoveDirectory,
+    SetProperty,
+    SetPropertyFromCommand,
+    Shell,
+    Step,
+    Trigger,
+)
 from .workers import Worker
 
 __all__ = [
@@ -22,13 +49,41 @@ __all__ = [
     "Pipeline",
     "Worker",
     "Builder",
+    # Change sources
+    "ChangeSource",
     # Schedulers
     "AnyBranchScheduler",
+    "SingleBranchScheduler",
+    "ChangeFilter",
     "ForceScheduler",
+    "StringParameter",
+    "IntParameter",
+    "BoolParameter",
+    "ChoiceParameter",
+    "Periodic",
+    "Nightly",
+    "Triggerable",
+    "Dependent",
     "Scheduler",
     # Steps
     "Shell",
+    "SetProperty",
+    "SetPropertyFromCommand",
+    "Trigger",
+    "MasterShell",
+    "MakeDirectory",
+    "RemoveDirectory",
     "Step",
+    # Properties and secrets
+    "Interpolate",
+    "Property",
+    "Properties",
+    "renderer",
+    "SecretsInDirectory",
+    "SecretsInEnvironment",
+    # Locks
+    "MasterLock",
+    "WorkerLock",
     # Records and results
     "Build",
     "BuildRequest",

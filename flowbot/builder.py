@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from .location import caller
+from .locks import LockAccess
+from .records import BuildRequest
 from .steps.base import Step
 
 
@@ -20,6 +22,13 @@ class Builder:
         properties: properties every build of this builder gets.
         builddir: the directory on the worker (under its basedir); defaults to the builder's name.
         tags: labels for grouping in views.
+        locks: lock accesses a build holds from start to end (see :mod:`flowbot.locks`).
+        collapse_requests: merge waiting requests for the same source into the newest one (True,
+            Buildbot's rule), never (False), or ``fn(new, old) -> bool``. Merged ones end SKIPPED.
+        next_worker: ``fn(builder, workers, request) -> name or None`` picks among the free workers
+            (the default takes the least busy).
+        next_build: ``fn(builder, requests) -> request`` picks what runs next (the default takes
+            the highest priority, then the oldest).
     """
 
     def __init__(
@@ -32,6 +41,10 @@ class Builder:
         properties: dict[str, Any] | None = None,
         builddir: str | None = None,
         tags: Iterable[str] = (),
+        locks: Iterable[LockAccess] = (),
+        collapse_requests: bool | Callable[[BuildRequest, BuildRequest], bool] = True,
+        next_worker: Callable[[Builder, list[str], BuildRequest], str | None] | None = None,
+        next_build: Callable[[Builder, list[BuildRequest]], BuildRequest] | None = None,
     ):
         self.name = name
         self.workers = [workers] if isinstance(workers, str) else list(workers)
@@ -40,6 +53,10 @@ class Builder:
         self.properties = dict(properties or {})
         self.builddir = builddir or _safe_dirname(name)
         self.tags = list(tags)
+        self.locks = list(locks)
+        self.collapse_requests = collapse_requests
+        self.next_worker = next_worker
+        self.next_build = next_build
         self.defined_at = caller()
         self.step_names = _unique_names([getattr(step, "name", "step") for step in self.steps])
 
@@ -63,3 +80,25 @@ def _unique_names(names: list[str]) -> list[str]:
         taken.add(candidate)
         unique.append(candidate)
     return unique
+
+
+def same_source(new: BuildRequest, old: BuildRequest) -> bool:
+    """Buildbot's default collapse rule: the same codebases, repositories, branches and projects,
+    and either both requests come from changes or their revisions are the same too."""
+    if len(new.sourcestamps) != len(old.sourcestamps) or new.parent_build_id or old.parent_build_id:
+        return False
+    both_changes = new.from_changes and old.from_changes
+    ordered = sorted(
+        zip(sorted(new.sourcestamps, key=_codebase), sorted(old.sourcestamps, key=_codebase), strict=True),
+        key=lambda pair: _codebase(pair[0]),
+    )
+    for a, b in ordered:
+        if (a.codebase, a.repository, a.branch, a.project) != (b.codebase, b.repository, b.branch, b.project):
+            return False
+        if not both_changes and a.revision != b.revision:
+            return False
+    return True
+
+
+def _codebase(stamp) -> str:
+    return stamp.codebase

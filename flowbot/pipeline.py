@@ -1,8 +1,10 @@
-"""A pipeline: the graph of workers, schedulers and builders that a master runs.
+"""A pipeline: the graph of change sources, schedulers, builders and workers that a master runs.
 
-A pipeline checks itself when it is made, so a mistake (a scheduler naming a builder nobody
-defines, a builder on a worker nobody declares, a duplicate name) is reported at once, with the
-file and line of the object at fault, before anything runs.
+Nodes are sources, schedulers and builders; edges run from a source to the schedulers that take
+changes, from a scheduler to the builders it requests, and from a builder to the schedulers its
+``Trigger`` steps start or its ``Dependent`` schedulers follow. A pipeline checks itself when it
+is made, so a mistake (a name nobody defines, a duplicate name, a trigger cycle) is reported at
+once, with the file and line of the object at fault, before anything runs.
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from .errors import ConfigError, ConfigErrors
 from .location import Location, caller
 from .schedulers.base import Scheduler
 from .schedulers.force import ForceScheduler
+from .schedulers.triggerable import Dependent, Triggerable
+from .secrets import SecretProvider
+from .sources.base import ChangeSource
 from .steps.base import Step
+from .steps.trigger import Trigger
 from .workers import Worker
 
 
@@ -24,9 +30,11 @@ class Pipeline:
 
     Args:
         workers: the workers the master accepts.
+        sources: where changes come from (pollers, webhooks); ``sendchange`` always works.
         schedulers: what turns changes and requests into builds.
         builders: what runs, and where.
         properties: global properties every build gets.
+        secrets: providers of ``%(secret:name)s`` values, asked in order.
 
     Raises:
         ConfigErrors: every problem found, each with the file and line it comes from.
@@ -36,14 +44,18 @@ class Pipeline:
         self,
         *,
         workers: Iterable[Worker] = (),
+        sources: Iterable[ChangeSource] = (),
         schedulers: Iterable[Scheduler] = (),
         builders: Iterable[Builder] = (),
         properties: dict[str, Any] | None = None,
+        secrets: Iterable[SecretProvider] = (),
     ):
         self.workers = list(workers)
+        self.sources = list(sources)
         self.schedulers = list(schedulers)
         self.builders = list(builders)
         self.properties = dict(properties or {})
+        self.secrets = list(secrets)
         self.defined_at = caller()
         self.validate()
 
@@ -54,6 +66,9 @@ class Pipeline:
 
     def worker(self, name: str) -> Worker | None:
         return next((w for w in self.workers if w.name == name), None)
+
+    def scheduler(self, name: str) -> Scheduler | None:
+        return next((s for s in self.schedulers if s.name == name), None)
 
     def force_scheduler_for(self, builder: str) -> ForceScheduler | None:
         """The first force scheduler that lists ``builder``."""
@@ -70,6 +85,7 @@ class Pipeline:
             errors.append(ConfigError(text, where and where.filename, where and where.lineno))
 
         kinds = (
+            ("source", self.sources, ChangeSource),
             ("worker", self.workers, Worker),
             ("scheduler", self.schedulers, Scheduler),
             ("builder", self.builders, Builder),
@@ -110,21 +126,96 @@ class Pipeline:
             for step in builder.steps:
                 if not isinstance(step, Step):
                     problem(f"builder {builder.name!r} has {step!r} among its steps, which is not a Step", builder)
+                elif isinstance(step, Trigger):
+                    for name in step.schedulers:
+                        if not isinstance(self.scheduler(name), Triggerable):
+                            problem(
+                                f"builder {builder.name!r} triggers {name!r}, which is not a Triggerable scheduler",
+                                step,
+                            )
+        for scheduler in self.schedulers:
+            if isinstance(scheduler, Dependent):
+                for name in scheduler.upstream:
+                    if name not in builder_names:
+                        problem(
+                            f"dependent scheduler {scheduler.name!r} follows builder {name!r}, which no builder "
+                            "defines",
+                            scheduler,
+                        )
+        if not errors:
+            cycle = self._cycle()
+            if cycle:
+                problem("builders trigger each other in a cycle: " + " -> ".join(cycle), self.builder(cycle[0]))
         if errors:
             raise ConfigErrors(errors)
+
+    # -- the graph ------------------------------------------------------------------------------
+
+    def edges(self) -> list[tuple[str, str, str]]:
+        """Every edge as ``(from, to, label)``; nodes are ``source:``, ``scheduler:`` and ``builder:`` names."""
+        edges = []
+        takes_changes = [s for s in self.schedulers if type(s).classify is not Scheduler.classify]
+        for source in self.sources:
+            edges += [(f"source:{source.name}", f"scheduler:{s.name}", "changes") for s in takes_changes]
+        for scheduler in self.schedulers:
+            edges += [(f"scheduler:{scheduler.name}", f"builder:{b}", "requests") for b in scheduler.builders]
+            if isinstance(scheduler, Dependent):
+                edges += [(f"builder:{b}", f"scheduler:{scheduler.name}", "succeeds") for b in scheduler.upstream]
+        for builder in self.builders:
+            for step in builder.steps:
+                if isinstance(step, Trigger):
+                    label = "triggers and waits" if step.wait_for_finish else "triggers"
+                    edges += [(f"builder:{builder.name}", f"scheduler:{s}", label) for s in step.schedulers]
+        return edges
+
+    def _cycle(self) -> list[str] | None:
+        """Builders that (through triggers and dependents) lead back to themselves, if any."""
+        following: dict[str, set[str]] = {}
+        for start, end, _ in self.edges():
+            following.setdefault(start, set()).add(end)
+        visiting: list[str] = []
+        done: set[str] = set()
+
+        def visit(node: str) -> list[str] | None:
+            if node in visiting:
+                loop = [*visiting[visiting.index(node) :], node]
+                return [n.split(":", 1)[1] for n in loop if n.startswith("builder:")]
+            if node in done:
+                return None
+            visiting.append(node)
+            for nxt in sorted(following.get(node, ())):
+                found = visit(nxt)
+                if found:
+                    return found
+            visiting.pop()
+            done.add(node)
+            return None
+
+        for builder in self.builders:
+            found = visit(f"builder:{builder.name}")
+            if found:
+                return found
+        return None
 
     # -- showing ------------------------------------------------------------------------------
 
     def describe(self) -> str:
-        """The graph as text: schedulers feeding builders, builders with their workers and steps."""
+        """The graph as text: its nodes, then its edges."""
         lines = ["Pipeline"]
         lines.append("  workers: " + (", ".join(w.name for w in self.workers) or "(none)"))
+        if self.sources:
+            lines.append("  sources: " + ", ".join(f"{s.name} ({type(s).__name__})" for s in self.sources))
         lines.append("  schedulers:")
         for s in self.schedulers:
             lines.append(f"    {s.name} ({type(s).__name__}) -> {', '.join(s.builders)}")
         lines.append("  builders:")
         for b in self.builders:
-            lines.append(f"    {b.name} on {', '.join(b.workers)}: {' -> '.join(b.step_names)}")
+            locks = f" [locks: {', '.join(map(repr, b.locks))}]" if b.locks else ""
+            lines.append(f"    {b.name} on {', '.join(b.workers)}: {' -> '.join(b.step_names)}{locks}")
+        edges = self.edges()
+        if edges:
+            lines.append("  edges:")
+            lines += [f"    {start} -> {end} ({label})" for start, end, label in edges]
         return "\n".join(lines)
 
     def __str__(self) -> str:

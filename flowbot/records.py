@@ -65,8 +65,13 @@ class BuildsetSpec:
     builders: tuple[str, ...]
     sourcestamps: tuple[SourceStamp, ...]
     reason: str = ""
-    properties: dict[str, Any] = field(default_factory=dict)
+    #: ``{name: (value, source)}``: properties of every build in the set.
+    properties: dict[str, tuple[Any, str]] = field(default_factory=dict)
     priority: int = 0
+    #: The changes that caused it (empty for forced, periodic and triggered builds).
+    change_ids: tuple[int, ...] = ()
+    #: The build whose Trigger step asked for it.
+    parent_build_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,9 +83,13 @@ class BuildRequest:
     builder: str
     sourcestamps: tuple[SourceStamp, ...]
     reason: str = ""
-    properties: dict[str, Any] = field(default_factory=dict)
+    #: ``{name: (value, source)}``, as the buildset carries them.
+    properties: dict[str, tuple[Any, str]] = field(default_factory=dict)
     priority: int = 0
     submitted_at: float = 0.0
+    #: Whether changes caused it (collapsing only merges requests made from changes).
+    from_changes: bool = False
+    parent_build_id: int | None = None
 
     @property
     def branch(self) -> str | None:

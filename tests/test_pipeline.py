@@ -10,7 +10,18 @@ import sys
 
 import pytest
 
-from flowbot import AnyBranchScheduler, Builder, Change, ForceScheduler, Pipeline, Shell, SourceStamp, Step, Worker
+from flowbot import (
+    AnyBranchScheduler,
+    BoolParameter,
+    Builder,
+    Change,
+    ForceScheduler,
+    Pipeline,
+    Shell,
+    SourceStamp,
+    Step,
+    Worker,
+)
 from flowbot.errors import ConfigError, ConfigErrors
 
 
@@ -221,6 +232,10 @@ def test_describe_shows_the_graph() -> None:
             "  builders:",
             "    unit on w1, w2: build -> test",
             "    lint on w2: lint",
+            "  edges:",
+            "    scheduler:on-change -> builder:unit (requests)",
+            "    scheduler:on-change -> builder:lint (requests)",
+            "    scheduler:force -> builder:unit (requests)",
         ]
     )
     assert str(pipeline) == pipeline.describe()
@@ -239,9 +254,12 @@ def test_a_change_makes_one_buildset_for_all_the_schedulers_builders() -> None:
         project="demo",
         codebase="app",
         author="alice",
+        id=7,
+        properties={"ticket": 12},
     )
 
-    spec = scheduler.on_change(change)
+    classification = scheduler.classify(change)
+    spec = scheduler.changes_buildset([change])
 
     assert spec.scheduler == "on-change"
     assert spec.builders == ("unit", "lint")
@@ -254,22 +272,34 @@ def test_a_change_makes_one_buildset_for_all_the_schedulers_builders() -> None:
             project="demo",
         ),
     )
-    assert spec.properties == {"ci": True, "scheduler": "on-change"}
+    assert spec.properties == {
+        "ci": (True, "Scheduler"),
+        "ticket": (12, "Change"),
+        "scheduler": ("on-change", "Scheduler"),
+    }
     assert spec.priority == 3
     assert spec.reason == "on-change: change 1a2b3c by alice on feature/x"
+    assert spec.change_ids == (7,)
+    # Every branch has its own tree-stable timer
+    assert (classification.important, classification.key) == (True, "feature/x")
 
 
 def test_force_builds_the_builders_asked_for_with_the_source_given() -> None:
-    scheduler = ForceScheduler("force", builders=["unit", "lint"])
+    scheduler = ForceScheduler("force", builders=["unit", "lint"], params=[BoolParameter("verbose")])
 
     spec = scheduler.force(
-        ["lint"], reason="flaky?", branch="main", revision="abc", owner="bob", properties={"verbose": True}
+        ["lint"], reason="flaky?", branch="main", revision="abc", owner="bob", properties={"verbose": "yes"}
     )
 
     assert spec.builders == ("lint",)
     assert spec.sourcestamps == (SourceStamp(branch="main", revision="abc"),)
     assert spec.reason == "flaky? (forced by bob)"
-    assert spec.properties == {"verbose": True, "scheduler": "force"}
+    assert spec.properties == {
+        "verbose": (True, "Force Build Form"),
+        "owner": ("bob", "Force Build Form"),
+        "reason": ("flaky?", "Force Build Form"),
+        "scheduler": ("force", "Scheduler"),
+    }
     # Without a list it forces all its builders
     assert scheduler.force().builders == ("unit", "lint")
     assert scheduler.force().reason == "forced"

@@ -119,6 +119,7 @@ class BuildersHandler(ApiHandler):
         for builder in self.master.pipeline.builders:
             if name is not None and builder.name != name:
                 continue
+            force = self.master.pipeline.force_scheduler_for(builder.name)
             builders.append(
                 {
                     "name": builder.name,
@@ -129,6 +130,7 @@ class BuildersHandler(ApiHandler):
                     "pending": self.master.queue.count(builder.name),
                     "running": sum(1 for b in self.master.running.values() if b.builder == builder.name),
                     "last_build": latest.get(builder.name),
+                    "force": force and {"scheduler": force.name, "params": force.describe_params()},
                 }
             )
         if name is None:
@@ -213,7 +215,11 @@ class BuildsHandler(ApiHandler):
 
 class BuildHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
-        self.reply(await self.master.store.build(int(build_id)))
+        build = await self.master.store.build(int(build_id))
+        live = next((b for b in self.master.running.values() if b.id == build["id"]), None)
+        if live is not None:  # stored when the build ends; until then, as they are now
+            build["properties"] = live.properties.with_sources()
+        self.reply(build)
 
 
 class StopBuildHandler(ApiHandler):

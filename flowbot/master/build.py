@@ -2,8 +2,9 @@
 
 :class:`RunningBuild` runs a builder's steps in order for one request on one worker. It is the
 ``build`` that :meth:`Step.run <flowbot.steps.base.Step.run>` receives: steps run commands through
-it and write to its logs. It folds step results into the build's with Buildbot's rules, and ends as
-RETRY when its worker is lost (the request then runs again) or CANCELLED when someone stops it.
+it, write to its logs, read and set its properties and render values against it. It folds step
+results into the build's with Buildbot's rules, and ends as RETRY when its worker is lost (the
+request then runs again) or CANCELLED when someone stops it.
 
 Recording never holds a build up: each start and end is queued to the store, which commits them
 in order, and the event announcing a record is emitted only once that record is committed. The
@@ -22,9 +23,11 @@ import traceback
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .. import secrets
 from ..builder import Builder
 from ..defaults import STOP_GRACE
 from ..errors import BuildStopped, WorkerLost
+from ..properties import Properties, render
 from ..records import BuildRequest
 from ..results import Result, combine
 from ..steps.base import CommandResult, Step
@@ -36,6 +39,9 @@ if TYPE_CHECKING:
     from .master import Master
 
 log = logging.getLogger(__name__)
+
+#: Most bytes of output a step may keep with ``collect=True`` (per stream).
+MAX_COLLECTED = 16 * 1024 * 1024
 
 
 class RunningBuild:
@@ -57,24 +63,19 @@ class RunningBuild:
         self.started_at = 0.0
         self.finished_at: float | None = None
         self.result: Result | None = None
-        self.properties: dict[str, Any] = {
-            **master.pipeline.properties,
-            **connection.spec.properties,
-            **builder.properties,
-            **request.properties,
-            "branch": self.branch,
-            "revision": self.revision,
-            "buildername": self.builder,
-            "buildnumber": number,
-            "workername": self.worker,
-        }
+        self.locks_wait = 0.0
+        self.properties = self._initial_properties()
         self.current_step: int | None = None
+        self._step_ref: Ref | None = None
         self._logs: dict[str, StepLog] = {}
         self._command_id: str | None = None
+        self._waiting: asyncio.Task | None = None
         self._stopped: str | None = None
         self._stop_result = Result.CANCELLED
+        self._secrets: set[str] = set()
         self._writes: set[asyncio.Future] = set()
         self._failed_writes: list[BaseException] = []
+        self._start_write: asyncio.Future | None = None
         self._env = {
             "FLOWBOT_BRANCH": self.branch or "",
             "FLOWBOT_REVISION": self.revision or "",
@@ -82,6 +83,27 @@ class RunningBuild:
             "FLOWBOT_BUILD_NUMBER": str(number),
             "FLOWBOT_WORKER": self.worker,
         }
+
+    def _initial_properties(self) -> Properties:
+        props = Properties()
+        props.update(self.master.pipeline.properties, "Pipeline")
+        props.update(self.connection.spec.properties, "Worker")
+        props.update(self.builder_config.properties, "Builder")
+        for name, (value, source) in self.request.properties.items():
+            props.set(name, value, source)
+        stamp = self.request.sourcestamps[0] if self.request.sourcestamps else None
+        build_values = {
+            "buildername": self.builder,
+            "buildnumber": self.number,
+            "workername": self.worker,
+            "branch": self.branch,
+            "revision": self.revision,
+            "repository": stamp.repository if stamp else "",
+            "project": stamp.project if stamp else "",
+            "codebase": stamp.codebase if stamp else "",
+        }
+        props.update(build_values, "Build")
+        return props
 
     @property
     def id(self) -> int | None:
@@ -93,20 +115,70 @@ class RunningBuild:
     def env(self) -> dict[str, str]:
         return dict(self._env)
 
+    def render(self, value: Any) -> Any:
+        return render(value, self)
+
+    def set_property(self, name: str, value: Any, source: str) -> None:
+        self.properties.set(name, value, source)
+
+    def sourcestamp(self, codebase: str) -> dict[str, Any] | None:
+        for stamp in self.request.sourcestamps:
+            if stamp.codebase == codebase:
+                return {
+                    "codebase": stamp.codebase,
+                    "repository": stamp.repository,
+                    "branch": stamp.branch,
+                    "revision": stamp.revision,
+                    "project": stamp.project,
+                }
+        return None
+
+    def worker_info(self) -> dict[str, Any]:
+        return {**self.connection.info, "name": self.worker}
+
+    def secret(self, name: str) -> str:
+        value = secrets.lookup(self.master.pipeline.secrets, name)
+        self._secrets.add(value)
+        return value
+
+    def _redact(self, text: str) -> str:
+        return secrets.redact(text, self._secrets) if self._secrets else text
+
     def log(self, name: str = "stdio") -> StepLog:
+        """The running step's log ``name``, created on first use."""
+        if self._step_ref is None:
+            raise RuntimeError("logs belong to a running step")
         if name not in self._logs:
-            raise KeyError(f"the running step has no log {name!r}")
+            index = self.current_step
+            events = self.master.events
+
+            def live(lines: list[tuple[str, str]]) -> None:
+                if events.wants("log"):
+                    events.emit("log", build_id=self.id, step=index, log=name, lines=lines)
+
+            self._logs[name] = StepLog(self._step_ref, name, self.master.store.append_log, live, self._redact)
         return self._logs[name]
 
-    async def run_command(self, name: str, args: dict[str, Any], *, log: str = "stdio") -> CommandResult:
+    async def run_command(
+        self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False
+    ) -> CommandResult:
         if self._stopped:
             raise BuildStopped(self._stopped)
         step_log = self.log(log)
         args = {**args, "builddir": self.builder_config.builddir}
         step_log.header(_describe(name, args))
+        collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+
+        def sink(stream: str, data: bytes) -> asyncio.Future[None] | None:
+            if stream.startswith("log:"):  # a file the command writes, shown as its own log
+                return self.log(stream[4:]).output("stdout", data)
+            if collect and stream in collected and len(collected[stream]) < MAX_COLLECTED:
+                collected[stream] += data
+            return step_log.output(stream, data)
+
         self._command_id = self.master.registry.new_command_id()
         try:
-            result = await self.connection.run_command(self._command_id, name, args, step_log.output)
+            result = await self.connection.run_command(self._command_id, name, args, sink)
         finally:
             self._command_id = None
         if result.message:
@@ -114,12 +186,39 @@ class RunningBuild:
         step_log.header(_ending(result))
         if result.reason == "interrupted" and self._stopped:
             raise BuildStopped(self._stopped)
+        if collect:
+            result = CommandResult(
+                result.rc,
+                result.reason,
+                result.message,
+                result.elapsed,
+                stdout=collected["stdout"].decode("utf-8", "replace"),
+                stderr=collected["stderr"].decode("utf-8", "replace"),
+                data=result.data,
+            )
         return result
+
+    async def trigger(
+        self, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
+    ) -> list[Result]:
+        if self._stopped:
+            raise BuildStopped(self._stopped)
+        waiting = asyncio.ensure_future(self.master.trigger(self, schedulers, properties, wait=wait))
+        self._waiting = waiting
+        try:
+            return await waiting
+        except asyncio.CancelledError:
+            if self._stopped:
+                raise BuildStopped(self._stopped) from None
+            raise
+        finally:
+            self._waiting = None
 
     # -- control ------------------------------------------------------------------------------
 
     def stop(self, reason: str, result: Result = Result.CANCELLED) -> None:
-        """Stop the build: interrupt what runs, skip what is left; it ends as ``result``.
+        """Stop the build: interrupt what runs, skip what is left, stop the builds it triggered;
+        it ends as ``result``.
 
         People stopping a build get CANCELLED; a master shutting down uses RETRY, so the request
         runs again when it comes back.
@@ -131,6 +230,10 @@ class RunningBuild:
         log.info("stopping build %s #%d: %s", self.builder, self.number, self._stopped)
         if self._command_id is not None:
             self.connection.interrupt(self._command_id, self._stopped, STOP_GRACE)
+        if self._waiting is not None:
+            self._waiting.cancel()
+        if self.id is not None:
+            self.master.stop_children(self.id, f"parent build {self.builder} #{self.number} stopped: {reason}")
 
     # -- running --------------------------------------------------------------------------------
 
@@ -141,10 +244,10 @@ class RunningBuild:
         """
         store = self.master.store
         self.started_at = time.time()
-        self._record(
-            store.start_build(self.request, self.number, self.worker, self.started_at, self.master.name, self.ref),
-            lambda: ("build.started", {"build": self.summary()}),
+        self._start_write = store.start_build(
+            self.request, self.number, self.worker, self.started_at, self.master.name, self.ref
         )
+        self._record(self._start_write, lambda: ("build.started", {"build": self.summary()}))
         try:
             result = await self._run_steps()
         except Exception:  # a bug in the master must still end the build, visibly
@@ -157,11 +260,27 @@ class RunningBuild:
         self.result = result
         self.finished_at = time.time()
         summary = f"stopped: {self._stopped}" if self._stopped else ""
-        self._record(
-            store.finish_build(self.ref, self.request, result, self.finished_at, summary),
-            lambda: ("build.finished", {"build": self.summary()}),
+        finished = store.finish_build(
+            self.ref,
+            self.request,
+            result,
+            self.finished_at,
+            summary,
+            properties=self.properties.with_sources(),
+            locks_wait=self.locks_wait,
+            then=self.master.downstream(self, result),
         )
+        finished.add_done_callback(self._downstream_stored)
+        self._record(finished, lambda: ("build.finished", {"build": self.summary()}))
         return result
+
+    def _downstream_stored(self, finished: asyncio.Future) -> None:
+        if not finished.cancelled() and finished.exception() is None and finished.result():
+            self.master.enqueue(finished.result())
+
+    async def started(self) -> None:
+        """Wait until the build's start is in the store (so it has an id others may refer to)."""
+        await asyncio.shield(self._start_write)
 
     async def recorded(self) -> None:
         """Wait until every write about the build has committed.
@@ -185,26 +304,23 @@ class RunningBuild:
         return result
 
     async def _run_step(self, index: int, step: Step) -> Result:
-        store, events = self.master.store, self.master.events
+        store = self.master.store
         name = self.builder_config.step_names[index]
         self.current_step = index
-        step_ref = Ref()
+        self._step_ref = step_ref = Ref()
         self._record(
             store.start_step(self.ref, index, name, time.time(), step_ref),
             lambda: ("step.started", {"build_id": self.id, "step": index, "name": name}),
         )
-
-        def live(lines: list[tuple[str, str]]) -> None:
-            if events.wants("log"):
-                events.emit("log", build_id=self.id, step=index, log="stdio", lines=lines)
-
-        stdio = self._logs["stdio"] = StepLog(step_ref, "stdio", store.append_log, live)
+        stdio = self.log()
         try:
             if self.connection.lost:
                 raise WorkerLost(f"worker {self.worker} is not connected")
-            result = await step.run(self)
-            if not isinstance(result, Result):
-                raise TypeError(f"{type(step).__name__}.run returned {result!r}, not a Result")
+            if not step.should_run(self):
+                stdio.header("skipped: its do_step_if is false")
+                result = Result.SKIPPED
+            else:
+                result = await self._run_locked(step, stdio)
         except WorkerLost as exc:
             result = Result.RETRY
             stdio.header(f"{exc}; the build will be retried")
@@ -213,18 +329,58 @@ class RunningBuild:
             stdio.header(f"build stopped: {exc}")
         except Exception as exc:
             result = Result.EXCEPTION
-            stdio.header("step raised an exception:\n" + "".join(traceback.format_exception(exc)).rstrip())
+            stdio.header(
+                "step raised an exception:\n" + self._redact("".join(traceback.format_exception(exc))).rstrip()
+            )
             log.warning("step %r of %s #%d raised %r", name, self.builder, self.number, exc)
-        stdio.close()
-        for write in stdio.writes:
-            self._record(write)
+        hidden = self._hidden(step, result, stdio)
+        for step_log in self._logs.values():
+            step_log.close()
+            for write in step_log.writes:
+                self._record(write)
         self._logs.clear()
         self._record(
-            store.finish_step(step_ref, result, time.time()),
+            store.finish_step(step_ref, result, time.time(), hidden=hidden),
             lambda: ("step.finished", {"build_id": self.id, "step": index, "name": name, "result": result.name}),
         )
         self.current_step = None
         return result
+
+    async def _run_locked(self, step: Step, stdio: StepLog) -> Result:
+        """Run ``step`` holding its locks (waiting for them, stoppably, if they are busy)."""
+        if step.locks:
+            owner = (self, step)
+            waiting = asyncio.ensure_future(self.master.locks.acquire(step.locks, self.worker, owner))
+            self._waiting = waiting
+            try:
+                waited = await waiting
+            except asyncio.CancelledError:
+                if self._stopped:
+                    raise BuildStopped(self._stopped) from None
+                raise
+            finally:
+                self._waiting = None
+            self.locks_wait += waited
+            if waited >= 0.01:
+                stdio.header(f"waited {waited:.2f} s for locks {', '.join(map(repr, step.locks))}")
+            try:
+                return await self._checked_run(step)
+            finally:
+                self.master.locks.release(owner)
+        return await self._checked_run(step)
+
+    async def _checked_run(self, step: Step) -> Result:
+        result = await step.run(self)
+        if not isinstance(result, Result):
+            raise TypeError(f"{type(step).__name__}.run returned {result!r}, not a Result")
+        return result
+
+    def _hidden(self, step: Step, result: Result, stdio: StepLog) -> bool:
+        try:
+            return step.hidden(result, self)
+        except Exception as exc:
+            stdio.header(f"hide_step_if raised {exc!r}; the step stays visible")
+            return False
 
     def _record(self, write: asyncio.Future, event: Callable[[], tuple[str, dict]] | None = None) -> None:
         """Track a queued write; once it commits, emit the event that announces it."""
@@ -264,6 +420,8 @@ def _describe(name: str, args: dict[str, Any]) -> str:
     command = args.get("command")
     if isinstance(command, list):
         command = shlex.join(command)
+    elif command is None and "path" in args:
+        command = args["path"]
     where = f" in {args['builddir']}/{args.get('workdir') or '.'}"
     return f"{name}: {command}{where}" if command is not None else f"{name}{where}"
 

@@ -36,13 +36,22 @@ class StepLog:
         name: the log's name (``stdio`` for a command's output).
         append: the store's ``append_log``; returns the future of the write.
         on_lines: called with new ``(tag, line)`` pairs as they appear (for live views).
+        redact: applied to every line first (it hides the secrets the build used).
     """
 
-    def __init__(self, step: Ref, name: str, append: Append, on_lines: LinesListener | None = None):
+    def __init__(
+        self,
+        step: Ref,
+        name: str,
+        append: Append,
+        on_lines: LinesListener | None = None,
+        redact: Callable[[str], str] | None = None,
+    ):
         self.step = step
         self.name = name
         self._append = append
         self._on_lines = on_lines
+        self._redact = redact
         self._partial: dict[str, bytes] = {}
         self._lines: list[str] = []
         self._tags: list[str] = []
@@ -78,6 +87,8 @@ class StepLog:
         return None
 
     def _add(self, tag: str, lines: list[str]) -> asyncio.Future[None] | None:
+        if self._redact is not None:
+            lines = [self._redact(line) for line in lines]
         self._lines += lines
         self._tags.append(tag * len(lines))
         self._size += sum(len(line) for line in lines) + len(lines)

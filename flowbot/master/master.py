@@ -9,6 +9,7 @@ at any moment and started again carries on with every request it had accepted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import socket
@@ -20,13 +21,16 @@ from typing import Any
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, LIVENESS, SQLITE_FILE, STOP_GRACE, WORKER_ENDPOINT
 from ..errors import InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
-from ..records import BuildRequest, Change
+from ..records import BuildRequest, BuildsetSpec, Change
 from ..results import Result
+from ..schedulers.triggerable import Dependent, Triggerable
 from ..store import Store
 from .build import RunningBuild
+from .dispatch import Dispatcher
 from .events import EventBus
-from .queue import BuildQueue
 from .registry import WorkerConnection, WorkerRegistry
+from .scheduling import Scheduling
+from .sources import Sources
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +73,6 @@ class Master:
         self.http_address = http
         self.name = name or f"{socket.gethostname()}:{self.basedir or 'embedded'}"
         self.events = EventBus()
-        self.queue = BuildQueue()
         self.store: Store | None = None
         self.registry = WorkerRegistry(
             {w.name: w for w in pipeline.workers},
@@ -80,38 +83,47 @@ class Master:
             heartbeat=heartbeat,
             liveness=liveness,
         )
-        self.running: dict[int, RunningBuild] = {}  # by request id
-        self._recording = 0  # builds whose steps are done and whose records are on their way
+        self.dispatcher = Dispatcher(self)
+        self.scheduling = Scheduling(self)
+        self.sources = Sources(self)
         self.http_url: str | None = None
         self._http_server: Any = None
-        self._numbers: dict[str, int] = {}
-        self._assign_scheduled = False
-        self._idle = asyncio.Event()
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
-        self._started = False
 
     @property
     def worker_endpoint(self) -> str:
         """Where workers dial in (the bound address once started)."""
         return self.registry.endpoint
 
+    @property
+    def queue(self):
+        return self.dispatcher.queue
+
+    @property
+    def running(self) -> dict[int, RunningBuild]:
+        """Builds running now, by request id."""
+        return self.dispatcher.running
+
+    @property
+    def locks(self):
+        return self.dispatcher.locks
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Open the store, resume the queue, and start serving workers and HTTP."""
+        """Open the store, resume the queue and the schedulers' timers, start serving."""
         self.store = await Store.open(self.db_url)
         try:
-            now = time.time()
-            retried = await self.store.recover(now)
+            retried = await self.store.recover(time.time())
             if retried:
                 log.warning(
                     "%d build(s) were running when the master stopped; they end as RETRY and run again", retried
                 )
-            self._numbers = await self.store.next_build_numbers()
+            self.dispatcher.numbers = await self.store.next_build_numbers()
             pending = await self.store.pending_requests()
             for request in pending:
-                self.queue.add(request)
+                self.dispatcher.queue.add(request)
             if pending:
                 log.info("resuming %d pending build request(s)", len(pending))
             self.registry.start()
@@ -120,23 +132,27 @@ class Master:
 
                 self._http_server, self.http_url = serve(self, self.http_address)
                 log.info("HTTP API on %s", self.http_url)
+            await self.scheduling.start()
+            await self.sources.start()
         except BaseException:
             await self._close()
             raise
-        self._started = True
-        self._spawn(self._remember_workers(), "remember workers")
-        self._update_idle()
-        self._schedule_assign()
+        self.dispatcher.active = True
+        self.spawn(self._remember_workers(), "remember workers")
+        self.dispatcher.update_idle()
+        self.dispatcher.schedule()
 
     async def stop(self) -> None:
         """Stop serving; running builds end as RETRY so they run again on the next start."""
         if self._stopping:
             return
         self._stopping = True
+        self.dispatcher.active = False
+        self.scheduling.stop()
+        await self.sources.stop()
         if self._http_server is not None:
             self._http_server.stop()
-        builds = list(self.running.values())
-        for build in builds:
+        for build in list(self.running.values()):
             build.stop("the master is shutting down", Result.RETRY)
         tasks = [t for t in self._tasks if t.get_name().startswith("build ")]
         if tasks:
@@ -162,7 +178,8 @@ class Master:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task:
+    def spawn(self, coro: Any, name: str) -> asyncio.Task:
+        """Run ``coro`` as a task the master owns: cancelled at stop, failures logged."""
         task = asyncio.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
@@ -173,29 +190,57 @@ class Master:
         if not task.cancelled() and task.exception() is not None:
             log.error("%s failed: %s", task.get_name(), task.exception())
 
-    # -- what people and change sources ask for ---------------------------------------------
+    # -- changing the pipeline while it runs ----------------------------------------------------
+
+    async def reconfigure(self, pipeline: Pipeline) -> None:
+        """Run ``pipeline`` from now on: new builders take work, removed ones finish what they run.
+
+        Running builds finish with the steps they began with; requests for a builder that is gone
+        wait in the store until a pipeline has it again.
+        """
+        old = self.pipeline
+        self.scheduling.stop()
+        await self.sources.stop()
+        self.pipeline = pipeline
+        self.registry.workers = {w.name: w for w in pipeline.workers}
+        for name in [n for n in self.registry.connections if n not in self.registry.workers]:
+            log.info("worker %s is no longer in the pipeline; it gets no new builds", name)
+        await self.scheduling.start()
+        await self.sources.start()
+        added = sorted({b.name for b in pipeline.builders} - {b.name for b in old.builders})
+        removed = sorted({b.name for b in old.builders} - {b.name for b in pipeline.builders})
+        log.info("reconfigured: builders added %s, removed %s", added or "none", removed or "none")
+        self.events.emit("master.reconfigured", added=added, removed=removed)
+        self.dispatcher.schedule()
+
+    # -- what people, change sources and builds ask for -----------------------------------------
 
     async def add_change(self, change: Change) -> tuple[int, list[int]]:
-        """Accept a change: store it with the requests schedulers make of it, then queue them.
+        """Accept a change: store it with what schedulers decide about it, then queue the builds.
 
         Returns:
             The change id and the new build request ids.
         """
-        specs = []
-        for scheduler in self.pipeline.schedulers:
-            try:
-                spec = scheduler.on_change(change)
-            except Exception:
-                log.exception("scheduler %s failed on change %s; the change is kept", scheduler.name, change.revision)
-                continue
-            if spec is not None:
-                specs.append(spec)
-        change_id, requests = await self.store.add_change(change, specs, time.time())
+        decisions = self.scheduling.decisions(change)
+        received = time.time()
+        change_id, requests = await self.store.add_change(change, decisions, received)
+        self.scheduling.held(decisions, received)
         self.events.emit(
             "change.new", change_id=change_id, branch=change.branch, revision=change.revision, author=change.author
         )
-        self._enqueue(requests)
+        self.enqueue(requests)
         return change_id, [r.id for r in requests]
+
+    def enqueue(self, requests: list[BuildRequest]) -> None:
+        """Queue stored requests for building."""
+        if requests:
+            self.dispatcher.enqueue(requests)
+
+    async def submit(self, spec: BuildsetSpec) -> list[BuildRequest]:
+        """Store a buildset and queue its requests."""
+        requests = await self.store.add_buildset(spec, time.time())
+        self.enqueue(requests)
+        return requests
 
     async def force(
         self,
@@ -211,24 +256,54 @@ class Master:
 
         Raises:
             NotFound: no such builder, or no force scheduler lists it.
+            InvalidRequest: a parameter is unknown, missing or of the wrong type.
         """
         if self.pipeline.builder(builder) is None:
             raise NotFound(f"no builder named {builder!r}")
         scheduler = self.pipeline.force_scheduler_for(builder)
         if scheduler is None:
             raise NotFound(f"no force scheduler lists builder {builder!r}")
-        spec = scheduler.force(
-            [builder], reason=reason, branch=branch, revision=revision, owner=owner, properties=properties
-        )
-        requests = await self.store.add_buildset(spec, time.time())
-        self._enqueue(requests)
-        return [r.id for r in requests]
+        try:
+            spec = scheduler.force(
+                [builder], reason=reason, branch=branch, revision=revision, owner=owner, properties=properties
+            )
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from None
+        return [r.id for r in await self.submit(spec)]
+
+    async def trigger(
+        self, build: RunningBuild, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
+    ) -> list[Result]:
+        """Start a buildset on each Triggerable scheduler for ``build``; with ``wait``, their results."""
+        await build.started()
+        waits = []
+        for name in schedulers:
+            scheduler = self.pipeline.scheduler(name)
+            if not isinstance(scheduler, Triggerable):
+                raise InvalidRequest(f"{name!r} is not a Triggerable scheduler of the running pipeline")
+            spec = scheduler.triggered(build.request.sourcestamps, properties, f"{build.builder} #{build.number}")
+            requests = await self.store.add_buildset(dataclasses.replace(spec, parent_build_id=build.id), time.time())
+            if wait and requests:
+                waits.append(self.dispatcher.watch(requests[0].buildset_id, {r.id for r in requests}))
+            self.enqueue(requests)
+        return list(await asyncio.gather(*waits)) if waits else []
+
+    def downstream(self, build: RunningBuild, result: Result) -> list[BuildsetSpec]:
+        """Buildsets of ``Dependent`` schedulers that follow ``build``'s builder, if it succeeded."""
+        if result != Result.SUCCESS:
+            return []
+        props = {n: (v, "Dependent") for n, v in build.properties.items() if build.properties.source(n) != "Build"}
+        return [
+            s.upstream_succeeded(build.request.sourcestamps, props, f"{build.builder} #{build.number}")
+            for s in self.pipeline.schedulers
+            if isinstance(s, Dependent) and build.builder in s.upstream
+        ]
 
     async def stop_build(self, build_id: int, reason: str = "") -> None:
-        """Stop a running build; it ends as CANCELLED.
+        """Stop a running build (and what it triggered); it ends as CANCELLED.
 
         Raises:
-            NotFound: no build with that id is running.
+            NotFound: no build with that id exists. InvalidRequest: it is not running.
         """
         for build in self.running.values():
             if build.id == build_id:
@@ -237,13 +312,21 @@ class Master:
         await self.store.build(build_id)  # raises NotFound for a build that never existed
         raise InvalidRequest(f"build {build_id} is not running")
 
+    def stop_children(self, build_id: int, reason: str) -> None:
+        """Stop the builds a build triggered, and withdraw its triggered requests still waiting."""
+        for build in list(self.running.values()):
+            if build.request.parent_build_id == build_id:
+                build.stop(reason)
+        for request in self.queue:
+            if request.parent_build_id == build_id:
+                self.spawn(self.dispatcher.cancel(request), f"cancel request {request.id}")
+
     async def cancel_request(self, request_id: int) -> None:
         """Withdraw a pending request; it completes as CANCELLED without a build."""
-        if request_id not in self.queue:
+        request = self.queue.get(request_id)
+        if request is None:
             raise NotFound(f"no pending build request {request_id} waiting in the queue")
-        await self.store.cancel_request(request_id, time.time())
-        self.queue.remove(request_id)
-        self._update_idle()
+        await self.dispatcher.cancel(request)
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait until nothing is queued or running.
@@ -251,108 +334,19 @@ class Master:
         Raises:
             TimeoutError: still busy after ``timeout`` seconds.
         """
-        await asyncio.wait_for(self._idle.wait(), timeout)
-
-    # -- assigning requests to workers ----------------------------------------------------------
-
-    def _enqueue(self, requests: list[BuildRequest]) -> None:
-        for request in requests:
-            self.queue.add(request)
-            self.events.emit(
-                "request.new",
-                request_id=request.id,
-                builder=request.builder,
-                branch=request.branch,
-                revision=request.revision,
-            )
-        self._update_idle()
-        self._schedule_assign()
-
-    def _schedule_assign(self) -> None:
-        if not self._assign_scheduled and self._started and not self._stopping:
-            self._assign_scheduled = True
-            asyncio.get_running_loop().call_soon(self._assign)
-
-    def _assign(self) -> None:
-        self._assign_scheduled = False
-        if self._stopping:
-            return
-        for name in self.queue.builders():
-            builder = self.pipeline.builder(name)
-            if builder is None:
-                continue  # requests for a builder the pipeline no longer has wait for it to return
-            while True:
-                connection = self._free_worker(builder)
-                if connection is None:
-                    break
-                request = self.queue.pop(name)
-                if request is None:
-                    break
-                number = self._numbers.get(name, 1)
-                self._numbers[name] = number + 1
-                build = RunningBuild(self, builder, request, connection, number)
-                self.running[request.id] = build
-                self._spawn(self._run_build(build), f"build {name} #{number}")
-
-    def _free_worker(self, builder: Any) -> WorkerConnection | None:
-        """The least busy connected worker of ``builder`` that is not already building it."""
-        best, best_load = None, None
-        for name in builder.workers:
-            connection = self.registry.connections.get(name)
-            if connection is None:
-                continue
-            builds = [b for b in self.running.values() if b.connection is connection]
-            if any(b.builder == builder.name for b in builds):
-                continue
-            limit = connection.spec.max_builds
-            if limit is not None and len(builds) >= limit:
-                continue
-            if best_load is None or len(builds) < best_load:
-                best, best_load = connection, len(builds)
-        return best
-
-    async def _run_build(self, build: RunningBuild) -> None:
-        request = build.request
-        result = None
-        try:
-            result = await build.execute()
-        finally:
-            # The worker is free as soon as the steps are done; recording goes on in the store's
-            # queue, whose order guarantees the next claim comes after this build's end.
-            self.running.pop(request.id, None)
-            self._recording += 1
-            if result == Result.RETRY and not self._stopping:
-                self.queue.add(request)
-            self._schedule_assign()
-        try:
-            await build.recorded()
-        except NotFound as exc:
-            log.info("build request %d was withdrawn before it started: %s", request.id, exc)
-        except StoreError as exc:
-            log.error(
-                "build %s #%d could not be recorded: %s; its request stays pending", build.builder, build.number, exc
-            )
-        finally:
-            self._recording -= 1
-            self._update_idle()
-
-    def _update_idle(self) -> None:
-        if not self.queue and not self.running and not self._recording:
-            self._idle.set()
-        else:
-            self._idle.clear()
+        await asyncio.wait_for(self.dispatcher.idle.wait(), timeout)
 
     # -- workers --------------------------------------------------------------------------------
 
     def _worker_connected(self, connection: WorkerConnection) -> None:
-        self._spawn(
+        self.spawn(
             self.store.worker_connected(connection.name, connection.info, connection.connected_at),
             f"worker {connection.name} connected",
         )
-        self._schedule_assign()
+        self.dispatcher.schedule()
 
     def _worker_lost(self, connection: WorkerConnection) -> None:
-        self._spawn(
+        self.spawn(
             self.store.worker_disconnected(connection.name, time.time(), connection.last_seen),
             f"worker {connection.name} lost",
         )

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import heapq
+from collections.abc import Hashable
 
 from ..records import BuildRequest
 
 
+def source_key(request: BuildRequest) -> Hashable:
+    """What requests must share to collapse by Buildbot's rule (revisions aside)."""
+    return tuple(sorted((s.codebase, s.repository, s.branch or "", s.project) for s in request.sourcestamps))
+
+
 class BuildQueue:
-    """Pending requests by builder. Cancelled requests are removed lazily, in O(1)."""
+    """Pending requests by builder. Removed requests leave their heap lazily, in O(1)."""
 
     def __init__(self) -> None:
         self._heaps: dict[str, list[tuple[int, float, int]]] = {}
         self._pending: dict[int, BuildRequest] = {}
+        self._by_source: dict[tuple[str, Hashable], dict[int, None]] = {}
 
     def add(self, request: BuildRequest) -> None:
         if request.id in self._pending:
@@ -20,31 +27,41 @@ class BuildQueue:
         self._pending[request.id] = request
         heap = self._heaps.setdefault(request.builder, [])
         heapq.heappush(heap, (-request.priority, request.submitted_at, request.id))
+        self._by_source.setdefault((request.builder, source_key(request)), {})[request.id] = None
 
     def remove(self, request_id: int) -> BuildRequest | None:
         """Take a request out of the queue (it stays in its heap until it surfaces)."""
-        return self._pending.pop(request_id, None)
+        request = self._pending.pop(request_id, None)
+        if request is not None:
+            key = (request.builder, source_key(request))
+            same = self._by_source[key]
+            del same[request_id]
+            if not same:
+                del self._by_source[key]
+        return request
 
     def builders(self) -> list[str]:
         """Builders with at least one pending request."""
-        return [name for name, heap in self._heaps.items() if self._top(name) is not None]
+        return [name for name in self._heaps if self.first(name) is not None]
 
-    def pop(self, builder: str) -> BuildRequest | None:
-        """The next request for ``builder``, or None."""
-        request = self._top(builder)
-        if request is not None:
-            heapq.heappop(self._heaps[builder])
-            del self._pending[request.id]
-        return request
-
-    def _top(self, builder: str) -> BuildRequest | None:
+    def first(self, builder: str) -> BuildRequest | None:
+        """The request ``builder`` would run next by priority and age."""
         heap = self._heaps.get(builder)
         while heap:
             request = self._pending.get(heap[0][2])
             if request is not None:
                 return request
-            heapq.heappop(heap)  # cancelled or already taken
+            heapq.heappop(heap)  # removed earlier
         return None
+
+    def pending(self, builder: str) -> list[BuildRequest]:
+        """Every pending request of ``builder``, in the order they would run."""
+        return [self._pending[i] for _, _, i in sorted(self._heaps.get(builder, ())) if i in self._pending]
+
+    def same_source(self, request: BuildRequest) -> list[BuildRequest]:
+        """Pending requests of the same builder with the same sources (revisions aside)."""
+        ids = self._by_source.get((request.builder, source_key(request)), {})
+        return [self._pending[i] for i in ids if i != request.id]
 
     def count(self, builder: str | None = None) -> int:
         if builder is None:
@@ -53,6 +70,12 @@ class BuildQueue:
 
     def __contains__(self, request_id: int) -> bool:
         return request_id in self._pending
+
+    def get(self, request_id: int) -> BuildRequest | None:
+        return self._pending.get(request_id)
+
+    def __iter__(self):
+        return iter(list(self._pending.values()))
 
     def __len__(self) -> int:
         return len(self._pending)

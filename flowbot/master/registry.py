@@ -386,6 +386,7 @@ class WorkerRegistry:
                 reason=c.get("reason") if isinstance(c.get("reason"), str) else None,
                 message=str(c.get("message") or ""),
                 elapsed=float(c.get("elapsed") or 0.0),
+                data=c.get("data") if isinstance(c.get("data"), dict) else {},
             )
         )
 

@@ -1,17 +1,83 @@
-"""Schedulers that start builds from changes."""
+"""Schedulers that start builds from changes: one branch, or every branch."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from ..records import BuildsetSpec, Change
-from .base import Scheduler
+from .base import Classification, Scheduler, changes_properties, changes_sourcestamps
+from .filter import ChangeFilter
 
 
-class AnyBranchScheduler(Scheduler):
-    """Start a buildset for every change, on whatever branch it is."""
+class ChangeScheduler(Scheduler):
+    """What the branch schedulers share.
 
-    def on_change(self, change: Change) -> BuildsetSpec | None:
-        who = f" by {change.author}" if change.author else ""
+    Args:
+        change_filter: which changes to consider (all when None).
+        tree_stable_timer: seconds without an important change before building; None builds at once.
+        file_is_important: ``fn(change) -> bool``; unimportant changes ride along with the next
+            important one instead of starting a build.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        builders: Iterable[str],
+        *,
+        change_filter: ChangeFilter | Callable[[Change], bool] | None = None,
+        tree_stable_timer: float | None = None,
+        file_is_important: Callable[[Change], bool] | None = None,
+        **options: Any,
+    ):
+        super().__init__(name, builders, **options)
+        if tree_stable_timer is not None and tree_stable_timer < 0:
+            raise ValueError(f"tree_stable_timer must be None or >= 0, not {tree_stable_timer!r}")
+        self.change_filter = change_filter
+        self.tree_stable_timer = tree_stable_timer
+        self.file_is_important = file_is_important
+
+    def classify(self, change: Change) -> Classification | None:
+        if self.change_filter is not None and not self.change_filter(change):
+            return None
+        important = self.file_is_important is None or bool(self.file_is_important(change))
+        return Classification(important, self.timer_key(change))
+
+    def timer_key(self, change: Change) -> str:
+        return ""
+
+    def changes_buildset(self, changes: list[Change]) -> BuildsetSpec | None:
+        last = changes[-1]
+        who = f" by {last.author}" if last.author else ""
+        count = f" and {len(changes) - 1} earlier" if len(changes) > 1 else ""
         return self.buildset(
-            [change.sourcestamp()],
-            f"{self.name}: change {change.revision or '(no revision)'}{who} on {change.branch or 'default'}",
+            changes_sourcestamps(changes),
+            f"{self.name}: change {last.revision or '(no revision)'}{who}{count} on {last.branch or 'default'}",
+            properties=changes_properties(changes),
+            change_ids=[c.id for c in changes if c.id is not None],
         )
+
+
+class SingleBranchScheduler(ChangeScheduler):
+    """Build the changes of one branch, with one tree-stable timer.
+
+    Give the branch through ``change_filter=ChangeFilter(branch="main")`` or ``branch="main"``.
+    """
+
+    def __init__(self, name: str, builders: Iterable[str], *, branch: str | None = None, **options: Any):
+        if branch is not None:
+            if options.get("change_filter") is not None:
+                raise ValueError("give SingleBranchScheduler either branch= or change_filter=, not both")
+            options["change_filter"] = ChangeFilter(branch=branch)
+        if options.get("change_filter") is None:
+            raise ValueError(
+                f"SingleBranchScheduler {name!r} needs a branch: change_filter=ChangeFilter(branch=...) or branch=..."
+            )
+        super().__init__(name, builders, **options)
+
+
+class AnyBranchScheduler(ChangeScheduler):
+    """Build changes on every branch, with a tree-stable timer per branch."""
+
+    def timer_key(self, change: Change) -> str:
+        return change.branch or ""

@@ -7,10 +7,25 @@ from typing import Any
 
 from ..records import BuildsetSpec, SourceStamp
 from .base import Scheduler
+from .parameters import Parameter
+
+#: Where force-form values come from, as build properties.
+FORCE_SOURCE = "Force Build Form"
 
 
 class ForceScheduler(Scheduler):
-    """Lets people force builds of its builders, with a reason, a branch and a revision."""
+    """Lets people force builds of its builders, with a reason, a branch, a revision and typed
+    ``params`` (see :mod:`flowbot.schedulers.parameters`) that become build properties."""
+
+    def __init__(self, name: str, builders: Iterable[str], *, params: Iterable[Parameter] = (), **options: Any):
+        super().__init__(name, builders, **options)
+        self.params = list(params)
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"force scheduler {name!r} has parameters with the same name: {names}")
+
+    def describe_params(self) -> list[dict[str, Any]]:
+        return [p.describe() for p in self.params]
 
     def force(
         self,
@@ -26,8 +41,11 @@ class ForceScheduler(Scheduler):
     ) -> BuildsetSpec:
         """A buildset for ``builders`` (all of this scheduler's when None).
 
+        ``properties`` are the values of the scheduler's parameters, checked and converted.
+
         Raises:
-            ValueError: a builder this scheduler does not list.
+            ValueError: a builder this scheduler does not list, or a parameter that is unknown,
+                missing or of the wrong type.
         """
         chosen = tuple(self.builders if builders is None else builders)
         if not chosen:
@@ -35,8 +53,23 @@ class ForceScheduler(Scheduler):
         strangers = [b for b in chosen if b not in self.builders]
         if strangers:
             raise ValueError(f"force scheduler {self.name!r} does not list builder(s) {strangers}")
+        given = dict(properties or {})
+        values: dict[str, tuple[Any, str]] = {}
+        for param in self.params:
+            if param.name in given:
+                values[param.name] = (param.parse(given.pop(param.name)), FORCE_SOURCE)
+            elif param.required:
+                raise ValueError(f"{param.name} is required")
+            elif param.default is not None:
+                values[param.name] = (param.default, FORCE_SOURCE)
+        if given:
+            known = [p.name for p in self.params] or "none"
+            raise ValueError(f"unknown parameter(s) {sorted(given)}; this force scheduler takes {known}")
+        if owner:
+            values["owner"] = (owner, FORCE_SOURCE)
+        values["reason"] = (reason or "forced", FORCE_SOURCE)
         stamp = SourceStamp(repository=repository, branch=branch, revision=revision, project=project)
         text = reason or "forced"
         if owner:
             text = f"{text} (forced by {owner})"
-        return self.buildset([stamp], text, builders=chosen, properties=properties)
+        return self.buildset([stamp], text, builders=chosen, properties=values)

@@ -1,6 +1,21 @@
 """Steps: what a builder does, one after another, mostly on a worker."""
 
 from .base import BuildContext, CommandResult, Step, StepLog
-from .shell import Shell
+from .filesystem import MakeDirectory, RemoveDirectory
+from .master import MasterShell, SetProperty
+from .shell import SetPropertyFromCommand, Shell
+from .trigger import Trigger
 
-__all__ = ["BuildContext", "CommandResult", "Shell", "Step", "StepLog"]
+__all__ = [
+    "BuildContext",
+    "CommandResult",
+    "MakeDirectory",
+    "MasterShell",
+    "RemoveDirectory",
+    "SetProperty",
+    "SetPropertyFromCommand",
+    "Shell",
+    "Step",
+    "StepLog",
+    "Trigger",
+]

@@ -2,16 +2,26 @@
 
 A custom step subclasses :class:`Step` and implements one ``async def run(self, build)`` that
 returns a :class:`~flowbot.results.Result`. Through ``build`` it runs commands on the worker, writes
-to its logs and reads the build's properties; it never touches sockets or the database itself, so a
-step can be tested with a fake build and replayed in a notebook.
+to logs, reads and sets properties and renders values; it never touches sockets or the database
+itself, so a step can be tested with a fake build and replayed in a notebook::
+
+    class CountTodos(Step):
+        async def run(self, build):
+            result = await build.run_command("shell", {"command": "grep -rc TODO src"}, collect=True)
+            build.set_property("todos", result.stdout.count("\\n"), "CountTodos")
+            build.log("summary").stdout(f"{result.stdout.count(chr(10))} files with TODOs")
+            return Result.SUCCESS
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..location import caller
+from ..locks import LockAccess
+from ..properties import Properties, RenderContext
 from ..results import Result
 
 
@@ -27,6 +37,11 @@ class CommandResult:
     message: str = ""
     #: Seconds it ran on the worker.
     elapsed: float = 0.0
+    #: The command's output, when it was asked for with ``collect=True``.
+    stdout: str = ""
+    stderr: str = ""
+    #: What the command reports besides its output (``got_revision`` for a checkout, ...).
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class StepLog(Protocol):
@@ -39,7 +54,7 @@ class StepLog(Protocol):
     def stderr(self, text: str) -> None: ...
 
 
-class BuildContext(Protocol):
+class BuildContext(RenderContext, Protocol):
     """What a running step sees of its build (the master provides it)."""
 
     builder: str
@@ -47,24 +62,41 @@ class BuildContext(Protocol):
     worker: str
     branch: str | None
     revision: str | None
-    properties: dict[str, Any]
+    properties: Properties
 
     def env(self) -> dict[str, str]:
         """The ``FLOWBOT_*`` variables every command of the build gets."""
         ...
 
+    def render(self, value: Any) -> Any:
+        """Resolve renderables (``Interpolate``, ``Property``, ``@renderer``) in ``value``."""
+        ...
+
+    def set_property(self, name: str, value: Any, source: str) -> None: ...
+
     def log(self, name: str = "stdio") -> StepLog:
         """The running step's log of that name, created on first use."""
         ...
 
-    async def run_command(self, name: str, args: dict[str, Any], *, log: str = "stdio") -> CommandResult:
-        """Run a worker command, streaming its output into ``log``.
+    async def run_command(
+        self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False
+    ) -> CommandResult:
+        """Run a worker command, streaming its output into ``log``; ``collect`` keeps it too.
 
         Raises:
             WorkerLost: the worker went away (the build will RETRY).
             BuildStopped: someone stopped the build (it will be CANCELLED).
         """
         ...
+
+    async def trigger(
+        self, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
+    ) -> list[Result]:
+        """Start buildsets on Triggerable schedulers; with ``wait``, their results."""
+        ...
+
+
+Condition = bool | Callable[[BuildContext], bool]
 
 
 class Step:
@@ -78,6 +110,9 @@ class Step:
         warn_on_warnings: warnings make the build WARNINGS.
         flunk_on_warnings: warnings make the build fail.
         always_run: run even after an earlier step halted the build.
+        do_step_if: run only if this is true (a bool, ``fn(build)``, or a renderable); else SKIPPED.
+        hide_step_if: hide the step from views if true (a bool or ``fn(result, build)``).
+        locks: lock accesses held while the step runs.
     """
 
     #: The name a step gets when none is given.
@@ -93,6 +128,9 @@ class Step:
         warn_on_warnings: bool = False,
         flunk_on_warnings: bool = False,
         always_run: bool = False,
+        do_step_if: Any = True,
+        hide_step_if: bool | Callable[[Result, BuildContext], bool] = False,
+        locks: Iterable[LockAccess] = (),
     ):
         self.name = name or self.default_name
         self.halt_on_failure = halt_on_failure
@@ -101,11 +139,29 @@ class Step:
         self.warn_on_warnings = warn_on_warnings
         self.flunk_on_warnings = flunk_on_warnings
         self.always_run = always_run
+        self.do_step_if = do_step_if
+        self.hide_step_if = hide_step_if
+        self.locks = list(locks)
+        for access in self.locks:
+            if not isinstance(access, LockAccess):
+                raise TypeError(f"step {self.name!r}: locks take lock.access(...), not {access!r}")
         self.defined_at = caller()
 
     async def run(self, build: BuildContext) -> Result:
         """Do the step's work and say how it went."""
         raise NotImplementedError(f"{type(self).__name__} must implement async def run(self, build)")
+
+    def should_run(self, build: BuildContext) -> bool:
+        """Buildbot's ``doStepIf``: a bool, a function of the build, or a renderable."""
+        condition = self.do_step_if
+        if callable(condition) and not hasattr(condition, "render"):
+            return bool(condition(build))
+        return bool(build.render(condition))
+
+    def hidden(self, result: Result, build: BuildContext) -> bool:
+        """Buildbot's ``hideStepIf``: a bool or ``fn(result, build)``."""
+        condition = self.hide_step_if
+        return bool(condition(result, build)) if callable(condition) else bool(condition)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -1,23 +1,26 @@
-"""``Shell``: run a command on the worker; exit 0 is SUCCESS, anything else FAILURE."""
+"""Steps that run commands on the worker: ``Shell`` and ``SetPropertyFromCommand``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..defaults import SHELL_TIMEOUT
 from ..results import Result
-from .base import BuildContext, Step
+from .base import BuildContext, CommandResult, Step
 
 
 class Shell(Step):
     """Run a shell command (a string) or a program (an argv list) in the build directory.
 
     Args:
-        command: ``"make test"`` runs through ``/bin/sh -c``; ``["make", "test"]`` runs as is.
+        command: ``"make test"`` runs through ``/bin/sh -c``; ``["make", "test"]`` runs as is;
+            either may be (or contain) renderables such as ``Interpolate``.
         workdir: directory relative to the builder's directory on the worker.
         env: extra environment; ``${VAR}`` expands on the worker, None unsets a variable.
         timeout: seconds without output before the command is killed (None: never).
         max_time: seconds in all before the command is killed (None: no limit).
+        logfiles: ``{log name: path}`` of files the command writes, shown as extra logs.
         **flags: the flags of :class:`~flowbot.steps.base.Step` (``name``, ``halt_on_failure``...).
     """
 
@@ -25,34 +28,88 @@ class Shell(Step):
 
     def __init__(
         self,
-        command: str | list[str],
+        command: Any,
         *,
-        workdir: str = "build",
+        workdir: Any = "build",
         env: dict[str, Any] | None = None,
         timeout: float | None = SHELL_TIMEOUT,
         max_time: float | None = None,
+        logfiles: dict[str, str] | None = None,
         **flags: Any,
     ):
         super().__init__(**flags)
         if isinstance(command, (list, tuple)):
-            command = [str(arg) for arg in command]
             if not command:
                 raise ValueError("Shell needs a command; got an empty list")
-        elif not isinstance(command, str) or not command.strip():
-            raise ValueError(f"Shell needs a command string or argv list; got {command!r}")
+            command = list(command)
+        elif isinstance(command, str) and not command.strip():
+            raise ValueError("Shell needs a command; got an empty string")
+        elif command is None:
+            raise ValueError("Shell needs a command")
         self.command = command
         self.workdir = workdir
         self.env = dict(env or {})
         self.timeout = timeout
         self.max_time = max_time
+        self.logfiles = dict(logfiles or {})
 
-    async def run(self, build: BuildContext) -> Result:
-        args = {
-            "command": self.command,
-            "workdir": self.workdir,
-            "env": {**build.env(), **self.env},
+    def command_args(self, build: BuildContext) -> dict[str, Any]:
+        """The ``shell`` command's arguments, rendered for this build."""
+        command = build.render(self.command)
+        if isinstance(command, list):
+            command = [str(arg) for arg in command]
+        return {
+            "command": command,
+            "workdir": build.render(self.workdir),
+            "env": {**build.env(), **build.render(self.env)},
             "timeout": self.timeout,
             "max_time": self.max_time,
+            "logfiles": build.render(self.logfiles),
         }
-        outcome = await build.run_command("shell", args)
+
+    async def run(self, build: BuildContext) -> Result:
+        outcome = await build.run_command("shell", self.command_args(build))
+        return self.evaluate(outcome)
+
+    def evaluate(self, outcome: CommandResult) -> Result:
+        """The step's result from the command's; subclasses may look at more."""
         return Result.SUCCESS if outcome.rc == 0 else Result.FAILURE
+
+
+class SetPropertyFromCommand(Shell):
+    """Run a command and keep its output as a property.
+
+    Args:
+        property: the property that gets the output (stripped when ``strip``).
+        extract_fn: ``fn(rc, stdout, stderr) -> {name: value}`` to set several properties instead.
+    """
+
+    default_name = "set property"
+
+    def __init__(
+        self,
+        command: Any,
+        property: str | None = None,
+        *,
+        extract_fn: Callable[[int | None, str, str], dict[str, Any]] | None = None,
+        strip: bool = True,
+        **options: Any,
+    ):
+        if (property is None) == (extract_fn is None):
+            raise ValueError("SetPropertyFromCommand needs exactly one of property= and extract_fn=")
+        super().__init__(command, **options)
+        self.property = property
+        self.extract_fn = extract_fn
+        self.strip = strip
+
+    async def run(self, build: BuildContext) -> Result:
+        outcome = await build.run_command("shell", self.command_args(build), collect=True)
+        if outcome.rc != 0:
+            return Result.FAILURE
+        source = f"{type(self).__name__} Step"
+        if self.extract_fn is not None:
+            for name, value in self.extract_fn(outcome.rc, outcome.stdout, outcome.stderr).items():
+                build.set_property(name, value, source)
+        else:
+            build.set_property(self.property, outcome.stdout.strip() if self.strip else outcome.stdout, source)
+        return Result.SUCCESS

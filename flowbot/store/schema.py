@@ -74,6 +74,8 @@ buildsets = Table(
     Column("submitted_at", Float, nullable=False),
     Column("complete_at", Float),
     Column("result", Integer),
+    #: The build whose Trigger step made this buildset (stopping it stops these builds too).
+    Column("parent_build_id", Integer, index=True),
 )
 
 #: Which source a buildset builds, one row per codebase.
@@ -128,6 +130,8 @@ builds = Table(
     Column("finished_at", Float),
     Column("result", Integer),
     Column("summary", Text, nullable=False, default=""),
+    #: Seconds the build spent waiting for locks.
+    Column("locks_wait", Float, nullable=False, server_default="0"),
     UniqueConstraint("builder", "number"),
     Index(None, "started_at"),
     Index(None, "worker", "started_at"),
@@ -174,4 +178,36 @@ workers = Table(
     Column("connected_at", Float),
     Column("disconnected_at", Float),
     Column("last_seen", Float),
+)
+
+#: A finished build's properties, each with where it came from.
+build_properties = Table(
+    "build_properties",
+    metadata,
+    Column("build_id", Integer, ForeignKey("builds.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("name", String(255), nullable=False),
+    Column("value", JSON),
+    Column("source", String(255), nullable=False),
+)
+
+#: Changes a scheduler holds until its tree-stable timer fires (or its nightly run comes).
+scheduler_changes = Table(
+    "scheduler_changes",
+    metadata,
+    Column("scheduler", String(255), nullable=False),
+    Column("change_id", Integer, ForeignKey("changes.id", ondelete="CASCADE"), nullable=False),
+    #: Which timer the change belongs to (the branch, for schedulers with one timer per branch).
+    Column("timer", String(255), nullable=False, default=""),
+    Column("important", Boolean, nullable=False),
+    Index(None, "scheduler", "timer"),
+)
+
+#: What change sources and schedulers remember across restarts (last revisions, last runs).
+state = Table(
+    "state",
+    metadata,
+    Column("owner", String(255), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("value", JSON),
+    UniqueConstraint("owner", "key"),
 )

@@ -19,6 +19,8 @@ INSERT_REQUEST = t.buildrequests.insert()
 INSERT_BUILD = t.builds.insert()
 INSERT_STEP = t.steps.insert()
 INSERT_LOG_CHUNK = t.log_chunks.insert()
+INSERT_HELD = t.scheduler_changes.insert()
+INSERT_BUILD_PROPERTY = t.build_properties.insert()
 
 _request = t.buildrequests.c
 #: Claim a pending request (``p_id``, ``p_at``, ``p_by``); matches no row once it is claimed or complete.
@@ -52,14 +54,25 @@ COMPLETE_BUILDSET = (
         result=case({rank: int(result) for rank, result in enumerate(PRECEDENCE)}, value=_worst_rank),
     )
 )
-#: End a step or a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``).
+#: End a step (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_hidden``).
 FINISH_STEP = (
     update(t.steps)
     .where(t.steps.c.id == bindparam("p_id"))
-    .values(finished_at=bindparam("p_at"), result=bindparam("p_result"), summary=bindparam("p_summary"))
+    .values(
+        finished_at=bindparam("p_at"),
+        result=bindparam("p_result"),
+        summary=bindparam("p_summary"),
+        hidden=bindparam("p_hidden"),
+    )
 )
+#: End a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_locks``: seconds waited for locks).
 FINISH_BUILD = (
     update(t.builds)
     .where(t.builds.c.id == bindparam("p_id"))
-    .values(finished_at=bindparam("p_at"), result=bindparam("p_result"), summary=bindparam("p_summary"))
+    .values(
+        finished_at=bindparam("p_at"),
+        result=bindparam("p_result"),
+        summary=bindparam("p_summary"),
+        locks_wait=bindparam("p_locks"),
+    )
 )

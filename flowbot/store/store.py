@@ -8,9 +8,11 @@ runs on one thread (the one bounded executor the master has), writes are group-c
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -25,6 +27,25 @@ from .writer import GroupWriter
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Keep a change for a scheduler, under a key, until its timer fires or it runs."""
+
+    scheduler: str
+    key: str
+    important: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Build what a scheduler holds under a key (plus the new change, if any), all in one go."""
+
+    scheduler: str
+    key: str
+    #: The scheduler's decision on the changes, oldest first; None builds nothing.
+    make_buildset: Callable[[list[Change]], BuildsetSpec | None]
 
 
 class Ref:
@@ -102,49 +123,92 @@ class Store:
     # -- changes and buildsets ------------------------------------------------------------------
 
     async def add_change(
-        self, change: Change, buildsets: Iterable[BuildsetSpec], now: float
+        self, change: Change, decisions: Iterable[Hold | Release], now: float
     ) -> tuple[int, list[BuildRequest]]:
-        """Store a change and the buildsets schedulers made of it, in one transaction."""
-        specs = list(buildsets)
+        """Store a change with what schedulers decided about it, in one transaction.
+
+        ``Hold`` keeps the change for a scheduler's timer; ``Release`` builds it now, together
+        with whatever that scheduler held under the same key.
+        """
+        decisions = list(decisions)
 
         def op(conn: sa.Connection) -> tuple[int, list[BuildRequest]]:
-            change_id = conn.execute(
-                sql.INSERT_CHANGE,
-                {
-                    "repository": change.repository,
-                    "branch": change.branch,
-                    "revision": change.revision,
-                    "project": change.project,
-                    "codebase": change.codebase,
-                    "author": change.author,
-                    "committer": change.committer,
-                    "comments": change.comments,
-                    "category": change.category,
-                    "revlink": change.revlink,
-                    "when_at": change.when,
-                    "received_at": now,
-                    "properties": change.properties,
-                },
-            ).inserted_primary_key[0]
-            if change.files:
-                conn.execute(sql.INSERT_CHANGE_FILE, [{"change_id": change_id, "path": path} for path in change.files])
+            stored = _insert_change(conn, change, now)
             requests = []
-            for spec in specs:
-                requests += _insert_buildset(conn, spec, now, [change_id])
-            return change_id, requests
+            for decision in decisions:
+                if isinstance(decision, Hold):
+                    conn.execute(
+                        sql.INSERT_HELD,
+                        {
+                            "scheduler": decision.scheduler,
+                            "change_id": stored.id,
+                            "timer": decision.key,
+                            "important": decision.important,
+                        },
+                    )
+                else:
+                    requests += _release(conn, decision, now, [stored])
+            return stored.id, requests
 
         return await self._submit(op)
 
+    async def release(
+        self, decision: Release, now: float, owner: str = "", state: dict[str, Any] | None = None
+    ) -> list[BuildRequest]:
+        """Build what a scheduler held under a key (its timer fired), and remember ``state`` for
+        ``owner`` in the same transaction."""
+
+        def op(conn: sa.Connection) -> list[BuildRequest]:
+            requests = _release(conn, decision, now, [])
+            for key, value in (state or {}).items():
+                _set_state(conn, owner, key, value)
+            return requests
+
+        return await self._submit(op)
+
+    async def held_changes(self) -> list[tuple[str, str, bool, float]]:
+        """``(scheduler, key, important, received_at)`` of every held change (to re-arm timers)."""
+        held = t.scheduler_changes.c
+
+        def fn(conn: sa.Connection) -> list[tuple[str, str, bool, float]]:
+            rows = conn.execute(
+                sa.select(held.scheduler, held.timer, held.important, t.changes.c.received_at).join(
+                    t.changes, t.changes.c.id == held.change_id
+                )
+            )
+            return [tuple(row) for row in rows]
+
+        return await self._read(fn)
+
+    async def get_state(self, owner: str) -> dict[str, Any]:
+        """What ``owner`` (a change source or scheduler) remembered."""
+        query = sa.select(t.state.c.key, t.state.c.value).where(t.state.c.owner == owner)
+        return await self._read(lambda conn: dict(conn.execute(query).all()))
+
+    async def set_state(self, owner: str, values: dict[str, Any]) -> None:
+        def op(conn: sa.Connection) -> None:
+            for key, value in values.items():
+                _set_state(conn, owner, key, value)
+
+        await self._submit(op)
+
     async def add_buildset(self, spec: BuildsetSpec, now: float) -> list[BuildRequest]:
         """Store a buildset and its requests (one per builder)."""
-        return await self._submit(lambda conn: _insert_buildset(conn, spec, now, []))
+        return await self._submit(lambda conn: _insert_buildset(conn, spec, now))
 
     async def pending_requests(self) -> list[BuildRequest]:
         """Every request not yet complete, oldest first (for a master that starts up)."""
 
         def fn(conn: sa.Connection) -> list[BuildRequest]:
+            from_changes = sa.exists().where(t.buildset_changes.c.buildset_id == t.buildrequests.c.buildset_id)
             rows = conn.execute(
-                sa.select(t.buildrequests, t.buildsets.c.reason, t.buildsets.c.properties)
+                sa.select(
+                    t.buildrequests,
+                    t.buildsets.c.reason,
+                    t.buildsets.c.properties,
+                    t.buildsets.c.parent_build_id,
+                    from_changes.label("from_changes"),
+                )
                 .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildset_id)
                 .where(t.buildrequests.c.complete_at.is_(None))
                 .order_by(t.buildrequests.c.id)
@@ -157,22 +221,23 @@ class Store:
                     builder=row.builder,
                     sourcestamps=stamps.get(row.buildset_id, ()),
                     reason=row.reason,
-                    properties=row.properties or {},
+                    properties={name: tuple(pair) for name, pair in (row.properties or {}).items()},
                     priority=row.priority,
                     submitted_at=row.submitted_at,
+                    from_changes=bool(row.from_changes),
+                    parent_build_id=row.parent_build_id,
                 )
                 for row in rows
             ]
 
         return await self._read(fn)
 
-    async def cancel_request(self, request_id: int, now: float) -> None:
-        """Complete a pending request as CANCELLED without building it."""
+    async def cancel_request(self, request_id: int, now: float, result: Result = Result.CANCELLED) -> None:
+        """Complete a pending request without building it: CANCELLED, or SKIPPED when it was
+        collapsed into a newer one."""
 
         def op(conn: sa.Connection) -> None:
-            done = conn.execute(
-                sql.COMPLETE_REQUEST, {"p_id": request_id, "p_at": now, "p_result": int(Result.CANCELLED)}
-            )
+            done = conn.execute(sql.COMPLETE_REQUEST, {"p_id": request_id, "p_at": now, "p_result": int(result)})
             if done.rowcount != 1:
                 raise NotFound(f"no pending build request {request_id}")
             buildset_id = conn.execute(
@@ -258,27 +323,57 @@ class Store:
 
         return self._submit(op)
 
-    def finish_step(self, step: Ref, result: Result, now: float, summary: str = "") -> asyncio.Future[None]:
-        return self._submit(
-            lambda conn: conn.execute(
-                sql.FINISH_STEP, {"p_id": step.get(), "p_at": now, "p_result": int(result), "p_summary": summary}
-            )
-        )
-
-    def finish_build(
-        self, build: Ref, request: BuildRequest, result: Result, now: float, summary: str = ""
+    def finish_step(
+        self, step: Ref, result: Result, now: float, summary: str = "", *, hidden: bool = False
     ) -> asyncio.Future[None]:
-        """Record a build's end; a RETRY puts its request back in the queue, anything else completes it."""
-
         def op(conn: sa.Connection) -> None:
             conn.execute(
-                sql.FINISH_BUILD, {"p_id": build.get(), "p_at": now, "p_result": int(result), "p_summary": summary}
+                sql.FINISH_STEP,
+                {"p_id": step.get(), "p_at": now, "p_result": int(result), "p_summary": summary, "p_hidden": hidden},
             )
+
+        return self._submit(op)
+
+    def finish_build(
+        self,
+        build: Ref,
+        request: BuildRequest,
+        result: Result,
+        now: float,
+        summary: str = "",
+        *,
+        properties: dict[str, list[Any]] | None = None,
+        locks_wait: float = 0.0,
+        then: Iterable[BuildsetSpec] = (),
+    ) -> asyncio.Future[list[BuildRequest]]:
+        """Record a build's end with its properties (``{name: [value, source]}``).
+
+        A RETRY puts its request back in the queue; anything else completes it. Buildsets in
+        ``then`` (builds that depend on this one) are stored in the same transaction; the future
+        gives their requests.
+        """
+        downstream = list(then)
+
+        def op(conn: sa.Connection) -> list[BuildRequest]:
+            build_id = build.get()
+            conn.execute(
+                sql.FINISH_BUILD,
+                {"p_id": build_id, "p_at": now, "p_result": int(result), "p_summary": summary, "p_locks": locks_wait},
+            )
+            if properties:
+                conn.execute(
+                    sql.INSERT_BUILD_PROPERTY,
+                    [{"build_id": build_id, "name": n, "value": v, "source": s} for n, (v, s) in properties.items()],
+                )
             if result == Result.RETRY:
                 conn.execute(sql.UNCLAIM_REQUEST, {"p_id": request.id})
             else:
                 conn.execute(sql.COMPLETE_REQUEST, {"p_id": request.id, "p_at": now, "p_result": int(result)})
                 _complete_buildset(conn, request.buildset_id, now)
+            requests = []
+            for spec in downstream:
+                requests += _insert_buildset(conn, spec, now)
+            return requests
 
         return self._submit(op)
 
@@ -412,6 +507,13 @@ class Store:
                 }
                 for s in steps
             ]
+            props = t.build_properties.c
+            build["properties"] = {
+                name: [value, source]
+                for name, value, source in conn.execute(
+                    sa.select(props.name, props.value, props.source).where(props.build_id == build_id)
+                )
+            }
             return build
 
         return await self._read(fn)
@@ -521,7 +623,7 @@ def _build_dict(row: sa.Row) -> dict[str, Any]:
     return build
 
 
-def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float, change_ids: list[int]) -> list[BuildRequest]:
+def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float) -> list[BuildRequest]:
     buildset_id = conn.execute(
         sql.INSERT_BUILDSET,
         {
@@ -529,6 +631,7 @@ def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float, change
             "reason": spec.reason,
             "properties": spec.properties,
             "submitted_at": now,
+            "parent_build_id": spec.parent_build_id,
         },
     ).inserted_primary_key[0]
     stamps = [
@@ -544,8 +647,10 @@ def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float, change
     ]
     if stamps:  # an empty list would insert one row of defaults
         conn.execute(sql.INSERT_SOURCESTAMP, stamps)
-    if change_ids:
-        conn.execute(sql.INSERT_BUILDSET_CHANGE, [{"buildset_id": buildset_id, "change_id": c} for c in change_ids])
+    if spec.change_ids:
+        conn.execute(
+            sql.INSERT_BUILDSET_CHANGE, [{"buildset_id": buildset_id, "change_id": c} for c in spec.change_ids]
+        )
     requests = []
     for builder in spec.builders:
         request_id = conn.execute(
@@ -567,9 +672,82 @@ def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float, change
                 properties=spec.properties,
                 priority=spec.priority,
                 submitted_at=now,
+                from_changes=bool(spec.change_ids),
+                parent_build_id=spec.parent_build_id,
             )
         )
     return requests
+
+
+def _insert_change(conn: sa.Connection, change: Change, now: float) -> Change:
+    change_id = conn.execute(
+        sql.INSERT_CHANGE,
+        {
+            "repository": change.repository,
+            "branch": change.branch,
+            "revision": change.revision,
+            "project": change.project,
+            "codebase": change.codebase,
+            "author": change.author,
+            "committer": change.committer,
+            "comments": change.comments,
+            "category": change.category,
+            "revlink": change.revlink,
+            "when_at": change.when,
+            "received_at": now,
+            "properties": change.properties,
+        },
+    ).inserted_primary_key[0]
+    if change.files:
+        conn.execute(sql.INSERT_CHANGE_FILE, [{"change_id": change_id, "path": path} for path in change.files])
+    return dataclasses.replace(change, id=change_id)
+
+
+def _release(conn: sa.Connection, decision: Release, now: float, new: list[Change]) -> list[BuildRequest]:
+    """Take what the scheduler held under the decision's key, add ``new``, and build them."""
+    held = t.scheduler_changes.c
+    where = (held.scheduler == decision.scheduler, held.timer == decision.key)
+    ids = [row[0] for row in conn.execute(sa.select(held.change_id).where(*where).order_by(held.change_id))]
+    if ids:
+        conn.execute(t.scheduler_changes.delete().where(*where))
+    spec = decision.make_buildset(_load_changes(conn, ids) + new)
+    return _insert_buildset(conn, spec, now) if spec is not None else []
+
+
+def _load_changes(conn: sa.Connection, ids: list[int]) -> list[Change]:
+    if not ids:
+        return []
+    files: dict[int, list[str]] = {}
+    for change_id, path in conn.execute(
+        sa.select(t.change_files.c.change_id, t.change_files.c.path).where(t.change_files.c.change_id.in_(ids))
+    ):
+        files.setdefault(change_id, []).append(path)
+    rows = conn.execute(sa.select(t.changes).where(t.changes.c.id.in_(ids)).order_by(t.changes.c.id))
+    return [
+        Change(
+            id=row.id,
+            repository=row.repository,
+            branch=row.branch,
+            revision=row.revision,
+            project=row.project,
+            codebase=row.codebase,
+            author=row.author,
+            committer=row.committer,
+            comments=row.comments,
+            category=row.category,
+            revlink=row.revlink,
+            when=row.when_at,
+            properties=row.properties or {},
+            files=tuple(files.get(row.id, ())),
+        )
+        for row in rows
+    ]
+
+
+def _set_state(conn: sa.Connection, owner: str, key: str, value: Any) -> None:
+    where = (t.state.c.owner == owner, t.state.c.key == key)
+    if conn.execute(t.state.update().where(*where).values(value=value)).rowcount == 0:
+        conn.execute(t.state.insert(), {"owner": owner, "key": key, "value": value})
 
 
 def _sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tuple[SourceStamp, ...]]:

@@ -15,7 +15,8 @@ SLOW_PIPELINE = """
     pipeline = Pipeline(
         workers=[Worker("w1", secret="s1"), Worker("w2", secret="s2")],
         schedulers=[AnyBranchScheduler("changes", builders=["slow"]), ForceScheduler("force", builders=["slow"])],
-        builders=[Builder("slow", workers=["w1", "w2"], steps=[Shell("sleep {seconds}; echo slept", name="sleep")])],
+        builders=[Builder("slow", workers=["w1", "w2"], collapse_requests=False,
+                         steps=[Shell("sleep {seconds}; echo slept", name="sleep")])],
     )
 """
 

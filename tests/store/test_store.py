@@ -8,6 +8,7 @@ later ones using the ids (:class:`Ref`) that earlier ones fill in when they run.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -18,11 +19,18 @@ import sqlalchemy as sa
 from flowbot.errors import NotFound, StoreError
 from flowbot.records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from flowbot.results import Result
-from flowbot.store import Ref, Store
+from flowbot.store import Ref, Release, Store
 from flowbot.store import schema as t
 
 #: A time with microseconds, to check that times come back exactly (not rounded to float4 or ms).
 NOW = 1_700_000_000.123456
+
+
+def build_now(spec: BuildsetSpec) -> Release:
+    """A scheduler's decision to build the new change at once, as ``spec`` says."""
+    return Release(
+        spec.scheduler, "", lambda changes: dataclasses.replace(spec, change_ids=tuple(c.id for c in changes))
+    )
 
 
 @pytest.fixture
@@ -100,12 +108,19 @@ async def test_a_change_is_stored_with_its_files_and_its_buildsets_requests_are_
     )
     stamp = change.sourcestamp()
     specs = [
-        BuildsetSpec("on-change", ("unit", "lint"), (stamp,), reason="change 1a2b3c", properties={"x": 1}, priority=5),
-        BuildsetSpec("nightly", ("docs",), (stamp,), reason="docs changed", properties={"y": [1, 2]}),
+        BuildsetSpec(
+            "on-change",
+            ("unit", "lint"),
+            (stamp,),
+            reason="change 1a2b3c",
+            properties={"x": (1, "Scheduler")},
+            priority=5,
+        ),
+        BuildsetSpec("nightly", ("docs",), (stamp,), reason="docs changed", properties={"y": ([1, 2], "Scheduler")}),
     ]
 
-    # When the change is stored
-    change_id, requests = await store.add_change(change, specs, NOW)
+    # When the change is stored, with schedulers building it at once
+    change_id, requests = await store.add_change(change, [build_now(spec) for spec in specs], NOW)
 
     # Then it is there with its files, linked to both buildsets
     (stored,) = await rows(store, t.changes)
@@ -129,9 +144,9 @@ async def test_a_change_is_stored_with_its_files_and_its_buildsets_requests_are_
     pending = await store.pending_requests()
     assert pending == requests
     assert [(r.builder, r.reason, r.properties, r.priority) for r in pending] == [
-        ("unit", "change 1a2b3c", {"x": 1}, 5),
-        ("lint", "change 1a2b3c", {"x": 1}, 5),
-        ("docs", "docs changed", {"y": [1, 2]}, 0),
+        ("unit", "change 1a2b3c", {"x": (1, "Scheduler")}, 5),
+        ("lint", "change 1a2b3c", {"x": (1, "Scheduler")}, 5),
+        ("docs", "docs changed", {"y": ([1, 2], "Scheduler")}, 0),
     ]
     assert all(r.sourcestamps == (stamp,) and r.submitted_at == NOW for r in pending)
     assert (pending[0].branch, pending[0].revision) == ("main", "1a2b3c")
@@ -205,7 +220,7 @@ async def test_a_build_written_through_the_hot_path_reads_back_with_steps_and_lo
 
     # And its steps come back in order with results and log names
     detail = await store.build(build.id)
-    assert {k: v for k, v in detail.items() if k != "steps"} == listed
+    assert {k: v for k, v in detail.items() if k not in ("steps", "properties")} == listed
     assert detail["steps"] == [
         {
             "number": 0,
@@ -545,13 +560,15 @@ async def test_everything_survives_closing_and_reopening(db_url: str) -> None:
         _, (built, waiting) = await store.add_change(
             Change(branch="main", revision="r1", files=("a.py",)),
             [
-                BuildsetSpec(
-                    "on-change",
-                    ("unit", "lint"),
-                    (SourceStamp(branch="main", revision="r1"),),
-                    reason="change r1",
-                    properties={"k": "v"},
-                    priority=3,
+                build_now(
+                    BuildsetSpec(
+                        "on-change",
+                        ("unit", "lint"),
+                        (SourceStamp(branch="main", revision="r1"),),
+                        reason="change r1",
+                        properties={"k": ("v", "Scheduler")},
+                        priority=3,
+                    )
                 )
             ],
             NOW,

@@ -340,6 +340,7 @@ class Worker:
             "rc": outcome.rc,
             "reason": outcome.reason,
             "message": outcome.message,
+            "data": outcome.data,
             "elapsed": time.monotonic() - held.started,
             "offsets": {name: end for name, (_, end) in held.output.offsets().items()},
         }

@@ -1,9 +1,10 @@
 """The commands a worker runs for its master, by the name the master uses."""
 
 from .base import Command, Outcome
+from .filesystem import MakeDirectory, RemoveDirectory
 from .shell import ShellCommand
 
 #: Command classes by protocol name.
-COMMANDS: dict[str, type[Command]] = {cls.name: cls for cls in (ShellCommand,)}
+COMMANDS: dict[str, type[Command]] = {cls.name: cls for cls in (ShellCommand, MakeDirectory, RemoveDirectory)}
 
-__all__ = ["COMMANDS", "Command", "Outcome", "ShellCommand"]
+__all__ = ["COMMANDS", "Command", "MakeDirectory", "Outcome", "RemoveDirectory", "ShellCommand"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +20,8 @@ class Outcome:
     reason: str | None = None
     #: A human-readable explanation to show in the step's log.
     message: str = ""
+    #: What the command reports besides its output (``got_revision`` after a checkout, say).
+    data: dict[str, Any] = field(default_factory=dict)
 
 
 class Command:
@@ -49,13 +51,17 @@ class Command:
     def resume_reading(self) -> None:
         """The output window has room again; the default never paused."""
 
-    def directory(self) -> Path:
-        """``basedir/builddir/workdir``, created if missing, refused if it escapes basedir."""
+    def resolve(self, relative: str) -> Path:
+        """``basedir/builddir/relative``, refused if it escapes basedir."""
         builddir = str(self.args.get("builddir") or ".")
-        workdir = str(self.args.get("workdir") or ".")
-        path = (self.basedir / builddir / workdir).resolve()
+        path = (self.basedir / builddir / str(relative or ".")).resolve()
         base = self.basedir.resolve()
         if path != base and base not in path.parents:
-            raise CommandError(f"directory {builddir}/{workdir} is outside the worker's basedir")
+            raise CommandError(f"{builddir}/{relative} is outside the worker's basedir")
+        return path
+
+    def directory(self) -> Path:
+        """The command's working directory (``workdir`` under the builder's), created if missing."""
+        path = self.resolve(self.args.get("workdir") or ".")
         path.mkdir(parents=True, exist_ok=True)
         return path

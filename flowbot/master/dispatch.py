@@ -1,0 +1,240 @@
+"""Dispatch: from the queue of pending requests to running builds on free workers.
+
+It decides which request runs next and where: the builder's ``next_build`` and ``next_worker``
+hooks when it has them (else highest priority, then oldest, on the least busy free worker), a
+worker's ``max_builds``, one build per builder per worker, and the builder's locks, which are
+taken at once or not at all so a build never holds a worker while it waits. A new request for the
+same source collapses older waiting ones into it (Buildbot's rule, per builder). It also tells
+whoever waits for a buildset (a ``Trigger`` step) when all its requests are done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ..builder import Builder, same_source
+from ..errors import NotFound, StoreError
+from ..records import BuildRequest
+from ..results import Result, worst
+from .build import RunningBuild
+from .locks import LockTable
+from .queue import BuildQueue
+from .registry import WorkerConnection
+
+if TYPE_CHECKING:
+    from .master import Master
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Watch:
+    """Someone waiting for every request of a buildset to complete."""
+
+    pending: set[int]
+    results: list[Result] = field(default_factory=list)
+    done: asyncio.Future[Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Dispatcher:
+    """The queue, the running builds, and the choice of what runs where."""
+
+    def __init__(self, master: Master):
+        self.master = master
+        self.queue = BuildQueue()
+        self.locks = LockTable()
+        self.running: dict[int, RunningBuild] = {}  # by request id
+        self.numbers: dict[str, int] = {}
+        self._recording = 0  # builds whose steps are done and whose records are on their way
+        self._scheduled = False
+        self._watches: dict[int, _Watch] = {}
+        self.idle = asyncio.Event()
+        self.active = False
+
+    # -- requests in ------------------------------------------------------------------------------
+
+    def enqueue(self, requests: list[BuildRequest]) -> None:
+        """Queue new requests (already stored); older ones they collapse end as SKIPPED."""
+        for request in requests:
+            self._collapse_into(request)
+            self.queue.add(request)
+            self.master.events.emit(
+                "request.new",
+                request_id=request.id,
+                builder=request.builder,
+                branch=request.branch,
+                revision=request.revision,
+            )
+        self.update_idle()
+        self.schedule()
+
+    def _collapse_into(self, new: BuildRequest) -> None:
+        builder = self.master.pipeline.builder(new.builder)
+        rule = builder.collapse_requests if builder is not None else False
+        if not rule:
+            return
+        # Buildbot's rule compares sources, so only requests with the same ones are candidates.
+        matches, candidates = (
+            (same_source, self.queue.same_source(new)) if rule is True else (rule, self.queue.pending(new.builder))
+        )
+        for old in candidates:
+            try:
+                collapse = matches(new, old)
+            except Exception:
+                log.exception("collapse_requests of builder %s failed; not collapsing", new.builder)
+                return
+            if collapse:
+                self.queue.remove(old.id)
+                self.master.spawn(self._skip(old, new), f"collapse request {old.id}")
+
+    async def _skip(self, old: BuildRequest, new: BuildRequest) -> None:
+        try:
+            await self.master.store.cancel_request(old.id, time.time(), Result.SKIPPED)
+        except (NotFound, StoreError) as exc:
+            log.warning("could not collapse request %d into %d: %s", old.id, new.id, exc)
+            return
+        log.info("request %d (%s) collapsed into request %d", old.id, old.builder, new.id)
+        self.request_done(old, Result.SKIPPED)
+
+    async def cancel(self, request: BuildRequest, result: Result = Result.CANCELLED) -> None:
+        self.queue.remove(request.id)
+        await self.master.store.cancel_request(request.id, time.time(), result)
+        self.request_done(request, result)
+        self.update_idle()
+
+    # -- watching buildsets ----------------------------------------------------------------------
+
+    def watch(self, buildset_id: int, request_ids: set[int]) -> asyncio.Future[Result]:
+        """A future of the buildset's result once all of ``request_ids`` are complete."""
+        watch = _Watch(set(request_ids))
+        self._watches[buildset_id] = watch
+        return watch.done
+
+    def request_done(self, request: BuildRequest, result: Result) -> None:
+        watch = self._watches.get(request.buildset_id)
+        if watch is None or request.id not in watch.pending:
+            return
+        watch.pending.discard(request.id)
+        watch.results.append(result)
+        if not watch.pending:
+            del self._watches[request.buildset_id]
+            if not watch.done.done():
+                watch.done.set_result(worst(*watch.results))
+
+    # -- assignment -------------------------------------------------------------------------------
+
+    def schedule(self) -> None:
+        """Run an assignment pass soon (once, however often it is asked for in one turn)."""
+        if not self._scheduled and self.active:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._assign)
+
+    def _assign(self) -> None:
+        self._scheduled = False
+        if not self.active:
+            return
+        for name in self.queue.builders():
+            builder = self.master.pipeline.builder(name)
+            if builder is None:
+                continue  # requests for a builder the pipeline no longer has wait for it to return
+            while self._start_one(builder):
+                pass
+
+    def _start_one(self, builder: Builder) -> bool:
+        free = self._free_workers(builder)
+        if not free:
+            return False
+        request = self.queue.first(builder.name)
+        if request is None:
+            return False
+        if builder.next_build is not None:
+            request = self._choose(builder, self.queue.pending(builder.name))
+        for connection in self._rank(builder, free, request):
+            if self.locks.try_acquire(builder.locks, connection.name, request.id):
+                break
+        else:
+            return False  # busy locks: the request waits, no worker is held
+        self.queue.remove(request.id)
+        number = self.numbers.get(builder.name, 1)
+        self.numbers[builder.name] = number + 1
+        build = RunningBuild(self.master, builder, request, connection, number)
+        self.running[request.id] = build
+        self.master.spawn(self._run(build), f"build {builder.name} #{number}")
+        return True
+
+    def _choose(self, builder: Builder, pending: list[BuildRequest]) -> BuildRequest:
+        if builder.next_build is not None:
+            try:
+                chosen = builder.next_build(builder, pending)
+                if chosen in pending:
+                    return chosen
+                log.warning("next_build of %s returned %r, not a pending request", builder.name, chosen)
+            except Exception:
+                log.exception("next_build of builder %s failed; taking the first in line", builder.name)
+        return pending[0]
+
+    def _rank(self, builder: Builder, free: list[WorkerConnection], request: BuildRequest) -> list[WorkerConnection]:
+        """The free workers in the order to try them: the hook's choice, else the least busy first."""
+        by_load = sorted(free, key=lambda c: sum(b.connection is c for b in self.running.values()))
+        if builder.next_worker is None:
+            return by_load
+        try:
+            name = builder.next_worker(builder, [c.name for c in by_load], request)
+        except Exception:
+            log.exception("next_worker of builder %s failed; taking the least busy worker", builder.name)
+            return by_load
+        return [c for c in by_load if c.name == name]
+
+    def _free_workers(self, builder: Builder) -> list[WorkerConnection]:
+        """Connected workers of ``builder`` that are not building it and are below their limit."""
+        free = []
+        for name in builder.workers:
+            connection = self.master.registry.connections.get(name)
+            if connection is None:
+                continue
+            builds = [b for b in self.running.values() if b.connection is connection]
+            if any(b.builder == builder.name for b in builds):
+                continue
+            limit = connection.spec.max_builds
+            if limit is not None and len(builds) >= limit:
+                continue
+            free.append(connection)
+        return free
+
+    async def _run(self, build: RunningBuild) -> None:
+        request = build.request
+        result = None
+        try:
+            result = await build.execute()
+        finally:
+            # The worker is free as soon as the steps are done; recording goes on in the store's
+            # queue, whose order guarantees the next claim comes after this build's end.
+            self.running.pop(request.id, None)
+            self.locks.release(request.id)
+            self._recording += 1
+            if result == Result.RETRY and self.active:
+                self.queue.add(request)
+            self.schedule()
+        try:
+            await build.recorded()
+            if result is not None and result != Result.RETRY:
+                self.request_done(request, result)
+        except NotFound as exc:
+            log.info("build request %d was withdrawn before it started: %s", request.id, exc)
+        except StoreError as exc:
+            log.error(
+                "build %s #%d could not be recorded: %s; its request stays pending", build.builder, build.number, exc
+            )
+        finally:
+            self._recording -= 1
+            self.update_idle()
+
+    def update_idle(self) -> None:
+        if not self.queue and not self.running and not self._recording:
+            self.idle.set()
+        else:
+            self.idle.clear()

@@ -1,0 +1,123 @@
+"""The master's side of schedulers: held changes, tree-stable timers and timed runs.
+
+Schedulers decide (see :mod:`flowbot.schedulers.base`); this module acts on their decisions and
+keeps what must survive a restart in the store: changes held for a timer (written in the same
+transaction as the change itself) and the last run of a timed scheduler. A master that starts
+again re-arms every timer from the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import StoreError
+from ..records import Change
+from ..schedulers.base import Scheduler
+from ..store import Hold, Release
+
+if TYPE_CHECKING:
+    from .master import Master
+
+log = logging.getLogger(__name__)
+
+
+def state_owner(scheduler: str) -> str:
+    """The key a scheduler's remembered values are stored under."""
+    return f"scheduler:{scheduler}"
+
+
+class Scheduling:
+    """Timers and held changes of the pipeline's schedulers."""
+
+    def __init__(self, master: Master):
+        self.master = master
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+
+    def _schedulers(self) -> list[Scheduler]:
+        return self.master.pipeline.schedulers
+
+    # -- changes ------------------------------------------------------------------------------
+
+    def decisions(self, change: Change) -> list[Hold | Release]:
+        """What each scheduler does with ``change``: build it now, or hold it for later."""
+        decisions: list[Hold | Release] = []
+        for scheduler in self._schedulers():
+            try:
+                classification = scheduler.classify(change)
+            except Exception:
+                log.exception("scheduler %s failed on change %s; the change is kept", scheduler.name, change.revision)
+                continue
+            if classification is None:
+                continue
+            if scheduler.timed or scheduler.tree_stable_timer is not None or not classification.important:
+                decisions.append(Hold(scheduler.name, classification.key, classification.important))
+            else:
+                decisions.append(Release(scheduler.name, classification.key, scheduler.changes_buildset))
+        return decisions
+
+    def held(self, decisions: list[Hold | Release], at: float) -> None:
+        """Changes were held: an important one (re)starts its scheduler's tree-stable timer."""
+        for decision in decisions:
+            if not isinstance(decision, Hold) or not decision.important:
+                continue
+            scheduler = self.master.pipeline.scheduler(decision.scheduler)
+            if scheduler is not None and not scheduler.timed and scheduler.tree_stable_timer is not None:
+                self._arm(scheduler, decision.key, at + scheduler.tree_stable_timer)
+
+    # -- timers -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Arm every timer from what the store holds."""
+        stable: dict[tuple[str, str], float] = {}
+        for name, key, important, received in await self.master.store.held_changes():
+            if important:
+                stable[(name, key)] = max(stable.get((name, key), 0.0), received)
+        for (name, key), last in stable.items():
+            scheduler = self.master.pipeline.scheduler(name)
+            if scheduler is not None and not scheduler.timed and scheduler.tree_stable_timer is not None:
+                self._arm(scheduler, key, last + scheduler.tree_stable_timer)
+        for scheduler in self._schedulers():
+            if scheduler.timed:
+                state = await self.master.store.get_state(state_owner(scheduler.name))
+                self._arm_run(scheduler, state.get("last_run") or time.time())
+
+    def stop(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
+
+    def _arm(self, scheduler: Scheduler, key: str, when: float) -> None:
+        previous = self._timers.pop((scheduler.name, key), None)
+        if previous is not None:
+            previous.cancel()
+        delay = max(when - time.time(), 0.0)
+        self._timers[(scheduler.name, key)] = asyncio.get_running_loop().call_later(delay, self._fire, scheduler, key)
+
+    def _arm_run(self, scheduler: Scheduler, last_run: float) -> None:
+        when = scheduler.next_run(last_run)
+        if when is not None:
+            self._arm(scheduler, "", when)
+
+    def _fire(self, scheduler: Scheduler, key: str) -> None:
+        self._timers.pop((scheduler.name, key), None)
+        self.master.spawn(self._release(scheduler, key), f"scheduler {scheduler.name}")
+
+    async def _release(self, scheduler: Scheduler, key: str) -> None:
+        now = time.time()
+        make = scheduler.timed_buildset if scheduler.timed else scheduler.changes_buildset
+        state = {"last_run": now} if scheduler.timed else {}
+        try:
+            requests = await self.master.store.release(
+                Release(scheduler.name, key, make), now, state_owner(scheduler.name), state
+            )
+        except StoreError as exc:
+            log.error("scheduler %s could not start its builds: %s", scheduler.name, exc)
+            requests = []
+        if requests:
+            log.info("scheduler %s started %d build request(s)", scheduler.name, len(requests))
+        self.master.enqueue(requests)
+        if scheduler.timed and self.master.pipeline.scheduler(scheduler.name) is scheduler:
+            self._arm_run(scheduler, now)

@@ -1,0 +1,95 @@
+"""Schedulers that build on a clock: every so often, or at cron times."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from croniter import croniter
+
+from ..records import BuildsetSpec, Change, SourceStamp
+from .base import Classification, Scheduler, changes_properties, changes_sourcestamps
+from .filter import ChangeFilter
+
+
+class TimedScheduler(Scheduler):
+    """A scheduler that runs at times it computes; its last run is kept in the store.
+
+    Args:
+        branch: the branch a run builds when no change says otherwise.
+    """
+
+    timed = True
+
+    def __init__(self, name: str, builders: Iterable[str], *, branch: str | None = None, **options: Any):
+        super().__init__(name, builders, **options)
+        self.branch = branch
+
+    def timed_buildset(self, changes: list[Change]) -> BuildsetSpec | None:
+        stamps = changes_sourcestamps(changes) if changes else [SourceStamp(branch=self.branch)]
+        return self.buildset(
+            stamps,
+            f"the {type(self).__name__} scheduler {self.name!r} ran",
+            properties=changes_properties(changes),
+            change_ids=[c.id for c in changes if c.id is not None],
+        )
+
+
+class Periodic(TimedScheduler):
+    """Build every ``period`` seconds."""
+
+    def __init__(self, name: str, builders: Iterable[str], *, period: float, **options: Any):
+        super().__init__(name, builders, **options)
+        if period <= 0:
+            raise ValueError(f"Periodic needs a period above 0 seconds, not {period!r}")
+        self.period = float(period)
+
+    def next_run(self, after: float) -> float | None:
+        return after + self.period
+
+
+class Nightly(TimedScheduler):
+    """Build at the times of a cron expression (``"0 3 * * *"``: 03:00 every day, UTC).
+
+    Args:
+        cron: five-field cron expression, read by croniter.
+        only_if_changed: skip a run when no change came since the last one.
+        change_filter: which changes count (for ``only_if_changed`` and for what a run builds).
+        file_is_important: changes it calls unimportant do not count.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        builders: Iterable[str],
+        *,
+        cron: str,
+        only_if_changed: bool = False,
+        change_filter: ChangeFilter | Callable[[Change], bool] | None = None,
+        file_is_important: Callable[[Change], bool] | None = None,
+        **options: Any,
+    ):
+        super().__init__(name, builders, **options)
+        if not croniter.is_valid(cron):
+            raise ValueError(f"Nightly {name!r}: {cron!r} is not a cron expression")
+        self.cron = cron
+        self.only_if_changed = only_if_changed
+        self.change_filter = change_filter
+        self.file_is_important = file_is_important
+
+    def classify(self, change: Change) -> Classification | None:
+        if self.change_filter is not None and not self.change_filter(change):
+            return None
+        if self.file_is_important is not None and not self.file_is_important(change):
+            return None
+        return Classification(important=True)
+
+    def next_run(self, after: float) -> float | None:
+        start = dt.datetime.fromtimestamp(after, dt.UTC)
+        return croniter(self.cron, start).get_next(float)
+
+    def timed_buildset(self, changes: list[Change]) -> BuildsetSpec | None:
+        if self.only_if_changed and not changes:
+            return None
+        return super().timed_buildset(changes)

@@ -1,0 +1,46 @@
+"""The base class of change sources: nodes that put ``Change`` records into the graph.
+
+A source is started by the master with a :class:`SourceContext`, through which it submits changes
+(each stored, with what the schedulers make of it, before anything acts on it) and keeps what it
+must remember across restarts (the last revision it saw of each branch, say).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..location import caller
+from ..records import Change
+
+
+class SourceContext(Protocol):
+    """What the master offers a running change source."""
+
+    async def add_change(self, change: Change) -> int:
+        """Submit a change; returns its id once it is stored."""
+        ...
+
+    async def get_state(self) -> dict[str, Any]: ...
+
+    async def set_state(self, values: dict[str, Any]) -> None: ...
+
+
+class ChangeSource:
+    """Base class for change sources; ``start``/``stop`` are no-ops to override.
+
+    Args:
+        name: unique among the pipeline's sources.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self.defined_at = caller()
+
+    async def start(self, context: SourceContext) -> None:
+        """Begin producing changes (start a poll loop, say); must return promptly."""
+
+    async def stop(self) -> None:
+        """Stop producing changes."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"

@@ -1,0 +1,51 @@
+"""``Trigger``: start builds on Triggerable schedulers, optionally waiting for their results."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from ..results import Result, worst
+from .base import BuildContext, Step
+
+
+class Trigger(Step):
+    """Start a buildset on each of ``schedulers`` (``Triggerable`` ones) with this build's sources.
+
+    Args:
+        schedulers: names of Triggerable schedulers.
+        wait_for_finish: wait for the triggered builds; the step takes the worst of their results.
+        set_properties: properties to give the triggered builds (renderables allowed).
+        copy_properties: names of this build's properties to pass on.
+    """
+
+    default_name = "trigger"
+
+    def __init__(
+        self,
+        schedulers: Iterable[str],
+        *,
+        wait_for_finish: bool = False,
+        set_properties: dict[str, Any] | None = None,
+        copy_properties: Iterable[str] = (),
+        **flags: Any,
+    ):
+        super().__init__(**flags)
+        self.schedulers = [schedulers] if isinstance(schedulers, str) else list(schedulers)
+        if not self.schedulers:
+            raise ValueError("Trigger needs at least one scheduler")
+        self.wait_for_finish = wait_for_finish
+        self.set_properties = dict(set_properties or {})
+        self.copy_properties = list(copy_properties)
+
+    async def run(self, build: BuildContext) -> Result:
+        properties = {
+            name: (build.properties[name], "Trigger") for name in self.copy_properties if name in build.properties
+        }
+        properties.update({name: (value, "Trigger") for name, value in build.render(self.set_properties).items()})
+        results = await build.trigger(self.schedulers, properties, wait=self.wait_for_finish)
+        if not self.wait_for_finish or not results:
+            return Result.SUCCESS
+        outcome = worst(*results)
+        # A triggered build that was retried or skipped still leaves this step successful.
+        return Result.SUCCESS if outcome in (Result.SKIPPED, Result.RETRY) else outcome
