@@ -13,7 +13,7 @@ resolved against the running build only when the step starts::
 
 ``Interpolate`` speaks Buildbot's syntax: ``%(prop:name)s``, ``%(src:codebase:attr)s``,
 ``%(kw:key)s``, ``%(secret:name)s`` and ``%(worker:attr)s``, with the modifiers ``:-default``
-(when missing), ``:~default`` (when missing or false), ``:+text`` (text when present, else empty)
+(when missing or None), ``:~default`` (when missing or false), ``:+text`` (text when present, else empty)
 and ``:?|yes|no`` (by truth).
 """
 
@@ -205,8 +205,9 @@ class _Lookup(dict):
 
     def _value(self, kind: str, name: str) -> tuple[bool, Any]:
         build = self.build
-        if kind == "prop":
-            return (name in build.properties, build.properties.get(name))
+        if kind == "prop":  # a property set to None counts as missing, and never renders as "None"
+            value = build.properties.get(name)
+            return (value is not None, value)
         if kind == "kw":
             if name not in self.interpolate.kwargs:
                 return False, None

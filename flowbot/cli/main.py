@@ -89,6 +89,8 @@ def parser() -> argparse.ArgumentParser:
     )
     c = sub.add_parser("stop", help="stop the master running in a directory")
     c.add_argument("basedir")
+    c = sub.add_parser("reconfig", help="apply an edited pipeline to the master running in a directory")
+    c.add_argument("basedir")
 
     def remote(name: str, text: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=text)
@@ -128,6 +130,8 @@ def dispatch(args: argparse.Namespace) -> Any:
         print(run.checkconfig(args.basedir))
     elif args.command == "start":
         run.start(args.basedir, http=args.http, workers=args.zmq, db=args.db, heartbeat=args.heartbeat)
+    elif args.command == "reconfig":
+        print(f"{run.reconfig(args.basedir)}\nthe master applies it now; its log says when")
     elif args.command == "stop":
         print(f"stopped the master (pid {run.stop(args.basedir)})")
     elif args.command == "sendchange":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..config import load_pipeline, pipeline_file
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, PID_FILE, WORKER_ENDPOINT
-from ..errors import FlowbotError
+from ..errors import ConfigError, FlowbotError
 
 log = logging.getLogger("flowbot")
 
@@ -86,6 +86,14 @@ def start(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+
+        async def reload() -> None:
+            try:
+                await master.reload()
+            except ConfigError as exc:
+                log.error("reconfig refused, still running the previous pipeline: %s", exc)
+
+        loop.add_signal_handler(signal.SIGHUP, lambda: master.spawn(reload(), "reconfig"))
         try:
             await master.start()
         except OSError as exc:
@@ -104,6 +112,16 @@ def start(
         log.info("stopped")
 
     asyncio.run(main())
+
+
+def reconfig(basedir: str | Path) -> str:
+    """Check the directory's pipeline here, then ask its running master to apply it (SIGHUP)."""
+    summary = checkconfig(basedir)
+    pid = running_pid(basedir)
+    if pid is None:
+        raise FlowbotError(f"no master is running in {basedir}")
+    os.kill(pid, signal.SIGHUP)
+    return summary
 
 
 def stop(basedir: str | Path, timeout: float = 30.0) -> int:

@@ -278,6 +278,15 @@ class WorkersHandler(ApiHandler):
         self.reply({"workers": workers})
 
 
+class ReconfigHandler(ApiHandler):
+    async def post(self) -> None:
+        await self.master.reload()
+        pipeline = self.master.pipeline
+        self.reply(
+            {"builders": [b.name for b in pipeline.builders], "schedulers": [s.name for s in pipeline.schedulers]}
+        )
+
+
 class NotFoundHandler(ApiHandler):
     def prepare(self) -> None:
         raise NotFound(f"no such endpoint: {self.request.method} {self.request.path}")
@@ -305,5 +314,6 @@ def routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/buildrequests/(\d+)/cancel", CancelRequestHandler, args),
         (r"/api/changes", ChangesHandler, args),
         (r"/api/workers", WorkersHandler, args),
+        (r"/api/reconfig", ReconfigHandler, args),
         (r"/api/.*", NotFoundHandler, args),
     ]

@@ -21,6 +21,7 @@ import shlex
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import secrets
@@ -60,6 +61,7 @@ class RunningBuild:
         self.branch = request.branch
         self.revision = request.revision
         self.ref = Ref()
+        self.master_dir = str(master.basedir or Path.cwd())
         self.started_at = 0.0
         self.finished_at: float | None = None
         self.result: Result | None = None
@@ -215,6 +217,10 @@ class RunningBuild:
             self._waiting = None
 
     # -- control ------------------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopped is not None
 
     def stop(self, reason: str, result: Result = Result.CANCELLED) -> None:
         """Stop the build: interrupt what runs, skip what is left, stop the builds it triggered;

@@ -40,6 +40,11 @@ class _Watch:
     done: asyncio.Future[Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
+def _log_failure(done: asyncio.Future) -> None:
+    if not done.cancelled() and done.exception() is not None:
+        log.warning("a request could not be completed without a build: %s", done.exception())
+
+
 class Dispatcher:
     """The queue, the running builds, and the choice of what runs where."""
 
@@ -88,23 +93,20 @@ class Dispatcher:
                 log.exception("collapse_requests of builder %s failed; not collapsing", new.builder)
                 return
             if collapse:
-                self.queue.remove(old.id)
-                self.master.spawn(self._skip(old, new), f"collapse request {old.id}")
+                log.info("request %d (%s) collapsed into request %d", old.id, old.builder, new.id)
+                self.cancel(old, Result.SKIPPED).add_done_callback(_log_failure)
 
-    async def _skip(self, old: BuildRequest, new: BuildRequest) -> None:
-        try:
-            await self.master.store.cancel_request(old.id, time.time(), Result.SKIPPED)
-        except (NotFound, StoreError) as exc:
-            log.warning("could not collapse request %d into %d: %s", old.id, new.id, exc)
-            return
-        log.info("request %d (%s) collapsed into request %d", old.id, old.builder, new.id)
-        self.request_done(old, Result.SKIPPED)
-
-    async def cancel(self, request: BuildRequest, result: Result = Result.CANCELLED) -> None:
+    def cancel(self, request: BuildRequest, result: Result = Result.CANCELLED) -> asyncio.Future[None]:
+        """Take a waiting request out of the queue now; it completes as ``result`` in the store."""
         self.queue.remove(request.id)
-        await self.master.store.cancel_request(request.id, time.time(), result)
-        self.request_done(request, result)
-        self.update_idle()
+        return asyncio.ensure_future(self._complete_unbuilt(request, result))
+
+    async def _complete_unbuilt(self, request: BuildRequest, result: Result) -> None:
+        try:
+            await self.master.store.cancel_request(request.id, time.time(), result)
+        finally:
+            self.request_done(request, result)
+            self.update_idle()
 
     # -- watching buildsets ----------------------------------------------------------------------
 

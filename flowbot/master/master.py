@@ -213,6 +213,18 @@ class Master:
         self.events.emit("master.reconfigured", added=added, removed=removed)
         self.dispatcher.schedule()
 
+    async def reload(self) -> None:
+        """Read the master directory's pipeline again and apply it (``flowbot reconfig``, SIGHUP).
+
+        Raises:
+            ConfigError: the pipeline is broken; the master keeps running the one it had.
+        """
+        if self.basedir is None:
+            raise InvalidRequest("this master has no directory to read a pipeline from")
+        from ..config import load_pipeline
+
+        await self.reconfigure(load_pipeline(self.basedir))
+
     # -- what people, change sources and builds ask for -----------------------------------------
 
     async def add_change(self, change: Change) -> tuple[int, list[int]]:
@@ -282,11 +294,21 @@ class Master:
             if not isinstance(scheduler, Triggerable):
                 raise InvalidRequest(f"{name!r} is not a Triggerable scheduler of the running pipeline")
             spec = scheduler.triggered(build.request.sourcestamps, properties, f"{build.builder} #{build.number}")
-            requests = await self.store.add_buildset(dataclasses.replace(spec, parent_build_id=build.id), time.time())
+            spec = dataclasses.replace(spec, parent_build_id=build.id)
+            # Once asked for, the buildset is stored and queued even if the parent stops meanwhile
+            # (and then withdrawn), so no request is left pending with nobody queueing it.
+            requests = await asyncio.shield(self._submit_child(build, spec))
             if wait and requests:
                 waits.append(self.dispatcher.watch(requests[0].buildset_id, {r.id for r in requests}))
-            self.enqueue(requests)
         return list(await asyncio.gather(*waits)) if waits else []
+
+    async def _submit_child(self, build: RunningBuild, spec: BuildsetSpec) -> list[BuildRequest]:
+        requests = await self.submit(spec)
+        if build.stopping:
+            for request in requests:
+                if request.id in self.queue:
+                    self.dispatcher.cancel(request)
+        return requests
 
     def downstream(self, build: RunningBuild, result: Result) -> list[BuildsetSpec]:
         """Buildsets of ``Dependent`` schedulers that follow ``build``'s builder, if it succeeded."""
@@ -319,7 +341,7 @@ class Master:
                 build.stop(reason)
         for request in self.queue:
             if request.parent_build_id == build_id:
-                self.spawn(self.dispatcher.cancel(request), f"cancel request {request.id}")
+                self.dispatcher.cancel(request)
 
     async def cancel_request(self, request_id: int) -> None:
         """Withdraw a pending request; it completes as CANCELLED without a build."""

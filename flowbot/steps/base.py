@@ -63,6 +63,8 @@ class BuildContext(RenderContext, Protocol):
     branch: str | None
     revision: str | None
     properties: Properties
+    #: The master's directory (where ``MasterShell`` runs).
+    master_dir: str
 
     def env(self) -> dict[str, str]:
         """The ``FLOWBOT_*`` variables every command of the build gets."""

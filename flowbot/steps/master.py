@@ -47,11 +47,15 @@ class MasterShell(Step):
         log.header(f"master shell: {command}")
         if isinstance(command, str):
             process = await asyncio.create_subprocess_shell(
-                command, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                command, env=env, cwd=build.master_dir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
             )
         else:
             process = await asyncio.create_subprocess_exec(
-                *[str(a) for a in command], env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                *[str(a) for a in command],
+                env=env,
+                cwd=build.master_dir,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
             )
 
         async def pump(stream: asyncio.StreamReader, write: Any) -> None:

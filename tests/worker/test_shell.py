@@ -458,3 +458,18 @@ async def test_without_acks_reading_stops_at_the_window(shell) -> None:
     run.start_acking()
     assert (await run.outcome()).rc == 0
     assert len(run.text()) == len("".join(f"{i}\n" for i in range(1, 60001)))
+
+
+async def test_an_interrupt_that_arrives_before_the_process_starts_keeps_it_from_starting(tmp_path):
+    # Given a command the master interrupts before the worker got round to starting it
+    sent = []
+    output = OutputBuffer("c1", lambda *message: sent.append(message), lambda: None)
+    command = ShellCommand("c1", {"command": f"touch {tmp_path / 'ran'}; sleep 30"}, tmp_path, output)
+    command.interrupt("parent stopped", 1.0)
+
+    # When it runs
+    outcome = await asyncio.wait_for(command.run(), 5)
+
+    # Then it ends at once as interrupted, and nothing ran
+    assert (outcome.rc, outcome.reason, outcome.message) == (None, "interrupted", "parent stopped")
+    assert not (tmp_path / "ran").exists()

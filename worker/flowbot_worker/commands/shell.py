@@ -67,6 +67,8 @@ class ShellCommand(Command):
         else:
             raise CommandError("shell needs a command: a string or a non-empty list of strings")
         cwd = self.directory()
+        if self._reason is not None:  # interrupted before it could start
+            return Outcome(None, self._reason, self._message)
         try:
             self._proc = subprocess.Popen(
                 argv,
@@ -196,9 +198,11 @@ class ShellCommand(Command):
         self._stop("interrupted", reason or "interrupted", grace)
 
     def _stop(self, reason: str, message: str, grace: float | None = None) -> None:
-        if self._proc is None or self._exited.done() or self._reason is not None:
+        if self._exited.done() or self._reason is not None:
             return
         self._reason, self._message = reason, message
+        if self._proc is None:
+            return  # not started yet: run() sees the reason and never starts it
         if grace is None:
             grace = float(self.args.get("sigterm_grace", SIGTERM_GRACE))
         self._signal(signal.SIGTERM)

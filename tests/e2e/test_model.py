@@ -1,0 +1,328 @@
+"""The pipeline model end to end: properties, triggers, locks, custom steps, secrets, step flags,
+collapsing. Each test names the Buildbot integration behaviour it proves where there is one."""
+
+from __future__ import annotations
+
+import time
+
+from ..support import finished_builds, running_build, step_log, wait_for
+
+
+def build_detail(client, build_id: int) -> dict:
+    return client.request("GET", f"/api/builds/{build_id}")
+
+
+def test_a_property_set_from_a_command_is_used_by_a_later_step(master_factory, worker_factory):
+    # Buildbot: interop/test_setpropertyfromcommand.py
+    master = master_factory("""
+        from flowbot import (Pipeline, Worker, Builder, Shell, SetPropertyFromCommand, SetProperty,
+                             Interpolate, Property, ForceScheduler, renderer)
+
+        @renderer
+        def twice(build):
+            return str(int(build.properties["jobs"]) * 2)
+
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s", properties={"os_family": "unix"})],
+            properties={"team": "core"},
+            schedulers=[ForceScheduler("force", builders=["version"])],
+            builders=[Builder("version", workers=["w1"], properties={"jobs": 3}, steps=[
+                Shell("echo 2.4.1 > VERSION", name="write"),
+                SetPropertyFromCommand(command="cat VERSION", property="version", name="read"),
+                SetProperty("channel", Interpolate("%(prop:branch:-stable)s-%(prop:version)s")),
+                Shell(Interpolate("echo make VERSION=%(prop:version)s CHANNEL=%(prop:channel)s "
+                                  "TEAM=%(prop:team)s OS=%(prop:os_family)s JOBS=%(kw:j)s WORKER=%(worker:os)s",
+                                  j=twice), name="use"),
+                Shell(["echo", Property("missing", default="fallback")], name="default"),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("version")
+    (build,) = finished_builds(master.client, 1)
+    assert build["result"] == "SUCCESS"
+    assert "make VERSION=2.4.1 CHANNEL=stable-2.4.1 TEAM=core OS=unix JOBS=6 WORKER=posix" in step_log(
+        master.client, build["id"], 3
+    )
+    assert "fallback" in step_log(master.client, build["id"], 4)
+    properties = build_detail(master.client, build["id"])["properties"]
+    assert properties["version"] == ["2.4.1", "SetPropertyFromCommand Step"]
+    assert properties["channel"] == ["stable-2.4.1", "SetProperty Step"]
+    assert properties["team"] == ["core", "Pipeline"]
+    assert properties["jobs"] == [3, "Builder"]
+    assert properties["buildnumber"] == [1, "Build"]
+
+
+TRIGGERS = """
+    from flowbot import Pipeline, Worker, Builder, Shell, Trigger, Triggerable, ForceScheduler
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
+        schedulers=[
+            ForceScheduler("force", builders=["parent"]),
+            Triggerable("children", builders=["child-ok", "child-fails"]),
+        ],
+        builders=[
+            Builder("parent", workers=["w1"], steps=[
+                Trigger(schedulers=["children"], wait_for_finish=True, set_properties={{"from_parent": "yes"}}),
+                Shell("echo after the trigger", name="after"),
+            ]),
+            Builder("child-ok", workers=["w2"], steps=[Shell("{ok}", name="ok")]),
+            Builder("child-fails", workers=["w2"], steps=[Shell("{fails}", name="fails")]),
+        ],
+    )
+"""
+
+
+def test_a_trigger_that_waits_inherits_the_failure_of_what_it_triggered(master_factory, worker_factory):
+    # Buildbot: test_trigger.py
+    master = master_factory(TRIGGERS.format(ok="echo $FLOWBOT_BRANCH", fails="exit 1"))
+    worker_factory(master, "w1", "s")
+    worker_factory(master, "w2", "s")
+    master.client.force("parent", branch="release", revision="r42")
+    builds = {b["builder"]: b for b in finished_builds(master.client, 3)}
+    assert builds["child-ok"]["result"] == "SUCCESS"
+    assert builds["child-fails"]["result"] == "FAILURE"
+    assert builds["parent"]["result"] == "FAILURE"
+    assert builds["parent"]["finished_at"] >= builds["child-fails"]["finished_at"]
+    # The children built the parent's sources, with the properties it gave them
+    assert (builds["child-ok"]["branch"], builds["child-ok"]["revision"]) == ("release", "r42")
+    assert build_detail(master.client, builds["child-ok"]["id"])["properties"]["from_parent"] == ["yes", "Trigger"]
+    parent_steps = build_detail(master.client, builds["parent"]["id"])["steps"]
+    assert [(s["name"], s["result"]) for s in parent_steps] == [("trigger", "FAILURE"), ("after", "SUCCESS")]
+
+
+def test_stopping_a_parent_stops_the_builds_it_triggered(master_factory, worker_factory):
+    # Buildbot: test_stop_trigger.py
+    master = master_factory(TRIGGERS.format(ok="sleep 60", fails="sleep 60"))
+    worker_factory(master, "w1", "s")
+    worker_factory(master, "w2", "s")
+    master.client.force("parent")
+    parent = running_build(master.client, "parent")
+    running_build(master.client, "child-ok")
+
+    master.client.request("POST", f"/api/builds/{parent['id']}/stop", {"reason": "wrong release"})
+
+    builds = {b["builder"]: b for b in finished_builds(master.client, 2, timeout=20)}
+    assert builds["parent"]["result"] == "CANCELLED"
+    assert builds["child-ok"]["result"] == "CANCELLED"
+    child_log = step_log(master.client, builds["child-ok"]["id"], 0)
+    assert "parent build parent #1 stopped: wrong release" in child_log
+    # The child that never started was withdrawn, not left waiting
+    wait_for(lambda: master.client.buildrequests(pending=True) == [], 10, "the queue to empty")
+
+
+def test_an_exception_in_a_custom_step_gives_exception_with_the_traceback(master_factory, worker_factory):
+    # Buildbot: test_custom_buildstep.py
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, Step, Result, ForceScheduler
+
+        class CountLines(Step):
+            default_name = "count"
+
+            async def run(self, build):
+                outcome = await build.run_command("shell", {"command": "printf 'a\\\\nb\\\\nc\\\\n'"}, collect=True)
+                build.set_property("lines", len(outcome.stdout.splitlines()), "CountLines")
+                build.log("summary").stdout(f"{len(outcome.stdout.splitlines())} lines")
+                return Result.SUCCESS
+
+        class Broken(Step):
+            async def run(self, build):
+                raise RuntimeError("the custom step broke")
+
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["custom"])],
+            builders=[Builder("custom", workers=["w1"], steps=[
+                CountLines(), Broken(name="broken"), Shell("echo not reached", name="later"),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("custom")
+    (build,) = finished_builds(master.client, 1)
+    detail = build_detail(master.client, build["id"])
+    assert detail["result"] == "EXCEPTION"
+    assert [(s["name"], s["result"]) for s in detail["steps"]] == [("count", "SUCCESS"), ("broken", "EXCEPTION")]
+    assert detail["steps"][0]["logs"] == ["stdio", "summary"]
+    assert master.client.request("GET", f"/api/builds/{build['id']}/steps/0/log", query={"name": "summary"}) == (
+        "3 lines\n"
+    )
+    assert detail["properties"]["lines"] == [3, "CountLines"]
+    log = step_log(master.client, build["id"], 1)
+    assert "Traceback" in log and "RuntimeError: the custom step broke" in log
+
+
+def test_two_builders_sharing_a_lock_of_count_one_never_overlap(master_factory, worker_factory):
+    # Buildbot: test_locks.py
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, MasterLock
+        deploy = MasterLock("deploy", max_count=1)
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["a", "b"])],
+            builders=[
+                Builder("a", workers=["w1"], locks=[deploy.access("exclusive")], steps=[Shell("sleep 0.5")]),
+                Builder("b", workers=["w2"], locks=[deploy.access("exclusive")], steps=[Shell("sleep 0.5")]),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    worker_factory(master, "w2", "s")
+    master.client.force("a")
+    master.client.force("b")
+    first, second = finished_builds(master.client, 2)
+    assert first["result"] == second["result"] == "SUCCESS"
+    assert second["started_at"] >= first["finished_at"] - 0.01
+
+
+def test_a_step_lock_makes_steps_wait_and_the_wait_is_recorded(master_factory, worker_factory):
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, WorkerLock
+        disk = WorkerLock("disk", max_count=1)
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["a", "b"])],
+            builders=[
+                Builder(name, workers=["w1"], steps=[
+                    Shell("sleep 0.4", name="heavy", locks=[disk.access("exclusive")]),
+                ]) for name in ("a", "b")
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("a")
+    master.client.force("b")
+    builds = finished_builds(master.client, 2)
+    logs = [step_log(master.client, b["id"], 0) for b in builds]
+    assert sum("waited" in log and "s for locks disk:exclusive" in log for log in logs) == 1
+
+
+def test_secrets_are_rendered_where_used_and_never_shown(master_factory, worker_factory, tmp_path):
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "token").write_text("s3cr3t-t0ken\n")
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Interpolate, SecretsInDirectory
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            secrets=[SecretsInDirectory({str(secrets)!r})],
+            schedulers=[ForceScheduler("force", builders=["deploy"])],
+            builders=[Builder("deploy", workers=["w1"], steps=[
+                Shell(Interpolate("echo using %(secret:token)s; test %(secret:token)s = s3cr3t-t0ken"),
+                      name="deploy"),
+                Shell(Interpolate("echo %(secret:nope)s"), name="missing"),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("deploy")
+    (build,) = finished_builds(master.client, 1)
+    detail = build_detail(master.client, build["id"])
+    assert [s["result"] for s in detail["steps"]] == ["SUCCESS", "EXCEPTION"]
+    log = step_log(master.client, build["id"], 0)
+    assert "using <secret>" in log
+    assert "s3cr3t" not in log
+    assert "no secret named 'nope'" in step_log(master.client, build["id"], 1)
+    assert "s3cr3t" not in str(detail["properties"])
+
+
+def test_do_step_if_skips_and_hide_step_if_hides(master_factory, worker_factory):
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Result
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["flags"])],
+            builders=[Builder("flags", workers=["w1"], steps=[
+                Shell("echo release only", name="publish",
+                      do_step_if=lambda build: build.properties["branch"] == "release"),
+                Shell("echo noise", name="noise", hide_step_if=lambda result, build: result == Result.SUCCESS),
+                Shell("echo shown", name="shown"),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("flags", branch="main")
+    (build,) = finished_builds(master.client, 1)
+    steps = build_detail(master.client, build["id"])["steps"]
+    assert build["result"] == "SUCCESS"
+    assert [(s["name"], s["result"], s["hidden"]) for s in steps] == [
+        ("publish", "SKIPPED", False),
+        ("noise", "SUCCESS", True),
+        ("shown", "SUCCESS", False),
+    ]
+
+
+def test_waiting_requests_for_the_same_branch_collapse_into_the_newest(master_factory, worker_factory):
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, AnyBranchScheduler
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[AnyBranchScheduler("changes", builders=["test"])],
+            builders=[Builder("test", workers=["w1"], steps=[Shell("sleep 0.5")])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    # Given a build running for the first change
+    first = master.client.sendchange(branch="main", revision="c1")["buildrequest_ids"][0]
+    running_build(master.client, "test")
+    # When three more changes arrive on main while it runs, and one on another branch
+    ids = [master.client.sendchange(branch="main", revision=f"c{i}")["buildrequest_ids"][0] for i in (2, 3, 4)]
+    other = master.client.sendchange(branch="feature", revision="f1")["buildrequest_ids"][0]
+    # Then the waiting ones on main collapse into the newest; the other branch builds on its own
+    wait_for(lambda: master.client.buildrequests(pending=True) == [], 30, "the queue to empty")
+    done = {r["id"]: r["result"] for r in master.client.buildrequests(pending=False)}
+    assert done[first] == "SUCCESS"
+    assert (done[ids[0]], done[ids[1]], done[ids[2]]) == ("SKIPPED", "SKIPPED", "SUCCESS")
+    assert done[other] == "SUCCESS"
+    assert sorted(b["revision"] for b in master.client.builds()) == ["c1", "c4", "f1"]
+
+
+def test_filesystem_steps_and_a_master_side_command(master_factory, worker_factory, tmp_path):
+    master = master_factory("""
+        from flowbot import (Pipeline, Worker, Builder, Shell, ForceScheduler, MakeDirectory, RemoveDirectory,
+                             MasterShell, Interpolate)
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["fs"])],
+            builders=[Builder("fs", workers=["w1"], steps=[
+                MakeDirectory("out/deep"),
+                Shell("test -d ../out/deep && echo made > ../out/deep/file", name="use"),
+                RemoveDirectory("out"),
+                Shell("test ! -e ../out", name="gone"),
+                MasterShell(Interpolate("echo ran on the master for %(prop:buildername)s > master-side.txt")),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("fs")
+    (build,) = finished_builds(master.client, 1)
+    steps = build_detail(master.client, build["id"])["steps"]
+    assert [(s["name"], s["result"]) for s in steps] == [
+        ("mkdir", "SUCCESS"),
+        ("use", "SUCCESS"),
+        ("rmdir", "SUCCESS"),
+        ("gone", "SUCCESS"),
+        ("master shell", "SUCCESS"),
+    ]
+    assert (master.basedir / "master-side.txt").read_text() == "ran on the master for fs\n"
+
+
+def test_a_worker_that_drops_mid_step_retries_and_builds_again_when_it_is_back(master_factory, worker_factory):
+    # Buildbot: interop/test_worker_reconnect.py
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["slow"])],
+            builders=[Builder("slow", workers=["w1"], steps=[Shell("sleep 1", name="sleep")])],
+        )
+    """)
+    worker = worker_factory(master, "w1", "s")
+    (request_id,) = master.client.force("slow")
+    running_build(master.client, "slow")
+    worker.kill()
+    time.sleep(1.2)  # lost after the liveness window (3 x 0.3 s)
+    worker_factory(master, "w1", "s")
+    retried, again = finished_builds(master.client, 2, timeout=30)
+    assert (retried["result"], again["result"]) == ("RETRY", "SUCCESS")
+    assert retried["request_id"] == again["request_id"] == request_id
