@@ -1,0 +1,109 @@
+"""Scheduler decisions without a master: filters, importance, timers, cron, parameters."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from flowbot import (
+    AnyBranchScheduler,
+    Builder,
+    ChangeFilter,
+    IntParameter,
+    Nightly,
+    Periodic,
+    Pipeline,
+    Shell,
+    SingleBranchScheduler,
+    Trigger,
+    Triggerable,
+    Worker,
+)
+from flowbot.errors import ConfigErrors
+from flowbot.records import Change
+
+
+def change(**fields) -> Change:
+    return Change(**{"branch": "main", "revision": "r", "id": 1, **fields})
+
+
+@pytest.mark.parametrize(
+    ("flt", "matches"),
+    [
+        (ChangeFilter(branch="main"), True),
+        (ChangeFilter(branch=["dev", "main"]), True),
+        (ChangeFilter(branch=None), False),
+        (ChangeFilter(branch_re=r"^ma"), True),
+        (ChangeFilter(repository="other.git"), False),
+        (ChangeFilter(files=["src/*.py"]), True),
+        (ChangeFilter(files=["docs/*"]), False),
+        (ChangeFilter(branch=lambda b: b.startswith("m"), project="p"), True),
+        (ChangeFilter(filter_fn=lambda c: "skip ci" in c.comments), False),
+    ],
+)
+def test_change_filters(flt: ChangeFilter, matches: bool) -> None:
+    assert flt(change(files=("src/a.py",), repository="repo.git", project="p", comments="fix")) is matches
+
+
+def test_branch_schedulers_classify_by_filter_importance_and_branch() -> None:
+    single = SingleBranchScheduler("s", ["b"], branch="main", file_is_important=lambda c: "README" not in c.files)
+    assert single.classify(change(branch="dev")) is None
+    assert single.classify(change(files=("README",))).important is False
+    assert single.classify(change(files=("x.py",))).key == ""
+    assert AnyBranchScheduler("a", ["b"]).classify(change(branch="dev")).key == "dev"
+    with pytest.raises(ValueError, match="needs a branch"):
+        SingleBranchScheduler("s", ["b"])
+
+
+def test_a_buildset_of_several_changes_builds_the_newest_and_lists_them_all() -> None:
+    spec = AnyBranchScheduler("a", ["b"]).changes_buildset(
+        [change(id=1, revision="r1", properties={"k": 1}), change(id=2, revision="r2", author="bo")]
+    )
+    assert spec.change_ids == (1, 2)
+    assert spec.sourcestamps[0].revision == "r2"
+    assert spec.reason == "a: change r2 by bo and 1 earlier on main"
+    assert spec.properties["k"] == (1, "Change")
+
+
+def test_timed_schedulers_compute_their_next_run() -> None:
+    assert Periodic("p", ["b"], period=90).next_run(1000.0) == 1090.0
+    nightly = Nightly("n", ["b"], cron="30 3 * * *", only_if_changed=True)
+    after = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC).timestamp()
+    assert dt.datetime.fromtimestamp(nightly.next_run(after), dt.UTC) == dt.datetime(2026, 11, 26, 3, 30, tzinfo=dt.UTC)
+    assert nightly.timed_buildset([]) is None  # nothing changed: no run
+    assert nightly.timed_buildset([change()]).change_ids == (1,)
+    with pytest.raises(ValueError, match="not a cron expression"):
+        Nightly("n", ["b"], cron="every night")
+
+
+def test_int_parameters_convert_and_check() -> None:
+    jobs = IntParameter("jobs", minimum=1)
+    assert jobs.parse("4") == 4
+    for bad in ("x", True, 0):
+        with pytest.raises(ValueError):
+            jobs.parse(bad)
+
+
+def test_triggers_must_name_triggerable_schedulers_and_never_loop() -> None:
+    workers = [Worker("w")]
+
+    def builder(name: str, *triggers: str) -> Builder:
+        return Builder(name, workers=["w"], steps=[Shell("true"), *[Trigger(schedulers=[t]) for t in triggers]])
+
+    with pytest.raises(ConfigErrors, match="builders trigger each other in a cycle: a -> b -> a"):
+        Pipeline(
+            workers=workers,
+            schedulers=[Triggerable("to-b", ["b"]), Triggerable("to-a", ["a"])],
+            builders=[builder("a", "to-b"), builder("b", "to-a")],
+        )
+    with pytest.raises(ConfigErrors, match="triggers 'to-b', which is not a Triggerable scheduler"):
+        Pipeline(
+            workers=workers,
+            schedulers=[AnyBranchScheduler("to-b", ["b"])],
+            builders=[builder("a", "to-b"), builder("b")],
+        )
+    fine = Pipeline(
+        workers=workers, schedulers=[Triggerable("to-b", ["b"])], builders=[builder("a", "to-b"), builder("b")]
+    )
+    assert ("builder:a", "scheduler:to-b", "triggers") in fine.edges()

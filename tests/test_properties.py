@@ -1,0 +1,105 @@
+"""Rendering: Interpolate's keys and modifiers, Property, @renderer, secrets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from flowbot import Interpolate, Properties, Property, renderer
+from flowbot.properties import RenderError, render
+from flowbot.secrets import SecretsInDirectory, SecretsInEnvironment, lookup, redact
+
+
+class FakeBuild:
+    def __init__(self, **props: Any):
+        self.properties = Properties()
+        self.properties.update(props, "Test")
+        self.secrets_used: list[str] = []
+
+    def sourcestamp(self, codebase: str) -> dict[str, Any] | None:
+        stamps = {
+            "": {"branch": "main", "revision": "abc123", "repository": "repo.git", "project": "p", "codebase": ""},
+            "lib": {"branch": "v2", "revision": None, "repository": "lib.git", "project": "p", "codebase": "lib"},
+        }
+        return stamps.get(codebase)
+
+    def worker_info(self) -> dict[str, Any]:
+        return {"os": "posix", "name": "w1"}
+
+    def secret(self, name: str) -> str:
+        if name != "token":
+            raise KeyError(name)
+        self.secrets_used.append(name)
+        return "t0k3n"
+
+
+@pytest.mark.parametrize(
+    ("fmt", "expected"),
+    [
+        ("v=%(prop:version)s", "v=1.2"),
+        ("%(prop:missing)s|", "|"),
+        ("%(prop:none)s|", "|"),
+        ("%(prop:missing:-dflt)s", "dflt"),
+        ("%(prop:none:-dflt)s", "dflt"),
+        ("%(prop:empty:-dflt)s|", "|"),
+        ("%(prop:empty:~dflt)s", "dflt"),
+        ("%(prop:version:~dflt)s", "1.2"),
+        ("%(prop:version:+set)s/%(prop:missing:+set)s", "set/"),
+        ("%(prop:flag:?|yes|no)s %(prop:empty:?|yes|no)s", "yes no"),
+        ("%(src::branch)s@%(src::revision)s %(src:lib:repository)s", "main@abc123 lib.git"),
+        ("%(src:lib:revision:-HEAD)s", "HEAD"),
+        ("%(worker:os)s/%(worker:name)s", "posix/w1"),
+        ("%(kw:extra)s", "kw!"),
+        ("100%% %(prop:version)s", "100% 1.2"),
+    ],
+)
+def test_interpolate_speaks_buildbots_keys_and_modifiers(fmt: str, expected: str) -> None:
+    build = FakeBuild(version="1.2", empty="", none=None, flag=True)
+    assert Interpolate(fmt, extra="kw!").render(build) == expected
+
+
+def test_bad_formats_fail_where_the_pipeline_defines_them() -> None:
+    with pytest.raises(ValueError, match="unknown key"):
+        Interpolate("%(nope:x)s")
+    with pytest.raises(ValueError, match="either positional"):
+        Interpolate("%s %(prop:x)s", "a")
+
+
+def test_secrets_render_and_a_missing_one_is_an_error() -> None:
+    build = FakeBuild()
+    assert Interpolate("Bearer %(secret:token)s").render(build) == "Bearer t0k3n"
+    assert build.secrets_used == ["token"]
+    with pytest.raises(RenderError, match="no secret named 'other'"):
+        Interpolate("%(secret:other)s").render(build)
+
+
+def test_renderables_nest_in_lists_dicts_positional_args_and_functions() -> None:
+    build = FakeBuild(version="1.2", jobs=4)
+
+    @renderer
+    def doubled(b: FakeBuild) -> int:
+        return b.properties["jobs"] * 2
+
+    value = {"cmd": ["make", Interpolate("-j%s", doubled)], Interpolate("%(prop:version)s"): Property("nope", "d")}
+    assert render(value, build) == {"cmd": ["make", "-j8"], "1.2": "d"}
+    assert Property("empty", "d", default_when_false=True).render(FakeBuild(empty="")) == "d"
+
+
+def test_properties_remember_where_they_came_from() -> None:
+    props = Properties()
+    props.set("version", "1.2", "SetProperty Step")
+    props.update({"a": 1}, "Builder")
+    assert props.with_sources() == {"version": ["1.2", "SetProperty Step"], "a": [1, "Builder"]}
+    assert props.source("a") == "Builder" and props.get("zzz") is None and len(props) == 2
+
+
+def test_secret_providers_and_redaction(tmp_path, monkeypatch) -> None:
+    (tmp_path / "db_password").write_text("hunter2\n")
+    monkeypatch.setenv("FB_SECRET_api", "k-123")
+    providers = [SecretsInDirectory(tmp_path), SecretsInEnvironment("FB_SECRET_")]
+    assert lookup(providers, "db_password") == "hunter2"
+    assert lookup(providers, "api") == "k-123"
+    with pytest.raises(KeyError):
+        lookup(providers, "../etc/passwd")
+    assert redact("login hunter2 and k-123", {"hunter2", "k-123"}) == "login <secret> and <secret>"
