@@ -32,6 +32,9 @@ from .schedulers import (
 from .secrets import SecretsInDirectory, SecretsInEnvironment
 from .sources import ChangeSource
 from .steps import (
+    DirectoryUpload,
+    FileDownload,
+    FileUpload,
     MakeDirectory,
     MasterShell,
     RemoveDirectory,
@@ -71,6 +74,9 @@ __all__ = [
     "SetPropertyFromCommand",
     "Trigger",
     "MasterShell",
+    "FileUpload",
+    "DirectoryUpload",
+    "FileDownload",
     "MakeDirectory",
     "RemoveDirectory",
     "Step",

@@ -35,6 +35,7 @@ from ..steps.base import CommandResult, Step
 from ..store import Ref
 from .logs import StepLog
 from .registry import WorkerConnection
+from .transfers import ReceiveFile, SendFile, TransferError, master_path
 
 if TYPE_CHECKING:
     from .master import Master
@@ -162,7 +163,7 @@ class RunningBuild:
         return self._logs[name]
 
     async def run_command(
-        self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False
+        self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False, transfer: Any = None
     ) -> CommandResult:
         if self._stopped:
             raise BuildStopped(self._stopped)
@@ -180,7 +181,7 @@ class RunningBuild:
 
         self._command_id = self.master.registry.new_command_id()
         try:
-            result = await self.connection.run_command(self._command_id, name, args, sink)
+            result = await self.connection.run_command(self._command_id, name, args, sink, transfer)
         finally:
             self._command_id = None
         if result.message:
@@ -199,6 +200,38 @@ class RunningBuild:
                 data=result.data,
             )
         return result
+
+    async def upload(
+        self, source: str, destination: str, *, directory: bool = False, max_size: int | None = None
+    ) -> CommandResult:
+        """Bring ``source`` (relative to the builder's directory on the worker) to ``destination``
+        on the master (relative to the master's directory)."""
+        target = master_path(self.master_dir, destination)
+        receiver = ReceiveFile(target, directory=directory, max_size=max_size)
+        command = "upload_directory" if directory else "upload_file"
+        try:
+            result = await self.run_command(command, {"path": source, "max_size": max_size}, transfer=receiver)
+            if result.rc == 0:
+                self.log().header(f"uploaded {source}: {receiver.finish(result)}")
+        except TransferError as exc:
+            self.log().header(f"upload failed: {exc}")
+            return CommandResult(None, "error", str(exc))
+        finally:
+            receiver.abort()
+        return result
+
+    async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
+        """Send ``source`` on the master to ``destination`` (relative to the builder's directory)."""
+        try:
+            sender, size, digest = await SendFile.open(master_path(self.master_dir, source))
+        except TransferError as exc:
+            self.log().header(str(exc))
+            return CommandResult(None, "error", str(exc))
+        args = {"path": destination, "size": size, "sha256": digest, "mode": mode}
+        try:
+            return await self.run_command("download_file", args, transfer=sender)
+        finally:
+            sender.abort()
 
     async def trigger(
         self, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool

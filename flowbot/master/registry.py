@@ -30,6 +30,7 @@ from ..errors import ProtocolError, WorkerLost
 from ..steps.base import CommandResult
 from ..workers import Worker
 from .events import EventBus
+from .transfers import TransferError
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ class RemoteCommand:
     on_output: OutputSink
     result: asyncio.Future[CommandResult]
     received: dict[str, int] = field(default_factory=dict)  # bytes held, per stream
+    #: The master's end of a file transfer, for upload and download commands.
+    transfer: Any = None
 
 
 class WorkerConnection:
@@ -75,24 +78,33 @@ class WorkerConnection:
         self.commands: dict[str, RemoteCommand] = {}
         self.lost = False
 
-    def send(self, kind: str, content: dict[str, Any] | None = None, re: str | None = None) -> None:
-        self.registry.send(self.route, self.channel.pack(kind, content, re=re))
+    def send(
+        self, kind: str, content: dict[str, Any] | None = None, blobs: tuple[bytes, ...] = (), re: str | None = None
+    ) -> None:
+        self.registry.send(self.route, self.channel.pack(kind, content, blobs, re=re))
         self.last_sent = time.monotonic()
 
-    async def run_command(self, cmd_id: str, name: str, args: dict[str, Any], on_output: OutputSink) -> CommandResult:
+    async def run_command(
+        self, cmd_id: str, name: str, args: dict[str, Any], on_output: OutputSink, transfer: Any = None
+    ) -> CommandResult:
         """Run a command on this worker and wait for it to finish.
 
         Args:
             cmd_id: a fresh id from :meth:`WorkerRegistry.new_command_id` (to interrupt it by).
+            transfer: the master's end of a file transfer (see :mod:`flowbot.master.transfers`).
 
         Raises:
             WorkerLost: the worker went away before the command finished.
         """
         if self.lost:
             raise WorkerLost(f"worker {self.name} is not connected")
-        command = RemoteCommand(cmd_id, name, args, on_output, asyncio.get_running_loop().create_future())
+        command = RemoteCommand(
+            cmd_id, name, args, on_output, asyncio.get_running_loop().create_future(), transfer=transfer
+        )
         self.commands[cmd_id] = command
         self.send_start(command)
+        if transfer is not None:
+            transfer.start(lambda content, data: self.send(protocol.FILE_DATA, {"cmd_id": cmd_id, **content}, (data,)))
         try:
             return await command.result
         finally:
@@ -390,6 +402,27 @@ class WorkerRegistry:
             )
         )
 
+    def _on_file_data(self, conn: WorkerConnection, message: protocol.Message) -> None:
+        cmd_id = message.content.get("cmd_id")
+        command = conn.commands.get(cmd_id)
+        if command is None or command.transfer is None or len(message.blobs) != 1:
+            self._drop("bad-file-data", conn.route, f"for command {cmd_id!r}")
+            return
+        try:
+            command.transfer.file_data(message.content, message.blobs[0])
+        except TransferError as exc:
+            conn.interrupt(cmd_id, str(exc), 1.0)
+            if not command.result.done():
+                command.result.set_exception(exc)
+            return
+        conn.send(protocol.FILE_CREDIT, {"cmd_id": cmd_id, "credits": 1})
+
+    def _on_file_credit(self, conn: WorkerConnection, message: protocol.Message) -> None:
+        command = conn.commands.get(message.content.get("cmd_id"))
+        credits = message.content.get("credits")
+        if command is not None and command.transfer is not None and type(credits) is int and credits > 0:
+            command.transfer.file_credit(credits)
+
     def _on_disconnect(self, conn: WorkerConnection, message: protocol.Message) -> None:
         self._lose(conn, f"the worker said goodbye: {message.content.get('reason', 'no reason')}")
 
@@ -427,4 +460,6 @@ _HANDLERS: dict[str, Callable[[WorkerRegistry, WorkerConnection, protocol.Messag
     protocol.OUTPUT: WorkerRegistry._on_output,
     protocol.FINISHED: WorkerRegistry._on_finished,
     protocol.DISCONNECT: WorkerRegistry._on_disconnect,
+    protocol.FILE_DATA: WorkerRegistry._on_file_data,
+    protocol.FILE_CREDIT: WorkerRegistry._on_file_credit,
 }

@@ -4,11 +4,15 @@ from .base import BuildContext, CommandResult, Step, StepLog
 from .filesystem import MakeDirectory, RemoveDirectory
 from .master import MasterShell, SetProperty
 from .shell import SetPropertyFromCommand, Shell
+from .transfer import DirectoryUpload, FileDownload, FileUpload
 from .trigger import Trigger
 
 __all__ = [
     "BuildContext",
     "CommandResult",
+    "DirectoryUpload",
+    "FileDownload",
+    "FileUpload",
     "MakeDirectory",
     "MasterShell",
     "RemoveDirectory",

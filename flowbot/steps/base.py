@@ -91,6 +91,16 @@ class BuildContext(RenderContext, Protocol):
         """
         ...
 
+    async def upload(
+        self, source: str, destination: str, *, directory: bool = False, max_size: int | None = None
+    ) -> CommandResult:
+        """Bring a file or directory from the worker to the master (checksummed)."""
+        ...
+
+    async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
+        """Send a file from the master to the worker (checksummed)."""
+        ...
+
     async def trigger(
         self, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
     ) -> list[Result]:

@@ -236,7 +236,8 @@ def test_do_step_if_skips_and_hide_step_if_hides(master_factory, worker_factory)
                 Shell("echo release only", name="publish",
                       do_step_if=lambda build: build.properties["branch"] == "release"),
                 Shell("echo noise", name="noise", hide_step_if=lambda result, build: result == Result.SUCCESS),
-                Shell("echo shown", name="shown"),
+                Shell("echo shown; for i in 1 2 3; do echo case $i ok >> report.txt; sleep 0.3; done", name="shown",
+                      logfiles={"report": "report.txt"}),
             ])],
         )
     """)
@@ -250,6 +251,9 @@ def test_do_step_if_skips_and_hide_step_if_hides(master_factory, worker_factory)
         ("noise", "SUCCESS", True),
         ("shown", "SUCCESS", False),
     ]
+    assert steps[2]["logs"] == ["report", "stdio"]
+    report = master.client.request("GET", f"/api/builds/{build['id']}/steps/2/log", query={"name": "report"})
+    assert report == "case 1 ok\ncase 2 ok\ncase 3 ok\n"
 
 
 def test_waiting_requests_for_the_same_branch_collapse_into_the_newest(master_factory, worker_factory):

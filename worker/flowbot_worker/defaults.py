@@ -38,3 +38,8 @@ FINISHED_RESEND = 2.0
 MAX_HEADER_BYTES = 4 * 1024
 MAX_CONTENT_BYTES = 1024 * 1024
 MAX_BLOB_BYTES = 8 * 1024 * 1024
+
+#: Files move in chunks of this many bytes ...
+FILE_CHUNK = 256 * 1024
+#: ... with at most this many chunks sent and not yet written (credit-based flow control).
+FILE_WINDOW = 8

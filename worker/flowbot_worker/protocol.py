@@ -43,9 +43,26 @@ SHUTDOWN = "shutdown"
 # Either way.
 HEARTBEAT = "heartbeat"
 ACK = "ack"
+FILE_DATA = "file_data"  # a chunk of a file being transferred, either way
+FILE_CREDIT = "file_credit"  # room for more chunks, from whoever receives them
 
 #: Every type a peer may send; anything else is malformed.
-TYPES = frozenset({HELLO, OUTPUT, FINISHED, WELCOME, DISCONNECT, START_COMMAND, INTERRUPT, SHUTDOWN, HEARTBEAT, ACK})
+TYPES = frozenset(
+    {
+        HELLO,
+        OUTPUT,
+        FINISHED,
+        WELCOME,
+        DISCONNECT,
+        START_COMMAND,
+        INTERRUPT,
+        SHUTDOWN,
+        HEARTBEAT,
+        ACK,
+        FILE_DATA,
+        FILE_CREDIT,
+    }
+)
 
 _encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 

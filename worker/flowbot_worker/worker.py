@@ -296,7 +296,7 @@ class Worker:
             cls, args = _Unknown, {"name": name}
         else:
             cls = COMMANDS[name]
-        held = _Held(cls(cmd_id, args, self.basedir, output), output, time.monotonic())
+        held = _Held(cls(cmd_id, args, self.basedir, output, self._send), output, time.monotonic())
         self._held[cmd_id] = held
         held.task = asyncio.create_task(self._execute(cmd_id, held), name=f"command {cmd_id}")
 
@@ -305,6 +305,17 @@ class Worker:
         held = self._held.get(c.get("cmd_id"))
         if held is not None and held.finished is None:
             held.command.interrupt(str(c.get("reason", "interrupted")), float(c.get("grace", SIGTERM_GRACE)))
+
+    def _on_file_data(self, message: protocol.Message) -> None:
+        held = self._held.get(message.content.get("cmd_id"))
+        if held is not None and held.finished is None and len(message.blobs) == 1:
+            held.command.file_data(message.content, message.blobs[0])
+
+    def _on_file_credit(self, message: protocol.Message) -> None:
+        held = self._held.get(message.content.get("cmd_id"))
+        credits = message.content.get("credits")
+        if held is not None and type(credits) is int and credits > 0:
+            held.command.file_credit(credits)
 
     def _on_ack(self, message: protocol.Message) -> None:
         c = message.content

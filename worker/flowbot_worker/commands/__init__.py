@@ -3,8 +3,21 @@
 from .base import Command, Outcome
 from .filesystem import MakeDirectory, RemoveDirectory
 from .shell import ShellCommand
+from .transfer import DownloadFile, UploadDirectory, UploadFile
 
 #: Command classes by protocol name.
-COMMANDS: dict[str, type[Command]] = {cls.name: cls for cls in (ShellCommand, MakeDirectory, RemoveDirectory)}
+COMMANDS: dict[str, type[Command]] = {
+    cls.name: cls for cls in (ShellCommand, MakeDirectory, RemoveDirectory, UploadFile, UploadDirectory, DownloadFile)
+}
 
-__all__ = ["COMMANDS", "Command", "MakeDirectory", "Outcome", "RemoveDirectory", "ShellCommand"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "DownloadFile",
+    "MakeDirectory",
+    "Outcome",
+    "RemoveDirectory",
+    "ShellCommand",
+    "UploadDirectory",
+    "UploadFile",
+]

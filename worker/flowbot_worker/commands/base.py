@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import CommandError
-from ..output import OutputBuffer
+from ..output import OutputBuffer, Send
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +32,19 @@ class Command:
         args: the command's arguments as the master sent them.
         basedir: the worker's base directory; nothing may run or write outside it.
         output: where the command's output goes.
+        send: how to send other messages to the master (file chunks, credit).
     """
 
     name: ClassVar[str]
 
-    def __init__(self, cmd_id: str, args: dict[str, Any], basedir: Path, output: OutputBuffer):
+    def __init__(
+        self, cmd_id: str, args: dict[str, Any], basedir: Path, output: OutputBuffer, send: Send | None = None
+    ):
         self.cmd_id = cmd_id
         self.args = args
         self.basedir = basedir
         self.output = output
+        self.send = send
 
     async def run(self) -> Outcome:
         raise NotImplementedError
@@ -50,6 +54,12 @@ class Command:
 
     def resume_reading(self) -> None:
         """The output window has room again; the default never paused."""
+
+    def file_data(self, content: dict[str, Any], data: bytes) -> None:
+        """A chunk of a file the master sends; only downloads expect them."""
+
+    def file_credit(self, credits: int) -> None:
+        """The master has room for more chunks; only uploads wait for it."""
 
     def resolve(self, relative: str) -> Path:
         """``basedir/builddir/relative``, refused if it escapes basedir."""

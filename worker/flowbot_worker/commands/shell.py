@@ -14,10 +14,12 @@ import os
 import re
 import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from ..defaults import SIGTERM_GRACE
 from ..errors import CommandError
+from ..output import OutputBuffer
 from .base import Command, Outcome
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -90,12 +92,16 @@ class ShellCommand(Command):
             self._loop.add_reader(fd, self._read, fd)
         self._watch_exit()
         self._start_timers()
+        logfiles = _LogFiles(cwd, self.args.get("logfiles") or {}, self.output)
+        following = asyncio.ensure_future(logfiles.follow())
         try:
             rc = await self._exited
         finally:
             for timer in self._timers:
                 timer.cancel()
             self._drain_and_close()
+            following.cancel()
+            logfiles.read(limit=64 * 1024 * 1024)  # what the command wrote last
         self.output.flush()
         return Outcome(rc, self._reason, self._message)
 
@@ -213,3 +219,33 @@ class ShellCommand(Command):
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self._proc.pid, sig)
+
+
+class _LogFiles:
+    """Files a command writes, followed while it runs and sent as logs of their own."""
+
+    #: Seconds between looks at the files.
+    INTERVAL = 0.5
+
+    def __init__(self, cwd: Path, files: dict[str, str], output: OutputBuffer):
+        self.files = {name: cwd / path for name, path in files.items() if isinstance(path, str)}
+        self.offsets = dict.fromkeys(self.files, 0)
+        self.output = output
+
+    async def follow(self) -> None:
+        while self.files:
+            await asyncio.sleep(self.INTERVAL)
+            self.read()
+
+    def read(self, limit: int = 1024 * 1024) -> None:
+        """Send what each file gained since the last look, up to ``limit`` bytes per file."""
+        for name, path in self.files.items():
+            try:
+                with open(path, "rb") as source:
+                    source.seek(self.offsets[name])
+                    data = source.read(limit)
+            except OSError:
+                continue  # not written yet
+            if data:
+                self.offsets[name] += len(data)
+                self.output.write(f"log:{name}", data)
