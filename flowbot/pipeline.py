@@ -35,6 +35,8 @@ class Pipeline:
         builders: what runs, and where.
         properties: global properties every build gets.
         secrets: providers of ``%(secret:name)s`` values, asked in order.
+        master: a master that should run this pipeline from now on (in a notebook, running the
+            cell that defines the pipeline again reconfigures the running master).
 
     Raises:
         ConfigErrors: every problem found, each with the file and line it comes from.
@@ -49,6 +51,7 @@ class Pipeline:
         builders: Iterable[Builder] = (),
         properties: dict[str, Any] | None = None,
         secrets: Iterable[SecretProvider] = (),
+        master: Any = None,
     ):
         self.workers = list(workers)
         self.sources = list(sources)
@@ -58,6 +61,8 @@ class Pipeline:
         self.secrets = list(secrets)
         self.defined_at = caller()
         self.validate()
+        if master is not None:
+            master.use(self)
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -220,6 +225,15 @@ class Pipeline:
 
     def __str__(self) -> str:
         return self.describe()
+
+    def _repr_html_(self) -> str:
+        """Jupyter shows a pipeline as its graph."""
+        from .drawing import svg
+
+        return svg(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(self.describe())
 
     def __repr__(self) -> str:
         return (

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, LIVENESS, SQLITE_FILE, STOP_GRACE, WORKER_ENDPOINT
+from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, LIVENESS, SQLITE_FILE, STOP_GRACE
 from ..errors import InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change
@@ -28,6 +28,7 @@ from ..store import Store
 from .build import RunningBuild
 from .dispatch import Dispatcher
 from .events import EventBus
+from .local_workers import LocalWorkers
 from .registry import WorkerConnection, WorkerRegistry
 from .scheduling import Scheduling
 from .sources import Sources
@@ -45,8 +46,8 @@ class Master:
         pipeline: what to run.
         db: a SQLAlchemy URL; None means ``basedir/state.sqlite``, or a temporary file without basedir.
         basedir: the master directory, if there is one.
-        http: ``"HOST:PORT"`` to serve the API on (port 0: any free port), or None for no HTTP.
-        workers: the ZeroMQ endpoint workers dial into (port 0: any free port).
+        http: ``"HOST:PORT"`` to serve the API on (port 0, the default: any free port), or None.
+        workers: the ZeroMQ endpoint workers dial into (port 0, the default: any free port).
         heartbeat: seconds between heartbeats; a worker silent for ``heartbeat * liveness`` is lost.
     """
 
@@ -56,8 +57,8 @@ class Master:
         *,
         db: str | None = None,
         basedir: str | Path | None = None,
-        http: str | None = f"{HTTP_HOST}:{HTTP_PORT}",
-        workers: str = WORKER_ENDPOINT,
+        http: str | None = f"{HTTP_HOST}:0",
+        workers: str = "tcp://127.0.0.1:0",
         heartbeat: float = HEARTBEAT_INTERVAL,
         liveness: int = LIVENESS,
         name: str | None = None,
@@ -86,10 +87,20 @@ class Master:
         self.dispatcher = Dispatcher(self)
         self.scheduling = Scheduling(self)
         self.sources = Sources(self)
+        self.local_workers = LocalWorkers(self)
         self.http_url: str | None = None
         self._http_server: Any = None
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+
+    @property
+    def workdir(self) -> Path:
+        """Where the master keeps files: its directory, or a temporary one made for it."""
+        if self.basedir is not None:
+            return self.basedir
+        if self._tempdir is None:
+            self._tempdir = tempfile.mkdtemp(prefix="flowbot-master-")
+        return Path(self._tempdir)
 
     @property
     def worker_endpoint(self) -> str:
@@ -142,6 +153,11 @@ class Master:
         self.dispatcher.update_idle()
         self.dispatcher.schedule()
 
+    async def start_local_workers(self, names: list[str] | None = None, *, timeout: float = 30.0) -> list[str]:
+        """Start a real worker process on this host for each worker the pipeline declares (or
+        ``names``), and wait until they are connected; they stop with the master."""
+        return await self.local_workers.start(names, timeout=timeout)
+
     async def stop(self) -> None:
         """Stop serving; running builds end as RETRY so they run again on the next start."""
         if self._stopping:
@@ -157,6 +173,7 @@ class Master:
         tasks = [t for t in self._tasks if t.get_name().startswith("build ")]
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_GRACE + 2)
+        await self.local_workers.stop()
         await self._close()
 
     async def _close(self) -> None:
@@ -212,6 +229,23 @@ class Master:
         log.info("reconfigured: builders added %s, removed %s", added or "none", removed or "none")
         self.events.emit("master.reconfigured", added=added, removed=removed)
         self.dispatcher.schedule()
+
+    def panel(self, *, recent: int = 10) -> Any:
+        """A live ipywidgets panel of this master (for Jupyter; see :mod:`flowbot.notebook`)."""
+        # The notebook layer is a face over the master; imported here, on demand, so a headless
+        # master never loads ipywidgets.
+        from ..notebook import MasterPanel
+
+        return MasterPanel(self, recent=recent)
+
+    def use(self, pipeline: Pipeline) -> None:
+        """Switch to ``pipeline``: at once if the master is not running, else as soon as the loop
+        can (what ``Pipeline(..., master=master)`` does when a notebook cell is run again)."""
+        if self.store is None or self._stopping:
+            self.pipeline = pipeline
+            self.registry.workers = {w.name: w for w in pipeline.workers}
+            return
+        self.spawn(self.reconfigure(pipeline), "reconfigure")
 
     async def reload(self) -> None:
         """Read the master directory's pipeline again and apply it (``flowbot reconfig``, SIGHUP).

@@ -449,7 +449,9 @@ class WorkerRegistry:
         del self.connections[conn.name]
         self._by_route.pop(conn.route, None)
         conn.channel.forget(conn.session)
-        log.warning("worker %s lost: %s", conn.name, reason)
+        # A worker saying goodbye is news; one that vanished is a warning.
+        level = logging.INFO if reason.startswith("the worker said goodbye") else logging.WARNING
+        log.log(level, "worker %s lost: %s", conn.name, reason)
         conn.fail_all(f"worker {conn.name} lost: {reason}")
         self.events.emit("worker.lost", worker=conn.name, reason=reason)
         self.on_lost(conn)

@@ -37,11 +37,11 @@ def _secret(args: argparse.Namespace) -> str:
     sys.exit("flowbot-worker: no secret: give --secret, --secret-file or FLOWBOT_WORKER_SECRET")
 
 
-def run_worker(master: str, name: str, secret: str, basedir: str | Path) -> None:
-    """Run a worker in the foreground until SIGINT or SIGTERM."""
+def run_worker(master: str, name: str, secret: str, basedir: str | Path, *, exit_with_parent: bool = False) -> None:
+    """Run a worker in the foreground until SIGINT or SIGTERM (or its parent's end)."""
 
     async def main() -> None:
-        worker = Worker(master, name, secret, basedir)
+        worker = Worker(master, name, secret, basedir, exit_with_parent=exit_with_parent)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
@@ -82,6 +82,7 @@ def parser() -> argparse.ArgumentParser:
     _identity_options(p)
     p.add_argument("--basedir", help="directory where builds run")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it ends")
     sub = p.add_subparsers(dest="command")
     create = sub.add_parser("create-worker", help="write a worker directory")
     create.add_argument("basedir")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         if not args.name or not args.basedir:
             sys.exit("flowbot-worker: --name and --basedir are required (or use create-worker/start)")
-        run_worker(args.master, args.name, _secret(args), args.basedir)
+        run_worker(args.master, args.name, _secret(args), args.basedir, exit_with_parent=args.exit_with_parent)
 
 
 if __name__ == "__main__":

@@ -76,8 +76,9 @@ class Worker:
         basedir: where builds run; one directory per builder is made inside it.
     """
 
-    def __init__(self, master: str, name: str, secret: str, basedir: str | Path):
+    def __init__(self, master: str, name: str, secret: str, basedir: str | Path, *, exit_with_parent: bool = False):
         self.master = master
+        self.exit_with_parent = exit_with_parent
         self.name = name
         self.basedir = Path(basedir).resolve()
         self.channel = protocol.Channel(secret.encode())
@@ -100,6 +101,7 @@ class Worker:
         """Stay connected until :meth:`stop` or a ``shutdown`` from the master."""
         self.basedir.mkdir(parents=True, exist_ok=True)
         backoff = RECONNECT_MIN
+        orphaned = asyncio.ensure_future(self._exit_with_parent()) if self.exit_with_parent else None
         try:
             while not self._stop.is_set():
                 welcomed = await self._session()
@@ -117,7 +119,17 @@ class Worker:
             if self._graceful:
                 await self._wait_for_commands()
         finally:
+            if orphaned is not None:
+                orphaned.cancel()
             await self._shutdown()
+
+    async def _exit_with_parent(self) -> None:
+        """Stop when the process that started this worker is gone (a notebook kernel, say)."""
+        parent = os.getppid()
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        log.info("the process that started this worker (pid %d) is gone; stopping", parent)
+        self.stop()
 
     def stop(self, graceful: bool = False) -> None:
         """Leave: at once (running commands are interrupted) or after running commands end."""

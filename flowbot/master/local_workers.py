@@ -1,0 +1,102 @@
+"""Worker processes a master starts on its own host: for notebooks, demos and tests.
+
+They are real ``flowbot-worker`` processes that dial the master like any other; they stop with
+the master, and (``--exit-with-parent``) on their own when the process that started them is gone,
+so a killed notebook kernel leaves none behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from ..errors import FlowbotError
+
+if TYPE_CHECKING:
+    from .master import Master
+
+log = logging.getLogger(__name__)
+
+
+class LocalWorkers:
+    """The master's own worker processes, by worker name."""
+
+    def __init__(self, master: Master):
+        self.master = master
+        self.processes: dict[str, subprocess.Popen] = {}
+        atexit.register(self._kill_all)
+
+    async def start(self, names: list[str] | None = None, *, timeout: float = 30.0) -> list[str]:
+        """Start a process for each named worker (every declared one by default) and wait until
+        they are connected.
+
+        Raises:
+            FlowbotError: a name the pipeline does not declare, or a worker that did not connect.
+        """
+        declared = {w.name: w for w in self.master.pipeline.workers}
+        names = list(declared) if names is None else names
+        unknown = [n for n in names if n not in declared]
+        if unknown:
+            raise FlowbotError(f"the pipeline declares no worker named {unknown}")
+        root = self.master.workdir / "workers"
+        for name in names:
+            if name in self.processes and self.processes[name].poll() is None:
+                continue
+            basedir = root / name
+            basedir.mkdir(parents=True, exist_ok=True)
+            with open(root / f"{name}.log", "ab") as output:
+                self.processes[name] = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "flowbot_worker",
+                        "--master",
+                        self._endpoint(),
+                        "--name",
+                        name,
+                        "--basedir",
+                        str(basedir),
+                        "--exit-with-parent",
+                    ],
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    env={**os.environ, "FLOWBOT_WORKER_SECRET": declared[name].secret},
+                )
+        deadline = time.monotonic() + timeout
+        while not all(n in self.master.registry.connections for n in names):
+            dead = [n for n in names if self.processes[n].poll() is not None]
+            if dead or time.monotonic() > deadline:
+                why = f"exited ({', '.join(dead)})" if dead else f"did not connect within {timeout:g} s"
+                raise FlowbotError(f"local workers {why}; their logs are in {root}")
+            await asyncio.sleep(0.05)
+        return names
+
+    def _endpoint(self) -> str:
+        # A worker dialing a wildcard address would not find the master: use loopback.
+        return self.master.worker_endpoint.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:")
+
+    async def stop(self, grace: float = 10.0) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for name, process in self.processes.items():
+            try:
+                await asyncio.to_thread(process.wait, grace)
+            except subprocess.TimeoutExpired:
+                log.warning("local worker %s did not stop within %g s; killing it", name, grace)
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        self.processes.clear()
+
+    def _kill_all(self) -> None:
+        """At interpreter exit, take down whatever is still running."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.kill()

@@ -1,0 +1,100 @@
+"""The live panel over an embedded master, as a notebook user drives it (widget state)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+import flowbot
+from flowbot import Builder, ForceScheduler, Interpolate, IntParameter, Pipeline, Shell, Worker
+
+
+def pipeline(master=None, extra_builder: bool = False) -> Pipeline:
+    builders = [
+        Builder("unit", workers=["w1"], steps=[Shell(Interpolate("echo jobs=%(prop:jobs)s"), name="test")]),
+        Builder("slow", workers=["w1"], steps=[Shell("echo started; sleep 30", name="sleep")]),
+    ]
+    if extra_builder:
+        builders.append(Builder("docs", workers=["w1"], steps=[Shell("echo docs")]))
+    return Pipeline(
+        workers=[Worker("w1", secret="nb")],
+        schedulers=[
+            ForceScheduler("force", builders=[b.name for b in builders], params=[IntParameter("jobs", default=2)])
+        ],
+        builders=builders,
+        master=master,
+    )
+
+
+async def until(predicate, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_panel_follows_builds_forces_with_parameters_and_stops_builds(tmp_path):
+    # Given a master embedded in the running loop, with a real local worker, and its panel
+    master = flowbot.Master(pipeline(), db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        panel = master.panel()
+        await until(lambda: "unit" in panel.builders.value and "no builds yet" in panel.builders.value)
+        assert list(panel._param_widgets) == ["jobs"]
+
+        # When the user forces unit with jobs=7 through the form
+        panel.force_builder.value = "unit"
+        panel._param_widgets["jobs"].value = 7
+        ids = await panel.force()
+        await master.wait_idle(timeout=30)
+
+        # Then the panel shows it, green, and its log
+        await until(lambda: "#1 SUCCESS" in panel.builders.value)
+        assert ids and "forced unit" in panel.status.value
+        panel.build_picker.value = panel.build_picker.options[0][1]
+        await until(lambda: "jobs=7" in panel.log_tail.value)
+
+        # And a long build can be stopped from it, its log tailing live meanwhile
+        panel.force_builder.value = "slow"
+        await panel.force()
+        await until(lambda: any("running" in label for label, _ in panel.build_picker.options))
+        panel.build_picker.value = next(v for label, v in panel.build_picker.options if "running" in label)
+        await until(lambda: "started" in panel.log_tail.value)
+        await panel.stop_selected()
+        await until(lambda: "CANCELLED" in panel.builders.value)
+        panel.close()
+    finally:
+        await master.stop()
+    assert all(p.poll() is not None for p in master.local_workers.processes.values())
+
+
+async def test_running_the_pipeline_cell_again_reconfigures_and_a_broken_one_changes_nothing(tmp_path):
+    master = flowbot.Master(pipeline(), db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        # The cell is run again with a new builder
+        pipeline(master=master, extra_builder=True)
+        await until(lambda: master.pipeline.builder("docs") is not None)
+        await master.force("docs")
+        await master.wait_idle(timeout=30)
+        (build,) = await master.store.builds(builder="docs")
+        assert build["result"] == "SUCCESS"
+        # A cell with a mistake raises where it is, and the master keeps its pipeline
+        with pytest.raises(flowbot.ConfigError, match="names worker 'nobody'"):
+            Pipeline(
+                workers=[Worker("w1")],
+                builders=[Builder("x", workers=["nobody"], steps=[Shell("true")])],
+                master=master,
+            )
+        assert master.pipeline.builder("docs") is not None
+    finally:
+        await master.stop()
+
+
+def test_a_pipeline_draws_itself_as_a_graph() -> None:
+    drawn = pipeline()._repr_html_()
+    assert drawn.startswith("<svg") and "unit" in drawn and "force" in drawn
+    assert "scheduler:force -> builder:slow (requests)" in str(pipeline())
