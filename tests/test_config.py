@@ -60,7 +60,7 @@ def test_a_missing_pipeline_file_is_named(tmp_path: Path) -> None:
         load_pipeline(tmp_path)
 
     assert caught.value.filename == str(tmp_path / "pipeline.py")
-    assert "no pipeline.py here" in str(caught.value)
+    assert "no pipeline.py or pipeline.ipynb here" in str(caught.value)
 
 
 def test_a_syntax_error_names_its_line() -> None:
