@@ -30,7 +30,7 @@ from .schedulers import (
     Triggerable,
 )
 from .secrets import SecretsInDirectory, SecretsInEnvironment
-from .sources import ChangeSource
+from .sources import ChangeSource, GitPoller
 from .steps import (
     DirectoryUpload,
     FileDownload,
@@ -54,6 +54,7 @@ __all__ = [
     "Builder",
     # Change sources
     "ChangeSource",
+    "GitPoller",
     # Schedulers
     "AnyBranchScheduler",
     "SingleBranchScheduler",

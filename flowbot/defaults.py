@@ -45,3 +45,6 @@ MAX_BODY_BYTES = 1024 * 1024
 
 #: Most builds one API list returns.
 MAX_LIST = 1000
+
+#: Seconds between two polls of a repository by a ``GitPoller``.
+GIT_POLL_INTERVAL = 60.0

@@ -20,6 +20,7 @@ class _Context:
     def __init__(self, master: Master, source: ChangeSource):
         self.master = master
         self.owner = f"source:{source.name}"
+        self.basedir = master.basedir
 
     async def add_change(self, change: Change) -> int:
         change_id, _ = await self.master.add_change(change)

@@ -7,6 +7,7 @@ must remember across restarts (the last revision it saw of each branch, say).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..location import caller
@@ -15,6 +16,10 @@ from ..records import Change
 
 class SourceContext(Protocol):
     """What the master offers a running change source."""
+
+    #: The master's directory, where a source may keep caches (a poller's clone); None for a
+    #: master without one (embedded in a notebook or a test), where a source uses a temporary one.
+    basedir: Path | None
 
     async def add_change(self, change: Change) -> int:
         """Submit a change; returns its id once it is stored."""
