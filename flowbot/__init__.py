@@ -30,7 +30,7 @@ from .schedulers import (
     Triggerable,
 )
 from .secrets import SecretsInDirectory, SecretsInEnvironment
-from .sources import ChangeSource, GitPoller
+from .sources import ChangeSource, GitHubHook, GitLabHook, GitPoller, JsonHook
 from .steps import (
     DirectoryUpload,
     FileDownload,
@@ -55,6 +55,9 @@ __all__ = [
     # Change sources
     "ChangeSource",
     "GitPoller",
+    "GitHubHook",
+    "GitLabHook",
+    "JsonHook",
     # Schedulers
     "AnyBranchScheduler",
     "SingleBranchScheduler",

@@ -52,6 +52,10 @@ class InvalidRequest(FlowbotError):
     """A request whose content is wrong (bad JSON, a missing field, a value of the wrong type)."""
 
 
+class Forbidden(FlowbotError):
+    """A request whose signature or token is missing or wrong (a webhook delivery, say)."""
+
+
 class WorkerLost(FlowbotError):
     """The worker running a command went away; the build ends as RETRY."""
 

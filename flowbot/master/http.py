@@ -14,6 +14,7 @@ import tornado.websocket
 from ..defaults import MAX_BODY_BYTES
 from ..errors import ConfigError
 from .api import routes
+from .hooks import hook_routes
 
 if TYPE_CHECKING:
     from .master import Master
@@ -69,7 +70,9 @@ def _about(event: dict[str, Any], builder: str, builds: set[int]) -> bool:
 
 
 def make_app(master: Master) -> tornado.web.Application:
-    return tornado.web.Application([(r"/api/events", EventStreamHandler, {"master": master}), *routes(master)])
+    return tornado.web.Application(
+        [(r"/api/events", EventStreamHandler, {"master": master}), *hook_routes(master), *routes(master)]
+    )
 
 
 def parse_address(address: str) -> tuple[str, int]:

@@ -2,5 +2,6 @@
 
 from .base import ChangeSource, SourceContext
 from .git_poller import GitPoller
+from .webhooks import GitHubHook, GitLabHook, JsonHook, Webhook
 
-__all__ = ["ChangeSource", "GitPoller", "SourceContext"]
+__all__ = ["ChangeSource", "GitHubHook", "GitLabHook", "GitPoller", "JsonHook", "SourceContext", "Webhook"]

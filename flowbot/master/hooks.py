@@ -1,0 +1,47 @@
+"""``POST /hooks/{name}``: webhook deliveries, handed to the running webhook source of that name.
+
+Parsing and checking live in :mod:`flowbot.sources.webhooks`; this handler only finds the hook,
+answers 403 (and logs who was refused) when a signature or token is wrong, and replies with the
+ids of the changes it created.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..errors import Forbidden, NotFound
+from ..sources.webhooks import Webhook
+from .api import ApiHandler
+
+if TYPE_CHECKING:
+    from .master import Master
+
+log = logging.getLogger(__name__)
+
+
+class HookHandler(ApiHandler):
+    """One delivery to a webhook source: 200 ``{"change_ids": [...]}`` (and a ``note`` when empty)."""
+
+    async def post(self, name: str) -> None:
+        hook = self.master.sources.by_name(name)
+        if not isinstance(hook, Webhook):
+            raise NotFound(f"no webhook named {name!r} is running")
+        try:
+            ids, note = await hook.deliver(self.request.headers, self.request.body)
+        except Forbidden as exc:
+            log.warning("webhook %s refused a delivery from %s: %s", name, self.request.remote_ip, exc)
+            raise
+        reply: dict[str, Any] = {"change_ids": ids}
+        if note:
+            reply["note"] = note
+        self.reply(reply)
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("exc_info", (None, None))[1], Forbidden):
+            status_code = 403
+        super().send_error(status_code, **kwargs)
+
+
+def hook_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
+    return [(r"/hooks/([^/]+)/?", HookHandler, {"master": master})]

@@ -1,0 +1,105 @@
+"""Webhooks served by a real master over real HTTP: GitHub, GitLab and plain JSON deliveries."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from flowbot.sources.webhooks import sign
+
+from ..sources.test_webhooks import GITLAB_PUSH
+from ..support import wait_for
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "github-webhooks"
+
+PIPELINE = """\
+from flowbot import AnyBranchScheduler, Builder, GitHubHook, GitLabHook, JsonHook, Pipeline, Shell, Worker
+
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="never-connects")],
+    sources=[GitHubHook(secret="s3cret"), GitLabHook(token="t0ken"), JsonHook(token="tok")],
+    schedulers=[AnyBranchScheduler("all", builders=["unit"])],
+    builders=[Builder("unit", workers=["w1"], steps=[Shell("true")])],
+)
+"""
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, data=body, method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_webhook_deliveries_make_changes_and_bad_signatures_are_refused(master_factory):
+    master = master_factory(PIPELINE)
+    hooks = f"{master.url}/hooks"
+
+    # GitHub's ping is answered and makes nothing
+    ping = (FIXTURES / "ping-payload.json").read_bytes()
+    github = {"Content-Type": "application/json", "X-GitHub-Delivery": "1"}
+    status, reply = post(
+        f"{hooks}/github", ping, github | {"X-GitHub-Event": "ping", "X-Hub-Signature-256": sign("s3cret", ping)}
+    )
+    assert (status, reply) == (200, {"change_ids": [], "note": "pong"})
+
+    # A signed push makes one change per commit, and a build request for it
+    push = (FIXTURES / "push-with-new-branch.payload.json").read_bytes()
+    signed = github | {"X-GitHub-Event": "push", "X-Hub-Signature-256": sign("s3cret", push)}
+    status, reply = post(f"{hooks}/github", push, signed)
+    assert status == 200 and len(reply["change_ids"]) == 1
+    (request,) = master.client.buildrequests(pending=True)
+    assert (request["builder"], request["branch"]) == ("unit", "master")
+    assert request["revision"] == "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+
+    # A forged or unsigned push is refused, and the master says so in its log
+    forged = github | {"X-GitHub-Event": "push", "X-Hub-Signature-256": sign("guess", push)}
+    status, reply = post(f"{hooks}/github", push, forged)
+    assert status == 403 and "does not match" in reply["error"]
+    status, reply = post(f"{hooks}/github", push, github | {"X-GitHub-Event": "push"})
+    assert status == 403 and "no X-Hub-Signature-256" in reply["error"]
+    wait_for(lambda: "webhook github refused a delivery from 127.0.0.1" in master.log(), 5, "the refusal logged")
+
+    # A tag deletion builds nothing
+    deletion = (FIXTURES / "push-payload.json").read_bytes()
+    status, reply = post(
+        f"{hooks}/github",
+        deletion,
+        github | {"X-GitHub-Event": "push", "X-Hub-Signature-256": sign("s3cret", deletion)},
+    )
+    assert (status, reply["change_ids"]) == (200, [])
+
+    # GitLab pushes with their token, JSON changes with theirs
+    gitlab = json.dumps(GITLAB_PUSH).encode()
+    gitlab_headers = {"Content-Type": "application/json", "X-Gitlab-Event": "Push Hook"}
+    status, reply = post(f"{hooks}/gitlab", gitlab, gitlab_headers | {"X-Gitlab-Token": "t0ken"})
+    assert status == 200 and len(reply["change_ids"]) == 2
+    status, _ = post(f"{hooks}/gitlab", gitlab, gitlab_headers | {"X-Gitlab-Token": "nope"})
+    assert status == 403
+    changes = json.dumps([{"branch": "dev", "revision": "r1"}, {"branch": "dev", "revision": "r2"}]).encode()
+    status, reply = post(
+        f"{hooks}/changes", changes, {"Content-Type": "application/json", "Authorization": "Bearer tok"}
+    )
+    assert status == 200 and len(reply["change_ids"]) == 2
+    status, reply = post(
+        f"{hooks}/changes", b'{"colour": "red"}', {"Content-Type": "application/json", "Authorization": "Bearer tok"}
+    )
+    assert status == 400 and reply["error"] == "unknown field(s) ['colour']"
+
+    # Every accepted commit got a build request (older ones on a branch collapse into the newest)
+    requests = master.client.request("GET", "/api/buildrequests")["buildrequests"]
+    assert [r["revision"] for r in reversed(requests)] == [
+        "6113728f27ae82c7b1a177c8d03f9e96e0adf246",
+        *(c["id"] for c in GITLAB_PUSH["commits"]),
+        "r1",
+        "r2",
+    ]
+
+    # An unknown hook is 404
+    status, reply = post(f"{hooks}/bitbucket", b"{}", {})
+    assert status == 404 and reply["error"] == "no webhook named 'bitbucket' is running"
