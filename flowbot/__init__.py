@@ -35,6 +35,7 @@ from .steps import (
     DirectoryUpload,
     FileDownload,
     FileUpload,
+    Git,
     MakeDirectory,
     MasterShell,
     RemoveDirectory,
@@ -74,6 +75,7 @@ __all__ = [
     "Scheduler",
     # Steps
     "Shell",
+    "Git",
     "SetProperty",
     "SetPropertyFromCommand",
     "Trigger",

@@ -92,11 +92,13 @@ def master_factory(tmp_path: Path) -> Iterator[Callable[..., MasterProcess]]:
 
 @pytest.fixture
 def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start ``flowbot-worker`` processes; stopped at teardown."""
+    """Start ``flowbot-worker`` processes (``env`` adds to their environment); stopped at teardown."""
     started: list[WorkerProcess] = []
 
-    def start(master: MasterProcess, name: str, secret: str, *, wait: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(master.endpoint, name, secret, tmp_path / name)
+    def start(
+        master: MasterProcess, name: str, secret: str, *, wait: bool = True, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        worker = WorkerProcess(master.endpoint, name, secret, tmp_path / name, env)
         started.append(worker)
         if wait:
             wait_for(

@@ -130,13 +130,13 @@ class MasterProcess(Process):
 class WorkerProcess(Process):
     """``flowbot-worker`` dialing a master."""
 
-    def __init__(self, endpoint: str, name: str, secret: str, basedir: Path):
+    def __init__(self, endpoint: str, name: str, secret: str, basedir: Path, env: dict[str, str] | None = None):
         self.name = name
         self.basedir = basedir
         super().__init__(
             [sys.executable, "-m", "flowbot_worker", "--master", endpoint, "--name", name, "--basedir", str(basedir)],
             basedir.parent / f"{name}.log",
-            env={"FLOWBOT_WORKER_SECRET": secret},
+            env={"FLOWBOT_WORKER_SECRET": secret, **(env or {})},
         )
 
 

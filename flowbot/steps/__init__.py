@@ -2,6 +2,7 @@
 
 from .base import BuildContext, CommandResult, Step, StepLog
 from .filesystem import MakeDirectory, RemoveDirectory
+from .git import Git
 from .master import MasterShell, SetProperty
 from .shell import SetPropertyFromCommand, Shell
 from .transfer import DirectoryUpload, FileDownload, FileUpload
@@ -13,6 +14,7 @@ __all__ = [
     "DirectoryUpload",
     "FileDownload",
     "FileUpload",
+    "Git",
     "MakeDirectory",
     "MasterShell",
     "RemoveDirectory",

@@ -1,0 +1,107 @@
+"""The ``Git`` step: check the build's revision out into the build directory on the worker.
+
+The worker does the work (with its git binary, or dulwich when it has none); the step says what
+to check out, shows in its log what the worker did, and sets the ``got_revision`` property to the
+commit that was checked out, as Buildbot's source steps do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..defaults import SHELL_TIMEOUT
+from ..results import Result
+from .base import BuildContext, Step
+
+MODES = ("full", "incremental")
+METHODS = ("fresh", "clean", "clobber")
+
+
+class Git(Step):
+    """Check out a git repository.
+
+    The revision is the build's (from the change that caused it); a build without one (forced,
+    periodic) gets the head of its branch. The branch is the build's, else ``branch``, else the
+    repository's default branch.
+
+    Args:
+        repourl: a URL or an absolute path the *worker* can fetch from; may be a renderable.
+        branch: the branch to use when the build names none.
+        mode: ``"full"`` (clean the tree as ``method`` says) or ``"incremental"`` (fetch and check
+            out in place, leaving other files alone).
+        method: for ``full`` only: ``"fresh"`` (the default: remove untracked and ignored files),
+            ``"clean"`` (remove untracked files, keep ignored ones) or ``"clobber"`` (remove the
+            directory and fetch everything again).
+        workdir: the directory, relative to the builder's directory on the worker.
+        shallow: fetch only the last commit (True) or the last N commits (an int).
+        codebase: which of the build's sourcestamps to check out.
+        env: extra environment for git (``GIT_SSH_COMMAND``, say).
+        timeout: seconds a git process may go without output before it is killed.
+        **flags: the flags of :class:`~flowbot.steps.base.Step` (``name``, ``halt_on_failure``...).
+
+    Raises:
+        ValueError: an unknown mode or method, or a method with ``incremental``.
+    """
+
+    default_name = "git"
+
+    def __init__(
+        self,
+        repourl: Any,
+        branch: Any = None,
+        *,
+        mode: str = "full",
+        method: str | None = None,
+        workdir: Any = "build",
+        shallow: bool | int = False,
+        codebase: str = "",
+        env: dict[str, Any] | None = None,
+        timeout: float | None = SHELL_TIMEOUT,
+        **flags: Any,
+    ):
+        flags.setdefault("halt_on_failure", True)  # nothing to build without the source
+        super().__init__(**flags)
+        if repourl is None or (isinstance(repourl, str) and not repourl.strip()):
+            raise ValueError("Git needs a repository URL or path")
+        if mode not in MODES:
+            raise ValueError(f"Git mode must be one of {MODES}; got {mode!r}")
+        if mode == "incremental" and method is not None:
+            raise ValueError("Git method applies to mode='full' only; incremental leaves the tree as it is")
+        if mode == "full":
+            method = method or "fresh"
+            if method not in METHODS:
+                raise ValueError(f"Git method must be one of {METHODS}; got {method!r}")
+        if not isinstance(shallow, bool) and (not isinstance(shallow, int) or shallow < 1):
+            raise ValueError(f"Git shallow must be True, False or a positive depth; got {shallow!r}")
+        self.repourl = repourl
+        self.branch = branch
+        self.mode = mode
+        self.method = method
+        self.workdir = workdir
+        self.shallow = shallow
+        self.codebase = codebase
+        self.env = dict(env or {})
+        self.timeout = timeout
+
+    def command_args(self, build: BuildContext) -> dict[str, Any]:
+        """The worker's ``git`` command arguments for this build."""
+        stamp = build.sourcestamp(self.codebase) or {}
+        return {
+            "repourl": str(build.render(self.repourl)),
+            "branch": stamp.get("branch") or build.render(self.branch) or None,
+            "revision": stamp.get("revision") or None,
+            "mode": self.mode,
+            "method": self.method,
+            "shallow": self.shallow,
+            "workdir": build.render(self.workdir),
+            "env": {**build.env(), **build.render(self.env)},
+            "timeout": self.timeout,
+        }
+
+    async def run(self, build: BuildContext) -> Result:
+        outcome = await build.run_command("git", self.command_args(build))
+        got = outcome.data.get("got_revision")
+        if outcome.rc != 0 or not got:
+            return Result.FAILURE
+        build.set_property("got_revision", got, f"{type(self).__name__} Step")
+        return Result.SUCCESS
