@@ -1,7 +1,9 @@
 """``flowbot demo``: a master and two workers as real processes on a throwaway directory.
 
-It sends a few changes (one on a ``wip/`` branch, which the lint builder refuses), waits for the
-builds, prints them, and keeps the master up for a look at its API until Ctrl-C (``--once``: exits).
+It makes a small git repository there, which the master polls with ``GitPoller``; once the poller
+watches, it commits a few changes (one breaks the tests, the next fixes them). Each commit is
+checked out by a ``Git`` step and tested. The demo waits for the builds, prints them, and keeps
+the master up for a look at its API until Ctrl-C (``--once``: exits).
 """
 
 from __future__ import annotations
@@ -20,15 +22,11 @@ from pathlib import Path
 from ..client import Client, MasterUnreachable
 from ..defaults import HTTP_HOST, HTTP_PORT, PIPELINE_FILE
 from ..errors import FlowbotError
+from . import demo_project
 from .table import builds_table
 
-#: (branch, revision, author, comments, files) of the changes the demo sends.
-CHANGES = [
-    ("main", "3f9c2a1d7e", "alice", "Fix the parser on empty input", ["src/parser.py"]),
-    ("main", "8b41e07c22", "bob", "Test the lexer's unicode paths", ["tests/test_lexer.py"]),
-    ("wip/speedup", "c7d05e9af1", "carol", "Try a faster tokenizer", ["src/tokenizer.py"]),
-    ("main", "e2a6b8d403", "dave", "Document the CLI", ["docs/cli.md"]),
-]
+#: The builders of the demo's pipeline; each builds every commit.
+BUILDERS = ("unit", "lint")
 WORKERS = {"w1": "demo-secret-1", "w2": "demo-secret-2"}
 
 
@@ -61,9 +59,19 @@ def _wait(what: str, check, timeout: float, processes: dict[str, subprocess.Pope
     raise FlowbotError(f"timed out waiting for {what}; logs are in {logs}")
 
 
+def _log(root: Path) -> str:
+    """The master's log so far."""
+    try:
+        return (root / "master.log").read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
+
+
 def demo(once: bool = False) -> None:
     """Run the demo; see the module docstring."""
     root = Path(tempfile.mkdtemp(prefix="flowbot-demo-"))
+    project = root / "project"
+    demo_project.create(project)
     master_dir = root / "master"
     master_dir.mkdir()
     (master_dir / PIPELINE_FILE).write_text(
@@ -114,24 +122,33 @@ def demo(once: bool = False) -> None:
                 {"FLOWBOT_WORKER_SECRET": secret},
             )
         _wait("the workers", lambda: all(w["connected"] for w in client.workers()), 60, processes, root)
-        print(f"master and workers {', '.join(WORKERS)} are up; sending {len(CHANGES)} changes")
+        _wait("the poller's first look at the repository", lambda: "first poll of" in _log(root), 60, processes, root)
+        print(f"master and workers {', '.join(WORKERS)} are up; committing to {project}:")
         started = time.monotonic()
-        for branch, revision, author, comments, files in CHANGES:
-            client.sendchange(branch=branch, revision=revision, author=author, comments=comments, files=files)
-        expected = 2 * len(CHANGES)
-        _wait("the builds", lambda: not client.buildrequests(pending=True), 120, processes, root)
+        for author, message, files in demo_project.COMMITS:
+            revision = demo_project.commit(project, author, message, files)
+            print(f"  {revision[:12]}  {author.split(' <')[0]}: {message}")
+        expected = len(BUILDERS) * len(demo_project.COMMITS)
+
+        def done() -> bool:
+            builds = client.builds(limit=expected)
+            return len(builds) >= expected and all(b["result"] for b in builds)
+
+        _wait("the builds", done, 120, processes, root)
         elapsed = time.monotonic() - started
         builds = sorted(client.builds(limit=expected), key=lambda b: b["id"])
-        print(f"\n{len(builds)} builds in {elapsed:.2f} s:\n")
+        print(f"\n{len(builds)} builds in {elapsed:.2f} s (from the commits, through polling, to the results):\n")
         print(builds_table(builds))
         failed = [b for b in builds if b["result"] != "SUCCESS"]
         if failed:
             first = failed[0]
+            steps = client.request("GET", f"/api/builds/{first['id']}")["steps"]
+            step = next((s for s in steps if s["result"] not in ("SUCCESS", "SKIPPED")), steps[-1])
             print(
-                f"\n{len(failed)} failed as they should (lint refuses wip/ branches); the log of "
-                f"{first['builder']} #{first['number']}:"
+                f"\n{len(failed)} failed, as expected (bob's commit breaks add, carol's fixes it); the "
+                f"{step['name']!r} log of {first['builder']} #{first['number']}:"
             )
-            print(client.request("GET", f"/api/builds/{first['id']}/steps/0/log").rstrip())
+            print(client.request("GET", f"/api/builds/{first['id']}/steps/{step['number']}/log").rstrip())
         print(f"\nThe master's API is at {url}/api (try {url}/api/builds); logs are in {root}")
         if not once:
             print("Press Ctrl-C to stop the demo.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -153,9 +154,24 @@ def test_demo_once_runs_builds_that_pass_and_fail():
     result = flowbot("demo", "--once", timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
-    assert "8 builds in" in out
-    assert out.count("SUCCESS") >= 7 and "FAILURE" in out
-    assert "lint: wip branches must not land" in out
+    # Three commits to a real repository, polled, checked out and tested by two builders
+    commits = re.findall(r"^  ([0-9a-f]{12})  (\w+ \w+): (.+)$", out, re.MULTILINE)
+    assert [who for _, who, _ in commits] == ["Alice Liddell", "Bob Builder", "Carol Reviewer"]
+    assert "6 builds in" in out
+    rows = re.findall(r"^(unit|lint)\s+\d+\s+main\s+([0-9a-f]{12})\s+(\w+)", out, re.MULTILINE)
+    results = {(builder, revision): result for builder, revision, result in rows}
+    assert len(results) == 6
+    (good, _, _), (bad, _, _), (fixed, _, _) = commits
+    assert results == {
+        ("unit", good): "SUCCESS",
+        ("lint", good): "SUCCESS",
+        ("unit", bad): "FAILURE",
+        ("lint", bad): "SUCCESS",
+        ("unit", fixed): "SUCCESS",
+        ("lint", fixed): "SUCCESS",
+    }
+    # The failing test, as unittest reported it on the worker
+    assert "AssertionError: 3 != 5" in out and "FAILED (failures=1)" in out
     assert "The master's API is at http://127.0.0.1:" in out
 
 

@@ -1,8 +1,16 @@
-# The pipeline `flowbot demo` runs: two builders on two workers, one of them strict about branches.
-from flowbot import AnyBranchScheduler, Builder, ForceScheduler, Pipeline, Shell, Worker
+# The pipeline `flowbot demo` runs: a poller on the demo's git repository, and two builders that
+# check each new commit out (Git) and test it (unittest) or compile it, on two workers.
+import sys
+from pathlib import Path
+
+from flowbot import AnyBranchScheduler, Builder, ForceScheduler, Git, GitPoller, Pipeline, Shell, Worker
+
+# The demo makes this repository next to the master's directory.
+REPO = str(Path(__file__).resolve().parent.parent / "project")
 
 pipeline = Pipeline(
     workers=[Worker("w1", secret="demo-secret-1"), Worker("w2", secret="demo-secret-2")],
+    sources=[GitPoller(REPO, branches=True, poll_interval=1)],
     schedulers=[
         AnyBranchScheduler("on-change", builders=["unit", "lint"]),
         ForceScheduler("force", builders=["unit", "lint"]),
@@ -11,22 +19,19 @@ pipeline = Pipeline(
         Builder(
             "unit",
             workers=["w1", "w2"],
+            collapse_requests=False,  # build every commit, so the demo shows which one broke the tests
             steps=[
-                Shell("echo testing $FLOWBOT_REVISION on $FLOWBOT_BRANCH", name="test"),
-                Shell(["python", "-c", "import platform; print('done on', platform.node())"], name="report"),
+                Git(REPO, mode="full"),
+                Shell([sys.executable, "-m", "unittest", "-v"], name="test"),
             ],
         ),
         Builder(
             "lint",
             workers=["w1", "w2"],
+            collapse_requests=False,
             steps=[
-                Shell(
-                    'case "$FLOWBOT_BRANCH" in wip/*) echo "lint: wip branches must not land" >&2; exit 1;; '
-                    'esac; echo "lint: clean"',
-                    name="lint",
-                    halt_on_failure=True,
-                ),
-                Shell("echo style checked", name="style"),
+                Git(REPO, mode="incremental"),
+                Shell([sys.executable, "-m", "compileall", "-q", "."], name="compile"),
             ],
         ),
     ],
