@@ -118,6 +118,7 @@ class GitPoller(ChangeSource):
 
     async def start(self, context: SourceContext) -> None:
         self._context = context
+        self._emitting = asyncio.Lock()  # made here: a lock belongs to the loop that runs the poller
         self._cache = self._cache_path(getattr(context, "basedir", None))
         self._task = asyncio.create_task(self._poll_forever(), name=f"poll {self.name}")
 
@@ -275,12 +276,17 @@ class _Mirror:
         from dulwich.repo import Repo
 
         try:
-            return cls(Repo(str(path)))
+            repo = Repo(str(path))
         except NotGitRepository:
             if path.exists() and any(path.iterdir()):
                 raise RuntimeError(
                     f"{path} exists and is not a git repository; give the poller another workdir"
                 ) from None
+        else:
+            if not repo.bare:  # someone's clone: its branches are not the poller's to move
+                repo.close()
+                raise RuntimeError(f"{path} is a working repository, not the poller's cache; give it another workdir")
+            return cls(repo)
         path.mkdir(parents=True, exist_ok=True)
         return cls(Repo.init_bare(str(path)))
 

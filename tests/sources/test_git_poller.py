@@ -307,3 +307,22 @@ def test_bad_arguments_are_refused_clearly():
         GitPoller("/srv/repo", poll_interval=0)
     assert GitPoller("https://u:secret@example.org/group/project.git").name == "gitpoller:project"
     assert "secret" not in repr(GitPoller("https://u:secret@example.org/group/project.git"))
+
+
+async def test_workdir_is_where_the_cache_goes_and_a_working_clone_is_refused(repo, tmp_path):
+    # A relative workdir is inside the master's directory
+    context = Context(tmp_path / "master")
+    poller = await started(GitPoller(repo.url, workdir="caches/project"), context)
+    await poller.stop()
+    assert (tmp_path / "master" / "caches" / "project" / "HEAD").exists()
+
+    # Someone's working clone is never used as a cache (its branches would move)
+    clone = GitRepo(tmp_path / "clone")
+    clone.commit("Mine")
+    poller = GitPoller(repo.url, workdir=clone.path, poll_interval=3600)
+    await poller.start(Context(tmp_path / "master"))
+    try:
+        with pytest.raises(RuntimeError, match="is a working repository, not the poller's cache"):
+            await poller.poll()
+    finally:
+        await poller.stop()

@@ -7,7 +7,6 @@ then uses dulwich). The master's side (the ``Git`` step) is tested in ``tests/e2
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -150,8 +149,3 @@ async def test_bad_arguments_are_refused(tmp_path):
             await checkout(tmp_path / "w", "git", **args)
     assert COMMANDS["git"] is GitCommand
 
-
-def test_the_dulwich_path_really_has_no_git(tool):
-    # The dulwich runs above hide git through the command's PATH, as a worker without git has it.
-    assert shutil.which("git", path=NO_GIT_PATH) is None
-    assert os.defpath  # the fallback PATH when a worker has none at all
