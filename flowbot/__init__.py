@@ -7,10 +7,12 @@ Everything a pipeline author needs is importable from here::
 
 __version__ = "0.1.0"
 
+from .auth import Auth
 from .builder import Builder
 from .errors import ConfigError, FlowbotError
 from .pipeline import Pipeline
 from .records import Build, BuildRequest, Change, SourceStamp
+from .reporters import GitHubStatusPush, HttpStatusPush, MailNotifier, Reporter
 from .results import Result
 from .schedulers import AnyBranchScheduler, ForceScheduler, Scheduler
 from .steps import Shell, Step
@@ -29,6 +31,13 @@ __all__ = [
     # Steps
     "Shell",
     "Step",
+    # Reporters
+    "GitHubStatusPush",
+    "HttpStatusPush",
+    "MailNotifier",
+    "Reporter",
+    # Access control
+    "Auth",
     # Records and results
     "Build",
     "BuildRequest",

@@ -58,3 +58,19 @@ class WorkerLost(FlowbotError):
 
 class BuildStopped(FlowbotError):
     """Someone stopped the build; it ends as CANCELLED."""
+
+
+class Unauthorized(FlowbotError):
+    """A request that needs credentials came without any (HTTP 401)."""
+
+
+class Forbidden(FlowbotError):
+    """Wrong credentials, or a state-changing request from another site (HTTP 403)."""
+
+
+class ReportError(FlowbotError):
+    """A reporter could not deliver a report this time; it is retried with back-off."""
+
+
+class ReportRejected(ReportError):
+    """The endpoint refused a report for good (bad credentials, a malformed request); not retried."""

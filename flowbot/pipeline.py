@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .auth import Auth
 from .builder import Builder
 from .errors import ConfigError, ConfigErrors
 from .location import Location, caller
+from .reporters.base import Reporter
 from .schedulers.base import Scheduler
 from .schedulers.force import ForceScheduler
 from .steps.base import Step
@@ -27,6 +29,10 @@ class Pipeline:
         schedulers: what turns changes and requests into builds.
         builders: what runs, and where.
         properties: global properties every build gets.
+        reporters: what tells people and systems how builds went (GitHub, HTTP, mail).
+        auth: who may control the master (and read it); None: anyone who reaches its HTTP port.
+        url: where people reach the master's web page, for links in reports (default: the
+            master's own HTTP address).
 
     Raises:
         ConfigErrors: every problem found, each with the file and line it comes from.
@@ -39,11 +45,17 @@ class Pipeline:
         schedulers: Iterable[Scheduler] = (),
         builders: Iterable[Builder] = (),
         properties: dict[str, Any] | None = None,
+        reporters: Iterable[Reporter] = (),
+        auth: Auth | None = None,
+        url: str | None = None,
     ):
         self.workers = list(workers)
         self.schedulers = list(schedulers)
         self.builders = list(builders)
         self.properties = dict(properties or {})
+        self.reporters = list(reporters)
+        self.auth = auth
+        self.url = url
         self.defined_at = caller()
         self.validate()
 
@@ -110,6 +122,17 @@ class Pipeline:
             for step in builder.steps:
                 if not isinstance(step, Step):
                     problem(f"builder {builder.name!r} has {step!r} among its steps, which is not a Step", builder)
+        for reporter in self.reporters:
+            if not isinstance(reporter, Reporter):
+                problem(f"reporters must be Reporter objects; got {reporter!r}", self)
+                continue
+            for name in reporter.builders or ():
+                if name not in builder_names:
+                    problem(f"reporter {reporter.name!r} names builder {name!r}, which no builder defines", reporter)
+        if self.auth is not None and not isinstance(self.auth, Auth):
+            problem(f"auth must be an Auth object; got {self.auth!r}", self)
+        if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
+            problem(f"url must be an http:// or https:// address; got {self.url!r}", self)
         if errors:
             raise ConfigErrors(errors)
 
@@ -125,6 +148,10 @@ class Pipeline:
         lines.append("  builders:")
         for b in self.builders:
             lines.append(f"    {b.name} on {', '.join(b.workers)}: {' -> '.join(b.step_names)}")
+        if self.reporters:
+            lines.append("  reporters:")
+            for r in self.reporters:
+                lines.append(f"    {r.name} <- {', '.join(r.builders) if r.builders else 'all builders'}")
         return "\n".join(lines)
 
     def __str__(self) -> str:
