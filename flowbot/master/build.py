@@ -191,12 +191,14 @@ class RunningBuild:
         step_ref = Ref()
         self._record(
             store.start_step(self.ref, index, name, time.time(), step_ref),
-            lambda: ("step.started", {"build_id": self.id, "step": index, "name": name}),
+            lambda: ("step.started", {"build_id": self.id, "builder": self.builder, "step": index, "name": name}),
         )
 
-        def live(lines: list[tuple[str, str]]) -> None:
+        def live(first: int, lines: list[tuple[str, str]]) -> None:
             if events.wants("log"):
-                events.emit("log", build_id=self.id, step=index, log="stdio", lines=lines)
+                events.emit(
+                    "log", build_id=self.id, builder=self.builder, step=index, log="stdio", first=first, lines=lines
+                )
 
         stdio = self._logs["stdio"] = StepLog(step_ref, "stdio", store.append_log, live)
         try:
@@ -221,7 +223,10 @@ class RunningBuild:
         self._logs.clear()
         self._record(
             store.finish_step(step_ref, result, time.time()),
-            lambda: ("step.finished", {"build_id": self.id, "step": index, "name": name, "result": result.name}),
+            lambda: (
+                "step.finished",
+                {"build_id": self.id, "builder": self.builder, "step": index, "name": name, "result": result.name},
+            ),
         )
         self.current_step = None
         return result

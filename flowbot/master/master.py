@@ -9,6 +9,7 @@ at any moment and started again carries on with every request it had accepted.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shutil
 import socket
@@ -27,6 +28,7 @@ from .build import RunningBuild
 from .events import EventBus
 from .queue import BuildQueue
 from .registry import WorkerConnection, WorkerRegistry
+from .reporting import Reporting
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class Master:
             liveness=liveness,
         )
         self.running: dict[int, RunningBuild] = {}  # by request id
+        self.reporting = Reporting(self)
         self._recording = 0  # builds whose steps are done and whose records are on their way
         self.http_url: str | None = None
         self._http_server: Any = None
@@ -124,6 +127,7 @@ class Master:
             await self._close()
             raise
         self._started = True
+        self.reporting.start()
         self._spawn(self._remember_workers(), "remember workers")
         self._update_idle()
         self._schedule_assign()
@@ -141,6 +145,7 @@ class Master:
         tasks = [t for t in self._tasks if t.get_name().startswith("build ")]
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_GRACE + 2)
+        await self.reporting.stop()
         await self._close()
 
     async def _close(self) -> None:
@@ -242,8 +247,26 @@ class Master:
         if request_id not in self.queue:
             raise NotFound(f"no pending build request {request_id} waiting in the queue")
         await self.store.cancel_request(request_id, time.time())
-        self.queue.remove(request_id)
+        request = self.queue.remove(request_id)
         self._update_idle()
+        self.events.emit("request.cancelled", request_id=request_id, builder=request and request.builder)
+
+    async def rebuild(self, build_id: int, *, reason: str = "", owner: str = "") -> list[int]:
+        """Request a build again: same sources and properties, linked to it by the ``rebuild_of`` property.
+
+        Raises:
+            NotFound: no such build. InvalidRequest: its builder is no longer in the pipeline.
+        """
+        build, spec = await self.store.buildset_of(build_id)
+        if self.pipeline.builder(build["builder"]) is None:
+            raise InvalidRequest(f"builder {build['builder']!r} is no longer in the pipeline")
+        text = reason or f"rebuild of {build['builder']} #{build['number']}"
+        if owner:
+            text = f"{text} (by {owner})"
+        spec = dataclasses.replace(spec, reason=text, properties={**spec.properties, "rebuild_of": build_id})
+        requests = await self.store.add_buildset(spec, time.time())
+        self._enqueue(requests)
+        return [r.id for r in requests]
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait until nothing is queued or running.

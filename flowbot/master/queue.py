@@ -46,6 +46,10 @@ class BuildQueue:
             heapq.heappop(heap)  # cancelled or already taken
         return None
 
+    def requests(self, builder: str) -> list[BuildRequest]:
+        """The pending requests of ``builder`` (in no particular order)."""
+        return [r for r in self._pending.values() if r.builder == builder]
+
     def count(self, builder: str | None = None) -> int:
         if builder is None:
             return len(self._pending)
