@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .support import SAMPLE_PIPELINE, MasterProcess, WorkerProcess, wait_for
+from .support import SAMPLE_PIPELINE, MasterProcess, RecordingServer, WorkerProcess, wait_for
 
 POSTGRES_URL = os.environ.get("FLOWBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -109,3 +109,21 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+# -- servers that reporters talk to ---------------------------------------------------------------
+
+
+@pytest.fixture
+def http_recorder() -> Iterator[Callable[..., RecordingServer]]:
+    """Start HTTP servers that record what they are sent (see :class:`RecordingServer`)."""
+    servers: list[RecordingServer] = []
+
+    def start(statuses: list[int] | None = None) -> RecordingServer:
+        server = RecordingServer(statuses)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
