@@ -57,7 +57,8 @@ def test_http_push_reports_starts_and_ends_and_retries_a_failing_endpoint(
     assert all(r["path"] == "/hook" and r["headers"]["Content-Type"] == "application/json" for r in delivered)
     events = sorted((r["json"]["build"]["builder"], r["json"]["event"]) for r in delivered)
     assert events == [("fail", "finished"), ("fail", "started"), ("pass", "finished"), ("pass", "started")]
-    finished = {r["json"]["build"]["builder"]: r["json"]["build"] for r in delivered if r["json"]["event"] == "finished"}
+    ends = [r["json"]["build"] for r in delivered if r["json"]["event"] == "finished"]
+    finished = {build["builder"]: build for build in ends}
     assert finished["fail"]["result"] == "FAILURE" and finished["pass"]["result"] == "SUCCESS"
     assert finished["pass"]["revision"] == "abc123"
     assert finished["pass"]["url"] == f"https://ci.example.com/#/builds/{finished['pass']['id']}"
