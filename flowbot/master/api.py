@@ -109,12 +109,12 @@ class ApiHandler(tornado.web.RequestHandler):
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         status = error_status(kwargs.get("exc_info", (None, None))[1])
-        if status == 401:
-            self.set_header("WWW-Authenticate", 'Bearer realm="flowbot"')
         super().send_error(status or status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="flowbot"')
         if isinstance(exc, FlowbotError):
             message = str(exc)
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:

@@ -202,9 +202,7 @@ def test_mail_notifier_sends_failing_builds_over_starttls_with_login(master_fact
     assert "mail-secret" not in master.log()
 
 
-def test_mail_to_a_server_that_refuses_the_login_is_given_up_and_logged(
-    master_factory, worker_factory, smtp_server
-):
+def test_mail_to_a_server_that_refuses_the_login_is_given_up_and_logged(master_factory, worker_factory, smtp_server):
     reporter = (
         f"MailNotifier('ci@example.com', 'dev@example.com', smtp_port={smtp_server.port}, username='ci',"
         f" password='wrong', ssl_context=ssl.create_default_context(cafile={str(smtp_server.ca_file)!r}),"
