@@ -7,6 +7,7 @@ A test that needs PostgreSQL skips when none answers at ``FLOWBOT_TEST_POSTGRES`
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -127,3 +128,39 @@ def http_recorder() -> Iterator[Callable[..., RecordingServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+# -- the browser ------------------------------------------------------------------------------------
+
+#: Debian's Chromium, driven by Playwright (never a browser of Playwright's own download).
+CHROMIUM = os.environ.get("FLOWBOT_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """A headless Chromium; skips the test locally (fails it in CI) when Chromium or Playwright is missing."""
+    problem = None
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "Playwright is not installed (pip install -e '.[test]')"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
