@@ -156,7 +156,7 @@ def test_demo_once_runs_builds_that_pass_and_fail():
     assert "8 builds in" in out
     assert out.count("SUCCESS") >= 7 and "FAILURE" in out
     assert "lint: wip branches must not land" in out
-    assert "The master's API is at http://127.0.0.1:" in out
+    assert "The web page is at http://127.0.0.1:" in out
 
 
 def test_worker_command_refuses_to_run_without_a_secret(tmp_path):
