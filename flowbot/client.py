@@ -63,7 +63,8 @@ class Client:
                 raw = answer.read()
                 kind = answer.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
-            message = _error_message(exc)
+            with exc:  # it holds the connection: close it, or it lingers until collected
+                message = _error_message(exc)
             if exc.code == 404:
                 raise NotFound(message) from None
             if exc.code == 401:

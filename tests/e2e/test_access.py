@@ -38,7 +38,8 @@ def call(master, method, path, body=None, headers=None):
         with urllib.request.urlopen(request, timeout=10) as answer:
             raw, status, got = answer.read(), answer.status, answer.headers
     except urllib.error.HTTPError as error:
-        raw, status, got = error.read(), error.code, error.headers
+        with error:
+            raw, status, got = error.read(), error.code, error.headers
     try:
         return status, json.loads(raw), got
     except ValueError:
