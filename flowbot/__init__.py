@@ -7,12 +7,14 @@ Everything a pipeline author needs is importable from here::
 
 __version__ = "0.1.0"
 
+from .auth import Auth
 from .builder import Builder
 from .errors import ConfigError, FlowbotError
 from .locks import MasterLock, WorkerLock
 from .pipeline import Pipeline
 from .properties import Interpolate, Properties, Property, renderer
 from .records import Build, BuildRequest, Change, SourceStamp
+from .reporters import GitHubStatusPush, HttpStatusPush, MailNotifier, Reporter
 from .results import Result
 from .schedulers import (
     AnyBranchScheduler,
@@ -96,6 +98,13 @@ __all__ = [
     # Locks
     "MasterLock",
     "WorkerLock",
+    # Reporters
+    "GitHubStatusPush",
+    "HttpStatusPush",
+    "MailNotifier",
+    "Reporter",
+    # Access control
+    "Auth",
     # Records and results
     "Build",
     "BuildRequest",

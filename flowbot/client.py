@@ -1,18 +1,24 @@
 """A small client of the master's HTTP API, for the CLI, scripts and notebooks.
 
 It uses only the standard library, so ``flowbot sendchange`` starts fast and works anywhere.
+Against a master that limits control actions, give it an API token (``token=`` or the
+``FLOWBOT_TOKEN`` environment variable); it goes in an ``Authorization: Bearer`` header.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from .defaults import MASTER_URL
-from .errors import FlowbotError, InvalidRequest, NotFound
+from .errors import FlowbotError, Forbidden, InvalidRequest, NotFound, Unauthorized
+
+#: The environment variable the client takes its API token from when none is given.
+TOKEN_VARIABLE = "FLOWBOT_TOKEN"
 
 
 class MasterUnreachable(FlowbotError):
@@ -20,11 +26,19 @@ class MasterUnreachable(FlowbotError):
 
 
 class Client:
-    """Talks to the master at ``url`` (``http://127.0.0.1:8010`` by default)."""
+    """Talks to the master at ``url`` (``http://127.0.0.1:8010`` by default).
 
-    def __init__(self, url: str = MASTER_URL, timeout: float = 30.0):
+    Args:
+        token: an API token for control actions; defaults to ``$FLOWBOT_TOKEN``.
+    """
+
+    def __init__(self, url: str = MASTER_URL, timeout: float = 30.0, token: str | None = None):
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._token = token if token is not None else os.environ.get(TOKEN_VARIABLE) or None
+
+    def __repr__(self) -> str:
+        return f"Client({self.url!r}, token={'set' if self._token else None})"
 
     def request(
         self, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, Any] | None = None
@@ -32,22 +46,31 @@ class Client:
         """One API call; returns the decoded JSON (or text) of the answer.
 
         Raises:
-            NotFound: 404 from the master. InvalidRequest: any other 4xx.
+            NotFound: 404 from the master. Unauthorized: 401 (credentials needed).
+            Forbidden: 403 (wrong credentials). InvalidRequest: any other 4xx.
             MasterUnreachable: no master answers. FlowbotError: a 5xx.
         """
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self._token:
+            headers["Authorization"] = f"Bearer {self._token}"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as answer:
                 raw = answer.read()
                 kind = answer.headers.get("Content-Type", "")
         except urllib.error.HTTPError as exc:
-            message = _error_message(exc)
+            with exc:  # it holds the connection: close it, or it lingers until collected
+                message = _error_message(exc)
             if exc.code == 404:
                 raise NotFound(message) from None
+            if exc.code == 401:
+                raise Unauthorized(f"{message} (give a token with --token or ${TOKEN_VARIABLE})") from None
+            if exc.code == 403:
+                raise Forbidden(message) from None
             if 400 <= exc.code < 500:
                 raise InvalidRequest(message) from None
             raise FlowbotError(f"the master failed ({exc.code}): {message}") from None
@@ -66,6 +89,15 @@ class Client:
         """Force a build of ``builder``; returns the new build request ids."""
         path = f"/api/builders/{urllib.parse.quote(builder, safe='')}/force"
         return self.request("POST", path, fields)["buildrequest_ids"]
+
+    def stop(self, build_id: int, reason: str = "") -> None:
+        """Stop a running build; it ends as CANCELLED."""
+        self.request("POST", f"/api/builds/{int(build_id)}/stop", {"reason": reason} if reason else {})
+
+    def rebuild(self, build_id: int, reason: str = "") -> list[int]:
+        """Request a build again with the same sources and properties; returns the new request ids."""
+        body = {"reason": reason} if reason else {}
+        return self.request("POST", f"/api/builds/{int(build_id)}/rebuild", body)["buildrequest_ids"]
 
     def builders(self) -> list[dict[str, Any]]:
         return self.request("GET", "/api/builders")["builders"]

@@ -48,3 +48,43 @@ MAX_LIST = 1000
 
 #: Seconds between two polls of a repository by a ``GitPoller``.
 GIT_POLL_INTERVAL = 60.0
+
+#: Durable events (all but live log lines) the master remembers for event-stream clients that
+#: reconnect with ``since=``; finished builds older than that come from the store.
+EVENT_JOURNAL_SIZE = 10_000
+
+#: Seconds before a resume point from which the store's finished builds are replayed: a build's
+#: event is sent a moment after its end is recorded, so a little overlap is needed to miss none.
+EVENT_RESUME_SLACK = 10.0
+
+#: Messages an event-stream client may have unsent before it is disconnected as too slow.
+EVENT_CLIENT_BACKLOG = 5_000
+
+#: Seconds between WebSocket pings (keeps idle streams alive through proxies).
+WEBSOCKET_PING = 20.0
+
+#: How long a login on the web page lasts, in hours.
+SESSION_HOURS = 12
+
+#: Seconds a failed login waits before answering (slows password guessing).
+LOGIN_FAILURE_DELAY = 1.0
+
+#: Builds per builder on the web page's overview.
+OVERVIEW_BUILDS = 12
+
+#: Log lines the web page shows of a step at first (it fetches more on request).
+LOG_TAIL_LINES = 500
+
+#: Reporters: attempts per report, the first retry delay (doubling each time) and its cap, in seconds.
+REPORT_ATTEMPTS = 6
+REPORT_BACKOFF = 1.0
+REPORT_BACKOFF_MAX = 60.0
+
+#: Reports waiting per reporter before the oldest are dropped (a dead endpoint must not grow memory).
+REPORT_QUEUE = 1_000
+
+#: Seconds a stopping master gives reporters to deliver what is queued.
+REPORT_DRAIN = 5.0
+
+#: Lines of the log tail that mail reports include.
+REPORT_LOG_LINES = 40

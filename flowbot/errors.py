@@ -52,13 +52,26 @@ class InvalidRequest(FlowbotError):
     """A request whose content is wrong (bad JSON, a missing field, a value of the wrong type)."""
 
 
-class Forbidden(FlowbotError):
-    """A request whose signature or token is missing or wrong (a webhook delivery, say)."""
-
-
 class WorkerLost(FlowbotError):
     """The worker running a command went away; the build ends as RETRY."""
 
 
 class BuildStopped(FlowbotError):
     """Someone stopped the build; it ends as CANCELLED."""
+
+
+class Unauthorized(FlowbotError):
+    """A request that needs credentials came without any (HTTP 401)."""
+
+
+class Forbidden(FlowbotError):
+    """Wrong credentials, a webhook delivery with a bad signature or token, or a state-changing
+    request from another site (HTTP 403)."""
+
+
+class ReportError(FlowbotError):
+    """A reporter could not deliver a report this time; it is retried with back-off."""
+
+
+class ReportRejected(ReportError):
+    """The endpoint refused a report for good (bad credentials, a malformed request); not retried."""

@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from .auth import Auth
 from .builder import Builder
 from .errors import ConfigError, ConfigErrors
 from .location import Location, caller
+from .reporters.base import Reporter
 from .schedulers.base import Scheduler
 from .schedulers.force import ForceScheduler
 from .schedulers.triggerable import Dependent, Triggerable
@@ -37,6 +39,10 @@ class Pipeline:
         secrets: providers of ``%(secret:name)s`` values, asked in order.
         master: a master that should run this pipeline from now on (in a notebook, running the
             cell that defines the pipeline again reconfigures the running master).
+        reporters: what tells people and systems how builds went (GitHub, HTTP, mail).
+        auth: who may control the master (and read it); None: anyone who reaches its HTTP port.
+        url: where people reach the master's web page, for links in reports (default: the
+            master's own HTTP address).
 
     Raises:
         ConfigErrors: every problem found, each with the file and line it comes from.
@@ -52,6 +58,9 @@ class Pipeline:
         properties: dict[str, Any] | None = None,
         secrets: Iterable[SecretProvider] = (),
         master: Any = None,
+        reporters: Iterable[Reporter] = (),
+        auth: Auth | None = None,
+        url: str | None = None,
     ):
         self.workers = list(workers)
         self.sources = list(sources)
@@ -59,6 +68,9 @@ class Pipeline:
         self.builders = list(builders)
         self.properties = dict(properties or {})
         self.secrets = list(secrets)
+        self.reporters = list(reporters)
+        self.auth = auth
+        self.url = url
         self.defined_at = caller()
         self.validate()
         if master is not None:
@@ -147,6 +159,17 @@ class Pipeline:
                             "defines",
                             scheduler,
                         )
+        for reporter in self.reporters:
+            if not isinstance(reporter, Reporter):
+                problem(f"reporters must be Reporter objects; got {reporter!r}", self)
+                continue
+            for name in reporter.builders or ():
+                if name not in builder_names:
+                    problem(f"reporter {reporter.name!r} names builder {name!r}, which no builder defines", reporter)
+        if self.auth is not None and not isinstance(self.auth, Auth):
+            problem(f"auth must be an Auth object; got {self.auth!r}", self)
+        if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
+            problem(f"url must be an http:// or https:// address; got {self.url!r}", self)
         if not errors:
             cycle = self._cycle()
             if cycle:
@@ -221,6 +244,10 @@ class Pipeline:
         if edges:
             lines.append("  edges:")
             lines += [f"    {start} -> {end} ({label})" for start, end, label in edges]
+        if self.reporters:
+            lines.append("  reporters:")
+            for r in self.reporters:
+                lines.append(f"    {r.name} <- {', '.join(r.builders) if r.builders else 'all builders'}")
         return "\n".join(lines)
 
     def __str__(self) -> str:

@@ -7,6 +7,7 @@ A test that needs PostgreSQL skips when none answers at ``FLOWBOT_TEST_POSTGRES`
 from __future__ import annotations
 
 import os
+import shutil
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from .support import SAMPLE_PIPELINE, MasterProcess, WorkerProcess, wait_for
+from .support import SAMPLE_PIPELINE, MasterProcess, RecordingServer, WorkerProcess, wait_for
 
 POSTGRES_URL = os.environ.get("FLOWBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -111,3 +112,57 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+# -- servers that reporters talk to ---------------------------------------------------------------
+
+
+@pytest.fixture
+def http_recorder() -> Iterator[Callable[..., RecordingServer]]:
+    """Start HTTP servers that record what they are sent (see :class:`RecordingServer`)."""
+    servers: list[RecordingServer] = []
+
+    def start(statuses: list[int] | None = None) -> RecordingServer:
+        server = RecordingServer(statuses)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+# -- the browser ------------------------------------------------------------------------------------
+
+#: Debian's Chromium, driven by Playwright (never a browser of Playwright's own download).
+CHROMIUM = os.environ.get("FLOWBOT_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """A headless Chromium; skips the test locally (fails it in CI) when Chromium or Playwright is missing."""
+    problem = None
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "Playwright is not installed (pip install -e '.[test]')"
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -182,3 +182,69 @@ def running_build(client: Client, builder: str, timeout: float = 20.0) -> dict[s
 
 def step_log(client: Client, build_id: int, step: int) -> str:
     return client.request("GET", f"/api/builds/{build_id}/steps/{step}/log")
+
+
+class RecordingServer:
+    """A real HTTP server on a free loopback port that records every request it gets.
+
+    It answers each request with the next status of ``statuses`` (then 201 for ever), or, while
+    ``hang`` is set, not at all for ``hang`` seconds: enough to play GitHub or any endpoint.
+    """
+
+    def __init__(self, statuses: list[int] | None = None):
+        import http.server
+        import threading
+
+        self.requests: list[dict[str, Any]] = []
+        self.statuses = list(statuses or [])
+        self.hang = 0.0
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length)
+                if recorder.hang:
+                    time.sleep(recorder.hang)
+                status = recorder.statuses.pop(0) if recorder.statuses else 201
+                recorder.requests.append(
+                    {
+                        "method": "POST",
+                        "path": self.path,
+                        "headers": dict(self.headers),
+                        "body": body,
+                        "json": _json_or_none(body),
+                        "status": status,
+                        "time": time.time(),
+                    }
+                )
+                answer = b'{"message": "recorded"}' if status < 400 else b'{"message": "Bad credentials"}'
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answered(self, status: int = 201) -> list[dict[str, Any]]:
+        return [r for r in self.requests if r["status"] == status]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _json_or_none(body: bytes) -> Any:
+    import json
+
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None

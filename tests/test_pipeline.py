@@ -310,3 +310,17 @@ def test_force_refuses_a_builder_it_does_not_list() -> None:
 
     with pytest.raises(ValueError, match="does not list builder"):
         scheduler.force(["unit", "deploy"])
+
+
+def test_reporters_must_be_reporters_naming_known_builders():
+    from flowbot import Builder, HttpStatusPush, Shell, Worker
+
+    with pytest.raises(ConfigErrors) as error:
+        Pipeline(
+            workers=[Worker("w")],
+            builders=[Builder("unit", workers=["w"], steps=[Shell("true")])],
+            reporters=[HttpStatusPush("http://127.0.0.1:1/", builders=["unti"]), "mail"],
+        )
+    text = str(error.value)
+    assert "reporter 'HttpStatusPush(http://127.0.0.1:1/)' names builder 'unti', which no builder defines" in text
+    assert "reporters must be Reporter objects; got 'mail'" in text

@@ -149,7 +149,7 @@ def demo(once: bool = False) -> None:
                 f"{step['name']!r} log of {first['builder']} #{first['number']}:"
             )
             print(client.request("GET", f"/api/builds/{first['id']}/steps/{step['number']}/log").rstrip())
-        print(f"\nThe master's API is at {url}/api (try {url}/api/builds); logs are in {root}")
+        print(f"\nThe web page is at {url}/ and the API at {url}/api; logs are in {root}")
         if not once:
             print("Press Ctrl-C to stop the demo.")
             while all(p.poll() is None for p in processes.values()):

@@ -7,7 +7,7 @@ import logging
 import sys
 from typing import Any
 
-from ..client import Client
+from ..client import TOKEN_VARIABLE, Client
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, MASTER_URL, WORKER_ENDPOINT
 from ..errors import FlowbotError
 from . import run
@@ -95,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
     def remote(name: str, text: str) -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=text)
         c.add_argument("--master", default=MASTER_URL, help="the master's HTTP URL")
+        c.add_argument("--token", help=f"an API token for a master that limits control (default: ${TOKEN_VARIABLE})")
         return c
 
     c = remote("sendchange", "send a change to the master")
@@ -112,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--branch")
     c.add_argument("--revision")
     c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
+    c = remote("stop-build", "stop a running build")
+    c.add_argument("build_id", type=int)
+    c.add_argument("--reason", default="stopped from the command line")
+    c = remote("rebuild", "build a finished build again, with the same sources and properties")
+    c.add_argument("build_id", type=int)
     c = remote("status", "show builders, recent builds and workers")
     c.add_argument("--limit", type=int, default=10)
     c = sub.add_parser("demo", help="run a master and two workers on a throwaway directory")
@@ -135,7 +141,7 @@ def dispatch(args: argparse.Namespace) -> Any:
     elif args.command == "stop":
         print(f"stopped the master (pid {run.stop(args.basedir)})")
     elif args.command == "sendchange":
-        answer = Client(args.master).sendchange(
+        answer = Client(args.master, token=args.token).sendchange(
             branch=args.branch,
             revision=args.revision,
             author=args.author,
@@ -147,7 +153,7 @@ def dispatch(args: argparse.Namespace) -> Any:
         )
         print(f"change {answer['id']} accepted; build requests {answer['buildrequest_ids'] or 'none'}")
     elif args.command == "force":
-        ids = Client(args.master).force(
+        ids = Client(args.master, token=args.token).force(
             args.builder,
             reason=args.reason,
             branch=args.branch,
@@ -155,8 +161,14 @@ def dispatch(args: argparse.Namespace) -> Any:
             properties=_properties(args.property),
         )
         print(f"forced {args.builder}: build request(s) {', '.join(map(str, ids))}")
+    elif args.command == "stop-build":
+        Client(args.master, token=args.token).stop(args.build_id, args.reason)
+        print(f"stopping build {args.build_id}")
+    elif args.command == "rebuild":
+        ids = Client(args.master, token=args.token).rebuild(args.build_id)
+        print(f"rebuilding build {args.build_id}: build request(s) {', '.join(map(str, ids))}")
     elif args.command == "status":
-        print(status(Client(args.master), args.limit))
+        print(status(Client(args.master, token=args.token), args.limit))
     elif args.command == "demo":
         from .demo import demo
 

@@ -7,31 +7,73 @@ message; a client never sees a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from typing import TYPE_CHECKING, Any
 
 import tornado.web
 
-from ..defaults import MAX_LIST
-from ..errors import ConfigError, FlowbotError, InvalidRequest, NotFound, StoreError
+from ..defaults import LOG_TAIL_LINES, MAX_LIST
+from ..errors import ConfigError, FlowbotError, Forbidden, InvalidRequest, NotFound, StoreError, Unauthorized
 from ..records import Change
 from ..results import Result
+from .access import authorize_control, authorize_read
 
 if TYPE_CHECKING:
     from .master import Master
 
 log = logging.getLogger(__name__)
 
-_STATUS = {NotFound: 404, InvalidRequest: 400, ConfigError: 400, StoreError: 503}
+_STATUS = {
+    NotFound: 404,
+    InvalidRequest: 400,
+    ConfigError: 400,
+    Unauthorized: 401,
+    Forbidden: 403,
+    StoreError: 503,
+}
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
+def error_status(exc: BaseException | None) -> int | None:
+    """The HTTP status of a flowbot error, or None for anything else (a bug: 500)."""
+    for cls, status in _STATUS.items():
+        if isinstance(exc, cls):
+            return status
+    return None
+
+
+def json_error(exc: BaseException) -> str:
+    """The body of an error answer: ``{"error": "what went wrong"}``."""
+    return _dumps({"error": str(exc)})
+
+
 class ApiHandler(tornado.web.RequestHandler):
-    """Base handler: JSON in, JSON out, flowbot errors mapped to HTTP statuses."""
+    """Base handler: JSON in, JSON out, flowbot errors mapped to HTTP statuses.
+
+    Reads are checked against the read policy, and every request of a method in
+    :attr:`control_methods` is a control action: it needs credentials when the master has an
+    :class:`~flowbot.auth.Auth`, and must not come from another site. A handler that checks its
+    callers its own way (a webhook with a signature) empties ``control_methods``.
+    """
+
+    control_methods = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
     def initialize(self, master: Master) -> None:
         self.master = master
+        #: Who makes a control request: a user or token name ("" on an open master).
+        self.who = ""
+        #: The anti-forgery token of the login session the request carries, if it carries one.
+        self.session_csrf: str | None = None
+
+    def prepare(self) -> None:
+        if self.request.method in self.control_methods:
+            self.who = authorize_control(self, self.master)
+            if self.who:
+                log.info("%s %s by %s", self.request.method, self.request.path, self.who)
+        else:
+            authorize_read(self, self.master)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -66,15 +108,13 @@ class ApiHandler(tornado.web.RequestHandler):
         return value
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None))[1]
-        for cls, status in _STATUS.items():
-            if isinstance(exc, cls):
-                status_code = status
-                break
-        super().send_error(status_code, **kwargs)
+        status = error_status(kwargs.get("exc_info", (None, None))[1])
+        super().send_error(status or status_code, **kwargs)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None))[1]
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="flowbot"')
         if isinstance(exc, FlowbotError):
             message = str(exc)
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
@@ -95,18 +135,23 @@ class IndexHandler(ApiHandler):
         self.reply(
             {
                 "endpoints": [
-                    "GET /api/builders",
+                    "GET /api/builders?builds=",
                     "GET /api/builders/{name}",
                     "POST /api/builders/{name}/force",
                     "GET /api/builds?builder=&result=&limit=",
                     "GET /api/builds/{id}",
-                    "GET /api/builds/{id}/steps/{number}/log",
+                    "GET /api/builds/{id}/steps/{number}/log?tail=",
                     "POST /api/builds/{id}/stop",
+                    "POST /api/builds/{id}/rebuild",
                     "GET /api/buildrequests?pending=true",
                     "POST /api/buildrequests/{id}/cancel",
+                    "GET /api/changes?limit=",
                     "POST /api/changes",
                     "GET /api/workers",
-                    "GET /api/events (WebSocket)",
+                    "GET /api/events?types=&builder=&build=&since= (WebSocket)",
+                    "GET /api/whoami",
+                    "POST /api/login",
+                    "POST /api/logout",
                 ]
             }
         )
@@ -114,12 +159,16 @@ class IndexHandler(ApiHandler):
 
 class BuildersHandler(ApiHandler):
     async def get(self, name: str | None = None) -> None:
-        latest = await self.master.store.latest_builds()
+        per_builder = self.int_argument("builds", 0, maximum=MAX_LIST)
+        # What is in memory is read before the store is: a client that follows up with
+        # /api/events?since=event_id misses nothing and sees no pending request twice.
+        event_id = self.master.events.last_id
         builders = []
         for builder in self.master.pipeline.builders:
             if name is not None and builder.name != name:
                 continue
-            force = self.master.pipeline.force_scheduler_for(builder.name)
+            scheduler = self.master.pipeline.force_scheduler_for(builder.name)
+            pending = self.master.queue.pending(builder.name)
             builders.append(
                 {
                     "name": builder.name,
@@ -127,18 +176,24 @@ class BuildersHandler(ApiHandler):
                     "workers": builder.workers,
                     "tags": builder.tags,
                     "steps": builder.step_names,
-                    "pending": self.master.queue.count(builder.name),
+                    "pending": len(pending),
+                    "pending_requests": sorted(r.id for r in pending),
                     "running": sum(1 for b in self.master.running.values() if b.builder == builder.name),
-                    "last_build": latest.get(builder.name),
-                    "force": force and {"scheduler": force.name, "params": force.describe_params()},
+                    "force": force_form(scheduler) if scheduler is not None else None,
                 }
             )
-        if name is None:
-            self.reply({"builders": builders})
-        elif builders:
-            self.reply(builders[0])
-        else:
+        if name is not None and not builders:
             raise NotFound(f"no builder named {name!r}")
+        latest = await self.master.store.latest_builds()
+        recent = await self.master.store.recent_builds(per_builder) if per_builder else None
+        for entry in builders:
+            entry["last_build"] = latest.get(entry["name"])
+            if recent is not None:
+                entry["builds"] = recent.get(entry["name"], [])
+        if name is None:
+            self.reply({"builders": builders, "event_id": event_id})
+        else:
+            self.reply({**builders[0], "event_id": event_id})
 
 
 class ForceHandler(ApiHandler):
@@ -155,9 +210,9 @@ class ForceHandler(ApiHandler):
         ids = await self.master.force(
             name,
             reason=body.get("reason") or "",
-            branch=body.get("branch"),
-            revision=body.get("revision"),
-            owner=body.get("owner") or "",
+            branch=body.get("branch") or None,
+            revision=body.get("revision") or None,
+            owner=self.who or body.get("owner") or "",  # an authenticated caller cannot pose as another
             properties=body.get("properties"),
         )
         self.reply({"buildrequest_ids": ids}, 201)
@@ -166,6 +221,9 @@ class ForceHandler(ApiHandler):
 class ChangesHandler(ApiHandler):
     _TEXT = ("repository", "project", "codebase", "author", "committer", "comments", "revlink")
     _OPTIONAL_TEXT = ("branch", "revision", "category")
+
+    async def get(self) -> None:
+        self.reply({"changes": await self.master.store.changes(limit=self.int_argument("limit", 50))})
 
     async def post(self) -> None:
         body = self.body()
@@ -216,9 +274,15 @@ class BuildsHandler(ApiHandler):
 class BuildHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
         build = await self.master.store.build(int(build_id))
+        _, spec = await self.master.store.buildset_of(int(build_id))
+        build["reason"] = spec.reason
+        build["sourcestamps"] = [dataclasses.asdict(stamp) for stamp in spec.sourcestamps]
         live = next((b for b in self.master.running.values() if b.id == build["id"]), None)
         if live is not None:  # stored when the build ends; until then, as they are now
             build["properties"] = live.properties.with_sources()
+        elif not build.get("properties"):  # a build from before properties were stored: its request's
+            build["properties"] = {name: list(pair) for name, pair in spec.properties.items()}
+        build["current_step"] = live.current_step if live is not None else None
         self.reply(build)
 
 
@@ -228,16 +292,45 @@ class StopBuildHandler(ApiHandler):
         reason = body.get("reason") or "stopped through the API"
         if not isinstance(reason, str):
             raise InvalidRequest("reason must be a string")
+        if self.who:
+            reason = f"{reason} (by {self.who})"
         await self.master.stop_build(int(build_id), reason)
         self.reply({"stopping": int(build_id)})
+
+
+class RebuildHandler(ApiHandler):
+    async def post(self, build_id: str) -> None:
+        body = self.body()
+        if set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
+            raise InvalidRequest('a rebuild takes at most {"reason": "..."}')
+        ids = await self.master.rebuild(int(build_id), reason=body.get("reason", ""), owner=self.who)
+        self.reply({"buildrequest_ids": ids}, 201)
 
 
 class LogHandler(ApiHandler):
     async def get(self, build_id: str, step: str) -> None:
         name = self.get_query_argument("name", "stdio")
-        lines = await self.master.store.log_lines(int(build_id), int(step), name)
+        if self.get_query_argument("tail", None) is None:
+            lines = await self.master.store.log_lines(int(build_id), int(step), name)
+        else:
+            tail = self.int_argument("tail", LOG_TAIL_LINES, maximum=100_000)
+            await self._flush_live(int(build_id), int(step), name)
+            lines, first = await self.master.store.log_tail(int(build_id), int(step), name, tail)
+            self.set_header("X-First-Line", str(first))  # live log events number their lines alike
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         self.finish("".join(line + "\n" for _, line in lines))
+
+    async def _flush_live(self, build_id: int, step: int, name: str) -> None:
+        """Store what a running step has printed so far, so the tail joins the live lines without a gap."""
+        build = next((b for b in self.master.running.values() if b.id == build_id), None)
+        if build is None or build.current_step != step:
+            return
+        try:
+            write = build.log(name).flush()
+        except KeyError:
+            return
+        if write is not None:
+            await write
 
 
 class BuildRequestsHandler(ApiHandler):
@@ -292,6 +385,22 @@ class NotFoundHandler(ApiHandler):
         raise NotFound(f"no such endpoint: {self.request.method} {self.request.path}")
 
 
+def force_form(scheduler: Any) -> dict[str, Any]:
+    """What the web page's force form asks for: the scheduler's name and its fields, in order.
+
+    Each field is ``{"name", "label", "type", "default"}`` (``type``: text, int, bool or choice,
+    with ``choices``). ``reason``, ``branch`` and ``revision`` go into the request as they are;
+    any other field is one of the scheduler's typed parameters, which become build properties.
+    """
+    fields = [
+        {"name": "reason", "label": "Reason", "type": "text", "default": ""},
+        {"name": "branch", "label": "Branch", "type": "text", "default": ""},
+        {"name": "revision", "label": "Revision", "type": "text", "default": ""},
+    ]
+    fields += scheduler.describe_params()
+    return {"scheduler": scheduler.name, "fields": fields}
+
+
 def _parse_result(raw: str) -> Result:
     try:
         return Result(int(raw)) if raw.isdigit() else Result[raw.upper()]
@@ -309,6 +418,7 @@ def routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/builds", BuildsHandler, args),
         (r"/api/builds/(\d+)", BuildHandler, args),
         (r"/api/builds/(\d+)/stop", StopBuildHandler, args),
+        (r"/api/builds/(\d+)/rebuild", RebuildHandler, args),
         (r"/api/builds/(\d+)/steps/(\d+)/log", LogHandler, args),
         (r"/api/buildrequests", BuildRequestsHandler, args),
         (r"/api/buildrequests/(\d+)/cancel", CancelRequestHandler, args),

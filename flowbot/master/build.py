@@ -155,9 +155,11 @@ class RunningBuild:
             index = self.current_step
             events = self.master.events
 
-            def live(lines: list[tuple[str, str]]) -> None:
+            def live(first: int, lines: list[tuple[str, str]]) -> None:
                 if events.wants("log"):
-                    events.emit("log", build_id=self.id, step=index, log=name, lines=lines)
+                    events.emit(
+                        "log", build_id=self.id, builder=self.builder, step=index, log=name, first=first, lines=lines
+                    )
 
             self._logs[name] = StepLog(self._step_ref, name, self.master.store.append_log, live, self._redact)
         return self._logs[name]
@@ -349,7 +351,7 @@ class RunningBuild:
         self._step_ref = step_ref = Ref()
         self._record(
             store.start_step(self.ref, index, name, time.time(), step_ref),
-            lambda: ("step.started", {"build_id": self.id, "step": index, "name": name}),
+            lambda: ("step.started", {"build_id": self.id, "builder": self.builder, "step": index, "name": name}),
         )
         stdio = self.log()
         try:
@@ -380,7 +382,10 @@ class RunningBuild:
         self._logs.clear()
         self._record(
             store.finish_step(step_ref, result, time.time(), hidden=hidden),
-            lambda: ("step.finished", {"build_id": self.id, "step": index, "name": name, "result": result.name}),
+            lambda: (
+                "step.finished",
+                {"build_id": self.id, "builder": self.builder, "step": index, "name": name, "result": result.name},
+            ),
         )
         self.current_step = None
         return result

@@ -107,6 +107,7 @@ class Dispatcher:
         finally:
             self.request_done(request, result)
             self.update_idle()
+        self.master.events.emit("request.cancelled", request_id=request.id, builder=request.builder, result=result.name)
 
     # -- watching buildsets ----------------------------------------------------------------------
 

@@ -2,12 +2,18 @@
 
 Subscribers are plain callables run synchronously in the loop; they must not block (a WebSocket
 subscriber only queues a write). With no subscriber an event costs one attribute check.
+
+Every event built gets an ``id``: the time it was made in integer microseconds, forced to grow
+strictly. Ids therefore keep growing across master restarts, and a client that says "everything
+after id N" can be answered from :class:`EventJournal` (recent events) and, for the finished
+builds older than the journal remembers, from the store by time.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -16,12 +22,39 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 Subscriber = Callable[[Event], None]
 
+#: The kinds of events the master emits. ``log`` events (live log lines) are the only costly ones;
+#: emitters build them only when someone :meth:`EventBus.wants` them.
+KINDS = (
+    "change.new",
+    "request.new",
+    "request.cancelled",
+    "build.started",
+    "build.finished",
+    "step.started",
+    "step.finished",
+    "log",
+    "worker.connected",
+    "worker.lost",
+)
+
+#: Events the journal keeps for clients that reconnect (everything but live log lines).
+DURABLE_KINDS = frozenset(KINDS) - {"log"}
+
+
+def id_to_time(event_id: int) -> float:
+    """The epoch time (seconds) an event id stands for."""
+    return event_id / 1_000_000
+
 
 class EventBus:
-    """Fan-out of master events: ``{"type": "build.finished", "time": ..., ...}``."""
+    """Fan-out of master events: ``{"type": "build.finished", "id": ..., "time": ..., ...}``."""
 
     def __init__(self) -> None:
         self._subscribers: list[tuple[Subscriber, frozenset[str] | None]] = []
+        self.last_id = self._new_id()
+
+    def _new_id(self) -> int:
+        return int(time.time() * 1_000_000)
 
     def wants(self, kind: str) -> bool:
         """True when someone listens to ``kind`` (emitters skip building costly payloads otherwise)."""
@@ -41,8 +74,45 @@ class EventBus:
             if types is not None and kind not in types:
                 continue
             if event is None:
-                event = {"type": kind, "time": time.time(), **data}
+                now = time.time()
+                self.last_id = max(self.last_id + 1, int(now * 1_000_000))
+                event = {"type": kind, "id": self.last_id, "time": now, **data}
             try:
                 subscriber(event)
             except Exception:  # one broken listener must not stop the others, or the build
                 log.exception("event subscriber %r failed on %s", subscriber, kind)
+
+
+class EventJournal:
+    """The last ``size`` durable events, so a client that reconnects misses nothing recent.
+
+    Args:
+        bus: the bus to record.
+        size: how many events to keep; older ones are forgotten (finished builds can still be
+            recovered from the store).
+    """
+
+    def __init__(self, bus: EventBus, size: int):
+        self.bus = bus
+        self._events: deque[Event] = deque(maxlen=size)
+        #: Every event with a larger id is in the journal, or still to come.
+        self.complete_after = bus.last_id
+        self._unsubscribe = bus.subscribe(self._record, DURABLE_KINDS)
+
+    def _record(self, event: Event) -> None:
+        if len(self._events) == self._events.maxlen:
+            self.complete_after = self._events[0]["id"]
+        self._events.append(event)
+
+    def covers(self, since: int) -> bool:
+        """Whether every durable event after ``since`` is still here."""
+        return since >= self.complete_after
+
+    def after(self, since: int) -> list[Event]:
+        """The events kept whose id is larger than ``since``, oldest first."""
+        if not self._events or self._events[-1]["id"] <= since:
+            return []
+        return [event for event in self._events if event["id"] > since]
+
+    def close(self) -> None:
+        self._unsubscribe()

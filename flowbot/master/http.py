@@ -1,20 +1,23 @@
-"""The master's HTTP server: the REST API and a WebSocket stream of events."""
+"""The master's HTTP server: the REST API, the event stream, the web page, badges and metrics."""
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import tornado.httpserver
 import tornado.netutil
 import tornado.web
-import tornado.websocket
 
-from ..defaults import MAX_BODY_BYTES
+from ..defaults import EVENT_JOURNAL_SIZE, MAX_BODY_BYTES, WEBSOCKET_PING
 from ..errors import ConfigError
 from .api import routes
+from .events import EventJournal
 from .hooks import hook_routes
+from .metrics import Metrics, MetricsHandler
+from .session import SessionHandler
+from .stream import EventStreamHandler
+from .web import WWW, BadgeHandler, PageHandler
 
 if TYPE_CHECKING:
     from .master import Master
@@ -22,56 +25,25 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class EventStreamHandler(tornado.websocket.WebSocketHandler):
-    """``/api/events``: every master event as one JSON text message.
-
-    ``?types=build.finished,worker.lost`` keeps only those kinds of events; ``?builder=NAME`` keeps
-    only events about that builder's builds (and worker events).
-    """
-
-    def initialize(self, master: Master) -> None:
-        self.master = master
-        self._unsubscribe = None
-
-    def open(self) -> None:
-        builder = self.get_query_argument("builder", None)
-        types = self.get_query_argument("types", None)
-        builds: set[int] = set()  # ids of that builder's builds, learnt from build events
-
-        def send(event: dict[str, Any]) -> None:
-            if builder is not None and not _about(event, builder, builds):
-                return
-            try:
-                self.write_message(json.dumps(event, separators=(",", ":")))
-            except tornado.websocket.WebSocketClosedError:
-                self.on_close()
-
-        self._unsubscribe = self.master.events.subscribe(send, types.split(",") if types else None)
-
-    def on_close(self) -> None:
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-
-
-def _about(event: dict[str, Any], builder: str, builds: set[int]) -> bool:
-    """Whether ``event`` concerns ``builder`` (worker events concern every builder)."""
-    build = event.get("build")
-    if build is not None:
-        if build["builder"] == builder:
-            builds.add(build["id"])
-            return True
-        return False
-    if "build_id" in event:
-        return event["build_id"] in builds
-    if event["type"] == "change.new":
-        return False
-    return event.get("builder", builder) == builder
-
-
 def make_app(master: Master) -> tornado.web.Application:
+    journal = EventJournal(master.events, EVENT_JOURNAL_SIZE)
+    metrics = Metrics(master)
+    args = {"master": master}
+    auth = master.pipeline.auth
     return tornado.web.Application(
-        [(r"/api/events", EventStreamHandler, {"master": master}), *hook_routes(master), *routes(master)]
+        [
+            (r"/", PageHandler, args),
+            (r"/api/events", EventStreamHandler, {**args, "journal": journal}),
+            (r"/api/(login|logout|whoami)", SessionHandler, args),
+            (r"/badges/([^/]+)\.svg", BadgeHandler, args),
+            (r"/metrics", MetricsHandler, {**args, "metrics": metrics}),
+            *hook_routes(master),
+            *routes(master),
+        ],
+        template_path=str(WWW),
+        static_path=str(WWW),
+        cookie_secret=auth.session_secret if auth is not None else None,
+        websocket_ping_interval=WEBSOCKET_PING,
     )
 
 

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 STREAM_TAGS = {"stdout": "o", "stderr": "e", "header": "h"}
 
 Append = Callable[[Ref, str, int, str, str], "asyncio.Future[None]"]
-LinesListener = Callable[[list[tuple[str, str]]], None]
+#: Called with the number of the first new line and the new ``(tag, line)`` pairs.
+LinesListener = Callable[[int, list[tuple[str, str]]], None]
 
 
 def _decode(data: bytes) -> str:
@@ -35,7 +36,8 @@ class StepLog:
         step: the store's reference to the step (its id may still be on its way).
         name: the log's name (``stdio`` for a command's output).
         append: the store's ``append_log``; returns the future of the write.
-        on_lines: called with new ``(tag, line)`` pairs as they appear (for live views).
+        on_lines: called with the first new line's number and the new ``(tag, line)`` pairs as they
+            appear (for live views, which use the number to join them to a stored tail).
         redact: applied to every line first (it hides the secrets the build used).
     """
 
@@ -89,11 +91,12 @@ class StepLog:
     def _add(self, tag: str, lines: list[str]) -> asyncio.Future[None] | None:
         if self._redact is not None:
             lines = [self._redact(line) for line in lines]
+        first = self.num_lines + len(self._lines)
         self._lines += lines
         self._tags.append(tag * len(lines))
         self._size += sum(len(line) for line in lines) + len(lines)
         if self._on_lines is not None:
-            self._on_lines([(tag, line) for line in lines])
+            self._on_lines(first, [(tag, line) for line in lines])
         if self._size >= LOG_CHUNK_BYTES:
             return self.flush()
         if self._timer is None:

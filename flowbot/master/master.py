@@ -30,6 +30,7 @@ from .dispatch import Dispatcher
 from .events import EventBus
 from .local_workers import LocalWorkers
 from .registry import WorkerConnection, WorkerRegistry
+from .reporting import Reporting
 from .scheduling import Scheduling
 from .sources import Sources
 
@@ -88,6 +89,7 @@ class Master:
         self.scheduling = Scheduling(self)
         self.sources = Sources(self)
         self.local_workers = LocalWorkers(self)
+        self.reporting = Reporting(self)
         self.http_url: str | None = None
         self._http_server: Any = None
         self._tasks: set[asyncio.Task] = set()
@@ -148,6 +150,7 @@ class Master:
         except BaseException:
             await self._close()
             raise
+        self.reporting.start()
         self.dispatcher.active = True
         self.spawn(self._remember_workers(), "remember workers")
         self.dispatcher.update_idle()
@@ -174,6 +177,7 @@ class Master:
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_GRACE + 2)
         await self.local_workers.stop()
+        await self.reporting.stop()
         await self._close()
 
     async def _close(self) -> None:
@@ -383,6 +387,22 @@ class Master:
         if request is None:
             raise NotFound(f"no pending build request {request_id} waiting in the queue")
         await self.dispatcher.cancel(request)
+
+    async def rebuild(self, build_id: int, *, reason: str = "", owner: str = "") -> list[int]:
+        """Request a build again: same sources and properties, linked to it by the ``rebuild_of`` property.
+
+        Raises:
+            NotFound: no such build. InvalidRequest: its builder is no longer in the pipeline.
+        """
+        build, spec = await self.store.buildset_of(build_id)
+        if self.pipeline.builder(build["builder"]) is None:
+            raise InvalidRequest(f"builder {build['builder']!r} is no longer in the pipeline")
+        text = reason or f"rebuild of {build['builder']} #{build['number']}"
+        if owner:
+            text = f"{text} (by {owner})"
+        properties = {**spec.properties, "rebuild_of": (build_id, "Rebuild")}
+        spec = dataclasses.replace(spec, reason=text, properties=properties)
+        return [r.id for r in await self.submit(spec)]
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait until nothing is queued or running.

@@ -56,8 +56,9 @@ class ForceScheduler(Scheduler):
         given = dict(properties or {})
         values: dict[str, tuple[Any, str]] = {}
         for param in self.params:
-            if param.name in given:
-                values[param.name] = (param.parse(given.pop(param.name)), FORCE_SOURCE)
+            raw = given.pop(param.name, None)  # a form may send null for a field left empty
+            if raw is not None:
+                values[param.name] = (param.parse(raw), FORCE_SOURCE)
             elif param.required:
                 raise ValueError(f"{param.name} is required")
             elif param.default is not None:

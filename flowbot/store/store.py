@@ -594,6 +594,141 @@ class Store:
 
         return await self._read(fn)
 
+    # -- reads for the web page, the event stream and reporters -------------------------------
+
+    async def changes(self, *, limit: int = 50) -> list[dict[str, Any]]:
+        """Changes newest first, with the files each touched."""
+
+        def fn(conn: sa.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(sa.select(t.changes).order_by(t.changes.c.id.desc()).limit(limit)).all()
+            files: dict[int, list[str]] = {}
+            if rows:
+                f = t.change_files.c
+                for change_id, path in conn.execute(
+                    sa.select(f.change_id, f.path).where(f.change_id.in_([r.id for r in rows]))
+                ):
+                    files.setdefault(change_id, []).append(path)
+            out = []
+            for row in rows:
+                change = row._asdict()
+                change["when"] = change.pop("when_at")
+                change["files"] = files.get(row.id, [])
+                out.append(change)
+            return out
+
+        return await self._read(fn)
+
+    async def recent_builds(self, per_builder: int) -> dict[str, list[dict[str, Any]]]:
+        """The newest ``per_builder`` builds of every builder, newest first (one query)."""
+        rank = sa.func.row_number().over(partition_by=t.builds.c.builder, order_by=t.builds.c.id.desc())
+        ranked = sa.select(t.builds.c.id, rank.label("rank")).subquery()
+        query = (
+            sa.select(*_BUILD_COLUMNS)
+            .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+            .join(ranked, ranked.c.id == t.builds.c.id)
+            .where(ranked.c.rank <= per_builder)
+            .order_by(t.builds.c.id.desc())
+        )
+
+        def fn(conn: sa.Connection) -> dict[str, list[dict[str, Any]]]:
+            out: dict[str, list[dict[str, Any]]] = {}
+            for row in conn.execute(query):
+                out.setdefault(row.builder, []).append(_build_dict(row))
+            return out
+
+        return await self._read(fn)
+
+    async def builds_finished_after(
+        self, when: float, *, builder: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """Builds that finished after ``when`` (the newest ``limit`` of them), oldest first."""
+        query = (
+            sa.select(*_BUILD_COLUMNS)
+            .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+            .where(t.builds.c.finished_at > when)
+            .order_by(t.builds.c.finished_at.desc())
+            .limit(limit)
+        )
+        if builder is not None:
+            query = query.where(t.builds.c.builder == builder)
+        return await self._read(lambda conn: [_build_dict(row) for row in conn.execute(query)][::-1])
+
+    async def last_result(self, builder: str, *, before: int | None = None) -> Result | None:
+        """The result of ``builder``'s newest finished build (older than build id ``before``), RETRY aside."""
+        b = t.builds.c
+        query = (
+            sa.select(b.result)
+            .where(b.builder == builder, b.result.is_not(None), b.result != int(Result.RETRY))
+            .order_by(b.id.desc())
+            .limit(1)
+        )
+        if before is not None:
+            query = query.where(b.id < before)
+        code = await self._read(lambda conn: conn.execute(query).scalar())
+        return None if code is None else Result(code)
+
+    async def buildset_of(self, build_id: int) -> tuple[dict[str, Any], BuildsetSpec]:
+        """A build (as :meth:`builds` shows it) and the buildset it came from, for a rebuild."""
+
+        def fn(conn: sa.Connection) -> tuple[dict[str, Any], BuildsetSpec]:
+            row = conn.execute(
+                sa.select(*_BUILD_COLUMNS, t.buildrequests.c.buildset_id, t.buildrequests.c.priority)
+                .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+                .where(t.builds.c.id == build_id)
+            ).first()
+            if row is None:
+                raise NotFound(f"no build {build_id}")
+            buildset = conn.execute(sa.select(t.buildsets).where(t.buildsets.c.id == row.buildset_id)).one()
+            spec = BuildsetSpec(
+                scheduler=buildset.scheduler,
+                builders=(row.builder,),
+                sourcestamps=_sourcestamps(conn, {row.buildset_id}).get(row.buildset_id, ()),
+                reason=buildset.reason,
+                properties=buildset.properties or {},
+                priority=row.priority,
+            )
+            build = _build_dict(row)
+            del build["buildset_id"], build["priority"]
+            return build, spec
+
+        return await self._read(fn)
+
+    async def log_tail(
+        self, build_id: int, step_number: int, name: str = "stdio", lines: int = 200
+    ) -> tuple[list[tuple[str, str]], int]:
+        """The last ``lines`` lines of a stored log as ``(stream, line)`` pairs, and the number of the first.
+
+        Only the chunks needed are read, however long the log.
+        """
+
+        def fn(conn: sa.Connection) -> tuple[list[tuple[str, str]], int]:
+            step_id = conn.execute(
+                sa.select(t.steps.c.id).where(t.steps.c.build_id == build_id, t.steps.c.number == step_number)
+            ).scalar()
+            if step_id is None:
+                raise NotFound(f"no step {step_number} in build {build_id}")
+            chunks = t.log_chunks.c
+            tail: list[tuple[str, str]] = []
+            first, end = 0, 0
+            found = False
+            for first, content, streams in conn.execute(
+                sa.select(chunks.first_line, chunks.content, chunks.streams)
+                .where(chunks.step_id == step_id, chunks.log == name)
+                .order_by(chunks.first_line.desc())
+            ):
+                if not found:
+                    end = first + len(streams)
+                found = True
+                tail[:0] = zip(streams, content.split("\n"), strict=True)
+                if len(tail) >= lines:
+                    break
+            if not found and name != "stdio":
+                raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
+            kept = tail[-lines:] if lines else []
+            return kept, end - len(kept)
+
+        return await self._read(fn)
+
 
 # -- helpers that run on the store's thread -------------------------------------------------------
 

@@ -172,7 +172,7 @@ def test_demo_once_runs_builds_that_pass_and_fail():
     }
     # The failing test, as unittest reported it on the worker
     assert "AssertionError: 3 != 5" in out and "FAILED (failures=1)" in out
-    assert "The master's API is at http://127.0.0.1:" in out
+    assert "The web page is at http://127.0.0.1:" in out
 
 
 def test_worker_command_refuses_to_run_without_a_secret(tmp_path):

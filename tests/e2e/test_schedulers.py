@@ -105,7 +105,8 @@ def test_force_parameters_are_offered_checked_and_become_properties(master_facto
     worker_factory(master, "w1", "s")
     client = master.client
     (builder,) = client.builders()
-    params = {p["name"]: p for p in builder["force"]["params"]}
+    params = {p["name"]: p for p in builder["force"]["fields"]}
+    assert list(params)[:3] == ["reason", "branch", "revision"]
     assert params["jobs"] == {
         "name": "jobs",
         "type": "int",

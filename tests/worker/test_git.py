@@ -148,4 +148,3 @@ async def test_bad_arguments_are_refused(tmp_path):
         with pytest.raises(CommandError, match=message):
             await checkout(tmp_path / "w", "git", **args)
     assert COMMANDS["git"] is GitCommand
-

@@ -1,0 +1,131 @@
+"""Who may control a master: users with passwords and API tokens.
+
+By default a master is open: anyone who reaches its HTTP port may read and act, which suits the
+loopback address it binds unless told otherwise. ``Pipeline(auth=Auth(...))`` limits control actions
+(force, stop, rebuild, cancel, sendchange, and anything that reconfigures) to the users and tokens
+listed, and with ``read="users"`` reads too. This module only holds and checks the secrets; the
+master's HTTP layer decides what needs them. Secrets are compared in constant time and never shown
+by ``repr`` or logged.
+
+A password may be given as it is or hashed with :meth:`Auth.hash_password` (PBKDF2-SHA256), so a
+pipeline file kept in version control need not hold it in clear.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable, Mapping
+
+from .errors import ConfigError
+from .location import caller
+
+_HASH_PREFIX = "pbkdf2_sha256$"
+#: PBKDF2 rounds of new hashes: slow enough to hurt guessing, quick enough for one login.
+HASH_ITERATIONS = 200_000
+
+
+class Auth:
+    """Users and API tokens allowed to control the master.
+
+    Args:
+        users: user name -> password (plain, or from :meth:`hash_password`); for the web page's
+            login form and HTTP basic authentication.
+        tokens: API tokens for scripts and the CLI (``Authorization: Bearer TOKEN``), as a list, or
+            as a mapping of a name (shown as who acted) to the token.
+        read: ``"open"`` (anyone may read, the default) or ``"users"`` (reads need credentials too).
+        session_secret: signs the web page's login cookies; by default a new random one per master
+            start (everyone logs in again after a restart).
+
+    Raises:
+        ConfigError: an empty name or secret, or an unknown ``read`` setting.
+    """
+
+    def __init__(
+        self,
+        *,
+        users: Mapping[str, str] | None = None,
+        tokens: Iterable[str] | Mapping[str, str] = (),
+        read: str = "open",
+        session_secret: str | None = None,
+    ):
+        self.defined_at = caller()
+        where = (self.defined_at.filename, self.defined_at.lineno) if self.defined_at else (None, None)
+        self._users = dict(users or {})
+        if isinstance(tokens, Mapping):
+            named = dict(tokens)
+        else:
+            named = {f"token {i + 1}": token for i, token in enumerate(tokens)}
+        for kind, table in (("user", self._users), ("token", named)):
+            for name, secret in table.items():
+                if not isinstance(name, str) or not name or not isinstance(secret, str) or not secret:
+                    raise ConfigError(f"every {kind} needs a non-empty name and secret (got one for {name!r})", *where)
+        self._tokens = {token: name for name, token in named.items()}
+        if read not in ("open", "users"):
+            raise ConfigError(f"read must be 'open' or 'users', not {read!r}", *where)
+        self.read = read
+        self.session_secret = session_secret or secrets.token_hex(32)
+        # Hashed passwords that checked out, by a digest of what was sent: PBKDF2 is slow on
+        # purpose, and basic authentication would pay for it on every request, on the master's loop.
+        self._verified: set[bytes] = set()
+
+    @property
+    def users(self) -> list[str]:
+        """The user names (never the passwords)."""
+        return sorted(self._users)
+
+    @property
+    def reads_open(self) -> bool:
+        return self.read == "open"
+
+    def check_password(self, user: str, password: str) -> bool:
+        """Whether ``password`` is ``user``'s."""
+        stored = self._users.get(user)
+        if stored is None:
+            hmac.compare_digest(password, password)  # take about as long for an unknown user
+            return False
+        if stored.startswith(_HASH_PREFIX):
+            key = hashlib.sha256(f"{user}\0{password}\0{stored}".encode()).digest()
+            if key in self._verified:
+                return True
+            if _verify_hash(stored, password):
+                self._verified.add(key)
+                return True
+            return False
+        return hmac.compare_digest(stored.encode(), password.encode())
+
+    def token_owner(self, token: str) -> str | None:
+        """The name of the API token ``token``, or None when it is not one."""
+        for known, name in self._tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                return name
+        return None
+
+    def has_user(self, user: str) -> bool:
+        return user in self._users
+
+    @staticmethod
+    def hash_password(password: str, *, iterations: int = HASH_ITERATIONS) -> str:
+        """A salted PBKDF2-SHA256 hash of ``password`` to put in ``users`` instead of the password."""
+        salt = secrets.token_bytes(16)
+        digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+        return f"{_HASH_PREFIX}{iterations}${_b64(salt)}${_b64(digest)}"
+
+    def __repr__(self) -> str:
+        return f"Auth(users={self.users!r}, tokens={len(self._tokens)}, read={self.read!r})"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def _verify_hash(stored: str, password: str) -> bool:
+    try:
+        iterations, salt, digest = stored[len(_HASH_PREFIX) :].split("$")
+        expected = base64.b64decode(digest)
+        actual = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, actual)

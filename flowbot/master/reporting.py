@@ -1,0 +1,191 @@
+"""Running the pipeline's reporters off the build path.
+
+The master's events say when a build's start or end is committed; :class:`Reporting` takes them
+in order on one queue, turns each into a :class:`~flowbot.reporters.BuildReport` (reading what the
+interested reporters need from the store: reason, sources, and for finished builds the previous
+result, the steps and a log tail), and hands it to each interested reporter's own queue. Each
+reporter's worker delivers its reports in order, retrying a failed one with exponential back-off,
+then logging it and moving on. Queues are bounded: a dead endpoint loses its oldest reports, the
+master never grows without limit, and a build never waits for a report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from ..defaults import REPORT_BACKOFF_MAX, REPORT_DRAIN, REPORT_LOG_LINES, REPORT_QUEUE
+from ..errors import FlowbotError, ReportRejected
+from ..reporters.base import BuildReport, Reporter, StepReport
+from ..results import Result
+
+if TYPE_CHECKING:
+    from .master import Master
+
+log = logging.getLogger(__name__)
+
+_FAILED = {"FAILURE", "EXCEPTION", "CANCELLED", "RETRY"}
+
+
+class Reporting:
+    """The master's reporters, each fed through its own queue."""
+
+    def __init__(self, master: Master):
+        self.master = master
+        self.reporters: list[Reporter] = list(master.pipeline.reporters)
+        #: Reports delivered, failed (given up or refused) and dropped (queue full), by reporter name.
+        self.delivered: Counter[str] = Counter()
+        self.failed: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._queues: dict[int, asyncio.Queue[tuple[str, BuildReport]]] = {}
+        self._tasks: list[asyncio.Task] = []
+        self._unsubscribe: Any = None
+
+    def start(self) -> None:
+        if not self.reporters:
+            return
+        self._unsubscribe = self.master.events.subscribe(self._events.put_nowait, ("build.started", "build.finished"))
+        self._tasks.append(asyncio.create_task(self._prepare_loop(), name="reporting"))
+        for reporter in self.reporters:
+            queue: asyncio.Queue[tuple[str, BuildReport]] = asyncio.Queue(REPORT_QUEUE)
+            self._queues[id(reporter)] = queue
+            self._tasks.append(asyncio.create_task(self._deliver_loop(reporter, queue), name=f"reporter {reporter}"))
+
+    async def stop(self) -> None:
+        """Give queued reports a few seconds to go out, then stop every reporter."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        if self._tasks:
+            waits = [self._events.join(), *(queue.join() for queue in self._queues.values())]
+            try:
+                await asyncio.wait_for(_in_order(waits), REPORT_DRAIN)
+            except TimeoutError:
+                log.warning(
+                    "stopping with reports undelivered: %s",
+                    {r.name: self._queues[id(r)].qsize() for r in self.reporters},
+                )
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks.clear()
+        for reporter in self.reporters:
+            try:
+                await reporter.close()
+            except Exception:
+                log.exception("reporter %s failed to close", reporter.name)
+
+    # -- from events to reports -------------------------------------------------------------------
+
+    async def _prepare_loop(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._dispatch(event)
+            except FlowbotError as exc:
+                log.error("could not prepare a report of %s: %s", event["type"], exc)
+            except Exception:
+                log.exception("could not prepare a report of %s", event["type"])
+            finally:
+                self._events.task_done()
+
+    async def _dispatch(self, event: dict[str, Any]) -> None:
+        build = event["build"]
+        reporters = [r for r in self.reporters if r.reports_on(build["builder"])]
+        if not reporters:
+            return
+        finished = event["type"] == "build.finished"
+        report = await self._report(build, finished, reporters)
+        for reporter in reporters:
+            if finished and not reporter.wants(report):
+                continue
+            queue = self._queues[id(reporter)]
+            if queue.full():
+                queue.get_nowait()
+                queue.task_done()
+                self.dropped[reporter.name] += 1
+                log.warning("reporter %s is %d reports behind; dropped the oldest", reporter.name, queue.qsize())
+            queue.put_nowait(("build_finished" if finished else "build_started", report))
+
+    async def _report(self, build: dict[str, Any], finished: bool, reporters: list[Reporter]) -> BuildReport:
+        store = self.master.store
+        _, spec = await store.buildset_of(build["id"])
+        details: dict[str, Any] = {}
+        if finished and any("problem" in r.mode for r in reporters):
+            details["previous_result"] = await store.last_result(build["builder"], before=build["id"])
+        if finished and any(r.wants_details for r in reporters):
+            steps = (await store.build(build["id"]))["steps"]
+            details["steps"] = tuple(
+                StepReport(
+                    s["number"], s["name"], s["result"] and Result[s["result"]], s["started_at"], s["finished_at"]
+                )
+                for s in steps
+            )
+            shown = next((s for s in steps if s["result"] in _FAILED), steps[-1] if steps else None)
+            if shown is not None:
+                tail, _ = await store.log_tail(build["id"], shown["number"], "stdio", REPORT_LOG_LINES)
+                details["log_step"] = shown["name"]
+                details["log_tail"] = "\n".join(line for _, line in tail)
+        base = self.master.pipeline.url or self.master.http_url
+        return BuildReport(
+            id=build["id"],
+            builder=build["builder"],
+            number=build["number"],
+            worker=build["worker"],
+            started_at=build["started_at"],
+            finished_at=build["finished_at"],
+            result=Result[build["result"]] if build["result"] else None,
+            branch=build["branch"],
+            revision=build["revision"],
+            reason=spec.reason,
+            sourcestamps=spec.sourcestamps,
+            properties=dict(spec.properties),
+            url=f"{base.rstrip('/')}/#/builds/{build['id']}" if base else None,
+            **details,
+        )
+
+    # -- delivering -------------------------------------------------------------------------------
+
+    async def _deliver_loop(self, reporter: Reporter, queue: asyncio.Queue[tuple[str, BuildReport]]) -> None:
+        while True:
+            hook, report = await queue.get()
+            try:
+                await self._deliver(reporter, hook, report)
+            finally:
+                queue.task_done()
+
+    async def _deliver(self, reporter: Reporter, hook: str, report: BuildReport) -> None:
+        what = f"{hook.replace('build_', '')} of {report.builder} #{report.number}"
+        delay = reporter.backoff
+        for attempt in range(1, reporter.attempts + 1):
+            try:
+                await getattr(reporter, hook)(report)
+            except ReportRejected as exc:
+                self.failed[reporter.name] += 1
+                log.error("reporter %s: the %s was refused, not retrying: %s", reporter.name, what, exc)
+                return
+            except Exception as exc:
+                if attempt == reporter.attempts:
+                    self.failed[reporter.name] += 1
+                    log.error("reporter %s: gave up on the %s after %d attempts: %s", reporter.name, what, attempt, exc)
+                    return
+                log.warning(
+                    "reporter %s: the %s failed (%s); retrying in %.1f s", reporter.name, what, _describe(exc), delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, REPORT_BACKOFF_MAX)
+            else:
+                self.delivered[reporter.name] += 1
+                return
+
+
+async def _in_order(waits: list[Any]) -> None:
+    for wait in waits:
+        await wait
+
+
+def _describe(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, FlowbotError) else f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,196 @@
+"""``/api/events``: the master's events as a WebSocket stream, filtered and resumable.
+
+Query arguments (all optional):
+
+- ``types=build.finished,worker.lost``: only those kinds (see :data:`~flowbot.master.events.KINDS`).
+  Without it a client gets every kind, live log lines included.
+- ``builder=NAME``: only events about that builder's requests, builds and steps (and worker events).
+- ``build=ID``: only events about that build.
+- ``since=ID``: first replay what happened after the event with that id, then go live.
+
+The first message is ``{"type": "hello", "last_id": ..., "replay": ...}``. Every event carries an
+``id``; a client remembers the largest it has seen and reconnects with ``since=`` it. Recent events
+come from the journal; when the client was away longer than the journal remembers (or the master
+restarted), the ``build.finished`` events it missed are rebuilt from the store (marked ``replayed``,
+without an id, and possibly repeating one the client saw: clients key builds by id). Live log lines
+are never replayed: fetch the log tail instead.
+
+A client that cannot keep up is disconnected (close code 1013) rather than allowed to grow the
+master's memory; it reconnects with ``since=`` and loses nothing it could not fetch again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import tornado.websocket
+
+from ..defaults import EVENT_CLIENT_BACKLOG, EVENT_RESUME_SLACK, MAX_LIST
+from ..errors import InvalidRequest, NotFound
+from .access import authorize_read
+from .api import error_status, json_error
+from .events import KINDS, Event, EventJournal, id_to_time
+
+if TYPE_CHECKING:
+    from .master import Master
+
+log = logging.getLogger(__name__)
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class EventFilter:
+    """Which events a client asked for; stateless, so a replay and the live stream agree."""
+
+    def __init__(self, types: set[str] | None, builder: str | None, build: int | None):
+        self.types = types
+        self.builder = builder
+        self.build = build
+
+    @classmethod
+    def parse(cls, master: Master, arguments: dict[str, str | None]) -> EventFilter:
+        """Check the query arguments.
+
+        Raises:
+            InvalidRequest: an unknown type or a malformed id. NotFound: an unknown builder.
+        """
+        types = None
+        if arguments.get("types"):
+            types = {t.strip() for t in arguments["types"].split(",") if t.strip()}
+            unknown = types - set(KINDS)
+            if unknown:
+                raise InvalidRequest(f"unknown event type(s) {sorted(unknown)}; known: {list(KINDS)}")
+        builder = arguments.get("builder") or None
+        if builder is not None and master.pipeline.builder(builder) is None:
+            raise NotFound(f"no builder named {builder!r}")
+        return cls(types, builder, _int(arguments.get("build"), "build"))
+
+    def wants(self, event: Event) -> bool:
+        if self.types is not None and event["type"] not in self.types:
+            return False
+        if self.builder is None and self.build is None:
+            return True
+        build = event.get("build")
+        builder = build["builder"] if build else event.get("builder")
+        build_id = build["id"] if build else event.get("build_id")
+        if self.build is not None and build_id != self.build:
+            return False
+        if self.builder is not None:
+            if builder is None:  # worker events concern every builder; changes concern none yet
+                return event["type"].startswith("worker.")
+            return builder == self.builder
+        return True
+
+
+class EventStreamHandler(tornado.websocket.WebSocketHandler):
+    """``/api/events``: every master event, one JSON text message each."""
+
+    def initialize(self, master: Master, journal: EventJournal) -> None:
+        self.master = master
+        self.journal = journal
+        self._unsubscribe: Any = None
+        self._buffer: list[Event] | None = None
+        self._backlog = 0
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        # Checked before the upgrade, so a bad request gets a plain HTTP error with a message.
+        try:
+            authorize_read(self, self.master)
+            self.filter = EventFilter.parse(
+                self.master, {k: self.get_query_argument(k, None) for k in ("types", "builder", "build")}
+            )
+            self.since = _int(self.get_query_argument("since", None), "since")
+        except Exception as exc:
+            status = error_status(exc)
+            if status is None:
+                raise
+            self.set_status(status)
+            self.set_header("Content-Type", "application/json; charset=utf-8")
+            self.finish(json_error(exc))
+            return
+        await super().get(*args, **kwargs)
+
+    async def open(self, *args: Any, **kwargs: Any) -> None:
+        # Subscribe and take the journal's snapshot in the same turn of the loop: nothing falls
+        # between them, and nothing is both replayed and sent live.
+        self._buffer = []
+        self._unsubscribe = self.master.events.subscribe(self._on_event, self.filter.types)
+        last_id = self.master.events.last_id
+        replay: list[Event] = []
+        how = "none"
+        if self.since is not None:
+            replay = [e for e in self.journal.after(self.since) if self.filter.wants(e)]
+            how = "journal"
+            if not self.journal.covers(self.since):
+                how = "store"
+                replay = await self._from_store(replay) + replay
+        if self.ws_connection is None:  # the client left while the store answered
+            return
+        self._send({"type": "hello", "last_id": last_id, "replay": how, "replayed": len(replay)})
+        for event in replay:
+            self._send({**event, "replayed": True})
+        buffered, self._buffer = self._buffer, None
+        for event in buffered:
+            self._send(event)
+
+    async def _from_store(self, journal_events: list[Event]) -> list[Event]:
+        """The ``build.finished`` events older than the journal, rebuilt from the store."""
+        if self.filter.types is not None and "build.finished" not in self.filter.types:
+            return []
+        seen = {e["build"]["id"] for e in journal_events if e["type"] == "build.finished"}
+        builds = await self.master.store.builds_finished_after(
+            id_to_time(self.since) - EVENT_RESUME_SLACK, builder=self.filter.builder, limit=MAX_LIST
+        )
+        events = []
+        for build in builds:
+            event = {"type": "build.finished", "time": build["finished_at"], "build": build}
+            if build["id"] not in seen and self.filter.wants(event):
+                events.append(event)
+        return events
+
+    def _on_event(self, event: Event) -> None:
+        if not self.filter.wants(event):
+            return
+        if self._buffer is not None:
+            self._buffer.append(event)
+        else:
+            self._send(event)
+
+    def _send(self, event: Event) -> None:
+        if self.ws_connection is None:
+            return
+        if self._backlog >= EVENT_CLIENT_BACKLOG:
+            log.info("closing a slow event stream client (%d messages unsent)", self._backlog)
+            self._stop_listening()
+            self.close(1013, "too slow: reconnect with since=<last id seen>")
+            return
+        try:
+            sent = self.write_message(_dumps(event))
+        except tornado.websocket.WebSocketClosedError:
+            self._stop_listening()
+            return
+        self._backlog += 1
+        sent.add_done_callback(self._sent)
+
+    def _sent(self, future: Any) -> None:
+        self._backlog -= 1
+        if not future.cancelled():
+            future.exception()  # a closed socket: on_close cleans up
+
+    def _stop_listening(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def on_close(self) -> None:
+        self._stop_listening()
+
+
+def _int(raw: str | None, name: str) -> int | None:
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer, not {raw!r}") from None

@@ -1,0 +1,723 @@
+// flowbot's web page: one hand-written module, no framework, no build step.
+//
+// Views are chosen by the URL's fragment (#/, #/builders/NAME, #/builds/ID, #/workers, #/changes,
+// #/queue). Each view makes one API call (the build page a second for the log tail) and then
+// follows the master's event stream, changing only what an event touches. Everything that comes
+// from the master is put on the page as text (textContent, attributes), never parsed as HTML.
+
+const main = document.getElementById("main");
+const OVERVIEW_BUILDS = 12;
+const LOG_TAIL = 500;
+const LOG_MAX_LINES = 5000; // lines kept on the page per log: the rest is a click away
+const me = { user: null, csrf: null, control: "open", login: false };
+let view = null; // the current view: { stream, close() }
+
+// -- small helpers ------------------------------------------------------------------------------
+
+/** Make an element: h("a", {href: "#/", class: "x"}, "text", child...). Strings become text nodes. */
+function h(tag, props = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key === "class") el.className = value;
+    else if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) el.append(child);
+  }
+  return el;
+}
+
+const enc = encodeURIComponent;
+const buildHref = (id) => `#/builds/${enc(id)}`;
+const builderHref = (name) => `#/builders/${enc(name)}`;
+
+/** A link only for http(s) addresses: anything else (javascript:...) is shown as text. */
+function safeLink(url, text) {
+  try {
+    const parsed = new URL(url, location.href);
+    if (parsed.protocol === "http:" || parsed.protocol === "https:") {
+      return h("a", { href: parsed.href, rel: "noopener noreferrer", target: "_blank" }, text);
+    }
+  } catch { /* not a URL */ }
+  return text;
+}
+
+function ago(ts) {
+  if (!ts) return "";
+  const s = Math.max(0, Date.now() / 1000 - ts);
+  if (s < 60) return `${Math.round(s)} s ago`;
+  if (s < 3600) return `${Math.round(s / 60)} min ago`;
+  if (s < 86400) return `${Math.round(s / 3600)} h ago`;
+  return new Date(ts * 1000).toLocaleDateString();
+}
+
+function duration(seconds) {
+  if (seconds === null || seconds === undefined || seconds < 0) return "";
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  const m = Math.floor(seconds / 60);
+  if (m < 60) return `${m} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/** A span whose text is kept up to date ("3 min ago", or a running build's duration). */
+function timeText(kind, from, to = null) {
+  const el = h("span", { class: "ticking", dataset: { kind, from: from ?? "", to: to ?? "" } });
+  tick(el);
+  return el;
+}
+
+function tick(el) {
+  const from = Number(el.dataset.from) || null;
+  const to = Number(el.dataset.to) || null;
+  el.textContent = el.dataset.kind === "ago" ? ago(from) : from ? duration((to || Date.now() / 1000) - from) : "";
+}
+setInterval(() => document.querySelectorAll(".ticking").forEach(tick), 5000);
+
+const short = (revision) => (revision ? revision.slice(0, 10) : "");
+
+function resultBadge(result, running = false) {
+  const name = result || (running ? "running" : "pending");
+  return h("span", { class: `result r-${name}`, dataset: { result: name } }, name);
+}
+
+let toastTimer = null;
+function toast(text, error = false) {
+  const el = document.getElementById("toast");
+  el.textContent = text;
+  el.className = `toast show${error ? " error" : ""}`;
+  clearTimeout(toastTimer);
+  toastTimer = setTimeout(() => (el.className = "toast"), error ? 6000 : 3000);
+}
+
+// -- the API and the event stream ---------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, { method = "GET", body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    if (me.csrf) headers["X-Flowbot-CSRF"] = me.csrf;
+  }
+  const answer = await fetch(path, {
+    method, headers, credentials: "same-origin", body: method === "GET" ? undefined : JSON.stringify(body ?? {}),
+  });
+  const json = (answer.headers.get("Content-Type") || "").startsWith("application/json");
+  const data = json ? await answer.json() : await answer.text();
+  if (!answer.ok) throw new ApiError(answer.status, (json && data.error) || `HTTP ${answer.status}`);
+  return { data, headers: answer.headers };
+}
+
+/** Run a control action; on 401 offer the login form, on any error say what went wrong. */
+async function act(what, path, body) {
+  try {
+    const { data } = await api(path, { method: "POST", body });
+    toast(what);
+    return data;
+  } catch (error) {
+    if (error.status === 401 && me.login) showLogin();
+    toast(error.message, true);
+    return null;
+  }
+}
+
+/**
+ * The master's events for the current view. Opens the WebSocket, then calls load() once the
+ * stream is live; events that arrive meanwhile wait until load() is done. After a broken
+ * connection it reconnects with since=<last id>, so no finished build is missed; when the master
+ * could only replay from its store, the view is loaded again.
+ */
+class Stream {
+  constructor(params, load, onEvent) {
+    this.params = params;
+    this.load = load;
+    this.onEvent = onEvent;
+    this.since = null;
+    this.delay = 500;
+    this.closed = false;
+    this.connect();
+  }
+
+  connect() {
+    const query = new URLSearchParams(this.params);
+    if (this.since !== null) query.set("since", this.since);
+    const scheme = location.protocol === "https:" ? "wss" : "ws";
+    const ws = (this.ws = new WebSocket(`${scheme}://${location.host}/api/events?${query}`));
+    let queue = [];
+    ws.onmessage = async (message) => {
+      const event = JSON.parse(message.data);
+      if (event.type === "hello") {
+        live(true);
+        this.delay = 500;
+        const first = this.since === null;
+        if (first) this.since = event.last_id;
+        if (first || event.replay === "store") {
+          try {
+            await this.load();
+          } catch (error) {
+            main.replaceChildren(h("p", { class: "muted" }, `Could not load this page: ${error.message}`));
+          }
+          const waiting = queue;
+          queue = null;
+          waiting.forEach((e) => this.deliver(e));
+        } else {
+          queue = null;
+        }
+        return;
+      }
+      if (queue) queue.push(event);
+      else this.deliver(event);
+    };
+    ws.onclose = () => {
+      live(false);
+      if (this.closed) return;
+      setTimeout(() => !this.closed && this.connect(), this.delay);
+      this.delay = Math.min(this.delay * 2, 10000);
+    };
+  }
+
+  deliver(event) {
+    if (typeof event.id === "number" && event.id > this.since) this.since = event.id;
+    try {
+      this.onEvent(event);
+    } catch (error) {
+      console.error("event", event, error);
+    }
+  }
+
+  close() {
+    this.closed = true;
+    this.ws.close();
+  }
+}
+
+function live(on) {
+  const el = document.getElementById("live");
+  el.className = on ? "live" : "live off";
+  el.title = on ? "live updates: on" : "live updates: reconnecting";
+}
+
+// -- login ------------------------------------------------------------------------------------------
+
+async function whoami() {
+  try {
+    Object.assign(me, (await api("/api/whoami")).data);
+  } catch (error) {
+    if (error.status === 401) Object.assign(me, { login: true, control: "users" });
+  }
+  drawUser();
+}
+
+function drawUser() {
+  const el = document.getElementById("user");
+  el.replaceChildren();
+  if (me.user) {
+    el.append(h("span", {}, me.user), h("button", { type: "button", onclick: logout }, "Log out"));
+  } else if (me.login) {
+    el.append(h("button", { type: "button", onclick: showLogin }, "Log in"));
+  }
+}
+
+function showLogin() {
+  const user = h("input", { name: "user", autocomplete: "username", required: true });
+  const password = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
+  const dialog = h("dialog", { class: "login" });
+  const form = h("form", { class: "fields", method: "dialog" },
+    h("label", { for: "login-user" }, "User"), Object.assign(user, { id: "login-user" }),
+    h("label", { for: "login-password" }, "Password"), Object.assign(password, { id: "login-password" }),
+    h("div", { class: "actions" },
+      h("button", { class: "primary", type: "submit" }, "Log in"),
+      h("button", { type: "button", onclick: () => dialog.close() }, "Cancel")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    try {
+      const { data } = await api("/api/login", { method: "POST", body: { user: user.value, password: password.value } });
+      Object.assign(me, data);
+      dialog.close();
+      drawUser();
+      toast(`Logged in as ${data.user}`);
+    } catch (error) {
+      toast(error.message, true);
+    }
+  });
+  dialog.append(h("h2", {}, "Log in"), form);
+  dialog.addEventListener("close", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+  user.focus();
+}
+
+async function logout() {
+  await api("/api/logout", { method: "POST" }).catch(() => {});
+  Object.assign(me, { user: null, csrf: null });
+  drawUser();
+}
+
+// -- forms --------------------------------------------------------------------------------------
+
+/** The force form of a builder, drawn from the fields the master describes (typed parameters too). */
+function forceForm(builder, onDone) {
+  const form = h("form", { class: "fields force-form", "aria-label": `Force a build of ${builder.name}` });
+  const inputs = [];
+  for (const field of builder.force.fields) {
+    const id = `force-${builder.name}-${field.name}`;
+    let input;
+    if (field.type === "bool") {
+      input = h("input", { type: "checkbox", id, name: field.name, checked: Boolean(field.default) });
+    } else if (field.type === "choice") {
+      input = h("select", { id, name: field.name },
+        (field.choices || []).map((c) => h("option", { value: c, selected: c === field.default }, c)));
+    } else {
+      input = h("input", { id, name: field.name, type: field.type === "int" ? "number" : "text" });
+      input.value = field.default ?? "";
+    }
+    inputs.push([field, input]);
+    form.append(h("label", { for: id }, field.label || field.name), input);
+  }
+  form.append(h("div", { class: "actions" },
+    h("button", { class: "primary", type: "submit" }, "Force build"),
+    h("button", { type: "button", onclick: () => onDone(null) }, "Cancel")));
+  form.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const body = { properties: {} };
+    for (const [field, input] of inputs) {
+      let value = field.type === "bool" ? input.checked : input.value;
+      if (field.type === "int") value = value === "" ? null : Number(value);
+      if (["reason", "branch", "revision"].includes(field.name)) body[field.name] = value || null;
+      else body.properties[field.name] = value;
+    }
+    const answer = await act(`Forced ${builder.name}`, `/api/builders/${enc(builder.name)}/force`, body);
+    if (answer) onDone(answer);
+  });
+  return form;
+}
+
+// -- the overview: builders and their latest builds ----------------------------------------------
+
+function overview() {
+  const rows = new Map(); // builder name -> { cells, state, pending:Set, running:Set }
+
+  function cell(build) {
+    const running = build.result === null || build.result === undefined;
+    const title = [`${build.builder} #${build.number}`, build.result || "running", build.branch, short(build.revision),
+      build.worker && `on ${build.worker}`].filter(Boolean).join(" · ");
+    return h("a", {
+      class: `cell ${running ? "r-running" : `r-${build.result}`}`, href: buildHref(build.id), title,
+      dataset: { build: build.id, result: build.result || "running" },
+    }, `#${build.number}`);
+  }
+
+  function drawState(row) {
+    const parts = [];
+    if (row.running.size) parts.push(`${row.running.size} running`);
+    if (row.pending.size) parts.push(`${row.pending.size} pending`);
+    row.state.textContent = parts.join(", ") || "idle";
+  }
+
+  function put(build) {
+    const row = rows.get(build.builder);
+    if (!row) return;
+    const fresh = cell(build);
+    const old = row.cells.querySelector(`[data-build="${CSS.escape(String(build.id))}"]`);
+    if (old) old.replaceWith(fresh);
+    else {
+      row.cells.prepend(fresh);
+      while (row.cells.children.length > OVERVIEW_BUILDS) row.cells.lastChild.remove();
+    }
+    if (build.result) row.running.delete(build.id);
+    else row.running.add(build.id);
+    row.pending.delete(build.request_id);
+    drawState(row);
+  }
+
+  async function load() {
+    const { data } = await api(`/api/builders?builds=${OVERVIEW_BUILDS}`);
+    const grid = h("div", { class: "grid" });
+    rows.clear();
+    for (const builder of data.builders) {
+      const row = {
+        cells: h("div", { class: "cells" }),
+        state: h("span", { class: "state" }),
+        pending: new Set(builder.pending_requests),
+        running: new Set(),
+      };
+      rows.set(builder.name, row);
+      for (const build of builder.builds) {
+        row.cells.append(cell(build));
+        if (!build.result) row.running.add(build.id);
+      }
+      drawState(row);
+      const el = h("div", { class: "row", dataset: { builder: builder.name } },
+        h("a", { class: "name", href: builderHref(builder.name), title: builder.description || builder.name }, builder.name),
+        row.state, row.cells);
+      if (builder.force) {
+        let form = null;
+        el.append(h("button", {
+          type: "button", class: "force", "aria-label": `Force ${builder.name}`,
+          onclick: () => {
+            if (form) { form.remove(); form = null; return; }
+            form = forceForm(builder, () => { form.remove(); form = null; });
+            el.append(form);
+            form.querySelector("input")?.focus();
+          },
+        }, "Force…"));
+      } else {
+        el.append(h("span", { class: "force" }));
+      }
+      grid.append(el);
+    }
+    main.replaceChildren(h("h1", {}, "Builders"),
+      data.builders.length ? grid : h("p", { class: "muted" }, "The pipeline has no builders."));
+  }
+
+  const stream = new Stream(
+    { types: "build.started,build.finished,request.new,request.cancelled" },
+    load,
+    (event) => {
+      if (event.build) put(event.build);
+      else if (event.type === "request.new") rows.get(event.builder)?.pending.add(event.request_id);
+      else if (event.type === "request.cancelled") rows.get(event.builder)?.pending.delete(event.request_id);
+      const row = rows.get(event.builder || event.build?.builder);
+      if (row) drawState(row);
+    });
+  return stream;
+}
+
+// -- a builder: its recent builds and its force form -----------------------------------------------
+
+function builderView(name) {
+  let tbody = null;
+
+  function buildRow(build) {
+    return h("tr", { dataset: { build: build.id } },
+      h("td", {}, h("a", { href: buildHref(build.id) }, `#${build.number}`)),
+      h("td", {}, resultBadge(build.result, !build.result)),
+      h("td", {}, build.branch || ""),
+      h("td", { class: "mono" }, short(build.revision)),
+      h("td", { class: "hide-narrow" }, build.worker),
+      h("td", {}, timeText("ago", build.started_at)),
+      h("td", {}, timeText("duration", build.started_at, build.finished_at)));
+  }
+
+  async function load() {
+    const { data: builder } = await api(`/api/builders/${enc(name)}?builds=50`);
+    tbody = h("tbody", {}, builder.builds.map(buildRow));
+    const parts = [h("h1", {}, builder.name)];
+    if (builder.description) parts.push(h("p", { class: "muted" }, builder.description));
+    parts.push(h("p", { class: "muted" }, `Workers: ${builder.workers.join(", ")} · Steps: ${builder.steps.join(" → ")}`));
+    if (builder.force) {
+      const slot = h("div", { class: "card" });
+      const open = h("button", { type: "button", class: "primary force" }, "Force build…");
+      open.addEventListener("click", () => {
+        slot.replaceChildren(forceForm(builder, () => slot.replaceChildren(open)));
+      });
+      slot.append(open);
+      parts.push(slot);
+    }
+    parts.push(h("h2", {}, "Builds"), h("div", { class: "scroll" }, h("table", {},
+      h("thead", {}, h("tr", {}, ["Build", "Result", "Branch", "Revision", "Worker", "Started", "Took"].map(
+        (t, i) => h("th", { class: i === 4 ? "hide-narrow" : null }, t)))), tbody)));
+    main.replaceChildren(...parts);
+  }
+
+  return new Stream({ types: "build.started,build.finished", builder: name }, load, (event) => {
+    if (!tbody || !event.build) return;
+    const fresh = buildRow(event.build);
+    const old = tbody.querySelector(`[data-build="${CSS.escape(String(event.build.id))}"]`);
+    if (old) old.replaceWith(fresh);
+    else tbody.prepend(fresh);
+  });
+}
+
+// -- a build: its facts, steps and logs, live ------------------------------------------------------
+
+function buildView(id) {
+  let build = null;
+  const steps = new Map(); // number -> { el, badge, took, log (pre or null), next (line number), pending }
+  let list = null;
+  let header = null;
+
+  function logPre(step, lines, first) {
+    const pre = h("pre", { class: "log", tabindex: 0, "aria-label": `log of ${step.name}` });
+    step.log = pre;
+    step.next = first;
+    appendLines(step, first, lines);
+    return pre;
+  }
+
+  function appendLines(step, first, lines) {
+    if (!step.log) return;
+    const skip = step.next - first; // lines the page has already
+    if (skip >= lines.length) return;
+    const pre = step.log;
+    const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
+    const frag = document.createDocumentFragment();
+    for (const [tag, text] of lines.slice(Math.max(0, skip))) {
+      frag.append(tag === "o" ? text + "\n" : h("span", { class: tag }, text + "\n"));
+    }
+    pre.append(frag);
+    step.next = first + lines.length;
+    while (pre.childNodes.length > LOG_MAX_LINES) pre.firstChild.remove();
+    if (follow) pre.scrollTop = pre.scrollHeight;
+  }
+
+  async function openLog(step) {
+    if (step.log) {
+      step.log.remove();
+      step.log = null;
+      return;
+    }
+    step.pending = [];
+    try {
+      const { data, headers } = await api(`/api/builds/${enc(id)}/steps/${step.number}/log?tail=${LOG_TAIL}`);
+      const first = Number(headers.get("X-First-Line")) || 0;
+      const lines = data ? data.replace(/\n$/, "").split("\n").map((t) => ["o", t]) : [];
+      const pre = logPre(step, lines, first);
+      step.el.append(pre);
+      pre.scrollTop = pre.scrollHeight;
+      for (const [f, l] of step.pending) appendLines(step, f, l);
+    } catch (error) {
+      toast(error.message, true);
+    }
+    step.pending = null;
+  }
+
+  function stepItem(s) {
+    const step = { number: s.number, name: s.name, log: null, next: 0, pending: null };
+    step.badge = resultBadge(s.result, !s.result && s.started_at);
+    step.took = timeText("duration", s.started_at, s.finished_at);
+    const head = h("div", { class: "head", role: "button", tabindex: 0, "aria-expanded": "false" },
+      step.badge, h("span", { class: "title" }, s.name), step.took);
+    const toggle = () => {
+      openLog(step);
+      head.setAttribute("aria-expanded", String(!step.log));
+    };
+    head.addEventListener("click", toggle);
+    head.addEventListener("keydown", (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), toggle()));
+    step.el = h("li", { class: "step", dataset: { step: s.number } }, head);
+    steps.set(s.number, step);
+    return step;
+  }
+
+  function drawHeader() {
+    const running = !build.result;
+    const actions = h("div", { class: "actions-bar" });
+    if (running) {
+      actions.append(h("button", {
+        type: "button", class: "danger stop",
+        onclick: () => act(`Stopping build #${build.number}`, `/api/builds/${enc(id)}/stop`, { reason: "stopped from the web page" }),
+      }, "Stop"));
+    } else {
+      actions.append(h("button", {
+        type: "button", class: "rebuild",
+        onclick: async () => {
+          const answer = await act(`Rebuild of #${build.number} requested`, `/api/builds/${enc(id)}/rebuild`, {});
+          if (answer) location.hash = builderHref(build.builder);
+        },
+      }, "Rebuild"));
+    }
+    const facts = [
+      ["Builder", h("a", { href: builderHref(build.builder) }, build.builder)],
+      ["Reason", build.reason], ["Branch", build.branch], ["Revision", build.revision && h("span", { class: "mono" }, build.revision)],
+      ["Worker", build.worker], ["Started", timeText("ago", build.started_at)],
+      ["Took", timeText("duration", build.started_at, build.finished_at)],
+      ["Summary", build.summary],
+    ];
+    const rebuildOf = build.properties?.rebuild_of?.[0];  // properties are [value, source]
+    if (rebuildOf) {
+      facts.push(["Rebuild of", h("a", { href: buildHref(rebuildOf) }, `build ${rebuildOf}`)]);
+    }
+    const dl = h("dl", { class: "facts" });
+    for (const [label, value] of facts) if (value) dl.append(h("dt", {}, label), h("dd", {}, value));
+    const fresh = h("div", {},
+      h("h1", {}, h("a", { href: builderHref(build.builder) }, build.builder), `#${build.number}`,
+        h("span", { id: "build-result" }, resultBadge(build.result, running))),
+      actions, h("div", { class: "card" }, dl));
+    if (header) header.replaceWith(fresh);
+    header = fresh;
+  }
+
+  async function load() {
+    build = (await api(`/api/builds/${enc(id)}`)).data;
+    steps.clear();
+    list = h("ul", { class: "steps" });
+    header = null;
+    drawHeader();
+    const items = build.steps.map(stepItem);
+    list.append(...items.map((s) => s.el));
+    main.replaceChildren(header, h("h2", {}, "Steps"), list);
+    // Show what a person wants first: the running step, else the first that did not succeed.
+    const interesting = build.steps.find((s) => !s.result) ||
+      build.steps.find((s) => s.result && !["SUCCESS", "SKIPPED"].includes(s.result));
+    if (interesting) openLog(steps.get(interesting.number));
+  }
+
+  return new Stream({ build: id, types: "build.finished,step.started,step.finished,log" }, load, (event) => {
+    if (!build) return;
+    if (event.type === "build.finished") {
+      Object.assign(build, event.build);
+      drawHeader();
+    } else if (event.type === "step.started") {
+      if (steps.has(event.step)) return;
+      const step = stepItem({ number: event.step, name: event.name, result: null, started_at: event.time });
+      list.append(step.el);
+      const previous = [...steps.values()].find((s) => s.log && s.number !== event.step);
+      if (!previous || previous.number < event.step) openLog(step);
+    } else if (event.type === "step.finished") {
+      const step = steps.get(event.step);
+      if (!step) return;
+      step.badge.replaceWith((step.badge = resultBadge(event.result)));
+      step.took.dataset.to = event.time;
+      tick(step.took);
+    } else if (event.type === "log") {
+      const step = steps.get(event.step);
+      if (!step) return;
+      if (step.pending) step.pending.push([event.first, event.lines]);
+      else appendLines(step, event.first, event.lines);
+    }
+  });
+}
+
+// -- workers, changes, the queue --------------------------------------------------------------
+
+function workersView() {
+  let tbody = null;
+  const data = new Map();
+
+  function row(w) {
+    return h("tr", { dataset: { worker: w.name } },
+      h("td", {}, h("span", { class: `dot${w.connected ? " on" : ""}` }), w.name),
+      h("td", {}, w.connected ? "connected" : "offline"),
+      h("td", {}, timeText("ago", w.last_seen)),
+      h("td", { class: "hide-narrow" }, [w.info?.hostname, w.info?.platform].filter(Boolean).join(" · ")),
+      h("td", {}, w.running_builds.length
+        ? w.running_builds.map((b) => h("a", { href: buildHref(b.id), class: "button" }, `${b.builder} #${b.number}`))
+        : h("span", { class: "muted" }, "idle")));
+  }
+
+  function redraw(name) {
+    const w = data.get(name);
+    if (!w || !tbody) return;
+    tbody.querySelector(`[data-worker="${CSS.escape(name)}"]`)?.replaceWith(row(w));
+  }
+
+  async function load() {
+    const { data: answer } = await api("/api/workers");
+    data.clear();
+    answer.workers.forEach((w) => data.set(w.name, w));
+    tbody = h("tbody", {}, answer.workers.map(row));
+    main.replaceChildren(h("h1", {}, "Workers"), h("div", { class: "scroll" }, h("table", {},
+      h("thead", {}, h("tr", {}, h("th", {}, "Worker"), h("th", {}, "State"), h("th", {}, "Last heard"),
+        h("th", { class: "hide-narrow" }, "Host"), h("th", {}, "Running"))), tbody)));
+  }
+
+  return new Stream({ types: "worker.connected,worker.lost,build.started,build.finished" }, load, (event) => {
+    if (event.type === "worker.connected" || event.type === "worker.lost") {
+      const w = data.get(event.worker);
+      if (!w) return;
+      w.connected = event.type === "worker.connected";
+      w.last_seen = event.time;
+      if (event.info) w.info = event.info;
+      if (!w.connected) w.running_builds = [];
+      redraw(w.name);
+    } else if (event.build) {
+      const w = data.get(event.build.worker);
+      if (!w) return;
+      w.running_builds = w.running_builds.filter((b) => b.id !== event.build.id);
+      if (event.type === "build.started") w.running_builds.push(event.build);
+      redraw(w.name);
+    }
+  });
+}
+
+/** Reload a list view a moment after an event (a burst of events costs one call). */
+function debounced(fn, ms = 400) {
+  let timer = null;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(fn, ms);
+  };
+}
+
+function changesView() {
+  async function load() {
+    const { data } = await api("/api/changes?limit=100");
+    const rows = data.changes.map((c) => h("tr", {},
+      h("td", {}, c.id),
+      h("td", {}, timeText("ago", c.when)),
+      h("td", {}, c.author),
+      h("td", {}, c.branch || ""),
+      h("td", { class: "mono" }, c.revlink ? safeLink(c.revlink, short(c.revision)) : short(c.revision)),
+      h("td", {}, (c.comments || "").split("\n")[0]),
+      h("td", { class: "hide-narrow", title: c.files.join("\n") }, c.files.length ? `${c.files.length} file(s)` : "")));
+    main.replaceChildren(h("h1", {}, "Changes"), rows.length
+      ? h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
+        ["#", "When", "Author", "Branch", "Revision", "Comments", "Files"].map((t, i) => h("th", { class: i === 6 ? "hide-narrow" : null }, t)))),
+        h("tbody", {}, rows)))
+      : h("p", { class: "muted" }, "No changes yet."));
+  }
+  const reload = debounced(load);
+  return new Stream({ types: "change.new" }, load, reload);
+}
+
+function queueView() {
+  async function load() {
+    const { data } = await api("/api/buildrequests?pending=true");
+    const rows = data.buildrequests.map((r) => h("tr", { dataset: { request: r.id } },
+      h("td", {}, r.id),
+      h("td", {}, h("a", { href: builderHref(r.builder) }, r.builder)),
+      h("td", {}, r.reason),
+      h("td", {}, [r.branch, short(r.revision)].filter(Boolean).join(" @ ")),
+      h("td", {}, timeText("ago", r.submitted_at)),
+      h("td", {}, r.claimed_at ? "running" : h("button", {
+        type: "button", class: "danger",
+        onclick: () => act(`Cancelled request ${r.id}`, `/api/buildrequests/${enc(r.id)}/cancel`, {}),
+      }, "Cancel"))));
+    main.replaceChildren(h("h1", {}, "Queue"), rows.length
+      ? h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
+        ["#", "Builder", "Reason", "Source", "Waiting since", ""].map((t) => h("th", {}, t)))), h("tbody", {}, rows)))
+      : h("p", { class: "muted" }, "Nothing is waiting."));
+  }
+  const reload = debounced(load);
+  return new Stream({ types: "request.new,request.cancelled,build.started,build.finished" }, load, reload);
+}
+
+// -- routing --------------------------------------------------------------------------------------
+
+const routes = [
+  [/^#?\/?$/, "overview", () => overview()],
+  [/^#\/builders\/([^/]+)$/, "overview", (m) => builderView(decodeURIComponent(m[1]))],
+  [/^#\/builds\/(\d+)$/, "overview", (m) => buildView(m[1])],
+  [/^#\/workers$/, "workers", () => workersView()],
+  [/^#\/changes$/, "changes", () => changesView()],
+  [/^#\/queue$/, "queue", () => queueView()],
+];
+
+function route() {
+  view?.close();
+  view = null;
+  const hash = location.hash || "#/";
+  for (const [pattern, nav, make] of routes) {
+    const match = hash.match(pattern);
+    if (match) {
+      document.querySelectorAll("nav a").forEach((a) => a.classList.toggle("current", a.dataset.view === nav));
+      main.replaceChildren(h("p", { class: "muted" }, "Loading…"));
+      view = make(match);
+      return;
+    }
+  }
+  main.replaceChildren(h("h1", {}, "Not found"), h("p", {}, h("a", { href: "#/" }, "Back to the builders")));
+}
+
+window.addEventListener("hashchange", route);
+whoami();
+route();

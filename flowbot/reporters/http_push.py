@@ -1,0 +1,52 @@
+"""``HttpStatusPush``: POST every build's start and end as JSON to a URL of your choice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from .base import BuildReport, Reporter
+from .transport import post_json
+
+
+class HttpStatusPush(Reporter):
+    """POST ``{"event": "started" | "finished", "build": {...}}`` to ``url``.
+
+    The build is :meth:`BuildReport.to_dict`. A failed POST is retried with back-off (see
+    :class:`~flowbot.reporters.Reporter`); an endpoint that answers 4xx is not retried.
+
+    Args:
+        url: where to POST.
+        headers: extra headers, e.g. ``{"Authorization": "Bearer ..."}`` (never logged).
+        started: also report builds as they start.
+        timeout: seconds per POST.
+        name, builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        started: bool = True,
+        timeout: float = 30.0,
+        name: str | None = None,
+        builders: Iterable[str] | None = None,
+        mode: str | Iterable[str] = "all",
+        **retry: Any,
+    ):
+        super().__init__(name or f"HttpStatusPush({url})", builders=builders, mode=mode, **retry)
+        self.url = url
+        self.headers = dict(headers or {})
+        self.started = started
+        self.timeout = timeout
+
+    async def build_started(self, build: BuildReport) -> None:
+        if self.started:
+            await post_json(self.url, {"event": "started", "build": build.to_dict()}, **self._options())
+
+    async def build_finished(self, build: BuildReport) -> None:
+        await post_json(self.url, {"event": "finished", "build": build.to_dict()}, **self._options())
+
+    def _options(self) -> dict[str, Any]:
+        return {"headers": self.headers, "timeout": self.timeout}

@@ -1,0 +1,171 @@
+"""``MailNotifier``: mail about finished builds, over SMTP with STARTTLS (or TLS) and login.
+
+The subject says what happened in one line (``FAILURE: unit #12 on main (1a2b3c4)``); the body
+lists the build, its steps, a link to its page and the last lines of the log of the step that
+failed. The standard library's ``smtplib`` blocks, so it runs on the notifier's own single thread:
+a slow mail server delays only mail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from typing import Any
+
+from ..errors import ConfigError, ReportError, ReportRejected
+from .base import BuildReport, Reporter
+
+TLS_MODES = ("starttls", "ssl", None)
+
+
+class MailNotifier(Reporter):
+    """Mail finished builds to ``to``.
+
+    Args:
+        from_addr: the sender, e.g. ``"flowbot <ci@example.com>"``.
+        to: the recipients.
+        smtp_host, smtp_port: the mail server (587: submission with STARTTLS).
+        tls: ``"starttls"`` (upgrade the connection, the default), ``"ssl"`` (TLS from the first
+            byte, port 465) or None (plain, for a local relay).
+        username, password: log in after TLS when given; the password is never logged.
+        ssl_context: how to check the server's certificate (default: the system's trusted CAs).
+        timeout: seconds for each SMTP exchange.
+        name, builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
+    """
+
+    wants_details = True
+
+    def __init__(
+        self,
+        from_addr: str,
+        to: Iterable[str],
+        *,
+        smtp_host: str = "localhost",
+        smtp_port: int = 587,
+        tls: str | None = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        timeout: float = 30.0,
+        name: str | None = None,
+        builders: Iterable[str] | None = None,
+        mode: str | Iterable[str] = "all",
+        **retry: Any,
+    ):
+        super().__init__(name, builders=builders, mode=mode, **retry)
+        if tls not in TLS_MODES:
+            where = (self.defined_at.filename, self.defined_at.lineno) if self.defined_at else (None, None)
+            raise ConfigError(f"tls must be one of {TLS_MODES}, not {tls!r}", *where)
+        self.from_addr = from_addr
+        self.to = [to] if isinstance(to, str) else list(to)
+        self.smtp_host = smtp_host
+        self.smtp_port = smtp_port
+        self.tls = tls
+        self.username = username
+        self._password = password
+        self.ssl_context = ssl_context
+        self.timeout = timeout
+        self._executor: ThreadPoolExecutor | None = None
+
+    async def build_finished(self, build: BuildReport) -> None:
+        message = self.message(build)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"flowbot-mail-{self.name}")
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._send, message)
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    # -- the message ------------------------------------------------------------------------------
+
+    def message(self, build: BuildReport) -> EmailMessage:
+        """The mail about ``build``."""
+        message = EmailMessage()
+        message["Subject"] = subject(build)
+        message["From"] = self.from_addr
+        message["To"] = ", ".join(self.to)
+        message["Date"] = formatdate(localtime=True)
+        message["Message-ID"] = make_msgid(domain="flowbot")
+        message.set_content(body(build))
+        return message
+
+    # -- sending (on the notifier's thread) -------------------------------------------------------
+
+    def _send(self, message: EmailMessage) -> None:
+        context = self.ssl_context or ssl.create_default_context()
+        try:
+            if self.tls == "ssl":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.smtp_host, self.smtp_port, timeout=self.timeout, context=context
+                )
+            else:
+                smtp = smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=self.timeout)
+            with smtp:
+                smtp.ehlo()
+                if self.tls == "starttls":
+                    smtp.starttls(context=context)
+                    smtp.ehlo()
+                if self.username is not None:
+                    smtp.login(self.username, self._password or "")
+                smtp.send_message(message)
+        except smtplib.SMTPAuthenticationError as exc:
+            raise ReportRejected(f"the mail server refused the login of {self.username!r}: {exc.smtp_code}") from None
+        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
+            raise ReportRejected(f"the mail server refused the message: {exc}") from None
+        except (smtplib.SMTPException, OSError) as exc:
+            raise ReportError(f"mail via {self.smtp_host}:{self.smtp_port} failed: {exc}") from None
+
+
+def subject(build: BuildReport) -> str:
+    """``FAILURE: unit #12 on main (1a2b3c4)``."""
+    result = build.result.name if build.result is not None else "RUNNING"
+    where = f" on {build.branch}" if build.branch else ""
+    revision = f" ({build.revision[:10]})" if build.revision else ""
+    return f"{result}: {build.builder} #{build.number}{where}{revision}"
+
+
+def body(build: BuildReport) -> str:
+    """The text of a mail about ``build``: what happened, the facts, the steps, the log's end."""
+    result = build.result.name if build.result is not None else "RUNNING"
+    before = ""
+    if build.previous_result is not None and build.previous_result != build.result:
+        before = f" (the build before was {build.previous_result.name})"
+    lines = [f"Build {build.builder} #{build.number} ended with {result}{before}.", ""]
+    facts = [
+        ("Builder", build.builder),
+        ("Build", f"#{build.number}" + (f"  {build.url}" if build.url else "")),
+        ("Result", result),
+        ("Reason", build.reason),
+        ("Branch", build.branch),
+        ("Revision", build.revision),
+        ("Worker", build.worker),
+        ("Duration", _seconds(build.duration)),
+    ]
+    lines += [f"{label + ':':<10} {value}" for label, value in facts if value]
+    if build.steps:
+        lines += ["", "Steps:"]
+        for step in build.steps:
+            took = _seconds(step.finished_at - step.started_at) if step.finished_at and step.started_at else ""
+            lines.append(f"  {step.result.name if step.result is not None else '-':<10} {step.name:<24} {took}")
+    if build.log_tail:
+        tail = build.log_tail.rstrip("\n").split("\n")
+        lines += ["", f'The last {len(tail)} lines of the log of step "{build.log_step}":', ""]
+        lines += ["    " + line for line in tail]
+    lines += ["", "-- ", "flowbot"]
+    return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return ""
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes} min {seconds} s"

@@ -1,0 +1,180 @@
+"""Access control: open reads, control actions for users and tokens, and no cross-site requests."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+
+import pytest
+
+from flowbot.client import Client
+from flowbot.errors import Forbidden, Unauthorized
+
+from ..support import finished_builds
+
+PROTECTED = """\
+from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, AnyBranchScheduler, Auth
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[ForceScheduler("force", builders=["quick"]), AnyBranchScheduler("on-change", builders=["quick"])],
+    builders=[Builder("quick", collapse_requests=False, workers=["w1"], steps=[Shell("echo hi", name="hello")])],
+    auth=Auth(users={{"alice": "wonderland", "bob": Auth.hash_password("builder")}},
+              tokens={{"release-bot": "tok-123"}}, read={read!r}),
+)
+"""
+
+
+def call(master, method, path, body=None, headers=None):
+    """One raw HTTP request; returns (status, decoded JSON or text, response headers)."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(master.url + path, data=data, method=method, headers=headers or {})
+    if body is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            raw, status, got = answer.read(), answer.status, answer.headers
+    except urllib.error.HTTPError as error:
+        with error:
+            raw, status, got = error.read(), error.code, error.headers
+    try:
+        return status, json.loads(raw), got
+    except ValueError:
+        return status, raw.decode(), got
+
+
+def basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+@pytest.fixture
+def protected(master_factory, worker_factory):
+    master = master_factory(PROTECTED.format(read="open"))
+    worker_factory(master, "w1", "s")
+    return master
+
+
+def test_reads_are_open_and_control_needs_credentials(protected):
+    # Reads need nothing
+    assert call(protected, "GET", "/api/builders")[0] == 200
+
+    # Control without credentials: 401, saying what to send
+    for path in (
+        "/api/builders/quick/force",
+        "/api/changes",
+        "/api/builds/1/stop",
+        "/api/builds/1/rebuild",
+        "/api/buildrequests/1/cancel",
+    ):
+        status, body, headers = call(protected, "POST", path, {})
+        assert status == 401, path
+        assert "needs credentials" in body["error"]
+        assert headers["WWW-Authenticate"] == 'Bearer realm="flowbot"'
+
+    # Wrong credentials: 403
+    assert call(protected, "POST", "/api/builders/quick/force", {}, {"Authorization": "Bearer nope"})[0] == 403
+    status, body, _ = call(protected, "POST", "/api/builders/quick/force", {}, basic("alice", "queen"))
+    assert (status, body["error"]) == (403, "wrong user name or password")
+
+    # A token, a plain password and a hashed one all work; the build says who forced it
+    assert call(protected, "POST", "/api/builders/quick/force", {}, {"Authorization": "Bearer tok-123"})[0] == 201
+    assert (
+        call(protected, "POST", "/api/builders/quick/force", {"owner": "mallory"}, basic("alice", "wonderland"))[0]
+        == 201
+    )
+    assert call(protected, "POST", "/api/builders/quick/force", {}, basic("bob", "builder"))[0] == 201
+    builds = finished_builds(protected.client, 3)
+    reasons = [call(protected, "GET", f"/api/builds/{b['id']}")[1]["reason"] for b in builds]
+    assert sorted(reasons) == ["forced (forced by alice)", "forced (forced by bob)", "forced (forced by release-bot)"]
+    assert "tok-123" not in protected.log() and "wonderland" not in protected.log()
+
+
+def test_cross_site_requests_are_refused_whatever_they_carry(protected):
+    evil = {"Origin": "https://evil.example", **basic("alice", "wonderland")}
+    status, body, _ = call(protected, "POST", "/api/builders/quick/force", {}, evil)
+    assert (status, body["error"]) == (403, "cross-site request from https://evil.example refused")
+    fetched = {"Sec-Fetch-Site": "cross-site", "Authorization": "Bearer tok-123"}
+    assert call(protected, "POST", "/api/builders/quick/force", {}, fetched)[0] == 403
+    # The master's own pages may
+    own = {"Origin": protected.url, "Sec-Fetch-Site": "same-origin", "Authorization": "Bearer tok-123"}
+    assert call(protected, "POST", "/api/builders/quick/force", {}, own)[0] == 201
+
+
+def test_an_open_master_still_refuses_cross_site_requests(master_factory):
+    master = master_factory()
+    assert call(master, "POST", "/api/changes", {}, {"Origin": "http://localhost:3000"})[0] == 403
+    assert call(master, "POST", "/api/changes", {})[0] == 201
+
+
+def test_the_login_cookie_needs_its_anti_forgery_header(protected):
+    # Given a session from the web page's login
+    status, body, headers = call(protected, "POST", "/api/login", {"user": "alice", "password": "wonderland"})
+    assert status == 200 and body["user"] == "alice"
+    cookie = headers["Set-Cookie"].split(";")[0]
+    assert "HttpOnly" in headers["Set-Cookie"] and "SameSite=Strict" in headers["Set-Cookie"]
+    assert call(protected, "GET", "/api/whoami", headers={"Cookie": cookie})[1]["user"] == "alice"
+
+    # The cookie alone does not do: a forged form could send it
+    status, body, _ = call(protected, "POST", "/api/builders/quick/force", {}, {"Cookie": cookie})
+    assert status == 403 and "X-Flowbot-CSRF" in body["error"]
+    session = {"Cookie": cookie, "X-Flowbot-CSRF": body_csrf(protected, cookie)}
+    assert call(protected, "POST", "/api/builders/quick/force", {}, session)[0] == 201
+
+    # A wrong password gets a clear refusal; logging out forgets the session
+    assert call(protected, "POST", "/api/login", {"user": "alice", "password": "no"})[0] == 403
+    assert call(protected, "POST", "/api/login", {"name": "alice"})[0] == 400
+    _, _, headers = call(protected, "POST", "/api/logout", {}, {"Cookie": cookie})
+    assert 'flowbot_session=""' in headers["Set-Cookie"]
+
+
+def body_csrf(master, cookie):
+    return call(master, "GET", "/api/whoami", headers={"Cookie": cookie})[1]["csrf"]
+
+
+def test_closed_reads_need_credentials_too(master_factory):
+    master = master_factory(PROTECTED.format(read="users"), wait=False)
+    client = Client(master.url, token="tok-123")
+    from ..support import wait_for
+
+    wait_for(lambda: _answers(client), 30, "the master")
+    assert call(master, "GET", "/api/builders")[0] == 401
+    assert call(master, "GET", "/metrics")[0] == 401
+    assert call(master, "GET", "/api/builders", headers={"Authorization": "Bearer tok-123"})[0] == 200
+    assert call(master, "GET", "/")[0] == 200  # the page itself holds nothing; it asks for a login
+    with pytest.raises(Unauthorized):
+        Client(master.url, token="").builders()
+    with pytest.raises(Forbidden):
+        Client(master.url, token="wrong").builders()
+    master.stop()
+
+
+def _answers(client):
+    try:
+        client.builders()
+    except Exception:
+        return False
+    return True
+
+
+def test_the_cli_forces_with_a_token_from_a_flag_or_the_environment(protected):
+    def flowbot(*args, env=None):
+        import os
+
+        return subprocess.run(
+            [sys.executable, "-m", "flowbot", *args, "--master", protected.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **(env or {})},
+        )
+
+    refused = flowbot("force", "quick")
+    assert refused.returncode == 1 and "needs credentials" in refused.stderr and "--token" in refused.stderr
+    assert flowbot("force", "quick", "--token", "tok-123").returncode == 0
+    forced = flowbot("force", "quick", env={"FLOWBOT_TOKEN": "tok-123"})
+    assert forced.returncode == 0 and "forced quick" in forced.stdout
+    wrong = flowbot("force", "quick", "--token", "guess")
+    assert wrong.returncode == 1 and "not valid" in wrong.stderr

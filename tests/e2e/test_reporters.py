@@ -1,0 +1,217 @@
+"""Reporters against real local servers: an HTTP server that records requests, and an SMTP server."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from email import message_from_bytes
+from email.policy import default as default_policy
+
+import pytest
+import trustme
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from ..support import finished_builds, free_port, wait_for
+
+PIPELINE = """\
+import ssl
+from flowbot import (Pipeline, Worker, Builder, Shell, AnyBranchScheduler, ForceScheduler,
+                     HttpStatusPush, GitHubStatusPush, MailNotifier)
+
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[AnyBranchScheduler("on-change", builders=["pass", "fail"]),
+                ForceScheduler("force", builders=["pass", "fail"])],
+    builders=[
+        Builder("pass", collapse_requests=False, workers=["w1"], steps=[Shell("echo fine", name="test")]),
+        Builder("fail", collapse_requests=False, workers=["w1"], steps=[
+            Shell("echo compiling; echo 'error: widget.c:3: it broke' >&2; exit 1", name="compile"),
+        ]),
+    ],
+    reporters=[{reporters}],
+    url="https://ci.example.com/",
+)
+"""
+
+
+def change(master, revision="abc123", repository="https://github.com/octo/widgets.git"):
+    master.client.sendchange(branch="main", revision=revision, author="alice", repository=repository)
+
+
+def test_http_push_reports_starts_and_ends_and_retries_a_failing_endpoint(
+    master_factory, worker_factory, http_recorder
+):
+    # Given an endpoint that fails twice before it accepts anything
+    endpoint = http_recorder([500, 503])
+    master = master_factory(PIPELINE.format(reporters=f"HttpStatusPush({endpoint.url + '/hook'!r}, backoff=0.05)"))
+    worker_factory(master, "w1", "s")
+
+    # When a change builds both builders
+    change(master)
+    builds = finished_builds(master.client, 2)
+
+    # Then every start and end arrives, the failed POSTs having been tried again
+    delivered = wait_for(lambda: len(endpoint.answered()) == 4 and endpoint.answered(), 20, "4 reports")
+    assert [r["status"] for r in endpoint.requests[:2]] == [500, 503]
+    assert all(r["path"] == "/hook" and r["headers"]["Content-Type"] == "application/json" for r in delivered)
+    events = sorted((r["json"]["build"]["builder"], r["json"]["event"]) for r in delivered)
+    assert events == [("fail", "finished"), ("fail", "started"), ("pass", "finished"), ("pass", "started")]
+    ends = [r["json"]["build"] for r in delivered if r["json"]["event"] == "finished"]
+    finished = {build["builder"]: build for build in ends}
+    assert finished["fail"]["result"] == "FAILURE" and finished["pass"]["result"] == "SUCCESS"
+    assert finished["pass"]["revision"] == "abc123"
+    assert finished["pass"]["url"] == f"https://ci.example.com/#/builds/{finished['pass']['id']}"
+    assert {b["id"] for b in builds} == {b["id"] for b in finished.values()}
+    assert "retrying in" in master.log()
+
+
+def test_a_hanging_endpoint_never_delays_builds(master_factory, worker_factory, http_recorder):
+    # Given an endpoint that takes 20 s to answer anything
+    endpoint = http_recorder()
+    endpoint.hang = 20
+    master = master_factory(PIPELINE.format(reporters=f"HttpStatusPush({endpoint.url!r}, timeout=60)"))
+    worker_factory(master, "w1", "s")
+
+    # When three changes arrive, the six builds still run one after another at full speed
+    started = time.monotonic()
+    for n in range(3):
+        change(master, revision=f"r{n}")
+    finished_builds(master.client, 6, timeout=15)
+    assert time.monotonic() - started < 15
+    assert len(endpoint.requests) == 0  # the first report is still waiting for its answer
+
+
+def test_github_status_push_marks_commits_pending_then_with_the_result(master_factory, worker_factory, http_recorder):
+    # Given a GitHub Enterprise stand-in, and a reporter for the "fail" builder only
+    github = http_recorder()
+    reporter = f"GitHubStatusPush('ghp-not-for-logs', base_url={github.url + '/api/v3/'!r}, builders=['fail'])"
+    master = master_factory(PIPELINE.format(reporters=reporter))
+    worker_factory(master, "w1", "s")
+
+    change(master, revision="0123abcd")
+    builds = {b["builder"]: b for b in finished_builds(master.client, 2)}
+
+    statuses = wait_for(lambda: len(github.requests) == 2 and github.requests, 20, "two statuses")
+    assert [r["path"] for r in statuses] == ["/api/v3/repos/octo/widgets/statuses/0123abcd"] * 2
+    assert [r["json"]["state"] for r in statuses] == ["pending", "failure"]
+    for request in statuses:
+        assert request["headers"]["Authorization"] == "Bearer ghp-not-for-logs"
+        assert request["headers"]["Accept"] == "application/vnd.github+json"
+        assert request["json"]["context"] == "flowbot/fail"
+        assert request["json"]["target_url"] == f"https://ci.example.com/#/builds/{builds['fail']['id']}"
+    assert "FAILURE" in statuses[1]["json"]["description"]
+    assert "ghp-not-for-logs" not in master.log()
+
+
+def test_github_refusing_a_status_is_logged_and_not_retried(master_factory, worker_factory, http_recorder):
+    github = http_recorder([401])
+    reporter = f"GitHubStatusPush('bad-token', base_url={github.url!r}, builders=['pass'], backoff=0.05)"
+    master = master_factory(PIPELINE.format(reporters=reporter))
+    worker_factory(master, "w1", "s")
+
+    change(master, revision="feed")
+    finished_builds(master.client, 2)
+
+    # The refused pending status is not sent again; the final status still goes out
+    wait_for(lambda: len(github.requests) == 2, 20, "the second status")
+    assert [r["status"] for r in github.requests] == [401, 201]
+    assert [r["json"]["state"] for r in github.requests] == ["pending", "success"]
+    wait_for(lambda: "refused, not retrying" in master.log(), 10, "the refusal in the log")
+    assert "Bad credentials" in master.log()
+
+
+# -- mail ----------------------------------------------------------------------------------------------
+
+
+class Mailbox:
+    """What an aiosmtpd server received, and how each client got in."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict] = []
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        self.messages.append(
+            {
+                "from": envelope.mail_from,
+                "to": envelope.rcpt_tos,
+                "message": message_from_bytes(envelope.content, policy=default_policy),
+                "tls": session.ssl is not None,
+                "login": session.authenticated and session.auth_data.login.decode(),
+            }
+        )
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp_server(tmp_path):
+    """An SMTP server on a free port that requires STARTTLS and a login (ci / mail-secret)."""
+    ca = trustme.CA()
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"ci" and auth_data.password == b"mail-secret"
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
+
+    mailbox = Mailbox()
+    controller = Controller(
+        mailbox,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=authenticator,
+    )
+    controller.start()
+    mailbox.port = controller.port
+    mailbox.ca_file = ca_file
+    yield mailbox
+    controller.stop()
+
+
+def test_mail_notifier_sends_failing_builds_over_starttls_with_login(master_factory, worker_factory, smtp_server):
+    reporter = (
+        f"MailNotifier('flowbot <ci@example.com>', ['dev@example.com'], smtp_host='localhost',"
+        f" smtp_port={smtp_server.port}, username='ci', password='mail-secret', mode='failing',"
+        f" ssl_context=ssl.create_default_context(cafile={str(smtp_server.ca_file)!r}))"
+    )
+    master = master_factory(PIPELINE.format(reporters=reporter))
+    worker_factory(master, "w1", "s")
+
+    change(master, revision="abc1234567890")
+    builds = {b["builder"]: b for b in finished_builds(master.client, 2)}
+
+    (mail,) = wait_for(lambda: smtp_server.messages, 20, "a mail")
+    time.sleep(0.5)
+    assert len(smtp_server.messages) == 1  # the passing build is not mailed in "failing" mode
+    assert mail["tls"] and mail["login"] == "ci"
+    assert mail["to"] == ["dev@example.com"]
+    message = mail["message"]
+    assert message["Subject"] == "FAILURE: fail #1 on main (abc1234567)"
+    assert message["From"] == "flowbot <ci@example.com>"
+    body = message.get_content()
+    assert "Build fail #1 ended with FAILURE." in body
+    assert f"https://ci.example.com/#/builds/{builds['fail']['id']}" in body
+    assert "compile" in body and "Revision:  abc1234567890" in body
+    assert 'The last 4 lines of the log of step "compile":' in body
+    assert "    error: widget.c:3: it broke" in body
+    assert "mail-secret" not in master.log()
+
+
+def test_mail_to_a_server_that_refuses_the_login_is_given_up_and_logged(master_factory, worker_factory, smtp_server):
+    reporter = (
+        f"MailNotifier('ci@example.com', 'dev@example.com', smtp_port={smtp_server.port}, username='ci',"
+        f" password='wrong', ssl_context=ssl.create_default_context(cafile={str(smtp_server.ca_file)!r}),"
+        " builders=['fail'])"
+    )
+    master = master_factory(PIPELINE.format(reporters=reporter))
+    worker_factory(master, "w1", "s")
+    change(master)
+    finished_builds(master.client, 2)
+    wait_for(lambda: "refused the login of 'ci'" in master.log(), 20, "the refused login in the log")
+    assert smtp_server.messages == []
+    assert "wrong" not in master.log().replace("went wrong", "")

@@ -1,0 +1,139 @@
+"""The web page in a real browser (Debian's headless Chromium, driven by Playwright) against a real master."""
+
+from __future__ import annotations
+
+import pytest
+
+from ..support import finished_builds
+
+expect = pytest.importorskip("playwright.sync_api").expect
+
+PIPELINE = """\
+from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler{imports}
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
+    schedulers=[ForceScheduler("force", builders=["quick", "slow"])],
+    builders=[
+        Builder("quick", collapse_requests=False, workers=["w1"], steps=[Shell("sleep 1; echo hello from quick", name="greet")]),
+        Builder("slow", collapse_requests=False, workers=["w2"], steps=[
+            Shell("for i in $(seq 1 600); do echo tick $i; sleep 0.2; done", name="wait"),
+        ]),
+    ],{auth}
+)
+"""
+
+
+@pytest.fixture
+def master(master_factory, worker_factory):
+    master = master_factory(PIPELINE.format(imports="", auth=""))
+    worker_factory(master, "w1", "s")
+    worker_factory(master, "w2", "s")
+    return master
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1000, "height": 800})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.set_default_timeout(20_000)
+    yield page
+    context.close()
+    assert errors == [], errors
+
+
+def test_force_a_build_watch_it_turn_green_and_read_its_log(master, page):
+    # Given the overview, open in the browser
+    page.goto(master.url + "/")
+    row = page.locator('.row[data-builder="quick"]')
+    expect(row.locator(".state")).to_have_text("idle")
+    expect(page.locator("#live")).to_have_text("live")
+    page.evaluate("window.notReloaded = true")
+
+    # When a build is forced through the form
+    row.get_by_role("button", name="Force quick").click()
+    row.get_by_label("Reason").fill("trying the page")
+    row.get_by_label("Branch").fill("main")
+    row.get_by_role("button", name="Force build").click()
+    expect(page.locator("#toast")).to_have_text("Forced quick")
+
+    # Then its cell appears running and turns green, live, without a reload
+    cell = row.locator(".cell").first
+    expect(cell).to_have_attribute("data-result", "running")
+    expect(cell).to_have_attribute("data-result", "SUCCESS")
+    expect(cell).to_have_text("#1")
+    assert page.evaluate("window.notReloaded") is True
+
+    # And its page shows the build and, one click away, its log
+    cell.click()
+    expect(page.locator("h1")).to_contain_text("quick#1")
+    expect(page.locator("#build-result")).to_have_text("SUCCESS")
+    expect(page.locator("dl.facts")).to_contain_text("trying the page")
+    page.locator('.step[data-step="0"] .head').click()
+    expect(page.locator('.step[data-step="0"] pre.log')).to_contain_text("hello from quick")
+
+
+def test_follow_a_long_build_live_and_stop_it(master, page):
+    page.goto(master.url + "/#/builders/slow")
+    page.get_by_role("button", name="Force build…").click()
+    page.get_by_role("button", name="Force build").click()
+
+    # The build appears on the builder's page; its page tails the log as it grows
+    page.locator("tbody tr a").first.click()
+    log = page.locator('.step[data-step="0"] pre.log')
+    expect(log).to_contain_text("tick 3")
+    expect(log).to_contain_text("tick 12")
+    expect(page.locator("#build-result")).to_have_text("running")
+
+    page.get_by_role("button", name="Stop").click()
+    expect(page.locator("#build-result")).to_have_text("CANCELLED", timeout=30_000)
+    expect(page.get_by_role("button", name="Rebuild")).to_be_visible()
+    expect(page.locator('.step[data-step="0"] .result')).to_have_text("CANCELLED")
+    (build,) = finished_builds(master.client, 1, builder="slow")
+    assert build["result"] == "CANCELLED"
+
+
+def test_text_from_builds_is_shown_as_text_never_run(master, page):
+    master.client.force("quick", reason='<img src=x onerror="window.pwned=1">', branch="<b>main</b>")
+    (build,) = finished_builds(master.client, 1)
+    page.goto(f"{master.url}/#/builds/{build['id']}")
+    expect(page.locator("dl.facts")).to_contain_text('<img src=x onerror="window.pwned=1">')
+    expect(page.locator("dl.facts")).to_contain_text("<b>main</b>")
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("dl.facts img, dl.facts b").count() == 0
+
+
+def test_a_protected_master_asks_for_a_login_before_forcing(master_factory, worker_factory, page):
+    master = master_factory(PIPELINE.format(imports=", Auth", auth='\n    auth=Auth(users={"alice": "wonderland"}),'))
+    worker_factory(master, "w1", "s")
+    page.goto(master.url + "/")
+    row = page.locator('.row[data-builder="quick"]')
+    row.get_by_role("button", name="Force quick").click()
+    row.get_by_role("button", name="Force build").click()
+
+    # Refused, the page offers the login form
+    expect(page.locator("#toast")).to_contain_text("needs credentials")
+    dialog = page.locator("dialog.login")
+    dialog.get_by_label("User").fill("alice")
+    dialog.get_by_label("Password").fill("wonderland")
+    dialog.get_by_role("button", name="Log in").click()
+    expect(page.locator("#user")).to_contain_text("alice")
+
+    row.get_by_role("button", name="Force build").click()
+    expect(row.locator(".cell").first).to_have_attribute("data-result", "SUCCESS")
+    assert (
+        "forced by alice"
+        in master.client.request("GET", f"/api/builds/{row.locator('.cell').first.get_attribute('data-build')}")[
+            "reason"
+        ]
+    )
+
+
+def test_the_overview_fits_a_phone(master, page):
+    master.client.force("quick")
+    finished_builds(master.client, 1)
+    page.set_viewport_size({"width": 375, "height": 700})
+    page.goto(master.url + "/")
+    expect(page.locator('.row[data-builder="quick"] .cell')).to_have_count(1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375

@@ -1,0 +1,133 @@
+"""What the web page and outside tools read: overview, changes, rebuilds, log tails, badges, metrics."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from flowbot.errors import InvalidRequest, NotFound
+
+from ..support import finished_builds, running_build, wait_for
+from .test_access import call
+
+PIPELINE = """\
+from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, AnyBranchScheduler, StringParameter
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[AnyBranchScheduler("on-change", builders=["unit", "lint"]),
+                ForceScheduler("force", builders=["unit", "lint", "slow"],
+                               params=[StringParameter("flavour")])],
+    builders=[
+        Builder("unit", collapse_requests=False, workers=["w1"], steps=[Shell("seq 1 2000", name="count")]),
+        Builder("lint", collapse_requests=False, workers=["w1"], steps=[Shell("exit 2", name="lint")]),
+        Builder("slow", collapse_requests=False, workers=["w1"], steps=[Shell("echo started; sleep 30", name="wait")]),
+    ],
+)
+"""
+
+
+@pytest.fixture
+def master(master_factory, worker_factory):
+    master = master_factory(PIPELINE)
+    worker_factory(master, "w1", "s")
+    return master
+
+
+def test_the_overview_is_one_call_with_each_builders_latest_builds(master):
+    for n in range(3):
+        master.client.sendchange(branch="main", revision=f"r{n}", author="alice", comments=f"change {n}", files=["a"])
+    finished_builds(master.client, 6)
+    overview = master.client.request("GET", "/api/builders", query={"builds": 2})
+    unit = next(b for b in overview["builders"] if b["name"] == "unit")
+    assert [b["number"] for b in unit["builds"]] == [3, 2]
+    assert [b["result"] for b in next(b for b in overview["builders"] if b["name"] == "lint")["builds"]] == [
+        "FAILURE",
+        "FAILURE",
+    ]
+    assert unit["force"]["fields"][0] == {"name": "reason", "label": "Reason", "type": "text", "default": ""}
+    assert isinstance(overview["event_id"], int) and unit["pending_requests"] == []
+
+    changes = master.client.request("GET", "/api/changes", query={"limit": 2})["changes"]
+    assert [(c["revision"], c["comments"], c["files"]) for c in changes] == [
+        ("r2", "change 2", ["a"]),
+        ("r1", "change 1", ["a"]),
+    ]
+
+
+def test_a_rebuild_repeats_the_sources_and_properties_and_links_back(master):
+    master.client.force("unit", branch="feature", revision="cafe", properties={"flavour": "mint"})
+    (original,) = finished_builds(master.client, 1)
+    (request_id,) = master.client.rebuild(original["id"])
+    rebuilt = next(b for b in finished_builds(master.client, 2) if b["request_id"] == request_id)
+    detail = master.client.request("GET", f"/api/builds/{rebuilt['id']}")
+    assert (detail["branch"], detail["revision"]) == ("feature", "cafe")
+    assert detail["properties"]["flavour"] == ["mint", "Force Build Form"]
+    assert detail["properties"]["rebuild_of"] == [original["id"], "Rebuild"]
+    assert detail["reason"] == "rebuild of unit #1"
+    with pytest.raises(NotFound, match="no build 999"):
+        master.client.rebuild(999)
+
+
+def test_a_log_tail_is_the_end_of_the_log_numbered_from_its_first_line(master):
+    master.client.force("unit")
+    (build,) = finished_builds(master.client, 1)
+    status, text, headers = call(master, "GET", f"/api/builds/{build['id']}/steps/0/log?tail=5")
+    assert status == 200
+    lines = text.splitlines()
+    assert lines[-1].startswith("program finished with exit code 0")
+    assert lines[:4] == ["1997", "1998", "1999", "2000"]
+    assert int(headers["X-First-Line"]) == 1997  # line 0 is the command, then 1..2000
+    assert call(master, "GET", f"/api/builds/{build['id']}/steps/0/log?tail=zero")[0] == 400
+
+
+def test_stopping_a_build_and_cancelling_requests(master):
+    master.client.force("slow")
+    build = running_build(master.client, "slow")
+    (queued,) = master.client.force("slow")
+    master.client.request("POST", f"/api/buildrequests/{queued}/cancel")
+    master.client.stop(build["id"], "enough")
+    (stopped,) = finished_builds(master.client, 1, builder="slow")
+    assert stopped["result"] == "CANCELLED"
+    with pytest.raises(InvalidRequest, match="is not running"):
+        master.client.stop(build["id"])
+
+
+def test_badges_show_the_last_finished_result(master):
+    status, svg, headers = call(master, "GET", "/badges/unit.svg")
+    assert status == 200 and headers["Content-Type"].startswith("image/svg+xml")
+    assert "no builds" in svg
+    master.client.force("lint")
+    finished_builds(master.client, 1)
+    _, svg, _ = call(master, "GET", "/badges/lint.svg?label=<lint>")
+    assert 'aria-label="&lt;lint&gt;: failure"' in svg and "#e05d44" in svg
+    assert "<lint>" not in svg
+    status, body, _ = call(master, "GET", "/badges/nope.svg")
+    assert (status, body["error"]) == (404, "no builder named 'nope'")
+
+
+def test_metrics_in_prometheus_text_format(master):
+    master.client.sendchange(branch="main", revision="r1")
+    finished_builds(master.client, 2)
+    status, text, headers = call(master, "GET", "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert 'flowbot_builds_total{builder="unit",result="SUCCESS"} 1' in text
+    assert 'flowbot_builds_total{builder="lint",result="FAILURE"} 1' in text
+    assert 'flowbot_build_duration_seconds_count{builder="unit"} 1' in text
+    assert 'flowbot_build_duration_seconds_bucket{builder="unit",le="+Inf"} 1' in text
+    assert 'flowbot_queue_length{builder="slow"} 0' in text
+    assert "flowbot_workers_connected 1" in text
+    assert "# TYPE flowbot_worker_messages_dropped_total counter" in text
+    for line in text.splitlines():  # every sample line parses as name{labels} value
+        assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? [0-9.e+-]+", line), line
+
+
+def test_the_page_is_served_with_its_assets_and_a_strict_policy(master):
+    status, html, headers = call(master, "GET", "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    script = re.search(r'src="(/static/app\.js\?v=[0-9a-f]+)"', html).group(1)
+    status, js, headers = call(master, "GET", script)
+    assert status == 200 and "innerHTML" not in js
+    wait_for(lambda: call(master, "GET", re.search(r'href="(/static/style\.css[^"]+)"', html).group(1))[0] == 200)

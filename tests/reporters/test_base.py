@@ -1,0 +1,68 @@
+"""Which finished builds a reporter reports, by builder and mode."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowbot import ConfigError, Reporter
+from flowbot.reporters import BuildReport
+from flowbot.results import Result
+
+S, W, F, E, R = Result.SUCCESS, Result.WARNINGS, Result.FAILURE, Result.EXCEPTION, Result.RETRY
+
+
+def report(result: Result, previous: Result | None = None, builder: str = "unit") -> BuildReport:
+    return BuildReport(
+        id=1,
+        builder=builder,
+        number=1,
+        worker="w",
+        started_at=0.0,
+        finished_at=1.0,
+        result=result,
+        previous_result=previous,
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "result", "previous", "reported"),
+    [
+        ("all", S, S, True),
+        ("failing", F, S, True),
+        ("failing", E, S, False),
+        ("failing", S, F, False),
+        ("passing", S, S, True),
+        ("warnings", W, S, True),
+        ("warnings", F, S, False),
+        ("exception", E, None, True),
+        ("problem", F, S, True),
+        ("problem", S, F, True),
+        ("problem", F, F, False),
+        ("problem", S, None, False),  # a first build that passes is no news
+        ("problem", F, None, True),
+        ("problem", R, S, False),  # a retry says nothing about the code
+        (("failing", "warnings"), W, S, True),
+        (("failing", "warnings"), S, S, False),
+    ],
+)
+def test_modes_choose_finished_builds(mode, result, previous, reported):
+    assert Reporter(mode=mode).wants(report(result, previous)) is reported
+
+
+def test_the_builder_filter():
+    reporter = Reporter(builders=["unit"])
+    assert reporter.reports_on("unit") and not reporter.reports_on("lint")
+    assert Reporter().reports_on("anything")
+    assert Reporter(builders="unit").builders == ["unit"]
+
+
+def test_an_unknown_mode_names_the_line_that_asked_for_it():
+    with pytest.raises(ConfigError, match=r"test_base.py:\d+: reporter mode must be among .* not \['flaky'\]"):
+        Reporter(mode="flaky")
+
+
+async def test_every_hook_is_a_no_op():
+    reporter = Reporter()
+    assert await reporter.build_started(report(S)) is None
+    assert await reporter.build_finished(report(S)) is None
+    assert await reporter.close() is None

@@ -1,0 +1,36 @@
+"""Auth: users with plain or hashed passwords, API tokens, and secrets that never show."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowbot import Auth, ConfigError, Pipeline
+
+
+def test_passwords_plain_and_hashed_and_tokens_by_name():
+    auth = Auth(
+        users={"alice": "wonderland", "bob": Auth.hash_password("builder", iterations=1000)},
+        tokens={"release-bot": "tok-1"},
+    )
+    assert auth.check_password("alice", "wonderland") and not auth.check_password("alice", "Wonderland")
+    assert auth.check_password("bob", "builder") and not auth.check_password("bob", "builde")
+    assert not auth.check_password("carol", "anything")
+    assert auth.token_owner("tok-1") == "release-bot" and auth.token_owner("tok-2") is None
+    assert Auth(tokens=["a", "b"]).token_owner("b") == "token 2"
+    assert auth.users == ["alice", "bob"]
+
+
+def test_secrets_never_show_in_repr():
+    auth = Auth(users={"alice": "wonderland"}, tokens=["tok-secret"])
+    assert repr(auth) == "Auth(users=['alice'], tokens=1, read='open')"
+
+
+def test_mistakes_are_reported_with_the_line():
+    with pytest.raises(ConfigError, match=r"test_auth.py:\d+: read must be 'open' or 'users'"):
+        Auth(read="everyone")
+    with pytest.raises(ConfigError, match="every token needs a non-empty name and secret"):
+        Auth(tokens=[""])
+    with pytest.raises(ConfigError, match="auth must be an Auth object"):
+        Pipeline(auth={"alice": "x"})
+    with pytest.raises(ConfigError, match="url must be an http"):
+        Pipeline(url="ci.example.com")
