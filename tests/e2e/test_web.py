@@ -14,7 +14,8 @@ pipeline = Pipeline(
     workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
     schedulers=[ForceScheduler("force", builders=["quick", "slow"])],
     builders=[
-        Builder("quick", collapse_requests=False, workers=["w1"], steps=[Shell("sleep 1; echo hello from quick", name="greet")]),
+        Builder("quick", collapse_requests=False, workers=["w1"],
+                steps=[Shell("sleep 1; echo hello from quick", name="greet")]),
         Builder("slow", collapse_requests=False, workers=["w2"], steps=[
             Shell("for i in $(seq 1 600); do echo tick $i; sleep 0.2; done", name="wait"),
         ]),
