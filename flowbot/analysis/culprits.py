@@ -73,6 +73,8 @@ def culprits(history: History, builder: str, since: TimeLike = None, until: Time
             "upto": builds["submitted_at"][broke],
         }
     )
+    if transitions.empty:
+        return _empty()
     changes = _changes_between(history, transitions)
     # Each change belongs to the first transition on its branch requested at or after it arrived.
     suspects = pd.merge_asof(
@@ -95,8 +97,6 @@ def _changes_between(history: History, transitions: pd.DataFrame) -> pd.DataFram
     """The changes on the transitions' branches received in the span they cover (a superset)."""
     columns = [_c.id.label("change_id"), _c.branch, _c.revision, _c.author, _c.comments, _c.when_at.label("when")]
     query = sa.select(*columns, _c.received_at)
-    if transitions.empty:
-        return history.read(query.where(sa.false()))
     branches = transitions["branch"].dropna().unique().tolist()
     on_branch = _c.branch.in_(branches)
     if transitions["branch"].isna().any():
@@ -108,3 +108,9 @@ def _changes_between(history: History, transitions: pd.DataFrame) -> pd.DataFram
             _c.received_at <= float(transitions["upto"].max()),
         )
     )
+
+
+def _empty() -> pd.DataFrame:
+    utc = "datetime64[ns, UTC]"
+    dtypes = ["str", "int64", "int64", "str", "str", utc, "Int64", "str", "str", "str", utc]
+    return pd.DataFrame({column: pd.Series(dtype=d) for column, d in zip(COLUMNS, dtypes, strict=True)})
