@@ -12,6 +12,7 @@ from .errors import ConfigError, FlowbotError
 from .pipeline import Pipeline
 from .records import Build, BuildRequest, Change, SourceStamp
 from .results import Result
+from .retention import Retention
 from .schedulers import AnyBranchScheduler, ForceScheduler, Scheduler
 from .steps import Shell, Step
 from .workers import Worker
@@ -22,6 +23,7 @@ __all__ = [
     "Pipeline",
     "Worker",
     "Builder",
+    "Retention",
     # Schedulers
     "AnyBranchScheduler",
     "ForceScheduler",

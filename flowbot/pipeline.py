@@ -13,6 +13,7 @@ from typing import Any
 from .builder import Builder
 from .errors import ConfigError, ConfigErrors
 from .location import Location, caller
+from .retention import Retention
 from .schedulers.base import Scheduler
 from .schedulers.force import ForceScheduler
 from .steps.base import Step
@@ -27,6 +28,7 @@ class Pipeline:
         schedulers: what turns changes and requests into builds.
         builders: what runs, and where.
         properties: global properties every build gets.
+        retention: how long the store keeps logs and builds (None: forever).
 
     Raises:
         ConfigErrors: every problem found, each with the file and line it comes from.
@@ -39,11 +41,13 @@ class Pipeline:
         schedulers: Iterable[Scheduler] = (),
         builders: Iterable[Builder] = (),
         properties: dict[str, Any] | None = None,
+        retention: Retention | None = None,
     ):
         self.workers = list(workers)
         self.schedulers = list(schedulers)
         self.builders = list(builders)
         self.properties = dict(properties or {})
+        self.retention = retention
         self.defined_at = caller()
         self.validate()
 
@@ -110,6 +114,13 @@ class Pipeline:
             for step in builder.steps:
                 if not isinstance(step, Step):
                     problem(f"builder {builder.name!r} has {step!r} among its steps, which is not a Step", builder)
+        if self.retention is not None:
+            if not isinstance(self.retention, Retention):
+                problem(f"retention must be a Retention; got {self.retention!r}", self)
+            else:
+                for name in self.retention.per_builder:
+                    if name not in builder_names:
+                        problem(f"retention names builder {name!r}, which no builder defines", self.retention)
         if errors:
             raise ConfigErrors(errors)
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_NAMED = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+_UNITS = {
+    **{"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400},
+    **_NAMED,
+    **{name + "s": length for name, length in _NAMED.items()},
+}
 _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$", re.IGNORECASE)
 
 
@@ -16,7 +21,7 @@ def is_span(text: str) -> bool:
 
 
 def seconds(value: str | float | dt.timedelta) -> float:
-    """A length of time in seconds: ``"30d"`` (units s, m or min, h, d, w), a timedelta, or seconds.
+    """A length of time in seconds: ``"30d"`` or ``"30 days"`` (s, m, h, d, w or their names), a timedelta, or seconds.
 
     Raises:
         ValueError: anything else, or a length that is not positive.

@@ -15,18 +15,21 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, LIVENESS, SQLITE_FILE, STOP_GRACE, WORKER_ENDPOINT
 from ..errors import InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
 from ..records import BuildRequest, Change
 from ..results import Result
-from ..store import Store
+from ..store import Store, janitor
 from .build import RunningBuild
 from .events import EventBus
 from .queue import BuildQueue
 from .registry import WorkerConnection, WorkerRegistry
+
+if TYPE_CHECKING:
+    from ..analysis import History
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +95,13 @@ class Master:
         self._started = False
 
     @property
+    def history(self) -> History:
+        """The build history as pandas DataFrames (:class:`flowbot.History` on this master's database)."""
+        from ..analysis import History  # pandas loads only when someone asks
+
+        return History(self.db_url)
+
+    @property
     def worker_endpoint(self) -> str:
         """Where workers dial in (the bound address once started)."""
         return self.registry.endpoint
@@ -125,6 +135,8 @@ class Master:
             raise
         self._started = True
         self._spawn(self._remember_workers(), "remember workers")
+        if self.pipeline.retention is not None:
+            self._spawn(janitor.run(self.store, self.pipeline.retention), "janitor")
         self._update_idle()
         self._schedule_assign()
 
