@@ -6,10 +6,10 @@ Two kinds of evidence, both over a recent window of builds:
 - its outcome flips between consecutive runs on the same builder more often than a real breakage
   and its fix would explain (those flip twice: to failing, and back).
 
-The flakiness score is the share of consecutive runs (per builder) whose outcome differs: 0 for a
-stable test, near 1 for one that alternates. Errors count as failures; skipped runs are left out.
-Only tests that failed at least once in the window are read in full, which keeps the work small
-on a large history: most tests never fail.
+The flakiness score is the share of consecutive runs (per builder, in build order) whose outcome
+differs: 0 for a stable test, near 1 for one that alternates. Errors count as failures; skipped
+runs are left out. The counting runs in SQL, so a window of millions of runs comes back as one row
+per test that failed.
 """
 
 from __future__ import annotations
@@ -48,16 +48,17 @@ COLUMNS = [
 
 def flaky_tests(
     history: History,
-    window: str | dt.timedelta = "30d",
+    window: str | dt.timedelta = "7d",
     builder: str | None = None,
     min_flips: int = 3,
 ) -> pd.DataFrame:
     """Tests that look flaky in the last ``window`` of history, most flaky first.
 
     Args:
-        window: how far back from the newest build to look (``"30d"``, ``"12h"``, a timedelta).
-            Counting from the newest build rather than from now makes a copy of an old database
-            answer the same way.
+        window: how far back from the newest build to look (``"7d"``, ``"12h"``, a timedelta):
+            flakiness is about how a test behaves now, and a week holds enough runs to tell on a
+            busy builder. Counting from the newest build rather than from now makes a copy of an
+            old database answer the same way.
         builder: only this builder's runs.
         min_flips: flips that make a test flaky even when no revision saw it both pass and fail.
 
@@ -81,67 +82,78 @@ def flaky_tests(
         # Build ids grow with start times, so the window is also a range of build ids, which the
         # test_results index serves without a join.
         first_id = conn.execute(sa.select(sa.func.min(_b.id)).where(_b.started_at >= since)).scalar()
-    in_window = [_tr.build_id >= first_id, _b.started_at >= since]
+    in_window = [_tr.build_id >= first_id, _b.started_at >= since, _tr.outcome != "skipped"]
     if builder is not None:
         in_window.append(_b.builder == builder)
-    failing = (
-        sa.select(*(_tr[c] for c in _TEST))
-        .join(t.builds, _b.id == _tr.build_id)
-        .where(*in_window, _tr.outcome.in_(["failed", "error"]))
-        .distinct()
-    )
-    runs = history.read(
+    # Everything per run happens in SQL: a window has millions of runs, and what comes back is a
+    # row per test that failed, plus the evidence for the few that look flaky.
+    runs = (
         sa.select(
-            *(_tr[c] for c in _TEST), _b.builder, _b.id.label("build_id"), _b.revision, _b.started_at, _tr.outcome
+            *(_tr[c] for c in _TEST),
+            _b.builder,
+            _b.revision,
+            _tr.build_id,
+            sa.case((_tr.outcome == "passed", 0), else_=1).label("failed"),
         )
         .join(t.builds, _b.id == _tr.build_id)
-        .where(*in_window, _tr.outcome != "skipped", sa.tuple_(*(_tr[c] for c in _TEST)).in_(failing))
+        .where(*in_window)
+        .cte("runs")
     )
-    if runs.empty:
-        return _empty()
-    return _score(runs, min_flips)
-
-
-def _score(runs: pd.DataFrame, min_flips: int) -> pd.DataFrame:
-    runs = runs.sort_values([*_TEST, "builder", "started_at", "build_id"], ignore_index=True)
-    runs["failed"] = runs["outcome"] != "passed"
-    per_builder = runs.groupby([*_TEST, "builder"], sort=False)["failed"]
-    previous = per_builder.shift()
-    runs["flip"] = previous.notna() & (previous != runs["failed"])
-    runs["follows"] = previous.notna()
-
-    by_revision = runs.dropna(subset=["revision"]).groupby([*_TEST, "revision"], sort=False)["failed"]
-    mixed = by_revision.agg(["min", "max"])
-    mixed = mixed[mixed["min"] != mixed["max"]].reset_index()
-
-    tests = runs.groupby(_TEST, sort=False).agg(
-        runs=("failed", "size"),
-        failed=("failed", "sum"),
-        flips=("flip", "sum"),
-        follows=("follows", "sum"),
+    test = [runs.c[c] for c in _TEST]
+    previous = sa.func.lag(runs.c.failed).over(partition_by=[*test, runs.c.builder], order_by=runs.c.build_id)
+    ordered = sa.select(*test, runs.c.failed, previous.label("previous")).subquery("ordered")
+    o = ordered.c
+    tests = history.read(
+        sa.select(
+            *(o[c] for c in _TEST),
+            sa.func.count().label("runs"),
+            sa.func.sum(o.failed).label("failed"),
+            sa.func.sum(sa.case((o.previous != o.failed, 1), else_=0)).label("flips"),
+            sa.func.count(o.previous).label("follows"),
+        )
+        .group_by(*(o[c] for c in _TEST))
+        .having(sa.func.sum(o.failed) > 0)
     )
-    tests["passed"] = tests["runs"] - tests["failed"]
-    tests["mixed_revisions"] = mixed.groupby(_TEST).size().reindex(tests.index, fill_value=0)
-    tests["flakiness"] = (tests["flips"] / tests["follows"].where(tests["follows"] > 0)).fillna(0.0)
-    tests = tests[(tests["mixed_revisions"] > 0) | (tests["flips"] >= min_flips)]
-    if tests.empty:
+    mixed = history.read(
+        sa.select(*test, runs.c.revision, sa.func.max(runs.c.build_id).label("last"))
+        .where(runs.c.revision.is_not(None))
+        .group_by(*test, runs.c.revision)
+        .having(sa.func.min(runs.c.failed) != sa.func.max(runs.c.failed))
+    )
+    flaky = _score(tests, mixed, min_flips)
+    if flaky.empty:
         return _empty()
+    failures = history.read(
+        sa.select(*(_tr[c] for c in _TEST), _tr.build_id, _b.started_at)
+        .join(t.builds, _b.id == _tr.build_id)
+        .where(*in_window, _tr.outcome != "passed")
+        .where(sa.tuple_(*(_tr[c] for c in _TEST)).in_(list(flaky.index)))
+    )
+    return _evidence(flaky, mixed, failures)
 
-    newest_first = runs[runs["failed"]].sort_values("started_at", ascending=False)
-    failures = newest_first.groupby(_TEST, sort=False)
-    tests["failed_builds"] = failures["build_id"].agg(lambda ids: ids.head(EVIDENCE).tolist())
-    tests["last_failed_at"] = timestamps(failures["started_at"].max().reindex(tests.index))
-    mixed_newest = mixed.merge(runs.groupby([*_TEST, "revision"])["started_at"].max().reset_index())
-    mixed_newest = mixed_newest.sort_values("started_at", ascending=False).groupby(_TEST, sort=False)
-    tests["revisions"] = mixed_newest["revision"].agg(lambda revs: revs.head(EVIDENCE).tolist())
-    none = pd.Series([[] for _ in range(len(tests))], index=tests.index, dtype=object)
-    tests["revisions"] = tests["revisions"].where(tests["revisions"].notna(), none)
-    for column in ("runs", "passed", "failed", "flips", "mixed_revisions"):
+
+def _score(tests: pd.DataFrame, mixed: pd.DataFrame, min_flips: int) -> pd.DataFrame:
+    """Per test counts and the flakiness score; only the tests with evidence of flakiness."""
+    tests = tests.set_index(_TEST)
+    for column in ("runs", "failed", "flips", "follows"):
         tests[column] = tests[column].astype("int64")
-    tests = tests.reset_index().sort_values(
-        ["flakiness", "mixed_revisions", "failed"], ascending=False, ignore_index=True
-    )
-    return tests[COLUMNS]
+    tests["passed"] = tests["runs"] - tests["failed"]
+    tests["mixed_revisions"] = mixed.groupby(_TEST).size().reindex(tests.index, fill_value=0).astype("int64")
+    tests["flakiness"] = (tests["flips"] / tests["follows"].where(tests["follows"] > 0)).fillna(0.0)
+    return tests[(tests["mixed_revisions"] > 0) | (tests["flips"] >= min_flips)]
+
+
+def _evidence(flaky: pd.DataFrame, mixed: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
+    """Add the newest failing builds and mixed revisions of each flaky test (a few of each)."""
+    newest = failures.sort_values("started_at", ascending=False).groupby(_TEST, sort=False)
+    flaky["failed_builds"] = newest["build_id"].agg(lambda ids: ids.head(EVIDENCE).tolist())
+    flaky["last_failed_at"] = timestamps(newest["started_at"].max().reindex(flaky.index))
+    revisions = mixed.sort_values("last", ascending=False).groupby(_TEST, sort=False)["revision"]
+    flaky["revisions"] = revisions.agg(lambda revs: revs.head(EVIDENCE).tolist()).reindex(flaky.index)
+    none = pd.Series([[] for _ in range(len(flaky))], index=flaky.index, dtype=object)
+    flaky["revisions"] = flaky["revisions"].where(flaky["revisions"].notna(), none)
+    flaky = flaky.reset_index().sort_values(["flakiness", "mixed_revisions", "failed"], ascending=False)
+    return flaky.reset_index(drop=True)[COLUMNS]
 
 
 def _empty() -> pd.DataFrame:
