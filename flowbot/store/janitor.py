@@ -2,8 +2,9 @@
 
 Buildbot's janitor once held a database for three hours. This one never holds it for long: it
 deletes a batch of rows per transaction, sized so a transaction takes about
-:data:`BATCH_SECONDS`, and its transactions queue behind the master's own writes in the store's
-one writer (on SQLite that is the only way to write without waiting on a lock). Logs go first:
+:data:`BATCH_SECONDS`, rests between batches, and its transactions queue behind the master's own
+writes in the store's one writer (on SQLite that is the only way to write without waiting on a
+lock). Logs go first:
 the limit for logs is usually the shorter one, and log chunks are most of a store's size.
 
 Deleting a build request deletes its builds, their steps, log chunks and test results (foreign
@@ -29,8 +30,10 @@ from .store import Store
 log = logging.getLogger(__name__)
 
 #: How long one batch should hold the database, in seconds; batch sizes adapt to it.
-BATCH_SECONDS = 0.05
-#: Pause between batches, so the master's writes and readers get their turn.
+BATCH_SECONDS = 0.02
+#: Shortest pause between batches. The pause is at least as long as the batch took, so the
+#: janitor never takes more than half of the store's time (on SQLite the writes run in the
+#: master's event loop) and the master's own writes and readers always get their turn.
 PAUSE_SECONDS = 0.01
 #: Builds (for logs) or requests (for builds) in the first batch, and the most in any batch.
 FIRST_BATCH, MAX_BATCH = 50, 5000
@@ -95,7 +98,7 @@ async def _in_batches(store: Store, purge: Purge, which: sa.ColumnElement[bool],
             size = max(1, size // 2)
         elif took < BATCH_SECONDS / 4:
             size = min(MAX_BATCH, size * 2)
-        await asyncio.sleep(PAUSE_SECONDS)
+        await asyncio.sleep(max(PAUSE_SECONDS, took))
 
 
 def _purge_logs(
