@@ -16,6 +16,7 @@ from .properties import Interpolate, Properties, Property, renderer
 from .records import Build, BuildRequest, Change, SourceStamp
 from .reporters import GitHubStatusPush, HttpStatusPush, MailNotifier, Reporter
 from .results import Result
+from .retention import Retention
 from .schedulers import (
     AnyBranchScheduler,
     BoolParameter,
@@ -61,6 +62,7 @@ __all__ = [
     "GitHubHook",
     "GitLabHook",
     "JsonHook",
+    "Retention",
     # Schedulers
     "AnyBranchScheduler",
     "SingleBranchScheduler",
@@ -113,6 +115,8 @@ __all__ = [
     "Result",
     # Running it
     "Master",
+    # Reading the history
+    "History",
     # Errors
     "ConfigError",
     "FlowbotError",
@@ -120,10 +124,14 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # The master pulls in Tornado, ZeroMQ and SQLAlchemy; pipeline files and the CLI's client
-    # commands import flowbot without needing them, so they load only when Master is asked for.
+    # The master pulls in Tornado, ZeroMQ and SQLAlchemy, History pandas; pipeline files and the
+    # CLI's client commands import flowbot without needing them, so they load only when asked for.
     if name == "Master":
         from .master import Master
 
         return Master
+    if name == "History":
+        from .analysis import History
+
+        return History
     raise AttributeError(f"module 'flowbot' has no attribute {name!r}")

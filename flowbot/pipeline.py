@@ -17,6 +17,7 @@ from .builder import Builder
 from .errors import ConfigError, ConfigErrors
 from .location import Location, caller
 from .reporters.base import Reporter
+from .retention import Retention
 from .schedulers.base import Scheduler
 from .schedulers.force import ForceScheduler
 from .schedulers.triggerable import Dependent, Triggerable
@@ -43,6 +44,7 @@ class Pipeline:
         auth: who may control the master (and read it); None: anyone who reaches its HTTP port.
         url: where people reach the master's web page, for links in reports (default: the
             master's own HTTP address).
+        retention: how long the store keeps logs and builds (None: forever).
 
     Raises:
         ConfigErrors: every problem found, each with the file and line it comes from.
@@ -61,6 +63,7 @@ class Pipeline:
         reporters: Iterable[Reporter] = (),
         auth: Auth | None = None,
         url: str | None = None,
+        retention: Retention | None = None,
     ):
         self.workers = list(workers)
         self.sources = list(sources)
@@ -71,6 +74,7 @@ class Pipeline:
         self.reporters = list(reporters)
         self.auth = auth
         self.url = url
+        self.retention = retention
         self.defined_at = caller()
         self.validate()
         if master is not None:
@@ -170,6 +174,13 @@ class Pipeline:
             problem(f"auth must be an Auth object; got {self.auth!r}", self)
         if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
             problem(f"url must be an http:// or https:// address; got {self.url!r}", self)
+        if self.retention is not None:
+            if not isinstance(self.retention, Retention):
+                problem(f"retention must be a Retention; got {self.retention!r}", self)
+            else:
+                for name in self.retention.per_builder:
+                    if name not in builder_names:
+                        problem(f"retention names builder {name!r}, which no builder defines", self.retention)
         if not errors:
             cycle = self._cycle()
             if cycle:

@@ -16,7 +16,7 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, LIVENESS, SQLITE_FILE, STOP_GRACE
 from ..errors import InvalidRequest, NotFound, StoreError
@@ -24,7 +24,7 @@ from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change
 from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
-from ..store import Store
+from ..store import Store, janitor
 from .build import RunningBuild
 from .dispatch import Dispatcher
 from .events import EventBus
@@ -33,6 +33,9 @@ from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
 from .scheduling import Scheduling
 from .sources import Sources
+
+if TYPE_CHECKING:
+    from ..analysis import History
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +108,13 @@ class Master:
         return Path(self._tempdir)
 
     @property
+    def history(self) -> History:
+        """The build history as pandas DataFrames (:class:`flowbot.History` on this master's database)."""
+        from ..analysis import History  # pandas loads only when someone asks
+
+        return History(self.db_url)
+
+    @property
     def worker_endpoint(self) -> str:
         """Where workers dial in (the bound address once started)."""
         return self.registry.endpoint
@@ -153,6 +163,8 @@ class Master:
         self.reporting.start()
         self.dispatcher.active = True
         self.spawn(self._remember_workers(), "remember workers")
+        if self.pipeline.retention is not None:
+            self.spawn(janitor.run(self.store, self.pipeline.retention), "janitor")
         self.dispatcher.update_idle()
         self.dispatcher.schedule()
 

@@ -5,6 +5,10 @@ PostgreSQL, and one vectorised ``pd.to_datetime(unit="s", utc=True)`` away from 
 Buildbot's integer codes; builder and worker names are stored as text so a frame needs no joins to
 be read. Schema changes go through Alembic migrations in ``migrations/``; a test checks that the
 migrations and these tables agree.
+
+Full-text search over log chunks (an FTS5 table with triggers on SQLite, a trigram index on
+PostgreSQL) is made by the migrations alone, since SQLAlchemy's metadata cannot describe it;
+:func:`include_object` leaves it out when Alembic compares the two.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ changes = Table(
     Column("properties", JSON, nullable=False),
     Index(None, "branch", "id"),
     Index(None, "revision"),
+    Index(None, "received_at"),  # the changes between two builds (culprits)
 )
 
 #: The files a change touched.
@@ -135,6 +140,7 @@ builds = Table(
     UniqueConstraint("builder", "number"),
     Index(None, "started_at"),
     Index(None, "worker", "started_at"),
+    Index(None, "builder", "started_at"),  # one builder's history, and the janitor's sweep
 )
 
 #: The steps of a build, in order.
@@ -151,6 +157,23 @@ steps = Table(
     Column("hidden", Boolean, nullable=False, default=False),
     Column("summary", Text, nullable=False, default=""),
     UniqueConstraint("build_id", "number"),
+)
+
+#: One row per test case a step reported (parsed from JUnit XML by :mod:`flowbot.junit`).
+#: ``outcome`` is one of passed, failed, error, skipped; ``duration`` is in seconds.
+test_results = Table(
+    "test_results",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("build_id", Integer, ForeignKey("builds.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("suite", String(255), nullable=False, default=""),
+    Column("classname", String(512), nullable=False, default=""),
+    Column("name", String(512), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("duration", Float),
+    Column("message", Text, nullable=False, default=""),
+    Index(None, "name", "classname"),  # the history of one test
 )
 
 #: Log text in chunks of whole lines. A step has a ``stdio`` log (lines tagged o, e or h for stdout,
@@ -211,3 +234,15 @@ state = Table(
     Column("value", JSON),
     UniqueConstraint("owner", "key"),
 )
+
+#: What the migrations create for log search beyond these tables: the SQLite FTS5 table (whose
+#: shadow tables share its name as a prefix) and the PostgreSQL trigram index.
+LOG_SEARCH_TABLE = "log_chunks_fts"
+LOG_SEARCH_INDEX = "ix_log_chunks_content_trgm"
+
+
+def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """Alembic's filter: compare everything except the log search structures the migrations own."""
+    if type_ == "table" and reflected and name is not None and name.startswith(LOG_SEARCH_TABLE):
+        return False
+    return not (type_ == "index" and name == LOG_SEARCH_INDEX)

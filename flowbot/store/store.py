@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
@@ -24,6 +24,9 @@ from . import schema as t
 from . import statements as sql
 from .engine import create_engine, migrate
 from .writer import GroupWriter
+
+if TYPE_CHECKING:
+    from ..junit import TestCase
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -374,6 +377,28 @@ class Store:
             for spec in downstream:
                 requests += _insert_buildset(conn, spec, now)
             return requests
+
+        return self._submit(op)
+
+    def add_test_results(self, build: Ref, step: Ref, cases: Iterable[TestCase]) -> asyncio.Future[int]:
+        """Record the test cases a step reported (see :mod:`flowbot.junit`); resolves to their count."""
+        rows = [
+            {
+                "suite": case.suite,
+                "classname": case.classname,
+                "name": case.name,
+                "outcome": str(case.outcome),
+                "duration": case.duration,
+                "message": case.message,
+            }
+            for case in cases
+        ]
+
+        def op(conn: sa.Connection) -> int:
+            if rows:  # an empty list would insert one row of defaults
+                ids = {"build_id": build.get(), "step_id": step.get()}
+                conn.execute(t.test_results.insert(), [{**ids, **row} for row in rows])
+            return len(rows)
 
         return self._submit(op)
 

@@ -17,7 +17,7 @@ from alembic.script import ScriptDirectory
 
 from flowbot.store import Store
 from flowbot.store.engine import alembic_config
-from flowbot.store.schema import metadata
+from flowbot.store.schema import include_object, metadata
 
 
 async def test_the_migrated_database_matches_the_schema(db_url: str) -> None:
@@ -29,7 +29,7 @@ async def test_the_migrated_database_matches_the_schema(db_url: str) -> None:
     engine = sa.create_engine(db_url)
     try:
         with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object})
             differences = compare_metadata(context, metadata)
             revision = context.get_current_revision()
     finally:

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from flowbot.store.schema import metadata
+from flowbot.store.schema import include_object, metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
@@ -10,6 +10,7 @@ context.configure(
     target_metadata=metadata,
     render_as_batch=True,  # SQLite alters tables by copying them
     compare_type=True,
+    include_object=include_object,  # log search structures are the migrations' own
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -1,0 +1,236 @@
+"""Trends over time: failure rate, queue times, slowest steps and worker utilisation.
+
+Each answer selects only the columns it needs, lets SQL filter (and aggregate, where SQLite and
+PostgreSQL agree on how), and finishes in vectorised pandas. Periods are labelled by their start,
+in UTC, and follow pandas frequencies ("h", "D", "W", "MS"...).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+
+from ..store import schema as t
+from .dtypes import FAILING, VERDICTS, TimeLike, bin_edges, durations, offset, timestamps
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from .history import History
+
+_b, _r, _s = t.builds.c, t.buildrequests.c, t.steps.c
+_GROUPS = {"builder": _b.builder, "worker": _b.worker, "branch": _b.branch}
+
+
+def _group_column(by: str | None) -> list[sa.ColumnElement]:
+    if by is None:
+        return []
+    if by not in _GROUPS:
+        raise ValueError(f"by={by!r}: group by one of {', '.join(map(repr, _GROUPS))} or None")
+    return [_GROUPS[by]]
+
+
+def periods(seconds: pd.Series, freq: str) -> pd.Series:
+    """The start of the period of ``freq`` each time (epoch seconds) falls in."""
+    step = offset(freq)
+    stamps = timestamps(seconds)
+    if stamps.empty:
+        return stamps
+    edges = bin_edges(stamps.min(), stamps.max(), step)
+    return pd.Series(edges[edges.searchsorted(stamps, side="right") - 1], index=seconds.index)
+
+
+def queue_seconds(frame: pd.DataFrame) -> pd.Series:
+    """Seconds each build waited: from its request's submission, or a rerun from the previous attempt's end.
+
+    ``frame`` has ``request_id, submitted_at, started_at, finished_at`` in epoch seconds, in build order.
+    """
+    waited_from = frame["submitted_at"]
+    if frame["request_id"].duplicated().any():
+        waited_from = frame.groupby("request_id")["finished_at"].shift().fillna(waited_from)
+    return frame["started_at"] - waited_from
+
+
+def failure_rate(
+    history: History,
+    by: str | None = "builder",
+    freq: str = "D",
+    builder: str | None = None,
+    branch: str | None = None,
+    since: TimeLike = None,
+    until: TimeLike = None,
+) -> pd.DataFrame:
+    """The share of builds that failed, per period of ``freq`` (and per ``by``: builder, worker, branch).
+
+    A build counts when it ended with a verdict on the code: SUCCESS or WARNINGS pass, FAILURE or
+    EXCEPTION fail; SKIPPED, RETRY and CANCELLED builds, and running ones, are left out.
+
+    Returns:
+        Columns ``[by], period, builds, failed, failure_rate``; periods without builds are absent.
+
+    Raises:
+        ValueError: an unknown ``by`` or a bad ``freq``.
+    """
+    keys = _group_column(by)
+    offset(freq)  # a bad freq fails before the query runs
+    query = sa.select(*keys, _b.started_at, _b.result).where(_b.result.in_([int(r) for r in VERDICTS]))
+    frame = history.read(history.build_filter(query, builder=builder, branch=branch, since=since, until=until))
+    frame["period"] = periods(frame["started_at"], freq)
+    frame["failed"] = frame["result"].isin([int(r) for r in FAILING])
+    names = [by] if by else []
+    out = (
+        frame.groupby([*names, "period"], dropna=False, sort=True)["failed"]
+        .agg(builds="size", failed="sum")
+        .reset_index()
+    )
+    out["failed"] = out["failed"].astype("int64")
+    out["failure_rate"] = out["failed"] / out["builds"]
+    return out
+
+
+def plot_failure_rate(
+    history: History, by: str | None = "builder", freq: str = "D", ax: Axes | None = None, **filters: Any
+) -> Axes:
+    """Draw :func:`failure_rate` as one line per ``by`` value; returns the matplotlib Axes.
+
+    Needs matplotlib (``pip install 'flowbot[plot]'``); ``filters`` are those of :func:`failure_rate`.
+    """
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'flowbot[plot]'") from None
+    rates = failure_rate(history, by=by, freq=freq, **filters)
+    wide = rates.pivot(index="period", columns=by, values="failure_rate") if by else rates.set_index("period")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4))
+    if wide.empty:
+        ax.set_title("Failure rate: no finished builds")
+        return ax
+    wide[["failure_rate"] if not by else wide.columns].plot(ax=ax, marker="o", legend=bool(by))
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_ylabel("share of builds failing")
+    ax.set_xlabel(f"period ({freq})")
+    ax.set_title(f"Failure rate per {by}" if by else "Failure rate")
+    return ax
+
+
+def queue_times(
+    history: History,
+    by: str | None = "builder",
+    builder: str | None = None,
+    since: TimeLike = None,
+    until: TimeLike = None,
+) -> pd.DataFrame:
+    """How long builds waited for a worker: ``builds, mean, p50, p95, max`` per ``by``, longest p95 first."""
+    keys = _group_column(by)
+    query = sa.select(*keys, _b.request_id, _r.submitted_at, _b.started_at, _b.finished_at).join(
+        t.buildrequests, _r.id == _b.request_id
+    )
+    frame = history.read(history.build_filter(query, builder=builder, since=since, until=until).order_by(_b.id))
+    frame["waited"] = queue_seconds(frame)
+    names = [by] if by else []
+    grouped = frame.groupby(names, dropna=False)["waited"] if names else frame.assign(_all=0).groupby("_all")["waited"]
+    out = grouped.agg(builds="size", mean="mean", max="max")
+    out["p50"], out["p95"] = grouped.quantile(0.5), grouped.quantile(0.95)
+    for column in ("mean", "p50", "p95", "max"):
+        out[column] = durations(out[column])
+    out = out[["builds", "mean", "p50", "p95", "max"]].sort_values("p95", ascending=False)
+    return out.reset_index(drop=not names)
+
+
+def slowest_steps(
+    history: History,
+    n: int = 10,
+    builder: str | None = None,
+    since: TimeLike = None,
+    until: TimeLike = None,
+) -> pd.DataFrame:
+    """The ``n`` steps (by builder and step name) that take longest on average.
+
+    Returns:
+        Columns ``builder, step, runs, mean, p50, p95, max, total``, slowest mean first.
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n={n!r}: ask for at least one step")
+    took = _s.finished_at - _s.started_at
+    base = (
+        sa.select(_b.builder, _s.name.label("step"))
+        .join(t.builds, _b.id == _s.build_id)
+        .where(_s.finished_at.is_not(None), _s.started_at.is_not(None))
+    )
+    base = history.build_filter(base, builder=builder, since=since, until=until)
+    top = history.read(
+        base.add_columns(
+            sa.func.count().label("runs"),
+            sa.func.avg(took).label("mean"),
+            sa.func.max(took).label("max"),
+            sa.func.sum(took).label("total"),
+        )
+        .group_by(_b.builder, _s.name)
+        .order_by(sa.desc("mean"), _b.builder, _s.name)
+        .limit(n)
+    )
+    pairs = list(zip(top["builder"], top["step"], strict=True))
+    runs = history.read(base.add_columns(took.label("took")).where(sa.tuple_(_b.builder, _s.name).in_(pairs)))
+    quantiles = runs.groupby(["builder", "step"])["took"].quantile([0.5, 0.95]).unstack()
+    top = top.join(quantiles.rename(columns={0.5: "p50", 0.95: "p95"}), on=["builder", "step"])
+    for column in ("mean", "p50", "p95", "max", "total"):
+        top[column] = durations(top[column].astype("float64"))
+    return top[["builder", "step", "runs", "mean", "p50", "p95", "max", "total"]]
+
+
+def worker_utilisation(
+    history: History,
+    freq: str = "D",
+    worker: str | None = None,
+    since: TimeLike = None,
+    until: TimeLike = None,
+) -> pd.DataFrame:
+    """How busy each worker was per period of ``freq``: the time its builds ran over the period's length.
+
+    A build that spans periods counts in each for the part it ran there; a running build counts
+    until now. A worker that runs builds in parallel can exceed 1.0.
+
+    Returns:
+        Columns ``worker, period, builds`` (started in the period), ``busy, utilisation``; one row
+        per worker and period from the first build to the last, idle periods included.
+    """
+    step = offset(freq)
+    history.check_worker(worker)
+    query = sa.select(_b.worker, _b.started_at, _b.finished_at)
+    if worker is not None:
+        query = query.where(_b.worker == worker)
+    frame = history.read(history.build_filter(query, since=since, until=until))
+    columns = ["worker", "period", "builds", "busy", "utilisation"]
+    if frame.empty:
+        return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(columns, _UTILISATION_DTYPES, strict=True)})
+    now = pd.Timestamp.now(tz="UTC").timestamp()
+    start = frame["started_at"].to_numpy()
+    end = np.maximum(frame["finished_at"].fillna(now).to_numpy(), start)
+    edges = bin_edges(timestamps(frame["started_at"]).min(), pd.Timestamp(end.max(), unit="s", tz="UTC"), step)
+    seconds = edges.asi8 / 1e9
+    first = np.searchsorted(seconds, start, side="right") - 1
+    last = np.maximum(np.searchsorted(seconds, end, side="left") - 1, first)
+    # One row per (build, period it ran in), all at once.
+    spans = last - first + 1
+    build = np.repeat(np.arange(len(frame)), spans)
+    period = first[build] + np.arange(len(build)) - np.repeat(np.cumsum(spans) - spans, spans)
+    overlap = np.minimum(end[build], seconds[period + 1]) - np.maximum(start[build], seconds[period])
+    workers = frame["worker"].to_numpy()
+    busy = pd.Series(overlap).groupby([workers[build], period]).sum()
+    started = pd.Series(1, index=range(len(frame))).groupby([workers, first]).sum()
+    grid = pd.MultiIndex.from_product([sorted(set(workers)), range(len(seconds) - 1)], names=["worker", "bin"])
+    out = pd.DataFrame({"busy": busy.reindex(grid, fill_value=0.0), "builds": started.reindex(grid, fill_value=0)})
+    out = out.reset_index()
+    length = np.diff(seconds)[out["bin"].to_numpy()]
+    out["utilisation"] = out["busy"] / length
+    out["busy"] = durations(out["busy"])
+    out["period"] = edges[out["bin"].to_numpy()]
+    out["builds"] = out["builds"].astype("int64")
+    return out[columns]
+
+
+_UTILISATION_DTYPES = ["str", "datetime64[ns, UTC]", "int64", "timedelta64[ns]", "float64"]

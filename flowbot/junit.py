@@ -1,0 +1,127 @@
+"""JUnit XML test reports, parsed safely into one :class:`TestCase` per test.
+
+A report comes from a worker, so it is untrusted input: it is parsed with defusedxml, which
+refuses DTDs, entity declarations and external references (no "billion laughs", no reading files
+off the master), and anything that is not a well-formed JUnit report raises :class:`JUnitError`
+with the reason, for the step to turn into a warning. The dialects in use (pytest, Maven Surefire,
+Go's go-junit-report, JUnit 5's console launcher) agree on the parts read here: ``testsuite``
+elements, possibly nested under ``testsuites``, holding ``testcase`` elements whose ``failure``,
+``error`` or ``skipped`` child gives the outcome.
+
+Hook for a step that collects reports: once the file's bytes are on the master, call
+:func:`parse` and hand the cases to :meth:`flowbot.store.Store.add_test_results` with the build's
+and step's references; on :class:`JUnitError`, write the message to the step's log and end the
+step with WARNINGS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring
+
+from .errors import FlowbotError
+
+#: Longest failure message kept per test, in characters (a full traceback stays in the step's log).
+MAX_MESSAGE = 4000
+
+
+class JUnitError(FlowbotError):
+    """A test report that is not well-formed JUnit XML, or that XML safety rules refuse."""
+
+
+class Outcome(StrEnum):
+    """How one test case ended."""
+
+    #: It ran and passed.
+    PASSED = "passed"
+    #: An assertion failed (``<failure>``).
+    FAILED = "failed"
+    #: It could not run to the end (``<error>``: an unexpected exception, a broken fixture).
+    ERROR = "error"
+    #: It did not run (``<skipped>``; pytest reports expected failures this way too).
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, slots=True)
+class TestCase:
+    """One test case of a report."""
+
+    __test__ = False  # not a pytest test class, whatever its name says
+
+    #: The ``name`` of the nearest enclosing ``testsuite`` ("" without one).
+    suite: str
+    #: The test's class or module (``classname``), "" when the report has none.
+    classname: str
+    name: str
+    outcome: Outcome
+    #: Seconds, as the report says (None when it does not).
+    duration: float | None
+    #: The failure's, error's or skip's message, cut to :data:`MAX_MESSAGE` characters.
+    message: str
+
+
+def parse(report: bytes | str, source: str = "report") -> list[TestCase]:
+    """Read a JUnit XML report.
+
+    Args:
+        report: the file's content.
+        source: the file's name, for error messages.
+
+    Raises:
+        JUnitError: malformed XML, a DTD or entities, a root that is neither ``testsuites`` nor
+            ``testsuite``, or a ``testcase`` without a name.
+    """
+    try:
+        root = fromstring(report, forbid_dtd=True)
+    except ParseError as exc:
+        raise JUnitError(f"{source} is not well-formed XML: {exc}") from None
+    except DefusedXmlException as exc:
+        raise JUnitError(f"{source} was refused for safety: {exc}") from None
+    if root.tag not in ("testsuites", "testsuite"):
+        raise JUnitError(f"{source} is not a JUnit report: its root element is <{root.tag}>")
+    cases: list[TestCase] = []
+    _collect(root, "", cases, source)
+    return cases
+
+
+def _collect(element: Element, suite: str, cases: list[TestCase], source: str) -> None:
+    if element.tag == "testsuite":
+        suite = element.get("name", suite)
+    for child in element:
+        if child.tag == "testcase":
+            cases.append(_case(child, suite, source))
+        elif child.tag in ("testsuite", "testsuites"):
+            _collect(child, suite, cases, source)
+
+
+def _case(element: Element, suite: str, source: str) -> TestCase:
+    name = element.get("name")
+    if not name:
+        raise JUnitError(f"{source} has a <testcase> without a name")
+    outcome, message = Outcome.PASSED, ""
+    for tag, kind in (("failure", Outcome.FAILED), ("error", Outcome.ERROR), ("skipped", Outcome.SKIPPED)):
+        found = element.find(tag)
+        if found is not None:
+            outcome = kind
+            message = found.get("message") or (found.text or "").strip()
+            break
+    return TestCase(
+        suite=suite,
+        classname=element.get("classname", ""),
+        name=name,
+        outcome=outcome,
+        duration=_seconds(element.get("time")),
+        message=message[:MAX_MESSAGE],
+    )
+
+
+def _seconds(text: str | None) -> float | None:
+    # Some tools write thousands separators ("1,234.5"); an unreadable time is not worth a failure.
+    try:
+        return float(text.replace(",", "")) if text else None
+    except ValueError:
+        return None

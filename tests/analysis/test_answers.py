@@ -1,0 +1,179 @@
+"""The answers (``flowbot/analysis/answers.py``, ``culprits.py``, ``flaky.py``, ``search.py``) on the known story."""
+
+from __future__ import annotations
+
+import matplotlib
+import pandas as pd
+import pytest
+
+from flowbot.errors import NotFound
+
+from .conftest import HOUR, T0
+
+matplotlib.use("Agg")
+
+
+def stamp(seconds: float) -> pd.Timestamp:
+    return pd.Timestamp(seconds, unit="s", tz="UTC")
+
+
+def test_failure_rate_per_builder_and_period(history):
+    history, _ = history
+    daily = history.failure_rate()
+    assert list(daily.columns) == ["builder", "period", "builds", "failed", "failure_rate"]
+    assert daily["period"].dtype == "datetime64[ns, UTC]"
+    # unit: 6 verdicts (the RETRY says nothing of the code), 2 failing; lint: a SUCCESS and a WARNINGS
+    assert daily[["builder", "builds", "failed"]].values.tolist() == [["lint", 2, 0], ["unit", 6, 2]]
+    assert daily["failure_rate"].tolist() == [0.0, pytest.approx(1 / 3)]
+
+    hourly = history.failure_rate(by=None, freq="h", builder="unit")
+    assert list(hourly.columns) == ["period", "builds", "failed", "failure_rate"]
+    assert hourly["period"].tolist() == [stamp(T0 + h * HOUR) for h in range(6)]
+    assert hourly["failure_rate"].tolist() == [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]
+    assert history.failure_rate(by="worker")["worker"].tolist() == ["w1", "w2"]
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda h: h.failure_rate(freq="fortnightly"), ValueError, "freq='fortnightly' is not a pandas frequency"),
+        (lambda h: h.failure_rate(by="author"), ValueError, "by='author'"),
+        (lambda h: h.queue_times(by="colour"), ValueError, "by='colour'"),
+        (lambda h: h.worker_utilisation(freq="nope"), ValueError, "freq='nope'"),
+        (lambda h: h.worker_utilisation(worker="w9"), NotFound, "worker 'w9'"),
+        (lambda h: h.slowest_steps(0), ValueError, "at least one"),
+        (lambda h: h.culprits("unti"), NotFound, "builder 'unti'"),
+        (lambda h: h.flaky_tests(window="a while"), ValueError, "window='a while'"),
+        (lambda h: h.search_logs(""), ValueError, "some text"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(history, call, error, message):
+    history, _ = history
+    with pytest.raises(error, match=message):
+        call(history)
+
+
+def test_plot_failure_rate_draws_one_line_per_builder(history):
+    history, _ = history
+    ax = history.plot_failure_rate(freq="h")
+    assert sorted(text.get_text() for text in ax.get_legend().get_texts()) == ["lint", "unit"]
+    assert len(ax.get_lines()) == 2
+    assert ax.get_ylabel() == "share of builds failing"
+    matplotlib.pyplot.close("all")
+
+
+def test_queue_times_with_percentiles(history):
+    history, _ = history
+    waits = history.queue_times()
+    assert list(waits.columns) == ["builder", "builds", "mean", "p50", "p95", "max"]
+    unit = waits.set_index("builder").loc["unit"]
+    # unit waited 30 s (x3), 10 min (the rerun of r3), 1 h (r4 queued behind it), 100 s and 100 s
+    assert unit.builds == 7
+    assert unit.p50 == pd.Timedelta(seconds=100)
+    assert unit["max"] == pd.Timedelta(hours=1)
+    assert waits["builder"].tolist() == ["unit", "lint"]  # longest p95 first
+    overall = history.queue_times(by=None)
+    assert list(overall.columns) == ["builds", "mean", "p50", "p95", "max"]
+    assert overall["builds"].tolist() == [9]
+    assert overall["p95"].dtype == "timedelta64[ns]"
+
+
+def test_slowest_steps(history):
+    history, _ = history
+    slow = history.slowest_steps(2)
+    assert list(slow.columns) == ["builder", "step", "runs", "mean", "p50", "p95", "max", "total"]
+    assert slow[["builder", "step", "runs"]].values.tolist() == [["unit", "test", 7], ["lint", "compile", 2]]
+    unit = slow.iloc[0]
+    assert unit.p50 == pd.Timedelta(minutes=9)
+    assert unit["max"] == pd.Timedelta(minutes=9)
+    assert unit.total == pd.Timedelta(minutes=6 * 9 + 4)  # the RETRY's test step ran 4 minutes
+    assert history.slowest_steps(5, builder="lint")["builder"].unique().tolist() == ["lint"]
+
+
+def test_worker_utilisation_splits_builds_across_periods(history):
+    history, _ = history
+    use = history.worker_utilisation(freq="h")
+    assert list(use.columns) == ["worker", "period", "builds", "busy", "utilisation"]
+    assert use["busy"].dtype == "timedelta64[ns]"
+    w1 = use[use["worker"] == "w1"].set_index("period")
+    assert w1.loc[stamp(T0), "busy"] == pd.Timedelta(minutes=10)
+    assert w1.loc[stamp(T0), "utilisation"] == pytest.approx(1 / 6)
+    # w2 is idle from 02:00 to 05:00: those hours are there, at zero
+    w2 = use[use["worker"] == "w2"].set_index("period")
+    assert w2.loc[stamp(T0 + 3 * HOUR), "utilisation"] == 0.0
+    # A build over an hour's boundary counts in both hours
+    ten_minutes_across = history.worker_utilisation(freq="5min", worker="w1").set_index("period")["busy"]
+    assert ten_minutes_across[stamp(T0 + 5 * 60)] == pd.Timedelta(minutes=5)
+    assert ten_minutes_across[stamp(T0)] == pd.Timedelta(seconds=270)
+    daily = history.worker_utilisation()
+    assert daily["builds"].tolist() == [6, 3]
+
+
+def test_culprits_name_the_change_that_broke_the_build(history):
+    history, known = history
+    blame = history.culprits("unit")
+    assert list(blame.columns) == [
+        "branch",
+        "good_build",
+        "bad_build",
+        "good_revision",
+        "bad_revision",
+        "failed_at",
+        "change_id",
+        "revision",
+        "author",
+        "comments",
+        "when",
+    ]
+    # Bob's change broke #2; #4 failed on the revision #3 passed on: no change to blame
+    assert blame[["good_build", "bad_build", "author"]].fillna("-").values.tolist() == [[1, 2, "bob"], [3, 4, "-"]]
+    assert blame["change_id"].tolist()[0] == known.changes["r2"]
+    assert blame["failed_at"][0] == stamp(T0 + HOUR + 30)
+    assert history.culprits("lint").empty  # WARNINGS is not failing
+
+
+def test_flaky_tests_with_evidence(history):
+    history, known = history
+    flaky = history.flaky_tests(window="7d")
+    assert flaky["name"].tolist() == ["test_network"]  # test_parse failed on r2 only: a real breakage
+    (row,) = flaky.itertuples()
+    assert (row.runs, row.passed, row.failed, row.flips, row.mixed_revisions) == (5, 4, 1, 2, 1)
+    assert row.flakiness == 0.5
+    assert row.revisions == ["r3"]
+    assert row.failed_builds == [known.builds["unit#4"]]
+    assert row.last_failed_at == stamp(T0 + 3 * HOUR)
+    # Flipping often is evidence too, without a shared revision
+    assert set(history.flaky_tests(min_flips=1)["name"]) == {"test_network", "test_parse"}
+    assert history.flaky_tests(builder="lint").empty
+
+
+def test_search_logs_finds_lines_in_any_case(history):
+    history, known = history
+    found = history.search_logs("SEGMENTATION fault")
+    assert list(found.columns) == [
+        "build_id",
+        "builder",
+        "build_number",
+        "started_at",
+        "step_number",
+        "step",
+        "log",
+        "line_number",
+        "stream",
+        "line",
+    ]
+    assert found[["build_id", "step", "line_number", "stream", "line"]].values.tolist() == [
+        [known.builds["unit#2"], "test", 3, "stdout", "Segmentation fault (core dumped)"]
+    ]
+    # Every build's log has "all good"; newest first, limited, filtered
+    good = history.search_logs("all good")
+    assert len(good) == 8
+    assert good["build_id"].is_monotonic_decreasing
+    assert len(history.search_logs("all good", limit=3)) == 3
+    assert history.search_logs("all good", builder="lint")["build_number"].tolist() == [2, 1]
+    assert history.search_logs("all good", since=stamp(T0 + 4 * HOUR))["build_number"].tolist() == [7, 6, 5]
+    # Short text (no index), and text that means something to SQL or FTS5, is taken literally
+    assert history.search_logs("pytest -q", limit=1)["stream"].tolist() == ["header"]
+    assert history.search_logs("-q")["line"].str.contains("-q").all()
+    assert history.search_logs('100% "done"').empty
+    assert history.search_logs("_").empty

@@ -1,0 +1,253 @@
+"""History's frames (``flowbot/analysis/history.py``): documented columns, dtypes and values, on both databases."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import flowbot
+from flowbot.analysis import History
+from flowbot.analysis.dtypes import OUTCOME, RESULT
+from flowbot.errors import NotFound, StoreError
+
+from .conftest import HOUR, T0
+
+UTC = "datetime64[ns, UTC]"
+SPAN = "timedelta64[ns]"
+
+
+def stamp(seconds: float) -> pd.Timestamp:
+    return pd.Timestamp(seconds, unit="s", tz="UTC")
+
+
+def assert_columns(frame: pd.DataFrame, expected: dict[str, str]) -> None:
+    """The frame has exactly these columns, in order; "text" means any string dtype."""
+    assert list(frame.columns) == list(expected)
+    for column, dtype in expected.items():
+        if dtype == "text":
+            assert pd.api.types.is_string_dtype(frame[column]) or frame[column].dtype == object, column
+        else:
+            assert frame[column].dtype == dtype, (column, frame[column].dtype)
+
+
+def test_builds_have_the_documented_columns_and_values(history):
+    history, known = history
+    builds = history.builds()
+    assert_columns(
+        builds,
+        {
+            "build_id": "int64",
+            "builder": "text",
+            "number": "int64",
+            "worker": "text",
+            "branch": "text",
+            "revision": "text",
+            "result": RESULT,
+            "submitted_at": UTC,
+            "started_at": UTC,
+            "finished_at": UTC,
+            "queue_time": SPAN,
+            "duration": SPAN,
+        },
+    )
+    assert list(RESULT.categories) == ["SUCCESS", "WARNINGS", "FAILURE", "SKIPPED", "EXCEPTION", "RETRY", "CANCELLED"]
+    assert len(builds) == 9
+    second = builds.set_index("build_id").loc[known.builds["unit#2"]]
+    assert (second.builder, second.number, second.worker, second.revision, second.result) == (
+        "unit",
+        2,
+        "w1",
+        "r2",
+        "FAILURE",
+    )
+    assert second.submitted_at == stamp(T0 + HOUR)
+    assert second.started_at == stamp(T0 + HOUR + 30)
+    assert second.queue_time == pd.Timedelta(seconds=30)
+    assert second.duration == pd.Timedelta(minutes=10)
+    # A rerun after RETRY waited from the end of the lost attempt, not from the request
+    rerun = builds.set_index("build_id").loc[known.builds["unit#7"]]
+    assert rerun.queue_time == pd.Timedelta(seconds=100)
+
+
+def test_builds_filter_by_builder_branch_result_and_time(history):
+    history, _ = history
+    assert history.builds(builder="lint")["number"].tolist() == [1, 2]
+    assert history.builds(branch="feature")["number"].tolist() == [6, 7]
+    assert history.builds(result="failure")["number"].tolist() == [2, 4]
+    assert len(history.builds(result=["FAILURE", flowbot.Result.WARNINGS])) == 3
+    window = history.builds(since=stamp(T0 + HOUR), until="2024-01-01T03:00:00")
+    assert window["number"].tolist() == [2, 3, 2]
+    assert history.builds(since="1d").empty  # the story is long past
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "message"),
+    [
+        (lambda h: h.builds(builder="unti"), NotFound, "no builds of builder 'unti'.*lint, unit"),
+        (lambda h: h.builds(result="green"), ValueError, "unknown result 'green'"),
+        (lambda h: h.builds(since="last tuesday"), ValueError, "since='last tuesday' is not a time"),
+        (lambda h: h.steps(builder="nope"), NotFound, "builder 'nope'"),
+        (lambda h: h.test_results(outcome="broken"), ValueError, "unknown test outcome 'broken'"),
+        (lambda h: h.requests(builder="nope"), NotFound, "builder 'nope'"),
+    ],
+)
+def test_bad_arguments_give_clear_errors(history, call, error, message):
+    history, _ = history
+    with pytest.raises(error, match=message):
+        call(history)
+
+
+def test_steps(history):
+    history, known = history
+    steps = history.steps(builder="unit", name="test")
+    assert_columns(
+        steps,
+        {
+            "step_id": "int64",
+            "build_id": "int64",
+            "builder": "text",
+            "build_number": "int64",
+            "number": "int64",
+            "name": "text",
+            "result": RESULT,
+            "started_at": UTC,
+            "finished_at": UTC,
+            "duration": SPAN,
+        },
+    )
+    assert steps["build_number"].tolist() == [1, 2, 3, 4, 5, 6, 7]
+    assert (steps["duration"][:3] == pd.Timedelta(minutes=9)).all()
+    assert history.steps(result="FAILURE")["build_id"].tolist() == [known.builds["unit#2"], known.builds["unit#4"]]
+
+
+def test_changes_with_their_files(history):
+    history, known = history
+    changes = history.changes()
+    assert_columns(
+        changes,
+        {
+            "change_id": "int64",
+            "repository": "text",
+            "branch": "text",
+            "revision": "text",
+            "author": "text",
+            "committer": "text",
+            "comments": "text",
+            "project": "text",
+            "codebase": "text",
+            "category": "object",
+            "when": UTC,
+            "received_at": UTC,
+            "files": "object",
+        },
+    )
+    assert changes["author"].tolist() == ["alice", "bob", "carol", "dan"]
+    assert changes["files"].tolist() == [["src/r1.py"], ["src/r2.py"], ["src/r3.py"], ["src/r4.py"]]
+    assert changes["when"][0] == stamp(T0 - 60)
+    bob = history.changes(author="bob")
+    assert bob["change_id"].tolist() == [known.changes["r2"]]
+    assert history.changes(since=stamp(T0 + 2 * HOUR))["revision"].tolist() == ["r3", "r4"]
+
+
+def test_requests_pending_and_finished(history):
+    history, _ = history
+    requests = history.requests()
+    assert_columns(
+        requests,
+        {
+            "request_id": "int64",
+            "buildset_id": "int64",
+            "builder": "text",
+            "priority": "int64",
+            "reason": "text",
+            "branch": "text",
+            "revision": "text",
+            "submitted_at": UTC,
+            "claimed_at": UTC,
+            "claimed_by": "text",
+            "complete_at": UTC,
+            "result": RESULT,
+            "pending": "bool",
+            "waiting": SPAN,
+        },
+    )
+    assert len(requests) == 9
+    (pending,) = history.requests(pending=True).itertuples()
+    assert (pending.builder, pending.revision, pending.claimed_at is pd.NaT) == ("unit", "r5", True)
+    assert pending.waiting > pd.Timedelta(days=300)  # it has waited since 2024
+    finished = history.requests(pending=False, builder="lint")
+    assert finished["result"].tolist() == ["SUCCESS", "WARNINGS"]
+    assert finished["waiting"].tolist() == [pd.Timedelta(minutes=1)] * 2
+
+
+def test_workers(history):
+    history, _ = history
+    workers = history.workers()
+    assert_columns(
+        workers,
+        {
+            "worker": "text",
+            "connected": "bool",
+            "connected_at": UTC,
+            "disconnected_at": UTC,
+            "last_seen": UTC,
+            "builds": "int64",
+            "last_build_at": UTC,
+            "info": "object",
+        },
+    )
+    assert workers["worker"].tolist() == ["w1", "w2"]
+    assert workers["builds"].tolist() == [6, 3]
+    assert workers["connected"].all()
+    assert workers["info"][0] == {"os": "posix"}
+
+
+def test_test_results(history):
+    history, known = history
+    results = history.test_results(builder="unit")
+    assert_columns(
+        results,
+        {
+            "build_id": "int64",
+            "step_id": "int64",
+            "builder": "text",
+            "build_number": "int64",
+            "branch": "text",
+            "revision": "text",
+            "started_at": UTC,
+            "suite": "text",
+            "classname": "text",
+            "name": "text",
+            "outcome": OUTCOME,
+            "duration": SPAN,
+            "message": "text",
+        },
+    )
+    assert len(results) == 10
+    failed = history.test_results(outcome="failed")
+    assert list(zip(failed["build_id"], failed["name"], strict=True)) == [
+        (known.builds["unit#2"], "test_parse"),
+        (known.builds["unit#4"], "test_network"),
+    ]
+    assert history.test_results(name="test_network")["outcome"].tolist().count("passed") == 4
+
+
+def test_a_missing_database_is_an_error_not_an_empty_file(tmp_path: Path):
+    with pytest.raises(StoreError, match="no SQLite database"):
+        History(f"sqlite:///{tmp_path / 'typo.sqlite'}")
+    assert not (tmp_path / "typo.sqlite").exists()
+    (tmp_path / "empty.sqlite").touch()
+    with pytest.raises(StoreError, match="holds no flowbot store"):
+        History(f"sqlite:///{tmp_path / 'empty.sqlite'}")
+    with pytest.raises(StoreError, match="not a database URL"):
+        History("state.sqlite")
+
+
+def test_import_flowbot_stays_light_and_history_loads_on_demand():
+    import subprocess
+    import sys
+
+    code = "import sys, flowbot; assert 'pandas' not in sys.modules; flowbot.History; assert 'pandas' in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,59 @@
+"""Recording test results (``Store.add_test_results``): parsed JUnit cases land linked to their build and step."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import sqlalchemy as sa
+
+from flowbot.junit import parse
+from flowbot.results import Result
+from flowbot.store import Ref, Store
+from flowbot.store import schema as t
+
+from .test_store import NOW, buildset, rows
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(db_url)
+    yield store
+    await store.close()
+
+
+REPORT = """<testsuite name="unit">
+  <testcase classname="test_a" name="test_ok" time="0.5"/>
+  <testcase classname="test_a" name="test_bad"><failure message="boom"/></testcase>
+</testsuite>"""
+
+
+async def test_cases_are_stored_with_their_build_and_step(store: Store):
+    # Given a build whose step is still on its way to the store
+    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    build, step = Ref(), Ref()
+    writes = [
+        store.start_build(request, 1, "w1", NOW, "master", build),
+        store.start_step(build, 0, "pytest", NOW, step),
+        # When its report's cases are queued behind it, before any id is known
+        store.add_test_results(build, step, parse(REPORT)),
+        store.add_test_results(build, step, []),
+        store.finish_step(step, Result.FAILURE, NOW + 1),
+        store.finish_build(build, request, Result.FAILURE, NOW + 1),
+    ]
+    results = await asyncio.gather(*writes)
+
+    # Then each case is one row, linked to the build and the step
+    assert results[2:4] == [2, 0]
+    stored = await rows(store, t.test_results)
+    assert [
+        (r.build_id, r.step_id, r.suite, r.classname, r.name, r.outcome, r.duration, r.message) for r in stored
+    ] == [
+        (build.id, step.id, "unit", "test_a", "test_ok", "passed", 0.5, ""),
+        (build.id, step.id, "unit", "test_a", "test_bad", "failed", None, "boom"),
+    ]
+
+    # And they go when their build goes
+    await store._submit(lambda conn: conn.execute(sa.delete(t.builds).where(t.builds.c.id == build.id)))
+    assert await rows(store, t.test_results) == []

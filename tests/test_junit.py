@@ -1,0 +1,81 @@
+"""JUnit XML reports (``flowbot/junit.py``): real reports parse, hostile or broken ones are refused clearly."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowbot.junit import MAX_MESSAGE, JUnitError, Outcome, TestCase, parse
+
+#: What ``pytest --junitxml`` writes, trimmed: one suite under ``testsuites``, every outcome.
+PYTEST_REPORT = b"""<?xml version="1.0" encoding="utf-8"?>
+<testsuites name="pytest tests">
+  <testsuite name="pytest" errors="1" failures="1" skipped="1" tests="4" time="0.321">
+    <testcase classname="tests.test_parser" name="test_ok" time="0.002"/>
+    <testcase classname="tests.test_parser" name="test_bad" time="0.010">
+      <failure message="assert 1 == 2">def test_bad():\n&gt;       assert 1 == 2</failure>
+    </testcase>
+    <testcase classname="tests.test_db" name="test_conn" time="1,234.5">
+      <error message="fixture 'db' failed">ConnectionRefusedError</error>
+    </testcase>
+    <testcase classname="tests.test_db" name="test_later">
+      <skipped type="pytest.skip">needs a GPU</skipped>
+    </testcase>
+  </testsuite>
+</testsuites>
+"""
+
+
+def test_a_pytest_report_gives_one_case_per_test_with_its_outcome():
+    cases = parse(PYTEST_REPORT)
+    assert cases == [
+        TestCase("pytest", "tests.test_parser", "test_ok", Outcome.PASSED, 0.002, ""),
+        TestCase("pytest", "tests.test_parser", "test_bad", Outcome.FAILED, 0.010, "assert 1 == 2"),
+        TestCase("pytest", "tests.test_db", "test_conn", Outcome.ERROR, 1234.5, "fixture 'db' failed"),
+        TestCase("pytest", "tests.test_db", "test_later", Outcome.SKIPPED, None, "needs a GPU"),
+    ]
+
+
+def test_a_bare_testsuite_root_and_nested_suites_name_the_nearest_suite():
+    report = """<testsuite name="outer">
+        <testcase name="a"/>
+        <testsuite name="inner"><testcase classname="C" name="b" time="oops"/></testsuite>
+    </testsuite>"""
+    cases = parse(report)
+    assert [(c.suite, c.classname, c.name, c.duration) for c in cases] == [
+        ("outer", "", "a", None),
+        ("inner", "C", "b", None),
+    ]
+
+
+def test_long_messages_are_cut():
+    report = f'<testsuite><testcase name="t"><failure>{"x" * (MAX_MESSAGE + 50)}</failure></testcase></testsuite>'
+    assert len(parse(report)[0].message) == MAX_MESSAGE
+
+
+@pytest.mark.parametrize(
+    ("report", "reason"),
+    [
+        (b"<testsuite><testcase name='a'>", "not well-formed XML"),
+        (b"", "not well-formed XML"),
+        (b"<html><body/></html>", "root element is <html>"),
+        (b"<testsuite><testcase classname='x'/></testsuite>", "without a name"),
+    ],
+)
+def test_malformed_reports_raise_a_clear_error(report: bytes, reason: str):
+    with pytest.raises(JUnitError, match=reason) as caught:
+        parse(report, source="report.xml")
+    assert "report.xml" in str(caught.value)
+
+
+def test_entities_are_never_expanded():
+    # Given a "billion laughs" report, and one that reads a file off the master
+    laughs = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">]>
+<testsuite><testcase name="&lol2;"/></testsuite>"""
+    external = b"""<?xml version="1.0"?>
+<!DOCTYPE t [<!ENTITY secret SYSTEM "file:///etc/passwd">]>
+<testsuite><testcase name="&secret;"/></testsuite>"""
+    # Then both are refused before any entity is expanded
+    for report in (laughs, external):
+        with pytest.raises(JUnitError, match="refused for safety"):
+            parse(report)
