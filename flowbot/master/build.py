@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import shlex
+import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from .. import secrets
 from ..builder import Builder
 from ..defaults import STOP_GRACE
 from ..errors import BuildStopped, WorkerLost
+from ..junit import TestCase
 from ..properties import Properties, render
 from ..records import BuildRequest
 from ..results import Result, combine
@@ -221,6 +223,19 @@ class RunningBuild:
         finally:
             receiver.abort()
         return result
+
+    async def fetch(self, source: str, *, max_size: int = 64 * 1024 * 1024) -> bytes:
+        with tempfile.TemporaryDirectory(prefix="flowbot-fetch-") as directory:
+            target = Path(directory) / "file"
+            outcome = await self.upload(source, str(target), max_size=max_size)
+            if outcome.rc != 0:
+                raise TransferError(outcome.message or f"{source} could not be fetched")
+            return target.read_bytes()
+
+    def record_tests(self, cases: Iterable[TestCase]) -> None:
+        if self._step_ref is None:
+            raise RuntimeError("test results belong to a running step")
+        self._record(self.master.store.add_test_results(self.ref, self._step_ref, list(cases)))
 
     async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
         """Send ``source`` on the master to ``destination`` (relative to the builder's directory)."""

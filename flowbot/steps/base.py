@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..junit import TestCase
 from ..location import caller
 from ..locks import LockAccess
 from ..properties import Properties, RenderContext
@@ -99,6 +100,18 @@ class BuildContext(RenderContext, Protocol):
 
     async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
         """Send a file from the master to the worker (checksummed)."""
+        ...
+
+    async def fetch(self, source: str, *, max_size: int = 64 * 1024 * 1024) -> bytes:
+        """The content of a file on the worker (a test report, say).
+
+        Raises:
+            FlowbotError: the file is missing, too big, or did not arrive.
+        """
+        ...
+
+    def record_tests(self, cases: Iterable[TestCase]) -> None:
+        """Store test cases with the running step (see :mod:`flowbot.junit`)."""
         ...
 
     async def trigger(

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from .. import junit
 from ..defaults import SHELL_TIMEOUT
-from ..results import Result
+from ..errors import FlowbotError
+from ..results import Result, worst
 from .base import BuildContext, CommandResult, Step
 
 
@@ -21,6 +24,8 @@ class Shell(Step):
         timeout: seconds without output before the command is killed (None: never).
         max_time: seconds in all before the command is killed (None: no limit).
         logfiles: ``{log name: path}`` of files the command writes, shown as extra logs.
+        junit: a JUnit XML report the command writes (relative to ``workdir``); its test cases
+            are stored with the step. A missing or malformed report makes the step WARNINGS.
         **flags: the flags of :class:`~flowbot.steps.base.Step` (``name``, ``halt_on_failure``...).
     """
 
@@ -35,9 +40,11 @@ class Shell(Step):
         timeout: float | None = SHELL_TIMEOUT,
         max_time: float | None = None,
         logfiles: dict[str, str] | None = None,
+        junit: Any = None,
         **flags: Any,
     ):
         super().__init__(**flags)
+        self.junit = junit
         if isinstance(command, (list, tuple)):
             if not command:
                 raise ValueError("Shell needs a command; got an empty list")
@@ -69,7 +76,23 @@ class Shell(Step):
 
     async def run(self, build: BuildContext) -> Result:
         outcome = await build.run_command("shell", self.command_args(build))
-        return self.evaluate(outcome)
+        result = self.evaluate(outcome)
+        if self.junit is not None:
+            result = worst(result, await self._collect_tests(build))
+        return result
+
+    async def _collect_tests(self, build: BuildContext) -> Result:
+        """Bring the JUnit report to the master and store its test cases."""
+        report = f"{build.render(self.workdir)}/{build.render(self.junit)}"
+        try:
+            cases = junit.parse(await build.fetch(report), report)
+        except (FlowbotError, OSError) as exc:
+            build.log().header(f"test report {report}: {exc}")
+            return Result.WARNINGS
+        counts = Counter(str(case.outcome) for case in cases)
+        build.log().header(f"test report {report}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
+        build.record_tests(cases)
+        return Result.SUCCESS
 
     def evaluate(self, outcome: CommandResult) -> Result:
         """The step's result from the command's; subclasses may look at more."""

@@ -330,3 +330,42 @@ def test_a_worker_that_drops_mid_step_retries_and_builds_again_when_it_is_back(m
     retried, again = finished_builds(master.client, 2, timeout=30)
     assert (retried["result"], again["result"]) == ("RETRY", "SUCCESS")
     assert retried["request_id"] == again["request_id"] == request_id
+
+
+def test_junit_reports_come_back_as_test_results_and_bad_ones_warn(master_factory, worker_factory):
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+        REPORT = '''<testsuite name="unit"><testcase classname="tests.test_core" name="test_ok" time="0.5"/>
+        <testcase classname="tests.test_core" name="test_bad" time="0.1"><failure message="1 != 2">trace</failure>
+        </testcase><testcase classname="tests.test_core" name="test_later"><skipped/></testcase></testsuite>'''
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["tests"])],
+            builders=[Builder("tests", workers=["w1"], steps=[
+                Shell(f"cat > report.xml <<'EOF'\\n{REPORT}\\nEOF", name="good", junit="report.xml"),
+                Shell("echo '<testsuite><testcase' > broken.xml", name="broken", junit="broken.xml"),
+                Shell("true", name="missing", junit="nothing.xml"),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("tests")
+    (build,) = finished_builds(master.client, 1)
+    steps = build_detail(master.client, build["id"])["steps"]
+    assert [(s["name"], s["result"]) for s in steps] == [
+        ("good", "SUCCESS"),
+        ("broken", "WARNINGS"),
+        ("missing", "WARNINGS"),
+    ]
+    assert "1 failed, 1 passed, 1 skipped" in step_log(master.client, build["id"], 0)
+    assert "broken.xml" in step_log(master.client, build["id"], 1)
+    assert "no such file on the worker" in step_log(master.client, build["id"], 2)
+
+    import flowbot
+
+    results = flowbot.History(f"sqlite:///{master.basedir / 'state.sqlite'}").test_results()
+    assert sorted(zip(results["name"], results["outcome"].astype(str), strict=True)) == [
+        ("test_bad", "failed"),
+        ("test_later", "skipped"),
+        ("test_ok", "passed"),
+    ]

@@ -33,7 +33,7 @@ def test_the_notebook_runs_and_shows_frames_plots_flaky_tests_and_a_culprit(tmp_
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert not [o for cell in code for o in cell.outputs if o.output_type == "error"]
     shown = {cell.source.splitlines()[0]: outputs(cell) for cell in code if cell.source}
-    builds = shown["builds = history.builds()"]
+    builds = shown["history = master.history"]
     assert "FAILURE" in builds and "SUCCESS" in builds
     assert "datetime64[ns, UTC]" in shown["builds.dtypes"] and "category" in shown["builds.dtypes"]
     assert "failure_rate" in shown["%matplotlib inline"]

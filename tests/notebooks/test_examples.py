@@ -1,0 +1,44 @@
+"""The example notebooks run top to bottom in a real kernel and show what they promise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from .test_failure_trends import outputs
+
+NOTEBOOKS = Path(__file__).parents[2] / "notebooks"
+
+
+def run(name: str) -> list[nbformat.NotebookNode]:
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    assert not any(cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code")
+    NotebookClient(
+        notebook, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    ).execute()
+    code = [cell for cell in notebook.cells if cell.cell_type == "code"]
+    errors = [o for cell in code for o in cell.outputs if o.output_type == "error"]
+    assert not errors, errors
+    return code
+
+
+def test_quickstart_runs_a_pipeline_shows_the_panel_and_follows_a_changed_builder():
+    code = run("quickstart.ipynb")
+    shown = [outputs(cell) for cell in code]
+    everything = "\n".join(shown)
+    assert "<svg" in "".join(str(o.get("data", {}).get("text/html", "")) for c in code for o in c.outputs)
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for c in code for o in c.outputs)
+    assert "('test', 1, 'SUCCESS')" in everything
+    table = shown[-2]
+    assert "compile" in table and "test" in table and "FAILURE" not in table
+    assert table.count("SUCCESS") == 3
+
+
+def test_deploy_runs_the_quickstart_notebook_as_a_headless_master():
+    code = run("deploy.ipynb")
+    shown = "\n".join(outputs(cell) for cell in code)
+    assert "pipeline.ipynb: OK: 2 workers, 1 schedulers, 1 builders" in shown
+    assert "('w1', True)" in shown and "('w2', True)" in shown
+    assert "SUCCESS" in shown and "stopped the master" in shown
