@@ -35,6 +35,9 @@ class Scheduling:
     def __init__(self, master: Master):
         self.master = master
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        #: (scheduler, key) pairs the store holds changes for: the others need no look at the
+        #: store when a change is built at once (this master is the only one writing them).
+        self._holding: set[tuple[str, str]] = set()
 
     def _schedulers(self) -> list[Scheduler]:
         return self.master.pipeline.schedulers
@@ -52,16 +55,22 @@ class Scheduling:
                 continue
             if classification is None:
                 continue
+            key = (scheduler.name, classification.key)
             if scheduler.timed or scheduler.tree_stable_timer is not None or not classification.important:
-                decisions.append(Hold(scheduler.name, classification.key, classification.important))
+                decisions.append(Hold(*key, classification.important))
             else:
-                decisions.append(Release(scheduler.name, classification.key, scheduler.changes_buildset))
+                decisions.append(Release(*key, scheduler.changes_buildset, held=key in self._holding))
         return decisions
 
     def held(self, decisions: list[Hold | Release], at: float) -> None:
-        """Changes were held: an important one (re)starts its scheduler's tree-stable timer."""
+        """The change and decisions are stored: track what is held, and (re)start the tree-stable
+        timer of a scheduler that holds an important change."""
         for decision in decisions:
-            if not isinstance(decision, Hold) or not decision.important:
+            if isinstance(decision, Release):
+                self._holding.discard((decision.scheduler, decision.key))
+                continue
+            self._holding.add((decision.scheduler, decision.key))
+            if not decision.important:
                 continue
             scheduler = self.master.pipeline.scheduler(decision.scheduler)
             if scheduler is not None and not scheduler.timed and scheduler.tree_stable_timer is not None:
@@ -73,6 +82,7 @@ class Scheduling:
         """Arm every timer from what the store holds."""
         stable: dict[tuple[str, str], float] = {}
         for name, key, important, received in await self.master.store.held_changes():
+            self._holding.add((name, key))
             if important:
                 stable[(name, key)] = max(stable.get((name, key), 0.0), received)
         for (name, key), last in stable.items():
@@ -113,6 +123,7 @@ class Scheduling:
             requests = await self.master.store.release(
                 Release(scheduler.name, key, make), now, state_owner(scheduler.name), state
             )
+            self._holding.discard((scheduler.name, key))
         except StoreError as exc:
             log.error("scheduler %s could not start its builds: %s", scheduler.name, exc)
             requests = []

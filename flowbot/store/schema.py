@@ -137,6 +137,8 @@ builds = Table(
     Column("summary", Text, nullable=False, default=""),
     #: Seconds the build spent waiting for locks.
     Column("locks_wait", Float, nullable=False, server_default="0"),
+    #: ``{name: [value, source]}`` when the build ended.
+    Column("properties", JSON),
     UniqueConstraint("builder", "number"),
     Index(None, "started_at"),
     Index(None, "worker", "started_at"),
@@ -201,16 +203,6 @@ workers = Table(
     Column("connected_at", Float),
     Column("disconnected_at", Float),
     Column("last_seen", Float),
-)
-
-#: A finished build's properties, each with where it came from.
-build_properties = Table(
-    "build_properties",
-    metadata,
-    Column("build_id", Integer, ForeignKey("builds.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("name", String(255), nullable=False),
-    Column("value", JSON),
-    Column("source", String(255), nullable=False),
 )
 
 #: Changes a scheduler holds until its tree-stable timer fires (or its nightly run comes).

@@ -1,40 +1,62 @@
-"""The statements of the build hot path, built once.
+"""The statements of the build hot path, built once and run through :mod:`.fastpath`.
 
-SQLAlchemy caches a statement's compiled form under a key it computes from the statement object;
-building the object once (with bind parameters for the values) makes executing it about four times
-cheaper than building it per call, and these run several times for every build.
+Every build runs each of these once or more; built once, with bind parameters for the values,
+they are compiled once per database and executed straight on the driver's cursor.
 """
 
 from sqlalchemy import bindparam, case, exists, func, select, update
 
 from ..results import PRECEDENCE
 from . import schema as t
+from .fastpath import Statement
 
-INSERT_CHANGE = t.changes.insert()
-INSERT_CHANGE_FILE = t.change_files.insert()
-INSERT_BUILDSET = t.buildsets.insert()
-INSERT_SOURCESTAMP = t.sourcestamps.insert()
-INSERT_BUILDSET_CHANGE = t.buildset_changes.insert()
-INSERT_REQUEST = t.buildrequests.insert()
-INSERT_BUILD = t.builds.insert()
-INSERT_STEP = t.steps.insert()
-INSERT_LOG_CHUNK = t.log_chunks.insert()
-INSERT_HELD = t.scheduler_changes.insert()
-INSERT_BUILD_PROPERTY = t.build_properties.insert()
+INSERT_CHANGE = Statement(
+    t.changes.insert(),
+    [
+        "repository",
+        "branch",
+        "revision",
+        "project",
+        "codebase",
+        "author",
+        "committer",
+        "comments",
+        "category",
+        "revlink",
+        "when_at",
+        "received_at",
+        "properties",
+    ],
+)
+INSERT_CHANGE_FILE = Statement(t.change_files.insert(), ["change_id", "path"])
+INSERT_BUILDSET = Statement(
+    t.buildsets.insert(), ["scheduler", "reason", "properties", "submitted_at", "parent_build_id"]
+)
+INSERT_SOURCESTAMP = Statement(
+    t.sourcestamps.insert(), ["buildset_id", "codebase", "repository", "branch", "revision", "project"]
+)
+INSERT_BUILDSET_CHANGE = Statement(t.buildset_changes.insert(), ["buildset_id", "change_id"])
+INSERT_REQUEST = Statement(t.buildrequests.insert(), ["buildset_id", "builder", "priority", "submitted_at"])
+INSERT_BUILD = Statement(
+    t.builds.insert(), ["request_id", "builder", "number", "worker", "branch", "revision", "started_at", "summary"]
+)
+INSERT_STEP = Statement(t.steps.insert(), ["build_id", "number", "name", "started_at", "hidden", "summary"])
+INSERT_LOG_CHUNK = Statement(t.log_chunks.insert(), ["step_id", "log", "first_line", "last_line", "content", "streams"])
+INSERT_HELD = Statement(t.scheduler_changes.insert(), ["scheduler", "change_id", "timer", "important"])
 
 _request = t.buildrequests.c
 #: Claim a pending request (``p_id``, ``p_at``, ``p_by``); matches no row once it is claimed or complete.
-CLAIM_REQUEST = (
+CLAIM_REQUEST = Statement(
     update(t.buildrequests)
     .where(_request.id == bindparam("p_id"), _request.complete_at.is_(None), _request.claimed_at.is_(None))
     .values(claimed_at=bindparam("p_at"), claimed_by=bindparam("p_by"))
 )
 #: Put a request back in the queue (``p_id``).
-UNCLAIM_REQUEST = (
+UNCLAIM_REQUEST = Statement(
     update(t.buildrequests).where(_request.id == bindparam("p_id")).values(claimed_at=None, claimed_by=None)
 )
 #: Complete a pending request (``p_id``, ``p_at``, ``p_result``).
-COMPLETE_REQUEST = (
+COMPLETE_REQUEST = Statement(
     update(t.buildrequests)
     .where(_request.id == bindparam("p_id"), _request.complete_at.is_(None))
     .values(complete_at=bindparam("p_at"), result=bindparam("p_result"))
@@ -43,7 +65,7 @@ COMPLETE_REQUEST = (
 _rank = case({int(result): rank for rank, result in enumerate(PRECEDENCE)}, value=_request.result)
 _worst_rank = select(func.min(_rank)).where(_request.buildset_id == bindparam("p_id")).scalar_subquery()
 #: Complete a buildset (``p_id``, ``p_at``) once none of its requests is pending, with their worst result.
-COMPLETE_BUILDSET = (
+COMPLETE_BUILDSET = Statement(
     update(t.buildsets)
     .where(
         t.buildsets.c.id == bindparam("p_id"),
@@ -55,7 +77,7 @@ COMPLETE_BUILDSET = (
     )
 )
 #: End a step (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_hidden``).
-FINISH_STEP = (
+FINISH_STEP = Statement(
     update(t.steps)
     .where(t.steps.c.id == bindparam("p_id"))
     .values(
@@ -65,8 +87,9 @@ FINISH_STEP = (
         hidden=bindparam("p_hidden"),
     )
 )
-#: End a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_locks``: seconds waited for locks).
-FINISH_BUILD = (
+#: End a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_locks``: seconds waited for
+#: locks, ``p_properties``).
+FINISH_BUILD = Statement(
     update(t.builds)
     .where(t.builds.c.id == bindparam("p_id"))
     .values(
@@ -74,5 +97,18 @@ FINISH_BUILD = (
         result=bindparam("p_result"),
         summary=bindparam("p_summary"),
         locks_wait=bindparam("p_locks"),
+        properties=bindparam("p_properties"),
     )
+)
+
+_held = t.scheduler_changes.c
+#: The changes a scheduler holds under a key (``p_scheduler``, ``p_key``), oldest first.
+HELD_CHANGES = Statement(
+    select(_held.change_id)
+    .where(_held.scheduler == bindparam("p_scheduler"), _held.timer == bindparam("p_key"))
+    .order_by(_held.change_id)
+)
+#: Let go of them.
+RELEASE_HELD = Statement(
+    t.scheduler_changes.delete().where(_held.scheduler == bindparam("p_scheduler"), _held.timer == bindparam("p_key"))
 )

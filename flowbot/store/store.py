@@ -49,6 +49,8 @@ class Release:
     key: str
     #: The scheduler's decision on the changes, oldest first; None builds nothing.
     make_buildset: Callable[[list[Change]], BuildsetSpec | None]
+    #: False when the caller knows nothing is held under the key (saves a query per change).
+    held: bool = True
 
 
 class Ref:
@@ -105,10 +107,13 @@ class Store:
     def _submit(self, op: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
         """Queue a write; the future resolves once its transaction has committed."""
 
+        # The hot path runs some statements on the driver's cursor: its errors count too.
+        failures = (sa.exc.SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error)
+
         def guarded(conn: sa.Connection) -> T:
             try:
                 return op(conn)
-            except sa.exc.SQLAlchemyError as exc:
+            except failures as exc:
                 raise StoreError(f"database write failed: {getattr(exc, 'orig', None) or exc}") from exc
 
         return self._writer.submit(guarded)
@@ -140,8 +145,8 @@ class Store:
             requests = []
             for decision in decisions:
                 if isinstance(decision, Hold):
-                    conn.execute(
-                        sql.INSERT_HELD,
+                    sql.INSERT_HELD.run(
+                        conn,
                         {
                             "scheduler": decision.scheduler,
                             "change_id": stored.id,
@@ -240,7 +245,7 @@ class Store:
         collapsed into a newer one."""
 
         def op(conn: sa.Connection) -> None:
-            done = conn.execute(sql.COMPLETE_REQUEST, {"p_id": request_id, "p_at": now, "p_result": int(result)})
+            done = sql.COMPLETE_REQUEST.run(conn, {"p_id": request_id, "p_at": now, "p_result": int(result)})
             if done.rowcount != 1:
                 raise NotFound(f"no pending build request {request_id}")
             buildset_id = conn.execute(
@@ -274,11 +279,11 @@ class Store:
         """
 
         def op(conn: sa.Connection) -> None:
-            claimed = conn.execute(sql.CLAIM_REQUEST, {"p_id": request.id, "p_at": now, "p_by": master})
+            claimed = sql.CLAIM_REQUEST.run(conn, {"p_id": request.id, "p_at": now, "p_by": master})
             if claimed.rowcount != 1:
                 raise NotFound(f"build request {request.id} is no longer pending")
-            build.id = conn.execute(
-                sql.INSERT_BUILD,
+            build.id = sql.INSERT_BUILD.insert(
+                conn,
                 {
                     "request_id": request.id,
                     "builder": request.builder,
@@ -289,7 +294,7 @@ class Store:
                     "started_at": now,
                     "summary": "",
                 },
-            ).inserted_primary_key[0]
+            )
 
         return self._submit(op)
 
@@ -297,8 +302,8 @@ class Store:
         """Record a step as started; sets ``step.id``."""
 
         def op(conn: sa.Connection) -> None:
-            step.id = conn.execute(
-                sql.INSERT_STEP,
+            step.id = sql.INSERT_STEP.insert(
+                conn,
                 {
                     "build_id": build.get(),
                     "number": number,
@@ -307,7 +312,7 @@ class Store:
                     "hidden": False,
                     "summary": "",
                 },
-            ).inserted_primary_key[0]
+            )
 
         return self._submit(op)
 
@@ -322,7 +327,7 @@ class Store:
         }
 
         def op(conn: sa.Connection) -> None:
-            conn.execute(sql.INSERT_LOG_CHUNK, {"step_id": step.get(), **chunk})
+            sql.INSERT_LOG_CHUNK.run(conn, {"step_id": step.get(), **chunk})
 
         return self._submit(op)
 
@@ -330,8 +335,8 @@ class Store:
         self, step: Ref, result: Result, now: float, summary: str = "", *, hidden: bool = False
     ) -> asyncio.Future[None]:
         def op(conn: sa.Connection) -> None:
-            conn.execute(
-                sql.FINISH_STEP,
+            sql.FINISH_STEP.run(
+                conn,
                 {"p_id": step.get(), "p_at": now, "p_result": int(result), "p_summary": summary, "p_hidden": hidden},
             )
 
@@ -359,19 +364,21 @@ class Store:
 
         def op(conn: sa.Connection) -> list[BuildRequest]:
             build_id = build.get()
-            conn.execute(
-                sql.FINISH_BUILD,
-                {"p_id": build_id, "p_at": now, "p_result": int(result), "p_summary": summary, "p_locks": locks_wait},
+            sql.FINISH_BUILD.run(
+                conn,
+                {
+                    "p_id": build_id,
+                    "p_at": now,
+                    "p_result": int(result),
+                    "p_summary": summary,
+                    "p_locks": locks_wait,
+                    "p_properties": properties,
+                },
             )
-            if properties:
-                conn.execute(
-                    sql.INSERT_BUILD_PROPERTY,
-                    [{"build_id": build_id, "name": n, "value": v, "source": s} for n, (v, s) in properties.items()],
-                )
             if result == Result.RETRY:
-                conn.execute(sql.UNCLAIM_REQUEST, {"p_id": request.id})
+                sql.UNCLAIM_REQUEST.run(conn, {"p_id": request.id})
             else:
-                conn.execute(sql.COMPLETE_REQUEST, {"p_id": request.id, "p_at": now, "p_result": int(result)})
+                sql.COMPLETE_REQUEST.run(conn, {"p_id": request.id, "p_at": now, "p_result": int(result)})
                 _complete_buildset(conn, request.buildset_id, now)
             requests = []
             for spec in downstream:
@@ -532,13 +539,9 @@ class Store:
                 }
                 for s in steps
             ]
-            props = t.build_properties.c
-            build["properties"] = {
-                name: [value, source]
-                for name, value, source in conn.execute(
-                    sa.select(props.name, props.value, props.source).where(props.build_id == build_id)
-                )
-            }
+            build["properties"] = (
+                conn.execute(sa.select(t.builds.c.properties).where(t.builds.c.id == build_id)).scalar() or {}
+            )
             return build
 
         return await self._read(fn)
@@ -784,8 +787,8 @@ def _build_dict(row: sa.Row) -> dict[str, Any]:
 
 
 def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float) -> list[BuildRequest]:
-    buildset_id = conn.execute(
-        sql.INSERT_BUILDSET,
+    buildset_id = sql.INSERT_BUILDSET.insert(
+        conn,
         {
             "scheduler": spec.scheduler,
             "reason": spec.reason,
@@ -793,7 +796,7 @@ def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float) -> lis
             "submitted_at": now,
             "parent_build_id": spec.parent_build_id,
         },
-    ).inserted_primary_key[0]
+    )
     stamps = [
         {
             "buildset_id": buildset_id,
@@ -806,22 +809,22 @@ def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float) -> lis
         for stamp in spec.sourcestamps
     ]
     if stamps:  # an empty list would insert one row of defaults
-        conn.execute(sql.INSERT_SOURCESTAMP, stamps)
+        sql.INSERT_SOURCESTAMP.run_many(conn, stamps)
     if spec.change_ids:
-        conn.execute(
-            sql.INSERT_BUILDSET_CHANGE, [{"buildset_id": buildset_id, "change_id": c} for c in spec.change_ids]
+        sql.INSERT_BUILDSET_CHANGE.run_many(
+            conn, [{"buildset_id": buildset_id, "change_id": c} for c in spec.change_ids]
         )
     requests = []
     for builder in spec.builders:
-        request_id = conn.execute(
-            sql.INSERT_REQUEST,
+        request_id = sql.INSERT_REQUEST.insert(
+            conn,
             {
                 "buildset_id": buildset_id,
                 "builder": builder,
                 "priority": spec.priority,
                 "submitted_at": now,
             },
-        ).inserted_primary_key[0]
+        )
         requests.append(
             BuildRequest(
                 id=request_id,
@@ -840,8 +843,8 @@ def _insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float) -> lis
 
 
 def _insert_change(conn: sa.Connection, change: Change, now: float) -> Change:
-    change_id = conn.execute(
-        sql.INSERT_CHANGE,
+    change_id = sql.INSERT_CHANGE.insert(
+        conn,
         {
             "repository": change.repository,
             "branch": change.branch,
@@ -857,19 +860,18 @@ def _insert_change(conn: sa.Connection, change: Change, now: float) -> Change:
             "received_at": now,
             "properties": change.properties,
         },
-    ).inserted_primary_key[0]
+    )
     if change.files:
-        conn.execute(sql.INSERT_CHANGE_FILE, [{"change_id": change_id, "path": path} for path in change.files])
+        sql.INSERT_CHANGE_FILE.run_many(conn, [{"change_id": change_id, "path": path} for path in change.files])
     return dataclasses.replace(change, id=change_id)
 
 
 def _release(conn: sa.Connection, decision: Release, now: float, new: list[Change]) -> list[BuildRequest]:
     """Take what the scheduler held under the decision's key, add ``new``, and build them."""
-    held = t.scheduler_changes.c
-    where = (held.scheduler == decision.scheduler, held.timer == decision.key)
-    ids = [row[0] for row in conn.execute(sa.select(held.change_id).where(*where).order_by(held.change_id))]
+    key = {"p_scheduler": decision.scheduler, "p_key": decision.key}
+    ids = [row[0] for row in sql.HELD_CHANGES.run(conn, key)] if decision.held else []
     if ids:
-        conn.execute(t.scheduler_changes.delete().where(*where))
+        sql.RELEASE_HELD.run(conn, key)
     spec = decision.make_buildset(_load_changes(conn, ids) + new)
     return _insert_buildset(conn, spec, now) if spec is not None else []
 
@@ -931,4 +933,4 @@ def _sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tupl
 
 def _complete_buildset(conn: sa.Connection, buildset_id: int, now: float) -> None:
     """Complete a buildset once none of its requests is pending, with the worst of their results."""
-    conn.execute(sql.COMPLETE_BUILDSET, {"p_id": buildset_id, "p_at": now})
+    sql.COMPLETE_BUILDSET.run(conn, {"p_id": buildset_id, "p_at": now})

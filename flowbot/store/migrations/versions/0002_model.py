@@ -34,21 +34,9 @@ def upgrade() -> None:
     with op.batch_alter_table("scheduler_changes", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_scheduler_changes_scheduler_timer"), ["scheduler", "timer"], unique=False)
 
-    op.create_table(
-        "build_properties",
-        sa.Column("build_id", sa.Integer(), nullable=False),
-        sa.Column("name", sa.String(length=255), nullable=False),
-        sa.Column("value", sa.JSON(), nullable=True),
-        sa.Column("source", sa.String(length=255), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["build_id"], ["builds.id"], name=op.f("fk_build_properties_build_id_builds"), ondelete="CASCADE"
-        ),
-    )
-    with op.batch_alter_table("build_properties", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_build_properties_build_id"), ["build_id"], unique=False)
-
     with op.batch_alter_table("builds", schema=None) as batch_op:
         batch_op.add_column(sa.Column("locks_wait", sa.Float(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("properties", sa.JSON(), nullable=True))
 
     with op.batch_alter_table("buildsets", schema=None) as batch_op:
         batch_op.add_column(sa.Column("parent_build_id", sa.Integer(), nullable=True))
@@ -62,11 +50,8 @@ def downgrade() -> None:
 
     with op.batch_alter_table("builds", schema=None) as batch_op:
         batch_op.drop_column("locks_wait")
+        batch_op.drop_column("properties")
 
-    with op.batch_alter_table("build_properties", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_build_properties_build_id"))
-
-    op.drop_table("build_properties")
     with op.batch_alter_table("scheduler_changes", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_scheduler_changes_scheduler_timer"))
 
