@@ -16,8 +16,8 @@ import tornado.web
 
 from ..defaults import LOG_TAIL_LINES, MAX_LIST
 from ..errors import ConfigError, FlowbotError, Forbidden, InvalidRequest, NotFound, StoreError, Unauthorized
-from ..records import Change
 from ..results import Result
+from ..sources.webhooks import JsonHook
 from .access import authorize_control, authorize_read
 
 if TYPE_CHECKING:
@@ -219,39 +219,12 @@ class ForceHandler(ApiHandler):
 
 
 class ChangesHandler(ApiHandler):
-    _TEXT = ("repository", "project", "codebase", "author", "committer", "comments", "revlink")
-    _OPTIONAL_TEXT = ("branch", "revision", "category")
-
     async def get(self) -> None:
         self.reply({"changes": await self.master.store.changes(limit=self.int_argument("limit", 50))})
 
     async def post(self) -> None:
-        body = self.body()
-        unknown = set(body) - {*self._TEXT, *self._OPTIONAL_TEXT, "files", "properties", "when"}
-        if unknown:
-            raise InvalidRequest(f"unknown field(s) {sorted(unknown)}")
-        fields: dict[str, Any] = {}
-        for key in self._TEXT:
-            if key in body:
-                if not isinstance(body[key], str):
-                    raise InvalidRequest(f"{key} must be a string")
-                fields[key] = body[key]
-        for key in self._OPTIONAL_TEXT:
-            if body.get(key) is not None:
-                if not isinstance(body[key], str):
-                    raise InvalidRequest(f"{key} must be a string or null")
-                fields[key] = body[key]
-        files = body.get("files", [])
-        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-            raise InvalidRequest("files must be a list of strings")
-        properties = body.get("properties", {})
-        if not isinstance(properties, dict):
-            raise InvalidRequest("properties must be an object")
-        if body.get("when") is not None:
-            if not isinstance(body["when"], (int, float)) or isinstance(body["when"], bool):
-                raise InvalidRequest("when must be a number (epoch seconds)")
-            fields["when"] = float(body["when"])
-        change = Change(files=tuple(files), properties=properties, **fields)
+        # The generic JSON webhook reads a change exactly as this endpoint does.
+        change = JsonHook.change(self.body())
         change_id, request_ids = await self.master.add_change(change)
         self.reply({"id": change_id, "buildrequest_ids": request_ids}, 201)
 

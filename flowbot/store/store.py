@@ -550,11 +550,7 @@ class Store:
         """A stored log as ``(stream, line)`` pairs."""
 
         def fn(conn: sa.Connection) -> list[tuple[str, str]]:
-            step_id = conn.execute(
-                sa.select(t.steps.c.id).where(t.steps.c.build_id == build_id, t.steps.c.number == step_number)
-            ).scalar()
-            if step_id is None:
-                raise NotFound(f"no step {step_number} in build {build_id}")
+            step_id = _step_id(conn, build_id, step_number)
             chunks = t.log_chunks.c
             lines: list[tuple[str, str]] = []
             for content, streams in conn.execute(
@@ -730,11 +726,7 @@ class Store:
         """
 
         def fn(conn: sa.Connection) -> tuple[list[tuple[str, str]], int]:
-            step_id = conn.execute(
-                sa.select(t.steps.c.id).where(t.steps.c.build_id == build_id, t.steps.c.number == step_number)
-            ).scalar()
-            if step_id is None:
-                raise NotFound(f"no step {step_number} in build {build_id}")
+            step_id = _step_id(conn, build_id, step_number)
             chunks = t.log_chunks.c
             tail: list[tuple[str, str]] = []
             first, end = 0, 0
@@ -929,6 +921,15 @@ def _sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tupl
             )
         )
     return {key: tuple(value) for key, value in out.items()}
+
+
+def _step_id(conn: sa.Connection, build_id: int, step_number: int) -> int:
+    step_id = conn.execute(
+        sa.select(t.steps.c.id).where(t.steps.c.build_id == build_id, t.steps.c.number == step_number)
+    ).scalar()
+    if step_id is None:
+        raise NotFound(f"no step {step_number} in build {build_id}")
+    return step_id
 
 
 def _complete_buildset(conn: sa.Connection, buildset_id: int, now: float) -> None:
