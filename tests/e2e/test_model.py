@@ -369,3 +369,59 @@ def test_junit_reports_come_back_as_test_results_and_bad_ones_warn(master_factor
         ("test_later", "skipped"),
         ("test_ok", "passed"),
     ]
+
+
+def test_priorities_next_build_next_worker_and_max_builds_decide_what_runs_where(master_factory, worker_factory):
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, AnyBranchScheduler, ChangeFilter
+
+        def newest_first(builder, requests):
+            return max(requests, key=lambda r: r.id)
+
+        def prefer_w2(builder, workers, request):
+            return "w2" if "w2" in workers else None
+
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s", max_builds=1), Worker("w2", secret="s")],
+            schedulers=[
+                AnyBranchScheduler("cold", builders=["ordered"], change_filter=ChangeFilter(branch="cold")),
+                AnyBranchScheduler("hot", builders=["ordered"], change_filter=ChangeFilter(branch="hot"),
+                                   priority=10),
+                ForceScheduler("force", builders=["lifo", "picky", "a", "b"]),
+            ],
+            builders=[
+                Builder("ordered", workers=["w1"], collapse_requests=False, steps=[Shell("sleep 0.2")]),
+                Builder("lifo", workers=["w1"], collapse_requests=False, next_build=newest_first,
+                        steps=[Shell("sleep 0.2")]),
+                Builder("picky", workers=["w1", "w2"], next_worker=prefer_w2, steps=[Shell("true")]),
+                Builder("a", workers=["w1"], steps=[Shell("sleep 0.5")]),
+                Builder("b", workers=["w1"], steps=[Shell("sleep 0.5")]),
+            ],
+        )
+    """)
+    client = master.client
+    # Given requests queued while no worker can take them
+    for branch, revision in (("cold", "c1"), ("cold", "c2"), ("hot", "h1")):
+        client.sendchange(branch=branch, revision=revision)
+    lifo = [client.force("lifo", revision=f"l{i}")[0] for i in range(3)]
+
+    # The builder's next_worker hook chooses w2 over w1
+    worker_factory(master, "w2", "s")
+    client.force("picky")
+    (picky,) = finished_builds(client, 1, builder="picky")
+    assert picky["worker"] == "w2"
+
+    # When w1 arrives, the higher priority goes first, then the oldest; next_build reverses lifo
+    worker_factory(master, "w1", "s")
+    ordered = sorted(finished_builds(client, 3, builder="ordered", timeout=30), key=lambda b: b["started_at"])
+    assert [b["revision"] for b in ordered] == ["h1", "c1", "c2"]
+    started = sorted(finished_builds(client, 3, builder="lifo", timeout=30), key=lambda b: b["started_at"])
+    assert [b["request_id"] for b in started] == sorted(lifo, reverse=True)
+
+    # max_builds=1: w1 never runs two builds at once, even of different builders
+    client.force("a")
+    client.force("b")
+    first, second = sorted(
+        [finished_builds(client, 1, builder=name)[0] for name in ("a", "b")], key=lambda b: b["started_at"]
+    )
+    assert second["started_at"] >= first["finished_at"] - 0.01
