@@ -1,8 +1,9 @@
 """The immutable records that travel along a pipeline's edges.
 
 A :class:`Change` goes into schedulers, which make :class:`BuildRequest` records for builders,
-which make :class:`Build` records. Each is written to the store before anything downstream acts on
-it, so nothing accepted is lost in a crash.
+which make :class:`Build` records (with :class:`StepRecord` steps) that reporters consume. Each
+is written to the store before anything downstream acts on it, so nothing accepted is lost in a
+crash.
 """
 
 from __future__ import annotations
@@ -101,11 +102,21 @@ class BuildRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class StepRecord:
+    """A step of a finished build."""
+
+    number: int
+    name: str
+    result: Result | None
+    started_at: float | None
+    finished_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class Build:
-    """One run of a builder's steps on one worker, for one request."""
+    """A build as it flows to reporters: started (``result`` None) or finished."""
 
     id: int
-    request_id: int
     builder: str
     number: int
     worker: str
@@ -114,3 +125,43 @@ class Build:
     result: Result | None = None
     branch: str | None = None
     revision: str | None = None
+    reason: str = ""
+    sourcestamps: tuple[SourceStamp, ...] = ()
+    properties: dict[str, Any] = field(default_factory=dict)
+    #: The result of the builder's previous finished build (RETRY aside), when the mode needs it.
+    previous_result: Result | None = None
+    #: The steps of a finished build (for reporters that ask for details).
+    steps: tuple[StepRecord, ...] = ()
+    #: The name of the step whose log ends the report (the first that failed, else the last).
+    log_step: str | None = None
+    #: The last lines of that step's log.
+    log_tail: str = ""
+    #: The build's page, when the master serves one.
+    url: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        return None if self.finished_at is None else self.finished_at - self.started_at
+
+    def to_dict(self) -> dict[str, Any]:
+        """The build as JSON-ready data (results by name)."""
+        return {
+            "id": self.id,
+            "builder": self.builder,
+            "number": self.number,
+            "worker": self.worker,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "result": self.result.name if self.result is not None else None,
+            "previous_result": self.previous_result.name if self.previous_result is not None else None,
+            "branch": self.branch,
+            "revision": self.revision,
+            "reason": self.reason,
+            "sourcestamps": [
+                {"codebase": s.codebase, "repository": s.repository, "branch": s.branch, "revision": s.revision}
+                for s in self.sourcestamps
+            ],
+            "properties": self.properties,
+            "steps": [{"number": s.number, "name": s.name, "result": s.result and s.result.name} for s in self.steps],
+            "url": self.url,
+        }

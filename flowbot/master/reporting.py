@@ -1,7 +1,7 @@
 """Running the pipeline's reporters off the build path.
 
 The master's events say when a build's start or end is committed; :class:`Reporting` takes them
-in order on one queue, turns each into a :class:`~flowbot.reporters.BuildReport` (reading what the
+in order on one queue, turns each into a :class:`~flowbot.reporters.Build` (reading what the
 interested reporters need from the store: reason, sources, and for finished builds the previous
 result, the steps and a log tail), and hands it to each interested reporter's own queue. Each
 reporter's worker delivers its reports in order, retrying a failed one with exponential back-off,
@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..defaults import REPORT_BACKOFF_MAX, REPORT_DRAIN, REPORT_LOG_LINES, REPORT_QUEUE
 from ..errors import FlowbotError, ReportRejected
-from ..reporters.base import BuildReport, Reporter, StepReport
+from ..records import Build, StepRecord
+from ..reporters.base import Reporter
 from ..results import Result
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ class Reporting:
         self.failed: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._queues: dict[int, asyncio.Queue[tuple[str, BuildReport]]] = {}
+        self._queues: dict[int, asyncio.Queue[tuple[str, Build]]] = {}
         self._tasks: list[asyncio.Task] = []
         self._unsubscribe: Any = None
 
@@ -50,7 +51,7 @@ class Reporting:
         self._unsubscribe = self.master.events.subscribe(self._events.put_nowait, ("build.started", "build.finished"))
         self._tasks.append(asyncio.create_task(self._prepare_loop(), name="reporting"))
         for reporter in self.reporters:
-            queue: asyncio.Queue[tuple[str, BuildReport]] = asyncio.Queue(REPORT_QUEUE)
+            queue: asyncio.Queue[tuple[str, Build]] = asyncio.Queue(REPORT_QUEUE)
             self._queues[id(reporter)] = queue
             self._tasks.append(asyncio.create_task(self._deliver_loop(reporter, queue), name=f"reporter {reporter}"))
 
@@ -110,7 +111,7 @@ class Reporting:
                 log.warning("reporter %s is %d reports behind; dropped the oldest", reporter.name, queue.qsize())
             queue.put_nowait(("build_finished" if finished else "build_started", report))
 
-    async def _report(self, build: dict[str, Any], finished: bool, reporters: list[Reporter]) -> BuildReport:
+    async def _report(self, build: dict[str, Any], finished: bool, reporters: list[Reporter]) -> Build:
         store = self.master.store
         _, spec = await store.buildset_of(build["id"])
         details: dict[str, Any] = {}
@@ -119,7 +120,7 @@ class Reporting:
         if finished and any(r.wants_details for r in reporters):
             steps = (await store.build(build["id"]))["steps"]
             details["steps"] = tuple(
-                StepReport(
+                StepRecord(
                     s["number"], s["name"], s["result"] and Result[s["result"]], s["started_at"], s["finished_at"]
                 )
                 for s in steps
@@ -130,7 +131,7 @@ class Reporting:
                 details["log_step"] = shown["name"]
                 details["log_tail"] = "\n".join(line for _, line in tail)
         base = self.master.pipeline.url or self.master.http_url
-        return BuildReport(
+        return Build(
             id=build["id"],
             builder=build["builder"],
             number=build["number"],
@@ -149,7 +150,7 @@ class Reporting:
 
     # -- delivering -------------------------------------------------------------------------------
 
-    async def _deliver_loop(self, reporter: Reporter, queue: asyncio.Queue[tuple[str, BuildReport]]) -> None:
+    async def _deliver_loop(self, reporter: Reporter, queue: asyncio.Queue[tuple[str, Build]]) -> None:
         while True:
             hook, report = await queue.get()
             try:
@@ -157,7 +158,7 @@ class Reporting:
             finally:
                 queue.task_done()
 
-    async def _deliver(self, reporter: Reporter, hook: str, report: BuildReport) -> None:
+    async def _deliver(self, reporter: Reporter, hook: str, report: Build) -> None:
         what = f"{hook.replace('build_', '')} of {report.builder} #{report.number}"
         delay = reporter.backoff
         for attempt in range(1, reporter.attempts + 1):

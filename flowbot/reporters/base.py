@@ -11,13 +11,11 @@ endpoint delays only its own reports, never a build. A hook that raises is retri
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
 
 from ..defaults import REPORT_ATTEMPTS, REPORT_BACKOFF
 from ..errors import ConfigError
 from ..location import caller
-from ..records import SourceStamp
+from ..records import Build
 from ..results import Result
 
 #: What a reporter may report, by the result of a finished build:
@@ -35,72 +33,6 @@ MODES = {
     #: builds whose result differs from the previous build of the same builder
     "problem",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class StepReport:
-    """A finished step, as reports show it."""
-
-    number: int
-    name: str
-    result: Result | None
-    started_at: float | None
-    finished_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class BuildReport:
-    """A build as reporters see it: started (``result`` None) or finished."""
-
-    id: int
-    builder: str
-    number: int
-    worker: str
-    started_at: float
-    finished_at: float | None = None
-    result: Result | None = None
-    branch: str | None = None
-    revision: str | None = None
-    reason: str = ""
-    sourcestamps: tuple[SourceStamp, ...] = ()
-    properties: dict[str, Any] = field(default_factory=dict)
-    #: The result of the builder's previous finished build (RETRY aside), when the mode needs it.
-    previous_result: Result | None = None
-    #: The steps of a finished build (for reporters that ask for details).
-    steps: tuple[StepReport, ...] = ()
-    #: The name of the step whose log ends the report (the first that failed, else the last).
-    log_step: str | None = None
-    #: The last lines of that step's log.
-    log_tail: str = ""
-    #: The build's page, when the master serves one.
-    url: str | None = None
-
-    @property
-    def duration(self) -> float | None:
-        return None if self.finished_at is None else self.finished_at - self.started_at
-
-    def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data (results by name)."""
-        return {
-            "id": self.id,
-            "builder": self.builder,
-            "number": self.number,
-            "worker": self.worker,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "result": self.result.name if self.result is not None else None,
-            "previous_result": self.previous_result.name if self.previous_result is not None else None,
-            "branch": self.branch,
-            "revision": self.revision,
-            "reason": self.reason,
-            "sourcestamps": [
-                {"codebase": s.codebase, "repository": s.repository, "branch": s.branch, "revision": s.revision}
-                for s in self.sourcestamps
-            ],
-            "properties": self.properties,
-            "steps": [{"number": s.number, "name": s.name, "result": s.result and s.result.name} for s in self.steps],
-            "url": self.url,
-        }
 
 
 class Reporter:
@@ -149,7 +81,7 @@ class Reporter:
         """Whether builds of ``builder`` concern this reporter at all."""
         return self.builders is None or builder in self.builders
 
-    def wants(self, build: BuildReport) -> bool:
+    def wants(self, build: Build) -> bool:
         """Whether the finished ``build`` should be reported, by the mode."""
         if "all" in self.mode:
             return True
@@ -165,10 +97,10 @@ class Reporter:
 
     # -- hooks --------------------------------------------------------------------------------------
 
-    async def build_started(self, build: BuildReport) -> None:
+    async def build_started(self, build: Build) -> None:
         """A build started (on a worker)."""
 
-    async def build_finished(self, build: BuildReport) -> None:
+    async def build_finished(self, build: Build) -> None:
         """A build finished and :meth:`wants` it."""
 
     async def close(self) -> None:

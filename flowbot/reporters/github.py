@@ -14,8 +14,9 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ..records import Build
 from ..results import Result
-from .base import BuildReport, Reporter
+from .base import Reporter
 from .transport import post_json
 
 log = logging.getLogger(__name__)
@@ -72,15 +73,15 @@ class GitHubStatusPush(Reporter):
         self.context = context
         self.timeout = timeout
 
-    async def build_started(self, build: BuildReport) -> None:
+    async def build_started(self, build: Build) -> None:
         await self._set(build, "pending", f"build #{build.number} started")
 
-    async def build_finished(self, build: BuildReport) -> None:
+    async def build_finished(self, build: Build) -> None:
         assert build.result is not None
         seconds = f" in {build.duration:.0f} s" if build.duration is not None else ""
         await self._set(build, STATES[build.result], f"build #{build.number}: {build.result.name}{seconds}")
 
-    async def _set(self, build: BuildReport, state: str, description: str) -> None:
+    async def _set(self, build: Build, state: str, description: str) -> None:
         for (owner, repo), sha in self._commits(build):
             payload: dict[str, Any] = {
                 "state": state,
@@ -100,7 +101,7 @@ class GitHubStatusPush(Reporter):
                 timeout=self.timeout,
             )
 
-    def _commits(self, build: BuildReport) -> list[tuple[tuple[str, str], str]]:
+    def _commits(self, build: Build) -> list[tuple[tuple[str, str], str]]:
         """The (repository, commit) pairs a build's statuses go to."""
         commits = []
         stamps = build.sourcestamps or ()

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .base import BuildReport, Reporter
+from ..records import Build
+from .base import Reporter
 from .transport import post_json
 
 
 class HttpStatusPush(Reporter):
     """POST ``{"event": "started" | "finished", "build": {...}}`` to ``url``.
 
-    The build is :meth:`BuildReport.to_dict`. A failed POST is retried with back-off (see
+    The build is :meth:`Build.to_dict`. A failed POST is retried with back-off (see
     :class:`~flowbot.reporters.Reporter`); an endpoint that answers 4xx is not retried.
 
     Args:
@@ -41,11 +42,11 @@ class HttpStatusPush(Reporter):
         self.started = started
         self.timeout = timeout
 
-    async def build_started(self, build: BuildReport) -> None:
+    async def build_started(self, build: Build) -> None:
         if self.started:
             await post_json(self.url, {"event": "started", "build": build.to_dict()}, **self._options())
 
-    async def build_finished(self, build: BuildReport) -> None:
+    async def build_finished(self, build: Build) -> None:
         await post_json(self.url, {"event": "finished", "build": build.to_dict()}, **self._options())
 
     def _options(self) -> dict[str, Any]:

@@ -18,7 +18,8 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from ..errors import ConfigError, ReportError, ReportRejected
-from .base import BuildReport, Reporter
+from ..records import Build
+from .base import Reporter
 
 TLS_MODES = ("starttls", "ssl", None)
 
@@ -72,7 +73,7 @@ class MailNotifier(Reporter):
         self.timeout = timeout
         self._executor: ThreadPoolExecutor | None = None
 
-    async def build_finished(self, build: BuildReport) -> None:
+    async def build_finished(self, build: Build) -> None:
         message = self.message(build)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"flowbot-mail-{self.name}")
@@ -85,7 +86,7 @@ class MailNotifier(Reporter):
 
     # -- the message ------------------------------------------------------------------------------
 
-    def message(self, build: BuildReport) -> EmailMessage:
+    def message(self, build: Build) -> EmailMessage:
         """The mail about ``build``."""
         message = EmailMessage()
         message["Subject"] = subject(build)
@@ -123,7 +124,7 @@ class MailNotifier(Reporter):
             raise ReportError(f"mail via {self.smtp_host}:{self.smtp_port} failed: {exc}") from None
 
 
-def subject(build: BuildReport) -> str:
+def subject(build: Build) -> str:
     """``FAILURE: unit #12 on main (1a2b3c4)``."""
     result = build.result.name if build.result is not None else "RUNNING"
     where = f" on {build.branch}" if build.branch else ""
@@ -131,7 +132,7 @@ def subject(build: BuildReport) -> str:
     return f"{result}: {build.builder} #{build.number}{where}{revision}"
 
 
-def body(build: BuildReport) -> str:
+def body(build: Build) -> str:
     """The text of a mail about ``build``: what happened, the facts, the steps, the log's end."""
     result = build.result.name if build.result is not None else "RUNNING"
     before = ""

@@ -35,6 +35,8 @@ def test_an_undeclared_worker_is_refused(master_factory, worker_factory):
     stranger = worker_factory(master, "w9", "whatever", wait=False)
     wait_for(lambda: "refused worker 'w9': unknown worker" in master.log(), 15, "the refusal")
     wait_for(lambda: "unknown worker" in stranger.log(), 15, "the worker to hear why")
+    assert not any(w["connected"] for w in master.client.workers())
+    assert stranger.alive()  # it keeps trying, backing off, in case the pipeline gains it
 
 
 def test_a_worker_killed_mid_build_makes_it_retry_and_the_request_runs_again(master_factory, worker_factory):

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from flowbot import ConfigError, Reporter
-from flowbot.reporters import BuildReport
+from flowbot.records import Build
 from flowbot.results import Result
 
 S, W, F, E, R = Result.SUCCESS, Result.WARNINGS, Result.FAILURE, Result.EXCEPTION, Result.RETRY
 
 
-def report(result: Result, previous: Result | None = None, builder: str = "unit") -> BuildReport:
-    return BuildReport(
+def report(result: Result, previous: Result | None = None, builder: str = "unit") -> Build:
+    return Build(
         id=1,
         builder=builder,
         number=1,

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flowbot import MailNotifier
-from flowbot.reporters import BuildReport, StepReport
+from flowbot.records import Build, StepRecord
 from flowbot.reporters.mail import subject
 from flowbot.results import Result
 
 
-def failed() -> BuildReport:
-    return BuildReport(
+def failed() -> Build:
+    return Build(
         id=7,
         builder="unit",
         number=12,
@@ -25,8 +25,8 @@ def failed() -> BuildReport:
         log_step="test",
         log_tail="collected 3 items\nFAILED test_parser.py::test_empty",
         steps=(
-            StepReport(0, "checkout", Result.SUCCESS, 100.0, 101.5),
-            StepReport(1, "test", Result.FAILURE, 101.5, 175.0),
+            StepRecord(0, "checkout", Result.SUCCESS, 100.0, 101.5),
+            StepRecord(1, "test", Result.FAILURE, 101.5, 175.0),
         ),
     )
 
