@@ -235,7 +235,7 @@ class Master:
         self.scheduling.stop()
         await self.sources.stop()
         self.pipeline = pipeline
-        self.registry.workers = {w.name: w for w in pipeline.workers}
+        self.registry.set_workers(pipeline.workers)
         for name in [n for n in self.registry.connections if n not in self.registry.workers]:
             log.info("worker %s is no longer in the pipeline; it gets no new builds", name)
         await self.scheduling.start()
@@ -259,7 +259,7 @@ class Master:
         can (what ``Pipeline(..., master=master)`` does when a notebook cell is run again)."""
         if self.store is None or self._stopping:
             self.pipeline = pipeline
-            self.registry.workers = {w.name: w for w in pipeline.workers}
+            self.registry.set_workers(pipeline.workers)
             return
         self.spawn(self.reconfigure(pipeline), "reconfigure")
 

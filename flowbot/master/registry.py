@@ -193,6 +193,25 @@ class WorkerRegistry:
             self._sock.close(linger=0)
         self._ctx.term()
 
+    def set_workers(self, workers: list[Worker]) -> None:
+        """Accept ``workers`` from now on (at reconfigure).
+
+        A worker whose secret changed is disconnected, so it has to come back signing with the new
+        one; a worker no longer declared is refused when it says hello again, and meanwhile finishes
+        what it runs. The replay state of each name is kept: a worker process that is declared again
+        later still recognises this master's messages.
+        """
+        self.workers = {w.name: w for w in workers}
+        for name, channel in self._channels.items():
+            spec = self.workers.get(name)
+            if spec is None or spec.secret.encode() == channel.key:
+                continue
+            conn = self.connections.get(name)
+            if conn is not None:
+                conn.send(protocol.DISCONNECT, {"reason": "the master's secret for this worker changed"})
+                self._lose(conn, "its secret changed")
+            channel.key = spec.secret.encode()
+
     def new_command_id(self) -> str:
         self._counter += 1
         return f"{self.session[:8]}.{self._counter}"
