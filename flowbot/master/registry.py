@@ -275,23 +275,21 @@ class WorkerRegistry:
         handler(self, conn, message)
 
     def _drop(self, reason: str, route: bytes, detail: str) -> None:
+        self._count(reason, "dropped a message from route %s: %s (%s)", route.hex()[:16], reason, detail)
+
+    def _count(self, reason: str, message: str, *args: object) -> None:
+        """Count a message turned away, and say so at most once per reason every 10 s (a flood
+        of them must not flood the log)."""
         self.dropped[reason] += 1
         now = time.monotonic()
-        if now - self._drop_logged.get(reason, -60.0) >= 10.0:  # at most one line per reason per 10 s
+        if now - self._drop_logged.get(reason, -60.0) >= 10.0:
             self._drop_logged[reason] = now
-            log.warning(
-                "dropped a message from route %s: %s (%s); %d dropped for this reason so far",
-                route.hex()[:16],
-                reason,
-                detail,
-                self.dropped[reason],
-            )
+            log.warning(message + "; %d dropped for this reason so far", *args, self.dropped[reason])
 
     # -- hello --------------------------------------------------------------------------------
 
     def _refuse(self, route: bytes, name: object, reason: str) -> None:
-        self.dropped["refused"] += 1
-        log.warning("refused worker %r: %s", name, reason)
+        self._count("refused", "refused worker %r: %s", name, reason)
         self.send(route, protocol.unsigned(protocol.DISCONNECT, {"reason": reason}))
 
     def _hello(self, route: bytes, body: list[bytes], message: protocol.Message) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flowbot_worker import protocol
@@ -70,4 +71,23 @@ async def test_a_changed_worker_secret_takes_effect_at_reconfigure(tmp_path):
     finally:
         for worker in workers:
             worker.stop()
+        await master.stop()
+
+
+async def test_refused_hellos_are_all_counted_but_logged_once_in_a_while(tmp_path, caplog):
+    master = flowbot.Master(_pipeline(w1="s"), db=f"sqlite:///{tmp_path / 'm.sqlite'}")
+    await master.start()
+    intruder = FakeWorker(master.worker_endpoint, "intruder", "guess")
+    try:
+        # When an undeclared worker says hello fifty times in a row
+        with caplog.at_level(logging.WARNING, logger="flowbot.master.registry"):
+            answers = [await intruder.hello() for _ in range(50)]
+
+        # Then each is refused and counted, and the log says so once
+        assert {answer.type for answer in answers} == {protocol.DISCONNECT}
+        assert master.registry.dropped["refused"] == 50
+        said = [r.getMessage() for r in caplog.records if "refused worker 'intruder'" in r.getMessage()]
+        assert len(said) == 1 and "unknown worker" in said[0]
+    finally:
+        intruder.close()
         await master.stop()
