@@ -24,6 +24,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from flowbot_worker import protocol
+from flowbot_worker.defaults import MAX_FRAME_BYTES
 
 from ..defaults import HEARTBEAT_INTERVAL, LIVENESS, OUTPUT_FLUSH_BYTES, OUTPUT_FLUSH_DELAY, OUTPUT_WINDOW
 from ..errors import ProtocolError, WorkerLost
@@ -170,6 +171,8 @@ class WorkerRegistry:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.LINGER, 0)
+        # A peer sending a frame no valid message has is cut off before the frame is buffered.
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
         endpoint = self.endpoint
         if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
             endpoint = endpoint[:-2] + ":*"

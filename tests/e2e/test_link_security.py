@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 
+import zmq
+import zmq.asyncio
 from flowbot_worker import protocol
+from flowbot_worker.defaults import MAX_BLOB_BYTES, MAX_FRAME_BYTES
+from zmq.utils.monitor import parse_monitor_message
 
 import flowbot
 from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
 
-from ..support import WorkerProcess
+from ..support import WorkerProcess, finished_builds, step_log
 from .fake_worker import FakeWorker, until
 
 
@@ -91,3 +96,62 @@ async def test_refused_hellos_are_all_counted_but_logged_once_in_a_while(tmp_pat
     finally:
         intruder.close()
         await master.stop()
+
+
+def _peak_memory(pid: int) -> int:
+    """The process's peak resident memory, in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    (line,) = [line for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(line.split()[1]) * 1024
+
+
+async def test_the_largest_valid_message_passes_and_a_larger_frame_is_cut_off_unbuffered(master_factory):
+    # Given a master with one worker connected
+    master = master_factory(
+        """
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["big"])],
+            builders=[Builder("big", workers=["w1"], steps=[Shell("true", name="talk")])],
+        )
+        """,
+        heartbeat=2.0,
+    )
+    worker = FakeWorker(master.endpoint, "w1", "s")
+    assert (await worker.hello()).type == protocol.WELCOME
+
+    # When a stranger sends a 64 MiB frame, larger than any valid message has
+    peak = _peak_memory(master.pid)
+    ctx = zmq.asyncio.Context()
+    stranger = ctx.socket(zmq.DEALER)
+    stranger.setsockopt(zmq.LINGER, 0)
+    monitor = stranger.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    stranger.connect(master.endpoint)
+    try:
+        await stranger.send_multipart([b"FBP1", b"", b"{}", b"{}", bytes(64 * 1024 * 1024)], copy=False)
+
+        # Then the master cuts it off without taking the frame in
+        cut_off = await asyncio.wait_for(monitor.recv_multipart(), 15)
+        assert parse_monitor_message(cut_off)["event"] == zmq.EVENT_DISCONNECTED
+        assert _peak_memory(master.pid) - peak < 16 * 1024 * 1024
+        assert "oversized" not in master.log()
+    finally:
+        stranger.disable_monitor()
+        monitor.close()
+        stranger.close()
+        ctx.term()
+
+    # And the worker's link is untouched: output as large as one message may carry arrives whole
+    await asyncio.to_thread(master.client.force, "big")
+    start = await worker.expect(protocol.START_COMMAND)
+    cmd_id = start.content["cmd_id"]
+    largest = (b"y" * 1023 + b"\n") * (MAX_BLOB_BYTES // 1024)
+    assert len(largest) == MAX_BLOB_BYTES == MAX_FRAME_BYTES
+    await worker.send(protocol.OUTPUT, {"cmd_id": cmd_id, "stream": "stdout", "offset": 0}, (largest,))
+    await worker.finish(cmd_id, rc=0)
+    worker.close()
+    (build,) = await asyncio.to_thread(finished_builds, master.client, 1)
+    assert build["result"] == "SUCCESS"
+    log = await asyncio.to_thread(step_log, master.client, build["id"], 0)
+    assert log.count("y" * 1023 + "\n") == MAX_BLOB_BYTES // 1024

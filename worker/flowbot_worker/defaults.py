@@ -38,6 +38,9 @@ FINISHED_RESEND = 2.0
 MAX_HEADER_BYTES = 4 * 1024
 MAX_CONTENT_BYTES = 1024 * 1024
 MAX_BLOB_BYTES = 8 * 1024 * 1024
+#: The largest frame any valid message has; ZeroMQ cuts off a peer that sends a larger one
+#: before buffering it.
+MAX_FRAME_BYTES = max(MAX_HEADER_BYTES, MAX_CONTENT_BYTES, MAX_BLOB_BYTES)
 
 #: Files move in chunks of this many bytes ...
 FILE_CHUNK = 256 * 1024

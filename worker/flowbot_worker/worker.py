@@ -32,6 +32,7 @@ from .defaults import (
     HEARTBEAT_INTERVAL,
     HELLO_TIMEOUT,
     LIVENESS,
+    MAX_FRAME_BYTES,
     RECONNECT_MAX,
     RECONNECT_MIN,
     SIGTERM_GRACE,
@@ -161,6 +162,7 @@ class Worker:
         """Connect, say hello, serve until the master is lost or refuses; True if welcomed."""
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # larger frames cut the link before they are buffered
         sock.connect(self.master)
         self._sock, self._welcomed = sock, False
         self._send(protocol.HELLO, self._hello())

@@ -1,0 +1,50 @@
+"""A worker's end of the link, against a master played by a bare ROUTER socket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import zmq
+import zmq.asyncio
+from flowbot_worker import protocol
+from flowbot_worker.defaults import MAX_FRAME_BYTES
+from flowbot_worker.worker import Worker
+from zmq.utils.monitor import parse_monitor_message
+
+
+async def test_a_worker_takes_the_largest_valid_message_and_cuts_off_a_master_sending_larger(tmp_path):
+    # Given a worker that has said hello to a master
+    ctx = zmq.asyncio.Context()
+    master = ctx.socket(zmq.ROUTER)
+    master.setsockopt(zmq.LINGER, 0)
+    port = master.bind_to_random_port("tcp://127.0.0.1")
+    monitor = master.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+    channel = protocol.Channel(b"s")
+    worker = Worker(f"tcp://127.0.0.1:{port}", "w1", "s", tmp_path)
+    running = asyncio.create_task(worker.run())
+    try:
+        route, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
+        hello = channel.accept(frames)
+
+        # When the welcome carries a blob as large as a frame may be
+        settings = {"heartbeat": 0.1, "liveness": 1000, "cancel": [], "resume": {}}
+        welcome = channel.pack(protocol.WELCOME, settings, (bytes(MAX_FRAME_BYTES),), re=hello.msg_id)
+        await master.send_multipart([route, *welcome], copy=False)
+
+        # Then the worker takes it: it is welcomed and starts its heartbeats
+        route, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
+        assert channel.accept(frames).type == protocol.HEARTBEAT
+
+        # But a frame one byte larger cuts the link before the worker buffers it
+        heartbeat = channel.pack(protocol.HEARTBEAT, {}, (bytes(MAX_FRAME_BYTES + 1),))
+        await master.send_multipart([route, *heartbeat], copy=False)
+        cut_off = await asyncio.wait_for(monitor.recv_multipart(), 5)
+        assert parse_monitor_message(cut_off)["event"] == zmq.EVENT_DISCONNECTED
+        assert not running.done()
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+        master.disable_monitor()
+        monitor.close()
+        master.close()
+        ctx.term()
