@@ -1,4 +1,5 @@
-"""A worker whose connection breaks comes back within the liveness window and its build carries on."""
+"""A worker whose connection breaks comes back within the liveness window and its build carries on,
+its output resuming where the master has it."""
 
 from __future__ import annotations
 
@@ -9,18 +10,29 @@ import time
 
 import pytest
 
-from ..support import finished_builds, running_build, step_log
+from ..support import MasterProcess, finished_builds, running_build, step_log
+
+
+class _Link:
+    """One proxied connection; while ``deaf``, what the master sends the worker is thrown away."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket):
+        self.client = client
+        self.upstream = upstream
+        self.deaf = False
 
 
 class CuttableProxy:
-    """A TCP proxy on loopback whose connections can all be cut at once, like a network blip."""
+    """A TCP proxy on loopback whose connections can all be cut at once, like a network blip, or
+    made one-way, so the worker stops hearing the master while the master still hears the worker."""
 
     def __init__(self, target_port: int):
         self.target_port = target_port
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
-        self.connections: list[socket.socket] = []
+        self.links: list[_Link] = []
         self.accepted = 0
+        self._deafen_after: int | None = None  # bytes from the worker still to pass before it goes deaf
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -31,16 +43,21 @@ class CuttableProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            link = _Link(client, upstream)
             with self._lock:
-                self.connections += [client, upstream]
+                self.links.append(link)
                 self.accepted += 1
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pump, args=(link, client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(link, upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pump(source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, link: _Link, source: socket.socket, sink: socket.socket) -> None:
+        to_master = source is link.client
         try:
             while data := source.recv(65536):
+                if to_master:
+                    self._count_towards_deafness(len(data))
+                elif link.deaf:
+                    continue  # read and dropped, so the master never blocks on a full socket
                 sink.sendall(data)
         except OSError:
             pass
@@ -48,13 +65,34 @@ class CuttableProxy:
             with contextlib.suppress(OSError):
                 s.close()
 
+    def _count_towards_deafness(self, size: int) -> None:
+        with self._lock:
+            if self._deafen_after is None:
+                return
+            self._deafen_after -= size
+            if self._deafen_after < 0:
+                self._deafen_after = None
+                for link in self.links:
+                    link.deaf = True
+
+    def deafen_worker(self, after: int = 0) -> None:
+        """Once the worker has sent ``after`` more bytes, drop whatever the master sends it on the
+        connections open then (later connections are fine): the worker notices only by the silence."""
+        with self._lock:
+            if after <= 0:
+                for link in self.links:
+                    link.deaf = True
+            else:
+                self._deafen_after = after
+
     def cut(self) -> None:
         with self._lock:
-            for s in self.connections:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            self.connections.clear()
+            for link in self.links:
+                for s in (link.client, link.upstream):
+                    with contextlib.suppress(OSError):
+                        s.shutdown(socket.SHUT_RDWR)
+                    s.close()
+            self.links.clear()
 
     def close(self) -> None:
         self.server.close()
@@ -63,10 +101,12 @@ class CuttableProxy:
 
 @pytest.fixture
 def proxy_to():
+    """Put a proxy between a master and the workers started after it; closed at teardown."""
     proxies = []
 
-    def make(port: int) -> CuttableProxy:
-        proxies.append(CuttableProxy(port))
+    def make(master: MasterProcess) -> CuttableProxy:
+        proxies.append(CuttableProxy(master.zmq_port))
+        master.endpoint = f"tcp://127.0.0.1:{proxies[-1].port}"
         return proxies[-1]
 
     yield make
@@ -74,22 +114,26 @@ def proxy_to():
         proxy.close()
 
 
+def _pipeline(builder: str, steps: str) -> str:
+    """A pipeline with one builder running ``steps`` (source text) on w1, whose secret is "s"."""
+    return f"""
+from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[ForceScheduler("force", builders=[{builder!r}])],
+    builders=[Builder({builder!r}, workers=["w1"], steps=[{steps}])],
+)
+"""
+
+
 def test_a_build_survives_a_broken_connection_and_its_output_arrives_exactly_once(
     master_factory, worker_factory, proxy_to
 ):
     # Given a worker that reaches the master through a link that is about to break
-    master = master_factory("""
-        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
-        pipeline = Pipeline(
-            workers=[Worker("w1", secret="s")],
-            schedulers=[ForceScheduler("force", builders=["chatty"])],
-            builders=[Builder("chatty", workers=["w1"], steps=[
-                Shell("for i in $(seq 1 8); do echo line$i; sleep 0.15; done", name="talk"),
-            ])],
-        )
-    """)
-    proxy = proxy_to(master.zmq_port)
-    master.endpoint = f"tcp://127.0.0.1:{proxy.port}"
+    master = master_factory(
+        _pipeline("chatty", 'Shell("for i in $(seq 1 8); do echo line$i; sleep 0.15; done", name="talk")')
+    )
+    proxy = proxy_to(master)
     worker_factory(master, "w1", "s")
     master.client.force("chatty")
     build = running_build(master.client, "chatty")
@@ -106,3 +150,26 @@ def test_a_build_survives_a_broken_connection_and_its_output_arrives_exactly_onc
     assert proxy.accepted >= 2
     lines = step_log(master.client, build["id"], 0).splitlines()
     assert [line for line in lines if line.startswith("line")] == [f"line{i}" for i in range(1, 9)]
+
+
+def test_a_command_paused_by_unacknowledged_output_carries_on_after_a_reconnect(
+    master_factory, worker_factory, proxy_to
+):
+    # Given a step printing far more than the worker may have unacknowledged (4 MiB)
+    master = master_factory(
+        _pipeline("loud", 'Shell("yes 0123456789abcdefghijklmnopqrstuvwxyz0 | head -n 300000; echo the-end")')
+    )
+    proxy = proxy_to(master)
+    worker_factory(master, "w1", "s")
+
+    # When, a megabyte in, the master's acknowledgements stop reaching the worker (so it stops
+    # reading its process with a full window) until it gives up on the link and reconnects
+    proxy.deafen_worker(after=1024 * 1024)
+    master.client.force("loud")
+
+    # Then the resumed command carries on and its whole output arrives
+    (build,) = finished_builds(master.client, 1, timeout=60)
+    assert build["result"] == "SUCCESS"
+    assert "resuming" in master.log() and proxy.accepted >= 2
+    lines = step_log(master.client, build["id"], 0).splitlines()
+    assert lines.count("0123456789abcdefghijklmnopqrstuvwxyz0") == 300000 and "the-end" in lines

@@ -276,6 +276,9 @@ class Worker:
             held = self._held.get(cmd_id)
             if held is not None:
                 held.output.replay(offsets)
+                # The master holds everything below these offsets: an acknowledgement, perhaps the
+                # only one left if those sent for that output were lost with the old connection.
+                held.output.ack(offsets)
                 if held.finished is not None:
                     self._send_finished(held)
 
