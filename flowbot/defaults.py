@@ -21,6 +21,9 @@ OUTPUT_FLUSH_BYTES = _worker.OUTPUT_FLUSH_BYTES
 OUTPUT_FLUSH_DELAY = _worker.OUTPUT_FLUSH_DELAY
 OUTPUT_WINDOW = _worker.OUTPUT_WINDOW
 
+#: Seconds a file transfer under way may go without a chunk or a credit before it fails.
+FILE_STALL_TIMEOUT = 60.0
+
 #: A step's log is written to the store in chunks of about this many bytes ...
 LOG_CHUNK_BYTES = 64 * 1024
 #: ... or after this many seconds, whichever comes first.

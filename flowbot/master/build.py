@@ -247,6 +247,9 @@ class RunningBuild:
         args = {"path": destination, "size": size, "sha256": digest, "mode": mode}
         try:
             return await self.run_command("download_file", args, transfer=sender)
+        except TransferError as exc:
+            self.log().header(f"download failed: {exc}")
+            return CommandResult(None, "error", str(exc))
         finally:
             sender.abort()
 

@@ -8,7 +8,9 @@ or from an unknown route is dropped and counted; nothing a peer sends can raise 
 A worker that goes silent for the liveness window is lost: its running commands fail with
 :class:`~flowbot.errors.WorkerLost`, so their builds end as RETRY. A worker that reconnects within
 the window with the same session resumes: its route is rebound and its commands carry on, output
-replayed from the offsets the master holds.
+replayed from the offsets the master holds, and any interrupt the old route may have lost is sent
+again. File transfers do not resume: chunks and credit lost with the old route cannot be told from
+slow ones, so a transfer under way fails as if the worker were lost, and its build is retried.
 """
 
 from __future__ import annotations
@@ -26,12 +28,19 @@ import zmq.asyncio
 from flowbot_worker import protocol
 from flowbot_worker.defaults import MAX_FRAME_BYTES
 
-from ..defaults import HEARTBEAT_INTERVAL, LIVENESS, OUTPUT_FLUSH_BYTES, OUTPUT_FLUSH_DELAY, OUTPUT_WINDOW
+from ..defaults import (
+    FILE_STALL_TIMEOUT,
+    HEARTBEAT_INTERVAL,
+    LIVENESS,
+    OUTPUT_FLUSH_BYTES,
+    OUTPUT_FLUSH_DELAY,
+    OUTPUT_WINDOW,
+)
 from ..errors import ProtocolError, WorkerLost
 from ..steps.base import CommandResult
 from ..workers import Worker
 from .events import EventBus
-from .transfers import TransferError
+from .transfers import Transfer, TransferError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +59,9 @@ class RemoteCommand:
     result: asyncio.Future[CommandResult]
     received: dict[str, int] = field(default_factory=dict)  # bytes held, per stream
     #: The master's end of a file transfer, for upload and download commands.
-    transfer: Any = None
+    transfer: Transfer | None = None
+    #: The interrupt sent, if any: sent again after a reconnect, in case the old route lost it.
+    interrupted: dict[str, Any] | None = None
 
 
 class WorkerConnection:
@@ -86,7 +97,7 @@ class WorkerConnection:
         self.last_sent = time.monotonic()
 
     async def run_command(
-        self, cmd_id: str, name: str, args: dict[str, Any], on_output: OutputSink, transfer: Any = None
+        self, cmd_id: str, name: str, args: dict[str, Any], on_output: OutputSink, transfer: Transfer | None = None
     ) -> CommandResult:
         """Run a command on this worker and wait for it to finish.
 
@@ -116,8 +127,16 @@ class WorkerConnection:
 
     def interrupt(self, cmd_id: str, reason: str, grace: float) -> None:
         """Interrupt a running command: SIGTERM, then SIGKILL after ``grace`` seconds."""
-        if cmd_id in self.commands:
-            self.send(protocol.INTERRUPT, {"cmd_id": cmd_id, "reason": reason, "grace": grace})
+        command = self.commands.get(cmd_id)
+        if command is not None:
+            command.interrupted = {"cmd_id": cmd_id, "reason": reason, "grace": grace}
+            self.send(protocol.INTERRUPT, command.interrupted)
+
+    def abandon(self, command: RemoteCommand, failure: Exception) -> None:
+        """Give up on a transfer that cannot go on: stop it on the worker, and fail its step with ``failure``."""
+        self.interrupt(command.cmd_id, str(failure), 1.0)
+        if not command.result.done():
+            command.result.set_exception(failure)
 
     def fail_all(self, reason: str) -> None:
         for command in self.commands.values():
@@ -153,6 +172,8 @@ class WorkerRegistry:
         self.on_lost = on_lost
         self.heartbeat = heartbeat
         self.liveness = liveness
+        #: Seconds a file transfer under way may go without a chunk or credit before it fails.
+        self.transfer_timeout = FILE_STALL_TIMEOUT
         self.connections: dict[str, WorkerConnection] = {}
         self.dropped: Counter[str] = Counter()
         self._by_route: dict[bytes, WorkerConnection] = {}
@@ -357,9 +378,15 @@ class WorkerRegistry:
             },
             re=message.msg_id,
         )
-        for command in conn.commands.values():
-            if command.cmd_id not in held:  # sent while the link was down: send it again
+        for command in list(conn.commands.values()):
+            worker_has = held.get(command.cmd_id)
+            if command.transfer is not None and not (isinstance(worker_has, dict) and worker_has.get("finished")):
+                conn.abandon(command, WorkerLost("the connection to the worker broke during the transfer"))
+                continue
+            if worker_has is None:  # sent while the link was down: send it again
                 conn.send_start(command)
+            if command.interrupted is not None:
+                conn.send(protocol.INTERRUPT, command.interrupted)
         if not resumed:
             log.info("worker %s connected from %s (%s)", name, info.get("hostname", "?"), info.get("platform", "?"))
             self.events.emit("worker.connected", worker=name, info=info)
@@ -431,9 +458,7 @@ class WorkerRegistry:
         try:
             command.transfer.file_data(message.content, message.blobs[0])
         except TransferError as exc:
-            conn.interrupt(cmd_id, str(exc), 1.0)
-            if not command.result.done():
-                command.result.set_exception(exc)
+            conn.abandon(command, exc)
             return
         conn.send(protocol.FILE_CREDIT, {"cmd_id": cmd_id, "credits": 1})
 
@@ -461,6 +486,14 @@ class WorkerRegistry:
                 if now - conn.last_sent >= self.heartbeat:
                     conn.send(protocol.HEARTBEAT)
                 conn.last_seen = time.time() - silent
+                self._check_transfers(conn, now)
+
+    def _check_transfers(self, conn: WorkerConnection, now: float) -> None:
+        """Fail transfers that stopped moving although the worker is there (a lost chunk or credit)."""
+        for command in list(conn.commands.values()):
+            progressed = command.transfer.progressed if command.transfer is not None else None
+            if progressed is not None and now - progressed > self.transfer_timeout:
+                conn.abandon(command, TransferError(f"no progress for {self.transfer_timeout:g} s"))
 
     def _lose(self, conn: WorkerConnection, reason: str) -> None:
         if self.connections.get(conn.name) is not conn:

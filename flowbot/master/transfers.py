@@ -13,9 +13,10 @@ import hashlib
 import os
 import tarfile
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from flowbot_worker.defaults import FILE_CHUNK, FILE_WINDOW
 
@@ -24,7 +25,24 @@ from ..steps.base import CommandResult
 
 
 class TransferError(FlowbotError):
-    """A transfer that cannot go on (out of order chunks, too big, a damaged file)."""
+    """A transfer that cannot go on (out of order chunks, too big, a damaged file, stalled)."""
+
+
+#: Sends one chunk to the worker: the ``file_data`` content (``seq``, ``final``) and the bytes.
+SendChunk = Callable[[dict[str, Any], bytes], None]
+
+
+class Transfer(Protocol):
+    """The master's end of a transfer, as the worker registry drives it."""
+
+    #: When the last chunk or credit moved (``time.monotonic()``); None until the transfer begins.
+    progressed: float | None
+
+    def start(self, send: SendChunk) -> None: ...
+
+    def file_data(self, content: dict[str, Any], data: bytes) -> None: ...
+
+    def file_credit(self, credits: int) -> None: ...
 
 
 class ReceiveFile:
@@ -40,10 +58,13 @@ class ReceiveFile:
         self._digest = hashlib.sha256()
         self.size = 0
         self._seq = 0
+        # The worker may take a while to pack a directory: the clock starts with the first chunk.
+        self.progressed: float | None = None
 
     def file_data(self, content: dict[str, Any], data: bytes) -> None:
         if content.get("seq") != self._seq:
             raise TransferError(f"chunk {content.get('seq')} arrived where {self._seq} was expected; the link broke")
+        self.progressed = time.monotonic()
         self._file.write(data)
         self._digest.update(data)
         self.size += len(data)
@@ -54,7 +75,7 @@ class ReceiveFile:
     def file_credit(self, credits: int) -> None:
         """Uploads only receive."""
 
-    def start(self, send: Callable[[dict[str, Any], bytes], None]) -> None:
+    def start(self, send: SendChunk) -> None:
         """Uploads only receive."""
 
     def finish(self, result: CommandResult) -> str:
@@ -97,6 +118,7 @@ class SendFile:
         self._credit = window
         self._more = asyncio.Event()
         self._task: asyncio.Task | None = None
+        self.progressed: float | None = None
 
     @classmethod
     async def open(cls, source: Path) -> tuple[SendFile, int, str]:
@@ -115,13 +137,15 @@ class SendFile:
         raise TransferError("the worker sent file data to a download")
 
     def file_credit(self, credits: int) -> None:
+        self.progressed = time.monotonic()
         self._credit += credits
         self._more.set()
 
-    def start(self, send: Callable[[dict[str, Any], bytes], None]) -> None:
+    def start(self, send: SendChunk) -> None:
+        self.progressed = time.monotonic()
         self._task = asyncio.ensure_future(self._pump(send))
 
-    async def _pump(self, send: Callable[[dict[str, Any], bytes], None]) -> None:
+    async def _pump(self, send: SendChunk) -> None:
         seq = 0
         with open(self.source, "rb") as source:
             while True:

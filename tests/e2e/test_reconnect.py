@@ -1,5 +1,5 @@
-"""A worker whose connection breaks comes back within the liveness window and its build carries on,
-its output resuming where the master has it."""
+"""A worker whose connection breaks comes back within the liveness window and its build carries on:
+output resumes where the master has it, a stop sent meanwhile still arrives, a transfer is retried."""
 
 from __future__ import annotations
 
@@ -117,7 +117,7 @@ def proxy_to():
 def _pipeline(builder: str, steps: str) -> str:
     """A pipeline with one builder running ``steps`` (source text) on w1, whose secret is "s"."""
     return f"""
-from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, FileUpload
 pipeline = Pipeline(
     workers=[Worker("w1", secret="s")],
     schedulers=[ForceScheduler("force", builders=[{builder!r}])],
@@ -173,3 +173,46 @@ def test_a_command_paused_by_unacknowledged_output_carries_on_after_a_reconnect(
     assert "resuming" in master.log() and proxy.accepted >= 2
     lines = step_log(master.client, build["id"], 0).splitlines()
     assert lines.count("0123456789abcdefghijklmnopqrstuvwxyz0") == 300000 and "the-end" in lines
+
+
+def test_an_upload_cut_off_by_a_reconnect_retries_the_build_instead_of_hanging(
+    master_factory, worker_factory, proxy_to
+):
+    # Given a build that uploads 32 MiB
+    master = master_factory(
+        _pipeline("artifact", 'Shell("head -c 33554432 /dev/urandom > big.bin"), FileUpload("big.bin", "up/big.bin")')
+    )
+    proxy = proxy_to(master)
+    worker = worker_factory(master, "w1", "s")
+
+    # When, 4 MiB into the upload, the master's credit stops reaching the worker until it reconnects
+    proxy.deafen_worker(after=4 * 1024 * 1024)
+    master.client.force("artifact")
+
+    # Then the build that lost its transfer is retried, says why, and the retry delivers the file
+    retried, rerun = finished_builds(master.client, 2, timeout=60)
+    assert (retried["result"], rerun["result"]) == ("RETRY", "SUCCESS")
+    assert "the connection to the worker broke during the transfer" in step_log(master.client, retried["id"], 1)
+    uploaded = master.basedir / "up" / "big.bin"
+    original = worker.basedir / "artifact" / "build" / "big.bin"
+    assert uploaded.read_bytes() == original.read_bytes()
+
+
+def test_a_build_stopped_while_its_worker_cannot_hear_the_master_stops_once_it_reconnects(
+    master_factory, worker_factory, proxy_to
+):
+    # Given a long build, on a master whose worker notices silence only after 3 s
+    master = master_factory(_pipeline("long", 'Shell("sleep 120")'), heartbeat=1.0)
+    proxy = proxy_to(master)
+    worker_factory(master, "w1", "s")
+    master.client.force("long")
+    build = running_build(master.client, "long")
+
+    # When the worker stops hearing the master, and the build is stopped meanwhile
+    proxy.deafen_worker()
+    master.client.stop(build["id"], "not needed")
+
+    # Then the interrupt reaches the worker once it has reconnected, and the build ends
+    (done,) = finished_builds(master.client, 1, timeout=30)
+    assert done["result"] == "CANCELLED"
+    assert "resuming" in master.log() and proxy.accepted >= 2

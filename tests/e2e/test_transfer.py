@@ -5,7 +5,13 @@ from __future__ import annotations
 import hashlib
 import os
 
+from flowbot_worker import protocol
+
+import flowbot
+from flowbot import Builder, FileDownload, FileUpload, ForceScheduler, Pipeline, Worker
+
 from ..support import finished_builds, step_log
+from .fake_worker import FakeWorker
 
 
 def test_an_8_mb_file_a_directory_and_a_download_move_intact_and_a_missing_file_fails_cleanly(
@@ -59,3 +65,49 @@ def test_an_8_mb_file_a_directory_and_a_download_move_intact_and_a_missing_file_
     assert missing["result"] == "FAILURE"
     assert "no such file on the worker: build/nope.txt" in step_log(master.client, missing["id"], 0)
     assert not (master.basedir / "uploads" / "nope.txt").exists()
+
+
+async def test_transfers_that_stop_moving_fail_their_steps_with_the_reason(tmp_path):
+    # Given a master that gives up on a transfer after half a second without progress
+    (tmp_path / "tool.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        schedulers=[ForceScheduler("force", builders=["both-ways"])],
+        builders=[
+            Builder(
+                "both-ways",
+                workers=["w1"],
+                steps=[FileUpload("big.bin", "uploads/big.bin"), FileDownload("tool.bin", "tool.bin")],
+            )
+        ],
+    )
+    master = flowbot.Master(pipeline, basedir=tmp_path)
+    master.registry.transfer_timeout = 0.5
+    await master.start()
+    worker = FakeWorker(master.worker_endpoint, "w1", "s")
+    try:
+        assert (await worker.hello()).type == protocol.WELCOME
+        await master.force("both-ways")
+
+        # When the upload sends one chunk and no more
+        upload = await worker.expect(protocol.START_COMMAND)
+        await worker.send(protocol.FILE_DATA, {"cmd_id": upload.content["cmd_id"], "seq": 0, "final": False}, (b"x",))
+        stopped = await worker.expect(protocol.INTERRUPT)
+        await worker.send(protocol.FINISHED, {"cmd_id": stopped.content["cmd_id"], "reason": "interrupted"})
+        # ... and the download's chunks are never credited
+        download = await worker.expect(protocol.START_COMMAND)
+        assert download.content["name"] == "download_file"
+        stopped = await worker.expect(protocol.INTERRUPT)
+        await worker.finish(stopped.content["cmd_id"], reason="interrupted")
+
+        # Then each step fails and says why
+        await master.wait_idle(timeout=30)
+        (build,) = await master.store.builds(builder="both-ways")
+        assert build["result"] == "FAILURE"
+        logs = [[line for _, line in await master.store.log_lines(build["id"], step)] for step in (0, 1)]
+        assert "upload failed: no progress for 0.5 s" in logs[0]
+        assert "download failed: no progress for 0.5 s" in logs[1]
+        assert not (tmp_path / "uploads" / "big.bin").exists()
+    finally:
+        worker.close()
+        await master.stop()
