@@ -216,7 +216,7 @@ class RunningBuild:
         try:
             result = await self.run_command(command, {"path": source, "max_size": max_size}, transfer=receiver)
             if result.rc == 0:
-                self.log().header(f"uploaded {source}: {receiver.finish(result)}")
+                self.log().header(f"uploaded {source}: {await receiver.finish(result)}")
         except TransferError as exc:
             self.log().header(f"upload failed: {exc}")
             return CommandResult(None, "error", str(exc))

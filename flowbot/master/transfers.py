@@ -3,7 +3,8 @@
 An upload is written to a temporary file beside its destination and moved into place only when
 its size and SHA-256 match what the worker read; a directory arrives as a tar that is unpacked
 with Python's ``data`` filter, so nothing in it can land outside the destination. A download is
-read in chunks as the worker grants credit.
+read in chunks as the worker grants credit. Reading a download and unpacking an upload happen off
+the event loop, so a large artifact never delays other workers' messages.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class ReceiveFile:
     def start(self, send: SendChunk) -> None:
         """Uploads only receive."""
 
-    def finish(self, result: CommandResult) -> str:
+    async def finish(self, result: CommandResult) -> str:
         """Check what arrived against the worker's account and put it in place; returns a summary.
 
         Raises:
@@ -90,17 +91,22 @@ class ReceiveFile:
                 raise TransferError(
                     f"upload arrived damaged: {self.size} bytes here, {result.data.get('size')} sent; checksums differ"
                 )
-            skipped: list[str] = []
-            if self.directory:
-                self.destination.mkdir(parents=True, exist_ok=True)
-                with tarfile.open(self._partial, "r:gz") as tar:
-                    tar.extractall(self.destination, filter=_safe_members(skipped))
-            else:
-                os.replace(self._partial, self.destination)
+            skipped = await asyncio.to_thread(self._put_in_place)
             note = f"; left out what would land outside it: {', '.join(skipped)}" if skipped else ""
             return f"{self.size} bytes -> {self.destination}{note}"
         finally:
             self.abort()
+
+    def _put_in_place(self) -> list[str]:
+        """Move the file, or unpack the directory, to the destination; returns the members left out."""
+        skipped: list[str] = []
+        if self.directory:
+            self.destination.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(self._partial, "r:gz") as tar:
+                tar.extractall(self.destination, filter=_safe_members(skipped))
+        else:
+            os.replace(self._partial, self.destination)
+        return skipped
 
     def abort(self) -> None:
         """Let go of the partial file (a no-op once it was moved into place)."""
@@ -152,7 +158,7 @@ class SendFile:
                 while self._credit <= 0:
                     self._more.clear()
                     await self._more.wait()
-                data = source.read(self.chunk)
+                data = await asyncio.to_thread(source.read, self.chunk)
                 self._credit -= 1
                 final = len(data) < self.chunk
                 send({"seq": seq, "final": final}, data)
