@@ -277,15 +277,18 @@ class Master:
 
     # -- what people, change sources and builds ask for -----------------------------------------
 
-    async def add_change(self, change: Change) -> tuple[int, list[int]]:
-        """Accept a change: store it with what schedulers decide about it, then queue the builds.
+    async def add_change(
+        self, change: Change, *, owner: str = "", state: dict[str, Any] | None = None
+    ) -> tuple[int, list[int]]:
+        """Accept a change: store it with what schedulers decide about it (and ``state`` for the
+        change source ``owner``, in the same transaction), then queue the builds.
 
         Returns:
             The change id and the new build request ids.
         """
         decisions = self.scheduling.decisions(change)
         received = time.time()
-        change_id, requests = await self.store.add_change(change, decisions, received)
+        change_id, requests = await self.store.add_change(change, decisions, received, owner, state)
         self.scheduling.held(decisions, received)
         self.events.emit(
             "change.new", change_id=change_id, branch=change.branch, revision=change.revision, author=change.author
