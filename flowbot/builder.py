@@ -82,23 +82,19 @@ def _unique_names(names: list[str]) -> list[str]:
     return unique
 
 
+def source_key(request: BuildRequest) -> tuple[tuple[str, str, str, str], ...]:
+    """What requests must share to collapse by Buildbot's rule, revisions aside: per codebase, the
+    repository, the branch and the project. No branch and an empty one both mean the default branch."""
+    return tuple(sorted((s.codebase, s.repository, s.branch or "", s.project) for s in request.sourcestamps))
+
+
 def same_source(new: BuildRequest, old: BuildRequest) -> bool:
-    """Buildbot's default collapse rule: the same codebases, repositories, branches and projects,
-    and either both requests come from changes or their revisions are the same too."""
-    if len(new.sourcestamps) != len(old.sourcestamps) or new.parent_build_id or old.parent_build_id:
+    """Buildbot's default collapse rule: the same :func:`source_key`, and either both requests
+    come from changes or their revisions are the same too."""
+    if new.parent_build_id or old.parent_build_id or source_key(new) != source_key(old):
         return False
-    both_changes = new.from_changes and old.from_changes
-    ordered = sorted(
-        zip(sorted(new.sourcestamps, key=_codebase), sorted(old.sourcestamps, key=_codebase), strict=True),
-        key=lambda pair: _codebase(pair[0]),
-    )
-    for a, b in ordered:
-        if (a.codebase, a.repository, a.branch, a.project) != (b.codebase, b.repository, b.branch, b.project):
-            return False
-        if not both_changes and a.revision != b.revision:
-            return False
-    return True
+    return (new.from_changes and old.from_changes) or _revisions(new) == _revisions(old)
 
 
-def _codebase(stamp) -> str:
-    return stamp.codebase
+def _revisions(request: BuildRequest) -> list[tuple[str, str]]:
+    return sorted((s.codebase, s.revision or "") for s in request.sourcestamps)

@@ -2,14 +2,16 @@
 
 A pipeline lists providers, asked in order: ``%(secret:name)s`` in an ``Interpolate`` renders to
 the secret, and every log line of the build has each secret it used replaced by ``<secret>``.
-Secrets are not properties: they never reach the store.
+Secrets are not properties: they never reach the store. A property whose value came from one (set
+from a rendered secret, or from a command that printed it) keeps it while the build runs, for its
+steps to use, but is stored and shown with the secret replaced.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class SecretProvider(Protocol):
@@ -70,8 +72,23 @@ REDACTED = "<secret>"
 
 
 def redact(text: str, secrets: set[str]) -> str:
-    """``text`` with every occurrence of each secret replaced, longest first."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
+    """``text`` with every occurrence of each secret replaced, longest first.
+
+    A secret of several lines (a PEM key) is replaced whole where it appears whole, and each of its
+    lines wherever they appear on their own: output reaches a log a line at a time.
+    """
+    lines = {line for secret in secrets if "\n" in secret for line in secret.splitlines() if line.strip()}
+    for piece in sorted({s for s in secrets if s} | lines, key=len, reverse=True):
+        text = text.replace(piece, REDACTED)
     return text
+
+
+def redact_value(value: Any, secrets: set[str]) -> Any:
+    """A property value (text, or lists and mappings of them) with the secrets in it replaced."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, (list, tuple)):
+        return [redact_value(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {key: redact_value(item, secrets) for key, item in value.items()}
+    return value

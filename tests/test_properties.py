@@ -8,7 +8,7 @@ import pytest
 
 from flowbot import Interpolate, Properties, Property, renderer
 from flowbot.properties import RenderError, render
-from flowbot.secrets import SecretsInDirectory, SecretsInEnvironment, lookup, redact
+from flowbot.secrets import SecretsInDirectory, SecretsInEnvironment, lookup, redact, redact_value
 
 
 class FakeBuild:
@@ -103,3 +103,14 @@ def test_secret_providers_and_redaction(tmp_path, monkeypatch) -> None:
     with pytest.raises(KeyError):
         lookup(providers, "../etc/passwd")
     assert redact("login hunter2 and k-123", {"hunter2", "k-123"}) == "login <secret> and <secret>"
+
+
+def test_a_secret_of_several_lines_is_hidden_whole_and_line_by_line() -> None:
+    key = "-----BEGIN KEY-----\nAAAA1111\nBBBB2222\n-----END KEY-----"
+    # Whole, where it comes whole
+    assert redact(f"key:\n{key}\ndone", {key}) == "key:\n<secret>\ndone"
+    # And each of its lines where they come alone (output cut in pieces, a tail of the file)
+    assert redact("BBBB2222", {key}) == "<secret>"
+    assert redact("x AAAA1111 y\n\n", {key}) == "x <secret> y\n\n"
+    # Values of properties, nested in lists and mappings, likewise
+    assert redact_value({"auth": ["Bearer AAAA1111", 3]}, {key}) == {"auth": ["Bearer <secret>", 3]}

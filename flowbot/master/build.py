@@ -16,14 +16,15 @@ and the worker is told to cancel the orphaned command when it reconnects.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import shlex
 import tempfile
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .. import secrets
 from ..builder import Builder
@@ -35,7 +36,7 @@ from ..records import BuildRequest
 from ..results import Result, combine
 from ..steps.base import CommandResult, Step
 from ..store import Ref
-from .logs import StepLog
+from .logs import LogWriter
 from .registry import WorkerConnection
 from .transfers import ReceiveFile, SendFile, TransferError, master_path
 
@@ -43,9 +44,25 @@ if TYPE_CHECKING:
     from .master import Master
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Most bytes of output a step may keep with ``collect=True`` (per stream).
 MAX_COLLECTED = 16 * 1024 * 1024
+
+
+class _BuildProperties(Properties):
+    """A build's properties: steps read them as they were set; the form that is stored and shown
+    hides the secrets the build used (a property may hold one, or output that printed one)."""
+
+    def __init__(self, secrets_used: set[str]):
+        super().__init__()
+        self._secrets_used = secrets_used
+
+    def with_sources(self) -> dict[str, list[Any]]:
+        return {
+            name: [secrets.redact_value(value, self._secrets_used), source]
+            for name, (value, source) in super().with_sources().items()
+        }
 
 
 class RunningBuild:
@@ -69,18 +86,18 @@ class RunningBuild:
         self.finished_at: float | None = None
         self.result: Result | None = None
         self.locks_wait = 0.0
+        self._secrets: set[str] = set()
         self.properties = self._initial_properties()
         self.current_step: int | None = None
         self._step_ref: Ref | None = None
-        self._logs: dict[str, StepLog] = {}
+        self._logs: dict[str, LogWriter] = {}
         self._command_id: str | None = None
         self._waiting: asyncio.Task | None = None
         self._stopped: str | None = None
         self._stop_result = Result.CANCELLED
-        self._secrets: set[str] = set()
         self._writes: set[asyncio.Future] = set()
-        self._failed_writes: list[BaseException] = []
         self._start_write: asyncio.Future | None = None
+        self._finish_write: asyncio.Future | None = None
         self._env = {
             "FLOWBOT_BRANCH": self.branch or "",
             "FLOWBOT_REVISION": self.revision or "",
@@ -90,7 +107,7 @@ class RunningBuild:
         }
 
     def _initial_properties(self) -> Properties:
-        props = Properties()
+        props = _BuildProperties(self._secrets)
         props.update(self.master.pipeline.properties, "Pipeline")
         props.update(self.connection.spec.properties, "Worker")
         props.update(self.builder_config.properties, "Builder")
@@ -149,7 +166,7 @@ class RunningBuild:
     def _redact(self, text: str) -> str:
         return secrets.redact(text, self._secrets) if self._secrets else text
 
-    def log(self, name: str = "stdio") -> StepLog:
+    def log(self, name: str = "stdio") -> LogWriter:
         """The running step's log ``name``, created on first use."""
         if self._step_ref is None:
             raise RuntimeError("logs belong to a running step")
@@ -163,7 +180,7 @@ class RunningBuild:
                         "log", build_id=self.id, builder=self.builder, step=index, log=name, first=first, lines=lines
                     )
 
-            self._logs[name] = StepLog(self._step_ref, name, self.master.store.append_log, live, self._redact)
+            self._logs[name] = LogWriter(self._step_ref, name, self.master.store.append_log, live, self._redact)
         return self._logs[name]
 
     async def run_command(
@@ -206,11 +223,20 @@ class RunningBuild:
         return result
 
     async def upload(
-        self, source: str, destination: str, *, directory: bool = False, max_size: int | None = None
+        self,
+        source: str,
+        destination: str,
+        *,
+        directory: bool = False,
+        max_size: int | None = None,
+        absolute: bool = False,
     ) -> CommandResult:
         """Bring ``source`` (relative to the builder's directory on the worker) to ``destination``
-        on the master (relative to the master's directory)."""
-        target = master_path(self.master_dir, destination)
+        on the master (inside the master's directory, unless ``absolute`` allows an absolute path)."""
+        try:
+            target = master_path(self.master_dir, destination, absolute=absolute)
+        except TransferError as exc:
+            return self._transfer_refused(f"upload refused: {exc}")
         receiver = ReceiveFile(target, directory=directory, max_size=max_size)
         command = "upload_directory" if directory else "upload_file"
         try:
@@ -218,16 +244,19 @@ class RunningBuild:
             if result.rc == 0:
                 self.log().header(f"uploaded {source}: {await receiver.finish(result)}")
         except TransferError as exc:
-            self.log().header(f"upload failed: {exc}")
-            return CommandResult(None, "error", str(exc))
+            return self._transfer_refused(f"upload failed: {exc}")
         finally:
             receiver.abort()
         return result
 
+    def _transfer_refused(self, message: str) -> CommandResult:
+        self.log().header(message)
+        return CommandResult(None, "error", message)
+
     async def fetch(self, source: str, *, max_size: int = 64 * 1024 * 1024) -> bytes:
         with tempfile.TemporaryDirectory(prefix="flowbot-fetch-") as directory:
             target = Path(directory) / "file"
-            outcome = await self.upload(source, str(target), max_size=max_size)
+            outcome = await self.upload(source, str(target), max_size=max_size, absolute=True)
             if outcome.rc != 0:
                 raise TransferError(outcome.message or f"{source} could not be fetched")
             return target.read_bytes()
@@ -235,15 +264,17 @@ class RunningBuild:
     def record_tests(self, cases: Iterable[TestCase]) -> None:
         if self._step_ref is None:
             raise RuntimeError("test results belong to a running step")
-        self._record(self.master.store.add_test_results(self.ref, self._step_ref, list(cases)))
+        self._record(self.master.store.add_test_results(self.ref, self._step_ref, list(cases)), what="test results")
 
-    async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
-        """Send ``source`` on the master to ``destination`` (relative to the builder's directory)."""
+    async def download(
+        self, source: str, destination: str, *, mode: int | None = None, absolute: bool = False
+    ) -> CommandResult:
+        """Send ``source`` on the master (inside the master's directory, unless ``absolute`` allows
+        an absolute path) to ``destination`` (relative to the builder's directory)."""
         try:
-            sender, size, digest = await SendFile.open(master_path(self.master_dir, source))
+            sender, size, digest = await SendFile.open(master_path(self.master_dir, source, absolute=absolute))
         except TransferError as exc:
-            self.log().header(str(exc))
-            return CommandResult(None, "error", str(exc))
+            return self._transfer_refused(str(exc))
         args = {"path": destination, "size": size, "sha256": digest, "mode": mode}
         try:
             return await self.run_command("download_file", args, transfer=sender)
@@ -258,7 +289,15 @@ class RunningBuild:
     ) -> list[Result]:
         if self._stopped:
             raise BuildStopped(self._stopped)
-        waiting = asyncio.ensure_future(self.master.trigger(self, schedulers, properties, wait=wait))
+        return await self.stoppable(self.master.trigger(self, schedulers, self._hide_secrets(properties), wait=wait))
+
+    async def stoppable(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` so that stopping the build cancels it.
+
+        Raises:
+            BuildStopped: the build was stopped meanwhile.
+        """
+        waiting = asyncio.ensure_future(awaitable)
         self._waiting = waiting
         try:
             return await waiting
@@ -268,6 +307,12 @@ class RunningBuild:
             raise
         finally:
             self._waiting = None
+
+    def _hide_secrets(self, properties: dict[str, tuple[Any, str]]) -> dict[str, tuple[Any, str]]:
+        """Properties for other builds (stored with their buildsets), without this build's secrets."""
+        return {
+            name: (secrets.redact_value(value, self._secrets), source) for name, (value, source) in properties.items()
+        }
 
     # -- control ------------------------------------------------------------------------------
 
@@ -292,7 +337,7 @@ class RunningBuild:
         if self._waiting is not None:
             self._waiting.cancel()
         if self.id is not None:
-            self.master.stop_children(self.id, f"parent build {self.builder} #{self.number} stopped: {reason}")
+            self.master.stop_children(self.id, f"parent build {self.builder} #{self.number} stopped: {reason}", result)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -319,7 +364,7 @@ class RunningBuild:
         self.result = result
         self.finished_at = time.time()
         summary = f"stopped: {self._stopped}" if self._stopped else ""
-        finished = store.finish_build(
+        self._finish_write = store.finish_build(
             self.ref,
             self.request,
             result,
@@ -327,10 +372,13 @@ class RunningBuild:
             summary,
             properties=self.properties.with_sources(),
             locks_wait=self.locks_wait,
-            then=self.master.downstream(self, result),
+            then=[
+                dataclasses.replace(spec, properties=self._hide_secrets(spec.properties))
+                for spec in self.master.downstream(self, result)
+            ],
         )
-        finished.add_done_callback(self._downstream_stored)
-        self._record(finished, lambda: ("build.finished", {"build": self.summary()}))
+        self._finish_write.add_done_callback(self._downstream_stored)
+        self._record(self._finish_write, lambda: ("build.finished", {"build": self.summary()}))
         return result
 
     def _downstream_stored(self, finished: asyncio.Future) -> None:
@@ -341,16 +389,16 @@ class RunningBuild:
         """Wait until the build's start is in the store (so it has an id others may refer to)."""
         await asyncio.shield(self._start_write)
 
-    async def recorded(self) -> None:
-        """Wait until every write about the build has committed.
+    async def recorded(self) -> BaseException | None:
+        """Wait until every write about the build is done; returns why its start or end could not
+        be stored (NotFound: its request was no longer pending), or None once both are.
 
-        Raises:
-            StoreError, NotFound: the build could not be recorded (its request stays pending).
+        Another write that fails (a log chunk, test results) loses what it carried and is logged;
+        the build is recorded all the same.
         """
         if self._writes:
             await asyncio.gather(*self._writes, return_exceptions=True)
-        if self._failed_writes:
-            raise self._failed_writes[0]
+        return self._start_write.exception() or self._finish_write.exception()
 
     async def _run_steps(self) -> Result:
         result, halted = Result.SUCCESS, False
@@ -370,6 +418,7 @@ class RunningBuild:
         self._record(
             store.start_step(self.ref, index, name, time.time(), step_ref),
             lambda: ("step.started", {"build_id": self.id, "builder": self.builder, "step": index, "name": name}),
+            what=f"the start of step {name!r}",
         )
         stdio = self.log()
         try:
@@ -396,7 +445,7 @@ class RunningBuild:
         for step_log in self._logs.values():
             step_log.close()
             for write in step_log.writes:
-                self._record(write)
+                self._record(write)  # a failed one is logged by the log itself
         self._logs.clear()
         self._record(
             store.finish_step(step_ref, result, time.time(), hidden=hidden),
@@ -404,24 +453,16 @@ class RunningBuild:
                 "step.finished",
                 {"build_id": self.id, "builder": self.builder, "step": index, "name": name, "result": result.name},
             ),
+            what=f"the end of step {name!r}",
         )
         self.current_step = None
         return result
 
-    async def _run_locked(self, step: Step, stdio: StepLog) -> Result:
+    async def _run_locked(self, step: Step, stdio: LogWriter) -> Result:
         """Run ``step`` holding its locks (waiting for them, stoppably, if they are busy)."""
         if step.locks:
             owner = (self, step)
-            waiting = asyncio.ensure_future(self.master.locks.acquire(step.locks, self.worker, owner))
-            self._waiting = waiting
-            try:
-                waited = await waiting
-            except asyncio.CancelledError:
-                if self._stopped:
-                    raise BuildStopped(self._stopped) from None
-                raise
-            finally:
-                self._waiting = None
+            waited = await self.stoppable(self.master.locks.acquire(step.locks, self.worker, owner))
             self.locks_wait += waited
             if waited >= 0.01:
                 stdio.header(f"waited {waited:.2f} s for locks {', '.join(map(repr, step.locks))}")
@@ -429,6 +470,7 @@ class RunningBuild:
                 return await self._checked_run(step)
             finally:
                 self.master.locks.release(owner)
+                self.master.dispatcher.schedule()  # a build may be waiting for these locks to start
         return await self._checked_run(step)
 
     async def _checked_run(self, step: Step) -> Result:
@@ -437,28 +479,39 @@ class RunningBuild:
             raise TypeError(f"{type(step).__name__}.run returned {result!r}, not a Result")
         return result
 
-    def _hidden(self, step: Step, result: Result, stdio: StepLog) -> bool:
+    def _hidden(self, step: Step, result: Result, stdio: LogWriter) -> bool:
         try:
             return step.hidden(result, self)
         except Exception as exc:
             stdio.header(f"hide_step_if raised {exc!r}; the step stays visible")
             return False
 
-    def _record(self, write: asyncio.Future, event: Callable[[], tuple[str, dict]] | None = None) -> None:
-        """Track a queued write; once it commits, emit the event that announces it."""
+    def _record(
+        self, write: asyncio.Future, event: Callable[[], tuple[str, dict]] | None = None, *, what: str | None = None
+    ) -> None:
+        """Track a queued write; once it commits, emit the event that announces it.
+
+        A failed write is logged as ``what`` failing, unless the build's start failed (then every
+        write after it does; :meth:`recorded` says why). The build's start and end pass no ``what``:
+        their failure is what :meth:`recorded` returns.
+        """
         self._writes.add(write)
 
         def done(future: asyncio.Future) -> None:
             self._writes.discard(future)
             if future.cancelled():
                 return
-            if future.exception() is not None:
-                self._failed_writes.append(future.exception())
-            elif event is not None:
+            failure = future.exception()
+            if failure is not None and what is not None and not self._start_failed():
+                log.error("build %s #%d: %s could not be stored: %s", self.builder, self.number, what, failure)
+            elif failure is None and event is not None:
                 kind, fields = event()
                 self.master.events.emit(kind, **fields)
 
         write.add_done_callback(done)
+
+    def _start_failed(self) -> bool:
+        return self._start_write.done() and self._start_write.exception() is not None
 
     def summary(self) -> dict[str, Any]:
         """The build as the API and the event stream show it."""

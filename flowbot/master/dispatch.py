@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..builder import Builder, same_source
-from ..errors import NotFound, StoreError
+from ..errors import NotFound
 from ..records import BuildRequest
 from ..results import Result, worst
 from .build import RunningBuild
@@ -170,14 +170,14 @@ class Dispatcher:
         return True
 
     def _choose(self, builder: Builder, pending: list[BuildRequest]) -> BuildRequest:
-        if builder.next_build is not None:
-            try:
-                chosen = builder.next_build(builder, pending)
-                if chosen in pending:
-                    return chosen
-                log.warning("next_build of %s returned %r, not a pending request", builder.name, chosen)
-            except Exception:
-                log.exception("next_build of builder %s failed; taking the first in line", builder.name)
+        """The builder's ``next_build`` choice among ``pending``, else the first in line."""
+        try:
+            chosen = builder.next_build(builder, pending)
+            if chosen in pending:
+                return chosen
+            log.warning("next_build of %s returned %r, not a pending request", builder.name, chosen)
+        except Exception:
+            log.exception("next_build of builder %s failed; taking the first in line", builder.name)
         return pending[0]
 
     def _rank(self, builder: Builder, free: list[WorkerConnection], request: BuildRequest) -> list[WorkerConnection]:
@@ -210,31 +210,40 @@ class Dispatcher:
 
     async def _run(self, build: RunningBuild) -> None:
         request = build.request
-        result = None
         try:
             result = await build.execute()
         finally:
-            # The worker is free as soon as the steps are done; recording goes on in the store's
-            # queue, whose order guarantees the next claim comes after this build's end.
+            # The worker is free as soon as the steps are done; recording goes on in the store.
             self.running.pop(request.id, None)
             self.locks.release(request.id)
             self._recording += 1
-            if result == Result.RETRY and self.active:
-                self.queue.add(request)
             self.schedule()
         try:
-            await build.recorded()
-            if result is not None and result != Result.RETRY:
-                self.request_done(request, result)
-        except NotFound as exc:
-            log.info("build request %d was withdrawn before it started: %s", request.id, exc)
-        except StoreError as exc:
-            log.error(
-                "build %s #%d could not be recorded: %s; its request stays pending", build.builder, build.number, exc
-            )
+            self._recorded(build, result, await build.recorded())
         finally:
             self._recording -= 1
             self.update_idle()
+
+    def _recorded(self, build: RunningBuild, result: Result, failure: BaseException | None) -> None:
+        """Act on how the build's end went into the store: its request runs again (RETRY), is done,
+        or, when the end could not be stored, stays pending there until the master restarts."""
+        request = build.request
+        if isinstance(failure, NotFound):
+            log.info("build request %d was withdrawn before it started: %s", request.id, failure)
+        elif failure is not None:
+            log.error(
+                "build %s #%d could not be recorded: %s; its request stays pending until the master restarts",
+                build.builder,
+                build.number,
+                failure,
+            )
+            self.request_done(request, Result.EXCEPTION)  # whoever waits for it must not wait for ever
+        elif result == Result.RETRY:
+            if self.active:
+                self.queue.add(request)
+                self.schedule()
+        else:
+            self.request_done(request, result)
 
     def update_idle(self) -> None:
         if not self.queue and not self.running and not self._recording:

@@ -8,12 +8,12 @@ so a killed notebook kernel leaves none behind.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import os
 import subprocess
 import sys
 import time
+import weakref
 from typing import TYPE_CHECKING
 
 from ..errors import FlowbotError
@@ -30,7 +30,9 @@ class LocalWorkers:
     def __init__(self, master: Master):
         self.master = master
         self.processes: dict[str, subprocess.Popen] = {}
-        atexit.register(self._kill_all)
+        # Killed when the interpreter exits, or when the master is dropped unstopped; the finalizer
+        # holds the processes, not the master, so a notebook's old masters can be collected.
+        weakref.finalize(self, _kill_all, self.processes)
 
     async def start(self, names: list[str] | None = None, *, timeout: float = 30.0) -> list[str]:
         """Start a process for each named worker (every declared one by default) and wait until
@@ -95,8 +97,9 @@ class LocalWorkers:
                 await asyncio.to_thread(process.wait)
         self.processes.clear()
 
-    def _kill_all(self) -> None:
-        """At interpreter exit, take down whatever is still running."""
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.kill()
+
+def _kill_all(processes: dict[str, subprocess.Popen]) -> None:
+    """Take down whatever still runs of ``processes``."""
+    for process in processes.values():
+        if process.poll() is None:
+            process.kill()

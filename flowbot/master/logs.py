@@ -2,7 +2,9 @@
 
 Output arrives in arbitrary pieces; lines are cut at ``\\n`` per stream, decoded as UTF-8 (bytes
 that are not UTF-8 are replaced, never fatal), shown live to subscribers at once, and written to
-the store in chunks of about 64 KiB or every half second, whichever comes first.
+the store in chunks of about 64 KiB or every half second, whichever comes first. Secrets are
+hidden in all the text that arrives at once before it is cut into lines, so a secret of several
+lines is hidden whole when it comes whole.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ def _decode(data: bytes) -> str:
     return data.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
-class StepLog:
+class LogWriter:
     """One log of a running step.
 
     Args:
@@ -66,13 +68,13 @@ class StepLog:
     # -- writing ------------------------------------------------------------------------------
 
     def header(self, text: str) -> None:
-        self._add("h", text.split("\n"))
+        self._add("h", text)
 
     def stdout(self, text: str) -> None:
-        self._add("o", text.split("\n"))
+        self._add("o", text)
 
     def stderr(self, text: str) -> None:
-        self._add("e", text.split("\n"))
+        self._add("e", text)
 
     def output(self, stream: str, data: bytes) -> asyncio.Future[None] | None:
         """Take raw bytes from the worker; returns the store write to wait for, if one started."""
@@ -85,12 +87,14 @@ class StepLog:
         if rest:
             self._partial[stream] = rest
         if complete:
-            return self._add(tag, [_decode(line) for line in complete])
+            return self._add(tag, _decode(b"\n".join(complete)))
         return None
 
-    def _add(self, tag: str, lines: list[str]) -> asyncio.Future[None] | None:
+    def _add(self, tag: str, text: str) -> asyncio.Future[None] | None:
+        """Add ``text`` (one line or several) to the log."""
         if self._redact is not None:
-            lines = [self._redact(line) for line in lines]
+            text = self._redact(text)
+        lines = text.split("\n")
         first = self.num_lines + len(self._lines)
         self._lines += lines
         self._tags.append(tag * len(lines))
@@ -126,6 +130,6 @@ class StepLog:
     def close(self) -> None:
         """End partial lines and hand everything to the store (await :attr:`writes` to be sure)."""
         for stream, rest in list(self._partial.items()):
-            self._add(STREAM_TAGS.get(stream, "o"), [_decode(rest)])
+            self._add(STREAM_TAGS.get(stream, "o"), _decode(rest))
         self._partial.clear()
         self.flush()

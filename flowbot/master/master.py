@@ -97,6 +97,7 @@ class Master:
         self._http_server: Any = None
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
+        self._history: History | None = None
 
     @property
     def workdir(self) -> Path:
@@ -110,9 +111,11 @@ class Master:
     @property
     def history(self) -> History:
         """The build history as pandas DataFrames (:class:`flowbot.History` on this master's database)."""
-        from ..analysis import History  # pandas loads only when someone asks
+        if self._history is None:
+            from ..analysis import History  # pandas loads only when someone asks
 
-        return History(self.db_url)
+            self._history = History(self.db_url)
+        return self._history
 
     @property
     def worker_endpoint(self) -> str:
@@ -201,6 +204,8 @@ class Master:
             await self._http_server.close_all_connections()
         if self.store is not None:
             await self.store.close()
+        if self._history is not None:
+            self._history.close()
         if self._tempdir:
             shutil.rmtree(self._tempdir, ignore_errors=True)
 
@@ -277,15 +282,18 @@ class Master:
 
     # -- what people, change sources and builds ask for -----------------------------------------
 
-    async def add_change(self, change: Change) -> tuple[int, list[int]]:
-        """Accept a change: store it with what schedulers decide about it, then queue the builds.
+    async def add_change(
+        self, change: Change, *, owner: str = "", state: dict[str, Any] | None = None
+    ) -> tuple[int, list[int]]:
+        """Accept a change: store it with what schedulers decide about it (and ``state`` for the
+        change source ``owner``, in the same transaction), then queue the builds.
 
         Returns:
             The change id and the new build request ids.
         """
         decisions = self.scheduling.decisions(change)
         received = time.time()
-        change_id, requests = await self.store.add_change(change, decisions, received)
+        change_id, requests = await self.store.add_change(change, decisions, received, owner, state)
         self.scheduling.held(decisions, received)
         self.events.emit(
             "change.new", change_id=change_id, branch=change.branch, revision=change.revision, author=change.author
@@ -384,11 +392,18 @@ class Master:
         await self.store.build(build_id)  # raises NotFound for a build that never existed
         raise InvalidRequest(f"build {build_id} is not running")
 
-    def stop_children(self, build_id: int, reason: str) -> None:
-        """Stop the builds a build triggered, and withdraw its triggered requests still waiting."""
+    def stop_children(self, build_id: int, reason: str, result: Result = Result.CANCELLED) -> None:
+        """Stop the builds a build triggered; they end as ``result``, as it does.
+
+        When someone stops the build (CANCELLED), its triggered requests still waiting are withdrawn
+        too; when the master shuts down (RETRY), they stay pending for the next start, as every
+        waiting request does.
+        """
         for build in list(self.running.values()):
             if build.request.parent_build_id == build_id:
-                build.stop(reason)
+                build.stop(reason, result)
+        if result == Result.RETRY:
+            return
         for request in self.queue:
             if request.parent_build_id == build_id:
                 self.dispatcher.cancel(request)

@@ -5,12 +5,8 @@ from __future__ import annotations
 import heapq
 from collections.abc import Hashable
 
+from ..builder import source_key
 from ..records import BuildRequest
-
-
-def source_key(request: BuildRequest) -> Hashable:
-    """What requests must share to collapse by Buildbot's rule (revisions aside)."""
-    return tuple(sorted((s.codebase, s.repository, s.branch or "", s.project) for s in request.sourcestamps))
 
 
 class BuildQueue:

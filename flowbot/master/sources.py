@@ -22,8 +22,8 @@ class _Context:
         self.owner = f"source:{source.name}"
         self.basedir = master.basedir
 
-    async def add_change(self, change: Change) -> int:
-        change_id, _ = await self.master.add_change(change)
+    async def add_change(self, change: Change, state: dict[str, Any] | None = None) -> int:
+        change_id, _ = await self.master.add_change(change, owner=self.owner, state=state)
         return change_id
 
     async def get_state(self) -> dict[str, Any]:

@@ -194,6 +194,18 @@ def _measure(path: Path) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def master_path(master_dir: str, path: str) -> Path:
-    """A path on the master: absolute as given, else relative to the master's directory."""
-    return Path(path) if os.path.isabs(path) else Path(master_dir) / path
+def master_path(master_dir: str, path: str, *, absolute: bool = False) -> Path:
+    """A path on the master: relative to the master's directory and inside it, or, when
+    ``absolute`` allows it, an absolute path as given.
+
+    Raises:
+        TransferError: the path leads out of the master's directory (``..``, or an absolute path
+            where none is allowed).
+    """
+    if absolute and os.path.isabs(path):
+        return Path(path)
+    base = os.path.normpath(master_dir)
+    target = os.path.normpath(os.path.join(base, path))
+    if os.path.commonpath([base, target]) != base:
+        raise TransferError(f"{path!r} leads out of the master's directory; only paths inside it are allowed")
+    return Path(target)

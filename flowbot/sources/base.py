@@ -21,8 +21,9 @@ class SourceContext(Protocol):
     #: master without one (embedded in a notebook or a test), where a source uses a temporary one.
     basedir: Path | None
 
-    async def add_change(self, change: Change) -> int:
-        """Submit a change; returns its id once it is stored."""
+    async def add_change(self, change: Change, state: dict[str, Any] | None = None) -> int:
+        """Submit a change; returns its id once it is stored, with ``state`` (what the source
+        remembers, as :meth:`set_state` takes it) in the same transaction."""
         ...
 
     async def get_state(self) -> dict[str, Any]: ...

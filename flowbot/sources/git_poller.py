@@ -48,15 +48,15 @@ _cache_locks_guard = threading.Lock()
 
 
 def redact_url(url: str) -> str:
-    """``url`` without a password, for logs and names (``https://user:***@host/...``)."""
+    """``url`` without its credentials (``https://host/...`` for ``https://user:token@host/...``),
+    for logs and for the changes it reports, which the API serves: a token may be the user name."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if parts.password is None:
+    if "@" not in parts.netloc:
         return url
-    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def default_name(repo_url: str) -> str:
@@ -185,9 +185,9 @@ class GitPoller(ChangeSource):
         for branch, head, changes in plan.updates:
             for change in changes:
                 async with self._emitting:
-                    await context.add_change(change)
                     seen.setdefault(branch, []).append(change.revision)
-                    await context.set_state({"branches": heads, "seen": seen})
+                    # Stored with the change, in its transaction: a crash never reports it twice.
+                    await context.add_change(change, state={"branches": heads, "seen": seen})
                 emitted += 1
             heads[branch] = head
             seen.pop(branch, None)
@@ -242,7 +242,7 @@ class GitPoller(ChangeSource):
         return Change(
             branch=branch,
             revision=commit.id.decode(),
-            repository=self.repo_url,
+            repository=redact_url(self.repo_url),
             project=self.project,
             author=text(commit.author),
             committer=text(commit.committer),

@@ -15,15 +15,17 @@ itself, so a step can be tested with a fake build and replayed in a notebook::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..junit import TestCase
 from ..location import caller
 from ..locks import LockAccess
 from ..properties import Properties, RenderContext
 from ..results import Result
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,11 @@ class StepLog(Protocol):
     def stdout(self, text: str) -> None: ...
 
     def stderr(self, text: str) -> None: ...
+
+    def output(self, stream: str, data: bytes) -> Awaitable[None] | None:
+        """A program's raw output on ``stream`` (``stdout`` or ``stderr``), in pieces of any size;
+        it is cut into lines as they complete (a line too long to hold is cut too)."""
+        ...
 
 
 class BuildContext(RenderContext, Protocol):
@@ -93,13 +100,26 @@ class BuildContext(RenderContext, Protocol):
         ...
 
     async def upload(
-        self, source: str, destination: str, *, directory: bool = False, max_size: int | None = None
+        self,
+        source: str,
+        destination: str,
+        *,
+        directory: bool = False,
+        max_size: int | None = None,
+        absolute: bool = False,
     ) -> CommandResult:
-        """Bring a file or directory from the worker to the master (checksummed)."""
+        """Bring a file or directory from the worker to the master (checksummed).
+
+        ``destination`` must lead inside the master's directory, unless ``absolute`` is true (the
+        pipeline itself wrote an absolute path) and it is absolute; else the upload is refused.
+        """
         ...
 
-    async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
-        """Send a file from the master to the worker (checksummed)."""
+    async def download(
+        self, source: str, destination: str, *, mode: int | None = None, absolute: bool = False
+    ) -> CommandResult:
+        """Send a file from the master to the worker (checksummed); ``source`` is confined as an
+        upload's destination is."""
         ...
 
     async def fetch(self, source: str, *, max_size: int = 64 * 1024 * 1024) -> bytes:
@@ -118,6 +138,15 @@ class BuildContext(RenderContext, Protocol):
         self, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
     ) -> list[Result]:
         """Start buildsets on Triggerable schedulers; with ``wait``, their results."""
+        ...
+
+    async def stoppable(self, awaitable: Awaitable[T]) -> T:
+        """Await something the step waits for (a process on the master, say) so that stopping the
+        build cancels the wait.
+
+        Raises:
+            BuildStopped: the build was stopped meanwhile.
+        """
         ...
 
 

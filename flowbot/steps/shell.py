@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -85,7 +86,9 @@ class Shell(Step):
         """Bring the JUnit report to the master and store its test cases."""
         report = f"{build.render(self.workdir)}/{build.render(self.junit)}"
         try:
-            cases = junit.parse(await build.fetch(report), report)
+            report_bytes = await build.fetch(report)
+            # Up to 64 MiB of XML: parsed on a thread, so the master's loop goes on meanwhile.
+            cases = await asyncio.to_thread(junit.parse, report_bytes, report)
         except (FlowbotError, OSError) as exc:
             build.log().header(f"test report {report}: {exc}")
             return Result.WARNINGS

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from ..properties import Interpolate
 from ..results import Result
 from .base import BuildContext, Step
 
@@ -13,9 +15,17 @@ def _on_worker(workdir: str, path: str) -> str:
     return path if path.startswith("/") else f"{workdir}/{path}"
 
 
+def _written_absolute(path: Any) -> bool:
+    """Whether the pipeline wrote an absolute path on the master: a rendered value (a branch in an
+    ``Interpolate``, say) must not make a relative path leave the master's directory."""
+    written = path.fmt if isinstance(path, Interpolate) else path
+    return isinstance(written, (str, os.PathLike)) and os.path.isabs(written)
+
+
 class FileUpload(Step):
     """Copy ``workersrc`` (relative to ``workdir``) to ``masterdest`` (relative to the master's
-    directory); a missing file fails the step cleanly.
+    directory, and inside it, unless written as an absolute path); a missing file fails the step
+    cleanly.
 
     Args:
         max_size: refuse files larger than this many bytes.
@@ -36,7 +46,11 @@ class FileUpload(Step):
     async def run(self, build: BuildContext) -> Result:
         source = _on_worker(self.workdir, str(build.render(self.workersrc)))
         outcome = await build.upload(
-            source, str(build.render(self.masterdest)), directory=self.directory, max_size=self.max_size
+            source,
+            str(build.render(self.masterdest)),
+            directory=self.directory,
+            max_size=self.max_size,
+            absolute=_written_absolute(self.masterdest),
         )
         return Result.SUCCESS if outcome.rc == 0 else Result.FAILURE
 
@@ -49,8 +63,8 @@ class DirectoryUpload(FileUpload):
 
 
 class FileDownload(Step):
-    """Copy ``mastersrc`` (relative to the master's directory) to ``workerdest`` (relative to
-    ``workdir``), with ``mode`` if given."""
+    """Copy ``mastersrc`` (relative to the master's directory, and inside it, unless written as an
+    absolute path) to ``workerdest`` (relative to ``workdir``), with ``mode`` if given."""
 
     default_name = "download"
 
@@ -65,5 +79,7 @@ class FileDownload(Step):
 
     async def run(self, build: BuildContext) -> Result:
         destination = _on_worker(self.workdir, str(build.render(self.workerdest)))
-        outcome = await build.download(str(build.render(self.mastersrc)), destination, mode=self.mode)
+        outcome = await build.download(
+            str(build.render(self.mastersrc)), destination, mode=self.mode, absolute=_written_absolute(self.mastersrc)
+        )
         return Result.SUCCESS if outcome.rc == 0 else Result.FAILURE

@@ -3,8 +3,10 @@
 Times are epoch seconds in floating point columns (sub-millisecond, the same on SQLite and
 PostgreSQL, and one vectorised ``pd.to_datetime(unit="s", utc=True)`` away from pandas); results are
 Buildbot's integer codes; builder and worker names are stored as text so a frame needs no joins to
-be read. Schema changes go through Alembic migrations in ``migrations/``; a test checks that the
-migrations and these tables agree.
+be read. Text columns have no length limit, so SQLite and PostgreSQL take the same values; the one
+limit left is PostgreSQL's on an index entry (about 2.7 kB), which :data:`MAX_INDEXED_BYTES` keeps
+values of indexed columns below. Schema changes go through Alembic migrations in ``migrations/``; a
+test checks that the migrations and these tables agree.
 
 Full-text search over log chunks (an FTS5 table with triggers on SQLite, a trigram index on
 PostgreSQL) is made by the migrations alone, since SQLAlchemy's metadata cannot describe it;
@@ -12,6 +14,8 @@ PostgreSQL) is made by the migrations alone, since SQLAlchemy's metadata cannot 
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -42,16 +46,16 @@ changes = Table(
     "changes",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("repository", String(512), nullable=False, default=""),
-    Column("branch", String(255)),
-    Column("revision", String(255)),
-    Column("project", String(255), nullable=False, default=""),
-    Column("codebase", String(255), nullable=False, default=""),
-    Column("author", String(255), nullable=False, default=""),
-    Column("committer", String(255), nullable=False, default=""),
+    Column("repository", Text, nullable=False, default=""),
+    Column("branch", Text),
+    Column("revision", Text),
+    Column("project", Text, nullable=False, default=""),
+    Column("codebase", Text, nullable=False, default=""),
+    Column("author", Text, nullable=False, default=""),
+    Column("committer", Text, nullable=False, default=""),
     Column("comments", Text, nullable=False, default=""),
-    Column("category", String(255)),
-    Column("revlink", String(1024), nullable=False, default=""),
+    Column("category", Text),
+    Column("revlink", Text, nullable=False, default=""),
     Column("when_at", Float, nullable=False),
     Column("received_at", Float, nullable=False),
     Column("properties", JSON, nullable=False),
@@ -65,7 +69,7 @@ change_files = Table(
     "change_files",
     metadata,
     Column("change_id", Integer, ForeignKey("changes.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("path", String(1024), nullable=False),
+    Column("path", Text, nullable=False),
 )
 
 #: The requests one scheduler event made (one per builder), with their shared sources.
@@ -73,7 +77,7 @@ buildsets = Table(
     "buildsets",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("scheduler", String(255), nullable=False),
+    Column("scheduler", Text, nullable=False),
     Column("reason", Text, nullable=False, default=""),
     Column("properties", JSON, nullable=False),
     Column("submitted_at", Float, nullable=False),
@@ -89,11 +93,11 @@ sourcestamps = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("buildset_id", Integer, ForeignKey("buildsets.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("codebase", String(255), nullable=False, default=""),
-    Column("repository", String(512), nullable=False, default=""),
-    Column("branch", String(255)),
-    Column("revision", String(255)),
-    Column("project", String(255), nullable=False, default=""),
+    Column("codebase", Text, nullable=False, default=""),
+    Column("repository", Text, nullable=False, default=""),
+    Column("branch", Text),
+    Column("revision", Text),
+    Column("project", Text, nullable=False, default=""),
 )
 
 #: The changes that caused a buildset (for "which change broke the build").
@@ -110,11 +114,11 @@ buildrequests = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("buildset_id", Integer, ForeignKey("buildsets.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("builder", String(255), nullable=False),
+    Column("builder", Text, nullable=False),
     Column("priority", Integer, nullable=False, default=0),
     Column("submitted_at", Float, nullable=False),
     Column("claimed_at", Float),
-    Column("claimed_by", String(255)),
+    Column("claimed_by", Text),
     Column("complete_at", Float),
     Column("result", Integer),
     Index(None, "complete_at", "builder"),
@@ -126,11 +130,11 @@ builds = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("request_id", Integer, ForeignKey("buildrequests.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("builder", String(255), nullable=False),
+    Column("builder", Text, nullable=False),
     Column("number", Integer, nullable=False),
-    Column("worker", String(255), nullable=False),
-    Column("branch", String(255)),
-    Column("revision", String(255)),
+    Column("worker", Text, nullable=False),
+    Column("branch", Text),
+    Column("revision", Text),
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("result", Integer),
@@ -152,7 +156,7 @@ steps = Table(
     Column("id", Integer, primary_key=True),
     Column("build_id", Integer, ForeignKey("builds.id", ondelete="CASCADE"), nullable=False),
     Column("number", Integer, nullable=False),
-    Column("name", String(255), nullable=False),
+    Column("name", Text, nullable=False),
     Column("started_at", Float),
     Column("finished_at", Float),
     Column("result", Integer),
@@ -169,9 +173,9 @@ test_results = Table(
     Column("id", Integer, primary_key=True),
     Column("build_id", Integer, ForeignKey("builds.id", ondelete="CASCADE"), nullable=False, index=True),
     Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False, index=True),
-    Column("suite", String(255), nullable=False, default=""),
-    Column("classname", String(512), nullable=False, default=""),
-    Column("name", String(512), nullable=False),
+    Column("suite", Text, nullable=False, default=""),
+    Column("classname", Text, nullable=False, default=""),
+    Column("name", Text, nullable=False),
     Column("outcome", String(16), nullable=False),
     Column("duration", Float),
     Column("message", Text, nullable=False, default=""),
@@ -185,7 +189,7 @@ log_chunks = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
-    Column("log", String(255), nullable=False),
+    Column("log", Text, nullable=False),
     Column("first_line", Integer, nullable=False),
     Column("last_line", Integer, nullable=False),
     Column("content", Text, nullable=False),
@@ -198,7 +202,7 @@ workers = Table(
     "workers",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("name", String(255), nullable=False, unique=True),
+    Column("name", Text, nullable=False, unique=True),
     Column("info", JSON, nullable=False),
     Column("connected_at", Float),
     Column("disconnected_at", Float),
@@ -209,10 +213,10 @@ workers = Table(
 scheduler_changes = Table(
     "scheduler_changes",
     metadata,
-    Column("scheduler", String(255), nullable=False),
+    Column("scheduler", Text, nullable=False),
     Column("change_id", Integer, ForeignKey("changes.id", ondelete="CASCADE"), nullable=False),
     #: Which timer the change belongs to (the branch, for schedulers with one timer per branch).
-    Column("timer", String(255), nullable=False, default=""),
+    Column("timer", Text, nullable=False, default=""),
     Column("important", Boolean, nullable=False),
     Index(None, "scheduler", "timer"),
 )
@@ -221,8 +225,8 @@ scheduler_changes = Table(
 state = Table(
     "state",
     metadata,
-    Column("owner", String(255), nullable=False),
-    Column("key", String(255), nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("key", Text, nullable=False),
     Column("value", JSON),
     UniqueConstraint("owner", "key"),
 )
@@ -233,8 +237,24 @@ LOG_SEARCH_TABLE = "log_chunks_fts"
 LOG_SEARCH_INDEX = "ix_log_chunks_content_trgm"
 
 
+#: The longest value, in UTF-8 bytes, that the store puts in an indexed text column a change or a test
+#: report fills (a branch, a revision, a test's name and class): two of them fit in one PostgreSQL
+#: index entry.
+MAX_INDEXED_BYTES = 1024
+
+
 def include_object(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
     """Alembic's filter: compare everything except the log search structures the migrations own."""
     if type_ == "table" and reflected and name is not None and name.startswith(LOG_SEARCH_TABLE):
         return False
     return not (type_ == "index" and name == LOG_SEARCH_INDEX)
+
+
+def compare_type(
+    context: Any, inspected_column: Any, metadata_column: Any, inspected_type: Any, metadata_type: Any
+) -> bool | None:
+    """Alembic's type comparison, except that SQLite's text columns all match: SQLite ignores the
+    lengths that the first migrations declared, so they were never changed there."""
+    if context.dialect.name == "sqlite" and isinstance(inspected_type, String) and isinstance(metadata_type, String):
+        return False
+    return None  # Alembic's own comparison

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from ..errors import NotFound, StoreError
+from ..errors import InvalidRequest, NotFound, StoreError
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from . import schema as t
@@ -131,17 +131,34 @@ class Store:
     # -- changes and buildsets ------------------------------------------------------------------
 
     async def add_change(
-        self, change: Change, decisions: Iterable[Hold | Release], now: float
+        self,
+        change: Change,
+        decisions: Iterable[Hold | Release],
+        now: float,
+        owner: str = "",
+        state: dict[str, Any] | None = None,
     ) -> tuple[int, list[BuildRequest]]:
         """Store a change with what schedulers decided about it, in one transaction.
 
         ``Hold`` keeps the change for a scheduler's timer; ``Release`` builds it now, together
-        with whatever that scheduler held under the same key.
+        with whatever that scheduler held under the same key. ``state`` is remembered for
+        ``owner`` (the change source) in the same transaction, so a source never reports the
+        change again, nor forgets it.
+
+        Raises:
+            InvalidRequest: the branch or revision is longer than the store indexes.
         """
+        for what, value in (("branch", change.branch), ("revision", change.revision)):
+            if value is not None and len(value.encode()) > t.MAX_INDEXED_BYTES:
+                raise InvalidRequest(
+                    f"the change's {what} is {len(value.encode())} bytes long; at most {t.MAX_INDEXED_BYTES} are taken"
+                )
         decisions = list(decisions)
 
         def op(conn: sa.Connection) -> tuple[int, list[BuildRequest]]:
             stored = _insert_change(conn, change, now)
+            for key, value in (state or {}).items():
+                _set_state(conn, owner, key, value)
             requests = []
             for decision in decisions:
                 if isinstance(decision, Hold):
@@ -388,12 +405,15 @@ class Store:
         return self._submit(op)
 
     def add_test_results(self, build: Ref, step: Ref, cases: Iterable[TestCase]) -> asyncio.Future[int]:
-        """Record the test cases a step reported (see :mod:`flowbot.junit`); resolves to their count."""
+        """Record the test cases a step reported (see :mod:`flowbot.junit`); resolves to their count.
+
+        A name or class name too long to index is cut, and ends in "…".
+        """
         rows = [
             {
                 "suite": case.suite,
-                "classname": case.classname,
-                "name": case.name,
+                "classname": _indexable(case.classname),
+                "name": _indexable(case.name),
                 "outcome": str(case.outcome),
                 "duration": case.duration,
                 "message": case.message,
@@ -480,12 +500,7 @@ class Store:
         request_id: int | None = None,
     ) -> list[dict[str, Any]]:
         """Builds newest first, with the time their request was submitted."""
-        query = (
-            sa.select(*_BUILD_COLUMNS)
-            .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
-            .order_by(t.builds.c.id.desc())
-            .limit(limit)
-        )
+        query = _select_builds().order_by(t.builds.c.id.desc()).limit(limit)
         if builder is not None:
             query = query.where(t.builds.c.builder == builder)
         if result is not None:
@@ -497,22 +512,14 @@ class Store:
     async def latest_builds(self) -> dict[str, dict[str, Any]]:
         """The newest build of each builder."""
         newest = sa.select(sa.func.max(t.builds.c.id)).group_by(t.builds.c.builder).scalar_subquery()
-        query = (
-            sa.select(*_BUILD_COLUMNS)
-            .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
-            .where(t.builds.c.id.in_(newest))
-        )
+        query = _select_builds().where(t.builds.c.id.in_(newest))
         return await self._read(lambda conn: {row.builder: _build_dict(row) for row in conn.execute(query)})
 
     async def build(self, build_id: int) -> dict[str, Any]:
         """One build with its steps (and each step's log names)."""
 
         def fn(conn: sa.Connection) -> dict[str, Any]:
-            row = conn.execute(
-                sa.select(*_BUILD_COLUMNS)
-                .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
-                .where(t.builds.c.id == build_id)
-            ).first()
+            row = conn.execute(_select_builds().where(t.builds.c.id == build_id)).first()
             if row is None:
                 raise NotFound(f"no build {build_id}")
             build = _build_dict(row)
@@ -647,8 +654,7 @@ class Store:
         rank = sa.func.row_number().over(partition_by=t.builds.c.builder, order_by=t.builds.c.id.desc())
         ranked = sa.select(t.builds.c.id, rank.label("rank")).subquery()
         query = (
-            sa.select(*_BUILD_COLUMNS)
-            .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+            _select_builds()
             .join(ranked, ranked.c.id == t.builds.c.id)
             .where(ranked.c.rank <= per_builder)
             .order_by(t.builds.c.id.desc())
@@ -667,11 +673,7 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Builds that finished after ``when`` (the newest ``limit`` of them), oldest first."""
         query = (
-            sa.select(*_BUILD_COLUMNS)
-            .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
-            .where(t.builds.c.finished_at > when)
-            .order_by(t.builds.c.finished_at.desc())
-            .limit(limit)
+            _select_builds().where(t.builds.c.finished_at > when).order_by(t.builds.c.finished_at.desc()).limit(limit)
         )
         if builder is not None:
             query = query.where(t.builds.c.builder == builder)
@@ -696,9 +698,9 @@ class Store:
 
         def fn(conn: sa.Connection) -> tuple[dict[str, Any], BuildsetSpec]:
             row = conn.execute(
-                sa.select(*_BUILD_COLUMNS, t.buildrequests.c.buildset_id, t.buildrequests.c.priority)
-                .join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
-                .where(t.builds.c.id == build_id)
+                _select_builds(t.buildrequests.c.buildset_id, t.buildrequests.c.priority).where(
+                    t.builds.c.id == build_id
+                )
             ).first()
             if row is None:
                 raise NotFound(f"no build {build_id}")
@@ -766,6 +768,19 @@ _BUILD_COLUMNS = (
     t.builds.c.finished_at,
     t.builds.c.summary,
 )
+
+
+def _select_builds(*extra: sa.ColumnElement[Any]) -> sa.Select:
+    """Builds as people see them (with when their request was submitted), and ``extra`` columns."""
+    return sa.select(*_BUILD_COLUMNS, *extra).join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+
+
+def _indexable(text: str) -> str:
+    """``text``, cut to :data:`~flowbot.store.schema.MAX_INDEXED_BYTES` (ending in "…") if it is longer."""
+    data = text.encode()
+    if len(data) <= t.MAX_INDEXED_BYTES:
+        return text
+    return data[: t.MAX_INDEXED_BYTES - len("…".encode())].decode("utf-8", "ignore") + "…"
 
 
 def _result_name(code: int | None) -> str | None:

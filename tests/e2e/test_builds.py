@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import pytest
 
+import flowbot
 from flowbot.errors import InvalidRequest, NotFound
 
 from ..support import finished_builds, running_build, step_log, wait_for
@@ -149,16 +151,18 @@ def test_api_errors_are_json_with_a_message_never_a_traceback(sample):
     assert "not valid JSON" in body and "Traceback" not in body
 
 
-def test_stopping_a_build_kills_its_process_and_cancels_it(master_factory, worker_factory, tmp_path):
+@pytest.mark.parametrize("step", ["Shell", "MasterShell"])
+def test_stopping_a_build_kills_its_processes_and_cancels_it(master_factory, worker_factory, tmp_path, step):
+    # Given a build whose command, on the worker or on the master, started a process of its own
     pidfile = tmp_path / "sleeper.pid"
     master = master_factory(f"""
-        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+        from flowbot import Pipeline, Worker, Builder, ForceScheduler, {step}
         pipeline = Pipeline(
             workers=[Worker("w1", secret="s")],
             schedulers=[ForceScheduler("force", builders=["slow"])],
             builders=[Builder("slow", workers=["w1"], steps=[
-                Shell("echo $$ > {pidfile}; sleep 60", name="sleep"),
-                Shell("echo after", name="after"),
+                {step}("sleep 300 & echo $! > {pidfile}; wait", name="sleep"),
+                {step}("echo after", name="after"),
             ])],
         )
     """)
@@ -169,17 +173,44 @@ def test_stopping_a_build_kills_its_process_and_cancels_it(master_factory, worke
 
     # When someone stops it
     started = time.monotonic()
-    master.client.request("POST", f"/api/builds/{build['id']}/stop", {"reason": "wrong branch"})
+    master.client.stop(build["id"], "wrong branch")
 
-    # Then it ends as CANCELLED at once, the later step does not run, and the process is gone
+    # Then it ends as CANCELLED at once, the later step does not run, and the processes are gone
     (stopped,) = finished_builds(master.client, 1, timeout=15)
     assert time.monotonic() - started < 10
     assert stopped["result"] == "CANCELLED"
     steps = master.client.request("GET", f"/api/builds/{build['id']}")["steps"]
     assert [(s["name"], s["result"]) for s in steps] == [("sleep", "CANCELLED")]
-    assert "wrong branch" in step_log(master.client, build["id"], 0)
-    with pytest.raises(ProcessLookupError):
+    assert "build stopped: wrong branch" in step_log(master.client, build["id"], 0)
+    wait_for(lambda: not _alive(pid), 5, "the started process to be gone")
+
+
+def _alive(pid: int) -> bool:
+    try:
         os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_command_on_the_master_may_print_lines_of_any_length(master_factory, worker_factory):
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, ForceScheduler, MasterShell
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["report"])],
+            builders=[Builder("report", workers=["w1"], steps=[
+                MasterShell([{sys.executable!r}, "-c", "print('x' * 200_000); print('done')"], name="report"),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("report")
+    (build,) = finished_builds(master.client, 1)
+    assert build["result"] == "SUCCESS"
+    log = step_log(master.client, build["id"], 0)
+    assert sum(len(line) for line in log.splitlines() if set(line) == {"x"}) == 200_000
+    assert "\ndone\n" in log
 
 
 def test_a_pending_request_can_be_cancelled(master_factory):
@@ -222,3 +253,40 @@ def test_a_master_on_postgresql_runs_the_same_builds(master_factory, worker_fact
     assert (builds["unit"]["result"], builds["lint"]["result"]) == ("SUCCESS", "FAILURE")
     assert "testing pg1" in step_log(master.client, builds["unit"]["id"], 0)
     assert not (master.basedir / "state.sqlite").exists()
+
+
+def test_long_branches_authors_and_test_names_are_taken_on_every_database(master_factory, worker_factory, db_url):
+    # Given a master on SQLite or PostgreSQL whose builds report a test with a 600-character name
+    long_test = "test_" + "p" * 595
+    master = master_factory(
+        f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, AnyBranchScheduler
+        REPORT = '<testsuite name="unit"><testcase classname="tests.test_params" name="{long_test}"/></testsuite>'
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[AnyBranchScheduler("on-change", builders=["unit"])],
+            builders=[Builder("unit", workers=["w1"], steps=[
+                Shell(f"echo '{{REPORT}}' > report.xml; echo on $FLOWBOT_BRANCH", name="test", junit="report.xml"),
+            ])],
+        )
+        """,
+        db=db_url,
+    )
+    worker_factory(master, "w1", "s")
+
+    # When a change arrives through the API with a 300-character branch and a long author
+    branch, author = "feature/" + "b" * 292, "Somebody " + "with a long name " * 20 + "<s@example.org>"
+    master.client.sendchange(branch=branch, revision="r1", author=author, repository="https://example.org/" + "r" * 600)
+
+    # Then it is stored, built, and its test result kept, whole
+    (build,) = finished_builds(master.client, 1)
+    assert (build["branch"], build["result"]) == (branch, "SUCCESS")
+    assert f"on {branch}" in step_log(master.client, build["id"], 0)
+    (change,) = master.client.request("GET", "/api/changes")["changes"]
+    assert change["author"] == author
+    with flowbot.History(db_url) as history:
+        assert list(history.test_results()["name"]) == [long_test]
+
+    # And a branch too long for the index is refused with a reason, not lost with a 503
+    with pytest.raises(InvalidRequest, match="branch is 2000 bytes long"):
+        master.client.sendchange(branch="b" * 2000, revision="r2")

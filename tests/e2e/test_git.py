@@ -199,3 +199,35 @@ def test_the_pipeline_of_issue_3_runs_as_written(tmp_path, master_factory, worke
     assert "built dist/app-1.5.0.tar.gz" in step_log(master.client, package["id"], 1)
     worker_dir = Path(tmp_path / package["worker"] / "package" / "build")
     assert (worker_dir / "dist" / "app-1.5.0.tar.gz").exists()
+
+
+def test_a_polled_branch_with_a_300_character_name_builds_on_postgresql(
+    tmp_path, master_factory, worker_factory, postgres_db
+):
+    # Given a master on PostgreSQL polling every branch of a repository
+    repo = GitRepo(tmp_path / "project")
+    repo.commit("Start", PROJECT)
+    master = master_factory(
+        f"""
+        from flowbot import AnyBranchScheduler, Builder, GitPoller, Pipeline, Shell, Worker
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s1")],
+            sources=[GitPoller({repo.url!r}, branches=True, poll_interval=0.3)],
+            schedulers=[AnyBranchScheduler("on-change", builders=["unit"])],
+            builders=[Builder("unit", workers=["w1"], steps=[Shell("echo on $FLOWBOT_BRANCH", name="show")])],
+        )
+        """,
+        db=postgres_db,
+    )
+    worker_factory(master, "w1", "s1")
+    polled(master)
+
+    # When a commit lands on a branch whose name is 300 characters long
+    branch = "topic/" + "a" * 100 + "/" + "b" * 100 + "/" + "c" * 92
+    repo.checkout(branch, new=True)
+    revision = repo.commit("On a long branch", {"long.txt": "x\n"})
+
+    # Then the poller reports it and it is built, like any other
+    (build,) = finished_builds(master.client, 1)
+    assert (build["branch"], build["revision"], build["result"]) == (branch, revision, "SUCCESS")
+    assert f"on {branch}" in step_log(master.client, build["id"], 0)

@@ -175,6 +175,37 @@ def test_two_builders_sharing_a_lock_of_count_one_never_overlap(master_factory, 
     assert second["started_at"] >= first["finished_at"] - 0.01
 
 
+def test_a_build_waiting_for_a_lock_starts_as_soon_as_a_step_gives_it_back(master_factory, worker_factory):
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, MasterLock
+        database = MasterLock("database", max_count=1)
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["migrate", "report"])],
+            builders=[
+                Builder("migrate", workers=["w1"], steps=[
+                    Shell("sleep 2", name="migrate", locks=[database.access("exclusive")]),
+                    Shell("sleep 30", name="clean up"),
+                ]),
+                Builder("report", workers=["w2"], locks=[database.access("exclusive")], steps=[Shell("true")]),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    worker_factory(master, "w2", "s")
+    # Given a build whose first step holds a lock, and a build of another builder waiting for it
+    master.client.force("migrate")
+    migrate = running_build(master.client, "migrate")
+    master.client.force("report")
+
+    # When the step ends and gives the lock back, the waiting build runs at once, not when the holder ends
+    (report,) = finished_builds(master.client, 1, timeout=15, builder="report")
+    assert report["result"] == "SUCCESS"
+    lock_step = build_detail(master.client, migrate["id"])["steps"][0]
+    assert report["submitted_at"] < lock_step["finished_at"] <= report["started_at"]
+    assert build_detail(master.client, migrate["id"])["finished_at"] is None
+
+
 def test_a_step_lock_makes_steps_wait_and_the_wait_is_recorded(master_factory, worker_factory):
     master = master_factory("""
         from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, WorkerLock
@@ -224,6 +255,61 @@ def test_secrets_are_rendered_where_used_and_never_shown(master_factory, worker_
     assert "s3cr3t" not in log
     assert "no secret named 'nope'" in step_log(master.client, build["id"], 1)
     assert "s3cr3t" not in str(detail["properties"])
+
+
+def test_properties_made_from_secrets_are_used_but_never_stored_or_shown(master_factory, worker_factory, tmp_path):
+    # Given a token and a key of several lines, and a build that makes properties of them
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "token").write_text("s3cr3t-t0ken\n")
+    (secrets / "key").write_text("-----BEGIN KEY-----\nAAAA1111bbbb\nCCCC2222dddd\n-----END KEY-----\n")
+    master = master_factory(f"""
+        from flowbot import (Pipeline, Worker, Builder, Shell, ForceScheduler, Interpolate, Property,
+                             SecretsInDirectory, SetProperty, SetPropertyFromCommand, Trigger, Triggerable)
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            secrets=[SecretsInDirectory({str(secrets)!r})],
+            schedulers=[ForceScheduler("force", builders=["deploy"]), Triggerable("after", builders=["child"])],
+            builders=[
+                Builder("deploy", workers=["w1"], steps=[
+                    SetProperty("auth", Interpolate("Bearer %(secret:token)s")),
+                    SetPropertyFromCommand(command=Interpolate("echo token=%(secret:token)s"), property="echoed"),
+                    Shell(["sh", "-c", 'test "$1" = "Bearer s3cr3t-t0ken"', "sh", Property("auth")], name="use"),
+                    Shell(Interpolate("echo '%(secret:key)s'; echo; echo '%(secret:key)s' | tail -n 2"), name="key"),
+                    Trigger("after", wait_for_finish=True, copy_properties=["auth"],
+                            set_properties={{"token": Interpolate("%(secret:token)s")}}),
+                    Shell("sleep 1", name="linger"),
+                ]),
+                Builder("child", workers=["w1"], steps=[Shell("true")]),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    # When the build runs
+    master.client.force("deploy")
+
+    # Then while it runs, and once it is done, its properties show where the secrets were, not them
+    running = running_build(master.client, "deploy")
+    live = wait_for(
+        lambda: (d := build_detail(master.client, running["id"]))["current_step"] == 5 and d, 20, "the last step"
+    )
+    builds = {b["builder"]: b for b in finished_builds(master.client, 2)}
+    assert builds["deploy"]["result"] == "SUCCESS"  # the steps saw the real values
+    for properties in (live["properties"], build_detail(master.client, builds["deploy"]["id"])["properties"]):
+        assert properties["auth"] == ["Bearer <secret>", "SetProperty Step"]
+        assert properties["echoed"] == ["token=<secret>", "SetPropertyFromCommand Step"]
+    child = build_detail(master.client, builds["child"]["id"])["properties"]
+    assert (child["token"], child["auth"]) == (["<secret>", "Trigger"], ["Bearer <secret>", "Trigger"])
+    # And the key is hidden in the log whole, and line by line where its lines come on their own
+    output = step_log(master.client, builds["deploy"]["id"], 3).splitlines()[1:-1]
+    assert output[-2:] == ["<secret>", "<secret>"]
+    assert set(output) == {"<secret>", ""}
+    # And neither secret is anywhere in the database
+    master.stop()
+    stored = b"".join(path.read_bytes() for path in master.basedir.glob("state.sqlite*"))
+    assert b"s3cr3t-t0ken" not in stored
+    assert b"AAAA1111bbbb" not in stored
 
 
 def test_do_step_if_skips_and_hide_step_if_hides(master_factory, worker_factory):
@@ -309,6 +395,53 @@ def test_filesystem_steps_and_a_master_side_command(master_factory, worker_facto
         ("master shell", "SUCCESS"),
     ]
     assert (master.basedir / "master-side.txt").read_text() == "ran on the master for fs\n"
+
+
+def test_files_a_build_moves_stay_inside_the_master_directory_whatever_its_properties_say(
+    master_factory, worker_factory, tmp_path
+):
+    # Given a pipeline that names files on the master after the branch, and one absolute path
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("keep me\n")
+    published = tmp_path / "published" / "out.txt"
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, FileUpload, FileDownload, Interpolate
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["publish"])],
+            builders=[Builder("publish", workers=["w1"], steps=[
+                Shell("echo artifact > out.txt", name="make"),
+                FileUpload("out.txt", Interpolate("artifacts/%(prop:branch)s.txt"), name="upload"),
+                FileDownload(Interpolate("artifacts/%(prop:branch)s.txt"), "back.txt", name="download"),
+                FileUpload("out.txt", {str(published)!r}, name="publish"),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    # When it builds an ordinary branch, the files go where the pipeline says
+    master.client.force("publish", branch="release")
+    (good,) = finished_builds(master.client, 1)
+    assert good["result"] == "SUCCESS"
+    assert (master.basedir / "artifacts" / "release.txt").read_text() == "artifact\n"
+    assert published.read_text() == "artifact\n"
+
+    # And when a branch name tries to lead out of the master's directory, both transfers are refused
+    master.client.force("publish", branch="../../outside/secret")
+    _, bad = finished_builds(master.client, 2)
+    steps = build_detail(master.client, bad["id"])["steps"]
+    assert [(s["name"], s["result"]) for s in steps] == [
+        ("make", "SUCCESS"),
+        ("upload", "FAILURE"),
+        ("download", "FAILURE"),
+        ("publish", "SUCCESS"),
+    ]
+    refusal = "'artifacts/../../outside/secret.txt' leads out of the master's directory"
+    assert refusal in step_log(master.client, bad["id"], 1)
+    assert refusal in step_log(master.client, bad["id"], 2)
+    assert (outside / "secret.txt").read_text() == "keep me\n"
+    assert list(outside.iterdir()) == [outside / "secret.txt"]
 
 
 def test_a_worker_that_drops_mid_step_retries_and_builds_again_when_it_is_back(master_factory, worker_factory):

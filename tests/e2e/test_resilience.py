@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 import zmq
@@ -143,3 +144,60 @@ def test_a_worker_outlives_its_master_and_reconnects_when_it_returns(master_fact
     again.client.force("unit")
     (build,) = finished_builds(again.client, 1)
     assert (build["result"], build["worker"]) == ("SUCCESS", "w1")
+
+
+TRIGGER_PIPELINE = """
+    from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Trigger, Triggerable
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s1"), Worker("w2", secret="s2")],
+        schedulers=[ForceScheduler("force", builders=["parent"]), Triggerable("children", builders=["child"])],
+        builders=[
+            Builder("parent", workers=["w1"], steps=[Trigger("children", wait_for_finish=True)]),
+            Builder("child", workers=["w2"], steps=[Shell({child!r}, name="test", junit="report.xml")]),
+        ],
+    )
+"""
+REPORT = "<testsuite><testcase classname='c' name='test_one'/></testsuite>"
+
+
+def test_a_child_whose_test_results_cannot_be_stored_still_lets_its_parent_finish(master_factory, worker_factory):
+    # Given a database that refuses test results (a full table, say), made so after the master set it up
+    master = master_factory(TRIGGER_PIPELINE.format(child=f'echo "{REPORT}" > report.xml'))
+    database = sqlite3.connect(master.basedir / "state.sqlite")
+    database.execute(
+        "CREATE TRIGGER refuse_tests BEFORE INSERT ON test_results BEGIN SELECT RAISE(ABORT, 'no room left'); END"
+    )
+    database.commit()
+    database.close()
+    worker_factory(master, "w1", "s1")
+    worker_factory(master, "w2", "s2")
+
+    # When a parent build triggers the child and waits for it
+    master.client.force("parent")
+
+    # Then both finish: the child's end is recorded, only its test results are lost, and said so
+    builds = {b["builder"]: b for b in finished_builds(master.client, 2, timeout=30)}
+    assert (builds["child"]["result"], builds["parent"]["result"]) == ("SUCCESS", "SUCCESS")
+    assert master.client.buildrequests(pending=True) == []
+    assert "build child #1: test results could not be stored" in master.log()
+    assert "no room left" in master.log()
+    assert "stays pending" not in master.log()
+
+
+def test_builds_a_parent_triggered_end_as_retry_when_the_master_restarts(master_factory, worker_factory):
+    # Given a parent waiting for the child build it triggered
+    master = master_factory(TRIGGER_PIPELINE.format(child="sleep 60"))
+    worker_factory(master, "w1", "s1")
+    worker_factory(master, "w2", "s2")
+    master.client.force("parent")
+    parent = running_build(master.client, "parent")
+    child = running_build(master.client, "child")
+
+    # When the master is stopped and started again
+    master.stop()
+    again = master_factory(TRIGGER_PIPELINE.format(child="true"), http_port=master.http_port, zmq_port=master.zmq_port)
+
+    # Then the child ended as RETRY, as its parent did, not as if someone had cancelled it
+    by_id = {b["id"]: b for b in again.client.builds(limit=50)}
+    assert by_id[parent["id"]]["result"] == "RETRY"
+    assert by_id[child["id"]]["result"] == "RETRY"

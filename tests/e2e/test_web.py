@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ..support import finished_builds
-
-expect = pytest.importorskip("playwright.sync_api").expect
 
 PIPELINE = """\
 from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler{imports}
@@ -33,6 +36,15 @@ def master(master_factory, worker_factory):
 
 
 @pytest.fixture
+def expect(browser):
+    """Playwright's assertions; the ``browser`` fixture has made sure Playwright is there (a test
+    skips without it locally, and fails without it in CI)."""
+    from playwright.sync_api import expect
+
+    return expect
+
+
+@pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1000, "height": 800})
     page = context.new_page()
@@ -44,7 +56,7 @@ def page(browser):
     assert errors == [], errors
 
 
-def test_force_a_build_watch_it_turn_green_and_read_its_log(master, page):
+def test_force_a_build_watch_it_turn_green_and_read_its_log(master, page, expect):
     # Given the overview, open in the browser
     page.goto(master.url + "/")
     row = page.locator('.row[data-builder="quick"]')
@@ -75,7 +87,7 @@ def test_force_a_build_watch_it_turn_green_and_read_its_log(master, page):
     expect(page.locator('.step[data-step="0"] pre.log')).to_contain_text("hello from quick")
 
 
-def test_follow_a_long_build_live_and_stop_it(master, page):
+def test_follow_a_long_build_live_and_stop_it(master, page, expect):
     page.goto(master.url + "/#/builders/slow")
     page.get_by_role("button", name="Force build…").click()
     page.get_by_role("button", name="Force build").click()
@@ -95,7 +107,7 @@ def test_follow_a_long_build_live_and_stop_it(master, page):
     assert build["result"] == "CANCELLED"
 
 
-def test_text_from_builds_is_shown_as_text_never_run(master, page):
+def test_text_from_builds_is_shown_as_text_never_run(master, page, expect):
     master.client.force("quick", reason='<img src=x onerror="window.pwned=1">', branch="<b>main</b>")
     (build,) = finished_builds(master.client, 1)
     page.goto(f"{master.url}/#/builds/{build['id']}")
@@ -105,7 +117,7 @@ def test_text_from_builds_is_shown_as_text_never_run(master, page):
     assert page.locator("dl.facts img, dl.facts b").count() == 0
 
 
-def test_a_protected_master_asks_for_a_login_before_forcing(master_factory, worker_factory, page):
+def test_a_protected_master_asks_for_a_login_before_forcing(master_factory, worker_factory, page, expect):
     master = master_factory(PIPELINE.format(imports=", Auth", auth='\n    auth=Auth(users={"alice": "wonderland"}),'))
     worker_factory(master, "w1", "s")
     page.goto(master.url + "/")
@@ -131,10 +143,47 @@ def test_a_protected_master_asks_for_a_login_before_forcing(master_factory, work
     )
 
 
-def test_the_overview_fits_a_phone(master, page):
+def test_the_overview_fits_a_phone(master, page, expect):
     master.client.force("quick")
     finished_builds(master.client, 1)
     page.set_viewport_size({"width": 375, "height": 700})
     page.goto(master.url + "/")
     expect(page.locator('.row[data-builder="quick"] .cell')).to_have_count(1)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("", "1 skipped"), ("1", "1 error")])
+def test_without_playwright_the_browser_tests_skip_locally_and_fail_in_ci(tmp_path, ci, outcome):
+    # Given a Python where Playwright cannot be imported
+    blocked = tmp_path / "blocked" / "playwright"
+    blocked.mkdir(parents=True)
+    (blocked / "__init__.py").write_text("raise ImportError('Playwright is blocked for this test')\n")
+    root = Path(__file__).parents[2]
+    env = {
+        **os.environ,
+        "CI": ci,
+        "PYTHONPATH": os.pathsep.join([str(blocked.parent), os.environ.get("PYTHONPATH", "")]),
+    }
+
+    # When a browser test runs there, locally and under CI
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-rs",
+            "-p",
+            "no:cacheprovider",
+            f"{__file__}::test_the_overview_fits_a_phone",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    # Then it is skipped locally and fails in CI, saying why
+    assert outcome in run.stdout, run.stdout
+    assert "Playwright is not installed" in run.stdout + run.stderr

@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,22 +26,33 @@ from ..support import free_port, wait_for
 
 
 class Context:
-    """What a master gives a source: changes are kept in a list, state in a dict (as JSON would)."""
+    """What a master gives a source: changes are kept in a list, state in a dict (as JSON would).
+
+    ``crashed`` plays a master that dies after storing a change: every later write fails.
+    """
 
     def __init__(self, basedir: Path | None):
         self.basedir = basedir
         self.changes: list[Change] = []
         self.state: dict[str, Any] = {}
+        self.crashed = False
 
-    async def add_change(self, change: Change) -> int:
+    async def add_change(self, change: Change, state: dict[str, Any] | None = None) -> int:
+        self._check()
         self.changes.append(change)
+        self.state.update({k: _copy(v) for k, v in (state or {}).items()})
         return len(self.changes)
 
     async def get_state(self) -> dict[str, Any]:
         return {k: _copy(v) for k, v in self.state.items()}
 
     async def set_state(self, values: dict[str, Any]) -> None:
+        self._check()
         self.state.update({k: _copy(v) for k, v in values.items()})
+
+    def _check(self) -> None:
+        if self.crashed:
+            raise ConnectionError("the master is gone")
 
 
 def _copy(value: Any) -> Any:
@@ -61,11 +73,16 @@ async def started(poller: GitPoller, context: Context) -> GitPoller:
     poller.poll_interval = 3600
     await poller.start(context)
     await asyncio.sleep(0.05)
-    for _ in range(200):  # wait for the loop's first poll
-        if "branches" in context.state:
-            break
-        await asyncio.sleep(0.05)
+    await until(lambda: "branches" in context.state)  # the loop's first poll
     return poller
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Wait (up to ten seconds) for what a poller's own loop does."""
+    for _ in range(200):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
 
 
 async def test_first_poll_records_heads_then_reports_each_new_commit_oldest_first(repo, tmp_path):
@@ -201,10 +218,7 @@ async def test_state_survives_a_new_poller_and_a_lost_cache(repo, tmp_path):
     again = GitPoller(repo.url, branches=["main"])
     await again.start(context)
     try:
-        for _ in range(200):
-            if len(context.changes) == 2:
-                break
-            await asyncio.sleep(0.05)
+        await until(lambda: len(context.changes) == 2)
         assert [c.revision for c in context.changes] == [first, second]
         assert await again.poll() == 0
     finally:
@@ -225,6 +239,39 @@ async def test_a_change_recorded_but_not_its_head_is_not_reported_twice(repo, tm
         assert context.state == {"branches": {"main": second}, "seen": {}}
     finally:
         await poller.stop()
+
+
+async def test_a_master_that_dies_right_after_storing_a_change_never_reports_it_again(repo, tmp_path):
+    # Given a poller, and a commit it reports, after which the master dies before writing more
+    context = Context(tmp_path)
+    poller = await started(GitPoller(repo.url, branches=["main"]), context)
+    try:
+        first = repo.commit("One")
+        real_add_change = context.add_change
+
+        async def add_change_then_crash(change: Change, state: dict[str, Any] | None = None) -> int:
+            change_id = await real_add_change(change, state)
+            context.crashed = True
+            return change_id
+
+        context.add_change = add_change_then_crash
+        with pytest.raises(ConnectionError):
+            await poller.poll()
+    finally:
+        await poller.stop()
+
+    # When a master starts again, with another commit on the branch
+    context.add_change, context.crashed = real_add_change, False
+    second = repo.commit("Two")
+    again = await started(GitPoller(repo.url, branches=["main"]), context)
+    try:
+        await until(lambda: len(context.changes) >= 2)
+
+        # Then the first commit was reported once, and the second once
+        assert [c.revision for c in context.changes] == [first, second]
+        assert await again.poll() == 0
+    finally:
+        await again.stop()
 
 
 async def test_polling_errors_are_logged_and_retried(tmp_path, caplog):
@@ -266,7 +313,7 @@ async def test_remote_repositories_over_git_and_http(repo, tmp_path, protocol):
         url = f"git://127.0.0.1:{port}/project.git"
     else:
         argv = [sys.executable, "-m", "dulwich.web", "-l", "127.0.0.1", "-p", str(port), str(bare)]
-        url = f"http://127.0.0.1:{port}/"
+        url = f"http://ci-bot:s3cret-token@127.0.0.1:{port}/"  # the credentials stay with the poller
     server = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for(lambda: _listening(port), 10, f"the {protocol} server")
     context = Context(tmp_path)
@@ -284,7 +331,7 @@ async def test_remote_repositories_over_git_and_http(repo, tmp_path, protocol):
         assert await poller.poll() == 1
         assert context.changes[0].revision == new
         assert context.changes[0].files == ("net.txt",)
-        assert context.changes[0].repository == url
+        assert context.changes[0].repository == url.replace("ci-bot:s3cret-token@", "")
     finally:
         await poller.stop()
         server.terminate()

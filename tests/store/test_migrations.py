@@ -11,13 +11,30 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from flowbot.records import Change
 from flowbot.store import Store
 from flowbot.store.engine import alembic_config
-from flowbot.store.schema import include_object, metadata
+from flowbot.store.schema import compare_type, include_object, metadata
+
+
+def differences_and_revision(db_url: str) -> tuple[list, str | None]:
+    """What Alembic finds different between the database and the declared tables (types included)."""
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            opts = {"compare_type": compare_type, "include_object": include_object}
+            context = MigrationContext.configure(conn, opts=opts)
+            return compare_metadata(context, metadata), context.get_current_revision()
+    finally:
+        engine.dispose()
+
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 async def test_the_migrated_database_matches_the_schema(db_url: str) -> None:
@@ -25,20 +42,46 @@ async def test_the_migrated_database_matches_the_schema(db_url: str) -> None:
     store = await Store.open(db_url)
     await store.close()
 
-    # When Alembic compares it with the tables the code declares (types included)
-    engine = sa.create_engine(db_url)
-    try:
-        with engine.connect() as conn:
-            context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": include_object})
-            differences = compare_metadata(context, metadata)
-            revision = context.get_current_revision()
-    finally:
-        engine.dispose()
+    # When Alembic compares it with the tables the code declares
+    differences, revision = differences_and_revision(db_url)
 
     # Then there is no difference: no table, column, type, index or constraint missing a migration
     assert differences == []
     # And the database records the newest migration
-    assert revision == ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert revision == HEAD
+
+
+EARLIER = [script.revision for script in ScriptDirectory.from_config(alembic_config()).walk_revisions()][1:]
+
+
+@pytest.mark.parametrize("revision", EARLIER)
+async def test_a_database_of_any_earlier_revision_upgrades_keeping_its_data(db_url: str, revision: str) -> None:
+    # Given a database an older flowbot made, holding a change
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            conn.execute(
+                sa.text(
+                    "INSERT INTO changes (repository, branch, revision, project, codebase, author, committer,"
+                    " comments, revlink, when_at, received_at, properties)"
+                    " VALUES ('repo', 'main', 'r1', '', '', 'alice', 'alice', 'old', '', 1, 1, '{}')"
+                )
+            )
+    finally:
+        engine.dispose()
+
+    # When the current flowbot opens it
+    store = await Store.open(db_url)
+    try:
+        # Then it is at the newest schema, with its data, and takes what the old schema refused
+        await store.add_change(Change(branch="b" * 300, author="a" * 300, revision="r2"), [], 2.0)
+        assert [c["author"] for c in await store.changes()] == ["a" * 300, "alice"]
+    finally:
+        await store.close()
+    assert differences_and_revision(db_url) == ([], HEAD)
 
 
 async def test_sqlite_runs_in_wal_mode_and_enforces_foreign_keys(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from flowbot.errors import NotFound, StoreError
+from flowbot.errors import InvalidRequest, NotFound, StoreError
 from flowbot.records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from flowbot.results import Result
 from flowbot.store import Ref, Release, Store
@@ -634,3 +634,79 @@ async def test_opening_a_migrated_database_changes_nothing(db_url: str) -> None:
         assert await store.pending_requests() == [request]
     finally:
         await store.close()
+
+
+# -- long values ---------------------------------------------------------------------------------
+
+
+async def test_long_free_text_is_stored_whole_on_every_database(store: Store) -> None:
+    # Given a change and a build whose every name and text is longer than a VARCHAR(255) would take
+    long = {name: f"{name}-" + "x" * 600 for name in ("branch", "author", "repository", "project", "category")}
+    change = Change(
+        branch=long["branch"],
+        revision="r" * 300,
+        repository=long["repository"],
+        project=long["project"],
+        author=long["author"],
+        committer=long["author"],
+        category=long["category"],
+        revlink="https://example.org/" + "p" * 1100,
+        files=("deep/" * 300 + "file.py",),
+    )
+    spec = dataclasses.replace(buildset("b" * 300, branch=long["branch"]), scheduler="s" * 300)
+
+    # When they go through the store, claimed by a master whose directory has a long path
+    _, (request,) = await store.add_change(change, [build_now(spec)], NOW)
+    build, step = Ref(), Ref()
+    await asyncio.gather(
+        store.start_build(request, 1, "w" * 300, NOW, "host:/" + "d" * 400, build),
+        store.start_step(build, 0, "n" * 300, NOW, step),
+        store.append_log(step, "l" * 300, 0, "text", "o"),
+        store.finish_build(build, request, Result.SUCCESS, NOW + 1),
+    )
+
+    # Then everything comes back as it was written
+    (stored,) = await rows(store, t.changes)
+    assert (stored.branch, stored.revision, stored.author, stored.repository, stored.category) == (
+        long["branch"],
+        "r" * 300,
+        long["author"],
+        long["repository"],
+        long["category"],
+    )
+    assert [r.path for r in await rows(store, t.change_files)] == list(change.files)
+    (claimed,) = await rows(store, t.buildrequests)
+    assert claimed.claimed_by == "host:/" + "d" * 400
+    detail = await store.build(build.id)
+    assert (detail["builder"], detail["worker"], detail["branch"]) == ("b" * 300, "w" * 300, long["branch"])
+    assert detail["steps"][0]["name"] == "n" * 300
+    assert detail["steps"][0]["logs"] == ["l" * 300]
+
+
+async def test_a_branch_too_long_to_index_is_refused_the_same_way_everywhere(store: Store) -> None:
+    # A branch of 1 KiB is taken; one of more is refused before anything is stored
+    await store.add_change(Change(branch="é" * 512, revision="r1"), [], NOW)
+    with pytest.raises(InvalidRequest, match="branch is 1026 bytes long; at most 1024"):
+        await store.add_change(Change(branch="é" * 513, revision="r2"), [], NOW)
+    with pytest.raises(InvalidRequest, match="revision is 2000 bytes long"):
+        await store.add_change(Change(branch="main", revision="r" * 2000), [], NOW)
+    assert [r.revision for r in await rows(store, t.changes)] == ["r1"]
+
+
+async def test_a_change_and_its_sources_state_are_stored_together_or_not_at_all(store: Store) -> None:
+    # Given a change source that remembers the revision it reports, in the change's transaction
+    await store.add_change(Change(branch="main", revision="r1"), [], NOW, "source:poller", {"last": "r1"})
+    assert await store.get_state("source:poller") == {"last": "r1"}
+
+    # When a scheduler's decision about the next change fails
+    def broken(changes: list[Change]) -> BuildsetSpec:
+        raise StoreError("the scheduler could not decide")
+
+    with pytest.raises(StoreError):
+        await store.add_change(
+            Change(branch="main", revision="r2"), [Release("s", "", broken)], NOW, "source:poller", {"last": "r2"}
+        )
+
+    # Then neither the change nor the state moved on
+    assert [r.revision for r in await rows(store, t.changes)] == ["r1"]
+    assert await store.get_state("source:poller") == {"last": "r1"}

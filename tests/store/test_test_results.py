@@ -57,3 +57,29 @@ async def test_cases_are_stored_with_their_build_and_step(store: Store):
     # And they go when their build goes
     await store._submit(lambda conn: conn.execute(sa.delete(t.builds).where(t.builds.c.id == build.id)))
     assert await rows(store, t.test_results) == []
+
+
+async def test_long_test_names_are_kept_whole_and_only_unindexable_ones_are_cut(store: Store):
+    # Given a report with a parametrised test whose name is 600 characters, and one of 3000
+    long_name, huge_name = "test_" + "p" * 595, "test_" + "q" * 2995
+    report = f"""<testsuite name="{"s" * 300}">
+      <testcase classname="{"c" * 600}" name="{long_name}"/>
+      <testcase classname="pkg.mod" name="{huge_name}"><failure message="no"/></testcase>
+    </testsuite>"""
+    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    build, step = Ref(), Ref()
+
+    # When its cases are stored
+    stored = await asyncio.gather(
+        store.start_build(request, 1, "w1", NOW, "master", build),
+        store.start_step(build, 0, "pytest", NOW, step),
+        store.add_test_results(build, step, parse(report)),
+    )
+
+    # Then both are there: the first as written, the second cut to fit the index, visibly
+    assert stored[2] == 2
+    first, second = await rows(store, t.test_results)
+    assert (first.suite, first.classname, first.name) == ("s" * 300, "c" * 600, long_name)
+    assert second.name.startswith("test_qqq") and second.name.endswith("…")
+    assert len(second.name.encode()) == 1024
+    assert second.outcome == "failed"

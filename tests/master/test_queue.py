@@ -1,0 +1,34 @@
+"""The build queue (``flowbot/master/queue.py``) and Buildbot's collapse rule it serves."""
+
+from __future__ import annotations
+
+from flowbot.builder import same_source
+from flowbot.master.queue import BuildQueue
+from flowbot.records import BuildRequest, SourceStamp
+
+
+def request(request_id: int, branch: str | None, revision: str = "r1", *, from_changes: bool = True) -> BuildRequest:
+    stamp = SourceStamp(repository="https://example.org/repo.git", branch=branch, revision=revision)
+    return BuildRequest(request_id, request_id, "unit", (stamp,), submitted_at=request_id, from_changes=from_changes)
+
+
+def test_no_branch_and_an_empty_branch_are_the_same_source_for_the_queue_and_the_rule() -> None:
+    # Given waiting requests on the default branch, written as no branch and as an empty one
+    queue = BuildQueue()
+    unnamed, empty, main = request(1, None), request(2, ""), request(3, "main")
+    for waiting in (unnamed, empty, main):
+        queue.add(waiting)
+
+    # Then the queue offers each as a candidate for the other, and the rule collapses them
+    assert queue.same_source(empty) == [unnamed]
+    assert same_source(empty, unnamed) and same_source(unnamed, empty)
+    # And another branch is another source for both
+    assert queue.same_source(main) == []
+    assert not same_source(main, empty)
+
+
+def test_requests_not_made_from_changes_collapse_only_on_the_same_revision() -> None:
+    forced, same, other = (request(i, "main", rev, from_changes=False) for i, rev in ((1, "r1"), (2, "r1"), (3, "r2")))
+    assert same_source(same, forced)
+    assert not same_source(other, forced)
+    assert same_source(request(4, "main", "r9"), request(5, "main", "r1"))  # both from changes: any revision

@@ -1,0 +1,76 @@
+"""The ``Shell`` step (``flowbot/steps/shell.py``) against a stand-in build: what it does with a test report."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from flowbot import Shell
+from flowbot.junit import TestCase
+from flowbot.results import Result
+from flowbot.steps.base import CommandResult
+
+CASE = (
+    '<testcase classname="tests.test_mod" name="test_{}" time="0.01"><failure message="no">trace</failure></testcase>'
+)
+
+
+class ReportingBuild:
+    """Just enough of a build for a step whose command wrote ``report``: the rest is what it recorded."""
+
+    def __init__(self, report: bytes):
+        self.report = report
+        self.headers: list[str] = []
+        self.cases: list[TestCase] = []
+
+    def render(self, value: Any) -> Any:
+        return value
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    async def run_command(self, name: str, args: dict[str, Any], **options: Any) -> CommandResult:
+        return CommandResult(0)
+
+    async def fetch(self, source: str, *, max_size: int = 0) -> bytes:
+        return self.report
+
+    def log(self, name: str = "stdio") -> ReportingBuild:
+        return self
+
+    def header(self, text: str) -> None:
+        self.headers.append(text)
+
+    def record_tests(self, cases: list[TestCase]) -> None:
+        self.cases += cases
+
+
+async def test_a_big_test_report_is_read_while_the_master_goes_on() -> None:
+    # Given a command that wrote a report of a hundred thousand failed tests (about 13 MB)
+    cases = "".join(CASE.format(i) for i in range(100_000))
+    build = ReportingBuild(f'<testsuite name="big">{cases}</testsuite>'.encode())
+    gaps: list[float] = []
+
+    async def beat() -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(0.005)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    # When the step reads it, while something else on the loop wants to run every 5 ms
+    heart = asyncio.create_task(beat())
+    await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    result = await Shell("pytest", junit="report.xml").run(build)
+    took = time.perf_counter() - started
+    await asyncio.sleep(0.02)  # one more beat, to measure the last pause too
+    heart.cancel()
+
+    # Then every test is recorded, and the loop never stood still for more than a fraction of the read
+    assert result == Result.SUCCESS
+    assert len(build.cases) == 100_000
+    assert "test report build/report.xml: 100000 failed" in build.headers
+    assert max(gaps) < took / 3, (max(gaps), took)
