@@ -55,7 +55,7 @@ class ApiHandler(tornado.web.RequestHandler):
     Reads are checked against the read policy, and every request of a method in
     :attr:`control_methods` is a control action: it needs credentials when the master has an
     :class:`~flowbot.auth.Auth`, and must not come from another site. A handler that checks its
-    callers its own way (a webhook with a signature) empties ``control_methods``.
+    callers its own way (a webhook with a signature) overrides :meth:`prepare`.
     """
 
     control_methods = frozenset({"POST", "PUT", "PATCH", "DELETE"})
