@@ -215,10 +215,13 @@ class MasterPanel(widgets.VBox):
         self.steps.value = f"{badge(build)}<table>{rows}</table>"
         if build_id in self._live:
             self.log_tail.value = _pre("\n".join(self._live[build_id]))
-        elif reload_log:  # a build from before the panel: its log is in the store
-            lines: deque[str] = deque(maxlen=TAIL)
-            for step in build["steps"]:
-                lines.extend(line for _, line in await self.master.store.log_lines(build_id, step["number"]))
+        elif reload_log:  # a build from before the panel: the end of its log is in the store
+            lines: list[str] = []
+            for step in reversed(build["steps"]):
+                tail, _ = await self.master.store.log_tail(build_id, step["number"], "stdio", TAIL - len(lines))
+                lines[:0] = [line for _, line in tail]
+                if len(lines) >= TAIL:
+                    break
             self.log_tail.value = _pre("\n".join(lines))
 
     # -- acting on it -----------------------------------------------------------------------------
