@@ -70,8 +70,10 @@ WEBSOCKET_PING = 20.0
 #: How long a login on the web page lasts, in hours.
 SESSION_HOURS = 12
 
-#: Seconds a failed login waits before answering (slows password guessing).
-LOGIN_FAILURE_DELAY = 1.0
+#: Wrong passwords a client may send for one user name within the window below; after that it
+#: is refused (429) until the oldest failure leaves the window (slows password guessing).
+PASSWORD_FAILURES = 5
+PASSWORD_FAILURE_WINDOW = 60.0
 
 #: Builds per builder on the web page's overview.
 OVERVIEW_BUILDS = 12

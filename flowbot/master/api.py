@@ -81,13 +81,13 @@ class ApiHandler(tornado.web.RequestHandler):
         #: The anti-forgery token of the login session the request carries, if it carries one.
         self.session_csrf: str | None = None
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         if self.request.method in self.control_methods:
-            self.who = authorize_control(self, self.master)
+            self.who = await authorize_control(self, self.master)
             if self.who:
                 log.info("%s %s by %s", self.request.method, self.request.path, self.who)
         else:
-            authorize_read(self, self.master)
+            await authorize_read(self, self.master)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")

@@ -96,7 +96,7 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Checked before the upgrade, so a bad request gets a plain HTTP error with a message.
         try:
-            authorize_read(self, self.master)
+            await authorize_read(self, self.master)
             self.filter = EventFilter.parse(
                 self.master, {k: self.get_query_argument(k, None) for k in ("types", "builder", "build")}
             )

@@ -179,7 +179,7 @@ def test_json_nested_too_deeply_is_a_clear_bad_request(master_factory):
     # Too deep for Python's parser, and deep enough to break storing the change
     for depth in (100_000, 980):
         nested = '{"branch": "main", "properties": {"p": ' + "[" * depth + "]" * depth + "}}"
-        for path in ("/api/changes", "/hooks/changes", "/api/builders/unit/force"):
+        for path in ("/api/changes", "/api/login", "/hooks/changes", "/api/builders/unit/force"):
             request = urllib.request.Request(
                 master.url + path, data=nested.encode(), method="POST", headers=basic("alice", "pw")
             )
