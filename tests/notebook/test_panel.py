@@ -79,13 +79,18 @@ async def test_running_the_pipeline_cell_again_reconfigures_and_a_broken_one_cha
     await master.start()
     try:
         await master.start_local_workers()
-        # The cell is run again with a new builder
+        panel = master.panel()
+        panel.force_builder.value = "slow"
+        # The cell is run again with a new builder, which the panel's force form then offers
         pipeline(master=master, extra_builder=True)
-        await until(lambda: master.pipeline.builder("docs") is not None)
-        await master.force("docs")
+        await until(lambda: list(panel.force_builder.options) == ["unit", "slow", "docs"])
+        assert panel.force_builder.value == "slow"  # what the user chose stays chosen
+        panel.force_builder.value = "docs"
+        assert await panel.force()
         await master.wait_idle(timeout=30)
         (build,) = await master.store.builds(builder="docs")
         assert build["result"] == "SUCCESS"
+        panel.close()
         # A cell with a mistake raises where it is, and the master keeps its pipeline
         with pytest.raises(flowbot.ConfigError, match="names worker 'nobody'"):
             Pipeline(
