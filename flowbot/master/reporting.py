@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .. import secrets
 from ..defaults import REPORT_BACKOFF_MAX, REPORT_DRAIN, REPORT_LOG_LINES, REPORT_QUEUE
 from ..errors import FlowbotError, ReportRejected
 from ..records import Build, StepRecord
@@ -70,6 +71,7 @@ class Reporting:
                 task.add_done_callback(self._retiring.discard)
         for reporter in reporters:
             if id(reporter) not in self._queues:
+                reporter.use_secrets(self._secret)
                 queue: asyncio.Queue[tuple[str, Build]] = asyncio.Queue(REPORT_QUEUE)
                 self._queues[id(reporter)] = queue
                 self._delivering[id(reporter)] = asyncio.create_task(
@@ -113,6 +115,10 @@ class Reporting:
             await reporter.close()
         except Exception:
             log.exception("reporter %s failed to close", reporter.name)
+
+    def _secret(self, name: str) -> str:
+        # The pipeline running now: a reconfigure may bring other secret providers.
+        return secrets.lookup(self.master.pipeline.secrets, name)
 
     # -- from events to reports -------------------------------------------------------------------
 
