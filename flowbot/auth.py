@@ -8,16 +8,19 @@ master's HTTP layer decides what needs them. Secrets are compared in constant ti
 by ``repr`` or logged.
 
 A password may be given as it is or hashed with :meth:`Auth.hash_password` (PBKDF2-SHA256), so a
-pipeline file kept in version control need not hold it in clear.
+pipeline file kept in version control need not hold it in clear. PBKDF2 is slow on purpose, so a
+hashed password is checked on a thread of its own, never on the master's event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import secrets
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from .errors import ConfigError
 from .location import caller
@@ -25,6 +28,10 @@ from .location import caller
 _HASH_PREFIX = "pbkdf2_sha256$"
 #: PBKDF2 rounds of new hashes: slow enough to hurt guessing, quick enough for one login.
 HASH_ITERATIONS = 200_000
+
+#: Where hashed passwords are checked: one thread, so a burst of guesses takes at most one core
+#: and the event loop keeps the other.
+_HASHING = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbot-password")
 
 
 class Auth:
@@ -36,8 +43,8 @@ class Auth:
         tokens: API tokens for scripts and the CLI (``Authorization: Bearer TOKEN``), as a list, or
             as a mapping of a name (shown as who acted) to the token.
         read: ``"open"`` (anyone may read, the default) or ``"users"`` (reads need credentials too).
-        session_secret: signs the web page's login cookies; by default a new random one per master
-            start (everyone logs in again after a restart).
+        session_secret: signs the web page's login cookies; by default the master makes a random
+            one when it starts (everyone logs in again after a restart, not after a reconfigure).
 
     Raises:
         ConfigError: an empty name or secret, or an unknown ``read`` setting.
@@ -66,9 +73,9 @@ class Auth:
         if read not in ("open", "users"):
             raise ConfigError(f"read must be 'open' or 'users', not {read!r}", *where)
         self.read = read
-        self.session_secret = session_secret or secrets.token_hex(32)
+        self.session_secret = session_secret
         # Hashed passwords that checked out, by a digest of what was sent: PBKDF2 is slow on
-        # purpose, and basic authentication would pay for it on every request, on the master's loop.
+        # purpose, and basic authentication would pay for it on every request.
         self._verified: set[bytes] = set()
 
     @property
@@ -80,8 +87,8 @@ class Auth:
     def reads_open(self) -> bool:
         return self.read == "open"
 
-    def check_password(self, user: str, password: str) -> bool:
-        """Whether ``password`` is ``user``'s."""
+    async def check_password(self, user: str, password: str) -> bool:
+        """Whether ``password`` is ``user``'s (a hashed one is checked off the event loop)."""
         stored = self._users.get(user)
         if stored is None:
             hmac.compare_digest(password, password)  # take about as long for an unknown user
@@ -90,7 +97,7 @@ class Auth:
             key = hashlib.sha256(f"{user}\0{password}\0{stored}".encode()).digest()
             if key in self._verified:
                 return True
-            if _verify_hash(stored, password):
+            if await asyncio.get_running_loop().run_in_executor(_HASHING, _verify_hash, stored, password):
                 self._verified.add(key)
                 return True
             return False

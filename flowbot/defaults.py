@@ -46,6 +46,10 @@ PID_FILE = "master.pid"
 #: Largest request body the HTTP API accepts, in bytes.
 MAX_BODY_BYTES = 1024 * 1024
 
+#: Deepest nesting of arrays and objects a JSON request body may have (far deeper ones could not
+#: even be stored: Python's JSON encoder recurses).
+MAX_JSON_DEPTH = 64
+
 #: Most builds one API list returns.
 MAX_LIST = 1000
 
@@ -69,14 +73,19 @@ WEBSOCKET_PING = 20.0
 #: How long a login on the web page lasts, in hours.
 SESSION_HOURS = 12
 
-#: Seconds a failed login waits before answering (slows password guessing).
-LOGIN_FAILURE_DELAY = 1.0
+#: Wrong passwords a client may send for one user name within the window below; after that it
+#: is refused (429) until the oldest failure leaves the window (slows password guessing).
+PASSWORD_FAILURES = 5
+PASSWORD_FAILURE_WINDOW = 60.0
 
 #: Builds per builder on the web page's overview.
 OVERVIEW_BUILDS = 12
 
 #: Log lines the web page shows of a step at first (it fetches more on request).
 LOG_TAIL_LINES = 500
+
+#: Stored log chunks (about 64 KiB each) read and sent at a time when a whole log is asked for.
+LOG_PAGE_CHUNKS = 16
 
 #: Reporters: attempts per report, the first retry delay (doubling each time) and its cap, in seconds.
 REPORT_ATTEMPTS = 6

@@ -69,6 +69,14 @@ class Forbidden(FlowbotError):
     request from another site (HTTP 403)."""
 
 
+class TooManyAttempts(FlowbotError):
+    """A client got a password wrong too often; it may try again after ``retry_after`` seconds (HTTP 429)."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class ReportError(FlowbotError):
     """A reporter could not deliver a report this time; it is retried with back-off."""
 

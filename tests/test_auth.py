@@ -7,14 +7,14 @@ import pytest
 from flowbot import Auth, ConfigError, Pipeline
 
 
-def test_passwords_plain_and_hashed_and_tokens_by_name():
+async def test_passwords_plain_and_hashed_and_tokens_by_name():
     auth = Auth(
         users={"alice": "wonderland", "bob": Auth.hash_password("builder", iterations=1000)},
         tokens={"release-bot": "tok-1"},
     )
-    assert auth.check_password("alice", "wonderland") and not auth.check_password("alice", "Wonderland")
-    assert auth.check_password("bob", "builder") and not auth.check_password("bob", "builde")
-    assert not auth.check_password("carol", "anything")
+    assert await auth.check_password("alice", "wonderland") and not await auth.check_password("alice", "Wonderland")
+    assert await auth.check_password("bob", "builder") and not await auth.check_password("bob", "builde")
+    assert not await auth.check_password("carol", "anything")
     assert auth.token_owner("tok-1") == "release-bot" and auth.token_owner("tok-2") is None
     assert Auth(tokens=["a", "b"]).token_owner("b") == "token 2"
     assert auth.users == ["alice", "bob"]

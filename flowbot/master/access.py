@@ -10,6 +10,10 @@ request that another site's page makes is refused (403) whatever credentials it 
 riding on the session cookie must also repeat the session's anti-forgery token in the
 ``X-Flowbot-CSRF`` header, which a foreign page can neither read nor send without the master's
 consent (it never grants CORS).
+
+Password guessing is slowed per client: after a few wrong passwords for one user name, that
+client is refused (429, with ``Retry-After``) for that name until a minute has passed. API tokens
+are never refused this way, so a script with a wrong password cannot stop a CI token from working.
 """
 
 from __future__ import annotations
@@ -19,16 +23,19 @@ import binascii
 import hmac
 import json
 import logging
+import math
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import tornado.web
 
-from ..defaults import SESSION_HOURS
-from ..errors import Forbidden, InvalidRequest, Unauthorized
+from ..defaults import PASSWORD_FAILURE_WINDOW, PASSWORD_FAILURES, SESSION_HOURS
+from ..errors import Forbidden, InvalidRequest, TooManyAttempts, Unauthorized
 
 if TYPE_CHECKING:
+    from ..auth import Auth
     from .master import Master
 
 log = logging.getLogger(__name__)
@@ -37,13 +44,56 @@ SESSION_COOKIE = "flowbot_session"
 CSRF_HEADER = "X-Flowbot-CSRF"
 
 
-def identify(handler: tornado.web.RequestHandler, master: Master) -> str | None:
+class PasswordThrottle:
+    """Wrong passwords per client and user name, to refuse a client that keeps guessing.
+
+    Keyed by user name too, so one client's guesses at one user do not lock out another user
+    behind the same address. Forgets clients whose failures are past; never holds more than
+    ``max_clients`` of them.
+    """
+
+    def __init__(
+        self, limit: int = PASSWORD_FAILURES, window: float = PASSWORD_FAILURE_WINDOW, max_clients: int = 10_000
+    ):
+        self.limit = limit
+        self.window = window
+        self.max_clients = max_clients
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+
+    def check(self, client: str, user: str) -> None:
+        """Raises TooManyAttempts: ``client`` got ``user``'s password wrong too often lately."""
+        failures = self._failures.get((client, user))
+        if failures is None or len(failures) < self.limit:
+            return
+        wait = failures[0] + self.window - time.monotonic()
+        if wait > 0:
+            raise TooManyAttempts(
+                f"too many wrong passwords for {user!r}: try again in {math.ceil(wait)} s", math.ceil(wait)
+            )
+
+    def failed(self, client: str, user: str) -> None:
+        now = time.monotonic()
+        key = (client, user)
+        failures = self._failures.pop(key, None) or deque(maxlen=self.limit)
+        failures.append(now)
+        self._failures[key] = failures  # the most recent last, for forgetting the oldest first
+        if len(self._failures) > self.max_clients:
+            for old in [k for k, times in self._failures.items() if times[-1] + self.window < now]:
+                del self._failures[old]
+            while len(self._failures) > self.max_clients:
+                del self._failures[next(iter(self._failures))]
+
+    def succeeded(self, client: str, user: str) -> None:
+        self._failures.pop((client, user), None)
+
+
+async def identify(handler: tornado.web.RequestHandler, master: Master) -> str | None:
     """The user or token name a request carries, or None when it carries no credentials.
 
     Sets ``handler.session_csrf`` when the credentials are the session cookie.
 
     Raises:
-        Forbidden: credentials that are wrong.
+        Forbidden: credentials that are wrong. TooManyAttempts: this client guessed too often.
     """
     auth = master.pipeline.auth
     handler.session_csrf = None
@@ -63,29 +113,45 @@ def identify(handler: tornado.web.RequestHandler, master: Master) -> str | None:
                 user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
             except (binascii.Error, UnicodeDecodeError):
                 raise InvalidRequest("malformed basic authorization header") from None
-            if not auth.check_password(user, password):
-                raise Forbidden("wrong user name or password")
+            await check_password(handler, auth, user, password)
             return user
         raise InvalidRequest(f"unsupported authorization scheme {scheme!r}; use Bearer or Basic")
     if auth is None:
         return None
-    session = _session(handler)
+    session = _session(handler, auth)
     if session is not None and auth.has_user(session["user"]):
         handler.session_csrf = session["csrf"]
         return session["user"]
     return None
 
 
-def authorize_read(handler: tornado.web.RequestHandler, master: Master) -> None:
+async def check_password(handler: tornado.web.RequestHandler, auth: Auth, user: str, password: str) -> None:
+    """Check a user's password, unless the client sending it has been guessing.
+
+    Raises:
+        Forbidden: the password is wrong. TooManyAttempts: too many wrong ones lately.
+    """
+    throttle: PasswordThrottle = handler.application.settings["password_throttle"]
+    client = handler.request.remote_ip or ""
+    throttle.check(client, user)
+    if await auth.check_password(user, password):
+        throttle.succeeded(client, user)
+        return
+    throttle.failed(client, user)
+    log.warning("wrong password for user %r from %s", user, client)
+    raise Forbidden("wrong user name or password")
+
+
+async def authorize_read(handler: tornado.web.RequestHandler, master: Master) -> None:
     """Let a read through unless reads are closed and the request carries no valid credentials."""
     auth = master.pipeline.auth
     if auth is None or auth.reads_open:
         return
-    if identify(handler, master) is None:
+    if await identify(handler, master) is None:
         raise Unauthorized("this master needs credentials to read: log in, or send an API token")
 
 
-def authorize_control(handler: tornado.web.RequestHandler, master: Master) -> str:
+async def authorize_control(handler: tornado.web.RequestHandler, master: Master) -> str:
     """Check a state-changing request; returns who makes it ("" on an open master).
 
     Raises:
@@ -95,7 +161,7 @@ def authorize_control(handler: tornado.web.RequestHandler, master: Master) -> st
     check_same_origin(handler)
     if master.pipeline.auth is None:
         return ""
-    who = identify(handler, master)
+    who = await identify(handler, master)
     if who is None:
         raise Unauthorized("this action needs credentials: log in, or send an API token (Authorization: Bearer ...)")
     if handler.session_csrf is not None:
@@ -120,8 +186,23 @@ def check_same_origin(handler: tornado.web.RequestHandler) -> None:
         raise Forbidden(f"cross-site request from {origin} refused")
 
 
-def _session(handler: tornado.web.RequestHandler) -> dict[str, Any] | None:
-    raw = handler.get_signed_cookie(SESSION_COOKIE, max_age_days=SESSION_HOURS / 24 + 1)
+def session_cookie(handler: tornado.web.RequestHandler, auth: Auth, session: dict[str, Any]) -> bytes:
+    """The signed value of a login cookie holding ``session``."""
+    return tornado.web.create_signed_value(_cookie_secret(handler, auth), SESSION_COOKIE, json.dumps(session))
+
+
+def _cookie_secret(handler: tornado.web.RequestHandler, auth: Auth) -> str:
+    # Read per request: a reconfigure may bring an Auth, or another one, at any time.
+    return auth.session_secret or handler.application.settings["cookie_secret"]
+
+
+def _session(handler: tornado.web.RequestHandler, auth: Auth) -> dict[str, Any] | None:
+    raw = tornado.web.decode_signed_value(
+        _cookie_secret(handler, auth),
+        SESSION_COOKIE,
+        handler.get_cookie(SESSION_COOKIE),
+        max_age_days=SESSION_HOURS / 24 + 1,
+    )
     if raw is None:
         return None
     try:

@@ -12,12 +12,22 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
+import tornado.iostream
 import tornado.web
 
-from ..defaults import LOG_TAIL_LINES, MAX_LIST
-from ..errors import ConfigError, FlowbotError, Forbidden, InvalidRequest, NotFound, StoreError, Unauthorized
+from ..defaults import LOG_PAGE_CHUNKS, LOG_TAIL_LINES, MAX_LIST
+from ..errors import (
+    ConfigError,
+    FlowbotError,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    StoreError,
+    TooManyAttempts,
+    Unauthorized,
+)
 from ..results import Result
-from ..sources.webhooks import JsonHook
+from ..sources.webhooks import JsonHook, read_json
 from .access import authorize_control, authorize_read
 
 if TYPE_CHECKING:
@@ -31,9 +41,13 @@ _STATUS = {
     ConfigError: 400,
     Unauthorized: 401,
     Forbidden: 403,
+    TooManyAttempts: 429,
     StoreError: 503,
 }
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+#: The largest id the store's integer columns hold (PostgreSQL's INTEGER); larger ones name nothing.
+MAX_ID = 2**31 - 1
 
 
 def error_status(exc: BaseException | None) -> int | None:
@@ -55,7 +69,7 @@ class ApiHandler(tornado.web.RequestHandler):
     Reads are checked against the read policy, and every request of a method in
     :attr:`control_methods` is a control action: it needs credentials when the master has an
     :class:`~flowbot.auth.Auth`, and must not come from another site. A handler that checks its
-    callers its own way (a webhook with a signature) empties ``control_methods``.
+    callers its own way (a webhook with a signature) overrides :meth:`prepare`.
     """
 
     control_methods = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -67,13 +81,13 @@ class ApiHandler(tornado.web.RequestHandler):
         #: The anti-forgery token of the login session the request carries, if it carries one.
         self.session_csrf: str | None = None
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         if self.request.method in self.control_methods:
-            self.who = authorize_control(self, self.master)
+            self.who = await authorize_control(self, self.master)
             if self.who:
                 log.info("%s %s by %s", self.request.method, self.request.path, self.who)
         else:
-            authorize_read(self, self.master)
+            await authorize_read(self, self.master)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -87,10 +101,7 @@ class ApiHandler(tornado.web.RequestHandler):
         """The request body as a JSON object (an empty body is an empty object)."""
         if not self.request.body:
             return {}
-        try:
-            payload = json.loads(self.request.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+        payload = read_json(self.request.body)
         if not isinstance(payload, dict):
             raise InvalidRequest("the body must be a JSON object")
         return payload
@@ -115,6 +126,8 @@ class ApiHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None))[1]
         if status_code == 401:
             self.set_header("WWW-Authenticate", 'Bearer realm="flowbot"')
+        if isinstance(exc, TooManyAttempts):
+            self.set_header("Retry-After", str(exc.retry_after))
         if isinstance(exc, FlowbotError):
             message = str(exc)
         elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
@@ -246,8 +259,8 @@ class BuildsHandler(ApiHandler):
 
 class BuildHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
-        build = await self.master.store.build(int(build_id))
-        _, spec = await self.master.store.buildset_of(int(build_id))
+        build = await self.master.store.build(path_id(build_id, "build"))
+        _, spec = await self.master.store.buildset_of(build["id"])
         build["reason"] = spec.reason
         build["sourcestamps"] = [dataclasses.asdict(stamp) for stamp in spec.sourcestamps]
         live = next((b for b in self.master.running.values() if b.id == build["id"]), None)
@@ -267,8 +280,9 @@ class StopBuildHandler(ApiHandler):
             raise InvalidRequest("reason must be a string")
         if self.who:
             reason = f"{reason} (by {self.who})"
-        await self.master.stop_build(int(build_id), reason)
-        self.reply({"stopping": int(build_id)})
+        build = path_id(build_id, "build")
+        await self.master.stop_build(build, reason)
+        self.reply({"stopping": build})
 
 
 class RebuildHandler(ApiHandler):
@@ -276,32 +290,42 @@ class RebuildHandler(ApiHandler):
         body = self.body()
         if set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
             raise InvalidRequest('a rebuild takes at most {"reason": "..."}')
-        ids = await self.master.rebuild(int(build_id), reason=body.get("reason", ""), owner=self.who)
+        ids = await self.master.rebuild(path_id(build_id, "build"), reason=body.get("reason", ""), owner=self.who)
         self.reply({"buildrequest_ids": ids}, 201)
 
 
 class LogHandler(ApiHandler):
+    """A step's log as text: with ``tail=N`` its last N lines, else all of it, a page at a time
+    (however long the log, the master holds one page of it)."""
+
     async def get(self, build_id: str, step: str) -> None:
+        build, number = path_id(build_id, "build"), path_id(step, "step")
         name = self.get_query_argument("name", "stdio")
-        if self.get_query_argument("tail", None) is None:
-            lines = await self.master.store.log_lines(int(build_id), int(step), name)
-        else:
-            tail = self.int_argument("tail", LOG_TAIL_LINES, maximum=100_000)
-            await self._flush_live(int(build_id), int(step), name)
-            lines, first = await self.master.store.log_tail(int(build_id), int(step), name, tail)
-            self.set_header("X-First-Line", str(first))  # live log events number their lines alike
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish("".join(line + "\n" for _, line in lines))
+        if self.get_query_argument("tail", None) is not None:
+            tail = self.int_argument("tail", LOG_TAIL_LINES, maximum=100_000)
+            await self._flush_live(build, number, name)
+            lines, first = await self.master.store.log_tail(build, number, name, tail)
+            self.set_header("X-First-Line", str(first))  # live log events number their lines alike
+            self.finish(_text(lines))
+            return
+        start = 0
+        try:
+            while lines := await self.master.store.log_lines(build, number, name, start=start, chunks=LOG_PAGE_CHUNKS):
+                self.write(_text(lines))
+                await self.flush()  # the client takes this page before the next is read
+                start += len(lines)
+        except tornado.iostream.StreamClosedError:
+            return  # the client left before the end
+        self.finish()
 
     async def _flush_live(self, build_id: int, step: int, name: str) -> None:
         """Store what a running step has printed so far, so the tail joins the live lines without a gap."""
         build = next((b for b in self.master.running.values() if b.id == build_id), None)
         if build is None or build.current_step != step:
             return
-        try:
-            write = build.log(name).flush()
-        except KeyError:
-            return
+        step_log = build.open_log(name)  # a reader never creates a log
+        write = step_log.flush() if step_log is not None else None
         if write is not None:
             await write
 
@@ -316,8 +340,9 @@ class BuildRequestsHandler(ApiHandler):
 
 class CancelRequestHandler(ApiHandler):
     async def post(self, request_id: str) -> None:
-        await self.master.cancel_request(int(request_id))
-        self.reply({"cancelled": int(request_id)})
+        request = path_id(request_id, "build request")
+        await self.master.cancel_request(request)
+        self.reply({"cancelled": request})
 
 
 class WorkersHandler(ApiHandler):
@@ -372,6 +397,18 @@ def force_form(scheduler: Any) -> dict[str, Any]:
     ]
     fields += scheduler.describe_params()
     return {"scheduler": scheduler.name, "fields": fields}
+
+
+def path_id(raw: str, what: str) -> int:
+    """An id from the URL; one too large for any row is not found (not a database overflow)."""
+    value = int(raw)
+    if value > MAX_ID:
+        raise NotFound(f"no {what} {raw}")
+    return value
+
+
+def _text(lines: list[tuple[str, str]]) -> str:
+    return "".join(line + "\n" for _, line in lines)
 
 
 def _parse_result(raw: str) -> Result:

@@ -183,6 +183,10 @@ class RunningBuild:
             self._logs[name] = LogWriter(self._step_ref, name, self.master.store.append_log, live, self._redact)
         return self._logs[name]
 
+    def open_log(self, name: str) -> LogWriter | None:
+        """The running step's log ``name`` if the step has one (never creates it)."""
+        return self._logs.get(name)
+
     async def run_command(
         self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False, transfer: Any = None
     ) -> CommandResult:

@@ -2,7 +2,8 @@
 
 Parsing and checking live in :mod:`flowbot.sources.webhooks`; this handler only finds the hook,
 answers 403 (and logs who was refused) when a signature or token is wrong, and replies with the
-ids of the changes it created.
+ids of the changes it created. A delivery is checked by its hook's own secret or token, never by
+the master's users and API tokens: GitHub and GitLab cannot send those.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import Forbidden, NotFound
 from ..sources.webhooks import Webhook
+from .access import check_same_origin
 from .api import ApiHandler
 
 if TYPE_CHECKING:
@@ -22,6 +24,9 @@ log = logging.getLogger(__name__)
 
 class HookHandler(ApiHandler):
     """One delivery to a webhook source: 200 ``{"change_ids": [...]}`` (and a ``note`` when empty)."""
+
+    async def prepare(self) -> None:
+        check_same_origin(self)  # a page on another site may not post changes; GitHub sends no Origin
 
     async def post(self, name: str) -> None:
         hook = self.master.sources.by_name(name)
@@ -36,11 +41,6 @@ class HookHandler(ApiHandler):
         if note:
             reply["note"] = note
         self.reply(reply)
-
-    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
-        if isinstance(kwargs.get("exc_info", (None, None))[1], Forbidden):
-            status_code = 403
-        super().send_error(status_code, **kwargs)
 
 
 def hook_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 from typing import TYPE_CHECKING
 
 import tornado.httpserver
@@ -11,6 +12,7 @@ import tornado.web
 
 from ..defaults import EVENT_JOURNAL_SIZE, MAX_BODY_BYTES, WEBSOCKET_PING
 from ..errors import ConfigError
+from .access import PasswordThrottle
 from .api import routes
 from .events import EventJournal
 from .hooks import hook_routes
@@ -29,7 +31,6 @@ def make_app(master: Master) -> tornado.web.Application:
     journal = EventJournal(master.events, EVENT_JOURNAL_SIZE)
     metrics = Metrics(master)
     args = {"master": master}
-    auth = master.pipeline.auth
     return tornado.web.Application(
         [
             (r"/", PageHandler, args),
@@ -42,7 +43,10 @@ def make_app(master: Master) -> tornado.web.Application:
         ],
         template_path=str(WWW),
         static_path=str(WWW),
-        cookie_secret=auth.session_secret if auth is not None else None,
+        # Signs login cookies when the pipeline's Auth names no secret of its own; the Auth is
+        # read per request, so one that a reconfigure brings works at once.
+        cookie_secret=secrets.token_hex(32),
+        password_throttle=PasswordThrottle(),
         websocket_ping_interval=WEBSOCKET_PING,
     )
 

@@ -98,6 +98,9 @@ class Master:
         self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._history: History | None = None
+        self._janitor: asyncio.Task | None = None
+        self._reconfiguring = asyncio.Lock()
+        self._wanted: Pipeline | None = None  # the pipeline the latest reconfigure asked for
 
     @property
     def workdir(self) -> Path:
@@ -166,8 +169,7 @@ class Master:
         self.reporting.start()
         self.dispatcher.active = True
         self.spawn(self._remember_workers(), "remember workers")
-        if self.pipeline.retention is not None:
-            self.spawn(janitor.run(self.store, self.pipeline.retention), "janitor")
+        self._start_janitor()
         self.dispatcher.update_idle()
         self.dispatcher.schedule()
 
@@ -230,12 +232,31 @@ class Master:
 
     # -- changing the pipeline while it runs ----------------------------------------------------
 
+    def _start_janitor(self) -> None:
+        """Run the janitor with the pipeline's retention, instead of any it ran with before."""
+        if self._janitor is not None:
+            self._janitor.cancel()
+            self._janitor = None
+        if self.pipeline.retention is not None:
+            self._janitor = self.spawn(janitor.run(self.store, self.pipeline.retention), "janitor")
+
     async def reconfigure(self, pipeline: Pipeline) -> None:
         """Run ``pipeline`` from now on: new builders take work, removed ones finish what they run.
 
         Running builds finish with the steps they began with; requests for a builder that is gone
-        wait in the store until a pipeline has it again.
+        wait in the store until a pipeline has it again. Reconfigures run one at a time; of those
+        asked for while one runs, only the last is applied.
         """
+        self._wanted = pipeline
+        await self._reconfigure_to_wanted()
+
+    async def _reconfigure_to_wanted(self) -> None:
+        async with self._reconfiguring:
+            pipeline, self._wanted = self._wanted, None
+            if pipeline is not None and not self._stopping:  # None: a later request applied it already
+                await self._apply(pipeline)
+
+    async def _apply(self, pipeline: Pipeline) -> None:
         old = self.pipeline
         self.scheduling.stop()
         await self.sources.stop()
@@ -245,6 +266,9 @@ class Master:
             log.info("worker %s is no longer in the pipeline; it gets no new builds", name)
         await self.scheduling.start()
         await self.sources.start()
+        self.reporting.use(pipeline.reporters)
+        if pipeline.retention is not old.retention:
+            self._start_janitor()
         added = sorted({b.name for b in pipeline.builders} - {b.name for b in old.builders})
         removed = sorted({b.name for b in old.builders} - {b.name for b in pipeline.builders})
         log.info("reconfigured: builders added %s, removed %s", added or "none", removed or "none")
@@ -266,7 +290,8 @@ class Master:
             self.pipeline = pipeline
             self.registry.set_workers(pipeline.workers)
             return
-        self.spawn(self.reconfigure(pipeline), "reconfigure")
+        self._wanted = pipeline
+        self.spawn(self._reconfigure_to_wanted(), "reconfigure")
 
     async def reload(self) -> None:
         """Read the master directory's pipeline again and apply it (``flowbot reconfig``, SIGHUP).

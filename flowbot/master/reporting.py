@@ -12,10 +12,13 @@ master never grows without limit, and a build never waits for a report.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from .. import secrets
 from ..defaults import REPORT_BACKOFF_MAX, REPORT_DRAIN, REPORT_LOG_LINES, REPORT_QUEUE
 from ..errors import FlowbotError, ReportRejected
 from ..records import Build, StepRecord
@@ -35,49 +38,87 @@ class Reporting:
 
     def __init__(self, master: Master):
         self.master = master
-        self.reporters: list[Reporter] = list(master.pipeline.reporters)
+        self.reporters: list[Reporter] = []
         #: Reports delivered, failed (given up or refused) and dropped (queue full), by reporter name.
         self.delivered: Counter[str] = Counter()
         self.failed: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._queues: dict[int, asyncio.Queue[tuple[str, Build]]] = {}
-        self._tasks: list[asyncio.Task] = []
+        self._delivering: dict[int, asyncio.Task] = {}
+        self._retiring: set[asyncio.Task] = set()
+        self._preparing: asyncio.Task | None = None
         self._unsubscribe: Any = None
 
     def start(self) -> None:
-        if not self.reporters:
-            return
-        self._unsubscribe = self.master.events.subscribe(self._events.put_nowait, ("build.started", "build.finished"))
-        self._tasks.append(asyncio.create_task(self._prepare_loop(), name="reporting"))
+        """Start reporting with the pipeline's reporters."""
+        self.use(self.master.pipeline.reporters)
+
+    def use(self, reporters: Iterable[Reporter]) -> None:
+        """Report with ``reporters`` from now on (at a reconfigure).
+
+        New ones get every build that starts or ends from now on. Ones no longer listed get no new
+        builds: they deliver what they have queued (for a few seconds at most) and are closed. A
+        reporter listed again (the same object) carries on undisturbed.
+        """
+        reporters = list(reporters)
+        listed = {id(r) for r in reporters}
+        until = asyncio.get_running_loop().time() + REPORT_DRAIN
         for reporter in self.reporters:
-            queue: asyncio.Queue[tuple[str, Build]] = asyncio.Queue(REPORT_QUEUE)
-            self._queues[id(reporter)] = queue
-            self._tasks.append(asyncio.create_task(self._deliver_loop(reporter, queue), name=f"reporter {reporter}"))
+            if id(reporter) not in listed:
+                task = asyncio.create_task(self._retire(reporter, until), name=f"retiring reporter {reporter}")
+                self._retiring.add(task)
+                task.add_done_callback(self._retiring.discard)
+        for reporter in reporters:
+            if id(reporter) not in self._queues:
+                reporter.use_secrets(self._secret)
+                queue: asyncio.Queue[tuple[str, Build]] = asyncio.Queue(REPORT_QUEUE)
+                self._queues[id(reporter)] = queue
+                self._delivering[id(reporter)] = asyncio.create_task(
+                    self._deliver_loop(reporter, queue), name=f"reporter {reporter}"
+                )
+        self.reporters = reporters
+        if reporters and self._unsubscribe is None:
+            self._unsubscribe = self.master.events.subscribe(
+                self._events.put_nowait, ("build.started", "build.finished")
+            )
+            self._preparing = asyncio.create_task(self._prepare_loop(), name="reporting")
 
     async def stop(self) -> None:
         """Give queued reports a few seconds to go out, then stop every reporter."""
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        if self._tasks:
-            waits = [self._events.join(), *(queue.join() for queue in self._queues.values())]
-            try:
-                await asyncio.wait_for(_in_order(waits), REPORT_DRAIN)
-            except TimeoutError:
-                log.warning(
-                    "stopping with reports undelivered: %s",
-                    {r.name: self._queues[id(r)].qsize() for r in self.reporters},
-                )
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            self._tasks.clear()
+        until = asyncio.get_running_loop().time() + REPORT_DRAIN
+        if self._preparing is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._events.join(), REPORT_DRAIN)
+            self._preparing.cancel()
+            await asyncio.gather(self._preparing, return_exceptions=True)
+            self._preparing = None
         for reporter in self.reporters:
-            try:
-                await reporter.close()
-            except Exception:
-                log.exception("reporter %s failed to close", reporter.name)
+            self._retiring.add(asyncio.create_task(self._retire(reporter, until)))
+        self.reporters = []
+        await asyncio.gather(*self._retiring)
+
+    async def _retire(self, reporter: Reporter, until: float) -> None:
+        """Let ``reporter`` deliver what it has queued until ``until`` (loop time), then close it."""
+        queue = self._queues.pop(id(reporter))
+        delivering = self._delivering.pop(id(reporter))
+        try:
+            await asyncio.wait_for(queue.join(), max(0.0, until - asyncio.get_running_loop().time()))
+        except TimeoutError:
+            log.warning("reporter %s stopped with %d report(s) undelivered", reporter.name, queue.qsize())
+        delivering.cancel()
+        await asyncio.gather(delivering, return_exceptions=True)
+        try:
+            await reporter.close()
+        except Exception:
+            log.exception("reporter %s failed to close", reporter.name)
+
+    def _secret(self, name: str) -> str:
+        # The pipeline running now: a reconfigure may bring other secret providers.
+        return secrets.lookup(self.master.pipeline.secrets, name)
 
     # -- from events to reports -------------------------------------------------------------------
 
@@ -101,9 +142,9 @@ class Reporting:
         finished = event["type"] == "build.finished"
         report = await self._report(build, finished, reporters)
         for reporter in reporters:
-            if finished and not reporter.wants(report):
-                continue
-            queue = self._queues[id(reporter)]
+            queue = self._queues.get(id(reporter))
+            if queue is None or (finished and not reporter.wants(report)):
+                continue  # removed by a reconfigure meanwhile, or not interested
             if queue.full():
                 queue.get_nowait()
                 queue.task_done()
@@ -181,11 +222,6 @@ class Reporting:
             else:
                 self.delivered[reporter.name] += 1
                 return
-
-
-async def _in_order(waits: list[Any]) -> None:
-    for wait in waits:
-        await wait
 
 
 def _describe(exc: BaseException) -> str:

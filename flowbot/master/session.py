@@ -8,15 +8,13 @@ master requires; ``POST /api/logout`` forgets the cookie.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import secrets
 import time
 
-from ..defaults import LOGIN_FAILURE_DELAY, SESSION_HOURS
-from ..errors import Forbidden, InvalidRequest, NotFound
-from .access import SESSION_COOKIE, check_same_origin, identify
+from ..defaults import SESSION_HOURS
+from ..errors import InvalidRequest, NotFound
+from .access import SESSION_COOKIE, check_password, check_same_origin, identify, session_cookie
 from .api import ApiHandler
 
 log = logging.getLogger(__name__)
@@ -28,11 +26,11 @@ class SessionHandler(ApiHandler):
     def prepare(self) -> None:
         pass  # logging in is how credentials are had: no check before it
 
-    def get(self, action: str) -> None:
+    async def get(self, action: str) -> None:
         if action != "whoami":
             raise NotFound(f"no such endpoint: GET /api/{action}")
         auth = self.master.pipeline.auth
-        who = identify(self, self.master) if auth is not None else None
+        who = await identify(self, self.master) if auth is not None else None
         self.reply(
             {
                 "user": who,
@@ -54,22 +52,16 @@ class SessionHandler(ApiHandler):
         auth = self.master.pipeline.auth
         if auth is None or not auth.users:
             raise InvalidRequest("this master has no users to log in as")
-        try:
-            body = json.loads(self.request.body or b"{}")
-            user, password = body["user"], body["password"]
-            if not isinstance(user, str) or not isinstance(password, str):
-                raise TypeError
-        except (ValueError, KeyError, TypeError):
-            raise InvalidRequest('log in with a JSON body {"user": ..., "password": ...}') from None
-        if not auth.check_password(user, password):
-            log.warning("failed login for user %r from %s", user, self.request.remote_ip)
-            await asyncio.sleep(LOGIN_FAILURE_DELAY)
-            raise Forbidden("wrong user name or password")
+        body = self.body()
+        user, password = body.get("user"), body.get("password")
+        if not isinstance(user, str) or not isinstance(password, str):
+            raise InvalidRequest('log in with a JSON body {"user": ..., "password": ...}')
+        await check_password(self, auth, user, password)
         csrf = secrets.token_urlsafe(24)
-        value = json.dumps({"user": user, "csrf": csrf, "expires": time.time() + SESSION_HOURS * 3600})
-        self.set_signed_cookie(
+        session = {"user": user, "csrf": csrf, "expires": time.time() + SESSION_HOURS * 3600}
+        self.set_cookie(
             SESSION_COOKIE,
-            value,
+            session_cookie(self, auth, session),
             expires_days=SESSION_HOURS / 24,
             httponly=True,
             samesite="Strict",

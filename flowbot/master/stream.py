@@ -16,13 +16,17 @@ without an id, and possibly repeating one the client saw: clients key builds by 
 are never replayed: fetch the log tail instead.
 
 A client that cannot keep up is disconnected (close code 1013) rather than allowed to grow the
-master's memory; it reconnects with ``since=`` and loses nothing it could not fetch again.
+master's memory; it reconnects with ``since=`` and loses nothing it could not fetch again. The
+replay itself is paced by the client (each batch is sent when it has taken the one before), so a
+client resuming from far back gets all of it however long it is.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import tornado.websocket
@@ -96,7 +100,7 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Checked before the upgrade, so a bad request gets a plain HTTP error with a message.
         try:
-            authorize_read(self, self.master)
+            await authorize_read(self, self.master)
             self.filter = EventFilter.parse(
                 self.master, {k: self.get_query_argument(k, None) for k in ("types", "builder", "build")}
             )
@@ -128,11 +132,28 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         if self.ws_connection is None:  # the client left while the store answered
             return
         self._send({"type": "hello", "last_id": last_id, "replay": how, "replayed": len(replay)})
-        for event in replay:
-            self._send({**event, "replayed": True})
-        buffered, self._buffer = self._buffer, None
-        for event in buffered:
-            self._send(event)
+        if not await self._send_paced({**event, "replayed": True} for event in replay):
+            return
+        # Live events that came meanwhile, then live ones as they come (no await between the two).
+        while self._buffer:
+            buffered, self._buffer = self._buffer, []
+            if not await self._send_paced(buffered):
+                return
+        self._buffer = None
+
+    async def _send_paced(self, events: Iterable[Event]) -> bool:
+        """Send ``events`` in order, waiting for the client to take them whenever half the backlog
+        allowed is unsent; False when the connection is gone."""
+        for event in events:
+            sent = self._send(event)
+            if sent is None:
+                return False
+            if self._backlog >= EVENT_CLIENT_BACKLOG // 2:
+                try:
+                    await sent
+                except tornado.websocket.WebSocketClosedError:
+                    return False
+        return True
 
     async def _from_store(self, journal_events: list[Event]) -> list[Event]:
         """The ``build.finished`` events older than the journal, rebuilt from the store."""
@@ -152,26 +173,33 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
     def _on_event(self, event: Event) -> None:
         if not self.filter.wants(event):
             return
-        if self._buffer is not None:
-            self._buffer.append(event)
-        else:
+        if self._buffer is None:
             self._send(event)
+        elif len(self._buffer) >= EVENT_CLIENT_BACKLOG:
+            self._too_slow(len(self._buffer))
+        else:
+            self._buffer.append(event)
 
-    def _send(self, event: Event) -> None:
+    def _send(self, event: Event) -> asyncio.Future[None] | None:
+        """Queue one message; returns its write, or None when the connection is gone."""
         if self.ws_connection is None:
-            return
+            return None
         if self._backlog >= EVENT_CLIENT_BACKLOG:
-            log.info("closing a slow event stream client (%d messages unsent)", self._backlog)
-            self._stop_listening()
-            self.close(1013, "too slow: reconnect with since=<last id seen>")
-            return
+            self._too_slow(self._backlog)
+            return None
         try:
             sent = self.write_message(_dumps(event))
         except tornado.websocket.WebSocketClosedError:
             self._stop_listening()
-            return
+            return None
         self._backlog += 1
         sent.add_done_callback(self._sent)
+        return sent
+
+    def _too_slow(self, unsent: int) -> None:
+        log.info("closing a slow event stream client (%d messages unsent)", unsent)
+        self._stop_listening()
+        self.close(1013, "too slow: reconnect with since=<last id seen>")
 
     def _sent(self, future: Any) -> None:
         self._backlog -= 1

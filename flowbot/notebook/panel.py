@@ -3,7 +3,8 @@
 The panel follows the master's in-process events: any event marks it stale, and at most a few
 times a second it reads what changed from the store and redraws, on the kernel's own event loop,
 so nothing polls and nothing blocks the kernel. The selected build's log is tailed from the
-``log`` events as lines arrive.
+``log`` events as lines arrive. A reconfigure shows at the next redraw, new builders in the force
+form included.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class MasterPanel(widgets.VBox):
         self.log_tail = widgets.HTML()
         self.status = widgets.HTML()
         self.stop_button = widgets.Button(description="Stop build", button_style="danger")
-        self.force_builder = widgets.Dropdown(description="builder", options=[b.name for b in master.pipeline.builders])
+        self.force_builder = widgets.Dropdown(description="builder", options=self._builder_names())
         self.force_reason = widgets.Text(description="reason", value="forced from the notebook")
         self.force_branch = widgets.Text(description="branch")
         self.force_revision = widgets.Text(description="revision")
@@ -86,6 +87,7 @@ class MasterPanel(widgets.VBox):
         self.force_button = widgets.Button(description="Force build", button_style="primary")
         self._live: OrderedDict[int, deque[str]] = OrderedDict()  # recent builds' log lines, as they came
         self._param_widgets: dict[str, widgets.Widget] = {}
+        self._form_scheduler: Any = None  # the force scheduler the form's fields come from
         super().__init__(
             [
                 self.header,
@@ -190,6 +192,7 @@ class MasterPanel(widgets.VBox):
                 f"<li>{escape(worker.name)}: {state}{': ' + escape(', '.join(running)) if running else ''}</li>"
             )
         self.workers.value = f"<b>Workers</b><ul>{''.join(workers)}</ul>"
+        self._refresh_force_form()
         options = [(f"{b['builder']} #{b['number']} ({b['result'] or 'running'})", b["id"]) for b in builds[:30]]
         selected = self.build_picker.value
         self.build_picker.options = options
@@ -215,16 +218,34 @@ class MasterPanel(widgets.VBox):
         self.steps.value = f"{badge(build)}<table>{rows}</table>"
         if build_id in self._live:
             self.log_tail.value = _pre("\n".join(self._live[build_id]))
-        elif reload_log:  # a build from before the panel: its log is in the store
-            lines: deque[str] = deque(maxlen=TAIL)
-            for step in build["steps"]:
-                lines.extend(line for _, line in await self.master.store.log_lines(build_id, step["number"]))
+        elif reload_log:  # a build from before the panel: the end of its log is in the store
+            lines: list[str] = []
+            for step in reversed(build["steps"]):
+                tail, _ = await self.master.store.log_tail(build_id, step["number"], "stdio", TAIL - len(lines))
+                lines[:0] = [line for _, line in tail]
+                if len(lines) >= TAIL:
+                    break
             self.log_tail.value = _pre("\n".join(lines))
 
     # -- acting on it -----------------------------------------------------------------------------
 
+    def _builder_names(self) -> list[str]:
+        return [b.name for b in self.master.pipeline.builders]
+
+    def _refresh_force_form(self) -> None:
+        """Offer the builders the pipeline has now (a reconfigure may have changed them), keeping
+        the user's choice when it is still there."""
+        names = self._builder_names()
+        if list(self.force_builder.options) != names:
+            chosen = self.force_builder.value
+            self.force_builder.options = names
+            if chosen in names:
+                self.force_builder.value = chosen
+        if self.master.pipeline.force_scheduler_for(self.force_builder.value or "") is not self._form_scheduler:
+            self._show_params()  # only then: it resets what the user typed into the form
+
     def _show_params(self) -> None:
-        scheduler = self.master.pipeline.force_scheduler_for(self.force_builder.value or "")
+        self._form_scheduler = scheduler = self.master.pipeline.force_scheduler_for(self.force_builder.value or "")
         self._param_widgets = {p.name: _param_widget(p) for p in (scheduler.params if scheduler else [])}
         self.force_params.children = list(self._param_widgets.values())
         self.force_button.disabled = scheduler is None

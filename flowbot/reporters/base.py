@@ -6,15 +6,21 @@ overrides the hooks it needs, each a coroutine; every hook is a no-op here. The 
 off the build path, one reporter at a time in order, each with its own queue: a slow or failing
 endpoint delays only its own reports, never a build. A hook that raises is retried with back-off
 (:class:`~flowbot.errors.ReportRejected` is not retried) and then logged and dropped.
+
+Credentials (tokens, passwords, headers) may be given as they are or as a reference to one of the
+pipeline's secrets, ``Interpolate("%(secret:github_token)s")``, resolved with :meth:`Reporter.render`
+each time a report goes out, so a pipeline file need not hold them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from ..defaults import REPORT_ATTEMPTS, REPORT_BACKOFF
 from ..errors import ConfigError
 from ..location import caller
+from ..properties import Properties, Renderable, render
 from ..records import Build
 from ..results import Result
 
@@ -68,12 +74,43 @@ class Reporter:
         self.mode = frozenset([mode] if isinstance(mode, str) else mode)
         unknown = self.mode - MODES
         if unknown or not self.mode:
-            where = (self.defined_at.filename, self.defined_at.lineno) if self.defined_at else (None, None)
             raise ConfigError(
-                f"reporter mode must be among {sorted(MODES)}, not {sorted(unknown) or 'nothing'}", *where
+                f"reporter mode must be among {sorted(MODES)}, not {sorted(unknown) or 'nothing'}", *self._where()
             )
         self.attempts = max(1, attempts)
         self.backoff = backoff
+        self._secret: Callable[[str], str] | None = None
+
+    # -- credentials ------------------------------------------------------------------------------
+
+    def credential(self, what: str, value: Any) -> Any:
+        """Check a credential argument: a string, None, or a renderable such as
+        ``Interpolate("%(secret:name)s")``; returns it.
+
+        Raises:
+            ConfigError: anything else.
+        """
+        if value is None or isinstance(value, str) or (isinstance(value, Renderable) and not isinstance(value, type)):
+            return value
+        raise ConfigError(f"{what} must be a string or a secret such as Interpolate('%(secret:name)s')", *self._where())
+
+    def use_secrets(self, secret: Callable[[str], str]) -> None:
+        """Set how ``%(secret:name)s`` is looked up (the master does, before the first report).
+
+        ``secret`` returns a secret's value, or raises KeyError for an unknown name.
+        """
+        self._secret = secret
+
+    def render(self, value: Any) -> Any:
+        """``value`` with the secrets it refers to filled in (strings, lists and dicts are looked into).
+
+        Raises:
+            RenderError: a secret no provider of the pipeline has.
+        """
+        return render(value, _SecretsOnly(self._secret))
+
+    def _where(self) -> tuple[str | None, int | None]:
+        return (self.defined_at.filename, self.defined_at.lineno) if self.defined_at else (None, None)
 
     # -- choosing ---------------------------------------------------------------------------------
 
@@ -108,3 +145,22 @@ class Reporter:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+class _SecretsOnly:
+    """What a reporter's credentials render against: the pipeline's secrets, and nothing of a build."""
+
+    def __init__(self, secret: Callable[[str], str] | None):
+        self.properties = Properties()
+        self._secret = secret
+
+    def sourcestamp(self, codebase: str) -> Mapping[str, Any] | None:
+        return None
+
+    def worker_info(self) -> Mapping[str, Any]:
+        return {}
+
+    def secret(self, name: str) -> str:
+        if self._secret is None:
+            raise KeyError(name)
+        return self._secret(name)

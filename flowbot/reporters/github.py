@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ..properties import Renderable
 from ..records import Build
 from ..results import Result
 from .base import Reporter
@@ -45,8 +46,9 @@ class GitHubStatusPush(Reporter):
     """Set commit statuses on GitHub.
 
     Args:
-        token: a token allowed to write statuses (``repo:status``); read it from a secret file or
-            the environment rather than writing it in the pipeline. Never logged.
+        token: a token allowed to write statuses (``repo:status``), best as one of the pipeline's
+            secrets, ``Interpolate("%(secret:github_token)s")``, rather than written in the
+            pipeline. Never logged.
         base_url: the API root; for GitHub Enterprise ``https://HOST/api/v3``.
         repository: ``OWNER/REPO`` for every build; by default each build's source stamp says.
         context: the status's context; ``{builder}`` is replaced (default ``flowbot/{builder}``).
@@ -55,7 +57,7 @@ class GitHubStatusPush(Reporter):
 
     def __init__(
         self,
-        token: str,
+        token: str | Renderable,
         *,
         base_url: str = "https://api.github.com",
         repository: str | None = None,
@@ -67,7 +69,7 @@ class GitHubStatusPush(Reporter):
         **retry: Any,
     ):
         super().__init__(name, builders=builders, mode=mode, **retry)
-        self._token = token
+        self._token = self.credential("GitHubStatusPush token", token)
         self.base_url = base_url.rstrip("/")
         self.repository = repository
         self.context = context
@@ -94,7 +96,7 @@ class GitHubStatusPush(Reporter):
                 f"{self.base_url}/repos/{owner}/{repo}/statuses/{sha}",
                 payload,
                 headers={
-                    "Authorization": f"Bearer {self._token}",
+                    "Authorization": f"Bearer {self.render(self._token)}",
                     "Accept": "application/vnd.github+json",
                     "X-GitHub-Api-Version": "2022-11-28",
                 },

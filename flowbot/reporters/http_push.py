@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..properties import Renderable
 from ..records import Build
 from .base import Reporter
 from .transport import post_json
@@ -18,7 +19,8 @@ class HttpStatusPush(Reporter):
 
     Args:
         url: where to POST.
-        headers: extra headers, e.g. ``{"Authorization": "Bearer ..."}`` (never logged).
+        headers: extra headers, e.g. ``{"Authorization": Interpolate("Bearer %(secret:hook_token)s")}``
+            (values may refer to the pipeline's secrets; never logged).
         started: also report builds as they start.
         timeout: seconds per POST.
         name, builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
@@ -28,7 +30,7 @@ class HttpStatusPush(Reporter):
         self,
         url: str,
         *,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str | Renderable] | None = None,
         started: bool = True,
         timeout: float = 30.0,
         name: str | None = None,
@@ -38,7 +40,7 @@ class HttpStatusPush(Reporter):
     ):
         super().__init__(name or f"HttpStatusPush({url})", builders=builders, mode=mode, **retry)
         self.url = url
-        self.headers = dict(headers or {})
+        self.headers = {key: self.credential(f"header {key}", value) for key, value in (headers or {}).items()}
         self.started = started
         self.timeout = timeout
 
@@ -50,4 +52,4 @@ class HttpStatusPush(Reporter):
         await post_json(self.url, {"event": "finished", "build": build.to_dict()}, **self._options())
 
     def _options(self) -> dict[str, Any]:
-        return {"headers": self.headers, "timeout": self.timeout}
+        return {"headers": self.render(self.headers), "timeout": self.timeout}

@@ -18,6 +18,7 @@ from email.utils import formatdate, make_msgid
 from typing import Any
 
 from ..errors import ConfigError, ReportError, ReportRejected
+from ..properties import Renderable
 from ..records import Build
 from .base import Reporter
 
@@ -33,7 +34,8 @@ class MailNotifier(Reporter):
         smtp_host, smtp_port: the mail server (587: submission with STARTTLS).
         tls: ``"starttls"`` (upgrade the connection, the default), ``"ssl"`` (TLS from the first
             byte, port 465) or None (plain, for a local relay).
-        username, password: log in after TLS when given; the password is never logged.
+        username, password: log in after TLS when given; the password (best one of the pipeline's
+            secrets, ``Interpolate("%(secret:smtp_password)s")``) is never logged.
         ssl_context: how to check the server's certificate (default: the system's trusted CAs).
         timeout: seconds for each SMTP exchange.
         name, builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
@@ -50,7 +52,7 @@ class MailNotifier(Reporter):
         smtp_port: int = 587,
         tls: str | None = "starttls",
         username: str | None = None,
-        password: str | None = None,
+        password: str | Renderable | None = None,
         ssl_context: ssl.SSLContext | None = None,
         timeout: float = 30.0,
         name: str | None = None,
@@ -60,24 +62,24 @@ class MailNotifier(Reporter):
     ):
         super().__init__(name, builders=builders, mode=mode, **retry)
         if tls not in TLS_MODES:
-            where = (self.defined_at.filename, self.defined_at.lineno) if self.defined_at else (None, None)
-            raise ConfigError(f"tls must be one of {TLS_MODES}, not {tls!r}", *where)
+            raise ConfigError(f"tls must be one of {TLS_MODES}, not {tls!r}", *self._where())
         self.from_addr = from_addr
         self.to = [to] if isinstance(to, str) else list(to)
         self.smtp_host = smtp_host
         self.smtp_port = smtp_port
         self.tls = tls
         self.username = username
-        self._password = password
+        self._password = self.credential("MailNotifier password", password)
         self.ssl_context = ssl_context
         self.timeout = timeout
         self._executor: ThreadPoolExecutor | None = None
 
     async def build_finished(self, build: Build) -> None:
         message = self.message(build)
+        password = self.render(self._password) or ""
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"flowbot-mail-{self.name}")
-        await asyncio.get_running_loop().run_in_executor(self._executor, self._send, message)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self._send, message, password)
 
     async def close(self) -> None:
         if self._executor is not None:
@@ -99,7 +101,7 @@ class MailNotifier(Reporter):
 
     # -- sending (on the notifier's thread) -------------------------------------------------------
 
-    def _send(self, message: EmailMessage) -> None:
+    def _send(self, message: EmailMessage, password: str) -> None:
         context = self.ssl_context or ssl.create_default_context()
         try:
             if self.tls == "ssl":
@@ -114,7 +116,7 @@ class MailNotifier(Reporter):
                     smtp.starttls(context=context)
                     smtp.ehlo()
                 if self.username is not None:
-                    smtp.login(self.username, self._password or "")
+                    smtp.login(self.username, password)
                 smtp.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
             raise ReportRejected(f"the mail server refused the login of {self.username!r}: {exc.smtp_code}") from None

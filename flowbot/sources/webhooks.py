@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
+from ..defaults import MAX_JSON_DEPTH
 from ..errors import Forbidden, InvalidRequest
 from ..records import Change
 from .base import ChangeSource, SourceContext
@@ -209,7 +210,7 @@ class JsonHook(Webhook):
         if self.token is not None:
             scheme, _, given = headers.get("authorization", "").partition(" ")
             _check_token(self.token, given.strip() if scheme.lower() == "bearer" else None, "Authorization: Bearer")
-        payload = _json(body)
+        payload = read_json(body)
         if isinstance(payload, list):
             changes = [self.change(item, f"change {n}: ") for n, item in enumerate(payload)]
         else:
@@ -282,11 +283,27 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
-def _json(body: bytes) -> Any:
+def read_json(body: bytes) -> Any:
+    """The JSON value of a request body.
+
+    Raises:
+        InvalidRequest: the body is not JSON, or nests more than :data:`MAX_JSON_DEPTH` levels deep.
+    """
+    too_deep = InvalidRequest(f"the body's JSON is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
-        return json.loads(body)
+        value = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise too_deep from None
+    containers = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while containers:
+        item, depth = containers.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise too_deep
+        inside = item.values() if isinstance(item, dict) else item
+        containers += [(child, depth + 1) for child in inside if isinstance(child, (dict, list))]
+    return value
 
 
 def _form_payload(body: bytes) -> bytes:
@@ -299,7 +316,7 @@ def _form_payload(body: bytes) -> bytes:
 
 def _payload(body: bytes) -> dict[str, Any]:
     """The event's JSON object."""
-    payload = _json(body)
+    payload = read_json(body)
     if not isinstance(payload, dict):
         raise InvalidRequest("the payload must be a JSON object")
     return payload

@@ -553,20 +553,24 @@ class Store:
 
         return await self._read(fn)
 
-    async def log_lines(self, build_id: int, step_number: int, name: str = "stdio") -> list[tuple[str, str]]:
-        """A stored log as ``(stream, line)`` pairs."""
+    async def log_lines(
+        self, build_id: int, step_number: int, name: str = "stdio", *, start: int = 0, chunks: int | None = None
+    ) -> list[tuple[str, str]]:
+        """A stored log as ``(stream, line)`` pairs: from line ``start`` (0 or where a page ended)
+        to the end, or only ``chunks`` stored chunks of it (a page; the next starts at ``start + len(page)``)."""
 
         def fn(conn: sa.Connection) -> list[tuple[str, str]]:
             step_id = _step_id(conn, build_id, step_number)
-            chunks = t.log_chunks.c
+            c = t.log_chunks.c
             lines: list[tuple[str, str]] = []
             for content, streams in conn.execute(
-                sa.select(chunks.content, chunks.streams)
-                .where(chunks.step_id == step_id, chunks.log == name)
-                .order_by(chunks.first_line)
+                sa.select(c.content, c.streams)
+                .where(c.step_id == step_id, c.log == name, c.first_line >= start)
+                .order_by(c.first_line)
+                .limit(chunks)
             ):
                 lines += zip(streams, content.split("\n"), strict=True)
-            if not lines and name != "stdio":  # every step has a stdio log, even an empty one
+            if not lines and not start and name != "stdio":  # every step has a stdio log, even an empty one
                 raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
             return lines
 

@@ -6,15 +6,17 @@ import base64
 import json
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from flowbot.client import Client
 from flowbot.errors import Forbidden, Unauthorized
 
-from ..support import finished_builds
+from ..support import finished_builds, wait_for
 
 PROTECTED = """\
 from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, AnyBranchScheduler, Auth
@@ -137,8 +139,6 @@ def body_csrf(master, cookie):
 def test_closed_reads_need_credentials_too(master_factory):
     master = master_factory(PROTECTED.format(read="users"), wait=False)
     client = Client(master.url, token="tok-123")
-    from ..support import wait_for
-
     wait_for(lambda: _answers(client), 30, "the master")
     assert call(master, "GET", "/api/builders")[0] == 401
     assert call(master, "GET", "/metrics")[0] == 401
@@ -178,3 +178,55 @@ def test_the_cli_forces_with_a_token_from_a_flag_or_the_environment(protected):
     assert forced.returncode == 0 and "forced quick" in forced.stdout
     wrong = flowbot("force", "quick", "--token", "guess")
     assert wrong.returncode == 1 and "not valid" in wrong.stderr
+
+
+def test_a_client_guessing_a_password_is_held_off_and_tokens_keep_working(protected):
+    # Given a client that got alice's password wrong as often as it may
+    for _ in range(5):
+        assert call(protected, "POST", "/api/builders/quick/force", {}, basic("alice", "guess"))[0] == 403
+
+    # Then it is told to wait, even with the right password, in any way it tries
+    status, body, headers = call(protected, "POST", "/api/builders/quick/force", {}, basic("alice", "guess"))
+    assert status == 429 and body["error"].startswith("too many wrong passwords for 'alice'")
+    assert 0 < int(headers["Retry-After"]) <= 60
+    assert call(protected, "POST", "/api/builders/quick/force", {}, basic("alice", "wonderland"))[0] == 429
+    assert call(protected, "POST", "/api/login", {"user": "alice", "password": "wonderland"})[0] == 429
+
+    # While other users and the API tokens still force builds
+    assert call(protected, "POST", "/api/builders/quick/force", {}, basic("bob", "builder"))[0] == 201
+    assert call(protected, "POST", "/api/builders/quick/force", {}, {"Authorization": "Bearer tok-123"})[0] == 201
+    assert len(finished_builds(protected.client, 2)) == 2
+
+
+MANY_USERS = """\
+from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Auth
+hashed = Auth.hash_password("right")
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[ForceScheduler("force", builders=["quick"])],
+    builders=[Builder("quick", workers=["w1"], steps=[Shell("echo hi", name="hello")])],
+    auth=Auth(users={f"user{n}": hashed for n in range(24)}, tokens={"ci": "tok"}),
+)
+"""
+
+
+def test_wrong_passwords_are_checked_without_holding_up_other_requests(master_factory):
+    # Given a master whose users' passwords are hashed (each check takes PBKDF2's time)
+    master = master_factory(MANY_USERS)
+    answered: dict[str, float] = {}
+
+    def guess(n: int) -> int:
+        status = call(master, "POST", "/api/builders/quick/force", {}, basic(f"user{n}", "wrong"))[0]
+        answered[f"user{n}"] = time.monotonic()
+        return status
+
+    # When every user's password is guessed at once
+    with ThreadPoolExecutor(24) as pool:
+        guesses = [pool.submit(guess, n) for n in range(24)]
+        wait_for(lambda: answered, 30, "the first guess to be answered")
+
+        # Then a request that comes while the guesses are being checked is answered before most of them
+        assert call(master, "GET", "/api/builders", headers={"Authorization": "Bearer tok"})[0] == 200
+        read_at = time.monotonic()
+        assert [g.result() for g in guesses] == [403] * 24
+    assert sum(at > read_at for at in answered.values()) >= 12

@@ -59,6 +59,13 @@ async def read(ws, count: int | None = None, until: str | None = None, timeout: 
     return events
 
 
+async def close(ws) -> None:
+    """Close the stream and wait for the master to close it too (no socket is left behind)."""
+    ws.close()
+    while await asyncio.wait_for(ws.read_message(), 10) is not None:
+        pass
+
+
 async def hello(ws) -> dict:
     event = json.loads(await asyncio.wait_for(ws.read_message(), 10))
     assert event["type"] == "hello"
@@ -77,7 +84,7 @@ async def test_a_client_gets_only_the_types_and_builder_it_asked_for(master):
     ]
     assert events[1]["build"]["result"] == "SUCCESS"
     assert events[0]["id"] < events[1]["id"]
-    ws.close()
+    await close(ws)
 
 
 async def test_a_build_stream_carries_its_steps_and_numbered_log_lines(master):
@@ -93,7 +100,7 @@ async def test_a_build_stream_carries_its_steps_and_numbered_log_lines(master):
         assert after["first"] == before["first"] + len(before["lines"])  # numbered without gaps
     text = [line for e in logs for _, line in e["lines"]]
     assert "line 30" in text
-    ws.close()
+    await close(ws)
 
 
 async def test_a_client_that_reconnects_with_since_misses_no_finished_build(master):
@@ -102,7 +109,7 @@ async def test_a_client_that_reconnects_with_since_misses_no_finished_build(mast
     await hello(ws)
     master.client.force("quick")
     (seen,) = await read(ws, 1)
-    ws.close()
+    await close(ws)
 
     # When builds finish while it is away
     for builder in ("quick", "other", "quick"):
@@ -118,7 +125,7 @@ async def test_a_client_that_reconnects_with_since_misses_no_finished_build(mast
     master.client.force("other")
     (live,) = await read(ws, 1)
     assert live["build"]["builder"] == "other" and "replayed" not in live
-    ws.close()
+    await close(ws)
 
 
 async def test_finished_builds_older_than_the_journal_come_from_the_store(master_factory, worker_factory, tmp_path):
@@ -127,7 +134,7 @@ async def test_finished_builds_older_than_the_journal_come_from_the_store(master
     worker_factory(first, "w1", "s")
     ws = await connect(first)
     since = (await hello(ws))["last_id"]
-    ws.close()
+    await close(ws)
     first.client.force("quick")
     first.client.force("other")
     finished_builds(first.client, 2)
@@ -142,7 +149,7 @@ async def test_finished_builds_older_than_the_journal_come_from_the_store(master
     assert greeting["replay"] == "store"
     (event,) = await read(ws, 1)
     assert event["type"] == "build.finished" and event["replayed"] and event["build"]["builder"] == "other"
-    ws.close()
+    await close(ws)
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,39 @@ def test_github_refusing_a_status_is_logged_and_not_retried(master_factory, work
     assert "Bad credentials" in master.log()
 
 
+def test_reporter_credentials_can_be_the_pipelines_secrets(master_factory, worker_factory, http_recorder, tmp_path):
+    # Given tokens kept in secret files rather than in the pipeline
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "github_token").write_text("ghp-from-a-file\n")
+    (secrets / "hook_token").write_text("hook-from-a-file")
+    github, hook = http_recorder(), http_recorder()
+    reporters = (
+        f"GitHubStatusPush(Interpolate('%(secret:github_token)s'), base_url={github.url!r}, builders=['pass']),"
+        f"HttpStatusPush({hook.url!r}, headers={{'Authorization': Interpolate('Bearer %(secret:hook_token)s')}},"
+        " builders=['pass'])"
+    )
+    master = master_factory(with_secrets(PIPELINE.format(reporters=reporters), secrets))
+    worker_factory(master, "w1", "s")
+
+    # When a build runs
+    change(master, revision="5ec2e7")
+    finished_builds(master.client, 2)
+
+    # Then each reporter sent the secret as its credential, and the master never showed it
+    wait_for(lambda: len(github.requests) == 2 and len(hook.requests) == 2, 20, "two reports each")
+    assert {r["headers"]["Authorization"] for r in github.requests} == {"Bearer ghp-from-a-file"}
+    assert {r["headers"]["Authorization"] for r in hook.requests} == {"Bearer hook-from-a-file"}
+    assert "from-a-file" not in master.log()
+
+
+def with_secrets(pipeline: str, directory) -> str:
+    """``pipeline`` with its secrets read from files in ``directory``."""
+    return pipeline.replace("MailNotifier)", "MailNotifier, Interpolate, SecretsInDirectory)").replace(
+        "    url=", f"    secrets=[SecretsInDirectory({str(directory)!r})],\n    url="
+    )
+
+
 # -- mail ----------------------------------------------------------------------------------------------
 
 
@@ -173,13 +206,16 @@ def smtp_server(tmp_path):
     controller.stop()
 
 
-def test_mail_notifier_sends_failing_builds_over_starttls_with_login(master_factory, worker_factory, smtp_server):
+def test_mail_notifier_sends_failing_builds_over_starttls_with_login(
+    master_factory, worker_factory, smtp_server, tmp_path
+):
+    (tmp_path / "smtp_password").write_text("mail-secret")
     reporter = (
         f"MailNotifier('flowbot <ci@example.com>', ['dev@example.com'], smtp_host='localhost',"
-        f" smtp_port={smtp_server.port}, username='ci', password='mail-secret', mode='failing',"
-        f" ssl_context=ssl.create_default_context(cafile={str(smtp_server.ca_file)!r}))"
+        f" smtp_port={smtp_server.port}, username='ci', password=Interpolate('%(secret:smtp_password)s'),"
+        f" mode='failing', ssl_context=ssl.create_default_context(cafile={str(smtp_server.ca_file)!r}))"
     )
-    master = master_factory(PIPELINE.format(reporters=reporter))
+    master = master_factory(with_secrets(PIPELINE.format(reporters=reporter), tmp_path))
     worker_factory(master, "w1", "s")
 
     change(master, revision="abc1234567890")

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+import urllib.error
+import urllib.request
 
 import pytest
 
 from flowbot.errors import InvalidRequest, NotFound
 
 from ..support import finished_builds, running_build, wait_for
-from .test_access import call
+from .test_access import basic, call
 
 PIPELINE = """\
 from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, AnyBranchScheduler, StringParameter
@@ -131,3 +134,60 @@ def test_the_page_is_served_with_its_assets_and_a_strict_policy(master):
     status, js, headers = call(master, "GET", script)
     assert status == 200 and "innerHTML" not in js
     wait_for(lambda: call(master, "GET", re.search(r'href="(/static/style\.css[^"]+)"', html).group(1))[0] == 200)
+
+
+def test_a_whole_log_is_streamed_page_by_page(master_factory, worker_factory):
+    # Given a step that printed about 3 MB (some fifty stored chunks)
+    master = master_factory(
+        PIPELINE.replace('Shell("seq 1 2000", name="count")', 'Shell("seq 1 400000", name="count")')
+    )
+    worker_factory(master, "w1", "s")
+    master.client.force("unit")
+    (build,) = finished_builds(master.client, 1)
+
+    # When the whole log is asked for
+    status, text, headers = call(master, "GET", f"/api/builds/{build['id']}/steps/0/log")
+
+    # Then it comes complete and in order, sent as it is read rather than gathered first
+    assert status == 200 and headers["Transfer-Encoding"] == "chunked"
+    lines = text.splitlines()
+    assert lines[1:400001] == [str(n) for n in range(1, 400001)]
+    assert lines[-1].startswith("program finished with exit code 0")
+
+
+def test_ids_no_row_can_have_are_not_found_on_either_database(master_factory, db_url):
+    master = master_factory(PIPELINE, db=db_url)
+    for too_large in ("99999999999999999999", "3000000000"):  # beyond SQLite's and PostgreSQL's integers
+        for method, path in (
+            ("GET", f"/api/builds/{too_large}"),
+            ("GET", f"/api/builds/{too_large}/steps/0/log"),
+            ("GET", f"/api/builds/1/steps/{too_large}/log?tail=5"),
+            ("POST", f"/api/builds/{too_large}/stop"),
+            ("POST", f"/api/builds/{too_large}/rebuild"),
+            ("POST", f"/api/buildrequests/{too_large}/cancel"),
+        ):
+            status, body, _ = call(master, method, path, {} if method == "POST" else None)
+            assert status == 404 and body["error"].startswith("no "), (path, status, body)
+
+
+def test_json_nested_too_deeply_is_a_clear_bad_request(master_factory):
+    master = master_factory(
+        PIPELINE.replace("from flowbot import", "from flowbot import Auth, JsonHook,").replace(
+            "pipeline = Pipeline(", 'pipeline = Pipeline(sources=[JsonHook()], auth=Auth(users={"alice": "pw"}),'
+        )
+    )
+    # Too deep for Python's parser, and deep enough to break storing the change
+    for depth in (100_000, 980):
+        nested = '{"branch": "main", "properties": {"p": ' + "[" * depth + "]" * depth + "}}"
+        for path in ("/api/changes", "/api/login", "/hooks/changes", "/api/builders/unit/force"):
+            request = urllib.request.Request(
+                master.url + path, data=nested.encode(), method="POST", headers=basic("alice", "pw")
+            )
+            with pytest.raises(urllib.error.HTTPError) as error:
+                urllib.request.urlopen(request, timeout=10)
+            with error.value:
+                assert error.value.code == 400, (depth, path)
+                message = json.loads(error.value.read())["error"]
+                assert message.startswith("the body's JSON is nested too deeply"), (depth, path)
+    change = {"branch": "main", "properties": {"deep": [[["enough"]]]}}
+    assert call(master, "POST", "/api/changes", change, basic("alice", "pw"))[0] == 201

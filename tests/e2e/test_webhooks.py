@@ -103,3 +103,53 @@ def test_webhook_deliveries_make_changes_and_bad_signatures_are_refused(master_f
     # An unknown hook is 404
     status, reply = post(f"{hooks}/bitbucket", b"{}", {})
     assert status == 404 and reply["error"] == "no webhook named 'bitbucket' is running"
+
+
+PROTECTED = """\
+from flowbot import AnyBranchScheduler, Auth, Builder, GitHubHook, JsonHook, Pipeline, Shell, Worker
+
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="never-connects")],
+    sources=[GitHubHook(secret="s3cret"), JsonHook(token="tok")],
+    schedulers=[AnyBranchScheduler("all", builders=["unit"])],
+    builders=[Builder("unit", workers=["w1"], steps=[Shell("true")])],
+    auth=Auth(users={"alice": "wonderland"}, tokens={"ci": "api-token"}, read="users"),
+)
+"""
+
+
+def test_webhooks_need_their_own_secret_not_the_masters_credentials(master_factory):
+    # Given a master whose API needs credentials even to read
+    master = master_factory(PROTECTED, wait=False)
+    wait_for(lambda: _answers(master.url), 30, "the master")
+    assert post(f"{master.url}/api/changes", b"{}", {"Content-Type": "application/json"})[0] == 401
+
+    # GitHub's signed delivery is taken without any master credentials, as is a JSON hook's token
+    push = (FIXTURES / "push-with-new-branch.payload.json").read_bytes()
+    github = {"Content-Type": "application/json", "X-GitHub-Delivery": "1", "X-GitHub-Event": "push"}
+    status, reply = post(f"{master.url}/hooks/github", push, github | {"X-Hub-Signature-256": sign("s3cret", push)})
+    assert status == 200 and len(reply["change_ids"]) == 1
+    change = json.dumps({"branch": "dev", "revision": "r1"}).encode()
+    json_hook = {"Content-Type": "application/json", "Authorization": "Bearer tok"}
+    assert post(f"{master.url}/hooks/changes", change, json_hook)[0] == 200
+
+    # A wrong signature is still refused by the hook (403), and so is a browser page of another site
+    forged = github | {"X-Hub-Signature-256": sign("guess", push)}
+    status, reply = post(f"{master.url}/hooks/github", push, forged)
+    assert status == 403 and "does not match" in reply["error"]
+    cross_site = json_hook | {"Origin": "https://evil.example"}
+    assert post(f"{master.url}/hooks/changes", change, cross_site)[0] == 403
+
+    # The master's own API stays closed to those without credentials
+    status, _ = post(f"{master.url}/api/changes", change, {"Content-Type": "application/json"})
+    assert status == 401
+
+
+def _answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url + "/api/", timeout=5).close()
+    except urllib.error.HTTPError:
+        return True  # it answers, if only to say it wants credentials
+    except OSError:
+        return False
+    return True

@@ -79,13 +79,18 @@ async def test_running_the_pipeline_cell_again_reconfigures_and_a_broken_one_cha
     await master.start()
     try:
         await master.start_local_workers()
-        # The cell is run again with a new builder
+        panel = master.panel()
+        panel.force_builder.value = "slow"
+        # The cell is run again with a new builder, which the panel's force form then offers
         pipeline(master=master, extra_builder=True)
-        await until(lambda: master.pipeline.builder("docs") is not None)
-        await master.force("docs")
+        await until(lambda: list(panel.force_builder.options) == ["unit", "slow", "docs"])
+        assert panel.force_builder.value == "slow"  # what the user chose stays chosen
+        panel.force_builder.value = "docs"
+        assert await panel.force()
         await master.wait_idle(timeout=30)
         (build,) = await master.store.builds(builder="docs")
         assert build["result"] == "SUCCESS"
+        panel.close()
         # A cell with a mistake raises where it is, and the master keeps its pipeline
         with pytest.raises(flowbot.ConfigError, match="names worker 'nobody'"):
             Pipeline(
@@ -94,6 +99,44 @@ async def test_running_the_pipeline_cell_again_reconfigures_and_a_broken_one_cha
                 master=master,
             )
         assert master.pipeline.builder("docs") is not None
+    finally:
+        await master.stop()
+
+
+async def test_the_panel_shows_the_end_of_an_older_builds_log_without_reading_all_of_it(tmp_path):
+    # Given a build from before the panel whose steps printed 250 and 100 000 lines
+    long_log = Pipeline(
+        workers=[Worker("w1", secret="nb")],
+        schedulers=[ForceScheduler("force", builders=["long"])],
+        builders=[
+            Builder(
+                "long",
+                workers=["w1"],
+                steps=[Shell("seq 1 250", name="short"), Shell("seq 1 100000", name="long")],
+            )
+        ],
+    )
+    master = flowbot.Master(long_log, db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        await master.force("long")
+        await master.wait_idle(timeout=30)
+        whole_logs_read = []
+        log_lines = master.store.log_lines
+        master.store.log_lines = lambda *args, **kwargs: whole_logs_read.append(args) or log_lines(*args, **kwargs)
+
+        # When it is picked in the panel
+        panel = master.panel()
+        await until(lambda: panel.build_picker.options)
+        panel.build_picker.value = panel.build_picker.options[0][1]
+        await until(lambda: "100000" in panel.log_tail.value)
+
+        # Then the panel shows the last lines, read from the end of the log only
+        shown = panel.log_tail.value.split(">", 1)[1].rsplit("<", 1)[0].split("\n")
+        assert len(shown) == 200 and shown[-2] == "100000" and shown[0] == "99802"
+        assert whole_logs_read == []
+        panel.close()
     finally:
         await master.stop()
 

@@ -1,10 +1,11 @@
-"""Which finished builds a reporter reports, by builder and mode."""
+"""Which finished builds a reporter reports, by builder and mode, and its credentials."""
 
 from __future__ import annotations
 
 import pytest
 
-from flowbot import ConfigError, Reporter
+from flowbot import ConfigError, GitHubStatusPush, HttpStatusPush, Interpolate, MailNotifier, Reporter
+from flowbot.properties import RenderError
 from flowbot.records import Build
 from flowbot.results import Result
 
@@ -66,3 +67,23 @@ async def test_every_hook_is_a_no_op():
     assert await reporter.build_started(report(S)) is None
     assert await reporter.build_finished(report(S)) is None
     assert await reporter.close() is None
+
+
+def test_credentials_are_strings_or_secrets_resolved_when_a_report_goes_out():
+    reporter = GitHubStatusPush(Interpolate("%(secret:github_token)s"))
+    with pytest.raises(RenderError, match="no secret named 'github_token'"):
+        reporter.render(reporter._token)
+    secrets = {"github_token": "ghp-1"}
+    reporter.use_secrets(secrets.__getitem__)
+    assert reporter.render(reporter._token) == "ghp-1"
+    secrets["github_token"] = "ghp-2"  # a rotated secret is read again for the next report
+    assert reporter.render(reporter._token) == "ghp-2"
+
+
+def test_a_credential_of_another_kind_names_the_line():
+    with pytest.raises(ConfigError, match=r"test_base.py:\d+: GitHubStatusPush token must be a string or a secret"):
+        GitHubStatusPush(12345)
+    with pytest.raises(ConfigError, match="header Authorization must be a string or a secret"):
+        HttpStatusPush("http://example.com", headers={"Authorization": b"bytes"})
+    with pytest.raises(ConfigError, match="MailNotifier password must be"):
+        MailNotifier("ci@example.com", "dev@example.com", password=["a list"])

@@ -1,0 +1,98 @@
+"""The master's reconfigure, embedded in the test's event loop with real local workers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import flowbot
+from flowbot import Builder, ForceScheduler, Pipeline, Reporter, Shell, Worker
+from flowbot.sources.base import ChangeSource
+
+
+class TrackedSource(ChangeSource):
+    """A change source that is listed in ``running`` while it runs (and starts slowly)."""
+
+    def __init__(self, name: str, running: list[TrackedSource]):
+        super().__init__(name)
+        self.running = running
+
+    async def start(self, context) -> None:
+        await asyncio.sleep(0.05)
+        self.running.append(self)
+
+    async def stop(self) -> None:
+        await asyncio.sleep(0.01)
+        self.running.remove(self)
+
+
+class Recorder(Reporter):
+    """Remembers the builds it is told have finished."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.finished: list[str] = []
+
+    async def build_finished(self, build) -> None:
+        self.finished.append(f"{build.builder} #{build.number}")
+
+
+def pipeline(tag: str, *, sources=(), reporters=(), master=None) -> Pipeline:
+    return Pipeline(
+        workers=[Worker("w1", secret="s")],
+        sources=sources,
+        schedulers=[ForceScheduler("force", builders=["b"])],
+        builders=[Builder("b", workers=["w1"], steps=[Shell("true", name=tag)])],
+        reporters=reporters,
+        master=master,
+    )
+
+
+async def test_overlapping_reconfigures_leave_one_set_of_change_sources_running(tmp_path):
+    running: list[TrackedSource] = []
+    master = flowbot.Master(
+        pipeline("first", sources=[TrackedSource("s", running)]), db=f"sqlite:///{tmp_path / 'm.db'}"
+    )
+    await master.start()
+    try:
+        # When two reconfigures are asked for at once (say, a reconfig request and a notebook cell)
+        second = pipeline("second", sources=[TrackedSource("s", running)])
+        last = pipeline("third", sources=[TrackedSource("s", running)])
+        await asyncio.gather(master.reconfigure(second), master.reconfigure(last))
+
+        # Then the last one runs, with its one change source, and no other source runs
+        assert master.pipeline is last and master.pipeline.builders[0].step_names == ["third"]
+        assert running == last.sources and master.sources.running == last.sources
+    finally:
+        await master.stop()
+    assert running == []
+
+
+async def test_reporters_follow_the_pipeline_set_before_start_and_at_each_reconfigure(tmp_path):
+    # Given a master whose pipeline was replaced before it started (as a notebook cell may)
+    before, first, second = Recorder(), Recorder(), Recorder()
+    master = flowbot.Master(pipeline("one", reporters=[before]), db=f"sqlite:///{tmp_path / 'm.db'}")
+    pipeline("one", reporters=[first], master=master)
+    await master.start()
+    try:
+        await master.start_local_workers()
+        await master.force("b")
+        await master.wait_idle(timeout=30)
+        await _until(lambda: first.finished == ["b #1"])
+
+        # When a reconfigure swaps the reporter for another
+        await master.reconfigure(pipeline("two", reporters=[second]))
+        await master.force("b")
+        await master.wait_idle(timeout=30)
+        await _until(lambda: second.finished == ["b #2"])
+    finally:
+        await master.stop()
+
+    # Then each build went to the reporters of the pipeline that ran when it finished
+    assert before.finished == [] and first.finished == ["b #1"] and second.finished == ["b #2"]
+
+
+async def _until(predicate, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.05)
