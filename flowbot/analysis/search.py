@@ -3,7 +3,8 @@
 The database finds the log chunks that contain the text through an index made for substring
 search: SQLite's FTS5 table with the trigram tokenizer, PostgreSQL's pg_trgm GIN index (both made
 by migration ``0002_analysis``). Both match case-insensitively, and both need three characters to
-use the index; shorter text, or a database without the index, is found by scanning. pandas then
+use the index; shorter text, or a database without the index, is found by scanning, as are the
+chunks SQLite has queued for indexing but not indexed yet (migration ``0004_log_search_queue``). pandas then
 splits the matching chunks into lines and keeps the lines that contain the text.
 """
 
@@ -15,6 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from ..store import schema as t
+from ..store.log_search import QUEUE_TABLE
 from .dtypes import TimeLike, timestamps
 
 if TYPE_CHECKING:
@@ -91,9 +93,18 @@ def _matches(history: History, pattern: str) -> sa.ColumnElement[bool]:
         phrase = '"' + pattern.replace('"', '""') + '"'  # one FTS5 string: no query syntax
         fts = sa.table(t.LOG_SEARCH_TABLE, sa.column("rowid"))
         hits = sa.select(fts.c.rowid).where(sa.text(f"{t.LOG_SEARCH_TABLE} MATCH :phrase").bindparams(phrase=phrase))
+        if QUEUE_TABLE in history.tables:  # chunks not indexed yet are few: scan them
+            queue, chunk = sa.table(QUEUE_TABLE, sa.column("chunk_id")), t.log_chunks.alias("queued")
+            queued = sa.select(chunk.c.id).join(queue, queue.c.chunk_id == chunk.c.id)
+            hits = sa.union_all(hits, queued.where(_contains(chunk.c.content, pattern)))
         return _l.id.in_(hits)
+    return _contains(_l.content, pattern)
+
+
+def _contains(column: sa.ColumnElement[str], pattern: str) -> sa.ColumnElement[bool]:
+    """``column`` contains ``pattern``, in any case, by scanning."""
     escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return _l.content.ilike(f"%{escaped}%", escape="\\")
+    return column.ilike(f"%{escaped}%", escape="\\")
 
 
 def _lines(chunks: pd.DataFrame, pattern: str, limit: int) -> pd.DataFrame:

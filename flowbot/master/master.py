@@ -24,7 +24,7 @@ from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change
 from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
-from ..store import Store, janitor
+from ..store import Store, janitor, log_search
 from .build import RunningBuild
 from .dispatch import Dispatcher
 from .events import EventBus
@@ -169,6 +169,8 @@ class Master:
         self.reporting.start()
         self.dispatcher.active = True
         self.spawn(self._remember_workers(), "remember workers")
+        if self.store.queues_log_search:
+            self.spawn(log_search.run(self.store), "log search indexing")
         self._start_janitor()
         self.dispatcher.update_idle()
         self.dispatcher.schedule()

@@ -23,6 +23,7 @@ from ..results import Result
 from . import schema as t
 from . import statements as sql
 from .engine import create_engine, migrate
+from .log_search import QUEUE_TABLE, index_queued
 from .writer import GroupWriter
 
 if TYPE_CHECKING:
@@ -79,13 +80,23 @@ class Store:
         self._writer = GroupWriter(
             self.engine, self._executor, inline=embedded, checkpoint=self._checkpoint if embedded else None
         )
+        #: Whether new log chunks wait in a queue for search indexing (see :mod:`.log_search`).
+        self.queues_log_search = False
+        #: Set when chunks may be queued for indexing (at first, what an earlier run left).
+        self.logs_queued = asyncio.Event()
+        self.logs_queued.set()
 
     @classmethod
     async def open(cls, url: str) -> Store:
         """Connect and migrate to the current schema."""
         store = cls(url)
+
+        def prepare(conn: sa.Connection) -> bool:
+            migrate(store.engine)
+            return sa.inspect(conn).has_table(QUEUE_TABLE)
+
         try:
-            await store._read(lambda _conn: migrate(store.engine))
+            store.queues_log_search = await store._read(prepare)
         except BaseException:
             await store.close()
             raise
@@ -346,7 +357,13 @@ class Store:
         def op(conn: sa.Connection) -> None:
             sql.INSERT_LOG_CHUNK.run(conn, {"step_id": step.get(), **chunk})
 
+        if self.queues_log_search:
+            self.logs_queued.set()
         return self._submit(op)
+
+    def index_queued_logs(self, limit: int) -> asyncio.Future[int]:
+        """Index up to ``limit`` queued log chunks for search; the future gives how many."""
+        return self._submit(lambda conn: index_queued(conn, limit))
 
     def finish_step(
         self, step: Ref, result: Result, now: float, summary: str = "", *, hidden: bool = False

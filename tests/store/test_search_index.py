@@ -1,13 +1,26 @@
-"""Migration ``0002_analysis`` on a database that already has history: its logs become searchable, and it reverts."""
+"""Log search's index: built over an existing history by migration ``0002_analysis``, and on
+SQLite fed from a queue in batches (migration ``0004_log_search_queue``)."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pandas as pd
 import sqlalchemy as sa
 from alembic import command
 
+from flowbot import Builder, ForceScheduler, Pipeline, Retention, Shell, Worker
 from flowbot.analysis import History
-from flowbot.store import Store
+from flowbot.master import Master
+from flowbot.results import Result
+from flowbot.store import Ref, Store, janitor
+from flowbot.store import schema as t
 from flowbot.store.engine import alembic_config, create_engine
+from flowbot.store.log_search import QUEUE_TABLE
+
+from ..analysis.conftest import HOUR, T0, write_history
+from .test_janitor import count
+from .test_store import rows
 
 
 def _at(engine: sa.Engine, revision: str, direction: str = "upgrade") -> None:
@@ -52,3 +65,100 @@ async def test_logs_written_before_the_migration_are_found_after_it(db_url: str)
     _at(engine, "head")
     assert "test_results" in sa.inspect(engine).get_table_names()
     engine.dispose()
+
+
+def _indexed(url: str, phrase: str) -> int:
+    """Chunks that SQLite's search index itself finds for ``phrase``."""
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        found = conn.exec_driver_sql("SELECT count(*) FROM log_chunks_fts WHERE log_chunks_fts MATCH ?", (phrase,))
+        count = found.scalar()
+        # FTS5 checks its index against the chunks: raises if a delete ever reached a row it never held
+        conn.exec_driver_sql("INSERT INTO log_chunks_fts(log_chunks_fts) VALUES ('integrity-check')")
+    engine.dispose()
+    return count
+
+
+async def test_sqlite_finds_new_logs_before_and_after_they_are_indexed(tmp_path):
+    # Given a SQLite store with a history whose log chunks are queued, not yet indexed
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    store = await Store.open(url)
+    await write_history(store)
+    assert store.queues_log_search
+    with History(url) as history:
+        before = history.search_logs("segmentation")
+    assert len(before) == 1 and _indexed(url, '"segmentation"') == 0
+
+    # When the queue is indexed, a few chunks per batch
+    batches = []
+    while batch := await store.index_queued_logs(4):
+        batches.append(batch)
+
+    # Then every chunk went through the index once, and search finds the same lines through it
+    assert sum(batches) == await count(store, t.log_chunks) and batches[0] == 4
+    assert _indexed(url, '"segmentation"') == 1
+    with History(url) as history:
+        pd.testing.assert_frame_equal(history.search_logs("segmentation"), before)
+
+    # And removing logs, indexed ones and freshly queued ones alike, keeps the index sound
+    build, step = Ref(), Ref()
+    (request,) = await store.pending_requests()
+    await asyncio.gather(
+        store.start_build(request, 99, "w1", T0 + 10 * HOUR, "master", build),
+        store.start_step(build, 0, "test", T0 + 10 * HOUR, step),
+        store.append_log(step, "stdio", 0, "segmentation fault again", "e"),
+        store.finish_step(step, Result.FAILURE, T0 + 10 * HOUR + 1),
+        store.finish_build(build, request, Result.FAILURE, T0 + 10 * HOUR + 1),
+    )
+    swept = await janitor.sweep(store, Retention(logs="1d"), now=T0 + 100 * 86400)
+    assert swept.log_chunks > 0 and await count(store, t.log_chunks) == 0
+    assert _indexed(url, '"segmentation"') == 0
+    with History(url) as history:
+        assert history.search_logs("segmentation").empty
+    await store.close()
+
+
+async def test_a_master_indexes_what_its_builds_log(tmp_path):
+    # Given a master on SQLite whose build prints a rare word
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        schedulers=[ForceScheduler("force", builders=["unit"])],
+        builders=[Builder("unit", workers=["w1"], steps=[Shell("echo quasar-7 detected")])],
+    )
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    async with Master(pipeline, db=url, http=None, workers="tcp://127.0.0.1:0") as master:
+        await master.start_local_workers()
+        # When the build has run
+        await master.force("unit")
+        await master.wait_idle(timeout=60)
+        # Then its log is found at once, and in the index soon after
+        with master.history as history:
+            found = history.search_logs("QUASAR-7")
+            assert found.loc[found["stream"] == "stdout", "line"].tolist() == ["quasar-7 detected"]
+
+        async def indexed() -> None:
+            while await count(master.store, sa.table(QUEUE_TABLE, sa.column("chunk_id"))):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(indexed(), 10)
+        chunks = await rows(master.store, t.log_chunks, t.log_chunks.c.content.like("%quasar-7%"))
+        assert chunks and _indexed(url, '"quasar-7"') == len(chunks)
+
+
+async def test_sqlite_downgrade_indexes_what_was_queued(tmp_path):
+    # Given a SQLite store whose log chunks are all still queued
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    store = await Store.open(url)
+    await write_history(store)
+    await store.close()
+
+    # When it goes back to the schema before the queue
+    engine = create_engine(url)
+    _at(engine, "0003_text", "downgrade")
+    assert QUEUE_TABLE not in sa.inspect(engine).get_table_names()
+    engine.dispose()
+
+    # Then the index holds every chunk, and the old triggers keep it in step again
+    assert _indexed(url, '"segmentation"') == 1
+    with History(url) as history:
+        assert len(history.search_logs("segmentation")) == 1
