@@ -81,8 +81,14 @@ class Renderable(Protocol):
     def render(self, build: RenderContext) -> Any: ...
 
 
+#: Types that render as themselves, checked first: most of what a step renders is plain text.
+_PLAIN = frozenset({str, int, float, bool, bytes, type(None)})
+
+
 def render(value: Any, build: RenderContext) -> Any:
     """Resolve ``value`` against ``build``, looking inside lists, tuples and dicts."""
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, Renderable) and not isinstance(value, type):
         return render(value.render(build), build)
     if isinstance(value, list):

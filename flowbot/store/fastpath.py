@@ -17,25 +17,40 @@ import sqlalchemy as sa
 
 
 class _Compiled:
-    """One statement as one dialect runs it."""
+    """One statement as one dialect runs it.
+
+    SQLAlchemy's ``construct_params`` walks every bind of the statement on each call; here that
+    walk happens once, leaving per call a merge of dictionaries and the type conversions.
+    """
 
     def __init__(self, compiled: sa.sql.compiler.Compiled, dialect: sa.Dialect, defaults: dict[str, Any]):
         self.sql = compiled.string
-        self.defaults = defaults
-        self.compiled = compiled
+        binds = compiled.bind_names  # BindParameter -> the name the SQL uses
+        if any(bind.callable is not None or bind.expanding for bind in binds):
+            raise TypeError(f"not a hot-path statement (computed or expanding binds): {self.sql}")
+        #: The caller's key for each name (anonymous binds have generated names).
+        self.names = {bind.key: name for bind, name in binds.items()}
+        #: What the statement gives itself: literal values, and the constant column defaults.
+        self.fixed = {name: bind.value for bind, name in binds.items() if not bind.required}
+        self.fixed.update((self.names[key], value) for key, value in defaults.items() if key in self.names)
         self.order = list(compiled.positiontup) if dialect.paramstyle in ("qmark", "numeric", "format") else None
-        self.processors = {
-            name: processor  # keyed as the SQL names them (anonymous binds get generated names)
-            for bind, name in compiled.bind_names.items()
+        self.processors = [
+            (name, processor)
+            for bind, name in binds.items()
             if (processor := bind.type._cached_bind_processor(dialect)) is not None
-        }
+        ]
         self.returns_id = bool(getattr(compiled, "implicit_returning", None) or compiled.returning)
 
     def parameters(self, values: dict[str, Any]) -> Any:
-        params = self.compiled.construct_params({**self.defaults, **values}, _check=False)
-        for name, processor in self.processors.items():
+        names = self.names
+        params = self.fixed.copy()
+        for key, value in values.items():
+            name = names.get(key)
+            if name is not None:
+                params[name] = value
+        for name, processor in self.processors:
             params[name] = processor(params[name])
-        return params if self.order is None else tuple(params[name] for name in self.order)
+        return params if self.order is None else tuple([params[name] for name in self.order])
 
 
 class Statement:
