@@ -78,7 +78,11 @@ class Store:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbot-store")
         embedded = self.dialect == "sqlite"
         self._writer = GroupWriter(
-            self.engine, self._executor, inline=embedded, checkpoint=self._checkpoint if embedded else None
+            self.engine,
+            self._executor,
+            inline=embedded,
+            checkpoint=self._checkpoint if embedded else None,
+            failure=self._write_failed,
         )
         #: Whether new log chunks wait in a queue for search indexing (see :mod:`.log_search`).
         self.queues_log_search = False
@@ -117,17 +121,16 @@ class Store:
 
     def _submit(self, op: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
         """Queue a write; the future resolves once its transaction has committed."""
+        return self._writer.submit(op)
 
+    def _write_failed(self, exc: Exception) -> Exception:
+        """A database's refusal of a write or of its commit (a full disk, say) as a StoreError."""
         # The hot path runs some statements on the driver's cursor: its errors count too.
-        failures = (sa.exc.SQLAlchemyError, self.engine.dialect.loaded_dbapi.Error)
-
-        def guarded(conn: sa.Connection) -> T:
-            try:
-                return op(conn)
-            except failures as exc:
-                raise StoreError(f"database write failed: {getattr(exc, 'orig', None) or exc}") from exc
-
-        return self._writer.submit(guarded)
+        if isinstance(exc, sa.exc.SQLAlchemyError | self.engine.dialect.loaded_dbapi.Error):
+            error = StoreError(f"database write failed: {getattr(exc, 'orig', None) or exc}")
+            error.__cause__ = exc
+            return error
+        return exc
 
     async def _read(self, fn: Callable[[sa.Connection], T]) -> T:
         def run() -> T:

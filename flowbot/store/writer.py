@@ -32,7 +32,10 @@ Op = Callable[[sa.Connection], Any]
 
 
 class GroupWriter:
-    """Queues write operations and commits them in batches, inline or on ``executor``."""
+    """Queues write operations and commits them in batches, inline or on ``executor``.
+
+    ``failure`` turns what a write or its commit raised into what its caller gets.
+    """
 
     def __init__(
         self,
@@ -41,8 +44,10 @@ class GroupWriter:
         *,
         inline: bool = False,
         checkpoint: Callable[[], None] | None = None,
+        failure: Callable[[Exception], Exception] = lambda exc: exc,
     ):
         self._engine = engine
+        self._failure = failure
         self._executor = executor
         self.inline = inline
         self._checkpoint = checkpoint
@@ -95,15 +100,17 @@ class GroupWriter:
                 return [(True, op(connection)) for op, _ in batch]
         except Exception as exc:
             if len(batch) == 1:
-                return [(False, exc)]
+                return [(False, self._failure(exc))]
             log.warning("a batch of %d writes failed (%s); retrying them one by one", len(batch), exc)
-        results = []
+        results: list[tuple[bool, Any]] = []
         for op, _ in batch:
             try:
                 with self._engine.begin() as connection:
-                    results.append((True, op(connection)))
-            except Exception as exc:
-                results.append((False, exc))
+                    value = op(connection)
+            except Exception as exc:  # the op, or the commit (a full disk fails there)
+                results.append((False, self._failure(exc)))
+            else:
+                results.append((True, value))
         return results
 
     def _resolve_from(self, batch: list[tuple[Op, asyncio.Future]], done: Any) -> None:

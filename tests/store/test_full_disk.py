@@ -1,0 +1,90 @@
+"""A database that cannot take more (a full disk): writes fail with a clear error, what was
+accepted stays, and the master carries on once there is room again."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import sqlalchemy as sa
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
+from flowbot.errors import StoreError
+from flowbot.master import Master
+from flowbot.store import Store
+
+from .test_store import NOW, buildset
+
+
+async def test_a_commit_that_fails_fails_its_own_write_and_the_writer_goes_on(tmp_path) -> None:
+    # Given a SQLite store
+    store = await Store.open(f"sqlite:///{tmp_path / 'state.sqlite'}")
+
+    # When, in one group commit, a good write is queued beside one whose statements pass but whose
+    # commit fails (deferred foreign keys are checked at commit, as a full disk fails there)
+    def fails_at_commit(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
+        conn.exec_driver_sql("INSERT INTO steps (build_id, number, name, hidden, summary) VALUES (999, 0, 'x', 0, '')")
+
+    good = store.add_buildset(buildset("unit"), NOW)
+    bad = store._submit(fails_at_commit)
+    outcomes = await asyncio.gather(good, bad, return_exceptions=True)
+
+    # Then the good write is stored, the bad one fails alone with a store error saying why
+    (request,) = outcomes[0]
+    assert isinstance(outcomes[1], StoreError) and "FOREIGN KEY constraint failed" in str(outcomes[1])
+    # And the writer keeps working
+    (later,) = await store.add_buildset(buildset("lint"), NOW + 1)
+    assert [r.id for r in await store.pending_requests()] == [request.id, later.id]
+    await store.close()
+
+
+@contextmanager
+def database_full(engine: sa.Engine) -> Iterator[None]:
+    """Let the SQLite database grow no more (``max_page_count``), as if its disk were full."""
+
+    def cap(dbapi_connection, _record) -> None:
+        pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
+        dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
+
+    sa.event.listen(engine, "connect", cap)
+    engine.dispose()
+    try:
+        yield
+    finally:
+        sa.event.remove(engine, "connect", cap)
+        engine.dispose()
+
+
+async def test_a_full_database_refuses_new_work_clearly_and_the_master_carries_on(tmp_path) -> None:
+    # Given a master on SQLite that has run a build
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        schedulers=[ForceScheduler("force", builders=["unit"])],
+        builders=[Builder("unit", workers=["w1"], steps=[Shell("echo built")])],
+    )
+    url = f"sqlite:///{tmp_path / 'state.sqlite'}"
+    async with Master(pipeline, db=url, http="127.0.0.1:0", workers="tcp://127.0.0.1:0") as master:
+        await master.start_local_workers()
+        await master.force("unit")
+        await master.wait_idle(timeout=60)
+
+        # When the database can take no more
+        with database_full(master.store.engine):
+            # Then a forced build is refused, saying why, in Python and over HTTP (503, not a traceback)
+            with pytest.raises(StoreError, match="database or disk is full"):
+                await master.force("unit", reason="x" * 100_000)
+            body = '{"reason": "' + "y" * 100_000 + '"}'
+            with pytest.raises(HTTPClientError) as refused:
+                await AsyncHTTPClient().fetch(f"{master.http_url}/api/builders/unit/force", method="POST", body=body)
+            assert refused.value.code == 503
+            assert b"database or disk is full" in refused.value.response.body
+
+        # And once there is room again, builds run and are recorded beside the first one
+        await master.force("unit")
+        await master.wait_idle(timeout=60)
+        builds = await master.store.builds()
+        assert [(b["number"], b["result"]) for b in builds] == [(2, "SUCCESS"), (1, "SUCCESS")]
