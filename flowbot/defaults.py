@@ -42,6 +42,8 @@ SQLITE_FILE = "state.sqlite"
 PIPELINE_FILE = "pipeline.py"
 PIPELINE_NOTEBOOK = "pipeline.ipynb"
 PID_FILE = "master.pid"
+#: ``flowbot create-key`` writes the master's CURVE key pair as NAME.key and NAME.key_secret.
+MASTER_KEY_NAME = "master"
 
 #: Largest request body the HTTP API accepts, in bytes.
 MAX_BODY_BYTES = 1024 * 1024

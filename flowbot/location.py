@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+#: How :mod:`flowbot.config` names the code of a notebook's cell: ``NOTEBOOK cell N``.
+_CELL = re.compile(r" cell \d+$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,6 +23,12 @@ class Location:
 
     def __str__(self) -> str:
         return f"{self.filename}:{self.lineno}"
+
+    @property
+    def directory(self) -> Path | None:
+        """The directory of the file this is in (of the notebook, for a cell of one), if that file is on disk."""
+        path = Path(_CELL.sub("", self.filename))
+        return path.parent if path.is_file() else None
 
 
 def caller() -> Location | None:

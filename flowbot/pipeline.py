@@ -9,8 +9,12 @@ once, with the file and line of the object at fault, before anything runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
+
+from flowbot_worker.curve import KeyPair, check_key, load_key_pair
+from flowbot_worker.errors import KeyFileError
 
 from .auth import Auth
 from .builder import Builder
@@ -45,6 +49,10 @@ class Pipeline:
         url: where people reach the master's web page, for links in reports (default: the
             master's own HTTP address).
         retention: how long the store keeps logs and builds (None: forever).
+        curve_key: the master's CURVE secret key file (``flowbot create-key`` makes one), relative
+            to the pipeline file's directory (the current one in a Jupyter cell): with it the worker
+            link is encrypted, and only workers whose ``public_key`` is declared connect. It is read
+            here, so checkconfig reports a bad one.
 
     Raises:
         ConfigErrors: every problem found, each with the file and line it comes from.
@@ -64,6 +72,7 @@ class Pipeline:
         auth: Auth | None = None,
         url: str | None = None,
         retention: Retention | None = None,
+        curve_key: str | Path | None = None,
     ):
         self.workers = list(workers)
         self.sources = list(sources)
@@ -75,6 +84,9 @@ class Pipeline:
         self.auth = auth
         self.url = url
         self.retention = retention
+        self.curve_key = curve_key
+        #: The master's CURVE key pair read from ``curve_key`` (None: the link is not encrypted).
+        self.curve: KeyPair | None = None
         self.defined_at = caller()
         self.validate()
         if master is not None:
@@ -181,12 +193,41 @@ class Pipeline:
                 for name in self.retention.per_builder:
                     if name not in builder_names:
                         problem(f"retention names builder {name!r}, which no builder defines", self.retention)
+        self._check_curve(problem)
         if not errors:
             cycle = self._cycle()
             if cycle:
                 problem("builders trigger each other in a cycle: " + " -> ".join(cycle), self.builder(cycle[0]))
         if errors:
             raise ConfigErrors(errors)
+
+    def _check_curve(self, problem: Callable[[str, Any], None]) -> None:
+        """Read the master's CURVE key pair, and check the workers' public keys that go with it."""
+        keyed: dict[str, Worker] = {}
+        for worker in self.workers:
+            if not isinstance(worker, Worker) or worker.public_key is None:
+                continue
+            try:
+                check_key(worker.public_key)
+            except KeyFileError as exc:
+                problem(f"worker {worker.name!r}: public_key: {exc}", worker)
+                continue
+            other = keyed.setdefault(worker.public_key, worker)
+            if other is not worker:
+                problem(f"workers {other.name!r} and {worker.name!r} share a public_key; give each its own", worker)
+        if self.curve_key is None:
+            if keyed:
+                first = next(iter(keyed.values()))
+                problem(f"worker {first.name!r} has a public_key, but the pipeline has no curve_key", first)
+            return
+        if not isinstance(self.curve_key, (str, Path)):
+            problem(f"curve_key must be the path of a key file; got {self.curve_key!r}", self)
+            return
+        base = self.defined_at and self.defined_at.directory
+        try:
+            self.curve = load_key_pair(base / self.curve_key if base else self.curve_key)
+        except KeyFileError as exc:
+            problem(f"curve_key: {exc}", self)
 
     # -- the graph ------------------------------------------------------------------------------
 

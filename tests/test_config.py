@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from flowbot_worker.curve import create_key, load_key_pair
 
 from flowbot import AnyBranchScheduler, ForceScheduler, Pipeline, Shell
 from flowbot.config import load_pipeline, load_source
@@ -187,3 +188,84 @@ def test_a_scheduler_spread_over_lines_is_reported_at_its_first_line() -> None:
         f"{FILENAME}:{line_of(source, 'AnyBranchScheduler(')}: "
         "scheduler 'on-change' names builder 'nope', which no builder defines"
     )
+
+
+# -- CURVE keys ------------------------------------------------------------------------------------
+
+CURVE_PIPELINE = """\
+from flowbot import Pipeline, Worker, Builder, Shell
+pipeline = Pipeline(  # the pipeline
+    workers=[
+        Worker("w1", secret="s", public_key={w1!r}),  # w1
+        Worker("w2", secret="s", public_key={w2!r}),  # w2
+    ],
+    builders=[Builder("b", workers=["w1", "w2"], steps=[Shell("true")])],
+    curve_key={curve_key!r},
+)
+"""
+
+
+def curve_pipeline(tmp_path: Path, **values: object) -> str:
+    source = CURVE_PIPELINE.format(**{"w1": None, "w2": None, "curve_key": None, **values})
+    (tmp_path / "pipeline.py").write_text(source)
+    return source
+
+
+def test_a_curve_key_beside_the_pipeline_file_is_read_wherever_the_master_is_started_from(tmp_path, monkeypatch):
+    # Given a master directory with its key pair and a worker's public key
+    master, worker = create_key(tmp_path, "master"), create_key(tmp_path / "elsewhere", "w1")
+    w1 = load_key_pair(worker[1]).public
+    curve_pipeline(tmp_path, w1=w1, curve_key="master.key_secret")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+
+    # When it is loaded from another directory
+    pipeline = load_pipeline(tmp_path)
+
+    # Then the key named relative to the pipeline file is the one read
+    assert pipeline.curve == load_key_pair(master[1])
+    assert pipeline.worker("w1").public_key == w1
+    assert pipeline.curve.secret not in repr(pipeline.curve)
+
+
+@pytest.mark.parametrize(
+    ("values", "marker", "problem"),
+    [
+        ({"w1": "short"}, "# w1", "worker 'w1': public_key: a CURVE key is 40 characters of Z85 text; this one has 5"),
+        ({"w1": "~" * 40}, "# w1", "worker 'w1': public_key: a CURVE key is Z85 text; this one has characters"),
+        ({"w1": "#" * 40}, "# w1", "worker 'w1': public_key: a CURVE key is Z85 text; this one has characters"),
+        ({"curve_key": "nowhere.key_secret"}, "# the pipeline", "curve_key: {dir}/nowhere.key_secret: cannot read"),
+        ({"curve_key": "master.key"}, "# the pipeline", "curve_key: {dir}/master.key: no secret-key in it"),
+        ({"curve_key": "pipeline.py"}, "# the pipeline", "curve_key: {dir}/pipeline.py: not a CURVE key file"),
+        ({"w1": "{key}"}, "# w1", "worker 'w1' has a public_key, but the pipeline has no curve_key"),
+        ({"w1": "{key}", "w2": "{key}", "curve_key": "master.key_secret"}, "# w2", "workers 'w1' and 'w2' share"),
+    ],
+)
+def test_a_bad_curve_key_is_refused_with_file_line_and_problem(tmp_path, values, marker, problem) -> None:
+    # Given a pipeline whose keys are wrong in one way
+    create_key(tmp_path, "master")
+    key = load_key_pair(tmp_path / "master.key_secret").public
+    source = curve_pipeline(tmp_path, **{name: value.replace("{key}", key) for name, value in values.items()})
+
+    # When it is checked
+    with pytest.raises(ConfigError) as caught:
+        load_pipeline(tmp_path)
+
+    # Then the error names the file, the line at fault and what is wrong
+    (error,) = caught.value.errors
+    assert (error.filename, error.lineno) == (str(tmp_path / "pipeline.py"), line_of(source, marker))
+    assert error.problem.startswith(problem.format(dir=tmp_path)), error.problem
+
+
+def test_a_key_file_whose_halves_do_not_belong_together_is_refused(tmp_path) -> None:
+    # Given a secret key file edited to hold another pair's public key
+    create_key(tmp_path, "master")
+    create_key(tmp_path, "other")
+    secret = tmp_path / "master.key_secret"
+    other = load_key_pair(tmp_path / "other.key_secret").public
+    text = secret.read_text()
+    secret.write_text(text.replace(load_key_pair(secret).public, other))
+    curve_pipeline(tmp_path, curve_key="master.key_secret")
+
+    # Then loading the pipeline says so
+    with pytest.raises(ConfigError, match="its public-key is not the public half of its secret-key"):
+        load_pipeline(tmp_path)

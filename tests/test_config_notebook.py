@@ -7,6 +7,7 @@ import sys
 
 import nbformat
 import pytest
+from flowbot_worker.curve import create_key, load_key_pair
 
 from flowbot.config import load_pipeline
 from flowbot.errors import ConfigError
@@ -45,6 +46,16 @@ def test_tagged_cells_define_the_pipeline_and_the_rest_is_left_out(tmp_path):
     )
     pipeline = load_pipeline(tmp_path)
     assert [b.name for b in pipeline.builders] == ["unit"]
+
+
+def test_a_curve_key_is_read_from_beside_the_notebook(tmp_path, monkeypatch):
+    # Given a notebook whose pipeline names a key file beside it, loaded from elsewhere
+    create_key(tmp_path, "master")
+    write(tmp_path / "pipeline.ipynb", (PIPELINE_CELL.replace("master=master", 'curve_key="master.key_secret"'), []))
+    monkeypatch.chdir(tmp_path.parent)
+
+    # Then that is the key it reads
+    assert load_pipeline(tmp_path).curve == load_key_pair(tmp_path / "master.key_secret")
 
 
 def test_without_tags_every_code_cell_runs(tmp_path):

@@ -74,6 +74,8 @@ def parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("create-master", help="make a master directory with a sample pipeline.py")
     c.add_argument("basedir")
+    c = sub.add_parser("create-key", help="make the master's CURVE key pair, to encrypt the worker link")
+    c.add_argument("basedir")
     c = sub.add_parser("checkconfig", help="check a master directory's pipeline")
     c.add_argument("basedir")
     c = sub.add_parser("start", help="run a master in the foreground")
@@ -132,6 +134,8 @@ def dispatch(args: argparse.Namespace) -> Any:
             f"created {path}\ncheck it with: flowbot checkconfig {args.basedir}\n"
             f"run it with:   flowbot start {args.basedir}"
         )
+    elif args.command == "create-key":
+        print(run.create_key(args.basedir))
     elif args.command == "checkconfig":
         print(run.checkconfig(args.basedir))
     elif args.command == "start":

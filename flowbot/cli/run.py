@@ -1,17 +1,22 @@
-"""Running a master from a directory: ``create-master``, ``checkconfig``, ``start``, ``stop``."""
+"""Running a master from a directory: ``create-master``, ``create-key``, ``checkconfig``, ``start``, ``stop``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
+import shlex
 import signal
 import time
 from importlib import resources
 from pathlib import Path
 
+from flowbot_worker.curve import create_key as create_key_files
+from flowbot_worker.curve import load_key_pair
+from flowbot_worker.errors import KeyFileError
+
 from ..config import load_pipeline, pipeline_file
-from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, PID_FILE, WORKER_ENDPOINT
+from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, MASTER_KEY_NAME, PID_FILE, WORKER_ENDPOINT
 from ..errors import ConfigError, FlowbotError
 
 log = logging.getLogger("flowbot")
@@ -27,12 +32,29 @@ def create_master(basedir: str | Path) -> Path:
     return path
 
 
+def create_key(basedir: str | Path) -> str:
+    """Make the master's CURVE key pair, ``master.key`` and ``master.key_secret``, in ``basedir``;
+    returns what to do with it."""
+    try:
+        public, secret = create_key_files(basedir, MASTER_KEY_NAME)
+    except KeyFileError as exc:
+        raise FlowbotError(str(exc)) from None
+    key = load_key_pair(secret).public
+    return (
+        f"wrote {public} and {secret} (keep that one private)\n"
+        f"master public key: {key}\n"
+        f'encrypt the worker link with: Pipeline(..., curve_key="{secret.name}") and a public_key for each Worker\n'
+        f"workers then run with: flowbot-worker ... --master-key {shlex.quote(key)} --key-file W.key_secret"
+    )
+
+
 def checkconfig(basedir: str | Path) -> str:
     """Load the directory's pipeline; returns a one-line summary or raises ConfigError."""
     pipeline = load_pipeline(basedir)
     return (
         f"{pipeline_file(basedir)}: OK: {len(pipeline.workers)} workers, "
         f"{len(pipeline.schedulers)} schedulers, {len(pipeline.builders)} builders"
+        + ("; worker link encrypted (CURVE)" if pipeline.curve else "")
     )
 
 

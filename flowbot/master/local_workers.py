@@ -2,7 +2,8 @@
 
 They are real ``flowbot-worker`` processes that dial the master like any other; they stop with
 the master, and (``--exit-with-parent``) on their own when the process that started them is gone,
-so a killed notebook kernel leaves none behind.
+so a killed notebook kernel leaves none behind. On an encrypted link each gets a CURVE key pair
+the master makes for it (kept beside its log), which the registry admits as that worker's.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import subprocess
 import sys
 import time
 import weakref
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from flowbot_worker.curve import create_key, load_key_pair
+from flowbot_worker.errors import KeyFileError
 
 from ..errors import FlowbotError
 
@@ -65,6 +70,7 @@ class LocalWorkers:
                         "--basedir",
                         str(basedir),
                         "--exit-with-parent",
+                        *self._curve_options(name, root),
                     ],
                     stdout=output,
                     stderr=subprocess.STDOUT,
@@ -79,6 +85,21 @@ class LocalWorkers:
                 raise FlowbotError(f"local workers {why}; their logs are in {root}")
             await asyncio.sleep(0.05)
         return names
+
+    def _curve_options(self, name: str, root: Path) -> list[str]:
+        """The worker's key options on an encrypted link (none on a plain one)."""
+        master = self.master.registry.curve
+        if master is None:
+            return []
+        secret = root / f"{name}.key_secret"
+        try:
+            if not secret.exists():
+                create_key(root, name)
+            own = load_key_pair(secret)
+        except KeyFileError as exc:
+            raise FlowbotError(f"cannot make a CURVE key for local worker {name}: {exc}") from None
+        self.master.registry.local_keys[name] = own.public
+        return ["--master-key", master.public, "--key-file", str(secret)]
 
     def _endpoint(self) -> str:
         # A worker dialing a wildcard address would not find the master: use loopback.

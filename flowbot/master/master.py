@@ -87,6 +87,7 @@ class Master:
             on_lost=self._worker_lost,
             heartbeat=heartbeat,
             liveness=liveness,
+            curve=pipeline.curve,
         )
         self.dispatcher = Dispatcher(self)
         self.scheduling = Scheduling(self)
@@ -264,6 +265,7 @@ class Master:
         await self.sources.stop()
         self.pipeline = pipeline
         self.registry.set_workers(pipeline.workers)
+        self.registry.set_curve(pipeline.curve)
         for name in [n for n in self.registry.connections if n not in self.registry.workers]:
             log.info("worker %s is no longer in the pipeline; it gets no new builds", name)
         await self.scheduling.start()
@@ -291,6 +293,7 @@ class Master:
         if self.store is None or self._stopping:
             self.pipeline = pipeline
             self.registry.set_workers(pipeline.workers)
+            self.registry.set_curve(pipeline.curve)
             return
         self._wanted = pipeline
         self.spawn(self._reconfigure_to_wanted(), "reconfigure")

@@ -5,6 +5,11 @@ ZeroMQ routing id, which anyone could claim), binds the route to that worker, an
 checks every message with the worker's secret. Anything malformed, unsigned, replayed, oversized
 or from an unknown route is dropped and counted; nothing a peer sends can raise out of here.
 
+With a CURVE key pair the link is encrypted too (see :mod:`flowbot.master.curve`): a connection
+whose public key no declared worker has is refused during the handshake, and a hello is accepted
+only over a connection that proved the public key declared for the worker it names, so a stolen
+secret is not enough to pose as a worker.
+
 A worker that goes silent for the liveness window is lost: its running commands fail with
 :class:`~flowbot.errors.WorkerLost`, so their builds end as RETRY. A worker that reconnects within
 the window with the same session resumes: its route is rebound and its commands carry on, output
@@ -26,6 +31,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from flowbot_worker import protocol
+from flowbot_worker.curve import KeyPair
 from flowbot_worker.defaults import MAX_FRAME_BYTES
 
 from ..defaults import (
@@ -39,6 +45,7 @@ from ..defaults import (
 from ..errors import ProtocolError, WorkerLost
 from ..steps.base import CommandResult
 from ..workers import Worker
+from . import curve
 from .events import EventBus
 from .transfers import Transfer, TransferError
 
@@ -89,6 +96,8 @@ class WorkerConnection:
         self.last_sent = 0.0
         self.commands: dict[str, RemoteCommand] = {}
         self.lost = False
+        #: The CURVE public key the connection proved (None on a link without CURVE).
+        self.key: str | None = None
 
     def send(
         self, kind: str, content: dict[str, Any] | None = None, blobs: tuple[bytes, ...] = (), re: str | None = None
@@ -152,6 +161,7 @@ class WorkerRegistry:
         endpoint: where to bind, e.g. ``tcp://127.0.0.1:9989`` (port ``0`` or ``*``: any free port).
         events: where worker events go.
         on_connected, on_lost: called with the worker's connection when it arrives or goes.
+        curve: the master's CURVE key pair, to encrypt the link and admit only declared keys.
     """
 
     def __init__(
@@ -164,8 +174,12 @@ class WorkerRegistry:
         on_lost: Callable[[WorkerConnection], None],
         heartbeat: float = HEARTBEAT_INTERVAL,
         liveness: int = LIVENESS,
+        curve: KeyPair | None = None,
     ):
         self.workers = workers
+        self.curve = curve
+        #: Public keys of the worker processes the master started itself, by worker name.
+        self.local_keys: dict[str, str] = {}
         self.endpoint = endpoint
         self.events = events
         self.on_connected = on_connected
@@ -184,6 +198,7 @@ class WorkerRegistry:
         self._sock: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task] = []
         self._drop_logged: dict[str, float] = {}
+        self._authenticator: Any = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -194,6 +209,8 @@ class WorkerRegistry:
         sock.setsockopt(zmq.LINGER, 0)
         # A peer sending a frame no valid message has is cut off before the frame is buffered.
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+        if self.curve is not None:
+            self._authenticator = curve.serve(self._ctx, sock, self.curve, self._admits)
         endpoint = self.endpoint
         if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
             endpoint = endpoint[:-2] + ":*"
@@ -204,7 +221,7 @@ class WorkerRegistry:
             asyncio.create_task(self._receive_loop(), name="worker-registry receive"),
             asyncio.create_task(self._sweep_loop(), name="worker-registry heartbeats"),
         ]
-        log.info("waiting for workers on %s", self.endpoint)
+        log.info("waiting for workers on %s%s", self.endpoint, " (encrypted: CURVE)" if self.curve else "")
         return self.endpoint
 
     async def stop(self) -> None:
@@ -215,17 +232,23 @@ class WorkerRegistry:
             conn.fail_all("the master is shutting down")
         if self._sock is not None:
             self._sock.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._ctx.term()
 
     def set_workers(self, workers: list[Worker]) -> None:
         """Accept ``workers`` from now on (at reconfigure).
 
-        A worker whose secret changed is disconnected, so it has to come back signing with the new
-        one; a worker no longer declared is refused when it says hello again, and meanwhile finishes
-        what it runs. The replay state of each name is kept: a worker process that is declared again
-        later still recognises this master's messages.
+        A worker whose secret or CURVE public key changed is disconnected, so it has to come back
+        signing with the new secret and holding the new key; a worker no longer declared is refused
+        when it says hello again, and meanwhile finishes what it runs. The replay state of each name
+        is kept: a worker process that is declared again later still recognises this master's messages.
         """
         self.workers = {w.name: w for w in workers}
+        for conn in list(self.connections.values()):
+            if self.curve is not None and conn.name in self.workers and conn.key not in self._keys_of(conn.name):
+                conn.send(protocol.DISCONNECT, {"reason": "the pipeline's public_key for this worker changed"})
+                self._lose(conn, "its CURVE public key changed")
         for name, channel in self._channels.items():
             spec = self.workers.get(name)
             if spec is None or spec.secret.encode() == channel.key:
@@ -235,6 +258,25 @@ class WorkerRegistry:
                 conn.send(protocol.DISCONNECT, {"reason": "the master's secret for this worker changed"})
                 self._lose(conn, "its secret changed")
             channel.key = spec.secret.encode()
+
+    def set_curve(self, keys: KeyPair | None) -> None:
+        """Use the master's CURVE key pair ``keys``: from the next start; a running link keeps its own."""
+        if self._sock is None:
+            self.curve = keys
+        elif keys != self.curve:
+            log.warning("the master's CURVE key (curve_key) changes only when the master restarts; keeping the old one")
+
+    def _keys_of(self, name: str) -> set[str]:
+        """The CURVE public keys that may connect as worker ``name``."""
+        spec = self.workers.get(name)
+        return {k for k in (spec and spec.public_key, self.local_keys.get(name)) if k}
+
+    def _admits(self, key: str) -> bool:
+        """Whether a connection holding CURVE public ``key`` may in (asked during its handshake)."""
+        if any(key in self._keys_of(name) for name in self.workers):
+            return True
+        self._count("refused-key", "refused a connection with CURVE key %s: no worker in the pipeline has it", key)
+        return False
 
     def new_command_id(self) -> str:
         self._counter += 1
@@ -261,26 +303,33 @@ class WorkerRegistry:
         sock = self._sock
         while True:
             try:
-                frames = await sock.recv_multipart(copy=True)
+                frames = await sock.recv_multipart(copy=self.curve is None)
             except asyncio.CancelledError:
                 raise
             except zmq.ZMQError as exc:
                 log.error("worker socket error: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
+            key = None
+            if self.curve is not None:  # frames, with the key their connection proved
+                key = curve.proven_key(frames[0])
+                frames = [frame.bytes for frame in frames]
             try:
-                self._handle(frames)
+                self._handle(frames, key)
             except Exception:  # a bug here must not take the master's link down
                 self._drop("internal-error", frames[0] if frames else b"", "see traceback")
                 log.exception("error while handling a worker message")
 
-    def _handle(self, frames: list[bytes]) -> None:
+    def _handle(self, frames: list[bytes], key: str | None = None) -> None:
         route, body = frames[0], frames[1:]
         conn = self._by_route.get(route)
         try:
             message = protocol.parse(body)
             if message.type == protocol.HELLO:
-                self._hello(route, body, message)
+                self._hello(route, body, message, key)
+                return
+            if conn is not None and key != conn.key:  # another connection took over the route
+                self._drop("wrong-key", route, f"CURVE key {key} is not worker {conn.name}'s")
                 return
             if conn is None:
                 self._drop("unknown-route", route, message.type)
@@ -316,11 +365,14 @@ class WorkerRegistry:
         self._count("refused", "refused worker %r: %s", name, reason)
         self.send(route, protocol.unsigned(protocol.DISCONNECT, {"reason": reason}))
 
-    def _hello(self, route: bytes, body: list[bytes], message: protocol.Message) -> None:
+    def _hello(self, route: bytes, body: list[bytes], message: protocol.Message, key: str | None) -> None:
         name = message.content.get("name")
         spec = self.workers.get(name) if isinstance(name, str) else None
         if spec is None:
             self._refuse(route, name, "unknown worker: the pipeline declares no worker of that name")
+            return
+        if self.curve is not None and key not in self._keys_of(name):
+            self._refuse(route, name, f"its CURVE key {key} is not the public_key the pipeline declares for it")
             return
         channel = self._channels.get(name)
         if channel is None:
@@ -353,6 +405,7 @@ class WorkerRegistry:
         else:
             conn = WorkerConnection(self, spec, route, message.session, info, channel)
             self.connections[name] = conn
+        conn.key = key
         conn.last_recv = time.monotonic()
         conn.last_seen = time.time()
         self._by_route[route] = conn

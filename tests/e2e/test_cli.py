@@ -187,6 +187,24 @@ def test_worker_command_refuses_to_run_without_a_secret(tmp_path):
     assert "no secret" in result.stderr
 
 
+def _start_until_connected(master: MasterProcess, basedir: Path, name: str = "w1") -> None:
+    """``flowbot-worker start BASEDIR`` until worker ``name`` is connected to ``master``; then stop it."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flowbot_worker", "start", str(basedir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(
+            lambda: any(w["name"] == name and w["connected"] for w in master.client.workers()),
+            20,
+            f"worker {name} to connect",
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+
+
 def test_worker_directories_keep_their_settings(tmp_path, master_factory):
     master = master_factory()
     (tmp_path / "secret").write_text("change-me\n")
@@ -210,17 +228,76 @@ def test_worker_directories_keep_their_settings(tmp_path, master_factory):
     )
     assert created.returncode == 0, created.stderr
     assert (tmp_path / "w1" / "worker.json").stat().st_mode & 0o077 == 0
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "flowbot_worker", "start", str(tmp_path / "w1")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(
-            lambda: any(w["name"] == "w1" and w["connected"] for w in master.client.workers()),
-            20,
-            "the worker to connect",
+    _start_until_connected(master, tmp_path / "w1")
+
+
+def _worker_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flowbot_worker", *args], capture_output=True, text=True, timeout=30)
+
+
+def test_an_encrypted_link_is_set_up_from_the_command_line(tmp_path, master_factory):
+    # Given key pairs made with create-key, for the master and for a worker
+    made = flowbot("create-key", str(tmp_path / "master"))
+    assert made.returncode == 0, made.stderr
+    master_key = re.search(r"master public key: (\S{40})", made.stdout)[1]
+    made = _worker_command("create-key", str(tmp_path / "keys"), "--name", "w1")
+    assert made.returncode == 0, made.stderr
+    worker_key = re.search(r"public key: (\S{40})", made.stdout)[1]
+    # The secret halves are private from the start, and never overwritten
+    for secret in (tmp_path / "master" / "master.key_secret", tmp_path / "keys" / "w1.key_secret"):
+        assert secret.stat().st_mode & 0o077 == 0
+    assert master_key in (tmp_path / "master" / "master.key").read_text()
+    again = flowbot("create-key", str(tmp_path / "master"))
+    assert again.returncode == 1 and "exists already; not overwriting it" in again.stderr
+    assert master_key in (tmp_path / "master" / "master.key").read_text()
+
+    # When the pipeline uses them, as create-key said to
+    master = master_factory(
+        f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s", public_key={worker_key!r})],
+            schedulers=[ForceScheduler("force", builders=["b"])],
+            builders=[Builder("b", workers=["w1"], steps=[Shell("true")])],
+            curve_key="master.key_secret",
         )
-    finally:
-        worker.terminate()
-        worker.wait(timeout=10)
+        """
+    )
+    checked = flowbot("checkconfig", str(master.basedir))
+    assert "OK: 1 workers, 1 schedulers, 1 builders; worker link encrypted (CURVE)" in checked.stdout
+
+    # Then a worker directory made with the keys keeps them, and its worker connects
+    created = _worker_command(
+        "create-worker",
+        str(tmp_path / "w1"),
+        "--master",
+        master.endpoint,
+        "--name",
+        "w1",
+        "--secret",
+        "s",
+        "--master-key",
+        str(tmp_path / "master" / "master.key"),
+        "--key-file",
+        str(tmp_path / "keys" / "w1.key_secret"),
+    )
+    assert created.returncode == 0, created.stderr
+    _start_until_connected(master, tmp_path / "w1")
+
+
+def test_the_worker_command_refuses_half_or_bad_keys(tmp_path):
+    # Given a worker key file, and a public key file that is not a secret one
+    assert _worker_command("create-key", str(tmp_path), "--name", "w1").returncode == 0
+    base = ["--name", "w1", "--secret", "s", "--basedir", str(tmp_path / "w1")]
+
+    for options, said in [
+        (["--key-file", str(tmp_path / "w1.key_secret")], "give both --master-key and --key-file"),
+        (["--master-key", "tooshort", "--key-file", str(tmp_path / "w1.key_secret")], "neither a CURVE key"),
+        (["--master-key", str(tmp_path / "w1.key"), "--key-file", str(tmp_path / "w1.key")], "no secret-key in it"),
+    ]:
+        # When the worker is started with them
+        result = _worker_command(*base, *options)
+
+        # Then it stops at once and says what is wrong
+        assert result.returncode == 1
+        assert said in result.stderr

@@ -5,6 +5,10 @@
     flowbot-worker start ./w1
 
 The secret comes from ``--secret``, ``--secret-file`` or ``FLOWBOT_WORKER_SECRET``, in that order.
+For a master that encrypts the link, ``flowbot-worker create-key DIR --name w1`` makes the worker's
+key pair, and ``--master-key`` (the master's public key, or its ``master.key`` file) with
+``--key-file`` (``DIR/w1.key_secret``) make the worker encrypt too; ``FLOWBOT_WORKER_MASTER_KEY``
+and ``FLOWBOT_WORKER_KEY_FILE`` stand in for them.
 """
 
 from __future__ import annotations
@@ -14,11 +18,14 @@ import asyncio
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from pathlib import Path
 
+from .curve import ClientKeys, create_key, load_key_pair, public_key
 from .defaults import MASTER_ENDPOINT
+from .errors import KeyFileError
 from .worker import Worker
 
 CONFIG_FILE = "worker.json"
@@ -37,11 +44,39 @@ def _secret(args: argparse.Namespace) -> str:
     sys.exit("flowbot-worker: no secret: give --secret, --secret-file or FLOWBOT_WORKER_SECRET")
 
 
-def run_worker(master: str, name: str, secret: str, basedir: str | Path, *, exit_with_parent: bool = False) -> None:
+def _curve(master_key: str | None, key_file: str | None) -> ClientKeys | None:
+    """The worker's CURVE keys, or None when it does not encrypt; exits on a bad key."""
+    if not master_key and not key_file:
+        return None
+    if not (master_key and key_file):
+        sys.exit("flowbot-worker: to encrypt the link, give both --master-key and --key-file")
+    try:
+        return ClientKeys(load_key_pair(key_file), public_key(master_key))
+    except KeyFileError as exc:
+        sys.exit(f"flowbot-worker: {exc}")
+
+
+def _key_options(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The master's public key (or its file) and the worker's key file, from flags or environment."""
+    return (
+        args.master_key or os.environ.get("FLOWBOT_WORKER_MASTER_KEY"),
+        args.key_file or os.environ.get("FLOWBOT_WORKER_KEY_FILE"),
+    )
+
+
+def run_worker(
+    master: str,
+    name: str,
+    secret: str,
+    basedir: str | Path,
+    *,
+    exit_with_parent: bool = False,
+    curve: ClientKeys | None = None,
+) -> None:
     """Run a worker in the foreground until SIGINT or SIGTERM (or its parent's end)."""
 
     async def main() -> None:
-        worker = Worker(master, name, secret, basedir, exit_with_parent=exit_with_parent)
+        worker = Worker(master, name, secret, basedir, exit_with_parent=exit_with_parent, curve=curve)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
@@ -54,6 +89,10 @@ def _create(args: argparse.Namespace) -> None:
     basedir = Path(args.basedir)
     basedir.mkdir(parents=True, exist_ok=True)
     config = {"master": args.master, "name": args.name, "secret": _secret(args)}
+    master_key, key_file = _key_options(args)
+    curve = _curve(master_key, key_file)
+    if curve is not None:
+        config.update(master_key=curve.master, key_file=str(Path(key_file).resolve()))
     path = basedir / CONFIG_FILE
     path.touch(mode=0o600)
     path.write_text(json.dumps(config, indent=2) + "\n")
@@ -67,7 +106,21 @@ def _start(args: argparse.Namespace) -> None:
         master, name, secret = config["master"], config["name"], config["secret"]
     except (OSError, ValueError, KeyError) as exc:
         sys.exit(f"flowbot-worker: {path}: not a worker directory ({exc})")
-    run_worker(master, name, secret, args.basedir)
+    run_worker(master, name, secret, args.basedir, curve=_curve(config.get("master_key"), config.get("key_file")))
+
+
+def _create_key(args: argparse.Namespace) -> None:
+    try:
+        public, secret = create_key(args.directory, args.name)
+    except KeyFileError as exc:
+        sys.exit(f"flowbot-worker create-key: {exc}")
+    key = load_key_pair(secret).public
+    print(
+        f"wrote {public} and {secret} (keep that one private)\n"
+        f"public key: {key}\n"
+        f"declare it in the master's pipeline: Worker({args.name!r}, secret=..., public_key={key!r})\n"
+        f"run the worker with: --key-file {shlex.quote(str(secret))} --master-key <the master's key or master.key>"
+    )
 
 
 def _identity_options(p: argparse.ArgumentParser) -> None:
@@ -75,6 +128,8 @@ def _identity_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="this worker's name, as the master's pipeline declares it")
     p.add_argument("--secret", help="shared secret (prefer --secret-file or FLOWBOT_WORKER_SECRET)")
     p.add_argument("--secret-file", help="file holding the shared secret")
+    p.add_argument("--master-key", help="the master's CURVE public key, or its key file, to encrypt the link")
+    p.add_argument("--key-file", help="this worker's CURVE secret key file (from create-key)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,6 +144,9 @@ def parser() -> argparse.ArgumentParser:
     _identity_options(create)
     start = sub.add_parser("start", help="start the worker of a worker directory")
     start.add_argument("basedir")
+    key = sub.add_parser("create-key", help="make a CURVE key pair for encrypting the link")
+    key.add_argument("directory")
+    key.add_argument("--name", default="worker", help="the key files' name: NAME.key and NAME.key_secret")
     return p
 
 
@@ -104,10 +162,19 @@ def main(argv: list[str] | None = None) -> None:
         _create(args)
     elif args.command == "start":
         _start(args)
+    elif args.command == "create-key":
+        _create_key(args)
     else:
         if not args.name or not args.basedir:
             sys.exit("flowbot-worker: --name and --basedir are required (or use create-worker/start)")
-        run_worker(args.master, args.name, _secret(args), args.basedir, exit_with_parent=args.exit_with_parent)
+        run_worker(
+            args.master,
+            args.name,
+            _secret(args),
+            args.basedir,
+            exit_with_parent=args.exit_with_parent,
+            curve=_curve(*_key_options(args)),
+        )
 
 
 if __name__ == "__main__":

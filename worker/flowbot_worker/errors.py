@@ -16,3 +16,7 @@ class ProtocolError(WorkerError):
 
 class CommandError(WorkerError):
     """A command that cannot be started (unknown name, bad arguments, path outside basedir)."""
+
+
+class KeyFileError(WorkerError):
+    """A CURVE key or key file that cannot be used: missing, unreadable or malformed."""

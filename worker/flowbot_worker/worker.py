@@ -27,6 +27,7 @@ import zmq.asyncio
 
 from . import __version__, protocol
 from .commands import COMMANDS, Command, Outcome
+from .curve import ClientKeys
 from .defaults import (
     FINISHED_RESEND,
     HEARTBEAT_INTERVAL,
@@ -38,6 +39,7 @@ from .defaults import (
     SIGTERM_GRACE,
 )
 from .errors import CommandError, ProtocolError
+from .handshake import Handshake
 from .output import OutputBuffer
 
 log = logging.getLogger("flowbot_worker")
@@ -75,10 +77,21 @@ class Worker:
         name: the name the master knows this worker by.
         secret: the shared secret that signs every message.
         basedir: where builds run; one directory per builder is made inside it.
+        curve: keys to encrypt the link with (CURVE), for a master that requires it.
     """
 
-    def __init__(self, master: str, name: str, secret: str, basedir: str | Path, *, exit_with_parent: bool = False):
+    def __init__(
+        self,
+        master: str,
+        name: str,
+        secret: str,
+        basedir: str | Path,
+        *,
+        exit_with_parent: bool = False,
+        curve: ClientKeys | None = None,
+    ):
         self.master = master
+        self.curve = curve
         self.exit_with_parent = exit_with_parent
         self.name = name
         self.basedir = Path(basedir).resolve()
@@ -163,6 +176,9 @@ class Worker:
         sock = self._ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)  # larger frames cut the link before they are buffered
+        if self.curve is not None:
+            self.curve.apply(sock)
+        handshake = Handshake(sock, self.name, self.curve)
         sock.connect(self.master)
         self._sock, self._welcomed = sock, False
         self._send(protocol.HELLO, self._hello())
@@ -172,9 +188,14 @@ class Worker:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
-                if not self._welcomed and now > deadline:
-                    log.warning("no answer from %s within %.0f s", self.master, HELLO_TIMEOUT)
-                    return False
+                if not self._welcomed:
+                    failure = await handshake.failure()
+                    if failure is not None:
+                        log.error("cannot connect to %s: %s", self.master, failure)
+                        return False
+                    if now > deadline:
+                        log.warning("no answer from %s within %.0f s", self.master, HELLO_TIMEOUT)
+                        return False
                 if self._welcomed and now - self._last_recv > self.heartbeat * self.liveness:
                     log.warning(
                         "master silent for %.1f s (liveness %d x %.1f s): connection lost",
@@ -193,6 +214,7 @@ class Worker:
                         return verdict
             return self._welcomed
         finally:
+            handshake.close()
             if not self._stop.is_set():  # otherwise _shutdown says goodbye on this socket
                 sock.close(linger=0)
                 self._sock = None

@@ -7,6 +7,8 @@ from flowbot import AnyBranchScheduler, Builder, ForceScheduler, Pipeline, Shell
 pipeline = Pipeline(
     # Workers dial in to this master: flowbot-worker --master tcp://127.0.0.1:9989 --name w1 --secret change-me
     # Every message on the link is signed with the worker's secret; change these before going live.
+    # Off loopback, also encrypt the link: `flowbot create-key DIR`, then curve_key="master.key_secret"
+    # below and public_key="..." (from `flowbot-worker create-key`) for each worker.
     workers=[Worker("w1", secret="change-me"), Worker("w2", secret="other")],
     schedulers=[
         # Build every change on every branch (flowbot sendchange, webhooks, pollers).
