@@ -361,6 +361,15 @@ class WorkerRegistry:
 
     # -- hello --------------------------------------------------------------------------------
 
+    def _still_alive(self, conn: WorkerConnection) -> bool:
+        """Whether ``conn`` was heard from within a heartbeat (and a half): a live worker always is.
+
+        A second worker with a name in use is refused while the first lives, as Buildbot does;
+        replacing the first would make the two take turns for ever. A worker that restarted
+        after a crash gets in once its old connection has been silent that long.
+        """
+        return time.monotonic() - conn.last_recv < self.heartbeat * 1.5
+
     def _refuse(self, route: bytes, name: object, reason: str) -> None:
         self._count("refused", "refused worker %r: %s", name, reason)
         self.send(route, protocol.unsigned(protocol.DISCONNECT, {"reason": reason}))
@@ -397,6 +406,10 @@ class WorkerRegistry:
         conn = self.connections.get(name)
         resumed = conn is not None and conn.session == message.session
         if conn is not None and not resumed:
+            if self._still_alive(conn):
+                where = conn.info.get("hostname", "?")
+                self._refuse(route, name, f"a worker named {name} is already connected (from {where}); names are unique")
+                return
             self._lose(conn, "the worker restarted (new session)")
         if resumed:
             self._by_route.pop(conn.route, None)

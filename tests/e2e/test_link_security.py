@@ -155,3 +155,38 @@ async def test_the_largest_valid_message_passes_and_a_larger_frame_is_cut_off_un
     assert build["result"] == "SUCCESS"
     log = await asyncio.to_thread(step_log, master.client, build["id"], 0)
     assert log.count("y" * 1023 + "\n") == MAX_BLOB_BYTES // 1024
+
+
+async def test_a_second_worker_with_a_name_in_use_is_refused_until_the_first_is_gone(tmp_path):
+    # Given w1 connected to a master with quick heartbeats
+    master = flowbot.Master(_pipeline(w1="s"), db=f"sqlite:///{tmp_path / 'm.sqlite'}", heartbeat=0.3)
+    await master.start()
+    first = _worker_process(master, "s", tmp_path / "first")
+    second = None
+    try:
+        await until(lambda: "w1" in master.registry.connections, what="w1 to connect")
+        connection = master.registry.connections["w1"]
+
+        # When a second worker process calls itself w1 too
+        second = _worker_process(master, "s", tmp_path / "second")
+
+        # Then it is told why it is refused, again and again, while the first keeps its place and builds
+        await until(lambda: second.log().count("is already connected") >= 2, what="the second w1 to be refused twice")
+        assert master.registry.connections["w1"] is connection
+        await master.force("b")
+        await master.wait_idle(timeout=30)
+        (build,) = await master.store.builds(builder="b")
+        assert build["result"] == "SUCCESS" and master.registry.connections["w1"] is connection
+        assert "refused" not in first.log()
+
+        # And once the first is gone for good, the second takes its place
+        first.kill()
+        await until(lambda: master.registry.connections.get("w1") not in (None, connection), 30, "the second w1 in")
+        await master.force("b")
+        await master.wait_idle(timeout=30)
+        assert [b["result"] for b in await master.store.builds(builder="b")] == ["SUCCESS", "SUCCESS"]
+    finally:
+        for worker in (first, second):
+            if worker is not None:
+                worker.stop()
+        await master.stop()
