@@ -99,6 +99,18 @@ class Client:
         body = {"reason": reason} if reason else {}
         return self.request("POST", f"/api/builds/{int(build_id)}/rebuild", body)["buildrequest_ids"]
 
+    def pause_worker(self, name: str, reason: str = "") -> dict[str, Any]:
+        """Give a worker no new builds until it is unpaused; returns its state."""
+        return self.request("POST", _worker_path(name, "pause"), {"reason": reason} if reason else {})
+
+    def unpause_worker(self, name: str) -> dict[str, Any]:
+        """Let a paused worker take builds again; returns its state."""
+        return self.request("POST", _worker_path(name, "unpause"), {})
+
+    def shutdown_worker(self, name: str, graceful: bool = True) -> dict[str, Any]:
+        """Make a worker exit once its builds end (``graceful``) or now (they run again elsewhere)."""
+        return self.request("POST", _worker_path(name, "shutdown"), {"graceful": graceful})
+
     def builders(self) -> list[dict[str, Any]]:
         return self.request("GET", "/api/builders")["builders"]
 
@@ -110,6 +122,10 @@ class Client:
 
     def buildrequests(self, pending: bool = True) -> list[dict[str, Any]]:
         return self.request("GET", "/api/buildrequests", query={"pending": str(pending).lower()})["buildrequests"]
+
+
+def _worker_path(name: str, action: str) -> str:
+    return f"/api/workers/{urllib.parse.quote(name, safe='')}/{action}"
 
 
 def _error_message(exc: urllib.error.HTTPError) -> str:

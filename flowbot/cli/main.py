@@ -24,6 +24,15 @@ def _properties(pairs: list[str]) -> dict[str, str]:
     return properties
 
 
+def _worker_state(worker: dict[str, Any]) -> str:
+    states = ["connected" if worker["connected"] else "offline"]
+    if worker["shutting_down"]:
+        states.append("shutting down")
+    if worker["paused"]:
+        states.append("paused")
+    return ", ".join(states)
+
+
 def status(client: Client, limit: int = 10) -> str:
     """Builders, recent builds with results and durations, and workers, as text."""
     builders = client.builders()
@@ -55,7 +64,7 @@ def status(client: Client, limit: int = 10) -> str:
             [
                 [
                     w["name"],
-                    "connected" if w["connected"] else "offline",
+                    _worker_state(w),
                     ago(w["last_seen"]),
                     w["info"].get("hostname"),
                     ", ".join(f"{r['builder']} #{r['number']}" for r in w["running_builds"]) or None,
@@ -65,6 +74,18 @@ def status(client: Client, limit: int = 10) -> str:
         ),
     ]
     return "\n".join(lines)
+
+
+def worker(client: Client, args: argparse.Namespace) -> str:
+    """Pause, unpause or shut down the worker ``args.name``; says what the master did."""
+    if args.action == "pause":
+        client.pause_worker(args.name, args.reason)
+        return f"paused {args.name}: it takes no new builds until it is unpaused"
+    if args.action == "unpause":
+        client.unpause_worker(args.name)
+        return f"unpaused {args.name}"
+    client.shutdown_worker(args.name, graceful=not args.now)
+    return f"shutting down {args.name} " + ("now" if args.now else "once its running builds have ended")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,8 +115,8 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("reconfig", help="apply an edited pipeline to the master running in a directory")
     c.add_argument("basedir")
 
-    def remote(name: str, text: str) -> argparse.ArgumentParser:
-        c = sub.add_parser(name, help=text)
+    def remote(name: str, text: str, commands: Any = sub) -> argparse.ArgumentParser:
+        c = commands.add_parser(name, help=text)
         c.add_argument("--master", default=MASTER_URL, help="the master's HTTP URL")
         c.add_argument("--token", help=f"an API token for a master that limits control (default: ${TOKEN_VARIABLE})")
         return c
@@ -122,6 +143,17 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("build_id", type=int)
     c = remote("status", "show builders, recent builds and workers")
     c.add_argument("--limit", type=int, default=10)
+    worker = sub.add_parser("worker", help="pause, unpause or shut down a worker").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    c = remote("pause", "give the worker no new builds (running ones go on) until it is unpaused", worker)
+    c.add_argument("name")
+    c.add_argument("--reason", default="", help="why, for whoever looks at the workers")
+    c = remote("unpause", "let a paused worker take builds again", worker)
+    c.add_argument("name")
+    c = remote("shutdown", "make the worker exit once its running builds end", worker)
+    c.add_argument("name")
+    c.add_argument("--now", action="store_true", help="at once: its builds end as RETRY and run again elsewhere")
     c = sub.add_parser("demo", help="run a master and two workers on a throwaway directory")
     c.add_argument("--once", action="store_true", help="exit when the demo's builds are done")
     return p
@@ -173,6 +205,8 @@ def dispatch(args: argparse.Namespace) -> Any:
         print(f"rebuilding build {args.build_id}: build request(s) {', '.join(map(str, ids))}")
     elif args.command == "status":
         print(status(Client(args.master, token=args.token), args.limit))
+    elif args.command == "worker":
+        print(worker(Client(args.master, token=args.token), args))
     elif args.command == "demo":
         from .demo import demo
 

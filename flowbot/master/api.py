@@ -161,6 +161,9 @@ class IndexHandler(ApiHandler):
                     "GET /api/changes?limit=",
                     "POST /api/changes",
                     "GET /api/workers",
+                    "POST /api/workers/{name}/pause",
+                    "POST /api/workers/{name}/unpause",
+                    "POST /api/workers/{name}/shutdown",
                     "GET /api/events?types=&builder=&build=&since= (WebSocket)",
                     "GET /api/whoami",
                     "POST /api/login",
@@ -364,9 +367,36 @@ class WorkersHandler(ApiHandler):
                         for b in self.master.running.values()
                         if b.worker == spec.name
                     ],
+                    **self.master.worker_control.state(spec.name),
                 }
             )
         self.reply({"workers": workers})
+
+
+class WorkerControlHandler(ApiHandler):
+    """Pause, unpause or shut down a worker: ``{"reason": ...}``, nothing, ``{"graceful": bool}``."""
+
+    async def post(self, name: str, action: str) -> None:
+        body = self.body()
+        allowed = {"pause": {"reason"}, "unpause": set(), "shutdown": {"graceful"}}[action]
+        unknown = set(body) - allowed
+        if unknown:
+            raise InvalidRequest(f"unknown field(s) {sorted(unknown)}; {action} takes {sorted(allowed) or 'none'}")
+        if action == "pause":
+            reason = body.get("reason") or ""
+            if not isinstance(reason, str):
+                raise InvalidRequest("reason must be a string")
+            if self.who:
+                reason = f"{reason} (by {self.who})" if reason else f"by {self.who}"
+            await self.master.pause_worker(name, reason)
+        elif action == "unpause":
+            await self.master.unpause_worker(name)
+        else:
+            graceful = body.get("graceful", True)
+            if not isinstance(graceful, bool):
+                raise InvalidRequest("graceful must be true or false")
+            await self.master.shutdown_worker(name, graceful)
+        self.reply({"worker": name, **self.master.worker_control.state(name)})
 
 
 class ReconfigHandler(ApiHandler):
@@ -434,6 +464,7 @@ def routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/buildrequests/(\d+)/cancel", CancelRequestHandler, args),
         (r"/api/changes", ChangesHandler, args),
         (r"/api/workers", WorkersHandler, args),
+        (r"/api/workers/([^/]+)/(pause|unpause|shutdown)", WorkerControlHandler, args),
         (r"/api/reconfig", ReconfigHandler, args),
         (r"/api/.*", NotFoundHandler, args),
     ]

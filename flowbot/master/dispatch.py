@@ -193,11 +193,12 @@ class Dispatcher:
         return [c for c in by_load if c.name == name]
 
     def _free_workers(self, builder: Builder) -> list[WorkerConnection]:
-        """Connected workers of ``builder`` that are not building it and are below their limit."""
+        """Connected workers of ``builder`` that take builds (not paused, not leaving), are not
+        building it and are below their limit."""
         free = []
         for name in builder.workers:
             connection = self.master.registry.connections.get(name)
-            if connection is None:
+            if connection is None or not self.master.worker_control.takes_builds(connection):
                 continue
             builds = [b for b in self.running.values() if b.connection is connection]
             if any(b.builder == builder.name for b in builds):
@@ -217,6 +218,7 @@ class Dispatcher:
             self.running.pop(request.id, None)
             self.locks.release(request.id)
             self._recording += 1
+            self.master.worker_control.build_ended(build.connection)
             self.schedule()
         try:
             self._recorded(build, result, await build.recorded())

@@ -35,6 +35,7 @@ KINDS = (
     "log",
     "worker.connected",
     "worker.lost",
+    "worker.changed",  # paused, unpaused, or told to shut down
 )
 
 #: Events the journal keeps for clients that reconnect (everything but live log lines).

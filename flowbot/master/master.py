@@ -33,6 +33,7 @@ from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
 from .scheduling import Scheduling
 from .sources import Sources
+from .worker_control import WorkerControl
 
 if TYPE_CHECKING:
     from ..analysis import History
@@ -90,6 +91,7 @@ class Master:
             curve=pipeline.curve,
         )
         self.dispatcher = Dispatcher(self)
+        self.worker_control = WorkerControl(self)
         self.scheduling = Scheduling(self)
         self.sources = Sources(self)
         self.local_workers = LocalWorkers(self)
@@ -151,6 +153,7 @@ class Master:
                     "%d build(s) were running when the master stopped; they end as RETRY and run again", retried
                 )
             self.dispatcher.numbers = await self.store.next_build_numbers()
+            await self.worker_control.load()
             pending = await self.store.pending_requests()
             for request in pending:
                 self.dispatcher.queue.add(request)
@@ -471,6 +474,33 @@ class Master:
 
     # -- workers --------------------------------------------------------------------------------
 
+    async def pause_worker(self, name: str, reason: str = "") -> None:
+        """Give the worker no new builds (running ones go on) until it is unpaused, even across
+        a restart of the master or the worker.
+
+        Raises:
+            NotFound: no worker of that name.
+        """
+        await self.worker_control.pause(name, reason)
+
+    async def unpause_worker(self, name: str) -> None:
+        """Let a paused worker take builds again, at once.
+
+        Raises:
+            NotFound: no worker of that name.
+        """
+        await self.worker_control.unpause(name)
+
+    async def shutdown_worker(self, name: str, graceful: bool = True) -> None:
+        """Make a connected worker process exit: once its running builds have ended (``graceful``),
+        or now, its builds ending as RETRY so that they run again elsewhere. It takes no new
+        builds meanwhile, and does not reconnect.
+
+        Raises:
+            NotFound: no worker of that name. InvalidRequest: it is not connected.
+        """
+        self.worker_control.shutdown(name, graceful)
+
     def _worker_connected(self, connection: WorkerConnection) -> None:
         self.spawn(
             self.store.worker_connected(connection.name, connection.info, connection.connected_at),
@@ -479,6 +509,7 @@ class Master:
         self.dispatcher.schedule()
 
     def _worker_lost(self, connection: WorkerConnection) -> None:
+        self.worker_control.lost(connection)
         self.spawn(
             self.store.worker_disconnected(connection.name, time.time(), connection.last_seen),
             f"worker {connection.name} lost",

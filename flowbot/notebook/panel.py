@@ -188,6 +188,11 @@ class MasterPanel(widgets.VBox):
                 if connection
                 else "<span style='color:#ea4335'>offline</span>"
             )
+            if master.worker_control.shutting_down(worker.name):
+                state += ", shutting down"
+            if worker.name in master.worker_control.paused:
+                reason = master.worker_control.paused[worker.name]
+                state += f", <span style='color:#d9a400'>paused</span>{': ' + escape(reason) if reason else ''}"
             workers.append(
                 f"<li>{escape(worker.name)}: {state}{': ' + escape(', '.join(running)) if running else ''}</li>"
             )

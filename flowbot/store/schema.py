@@ -197,7 +197,7 @@ log_chunks = Table(
     Index(None, "step_id", "log", "first_line"),
 )
 
-#: Workers the master has seen, with when they were last heard from.
+#: Workers the master has seen, with when they were last heard from, and whether someone paused them.
 workers = Table(
     "workers",
     metadata,
@@ -207,6 +207,9 @@ workers = Table(
     Column("connected_at", Float),
     Column("disconnected_at", Float),
     Column("last_seen", Float),
+    #: When the worker was paused (it takes no new builds); NULL while it takes them.
+    Column("paused_at", Float),
+    Column("paused_reason", Text),
 )
 
 #: Changes a scheduler holds until its tree-stable timer fires (or its nightly run comes).

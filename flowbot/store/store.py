@@ -484,12 +484,13 @@ class Store:
     # -- workers ------------------------------------------------------------------------------
 
     async def worker_connected(self, name: str, info: dict[str, Any], now: float) -> None:
-        def op(conn: sa.Connection) -> None:
-            values = {"info": info, "connected_at": now, "disconnected_at": None, "last_seen": now}
-            if conn.execute(t.workers.update().where(t.workers.c.name == name).values(**values)).rowcount == 0:
-                conn.execute(t.workers.insert(), {"name": name, **values})
+        values = {"info": info, "connected_at": now, "disconnected_at": None, "last_seen": now}
+        await self._submit(lambda conn: _upsert_worker(conn, name, values))
 
-        await self._submit(op)
+    async def worker_paused(self, name: str, reason: str | None, now: float) -> None:
+        """Record that ``name`` is paused (``reason`` a string, perhaps empty) or not (None)."""
+        values = {"paused_at": None if reason is None else now, "paused_reason": reason}
+        await self._submit(lambda conn: _upsert_worker(conn, name, values))
 
     async def worker_disconnected(self, name: str, now: float, last_seen: float) -> None:
         await self._submit(
@@ -643,6 +644,8 @@ class Store:
                     "connected_at": row.connected_at,
                     "disconnected_at": row.disconnected_at,
                     "last_seen": row.last_seen,
+                    "paused_at": row.paused_at,
+                    "paused_reason": row.paused_reason,
                 }
                 for row in conn.execute(sa.select(t.workers))
             }
@@ -941,6 +944,12 @@ def _set_state(conn: sa.Connection, owner: str, key: str, value: Any) -> None:
     where = (t.state.c.owner == owner, t.state.c.key == key)
     if conn.execute(t.state.update().where(*where).values(value=value)).rowcount == 0:
         conn.execute(t.state.insert(), {"owner": owner, "key": key, "value": value})
+
+
+def _upsert_worker(conn: sa.Connection, name: str, values: dict[str, Any]) -> None:
+    """Update the worker's row, making it if the worker was never seen (paused before it connected)."""
+    if conn.execute(t.workers.update().where(t.workers.c.name == name).values(**values)).rowcount == 0:
+        conn.execute(t.workers.insert(), {"name": name, "info": {}, **values})
 
 
 def _sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tuple[SourceStamp, ...]]:

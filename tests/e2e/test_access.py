@@ -70,6 +70,8 @@ def test_reads_are_open_and_control_needs_credentials(protected):
         "/api/builds/1/stop",
         "/api/builds/1/rebuild",
         "/api/buildrequests/1/cancel",
+        "/api/workers/w1/pause",
+        "/api/workers/w1/shutdown",
     ):
         status, body, headers = call(protected, "POST", path, {})
         assert status == 401, path
@@ -80,6 +82,11 @@ def test_reads_are_open_and_control_needs_credentials(protected):
     assert call(protected, "POST", "/api/builders/quick/force", {}, {"Authorization": "Bearer nope"})[0] == 403
     status, body, _ = call(protected, "POST", "/api/builders/quick/force", {}, basic("alice", "queen"))
     assert (status, body["error"]) == (403, "wrong user name or password")
+
+    # A worker paused with a token says by whom
+    status, body, _ = call(protected, "POST", "/api/workers/w1/pause", {}, {"Authorization": "Bearer tok-123"})
+    assert (status, body["paused"], body["paused_reason"]) == (200, True, "by release-bot")
+    assert call(protected, "POST", "/api/workers/w1/unpause", {}, {"Authorization": "Bearer tok-123"})[0] == 200
 
     # A token, a plain password and a hashed one all work; the build says who forced it
     assert call(protected, "POST", "/api/builders/quick/force", {}, {"Authorization": "Bearer tok-123"})[0] == 201
@@ -100,6 +107,8 @@ def test_cross_site_requests_are_refused_whatever_they_carry(protected):
     assert (status, body["error"]) == (403, "cross-site request from https://evil.example refused")
     fetched = {"Sec-Fetch-Site": "cross-site", "Authorization": "Bearer tok-123"}
     assert call(protected, "POST", "/api/builders/quick/force", {}, fetched)[0] == 403
+    assert call(protected, "POST", "/api/workers/w1/shutdown", {}, fetched)[0] == 403
+    assert protected.client.workers()[0]["shutting_down"] is False
     # The master's own pages may
     own = {"Origin": protected.url, "Sec-Fetch-Site": "same-origin", "Authorization": "Bearer tok-123"}
     assert call(protected, "POST", "/api/builders/quick/force", {}, own)[0] == 201
@@ -122,6 +131,8 @@ def test_the_login_cookie_needs_its_anti_forgery_header(protected):
     # The cookie alone does not do: a forged form could send it
     status, body, _ = call(protected, "POST", "/api/builders/quick/force", {}, {"Cookie": cookie})
     assert status == 403 and "X-Flowbot-CSRF" in body["error"]
+    assert call(protected, "POST", "/api/workers/w1/pause", {}, {"Cookie": cookie})[0] == 403
+    assert protected.client.workers()[0]["paused"] is False
     session = {"Cookie": cookie, "X-Flowbot-CSRF": body_csrf(protected, cookie)}
     assert call(protected, "POST", "/api/builders/quick/force", {}, session)[0] == 201
 

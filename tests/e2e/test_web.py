@@ -116,6 +116,20 @@ def test_text_from_builds_is_shown_as_text_never_run(master, page, expect):
     assert page.evaluate("window.pwned") is None
     assert page.locator("dl.facts img, dl.facts b").count() == 0
 
+    # A worker paused for a reason with markup in it: shown as text, with buttons that act live
+    master.client.pause_worker("w1", '<img src=x onerror="window.pwned=1">')
+    page.goto(f"{master.url}/#/workers")
+    w1, w2 = page.locator('tr[data-worker="w1"]'), page.locator('tr[data-worker="w2"]')
+    expect(w1.locator(".state")).to_have_text('connected · paused: <img src=x onerror="window.pwned=1">')
+    assert page.evaluate("window.pwned") is None and page.locator("main img").count() == 0
+    w1.get_by_role("button", name="Unpause").click()
+    expect(w1.locator(".state")).to_have_text("connected")
+    w1.get_by_role("button", name="Pause").click()
+    expect(w1.locator(".state")).to_have_text("connected · paused: paused from the web page")
+    page.once("dialog", lambda dialog: dialog.accept())
+    w2.get_by_role("button", name="Shut down").click()
+    expect(w2.locator(".state")).to_have_text("offline")
+
 
 def test_a_protected_master_asks_for_a_login_before_forcing(master_factory, worker_factory, page, expect):
     master = master_factory(PIPELINE.format(imports=", Auth", auth='\n    auth=Auth(users={"alice": "wonderland"}),'))

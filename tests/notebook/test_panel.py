@@ -12,6 +12,7 @@ import pytest
 
 import flowbot
 from flowbot import Builder, ForceScheduler, Interpolate, IntParameter, Pipeline, Shell, Worker
+from flowbot.errors import NotFound
 
 
 def pipeline(master=None, extra_builder: bool = False) -> Pipeline:
@@ -68,6 +69,12 @@ async def test_the_panel_follows_builds_forces_with_parameters_and_stops_builds(
         await until(lambda: "started" in panel.log_tail.value)
         await panel.stop_selected()
         await until(lambda: "CANCELLED" in panel.builders.value)
+
+        # And a worker paused through the master's API shows as paused, with why
+        await master.pause_worker("w1", "<b>disk</b> full")
+        await until(lambda: "paused</span>: &lt;b&gt;disk&lt;/b&gt; full" in panel.workers.value)
+        with pytest.raises(NotFound):
+            await master.unpause_worker("nobody")
         panel.close()
     finally:
         await master.stop()

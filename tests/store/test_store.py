@@ -527,6 +527,8 @@ async def test_workers_are_remembered_across_connects_and_disconnects(store: Sto
         "connected_at": NOW,
         "disconnected_at": None,
         "last_seen": NOW + 5,
+        "paused_at": None,
+        "paused_reason": None,
     }
     await store.worker_disconnected("w1", NOW + 20, NOW + 8)
     assert (await store.workers())["w1"]["disconnected_at"] == NOW + 20
@@ -539,15 +541,47 @@ async def test_workers_are_remembered_across_connects_and_disconnects(store: Sto
     await store.workers_seen({"w2": NOW + 35, "ghost": NOW + 35})
 
     # Then each worker has one record, reflecting its latest connection; unknown names make none
+    unpaused = {"paused_at": None, "paused_reason": None}
     assert await store.workers() == {
         "w1": {
             "info": {"os": "posix", "python": "3.12"},
             "connected_at": NOW + 30,
             "disconnected_at": None,
             "last_seen": NOW + 30,
+            **unpaused,
         },
-        "w2": {"info": {"os": "nt"}, "connected_at": NOW + 31, "disconnected_at": None, "last_seen": NOW + 35},
+        "w2": {
+            "info": {"os": "nt"},
+            "connected_at": NOW + 31,
+            "disconnected_at": None,
+            "last_seen": NOW + 35,
+            **unpaused,
+        },
     }
+
+
+async def test_a_pause_is_remembered_until_unpaused_whatever_the_worker_does(store: Store) -> None:
+    # When a worker that never connected is paused, and a connected one too, which then reconnects
+    await store.worker_paused("w9", "not racked yet", NOW)
+    await store.worker_connected("w1", {"os": "posix"}, NOW)
+    await store.worker_paused("w1", "", NOW + 1)
+    await store.worker_disconnected("w1", NOW + 2, NOW + 2)
+    await store.worker_connected("w1", {"os": "posix"}, NOW + 3)
+
+    # Then both stay paused, with their reasons
+    workers = await store.workers()
+    assert (workers["w9"]["paused_at"], workers["w9"]["paused_reason"], workers["w9"]["info"]) == (
+        NOW,
+        "not racked yet",
+        {},
+    )
+    assert (workers["w1"]["paused_at"], workers["w1"]["paused_reason"]) == (NOW + 1, "")
+
+    # And unpausing one forgets its pause only
+    await store.worker_paused("w1", None, NOW + 4)
+    workers = await store.workers()
+    assert (workers["w1"]["paused_at"], workers["w1"]["paused_reason"]) == (None, None)
+    assert workers["w9"]["paused_at"] == NOW
 
 
 # -- durability and migrations -----------------------------------------------------------------------

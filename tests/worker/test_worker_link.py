@@ -48,3 +48,52 @@ async def test_a_worker_takes_the_largest_valid_message_and_cuts_off_a_master_se
         monitor.close()
         master.close()
         ctx.term()
+
+
+async def test_a_graceful_shutdown_keeps_the_link_until_the_master_has_the_running_commands_result(tmp_path):
+    # Given a welcomed worker running a command that takes half a second
+    ctx = zmq.asyncio.Context()
+    master = ctx.socket(zmq.ROUTER)
+    master.setsockopt(zmq.LINGER, 0)
+    port = master.bind_to_random_port("tcp://127.0.0.1")
+    channel = protocol.Channel(b"s")
+    worker = Worker(f"tcp://127.0.0.1:{port}", "w1", "s", tmp_path)
+    running = asyncio.create_task(worker.run())
+
+    async def receive() -> protocol.Message:
+        _, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
+        return channel.accept(frames)
+
+    async def send(kind: str, content: dict) -> None:
+        await master.send_multipart([route, *channel.pack(kind, content)])
+
+    try:
+        route, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
+        channel.accept(frames)
+        await send(protocol.WELCOME, {"heartbeat": 0.1, "liveness": 1000, "cancel": [], "resume": {}})
+        await send(
+            protocol.START_COMMAND, {"cmd_id": "c1", "name": "shell", "args": {"command": "sleep 0.5; echo done"}}
+        )
+
+        # When the master asks it to shut down gracefully
+        await send(protocol.SHUTDOWN, {"graceful": True})
+
+        # Then it goes on talking (heartbeats, output) until the command's result is in
+        seen = []
+        while (message := await receive()).type != protocol.FINISHED:
+            seen.append(message.type)
+        assert message.content["rc"] == 0
+        assert protocol.HEARTBEAT in seen and protocol.OUTPUT in seen
+        await asyncio.sleep(0.3)
+        assert not running.done()  # the result is not acknowledged yet: it could still be lost
+
+        # And once the master acknowledges the result, it says goodbye and ends
+        await send(protocol.ACK, {"cmd_id": "c1", "of": protocol.FINISHED})
+        while (message := await receive()).type != protocol.DISCONNECT:
+            pass
+        await asyncio.wait_for(running, 5)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+        master.close()
+        ctx.term()

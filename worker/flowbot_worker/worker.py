@@ -130,8 +130,6 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX)
-            if self._graceful:
-                await self._wait_for_commands()
         finally:
             if orphaned is not None:
                 orphaned.cancel()
@@ -146,15 +144,18 @@ class Worker:
         self.stop()
 
     def stop(self, graceful: bool = False) -> None:
-        """Leave: at once (running commands are interrupted) or after running commands end."""
+        """Leave: at once (running commands are interrupted), or, ``graceful``, once the master has
+        the results of the commands running now; the link stays up meanwhile, so their output
+        keeps flowing and the master does not count the worker as lost."""
         self._graceful = graceful
-        self._stop.set()
+        if graceful and self._held:
+            log.info("leaving once %d command(s) have finished", len(self._held))
+        else:
+            self._stop.set()
 
-    async def _wait_for_commands(self) -> None:
-        tasks = [h.task for h in self._held.values() if h.task and not h.task.done()]
-        if tasks:
-            log.info("waiting for %d running command(s) to finish", len(tasks))
-            await asyncio.gather(*tasks, return_exceptions=True)
+    def _leave_if_done(self) -> None:
+        if self._graceful and not self._held:
+            self._stop.set()
 
     async def _shutdown(self) -> None:
         for held in self._held.values():
@@ -303,6 +304,7 @@ class Worker:
                 held.output.ack(offsets)
                 if held.finished is not None:
                     self._send_finished(held)
+        self._leave_if_done()  # a graceful leave waiting for commands this master cancelled
 
     def _on_heartbeat(self, message: protocol.Message) -> None:
         pass
@@ -311,11 +313,11 @@ class Worker:
         log.warning("master disconnected this worker: %s", message.content.get("reason", "no reason"))
         return self._welcomed
 
-    def _on_shutdown(self, message: protocol.Message) -> bool:
+    def _on_shutdown(self, message: protocol.Message) -> bool | None:
         graceful = bool(message.content.get("graceful", True))
         log.info("master asked this worker to shut down (%s)", "graceful" if graceful else "now")
         self.stop(graceful)
-        return True
+        return True if self._stop.is_set() else None
 
     def _on_start_command(self, message: protocol.Message) -> None:
         c = message.content
@@ -368,6 +370,7 @@ class Worker:
             self._done[cmd_id] = None
             if len(self._done) > _REMEMBERED:
                 self._done.popitem(last=False)
+            self._leave_if_done()
         elif c.get("of") == protocol.OUTPUT and isinstance(c.get("offsets"), dict):
             held.output.ack(c["offsets"])
 

@@ -593,15 +593,41 @@ function workersView() {
   let tbody = null;
   const data = new Map();
 
+  function state(w) {
+    const parts = [w.connected ? "connected" : "offline"];
+    if (w.shutting_down) parts.push("shutting down");
+    if (w.paused) parts.push(w.paused_reason ? `paused: ${w.paused_reason}` : "paused");
+    return parts.join(" · ");
+  }
+
+  /** Pause or unpause, and shut down (once its builds end; if it is already leaving, now). */
+  function controls(w) {
+    const path = (action) => `/api/workers/${enc(w.name)}/${action}`;
+    const buttons = [w.paused
+      ? h("button", { type: "button", onclick: () => act(`Unpaused ${w.name}`, path("unpause"), {}) }, "Unpause")
+      : h("button", { type: "button", onclick: () => act(`Paused ${w.name}`, path("pause"), { reason: "paused from the web page" }) }, "Pause")];
+    if (w.connected) {
+      const now = Boolean(w.shutting_down);
+      buttons.push(h("button", {
+        type: "button", class: "danger",
+        onclick: () => confirm(now ? `Shut ${w.name} down now? Its builds run again elsewhere.`
+          : `Shut ${w.name} down once its running builds have ended?`)
+          && act(`Shutting down ${w.name}`, path("shutdown"), { graceful: !now }),
+      }, now ? "Shut down now" : "Shut down"));
+    }
+    return h("td", { class: "controls" }, buttons);
+  }
+
   function row(w) {
     return h("tr", { dataset: { worker: w.name } },
-      h("td", {}, h("span", { class: `dot${w.connected ? " on" : ""}` }), w.name),
-      h("td", {}, w.connected ? "connected" : "offline"),
+      h("td", {}, h("span", { class: `dot${w.connected ? " on" : ""}${w.paused ? " paused" : ""}` }), w.name),
+      h("td", { class: "state" }, state(w)),
       h("td", {}, timeText("ago", w.last_seen)),
       h("td", { class: "hide-narrow" }, [w.info?.hostname, w.info?.platform].filter(Boolean).join(" · ")),
       h("td", {}, w.running_builds.length
         ? w.running_builds.map((b) => h("a", { href: buildHref(b.id), class: "button" }, `${b.builder} #${b.number}`))
-        : h("span", { class: "muted" }, "idle")));
+        : h("span", { class: "muted" }, "idle")),
+      controls(w));
   }
 
   function redraw(name) {
@@ -617,17 +643,23 @@ function workersView() {
     tbody = h("tbody", {}, answer.workers.map(row));
     main.replaceChildren(h("h1", {}, "Workers"), h("div", { class: "scroll" }, h("table", {},
       h("thead", {}, h("tr", {}, h("th", {}, "Worker"), h("th", {}, "State"), h("th", {}, "Last heard"),
-        h("th", { class: "hide-narrow" }, "Host"), h("th", {}, "Running"))), tbody)));
+        h("th", { class: "hide-narrow" }, "Host"), h("th", {}, "Running"), h("th", {}, ""))), tbody)));
   }
 
-  return new Stream({ types: "worker.connected,worker.lost,build.started,build.finished" }, load, (event) => {
-    if (event.type === "worker.connected" || event.type === "worker.lost") {
+  const types = "worker.connected,worker.lost,worker.changed,build.started,build.finished";
+  return new Stream({ types }, load, (event) => {
+    if (event.type === "worker.changed") {
+      const w = data.get(event.worker);
+      if (!w) return;
+      Object.assign(w, { paused: event.paused, paused_reason: event.paused_reason, shutting_down: event.shutting_down });
+      redraw(w.name);
+    } else if (event.type === "worker.connected" || event.type === "worker.lost") {
       const w = data.get(event.worker);
       if (!w) return;
       w.connected = event.type === "worker.connected";
       w.last_seen = event.time;
       if (event.info) w.info = event.info;
-      if (!w.connected) w.running_builds = [];
+      if (!w.connected) Object.assign(w, { running_builds: [], shutting_down: false });
       redraw(w.name);
     } else if (event.build) {
       const w = data.get(event.build.worker);
