@@ -408,7 +408,7 @@ class WorkerRegistry:
         if conn is not None and not resumed:
             if self._still_alive(conn):
                 where = conn.info.get("hostname", "?")
-                self._refuse(route, name, f"a worker named {name} is already connected (from {where}); names are unique")
+                self._refuse(route, name, f"a worker named {name} is already connected (from {where})")
                 return
             self._lose(conn, "the worker restarted (new session)")
         if resumed:
