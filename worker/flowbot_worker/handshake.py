@@ -53,9 +53,13 @@ class Handshake:
                     "start this worker without --master-key and --key-file, or give the master a curve_key"
                 )
             return "the master encrypts the link (CURVE): give this worker --master-key and --key-file"
-        # ZeroMQ does not always tell a mechanism mismatch from a broken connection: hence the "if".
+        # ZeroMQ does not always tell a mechanism mismatch from a broken connection (a busy master
+        # may close first), nor a wrong master key from either: hence both causes, and the "if".
         if self.curve:
-            return "the encrypted handshake with the master failed: is --master-key the master's public key?"
+            return (
+                "the encrypted handshake with the master failed: is --master-key the master's public key? "
+                "(or the master does not encrypt the link: its pipeline has no curve_key)"
+            )
         return "the handshake with the master failed: if it encrypts the link, give --master-key and --key-file"
 
     def close(self) -> None:
