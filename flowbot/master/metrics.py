@@ -118,6 +118,12 @@ class Metrics:
             [f"flowbot_workers_connected {len(master.registry.connections)}"],
         )
         metric(
+            "flowbot_workers_paused",
+            "gauge",
+            "Workers paused now (they take no new builds).",
+            [f"flowbot_workers_paused {len(master.worker_control.paused)}"],
+        )
+        metric(
             "flowbot_workers_configured",
             "gauge",
             "Workers the pipeline declares.",

@@ -119,7 +119,10 @@ def test_metrics_in_prometheus_text_format(master):
     assert 'flowbot_build_duration_seconds_count{builder="unit"} 1' in text
     assert 'flowbot_build_duration_seconds_bucket{builder="unit",le="+Inf"} 1' in text
     assert 'flowbot_queue_length{builder="slow"} 0' in text
-    assert "flowbot_workers_connected 1" in text
+    assert "flowbot_workers_connected 1" in text and "flowbot_workers_paused 0" in text
+    master.client.pause_worker("w1", reason="disk full")
+    assert "flowbot_workers_paused 1" in call(master, "GET", "/metrics")[1]
+    master.client.unpause_worker("w1")
     assert "# TYPE flowbot_worker_messages_dropped_total counter" in text
     for line in text.splitlines():  # every sample line parses as name{labels} value
         assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? [0-9.e+-]+", line), line
