@@ -21,9 +21,25 @@ from ..errors import NotFound, StoreError
 from ..results import Result
 from ..store import schema as t
 from . import answers, culprits, flaky, search
+from .columns import Kind, read_columns
 from .dtypes import OUTCOME, TimeLike, durations, epoch, outcomes, result_codes, results, timestamps
 
 _b, _r, _s, _tr = t.builds.c, t.buildrequests.c, t.steps.c, t.test_results.c
+
+#: What :meth:`History.builds` reads, and how each column travels (see :mod:`.columns`).
+_BUILDS = {
+    "build_id": (_b.id, Kind.INT),
+    "builder": (_b.builder, Kind.TEXT),
+    "number": (_b.number, Kind.INT),
+    "worker": (_b.worker, Kind.TEXT),
+    "branch": (_b.branch, Kind.TEXT),
+    "revision": (_b.revision, Kind.TEXT),
+    "result": (_b.result, Kind.CODE),
+    "submitted_at": (_r.submitted_at, Kind.TIME),
+    "started_at": (_b.started_at, Kind.TIME),
+    "finished_at": (_b.finished_at, Kind.TIME),
+    "request_id": (_b.request_id, Kind.INT),
+}
 
 
 class History:
@@ -173,22 +189,13 @@ class History:
         Raises:
             NotFound: ``builder`` has no builds.
         """
-        query = sa.select(
-            _b.id.label("build_id"),
-            _b.builder,
-            _b.number,
-            _b.worker,
-            _b.branch,
-            _b.revision,
-            _b.result,
-            _r.submitted_at,
-            _b.started_at,
-            _b.finished_at,
-            _b.request_id,
-        ).join(t.buildrequests, _r.id == _b.request_id)
+        query = sa.select(*(column.label(name) for name, (column, _) in _BUILDS.items()))
+        query = query.join(t.buildrequests, _r.id == _b.request_id)
         query = self.build_filter(query, builder=builder, branch=branch, result=result, since=since, until=until)
-        # Sorting a million rows costs pandas a tenth of what it costs PostgreSQL after its join.
-        frame = self.read(query).sort_values("build_id", ignore_index=True)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(read_columns(conn, query, {name: kind for name, (_, kind) in _BUILDS.items()}))
+        if not frame["build_id"].is_monotonic_increasing:  # rows come as the database read them
+            frame = frame.sort_values("build_id", ignore_index=True)
         frame["queue_time"] = durations(answers.queue_seconds(frame))
         frame["duration"] = durations(frame["finished_at"] - frame["started_at"])
         frame["result"] = results(frame["result"])

@@ -38,7 +38,7 @@ class Known:
     builds: dict[str, int]  # "unit#2" -> build id
 
 
-def _spec(builder: str, branch: str, revision: str) -> BuildsetSpec:
+def build_spec(builder: str, branch: str | None, revision: str | None) -> BuildsetSpec:
     return BuildsetSpec(
         scheduler="on-change",
         builders=(builder,),
@@ -46,7 +46,7 @@ def _spec(builder: str, branch: str, revision: str) -> BuildsetSpec:
     )
 
 
-async def _build(
+async def write_build(
     store: Store,
     request: BuildRequest,
     number: int,
@@ -101,7 +101,7 @@ async def write_history(store: Store) -> Known:
             when=at - 60,
             files=(f"src/{rev}.py",),
         )
-        specs = [_spec("unit", "main", rev)] + ([_spec("lint", "main", rev)] if i < 2 else [])
+        specs = [build_spec("unit", "main", rev)] + ([build_spec("lint", "main", rev)] if i < 2 else [])
         decisions = [
             Release(s.scheduler, s.builders[0], lambda new, s=s: dataclasses.replace(s, change_ids=(new[-1].id,)))
             for s in specs
@@ -113,8 +113,8 @@ async def write_history(store: Store) -> Known:
     await store.worker_connected("w2", {"os": "posix"}, T0 - HOUR)
 
     ok = [("test_parse", passed), ("test_network", passed)]
-    builds["unit#1"] = await _build(store, requests["unit", "r1"], 1, "w1", T0 + 30, Result.SUCCESS, tests=ok)
-    builds["unit#2"] = await _build(
+    builds["unit#1"] = await write_build(store, requests["unit", "r1"], 1, "w1", T0 + 30, Result.SUCCESS, tests=ok)
+    builds["unit#2"] = await write_build(
         store,
         requests["unit", "r2"],
         2,
@@ -124,23 +124,27 @@ async def write_history(store: Store) -> Known:
         log="running tests\nSegmentation fault (core dumped)\n1 failed",
         tests=[("test_parse", failed), ("test_network", passed)],
     )
-    builds["unit#3"] = await _build(
+    builds["unit#3"] = await write_build(
         store, requests["unit", "r3"], 3, "w1", T0 + 2 * HOUR + 30, Result.SUCCESS, tests=ok
     )
-    (rerun,) = await store.add_buildset(_spec("unit", "main", "r3"), T0 + 3 * HOUR - 600)
-    builds["unit#4"] = await _build(
+    (rerun,) = await store.add_buildset(build_spec("unit", "main", "r3"), T0 + 3 * HOUR - 600)
+    builds["unit#4"] = await write_build(
         store, rerun, 4, "w1", T0 + 3 * HOUR, Result.FAILURE, tests=[("test_parse", passed), ("test_network", failed)]
     )
-    builds["unit#5"] = await _build(store, requests["unit", "r4"], 5, "w1", T0 + 4 * HOUR, Result.SUCCESS, tests=ok)
-    builds["lint#1"] = await _build(store, requests["lint", "r1"], 1, "w2", T0 + 60, Result.SUCCESS, took=120)
-    builds["lint#2"] = await _build(store, requests["lint", "r2"], 2, "w2", T0 + HOUR + 60, Result.WARNINGS, took=120)
+    builds["unit#5"] = await write_build(
+        store, requests["unit", "r4"], 5, "w1", T0 + 4 * HOUR, Result.SUCCESS, tests=ok
+    )
+    builds["lint#1"] = await write_build(store, requests["lint", "r1"], 1, "w2", T0 + 60, Result.SUCCESS, took=120)
+    builds["lint#2"] = await write_build(
+        store, requests["lint", "r2"], 2, "w2", T0 + HOUR + 60, Result.WARNINGS, took=120
+    )
 
     # A feature-branch request lost with its worker, then rerun elsewhere
-    (feature,) = await store.add_buildset(_spec("unit", "feature", "f1"), T0 + 5 * HOUR)
-    builds["unit#6"] = await _build(store, feature, 6, "w2", T0 + 5 * HOUR + 100, Result.RETRY, took=300)
-    builds["unit#7"] = await _build(store, feature, 7, "w1", T0 + 5 * HOUR + 500, Result.SUCCESS)
+    (feature,) = await store.add_buildset(build_spec("unit", "feature", "f1"), T0 + 5 * HOUR)
+    builds["unit#6"] = await write_build(store, feature, 6, "w2", T0 + 5 * HOUR + 100, Result.RETRY, took=300)
+    builds["unit#7"] = await write_build(store, feature, 7, "w1", T0 + 5 * HOUR + 500, Result.SUCCESS)
     # And one still waiting
-    await store.add_buildset(_spec("unit", "main", "r5"), T0 + 6 * HOUR)
+    await store.add_buildset(build_spec("unit", "main", "r5"), T0 + 6 * HOUR)
     return Known(changes=changes, builds=builds)
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+import random
+
 import matplotlib
 import pandas as pd
 import pytest
 
+from flowbot.analysis import History
 from flowbot.errors import NotFound
+from flowbot.junit import Outcome
+from flowbot.results import Result
+from flowbot.store import Store
 
-from .conftest import HOUR, T0
+from .conftest import HOUR, T0, build_spec, write_build
 
 matplotlib.use("Agg")
 
@@ -145,6 +152,61 @@ def test_flaky_tests_with_evidence(history):
     # Flipping often is evidence too, without a shared revision
     assert set(history.flaky_tests(min_flips=1)["name"]) == {"test_network", "test_parse"}
     assert history.flaky_tests(builder="lint").empty
+
+
+async def test_flaky_tests_count_what_counting_by_hand_counts(db_url):
+    # Given three builders running four tests with random outcomes, each revision built twice
+    rng = random.Random(7)
+    outcomes = [Outcome.PASSED] * 3 + [Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED]
+    runs = []  # (build id, builder, revision, test, failed) of the runs that were not skipped
+    store = await Store.open(db_url)
+    try:
+        for i in range(24):
+            revision = f"r{i // 2}"
+            for builder in rng.sample(["a", "b", "c"], 3):
+                (request,) = await store.add_buildset(build_spec(builder, "main", revision), T0 + i * 600)
+                tests = [(f"test_{k}", rng.choice(outcomes)) for k in range(4)]
+                build = await write_build(store, request, i + 1, "w1", T0 + i * 600 + 10, Result.SUCCESS, tests=tests)
+                runs += [(build, builder, revision, name, o != Outcome.PASSED) for name, o in tests if o != "skipped"]
+    finally:
+        await store.close()
+    # When every test that failed is asked for
+    with History(db_url) as history:
+        flaky = history.flaky_tests(window="1d", min_flips=0).set_index("name")
+    # Then each count, and the evidence, is what going through the runs one by one gives
+    columns = ["runs", "passed", "failed", "flips", "mixed_revisions", "flakiness", "revisions", "failed_builds"]
+    assert {name: tuple(row) for name, row in zip(flaky.index, flaky[columns].values.tolist(), strict=True)} == {
+        name: counted for name in sorted({run[3] for run in runs}) if (counted := _count_by_hand(runs, name))
+    }
+    assert flaky["flakiness"].is_monotonic_decreasing
+
+
+def _count_by_hand(runs: list[tuple], test: str) -> tuple | None:
+    """What flaky_tests() says of ``test`` (from ``runs`` before the evidence), None when it never failed."""
+    mine = sorted(run for run in runs if run[3] == test)
+    failed = [build for build, _, _, _, bad in mine if bad]
+    flips = follows = 0
+    for builder in {run[1] for run in mine}:
+        series = [bad for _, on, _, _, bad in mine if on == builder]
+        follows += len(series) - 1
+        flips += sum(a != b for a, b in itertools.pairwise(series))
+    outcomes_of = {}
+    for build, _, revision, _, bad in mine:
+        outcomes_of.setdefault(revision, []).append((build, bad))
+    mixed = sorted((max(seen)[0], rev) for rev, seen in outcomes_of.items() if len({bad for _, bad in seen}) == 2)
+    if not failed:
+        return None
+    newest_mixed = [rev for _, rev in reversed(mixed)][:5]
+    return (
+        len(mine),
+        len(mine) - len(failed),
+        len(failed),
+        flips,
+        len(mixed),
+        flips / follows,
+        newest_mixed,
+        failed[::-1][:5],
+    )
 
 
 def test_search_logs_finds_lines_in_any_case(history):

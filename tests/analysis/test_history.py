@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pandas as pd
@@ -11,8 +12,10 @@ import flowbot
 from flowbot.analysis import History
 from flowbot.analysis.dtypes import OUTCOME, RESULT
 from flowbot.errors import NotFound, StoreError
+from flowbot.results import Result
+from flowbot.store import Ref, Store
 
-from .conftest import HOUR, T0
+from .conftest import HOUR, T0, build_spec, write_build
 
 UTC = "datetime64[ns, UTC]"
 SPAN = "timedelta64[ns]"
@@ -80,6 +83,65 @@ def test_builds_filter_by_builder_branch_result_and_time(history):
     window = history.builds(since=stamp(T0 + HOUR), until="2024-01-01T03:00:00")
     assert window["number"].tolist() == [2, 3, 2]
     assert history.builds(since="1d").empty  # the story is long past
+
+
+async def test_builds_show_running_builds_and_text_exactly_as_stored(db_url):
+    # Given a finished build on an empty branch with an odd revision, and one still running on no branch
+    odd = 'r,"1"\n[ünï] NULL'
+    store = await Store.open(db_url)
+    try:
+        (empty,) = await store.add_buildset(build_spec("unit", "", odd), T0)
+        (none,) = await store.add_buildset(build_spec("unit", None, None), T0 + 5)
+        await write_build(store, empty, 1, "w1", T0 + 10, Result.SUCCESS)
+        await store.start_build(none, 2, "w,2", T0 + 20.25, "master", Ref())
+    finally:
+        await store.close()
+    # When the builds are read
+    with History(db_url) as history:
+        builds = history.builds()
+    # Then empty text stays empty, missing stays missing, and a running build has no result or end yet
+    assert builds["branch"].tolist()[0] == "" and pd.isna(builds["branch"][1])
+    assert builds["revision"].tolist()[0] == odd and pd.isna(builds["revision"][1])
+    assert builds["worker"].tolist() == ["w1", "w,2"]
+    assert builds["result"].tolist()[0] == "SUCCESS" and pd.isna(builds["result"][1])
+    assert builds["finished_at"].isna().tolist() == [False, True]
+    assert builds["duration"].isna().tolist() == [False, True]
+    assert builds["started_at"][1] == stamp(T0 + 20.25)
+    assert builds["queue_time"].tolist() == [pd.Timedelta(seconds=10), pd.Timedelta(seconds=15.25)]
+
+
+async def test_builds_read_while_a_master_writes_are_each_one_moment(db_url):
+    # Given a store in this process writing builds one after another
+    store = await Store.open(db_url)
+    writing = True
+
+    async def write() -> int:
+        number = 0
+        while writing:
+            number += 1
+            (request,) = await store.add_buildset(build_spec("unit", "main", f"r{number}"), T0 + number)
+            build = Ref()
+            await store.start_build(request, number, "w1", T0 + number + 1, "master", build)
+            await store.finish_build(build, request, Result.SUCCESS, T0 + number + 2)
+        return number
+
+    writer = asyncio.create_task(write())
+    try:
+        # When the builds are read again and again meanwhile
+        with History(db_url) as history:
+            frames = [await asyncio.to_thread(history.builds) for _ in range(8)]
+    finally:
+        writing = False
+        written = await writer
+        await store.close()
+    # Then each read is the history at one moment: every build up to the newest, each whole
+    lengths = [len(builds) for builds in frames]
+    assert lengths == sorted(lengths) and 0 < lengths[-1] <= written
+    for builds in frames:
+        assert builds["number"].tolist() == list(range(1, len(builds) + 1))
+        assert builds["revision"].tolist() == [f"r{number}" for number in builds["number"]]
+        assert (builds["result"].isna() == builds["finished_at"].isna()).all()
+        assert (builds["submitted_at"] == builds["started_at"] - pd.Timedelta(seconds=1)).all()
 
 
 @pytest.mark.parametrize(
