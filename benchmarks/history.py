@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from flowbot.analysis import History
 from flowbot.store.engine import create_engine, migrate
+from flowbot.store.log_search import QUEUE_TABLE, index_queued
 
 DAY = 86400.0
 BUILDERS = 50
@@ -283,6 +284,10 @@ def generate(url: str, scale: float, seed: int = 5) -> dict[str, float]:
     for lo in range(0, total, CHUNK):
         write(history_chunk(lo, min(lo + CHUNK, total), total, end, rng))
         print(f"  {min(lo + CHUNK, total):,} builds written, {time.perf_counter() - began:.0f} s", flush=True)
+    if sa.inspect(engine).has_table(QUEUE_TABLE):  # index the logs for search, as a running master does
+        with engine.begin() as conn:
+            while index_queued(conn, 10_000):
+                pass
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             for table in ORDER:
