@@ -77,6 +77,9 @@ class Auth:
         # Hashed passwords that checked out, by a digest of what was sent: PBKDF2 is slow on
         # purpose, and basic authentication would pay for it on every request.
         self._verified: set[bytes] = set()
+        #: A stored hash to check an unknown user's password against, so that checking takes as
+        #: long whether or not the name exists (the answer is no either way).
+        self._decoy = next((stored for stored in self._users.values() if stored.startswith(_HASH_PREFIX)), None)
 
     @property
     def users(self) -> list[str]:
@@ -90,8 +93,11 @@ class Auth:
     async def check_password(self, user: str, password: str) -> bool:
         """Whether ``password`` is ``user``'s (a hashed one is checked off the event loop)."""
         stored = self._users.get(user)
-        if stored is None:
-            hmac.compare_digest(password, password)  # take about as long for an unknown user
+        if stored is None:  # take as long as for a user that exists
+            if self._decoy is not None:
+                await asyncio.get_running_loop().run_in_executor(_HASHING, _verify_hash, self._decoy, password)
+            else:
+                hmac.compare_digest(password, password)
             return False
         if stored.startswith(_HASH_PREFIX):
             key = hashlib.sha256(f"{user}\0{password}\0{stored}".encode()).digest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import flowbot.auth
 from flowbot import Auth, ConfigError, Pipeline
 
 
@@ -18,6 +19,20 @@ async def test_passwords_plain_and_hashed_and_tokens_by_name():
     assert auth.token_owner("tok-1") == "release-bot" and auth.token_owner("tok-2") is None
     assert Auth(tokens=["a", "b"]).token_owner("b") == "token 2"
     assert auth.users == ["alice", "bob"]
+
+
+async def test_an_unknown_user_costs_a_hash_check_as_a_known_one_does(monkeypatch):
+    # Given users whose passwords are stored hashed
+    auth = Auth(users={"bob": Auth.hash_password("builder", iterations=1000)})
+    checked = []
+    real = flowbot.auth._verify_hash
+    monkeypatch.setattr(flowbot.auth, "_verify_hash", lambda stored, pw: checked.append(stored) or real(stored, pw))
+
+    # When someone tries a name that does not exist, even with bob's password
+    refused = await auth.check_password("mallory", "builder")
+
+    # Then it is refused only after a full hash check, so the time taken does not tell names apart
+    assert not refused and len(checked) == 1 and checked[0].startswith("pbkdf2_sha256$1000$")
 
 
 def test_secrets_never_show_in_repr():
