@@ -18,7 +18,8 @@ class HttpStatusPush(Reporter):
     :class:`~flowbot.reporters.Reporter`); an endpoint that answers 4xx is not retried.
 
     Args:
-        url: where to POST.
+        url: where to POST; a secret, ``Interpolate("%(secret:hook_url)s")``, for URLs that carry
+            a token (chat webhooks do): then the URL is never logged, errors say "the secret URL".
         headers: extra headers, e.g. ``{"Authorization": Interpolate("Bearer %(secret:hook_token)s")}``
             (values may refer to the pipeline's secrets; never logged).
         started: also report builds as they start.
@@ -28,7 +29,7 @@ class HttpStatusPush(Reporter):
 
     def __init__(
         self,
-        url: str,
+        url: str | Renderable,
         *,
         headers: dict[str, str | Renderable] | None = None,
         started: bool = True,
@@ -38,18 +39,21 @@ class HttpStatusPush(Reporter):
         mode: str | Iterable[str] = "all",
         **retry: Any,
     ):
-        super().__init__(name or f"HttpStatusPush({url})", builders=builders, mode=mode, **retry)
-        self.url = url
+        shown = url if isinstance(url, str) else "the secret URL"
+        super().__init__(name or f"HttpStatusPush({shown})", builders=builders, mode=mode, **retry)
+        self.url = self.credential("url", url)
+        self._shown = shown
         self.headers = {key: self.credential(f"header {key}", value) for key, value in (headers or {}).items()}
         self.started = started
         self.timeout = timeout
 
     async def build_started(self, build: Build) -> None:
         if self.started:
-            await post_json(self.url, {"event": "started", "build": build.to_dict()}, **self._options())
+            await self._post({"event": "started", "build": build.to_dict()})
 
     async def build_finished(self, build: Build) -> None:
-        await post_json(self.url, {"event": "finished", "build": build.to_dict()}, **self._options())
+        await self._post({"event": "finished", "build": build.to_dict()})
 
-    def _options(self) -> dict[str, Any]:
-        return {"headers": self.render(self.headers), "timeout": self.timeout}
+    async def _post(self, payload: dict[str, Any]) -> None:
+        url, headers = self.render(self.url), self.render(self.headers)
+        await post_json(url, payload, headers=headers, timeout=self.timeout, shown=self._shown)

@@ -18,9 +18,15 @@ _RETRYABLE = {408, 429}
 
 
 async def post_json(
-    url: str, payload: Any, *, headers: dict[str, str] | None = None, timeout: float = 30.0
+    url: str,
+    payload: Any,
+    *,
+    headers: dict[str, str] | None = None,
+    timeout: float = 30.0,
+    shown: str | None = None,
 ) -> tuple[int, bytes]:
-    """POST ``payload`` as JSON; returns the status and body of a 2xx answer.
+    """POST ``payload`` as JSON; returns the status and body of a 2xx answer. Errors name the URL,
+    or ``shown`` instead when the URL is a secret.
 
     Raises:
         ReportError: no answer, or one worth retrying. ReportRejected: the endpoint refused it.
@@ -35,15 +41,16 @@ async def post_json(
         connect_timeout=min(timeout, 10.0),
         request_timeout=timeout,
     )
+    where = shown or url
     try:
         response = await AsyncHTTPClient().fetch(request, raise_error=False)
     except OSError as exc:  # DNS failures and refused connections, on some tornado versions
-        raise ReportError(f"POST {url}: {exc}") from None
+        raise ReportError(f"POST {where}: {exc}") from None
     if response.code == 599 or response.code >= 500 or response.code in _RETRYABLE:
         reason = response.error or response.reason
-        raise ReportError(f"POST {url}: {response.code} {reason}")
+        raise ReportError(f"POST {where}: {response.code} {reason}")
     if response.code >= 400:
-        raise ReportRejected(f"POST {url}: {response.code} {_message(response.body)}")
+        raise ReportRejected(f"POST {where}: {response.code} {_message(response.body)}")
     return response.code, response.body
 
 

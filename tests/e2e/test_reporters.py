@@ -128,10 +128,11 @@ def test_reporter_credentials_can_be_the_pipelines_secrets(master_factory, worke
     (secrets / "github_token").write_text("ghp-from-a-file\n")
     (secrets / "hook_token").write_text("hook-from-a-file")
     github, hook = http_recorder(), http_recorder()
+    (secrets / "hook_url").write_text(hook.url + "/T0K3N-in-the-url")
     reporters = (
         f"GitHubStatusPush(Interpolate('%(secret:github_token)s'), base_url={github.url!r}, builders=['pass']),"
-        f"HttpStatusPush({hook.url!r}, headers={{'Authorization': Interpolate('Bearer %(secret:hook_token)s')}},"
-        " builders=['pass'])"
+        "HttpStatusPush(Interpolate('%(secret:hook_url)s'),"
+        " headers={'Authorization': Interpolate('Bearer %(secret:hook_token)s')}, builders=['pass'])"
     )
     master = master_factory(with_secrets(PIPELINE.format(reporters=reporters), secrets))
     worker_factory(master, "w1", "s")
@@ -144,7 +145,8 @@ def test_reporter_credentials_can_be_the_pipelines_secrets(master_factory, worke
     wait_for(lambda: len(github.requests) == 2 and len(hook.requests) == 2, 20, "two reports each")
     assert {r["headers"]["Authorization"] for r in github.requests} == {"Bearer ghp-from-a-file"}
     assert {r["headers"]["Authorization"] for r in hook.requests} == {"Bearer hook-from-a-file"}
-    assert "from-a-file" not in master.log()
+    assert {r["path"] for r in hook.requests} == {"/T0K3N-in-the-url"}
+    assert "from-a-file" not in master.log() and "T0K3N" not in master.log()
 
 
 def with_secrets(pipeline: str, directory) -> str:

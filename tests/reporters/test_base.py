@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowbot import ConfigError, GitHubStatusPush, HttpStatusPush, Interpolate, MailNotifier, Reporter
+from flowbot.errors import ReportError
 from flowbot.properties import RenderError
 from flowbot.records import Build
 from flowbot.results import Result
@@ -87,3 +88,17 @@ def test_a_credential_of_another_kind_names_the_line():
         HttpStatusPush("http://example.com", headers={"Authorization": b"bytes"})
     with pytest.raises(ConfigError, match="MailNotifier password must be"):
         MailNotifier("ci@example.com", "dev@example.com", password=["a list"])
+
+
+async def test_a_secret_url_is_used_but_never_shown():
+    # Given a push to a URL that carries a token, kept as a secret
+    reporter = HttpStatusPush(Interpolate("%(secret:hook_url)s"), attempts=1)
+    reporter.use_secrets({"hook_url": "http://127.0.0.1:9/hooks/T0K3N"}.__getitem__)
+    assert "T0K3N" not in reporter.name
+
+    # When the endpoint cannot be reached
+    with pytest.raises(ReportError) as failed:
+        await reporter.build_finished(report(S))
+
+    # Then the error says where without the secret
+    assert "POST the secret URL" in str(failed.value) and "T0K3N" not in str(failed.value)
