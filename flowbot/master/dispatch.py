@@ -192,6 +192,10 @@ class Dispatcher:
             return by_load
         return [c for c in by_load if c.name == name]
 
+    def builds_on(self, connection: WorkerConnection) -> list[RunningBuild]:
+        """The builds running on ``connection``."""
+        return [b for b in self.running.values() if b.connection is connection]
+
     def _free_workers(self, builder: Builder) -> list[WorkerConnection]:
         """Connected workers of ``builder`` that take builds (not paused, not leaving), are not
         building it and are below their limit."""
@@ -200,7 +204,7 @@ class Dispatcher:
             connection = self.master.registry.connections.get(name)
             if connection is None or not self.master.worker_control.takes_builds(connection):
                 continue
-            builds = [b for b in self.running.values() if b.connection is connection]
+            builds = self.builds_on(connection)
             if any(b.builder == builder.name for b in builds):
                 continue
             limit = connection.spec.max_builds

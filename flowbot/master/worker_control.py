@@ -20,7 +20,6 @@ from ..errors import InvalidRequest, NotFound
 from ..results import Result
 
 if TYPE_CHECKING:
-    from .build import RunningBuild
     from .master import Master
     from .registry import WorkerConnection
 
@@ -87,7 +86,7 @@ class WorkerControl:
         if graceful:
             self.build_ended(connection)
         else:
-            for build in self._builds_on(connection):
+            for build in self.master.dispatcher.builds_on(connection):
                 build.stop(f"worker {name} was shut down", Result.RETRY)
             connection.send(protocol.SHUTDOWN, {"graceful": False})
         self._changed(name)
@@ -95,15 +94,12 @@ class WorkerControl:
     def build_ended(self, connection: WorkerConnection) -> None:
         """A build on ``connection`` is over: a worker leaving gracefully goes once it runs none."""
         leaving = self._leaving.get(connection.name) is connection and not connection.lost
-        if leaving and not self._builds_on(connection):
+        if leaving and not self.master.dispatcher.builds_on(connection):
             connection.send(protocol.SHUTDOWN, {"graceful": True})
 
     def lost(self, connection: WorkerConnection) -> None:
         if self._leaving.get(connection.name) is connection:
             del self._leaving[connection.name]
-
-    def _builds_on(self, connection: WorkerConnection) -> list[RunningBuild]:
-        return [b for b in self.master.running.values() if b.connection is connection]
 
     def _known(self, name: str) -> None:
         if name not in self.master.registry.workers and name not in self.master.registry.connections:

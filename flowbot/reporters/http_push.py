@@ -39,10 +39,8 @@ class HttpStatusPush(Reporter):
         mode: str | Iterable[str] = "all",
         **retry: Any,
     ):
-        shown = url if isinstance(url, str) else "the secret URL"
-        super().__init__(name or f"HttpStatusPush({shown})", builders=builders, mode=mode, **retry)
+        super().__init__(name or f"HttpStatusPush({_shown(url)})", builders=builders, mode=mode, **retry)
         self.url = self.credential("url", url)
-        self._shown = shown
         self.headers = {key: self.credential(f"header {key}", value) for key, value in (headers or {}).items()}
         self.started = started
         self.timeout = timeout
@@ -56,4 +54,9 @@ class HttpStatusPush(Reporter):
 
     async def _post(self, payload: dict[str, Any]) -> None:
         url, headers = self.render(self.url), self.render(self.headers)
-        await post_json(url, payload, headers=headers, timeout=self.timeout, shown=self._shown)
+        await post_json(url, payload, headers=headers, timeout=self.timeout, shown=_shown(self.url))
+
+
+def _shown(url: str | Renderable) -> str:
+    """The URL as logs and errors may show it."""
+    return url if isinstance(url, str) else "the secret URL"

@@ -941,15 +941,19 @@ def _load_changes(conn: sa.Connection, ids: list[int]) -> list[Change]:
 
 
 def _set_state(conn: sa.Connection, owner: str, key: str, value: Any) -> None:
-    where = (t.state.c.owner == owner, t.state.c.key == key)
-    if conn.execute(t.state.update().where(*where).values(value=value)).rowcount == 0:
-        conn.execute(t.state.insert(), {"owner": owner, "key": key, "value": value})
+    _upsert(conn, t.state, {"owner": owner, "key": key}, {"value": value})
 
 
 def _upsert_worker(conn: sa.Connection, name: str, values: dict[str, Any]) -> None:
     """Update the worker's row, making it if the worker was never seen (paused before it connected)."""
-    if conn.execute(t.workers.update().where(t.workers.c.name == name).values(**values)).rowcount == 0:
-        conn.execute(t.workers.insert(), {"name": name, "info": {}, **values})
+    _upsert(conn, t.workers, {"name": name}, values, info={})
+
+
+def _upsert(conn: sa.Connection, table: sa.Table, key: dict[str, Any], values: dict[str, Any], **new: Any) -> None:
+    """Update the row of ``table`` with ``key`` to ``values``; insert it (with ``new``) if there is none."""
+    where = [table.c[column] == value for column, value in key.items()]
+    if conn.execute(table.update().where(*where).values(**values)).rowcount == 0:
+        conn.execute(table.insert(), {**key, **new, **values})
 
 
 def _sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tuple[SourceStamp, ...]]:

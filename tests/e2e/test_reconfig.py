@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 
 from ..support import finished_builds, wait_for
@@ -86,5 +87,7 @@ def test_a_reconfig_changes_how_long_builds_are_kept(master_factory, worker_fact
     # When a reconfig keeps them for a second only
     reconfig(master, pipeline(retention="Retention(builds=1, every=1)"))
 
-    # Then the build goes
+    # Then the build goes, and the master's log says the janitor took it
     wait_for(lambda: master.client.builds() == [], 30, "the janitor to remove the build")
+    assert master.client.builds() == [] and master.client.builders()
+    assert re.search(r"janitor: removed \d+ log chunks and 1 build requests with their builds", master.log())
