@@ -114,6 +114,10 @@ class Store:
     async def close(self) -> None:
         """Finish pending writes and let go of the database."""
         await self._writer.drain()
+        if self._writer.inline:
+            self._writer.close()
+        else:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._writer.close)
         if self.dialect == "sqlite":
             await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
         await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)

@@ -6,6 +6,11 @@ resolves each caller's future when that transaction has committed. Under load a 
 carries dozens of writes; when idle it carries one and costs one commit. If a batch fails, its
 writes are retried one per transaction, so one bad write fails alone.
 
+The writer keeps one connection of its own rather than taking one from the pool per
+transaction: a pool checkout and the reset on its return cost more than a small transaction. A
+connection that fails is let go; a batch that fails on a kept connection (one a restarted
+PostgreSQL server dropped, say) is tried once more on a fresh one before anything is given up.
+
 Where the database is a network server (PostgreSQL) transactions run on the store's one thread,
 so the loop never waits for the network. An embedded SQLite commit in WAL mode costs tens of
 microseconds and never syncs (checkpoints, which do, run on the store's thread), so there the
@@ -57,6 +62,7 @@ class GroupWriter:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = asyncio.Event()
         self._idle.set()
+        self._connection: sa.Connection | None = None
 
     def submit(self, op: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
         """Queue ``op``; the future resolves with its return value once it is committed."""
@@ -94,10 +100,35 @@ class GroupWriter:
         done = self._executor.submit(self._run, batch)
         done.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._resolve_from, batch, f))
 
+    def close(self) -> None:
+        """Let go of the writer's connection (on the thread that writes, after :meth:`drain`)."""
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.close()
+            except Exception as exc:  # a connection the server dropped cannot even say goodbye
+                log.debug("closing the writer's connection failed: %s", exc)
+
+    def _transaction(self, ops: list[Op]) -> list[Any]:
+        """Run ``ops`` in one transaction and commit; a kept connection that fails is tried again
+        once, fresh. Raises what the ops or the commit raised (a full disk fails in the commit)."""
+        kept = self._connection is not None
+        while True:
+            if self._connection is None:
+                self._connection = self._engine.connect()
+            connection = self._connection
+            try:
+                with connection.begin():
+                    return [op(connection) for op in ops]
+            except Exception:
+                self.close()
+                if not kept:
+                    raise
+                kept = False
+
     def _run(self, batch: list[tuple[Op, asyncio.Future]]) -> list[tuple[bool, Any]]:
         try:
-            with self._engine.begin() as connection:
-                return [(True, op(connection)) for op, _ in batch]
+            return [(True, value) for value in self._transaction([op for op, _ in batch])]
         except Exception as exc:
             if len(batch) == 1:
                 return [(False, self._failure(exc))]
@@ -105,9 +136,8 @@ class GroupWriter:
         results: list[tuple[bool, Any]] = []
         for op, _ in batch:
             try:
-                with self._engine.begin() as connection:
-                    value = op(connection)
-            except Exception as exc:  # the op, or the commit (a full disk fails there)
+                (value,) = self._transaction([op])
+            except Exception as exc:
                 results.append((False, self._failure(exc)))
             else:
                 results.append((True, value))

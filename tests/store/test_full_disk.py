@@ -4,8 +4,8 @@ accepted stays, and the master carries on once there is room again."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import sqlalchemy as sa
@@ -42,21 +42,29 @@ async def test_a_commit_that_fails_fails_its_own_write_and_the_writer_goes_on(tm
     await store.close()
 
 
-@contextmanager
-def database_full(engine: sa.Engine) -> Iterator[None]:
-    """Let the SQLite database grow no more (``max_page_count``), as if its disk were full."""
+@asynccontextmanager
+async def database_full(store: Store) -> AsyncIterator[None]:
+    """Let the SQLite database grow no more (``max_page_count``), as if its disk were full: on the
+    connections opened from now on, and on the one the store's writer keeps."""
 
     def cap(dbapi_connection, _record) -> None:
         pages = dbapi_connection.execute("PRAGMA page_count").fetchone()[0]
         dbapi_connection.execute(f"PRAGMA max_page_count = {pages}")
 
-    sa.event.listen(engine, "connect", cap)
-    engine.dispose()
+    def set_cap(conn: sa.Connection, pages: int | None) -> None:
+        if pages is None:
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+        conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+
+    sa.event.listen(store.engine, "connect", cap)
+    store.engine.dispose()
+    await store._submit(lambda conn: set_cap(conn, None))
     try:
         yield
     finally:
-        sa.event.remove(engine, "connect", cap)
-        engine.dispose()
+        sa.event.remove(store.engine, "connect", cap)
+        store.engine.dispose()
+        await store._submit(lambda conn: set_cap(conn, 2**31 - 2))
 
 
 async def test_a_full_database_refuses_new_work_clearly_and_the_master_carries_on(tmp_path) -> None:
@@ -73,7 +81,7 @@ async def test_a_full_database_refuses_new_work_clearly_and_the_master_carries_o
         await master.wait_idle(timeout=60)
 
         # When the database can take no more
-        with database_full(master.store.engine):
+        async with database_full(master.store):
             # Then a forced build is refused, saying why, in Python and over HTTP (503, not a traceback)
             with pytest.raises(StoreError, match="database or disk is full"):
                 await master.force("unit", reason="x" * 100_000)
@@ -88,3 +96,26 @@ async def test_a_full_database_refuses_new_work_clearly_and_the_master_carries_o
         await master.wait_idle(timeout=60)
         builds = await master.store.builds()
         assert [(b["number"], b["result"]) for b in builds] == [(2, "SUCCESS"), (1, "SUCCESS")]
+
+
+async def test_a_write_after_the_server_dropped_the_writers_connection_is_kept(postgres_db: str) -> None:
+    # Given a PostgreSQL store that has written once (its writer keeps that connection)
+    store = await Store.open(postgres_db)
+    try:
+        (first,) = await store.add_buildset(buildset("unit"), NOW)
+
+        # When the server ends every other session of the database (a restart or a failover would)
+        admin = sa.create_engine(postgres_db, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            ended = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar()
+        admin.dispose()
+        assert ended >= 1
+
+        # Then the next write is stored all the same, on a fresh connection
+        (second,) = await store.add_buildset(buildset("lint"), NOW + 1)
+        assert [r.id for r in await store.pending_requests()] == [first.id, second.id]
+    finally:
+        await store.close()
