@@ -21,6 +21,10 @@ OUTPUT_FLUSH_BYTES = _worker.OUTPUT_FLUSH_BYTES
 OUTPUT_FLUSH_DELAY = _worker.OUTPUT_FLUSH_DELAY
 OUTPUT_WINDOW = _worker.OUTPUT_WINDOW
 
+#: Seconds the master gathers acknowledgements of ``finished`` before sending them in one message
+#: (well below the worker's re-send interval): off the build's path, one message for many builds.
+FINISHED_ACK_DELAY = 0.05
+
 #: Seconds a file transfer under way may go without a chunk or a credit before it fails.
 FILE_STALL_TIMEOUT = 60.0
 

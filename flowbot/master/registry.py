@@ -36,6 +36,7 @@ from flowbot_worker.defaults import MAX_FRAME_BYTES
 
 from ..defaults import (
     FILE_STALL_TIMEOUT,
+    FINISHED_ACK_DELAY,
     HEARTBEAT_INTERVAL,
     LIVENESS,
     OUTPUT_FLUSH_BYTES,
@@ -98,6 +99,8 @@ class WorkerConnection:
         self.lost = False
         #: The CURVE public key the connection proved (None on a link without CURVE).
         self.key: str | None = None
+        self._finished_acks: list[str] = []
+        self._ack_timer: asyncio.TimerHandle | None = None
 
     def send(
         self, kind: str, content: dict[str, Any] | None = None, blobs: tuple[bytes, ...] = (), re: str | None = None
@@ -130,6 +133,19 @@ class WorkerConnection:
             return await command.result
         finally:
             self.commands.pop(cmd_id, None)
+
+    def ack_finished(self, cmd_id: str) -> None:
+        """Acknowledge a ``finished`` shortly, in one message with those that come meanwhile."""
+        self._finished_acks.append(cmd_id)
+        if self._ack_timer is None:
+            self._ack_timer = asyncio.get_running_loop().call_later(FINISHED_ACK_DELAY, self._send_finished_acks)
+
+    def _send_finished_acks(self) -> None:
+        self._ack_timer = None
+        acks, self._finished_acks = self._finished_acks, []
+        if acks and not self.lost:
+            # ``cmd_id`` too, for workers that read one id per acknowledgement (they re-send the rest).
+            self.send(protocol.ACK, {"of": protocol.FINISHED, "cmd_ids": acks, "cmd_id": acks[0]})
 
     def send_start(self, command: RemoteCommand) -> None:
         self.send(protocol.START_COMMAND, {"cmd_id": command.cmd_id, "name": command.name, "args": command.args})
@@ -500,7 +516,8 @@ class WorkerRegistry:
     def _on_finished(self, conn: WorkerConnection, message: protocol.Message) -> None:
         c = message.content
         cmd_id = c.get("cmd_id")
-        conn.send(protocol.ACK, {"cmd_id": cmd_id, "of": protocol.FINISHED}, re=message.msg_id)
+        if isinstance(cmd_id, str):
+            conn.ack_finished(cmd_id)
         command = conn.commands.get(cmd_id)
         if command is None or command.result.done():
             return  # a repeat, or a command this master no longer waits for

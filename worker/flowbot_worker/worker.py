@@ -360,19 +360,27 @@ class Worker:
 
     def _on_ack(self, message: protocol.Message) -> None:
         c = message.content
-        cmd_id = c.get("cmd_id")
-        held = self._held.get(cmd_id)
-        if held is None:
-            return
         if c.get("of") == protocol.FINISHED:
-            del self._held[cmd_id]
-            held.output.close()
-            self._done[cmd_id] = None
-            if len(self._done) > _REMEMBERED:
-                self._done.popitem(last=False)
+            # The master acknowledges results in batches (``cmd_ids``); ``cmd_id`` alone also counts.
+            cmd_ids = c.get("cmd_ids") if isinstance(c.get("cmd_ids"), list) else [c.get("cmd_id")]
+            for cmd_id in cmd_ids:
+                self._forget(cmd_id)
             self._leave_if_done()
-        elif c.get("of") == protocol.OUTPUT and isinstance(c.get("offsets"), dict):
+            return
+        held = self._held.get(c.get("cmd_id"))
+        if held is not None and c.get("of") == protocol.OUTPUT and isinstance(c.get("offsets"), dict):
             held.output.ack(c["offsets"])
+
+    def _forget(self, cmd_id: Any) -> None:
+        """The master has the result of ``cmd_id``: let the command go, remembering its id."""
+        held = self._held.get(cmd_id) if isinstance(cmd_id, str) else None
+        if held is None or held.finished is None:
+            return
+        del self._held[cmd_id]
+        held.output.close()
+        self._done[cmd_id] = None
+        if len(self._done) > _REMEMBERED:
+            self._done.popitem(last=False)
 
     # -- running commands -----------------------------------------------------------------------
 
