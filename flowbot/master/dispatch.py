@@ -56,6 +56,7 @@ class Dispatcher:
         self.numbers: dict[str, int] = {}
         self._recording = 0  # builds whose steps are done and whose records are on their way
         self._scheduled = False
+        self._pass_done: asyncio.Future[None] | None = None
         self._watches: dict[int, _Watch] = {}
         self.idle = asyncio.Event()
         self.active = False
@@ -136,16 +137,30 @@ class Dispatcher:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._assign)
 
+    async def assigned(self) -> None:
+        """Wait for the assignment pass that is due, if one is; the builds it starts have sent
+        their first command to their workers by the time this returns."""
+        if self._scheduled:
+            if self._pass_done is None:
+                self._pass_done = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._pass_done)
+
     def _assign(self) -> None:
         self._scheduled = False
-        if not self.active:
-            return
-        for name in self.queue.builders():
-            builder = self.master.pipeline.builder(name)
-            if builder is None:
-                continue  # requests for a builder the pipeline no longer has wait for it to return
-            while self._start_one(builder):
-                pass
+        try:
+            if not self.active:
+                return
+            for name in self.queue.builders():
+                builder = self.master.pipeline.builder(name)
+                if builder is None:
+                    continue  # requests for a builder the pipeline no longer has wait for it to return
+                while self._start_one(builder):
+                    pass
+        finally:
+            # Waiters resume after the builds just started have run up to their first command.
+            done, self._pass_done = self._pass_done, None
+            if done is not None:
+                done.set_result(None)
 
     def _start_one(self, builder: Builder) -> bool:
         free = self._free_workers(builder)

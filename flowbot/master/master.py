@@ -331,7 +331,7 @@ class Master:
         self.events.emit(
             "change.new", change_id=change_id, branch=change.branch, revision=change.revision, author=change.author
         )
-        self.enqueue(requests)
+        await self._start(requests)
         return change_id, [r.id for r in requests]
 
     def enqueue(self, requests: list[BuildRequest]) -> None:
@@ -339,10 +339,16 @@ class Master:
         if requests:
             self.dispatcher.enqueue(requests)
 
+    async def _start(self, requests: list[BuildRequest]) -> None:
+        """Queue stored requests and return once the builds that can start have: the caller's
+        answer (an HTTP reply, a socket write that wakes its client) then no longer holds them up."""
+        self.enqueue(requests)
+        await self.dispatcher.assigned()
+
     async def submit(self, spec: BuildsetSpec) -> list[BuildRequest]:
         """Store a buildset and queue its requests."""
         requests = await self.store.add_buildset(spec, time.time())
-        self.enqueue(requests)
+        await self._start(requests)
         return requests
 
     async def force(

@@ -24,6 +24,7 @@ async def test_reading_a_running_steps_logs_creates_none(tmp_path):
         while not master.running or next(iter(master.running.values())).current_step != 0:
             await asyncio.sleep(0.05)
         (build,) = master.running.values()
+        await build.started()  # it has an id once its start is stored
         client = AsyncHTTPClient()
         log = f"{master.http_url}/api/builds/{build.id}/steps/0/log?tail=5"
 
