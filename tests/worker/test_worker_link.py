@@ -97,3 +97,47 @@ async def test_a_graceful_shutdown_keeps_the_link_until_the_master_has_the_runni
         await asyncio.wait_for(running, 10)
         master.close()
         ctx.term()
+
+
+async def test_one_acknowledgement_can_carry_the_results_of_several_commands(tmp_path):
+    # Given a welcomed worker that runs two commands and is asked to leave once they are done
+    ctx = zmq.asyncio.Context()
+    master = ctx.socket(zmq.ROUTER)
+    master.setsockopt(zmq.LINGER, 0)
+    port = master.bind_to_random_port("tcp://127.0.0.1")
+    channel = protocol.Channel(b"s")
+    worker = Worker(f"tcp://127.0.0.1:{port}", "w1", "s", tmp_path)
+    running = asyncio.create_task(worker.run())
+
+    async def receive() -> protocol.Message:
+        _, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
+        return channel.accept(frames)
+
+    async def send(kind: str, content: dict) -> None:
+        await master.send_multipart([route, *channel.pack(kind, content)])
+
+    try:
+        route, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
+        channel.accept(frames)
+        await send(protocol.WELCOME, {"heartbeat": 0.1, "liveness": 1000, "cancel": [], "resume": {}})
+        for cmd_id in ("c1", "c2"):
+            await send(protocol.START_COMMAND, {"cmd_id": cmd_id, "name": "shell", "args": {"command": "true"}})
+        await send(protocol.SHUTDOWN, {"graceful": True})
+        finished = set()
+        while len(finished) < 2:
+            message = await receive()
+            if message.type == protocol.FINISHED:
+                finished.add(message.content["cmd_id"])
+
+        # When the master acknowledges both results in one message
+        await send(protocol.ACK, {"of": protocol.FINISHED, "cmd_ids": ["c1", "c2"], "cmd_id": "c1"})
+
+        # Then the worker holds neither any more: it says goodbye and ends
+        while (message := await receive()).type != protocol.DISCONNECT:
+            assert message.type != protocol.FINISHED or message.content["cmd_id"] not in finished
+        await asyncio.wait_for(running, 5)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(running, 10)
+        master.close()
+        ctx.term()
