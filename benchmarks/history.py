@@ -151,6 +151,7 @@ def history_chunk(lo: int, hi: int, total: int, end: float, rng: np.random.Gener
             "worker": np.char.add("worker-", ((builder * 7 + index) % WORKERS).astype(str)),
             "branch": branch_of_set[position],
             "revision": revision_of_set[position],
+            "submitted_at": submitted,
             "started_at": start,
             "finished_at": finished,
             "result": result,

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .history import History
 
-_b, _r, _s = t.builds.c, t.buildrequests.c, t.steps.c
+_b, _s = t.builds.c, t.steps.c
 _GROUPS = {"builder": _b.builder, "worker": _b.worker, "branch": _b.branch}
 
 
@@ -126,8 +126,8 @@ def queue_times(
 ) -> pd.DataFrame:
     """How long builds waited for a worker: ``builds, mean, p50, p95, max`` per ``by``, longest p95 first."""
     keys = _group_column(by)
-    query = sa.select(*keys, _b.request_id, _r.submitted_at, _b.started_at, _b.finished_at).join(
-        t.buildrequests, _r.id == _b.request_id
+    query = history.with_requests(
+        sa.select(*keys, _b.request_id, history.submitted_at.label("submitted_at"), _b.started_at, _b.finished_at)
     )
     frame = history.read(history.build_filter(query, builder=builder, since=since, until=until).order_by(_b.id))
     frame["waited"] = queue_seconds(frame)

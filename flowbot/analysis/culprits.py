@@ -21,7 +21,7 @@ from .dtypes import FAILING, VERDICTS, TimeLike, timestamps
 if TYPE_CHECKING:
     from .history import History
 
-_b, _r, _c = t.builds.c, t.buildrequests.c, t.changes.c
+_b, _c = t.builds.c, t.changes.c
 
 COLUMNS = [
     "branch",
@@ -52,11 +52,8 @@ def culprits(history: History, builder: str, since: TimeLike = None, until: Time
     """
     if not isinstance(builder, str):
         raise ValueError(f"culprits needs one builder's name; got {builder!r}")
-    query = (
-        sa.select(_b.branch, _b.number, _b.revision, _b.result, _b.started_at, _r.submitted_at)
-        .join(t.buildrequests, _r.id == _b.request_id)
-        .where(_b.result.in_([int(r) for r in VERDICTS]))
-    )
+    columns = (_b.branch, _b.number, _b.revision, _b.result, _b.started_at, history.submitted_at.label("submitted_at"))
+    query = history.with_requests(sa.select(*columns)).where(_b.result.in_([int(r) for r in VERDICTS]))
     builds = history.read(history.build_filter(query, builder=builder, since=since, until=until).order_by(_b.id))
     builds["bad"] = builds["result"].isin([int(r) for r in FAILING])
     before = builds.groupby("branch", dropna=False).shift()

@@ -35,7 +35,7 @@ _BUILDS = {
     "branch": (_b.branch, Kind.TEXT),
     "revision": (_b.revision, Kind.TEXT),
     "result": (_b.result, Kind.CODE),
-    "submitted_at": (_r.submitted_at, Kind.TIME),
+    "submitted_at": (_b.submitted_at, Kind.TIME),  # or the request's, in an older store
     "started_at": (_b.started_at, Kind.TIME),
     "finished_at": (_b.finished_at, Kind.TIME),
     "request_id": (_b.request_id, Kind.INT),
@@ -70,6 +70,10 @@ class History:
         self.dialect = self.engine.dialect.name
         #: The database's tables, to tell an older schema from a current one.
         self.tables = tables
+        #: When a build's request was submitted: the build's own copy, or in a store from before
+        #: builds kept one, the request's (queries then join it: :meth:`with_requests`).
+        built_columns = {column["name"] for column in sa.inspect(self.engine).get_columns("builds")}
+        self.submitted_at = _b.submitted_at if "submitted_at" in built_columns else _r.submitted_at
 
     def close(self) -> None:
         """Let go of the database's connections."""
@@ -104,6 +108,10 @@ class History:
         """Like :meth:`read`, with every value converted by its column's SQLAlchemy type (JSON, say)."""
         with self.engine.connect() as conn:
             return pd.read_sql(query, conn)
+
+    def with_requests(self, query: sa.Select) -> sa.Select:
+        """``query`` of builds, joined to their requests when :attr:`submitted_at` is read from them."""
+        return query if self.submitted_at is _b.submitted_at else query.join(t.buildrequests, _r.id == _b.request_id)
 
     def require(self, table: str) -> None:
         """Fail clearly on a database whose schema predates ``table``."""
@@ -189,11 +197,11 @@ class History:
         Raises:
             NotFound: ``builder`` has no builds.
         """
-        query = sa.select(*(column.label(name) for name, (column, _) in _BUILDS.items()))
-        query = query.join(t.buildrequests, _r.id == _b.request_id)
+        columns = {**_BUILDS, "submitted_at": (self.submitted_at, Kind.TIME)}
+        query = self.with_requests(sa.select(*(column.label(name) for name, (column, _) in columns.items())))
         query = self.build_filter(query, builder=builder, branch=branch, result=result, since=since, until=until)
         with self.engine.connect() as conn:
-            frame = pd.DataFrame(read_columns(conn, query, {name: kind for name, (_, kind) in _BUILDS.items()}))
+            frame = pd.DataFrame(read_columns(conn, query, {name: kind for name, (_, kind) in columns.items()}))
         if not frame["build_id"].is_monotonic_increasing:  # rows come as the database read them
             frame = frame.sort_values("build_id", ignore_index=True)
         frame["queue_time"] = durations(answers.queue_seconds(frame))

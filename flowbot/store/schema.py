@@ -135,6 +135,8 @@ builds = Table(
     Column("worker", Text, nullable=False),
     Column("branch", Text),
     Column("revision", Text),
+    #: When its request was submitted: a copy of the request's, so the history reads builds alone.
+    Column("submitted_at", Float),
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
     Column("result", Integer),

@@ -38,7 +38,8 @@ INSERT_SOURCESTAMP = Statement(
 INSERT_BUILDSET_CHANGE = Statement(t.buildset_changes.insert(), ["buildset_id", "change_id"])
 INSERT_REQUEST = Statement(t.buildrequests.insert(), ["buildset_id", "builder", "priority", "submitted_at"])
 INSERT_BUILD = Statement(
-    t.builds.insert(), ["request_id", "builder", "number", "worker", "branch", "revision", "started_at", "summary"]
+    t.builds.insert(),
+    ["request_id", "builder", "number", "worker", "branch", "revision", "submitted_at", "started_at", "summary"],
 )
 INSERT_STEP = Statement(t.steps.insert(), ["build_id", "number", "name", "started_at", "hidden", "summary"])
 INSERT_LOG_CHUNK = Statement(t.log_chunks.insert(), ["step_id", "log", "first_line", "last_line", "content", "streams"])

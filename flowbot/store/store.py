@@ -326,6 +326,7 @@ class Store:
                     "worker": worker,
                     "branch": request.branch,
                     "revision": request.revision,
+                    "submitted_at": request.submitted_at,
                     "started_at": now,
                     "summary": "",
                 },

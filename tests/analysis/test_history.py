@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import sqlalchemy as sa
+from alembic import command
 
 import flowbot
 from flowbot.analysis import History
@@ -14,8 +16,9 @@ from flowbot.analysis.dtypes import OUTCOME, RESULT
 from flowbot.errors import NotFound, StoreError
 from flowbot.results import Result
 from flowbot.store import Ref, Store
+from flowbot.store.engine import alembic_config
 
-from .conftest import HOUR, T0, build_spec, write_build
+from .conftest import HOUR, T0, build_spec, write_build, write_history
 
 UTC = "datetime64[ns, UTC]"
 SPAN = "timedelta64[ns]"
@@ -313,3 +316,45 @@ def test_import_flowbot_stays_light_and_history_loads_on_demand():
 
     code = "import sys, flowbot; assert 'pandas' not in sys.modules; flowbot.History; assert 'pandas' in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _migrate(db_url: str, direction: str, revision: str) -> None:
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            getattr(command, direction)(config, revision)
+    finally:
+        engine.dispose()
+
+
+async def test_a_store_from_before_builds_kept_their_submission_time_reads_the_same(db_url: str):
+    # Given a store with a history, and what History reads of it
+    store = await Store.open(db_url)
+    await write_history(store)
+    await store.close()
+
+    def answers() -> list[pd.DataFrame]:
+        with History(db_url) as history:
+            return [history.builds(), history.queue_times(), history.culprits("unit")]
+
+    current = answers()
+
+    # When the store goes back to the schema before builds had their own submitted_at
+    _migrate(db_url, "downgrade", "0005_worker_controls")
+
+    # Then History reads the same from the requests
+    for old, now in zip(answers(), current, strict=True):
+        pd.testing.assert_frame_equal(old, now)
+
+    # And once a store upgrades it again, each build's copy is filled in from its request
+    store = await Store.open(db_url)
+    await store.close()
+    for again, now in zip(answers(), current, strict=True):
+        pd.testing.assert_frame_equal(again, now)
+    engine = sa.create_engine(db_url)
+    with engine.connect() as conn:
+        missing = conn.exec_driver_sql("SELECT count(*) FROM builds WHERE submitted_at IS NULL").scalar()
+    engine.dispose()
+    assert missing == 0
