@@ -140,7 +140,7 @@ class WorkerProcess(Process):
         )
 
 
-#: The pipeline of the walking-skeleton issue, exactly as written there.
+#: The README's first pipeline, exactly as written there.
 SAMPLE_PIPELINE = """\
 from flowbot import Pipeline, Worker, Builder, Shell, AnyBranchScheduler, ForceScheduler
 

@@ -16,7 +16,7 @@ from ..support import finished_builds, running_build, step_log, wait_for
 
 @pytest.fixture
 def sample(master_factory, worker_factory):
-    """The walking-skeleton pipeline, exactly as the issue writes it, with both workers connected."""
+    """The README's first pipeline, exactly as written there, with both workers connected."""
     master = master_factory()
     worker_factory(master, "w1", "change-me")
     worker_factory(master, "w2", "other")

@@ -1,8 +1,8 @@
 """Git end to end: a real master polls a real repository, real workers check it out and build it.
 
 Covers the ``GitPoller`` across a crash of the master, the ``Git`` step with the worker's git
-binary and with dulwich (git hidden from the worker's PATH), and the pipeline of issue 3 as a
-user would write it, against a repository with a Makefile.
+binary and with dulwich (git hidden from the worker's PATH), and the README's pipeline that follows
+a repository, as a user would write it, against a repository with a Makefile.
 """
 
 from __future__ import annotations
@@ -137,7 +137,9 @@ def test_a_master_killed_and_restarted_neither_misses_nor_repeats_a_commit(tmp_p
     assert again.log().count("first poll of") == 1  # the restarted poller did not start afresh
 
 
-ISSUE_PIPELINE = """\
+#: The README's pipeline that tests each commit of a repository and packages what passed. Each
+#: builder has its own directory on a worker, so "package" checks the source out too.
+FOLLOWING_PIPELINE = """\
 from flowbot import (Pipeline, Worker, Builder, GitPoller, SingleBranchScheduler, ChangeFilter,
                      Triggerable, Git, Shell, SetPropertyFromCommand, Interpolate, Trigger, MasterLock)
 
@@ -176,11 +178,11 @@ dist:
 """
 
 
-def test_the_pipeline_of_issue_3_runs_as_written(tmp_path, master_factory, worker_factory):
-    # Given a project with a Makefile, and the issue's pipeline pointed at it
+def test_a_pipeline_that_follows_a_repository_tests_and_packages_each_commit(tmp_path, master_factory, worker_factory):
+    # Given a project with a Makefile, and the README's pipeline pointed at it
     repo = GitRepo(tmp_path / "project")
     repo.commit("Project", {"Makefile": MAKEFILE, "VERSION": "1.4.0\n", "src/app.txt": "app\n"})
-    master = master_factory(ISSUE_PIPELINE.format(repo=repo.url))
+    master = master_factory(FOLLOWING_PIPELINE.format(repo=repo.url))
     worker_factory(master, "w1", "a")
     worker_factory(master, "w2", "b")
     polled(master)
