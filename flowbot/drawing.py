@@ -1,6 +1,6 @@
-"""A pipeline drawn as SVG: change sources, then schedulers, then builders, left to right.
+"""A pipeline drawn as SVG: change sources, then schedulers, builders and reporters, left to right.
 
-Edges from schedulers to builders are solid; edges back from builders to the schedulers their
+Edges forward (changes, requests, reports) are solid; edges back from builders to the schedulers their
 ``Trigger`` steps start (or their ``Dependent`` schedulers follow) are dashed. It is plain SVG
 text, so Jupyter shows it through ``Pipeline._repr_html_`` and it can be saved as a file.
 """
@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
 _BOX_W, _BOX_H, _GAP_Y, _GAP_X, _PAD = 170, 40, 16, 90, 12
-_COLOURS = {"source": "#e8f0fe", "scheduler": "#fef7e0", "builder": "#e6f4ea"}
+_COLOURS = {"source": "#e8f0fe", "scheduler": "#fef7e0", "builder": "#e6f4ea", "reporter": "#fce8e6"}
 
 
 def svg(pipeline: Pipeline) -> str:
@@ -23,6 +23,7 @@ def svg(pipeline: Pipeline) -> str:
         "source": [(s.name, type(s).__name__) for s in pipeline.sources],
         "scheduler": [(s.name, type(s).__name__) for s in pipeline.schedulers],
         "builder": [(b.name, f"{len(b.steps)} steps on {', '.join(b.workers)}") for b in pipeline.builders],
+        "reporter": [(r.name, ", ".join(sorted(r.mode))) for r in pipeline.reporters],
     }
     kinds = [kind for kind, nodes in columns.items() if nodes]
     places: dict[str, tuple[float, float]] = {}
@@ -51,7 +52,7 @@ def svg(pipeline: Pipeline) -> str:
         dash = "" if forward else ' stroke-dasharray="5,4"'
         parts.append(
             f'<path d="M{sx},{sy} C{sx + bend},{sy} {ex - bend},{ey} {ex},{ey}" fill="none" stroke="#5f6368"'
-            f'{dash} marker-end="url(#arrow)"><title>{escape(label)}</title></path>'
+            f'{dash} marker-end="url(#arrow)"><title>{escape(f"{start} -> {end}: {label}")}</title></path>'
         )
     rows = max((len(columns[k]) for k in kinds), default=0)
     width = _PAD * 2 + len(kinds) * _BOX_W + max(len(kinds) - 1, 0) * _GAP_X

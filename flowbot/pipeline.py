@@ -232,7 +232,8 @@ class Pipeline:
     # -- the graph ------------------------------------------------------------------------------
 
     def edges(self) -> list[tuple[str, str, str]]:
-        """Every edge as ``(from, to, label)``; nodes are ``source:``, ``scheduler:`` and ``builder:`` names."""
+        """Every edge as ``(from, to, label)``; nodes are ``source:``, ``scheduler:``, ``builder:`` and
+        ``reporter:`` names."""
         edges = []
         takes_changes = [s for s in self.schedulers if type(s).classify is not Scheduler.classify]
         for source in self.sources:
@@ -246,6 +247,10 @@ class Pipeline:
                 if isinstance(step, Trigger):
                     label = "triggers and waits" if step.wait_for_finish else "triggers"
                     edges += [(f"builder:{builder.name}", f"scheduler:{s}", label) for s in step.schedulers]
+        for reporter in self.reporters:
+            label = "reports " + ", ".join(sorted(reporter.mode))
+            followed = reporter.builders if reporter.builders is not None else [b.name for b in self.builders]
+            edges += [(f"builder:{b}", f"reporter:{reporter.name}", label) for b in followed]
         return edges
 
     def _cycle(self) -> list[str] | None:

@@ -7,11 +7,27 @@ import subprocess
 import sys
 import textwrap
 import time
+from xml.etree import ElementTree
 
 import pytest
 
 import flowbot
-from flowbot import Builder, ForceScheduler, Interpolate, IntParameter, Pipeline, Shell, Worker
+from flowbot import (
+    AnyBranchScheduler,
+    Builder,
+    Dependent,
+    ForceScheduler,
+    GitPoller,
+    HttpStatusPush,
+    Interpolate,
+    IntParameter,
+    MailNotifier,
+    Pipeline,
+    Shell,
+    Trigger,
+    Triggerable,
+    Worker,
+)
 from flowbot.errors import NotFound
 
 
@@ -149,9 +165,52 @@ async def test_the_panel_shows_the_end_of_an_older_builds_log_without_reading_al
 
 
 def test_a_pipeline_draws_itself_as_a_graph() -> None:
-    drawn = pipeline()._repr_html_()
-    assert drawn.startswith("<svg") and "unit" in drawn and "force" in drawn
-    assert "scheduler:force -> builder:slow (requests)" in str(pipeline())
+    # Given a pipeline with a source, schedulers, a trigger, a dependent builder and reporters
+    drawn = Pipeline(
+        workers=[Worker("w1", secret="nb")],
+        sources=[GitPoller("/srv/git/app.git", branches=["main"])],
+        schedulers=[
+            AnyBranchScheduler("on-change", builders=["unit"]),
+            Triggerable("after-unit", builders=["package"]),
+            Dependent("docs", upstream="package", builders=["publish"]),
+        ],
+        builders=[
+            Builder("unit", workers=["w1"], steps=[Shell("make test"), Trigger(schedulers=["after-unit"])]),
+            Builder("package", workers=["w1"], steps=[Shell("make dist")]),
+            Builder("publish", workers=["w1"], steps=[Shell("make docs")]),
+        ],
+        reporters=[
+            HttpStatusPush("http://127.0.0.1:1/hook"),
+            MailNotifier("ci@example.org", ["dev@example.org"], builders=["unit"], mode="failing"),
+        ],
+    )
+
+    # When it is drawn (as Jupyter shows it)
+    svg = ElementTree.fromstring(drawn._repr_html_())
+    ns = "{http://www.w3.org/2000/svg}"
+    nodes = {g.find(f"{ns}title").text.split(": ")[0] for g in svg.iter(f"{ns}g")}
+    arrows = {path.find(f"{ns}title").text for path in svg.iter(f"{ns}path") if path.find(f"{ns}title") is not None}
+
+    # Then every node is a box, in the order changes flow, and every edge an arrow
+    assert nodes == {
+        "source gitpoller:app",
+        "scheduler on-change",
+        "scheduler after-unit",
+        "scheduler docs",
+        "builder unit",
+        "builder package",
+        "builder publish",
+        "reporter HttpStatusPush(http://127.0.0.1:1/hook)",
+        "reporter MailNotifier",
+    }
+    assert arrows == {f"{start} -> {end}: {label}" for start, end, label in drawn.edges()}
+    assert "builder:unit -> scheduler:after-unit: triggers" in arrows
+    assert "builder:package -> scheduler:docs: succeeds" in arrows
+    assert "builder:unit -> reporter:MailNotifier: reports failing" in arrows
+    assert "builder:publish -> reporter:HttpStatusPush(http://127.0.0.1:1/hook): reports all" in arrows
+    assert "builder:publish -> reporter:MailNotifier: reports failing" not in arrows
+    # And as text elsewhere
+    assert "scheduler:on-change -> builder:unit (requests)" in str(drawn)
 
 
 def test_a_killed_kernel_leaves_no_worker_processes_behind(tmp_path):
