@@ -263,7 +263,25 @@ class Master:
                 await self._apply(pipeline)
 
     async def _apply(self, pipeline: Pipeline) -> None:
+        """Switch to ``pipeline``; if that fails half way (a scheduler of its own that raises,
+        say), switch back to the pipeline before, whole, and raise."""
         old = self.pipeline
+        try:
+            await self._switch(pipeline)
+        except Exception as exc:
+            log.error("the new pipeline could not be applied (%r); the master goes on with the one before", exc)
+            await self._switch(old)
+            raise
+        if pipeline.retention is not old.retention:
+            self._start_janitor()
+        added = sorted({b.name for b in pipeline.builders} - {b.name for b in old.builders})
+        removed = sorted({b.name for b in old.builders} - {b.name for b in pipeline.builders})
+        log.info("reconfigured: builders added %s, removed %s", added or "none", removed or "none")
+        self.events.emit("master.reconfigured", added=added, removed=removed)
+        self.dispatcher.schedule()
+
+    async def _switch(self, pipeline: Pipeline) -> None:
+        """Stop the timers and change sources of the running pipeline and start ``pipeline``'s."""
         self.scheduling.stop()
         await self.sources.stop()
         self.pipeline = pipeline
@@ -274,13 +292,6 @@ class Master:
         await self.scheduling.start()
         await self.sources.start()
         self.reporting.use(pipeline.reporters)
-        if pipeline.retention is not old.retention:
-            self._start_janitor()
-        added = sorted({b.name for b in pipeline.builders} - {b.name for b in old.builders})
-        removed = sorted({b.name for b in old.builders} - {b.name for b in pipeline.builders})
-        log.info("reconfigured: builders added %s, removed %s", added or "none", removed or "none")
-        self.events.emit("master.reconfigured", added=added, removed=removed)
-        self.dispatcher.schedule()
 
     def panel(self, *, recent: int = 10) -> Any:
         """A live ipywidgets panel of this master (for Jupyter; see :mod:`flowbot.notebook`)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import flowbot
-from flowbot import Builder, ForceScheduler, Pipeline, Reporter, Shell, Worker
+from flowbot import Builder, ForceScheduler, Periodic, Pipeline, Reporter, Shell, Worker
 from flowbot.sources.base import ChangeSource
 
 
@@ -89,6 +89,48 @@ async def test_reporters_follow_the_pipeline_set_before_start_and_at_each_reconf
 
     # Then each build went to the reporters of the pipeline that ran when it finished
     assert before.finished == [] and first.finished == ["b #1"] and second.finished == ["b #2"]
+
+
+class Broken(Periodic):
+    """A timed scheduler of the user's whose timing raises once the master arms it."""
+
+    def next_run(self, after: float) -> float | None:
+        raise ZeroDivisionError("the schedule's arithmetic is wrong")
+
+
+async def test_a_pipeline_that_fails_to_start_leaves_the_master_on_the_one_before(tmp_path):
+    # Given a master running a pipeline with a change source and a reporter
+    running: list[TrackedSource] = []
+    reporter = Recorder()
+    good = pipeline("good", sources=[TrackedSource("s", running)], reporters=[reporter])
+    master = flowbot.Master(good, db=f"sqlite:///{tmp_path / 'm.db'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+
+        # When a reconfigure brings a scheduler that raises as it is armed (after the checks passed)
+        broken = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[Broken("every-minute", builders=["b"], period=60)],
+            builders=[Builder("b", workers=["w1"], steps=[Shell("true", name="broken")])],
+        )
+        try:
+            await master.reconfigure(broken)
+        except ZeroDivisionError:
+            pass
+        else:
+            raise AssertionError("the failed reconfigure did not say so")
+
+        # Then the master runs the pipeline it had, whole: its source, its force scheduler, its reporter
+        assert master.pipeline is good and running == good.sources
+        await master.force("b")
+        await master.wait_idle(timeout=30)
+        await _until(lambda: reporter.finished == ["b #1"])
+        (build,) = await master.store.builds()
+        assert build["result"] == "SUCCESS"
+        assert [s["name"] for s in (await master.store.build(build["id"]))["steps"]] == ["good"]
+    finally:
+        await master.stop()
 
 
 async def _until(predicate, timeout: float = 20.0) -> None:
