@@ -284,26 +284,38 @@ def _lower(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 def read_json(body: bytes) -> Any:
-    """The JSON value of a request body.
+    """The JSON value of a request body, as both stores can keep it.
 
     Raises:
-        InvalidRequest: the body is not JSON, or nests more than :data:`MAX_JSON_DEPTH` levels deep.
+        InvalidRequest: the body is not JSON, nests more than :data:`MAX_JSON_DEPTH` levels deep,
+            holds NaN or Infinity (not JSON, though Python writes them), or a string with a NUL
+            character (PostgreSQL cannot store one).
     """
     too_deep = InvalidRequest(f"the body's JSON is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
-        value = json.loads(body)
+        value = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise too_deep from None
-    containers = [(value, 1)] if isinstance(value, (dict, list)) else []
-    while containers:
-        item, depth = containers.pop()
+    items = [(value, 1)]
+    while items:
+        item, depth = items.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidRequest(f"the body holds a string with a NUL character: {item[:40]!r}")
+            continue
+        if not isinstance(item, (dict, list)):
+            continue
         if depth > MAX_JSON_DEPTH:
             raise too_deep
-        inside = item.values() if isinstance(item, dict) else item
-        containers += [(child, depth + 1) for child in inside if isinstance(child, (dict, list))]
+        inside = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+        items += [(child, depth + 1) for child in inside if isinstance(child, (str, dict, list))]
     return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise InvalidRequest(f"the body's JSON holds {name}, which JSON does not allow")
 
 
 def _form_payload(body: bytes) -> bytes:

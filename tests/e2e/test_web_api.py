@@ -194,3 +194,25 @@ def test_json_nested_too_deeply_is_a_clear_bad_request(master_factory):
                 assert message.startswith("the body's JSON is nested too deeply"), (depth, path)
     change = {"branch": "main", "properties": {"deep": [[["enough"]]]}}
     assert call(master, "POST", "/api/changes", change, basic("alice", "pw"))[0] == 201
+
+
+def test_values_a_database_cannot_keep_are_refused_alike_on_either_database(master_factory, db_url):
+    # Given a master on each database, and bodies Python would parse but a store cannot keep
+    master = master_factory(PIPELINE, db=db_url)
+    refused = {
+        b'{"branch": "main", "properties": {"k": NaN}}': "NaN",
+        b'{"branch": "main", "properties": {"k": -Infinity}}': "-Infinity",
+        b'{"branch": "main", "comments": "a\\u0000b"}': "NUL character",
+        b'{"branch": "main", "properties": {"a\\u0000": 1}}': "NUL character",
+    }
+    for body, word in refused.items():
+        request = urllib.request.Request(master.url + "/api/changes", data=body, method="POST")
+        # When each is posted, Then it is a bad request that says why, on SQLite and PostgreSQL alike
+        with pytest.raises(urllib.error.HTTPError) as error:
+            urllib.request.urlopen(request, timeout=10)
+        with error.value:
+            assert error.value.code == 400, body
+            assert word in json.loads(error.value.read())["error"], body
+    # And nothing was stored, while a clean change still is
+    assert call(master, "GET", "/api/changes")[1]["changes"] == []
+    assert call(master, "POST", "/api/changes", {"branch": "main", "properties": {"k": 1.5}})[0] == 201
