@@ -149,14 +149,18 @@ def demo(once: bool = False) -> None:
                 f"{step['name']!r} log of {first['builder']} #{first['number']}:"
             )
             print(client.request("GET", f"/api/builds/{first['id']}/steps/{step['number']}/log").rstrip())
-        print(f"\nThe web page is at {url}/ and the API at {url}/api; logs are in {root}")
+        print(f"\nThe web page is at {url}/ and the API at {url}/api")
         if not once:
+            print(f"Logs and the demo's repository are in {root}.")
             print("Press Ctrl-C to stop the demo.")
             while all(p.poll() is None for p in processes.values()):
                 time.sleep(0.5)
             raise FlowbotError("a demo process exited; logs are in " + str(root))
     except KeyboardInterrupt:
-        print("\nstopping the demo")
+        print(f"\nstopping the demo; its files stay in {root}")
+    except BaseException:
+        once = False  # keep the logs the error names
+        raise
     finally:
         for proc in processes.values():
             if proc.poll() is None:

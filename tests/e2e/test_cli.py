@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -173,6 +177,42 @@ def test_demo_once_runs_builds_that_pass_and_fail():
     # The failing test, as unittest reported it on the worker
     assert "AssertionError: 3 != 5" in out and "FAILED (failures=1)" in out
     assert "The web page is at http://127.0.0.1:" in out
+    # And, run once, it leaves no throwaway directory behind
+    assert not Path(re.search(r"^flowbot demo in (\S+)$", out, re.MULTILINE)[1]).exists()
+
+
+def test_demo_runs_until_ctrl_c_and_then_stops_every_process_it_started():
+    # Given the demo running until Ctrl-C
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "flowbot", "demo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    out = []
+    try:
+        for line in demo.stdout:
+            out.append(line)
+            if line.startswith("Press Ctrl-C"):
+                break
+        text = "".join(out)
+        assert "6 builds in" in text, text
+        url = re.search(r"The web page is at (http://\S+)/ ", text)[1]
+        root = Path(re.search(r"^flowbot demo in (\S+)$", text, re.MULTILINE)[1])
+        # When Ctrl-C reaches the terminal's process group
+        os.killpg(demo.pid, signal.SIGINT)
+        rest, _ = demo.communicate(timeout=60)
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
+    # Then it says so, exits cleanly, and its master no longer answers; its files stay for a look
+    assert demo.returncode == 0, text + rest
+    assert "stopping the demo; its files stay in" in rest
+    with pytest.raises(OSError):
+        urllib.request.urlopen(url + "/api/builders", timeout=5)
+    assert (root / "master.log").exists()
+    shutil.rmtree(root)
 
 
 def test_worker_command_refuses_to_run_without_a_secret(tmp_path):
