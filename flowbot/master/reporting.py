@@ -136,10 +136,10 @@ class Reporting:
 
     async def _dispatch(self, event: dict[str, Any]) -> None:
         build = event["build"]
-        reporters = [r for r in self.reporters if r.reports_on(build["builder"])]
+        finished = event["type"] == "build.finished"
+        reporters = [r for r in self.reporters if r.reports_on(build["builder"]) and (finished or r.reports_starts)]
         if not reporters:
             return
-        finished = event["type"] == "build.finished"
         report = await self._report(build, finished, reporters)
         for reporter in reporters:
             queue = self._queues.get(id(reporter))

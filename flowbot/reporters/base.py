@@ -48,7 +48,8 @@ class Reporter:
         name: shown in logs and metrics; defaults to the class name.
         builders: names of the builders to report on (None: all of them).
         mode: which finished builds to report: one of :data:`MODES` or several (any matching one).
-            Starts are reported whatever the mode, so a status set to pending gets its result.
+            Starts are reported only in mode ``"all"``, where every end is too: a commit status
+            set to pending always gets its result.
         attempts: tries per report before it is dropped (logged).
         backoff: seconds before the first retry; each retry waits twice as long as the one before.
 
@@ -118,6 +119,11 @@ class Reporter:
         """Whether builds of ``builder`` concern this reporter at all."""
         return self.builders is None or builder in self.builders
 
+    @property
+    def reports_starts(self) -> bool:
+        """Whether build starts go to :meth:`build_started`: only when every end will be reported."""
+        return "all" in self.mode
+
     def wants(self, build: Build) -> bool:
         """Whether the finished ``build`` should be reported, by the mode."""
         if "all" in self.mode:
@@ -135,7 +141,7 @@ class Reporter:
     # -- hooks --------------------------------------------------------------------------------------
 
     async def build_started(self, build: Build) -> None:
-        """A build started (on a worker)."""
+        """A build started (on a worker) and :attr:`reports_starts` is true."""
 
     async def build_finished(self, build: Build) -> None:
         """A build finished and :meth:`wants` it."""

@@ -1,7 +1,8 @@
 """``GitHubStatusPush``: commit statuses on GitHub (or GitHub Enterprise) through the REST API.
 
 A build sets its commit's status to ``pending`` when it starts and to its result when it ends, under
-a context per builder (``flowbot/unit``), linking to the build's page. The repository comes from
+a context per builder (``flowbot/unit``), linking to the build's page. With a ``mode`` other than
+``"all"`` only the builds it chooses get a status, when they end: no commit is left pending. The repository comes from
 the build's source stamp (``https://github.com/OWNER/REPO.git``, ``git@github.com:OWNER/REPO``) or
 is given once for all. Builds without a revision (a forced build of a branch tip) have no commit to
 mark and are skipped.

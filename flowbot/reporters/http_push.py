@@ -22,7 +22,8 @@ class HttpStatusPush(Reporter):
             a token (chat webhooks do): then the URL is never logged, errors say "the secret URL".
         headers: extra headers, e.g. ``{"Authorization": Interpolate("Bearer %(secret:hook_token)s")}``
             (values may refer to the pipeline's secrets; never logged).
-        started: also report builds as they start.
+        started: also report builds as they start (in mode ``"all"`` only, where each start is
+            followed by its end).
         timeout: seconds per POST.
         name, builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
     """
@@ -45,9 +46,12 @@ class HttpStatusPush(Reporter):
         self.started = started
         self.timeout = timeout
 
+    @property
+    def reports_starts(self) -> bool:
+        return self.started and super().reports_starts
+
     async def build_started(self, build: Build) -> None:
-        if self.started:
-            await self._post({"event": "started", "build": build.to_dict()})
+        await self._post({"event": "started", "build": build.to_dict()})
 
     async def build_finished(self, build: Build) -> None:
         await self._post({"event": "finished", "build": build.to_dict()})

@@ -104,6 +104,34 @@ def test_github_status_push_marks_commits_pending_then_with_the_result(master_fa
     assert "ghp-not-for-logs" not in master.log()
 
 
+def test_a_mode_other_than_all_never_leaves_a_commit_pending(master_factory, worker_factory, http_recorder):
+    # Given GitHub statuses and an HTTP push that report failing builds only
+    github, hook = http_recorder(), http_recorder()
+    reporters = (
+        f"GitHubStatusPush('ghp', base_url={github.url!r}, mode='failing'),HttpStatusPush({hook.url!r}, mode='failing')"
+    )
+    master = master_factory(PIPELINE.format(reporters=reporters))
+    worker_factory(master, "w1", "s")
+
+    # When two changes build each builder: pass, fail, pass, fail
+    change(master, revision="c0ffee0")
+    finished_builds(master.client, 2)
+    change(master, revision="c0ffee1")
+    finished_builds(master.client, 4)
+
+    # Then only the failing builds were reported, each with its end: no commit is left pending
+    wait_for(lambda: len(github.requests) >= 2 and len(hook.requests) >= 2, 20, "the failures")
+    time.sleep(1)
+    last = {(r["path"], r["json"]["context"]): r["json"]["state"] for r in github.requests}
+    assert last == {
+        ("/repos/octo/widgets/statuses/c0ffee0", "flowbot/fail"): "failure",
+        ("/repos/octo/widgets/statuses/c0ffee1", "flowbot/fail"): "failure",
+    }
+    assert len(github.requests) == 2
+    events = [(r["json"]["event"], r["json"]["build"]["builder"]) for r in hook.requests]
+    assert events == [("finished", "fail"), ("finished", "fail")]
+
+
 def test_github_refusing_a_status_is_logged_and_not_retried(master_factory, worker_factory, http_recorder):
     github = http_recorder([401])
     reporter = f"GitHubStatusPush('bad-token', base_url={github.url!r}, builders=['pass'], backoff=0.05)"

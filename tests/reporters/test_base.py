@@ -102,3 +102,17 @@ async def test_a_secret_url_is_used_but_never_shown():
 
     # Then the error says where without the secret
     assert "POST the secret URL" in str(failed.value) and "T0K3N" not in str(failed.value)
+
+
+@pytest.mark.parametrize(
+    ("reporter", "starts"),
+    [
+        (GitHubStatusPush("t"), True),
+        (GitHubStatusPush("t", mode="failing"), False),  # a start whose end may never come
+        (GitHubStatusPush("t", mode=("all", "failing")), True),
+        (HttpStatusPush("http://example.com", mode="problem"), False),
+        (HttpStatusPush("http://example.com", started=False), False),
+    ],
+)
+def test_starts_are_reported_only_where_every_end_is(reporter, starts):
+    assert reporter.reports_starts is starts
