@@ -9,6 +9,7 @@ a slow mail server delays only mail.
 from __future__ import annotations
 
 import asyncio
+import re
 import smtplib
 import ssl
 from collections.abc import Iterable
@@ -23,6 +24,7 @@ from ..records import Build
 from .base import Reporter
 
 TLS_MODES = ("starttls", "ssl", None)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 
 
 class MailNotifier(Reporter):
@@ -91,9 +93,9 @@ class MailNotifier(Reporter):
     def message(self, build: Build) -> EmailMessage:
         """The mail about ``build``."""
         message = EmailMessage()
-        message["Subject"] = subject(build)
-        message["From"] = self.from_addr
-        message["To"] = ", ".join(self.to)
+        message["Subject"] = _one_line(subject(build))
+        message["From"] = _one_line(self.from_addr)
+        message["To"] = _one_line(", ".join(self.to))
         message["Date"] = formatdate(localtime=True)
         message["Message-ID"] = make_msgid(domain="flowbot")
         message.set_content(body(build))
@@ -163,6 +165,12 @@ def body(build: Build) -> str:
         lines += ["    " + line for line in tail]
     lines += ["", "-- ", "flowbot"]
     return "\n".join(lines) + "\n"
+
+
+def _one_line(value: str) -> str:
+    """A header value with its control characters made spaces: a branch named with a newline
+    neither breaks the mail nor adds a header to it."""
+    return _CONTROL.sub(" ", value)
 
 
 def _seconds(value: float | None) -> str:

@@ -281,3 +281,22 @@ def test_mail_to_a_server_that_refuses_the_login_is_given_up_and_logged(master_f
     wait_for(lambda: "refused the login of 'ci'" in master.log(), 20, "the refused login in the log")
     assert smtp_server.messages == []
     assert "wrong" not in master.log().replace("went wrong", "")
+
+
+def test_a_branch_with_a_newline_is_mailed_on_one_subject_line(master_factory, worker_factory, smtp_server):
+    # Given a change on a branch whose name carries a newline and a header after it
+    reporter = (
+        f"MailNotifier('ci@example.com', 'dev@example.com', smtp_port={smtp_server.port}, username='ci',"
+        f" password='mail-secret', ssl_context=ssl.create_default_context(cafile={str(smtp_server.ca_file)!r}),"
+        " builders=['fail'], attempts=1)"
+    )
+    master = master_factory(PIPELINE.format(reporters=reporter))
+    worker_factory(master, "w1", "s")
+    master.client.sendchange(branch="main\r\nBcc: eve@example.com", revision="abc1234567890", author="alice")
+    finished_builds(master.client, 2)
+
+    # Then the mail goes out, the branch on the subject's one line and no header smuggled in
+    (mail,) = wait_for(lambda: smtp_server.messages, 20, "a mail")
+    message = mail["message"]
+    assert message["Subject"] == "FAILURE: fail #1 on main Bcc: eve@example.com (abc1234567)"
+    assert message["Bcc"] is None and mail["to"] == ["dev@example.com"]
