@@ -39,6 +39,10 @@ SHELL_TIMEOUT = 1200.0
 #: Seconds between SIGTERM and SIGKILL when a build is stopped.
 STOP_GRACE = 5.0
 
+#: Seconds a stopping master waits to deliver its goodbye to connected workers, so they reconnect
+#: to its successor at once instead of waiting out the liveness window.
+GOODBYE_LINGER = 0.5
+
 #: The database file a master directory gets when no URL is given.
 SQLITE_FILE = "state.sqlite"
 

@@ -37,6 +37,7 @@ from flowbot_worker.defaults import MAX_FRAME_BYTES
 from ..defaults import (
     FILE_STALL_TIMEOUT,
     FINISHED_ACK_DELAY,
+    GOODBYE_LINGER,
     HEARTBEAT_INTERVAL,
     LIVENESS,
     OUTPUT_FLUSH_BYTES,
@@ -246,8 +247,9 @@ class WorkerRegistry:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for conn in list(self.connections.values()):
             conn.fail_all("the master is shutting down")
+            conn.send(protocol.DISCONNECT, {"reason": "the master is shutting down"})
         if self._sock is not None:
-            self._sock.close(linger=0)
+            self._sock.close(linger=int(GOODBYE_LINGER * 1000) if self.connections else 0)
         if self._authenticator is not None:
             self._authenticator.stop()
         self._ctx.term()

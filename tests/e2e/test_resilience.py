@@ -87,6 +87,24 @@ def test_a_master_killed_and_restarted_finishes_every_accepted_request(master_fa
     assert "were running when the master stopped" in again.log()
 
 
+def test_a_master_stopped_cleanly_says_goodbye_and_its_workers_come_back_to_the_next(master_factory, worker_factory):
+    # Given a master with a worker
+    master = master_factory(SLOW_PIPELINE.format(seconds=0))
+    w1 = worker_factory(master, "w1", "s1")
+
+    # When the master is stopped as an operator does (SIGTERM) and started again on the same ports
+    assert master.stop() == 0
+    again = master_factory(SLOW_PIPELINE.format(seconds=0), http_port=master.http_port, zmq_port=master.zmq_port)
+
+    # Then the worker heard why the master went, instead of waiting to find it silent, came back by
+    # itself, and builds
+    assert "master disconnected this worker: the master is shutting down" in w1.log()
+    assert "connection lost" not in w1.log()
+    wait_for(lambda: again.client.workers()[0]["connected"], 30, "the worker to come back")
+    again.client.force("slow")
+    assert finished_builds(again.client, 1)[0]["result"] == "SUCCESS"
+
+
 def test_garbage_on_the_worker_socket_is_dropped_and_counted_without_harm(master_factory, worker_factory):
     master = master_factory()
     ctx = zmq.Context()
