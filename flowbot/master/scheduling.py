@@ -2,7 +2,7 @@
 
 Schedulers decide (see :mod:`flowbot.schedulers.base`); this module acts on their decisions and
 keeps what must survive a restart in the store: changes held for a timer (written in the same
-transaction as the change itself) and the last run of a timed scheduler. A master that starts
+transaction as the change itself) and when a timed scheduler last ran, or was first armed. A master that starts
 again re-arms every timer from the store.
 """
 
@@ -91,8 +91,19 @@ class Scheduling:
                 self._arm(scheduler, key, last + scheduler.tree_stable_timer)
         for scheduler in self._schedulers():
             if scheduler.timed:
-                state = await self.master.store.get_state(state_owner(scheduler.name))
-                self._arm_run(scheduler, state.get("last_run") or time.time())
+                self._arm_run(scheduler, await self._counting_from(scheduler))
+
+    async def _counting_from(self, scheduler: Scheduler) -> float:
+        """When a timed scheduler's wait began: its last run, or else when it was first armed. Both
+        are kept, so neither a restart nor a reconfigure starts a period over (a master restarted
+        more often than a Periodic's period would otherwise never run it)."""
+        owner = state_owner(scheduler.name)
+        state = await self.master.store.get_state(owner)
+        since = state.get("last_run") or state.get("armed_at")
+        if since is None:
+            since = time.time()
+            await self.master.store.set_state(owner, {"armed_at": since})
+        return since
 
     def stop(self) -> None:
         for timer in self._timers.values():
