@@ -7,7 +7,7 @@ from typing import Any
 
 from ..records import BuildsetSpec, SourceStamp
 from .base import Scheduler
-from .parameters import Parameter
+from .parameters import Parameter, StringParameter
 
 #: Where force-form values come from, as build properties.
 FORCE_SOURCE = "Force Build Form"
@@ -56,7 +56,9 @@ class ForceScheduler(Scheduler):
         given = dict(properties or {})
         values: dict[str, tuple[Any, str]] = {}
         for param in self.params:
-            raw = given.pop(param.name, None)  # a form may send null for a field left empty
+            raw = given.pop(param.name, None)
+            if _left_empty(raw) and (param.required or not isinstance(param, StringParameter)):
+                raw = None  # only an optional string takes "" as its value
             if raw is not None:
                 values[param.name] = (param.parse(raw), FORCE_SOURCE)
             elif param.required:
@@ -74,3 +76,8 @@ class ForceScheduler(Scheduler):
         if owner:
             text = f"{text} (forced by {owner})"
         return self.buildset([stamp], text, builders=chosen, properties=values)
+
+
+def _left_empty(raw: Any) -> bool:
+    """Whether ``raw`` is text with nothing in it, as a form sends a field left empty."""
+    return isinstance(raw, str) and not raw.strip()

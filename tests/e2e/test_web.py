@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -164,6 +165,52 @@ def test_the_overview_fits_a_phone(master, page, expect):
     page.goto(master.url + "/")
     expect(page.locator('.row[data-builder="quick"] .cell')).to_have_count(1)
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
+
+
+TYPED = """\
+from flowbot import (Pipeline, Worker, Builder, Shell, ForceScheduler, StringParameter, IntParameter,
+                     BoolParameter, ChoiceParameter)
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[ForceScheduler("force", builders=["release"], params=[
+        StringParameter("version", required=True),
+        IntParameter("jobs", default=2, minimum=1, maximum=64),
+        BoolParameter("dry_run", default=True),
+        ChoiceParameter("channel", choices=["beta", "stable"]),
+    ])],
+    builders=[Builder("release", workers=["w1"], steps=[Shell("true")])],
+)
+"""
+
+
+def test_the_force_form_checks_typed_parameters_and_the_build_gets_them(master_factory, worker_factory, page, expect):
+    master = master_factory(TYPED)
+    worker_factory(master, "w1", "s")
+    page.goto(master.url + "/#/builders/release")
+    page.get_by_role("button", name="Force build…").click()
+    form = page.locator("form.force-form")
+    version, jobs = form.get_by_label("version", exact=True), form.get_by_label("jobs", exact=True)
+
+    # An empty required field, or a number out of range, keeps the form from being sent
+    jobs.fill("100")
+    form.get_by_role("button", name="Force build").click()
+    assert version.evaluate("input => input.validity.valueMissing")
+    version.fill("2.0")
+    form.get_by_role("button", name="Force build").click()
+    assert jobs.evaluate("input => input.validity.rangeOverflow")
+    expect(page.locator("#toast")).not_to_have_class(re.compile(r"\bshow\b"))  # nothing was sent
+    assert master.client.builds() == []
+
+    # Filled in, the forced build gets each value as a property of its type
+    jobs.fill("8")
+    form.get_by_label("dry_run", exact=True).uncheck()
+    form.get_by_label("channel", exact=True).select_option("stable")
+    form.get_by_role("button", name="Force build").click()
+    expect(page.locator("#toast")).to_have_text("Forced release")
+    (build,) = finished_builds(master.client, 1)
+    properties = master.client.request("GET", f"/api/builds/{build['id']}")["properties"]
+    typed = {name: properties[name][0] for name in ("version", "jobs", "dry_run", "channel")}
+    assert typed == {"version": "2.0", "jobs": 8, "dry_run": False, "channel": "stable"}
 
 
 @pytest.mark.parametrize(("ci", "outcome"), [("", "1 skipped"), ("1", "1 error")])

@@ -274,10 +274,14 @@ function forceForm(builder, onDone) {
     if (field.type === "bool") {
       input = h("input", { type: "checkbox", id, name: field.name, checked: Boolean(field.default) });
     } else if (field.type === "choice") {
-      input = h("select", { id, name: field.name },
+      input = h("select", { id, name: field.name, required: field.required },
         (field.choices || []).map((c) => h("option", { value: c, selected: c === field.default }, c)));
     } else {
-      input = h("input", { id, name: field.name, type: field.type === "int" ? "number" : "text" });
+      const int = field.type === "int";
+      input = h("input", {
+        id, name: field.name, type: int ? "number" : "text", required: field.required,
+        min: int ? field.minimum : null, max: int ? field.maximum : null, step: int ? 1 : null,
+      });
       input.value = field.default ?? "";
     }
     inputs.push([field, input]);
