@@ -2,8 +2,10 @@
 
 They are real ``flowbot-worker`` processes that dial the master like any other; they stop with
 the master, and (``--exit-with-parent``) on their own when the process that started them is gone,
-so a killed notebook kernel leaves none behind. On an encrypted link each gets a CURVE key pair
-the master makes for it (kept beside its log), which the registry admits as that worker's.
+so a killed notebook kernel leaves none behind. Each runs in a session of its own: Jupyter
+interrupts a cell by signalling the kernel's whole process group, which must not stop them.
+On an encrypted link each gets a CURVE key pair the master makes for it (kept beside its log),
+which the registry admits as that worker's.
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ class LocalWorkers:
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    start_new_session=True,
                     env={**os.environ, "FLOWBOT_WORKER_SECRET": declared[name].secret},
                 )
         deadline = time.monotonic() + timeout

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
-import textwrap
-import time
 from xml.etree import ElementTree
 
 import pytest
@@ -211,47 +207,3 @@ def test_a_pipeline_draws_itself_as_a_graph() -> None:
     assert "builder:publish -> reporter:MailNotifier: reports failing" not in arrows
     # And as text elsewhere
     assert "scheduler:on-change -> builder:unit (requests)" in str(drawn)
-
-
-def test_a_killed_kernel_leaves_no_worker_processes_behind(tmp_path):
-    # Given a "kernel" (a Python process) running a master with local workers
-    script = tmp_path / "kernel.py"
-    script.write_text(
-        textwrap.dedent(f"""
-        import asyncio, flowbot
-        from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
-
-        async def main():
-            pipeline = Pipeline(workers=[Worker("w1", secret="k"), Worker("w2", secret="k")],
-                                builders=[Builder("b", workers=["w1", "w2"], steps=[Shell("true")])])
-            master = flowbot.Master(pipeline, db="sqlite:///{tmp_path / "k.sqlite"}")
-            await master.start()
-            await master.start_local_workers()
-            print(" ".join(str(p.pid) for p in master.local_workers.processes.values()), flush=True)
-            await asyncio.sleep(600)
-
-        asyncio.run(main())
-    """)
-    )
-    kernel = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    pids = [int(pid) for pid in kernel.stdout.readline().split()]
-    assert len(pids) == 2
-
-    # When it is killed outright
-    kernel.kill()
-    kernel.wait(timeout=10)
-    kernel.stdout.close()
-
-    # Then its workers notice and go away on their own
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and any(_running(pid) for pid in pids):
-        time.sleep(0.1)
-    assert not any(_running(pid) for pid in pids)
-
-
-def _running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
