@@ -60,6 +60,9 @@ MAX_BODY_BYTES = 1024 * 1024
 #: even be stored: Python's JSON encoder recurses).
 MAX_JSON_DEPTH = 64
 
+#: How many delivery ids a webhook remembers, to make no change twice when one is sent again.
+WEBHOOK_DELIVERIES_KEPT = 1000
+
 #: Most builds one API list returns.
 MAX_LIST = 1000
 

@@ -5,11 +5,14 @@ A webhook is a change source that the master's HTTP server feeds: a delivery to 
 and turns it into changes. This module only parses and checks bytes and headers; it knows
 nothing of HTTP servers, so every rule here can be tested without one.
 
-Pushes that delete a branch or a tag start no build, and neither does GitHub's ``ping``.
+Pushes that delete a branch or a tag start no build, and neither does GitHub's ``ping``. A
+delivery sent again (GitHub's and GitLab's "redeliver", a tool's retry) carries the id of the
+first, and makes no change twice: each hook remembers the ids of its last deliveries.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import hmac
@@ -21,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
 
-from ..defaults import MAX_JSON_DEPTH
+from ..defaults import MAX_JSON_DEPTH, WEBHOOK_DELIVERIES_KEPT
 from ..errors import Forbidden, InvalidRequest
 from ..records import Change
 from .base import ChangeSource, SourceContext
@@ -46,9 +49,13 @@ class Webhook(ChangeSource):
     A subclass implements :meth:`parse`.
     """
 
+    #: Headers that name a delivery, the same when it is sent again; the first one present counts.
+    delivery_headers: tuple[str, ...] = ("idempotency-key",)
+
     def __init__(self, name: str):
         super().__init__(name)
         self._context: SourceContext | None = None
+        self._one_at_a_time = asyncio.Lock()  # deliveries read and extend the list of those seen
 
     async def start(self, context: SourceContext) -> None:
         self._context = context
@@ -66,11 +73,28 @@ class Webhook(ChangeSource):
         raise NotImplementedError
 
     async def deliver(self, headers: Mapping[str, str], body: bytes) -> tuple[list[int], str]:
-        """Parse a delivery and submit its changes; returns their ids (in order) and the note."""
-        if self._context is None:
+        """Parse a delivery and submit its changes; returns their ids (in order) and the note.
+
+        A delivery whose id this hook has seen makes no change. The id is remembered with the
+        delivery's last change, in the same transaction: a master that stops half way through a
+        delivery takes it again in full, rather than lose part of it.
+        """
+        context = self._context
+        if context is None:
             raise InvalidRequest(f"webhook {self.name!r} is not running")
-        delivery = self.parse(_lower(headers), body)
-        ids = [await self._context.add_change(change) for change in delivery.changes]
+        headers = _lower(headers)
+        delivery = self.parse(headers, body)
+        key = next((headers[h] for h in self.delivery_headers if headers.get(h)), None)
+        if key is None or not delivery.changes:
+            return [await context.add_change(change) for change in delivery.changes], delivery.note
+        async with self._one_at_a_time:
+            seen = (await context.get_state()).get("deliveries", [])
+            if key in seen:
+                return [], f"delivery {key} was received before; its changes are not made again"
+            remembered = {"deliveries": [*seen[-(WEBHOOK_DELIVERIES_KEPT - 1) :], key]}
+            *first, last = delivery.changes
+            ids = [await context.add_change(change) for change in first]
+            ids.append(await context.add_change(last, remembered))
         return ids, delivery.note
 
 
@@ -82,6 +106,8 @@ class GitHubHook(Webhook):
             of the body under it, or the delivery is refused (403).
         name: the last part of the hook's URL.
     """
+
+    delivery_headers = ("x-github-delivery",)
 
     def __init__(self, secret: str | None = None, name: str = "github"):
         super().__init__(name)
@@ -139,6 +165,8 @@ class GitLabHook(Webhook):
             delivery is refused (403).
         name: the last part of the hook's URL.
     """
+
+    delivery_headers = ("idempotency-key", "x-gitlab-event-uuid")
 
     def __init__(self, token: str | None = None, name: str = "gitlab"):
         super().__init__(name)

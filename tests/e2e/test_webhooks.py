@@ -105,6 +105,52 @@ def test_webhook_deliveries_make_changes_and_bad_signatures_are_refused(master_f
     assert status == 404 and reply["error"] == "no webhook named 'bitbucket' is running"
 
 
+def test_a_delivery_sent_again_makes_no_change_twice_even_after_a_restart(master_factory):
+    # Given a master that took a GitHub push, a GitLab push and a tool's JSON changes, each with its id
+    master = master_factory(PIPELINE)
+    push = (FIXTURES / "push-with-new-branch.payload.json").read_bytes()
+    github = {
+        "Content-Type": "application/json",
+        "X-GitHub-Event": "push",
+        "X-GitHub-Delivery": "6bd2d4d0-cfd6-11f0-8c1b-1d2b0ad1e0a1",
+        "X-Hub-Signature-256": sign("s3cret", push),
+    }
+    gitlab = json.dumps(GITLAB_PUSH).encode()
+    gitlab_headers = {
+        "Content-Type": "application/json",
+        "X-Gitlab-Event": "Push Hook",
+        "X-Gitlab-Token": "t0ken",
+        "X-Gitlab-Event-UUID": "13792a34-cac6-4fda-95a8-c58e00a3954e",
+    }
+    tool = json.dumps([{"branch": "dev", "revision": "r1"}, {"branch": "dev", "revision": "r2"}]).encode()
+    tool_headers = {"Content-Type": "application/json", "Authorization": "Bearer tok", "Idempotency-Key": "job-7"}
+    firsts = [
+        post(f"{master.url}/hooks/github", push, github),
+        post(f"{master.url}/hooks/gitlab", gitlab, gitlab_headers),
+        post(f"{master.url}/hooks/changes", tool, tool_headers),
+    ]
+    assert [(status, len(reply["change_ids"])) for status, reply in firsts] == [(200, 1), (200, 2), (200, 2)]
+
+    # When each is delivered again, after the master was killed and started again too
+    master.kill()
+    again = master_factory(PIPELINE, http_port=master.http_port, zmq_port=master.zmq_port)
+    repeats = [
+        post(f"{again.url}/hooks/github", push, github),
+        post(f"{again.url}/hooks/gitlab", gitlab, gitlab_headers),
+        post(f"{again.url}/hooks/changes", tool, tool_headers),
+    ]
+
+    # Then each is answered, says it was received before, and makes no change
+    for status, reply in repeats:
+        assert status == 200 and reply["change_ids"] == [], reply
+        assert "was received before" in reply["note"]
+    assert len(again.client.request("GET", "/api/changes")["changes"]) == 5
+
+    # While a new delivery of the same push (another id: a new event) is taken
+    status, reply = post(f"{again.url}/hooks/github", push, github | {"X-GitHub-Delivery": "another"})
+    assert status == 200 and len(reply["change_ids"]) == 1
+
+
 PROTECTED = """\
 from flowbot import AnyBranchScheduler, Auth, Builder, GitHubHook, JsonHook, Pipeline, Shell, Worker
 
