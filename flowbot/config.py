@@ -1,27 +1,37 @@
 """Loading a master directory's pipeline, with errors that name the file, line and problem.
 
 A master directory holds ``pipeline.py``, or ``pipeline.ipynb``: a notebook whose code cells
-(only those tagged ``flowbot`` when any are) run in order to define ``pipeline``. IPython magics
-and ``display()`` calls in those cells do no harm, and ``master`` is None there, so a cell written
-as ``Pipeline(..., master=master)`` for the notebook also works headless.
+(only those tagged ``flowbot`` when any are) run in order to define ``pipeline``. The cells are read
+as IPython reads them, but no kernel runs them: line magics and shell escapes are skipped (and
+logged), cell magics that only time or capture their cell (``%%time``, ``%%capture``) run it, other
+cell magics are skipped, and a magic or shell escape whose value a cell uses (``files = !ls``) is
+an error naming the cell and line. ``display()`` shows nothing and ``master`` is None there, so a
+cell written as ``Pipeline(..., master=master)`` for the notebook also works headless.
 """
 
 from __future__ import annotations
 
-import re
+import ast
+import logging
 import traceback
 import types
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .defaults import PIPELINE_FILE, PIPELINE_NOTEBOOK
 from .errors import ConfigError
 from .pipeline import Pipeline
 
+if TYPE_CHECKING:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+log = logging.getLogger(__name__)
+
 #: The tag that marks the cells of a notebook that define its pipeline.
 CELL_TAG = "flowbot"
 
-_MAGIC = re.compile(r"^(\s*)[%!]", re.MULTILINE)
+#: Cell magics that only time or capture their cell: without a kernel, the cell just runs.
+BODY_MAGICS = frozenset({"time", "capture"})
 
 
 def pipeline_file(basedir: str | Path) -> Path:
@@ -63,6 +73,7 @@ def load_source(source: str, filename: str) -> Pipeline:
 def load_notebook(path: Path) -> Pipeline:
     """Run a notebook's pipeline cells (see the module docstring) and return its ``pipeline``."""
     import nbformat
+    from IPython.core.inputtransformer2 import TransformerManager
 
     filename = str(path)
     try:
@@ -74,13 +85,62 @@ def load_notebook(path: Path) -> Pipeline:
     cells = [(n, cell) for n, cell in enumerate(notebook.cells, 1) if cell.cell_type == "code"]
     tagged = [(n, cell) for n, cell in cells if CELL_TAG in cell.get("metadata", {}).get("tags", [])]
     module = _module(filename)
-    module.__dict__.update({"display": _no_display, "master": None})
+    shell = _Headless(module.__dict__, TransformerManager())
+    module.__dict__.update({"display": _no_display, "master": None, "get_ipython": lambda: shell})
     for number, cell in tagged or cells:
-        source = cell.source
-        if source.lstrip().startswith("%%"):
-            continue  # a cell magic: the whole cell is for the shell or another language
-        _run(_MAGIC.sub(r"\1pass  # ", source), f"{filename} cell {number}", module.__dict__)
+        shell.run_cell(cell.source, f"{filename} cell {number}")
     return _pipeline_of(module.__dict__, filename)
+
+
+class _Headless:
+    """What ``get_ipython()`` gives a notebook's cells run without a kernel (see the module docstring)."""
+
+    def __init__(self, namespace: dict[str, Any], transformer: TransformerManager):
+        self.namespace = namespace
+        self.transformer = transformer
+        self.cell = ""  # the cell running now
+        self.body = 1  # the line of that cell where a cell magic's body starts
+
+    def run_cell(self, source: str, cell: str, first: int = 1) -> None:
+        """Run ``source`` as IPython would, as lines ``first``... of ``cell`` (errors name those)."""
+        lines = source.splitlines(keepends=True)
+        # IPython drops leading blank lines; they are put back so that line numbers stay the cell's.
+        blank = next((n for n, line in enumerate(lines) if line.strip()), len(lines))
+        padding = "\n" * (first - 1 + blank)
+        python = padding + self.transformer.transform_cell("".join(lines[blank:]))
+        _refuse_used_values(python, (padding + "".join(lines[blank:])).splitlines(), cell)
+        self.cell, self.body = cell, first + blank + 1
+        _run(python, cell, self.namespace)
+
+    def run_cell_magic(self, name: str, line: str, body: str) -> None:
+        if name in BODY_MAGICS:
+            self.run_cell(body, self.cell, self.body)
+        else:
+            log.info("%s: skipped, a headless master runs no %%%%%s cells", self.cell, name)
+
+    def run_line_magic(self, name: str, line: str, _stack_depth: int = 1) -> None:
+        log.info("%s: skipped %%%s %s (a headless master runs no magics)", self.cell, name, line)
+
+    def system(self, command: str) -> None:
+        log.info("%s: skipped !%s (a headless master runs no shell escapes)", self.cell, command)
+
+
+def _refuse_used_values(python: str, lines: list[str], cell: str) -> None:
+    """Raise ConfigError for a magic or shell escape whose value the cell uses: headless it has none."""
+    try:
+        tree = ast.parse(python)
+    except SyntaxError:
+        return  # compiling the cell says where
+    statements = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and ast.unparse(node.func.value) == "get_ipython()"
+            and id(node) not in statements
+        ):
+            problem = f"`{lines[node.lineno - 1].strip()}` needs IPython for its value, and a headless master has none"
+            raise ConfigError(f"{problem}: compute it in Python instead", cell, node.lineno)
 
 
 def _module(filename: str) -> types.ModuleType:

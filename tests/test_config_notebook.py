@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 
@@ -46,6 +47,46 @@ def test_tagged_cells_define_the_pipeline_and_the_rest_is_left_out(tmp_path):
     )
     pipeline = load_pipeline(tmp_path)
     assert [b.name for b in pipeline.builders] == ["unit"]
+
+
+def test_lines_of_a_multi_line_string_that_look_like_magics_are_kept_as_written(tmp_path):
+    # Given a step's shell script whose lines start with ! and %, as a cell's string
+    script = '"""\nset -e\n! grep -q TODO notes.txt\n%s\n"""'
+    cell = f"SCRIPT = {script}\n" + PIPELINE_CELL.replace('Shell("echo from the notebook")', "Shell(SCRIPT)")
+    write(tmp_path / "pipeline.ipynb", (cell, []))
+
+    # Then the step runs the script as written
+    (step,) = load_pipeline(tmp_path).builder("unit").steps
+    assert step.command == "\nset -e\n! grep -q TODO notes.txt\n%s\n"
+
+
+def test_shell_escapes_are_skipped_and_one_whose_output_is_used_is_an_error_naming_it(tmp_path, caplog):
+    # Given a cell with a shell escape, and one that uses a shell escape's output
+    write(tmp_path / "pipeline.ipynb", ("!echo hello\n" + PIPELINE_CELL, []))
+    with caplog.at_level(logging.INFO, logger="flowbot.config"):
+        assert load_pipeline(tmp_path).builder("unit") is not None
+    assert "pipeline.ipynb cell 2: skipped !echo hello" in caplog.text
+    write(tmp_path / "pipeline.ipynb", (PIPELINE_CELL, []), ("import os\nfiles = !ls tests", []))
+
+    # Then the second is refused, naming its cell and line (not a syntax error)
+    with pytest.raises(ConfigError) as raised:
+        load_pipeline(tmp_path)
+    assert "pipeline.ipynb cell 3:2: `files = !ls tests` needs IPython for its value" in str(raised.value)
+
+
+def test_a_timed_cell_runs_and_other_cell_magics_are_skipped(tmp_path, caplog):
+    # Given the pipeline cell under %%time (after blank lines), and a %%bash cell
+    write(tmp_path / "pipeline.ipynb", ("\n%%time\n" + PIPELINE_CELL, []), ("%%bash\nrm -rf /nothing", []))
+
+    # Then the pipeline is what the timed cell defines, and the bash cell is left out, saying so
+    with caplog.at_level(logging.INFO, logger="flowbot.config"):
+        assert load_pipeline(tmp_path).builder("unit") is not None
+    assert "pipeline.ipynb cell 3: skipped, a headless master runs no %%bash cells" in caplog.text
+
+    # And an error in a captured cell names its line in the cell
+    write(tmp_path / "pipeline.ipynb", ("%%capture out\nx = 1\nraise ValueError('bad cell')", []))
+    with pytest.raises(ConfigError, match=r"pipeline.ipynb cell 2:3: ValueError: bad cell"):
+        load_pipeline(tmp_path)
 
 
 def test_a_curve_key_is_read_from_beside_the_notebook(tmp_path, monkeypatch):
