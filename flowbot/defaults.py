@@ -50,6 +50,8 @@ SQLITE_FILE = "state.sqlite"
 PIPELINE_FILE = "pipeline.py"
 PIPELINE_NOTEBOOK = "pipeline.ipynb"
 PID_FILE = "master.pid"
+#: Where a master tells ``flowbot reconfig`` whether it applied the pipeline it was sent.
+RECONFIG_RESULT_FILE = "reconfig.result"
 #: ``flowbot create-key`` writes the master's CURVE key pair as NAME.key and NAME.key_secret.
 MASTER_KEY_NAME = "master"
 

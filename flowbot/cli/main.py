@@ -173,7 +173,7 @@ def dispatch(args: argparse.Namespace) -> Any:
     elif args.command == "start":
         run.start(args.basedir, http=args.http, workers=args.zmq, db=args.db, heartbeat=args.heartbeat)
     elif args.command == "reconfig":
-        print(f"{run.reconfig(args.basedir)}\nthe master applies it now; its log says when")
+        print(run.reconfig(args.basedir))
     elif args.command == "stop":
         print(f"stopped the master (pid {run.stop(args.basedir)})")
     elif args.command == "sendchange":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shlex
@@ -16,8 +17,16 @@ from flowbot_worker.curve import load_key_pair
 from flowbot_worker.errors import KeyFileError
 
 from ..config import load_pipeline, pipeline_file
-from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, MASTER_KEY_NAME, PID_FILE, WORKER_ENDPOINT
-from ..errors import ConfigError, FlowbotError
+from ..defaults import (
+    HEARTBEAT_INTERVAL,
+    HTTP_HOST,
+    HTTP_PORT,
+    MASTER_KEY_NAME,
+    PID_FILE,
+    RECONFIG_RESULT_FILE,
+    WORKER_ENDPOINT,
+)
+from ..errors import FlowbotError
 
 log = logging.getLogger("flowbot")
 
@@ -112,8 +121,12 @@ def start(
         async def reload() -> None:
             try:
                 await master.reload()
-            except ConfigError as exc:
+            except Exception as exc:  # whatever it was, the master runs on with the pipeline it had
                 log.error("reconfig refused, still running the previous pipeline: %s", exc)
+                _write_reconfig_result(basedir, f"refused, still running the previous pipeline: {exc}")
+            else:
+                log.info("reconfig applied")
+                _write_reconfig_result(basedir, None)
 
         loop.add_signal_handler(signal.SIGHUP, lambda: master.spawn(reload(), "reconfig"))
         try:
@@ -136,14 +149,45 @@ def start(
     asyncio.run(main())
 
 
-def reconfig(basedir: str | Path) -> str:
-    """Check the directory's pipeline here, then ask its running master to apply it (SIGHUP)."""
+def reconfig(basedir: str | Path, timeout: float = 60.0) -> str:
+    """Check the directory's pipeline here, ask its running master to apply it (SIGHUP), and wait
+    for the master's word on how that went.
+
+    Raises:
+        ConfigError: the pipeline is broken (checked here, before the master is asked).
+        FlowbotError: no master runs there, it refused the pipeline, or it did not answer in time.
+    """
     summary = checkconfig(basedir)
     pid = running_pid(basedir)
     if pid is None:
         raise FlowbotError(f"no master is running in {basedir}")
+    result = Path(basedir) / RECONFIG_RESULT_FILE
+    before = _read(result)
     os.kill(pid, signal.SIGHUP)
-    return summary
+    deadline = time.monotonic() + timeout
+    while (answer := _read(result)) == before:
+        if time.monotonic() > deadline or not _alive(pid):
+            raise FlowbotError(f"the master (pid {pid}) did not say whether it applied the pipeline; see its log")
+        time.sleep(0.05)
+    outcome = json.loads(answer)
+    if outcome["error"] is not None:
+        raise FlowbotError(f"the master {outcome['error']}")
+    return f"{summary}\nthe master (pid {pid}) runs it now"
+
+
+def _write_reconfig_result(basedir: str | Path, error: str | None) -> None:
+    """Tell ``flowbot reconfig`` how its request went: a file replaced whole, never half written."""
+    path = Path(basedir) / RECONFIG_RESULT_FILE
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps({"at": time.time_ns(), "error": error}))
+    partial.replace(path)
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return None
 
 
 def stop(basedir: str | Path, timeout: float = 30.0) -> int:

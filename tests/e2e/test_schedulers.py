@@ -218,3 +218,71 @@ def test_a_broken_reconfig_keeps_the_running_pipeline(master_factory):
     with pytest.raises(InvalidRequest, match="syntax error"):
         master.client.request("POST", "/api/reconfig")
     assert {b["name"] for b in master.client.builders()} == {"docs", "code", "slow"}
+
+
+REMOVE = """
+    from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Periodic
+
+    class Broken(Periodic):
+        def next_run(self, after):
+            raise ZeroDivisionError("the schedule's arithmetic is wrong")
+
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        schedulers=[ForceScheduler("force", builders={forced}), {extra}],
+        builders=[
+            Builder("keep", workers=["w1"], steps=[Shell("echo kept")]),
+            {builders}
+        ],
+    )
+"""
+
+
+def reconfig_command(master) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flowbot", "reconfig", str(master.basedir)], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_a_reconfig_lets_a_removed_builder_finish_and_an_added_one_build(master_factory, worker_factory):
+    # Given a master running a build of builder "going"
+    going = 'Builder("going", workers=["w1"], steps=[Shell("echo started; sleep 2; echo finished")]),'
+    master = master_factory(REMOVE.format(forced=["keep", "going"], extra="", builders=going))
+    worker_factory(master, "w1", "s")
+    client = master.client
+    client.force("going")
+    wait_for(lambda: any(b["result"] is None for b in client.builds()), 10, "the build of 'going' to start")
+
+    # When the pipeline loses "going" and gains "added", and flowbot reconfig applies it
+    added = 'Builder("added", workers=["w1"], steps=[Shell("echo added")]),'
+    (master.basedir / "pipeline.py").write_text(
+        textwrap.dedent(REMOVE.format(forced=["keep", "added"], extra="", builders=added))
+    )
+    result = reconfig_command(master)
+
+    # Then the command says the master runs it, the running build finishes as it began, and the
+    # new builder builds
+    assert result.returncode == 0 and "runs it now" in result.stdout, result.stderr
+    (finished,) = finished_builds(client, 1)
+    assert (finished["builder"], finished["result"]) == ("going", "SUCCESS")
+    assert "finished" in client.request("GET", f"/api/builds/{finished['id']}/steps/0/log")
+    client.force("added")
+    assert finished_builds(client, 2)[-1]["builder"] == "added"
+    assert {b["name"] for b in client.builders()} == {"keep", "added"}
+
+
+def test_a_pipeline_the_master_cannot_apply_makes_flowbot_reconfig_fail_and_changes_nothing(master_factory):
+    # Given a master, and an edit that checks out but breaks when the master arms its scheduler
+    master = master_factory(REMOVE.format(forced=["keep"], extra="", builders=""))
+    broken = REMOVE.format(forced=["keep"], extra='Broken("every", builders=["keep"], period=60)', builders="")
+    (master.basedir / "pipeline.py").write_text(textwrap.dedent(broken))
+
+    # When flowbot reconfig asks the master to apply it
+    result = reconfig_command(master)
+
+    # Then the command fails with the master's reason, and the master runs what it had
+    assert result.returncode == 1, result.stdout
+    assert "refused, still running the previous pipeline" in result.stderr
+    assert "arithmetic is wrong" in result.stderr
+    assert "reconfig refused" in master.log()
+    assert len(master.client.force("keep")) == 1
