@@ -4,7 +4,8 @@
 ``build`` that :meth:`Step.run <flowbot.steps.base.Step.run>` receives: steps run commands through
 it, write to its logs, read and set its properties and render values against it. It folds step
 results into the build's with Buildbot's rules, and ends as RETRY when its worker is lost (the
-request then runs again) or CANCELLED when someone stops it.
+request then runs again) or CANCELLED when someone stops it. A stopped build still runs its
+``always_run`` steps (cleanup), as Buildbot does; stopping it again interrupts the one running.
 
 Recording never holds a build up: each start and end is queued to the store, which commits them
 in order, and the event announcing a record is emitted only once that record is committed. The
@@ -93,7 +94,8 @@ class RunningBuild:
         self._logs: dict[str, LogWriter] = {}
         self._command_id: str | None = None
         self._waiting: asyncio.Task | None = None
-        self._stopped: str | None = None
+        self._stopped: str | None = None  # why the build was stopped: it ends as _stop_result
+        self._interrupted: str | None = None  # why the running step was stopped
         self._stop_result = Result.CANCELLED
         self._writes: set[asyncio.Future] = set()
         self._start_write: asyncio.Future | None = None
@@ -190,8 +192,8 @@ class RunningBuild:
     async def run_command(
         self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False, transfer: Any = None
     ) -> CommandResult:
-        if self._stopped:
-            raise BuildStopped(self._stopped)
+        if self._interrupted:
+            raise BuildStopped(self._interrupted)
         step_log = self.log(log)
         args = {**args, "builddir": self.builder_config.builddir}
         step_log.header(_describe(name, args))
@@ -212,8 +214,8 @@ class RunningBuild:
         if result.message:
             step_log.header(result.message)
         step_log.header(_ending(result))
-        if result.reason == "interrupted" and self._stopped:
-            raise BuildStopped(self._stopped)
+        if result.reason == "interrupted" and self._interrupted:
+            raise BuildStopped(self._interrupted)
         if collect:
             result = CommandResult(
                 result.rc,
@@ -291,8 +293,8 @@ class RunningBuild:
     async def trigger(
         self, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
     ) -> list[Result]:
-        if self._stopped:
-            raise BuildStopped(self._stopped)
+        if self._interrupted:
+            raise BuildStopped(self._interrupted)
         return await self.stoppable(self.master.trigger(self, schedulers, self._hide_secrets(properties), wait=wait))
 
     async def stoppable(self, awaitable: Awaitable[T]) -> T:
@@ -306,8 +308,8 @@ class RunningBuild:
         try:
             return await waiting
         except asyncio.CancelledError:
-            if self._stopped:
-                raise BuildStopped(self._stopped) from None
+            if self._interrupted:
+                raise BuildStopped(self._interrupted) from None
             raise
         finally:
             self._waiting = None
@@ -321,23 +323,27 @@ class RunningBuild:
     # -- control ------------------------------------------------------------------------------
 
     @property
-    def stopping(self) -> bool:
-        return self._stopped is not None
+    def interrupted(self) -> bool:
+        """The running step was stopped (what it starts now would be withdrawn)."""
+        return self._interrupted is not None
 
     def stop(self, reason: str, result: Result = Result.CANCELLED) -> None:
-        """Stop the build: interrupt what runs, skip what is left, stop the builds it triggered;
-        it ends as ``result``.
+        """Stop the build: interrupt the running step, skip what is left but ``always_run`` steps,
+        stop the builds it triggered; it ends as ``result``.
 
         People stopping a build get CANCELLED; a master shutting down uses RETRY, so the request
-        runs again when it comes back.
+        runs again when it comes back. Stopping a stopped build interrupts the ``always_run`` step
+        it is running (the next ones still run); it keeps the result of the first stop.
         """
-        if self._stopped or self.result is not None:
+        if self._interrupted or self.result is not None:
             return
-        self._stopped = reason or "stopped"
-        self._stop_result = result
-        log.info("stopping build %s #%d: %s", self.builder, self.number, self._stopped)
+        reason = reason or "stopped"
+        if not self._stopped:
+            self._stopped, self._stop_result = reason, result
+        self._interrupted = reason
+        log.info("stopping build %s #%d: %s", self.builder, self.number, reason)
         if self._command_id is not None:
-            self.connection.interrupt(self._command_id, self._stopped, STOP_GRACE)
+            self.connection.interrupt(self._command_id, reason, STOP_GRACE)
         if self._waiting is not None:
             self._waiting.cancel()
         if self.id is not None:
@@ -409,6 +415,7 @@ class RunningBuild:
         for index, step in enumerate(self.builder_config.steps):
             if (halted or self._stopped) and not step.always_run:
                 continue
+            self._interrupted = None  # a cleanup step runs until it ends or is stopped itself
             step_result = await self._run_step(index, step)
             result, halt = combine(result, step_result, step)
             halted = halted or halt

@@ -412,7 +412,7 @@ class Master:
 
     async def _submit_child(self, build: RunningBuild, spec: BuildsetSpec) -> list[BuildRequest]:
         requests = await self.submit(spec)
-        if build.stopping:
+        if build.interrupted:
             for request in requests:
                 if request.id in self.queue:
                     self.dispatcher.cancel(request)

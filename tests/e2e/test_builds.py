@@ -185,6 +185,53 @@ def test_stopping_a_build_kills_its_processes_and_cancels_it(master_factory, wor
     wait_for(lambda: not _alive(pid), 5, "the started process to be gone")
 
 
+def test_a_stopped_build_runs_its_cleanup_steps_and_a_second_stop_interrupts_one(
+    master_factory, worker_factory, tmp_path
+):
+    # Buildbot: alwaysRun steps run after a stop; the build is still CANCELLED
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, ForceScheduler, Shell
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["deploy"])],
+            builders=[Builder("deploy", workers=["w1"], steps=[
+                Shell("sleep 300", name="long"),
+                Shell("touch {tmp_path / 'skipped'}", name="skipped"),
+                Shell("touch {tmp_path / 'cleaned'}; sleep 300", name="clean up", always_run=True),
+                Shell("touch {tmp_path / 'released'}", name="release", always_run=True),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    master.client.force("deploy")
+    build = running_build(master.client, "deploy")
+    wait_for(lambda: build_step(master.client, build["id"]) == 0, 10, "the long step")
+
+    # When someone stops it, its cleanup step runs its command
+    master.client.stop(build["id"], "wrong release")
+    wait_for(lambda: (tmp_path / "cleaned").exists(), 10, "the cleanup step's command")
+
+    # And when they stop it again, the cleanup step is interrupted, and the next cleanup step runs
+    started = time.monotonic()
+    master.client.stop(build["id"], "do not wait")
+    (stopped,) = finished_builds(master.client, 1, timeout=15)
+    assert time.monotonic() - started < 10
+    assert stopped["result"] == "CANCELLED"
+    steps = master.client.request("GET", f"/api/builds/{build['id']}")["steps"]
+    assert [(s["name"], s["result"]) for s in steps] == [
+        ("long", "CANCELLED"),
+        ("clean up", "CANCELLED"),
+        ("release", "SUCCESS"),
+    ]
+    assert "build stopped: do not wait" in step_log(master.client, build["id"], 2)
+    assert (tmp_path / "released").exists() and not (tmp_path / "skipped").exists()
+
+
+def build_step(client, build_id: int) -> int | None:
+    """The step a build is running."""
+    return client.request("GET", f"/api/builds/{build_id}")["current_step"]
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
