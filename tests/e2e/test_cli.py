@@ -227,6 +227,38 @@ def test_worker_command_refuses_to_run_without_a_secret(tmp_path):
     assert "no secret" in result.stderr
 
 
+def test_a_worker_reads_its_secret_from_a_file_and_a_master_stops_on_ctrl_c(tmp_path, master_factory):
+    # Given a master, and a worker started with --secret-file (the secret is not on its command line)
+    master = master_factory()
+    (tmp_path / "w1.secret").write_text("change-me\n")
+    options = {
+        "--master": master.endpoint,
+        "--name": "w1",
+        "--secret-file": tmp_path / "w1.secret",
+        "--basedir": tmp_path / "w1",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flowbot_worker", *(str(x) for pair in options.items() for x in pair)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={k: v for k, v in os.environ.items() if k != "FLOWBOT_WORKER_SECRET"},
+    )
+    try:
+        # Then it is let in and builds
+        wait_for(lambda: master.client.workers()[0]["connected"], 20, "the worker to connect")
+        master.client.force("unit", branch="main")
+        assert finished_builds(master.client, 1)[0]["result"] == "SUCCESS"
+
+        # And Ctrl-C stops the master cleanly, as SIGTERM does
+        master.proc.send_signal(signal.SIGINT)
+        assert master.proc.wait(timeout=15) == 0
+        assert "stopped" in master.log() and "Traceback" not in master.log()
+        assert not (master.basedir / "master.pid").exists()
+    finally:
+        worker.terminate()
+        worker.wait(timeout=10)
+
+
 def _start_until_connected(master: MasterProcess, basedir: Path, name: str = "w1") -> None:
     """``flowbot-worker start BASEDIR`` until worker ``name`` is connected to ``master``; then stop it."""
     worker = subprocess.Popen(
