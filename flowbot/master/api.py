@@ -336,7 +336,9 @@ class LogHandler(ApiHandler):
 class BuildRequestsHandler(ApiHandler):
     async def get(self) -> None:
         raw = self.get_query_argument("pending", None)
-        pending = None if raw is None else raw.lower() in ("1", "true", "yes")
+        pending = None if raw is None else _BOOLEANS.get(raw.lower())
+        if raw is not None and pending is None:
+            raise InvalidRequest(f"pending must be true or false, not {raw!r}")
         requests = await self.master.store.buildrequests(pending=pending, limit=self.int_argument("limit", 200))
         self.reply({"buildrequests": requests})
 
@@ -435,6 +437,9 @@ def path_id(raw: str, what: str) -> int:
     if value > MAX_ID:
         raise NotFound(f"no {what} {raw}")
     return value
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 
 
 def _text(lines: list[tuple[str, str]]) -> str:

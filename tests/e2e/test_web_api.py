@@ -215,4 +215,6 @@ def test_values_a_database_cannot_keep_are_refused_alike_on_either_database(mast
             assert word in json.loads(error.value.read())["error"], body
     # And nothing was stored, while a clean change still is
     assert call(master, "GET", "/api/changes")[1]["changes"] == []
+    status, body, _ = call(master, "GET", "/api/buildrequests?pending=maybe")
+    assert (status, body["error"]) == (400, "pending must be true or false, not 'maybe'")
     assert call(master, "POST", "/api/changes", {"branch": "main", "properties": {"k": 1.5}})[0] == 201
