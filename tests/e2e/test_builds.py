@@ -189,6 +189,7 @@ def test_a_stopped_build_runs_its_cleanup_steps_and_a_second_stop_interrupts_one
     master_factory, worker_factory, tmp_path
 ):
     # Buildbot: alwaysRun steps run after a stop; the build is still CANCELLED
+    skipped, cleaned, released = (tmp_path / name for name in ("skipped", "cleaned", "released"))
     master = master_factory(f"""
         from flowbot import Pipeline, Worker, Builder, ForceScheduler, Shell
         pipeline = Pipeline(
@@ -196,9 +197,9 @@ def test_a_stopped_build_runs_its_cleanup_steps_and_a_second_stop_interrupts_one
             schedulers=[ForceScheduler("force", builders=["deploy"])],
             builders=[Builder("deploy", workers=["w1"], steps=[
                 Shell("sleep 300", name="long"),
-                Shell("touch {tmp_path / 'skipped'}", name="skipped"),
-                Shell("touch {tmp_path / 'cleaned'}; sleep 300", name="clean up", always_run=True),
-                Shell("touch {tmp_path / 'released'}", name="release", always_run=True),
+                Shell("touch {skipped}", name="skipped"),
+                Shell("touch {cleaned}; sleep 300", name="clean up", always_run=True),
+                Shell("touch {released}", name="release", always_run=True),
             ])],
         )
     """)
@@ -209,7 +210,7 @@ def test_a_stopped_build_runs_its_cleanup_steps_and_a_second_stop_interrupts_one
 
     # When someone stops it, its cleanup step runs its command
     master.client.stop(build["id"], "wrong release")
-    wait_for(lambda: (tmp_path / "cleaned").exists(), 10, "the cleanup step's command")
+    wait_for(lambda: cleaned.exists(), 10, "the cleanup step's command")
 
     # And when they stop it again, the cleanup step is interrupted, and the next cleanup step runs
     started = time.monotonic()
@@ -224,7 +225,7 @@ def test_a_stopped_build_runs_its_cleanup_steps_and_a_second_stop_interrupts_one
         ("release", "SUCCESS"),
     ]
     assert "build stopped: do not wait" in step_log(master.client, build["id"], 2)
-    assert (tmp_path / "released").exists() and not (tmp_path / "skipped").exists()
+    assert released.exists() and not skipped.exists()
 
 
 def build_step(client, build_id: int) -> int | None:
