@@ -451,7 +451,7 @@ class RunningBuild:
             stdio.header(
                 "step raised an exception:\n" + self._redact("".join(traceback.format_exception(exc))).rstrip()
             )
-            log.warning("step %r of %s #%d raised %r", name, self.builder, self.number, exc)
+            log.warning("step %r of %s #%d raised %s", name, self.builder, self.number, self._redact(repr(exc)))
         hidden = self._hidden(step, result, stdio)
         for step_log in self._logs.values():
             step_log.close()

@@ -312,6 +312,38 @@ def test_properties_made_from_secrets_are_used_but_never_stored_or_shown(master_
     assert b"AAAA1111bbbb" not in stored
 
 
+def test_a_secret_in_a_steps_exception_is_hidden_in_the_masters_own_log_too(master_factory, worker_factory, tmp_path):
+    # Given a custom step that fails with a message holding a secret it used
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "token").write_text("s3cr3t-t0ken\n")
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, ForceScheduler, SecretsInDirectory, Step
+
+        class Login(Step):
+            async def run(self, build):
+                raise RuntimeError(f"login refused for token {{build.secret('token')}}")
+
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            secrets=[SecretsInDirectory({str(secrets)!r})],
+            schedulers=[ForceScheduler("force", builders=["deploy"])],
+            builders=[Builder("deploy", workers=["w1"], steps=[Login(name="login")])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    # When it runs
+    master.client.force("deploy")
+    (build,) = finished_builds(master.client, 1)
+
+    # Then the master logs the exception, with the secret hidden as in the step's log
+    assert build["result"] == "EXCEPTION"
+    assert "RuntimeError: login refused for token <secret>" in step_log(master.client, build["id"], 0)
+    wait_for(lambda: "raised RuntimeError('login refused for token <secret>')" in master.log(), 10, "the master's log")
+    assert "s3cr3t" not in master.log()
+
+
 def test_do_step_if_skips_and_hide_step_if_hides(master_factory, worker_factory):
     master = master_factory("""
         from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Result
