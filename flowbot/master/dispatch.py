@@ -1,9 +1,12 @@
 """Dispatch: from the queue of pending requests to running builds on free workers.
 
-It decides which request runs next and where: the builder's ``next_build`` and ``next_worker``
-hooks when it has them (else highest priority, then oldest, on the least busy free worker), a
-worker's ``max_builds``, one build per builder per worker, and the builder's locks, which are
-taken at once or not at all so a build never holds a worker while it waits. A new request for the
+It decides which request runs next and where: across builders, the builder whose first request in
+line has the highest priority, then is the oldest, goes first (so a worker shared by builders takes
+the most urgent request of all); within a builder, its ``next_build`` hook picks the request and its
+``next_worker`` hook the worker when it has them (else highest priority, then oldest, on the least
+busy free worker). A worker's ``max_builds``, one build per builder per worker, and the builder's
+locks, which are taken at once or not at all so a build never holds a worker while it waits, say
+what can start. A new request for the
 same source collapses older waiting ones into it (Buildbot's rule, per builder). It also tells
 whoever waits for a buildset (a ``Trigger`` step) when all its requests are done.
 """
@@ -11,6 +14,7 @@ whoever waits for a buildset (a ``Trigger`` step) when all its requests are done
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 import time
 from dataclasses import dataclass, field
@@ -150,12 +154,17 @@ class Dispatcher:
         try:
             if not self.active:
                 return
-            for name in self.queue.builders():
+            # Builders by their first request in line; one that starts a build goes back in line
+            # by its next request, one that cannot start one now cannot later in this pass.
+            waiting = self.queue.heads()
+            heapq.heapify(waiting)
+            while waiting:
+                _, name = heapq.heappop(waiting)
                 builder = self.master.pipeline.builder(name)
                 if builder is None:
                     continue  # requests for a builder the pipeline no longer has wait for it to return
-                while self._start_one(builder):
-                    pass
+                if self._start_one(builder) and (place := self.queue.head(name)) is not None:
+                    heapq.heappush(waiting, (place, name))
         finally:
             # Waiters resume after the builds just started have run up to their first command.
             done, self._pass_done = self._pass_done, None

@@ -8,12 +8,15 @@ from collections.abc import Hashable
 from ..builder import source_key
 from ..records import BuildRequest
 
+#: Where a request stands in line: ``(-priority, submitted_at, id)``; the smallest goes first.
+Place = tuple[int, float, int]
+
 
 class BuildQueue:
     """Pending requests by builder. Removed requests leave their heap lazily, in O(1)."""
 
     def __init__(self) -> None:
-        self._heaps: dict[str, list[tuple[int, float, int]]] = {}
+        self._heaps: dict[str, list[Place]] = {}
         self._pending: dict[int, BuildRequest] = {}
         self._by_source: dict[tuple[str, Hashable], dict[int, None]] = {}
 
@@ -36,19 +39,23 @@ class BuildQueue:
                 del self._by_source[key]
         return request
 
-    def builders(self) -> list[str]:
-        """Builders with at least one pending request."""
-        return [name for name in self._heaps if self.first(name) is not None]
+    def heads(self) -> list[tuple[Place, str]]:
+        """Each builder with pending requests, with the place of its first in line."""
+        return [(place, name) for name in self._heaps if (place := self.head(name)) is not None]
+
+    def head(self, builder: str) -> Place | None:
+        """The place of the request ``builder`` would run next by priority and age."""
+        heap = self._heaps.get(builder)
+        while heap:
+            if heap[0][2] in self._pending:
+                return heap[0]
+            heapq.heappop(heap)  # removed earlier
+        return None
 
     def first(self, builder: str) -> BuildRequest | None:
         """The request ``builder`` would run next by priority and age."""
-        heap = self._heaps.get(builder)
-        while heap:
-            request = self._pending.get(heap[0][2])
-            if request is not None:
-                return request
-            heapq.heappop(heap)  # removed earlier
-        return None
+        place = self.head(builder)
+        return self._pending[place[2]] if place is not None else None
 
     def pending(self, builder: str) -> list[BuildRequest]:
         """Every pending request of ``builder``, in the order they would run."""

@@ -590,3 +590,31 @@ def test_priorities_next_build_next_worker_and_max_builds_decide_what_runs_where
         [finished_builds(client, 1, builder=name)[0] for name in ("a", "b")], key=lambda b: b["started_at"]
     )
     assert second["started_at"] >= first["finished_at"] - 0.01
+
+
+def test_the_most_urgent_request_of_all_builders_runs_first_on_a_worker_they_share(master_factory, worker_factory):
+    # Buildbot users find priorities ignored across builders (#4592, #6285)
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s", max_builds=1)],
+            schedulers=[
+                ForceScheduler("routine", builders=["a", "b"]),
+                ForceScheduler("urgent", builders=["hotfix"], priority=100),
+            ],
+            builders=[
+                Builder(name, workers=["w1"], collapse_requests=False, steps=[Shell("sleep 0.2")])
+                for name in ("a", "b", "hotfix")
+            ],
+        )
+    """)
+    # Given requests queued while the one worker is away: a, b, a again, then a hotfix
+    for builder, revision in (("a", "a1"), ("b", "b1"), ("a", "a2"), ("hotfix", "h1")):
+        master.client.force(builder, revision=revision)
+
+    # When the worker comes
+    worker_factory(master, "w1", "s")
+
+    # Then the hotfix runs first, then the others oldest first, whatever their builder
+    builds = sorted(finished_builds(master.client, 4, timeout=30), key=lambda b: b["started_at"])
+    assert [b["revision"] for b in builds] == ["h1", "a1", "b1", "a2"]

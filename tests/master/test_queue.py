@@ -32,3 +32,18 @@ def test_requests_not_made_from_changes_collapse_only_on_the_same_revision() -> 
     assert same_source(same, forced)
     assert not same_source(other, forced)
     assert same_source(request(4, "main", "r9"), request(5, "main", "r1"))  # both from changes: any revision
+
+
+def test_each_builder_waits_at_the_place_of_its_first_request_by_priority_then_age() -> None:
+    # Given requests of two builders, one of them urgent
+    queue = BuildQueue()
+    for request_id, builder, priority in ((1, "a", 0), (2, "b", 0), (3, "a", 0), (4, "b", 100)):
+        queue.add(BuildRequest(request_id, request_id, builder, (), priority=priority, submitted_at=request_id))
+
+    # Then b stands first, by its urgent request, and a by its oldest
+    assert sorted(queue.heads()) == [((-100, 4, 4), "b"), ((0, 1, 1), "a")]
+    # And once a request is taken, its builder stands at the place of its next one
+    queue.remove(4)
+    queue.remove(1)
+    assert sorted(queue.heads()) == [((0, 2, 2), "b"), ((0, 3, 3), "a")]
+    assert queue.first("a").id == 3
