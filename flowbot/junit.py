@@ -27,6 +27,8 @@ from .errors import FlowbotError
 
 #: Longest failure message kept per test, in characters (a full traceback stays in the step's log).
 MAX_MESSAGE = 4000
+#: Longest test time believed, in seconds (a year): a longer one is a tool's garbage, recorded as unknown.
+MAX_SECONDS = 365 * 86400.0
 
 
 class JUnitError(FlowbotError):
@@ -120,8 +122,14 @@ def _case(element: Element, suite: str, source: str) -> TestCase:
 
 
 def _seconds(text: str | None) -> float | None:
-    # Some tools write thousands separators ("1,234.5"); an unreadable time is not worth a failure.
+    """The test's time, or None for none that is believable (inf, nan, negative, over a year).
+
+    Some tools write thousands separators ("1,234.5"); an unreadable time is not worth a failure.
+    """
+    if not text:
+        return None
     try:
-        return float(text.replace(",", "")) if text else None
+        seconds = float(text.replace(",", ""))
     except ValueError:
         return None
+    return seconds if 0 <= seconds <= MAX_SECONDS else None  # NaN fails both comparisons

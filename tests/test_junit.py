@@ -47,6 +47,12 @@ def test_a_bare_testsuite_root_and_nested_suites_name_the_nearest_suite():
     ]
 
 
+@pytest.mark.parametrize("time", ["inf", "-inf", "nan", "Infinity", "-0.5", "1e12", "1e400"])
+def test_a_time_no_test_can_take_is_recorded_as_unknown(time: str):
+    report = f'<testsuite><testcase name="t" time="{time}"/><testcase name="u" time="31536000"/></testsuite>'
+    assert [case.duration for case in parse(report)] == [None, 365 * 86400.0]
+
+
 def test_long_messages_are_cut():
     report = f'<testsuite><testcase name="t"><failure>{"x" * (MAX_MESSAGE + 50)}</failure></testcase></testsuite>'
     assert len(parse(report)[0].message) == MAX_MESSAGE

@@ -29,6 +29,9 @@ FAILING = (Result.FAILURE, Result.EXCEPTION)
 
 TimeLike = str | float | int | dt.datetime | pd.Timestamp | None
 
+#: Seconds a ``timedelta64[ns]`` can hold.
+_LONGEST = pd.Timedelta.max.total_seconds()
+
 
 def timestamps(seconds: pd.Series) -> pd.Series:
     """Epoch seconds to UTC timestamps (missing stays missing)."""
@@ -36,8 +39,13 @@ def timestamps(seconds: pd.Series) -> pd.Series:
 
 
 def durations(seconds: pd.Series) -> pd.Series:
-    """Seconds to timedeltas."""
-    return pd.to_timedelta(seconds, unit="s").astype("timedelta64[ns]")
+    """Seconds to timedeltas; a value no timedelta holds (infinite, or beyond 292 years) is missing.
+
+    Such values come from broken reports in a store written before they were refused, and one of
+    them must not make a whole frame unreadable.
+    """
+    seconds = seconds.astype("float64")
+    return pd.to_timedelta(seconds.where(seconds.abs() < _LONGEST), unit="s").astype("timedelta64[ns]")
 
 
 def results(codes: pd.Series) -> pd.Series:

@@ -14,8 +14,10 @@ import flowbot
 from flowbot.analysis import History
 from flowbot.analysis.dtypes import OUTCOME, RESULT
 from flowbot.errors import NotFound, StoreError
+from flowbot.junit import Outcome
 from flowbot.results import Result
 from flowbot.store import Ref, Store
+from flowbot.store import schema as t
 from flowbot.store.engine import alembic_config
 
 from .conftest import HOUR, T0, build_spec, write_build, write_history
@@ -297,6 +299,29 @@ def test_test_results(history):
         (known.builds["unit#4"], "test_network"),
     ]
     assert history.test_results(name="test_network")["outcome"].tolist().count("passed") == 4
+
+
+async def test_test_times_no_timedelta_holds_read_as_missing(db_url: str):
+    # Given a store from before such times were refused: tests that took forever, or 31,000 years
+    store = await Store.open(db_url)
+    try:
+        (request,) = await store.add_buildset(build_spec("unit", "main", "r1"), T0)
+        tests = [(f"test_{i}", Outcome.PASSED) for i in range(4)]
+        await write_build(store, request, 1, "w1", T0 + 10, Result.SUCCESS, tests=tests)
+    finally:
+        await store.close()
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        for name, seconds in (("test_0", float("inf")), ("test_1", 1e12), ("test_2", -1e12)):
+            conn.execute(sa.update(t.test_results).where(t.test_results.c.name == name).values(duration=seconds))
+    engine.dispose()
+    # When its test results are read
+    with History(db_url) as history:
+        results = history.test_results()
+    # Then those times are missing, and the others are read as usual
+    assert results["duration"].dtype == SPAN
+    assert results["duration"].isna().tolist() == [True, True, True, False]
+    assert results["duration"][3] == pd.Timedelta(seconds=0.25)
 
 
 def test_a_missing_database_is_an_error_not_an_empty_file(tmp_path: Path):
