@@ -85,12 +85,23 @@ def _alive(pid: int) -> bool:
 
 
 def running_pid(basedir: str | Path) -> int | None:
-    """The pid of the master running in ``basedir``, if one is."""
+    """The pid of the master running in ``basedir``, if one is.
+
+    A pid file left by a master that was killed may name a process that has since taken its
+    number: a pid is only believed while its command line is a flowbot one."""
     try:
         pid = int(_pid_path(basedir).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if _alive(pid) and _is_flowbot(pid) else None
+
+
+def _is_flowbot(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"flowbot" in f.read()
+    except OSError:  # no /proc here: trust the pid file
+        return True
 
 
 def start(

@@ -144,6 +144,20 @@ def test_commands_say_clearly_when_no_master_answers(tmp_path):
     assert result.returncode == 1 and "no master is running" in result.stderr
 
 
+def test_a_stale_pid_file_never_gets_another_process_signalled(tmp_path):
+    # Given the pid file of a killed master, whose number another program has since been given
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "master.pid").write_text(f"{bystander.pid}\n")
+        # When the master is to be stopped, Then nothing is signalled: no master runs there
+        result = flowbot("stop", str(tmp_path))
+        assert result.returncode == 1 and "no master is running" in result.stderr
+        assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
 def test_a_second_master_on_the_same_port_says_why_it_cannot_start(master_factory, tmp_path):
     master = master_factory()
     other = tmp_path / "other"
