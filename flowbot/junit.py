@@ -74,8 +74,8 @@ def parse(report: bytes | str, source: str = "report") -> list[TestCase]:
         source: the file's name, for error messages.
 
     Raises:
-        JUnitError: malformed XML, a DTD or entities, a root that is neither ``testsuites`` nor
-            ``testsuite``, or a ``testcase`` without a name.
+        JUnitError: malformed XML, an encoding the parser cannot read, a DTD or entities, a root
+            that is neither ``testsuites`` nor ``testsuite``, or a ``testcase`` without a name.
     """
     try:
         root = fromstring(report, forbid_dtd=True)
@@ -83,21 +83,32 @@ def parse(report: bytes | str, source: str = "report") -> list[TestCase]:
         raise JUnitError(f"{source} is not well-formed XML: {exc}") from None
     except DefusedXmlException as exc:
         raise JUnitError(f"{source} was refused for safety: {exc}") from None
+    except (LookupError, ValueError) as exc:
+        # An unknown encoding (LookupError), or one expat cannot decode: multi-byte ones such as
+        # shift_jis, or text that does not encode (ValueError, UnicodeError among them).
+        raise JUnitError(f"{source} cannot be decoded ({exc}): write the report in UTF-8") from None
     if root.tag not in ("testsuites", "testsuite"):
         raise JUnitError(f"{source} is not a JUnit report: its root element is <{root.tag}>")
+    return _collect(root, source)
+
+
+def _collect(root: Element, source: str) -> list[TestCase]:
+    """The test cases under ``root`` in document order, each with its nearest suite's name.
+
+    A loop rather than recursion: a report may nest suites thousands deep.
+    """
     cases: list[TestCase] = []
-    _collect(root, "", cases, source)
+    todo = [(root, "")]
+    while todo:
+        element, suite = todo.pop()
+        if element.tag == "testcase":
+            cases.append(_case(element, suite, source))
+            continue
+        if element.tag == "testsuite":
+            suite = element.get("name", suite)
+        inner = [child for child in element if child.tag in ("testcase", "testsuite", "testsuites")]
+        todo.extend((child, suite) for child in reversed(inner))
     return cases
-
-
-def _collect(element: Element, suite: str, cases: list[TestCase], source: str) -> None:
-    if element.tag == "testsuite":
-        suite = element.get("name", suite)
-    for child in element:
-        if child.tag == "testcase":
-            cases.append(_case(child, suite, source))
-        elif child.tag in ("testsuite", "testsuites"):
-            _collect(child, suite, cases, source)
 
 
 def _case(element: Element, suite: str, source: str) -> TestCase:

@@ -53,9 +53,18 @@ def test_a_time_no_test_can_take_is_recorded_as_unknown(time: str):
     assert [case.duration for case in parse(report)] == [None, 365 * 86400.0]
 
 
+def test_suites_nested_thousands_deep_are_read():
+    report = b"<testsuites>" + b"<testsuite name='s'>" * 5000 + b"<testcase name='t'/>" + b"</testsuite>" * 5000
+    assert parse(report + b"</testsuites>") == [TestCase("s", "", "t", Outcome.PASSED, None, "")]
+
+
 def test_long_messages_are_cut():
     report = f'<testsuite><testcase name="t"><failure>{"x" * (MAX_MESSAGE + 50)}</failure></testcase></testsuite>'
     assert len(parse(report)[0].message) == MAX_MESSAGE
+
+
+#: A report declaring an encoding that the XML parser cannot decode (those of Japanese text, say).
+ENCODED = '<?xml version="1.0" encoding="shift_jis"?><testsuite name="\u30c6\u30b9\u30c8"/>'
 
 
 @pytest.mark.parametrize(
@@ -65,6 +74,11 @@ def test_long_messages_are_cut():
         (b"", "not well-formed XML"),
         (b"<html><body/></html>", "root element is <html>"),
         (b"<testsuite><testcase classname='x'/></testsuite>", "without a name"),
+        (b'<?xml version="1.0" encoding="bogus"?><testsuite/>', r"cannot be decoded \(unknown encoding: bogus\)"),
+        (b'<?xml version="1.0" encoding="hex"?><testsuite/>', "cannot be decoded.*write the report in UTF-8"),
+        (ENCODED.encode("shift_jis"), "cannot be decoded.*multi-byte.*write the report in UTF-8"),
+        (ENCODED.replace("shift_jis", "euc-jp").encode("euc-jp"), "cannot be decoded.*multi-byte"),
+        (ENCODED.replace("shift_jis", "utf-32").encode("utf-32"), "not well-formed XML"),
     ],
 )
 def test_malformed_reports_raise_a_clear_error(report: bytes, reason: str):

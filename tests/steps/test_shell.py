@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from flowbot import Shell
 from flowbot.junit import TestCase
 from flowbot.results import Result
@@ -74,3 +76,26 @@ async def test_a_big_test_report_is_read_while_the_master_goes_on() -> None:
     assert len(build.cases) == 100_000
     assert "test report build/report.xml: 100000 failed" in build.headers
     assert max(gaps) < took / 3, (max(gaps), took)
+
+
+@pytest.mark.parametrize(
+    ("report", "reason"),
+    [
+        (b'<?xml version="1.0" encoding="bogus"?><testsuite/>', "cannot be decoded (unknown encoding: bogus)"),
+        ('<?xml version="1.0" encoding="shift_jis"?><testsuite/>'.encode("shift_jis"), "multi-byte encodings"),
+        ('<?xml version="1.0" encoding="euc-jp"?><testsuite/>'.encode("euc-jp"), "multi-byte encodings"),
+        ('<?xml version="1.0" encoding="utf-32"?><testsuite/>'.encode("utf-32"), "is not well-formed XML"),
+        (b"<testsuite><testcase name='a'>", "is not well-formed XML"),
+        (b"<testsuite><testcase/></testsuite>", "has a <testcase> without a name"),
+    ],
+)
+async def test_a_malformed_report_makes_the_step_warn_and_says_why(report: bytes, reason: str) -> None:
+    # Given a command that passed but wrote a report that cannot be read
+    build = ReportingBuild(report)
+    # When the step collects it
+    result = await Shell("pytest", junit="report.xml").run(build)
+    # Then the step warns, its log says why, and no test is recorded
+    assert result == Result.WARNINGS
+    (header,) = build.headers
+    assert header.startswith("test report build/report.xml: build/report.xml ") and reason in header
+    assert build.cases == []
