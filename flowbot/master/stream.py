@@ -11,9 +11,10 @@ Query arguments (all optional):
 The first message is ``{"type": "hello", "last_id": ..., "replay": ...}``. Every event carries an
 ``id``; a client remembers the largest it has seen and reconnects with ``since=`` it. Recent events
 come from the journal; when the client was away longer than the journal remembers (or the master
-restarted), the ``build.finished`` events it missed are rebuilt from the store (marked ``replayed``,
-without an id, and possibly repeating one the client saw: clients key builds by id). Live log lines
-are never replayed: fetch the log tail instead.
+restarted), the ``build.finished`` events it missed are rebuilt from the store, a page at a time
+however many there are (marked ``replayed``, without an id, and possibly repeating one the client
+saw: clients key builds by id). The hello's ``replayed`` counts a journal replay; it is null for one
+from the store. Live log lines are never replayed: fetch the log tail instead.
 
 A client that cannot keep up is disconnected (close code 1013) rather than allowed to grow the
 master's memory; it reconnects with ``since=`` and loses nothing it could not fetch again. The
@@ -125,13 +126,12 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         how = "none"
         if self.since is not None:
             replay = [e for e in self.journal.after(self.since) if self.filter.wants(e)]
-            how = "journal"
-            if not self.journal.covers(self.since):
-                how = "store"
-                replay = await self._from_store(replay) + replay
-        if self.ws_connection is None:  # the client left while the store answered
+            how = "journal" if self.journal.covers(self.since) else "store"
+        counted = len(replay) if how != "store" else None  # the store is read a page at a time
+        if self._send({"type": "hello", "last_id": last_id, "replay": how, "replayed": counted}) is None:
             return
-        self._send({"type": "hello", "last_id": last_id, "replay": how, "replayed": len(replay)})
+        if how == "store" and not await self._replay_store(replay, id_to_time(last_id)):
+            return
         if not await self._send_paced({**event, "replayed": True} for event in replay):
             return
         # Live events that came meanwhile, then live ones as they come (no await between the two).
@@ -155,20 +155,28 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
                     return False
         return True
 
-    async def _from_store(self, journal_events: list[Event]) -> list[Event]:
-        """The ``build.finished`` events older than the journal, rebuilt from the store."""
+    async def _replay_store(self, journal_events: list[Event], until: float) -> bool:
+        """Send the ``build.finished`` events older than the journal, rebuilt from the store a page
+        at a time, up to the builds that finished by ``until`` (later ones come live); False when
+        the connection is gone."""
         if self.filter.types is not None and "build.finished" not in self.filter.types:
-            return []
+            return True
         seen = {e["build"]["id"] for e in journal_events if e["type"] == "build.finished"}
-        builds = await self.master.store.builds_finished_after(
-            id_to_time(self.since) - EVENT_RESUME_SLACK, builder=self.filter.builder, limit=MAX_LIST
-        )
-        events = []
-        for build in builds:
-            event = {"type": "build.finished", "time": build["finished_at"], "build": build}
-            if build["id"] not in seen and self.filter.wants(event):
-                events.append(event)
-        return events
+        when, after_id = id_to_time(self.since) - EVENT_RESUME_SLACK, None
+        while True:
+            builds = await self.master.store.builds_finished_after(
+                when, after_id=after_id, builder=self.filter.builder, limit=MAX_LIST
+            )
+            events = []
+            for build in builds:
+                event = {"type": "build.finished", "time": build["finished_at"], "build": build, "replayed": True}
+                if build["finished_at"] <= until and build["id"] not in seen and self.filter.wants(event):
+                    events.append(event)
+            if not await self._send_paced(events):
+                return False
+            if len(builds) < MAX_LIST or builds[-1]["finished_at"] > until:
+                return True
+            when, after_id = builds[-1]["finished_at"], builds[-1]["id"]
 
     def _on_event(self, event: Event) -> None:
         if not self.filter.wants(event):

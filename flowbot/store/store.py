@@ -701,15 +701,18 @@ class Store:
         return await self._read(fn)
 
     async def builds_finished_after(
-        self, when: float, *, builder: str | None = None, limit: int = 1000
+        self, when: float, *, after_id: int | None = None, builder: str | None = None, limit: int = 1000
     ) -> list[dict[str, Any]]:
-        """Builds that finished after ``when`` (the newest ``limit`` of them), oldest first."""
-        query = (
-            _select_builds().where(t.builds.c.finished_at > when).order_by(t.builds.c.finished_at.desc()).limit(limit)
-        )
+        """The first ``limit`` builds that finished after ``when``, oldest first. For the next page,
+        pass the last one's ``finished_at`` and its id as ``after_id`` (builds may end together)."""
+        b = t.builds.c
+        later = b.finished_at > when
+        if after_id is not None:
+            later = sa.or_(later, sa.and_(b.finished_at == when, b.id > after_id))
+        query = _select_builds().where(later).order_by(b.finished_at, b.id).limit(limit)
         if builder is not None:
-            query = query.where(t.builds.c.builder == builder)
-        return await self._read(lambda conn: [_build_dict(row) for row in conn.execute(query)][::-1])
+            query = query.where(b.builder == builder)
+        return await self._read(lambda conn: [_build_dict(row) for row in conn.execute(query)])
 
     async def last_result(self, builder: str, *, before: int | None = None) -> Result | None:
         """The result of ``builder``'s newest finished build (older than build id ``before``), RETRY aside."""

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import tornado.websocket
 
 import flowbot
 from flowbot import Builder, Pipeline, Shell, Worker
-from flowbot.defaults import EVENT_CLIENT_BACKLOG
+from flowbot.defaults import EVENT_CLIENT_BACKLOG, MAX_LIST
+from flowbot.records import BuildsetSpec
+from flowbot.results import Result
+from flowbot.store import Ref, Store
 
 from ..e2e.test_events import close
 
@@ -42,6 +46,48 @@ async def test_a_client_resuming_from_far_back_gets_all_it_missed(tmp_path):
         master.events.emit("request.new", request_id=missed, builder="b")
         live = json.loads(await asyncio.wait_for(ws.read_message(), 10))
         assert live["request_id"] == missed and "replayed" not in live
+        await close(ws)
+    finally:
+        await master.stop()
+
+
+async def finished_long_ago(store: Store, count: int, at: float) -> list[int]:
+    """``count`` builds of ``b`` stored as finished from ``at`` on, three at a time; their ids."""
+    spec = BuildsetSpec(scheduler="force", builders=("b",), sourcestamps=())
+    requests = [r for rs in await asyncio.gather(*(store.add_buildset(spec, at) for _ in range(count))) for r in rs]
+    refs = [Ref() for _ in requests]
+    writes = []
+    for n, (request, build) in enumerate(zip(requests, refs, strict=True)):
+        writes.append(store.start_build(request, n + 1, "w1", at, "master", build))
+        writes.append(store.finish_build(build, request, Result.SUCCESS, at + n // 3))
+    await asyncio.gather(*writes)
+    return [build.get() for build in refs]
+
+
+async def test_a_client_away_longer_than_the_journal_gets_every_finished_build_from_the_store(db_url):
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")], builders=[Builder("b", workers=["w1"], steps=[Shell("true")])]
+    )
+    master = flowbot.Master(pipeline, db=db_url)
+    await master.start()
+    events = master.http_url.replace("http://", "ws://") + "/api/events"
+    try:
+        # Given more builds than a page of the store, finished (some together) before the journal began
+        an_hour_ago = time.time() - 3600
+        ids = await finished_long_ago(master.store, 2 * MAX_LIST + 500, an_hour_ago)
+
+        # When a client comes back from before them
+        since = int((an_hour_ago - 60) * 1_000_000)
+        ws = await tornado.websocket.websocket_connect(f"{events}?types=build.finished&since={since}")
+        assert json.loads(await ws.read_message())["replay"] == "store"
+
+        # Then it gets each of them once, oldest first, and then what happens live
+        replayed = [json.loads(await asyncio.wait_for(ws.read_message(), 10)) for _ in ids]
+        assert [e["build"]["id"] for e in replayed] == ids
+        assert all(e["replayed"] for e in replayed)
+        master.events.emit("build.finished", build={"id": 0, "builder": "b"})
+        live = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+        assert live["build"]["id"] == 0 and "replayed" not in live
         await close(ws)
     finally:
         await master.stop()
