@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from .. import junit
 from ..defaults import SHELL_TIMEOUT
-from ..errors import FlowbotError
+from ..errors import ConfigError, FlowbotError
+from ..properties import Renderable
 from ..results import Result, worst
 from .base import BuildContext, CommandResult, Step
 
@@ -28,6 +30,9 @@ class Shell(Step):
         junit: a JUnit XML report the command writes (relative to ``workdir``); its test cases
             are stored with the step. A missing or malformed report makes the step WARNINGS.
         **flags: the flags of :class:`~flowbot.steps.base.Step` (``name``, ``halt_on_failure``...).
+
+    Raises:
+        ConfigError: a command that is neither text, a renderable, nor a list of them.
     """
 
     default_name = "shell"
@@ -54,12 +59,31 @@ class Shell(Step):
             raise ValueError("Shell needs a command; got an empty string")
         elif command is None:
             raise ValueError("Shell needs a command")
+        self._check_command(command)
         self.command = command
         self.workdir = workdir
         self.env = dict(env or {})
         self.timeout = timeout
         self.max_time = max_time
         self.logfiles = dict(logfiles or {})
+
+    def _check_command(self, command: Any) -> None:
+        """Refuse, where the pipeline says it, a command that would only fail once a build runs it."""
+        if isinstance(command, list):
+            wrong = next((arg for arg in command if not _is_argument(arg)), None)
+            if wrong is None:
+                return
+            problem = f"an argument {wrong!r} ({type(wrong).__name__}) that is neither text nor a renderable"
+        elif isinstance(command, str) or _is_renderable(command):
+            return
+        else:
+            problem = f"{command!r} ({type(command).__name__})"
+        where = self.defined_at
+        raise ConfigError(
+            f"{type(self).__name__}'s command must be a string, a renderable or a list of them; got {problem}",
+            where and where.filename,
+            where and where.lineno,
+        )
 
     def command_args(self, build: BuildContext) -> dict[str, Any]:
         """The ``shell`` command's arguments, rendered for this build."""
@@ -100,6 +124,15 @@ class Shell(Step):
     def evaluate(self, outcome: CommandResult) -> Result:
         """The step's result from the command's; subclasses may look at more."""
         return Result.SUCCESS if outcome.rc == 0 else Result.FAILURE
+
+
+def _is_renderable(value: Any) -> bool:
+    return isinstance(value, Renderable) and not isinstance(value, type)
+
+
+def _is_argument(value: Any) -> bool:
+    """One argument of an argv command: text, a path, or a renderable (``Interpolate``, say)."""
+    return isinstance(value, (str, os.PathLike)) or _is_renderable(value)
 
 
 class SetPropertyFromCommand(Shell):

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import textwrap
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from flowbot import Shell
+from flowbot import ConfigError, Interpolate, Shell
+from flowbot.config import load_source
 from flowbot.junit import TestCase
 from flowbot.results import Result
 from flowbot.steps.base import CommandResult
@@ -99,3 +102,36 @@ async def test_a_malformed_report_makes_the_step_warn_and_says_why(report: bytes
     (header,) = build.headers
     assert header.startswith("test report build/report.xml: build/report.xml ") and reason in header
     assert build.cases == []
+
+
+@pytest.mark.parametrize(
+    ("command", "what"),
+    [
+        ("42", "got 42 (int)"),
+        ("b'make'", "got b'make' (bytes)"),
+        ("{'make': 'test'}", "got {'make': 'test'} (dict)"),
+        ("['make', 3]", "got an argument 3 (int) that is neither text nor a renderable"),
+        ("['make', ['-j', '4']]", "got an argument ['-j', '4'] (list)"),
+    ],
+)
+@pytest.mark.parametrize("step", ["Shell({})", "SetPropertyFromCommand({}, 'out')"])
+def test_a_command_that_is_not_text_fails_the_pipeline_at_its_line(step: str, command: str, what: str) -> None:
+    # Given a pipeline file whose second step's command is not one
+    source = textwrap.dedent(f"""\
+        from flowbot import SetPropertyFromCommand, Shell
+
+        steps = [
+            Shell("make"),
+            {step.format(command)},
+        ]
+    """)
+    # When it is checked, then the error names the file, the line and the problem
+    with pytest.raises(ConfigError, match="command must be a string, a renderable or a list of them") as caught:
+        load_source(source, "/masters/demo/pipeline.py")
+    assert (caught.value.filename, caught.value.lineno) == ("/masters/demo/pipeline.py", 5)
+    assert what in caught.value.problem
+
+
+def test_text_renderables_and_lists_of_them_are_commands() -> None:
+    for command in ("make", Interpolate("make %(prop:target)s"), ["make", Interpolate("%(prop:t)s"), Path("x")]):
+        assert Shell(command).command == command
