@@ -33,7 +33,7 @@ from ..defaults import STOP_GRACE
 from ..errors import BuildStopped, WorkerLost
 from ..junit import TestCase
 from ..properties import Properties, render
-from ..records import BuildRequest
+from ..records import BuildRequest, SourceStamp
 from ..results import Result, combine
 from ..steps.base import CommandResult, Step
 from ..store import Ref
@@ -291,11 +291,32 @@ class RunningBuild:
             sender.abort()
 
     async def trigger(
-        self, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
+        self,
+        schedulers: list[str],
+        properties: dict[str, tuple[Any, str]],
+        *,
+        wait: bool,
+        update_sourcestamp: bool = True,
     ) -> list[Result]:
         if self._interrupted:
             raise BuildStopped(self._interrupted)
-        return await self.stoppable(self.master.trigger(self, schedulers, self._hide_secrets(properties), wait=wait))
+        stamps = self._built_sourcestamps() if update_sourcestamp else self.request.sourcestamps
+        return await self.stoppable(
+            self.master.trigger(self, schedulers, stamps, self._hide_secrets(properties), wait=wait)
+        )
+
+    def _built_sourcestamps(self) -> tuple[SourceStamp, ...]:
+        """The request's sourcestamps at the revisions the build checked out (``got_revision``).
+
+        ``got_revision`` is ``{codebase: revision}``, or one revision, which is the only codebase's.
+        """
+        stamps = self.request.sourcestamps
+        got = self.properties.get("got_revision")
+        if isinstance(got, str) and len(stamps) == 1:
+            got = {stamps[0].codebase: got}
+        if not isinstance(got, dict):
+            return stamps
+        return tuple(dataclasses.replace(s, revision=got[s.codebase]) if got.get(s.codebase) else s for s in stamps)
 
     async def stoppable(self, awaitable: Awaitable[T]) -> T:
         """Await ``awaitable`` so that stopping the build cancels it.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, LIVENESS, SQLITE_FILE, STOP_GRACE
 from ..errors import InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
-from ..records import BuildRequest, BuildsetSpec, Change
+from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
 from ..store import Store, janitor, log_search
@@ -392,16 +392,23 @@ class Master:
         return [r.id for r in await self.submit(spec)]
 
     async def trigger(
-        self, build: RunningBuild, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
+        self,
+        build: RunningBuild,
+        schedulers: list[str],
+        sourcestamps: tuple[SourceStamp, ...],
+        properties: dict[str, tuple[Any, str]],
+        *,
+        wait: bool,
     ) -> list[Result]:
-        """Start a buildset on each Triggerable scheduler for ``build``; with ``wait``, their results."""
+        """Start a buildset of ``sourcestamps`` on each Triggerable scheduler for ``build``; with
+        ``wait``, their results."""
         await build.started()
         waits = []
         for name in schedulers:
             scheduler = self.pipeline.scheduler(name)
             if not isinstance(scheduler, Triggerable):
                 raise InvalidRequest(f"{name!r} is not a Triggerable scheduler of the running pipeline")
-            spec = scheduler.triggered(build.request.sourcestamps, properties, f"{build.builder} #{build.number}")
+            spec = scheduler.triggered(sourcestamps, properties, f"{build.builder} #{build.number}")
             spec = dataclasses.replace(spec, parent_build_id=build.id)
             # Once asked for, the buildset is stored and queued even if the parent stops meanwhile
             # (and then withdrawn), so no request is left pending with nobody queueing it.

@@ -135,9 +135,15 @@ class BuildContext(RenderContext, Protocol):
         ...
 
     async def trigger(
-        self, schedulers: list[str], properties: dict[str, tuple[Any, str]], *, wait: bool
+        self,
+        schedulers: list[str],
+        properties: dict[str, tuple[Any, str]],
+        *,
+        wait: bool,
+        update_sourcestamp: bool = True,
     ) -> list[Result]:
-        """Start buildsets on Triggerable schedulers; with ``wait``, their results."""
+        """Start buildsets on Triggerable schedulers (at the revisions this build checked out, with
+        ``update_sourcestamp``); with ``wait``, their results."""
         ...
 
     async def stoppable(self, awaitable: Awaitable[T]) -> T:

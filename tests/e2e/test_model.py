@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from ..gitrepos import GitRepo
 from ..support import finished_builds, running_build, step_log, wait_for
 
 
@@ -109,6 +110,54 @@ def test_stopping_a_parent_stops_the_builds_it_triggered(master_factory, worker_
     assert "parent build parent #1 stopped: wrong release" in child_log
     # The child that never started was withdrawn, not left waiting
     wait_for(lambda: master.client.buildrequests(pending=True) == [], 10, "the queue to empty")
+
+
+def test_triggered_builds_check_out_the_commit_their_parent_built_even_if_the_branch_moved(
+    master_factory, worker_factory, tmp_path
+):
+    # Buildbot: Trigger(updateSourceStamp=True), its default
+    repo = GitRepo(tmp_path / "project")
+    built = repo.commit("First")
+    go = tmp_path / "go"
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, Git, Trigger, Triggerable, ForceScheduler
+        REPO = {repo.url!r}
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[
+                ForceScheduler("force", builders=["parent"]),
+                Triggerable("same", builders=["same-commit"]),
+                Triggerable("latest", builders=["branch-head"]),
+            ],
+            builders=[
+                Builder("parent", workers=["w1"], steps=[
+                    Git(REPO),
+                    Shell("while [ ! -e {go} ]; do sleep 0.05; done", name="wait"),
+                    Trigger("same", wait_for_finish=True),
+                    Trigger("latest", wait_for_finish=True, update_sourcestamp=False),
+                ]),
+                Builder("same-commit", workers=["w1"], steps=[Git(REPO)]),
+                Builder("branch-head", workers=["w1"], steps=[Git(REPO)]),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    # Given a parent forced without a revision, which checked out the branch's head
+    master.client.force("parent")
+    parent = running_build(master.client, "parent")
+    wait_for(lambda: build_detail(master.client, parent["id"])["current_step"] == 1, 20, "the parent's checkout")
+
+    # When a new commit lands on the branch before the parent triggers its children
+    moved = repo.commit("Second")
+    go.touch()
+
+    # Then the child builds the parent's commit, and one triggered without update_sourcestamp the new head
+    builds = {b["builder"]: b for b in finished_builds(master.client, 3)}
+    assert {name: b["result"] for name, b in builds.items()} == dict.fromkeys(builds, "SUCCESS")
+    got = {name: build_detail(master.client, b["id"])["properties"]["got_revision"][0] for name, b in builds.items()}
+    assert got == {"parent": built, "same-commit": built, "branch-head": moved}
+    assert (builds["same-commit"]["revision"], builds["branch-head"]["revision"]) == (built, None)
 
 
 def test_an_exception_in_a_custom_step_gives_exception_with_the_traceback(master_factory, worker_factory):

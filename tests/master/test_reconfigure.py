@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 import flowbot
-from flowbot import Builder, ForceScheduler, Periodic, Pipeline, Reporter, Shell, Worker
+from flowbot import Builder, ConfigError, ForceScheduler, Periodic, Pipeline, Reporter, Shell, Worker
 from flowbot.sources.base import ChangeSource
 
 
@@ -128,6 +130,61 @@ async def test_a_pipeline_that_fails_to_start_leaves_the_master_on_the_one_befor
         await _until(lambda: reporter.finished == ["b #1"])
         (build,) = await master.store.builds()
         assert build["result"] == "SUCCESS"
+        assert [s["name"] for s in (await master.store.build(build["id"]))["steps"]] == ["good"]
+    finally:
+        await master.stop()
+
+
+async def test_a_builder_added_in_a_cell_can_be_forced_in_the_same_cell(tmp_path):
+    # Given a running master with a local worker
+    master = flowbot.Master(pipeline("first"), db=f"sqlite:///{tmp_path / 'm.db'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+
+        # When a cell hands it a pipeline with a new builder and forces that builder at once
+        Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["b", "new"])],
+            builders=[
+                Builder("b", workers=["w1"], steps=[Shell("true")]),
+                Builder("new", workers=["w1"], steps=[Shell("true", name="added")]),
+            ],
+            master=master,
+        )
+        await master.force("new")
+        await master.wait_idle(timeout=30)
+
+        # Then the new builder built
+        (build,) = await master.store.builds(builder="new")
+        assert build["result"] == "SUCCESS"
+    finally:
+        await master.stop()
+
+
+async def test_a_cell_whose_pipeline_fails_to_start_makes_the_next_awaited_call_raise_why(tmp_path):
+    # Given a running master with a local worker
+    good = pipeline("good")
+    master = flowbot.Master(good, db=f"sqlite:///{tmp_path / 'm.db'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+
+        # When a cell hands it a pipeline whose scheduler raises as it is armed
+        Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[Broken("every-minute", builders=["b"], period=60), ForceScheduler("force", builders=["b"])],
+            builders=[Builder("b", workers=["w1"], steps=[Shell("true", name="broken")])],
+            master=master,
+        )
+
+        # Then the next cell's force says why, once, and the master builds with the pipeline it had
+        with pytest.raises(ConfigError, match=r"could not be applied \(ZeroDivisionError: the schedule.s arithmetic"):
+            await master.force("b")
+        assert master.pipeline is good
+        await master.force("b")
+        await master.wait_idle(timeout=30)
+        (build,) = await master.store.builds()
         assert [s["name"] for s in (await master.store.build(build["id"]))["steps"]] == ["good"]
     finally:
         await master.stop()
