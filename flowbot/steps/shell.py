@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import posixpath
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +28,8 @@ class Shell(Step):
         timeout: seconds without output before the command is killed (None: never).
         max_time: seconds in all before the command is killed (None: no limit).
         logfiles: ``{log name: path}`` of files the command writes, shown as extra logs.
-        junit: a JUnit XML report the command writes (relative to ``workdir``); its test cases
+        junit: a JUnit XML report the command writes (relative to ``workdir``, or an absolute
+            path on the worker, which must be inside the worker's directory); its test cases
             are stored with the step. A missing or malformed report makes the step WARNINGS.
         **flags: the flags of :class:`~flowbot.steps.base.Step` (``name``, ``halt_on_failure``...).
 
@@ -108,7 +110,8 @@ class Shell(Step):
 
     async def _collect_tests(self, build: BuildContext) -> Result:
         """Bring the JUnit report to the master and store its test cases."""
-        report = f"{build.render(self.workdir)}/{build.render(self.junit)}"
+        # An absolute path stays as it is: the worker refuses one outside its directory, clearly.
+        report = posixpath.join(build.render(self.workdir), build.render(self.junit))
         try:
             report_bytes = await build.fetch(report)
             # Up to 64 MiB of XML: parsed on a thread, so the master's loop goes on meanwhile.

@@ -26,6 +26,7 @@ class ReportingBuild:
 
     def __init__(self, report: bytes):
         self.report = report
+        self.fetched: list[str] = []
         self.headers: list[str] = []
         self.cases: list[TestCase] = []
 
@@ -39,6 +40,7 @@ class ReportingBuild:
         return CommandResult(0)
 
     async def fetch(self, source: str, *, max_size: int = 0) -> bytes:
+        self.fetched.append(source)
         return self.report
 
     def log(self, name: str = "stdio") -> ReportingBuild:
@@ -102,6 +104,13 @@ async def test_a_malformed_report_makes_the_step_warn_and_says_why(report: bytes
     (header,) = build.headers
     assert header.startswith("test report build/report.xml: build/report.xml ") and reason in header
     assert build.cases == []
+
+
+async def test_an_absolute_report_path_is_fetched_as_written() -> None:
+    build = ReportingBuild(b"<testsuite><testcase name='t'/></testsuite>")
+    assert await Shell("pytest", junit="/srv/worker/unit/report.xml").run(build) == Result.SUCCESS
+    assert await Shell("pytest", workdir="build/sub", junit="out/report.xml").run(build) == Result.SUCCESS
+    assert build.fetched == ["/srv/worker/unit/report.xml", "build/sub/out/report.xml"]
 
 
 @pytest.mark.parametrize(
