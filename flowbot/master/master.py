@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, LIVENESS, SQLITE_FILE, STOP_GRACE
-from ..errors import InvalidRequest, NotFound, StoreError
+from ..errors import ConfigError, InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
@@ -104,6 +104,8 @@ class Master:
         self._janitor: asyncio.Task | None = None
         self._reconfiguring = asyncio.Lock()
         self._wanted: Pipeline | None = None  # the pipeline the latest reconfigure asked for
+        self._using: tuple[Pipeline, asyncio.Task] | None = None  # the pipeline last handed to use()
+        self._failed: tuple[Pipeline, Exception] | None = None  # the last pipeline that could not be applied
 
     @property
     def workdir(self) -> Path:
@@ -270,6 +272,7 @@ class Master:
             await self._switch(pipeline)
         except Exception as exc:
             log.error("the new pipeline could not be applied (%r); the master goes on with the one before", exc)
+            self._failed = (pipeline, exc)
             await self._switch(old)
             raise
         if pipeline.retention is not old.retention:
@@ -303,14 +306,36 @@ class Master:
 
     def use(self, pipeline: Pipeline) -> None:
         """Switch to ``pipeline``: at once if the master is not running, else as soon as the loop
-        can (what ``Pipeline(..., master=master)`` does when a notebook cell is run again)."""
+        can (what ``Pipeline(..., master=master)`` does when a notebook cell is run again).
+
+        The next :meth:`force` or :meth:`wait_idle` waits for the switch, and raises ConfigError
+        if it failed (a scheduler that raises as it is armed, say): a notebook shows why in the
+        next cell that awaits the master, which goes on with the pipeline it had.
+        """
         if self.store is None or self._stopping:
             self.pipeline = pipeline
             self.registry.set_workers(pipeline.workers)
             self.registry.set_curve(pipeline.curve)
             return
         self._wanted = pipeline
-        self.spawn(self._reconfigure_to_wanted(), "reconfigure")
+        self._using = (pipeline, self.spawn(self._reconfigure_to_wanted(), "reconfigure"))
+
+    async def _used(self) -> None:
+        """Wait until the pipeline last handed to :meth:`use` is applied; raise, once, if it could not be."""
+        while self._using is not None:
+            using = self._using
+            pipeline, task = using
+            await asyncio.wait([task])
+            if self._using is not using:
+                continue  # use() was called again meanwhile: wait for that pipeline instead
+            self._using = None
+            failed, self._failed = self._failed, None
+            if failed is not None and failed[0] is pipeline:
+                exc = failed[1]
+                raise ConfigError(
+                    f"the pipeline could not be applied ({type(exc).__name__}: {exc}); the master goes on with "
+                    "the one before"
+                ) from exc
 
     async def reload(self) -> None:
         """Read the master directory's pipeline again and apply it (``flowbot reconfig``, SIGHUP).
@@ -377,7 +402,9 @@ class Master:
         Raises:
             NotFound: no such builder, or no force scheduler lists it.
             InvalidRequest: a parameter is unknown, missing or of the wrong type.
+            ConfigError: the pipeline last handed to :meth:`use` could not be applied.
         """
+        await self._used()
         if self.pipeline.builder(builder) is None:
             raise NotFound(f"no builder named {builder!r}")
         scheduler = self.pipeline.force_scheduler_for(builder)
@@ -493,7 +520,9 @@ class Master:
 
         Raises:
             TimeoutError: still busy after ``timeout`` seconds.
+            ConfigError: the pipeline last handed to :meth:`use` could not be applied.
         """
+        await self._used()
         await asyncio.wait_for(self.dispatcher.idle.wait(), timeout)
 
     # -- workers --------------------------------------------------------------------------------
