@@ -18,8 +18,9 @@ from .. import timespan
 from ..junit import Outcome
 from ..results import Result
 
-#: Results in Buildbot's order (its ``Results`` list: SUCCESS, WARNINGS, FAILURE, SKIPPED, ...).
-RESULT = pd.CategoricalDtype([result.name for result in Result])
+#: Results in Buildbot's order, that of their codes (SUCCESS < WARNINGS < FAILURE < SKIPPED <
+#: EXCEPTION < RETRY < CANCELLED), so results compare and sort: ``builds[builds.result > "WARNINGS"]``.
+RESULT = pd.CategoricalDtype([result.name for result in sorted(Result)], ordered=True)
 #: Test outcomes, passing first.
 OUTCOME = pd.CategoricalDtype([outcome.value for outcome in Outcome])
 #: Results that are a verdict on the code; the others (SKIPPED, RETRY, CANCELLED) say nothing of it.

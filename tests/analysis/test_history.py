@@ -61,6 +61,16 @@ def test_builds_have_the_documented_columns_and_values(history):
         },
     )
     assert list(RESULT.categories) == ["SUCCESS", "WARNINGS", "FAILURE", "SKIPPED", "EXCEPTION", "RETRY", "CANCELLED"]
+    # Results compare and sort in Buildbot's order
+    assert RESULT.ordered
+    assert builds["result"].max() == "RETRY"
+    assert builds.loc[builds["result"] > "WARNINGS", "number"].tolist() == [2, 4, 6]
+    assert builds.sort_values("result", kind="stable")["result"].tolist() == ["SUCCESS"] * 5 + [
+        "WARNINGS",
+        "FAILURE",
+        "FAILURE",
+        "RETRY",
+    ]
     assert len(builds) == 9
     second = builds.set_index("build_id").loc[known.builds["unit#2"]]
     assert (second.builder, second.number, second.worker, second.revision, second.result) == (
