@@ -453,8 +453,9 @@ class Master:
         return requests
 
     def downstream(self, build: RunningBuild, result: Result) -> list[BuildsetSpec]:
-        """Buildsets of ``Dependent`` schedulers that follow ``build``'s builder, if it succeeded."""
-        if result != Result.SUCCESS:
+        """Buildsets of ``Dependent`` schedulers that follow ``build``'s builder, if it succeeded
+        (with or without warnings, as Buildbot has it)."""
+        if result not in (Result.SUCCESS, Result.WARNINGS):
             return []
         props = {n: (v, "Dependent") for n, v in build.properties.items() if build.properties.source(n) != "Build"}
         return [

@@ -20,7 +20,8 @@ class Triggerable(Scheduler):
 
 
 class Dependent(Scheduler):
-    """Builds the same sources after a build of ``upstream`` succeeds.
+    """Builds the same sources after a build of ``upstream`` succeeds (SUCCESS or WARNINGS, as
+    Buildbot's does).
 
     Args:
         upstream: the builder (or builders) whose successful builds start this scheduler's.

@@ -160,6 +160,42 @@ def test_triggered_builds_check_out_the_commit_their_parent_built_even_if_the_br
     assert (builds["same-commit"]["revision"], builds["branch-head"]["revision"]) == (built, None)
 
 
+def test_a_dependent_scheduler_follows_upstream_builds_with_warnings_but_not_failures(master_factory, worker_factory):
+    # Buildbot: a Dependent scheduler fires on SUCCESS and WARNINGS
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Dependent
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[
+                ForceScheduler("force", builders=["package"]),
+                Dependent("after-package", upstream="package", builders=["publish"]),
+            ],
+            builders=[
+                Builder("package", workers=["w1"], collapse_requests=False, steps=[
+                    Shell('test "$FLOWBOT_BRANCH" != warns', name="lint", flunk_on_failure=False,
+                          warn_on_failure=True),
+                    Shell('test "$FLOWBOT_BRANCH" != fails', name="package"),
+                ]),
+                Builder("publish", workers=["w1"], steps=[Shell("echo publish $FLOWBOT_BRANCH")]),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    # When one package build fails and one ends with warnings
+    master.client.force("package", branch="fails")
+    master.client.force("package", branch="warns")
+
+    # Then only the one with warnings is published
+    finished_builds(master.client, 3)
+    wait_for(lambda: master.client.buildrequests(pending=True) == [], 10, "the queue to empty")
+    assert [(b["builder"], b["branch"], b["result"]) for b in master.client.builds()] == [
+        ("publish", "warns", "SUCCESS"),
+        ("package", "warns", "WARNINGS"),
+        ("package", "fails", "FAILURE"),
+    ]
+
+
 def test_an_exception_in_a_custom_step_gives_exception_with_the_traceback(master_factory, worker_factory):
     # Buildbot: test_custom_buildstep.py
     master = master_factory("""
