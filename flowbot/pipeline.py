@@ -20,6 +20,7 @@ from .auth import Auth
 from .builder import Builder
 from .errors import ConfigError, ConfigErrors
 from .location import Location, caller
+from .locks import problems as lock_problems
 from .reporters.base import Reporter
 from .retention import Retention
 from .schedulers.base import Scheduler
@@ -166,6 +167,8 @@ class Pipeline:
                                 f"builder {builder.name!r} triggers {name!r}, which is not a Triggerable scheduler",
                                 step,
                             )
+        for text, culprit in lock_problems(b for b in self.builders if isinstance(b, Builder)):
+            problem(text, culprit)
         for scheduler in self.schedulers:
             if isinstance(scheduler, Dependent):
                 for name in scheduler.upstream:
