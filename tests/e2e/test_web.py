@@ -6,11 +6,12 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from ..support import finished_builds
+from ..support import finished_builds, running_build, step_log
 
 PIPELINE = """\
 from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler{imports}
@@ -106,6 +107,44 @@ def test_follow_a_long_build_live_and_stop_it(master, page, expect):
     expect(page.locator('.step[data-step="0"] .result')).to_have_text("CANCELLED")
     (build,) = finished_builds(master.client, 1, builder="slow")
     assert build["result"] == "CANCELLED"
+
+
+#: Keeps the page's WebSockets within reach, and while ``window.offline`` is set sends new ones
+#: to an address that refuses them, as a master out of reach would.
+SOCKETS = """
+const Real = window.WebSocket;
+window.sockets = [];
+window.offline = false;
+window.WebSocket = class extends Real {
+  constructor(url, ...rest) {
+    super(window.offline ? String(url).replace("/api/events", "/api/offline") : url, ...rest);
+    window.sockets.push(this);
+  }
+};
+"""
+
+
+def test_a_live_log_misses_no_line_and_repeats_none_across_a_reconnect(master, page, expect):
+    # Given a build's page following its log live
+    page.add_init_script(SOCKETS)
+    master.client.force("slow")
+    build = running_build(master.client, "slow")
+    page.goto(f"{master.url}/#/builds/{build['id']}")
+    log = page.locator('.step[data-step="0"] pre.log')
+    expect(log).to_contain_text("tick 3")
+
+    # When its event stream drops and stays down while the build prints more
+    page.evaluate("window.offline = true; window.sockets.at(-1).close()")
+    expect(page.locator("#live")).to_have_class("live off")
+    time.sleep(3)
+    page.evaluate("window.offline = false")
+    expect(page.locator("#live")).to_have_class("live", timeout=30_000)
+
+    # Then, once the log has gone on live, every line is there exactly once, in order
+    printed = int(re.findall(r"tick (\d+)", step_log(master.client, build["id"], 0))[-1])
+    expect(log).to_contain_text(f"tick {printed + 5}\n")
+    ticks = [int(n) for n in re.findall(r"tick (\d+)", log.text_content())]
+    assert ticks == list(range(1, len(ticks) + 1)) and len(ticks) > printed
 
 
 def test_text_from_builds_is_shown_as_text_never_run(master, page, expect):

@@ -134,13 +134,15 @@ async function act(what, path, body) {
  * The master's events for the current view. Opens the WebSocket, then calls load() once the
  * stream is live; events that arrive meanwhile wait until load() is done. After a broken
  * connection it reconnects with since=<last id>, so no finished build is missed; when the master
- * could only replay from its store, the view is loaded again.
+ * could only replay from its store, the view is loaded again, else onResume() is called (live log
+ * lines are never replayed: a view showing logs fetches what they missed).
  */
 class Stream {
-  constructor(params, load, onEvent) {
+  constructor(params, load, onEvent, onResume = null) {
     this.params = params;
     this.load = load;
     this.onEvent = onEvent;
+    this.onResume = onResume;
     this.since = null;
     this.delay = 500;
     this.closed = false;
@@ -171,6 +173,7 @@ class Stream {
           waiting.forEach((e) => this.deliver(e));
         } else {
           queue = null;
+          this.onResume?.();
         }
         return;
       }
@@ -474,25 +477,50 @@ function buildView(id) {
     if (follow) pre.scrollTop = pre.scrollHeight;
   }
 
-  async function openLog(step) {
-    if (step.log) {
-      step.log.remove();
-      step.log = null;
-      return;
+  /** [first line number, lines] of the log's tail, reaching back to line `from` when it is given. */
+  async function logTail(step, from = null) {
+    let tail = LOG_TAIL;
+    for (;;) {
+      const { data, headers } = await api(`/api/builds/${enc(id)}/steps/${step.number}/log?tail=${tail}`);
+      const first = Number(headers.get("X-First-Line")) || 0;
+      if (from === null || first <= from || tail >= LOG_MAX_LINES) {
+        return [first, data ? data.replace(/\n$/, "").split("\n").map((t) => ["o", t]) : []];
+      }
+      tail = Math.min(tail + first - from, LOG_MAX_LINES); // it grew meanwhile: ask again for more
     }
+  }
+
+  /** Fetch a log's tail and put() it, then the live lines that came meanwhile (kept in step.pending). */
+  async function fetchLog(step, from, put) {
     step.pending = [];
     try {
-      const { data, headers } = await api(`/api/builds/${enc(id)}/steps/${step.number}/log?tail=${LOG_TAIL}`);
-      const first = Number(headers.get("X-First-Line")) || 0;
-      const lines = data ? data.replace(/\n$/, "").split("\n").map((t) => ["o", t]) : [];
-      const pre = logPre(step, lines, first);
-      step.el.append(pre);
-      pre.scrollTop = pre.scrollHeight;
+      const [first, lines] = await logTail(step, from);
+      put(first, lines);
       for (const [f, l] of step.pending) appendLines(step, f, l);
     } catch (error) {
       toast(error.message, true);
     }
     step.pending = null;
+  }
+
+  function openLog(step) {
+    if (step.log) {
+      step.log.remove();
+      step.log = null;
+      return;
+    }
+    fetchLog(step, null, (first, lines) => {
+      const pre = logPre(step, lines, first);
+      step.el.append(pre);
+      pre.scrollTop = pre.scrollHeight;
+    });
+  }
+
+  /** After the stream reconnects: the lines each open log missed while it was away. */
+  function catchUp() {
+    for (const step of steps.values()) {
+      if (step.log && !step.pending) fetchLog(step, step.next, (first, lines) => appendLines(step, first, lines));
+    }
   }
 
   function stepItem(s) {
@@ -588,7 +616,7 @@ function buildView(id) {
       if (step.pending) step.pending.push([event.first, event.lines]);
       else appendLines(step, event.first, event.lines);
     }
-  });
+  }, catchUp);
 }
 
 // -- workers, changes, the queue --------------------------------------------------------------
