@@ -165,7 +165,7 @@ def slowest_steps(
     top = history.read(
         base.add_columns(
             sa.func.count().label("runs"),
-            sa.func.avg(took).label("mean"),
+            sa.func.avg(took, type_=sa.Float).label("mean"),
             sa.func.max(took).label("max"),
             sa.func.sum(took).label("total"),
         )
@@ -175,8 +175,9 @@ def slowest_steps(
     )
     pairs = list(zip(top["builder"], top["step"], strict=True))
     runs = history.read(base.add_columns(took.label("took")).where(sa.tuple_(_b.builder, _s.name).in_(pairs)))
-    quantiles = runs.groupby(["builder", "step"])["took"].quantile([0.5, 0.95]).unstack()
-    top = top.join(quantiles.rename(columns={0.5: "p50", 0.95: "p95"}), on=["builder", "step"])
+    took_by_step = runs.groupby(["builder", "step"])["took"]
+    quantiles = pd.DataFrame({"p50": took_by_step.quantile(0.5), "p95": took_by_step.quantile(0.95)})
+    top = top.join(quantiles, on=["builder", "step"])
     for column in ("mean", "p50", "p95", "max", "total"):
         top[column] = durations(top[column].astype("float64"))
     return top[["builder", "step", "runs", "mean", "p50", "p95", "max", "total"]]

@@ -42,6 +42,17 @@ _BUILDS = {
 }
 
 
+#: The dtype of an empty column of each SQL type, as its values come when there are some.
+_DTYPES = {int: "int64", float: "float64", str: "str", bool: "bool"}
+
+
+def _dtype(kind: sa.types.TypeEngine) -> str:
+    try:
+        return _DTYPES.get(kind.python_type, "object")
+    except NotImplementedError:  # a type SQLAlchemy cannot tell (an expression's, say)
+        return "object"
+
+
 class History:
     """The build history in the database at ``db_url`` (a SQLAlchemy URL).
 
@@ -97,12 +108,17 @@ class History:
         cursor into pandas, which on a million rows takes a third less time than ``pandas.read_sql``
         spends going through SQLAlchemy's row objects. That skips SQLAlchemy's conversion of values, so
         it suits columns of numbers and text, which the drivers return as they are; JSON columns
-        go through :meth:`read_converted`.
+        go through :meth:`read_converted`. No rows give an empty frame typed by the query's columns
+        (``int64`` for an integer column...), so that an answer about nothing has a full one's dtypes.
         """
         with self.engine.connect() as conn:
             result = conn.execute(query)
             columns = list(result.keys())
-            return pd.DataFrame.from_records(result.cursor.fetchall(), columns=columns, coerce_float=True)
+            rows = result.cursor.fetchall()
+        if rows:
+            return pd.DataFrame.from_records(rows, columns=columns, coerce_float=True)
+        types = [column.type for column in query.selected_columns]
+        return pd.DataFrame({name: pd.Series(dtype=_dtype(kind)) for name, kind in zip(columns, types, strict=True)})
 
     def read_converted(self, query: sa.Executable) -> pd.DataFrame:
         """Like :meth:`read`, with every value converted by its column's SQLAlchemy type (JSON, say)."""
@@ -293,7 +309,7 @@ class History:
             )
         )
         by_change = files.groupby("change_id")["path"].agg(list)
-        frame["files"] = frame["change_id"].map(by_change)
+        frame["files"] = frame["change_id"].map(by_change).astype(object)  # lists, even of no changes
         no_files = pd.Series([[] for _ in range(len(frame))], index=frame.index, dtype=object)
         frame["files"] = frame["files"].where(frame["files"].notna(), no_files)
         frame["when"], frame["received_at"] = timestamps(frame["when"]), timestamps(frame["received_at"])

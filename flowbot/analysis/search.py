@@ -108,10 +108,6 @@ def _contains(column: sa.ColumnElement[str], pattern: str) -> sa.ColumnElement[b
 
 
 def _lines(chunks: pd.DataFrame, pattern: str, limit: int) -> pd.DataFrame:
-    if chunks.empty:
-        frame = pd.DataFrame(columns=COLUMNS)
-        frame["started_at"] = timestamps(pd.Series(dtype="float64"))
-        return frame
     chunks["line"] = chunks["content"].str.split("\n")
     chunks["stream"] = chunks["streams"].map(list)
     lines = chunks.drop(columns=["content", "streams"]).explode(["line", "stream"], ignore_index=False)

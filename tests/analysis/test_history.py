@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import matplotlib
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -332,6 +333,66 @@ async def test_test_times_no_timedelta_holds_read_as_missing(db_url: str):
     assert results["duration"].dtype == SPAN
     assert results["duration"].isna().tolist() == [True, True, True, False]
     assert results["duration"][3] == pd.Timedelta(seconds=0.25)
+
+
+#: Every public History method that answers with a frame, called as a user would.
+EVERY_FRAME = {
+    "builds": lambda h, **f: h.builds(**f),
+    "steps": lambda h, **f: h.steps(**f),
+    "changes": lambda h, **f: h.changes(**f),
+    "requests": lambda h, **f: h.requests(**f),
+    "workers": lambda h, **f: h.workers(),
+    "test_results": lambda h, **f: h.test_results(**f),
+    "failure_rate": lambda h, **f: h.failure_rate(**f),
+    "failure_rate by none": lambda h, **f: h.failure_rate(by=None, **f),
+    "queue_times": lambda h, **f: h.queue_times(**f),
+    "queue_times by none": lambda h, **f: h.queue_times(by=None, **f),
+    "slowest_steps": lambda h, **f: h.slowest_steps(**f),
+    "worker_utilisation": lambda h, **f: h.worker_utilisation(**f),
+    "culprits": lambda h, **f: h.culprits("unit", **f),
+    "flaky_tests": lambda h, **f: h.flaky_tests(),
+    "search_logs": lambda h, **f: h.search_logs("fault", **f),
+}
+
+
+def assert_same_columns(empty: pd.DataFrame, full: pd.DataFrame, what: str) -> None:
+    """``empty`` has the columns of ``full``, in order, each of the same dtype (text: any string dtype)."""
+    assert list(empty.columns) == list(full.columns), what
+    for column in full.columns:
+        expected, got = full[column].dtype, empty[column].dtype
+        if pd.api.types.is_string_dtype(expected) or pd.api.types.is_object_dtype(expected):
+            assert pd.api.types.is_string_dtype(got) or pd.api.types.is_object_dtype(got), (what, column, got)
+        else:
+            assert got == expected, (what, column, got, expected)
+
+
+async def test_every_answer_about_nothing_is_an_empty_frame_with_the_documented_dtypes(db_url: str):
+    # Given an empty store
+    store = await Store.open(db_url)
+    await store.close()
+    with History(db_url) as history:
+        # When every method is asked about it
+        nothing = {name: call(history) for name, call in EVERY_FRAME.items() if name != "culprits"}
+        ax = history.plot_failure_rate()
+    assert ax.get_title() == "Failure rate: no finished builds"
+    matplotlib.pyplot.close("all")
+    # And, once there is a history, about a time when nothing happened
+    store = await Store.open(db_url)
+    await write_history(store)
+    await store.close()
+    with History(db_url) as history:
+        full = {name: call(history) for name, call in EVERY_FRAME.items()}
+        filtered = {
+            name: call(history, since="2100-01-01")
+            for name, call in EVERY_FRAME.items()
+            if name not in ("workers", "flaky_tests")
+        }
+        # Then each answer is empty, with the columns and dtypes of a full one
+        assert all(not frame.empty for frame in full.values())
+        for answers in (nothing, filtered):
+            for name, frame in answers.items():
+                assert frame.empty, name
+                assert_same_columns(frame, full[name], name)
 
 
 def test_a_missing_database_is_an_error_not_an_empty_file(tmp_path: Path):
