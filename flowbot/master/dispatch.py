@@ -6,9 +6,9 @@ the most urgent request of all); within a builder, its ``next_build`` hook picks
 ``next_worker`` hook the worker when it has them (else highest priority, then oldest, on the least
 busy free worker). A worker's ``max_builds``, one build per builder per worker, and the builder's
 locks, which are taken at once or not at all so a build never holds a worker while it waits, say
-what can start. A new request for the
-same source collapses older waiting ones into it (Buildbot's rule, per builder). It also tells
-whoever waits for a buildset (a ``Trigger`` step) when all its requests are done.
+what can start. A new request for the same source collapses older waiting ones into it (Buildbot's
+rule, per builder). It also tells whoever waits for a buildset (a ``Trigger`` step) when all its
+requests are done.
 """
 
 from __future__ import annotations
