@@ -2,9 +2,12 @@
 
 The panel follows the master's in-process events: any event marks it stale, and at most a few
 times a second it reads what changed from the store and redraws, on the kernel's own event loop,
-so nothing polls and nothing blocks the kernel. The selected build's log is tailed from the
-``log`` events as lines arrive. A reconfigure shows at the next redraw, new builders in the force
-form included.
+so nothing polls and nothing blocks the kernel. It shows the newest build, following new ones
+until the user picks a build; that build's log is tailed from the ``log`` events as lines arrive.
+A reconfigure shows at the next redraw, new builders in the force form included.
+
+A master has one live panel: making another (running a ``master.panel()`` cell again) closes the
+one before, and a closed panel no longer follows the master.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import FlowbotError
-from ..schedulers.parameters import BoolParameter, ChoiceParameter, IntParameter, Parameter
+from ..schedulers.parameters import BoolParameter, ChoiceParameter, Parameter
 
 if TYPE_CHECKING:
     from ..master import Master
@@ -29,6 +32,8 @@ REFRESH = 0.25
 TAIL = 200
 #: Builds whose live log lines the panel keeps.
 LIVE_BUILDS = 20
+#: Newest builds offered to pick from.
+PICKABLE = 30
 
 COLOURS = {
     "SUCCESS": "#34a853",
@@ -58,9 +63,27 @@ def _param_widget(param: Parameter) -> widgets.Widget:
         return widgets.Checkbox(value=bool(param.default), description=param.label)
     if isinstance(param, ChoiceParameter):
         return widgets.Dropdown(options=param.choices, value=param.default, description=param.label)
-    if isinstance(param, IntParameter):
-        return widgets.IntText(value=param.default or 0, description=param.label)
-    return widgets.Text(value=param.default or "", description=param.label)
+    # Text for numbers too: a field left empty is not sent, so the scheduler applies its default or
+    # says the parameter is required, and checks a number as the web form's would be.
+    return widgets.Text(
+        value="" if param.default is None else str(param.default),
+        description=param.label,
+        placeholder="required" if param.required else "",
+    )
+
+
+def _close_tree(widget: widgets.Widget) -> None:
+    """Close a widget with its children, layout and style: ipywidgets keeps every open one."""
+    for child in getattr(widget, "children", ()):
+        _close_tree(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if isinstance(part, widgets.Widget):
+            part.close()
+    widgets.Widget.close(widget)
+
+
+#: The live panel of each master, by ``id(master)`` (a panel holds its master, so the id is its own).
+_panels: dict[int, MasterPanel] = {}
 
 
 class MasterPanel(widgets.VBox):
@@ -75,6 +98,7 @@ class MasterPanel(widgets.VBox):
         self.queue = widgets.HTML()
         self.workers = widgets.HTML()
         self.build_picker = widgets.Dropdown(description="build", options=[])
+        self.follow = widgets.Checkbox(value=True, description="follow the newest build", indent=False)
         self.steps = widgets.HTML()
         self.log_tail = widgets.HTML()
         self.status = widgets.HTML()
@@ -86,6 +110,10 @@ class MasterPanel(widgets.VBox):
         self.force_params = widgets.VBox()
         self.force_button = widgets.Button(description="Force build", button_style="primary")
         self._live: OrderedDict[int, deque[str]] = OrderedDict()  # recent builds' log lines, as they came
+        self._recent: dict[str, list[dict[str, Any]]] = {}  # each builder's recent builds, newest first
+        self._stale: set[str] = set()  # builders whose recent builds changed since they were read
+        self._updating = False  # the panel, not the user, is changing the build picker
+        self._shown: int | None = None  # the build whose log the panel shows
         self._param_widgets: dict[str, widgets.Widget] = {}
         self._form_scheduler: Any = None  # the force scheduler the form's fields come from
         super().__init__(
@@ -95,7 +123,7 @@ class MasterPanel(widgets.VBox):
                 self.builders,
                 widgets.HBox([self.queue, self.workers]),
                 widgets.HTML("<b>Build</b>"),
-                widgets.HBox([self.build_picker, self.stop_button]),
+                widgets.HBox([self.build_picker, self.follow, self.stop_button]),
                 self.steps,
                 self.log_tail,
                 widgets.HTML("<b>Force a build</b>"),
@@ -114,11 +142,16 @@ class MasterPanel(widgets.VBox):
         )
         self.force_builder.observe(lambda _: self._show_params(), names="value")
         self.build_picker.observe(lambda _: self._picked(), names="value")
+        self.follow.observe(lambda _: self._follow_changed(), names="value")
         self.force_button.on_click(lambda _: self._spawn(self.force()))
         self.stop_button.on_click(lambda _: self._spawn(self.stop_selected()))
         self._show_params()
         self._pending: asyncio.TimerHandle | None = None
         self._unsubscribe = master.events.subscribe(self._on_event)
+        previous = _panels.get(id(master))
+        if previous is not None:
+            previous.close()
+        _panels[id(master)] = self
         self._spawn(self.refresh())
 
     # -- following the master ---------------------------------------------------------------------
@@ -135,6 +168,8 @@ class MasterPanel(widgets.VBox):
             if build_id == self.build_picker.value:
                 self.log_tail.value = _pre("\n".join(tail))
             return
+        if event["type"] in ("build.started", "build.finished"):
+            self._stale.add(event["build"]["builder"])
         if self._pending is None:
             self._pending = asyncio.get_running_loop().call_later(REFRESH, self._refresh_soon)
 
@@ -151,10 +186,14 @@ class MasterPanel(widgets.VBox):
             self.status.value = f'<span style="color:#ea4335">{escape(str(task.exception()))}</span>'
 
     def close(self) -> None:
+        """Stop following the master, and close the panel's widgets."""
         self._unsubscribe()
         if self._pending is not None:
             self._pending.cancel()
-        super().close()
+            self._pending = None
+        if _panels.get(id(self.master)) is self:
+            del _panels[id(self.master)]
+        _close_tree(self)
 
     async def refresh(self) -> None:
         """Read the master's state and redraw every part of the panel."""
@@ -162,15 +201,13 @@ class MasterPanel(widgets.VBox):
         if master.store is None:
             self.header.value = "<i>the master is not running</i>"
             return
-        builds = await master.store.builds(limit=max(self.recent * len(master.pipeline.builders), 50))
-        by_builder: dict[str, list[dict[str, Any]]] = {}
-        for build in builds:
-            by_builder.setdefault(build["builder"], []).append(build)
+        names = self._builder_names()
+        recent = await self._recent_builds(names)
         rows = "".join(
-            f"<tr><td style='padding-right:1em'><b>{escape(b.name)}</b></td><td>"
-            + ("".join(badge(x) for x in reversed(by_builder.get(b.name, [])[: self.recent])) or "<i>no builds yet</i>")
+            f"<tr><td style='padding-right:1em'><b>{escape(name)}</b></td><td>"
+            + ("".join(badge(x) for x in reversed(recent[name])) or "<i>no builds yet</i>")
             + "</td></tr>"
-            for b in master.pipeline.builders
+            for name in names
         )
         self.builders.value = f"<table>{rows}</table>"
         self.header.value = (
@@ -198,20 +235,44 @@ class MasterPanel(widgets.VBox):
             )
         self.workers.value = f"<b>Workers</b><ul>{''.join(workers)}</ul>"
         self._refresh_force_form()
-        options = [(f"{b['builder']} #{b['number']} ({b['result'] or 'running'})", b["id"]) for b in builds[:30]]
-        selected = self.build_picker.value
-        self.build_picker.options = options
-        if selected in {value for _, value in options}:
-            self.build_picker.value = selected
+        self._offer(await master.store.builds(limit=PICKABLE))
         await self._show_build()
 
-    def _picked(self) -> None:
-        self._spawn(self._show_build(reload_log=True))
+    async def _recent_builds(self, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """The recent builds of each named builder, read again only for those that built since."""
+        unread = [n for n in names if n in self._stale or n not in self._recent]
+        self._stale.difference_update(unread)
+        builds = await asyncio.gather(*(self.master.store.builds(builder=n, limit=self.recent) for n in unread))
+        self._recent.update(zip(unread, builds, strict=True))
+        return self._recent
 
-    async def _show_build(self, reload_log: bool = False) -> None:
+    def _offer(self, builds: list[dict[str, Any]]) -> None:
+        """Offer the newest builds to pick from; pick the newest while following, else keep the user's pick."""
+        options = [(f"{b['builder']} #{b['number']} ({b['result'] or 'running'})", b["id"]) for b in builds]
+        picked = self.build_picker.value
+        if not self.follow.value and picked not in {value for _, value in options}:
+            options += [option for option in self.build_picker.options if option[1] == picked]
+        self._updating = True
+        try:
+            self.build_picker.options = options
+            self.build_picker.value = options[0][1] if self.follow.value and options else picked
+        finally:
+            self._updating = False
+
+    def _follow_changed(self) -> None:
+        if self.follow.value:  # ticked again: show the newest build now
+            self._spawn(self.refresh())
+
+    def _picked(self) -> None:
+        if not self._updating:  # the user picked a build: stay on it
+            self.follow.value = False
+            self._spawn(self._show_build())
+
+    async def _show_build(self) -> None:
         build_id = self.build_picker.value
         if build_id is None:
             self.steps.value = self.log_tail.value = ""
+            self._shown = None
             return
         build = await self.master.store.build(build_id)
         rows = "".join(
@@ -223,7 +284,7 @@ class MasterPanel(widgets.VBox):
         self.steps.value = f"{badge(build)}<table>{rows}</table>"
         if build_id in self._live:
             self.log_tail.value = _pre("\n".join(self._live[build_id]))
-        elif reload_log:  # a build from before the panel: the end of its log is in the store
+        elif build_id != self._shown:  # a build from before the panel: the end of its log is in the store
             lines: list[str] = []
             for step in reversed(build["steps"]):
                 tail, _ = await self.master.store.log_tail(build_id, step["number"], "stdio", TAIL - len(lines))
@@ -231,6 +292,7 @@ class MasterPanel(widgets.VBox):
                 if len(lines) >= TAIL:
                     break
             self.log_tail.value = _pre("\n".join(lines))
+        self._shown = build_id
 
     # -- acting on it -----------------------------------------------------------------------------
 
@@ -251,8 +313,11 @@ class MasterPanel(widgets.VBox):
 
     def _show_params(self) -> None:
         self._form_scheduler = scheduler = self.master.pipeline.force_scheduler_for(self.force_builder.value or "")
+        replaced = self._param_widgets.values()
         self._param_widgets = {p.name: _param_widget(p) for p in (scheduler.params if scheduler else [])}
         self.force_params.children = list(self._param_widgets.values())
+        for widget in replaced:
+            _close_tree(widget)
         self.force_button.disabled = scheduler is None
 
     async def force(self) -> list[int]:
@@ -263,7 +328,7 @@ class MasterPanel(widgets.VBox):
                 reason=self.force_reason.value,
                 branch=self.force_branch.value or None,
                 revision=self.force_revision.value or None,
-                properties={name: w.value for name, w in self._param_widgets.items()},
+                properties={name: w.value for name, w in self._param_widgets.items() if w.value != ""},
             )
         except FlowbotError as exc:
             self.status.value = f'<span style="color:#ea4335">{escape(str(exc))}</span>'

@@ -20,6 +20,7 @@ from flowbot import (
     MailNotifier,
     Pipeline,
     Shell,
+    StringParameter,
     Trigger,
     Triggerable,
     Worker,
@@ -63,7 +64,7 @@ async def test_the_panel_follows_builds_forces_with_parameters_and_stops_builds(
 
         # When the user forces unit with jobs=7 through the form
         panel.force_builder.value = "unit"
-        panel._param_widgets["jobs"].value = 7
+        panel._param_widgets["jobs"].value = "7"
         ids = await panel.force()
         await master.wait_idle(timeout=30)
 
@@ -156,6 +157,167 @@ async def test_the_panel_shows_the_end_of_an_older_builds_log_without_reading_al
         assert len(shown) == 200 and shown[-2] == "100000" and shown[0] == "99802"
         assert whole_logs_read == []
         panel.close()
+    finally:
+        await master.stop()
+
+
+def health_pipeline() -> Pipeline:
+    return Pipeline(
+        workers=[Worker("w1", secret="nb"), Worker("w2", secret="nb")],
+        schedulers=[ForceScheduler("force", builders=["unit", "broken", "waiting"])],
+        builders=[
+            Builder("unit", workers=["w1"], steps=[Shell("echo fine", name="test")]),
+            Builder("broken", workers=["w1"], steps=[Shell("echo ok", name="prepare"), Shell("exit 3", name="check")]),
+            Builder("waiting", workers=["w2"], steps=[Shell("true")]),
+        ],
+    )
+
+
+async def test_the_panel_colours_results_and_shows_the_queue_steps_and_worker_health(tmp_path):
+    # Given a master with w1 running and w2 offline, a build that passes, one that fails and one waiting for w2
+    master = flowbot.Master(health_pipeline(), db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers(["w1"])
+        panel = master.panel()
+        for builder in ("unit", "broken", "waiting"):
+            await master.force(builder, reason=f"try {builder}")
+
+        # Then builds show in their result's colour, and a builder without builds says so
+        await until(lambda: "#1 FAILURE" in panel.builders.value and "#1 SUCCESS" in panel.builders.value)
+        rows = {row.split("</b>")[0]: row for row in panel.builders.value.split("<b>")[1:]}
+        assert "background:#34a853" in rows["unit"] and "background:#ea4335" not in rows["unit"]
+        assert "background:#ea4335" in rows["broken"] and "no builds yet" in rows["waiting"]
+        # And the queue holds the request waiting for w2
+        assert "<li>waiting: try waiting</li>" in panel.queue.value
+        # And w1 is connected while w2 is offline
+        assert "<li>w1: connected, seen" in panel.workers.value
+        assert "<li>w2: <span style='color:#ea4335'>offline</span></li>" in panel.workers.value
+        # And the newest build's steps are listed with their results, in colour
+        await until(lambda: "check" in panel.steps.value)
+        assert "<td>0</td><td>prepare</td><td style='color:#34a853'>SUCCESS</td>" in panel.steps.value
+        assert "<td>1</td><td>check</td><td style='color:#ea4335'>FAILURE</td>" in panel.steps.value
+
+        # When w1 goes away
+        await master.shutdown_worker("w1", graceful=False)
+
+        # Then it shows offline too
+        await until(lambda: "<li>w1: <span style='color:#ea4335'>offline</span></li>" in panel.workers.value)
+        panel.close()
+    finally:
+        await master.stop()
+
+
+async def test_the_panel_shows_the_newest_build_and_follows_new_ones_until_one_is_picked(tmp_path):
+    # Given a master with a finished build, and a panel opened after it
+    master = flowbot.Master(pipeline(), db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        await master.force("unit", properties={"jobs": 1})
+        await master.wait_idle(timeout=30)
+        panel = master.panel()
+
+        # Then that build is shown, its steps and its log, without picking anything
+        await until(lambda: "jobs=1" in panel.log_tail.value)
+        assert "#1 SUCCESS" in panel.steps.value and panel.follow.value
+
+        # And a new build is followed as it comes
+        await master.force("unit", properties={"jobs": 2})
+        await until(lambda: "jobs=2" in panel.log_tail.value and "#2 SUCCESS" in panel.steps.value)
+
+        # When the user picks the first build, later builds leave it in view
+        first = next(value for label, value in panel.build_picker.options if label.startswith("unit #1 "))
+        panel.build_picker.value = first
+        await until(lambda: "jobs=1" in panel.log_tail.value)
+        assert not panel.follow.value
+        await master.force("unit", properties={"jobs": 3})
+        await master.wait_idle(timeout=30)
+        await until(lambda: any(label.startswith("unit #3 (SUCCESS") for label, _ in panel.build_picker.options))
+        assert panel.build_picker.value == first and "jobs=1" in panel.log_tail.value
+
+        # And following again shows the newest
+        panel.follow.value = True
+        await until(lambda: "jobs=3" in panel.log_tail.value)
+        panel.close()
+    finally:
+        await master.stop()
+
+
+async def test_a_rarely_built_builder_shows_its_builds_among_many_of_another(tmp_path):
+    # Given one build of docs, then 51 of unit
+    master = flowbot.Master(pipeline(extra_builder=True), db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        for builder in ["docs"] + ["unit"] * 51:
+            await master.force(builder)
+            await master.wait_idle(timeout=30)
+
+        # When the panel shows the builders
+        panel = master.panel(recent=3)
+        await until(lambda: "unit" in panel.builders.value)
+
+        # Then docs shows its build, and unit its three newest
+        rows = {row.split("</b>")[0]: row for row in panel.builders.value.split("<b>")[1:]}
+        assert "#1 SUCCESS" in rows["docs"] and "no builds yet" in rows["slow"]
+        assert [f"#{n} SUCCESS" in rows["unit"] for n in (48, 49, 50, 51)] == [False, True, True, True]
+        panel.close()
+    finally:
+        await master.stop()
+
+
+async def test_the_force_form_leaves_empty_fields_out_so_the_scheduler_can_say_what_is_required(tmp_path):
+    # Given a force scheduler with a required number, an optional number and an optional text, none with defaults
+    params = [IntParameter("jobs", required=True), IntParameter("retries"), StringParameter("note")]
+    form = Pipeline(
+        workers=[Worker("w1", secret="nb")],
+        schedulers=[ForceScheduler("force", builders=["unit"], params=params)],
+        builders=[Builder("unit", workers=["w1"], steps=[Shell("true")])],
+    )
+    master = flowbot.Master(form, db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        panel = master.panel()
+
+        # When the form is sent empty, then with the number filled in
+        assert await panel.force() == []
+        assert "jobs is required" in panel.status.value
+        panel._param_widgets["jobs"].value = "3"
+        assert len(await panel.force()) == 1
+        await master.wait_idle(timeout=30)
+
+        # Then the build has that number, and no value for the fields left empty
+        (build,) = await master.store.builds()
+        properties = (await master.store.build(build["id"]))["properties"]
+        assert properties["jobs"][0] == 3 and "retries" not in properties and "note" not in properties
+        panel.close()
+    finally:
+        await master.stop()
+
+
+async def test_a_new_panel_of_a_master_closes_the_one_before_which_stops_following_it(tmp_path):
+    # Given a master and its panel, and the cell that showed it run again
+    master = flowbot.Master(pipeline(), db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        old = master.panel()
+        await until(lambda: "no builds yet" in old.builders.value)
+        new = master.panel()
+
+        # Then the old panel and its widgets are closed, and only the new one follows builds
+        assert old.comm is None and old.builders.comm is None and old.force_builder.layout.comm is None
+        await master.force("unit")
+        await master.wait_idle(timeout=30)
+        await until(lambda: "#1 SUCCESS" in new.builders.value)
+        assert "#1" not in old.builders.value
+
+        # And once the new one is closed too, the master streams no live log lines for panels
+        assert master.events.wants("log")
+        new.close()
+        assert not master.events.wants("log")
     finally:
         await master.stop()
 

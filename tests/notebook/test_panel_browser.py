@@ -71,10 +71,7 @@ async def panel_page(path: Path) -> None:
         await master.force("lint")
         await master.wait_idle(timeout=30)
         panel = master.panel()
-        await panel.refresh()
-        panel.build_picker.value = next(v for label, v in panel.build_picker.options if label.startswith("lint"))
-        await asyncio.sleep(0.2)
-        await panel._show_build(reload_log=True)
+        await panel.refresh()  # shows the newest build, lint's, with its log
         embed_minimal_html(
             path,
             views=[panel],
