@@ -43,13 +43,37 @@ def periods(seconds: pd.Series, freq: str) -> pd.Series:
     return pd.Series(edges[edges.searchsorted(stamps, side="right") - 1], index=seconds.index)
 
 
+_before = t.builds.alias("before")
+#: When the attempt before a build (of the same request) ended; missing for a first attempt.
+PREVIOUS_END = (
+    sa.select(_before.c.finished_at)
+    .where(_before.c.request_id == _b.request_id, _before.c.id < _b.id)
+    .order_by(_before.c.id.desc())
+    .limit(1)
+    .scalar_subquery()
+)
+
+
+def needs_previous_end(result: Any = None, since: Any = None) -> bool:
+    """Whether a filter on ``result`` or ``since`` may leave out the attempt a rerun waited from.
+
+    A request's builds share their builder and branch, and a rerun starts after the attempt
+    before it: filters on those or on ``until`` keep that attempt, so the frame shows its end.
+    The others need :data:`PREVIOUS_END`, a lookup per build, which unfiltered reads save.
+    """
+    return result is not None or since is not None
+
+
 def queue_seconds(frame: pd.DataFrame) -> pd.Series:
     """Seconds each build waited: from its request's submission, or a rerun from the previous attempt's end.
 
-    ``frame`` has ``request_id, submitted_at, started_at, finished_at`` in epoch seconds, in build order.
+    ``frame`` has ``submitted_at, started_at`` in epoch seconds, and ``previous_end`` (see
+    :data:`PREVIOUS_END`) or, holding every attempt of its requests, ``request_id, finished_at`` in build order.
     """
     waited_from = frame["submitted_at"]
-    if frame["request_id"].duplicated().any():
+    if "previous_end" in frame:
+        waited_from = frame["previous_end"].fillna(waited_from)
+    elif frame["request_id"].duplicated().any():
         waited_from = frame.groupby("request_id")["finished_at"].shift().fillna(waited_from)
     return frame["started_at"] - waited_from
 
@@ -129,6 +153,8 @@ def queue_times(
     query = history.with_requests(
         sa.select(*keys, _b.request_id, history.submitted_at.label("submitted_at"), _b.started_at, _b.finished_at)
     )
+    if needs_previous_end(since=since):
+        query = query.add_columns(PREVIOUS_END.label("previous_end"))
     frame = history.read(history.build_filter(query, builder=builder, since=since, until=until).order_by(_b.id))
     frame["waited"] = queue_seconds(frame)
     names = [by] if by else []

@@ -202,8 +202,8 @@ class History:
 
         Columns: ``build_id, builder, number, worker, branch, revision, result`` (categorical, in
         Buildbot's order), ``submitted_at, started_at, finished_at`` (UTC), ``queue_time`` (from the
-        request's submission, or from the previous attempt's end for a rerun after RETRY) and
-        ``duration`` (missing while the build runs).
+        request's submission, or from the previous attempt's end for a rerun after RETRY, whether
+        the filters select that attempt or not) and ``duration`` (missing while the build runs).
 
         Args:
             since, until: builds that started in [since, until): datetimes, ISO dates, or spans
@@ -214,6 +214,8 @@ class History:
             NotFound: ``builder`` has no builds.
         """
         columns = {**_BUILDS, "submitted_at": (self.submitted_at, Kind.TIME)}
+        if answers.needs_previous_end(result=result, since=since):
+            columns["previous_end"] = (answers.PREVIOUS_END, Kind.TIME)
         query = self.with_requests(sa.select(*(column.label(name) for name, (column, _) in columns.items())))
         query = self.build_filter(query, builder=builder, branch=branch, result=result, since=since, until=until)
         with self.engine.connect() as conn:
@@ -225,7 +227,7 @@ class History:
         frame["result"] = results(frame["result"])
         for column in ("submitted_at", "started_at", "finished_at"):
             frame[column] = timestamps(frame[column])
-        return frame.drop(columns="request_id")
+        return frame.drop(columns=["request_id", "previous_end"], errors="ignore")
 
     def steps(
         self,

@@ -85,6 +85,14 @@ def test_queue_times_with_percentiles(history):
     assert overall["p95"].dtype == "timedelta64[ns]"
 
 
+def test_queue_times_since_a_retry_count_the_rerun_from_the_attempt_before(history):
+    history, _ = history
+    # The RETRY started at 05:01:40 and ended at 05:06:40; its rerun started at 05:08:20
+    waits = history.queue_times(by=None, since=stamp(T0 + 5 * HOUR + 200))
+    assert waits["builds"].tolist() == [1]
+    assert waits["max"].tolist() == [pd.Timedelta(seconds=100)]
+
+
 def test_slowest_steps(history):
     history, _ = history
     slow = history.slowest_steps(2)

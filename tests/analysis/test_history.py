@@ -90,6 +90,22 @@ def test_builds_have_the_documented_columns_and_values(history):
     assert rerun.queue_time == pd.Timedelta(seconds=100)
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {},
+        {"result": "SUCCESS"},  # leaves out the RETRY the rerun waited from
+        {"since": stamp(T0 + 5 * HOUR + 200)},  # so does a start after it
+        {"branch": "feature", "until": "2100-01-01"},
+        {"builder": "unit", "result": ["SUCCESS", "RETRY"], "since": "2024-01-01"},
+    ],
+)
+def test_a_reruns_queue_time_is_the_same_whatever_the_filter(history, filters):
+    history, known = history
+    rerun = history.builds(**filters).set_index("build_id").loc[known.builds["unit#7"]]
+    assert rerun.queue_time == pd.Timedelta(seconds=100)
+
+
 def test_builds_filter_by_builder_branch_result_and_time(history):
     history, _ = history
     assert history.builds(builder="lint")["number"].tolist() == [1, 2]
