@@ -147,6 +147,48 @@ def test_a_live_log_misses_no_line_and_repeats_none_across_a_reconnect(master, p
     assert ticks == list(range(1, len(ticks) + 1)) and len(ticks) > printed
 
 
+HIDDEN = """\
+from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Result
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[ForceScheduler("force", builders=["tidy"])],
+    builders=[Builder("tidy", workers=["w1"], steps=[
+        Shell("sleep 4; echo preparing", name="prepare", hide_step_if=lambda result, build: result == Result.SUCCESS),
+        Shell("sleep 1; echo working", name="work"),
+        Shell("echo cleaning", name="clean", hide_step_if=True),
+    ])],
+)
+"""
+
+
+def test_the_build_page_hides_the_steps_the_pipeline_hides(master_factory, worker_factory, page, expect):
+    master = master_factory(HIDDEN)
+    worker_factory(master, "w1", "s")
+
+    # Given a build's page open while its first step runs: a step is hidden only once it ends
+    master.client.force("tidy")
+    build = running_build(master.client, "tidy")
+    page.goto(f"{master.url}/#/builds/{build['id']}")
+    step = {name: page.locator(f'.step[data-step="{n}"]') for n, name in enumerate(["prepare", "work", "clean"])}
+    expect(step["prepare"]).to_be_visible()
+
+    # When it ends, the steps that hide_step_if hides go, live, and the others stay
+    expect(page.locator("#build-result")).to_have_text("SUCCESS")
+    expect(step["prepare"]).to_be_hidden()
+    expect(step["clean"]).to_be_hidden()
+    expect(step["work"]).to_be_visible()
+
+    # And they are one click away, on this page as on a page opened afresh
+    page.reload()
+    expect(step["work"]).to_be_visible()
+    expect(step["prepare"]).to_be_hidden()
+    page.get_by_role("button", name="Show 2 hidden steps").click()
+    expect(step["prepare"]).to_be_visible()
+    expect(step["clean"]).to_be_visible()
+    page.get_by_role("button", name="Hide hidden steps").click()
+    expect(step["clean"]).to_be_hidden()
+
+
 def test_text_from_builds_is_shown_as_text_never_run(master, page, expect):
     master.client.force("quick", reason='<img src=x onerror="window.pwned=1">', branch="<b>main</b>")
     (build,) = finished_builds(master.client, 1)

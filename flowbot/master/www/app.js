@@ -452,6 +452,10 @@ function buildView(id) {
   const steps = new Map(); // number -> { el, badge, took, log (pre or null), next (line number), pending }
   let list = null;
   let header = null;
+  const showHidden = h("button", { type: "button", class: "show-hidden", onclick: () => {
+    list.classList.toggle("show-hidden");
+    drawShowHidden();
+  } });
 
   function logPre(step, lines, first) {
     const pre = h("pre", { class: "log", tabindex: 0, "aria-label": `log of ${step.name}` });
@@ -530,12 +534,12 @@ function buildView(id) {
     const head = h("div", { class: "head", role: "button", tabindex: 0, "aria-expanded": "false" },
       step.badge, h("span", { class: "title" }, s.name), step.took);
     const toggle = () => {
-      openLog(step);
       head.setAttribute("aria-expanded", String(!step.log));
+      openLog(step);
     };
     head.addEventListener("click", toggle);
     head.addEventListener("keydown", (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), toggle()));
-    step.el = h("li", { class: "step", dataset: { step: s.number } }, head);
+    step.el = h("li", { class: s.hidden ? "step hidden-step" : "step", dataset: { step: s.number } }, head);
     steps.set(s.number, step);
     return step;
   }
@@ -578,6 +582,20 @@ function buildView(id) {
     header = fresh;
   }
 
+  /** The button that shows the steps the pipeline hides (hide_step_if), when there are any. */
+  function drawShowHidden() {
+    const count = list.querySelectorAll(".hidden-step").length;
+    showHidden.hidden = count === 0;
+    showHidden.textContent = list.classList.contains("show-hidden")
+      ? "Hide hidden steps" : `Show ${count} hidden step${count === 1 ? "" : "s"}`;
+  }
+
+  /** Whether a step is hidden is known once it ends; the stored steps say (a failed read: next time). */
+  const rereadHidden = debounced(() => api(`/api/builds/${enc(id)}`).then(({ data }) => {
+    for (const s of data.steps) steps.get(s.number)?.el.classList.toggle("hidden-step", s.hidden);
+    drawShowHidden();
+  }, () => {}));
+
   async function load() {
     build = (await api(`/api/builds/${enc(id)}`)).data;
     steps.clear();
@@ -586,10 +604,11 @@ function buildView(id) {
     drawHeader();
     const items = build.steps.map(stepItem);
     list.append(...items.map((s) => s.el));
-    main.replaceChildren(header, h("h2", {}, "Steps"), list);
-    // Show what a person wants first: the running step, else the first that did not succeed.
+    drawShowHidden();
+    main.replaceChildren(header, h("h2", {}, "Steps ", showHidden), list);
+    // Show what a person wants first: the running step, else the first shown that did not succeed.
     const interesting = build.steps.find((s) => !s.result) ||
-      build.steps.find((s) => s.result && !["SUCCESS", "SKIPPED"].includes(s.result));
+      build.steps.find((s) => s.result && !s.hidden && !["SUCCESS", "SKIPPED"].includes(s.result));
     if (interesting) openLog(steps.get(interesting.number));
   }
 
@@ -610,6 +629,7 @@ function buildView(id) {
       step.badge.replaceWith((step.badge = resultBadge(event.result)));
       step.took.dataset.to = event.time;
       tick(step.took);
+      rereadHidden();
     } else if (event.type === "log") {
       const step = steps.get(event.step);
       if (!step) return;
