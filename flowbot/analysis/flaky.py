@@ -3,13 +3,15 @@
 Two kinds of evidence, both over a recent window of builds:
 
 - the test both passed and failed on one revision (a rerun, or two builders, disagreed);
-- its outcome flips between consecutive runs on the same builder more often than a real breakage
-  and its fix would explain (those flip twice: to failing, and back).
+- its outcome flips between runs of one revision on one builder, in build order: the code did not
+  change, the outcome did. A flip between two revisions is not counted, whatever the outcomes: a
+  change that breaks a test and the one that fixes it flip it too, and that is no flakiness.
 
-The flakiness score is the share of consecutive runs (per builder, in build order) whose outcome
-differs: 0 for a stable test, near 1 for one that alternates. Errors count as failures; skipped
-runs are left out. A window's runs (millions, on a busy CI) are read a column at a time and counted
-with numpy: sorting them by test in SQL took the databases several times as long.
+The flakiness score is the share of those runs (each run of a revision on a builder after its
+first there) whose outcome differs from the run before: 0 for a stable test or one never rerun on
+the same code, near 1 for one that alternates. Errors count as failures; skipped runs and runs of
+builds without a revision are left out. A window's runs (millions, on a busy CI) are read a column
+at a time and counted with numpy: sorting them by test in SQL took the databases several times as long.
 """
 
 from __future__ import annotations
@@ -64,11 +66,13 @@ def flaky_tests(
             busy builder. Counting from the newest build rather than from now makes a copy of an
             old database answer the same way.
         builder: only this builder's runs.
-        min_flips: flips that make a test flaky even when no revision saw it both pass and fail.
+        min_flips: flips that make a test flaky. A flip is between runs of one revision, which then
+            both passed and failed, so a test with one is flaky anyway; 0 lists every test that failed.
 
     Returns:
-        One row per test: ``suite, classname, name, runs, passed, failed, flips,
-        mixed_revisions`` (revisions on which it both passed and failed), ``flakiness`` (0 to 1),
+        One row per test: ``suite, classname, name, runs, passed, failed, flips`` (between runs of
+        one revision on one builder), ``mixed_revisions`` (revisions on which it both passed and
+        failed, on any builders), ``flakiness`` (0 to 1),
         and the evidence: ``revisions`` and ``failed_builds`` (up to five of each, newest first,
         as lists) and ``last_failed_at``.
     """
@@ -141,11 +145,16 @@ def _in_window(
 
 
 def _counts(runs: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
-    """Per test that failed at least once: its runs, failures, flips and runs that followed another."""
-    test, builder, build, failed = (runs[c].to_numpy() for c in ("test", "builder", "build_id", "failed"))
-    order = np.lexsort((build, builder, test))  # each test's runs on each builder, in build order
-    test, builder, failed = test[order], builder[order], failed[order]
-    follows = (test[1:] == test[:-1]) & (builder[1:] == builder[:-1])  # the same test's previous run there
+    """Per test that failed at least once: its runs, failures, flips and runs that followed one of the same code."""
+    test, builder, revision, build, failed = (
+        runs[c].to_numpy() for c in ("test", "builder", "revision", "build_id", "failed")
+    )
+    order = np.lexsort((build, revision, builder, test))  # each test's runs of each revision on each builder
+    test, builder, revision, failed = test[order], builder[order], revision[order], failed[order]
+    # The same test's previous run of the same revision there (a build without a revision proves nothing)
+    follows = (
+        (test[1:] == test[:-1]) & (builder[1:] == builder[:-1]) & (revision[1:] == revision[:-1]) & (revision[1:] >= 0)
+    )
     flips = follows & (failed[1:] != failed[:-1])
     size = len(tests)
     tests = tests.assign(

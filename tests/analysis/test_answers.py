@@ -152,14 +152,45 @@ def test_flaky_tests_with_evidence(history):
     flaky = history.flaky_tests(window="7d")
     assert flaky["name"].tolist() == ["test_network"]  # test_parse failed on r2 only: a real breakage
     (row,) = flaky.itertuples()
-    assert (row.runs, row.passed, row.failed, row.flips, row.mixed_revisions) == (5, 4, 1, 2, 1)
-    assert row.flakiness == 0.5
+    # One flip: r3 passed, then failed when built again; going on to r4 and passing is no flip
+    assert (row.runs, row.passed, row.failed, row.flips, row.mixed_revisions) == (5, 4, 1, 1, 1)
+    assert row.flakiness == 1.0  # the one rerun of the same code disagreed
     assert row.revisions == ["r3"]
     assert row.failed_builds == [known.builds["unit#4"]]
     assert row.last_failed_at == stamp(T0 + 3 * HOUR)
-    # Flipping often is evidence too, without a shared revision
-    assert set(history.flaky_tests(min_flips=1)["name"]) == {"test_network", "test_parse"}
+    # test_parse flipped twice, but each time with a change: listed only when every failing test is asked for
+    assert set(history.flaky_tests(min_flips=1)["name"]) == {"test_network"}
+    assert set(history.flaky_tests(min_flips=0)["name"]) == {"test_network", "test_parse"}
     assert history.flaky_tests(builder="lint").empty
+
+
+async def test_a_test_broken_and_fixed_by_changes_is_not_flaky_and_one_that_flips_on_the_same_code_is(db_url):
+    # Given a builder that built each of eight revisions twice, running two tests:
+    # test_real broken by r2 and fixed by r4, broken again by r6 and fixed by r7 (four flips, each with a change);
+    # test_flaky failing now and then whatever the code (r3's second run, r5's first, r8's second)
+    real = {"r2", "r3", "r6"}
+    flaky = {("r3", 1), ("r5", 0), ("r8", 1)}
+    store = await Store.open(db_url)
+    try:
+        for i in range(16):
+            revision, attempt = f"r{i // 2 + 1}", i % 2
+            (request,) = await store.add_buildset(build_spec("unit", "main", revision), T0 + i * 600)
+            tests = [
+                ("test_real", Outcome.FAILED if revision in real else Outcome.PASSED),
+                ("test_flaky", Outcome.ERROR if (revision, attempt) in flaky else Outcome.PASSED),
+            ]
+            await write_build(store, request, i + 1, "w1", T0 + i * 600 + 10, Result.SUCCESS, tests=tests)
+    finally:
+        await store.close()
+    # When flaky tests are asked for, however few flips are enough
+    with History(db_url) as history:
+        found = history.flaky_tests(window="1d", min_flips=1)
+    # Then only test_flaky is: it flipped on r3, r5 and r8 without a change, and failed 3 times out of 16
+    assert found["name"].tolist() == ["test_flaky"]
+    (row,) = found.itertuples()
+    assert (row.runs, row.failed, row.flips, row.mixed_revisions) == (16, 3, 3, 3)
+    assert row.flakiness == 3 / 8  # 8 runs followed one of the same revision; 3 of them disagreed
+    assert row.revisions == ["r8", "r5", "r3"]
 
 
 async def test_flaky_tests_count_what_counting_by_hand_counts(db_url):
@@ -194,8 +225,8 @@ def _count_by_hand(runs: list[tuple], test: str) -> tuple | None:
     mine = sorted(run for run in runs if run[3] == test)
     failed = [build for build, _, _, _, bad in mine if bad]
     flips = follows = 0
-    for builder in {run[1] for run in mine}:
-        series = [bad for _, on, _, _, bad in mine if on == builder]
+    for builder, revision in {(run[1], run[2]) for run in mine}:  # runs of the same code on one builder
+        series = [bad for _, on, rev, _, bad in mine if (on, rev) == (builder, revision)]
         follows += len(series) - 1
         flips += sum(a != b for a, b in itertools.pairwise(series))
     outcomes_of = {}
@@ -211,7 +242,7 @@ def _count_by_hand(runs: list[tuple], test: str) -> tuple | None:
         len(failed),
         flips,
         len(mixed),
-        flips / follows,
+        flips / follows if follows else 0.0,
         newest_mixed,
         failed[::-1][:5],
     )
