@@ -33,6 +33,17 @@ LOG_CHUNK_BYTES = 64 * 1024
 #: ... or after this many seconds, whichever comes first.
 LOG_CHUNK_DELAY = 0.5
 
+#: How long one batch of the retention janitor's deletions should hold the database, in seconds;
+#: batch sizes adapt to it.
+JANITOR_BATCH_SECONDS = 0.02
+#: Shortest pause between the janitor's batches, in seconds. The pause is at least as long as the
+#: batch took, so the janitor never takes more than half of the store's time (on SQLite the writes
+#: run in the master's event loop) and the master's own writes and readers always get their turn.
+JANITOR_PAUSE_SECONDS = 0.01
+#: Rows the janitor examines in its first batch (log chunks, or build requests), and the most in any.
+JANITOR_FIRST_BATCH = 50
+JANITOR_MAX_BATCH = 5000
+
 #: Seconds a shell step may go without output, by default (Buildbot's default too).
 SHELL_TIMEOUT = 1200.0
 

@@ -2,10 +2,16 @@
 
 Buildbot's janitor once held a database for three hours. This one never holds it for long: it
 deletes a batch of rows per transaction, sized so a transaction takes about
-:data:`BATCH_SECONDS`, rests between batches, and its transactions queue behind the master's own
-writes in the store's one writer (on SQLite that is the only way to write without waiting on a
-lock). Logs go first:
-the limit for logs is usually the shorter one, and log chunks are most of a store's size.
+:data:`~flowbot.defaults.JANITOR_BATCH_SECONDS`, rests between batches, and its transactions queue
+behind the master's own writes in the store's one writer (on SQLite that is the only way to write
+without waiting on a lock). Logs go first: the limit for logs is usually the shorter one, and log
+chunks are most of a store's size.
+
+Each batch examines a bounded number of rows, however long the history: old logs are found by
+walking the logs that are left (weeks of them), never the builds (years of them, whose logs went
+long ago). From one sweep to the next, each rule's walk resumes where everything before was
+settled, so a master's sweeps read the logs still within their limits and those written since;
+its first sweep also reads the logs that other rules keep longer.
 
 Deleting a build request deletes its builds, their steps, log chunks and test results (foreign
 keys cascade, and on SQLite the search index's triggers follow); a buildset goes with its last
@@ -19,24 +25,17 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import sqlalchemy as sa
 
+from ..defaults import JANITOR_BATCH_SECONDS, JANITOR_FIRST_BATCH, JANITOR_MAX_BATCH, JANITOR_PAUSE_SECONDS
 from ..errors import StoreError
 from ..retention import Retention
 from . import schema as t
 from .store import Store
 
 log = logging.getLogger(__name__)
-
-#: How long one batch should hold the database, in seconds; batch sizes adapt to it.
-BATCH_SECONDS = 0.02
-#: Shortest pause between batches. The pause is at least as long as the batch took, so the
-#: janitor never takes more than half of the store's time (on SQLite the writes run in the
-#: master's event loop) and the master's own writes and readers always get their turn.
-PAUSE_SECONDS = 0.01
-#: Builds (for logs) or requests (for builds) in the first batch, and the most in any batch.
-FIRST_BATCH, MAX_BATCH = 50, 5000
 
 _b, _r, _s, _l = t.builds.c, t.buildrequests.c, t.steps.c, t.log_chunks.c
 
@@ -49,11 +48,23 @@ class Swept:
     requests: int = 0
 
 
+@dataclass(frozen=True)
+class Walk:
+    """How far one rule's walk through the logs went, in a sweep and from one sweep to the next."""
+
+    #: The last step examined in this sweep.
+    at: int = 0
+    #: Every step up to this one is settled: its logs are gone, or not the rule's to delete. The next
+    #: sweep starts here: at the logs of the rule's builds still too young or running, and newer ones.
+    settled: int = 0
+
+
 async def run(store: Store, retention: Retention) -> None:
     """Sweep now and then every ``retention.interval`` seconds, until cancelled."""
+    walks: dict[str | None, Walk] = {}
     while True:
         try:
-            swept = await sweep(store, retention, time.time())
+            swept = await sweep(store, retention, time.time(), walks)
         except StoreError as exc:
             log.warning("the janitor could not finish: %s; it tries again in %s", exc, retention.every)
         else:
@@ -66,76 +77,94 @@ async def run(store: Store, retention: Retention) -> None:
         await asyncio.sleep(retention.interval)
 
 
-async def sweep(store: Store, retention: Retention, now: float) -> Swept:
-    """Apply ``retention`` once: the logs past their limit, then the builds past theirs."""
-    swept = Swept()
+async def sweep(store: Store, retention: Retention, now: float, walks: dict[str | None, Walk] | None = None) -> Swept:
+    """Apply ``retention`` once: the logs past their limit, then the builds past theirs.
+
+    ``walks`` carries each rule's walk through the logs (by builder, None for the others') from
+    one sweep of the same ``retention`` to the next; without it, the walks start from the oldest log.
+    """
+    swept, walks = Swept(), {} if walks is None else walks
     own = list(retention.per_builder)
-    rules = [(_b.builder.not_in(own), _r.builder.not_in(own), retention.limits())]
-    rules += [(_b.builder == name, _r.builder == name, retention.limits(name)) for name in own]
-    for build_is, request_is, (logs, builds) in rules:
+    rules = [(None, _b.builder.not_in(own), _r.builder.not_in(own), retention.limits())]
+    rules += [(name, _b.builder == name, _r.builder == name, retention.limits(name)) for name in own]
+    for rule, build_is, request_is, (logs, builds) in rules:
         if logs is not None:
-            swept.log_chunks += await _in_batches(store, _purge_logs, build_is, now - logs)
+            settled = walks.get(rule, Walk()).settled
+            purge = partial(_purge_logs, which=build_is, cutoff=now - logs)
+            removed, walks[rule] = await _in_batches(store, purge, Walk(settled, settled))
+            swept.log_chunks += removed
         if builds is not None:
-            swept.requests += await _in_batches(store, _purge_requests, request_is, now - builds)
+            purge = partial(_purge_requests, which=request_is, cutoff=now - builds)
+            swept.requests += (await _in_batches(store, purge, Walk()))[0]
     return swept
 
 
-Purge = Callable[[sa.Connection, sa.ColumnElement[bool], float, int, list[float]], tuple[int, int]]
+#: Deletes one batch, examining at most so many rows from where the walk is; says whether there
+#: may be more, how many rows it deleted, and where the walk is now.
+Purge = Callable[[sa.Connection, int, Walk], tuple[bool, int, Walk]]
 
 
-async def _in_batches(store: Store, purge: Purge, which: sa.ColumnElement[bool], cutoff: float) -> int:
-    """Run ``purge`` batch after batch until it finds nothing; returns the rows it deleted."""
-    size, deleted, position = FIRST_BATCH, 0, [float("-inf")]
+async def _in_batches(store: Store, purge: Purge, walk: Walk) -> tuple[int, Walk]:
+    """Run ``purge`` batch after batch until it says it is done; returns the rows it deleted, and the walk.
+
+    The walk moves on only once a batch has committed: a batch that fails is tried again from where it began.
+    """
+    size, deleted = JANITOR_FIRST_BATCH, 0
     while True:
         began = time.perf_counter()
         # The janitor belongs to the store: its deletes take the same queue as every other write.
-        seen, removed = await store._submit(lambda conn, size=size: purge(conn, which, cutoff, size, position))
+        more, removed, walk = await store._submit(lambda conn, size=size, walk=walk: purge(conn, size, walk))
         took = time.perf_counter() - began
         deleted += removed
-        if seen < size:
-            return deleted
-        if took > BATCH_SECONDS:
+        if not more:
+            return deleted, walk
+        if took > JANITOR_BATCH_SECONDS:
             size = max(1, size // 2)
-        elif took < BATCH_SECONDS / 4:
-            size = min(MAX_BATCH, size * 2)
-        await asyncio.sleep(max(PAUSE_SECONDS, took))
+        elif took < JANITOR_BATCH_SECONDS / 4:
+            size = min(JANITOR_MAX_BATCH, size * 2)
+        await asyncio.sleep(max(JANITOR_PAUSE_SECONDS, took))
 
 
 def _purge_logs(
-    conn: sa.Connection, which: sa.ColumnElement[bool], cutoff: float, size: int, position: list[float]
-) -> tuple[int, int]:
-    """Delete the log chunks of the next ``size`` finished builds that started before ``cutoff``.
+    conn: sa.Connection, size: int, walk: Walk, *, which: sa.ColumnElement[bool], cutoff: float
+) -> tuple[bool, int, Walk]:
+    """Delete the logs of finished builds that started before ``cutoff``, among the next ``size`` log chunks.
 
-    ``position`` holds the start time reached so far, so a sweep reads each old build once.
+    The walk goes through the logs left, in step order from ``walk.at``, never through the builds:
+    a store keeps weeks of logs and years of builds whose logs went long ago.
     """
-    has_logs = sa.exists().where(_s.build_id == _b.id, _l.step_id == _s.id)
-    rows = conn.execute(
-        sa.select(_b.id, _b.started_at)
-        .where(which, _b.started_at < cutoff, _b.started_at >= position[0], _b.finished_at.is_not(None), has_logs)
-        .order_by(_b.started_at)
-        .limit(size)
+    chunks = (
+        conn.execute(sa.select(_l.step_id).where(_l.step_id > walk.at).order_by(_l.step_id).limit(size)).scalars().all()
+    )
+    if not chunks:
+        return False, 0, walk
+    steps = conn.execute(
+        sa.select(_s.id, _b.started_at, _b.finished_at)
+        .join(t.builds, _b.id == _s.build_id)
+        .where(_s.id.in_(set(chunks)), which)
+        .order_by(_s.id)
     ).all()
-    if not rows:
-        return 0, 0
-    position[0] = rows[-1].started_at
-    steps = sa.select(_s.id).where(_s.build_id.in_([row.id for row in rows]))
-    removed = conn.execute(sa.delete(t.log_chunks).where(_l.step_id.in_(steps))).rowcount
-    return len(rows), removed
+    doomed = [step.id for step in steps if step.started_at < cutoff and step.finished_at is not None]
+    if walk.settled == walk.at:  # nothing before this batch waits for a later sweep
+        waiting = next((step.id for step in steps if step.started_at >= cutoff or step.finished_at is None), None)
+        walk = Walk(walk.at, chunks[-1] if waiting is None else waiting - 1)
+    removed = conn.execute(sa.delete(t.log_chunks).where(_l.step_id.in_(doomed))).rowcount if doomed else 0
+    return len(chunks) == size, removed, Walk(chunks[-1], walk.settled)
 
 
 def _purge_requests(
-    conn: sa.Connection, which: sa.ColumnElement[bool], cutoff: float, size: int, _position: list[float]
-) -> tuple[int, int]:
+    conn: sa.Connection, size: int, walk: Walk, *, which: sa.ColumnElement[bool], cutoff: float
+) -> tuple[bool, int, Walk]:
     """Delete the next ``size`` requests completed before ``cutoff``, with their builds, and emptied buildsets."""
     rows = conn.execute(
         sa.select(_r.id, _r.buildset_id).where(which, _r.complete_at < cutoff).order_by(_r.complete_at).limit(size)
     ).all()
     if not rows:
-        return 0, 0
+        return False, 0, walk
     removed = conn.execute(sa.delete(t.buildrequests).where(_r.id.in_([row.id for row in rows]))).rowcount
     emptied = sa.and_(
         t.buildsets.c.id.in_({row.buildset_id for row in rows}),
         ~sa.exists().where(_r.buildset_id == t.buildsets.c.id),
     )
     conn.execute(sa.delete(t.buildsets).where(emptied))
-    return len(rows), removed
+    return len(rows) == size, removed, walk

@@ -11,10 +11,11 @@ import sqlalchemy as sa
 from flowbot import Builder, ConfigError, ForceScheduler, Pipeline, Retention, Shell, Worker
 from flowbot.analysis import History
 from flowbot.master import Master
-from flowbot.store import Store, janitor
+from flowbot.results import Result
+from flowbot.store import Ref, Store, janitor
 from flowbot.store import schema as t
 
-from ..analysis.conftest import HOUR, T0, write_history
+from ..analysis.conftest import HOUR, T0, build_spec, write_history
 from .test_store import rows
 
 
@@ -32,8 +33,8 @@ async def count(store: Store, table: sa.Table) -> int:
 
 async def test_old_logs_go_first_and_builds_stay(store: Store, monkeypatch: pytest.MonkeyPatch):
     # Given batches of one build, so the sweep takes many small transactions
-    monkeypatch.setattr(janitor, "FIRST_BATCH", 1)
-    monkeypatch.setattr(janitor, "MAX_BATCH", 1)
+    monkeypatch.setattr(janitor, "JANITOR_FIRST_BATCH", 1)
+    monkeypatch.setattr(janitor, "JANITOR_MAX_BATCH", 1)
     # When logs are kept for a day, a day after the third hour of the story
     swept = await janitor.sweep(store, Retention(logs="1d"), now=T0 + 3 * HOUR + 86400)
 
@@ -77,6 +78,152 @@ async def test_old_builds_go_with_everything_they_recorded(store: Store):
     assert await count(store, t.changes) == 4
     with History(store.url) as history:
         assert history.search_logs("Segmentation").empty
+
+
+@pytest.mark.parametrize(
+    ("retention", "kept"),
+    [
+        (Retention(per_builder={"lint": Retention(logs="1d")}), ["unit"] * 7),  # the others' kept forever
+        (Retention(logs="1d", per_builder={"lint": Retention(logs="30d")}), ["lint"] * 2),
+    ],
+)
+async def test_a_builders_own_log_limit_applies_to_its_builds_and_only_to_them(
+    store: Store, retention: Retention, kept: list[str]
+):
+    # When the janitor sweeps two days after the story began
+    swept = await janitor.sweep(store, retention, now=T0 + 2 * 86400)
+    # Then only the logs past their own builder's limit went
+    assert swept == janitor.Swept(log_chunks=9 - len(kept))
+    assert await builders_with_logs(store) == kept
+    assert await count(store, t.builds) == 9
+
+
+async def builders_with_logs(store: Store) -> list[str]:
+    """The builder of each step that has a log, in step order."""
+    steps = {row.id: row.build_id for row in await rows(store, t.steps)}
+    builders = {row.id: row.builder for row in await rows(store, t.builds)}
+    chunks = sorted(await rows(store, t.log_chunks), key=lambda chunk: chunk.step_id)
+    return [builders[steps[chunk.step_id]] for chunk in chunks]
+
+
+async def test_a_sweep_reads_the_logs_left_not_the_builds_whose_logs_went(store: Store, monkeypatch):
+    # Given a store whose logs older than a day went in an earlier sweep
+    retention, now = Retention(logs="1d"), T0 + 3 * HOUR + 86400
+    assert (await janitor.sweep(store, retention, now=now)).log_chunks == 5
+    work = measure_batches(monkeypatch)
+    # When the janitor sweeps it again, before and after two thousand older builds whose logs went are added
+    await janitor.sweep(store, retention, now=now)
+    before = work[:]
+    work.clear()
+    await add_builds_without_logs(store, 2000, before=T0)
+    await janitor.sweep(store, retention, now=now)
+    # Then each sweep is one batch, which reads about as much with those builds as without them
+    assert len(work) == len(before) == 1
+    assert work[0] - before[0] < 50, (before, work)  # reading 2000 builds would cost thousands
+
+
+async def test_a_sweep_starts_where_the_last_one_left_every_log_settled(store: Store):
+    # Given logs kept forever, except lint's, kept for a day, and a lint build that runs for days
+    retention, walks = Retention(per_builder={"lint": Retention(logs="1d")}), {}
+    (request,) = await store.add_buildset(build_spec("lint", "main", "r9"), T0 + 5 * HOUR)
+    build, step = Ref(), Ref()
+    await store.start_build(request, 3, "w2", T0 + 5 * HOUR, "master", build)
+    await store.start_step(build, 0, "lint", T0 + 5 * HOUR, step)
+    await store.append_log(step, "stdio", 0, "linting", "o")
+    # When the janitor sweeps two days later
+    swept = await janitor.sweep(store, retention, now=T0 + 2 * 86400, walks=walks)
+    # Then the finished lint builds lost their logs, and the walk stops before the running one
+    assert swept.log_chunks == 2
+    assert walks == {"lint": janitor.Walk(at=step.id, settled=step.id - 1)}
+    # And once that build has ended, the next sweep takes its log, and the one after has nothing left to read
+    await store.finish_step(step, Result.SUCCESS, T0 + 50 * HOUR)
+    await store.finish_build(build, request, Result.SUCCESS, T0 + 50 * HOUR)
+    assert (await janitor.sweep(store, retention, now=T0 + 3 * 86400, walks=walks)).log_chunks == 1
+    assert walks == {"lint": janitor.Walk(at=step.id, settled=step.id)}
+    assert await janitor.sweep(store, retention, now=T0 + 4 * 86400, walks=walks) == janitor.Swept()
+    assert await builders_with_logs(store) == ["unit"] * 7
+
+
+def measure_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Record what each batch of the janitor's log walk costs the database, batch by batch.
+
+    On PostgreSQL, the rows its statements read (by table scans, index scans and the fetches
+    they make), from the transaction's own statistics; on SQLite, its statements' virtual
+    machine steps, in hundreds. Either grows with every row a statement looks at.
+    """
+    work: list[int] = []
+    purge = janitor._purge_logs
+
+    def measured(conn: sa.Connection, *args, **kwargs):
+        if conn.dialect.name == "sqlite":
+            hundreds, raw = [0], conn.connection.driver_connection
+
+            def count() -> int:
+                hundreds[0] += 1
+                return 0  # go on
+
+            raw.set_progress_handler(count, 100)
+            try:
+                return purge(conn, *args, **kwargs)
+            finally:
+                raw.set_progress_handler(None, 0)
+                work.append(hundreds[0])
+        before = conn.exec_driver_sql(_READ).scalar()
+        try:
+            return purge(conn, *args, **kwargs)
+        finally:
+            work.append(conn.exec_driver_sql(_READ).scalar() - before)
+
+    monkeypatch.setattr(janitor, "_purge_logs", measured)
+    return work
+
+
+_READ = (
+    "SELECT coalesce(sum(seq_tup_read + coalesce(idx_scan, 0) + coalesce(idx_tup_fetch, 0)), 0)"
+    " FROM pg_stat_xact_user_tables"
+)
+
+
+async def add_builds_without_logs(store: Store, n: int, before: float) -> None:
+    """``n`` finished builds of a builder "old", a minute apart up to ``before``, each with a step and no log."""
+
+    def write(conn: sa.Connection) -> None:
+        buildset = conn.execute(
+            sa.insert(t.buildsets).values(scheduler="force", properties={}, submitted_at=before - n * 60)
+        ).inserted_primary_key[0]
+        request = conn.execute(
+            sa.insert(t.buildrequests).values(
+                buildset_id=buildset, builder="old", submitted_at=before - n * 60, complete_at=before, result=0
+            )
+        ).inserted_primary_key[0]
+        times = [before - (n - i) * 60 for i in range(n)]
+        conn.execute(
+            sa.insert(t.builds),
+            [
+                {
+                    "request_id": request,
+                    "builder": "old",
+                    "number": i + 1,
+                    "worker": "w1",
+                    "started_at": at,
+                    "finished_at": at + 30,
+                    "result": 0,
+                }
+                for i, at in enumerate(times)
+            ],
+        )
+        ids = conn.execute(sa.select(t.builds.c.id, t.builds.c.started_at).where(t.builds.c.builder == "old")).all()
+        conn.execute(
+            sa.insert(t.steps),
+            [
+                {"build_id": build, "number": 0, "name": "test", "started_at": at, "finished_at": at + 30, "result": 0}
+                for build, at in ids
+            ],
+        )
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE")  # as autovacuum would, by the time history is that long
+
+    await store._submit(write)
 
 
 def test_retention_is_checked_where_it_is_written():
