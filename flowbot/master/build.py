@@ -483,7 +483,14 @@ class RunningBuild:
             store.finish_step(step_ref, result, time.time(), hidden=hidden),
             lambda: (
                 "step.finished",
-                {"build_id": self.id, "builder": self.builder, "step": index, "name": name, "result": result.name},
+                {
+                    "build_id": self.id,
+                    "builder": self.builder,
+                    "step": index,
+                    "name": name,
+                    "result": result.name,
+                    "hidden": hidden,
+                },
             ),
             what=f"the end of step {name!r}",
         )

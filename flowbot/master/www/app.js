@@ -590,12 +590,6 @@ function buildView(id) {
       ? "Hide hidden steps" : `Show ${count} hidden step${count === 1 ? "" : "s"}`;
   }
 
-  /** Whether a step is hidden is known once it ends; the stored steps say (a failed read: next time). */
-  const rereadHidden = debounced(() => api(`/api/builds/${enc(id)}`).then(({ data }) => {
-    for (const s of data.steps) steps.get(s.number)?.el.classList.toggle("hidden-step", s.hidden);
-    drawShowHidden();
-  }, () => {}));
-
   async function load() {
     build = (await api(`/api/builds/${enc(id)}`)).data;
     steps.clear();
@@ -629,7 +623,8 @@ function buildView(id) {
       step.badge.replaceWith((step.badge = resultBadge(event.result)));
       step.took.dataset.to = event.time;
       tick(step.took);
-      rereadHidden();
+      step.el.classList.toggle("hidden-step", event.hidden);  // known once the step ends
+      drawShowHidden();
     } else if (event.type === "log") {
       const step = steps.get(event.step);
       if (!step) return;
