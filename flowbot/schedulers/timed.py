@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import zoneinfo
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -50,10 +51,13 @@ class Periodic(TimedScheduler):
 
 
 class Nightly(TimedScheduler):
-    """Build at the times of a cron expression (``"0 3 * * *"``: 03:00 every day, UTC).
+    """Build at the times of a cron expression (``"0 3 * * *"``: 03:00 every day).
 
     Args:
         cron: five-field cron expression, read by croniter.
+        timezone: the IANA time zone the cron times are in (``"Europe/Paris"``): 03:00 there,
+            summer and winter alike. UTC by default, so a master moved to another host keeps its
+            schedule.
         only_if_changed: skip a run when no change came since the last one.
         change_filter: which changes count (for ``only_if_changed`` and for what a run builds).
         file_is_important: changes it calls unimportant do not count.
@@ -65,6 +69,7 @@ class Nightly(TimedScheduler):
         builders: Iterable[str],
         *,
         cron: str,
+        timezone: str = "UTC",
         only_if_changed: bool = False,
         change_filter: ChangeFilter | Callable[[Change], bool] | None = None,
         file_is_important: Callable[[Change], bool] | None = None,
@@ -73,6 +78,10 @@ class Nightly(TimedScheduler):
         super().__init__(name, builders, **options)
         if not croniter.is_valid(cron):
             raise ValueError(f"Nightly {name!r}: {cron!r} is not a cron expression")
+        try:
+            self.timezone = zoneinfo.ZoneInfo(timezone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise ValueError(f"Nightly {name!r}: {timezone!r} is not a time zone (such as 'Europe/Paris')") from None
         self.cron = cron
         self.only_if_changed = only_if_changed
         self.change_filter = change_filter
@@ -86,7 +95,7 @@ class Nightly(TimedScheduler):
         return Classification(important=True)
 
     def next_run(self, after: float) -> float | None:
-        start = dt.datetime.fromtimestamp(after, dt.UTC)
+        start = dt.datetime.fromtimestamp(after, self.timezone)
         return croniter(self.cron, start).get_next(float)
 
     def timed_buildset(self, changes: list[Change]) -> BuildsetSpec | None:

@@ -77,6 +77,21 @@ def test_timed_schedulers_compute_their_next_run() -> None:
         Nightly("n", ["b"], cron="every night")
 
 
+def test_a_nightly_in_a_time_zone_runs_at_its_local_time_summer_and_winter() -> None:
+    paris = Nightly("n", ["b"], cron="0 3 * * *", timezone="Europe/Paris")
+
+    def next_utc(*when: int) -> dt.datetime:
+        after = dt.datetime(*when, tzinfo=dt.UTC).timestamp()
+        return dt.datetime.fromtimestamp(paris.next_run(after), dt.UTC)
+
+    assert next_utc(2026, 7, 1, 12, 0) == dt.datetime(2026, 7, 2, 1, 0, tzinfo=dt.UTC)  # 03:00 CEST
+    assert next_utc(2026, 12, 1, 12, 0) == dt.datetime(2026, 12, 2, 2, 0, tzinfo=dt.UTC)  # 03:00 CET
+    # The night the clocks go back (25 October 2026), 03:00 comes once
+    assert next_utc(2026, 10, 24, 12, 0) == dt.datetime(2026, 10, 25, 2, 0, tzinfo=dt.UTC)
+    with pytest.raises(ValueError, match="'Mars/Olympus' is not a time zone"):
+        Nightly("n", ["b"], cron="0 3 * * *", timezone="Mars/Olympus")
+
+
 def test_int_parameters_convert_and_check() -> None:
     jobs = IntParameter("jobs", minimum=1)
     assert jobs.parse("4") == 4
