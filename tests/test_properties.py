@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 import pytest
 
-from flowbot import Interpolate, Properties, Property, renderer
+from flowbot import ConfigError, Interpolate, Properties, Property, renderer
+from flowbot.config import load_source
 from flowbot.properties import RenderError, render
 from flowbot.secrets import SecretsInDirectory, SecretsInEnvironment, lookup, redact, redact_value
 
@@ -46,7 +48,16 @@ class FakeBuild:
         ("%(prop:empty:~dflt)s", "dflt"),
         ("%(prop:version:~dflt)s", "1.2"),
         ("%(prop:version:+set)s/%(prop:missing:+set)s", "set/"),
-        ("%(prop:flag:?|yes|no)s %(prop:empty:?|yes|no)s", "yes no"),
+        # :? asks whether a value is there (an empty string is), :#? whether it is true
+        ("%(prop:flag:?|yes|no)s %(prop:empty:?|yes|no)s %(prop:missing:?|yes|no)s", "yes yes no"),
+        ("%(prop:flag:#?|yes|no)s %(prop:empty:#?|yes|no)s %(prop:missing:#?|yes|no)s", "yes no no"),
+        ("%(prop:none:?|yes|no)s %(prop:empty:+set)s", "no set"),
+        ("%(prop:flag:#?:a|b:c)s", "a|b"),  # any delimiter but "("
+        # A default or an alternative is a format itself, nested as deep as needed
+        ("%(prop:missing:-%(prop:version)s)s", "1.2"),
+        ("%(prop:missing:-%(prop:none:~%(src::branch)s)s)s", "main"),
+        ("%(prop:version:?|v(%(prop:version)s)|none)s", "v(1.2)"),
+        ("%(prop:empty:#?|%(prop:empty)s|%(kw:extra:-)s)s", "kw!"),
         ("%(src::branch)s@%(src::revision)s %(src:lib:repository)s", "main@abc123 lib.git"),
         ("%(src:lib:revision:-HEAD)s", "HEAD"),
         ("%(worker:os)s/%(worker:name)s", "posix/w1"),
@@ -59,11 +70,53 @@ def test_interpolate_speaks_buildbots_keys_and_modifiers(fmt: str, expected: str
     assert Interpolate(fmt, extra="kw!").render(build) == expected
 
 
-def test_bad_formats_fail_where_the_pipeline_defines_them() -> None:
-    with pytest.raises(ValueError, match="unknown key"):
-        Interpolate("%(nope:x)s")
-    with pytest.raises(ValueError, match="either positional"):
+@pytest.mark.parametrize(
+    ("fmt", "problem"),
+    [
+        ("%(nope:x)s", "unknown key 'nope:x'"),
+        ("%(version)s", "unknown key 'version'"),
+        ("%(prop:x:#|yes|no)s", "unknown modifier :#|yes|no"),
+        ("%(prop:x:*y)s", "unknown modifier :*y"),
+        ("%(prop:x:)s", "unknown modifier :;"),
+        ("%(prop:x:?|yes)s", "needs two alternatives"),
+        ("%(prop:x:?(a(b)s", "incomplete format key"),
+        ("%(prop:a b)s", "a prop: name is made of"),
+        ("%(src:lib)s", "needs a codebase and an attribute"),
+        ("%(src::sha)s", "the attribute one of"),
+        ("%(prop:x)", "incomplete format"),
+        ("%(prop:x:-100%)s", "incomplete format"),
+        ("%(prop:x:-%(prop:y:?|a)s)s", "'prop:y:?|a': a :? or :#? modifier needs two alternatives"),
+        ("echo %s", "a %s placeholder without an argument"),
+    ],
+)
+def test_a_format_interpolate_cannot_read_fails_at_the_line_that_wrote_it(fmt: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Interpolate(fmt)
+    assert (caught.value.filename, caught.value.lineno) == (__file__, caught.tb.tb_lineno)
+    assert problem in caught.value.problem and repr(fmt) in caught.value.problem
+
+
+def test_positional_arguments_must_match_the_format() -> None:
+    with pytest.raises(ConfigError, match="either positional"):
         Interpolate("%s %(prop:x)s", "a")
+    with pytest.raises(ConfigError, match="not all arguments converted"):
+        Interpolate("%s", "a", "b")
+    assert Interpolate("%s-%d", Property("version"), 3).render(FakeBuild(version="1.2")) == "1.2-3"
+
+
+def test_a_bad_format_in_a_pipeline_file_names_its_line() -> None:
+    source = textwrap.dedent("""\
+        from flowbot import Interpolate, Shell
+
+        steps = [
+            Shell(Interpolate("make VERSION=%(prop:version)s")),
+            Shell(Interpolate("deploy %(prop:target:#?|prod|staging)s %(prop:tag:?yes|no)s")),
+        ]
+    """)
+    with pytest.raises(ConfigError) as caught:
+        load_source(source, "/masters/demo/pipeline.py")
+    assert (caught.value.filename, caught.value.lineno) == ("/masters/demo/pipeline.py", 5)
+    assert "'prop:tag:?yes|no': a :? or :#? modifier needs two alternatives" in str(caught.value)
 
 
 def test_secrets_render_and_a_missing_one_is_an_error() -> None:
