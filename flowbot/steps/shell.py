@@ -143,7 +143,9 @@ class SetPropertyFromCommand(Shell):
 
     Args:
         property: the property that gets the output (stripped when ``strip``).
-        extract_fn: ``fn(rc, stdout, stderr) -> {name: value}`` to set several properties instead.
+        extract_fn: ``fn(rc, stdout, stderr) -> {name: value}`` to set several properties instead;
+            as in Buildbot, it is called whatever the exit code (``property`` is set only on success).
+            Either way the step fails when the command does.
     """
 
     default_name = "set property"
@@ -166,12 +168,10 @@ class SetPropertyFromCommand(Shell):
 
     async def run(self, build: BuildContext) -> Result:
         outcome = await build.run_command("shell", self.command_args(build), collect=True)
-        if outcome.rc != 0:
-            return Result.FAILURE
         source = f"{type(self).__name__} Step"
         if self.extract_fn is not None:
             for name, value in self.extract_fn(outcome.rc, outcome.stdout, outcome.stderr).items():
                 build.set_property(name, value, source)
-        else:
+        elif outcome.rc == 0:
             build.set_property(self.property, outcome.stdout.strip() if self.strip else outcome.stdout, source)
-        return Result.SUCCESS
+        return self.evaluate(outcome)
