@@ -23,7 +23,7 @@ import shlex
 import tempfile
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -92,7 +92,8 @@ class RunningBuild:
         self.current_step: int | None = None
         self._step_ref: Ref | None = None
         self._logs: dict[str, LogWriter] = {}
-        self._command_id: str | None = None
+        self._commands: dict[str, str | None] = {}  # the commands running, with why one was interrupted
+        self._started: list[_StartedCommand] = []  # what the running step started with start_command
         self._waiting: asyncio.Task | None = None
         self._stopped: str | None = None  # why the build was stopped: it ends as _stop_result
         self._interrupted: str | None = None  # why the running step was stopped
@@ -192,25 +193,51 @@ class RunningBuild:
     async def run_command(
         self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False, transfer: Any = None
     ) -> CommandResult:
-        if self._interrupted:
-            raise BuildStopped(self._interrupted)
-        step_log = self.log(log)
-        args = {**args, "builddir": self.builder_config.builddir}
-        step_log.header(_describe(name, args))
-        collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        return await self._command(self._new_command(), name, args, log, collect, transfer)
 
-        def sink(stream: str, data: bytes) -> asyncio.Future[None] | None:
-            if stream.startswith("log:"):  # a file the command writes, shown as its own log
-                return self.log(stream[4:]).output("stdout", data)
-            if collect and stream in collected and len(collected[stream]) < MAX_COLLECTED:
-                collected[stream] += data
-            return step_log.output(stream, data)
+    def start_command(
+        self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False
+    ) -> _StartedCommand:
+        cmd_id = self._new_command()
+        command = _StartedCommand(self, cmd_id, asyncio.ensure_future(self._command(cmd_id, name, args, log, collect)))
+        self._started.append(command)
+        return command
 
-        self._command_id = self.master.registry.new_command_id()
+    def _new_command(self) -> str:
+        cmd_id = self.master.registry.new_command_id()
+        self._commands[cmd_id] = None
+        return cmd_id
+
+    def _interrupt_command(self, cmd_id: str, reason: str) -> None:
+        """Interrupt one command the running step started (the worker is told once it has it)."""
+        if cmd_id in self._commands and self._commands[cmd_id] is None:
+            self._commands[cmd_id] = reason
+            self.connection.interrupt(cmd_id, reason, STOP_GRACE)
+
+    async def _command(
+        self, cmd_id: str, name: str, args: dict[str, Any], log: str, collect: bool, transfer: Any = None
+    ) -> CommandResult:
         try:
-            result = await self.connection.run_command(self._command_id, name, args, sink, transfer)
+            if self._interrupted:
+                raise BuildStopped(self._interrupted)
+            step_log = self.log(log)
+            args = {**args, "builddir": self.builder_config.builddir}
+            step_log.header(_describe(name, args))
+            collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+
+            def sink(stream: str, data: bytes) -> asyncio.Future[None] | None:
+                if stream.startswith("log:"):  # a file the command writes, shown as its own log
+                    return self.log(stream[4:]).output("stdout", data)
+                if collect and stream in collected and len(collected[stream]) < MAX_COLLECTED:
+                    collected[stream] += data
+                return step_log.output(stream, data)
+
+            if withdrawn := self._commands[cmd_id]:  # interrupted before it was sent
+                result = CommandResult(None, "interrupted", withdrawn)
+            else:
+                result = await self.connection.run_command(cmd_id, name, args, sink, transfer)
         finally:
-            self._command_id = None
+            del self._commands[cmd_id]
         if result.message:
             step_log.header(result.message)
         step_log.header(_ending(result))
@@ -363,8 +390,8 @@ class RunningBuild:
             self._stopped, self._stop_result = reason, result
         self._interrupted = reason
         log.info("stopping build %s #%d: %s", self.builder, self.number, reason)
-        if self._command_id is not None:
-            self.connection.interrupt(self._command_id, reason, STOP_GRACE)
+        for cmd_id in self._commands:
+            self.connection.interrupt(cmd_id, reason, STOP_GRACE)
         if self._waiting is not None:
             self._waiting.cancel()
         if self.id is not None:
@@ -473,6 +500,7 @@ class RunningBuild:
                 "step raised an exception:\n" + self._redact("".join(traceback.format_exception(exc))).rstrip()
             )
             log.warning("step %r of %s #%d raised %s", name, self.builder, self.number, self._redact(repr(exc)))
+        await self._end_started_commands()
         hidden = self._hidden(step, result, stdio)
         for step_log in self._logs.values():
             step_log.close()
@@ -517,6 +545,14 @@ class RunningBuild:
         if not isinstance(result, Result):
             raise TypeError(f"{type(step).__name__}.run returned {result!r}, not a Result")
         return result
+
+    async def _end_started_commands(self) -> None:
+        """Interrupt the commands the step started and left running, and wait for them to end:
+        a command never outlives its step."""
+        started, self._started = self._started, []
+        for command in started:
+            command.interrupt("its step ended")
+        await asyncio.gather(*(command.task for command in started), return_exceptions=True)
 
     def _hidden(self, step: Step, result: Result, stdio: LogWriter) -> bool:
         try:
@@ -567,6 +603,22 @@ class RunningBuild:
             "finished_at": self.finished_at,
             "result": self.result.name if self.result is not None else None,
         }
+
+
+class _StartedCommand:
+    """A command a step started with ``start_command`` (implements
+    :class:`~flowbot.steps.base.StartedCommand`)."""
+
+    def __init__(self, build: RunningBuild, cmd_id: str, task: asyncio.Future[CommandResult]):
+        self._build = build
+        self.cmd_id = cmd_id
+        self.task = task
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        self._build._interrupt_command(self.cmd_id, reason)
+
+    def __await__(self) -> Generator[Any, None, CommandResult]:
+        return self.task.__await__()
 
 
 def _describe(name: str, args: dict[str, Any]) -> str:

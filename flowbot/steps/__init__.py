@@ -1,6 +1,6 @@
 """Steps: what a builder does, one after another, mostly on a worker."""
 
-from .base import BuildContext, CommandResult, Step, StepLog
+from .base import BuildContext, CommandResult, StartedCommand, Step, StepLog
 from .filesystem import MakeDirectory, RemoveDirectory
 from .git import Git
 from .master import MasterShell, SetProperty
@@ -21,6 +21,7 @@ __all__ = [
     "SetProperty",
     "SetPropertyFromCommand",
     "Shell",
+    "StartedCommand",
     "Step",
     "StepLog",
     "Trigger",

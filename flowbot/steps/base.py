@@ -11,11 +11,21 @@ itself, so a step can be tested with a fake build and replayed in a notebook::
             build.set_property("todos", result.stdout.count("\\n"), "CountTodos")
             build.log("summary").stdout(f"{result.stdout.count(chr(10))} files with TODOs")
             return Result.SUCCESS
+
+A step may also start a command, go on, and interrupt it itself; then it decides its result::
+
+    class Soak(Step):
+        async def run(self, build):
+            command = build.start_command("shell", {"command": "./soak-test"})
+            await asyncio.sleep(600)
+            command.interrupt("soaked long enough")
+            outcome = await command  # killed: outcome.reason == "interrupted"
+            return Result.SUCCESS if outcome.reason == "interrupted" else Result.FAILURE
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -45,6 +55,18 @@ class CommandResult:
     stderr: str = ""
     #: What the command reports besides its output (``got_revision`` for a checkout, ...).
     data: dict[str, Any] = field(default_factory=dict)
+
+
+class StartedCommand(Protocol):
+    """A command a step started with :meth:`BuildContext.start_command`; ``await`` it for its
+    :class:`CommandResult`."""
+
+    def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop the command: SIGTERM, then SIGKILL after a grace period (withdrawn if it has not
+        started yet); its result then says ``interrupted``, and the build goes on."""
+        ...
+
+    def __await__(self) -> Generator[Any, None, CommandResult]: ...
 
 
 class StepLog(Protocol):
@@ -96,6 +118,16 @@ class BuildContext(RenderContext, Protocol):
         Raises:
             WorkerLost: the worker went away (the build will RETRY).
             BuildStopped: someone stopped the build (it will be CANCELLED).
+        """
+        ...
+
+    def start_command(
+        self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False
+    ) -> StartedCommand:
+        """Start a worker command as :meth:`run_command` does, and return at once, so that the step
+        may interrupt it. A command the step leaves running is interrupted when the step ends.
+
+        Awaiting it raises what :meth:`run_command` raises.
         """
         ...
 
