@@ -628,8 +628,8 @@ def test_priorities_next_build_next_worker_and_max_builds_decide_what_runs_where
         def newest_first(builder, requests):
             return max(requests, key=lambda r: r.id)
 
-        def prefer_w2(builder, workers, request):
-            return "w2" if "w2" in workers else None
+        def w2_when_both_are_free(builder, workers, request):
+            return "w2" if sorted(workers) == ["w1", "w2"] else None
 
         pipeline = Pipeline(
             workers=[Worker("w1", secret="s", max_builds=1), Worker("w2", secret="s")],
@@ -637,13 +637,14 @@ def test_priorities_next_build_next_worker_and_max_builds_decide_what_runs_where
                 AnyBranchScheduler("cold", builders=["ordered"], change_filter=ChangeFilter(branch="cold")),
                 AnyBranchScheduler("hot", builders=["ordered"], change_filter=ChangeFilter(branch="hot"),
                                    priority=10),
-                ForceScheduler("force", builders=["lifo", "picky", "a", "b"]),
+                ForceScheduler("force", builders=["lifo", "picky", "plain", "a", "b"]),
             ],
             builders=[
                 Builder("ordered", workers=["w1"], collapse_requests=False, steps=[Shell("sleep 0.2")]),
                 Builder("lifo", workers=["w1"], collapse_requests=False, next_build=newest_first,
                         steps=[Shell("sleep 0.2")]),
-                Builder("picky", workers=["w1", "w2"], next_worker=prefer_w2, steps=[Shell("true")]),
+                Builder("picky", workers=["w1", "w2"], next_worker=w2_when_both_are_free, steps=[Shell("true")]),
+                Builder("plain", workers=["w1", "w2"], steps=[Shell("true")]),
                 Builder("a", workers=["w1"], steps=[Shell("sleep 0.5")]),
                 Builder("b", workers=["w1"], steps=[Shell("sleep 0.5")]),
             ],
@@ -655,11 +656,7 @@ def test_priorities_next_build_next_worker_and_max_builds_decide_what_runs_where
         client.sendchange(branch=branch, revision=revision)
     lifo = [client.force("lifo", revision=f"l{i}")[0] for i in range(3)]
 
-    # The builder's next_worker hook chooses w2 over w1
     worker_factory(master, "w2", "s")
-    client.force("picky")
-    (picky,) = finished_builds(client, 1, builder="picky")
-    assert picky["worker"] == "w2"
 
     # When w1 arrives, the higher priority goes first, then the oldest; next_build reverses lifo
     worker_factory(master, "w1", "s")
@@ -667,6 +664,14 @@ def test_priorities_next_build_next_worker_and_max_builds_decide_what_runs_where
     assert [b["revision"] for b in ordered] == ["h1", "c1", "c2"]
     started = sorted(finished_builds(client, 3, builder="lifo", timeout=30), key=lambda b: b["started_at"])
     assert [b["request_id"] for b in started] == sorted(lifo, reverse=True)
+
+    # With both workers connected and free, a builder takes the least busy, the first listed (w1),
+    # unless its next_worker hook, offered both, chooses the other
+    client.force("plain")
+    (plain,) = finished_builds(client, 1, builder="plain")
+    client.force("picky")
+    (picky,) = finished_builds(client, 1, builder="picky")
+    assert (plain["worker"], picky["worker"]) == ("w1", "w2")
 
     # max_builds=1: w1 never runs two builds at once, even of different builders
     client.force("a")

@@ -1,11 +1,13 @@
 """More of the pipeline model end to end: Interpolate's modifiers, SetPropertyFromCommand's extract_fn,
-a step interrupting its own command. Each test names the Buildbot behaviour it proves."""
+a step interrupting its own command, collapse functions, triggers that do not wait, worker locks on
+builders and secrets from the environment. Each test names the Buildbot behaviour it proves."""
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
-from ..support import finished_builds, step_log, wait_for
+from ..support import finished_builds, running_build, step_log, wait_for
 
 
 def build_detail(client, build_id: int) -> dict:
@@ -132,3 +134,138 @@ def test_a_custom_step_interrupts_its_own_command_and_decides_its_result(master_
     assert "soaked long enough" in step_log(master.client, build["id"], 0)
     assert "its step ended" in step_log(master.client, build["id"], 1)
 
+
+def test_a_collapse_function_decides_which_waiting_requests_merge(master_factory, worker_factory, tmp_path):
+    # Buildbot: collapseRequests given a function
+    go = tmp_path / "go"
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+
+        def same_branch(new, old):
+            return new.branch == old.branch
+
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["test"])],
+            builders=[Builder("test", workers=["w1"], collapse_requests=same_branch, steps=[
+                Shell("while [ ! -e {go} ]; do sleep 0.05; done", name="wait"),
+            ])],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    client = master.client
+    # Given a build running
+    (first,) = client.force("test", branch="main", revision="m1")
+    running_build(client, "test")
+
+    # When forced requests, which Buildbot's own rule never merges (their revisions differ), queue behind it
+    (m2,) = client.force("test", branch="main", revision="m2")
+    (f1,) = client.force("test", branch="feature", revision="f1")
+    (m3,) = client.force("test", branch="main", revision="m3")
+    go.touch()
+
+    # Then the function merged the older one of main into the newer, and left the other branch alone
+    wait_for(lambda: client.buildrequests(pending=True) == [], 30, "the queue to empty")
+    done = {r["id"]: r["result"] for r in client.buildrequests(pending=False)}
+    assert [done[i] for i in (first, m2, f1, m3)] == ["SUCCESS", "SKIPPED", "SUCCESS", "SUCCESS"]
+    assert sorted(b["revision"] for b in client.builds()) == ["f1", "m1", "m3"]
+
+
+def test_a_trigger_that_does_not_wait_lets_its_parent_end_while_the_child_runs(
+    master_factory, worker_factory, tmp_path
+):
+    # Buildbot: Trigger(waitForFinish=False)
+    go = tmp_path / "go"
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, Trigger, Triggerable, ForceScheduler
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["parent"]), Triggerable("later", builders=["child"])],
+            builders=[
+                Builder("parent", workers=["w1"], steps=[
+                    Trigger("later", wait_for_finish=False, set_properties={{"from_parent": "yes"}}),
+                    Shell("echo parent done", name="after"),
+                ]),
+                Builder("child", workers=["w1"], steps=[Shell("while [ ! -e {go} ]; do sleep 0.05; done")]),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    # When the parent triggers its child
+    master.client.force("parent", branch="main", revision="r1")
+
+    # Then the parent ends while the child still runs, on the parent's sources
+    (parent,) = finished_builds(master.client, 1, builder="parent")
+    child = running_build(master.client, "child")
+    assert parent["result"] == "SUCCESS"
+    assert (child["branch"], child["revision"]) == ("main", "r1")
+    assert build_detail(master.client, child["id"])["properties"]["from_parent"] == ["yes", "Trigger"]
+    go.touch()
+    (child,) = finished_builds(master.client, 1, builder="child")
+    assert child["result"] == "SUCCESS"
+    assert child["finished_at"] > parent["finished_at"]
+
+
+def test_a_builder_worker_lock_keeps_builds_apart_on_a_worker_but_not_across_workers(master_factory, worker_factory):
+    # Buildbot: test_locks.py, WorkerLock(maxCountForWorker=...)
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, WorkerLock
+        disk = WorkerLock("disk", max_count=4, max_count_for_worker={"w1": 1, "w2": 1})
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["compile", "package"])],
+            builders=[
+                Builder(name, workers=["w1", "w2"], collapse_requests=False, locks=[disk.access("counting")],
+                        steps=[Shell("sleep 1")])
+                for name in ("compile", "package")
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    worker_factory(master, "w2", "s")
+
+    # When two builders sharing the lock get two requests each
+    for name in ("compile", "package", "compile", "package"):
+        master.client.force(name)
+    builds = finished_builds(master.client, 4, timeout=30)
+
+    # Then builds on one worker never overlap, and builds on the two workers do
+    assert {b["result"] for b in builds} == {"SUCCESS"}
+    on = {w: sorted((b for b in builds if b["worker"] == w), key=lambda b: b["started_at"]) for w in ("w1", "w2")}
+    assert on["w1"] and on["w2"]
+    for runs in on.values():
+        assert all(later["started_at"] >= earlier["finished_at"] - 0.01 for earlier, later in pairwise(runs))
+    assert any(
+        a["started_at"] < b["finished_at"] and b["started_at"] < a["finished_at"] for a in on["w1"] for b in on["w2"]
+    )
+
+
+def test_a_secret_from_the_masters_environment_is_used_and_hidden(
+    master_factory, worker_factory, monkeypatch, tmp_path
+):
+    # Buildbot: SecretInAFile's sibling for environment variables
+    monkeypatch.setenv("FB_TEST_SECRET_deploy_token", "env-s3cr3t-value")
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Interpolate, SecretsInEnvironment
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            secrets=[SecretsInEnvironment("FB_TEST_SECRET_")],
+            schedulers=[ForceScheduler("force", builders=["deploy"])],
+            builders=[Builder("deploy", workers=["w1"], steps=[
+                Shell(Interpolate("echo deploying with %(secret:deploy_token)s | tee used.txt"), name="deploy"),
+            ])],
+        )
+    """)
+    monkeypatch.delenv("FB_TEST_SECRET_deploy_token")  # only the master has it
+    worker_factory(master, "w1", "s")
+
+    master.client.force("deploy")
+    (build,) = finished_builds(master.client, 1)
+
+    # The command got the real value; its log and the build's properties show only where it was
+    assert build["result"] == "SUCCESS"
+    assert (tmp_path / "w1" / "deploy" / "build" / "used.txt").read_text() == "deploying with env-s3cr3t-value\n"
+    log = step_log(master.client, build["id"], 0)
+    assert "deploying with <secret>" in log
+    assert "env-s3cr3t" not in log + str(build_detail(master.client, build["id"])["properties"])
