@@ -11,7 +11,9 @@ Each batch examines a bounded number of rows, however long the history: old logs
 walking the logs that are left (weeks of them), never the builds (years of them, whose logs went
 long ago). From one sweep to the next, each rule's walk resumes where everything before was
 settled, so a master's sweeps read the logs still within their limits and those written since;
-its first sweep also reads the logs that other rules keep longer.
+its first sweep also reads the logs that other rules keep longer. Old requests are deleted one
+builder at a time, from an index by builder and completion: a batch reads the requests it deletes,
+never those of builders that a longer limit keeps.
 
 Deleting a build request deletes its builds, their steps, log chunks and test results (foreign
 keys cascade, and on SQLite the search index's triggers follow); a buildset goes with its last
@@ -85,17 +87,20 @@ async def sweep(store: Store, retention: Retention, now: float, walks: dict[str 
     """
     swept, walks = Swept(), {} if walks is None else walks
     own = list(retention.per_builder)
-    rules = [(None, _b.builder.not_in(own), _r.builder.not_in(own), retention.limits())]
-    rules += [(name, _b.builder == name, _r.builder == name, retention.limits(name)) for name in own]
-    for rule, build_is, request_is, (logs, builds) in rules:
+    rules = [(None, _b.builder.not_in(own), retention.limits())]
+    rules += [(name, _b.builder == name, retention.limits(name)) for name in own]
+    for rule, build_is, (logs, builds) in rules:
         if logs is not None:
             settled = walks.get(rule, Walk()).settled
             purge = partial(_purge_logs, which=build_is, cutoff=now - logs)
             removed, walks[rule] = await _in_batches(store, purge, Walk(settled, settled))
             swept.log_chunks += removed
         if builds is not None:
-            purge = partial(_purge_requests, which=request_is, cutoff=now - builds)
-            swept.requests += (await _in_batches(store, purge, Walk()))[0]
+            # One builder at a time: its old requests are a range of an index, with no one else's among them.
+            names = [rule] if rule is not None else [name for name in await store._read(_builders) if name not in own]
+            for name in names:
+                purge = partial(_purge_requests, builder=name, cutoff=now - builds)
+                swept.requests += (await _in_batches(store, purge, Walk()))[0]
     return swept
 
 
@@ -152,12 +157,25 @@ def _purge_logs(
     return len(chunks) == size, removed, Walk(chunks[-1], walk.settled)
 
 
+def _builders(conn: sa.Connection) -> list[str]:
+    """The builders that have requests, in order: one step down the ``(builder, complete_at)`` index each."""
+    names: list[str] = []
+    first = sa.select(sa.func.min(_r.builder))
+    while (name := conn.execute(first.where(_r.builder > names[-1]) if names else first).scalar()) is not None:
+        names.append(name)
+    return names
+
+
 def _purge_requests(
-    conn: sa.Connection, size: int, walk: Walk, *, which: sa.ColumnElement[bool], cutoff: float
+    conn: sa.Connection, size: int, walk: Walk, *, builder: str, cutoff: float
 ) -> tuple[bool, int, Walk]:
-    """Delete the next ``size`` requests completed before ``cutoff``, with their builds, and emptied buildsets."""
+    """Delete ``builder``'s next ``size`` requests completed before ``cutoff``, with their builds, and emptied
+    buildsets."""
     rows = conn.execute(
-        sa.select(_r.id, _r.buildset_id).where(which, _r.complete_at < cutoff).order_by(_r.complete_at).limit(size)
+        sa.select(_r.id, _r.buildset_id)
+        .where(_r.builder == builder, _r.complete_at < cutoff)
+        .order_by(_r.complete_at)
+        .limit(size)
     ).all()
     if not rows:
         return False, 0, walk

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -121,7 +122,15 @@ buildrequests = Table(
     Column("claimed_by", Text),
     Column("complete_at", Float),
     Column("result", Integer),
-    Index(None, "complete_at", "builder"),
+    # The requests pending alone: an index of every request by complete_at could lead PostgreSQL's planner
+    # to take the janitor through the old requests of every builder to reach one builder's
+    Index(
+        "ix_buildrequests_pending",
+        "id",
+        sqlite_where=text("complete_at IS NULL"),
+        postgresql_where=text("complete_at IS NULL"),
+    ),
+    Index(None, "builder", "complete_at"),  # the janitor's purge, one builder at a time
 )
 
 #: One row per run of a request; a request lost with its worker has several (RETRY, then the rerun).
@@ -149,6 +158,9 @@ builds = Table(
     Index(None, "started_at"),
     Index(None, "worker", "started_at"),
     Index(None, "builder", "started_at"),  # one builder's history, and the janitor's sweep
+    # The builds finished since, a page at a time, for an event stream resuming (of one builder, or all)
+    Index(None, "finished_at", "id"),
+    Index(None, "builder", "finished_at", "id"),
 )
 
 #: The steps of a build, in order.

@@ -706,9 +706,8 @@ class Store:
         """The first ``limit`` builds that finished after ``when``, oldest first. For the next page,
         pass the last one's ``finished_at`` and its id as ``after_id`` (builds may end together)."""
         b = t.builds.c
-        later = b.finished_at > when
-        if after_id is not None:
-            later = sa.or_(later, sa.and_(b.finished_at == when, b.id > after_id))
+        # One comparison of (finished_at, id), not an OR of two: it is a range of their index.
+        later = b.finished_at > when if after_id is None else sa.tuple_(b.finished_at, b.id) > (when, after_id)
         query = _select_builds().where(later).order_by(b.finished_at, b.id).limit(limit)
         if builder is not None:
             query = query.where(b.builder == builder)

@@ -110,7 +110,7 @@ async def test_a_sweep_reads_the_logs_left_not_the_builds_whose_logs_went(store:
     # Given a store whose logs older than a day went in an earlier sweep
     retention, now = Retention(logs="1d"), T0 + 3 * HOUR + 86400
     assert (await janitor.sweep(store, retention, now=now)).log_chunks == 5
-    work = measure_batches(monkeypatch)
+    work = measure_batches(monkeypatch, "_purge_logs")
     # When the janitor sweeps it again, before and after two thousand older builds whose logs went are added
     await janitor.sweep(store, retention, now=now)
     before = work[:]
@@ -144,15 +144,41 @@ async def test_a_sweep_starts_where_the_last_one_left_every_log_settled(store: S
     assert await builders_with_logs(store) == ["unit"] * 7
 
 
-def measure_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Record what each batch of the janitor's log walk costs the database, batch by batch.
+@pytest.mark.parametrize(
+    ("retention", "deleted"),
+    [
+        (Retention(builds="1d", per_builder={"old": Retention()}), 8),  # unit's and lint's requests go
+        (Retention(per_builder={"unit": Retention(builds="1d")}), 6),  # only unit's go
+    ],
+)
+async def test_a_batch_of_old_requests_reads_those_it_deletes_not_those_kept_longer(
+    store: Store, monkeypatch: pytest.MonkeyPatch, retention: Retention, deleted: int
+):
+    # Given batches of two requests, and many requests of a builder kept forever, older than any other
+    monkeypatch.setattr(janitor, "JANITOR_FIRST_BATCH", 2)
+    monkeypatch.setattr(janitor, "JANITOR_MAX_BATCH", 2)
+    kept = 20_000
+    await add_requests(store, "old", kept, before=T0)
+    work = measure_batches(monkeypatch, "_purge_requests")
+    # When the janitor sweeps two days after the story began
+    swept = await janitor.sweep(store, retention, now=T0 + 2 * 86400)
+    # Then the old requests of the builders the limit is for went, and the kept ones stayed
+    assert swept.requests == deleted
+    assert sum(r.builder == "old" for r in await rows(store, t.buildrequests)) == kept
+    # And no batch read its way past the kept requests (a unit per twenty of them at least: SQLite's
+    # hundreds of steps, PostgreSQL's rows read), each read about what it deleted
+    assert len(work) >= 3 and max(work) < kept / 40, work
+
+
+def measure_batches(monkeypatch: pytest.MonkeyPatch, purge: str) -> list[int]:
+    """Record what each batch of one of the janitor's purges costs the database, batch by batch.
 
     On PostgreSQL, the rows its statements read (by table scans, index scans and the fetches
     they make), from the transaction's own statistics; on SQLite, its statements' virtual
     machine steps, in hundreds. Either grows with every row a statement looks at.
     """
     work: list[int] = []
-    purge = janitor._purge_logs
+    original = getattr(janitor, purge)
 
     def measured(conn: sa.Connection, *args, **kwargs):
         if conn.dialect.name == "sqlite":
@@ -164,17 +190,17 @@ def measure_batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
             raw.set_progress_handler(count, 100)
             try:
-                return purge(conn, *args, **kwargs)
+                return original(conn, *args, **kwargs)
             finally:
                 raw.set_progress_handler(None, 0)
                 work.append(hundreds[0])
         before = conn.exec_driver_sql(_READ).scalar()
         try:
-            return purge(conn, *args, **kwargs)
+            return original(conn, *args, **kwargs)
         finally:
             work.append(conn.exec_driver_sql(_READ).scalar() - before)
 
-    monkeypatch.setattr(janitor, "_purge_logs", measured)
+    monkeypatch.setattr(janitor, purge, measured)
     return work
 
 
@@ -222,6 +248,33 @@ async def add_builds_without_logs(store: Store, n: int, before: float) -> None:
         )
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE")  # as autovacuum would, by the time history is that long
+
+    await store._submit(write)
+
+
+async def add_requests(store: Store, builder: str, n: int, before: float) -> None:
+    """``n`` requests of ``builder`` in one buildset, completed a minute apart up to ``before``, without builds."""
+
+    def write(conn: sa.Connection) -> None:
+        at = before - n * 60
+        buildset = conn.execute(
+            sa.insert(t.buildsets).values(scheduler="force", properties={}, submitted_at=at)
+        ).inserted_primary_key[0]
+        conn.execute(
+            sa.insert(t.buildrequests),
+            [
+                {
+                    "buildset_id": buildset,
+                    "builder": builder,
+                    "submitted_at": at,
+                    "complete_at": at + i * 60,
+                    "result": 0,
+                }
+                for i in range(1, n + 1)
+            ],
+        )
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("ANALYZE")
 
     await store._submit(write)
 
