@@ -122,10 +122,19 @@ class MailNotifier(Reporter):
                 smtp.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
             raise ReportRejected(f"the mail server refused the login of {self.username!r}: {exc.smtp_code}") from None
-        except (smtplib.SMTPRecipientsRefused, smtplib.SMTPSenderRefused) as exc:
-            raise ReportRejected(f"the mail server refused the message: {exc}") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            raise _refused([code for code, _ in exc.recipients.values()], exc) from None
+        except smtplib.SMTPSenderRefused as exc:
+            raise _refused([exc.smtp_code], exc) from None
         except (smtplib.SMTPException, OSError) as exc:
             raise ReportError(f"mail via {self.smtp_host}:{self.smtp_port} failed: {exc}") from None
+
+
+def _refused(codes: list[int], exc: smtplib.SMTPException) -> ReportError:
+    """The server's refusal: tried again later when every code is a temporary one (4xx, as greylisting
+    answers), given up otherwise."""
+    error = ReportError if all(400 <= code < 500 for code in codes) else ReportRejected
+    return error(f"the mail server refused the message: {exc}")
 
 
 def subject(build: Build) -> str:

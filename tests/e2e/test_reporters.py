@@ -188,18 +188,39 @@ def with_secrets(pipeline: str, directory) -> str:
 
 
 class Mailbox:
-    """What an aiosmtpd server received, and how each client got in."""
+    """What an aiosmtpd server received, and how each client got in.
+
+    ``refuse`` holds, by command ("RCPT", "DATA"), the replies that the server gives the next times
+    that command comes, before it accepts it (a greylisting server's ``450``, say); ``refused`` what it gave.
+    """
 
     def __init__(self) -> None:
         self.messages: list[dict] = []
+        self.refuse: dict[str, list[str]] = {}
+        self.refused: list[str] = []
+
+    def _refusal(self, command: str) -> str | None:
+        replies = self.refuse.get(command)
+        if not replies:
+            return None
+        self.refused.append(replies[0])
+        return replies.pop(0)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+        if refusal := self._refusal("RCPT"):
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        if refusal := self._refusal("DATA"):
+            return refusal
         self.messages.append(
             {
                 "from": envelope.mail_from,
                 "to": envelope.rcpt_tos,
                 "message": message_from_bytes(envelope.content, policy=default_policy),
-                "tls": session.ssl is not None,
+                "tls": server.transport.get_extra_info("ssl_object") is not None,
                 "login": session.authenticated and session.auth_data.login.decode(),
             }
         )
@@ -207,33 +228,56 @@ class Mailbox:
 
 
 @pytest.fixture
-def smtp_server(tmp_path):
-    """An SMTP server on a free port that requires STARTTLS and a login (ci / mail-secret)."""
+def smtp_factory(tmp_path):
+    """Start SMTP servers on free ports with a certificate the CA in ``ca.pem`` signed, and a login
+    (ci / mail-secret): with STARTTLS required, or (``implicit_tls``) TLS from the first byte."""
     ca = trustme.CA()
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
+    controllers = []
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = auth_data.login == b"ci" and auth_data.password == b"mail-secret"
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
-    mailbox = Mailbox()
-    controller = Controller(
-        mailbox,
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=context,
-        require_starttls=True,
-        auth_required=True,
-        authenticator=authenticator,
+    def start(implicit_tls: bool = False) -> Mailbox:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+        tls = {"ssl_context": context, "auth_require_tls": False} if implicit_tls else {"tls_context": context}
+        mailbox = Mailbox()
+        controller = Controller(
+            mailbox,
+            hostname="127.0.0.1",
+            port=free_port(),
+            require_starttls=not implicit_tls,
+            auth_required=True,
+            authenticator=authenticator,
+            **tls,
+        )
+        controller.start()
+        controllers.append(controller)
+        mailbox.port = controller.port
+        mailbox.ca_file = ca_file
+        return mailbox
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp_server(smtp_factory):
+    """An SMTP server on a free port that requires STARTTLS and a login (ci / mail-secret)."""
+    return smtp_factory()
+
+
+def mailer(server: Mailbox, options: str) -> str:
+    """A MailNotifier to dev@example.com through ``server``, logged in as ci, with more ``options``."""
+    return (
+        f"MailNotifier('ci@example.com', 'dev@example.com', smtp_port={server.port}, username='ci',"
+        f" password='mail-secret', ssl_context=ssl.create_default_context(cafile={str(server.ca_file)!r}),"
+        f" {options})"
     )
-    controller.start()
-    mailbox.port = controller.port
-    mailbox.ca_file = ca_file
-    yield mailbox
-    controller.stop()
 
 
 def test_mail_notifier_sends_failing_builds_over_starttls_with_login(
@@ -285,11 +329,7 @@ def test_mail_to_a_server_that_refuses_the_login_is_given_up_and_logged(master_f
 
 def test_a_branch_with_a_newline_is_mailed_on_one_subject_line(master_factory, worker_factory, smtp_server):
     # Given a change on a branch whose name carries a newline and a header after it
-    reporter = (
-        f"MailNotifier('ci@example.com', 'dev@example.com', smtp_port={smtp_server.port}, username='ci',"
-        f" password='mail-secret', ssl_context=ssl.create_default_context(cafile={str(smtp_server.ca_file)!r}),"
-        " builders=['fail'], attempts=1)"
-    )
+    reporter = mailer(smtp_server, "builders=['fail'], attempts=1")
     master = master_factory(PIPELINE.format(reporters=reporter))
     worker_factory(master, "w1", "s")
     master.client.sendchange(branch="main\r\nBcc: eve@example.com", revision="abc1234567890", author="alice")
@@ -300,3 +340,60 @@ def test_a_branch_with_a_newline_is_mailed_on_one_subject_line(master_factory, w
     message = mail["message"]
     assert message["Subject"] == "FAILURE: fail #1 on main Bcc: eve@example.com (abc1234567)"
     assert message["Bcc"] is None and mail["to"] == ["dev@example.com"]
+
+
+# aiosmtpd knows TLS only as STARTTLS: it warns that its SMTPS server takes logins "without TLS"
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_mail_notifier_sends_over_tls_from_the_first_byte(master_factory, worker_factory, smtp_factory):
+    # Given a mail server that speaks TLS only (port 465 style), with a certificate the notifier trusts
+    smtps = smtp_factory(implicit_tls=True)
+    reporter = mailer(smtps, "tls='ssl', builders=['fail'], attempts=1")
+    master = master_factory(PIPELINE.format(reporters=reporter))
+    worker_factory(master, "w1", "s")
+
+    # When a build fails
+    change(master, revision="abc1234567890")
+    finished_builds(master.client, 2)
+
+    # Then its mail went over TLS, after the login
+    (mail,) = wait_for(lambda: smtps.messages, 20, "a mail")
+    assert mail["tls"] and mail["login"] == "ci"
+    assert mail["message"]["Subject"] == "FAILURE: fail #1 on main (abc1234567)"
+
+
+@pytest.mark.parametrize(
+    ("command", "reply"),
+    [("RCPT", "450 4.2.0 Greylisted, try again later"), ("DATA", "451 4.3.0 Mail server busy, try again later")],
+)
+def test_mail_the_server_puts_off_with_a_temporary_failure_is_sent_again(
+    master_factory, worker_factory, smtp_server, command, reply
+):
+    # Given a mail server that answers the first mail with a temporary failure
+    smtp_server.refuse[command] = [reply]
+    reporter = mailer(smtp_server, "builders=['fail'], backoff=0.05")
+    master = master_factory(PIPELINE.format(reporters=reporter))
+    worker_factory(master, "w1", "s")
+
+    # When a build fails
+    change(master)
+    finished_builds(master.client, 2)
+
+    # Then the mail is tried again, and arrives once
+    (mail,) = wait_for(lambda: smtp_server.messages, 20, "the mail, sent again")
+    assert smtp_server.refused == [reply]
+    assert mail["message"]["Subject"].startswith("FAILURE: fail #1") and mail["to"] == ["dev@example.com"]
+    assert "retrying in" in master.log()
+    time.sleep(0.5)
+    assert len(smtp_server.messages) == 1
+
+
+def test_mail_to_a_recipient_the_server_refuses_for_good_is_not_sent_again(master_factory, worker_factory, smtp_server):
+    smtp_server.refuse["RCPT"] = ["550 5.1.1 No such user"] * 2
+    reporter = mailer(smtp_server, "builders=['fail'], backoff=0.05")
+    master = master_factory(PIPELINE.format(reporters=reporter))
+    worker_factory(master, "w1", "s")
+    change(master)
+    finished_builds(master.client, 2)
+    wait_for(lambda: "refused, not retrying" in master.log(), 20, "the refusal in the log")
+    time.sleep(0.5)
+    assert smtp_server.refused == ["550 5.1.1 No such user"] and smtp_server.messages == []
