@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import ipaddress
 import json
+import re
+import socket
 import subprocess
 import sys
 import time
@@ -12,11 +17,14 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import tornado.httpclient
+import tornado.websocket
 
 from flowbot.client import Client
+from flowbot.defaults import HTTP_PORT, MASTER_URL, WORKER_ENDPOINT
 from flowbot.errors import Forbidden, Unauthorized
 
-from ..support import finished_builds, wait_for
+from ..support import SAMPLE_PIPELINE, Process, finished_builds, wait_for
 
 PROTECTED = """\
 from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, AnyBranchScheduler, Auth
@@ -168,6 +176,100 @@ def _answers(client):
     except Exception:
         return False
     return True
+
+
+def test_a_reconfig_needs_the_credentials_control_needs(protected):
+    # Given an edited pipeline that adds a builder
+    more = 'Builder("more", workers=["w1"], steps=[Shell("true")]), '
+    edited = PROTECTED.format(read="open").replace('builders=[Builder("quick"', f'builders=[{more}Builder("quick"')
+    (protected.basedir / "pipeline.py").write_text(edited)
+
+    # When someone asks the master to apply it without credentials, or with wrong ones, it refuses
+    status, body, headers = call(protected, "POST", "/api/reconfig", {})
+    assert status == 401 and "needs credentials" in body["error"]
+    assert headers["WWW-Authenticate"] == 'Bearer realm="flowbot"'
+    assert call(protected, "POST", "/api/reconfig", {}, {"Authorization": "Bearer nope"})[0] == 403
+    assert [b["name"] for b in protected.client.builders()] == ["quick"]
+
+    # And with a token it applies it
+    status, body, _ = call(protected, "POST", "/api/reconfig", {}, {"Authorization": "Bearer tok-123"})
+    assert (status, sorted(body["builders"])) == (200, ["more", "quick"])
+    assert sorted(b["name"] for b in protected.client.builders()) == ["more", "quick"]
+
+
+async def test_the_event_stream_of_a_master_with_closed_reads_needs_credentials(master_factory, worker_factory):
+    # Given a master whose reads need a login or a token
+    master = master_factory(PROTECTED.format(read="users"), wait=False)
+    client = Client(master.url, token="tok-123")
+    wait_for(lambda: _answers(client), 30, "the master")
+    worker_factory(master, "w1", "s", wait=False)
+    wait_for(lambda: client.workers()[0]["connected"], 20, "the worker to connect")
+    url = master.url.replace("http://", "ws://") + "/api/events?types=build.finished"
+
+    # When a client opens the event stream without credentials, or with a wrong token, it is refused
+    for headers, status in (({}, 401), ({"Authorization": "Bearer nope"}, 403)):
+        with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+            await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(url, headers=headers))
+        assert refused.value.code == status
+
+    # And with a token it gets the events
+    request = tornado.httpclient.HTTPRequest(url, headers={"Authorization": "Bearer tok-123"})
+    ws = await tornado.websocket.websocket_connect(request)
+    try:
+        assert json.loads(await ws.read_message())["type"] == "hello"
+        client.force("quick")
+        event = json.loads(await asyncio.wait_for(ws.read_message(), 20))
+        assert (event["type"], event["build"]["builder"], event["build"]["result"]) == (
+            "build.finished",
+            "quick",
+            "SUCCESS",
+        )
+    finally:
+        ws.close()
+
+
+def non_loopback_address() -> str | None:
+    """An IPv4 address of this machine other than loopback (from ``ip -4 addr``, or its host name)."""
+    try:
+        listed = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True, timeout=10).stdout
+    except FileNotFoundError:
+        listed = ""
+    addresses = re.findall(r"inet (\d+\.\d+\.\d+\.\d+)", listed)
+    with contextlib.suppress(OSError):
+        addresses.append(socket.gethostbyname(socket.gethostname()))
+    return next((a for a in addresses if not ipaddress.ip_address(a).is_loopback), None)
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=3):
+            return True
+    except OSError:
+        return False
+
+
+def test_a_master_started_without_addresses_listens_on_loopback_only(tmp_path):
+    address = non_loopback_address()
+    if address is None:
+        pytest.skip("this machine has no address but loopback")
+    # Given a master started with neither --http nor --zmq
+    basedir = tmp_path / "master"
+    basedir.mkdir()
+    (basedir / "pipeline.py").write_text(SAMPLE_PIPELINE)
+    master = Process([sys.executable, "-m", "flowbot", "start", str(basedir)], tmp_path / "master.log")
+    try:
+
+        def up() -> bool:
+            assert master.alive(), master.log()
+            return _answers(Client(MASTER_URL, timeout=5))
+
+        wait_for(up, 30, "the master on its default address")
+        # Then its HTTP API and its worker endpoint answer on loopback, and not on the machine's other address
+        for port in (HTTP_PORT, int(WORKER_ENDPOINT.rsplit(":", 1)[1])):
+            assert reachable("127.0.0.1", port), port
+            assert not reachable(address, port), f"port {port} is open on {address}"
+    finally:
+        master.stop()
 
 
 def test_the_cli_forces_with_a_token_from_a_flag_or_the_environment(protected):

@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+import zmq
 
 from flowbot.errors import InvalidRequest, NotFound
 
@@ -126,6 +127,51 @@ def test_metrics_in_prometheus_text_format(master):
     assert "# TYPE flowbot_worker_messages_dropped_total counter" in text
     for line in text.splitlines():  # every sample line parses as name{labels} value
         assert line.startswith("#") or re.fullmatch(r"[a-z_]+(\{[^}]*\})? [0-9.e+-]+", line), line
+
+
+def metric(master, sample: str) -> float | None:
+    """The value of one sample (``name{labels}``) on the master's /metrics, or None when it is not there."""
+    status, text, _ = call(master, "GET", "/metrics")
+    assert status == 200
+    values = [line.rpartition(" ")[2] for line in text.splitlines() if line.rpartition(" ")[0] == sample]
+    return float(values[0]) if values else None
+
+
+def test_metrics_count_the_messages_dropped_from_the_worker_socket(master_factory):
+    # Given a master, and someone who sends its worker socket a message too short and one of another protocol
+    master = master_factory(PIPELINE)
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(master.endpoint)
+    try:
+        sock.send_multipart([b"x"])
+        sock.send_multipart([b"NOPE", b"", b"{}", b"{}"])
+        sock.send_multipart([b"NOPE", b"", b"{}", b"{}"])
+        # Then /metrics counts them, by reason
+        wait_for(lambda: metric(master, 'flowbot_worker_messages_dropped_total{reason="bad-tag"}') == 2, 10)
+    finally:
+        sock.close()
+        ctx.term()
+    assert metric(master, 'flowbot_worker_messages_dropped_total{reason="short"}') == 1
+
+
+def test_metrics_show_the_requests_waiting_for_a_worker_until_one_takes_them(master_factory, worker_factory):
+    # Given a master with no worker connected, and three builds forced
+    master = master_factory(PIPELINE)
+    for builder in ("unit", "unit", "lint"):
+        master.client.force(builder)
+
+    # Then /metrics shows them waiting, by builder
+    wait_for(lambda: metric(master, 'flowbot_queue_length{builder="unit"}') == 2, 10, "two unit requests queued")
+    assert metric(master, 'flowbot_queue_length{builder="lint"}') == 1
+    assert metric(master, 'flowbot_queue_length{builder="slow"}') == 0
+
+    # And once a worker has built them, the queue is empty
+    worker_factory(master, "w1", "s")
+    finished_builds(master.client, 3)
+    assert metric(master, 'flowbot_queue_length{builder="unit"}') == 0
+    assert metric(master, 'flowbot_queue_length{builder="lint"}') == 0
 
 
 def test_the_page_is_served_with_its_assets_and_a_strict_policy(master):
