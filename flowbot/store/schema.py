@@ -157,7 +157,7 @@ builds = Table(
     UniqueConstraint("builder", "number"),
     Index(None, "started_at"),
     Index(None, "worker", "started_at"),
-    Index(None, "builder", "started_at"),  # one builder's history, and the janitor's sweep
+    Index(None, "builder", "started_at"),  # one builder's history
     # The builds finished since, a page at a time, for an event stream resuming (of one builder, or all)
     Index(None, "finished_at", "id"),
     Index(None, "builder", "finished_at", "id"),
