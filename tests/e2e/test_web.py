@@ -172,8 +172,9 @@ def test_the_build_page_hides_the_steps_the_pipeline_hides(master_factory, worke
     step = {name: page.locator(f'.step[data-step="{n}"]') for n, name in enumerate(["prepare", "work", "clean"])}
     expect(step["prepare"]).to_be_visible()
 
-    # When it ends, the steps that hide_step_if hides go, live, and the others stay
-    expect(page.locator("#build-result")).to_have_text("SUCCESS")
+    # When it ends (its steps sleep 5 s in all), the steps that hide_step_if hides go, live, and
+    # the others stay
+    expect(page.locator("#build-result")).to_have_text("SUCCESS", timeout=30_000)
     expect(step["prepare"]).to_be_hidden()
     expect(step["clean"]).to_be_hidden()
     expect(step["work"]).to_be_visible()
