@@ -1,17 +1,23 @@
 """Flaky tests: tests whose outcome changes when the code does not.
 
-Two kinds of evidence, both over a recent window of builds:
+Three kinds of evidence, over a recent window of builds:
 
 - the test both passed and failed on one revision (a rerun, or two builders, disagreed);
 - its outcome flips between runs of one revision on one builder, in build order: the code did not
-  change, the outcome did. A flip between two revisions is not counted, whatever the outcomes: a
-  change that breaks a test and the one that fixes it flip it too, and that is no flakiness.
+  change, the outcome did;
+- blips: a run whose outcome differs from both the run before it and the run after it on its
+  builder (one failure between passes, or one pass between failures), whatever the revisions.
+  CI that builds each commit once never reruns the same code, and there a flaky test shows as
+  failures that come and go at once; a change that breaks a test and the one that fixes it make
+  a run of failures instead, and no blip unless the fix is the very next build. So blips are
+  weaker evidence, and a test needs several (``min_blips``) to be listed on their account.
 
-The flakiness score is the share of those runs (each run of a revision on a builder after its
-first there) whose outcome differs from the run before: 0 for a stable test or one never rerun on
-the same code, near 1 for one that alternates. Errors count as failures; skipped runs and runs of
-builds without a revision are left out. A window's runs (millions, on a busy CI) are read a column
-at a time and counted with numpy: sorting them by test in SQL took the databases several times as long.
+The flakiness score is the share of a test's runs that contradict their neighbours: flips among
+the runs that followed one of the same revision on their builder, plus blips among the runs with
+a run before and after them there. 0 for a stable test, near 1 for one that alternates. Errors
+count as failures; skipped runs and runs of builds without a revision are left out. A window's
+runs (millions, on a busy CI) are read a column at a time and counted with numpy: sorting them by
+test in SQL took the databases several times as long.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ COLUMNS = [
     "passed",
     "failed",
     "flips",
+    "blips",
     "mixed_revisions",
     "flakiness",
     "revisions",
@@ -57,6 +64,7 @@ def flaky_tests(
     window: str | dt.timedelta = "7d",
     builder: str | None = None,
     min_flips: int = 3,
+    min_blips: int = 3,
 ) -> pd.DataFrame:
     """Tests that look flaky in the last ``window`` of history, most flaky first.
 
@@ -68,13 +76,15 @@ def flaky_tests(
         builder: only this builder's runs.
         min_flips: flips that make a test flaky. A flip is between runs of one revision, which then
             both passed and failed, so a test with one is flaky anyway; 0 lists every test that failed.
+        min_blips: blips that make a test flaky (see the module docstring): a lone failure may be
+            a change broken and fixed at once, several are a pattern.
 
     Returns:
         One row per test: ``suite, classname, name, runs, passed, failed, flips`` (between runs of
-        one revision on one builder), ``mixed_revisions`` (revisions on which it both passed and
-        failed, on any builders), ``flakiness`` (0 to 1),
-        and the evidence: ``revisions`` and ``failed_builds`` (up to five of each, newest first,
-        as lists) and ``last_failed_at``.
+        one revision on one builder), ``blips`` (runs unlike both runs beside them on their
+        builder), ``mixed_revisions`` (revisions on which it both passed and failed, on any
+        builders), ``flakiness`` (0 to 1), and the evidence: ``revisions`` and ``failed_builds``
+        (up to five of each, newest first, as lists) and ``last_failed_at``.
     """
     history.require("test_results")
     seconds = span(window, "window")
@@ -102,7 +112,7 @@ def flaky_tests(
         builds = read_columns(conn, builds, _BUILDS)
         runs, tests, revisions = _in_window(read_columns(conn, runs, _RUNS), builds)
     mixed = _mixed(runs, tests, revisions)
-    flaky = _score(_counts(runs, tests), mixed, min_flips)
+    flaky = _score(_counts(runs, tests), mixed, min_flips, min_blips)
     if flaky.empty:
         return _empty()
     failed = runs[runs["failed"] == 1].join(tests, on="test")
@@ -145,23 +155,35 @@ def _in_window(
 
 
 def _counts(runs: pd.DataFrame, tests: pd.DataFrame) -> pd.DataFrame:
-    """Per test that failed at least once: its runs, failures, flips and runs that followed one of the same code."""
+    """Per test that failed at least once: its runs, failures, flips and blips, and the runs that
+    could have been either (``follows``: after a run of the same code; ``inner``: between two runs)."""
     test, builder, revision, build, failed = (
         runs[c].to_numpy() for c in ("test", "builder", "revision", "build_id", "failed")
     )
-    order = np.lexsort((build, revision, builder, test))  # each test's runs of each revision on each builder
-    test, builder, revision, failed = test[order], builder[order], revision[order], failed[order]
-    # The same test's previous run of the same revision there (a build without a revision proves nothing)
-    follows = (
-        (test[1:] == test[:-1]) & (builder[1:] == builder[:-1]) & (revision[1:] == revision[:-1]) & (revision[1:] >= 0)
-    )
-    flips = follows & (failed[1:] != failed[:-1])
     size = len(tests)
+    # Each test's runs of each revision on each builder, in build order (a build without a
+    # revision proves nothing): a flip is a run unlike the one before it
+    order = np.lexsort((build, revision, builder, test))
+    t, b, r, f = test[order], builder[order], revision[order], failed[order]
+    follows = (t[1:] == t[:-1]) & (b[1:] == b[:-1]) & (r[1:] == r[:-1]) & (r[1:] >= 0)
+    flips = follows & (f[1:] != f[:-1])
+    counted = {
+        "follows": np.bincount(t[1:][follows], minlength=size),
+        "flips": np.bincount(t[1:][flips], minlength=size),
+    }
+    # Each test's runs on each builder, in build order: a blip is a run unlike both runs beside it
+    order = np.lexsort((build, builder, test))
+    t, b, f = test[order], builder[order], failed[order]
+    inner = (t[1:-1] == t[:-2]) & (t[1:-1] == t[2:]) & (b[1:-1] == b[:-2]) & (b[1:-1] == b[2:])
+    blips = inner & (f[1:-1] != f[:-2]) & (f[1:-1] != f[2:])
+    counted |= {
+        "inner": np.bincount(t[1:-1][inner], minlength=size),
+        "blips": np.bincount(t[1:-1][blips], minlength=size),
+    }
     tests = tests.assign(
         runs=np.bincount(test, minlength=size),
         failed=np.bincount(test, weights=failed, minlength=size).astype(np.int64),
-        flips=np.bincount(test[1:][flips], minlength=size),
-        follows=np.bincount(test[1:][follows], minlength=size),
+        **counted,
     )
     return tests[tests["failed"] > 0]
 
@@ -177,15 +199,16 @@ def _mixed(runs: pd.DataFrame, tests: pd.DataFrame, revisions: np.ndarray) -> pd
     return pairs.join(tests, on="test")[[*_TEST, "revision", "last"]]
 
 
-def _score(tests: pd.DataFrame, mixed: pd.DataFrame, min_flips: int) -> pd.DataFrame:
+def _score(tests: pd.DataFrame, mixed: pd.DataFrame, min_flips: int, min_blips: int) -> pd.DataFrame:
     """Per test counts and the flakiness score; only the tests with evidence of flakiness."""
     tests = tests.set_index(_TEST)
-    for column in ("runs", "failed", "flips", "follows"):
+    for column in ("runs", "failed", "flips", "follows", "blips", "inner"):
         tests[column] = tests[column].astype("int64")
     tests["passed"] = tests["runs"] - tests["failed"]
     tests["mixed_revisions"] = mixed.groupby(_TEST).size().reindex(tests.index, fill_value=0).astype("int64")
-    tests["flakiness"] = (tests["flips"] / tests["follows"].where(tests["follows"] > 0)).fillna(0.0)
-    return tests[(tests["mixed_revisions"] > 0) | (tests["flips"] >= min_flips)]
+    judged = tests["follows"] + tests["inner"]
+    tests["flakiness"] = ((tests["flips"] + tests["blips"]) / judged.where(judged > 0)).fillna(0.0).clip(upper=1.0)
+    return tests[(tests["mixed_revisions"] > 0) | (tests["flips"] >= min_flips) | (tests["blips"] >= min_blips)]
 
 
 def _evidence(flaky: pd.DataFrame, mixed: pd.DataFrame, failures: pd.DataFrame) -> pd.DataFrame:
@@ -205,5 +228,5 @@ def _evidence(flaky: pd.DataFrame, mixed: pd.DataFrame, failures: pd.DataFrame) 
 
 
 def _empty() -> pd.DataFrame:
-    dtypes = ["str"] * 3 + ["int64"] * 5 + ["float64", "object", "object", "datetime64[ns, UTC]"]
+    dtypes = ["str"] * 3 + ["int64"] * 6 + ["float64", "object", "object", "datetime64[ns, UTC]"]
     return pd.DataFrame({column: pd.Series(dtype=d) for column, d in zip(COLUMNS, dtypes, strict=True)})

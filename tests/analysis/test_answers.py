@@ -152,15 +152,19 @@ def test_flaky_tests_with_evidence(history):
     flaky = history.flaky_tests(window="7d")
     assert flaky["name"].tolist() == ["test_network"]  # test_parse failed on r2 only: a real breakage
     (row,) = flaky.itertuples()
-    # One flip: r3 passed, then failed when built again; going on to r4 and passing is no flip
-    assert (row.runs, row.passed, row.failed, row.flips, row.mixed_revisions) == (5, 4, 1, 1, 1)
-    assert row.flakiness == 1.0  # the one rerun of the same code disagreed
+    # One flip: r3 passed, then failed when built again; going on to r4 and passing is no flip.
+    # One blip: that failure, between two passes
+    assert (row.runs, row.passed, row.failed, row.flips, row.blips, row.mixed_revisions) == (5, 4, 1, 1, 1, 1)
+    # Of the one run after a run of the same code and the three between two runs, two contradict
+    assert row.flakiness == 0.5
     assert row.revisions == ["r3"]
     assert row.failed_builds == [known.builds["unit#4"]]
     assert row.last_failed_at == stamp(T0 + 3 * HOUR)
     # test_parse flipped twice, but each time with a change: listed only when every failing test is asked for
     assert set(history.flaky_tests(min_flips=1)["name"]) == {"test_network"}
     assert set(history.flaky_tests(min_flips=0)["name"]) == {"test_network", "test_parse"}
+    # and its one failure between passes is a blip, which alone is not enough unless asked
+    assert set(history.flaky_tests(min_blips=1)["name"]) == {"test_network", "test_parse"}
     assert history.flaky_tests(builder="lint").empty
 
 
@@ -188,9 +192,39 @@ async def test_a_test_broken_and_fixed_by_changes_is_not_flaky_and_one_that_flip
     # Then only test_flaky is: it flipped on r3, r5 and r8 without a change, and failed 3 times out of 16
     assert found["name"].tolist() == ["test_flaky"]
     (row,) = found.itertuples()
-    assert (row.runs, row.failed, row.flips, row.mixed_revisions) == (16, 3, 3, 3)
-    assert row.flakiness == 3 / 8  # 8 runs followed one of the same revision; 3 of them disagreed
+    assert (row.runs, row.failed, row.flips, row.blips, row.mixed_revisions) == (16, 3, 3, 2, 3)
+    # 8 runs followed one of the same revision and 3 disagreed; of the 14 between two runs, 2 are
+    # unlike both (r8's second is the last run, with nothing after it)
+    assert row.flakiness == (3 + 2) / (8 + 14)
     assert row.revisions == ["r8", "r5", "r3"]
+
+
+async def test_in_ci_that_builds_each_commit_once_lone_failures_show_a_flaky_test(db_url):
+    # Given a builder that built each of 40 revisions once, running two tests:
+    # test_real broken by r10 until r13, and by r30 until r32 (runs of failures, each ended by a fix);
+    # test_flaky failing alone now and then, the builds either side passing (r5, r17, r24, r36)
+    real = {*range(10, 13), *range(30, 32)}
+    flaky = {5, 17, 24, 36}
+    store = await Store.open(db_url)
+    try:
+        for i in range(40):
+            (request,) = await store.add_buildset(build_spec("unit", "main", f"r{i}"), T0 + i * 600)
+            tests = [
+                ("test_real", Outcome.FAILED if i in real else Outcome.PASSED),
+                ("test_flaky", Outcome.FAILED if i in flaky else Outcome.PASSED),
+            ]
+            await write_build(store, request, i + 1, "w1", T0 + i * 600 + 10, Result.SUCCESS, tests=tests)
+    finally:
+        await store.close()
+    # When flaky tests are asked for
+    with History(db_url) as history:
+        found = history.flaky_tests(window="1d")
+    # Then test_flaky is, on its four blips, though no code was ever built twice; test_real is not
+    assert found["name"].tolist() == ["test_flaky"]
+    (row,) = found.itertuples()
+    assert (row.runs, row.failed, row.flips, row.blips, row.mixed_revisions) == (40, 4, 0, 4, 0)
+    assert row.flakiness == 4 / 38
+    assert row.failed_builds == [37, 25, 18, 6]
 
 
 async def test_flaky_tests_count_what_counting_by_hand_counts(db_url):
@@ -213,7 +247,17 @@ async def test_flaky_tests_count_what_counting_by_hand_counts(db_url):
     with History(db_url) as history:
         flaky = history.flaky_tests(window="1d", min_flips=0).set_index("name")
     # Then each count, and the evidence, is what going through the runs one by one gives
-    columns = ["runs", "passed", "failed", "flips", "mixed_revisions", "flakiness", "revisions", "failed_builds"]
+    columns = [
+        "runs",
+        "passed",
+        "failed",
+        "flips",
+        "blips",
+        "mixed_revisions",
+        "flakiness",
+        "revisions",
+        "failed_builds",
+    ]
     assert {name: tuple(row) for name, row in zip(flaky.index, flaky[columns].values.tolist(), strict=True)} == {
         name: counted for name in sorted({run[3] for run in runs}) if (counted := _count_by_hand(runs, name))
     }
@@ -229,6 +273,11 @@ def _count_by_hand(runs: list[tuple], test: str) -> tuple | None:
         series = [bad for _, on, rev, _, bad in mine if (on, rev) == (builder, revision)]
         follows += len(series) - 1
         flips += sum(a != b for a, b in itertools.pairwise(series))
+    blips = inner = 0
+    for builder in {run[1] for run in mine}:  # runs on one builder, whatever the code
+        series = [bad for _, on, _, _, bad in mine if on == builder]
+        inner += max(len(series) - 2, 0)
+        blips += sum(before != it != after for before, it, after in zip(series, series[1:], series[2:], strict=False))
     outcomes_of = {}
     for build, _, revision, _, bad in mine:
         outcomes_of.setdefault(revision, []).append((build, bad))
@@ -241,8 +290,9 @@ def _count_by_hand(runs: list[tuple], test: str) -> tuple | None:
         len(mine) - len(failed),
         len(failed),
         flips,
+        blips,
         len(mixed),
-        flips / follows if follows else 0.0,
+        (flips + blips) / (follows + inner) if follows + inner else 0.0,
         newest_mixed,
         failed[::-1][:5],
     )
