@@ -9,6 +9,7 @@ import pytest
 
 from flowbot import Builder, MasterLock, Pipeline, Shell, Worker, WorkerLock
 from flowbot.errors import ConfigErrors
+from flowbot.locks import problems
 
 
 def here() -> int:
@@ -61,10 +62,16 @@ def test_two_different_locks_of_one_name_are_a_config_error_at_the_second(first,
 
 
 def test_locks_of_one_name_and_the_same_counts_are_one_lock() -> None:
-    Pipeline(
+    # Given two builders, each with its own MasterLock object of one name and count (a helper
+    # function making the builders, say)
+    pipeline = Pipeline(
         workers=[Worker("w1")],
         builders=[
             Builder(name, workers=["w1"], locks=[MasterLock("deploy", max_count=2).access()], steps=[Shell("make")])
             for name in ("a", "b")
         ],
     )
+    # Then the pipeline is taken, and both builders hold the one real lock
+    a, b = (builder.locks[0].lock for builder in pipeline.builders)
+    assert a is not b and problems(pipeline.builders) == []
+    assert a.scope("w1") == b.scope("w1") == ("deploy", "")
