@@ -549,6 +549,8 @@ class RunningBuild:
     async def _end_started_commands(self) -> None:
         """Interrupt the commands the step started and left running, and wait for them to end:
         a command never outlives its step."""
+        if not self._started:  # the usual step, on every build's path
+            return
         started, self._started = self._started, []
         for command in started:
             command.interrupt("its step ended")
