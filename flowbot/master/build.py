@@ -37,6 +37,7 @@ from ..records import BuildRequest, SourceStamp
 from ..results import Result, combine
 from ..steps.base import CommandResult, Step
 from ..store import Ref
+from .events import EventKind
 from .logs import LogWriter
 from .registry import WorkerConnection
 from .transfers import ReceiveFile, SendFile, TransferError, master_path
@@ -178,9 +179,15 @@ class RunningBuild:
             events = self.master.events
 
             def live(first: int, lines: list[tuple[str, str]]) -> None:
-                if events.wants("log"):
+                if events.wants(EventKind.LOG):
                     events.emit(
-                        "log", build_id=self.id, builder=self.builder, step=index, log=name, first=first, lines=lines
+                        EventKind.LOG,
+                        build_id=self.id,
+                        builder=self.builder,
+                        step=index,
+                        log=name,
+                        first=first,
+                        lines=lines,
                     )
 
             self._logs[name] = LogWriter(self._step_ref, name, self.master.store.append_log, live, self._redact)
@@ -409,7 +416,7 @@ class RunningBuild:
         self._start_write = store.start_build(
             self.request, self.number, self.worker, self.started_at, self.master.name, self.ref
         )
-        self._record(self._start_write, lambda: ("build.started", {"build": self.summary()}))
+        self._record(self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": self.summary()}))
         try:
             result = await self._run_steps()
         except Exception:  # a bug in the master must still end the build, visibly
@@ -436,7 +443,7 @@ class RunningBuild:
             ],
         )
         self._finish_write.add_done_callback(self._downstream_stored)
-        self._record(self._finish_write, lambda: ("build.finished", {"build": self.summary()}))
+        self._record(self._finish_write, lambda: (EventKind.BUILD_FINISHED, {"build": self.summary()}))
         return result
 
     def _downstream_stored(self, finished: asyncio.Future) -> None:
@@ -476,7 +483,10 @@ class RunningBuild:
         self._step_ref = step_ref = Ref()
         self._record(
             store.start_step(self.ref, index, name, time.time(), step_ref),
-            lambda: ("step.started", {"build_id": self.id, "builder": self.builder, "step": index, "name": name}),
+            lambda: (
+                EventKind.STEP_STARTED,
+                {"build_id": self.id, "builder": self.builder, "step": index, "name": name},
+            ),
             what=f"the start of step {name!r}",
         )
         stdio = self.log()
@@ -510,7 +520,7 @@ class RunningBuild:
         self._record(
             store.finish_step(step_ref, result, time.time(), hidden=hidden),
             lambda: (
-                "step.finished",
+                EventKind.STEP_FINISHED,
                 {
                     "build_id": self.id,
                     "builder": self.builder,
@@ -564,7 +574,11 @@ class RunningBuild:
             return False
 
     def _record(
-        self, write: asyncio.Future, event: Callable[[], tuple[str, dict]] | None = None, *, what: str | None = None
+        self,
+        write: asyncio.Future,
+        event: Callable[[], tuple[EventKind, dict]] | None = None,
+        *,
+        what: str | None = None,
     ) -> None:
         """Track a queued write; once it commits, emit the event that announces it.
 

@@ -25,6 +25,7 @@ from ..errors import NotFound
 from ..records import BuildRequest
 from ..results import Result, worst
 from .build import RunningBuild
+from .events import EventKind
 from .locks import LockTable
 from .queue import BuildQueue
 from .registry import WorkerConnection
@@ -73,7 +74,7 @@ class Dispatcher:
             self._collapse_into(request)
             self.queue.add(request)
             self.master.events.emit(
-                "request.new",
+                EventKind.REQUEST_NEW,
                 request_id=request.id,
                 builder=request.builder,
                 branch=request.branch,
@@ -112,7 +113,9 @@ class Dispatcher:
         finally:
             self.request_done(request, result)
             self.update_idle()
-        self.master.events.emit("request.cancelled", request_id=request.id, builder=request.builder, result=result.name)
+        self.master.events.emit(
+            EventKind.REQUEST_CANCELLED, request_id=request.id, builder=request.builder, result=result.name
+        )
 
     # -- watching buildsets ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -22,24 +23,63 @@ log = logging.getLogger(__name__)
 Event = dict[str, Any]
 Subscriber = Callable[[Event], None]
 
-#: The kinds of events the master emits. ``log`` events (live log lines) are the only costly ones;
-#: emitters build them only when someone :meth:`EventBus.wants` them.
-KINDS = (
-    "change.new",
-    "request.new",
-    "request.cancelled",
-    "build.started",
-    "build.finished",
-    "step.started",
-    "step.finished",
-    "log",
-    "worker.connected",
-    "worker.lost",
-    "worker.changed",  # paused, unpaused, or told to shut down
-)
+
+class EventKind(StrEnum):
+    """The kinds of events the master emits; an event's ``type`` is the value (``"build.finished"``).
+
+    ``log`` events (live log lines) are the only costly ones: emitters build them only when
+    someone :meth:`EventBus.wants` them.
+    """
+
+    #: A change was stored (``change_id, branch, revision, author``).
+    CHANGE_NEW = "change.new"
+    #: A build request was queued (``request_id, builder, branch, revision``).
+    REQUEST_NEW = "request.new"
+    #: A waiting request completed without a build (``request_id, builder, result``).
+    REQUEST_CANCELLED = "request.cancelled"
+    #: A build's start is stored (``build``).
+    BUILD_STARTED = "build.started"
+    #: A build's end is stored (``build``).
+    BUILD_FINISHED = "build.finished"
+    #: A step's start is stored (``build_id, builder, step, name``).
+    STEP_STARTED = "step.started"
+    #: A step's end is stored (``build_id, builder, step, name, result, hidden``).
+    STEP_FINISHED = "step.finished"
+    #: Live log lines (``build_id, builder, step, log, first, lines``).
+    LOG = "log"
+    #: A worker said hello (``worker, info``).
+    WORKER_CONNECTED = "worker.connected"
+    #: A worker left or went silent (``worker, reason``).
+    WORKER_LOST = "worker.lost"
+    #: A worker was paused, unpaused or told to shut down (``worker, paused, paused_reason, shutting_down``).
+    WORKER_CHANGED = "worker.changed"
+    #: The master runs another pipeline (``added, removed``: builder names).
+    MASTER_RECONFIGURED = "master.reconfigured"
+
+
+#: Every kind, in the order above.
+KINDS = tuple(EventKind)
 
 #: Events the journal keeps for clients that reconnect (everything but live log lines).
-DURABLE_KINDS = frozenset(KINDS) - {"log"}
+DURABLE_KINDS = frozenset(EventKind) - {EventKind.LOG}
+
+
+def kinds(names: Iterable[str]) -> frozenset[EventKind]:
+    """``names`` as event kinds.
+
+    Raises:
+        ValueError: a name that is no kind (a typo), with the kinds there are.
+    """
+    chosen = set()
+    for name in names:
+        try:
+            chosen.add(EventKind(name))
+        except ValueError:
+            raise ValueError(f"unknown event type {name!r}; known: {[k.value for k in EventKind]}") from None
+    return frozenset(chosen)
+
+
+_KINDS = frozenset(EventKind)
 
 
 def id_to_time(event_id: int) -> float:
@@ -57,19 +97,30 @@ class EventBus:
     def _new_id(self) -> int:
         return int(time.time() * 1_000_000)
 
-    def wants(self, kind: str) -> bool:
+    def wants(self, kind: EventKind) -> bool:
         """True when someone listens to ``kind`` (emitters skip building costly payloads otherwise)."""
         return any(types is None or kind in types for _, types in self._subscribers)
 
     def subscribe(self, subscriber: Subscriber, types: Iterable[str] | None = None) -> Callable[[], None]:
-        """Call ``subscriber`` with every event (or those of ``types``); returns the unsubscribe function."""
-        entry = (subscriber, None if types is None else frozenset(types))
+        """Call ``subscriber`` with every event (or those of ``types``); returns the unsubscribe function.
+
+        Raises:
+            ValueError: one of ``types`` is no :class:`EventKind`.
+        """
+        entry = (subscriber, None if types is None else kinds(types))
         self._subscribers.append(entry)
         return lambda: self._subscribers.remove(entry) if entry in self._subscribers else None
 
-    def emit(self, kind: str, **data: Any) -> None:
+    def emit(self, kind: EventKind, **data: Any) -> None:
+        """Tell the subscribers that ``kind`` happened, with ``data``.
+
+        Raises:
+            ValueError: ``kind`` is no :class:`EventKind` (checked while anyone listens).
+        """
         if not self._subscribers:
             return
+        if kind not in _KINDS:
+            raise ValueError(f"unknown event type {kind!r}; known: {[k.value for k in EventKind]}")
         event = None
         for subscriber, types in list(self._subscribers):
             if types is not None and kind not in types:

@@ -27,7 +27,7 @@ from ..schedulers.triggerable import Dependent, Triggerable
 from ..store import Store, janitor, log_search
 from .build import RunningBuild
 from .dispatch import Dispatcher
-from .events import EventBus
+from .events import EventBus, EventKind
 from .local_workers import LocalWorkers
 from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
@@ -280,7 +280,7 @@ class Master:
         added = sorted({b.name for b in pipeline.builders} - {b.name for b in old.builders})
         removed = sorted({b.name for b in old.builders} - {b.name for b in pipeline.builders})
         log.info("reconfigured: builders added %s, removed %s", added or "none", removed or "none")
-        self.events.emit("master.reconfigured", added=added, removed=removed)
+        self.events.emit(EventKind.MASTER_RECONFIGURED, added=added, removed=removed)
         self.dispatcher.schedule()
 
     async def _switch(self, pipeline: Pipeline) -> None:
@@ -365,7 +365,11 @@ class Master:
         change_id, requests = await self.store.add_change(change, decisions, received, owner, state)
         self.scheduling.held(decisions, received)
         self.events.emit(
-            "change.new", change_id=change_id, branch=change.branch, revision=change.revision, author=change.author
+            EventKind.CHANGE_NEW,
+            change_id=change_id,
+            branch=change.branch,
+            revision=change.revision,
+            author=change.author,
         )
         await self._start(requests)
         return change_id, [r.id for r in requests]

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .api import ApiHandler
-from .events import Event
+from .events import Event, EventKind
 
 if TYPE_CHECKING:
     from .master import Master
@@ -54,11 +54,11 @@ class Metrics:
         self.builds: Counter[tuple[str, str]] = Counter()
         self.durations = Histogram()
         self.queue_waits = Histogram()
-        self._unsubscribe = master.events.subscribe(self._on_event, ("build.started", "build.finished"))
+        self._unsubscribe = master.events.subscribe(self._on_event, (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED))
 
     def _on_event(self, event: Event) -> None:
         build = event["build"]
-        if event["type"] == "build.started":
+        if event["type"] == EventKind.BUILD_STARTED:
             self.queue_waits.observe(build["builder"], max(0.0, build["started_at"] - build["submitted_at"]))
         else:
             self.builds[build["builder"], build["result"]] += 1

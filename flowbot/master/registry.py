@@ -48,7 +48,7 @@ from ..errors import ProtocolError, WorkerLost
 from ..steps.base import CommandResult
 from ..workers import Worker
 from . import curve
-from .events import EventBus
+from .events import EventBus, EventKind
 from .transfers import Transfer, TransferError
 
 log = logging.getLogger(__name__)
@@ -473,7 +473,7 @@ class WorkerRegistry:
                 conn.send(protocol.INTERRUPT, command.interrupted)
         if not resumed:
             log.info("worker %s connected from %s (%s)", name, info.get("hostname", "?"), info.get("platform", "?"))
-            self.events.emit("worker.connected", worker=name, info=info)
+            self.events.emit(EventKind.WORKER_CONNECTED, worker=name, info=info)
             self.on_connected(conn)
 
     # -- messages of a known worker -----------------------------------------------------------
@@ -591,7 +591,7 @@ class WorkerRegistry:
         level = logging.INFO if reason.startswith("the worker said goodbye") else logging.WARNING
         log.log(level, "worker %s lost: %s", conn.name, reason)
         conn.fail_all(f"worker {conn.name} lost: {reason}")
-        self.events.emit("worker.lost", worker=conn.name, reason=reason)
+        self.events.emit(EventKind.WORKER_LOST, worker=conn.name, reason=reason)
         self.on_lost(conn)
 
 

@@ -24,6 +24,7 @@ from ..errors import FlowbotError, ReportRejected
 from ..records import Build, StepRecord
 from ..reporters.base import Reporter
 from ..results import Result
+from .events import EventKind
 
 if TYPE_CHECKING:
     from .master import Master
@@ -80,7 +81,7 @@ class Reporting:
         self.reporters = reporters
         if reporters and self._unsubscribe is None:
             self._unsubscribe = self.master.events.subscribe(
-                self._events.put_nowait, ("build.started", "build.finished")
+                self._events.put_nowait, (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED)
             )
             self._preparing = asyncio.create_task(self._prepare_loop(), name="reporting")
 
@@ -136,7 +137,7 @@ class Reporting:
 
     async def _dispatch(self, event: dict[str, Any]) -> None:
         build = event["build"]
-        finished = event["type"] == "build.finished"
+        finished = event["type"] == EventKind.BUILD_FINISHED
         reporters = [r for r in self.reporters if r.reports_on(build["builder"]) and (finished or r.reports_starts)]
         if not reporters:
             return

@@ -2,7 +2,7 @@
 
 Query arguments (all optional):
 
-- ``types=build.finished,worker.lost``: only those kinds (see :data:`~flowbot.master.events.KINDS`).
+- ``types=build.finished,worker.lost``: only those kinds (see :class:`~flowbot.master.events.EventKind`).
   Without it a client gets every kind, live log lines included.
 - ``builder=NAME``: only events about that builder's requests, builds and steps (and worker events).
 - ``build=ID``: only events about that build.
@@ -36,19 +36,21 @@ from ..defaults import EVENT_CLIENT_BACKLOG, EVENT_RESUME_SLACK, MAX_LIST
 from ..errors import InvalidRequest, NotFound
 from .access import authorize_read
 from .api import error_status, json_error
-from .events import KINDS, Event, EventJournal, id_to_time
+from .events import Event, EventJournal, EventKind, id_to_time
 
 if TYPE_CHECKING:
     from .master import Master
 
 log = logging.getLogger(__name__)
+#: Events about workers, which concern every builder.
+_WORKER_KINDS = frozenset({EventKind.WORKER_CONNECTED, EventKind.WORKER_LOST, EventKind.WORKER_CHANGED})
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class EventFilter:
     """Which events a client asked for; stateless, so a replay and the live stream agree."""
 
-    def __init__(self, types: set[str] | None, builder: str | None, build: int | None):
+    def __init__(self, types: frozenset[EventKind] | None, builder: str | None, build: int | None):
         self.types = types
         self.builder = builder
         self.build = build
@@ -62,10 +64,12 @@ class EventFilter:
         """
         types = None
         if arguments.get("types"):
-            types = {t.strip() for t in arguments["types"].split(",") if t.strip()}
-            unknown = types - set(KINDS)
+            names = {t.strip() for t in arguments["types"].split(",") if t.strip()}
+            unknown = names - set(EventKind)
             if unknown:
-                raise InvalidRequest(f"unknown event type(s) {sorted(unknown)}; known: {list(KINDS)}")
+                known = [kind.value for kind in EventKind]
+                raise InvalidRequest(f"unknown event type(s) {sorted(unknown)}; known: {known}")
+            types = frozenset(EventKind(name) for name in names)
         builder = arguments.get("builder") or None
         if builder is not None and master.pipeline.builder(builder) is None:
             raise NotFound(f"no builder named {builder!r}")
@@ -83,7 +87,7 @@ class EventFilter:
             return False
         if self.builder is not None:
             if builder is None:  # worker events concern every builder; changes concern none yet
-                return event["type"].startswith("worker.")
+                return event["type"] in _WORKER_KINDS
             return builder == self.builder
         return True
 
@@ -159,9 +163,9 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         """Send the ``build.finished`` events older than the journal, rebuilt from the store a page
         at a time, up to the builds that finished by ``until`` (later ones come live); False when
         the connection is gone."""
-        if self.filter.types is not None and "build.finished" not in self.filter.types:
+        if self.filter.types is not None and EventKind.BUILD_FINISHED not in self.filter.types:
             return True
-        seen = {e["build"]["id"] for e in journal_events if e["type"] == "build.finished"}
+        seen = {e["build"]["id"] for e in journal_events if e["type"] == EventKind.BUILD_FINISHED}
         when, after_id = id_to_time(self.since) - EVENT_RESUME_SLACK, None
         while True:
             builds = await self.master.store.builds_finished_after(
@@ -169,7 +173,12 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
             )
             events = []
             for build in builds:
-                event = {"type": "build.finished", "time": build["finished_at"], "build": build, "replayed": True}
+                event = {
+                    "type": EventKind.BUILD_FINISHED,
+                    "time": build["finished_at"],
+                    "build": build,
+                    "replayed": True,
+                }
                 if build["finished_at"] <= until and build["id"] not in seen and self.filter.wants(event):
                     events.append(event)
             if not await self._send_paced(events):

@@ -18,6 +18,7 @@ from flowbot_worker import protocol
 
 from ..errors import InvalidRequest, NotFound
 from ..results import Result
+from .events import EventKind
 
 if TYPE_CHECKING:
     from .master import Master
@@ -106,4 +107,4 @@ class WorkerControl:
             raise NotFound(f"no worker named {name!r}")
 
     def _changed(self, name: str) -> None:
-        self.master.events.emit("worker.changed", worker=name, **self.state(name))
+        self.master.events.emit(EventKind.WORKER_CHANGED, worker=name, **self.state(name))

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import FlowbotError
+from ..master.events import EventKind
 from ..schedulers.parameters import BoolParameter, ChoiceParameter, Parameter
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ class MasterPanel(widgets.VBox):
     # -- following the master ---------------------------------------------------------------------
 
     def _on_event(self, event: dict[str, Any]) -> None:
-        if event["type"] == "log":
+        if event["type"] == EventKind.LOG:
             build_id = event.get("build_id")
             tail = self._live.get(build_id)
             if tail is None:
@@ -168,7 +169,7 @@ class MasterPanel(widgets.VBox):
             if build_id == self.build_picker.value:
                 self.log_tail.value = _pre("\n".join(tail))
             return
-        if event["type"] in ("build.started", "build.finished"):
+        if event["type"] in (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED):
             self._stale.add(event["build"]["builder"])
         if self._pending is None:
             self._pending = asyncio.get_running_loop().call_later(REFRESH, self._refresh_soon)

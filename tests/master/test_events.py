@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from flowbot.master.events import EventBus, EventJournal, id_to_time
+import ast
+from pathlib import Path
+
+import pytest
+
+import flowbot
+from flowbot.master.events import DURABLE_KINDS, EventBus, EventJournal, EventKind, id_to_time
+from flowbot.master.stream import EventFilter
 
 
 def test_event_ids_grow_strictly_and_tell_the_time():
@@ -39,3 +46,46 @@ def test_the_journal_keeps_durable_events_only_and_says_when_it_forgot_some():
     unsubscribe()
     journal.close()
     assert not bus.wants("build.finished")
+
+
+def _emitted_kinds() -> tuple[set[str], list[str]]:
+    """The ``EventKind`` members named anywhere in flowbot's code, and the ``emit`` calls whose kind
+    is written some other way (a string that a typo could break)."""
+    named, untyped = set(), []
+    for path in Path(flowbot.__file__).parent.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "EventKind":
+                named.add(node.attr)
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "emit":
+                kind = node.args[0] if node.args else None
+                if isinstance(kind, ast.Constant):
+                    untyped.append(f"{path.name}:{node.lineno}")
+    return named, untyped
+
+
+def test_every_kind_emitted_anywhere_is_a_kind_the_stream_and_the_journal_accept():
+    named, untyped = _emitted_kinds()
+    assert not untyped, f"events emitted with a string for their kind: {untyped}"
+    assert named <= set(EventKind.__members__), f"no such event kinds: {named - set(EventKind.__members__)}"
+    assert {"BUILD_FINISHED", "MASTER_RECONFIGURED", "LOG", "WORKER_CHANGED"} <= named
+    for kind in EventKind:
+        assert EventFilter.parse(None, {"types": kind.value}).types == {kind}
+    assert set(DURABLE_KINDS) == set(EventKind) - {EventKind.LOG}
+
+
+def test_a_misspelt_kind_fails_where_it_is_emitted_or_subscribed_to():
+    bus = EventBus()
+    with pytest.raises(ValueError, match=r"unknown event type 'build\.finsihed'"):
+        bus.subscribe(lambda e: None, ["build.finsihed"])
+    bus.subscribe(lambda e: None)
+    with pytest.raises(ValueError, match=r"unknown event type 'master\.reconfigure'"):
+        bus.emit("master.reconfigure", added=[], removed=[])
+
+
+def test_the_journal_keeps_a_reconfigure():
+    bus = EventBus()
+    journal = EventJournal(bus, size=10)
+    start = bus.last_id
+    bus.emit(EventKind.MASTER_RECONFIGURED, added=["new"], removed=[])
+    assert [(e["type"], e["added"]) for e in journal.after(start)] == [("master.reconfigured", ["new"])]

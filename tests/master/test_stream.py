@@ -91,3 +91,33 @@ async def test_a_client_away_longer_than_the_journal_gets_every_finished_build_f
         await close(ws)
     finally:
         await master.stop()
+
+
+async def test_a_client_can_follow_reconfigures_live_and_after_a_reconnect(tmp_path):
+    workers = [Worker("w1", secret="s")]
+    master = flowbot.Master(
+        Pipeline(workers=workers, builders=[Builder("b", workers=["w1"], steps=[Shell("true")])]),
+        db=f"sqlite:///{tmp_path / 'm.db'}",
+    )
+    await master.start()
+    events = master.http_url.replace("http://", "ws://") + "/api/events?types=master.reconfigured"
+    try:
+        # Given a client of reconfigures only
+        ws = await tornado.websocket.websocket_connect(events)
+        since = json.loads(await ws.read_message())["last_id"]
+
+        # When the master takes a pipeline with another builder
+        builders = [Builder(name, workers=["w1"], steps=[Shell("true")]) for name in ("b", "c")]
+        await master.reconfigure(Pipeline(workers=workers, builders=builders))
+
+        # Then the client hears of it, and one that comes back later gets it from the journal
+        live = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+        assert (live["type"], live["added"], live["removed"]) == ("master.reconfigured", ["c"], [])
+        await close(ws)
+        ws = await tornado.websocket.websocket_connect(f"{events}&since={since}")
+        assert json.loads(await ws.read_message())["replayed"] == 1
+        replayed = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+        assert (replayed["type"], replayed["added"], replayed["replayed"]) == ("master.reconfigured", ["c"], True)
+        await close(ws)
+    finally:
+        await master.stop()
