@@ -1,10 +1,10 @@
 """A running step's log: bytes from the worker become lines, live events and stored chunks.
 
 Output arrives in arbitrary pieces; lines are cut at ``\\n`` per stream, decoded as UTF-8 (bytes
-that are not UTF-8 are replaced, never fatal), shown live to subscribers at once, and written to
-the store in chunks of about 64 KiB or every half second, whichever comes first. Secrets are
-hidden in all the text that arrives at once before it is cut into lines, so a secret of several
-lines is hidden whole when it comes whole.
+that are not UTF-8, and characters no database keeps, are replaced, never fatal), shown live to
+subscribers at once, and written to the store in chunks of about 64 KiB or every half second,
+whichever comes first. Secrets are hidden in all the text that arrives at once before it is cut
+into lines, so a secret of several lines is hidden whole when it comes whole.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from ..defaults import LOG_CHUNK_BYTES, LOG_CHUNK_DELAY
 from ..store import Ref
+from ..text import keepable
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +28,7 @@ LinesListener = Callable[[int, list[tuple[str, str]]], None]
 
 
 def _decode(data: bytes) -> str:
-    # PostgreSQL text cannot hold NUL; nobody reads a NUL in a log anyway.
-    return data.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    return keepable(data.decode("utf-8", "replace"))
 
 
 class LogWriter:
@@ -67,14 +67,16 @@ class LogWriter:
 
     # -- writing ------------------------------------------------------------------------------
 
+    # Text given as text may come from anywhere (a worker's message, a step's own): kept as
+    # both databases can keep it, or one stray character would lose the whole chunk.
     def header(self, text: str) -> None:
-        self._add("h", text)
+        self._add("h", keepable(text))
 
     def stdout(self, text: str) -> None:
-        self._add("o", text)
+        self._add("o", keepable(text))
 
     def stderr(self, text: str) -> None:
-        self._add("e", text)
+        self._add("e", keepable(text))
 
     def output(self, stream: str, data: bytes) -> asyncio.Future[None] | None:
         """Take raw bytes from the worker; returns the store write to wait for, if one started."""

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from ..defaults import GIT_POLL_INTERVAL
 from ..records import Change
+from ..text import keepable
 from .base import ChangeSource, SourceContext
 
 log = logging.getLogger(__name__)
@@ -402,9 +403,11 @@ def _decoder(commit: Any) -> Callable[[bytes], str]:
 
     def text(raw: bytes) -> str:
         try:
-            return raw.decode(encoding, "replace")
+            decoded = raw.decode(encoding, "replace")
         except LookupError:  # an encoding Python does not know
-            return raw.decode("utf-8", "replace")
+            decoded = raw.decode("utf-8", "replace")
+        # A commit names its own encoding, and some codecs make NULs and lone surrogates of it.
+        return keepable(decoded)
 
     return text
 

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 from ..defaults import MAX_JSON_DEPTH, WEBHOOK_DELIVERIES_KEPT
 from ..errors import Forbidden, InvalidRequest
 from ..records import Change
+from ..text import why_unkeepable
 from .base import ChangeSource, SourceContext
 
 log = logging.getLogger(__name__)
@@ -316,8 +317,8 @@ def read_json(body: bytes) -> Any:
 
     Raises:
         InvalidRequest: the body is not JSON, nests more than :data:`MAX_JSON_DEPTH` levels deep,
-            holds NaN or Infinity (not JSON, though Python writes them), or a string with a NUL
-            character (PostgreSQL cannot store one).
+            holds NaN or Infinity (not JSON, though Python writes them), or a string that no
+            database can keep (see :mod:`flowbot.text`), named by where it is (``commits[0].author``).
     """
     too_deep = InvalidRequest(f"the body's JSON is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
     try:
@@ -326,20 +327,40 @@ def read_json(body: bytes) -> Any:
         raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise too_deep from None
-    items = [(value, 1)]
+    # Each item comes with its depth and where it is: (where its container is, its key or index).
+    items: list[tuple[Any, int, _Where]] = [(value, 1, None)] if isinstance(value, _NESTED) else []
     while items:
-        item, depth = items.pop()
+        item, depth, where = items.pop()
         if isinstance(item, str):
-            if "\x00" in item:
-                raise InvalidRequest(f"the body holds a string with a NUL character: {item[:40]!r}")
-            continue
-        if not isinstance(item, (dict, list)):
+            if (why := why_unkeepable(item)) is not None:
+                raise InvalidRequest(f"{_field(where)} {why}")
             continue
         if depth > MAX_JSON_DEPTH:
             raise too_deep
-        inside = [*item.keys(), *item.values()] if isinstance(item, dict) else item
-        items += [(child, depth + 1) for child in inside if isinstance(child, (str, dict, list))]
+        if isinstance(item, list):
+            items += [(child, depth + 1, (where, n)) for n, child in enumerate(item) if isinstance(child, _NESTED)]
+            continue
+        for key, child in item.items():
+            if (why := why_unkeepable(key)) is not None:
+                raise InvalidRequest(f"a key of {_field(where)} {why}")
+            if isinstance(child, _NESTED):
+                items.append((child, depth + 1, (where, key)))
     return value
+
+
+#: Where a value is in a JSON document: None for the whole of it, else its container's place and
+#: its key or index there (built as the document is walked, spelled out only for an error).
+_Where = tuple["_Where", str | int] | None
+_NESTED = (str, dict, list)
+
+
+def _field(where: _Where) -> str:
+    """``commits[0].author.name``: a place in a JSON document as a person would write it."""
+    parts: list[str] = []
+    while where is not None:
+        where, key = where
+        parts.append(f"[{key}]" if isinstance(key, int) else f".{key}")
+    return "".join(reversed(parts)).removeprefix(".") or "the body"
 
 
 def _refuse_constant(name: str) -> Any:
