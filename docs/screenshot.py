@@ -37,8 +37,16 @@ pipeline = Pipeline(
     ],
 )
 """
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def free_port() -> int:
@@ -56,8 +64,21 @@ def main() -> None:
         http, zmq = free_port(), free_port()
         url = f"http://127.0.0.1:{http}"
         python = [sys.executable, "-m"]
-        procs = [subprocess.Popen([*python, "flowbot", "start", str(base / "m"), "--http", f"127.0.0.1:{http}",
-                                   "--zmq", f"tcp://127.0.0.1:{zmq}"], stderr=subprocess.DEVNULL)]
+        procs = [
+            subprocess.Popen(
+                [
+                    *python,
+                    "flowbot",
+                    "start",
+                    str(base / "m"),
+                    "--http",
+                    f"127.0.0.1:{http}",
+                    "--zmq",
+                    f"tcp://127.0.0.1:{zmq}",
+                ],
+                stderr=subprocess.DEVNULL,
+            )
+        ]
         try:
             client = Client(url)
             for _ in range(100):
@@ -67,16 +88,33 @@ def main() -> None:
                 except Exception:
                     time.sleep(0.1)
             for name, secret in (("w1", "one"), ("w2", "two")):
-                procs.append(subprocess.Popen(
-                    [*python, "flowbot_worker", "--master", f"tcp://127.0.0.1:{zmq}", "--name", name,
-                     "--basedir", str(base / name)], env={**os.environ, "FLOWBOT_WORKER_SECRET": secret},
-                    stderr=subprocess.DEVNULL))
+                procs.append(
+                    subprocess.Popen(
+                        [
+                            *python,
+                            "flowbot_worker",
+                            "--master",
+                            f"tcp://127.0.0.1:{zmq}",
+                            "--name",
+                            name,
+                            "--basedir",
+                            str(base / name),
+                        ],
+                        env={**os.environ, "FLOWBOT_WORKER_SECRET": secret},
+                        stderr=subprocess.DEVNULL,
+                    )
+                )
             while sum(w["connected"] for w in client.workers()) < 2:
                 time.sleep(0.1)
             authors = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
             for n in range(1, 9):
-                client.sendchange(branch="main", revision=f"{n}eadbe{n}f", author=authors[n - 1],
-                                  comments=f"change {n}", files=["src/app.py"])
+                client.sendchange(
+                    branch="main",
+                    revision=f"{n}eadbe{n}f",
+                    author=authors[n - 1],
+                    comments=f"change {n}",
+                    files=["src/app.py"],
+                )
                 time.sleep(0.4)
             time.sleep(3)
             with sync_playwright() as p:

@@ -76,6 +76,10 @@ MAX_JSON_DEPTH = 64
 #: How many delivery ids a webhook remembers, to make no change twice when one is sent again.
 WEBHOOK_DELIVERIES_KEPT = 1000
 
+#: How many open pull requests a webhook remembers the last change of, to build it again when a
+#: person asks (a ``/retest`` comment); the least recently changed are forgotten first.
+WEBHOOK_PULL_REQUESTS_KEPT = 500
+
 #: Most builds one API list returns.
 MAX_LIST = 1000
 

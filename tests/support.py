@@ -38,6 +38,18 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
         time.sleep(0.02)
 
 
+async def wait_for_async(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """:func:`wait_for` for a test that runs on the master's own loop: it yields while it waits."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+    return value
+
+
 class Process:
     """A child process whose combined output goes to a log file."""
 

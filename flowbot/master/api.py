@@ -27,7 +27,8 @@ from ..errors import (
     Unauthorized,
 )
 from ..results import Result
-from ..sources.webhooks import JsonHook, read_json
+from ..sources.payload import read_json
+from ..sources.webhooks import JsonHook
 from .access import authorize_control, authorize_read
 
 if TYPE_CHECKING:

@@ -1,11 +1,15 @@
-"""Running the pipeline's change sources: each gets a context to submit changes and keep state."""
+"""Running the pipeline's change sources: each gets a context to submit changes and keep state,
+and to withdraw or repeat the work of pull requests (what a webhook needs of the master)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..records import Change
+from ..errors import InvalidRequest
+from ..pull_requests import PullRequest
+from ..records import BuildRequest, Change
 from ..sources.base import ChangeSource
 
 if TYPE_CHECKING:
@@ -31,6 +35,32 @@ class _Context:
 
     async def set_state(self, values: dict[str, Any]) -> None:
         await self.master.store.set_state(self.owner, values)
+
+    async def cancel_pull_request(self, repository: str, number: int, reason: str) -> tuple[int, int]:
+        def of_it(request: BuildRequest) -> bool:
+            found = PullRequest.of(repository, {name: value for name, (value, _) in request.properties.items()})
+            return (
+                found is not None
+                and found.number == number
+                and any(s.repository == repository for s in request.sourcestamps)
+            )
+
+        master = self.master
+        pending = [r for r in master.queue if of_it(r)]
+        await asyncio.gather(*(master.dispatcher.cancel(r) for r in pending))
+        running = [b for b in master.running.values() if of_it(b.request)]
+        for build in running:
+            build.stop(reason)
+        if pending or running:
+            log.info("%s: %d request(s) cancelled, %d build(s) stopped", reason, len(pending), len(running))
+        return len(pending), len(running)
+
+    async def rebuild(self, build_id: int, reason: str, *, revision: str | None = None) -> list[int]:
+        if revision is not None:
+            _, spec = await self.master.store.buildset_of(build_id)
+            if revision not in {s.revision for s in spec.sourcestamps}:
+                raise InvalidRequest(f"build {build_id} did not build {revision}")
+        return await self.master.rebuild(build_id, reason=reason, owner=self.owner)
 
 
 class Sources:

@@ -2,6 +2,8 @@
 
 from .base import ChangeSource, SourceContext
 from .git_poller import GitPoller
-from .webhooks import GitHubHook, GitLabHook, JsonHook, Webhook
+from .github import GitHubHook
+from .gitlab import GitLabHook
+from .webhooks import JsonHook, Webhook
 
 __all__ = ["ChangeSource", "GitHubHook", "GitLabHook", "GitPoller", "JsonHook", "SourceContext", "Webhook"]

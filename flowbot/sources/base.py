@@ -2,7 +2,9 @@
 
 A source is started by the master with a :class:`SourceContext`, through which it submits changes
 (each stored, with what the schedulers make of it, before anything acts on it) and keeps what it
-must remember across restarts (the last revision it saw of each branch, say).
+must remember across restarts (the last revision it saw of each branch, say). A webhook may also
+withdraw the work of a pull request that was closed, and run a build again when someone asks: the
+context offers these two acts, not the master.
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ class SourceContext(Protocol):
     async def get_state(self) -> dict[str, Any]: ...
 
     async def set_state(self, values: dict[str, Any]) -> None: ...
+
+    async def cancel_pull_request(self, repository: str, number: int, reason: str) -> tuple[int, int]:
+        """Cancel the pending requests and stop the running builds of pull request ``number`` of
+        ``repository`` (as its changes name them); returns how many of each."""
+        ...
+
+    async def rebuild(self, build_id: int, reason: str, *, revision: str | None = None) -> list[int]:
+        """Request build ``build_id`` again; returns the new request ids.
+
+        Raises:
+            NotFound: no such build. InvalidRequest: it did not build ``revision`` (when given),
+                or its builder is gone.
+        """
+        ...
 
 
 class ChangeSource:

@@ -199,3 +199,46 @@ def _answers(url: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def test_pull_request_deliveries_build_their_head_and_closing_withdraws_it(master_factory):
+    # Given a master whose worker never connects, so every request stays pending
+    master = master_factory(PIPELINE)
+    hooks = f"{master.url}/hooks"
+
+    def github(name: str, payload: bytes | None = None, event: str = "pull_request", **headers: str):
+        body = payload if payload is not None else (FIXTURES / f"{name}.payload.json").read_bytes()
+        signed = {"Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": name}
+        return post(f"{hooks}/github", body, signed | {"X-Hub-Signature-256": sign("s3cret", body)} | headers)
+
+    # When GitHub's real opened delivery arrives, signed: one request for the head, on the pull request's ref
+    status, reply = github("pull_request.opened")
+    assert status == 200 and len(reply["change_ids"]) == 1
+    (request,) = master.client.buildrequests(pending=True)
+    assert (request["branch"], request["revision"]) == ("refs/pull/2/head", "ec26c3e57ca3a959ca5aad62de7213c562f8c821")
+    (change,) = master.client.request("GET", "/api/changes")["changes"]
+    assert change["category"] == "pull_request" and change["properties"]["pr_number"] == 2
+
+    # A forged one is refused, one it cannot read says why (400), an action it does not build says so
+    opened = (FIXTURES / "pull_request.opened.payload.json").read_bytes()
+    status, reply = github("forged", opened, **{"X-Hub-Signature-256": sign("guess", opened)})
+    assert status == 403 and "does not match" in reply["error"]
+    broken = json.loads(opened)
+    del broken["pull_request"]["head"]
+    status, reply = github("broken", json.dumps(broken).encode())
+    assert (status, reply["error"]) == (400, "the payload has no pull_request.head.ref")
+    status, reply = github("assigned", json.dumps(json.loads(opened) | {"action": "assigned"}).encode())
+    assert (status, reply) == (200, {"change_ids": [], "note": "'assigned' pull request events start no builds"})
+
+    # A merge request, as GitLab documents the delivery, makes its own
+    merge_request = (FIXTURES.parent / "gitlab-webhooks" / "merge_request.open.json").read_bytes()
+    gitlab = {"Content-Type": "application/json", "X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Token": "t0ken"}
+    status, reply = post(f"{hooks}/gitlab", merge_request, gitlab)
+    assert status == 200 and len(reply["change_ids"]) == 1
+    assert len(master.client.buildrequests(pending=True)) == 2
+
+    # When the pull request is closed, its request is withdrawn; the merge request's stays
+    status, reply = github("pull_request.closed")
+    assert status == 200 and reply["note"].startswith("pull request #2 closed: 1 pending request(s) cancelled")
+    (left,) = master.client.buildrequests(pending=True)
+    assert left["branch"] == "refs/merge-requests/1/head"

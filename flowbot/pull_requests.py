@@ -1,0 +1,102 @@
+"""Pull requests (GitHub) and merge requests (GitLab): which proposed change a build is for.
+
+A webhook makes one :class:`~flowbot.records.Change` for a pull request's head commit, of category
+:data:`CATEGORY`, whose properties say which pull request it is (:meth:`PullRequest.properties`);
+filters, the master and reporters read them back with :meth:`PullRequest.of`. A pull request is
+known by its base repository (as its changes name it) and its number.
+
+A check run that flowbot posts for a build names it by its external id (:func:`check_run_id`), so
+that GitHub's "Re-run" of the check run finds the build to run again (:func:`build_of_check_run`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .records import Change
+
+#: The category of the changes a pull request makes.
+CATEGORY = "pull_request"
+
+#: The properties of a pull request's changes, and the :class:`PullRequest` field each holds.
+PROPERTIES = {
+    "pr_number": "number",
+    "pr_title": "title",
+    "pr_url": "url",
+    "pr_base_branch": "base_branch",
+    "pr_head_branch": "head_branch",
+    "pr_head_repository": "head_repository",
+    "pr_author": "author",
+    "pr_fork": "fork",
+}
+
+_CHECK_RUN_ID = re.compile(r"^flowbot-build-([0-9]{1,18})$")
+
+
+@dataclass(frozen=True, slots=True)
+class PullRequest:
+    """One pull request (or merge request), as its changes' properties describe it."""
+
+    #: The base repository, as the pull request's changes name it.
+    repository: str
+    number: int
+    title: str = ""
+    #: Its page, for people.
+    url: str = ""
+    #: The branch it would be merged into.
+    base_branch: str = ""
+    #: The branch it proposes, in the head repository.
+    head_branch: str = ""
+    #: Where the proposed commits live (``OWNER/REPO`` or a GitLab project path).
+    head_repository: str = ""
+    #: Who opened it.
+    author: str = ""
+    #: Whether the head repository is another than the base one.
+    fork: bool = False
+
+    @property
+    def key(self) -> str:
+        """``REPOSITORY#NUMBER``: what names it among every repository's pull requests."""
+        return f"{self.repository}#{self.number}"
+
+    def properties(self) -> dict[str, Any]:
+        """The properties of its changes (and so of its builds)."""
+        return {name: getattr(self, attribute) for name, attribute in PROPERTIES.items()}
+
+    def change(self, revision: str, ref: str, *, project: str, when: float, **properties: Any) -> Change:
+        """The change of its head commit ``revision``, on ``ref`` of the base repository."""
+        return Change(
+            branch=ref,
+            revision=revision,
+            repository=self.repository,
+            project=project,
+            author=self.author,
+            comments=self.title,
+            category=CATEGORY,
+            revlink=self.url,
+            when=when,
+            properties={**properties, **self.properties()},
+        )
+
+    @classmethod
+    def of(cls, repository: str, properties: Mapping[str, Any]) -> PullRequest | None:
+        """The pull request that properties (plain values) describe, or None when they describe none."""
+        number = properties.get("pr_number")
+        if not isinstance(number, int) or isinstance(number, bool):
+            return None
+        fields = {attribute: properties[name] for name, attribute in PROPERTIES.items() if name in properties}
+        return cls(repository=repository, **fields)
+
+
+def check_run_id(build_id: int) -> str:
+    """The external id of the check run of build ``build_id``."""
+    return f"flowbot-build-{build_id}"
+
+
+def build_of_check_run(external_id: str) -> int | None:
+    """The build a check run's external id names, or None when flowbot did not make it."""
+    match = _CHECK_RUN_ID.match(external_id)
+    return int(match.group(1)) if match else None
