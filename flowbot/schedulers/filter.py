@@ -7,6 +7,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..pull_requests import PullRequest
 from ..records import Change
 
 Matcher = str | Iterable[str] | Callable[[Any], bool] | None
@@ -30,7 +31,12 @@ class ChangeFilter:
     ``branch_re`` and friends take a regular expression. ``files`` takes glob patterns: a change
     matches when one of its files matches one of them. ``filter_fn`` sees the whole change.
 
+    ``pull_requests=True`` keeps only the changes of pull requests (and merge requests), ``False``
+    only the others; ``base_branch`` (a value, a list or a predicate, as ``branch``) keeps the pull
+    requests into that branch, and so only pull requests.
+
     >>> ChangeFilter(branch=["main", "release"], files=["src/*.py"])
+    >>> ChangeFilter(pull_requests=True, base_branch="main")
     """
 
     _FIELDS = ("branch", "repository", "project", "codebase", "category")
@@ -48,7 +54,13 @@ class ChangeFilter:
         project_re: str | None = None,
         files: Iterable[str] | None = None,
         filter_fn: Callable[[Change], bool] | None = None,
+        pull_requests: bool | None = None,
+        base_branch: Matcher = _ANY,  # type: ignore[assignment]
     ):
+        if pull_requests is not None and not isinstance(pull_requests, bool):
+            raise ValueError(f"ChangeFilter pull_requests must be True, False or None; got {pull_requests!r}")
+        if pull_requests is False and base_branch is not _ANY:
+            raise ValueError("ChangeFilter base_branch selects pull requests; it cannot go with pull_requests=False")
         self.checks: list[tuple[str, Any]] = [
             (name, value)
             for name, value in zip(self._FIELDS, (branch, repository, project, codebase, category), strict=True)
@@ -61,8 +73,17 @@ class ChangeFilter:
         ]
         self.files = [files] if isinstance(files, str) else list(files) if files is not None else None
         self.filter_fn = filter_fn
+        self.pull_requests = pull_requests
+        self.base_branch = base_branch
 
     def __call__(self, change: Change) -> bool:
+        if self.pull_requests is not None or self.base_branch is not _ANY:
+            request = PullRequest.of(change.repository, change.properties)
+            if self.pull_requests is not None and (request is not None) != self.pull_requests:
+                return False
+            if self.base_branch is not _ANY:
+                if request is None or not _matches(self.base_branch, request.base_branch):
+                    return False
         for name, wanted in self.checks:
             if not _matches(wanted, getattr(change, name)):
                 return False
@@ -80,4 +101,8 @@ class ChangeFilter:
         parts += [f"{name}_re={p.pattern!r}" for name, p in self.patterns]
         if self.files is not None:
             parts.append(f"files={self.files!r}")
+        if self.pull_requests is not None:
+            parts.append(f"pull_requests={self.pull_requests!r}")
+        if self.base_branch is not _ANY:
+            parts.append(f"base_branch={self.base_branch!r}")
         return f"ChangeFilter({', '.join(parts)})"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,7 @@ from flowbot import (
     AnyBranchScheduler,
     Builder,
     ChangeFilter,
+    GitHubHook,
     IntParameter,
     Nightly,
     Periodic,
@@ -44,6 +47,37 @@ def change(**fields) -> Change:
 )
 def test_change_filters(flt: ChangeFilter, matches: bool) -> None:
     assert flt(change(files=("src/a.py",), repository="repo.git", project="p", comments="fix")) is matches
+
+
+def test_change_filters_select_or_leave_out_pull_requests_and_choose_their_base_branch() -> None:
+    # Given a push to master, a pull request into master and one into dev, as GitHub delivers them
+    hook = GitHubHook()
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "github-webhooks"
+    push_body = (fixtures / "push-with-new-branch.payload.json").read_bytes()
+    (push,) = hook.parse({"X-GitHub-Event": "push"}, push_body).changes
+    opened = json.loads((fixtures / "pull_request.opened.payload.json").read_bytes())
+    (into_master,) = hook.parse({"X-GitHub-Event": "pull_request"}, json.dumps(opened).encode()).changes
+    opened["pull_request"]["base"]["ref"] = "dev"
+    (into_dev,) = hook.parse({"X-GitHub-Event": "pull_request"}, json.dumps(opened).encode()).changes
+    changes = [push, into_master, into_dev]
+
+    def kept(flt: ChangeFilter) -> list[Change]:
+        return [c for c in changes if flt(c)]
+
+    # Then filters keep pull requests or leave them out, and choose them by the branch they go into
+    assert kept(ChangeFilter(pull_requests=True)) == [into_master, into_dev]
+    assert kept(ChangeFilter(pull_requests=False)) == [push]
+    assert kept(ChangeFilter(base_branch="master")) == [into_master]
+    assert kept(ChangeFilter(pull_requests=True, base_branch=["dev", "release"])) == [into_dev]
+    assert kept(ChangeFilter(base_branch=lambda b: b != "dev")) == [into_master]
+    assert kept(ChangeFilter(branch="master")) == [push]  # a pull request's branch is its ref
+    assert repr(ChangeFilter(pull_requests=True, base_branch="main")) == (
+        "ChangeFilter(pull_requests=True, base_branch='main')"
+    )
+    with pytest.raises(ValueError, match="must be True, False or None"):
+        ChangeFilter(pull_requests="yes")
+    with pytest.raises(ValueError, match="cannot go with pull_requests=False"):
+        ChangeFilter(pull_requests=False, base_branch="main")
 
 
 def test_branch_schedulers_classify_by_filter_importance_and_branch() -> None:
