@@ -77,13 +77,8 @@ class ChangeFilter:
         self.base_branch = base_branch
 
     def __call__(self, change: Change) -> bool:
-        if self.pull_requests is not None or self.base_branch is not _ANY:
-            request = PullRequest.of(change.repository, change.properties)
-            if self.pull_requests is not None and (request is not None) != self.pull_requests:
-                return False
-            if self.base_branch is not _ANY:
-                if request is None or not _matches(self.base_branch, request.base_branch):
-                    return False
+        if (self.pull_requests is not None or self.base_branch is not _ANY) and not self._pull_request_matches(change):
+            return False
         for name, wanted in self.checks:
             if not _matches(wanted, getattr(change, name)):
                 return False
@@ -95,6 +90,12 @@ class ChangeFilter:
         ):
             return False
         return self.filter_fn is None or bool(self.filter_fn(change))
+
+    def _pull_request_matches(self, change: Change) -> bool:
+        request = PullRequest.of(change.repository, change.properties)
+        if self.pull_requests is not None and (request is not None) != self.pull_requests:
+            return False
+        return self.base_branch is _ANY or (request is not None and _matches(self.base_branch, request.base_branch))
 
     def __repr__(self) -> str:
         parts = [f"{name}={value!r}" for name, value in self.checks]
