@@ -34,6 +34,7 @@ PROPERTIES = {
 }
 
 _CHECK_RUN_ID = re.compile(r"^flowbot-build-([0-9]{1,18})$")
+_MERGE_REF = re.compile(r"^refs/(pull|merge-requests)/[0-9]+/merge$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +101,8 @@ def build_of_check_run(external_id: str) -> int | None:
     """The build a check run's external id names, or None when flowbot did not make it."""
     match = _CHECK_RUN_ID.match(external_id)
     return int(match.group(1)) if match else None
+
+
+def is_merge_ref(ref: str | None) -> bool:
+    """Whether ``ref`` is the merge GitHub or GitLab makes of a pull request into its base."""
+    return bool(ref and _MERGE_REF.match(ref))

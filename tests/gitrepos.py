@@ -30,6 +30,13 @@ class GitRepo:
         path.mkdir(parents=True, exist_ok=True)
         self.git("init", "-q", "-b", "main", *(["--bare"] if bare else []))
 
+    @classmethod
+    def at(cls, path: Path) -> GitRepo:
+        """A repository made elsewhere (a worker's checkout, say), to look into."""
+        repo = cls.__new__(cls)
+        repo.path = path
+        return repo
+
     @property
     def url(self) -> str:
         return str(self.path)
@@ -78,3 +85,43 @@ class GitRepo:
 
     def checkout(self, branch: str, *, new: bool = False, start: str | None = None) -> None:
         self.git("checkout", "-q", *(["-b"] if new else []), branch, *([start] if start else []))
+
+
+class Hosting:
+    """A bare repository as GitHub holds one: ``main``, and pull request ``number``'s
+    ``refs/pull/N/head`` and ``refs/pull/N/merge`` (its head merged into ``main``), pushed there
+    from ``clone``, whose branch ``feature`` it proposes."""
+
+    def __init__(self, path: Path, clone: GitRepo, number: int, feature: dict[str, str | None] | None = None):
+        self.server = GitRepo(path, bare=True)
+        self.clone = clone
+        self.number = number
+        clone.git("push", "-q", self.server.url, "main")
+        clone.checkout("feature", new=True)
+        self.head = clone.commit("Add a feature", feature or {"feature.txt": "new\n"})
+        clone.checkout("main")
+        self.base = clone.commit("Meanwhile on main", {"main.txt": "moved on\n"})
+        clone.git("push", "-q", self.server.url, "main")
+        self.publish()
+
+    def publish(self) -> None:
+        """Push the feature branch to the pull request's head ref, and GitHub's merge of it to its merge ref."""
+        clone = self.clone
+        clone.git("push", "-q", "--force", self.server.url, f"feature:refs/pull/{self.number}/head")
+        clone.checkout("merge-preview", new=True, start="main")
+        clone.git("merge", "-q", "--no-ff", "-m", "Merge feature into main", "feature")
+        self.merge = clone.head()
+        clone.git("push", "-q", "--force", self.server.url, f"merge-preview:refs/pull/{self.number}/merge")
+        clone.checkout("main")
+        clone.git("branch", "-q", "-D", "merge-preview")
+
+    def force_push(self) -> str:
+        """Rewrite the pull request's head, and drop its old commit from the server for good."""
+        clone = self.clone
+        clone.checkout("feature")
+        clone.git("commit", "-q", "--amend", "-m", "Add a feature, reworded")
+        clone.checkout("main")
+        self.publish()
+        self.server.git("reflog", "expire", "--expire=now", "--all")
+        self.server.git("gc", "-q", "--prune=now")
+        return clone.head("feature")

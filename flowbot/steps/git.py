@@ -3,6 +3,10 @@
 The worker does the work (with its git binary, or dulwich when it has none); the step says what
 to check out, shows in its log what the worker did, and sets the ``got_revision`` property to the
 commit that was checked out, as Buildbot's source steps do.
+
+A pull request's build names the ref its hosting publishes in the base repository as its branch
+(``refs/pull/2/head``): the worker fetches that ref and checks out the build's revision, detached.
+On the merge ref (``refs/pull/2/merge``) it checks out the merge, once sure it merges that revision.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..defaults import SHELL_TIMEOUT
+from ..pull_requests import is_merge_ref
 from ..results import Result
 from .base import BuildContext, Step
 
@@ -22,7 +27,8 @@ class Git(Step):
 
     The revision is the build's (from the change that caused it); a build without one (forced,
     periodic) gets the head of its branch. The branch is the build's, else ``branch``, else the
-    repository's default branch.
+    repository's default branch; a pull request's is its ref (``refs/pull/N/head``), fetched from
+    ``repourl``, which is then the base repository.
 
     Args:
         repourl: a URL or an absolute path the *worker* can fetch from; may be a renderable.
@@ -86,10 +92,12 @@ class Git(Step):
     def command_args(self, build: BuildContext) -> dict[str, Any]:
         """The worker's ``git`` command arguments for this build."""
         stamp = build.sourcestamp(self.codebase) or {}
+        branch = stamp.get("branch") or build.render(self.branch) or None
         return {
             "repourl": str(build.render(self.repourl)),
-            "branch": stamp.get("branch") or build.render(self.branch) or None,
+            "branch": branch,
             "revision": stamp.get("revision") or None,
+            "merge": is_merge_ref(branch),
             "mode": self.mode,
             "method": self.method,
             "shallow": self.shallow,

@@ -17,7 +17,7 @@ from flowbot_worker.commands import COMMANDS, GitCommand, Outcome
 from flowbot_worker.errors import CommandError
 from flowbot_worker.output import OutputBuffer
 
-from ..gitrepos import GitRepo
+from ..gitrepos import GitRepo, Hosting
 
 NO_GIT_PATH = "/nonexistent-bin"
 
@@ -144,7 +144,83 @@ async def test_bad_arguments_are_refused(tmp_path):
         ({"repourl": "/r", "mode": "incremental", "method": "clobber"}, "applies to mode 'full' only"),
         ({"repourl": "/r", "branch": "-x"}, "branch must be a name"),
         ({"repourl": "/r", "workdir": "../../escape"}, "outside the worker's basedir"),
+        ({"repourl": "/r", "merge": True}, "merge must be true .with a branch"),
+        ({"repourl": "/r", "branch": "refs/pull/1/merge", "merge": "yes"}, "merge must be true"),
     ]:
         with pytest.raises(CommandError, match=message):
             await checkout(tmp_path / "w", "git", **args)
     assert COMMANDS["git"] is GitCommand
+
+
+async def test_a_pull_requests_head_ref_is_fetched_and_its_revision_checked_out_detached(tmp_path, upstream, tool):
+    # Given a server that publishes a pull request at refs/pull/7/head only (no branch of that name)
+    hosting = Hosting(tmp_path / "server.git", upstream, 7)
+
+    # When its build checks out the ref at the head revision
+    outcome, log = await checkout(
+        tmp_path / "w", tool, repourl=hosting.server.url, branch="refs/pull/7/head", revision=hosting.head
+    )
+
+    # Then that very commit is checked out, detached, and no branch named after the ref is made
+    assert outcome == Outcome(0, None, "", {"got_revision": hosting.head})
+    build = GitRepo.at(tmp_path / "w" / "unit" / "build")
+    assert (build.path / "feature.txt").exists() and not (build.path / "main.txt").exists()
+    assert build.git("rev-parse", "--symbolic-full-name", "HEAD") == "HEAD"
+    assert build.git("for-each-ref", "refs/heads") == ""
+    assert "refs/pull/7/head" in log
+
+
+async def test_the_merge_ref_is_checked_out_when_it_merges_the_revision_asked_for(tmp_path, upstream, tool):
+    hosting = Hosting(tmp_path / "server.git", upstream, 7)
+    args = {"repourl": hosting.server.url, "branch": "refs/pull/7/merge", "merge": True}
+
+    # The merge of the head into main: both sides' files
+    outcome, _ = await checkout(tmp_path / "w", tool, revision=hosting.head, **args)
+    assert outcome == Outcome(0, None, "", {"got_revision": hosting.merge})
+    build = tmp_path / "w" / "unit" / "build"
+    assert (build / "feature.txt").exists() and (build / "main.txt").exists()
+
+    # When the pull request moves on, a build still waiting for its old head fails, saying why
+    old = hosting.head
+    upstream.commit("Unrelated", {"other.txt": "x\n"})  # main moves on, and so does the feature
+    upstream.checkout("feature")
+    new = upstream.commit("More of the feature", {"feature.txt": "newer\n"})
+    upstream.checkout("main")
+    hosting.publish()
+    outcome, _ = await checkout(tmp_path / "w", tool, revision=old, **args)
+    assert outcome.rc not in (0, None) and outcome.data == {}
+    assert outcome.message == (
+        f"refs/pull/7/merge of {hosting.server.url} merges {new} now, not {old}: the pull request moved on since "
+        "this build was asked for; a build of its new head checks that out"
+    )
+
+    # A pull request without a merge (conflicts) says so
+    hosting.server.git("update-ref", "-d", "refs/pull/7/merge")
+    outcome, _ = await checkout(tmp_path / "w2", tool, revision=new, **args)
+    assert outcome.rc not in (0, None) and "the server has no merge for it" in outcome.message
+
+
+async def test_a_force_pushed_head_fails_the_old_build_with_a_clear_message(tmp_path, upstream, tool):
+    # Given a pull request whose head was force-pushed, its old commit gone from the server
+    hosting = Hosting(tmp_path / "server.git", upstream, 7)
+    old = hosting.head
+    new = hosting.force_push()
+    with pytest.raises(AssertionError):
+        hosting.server.git("cat-file", "-e", old)
+
+    # When the build of the old head runs (on a worker that never had it)
+    outcome, _ = await checkout(
+        tmp_path / "w", tool, repourl=hosting.server.url, branch="refs/pull/7/head", revision=old
+    )
+
+    # Then it fails, saying the revision is gone and where the pull request is now
+    assert outcome.rc not in (0, None) and outcome.data == {}
+    assert outcome.message == (
+        f"revision {old} is not in {hosting.server.url} any more: refs/pull/7/head is at {new} now (it was "
+        "force-pushed, or rewritten, since this build was asked for; a build of the new head checks that out)"
+    )
+    # While the build of the new head checks it out
+    outcome, _ = await checkout(
+        tmp_path / "w", tool, repourl=hosting.server.url, branch="refs/pull/7/head", revision=new
+    )
+    assert outcome.data == {"got_revision": new}

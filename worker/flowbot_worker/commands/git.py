@@ -9,9 +9,15 @@ Modes follow Buildbot's: ``incremental`` fetches and checks out in place; ``full
 untracked files but keeps ignored ones, and ``"clobber"`` removes the directory and starts over.
 The finished message's ``data`` carries ``got_revision``, the commit checked out.
 
+A branch may also be a whole ref, such as the ``refs/pull/2/head`` that GitHub publishes in a base
+repository for a pull request (GitLab: ``refs/merge-requests/2/head``); it is fetched as it is and
+checked out detached. With ``merge``, the ref is a merge that the server made of the revision into
+its base (``refs/pull/2/merge``): it is fetched every time, and checked out if it merges the
+revision asked for (its parents include it), else the command fails saying the ref has moved on.
+
 Arguments: ``repourl``, ``branch`` (None: the remote's HEAD), ``revision`` (None: the branch's
-head), ``mode``, ``method``, ``shallow`` (False, True for depth 1, or a depth), ``workdir``,
-``builddir``, ``env``, ``timeout`` (seconds without output, per git process).
+head), ``merge``, ``mode``, ``method``, ``shallow`` (False, True for depth 1, or a depth),
+``workdir``, ``builddir``, ``env``, ``timeout`` (seconds without output, per git process).
 """
 
 from __future__ import annotations
@@ -44,6 +50,33 @@ class Wanted:
     mode: str
     method: str | None
     depth: int | None
+    #: ``branch`` is a ref the server merged ``revision`` into its base on: check that merge out.
+    merge: bool = False
+
+    @property
+    def local_branch(self) -> str | None:
+        """The branch to check out as, or None to check out detached (a whole ref: not a branch of ours)."""
+        return self.branch if self.branch and not self.branch.startswith("refs/") else None
+
+    def missing(self, head: str | None) -> GitFailed:
+        """The failure of a revision the repository does not have (``head``: where the branch is now)."""
+        message = f"revision {self.revision} is not in {self.repourl}"
+        if self.branch and head and head != self.revision:
+            message += (
+                f" any more: {self.branch} is at {head} now (it was force-pushed, or rewritten, since this build "
+                "was asked for; a build of the new head checks that out)"
+            )
+        return GitFailed(message)
+
+    def check_merge(self, merge: str, parents: list[str]) -> None:
+        """Fail unless the merge ``merge`` (with its ``parents``) is of the revision asked for."""
+        revision = self.revision
+        if revision is None or merge.startswith(revision) or any(p.startswith(revision) for p in parents):
+            return
+        raise GitFailed(
+            f"{self.branch} of {self.repourl} merges {', '.join(parents[1:]) or 'nothing'} now, not {revision}: "
+            "the pull request moved on since this build was asked for; a build of its new head checks that out"
+        )
 
 
 class GitFailed(Exception):
@@ -116,7 +149,10 @@ class GitCommand(Command):
         depth = 1 if shallow is True else (shallow or None)
         if depth is not None and (not isinstance(depth, int) or depth < 1):
             raise CommandError(f"git shallow must be a boolean or a positive depth; got {shallow!r}")
-        return Wanted(repourl, branch, revision, mode, method, depth)
+        merge = a.get("merge", False)
+        if not isinstance(merge, bool) or (merge and not branch):
+            raise CommandError(f"git merge must be true (with a branch, the merge ref) or false; got {merge!r}")
+        return Wanted(repourl, branch, revision, mode, method, depth, merge)
 
     def interrupt(self, reason: str, grace: float) -> None:
         self._interrupted = reason or "interrupted"
@@ -163,19 +199,29 @@ class _Binary:
         repourl, branch, revision, depth = wanted.repourl, wanted.branch, wanted.revision, wanted.depth
         if not (target / ".git").exists():
             await self._git(target, "init", "--quiet")
-        if revision is None or not await self._has(target, revision):
-            fetch = ["fetch", "--force", *(["--depth", str(depth)] if depth else ["--tags"]), "--", repourl]
+        fetch = ["fetch", "--force", *(["--depth", str(depth)] if depth else ["--tags"]), "--", repourl]
+        wanted_commit = revision or "FETCH_HEAD"
+        if wanted.merge:
+            assert branch is not None
+            rc = await self._git(target, *fetch, branch, check=False)
+            if rc != 0:
+                raise GitFailed(_no_merge(wanted), rc)
+            wanted_commit = await self._read(target, "rev-parse", "FETCH_HEAD^{commit}")
+            raw = await self._read(target, "cat-file", "commit", wanted_commit)
+            wanted.check_merge(wanted_commit, _parents(raw.splitlines()))
+        elif revision is None or not await self._has(target, revision):
             rc = await self._git(target, *fetch, branch or "HEAD", check=False)
             if rc != 0 and revision is None:
                 what = f"branch {branch!r}" if branch else "the default branch"
                 raise GitFailed(f"could not fetch {what} of {repourl} (git exited with {rc})", rc)
             if revision is not None and not await self._has(target, revision):
+                head = await self._read(target, "rev-parse", "--verify", "--quiet", "FETCH_HEAD") if rc == 0 else None
                 # Not on the branch (or no such branch any more): ask for the commit itself.
                 await self._git(target, *fetch, revision, check=False)
                 if not await self._has(target, revision):
-                    raise GitFailed(f"revision {revision} is not in {repourl}")
-        where = ["-B", branch] if branch else ["--detach"]
-        await self._git(target, "checkout", "--force", "--quiet", *where, f"{revision or 'FETCH_HEAD'}^{{commit}}")
+                    raise wanted.missing(head)
+        where = ["-B", branch] if wanted.local_branch else ["--detach"]
+        await self._git(target, "checkout", "--force", "--quiet", *where, f"{wanted_commit}^{{commit}}")
         if wanted.method in ("fresh", "clean"):
             await self._git(target, "clean", "-f", "-f", "-d", *(["-x"] if wanted.method == "fresh" else []))
         tee = _Tee(self.command.output)
@@ -184,6 +230,12 @@ class _Binary:
 
     async def _has(self, target: Path, revision: str) -> bool:
         return await self._git(target, "cat-file", "-e", f"{revision}^{{commit}}", check=False, quiet=True) == 0
+
+    async def _read(self, target: Path, *args: str) -> str:
+        """What a git process that does not change anything prints."""
+        tee = _Tee(_Null())
+        await self._git(target, *args, check=False, quiet=True, output=tee)
+        return tee.stdout.decode().strip()
 
     async def _git(self, target: Path, *args: str, check: bool = True, quiet: bool = False, output: Any = None) -> int:
         if self.command._interrupted:
@@ -250,7 +302,7 @@ class _Dulwich:
 
         repourl, branch, revision = wanted.repourl, wanted.branch, wanted.revision
         with Repo(str(target)) if (target / ".git").exists() else Repo.init(str(target)) as repo:
-            found = self._find(repo, revision) if revision else None
+            found = self._find(repo, revision) if revision and not wanted.merge else None
             if found is None:
                 self.say(f"fetching {branch or 'HEAD'} from {repourl}")
                 try:
@@ -258,16 +310,21 @@ class _Dulwich:
                     head, found = self._fetch(client, path, repo, wanted)
                 except (GitProtocolError, HangupException, NotGitRepository, OSError) as exc:
                     raise GitFailed(f"could not fetch from {repourl}: {exc}") from None
-                if revision is None:
+                if wanted.merge:
+                    if head is None:
+                        raise GitFailed(_no_merge(wanted))
+                    wanted.check_merge(head.decode(), [p.decode() for p in repo[head].parents])
+                    found = head
+                elif revision is None:
                     if head is None:
                         what = f"branch {branch!r}" if branch else "a default branch"
                         raise GitFailed(f"{repourl} has no {what}")
                     found = head
                 elif found is None:
-                    raise GitFailed(f"revision {revision} is not in {repourl}")
+                    raise wanted.missing(head and head.decode())
             if self.command._interrupted:
                 raise GitFailed(self.command._interrupted)
-            self._check_out(repo, found, branch)
+            self._check_out(repo, found, wanted.local_branch)
             if wanted.method in ("fresh", "clean"):
                 self._clean(repo, target, keep_ignored=wanted.method == "clean")
             return found.decode()
@@ -276,7 +333,7 @@ class _Dulwich:
         """Fetch the branch's head, then the revision if that did not bring it; returns both shas."""
         branch, revision = wanted.branch, wanted.revision
         store = repo.object_store
-        ref = b"refs/heads/" + branch.encode() if branch else b"HEAD"
+        ref = _ref(branch)
         heads: dict[str, bytes] = {}
 
         def branch_head(refs: dict[bytes, bytes], depth: int | None = None) -> list[bytes]:
@@ -288,8 +345,8 @@ class _Dulwich:
         client.fetch(path, repo, determine_wants=branch_head, depth=wanted.depth, progress=self._progress())
         head = heads.get("head")
         if head is not None:
-            repo.refs[b"refs/remotes/origin/" + (branch or "HEAD").encode()] = head
-        if revision is None:
+            repo.refs[b"refs/remotes/origin/" + ref.removeprefix(b"refs/heads/").removeprefix(b"refs/")] = head
+        if revision is None or wanted.merge:
             return head, None
         found = self._find(repo, revision)
         if found is None and _FULL_SHA.match(revision):
@@ -356,3 +413,23 @@ class _Dulwich:
         for directory in reversed(directories):  # deepest first: the directories left empty go too
             if not any(directory.iterdir()):
                 directory.rmdir()
+
+
+def _ref(branch: str | None) -> bytes:
+    """The remote ref a branch names: itself when it is a whole ref (``refs/pull/2/head``)."""
+    if not branch:
+        return b"HEAD"
+    return branch.encode() if branch.startswith("refs/") else b"refs/heads/" + branch.encode()
+
+
+def _parents(commit: list[str]) -> list[str]:
+    """The parents of a commit object, from its raw text's header lines."""
+    header = commit[: commit.index("")] if "" in commit else commit
+    return [line.split()[1] for line in header if line.startswith("parent ")]
+
+
+def _no_merge(wanted: Wanted) -> str:
+    return (
+        f"could not fetch {wanted.branch} of {wanted.repourl}: the server has no merge for it (a pull request "
+        "whose changes conflict with its base has none, and a closed one neither)"
+    )
