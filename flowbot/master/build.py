@@ -206,7 +206,11 @@ class RunningBuild:
         self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False
     ) -> _StartedCommand:
         cmd_id = self._new_command()
-        command = _StartedCommand(self, cmd_id, asyncio.ensure_future(self._command(cmd_id, name, args, log, collect)))
+        # The step awaits it, or leaves it to end with the step (which gathers it): it is watched.
+        task = self.master.spawn(
+            self._command(cmd_id, name, args, log, collect), f"command {cmd_id} of {self.builder}", watched=True
+        )
+        command = _StartedCommand(self, cmd_id, task)
         self._started.append(command)
         return command
 
@@ -312,7 +316,8 @@ class RunningBuild:
         """Send ``source`` on the master (inside the master's directory, unless ``absolute`` allows
         an absolute path) to ``destination`` (relative to the builder's directory)."""
         try:
-            sender, size, digest = await SendFile.open(master_path(self.master_dir, source, absolute=absolute))
+            path = master_path(self.master_dir, source, absolute=absolute)
+            sender, size, digest = await SendFile.open(path, self.master.spawn)
         except TransferError as exc:
             return self._transfer_refused(str(exc))
         args = {"path": destination, "size": size, "sha256": digest, "mode": mode}
@@ -358,7 +363,7 @@ class RunningBuild:
         Raises:
             BuildStopped: the build was stopped meanwhile.
         """
-        waiting = asyncio.ensure_future(awaitable)
+        waiting = self.master.spawn(_wait(awaitable), f"waiting in {self.builder} #{self.number}", watched=True)
         self._waiting = waiting
         try:
             return await waiting
@@ -635,6 +640,10 @@ class _StartedCommand:
 
     def __await__(self) -> Generator[Any, None, CommandResult]:
         return self.task.__await__()
+
+
+async def _wait(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
 
 def _describe(name: str, args: dict[str, Any]) -> str:

@@ -45,11 +45,6 @@ class _Watch:
     done: asyncio.Future[Result] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-def _log_failure(done: asyncio.Future) -> None:
-    if not done.cancelled() and done.exception() is not None:
-        log.warning("a request could not be completed without a build: %s", done.exception())
-
-
 class Dispatcher:
     """The queue, the running builds, and the choice of what runs where."""
 
@@ -100,12 +95,19 @@ class Dispatcher:
                 return
             if collapse:
                 log.info("request %d (%s) collapsed into request %d", old.id, old.builder, new.id)
-                self.cancel(old, Result.SKIPPED).add_done_callback(_log_failure)
+                self.cancel(old, Result.SKIPPED)
 
-    def cancel(self, request: BuildRequest, result: Result = Result.CANCELLED) -> asyncio.Future[None]:
-        """Take a waiting request out of the queue now; it completes as ``result`` in the store."""
+    def cancel(
+        self, request: BuildRequest, result: Result = Result.CANCELLED, *, awaited: bool = False
+    ) -> asyncio.Task[None]:
+        """Take a waiting request out of the queue now; it completes as ``result`` in the store.
+
+        The completion is a task the master owns: it is logged if it fails, unless the caller
+        says it is ``awaited`` (the caller then gets the failure).
+        """
         self.queue.remove(request.id)
-        return asyncio.ensure_future(self._complete_unbuilt(request, result))
+        completing = self._complete_unbuilt(request, result)
+        return self.master.spawn(completing, f"completing request {request.id}", watched=awaited)
 
     async def _complete_unbuilt(self, request: BuildRequest, result: Result) -> None:
         try:

@@ -15,8 +15,9 @@ import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, LIVENESS, SQLITE_FILE, STOP_GRACE
 from ..errors import ConfigError, InvalidRequest, NotFound, StoreError
@@ -33,12 +34,14 @@ from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
 from .scheduling import Scheduling
 from .sources import Sources
+from .tasks import Tasks
 from .worker_control import WorkerControl
 
 if TYPE_CHECKING:
     from ..analysis import History
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Seconds between writes of the workers' last-seen times.
 _SEEN_INTERVAL = 10.0
@@ -79,6 +82,8 @@ class Master:
         self.http_address = http
         self.name = name or f"{socket.gethostname()}:{self.basedir or 'embedded'}"
         self.events = EventBus()
+        #: Every task the master and its parts run.
+        self.tasks = Tasks()
         self.store: Store | None = None
         self.registry = WorkerRegistry(
             {w.name: w for w in pipeline.workers},
@@ -89,6 +94,7 @@ class Master:
             heartbeat=heartbeat,
             liveness=liveness,
             curve=pipeline.curve,
+            spawn=self.tasks.spawn,
         )
         self.dispatcher = Dispatcher(self)
         self.worker_control = WorkerControl(self)
@@ -98,7 +104,6 @@ class Master:
         self.reporting = Reporting(self)
         self.http_url: str | None = None
         self._http_server: Any = None
-        self._tasks: set[asyncio.Task] = set()
         self._stopping = False
         self._history: History | None = None
         self._janitor: asyncio.Task | None = None
@@ -198,7 +203,7 @@ class Master:
             self._http_server.stop()
         for build in list(self.running.values()):
             build.stop("the master is shutting down", Result.RETRY)
-        tasks = [t for t in self._tasks if t.get_name().startswith("build ")]
+        tasks = self.tasks.named("build ")
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_GRACE + 2)
         await self.local_workers.stop()
@@ -206,9 +211,7 @@ class Master:
         await self._close()
 
     async def _close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.tasks.cancel()
         await self.registry.stop()
         if self._http_server is not None:
             await self._http_server.close_all_connections()
@@ -226,17 +229,10 @@ class Master:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def spawn(self, coro: Any, name: str) -> asyncio.Task:
-        """Run ``coro`` as a task the master owns: cancelled at stop, failures logged."""
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed: %s", task.get_name(), task.exception())
+    def spawn(self, coro: Coroutine[Any, Any, T], name: str, *, watched: bool = False) -> asyncio.Task[T]:
+        """Run ``coro`` as a task the master owns: cancelled at stop, its failure logged unless
+        it is ``watched`` (see :meth:`Tasks.spawn <flowbot.master.tasks.Tasks.spawn>`)."""
+        return self.tasks.spawn(coro, name, watched=watched)
 
     # -- changing the pipeline while it runs ----------------------------------------------------
 
@@ -502,7 +498,7 @@ class Master:
         request = self.queue.get(request_id)
         if request is None:
             raise NotFound(f"no pending build request {request_id} waiting in the queue")
-        await self.dispatcher.cancel(request)
+        await self.dispatcher.cancel(request, awaited=True)
 
     async def rebuild(self, build_id: int, *, reason: str = "", owner: str = "") -> list[int]:
         """Request a build again: same sources and properties, linked to it by the ``rebuild_of`` property.

@@ -49,6 +49,7 @@ from ..steps.base import CommandResult
 from ..workers import Worker
 from . import curve
 from .events import EventBus, EventKind
+from .tasks import Spawn
 from .transfers import Transfer, TransferError
 
 log = logging.getLogger(__name__)
@@ -189,11 +190,13 @@ class WorkerRegistry:
         *,
         on_connected: Callable[[WorkerConnection], None],
         on_lost: Callable[[WorkerConnection], None],
+        spawn: Spawn,
         heartbeat: float = HEARTBEAT_INTERVAL,
         liveness: int = LIVENESS,
         curve: KeyPair | None = None,
     ):
         self.workers = workers
+        self._spawn = spawn
         self.curve = curve
         #: Public keys of the worker processes the master started itself, by worker name.
         self.local_keys: dict[str, str] = {}
@@ -235,8 +238,8 @@ class WorkerRegistry:
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sock = sock
         self._tasks = [
-            asyncio.create_task(self._receive_loop(), name="worker-registry receive"),
-            asyncio.create_task(self._sweep_loop(), name="worker-registry heartbeats"),
+            self._spawn(self._receive_loop(), "worker-registry receive"),
+            self._spawn(self._sweep_loop(), "worker-registry heartbeats"),
         ]
         log.info("waiting for workers on %s%s", self.endpoint, " (encrypted: CURVE)" if self.curve else "")
         return self.endpoint

@@ -67,7 +67,7 @@ class Reporting:
         until = asyncio.get_running_loop().time() + REPORT_DRAIN
         for reporter in self.reporters:
             if id(reporter) not in listed:
-                task = asyncio.create_task(self._retire(reporter, until), name=f"retiring reporter {reporter}")
+                task = self.master.spawn(self._retire(reporter, until), f"retiring reporter {reporter}")
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
         for reporter in reporters:
@@ -75,15 +75,15 @@ class Reporting:
                 reporter.use_secrets(self._secret)
                 queue: asyncio.Queue[tuple[str, Build]] = asyncio.Queue(REPORT_QUEUE)
                 self._queues[id(reporter)] = queue
-                self._delivering[id(reporter)] = asyncio.create_task(
-                    self._deliver_loop(reporter, queue), name=f"reporter {reporter}"
+                self._delivering[id(reporter)] = self.master.spawn(
+                    self._deliver_loop(reporter, queue), f"reporter {reporter}"
                 )
         self.reporters = reporters
         if reporters and self._unsubscribe is None:
             self._unsubscribe = self.master.events.subscribe(
                 self._events.put_nowait, (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED)
             )
-            self._preparing = asyncio.create_task(self._prepare_loop(), name="reporting")
+            self._preparing = self.master.spawn(self._prepare_loop(), "reporting")
 
     async def stop(self) -> None:
         """Give queued reports a few seconds to go out, then stop every reporter."""
@@ -98,7 +98,7 @@ class Reporting:
             await asyncio.gather(self._preparing, return_exceptions=True)
             self._preparing = None
         for reporter in self.reporters:
-            self._retiring.add(asyncio.create_task(self._retire(reporter, until)))
+            self._retiring.add(self.master.spawn(self._retire(reporter, until), f"retiring reporter {reporter}"))
         self.reporters = []
         await asyncio.gather(*self._retiring)
 

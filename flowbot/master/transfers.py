@@ -23,6 +23,7 @@ from flowbot_worker.defaults import FILE_CHUNK, FILE_WINDOW
 
 from ..errors import FlowbotError
 from ..steps.base import CommandResult
+from .tasks import Spawn
 
 
 class TransferError(FlowbotError):
@@ -118,8 +119,9 @@ class ReceiveFile:
 class SendFile:
     """Reads a file in chunks for the worker, as fast as the worker grants credit."""
 
-    def __init__(self, source: Path, *, chunk: int = FILE_CHUNK, window: int = FILE_WINDOW):
+    def __init__(self, source: Path, *, spawn: Spawn, chunk: int = FILE_CHUNK, window: int = FILE_WINDOW):
         self.source = source
+        self._spawn = spawn
         self.chunk = chunk
         self._credit = window
         self._more = asyncio.Event()
@@ -127,7 +129,7 @@ class SendFile:
         self.progressed: float | None = None
 
     @classmethod
-    async def open(cls, source: Path) -> tuple[SendFile, int, str]:
+    async def open(cls, source: Path, spawn: Spawn) -> tuple[SendFile, int, str]:
         """A sender for ``source``, with its size and SHA-256 (read once, off the loop).
 
         Raises:
@@ -137,7 +139,7 @@ class SendFile:
             size, digest = await asyncio.to_thread(_measure, source)
         except OSError as exc:
             raise TransferError(f"cannot read {source} on the master: {exc.strerror}") from None
-        return cls(source), size, digest
+        return cls(source, spawn=spawn), size, digest
 
     def file_data(self, content: dict[str, Any], data: bytes) -> None:
         raise TransferError("the worker sent file data to a download")
@@ -149,7 +151,7 @@ class SendFile:
 
     def start(self, send: SendChunk) -> None:
         self.progressed = time.monotonic()
-        self._task = asyncio.ensure_future(self._pump(send))
+        self._task = self._spawn(self._pump(send), f"sending {self.source}")
 
     async def _pump(self, send: SendChunk) -> None:
         seq = 0

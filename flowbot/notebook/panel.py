@@ -179,8 +179,8 @@ class MasterPanel(widgets.VBox):
         self._spawn(self.refresh())
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        task.add_done_callback(self._report)
+        task = self.master.spawn(coro, "the notebook panel", watched=True)
+        task.add_done_callback(self._report)  # it shows the failure
 
     def _report(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:

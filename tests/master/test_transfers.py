@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from flowbot.master.tasks import Tasks
 from flowbot.master.transfers import ReceiveFile, SendFile
 from flowbot.steps.base import CommandResult
 
@@ -63,7 +64,7 @@ async def test_a_download_is_read_while_the_loop_serves_others(tmp_path, loop_tu
     # Given a file to send in 16 chunks, with credit for all of them
     content = os.urandom(16 * 1024 + 10)
     (tmp_path / "tool.bin").write_bytes(content)
-    sender = SendFile(tmp_path / "tool.bin", chunk=1024, window=100)
+    sender = SendFile(tmp_path / "tool.bin", spawn=Tasks().spawn, chunk=1024, window=100)
     chunks: list[bytes] = []
     done = asyncio.Event()
 

@@ -1,0 +1,58 @@
+"""The tasks a master owns: named, their failures logged, all cancelled at stop."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import logging
+from pathlib import Path
+
+import flowbot.master
+from flowbot.master.tasks import Tasks
+
+
+async def test_a_task_that_fails_is_logged_by_name_unless_someone_watches_it(caplog):
+    tasks = Tasks()
+
+    async def fail() -> None:
+        raise RuntimeError("broken")
+
+    with caplog.at_level(logging.ERROR, logger="flowbot.master.tasks"):
+        await asyncio.gather(tasks.spawn(fail(), "unwatched"), return_exceptions=True)
+        watched = tasks.spawn(fail(), "watched", watched=True)
+        await asyncio.gather(watched, return_exceptions=True)
+    assert [r.getMessage() for r in caplog.records] == ["unwatched failed: broken"]
+    assert isinstance(watched.exception(), RuntimeError)  # its watcher gets the failure
+    assert tasks.named("") == []  # ended tasks are let go
+
+
+async def test_cancel_stops_every_task_still_running_and_waits_for_them():
+    tasks = Tasks()
+    ended = []
+
+    async def forever(name: str) -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            ended.append(name)
+
+    for name in ("build b #1", "build b #2", "reporter"):
+        tasks.spawn(forever(name), name)
+    await asyncio.sleep(0)
+    assert sorted(t.get_name() for t in tasks.named("build ")) == ["build b #1", "build b #2"]
+    await tasks.cancel()
+    assert sorted(ended) == ["build b #1", "build b #2", "reporter"]
+    assert tasks.named("") == []
+
+
+def test_the_master_and_its_faces_start_tasks_one_way():
+    # Every task goes through Tasks.spawn (parts receive it), so none is unowned
+    package = Path(flowbot.master.__file__).parent
+    bare = []
+    for path in [*package.rglob("*.py"), *(package.parent / "notebook").rglob("*.py")]:
+        if path.name == "tasks.py" and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ("create_task", "ensure_future", "TaskGroup"):
+                bare.append(f"{path.name}:{node.lineno} {node.attr}")
+    assert bare == []
