@@ -48,7 +48,12 @@ class Pipeline:
         reporters: what tells people and systems how builds went (GitHub, HTTP, mail).
         auth: who may control the master (and read it); None: anyone who reaches its HTTP port.
         url: where people reach the master's web page, for links in reports (default: the
-            master's own HTTP address).
+            master's own HTTP address). Its host name is one the master answers to.
+        allowed_hosts: the other names the master is served under (behind a proxy that keeps the
+            ``Host`` header, say ``["ci.example.org"]``); ``["*"]`` answers any. Loopback names,
+            IP addresses and the name the master binds are always served; a request for any other
+            ``Host`` is refused, so a page whose DNS name is rebound to the master's address gets
+            nothing from it.
         retention: how long the store keeps logs and builds (None: forever).
         curve_key: the master's CURVE secret key file (``flowbot create-key`` makes one), relative
             to the pipeline file's directory (the current one in a Jupyter cell): with it the worker
@@ -72,6 +77,7 @@ class Pipeline:
         reporters: Iterable[Reporter] = (),
         auth: Auth | None = None,
         url: str | None = None,
+        allowed_hosts: Iterable[str] = (),
         retention: Retention | None = None,
         curve_key: str | Path | None = None,
     ):
@@ -84,6 +90,7 @@ class Pipeline:
         self.reporters = list(reporters)
         self.auth = auth
         self.url = url
+        self.allowed_hosts = allowed_hosts
         self.retention = retention
         self.curve_key = curve_key
         #: The master's CURVE key pair read from ``curve_key`` (None: the link is not encrypted).
@@ -189,6 +196,9 @@ class Pipeline:
             problem(f"auth must be an Auth object; got {self.auth!r}", self)
         if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
             problem(f"url must be an http:// or https:// address; got {self.url!r}", self)
+        hosts = self.allowed_hosts
+        if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and h for h in hosts):
+            problem(f'allowed_hosts must be a list of host names, such as ["ci.example.org"]; got {hosts!r}', self)
         if self.retention is not None:
             if not isinstance(self.retention, Retention):
                 problem(f"retention must be a Retention; got {self.retention!r}", self)

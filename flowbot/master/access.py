@@ -4,6 +4,11 @@ Credentials come three ways: ``Authorization: Bearer TOKEN`` (API tokens: script
 ``Authorization: Basic`` (a user's password, for curl), or the web page's session cookie, set by
 ``POST /api/login``. With no :class:`~flowbot.auth.Auth` configured everything is open.
 
+Names: every request must name the master in its ``Host`` header: a loopback name, an IP address,
+the name the master binds, the host of ``Pipeline(url=...)`` or one of ``Pipeline(allowed_hosts=...)``.
+A page whose DNS name its owner points at the master's address (DNS rebinding) is same-origin with
+itself, so nothing else tells its requests apart; they are refused (403) whatever they ask.
+
 Cross-site requests: every state-changing request must come from the master's own pages or from a
 non-browser client. Browsers say where a request comes from (``Origin``, ``Sec-Fetch-Site``), so a
 request that another site's page makes is refused (403) whatever credentials it carries; requests
@@ -21,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 import logging
 import math
@@ -36,6 +42,7 @@ from ..errors import Forbidden, InvalidRequest, TooManyAttempts, Unauthorized
 
 if TYPE_CHECKING:
     from ..auth import Auth
+    from ..pipeline import Pipeline
     from .master import Master
 
 log = logging.getLogger(__name__)
@@ -85,6 +92,39 @@ class PasswordThrottle:
 
     def succeeded(self, client: str, user: str) -> None:
         self._failures.pop((client, user), None)
+
+
+def host_allowed(host_name: str, pipeline: Pipeline, bound: str) -> bool:
+    """Whether ``host_name`` (a request's ``Host``, without its port) names this master.
+
+    Args:
+        bound: the host the master's HTTP server binds (a name or an address).
+    """
+    name = _host(host_name)
+    if name == "localhost" or name.endswith(".localhost"):
+        return True  # browsers resolve these to loopback themselves: no DNS answer rebinds them
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        pass
+    else:
+        return True  # an address is no DNS name: a page under it is one the master itself served
+    served = {_host(bound), *(_host(h) for h in pipeline.allowed_hosts)}
+    if pipeline.url:
+        served.add(_host(urlsplit(pipeline.url).hostname or ""))
+    return name in served or "*" in served
+
+
+def refuse_host(host_name: str) -> Forbidden:
+    """The error for a request whose ``Host`` names another server."""
+    return Forbidden(
+        f"this master is not served under the name {_host(host_name)!r} (the request's Host header); "
+        "if it is, add the name to Pipeline(allowed_hosts=[...])"
+    )
+
+
+def _host(name: str) -> str:
+    return name.strip("[]").rstrip(".").lower()
 
 
 async def identify(handler: tornado.web.RequestHandler, master: Master) -> str | None:

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tornado.httpserver
+import tornado.httputil
 import tornado.netutil
 import tornado.web
 
 from ..defaults import EVENT_JOURNAL_SIZE, MAX_BODY_BYTES, WEBSOCKET_PING
 from ..errors import ConfigError
-from .access import PasswordThrottle
-from .api import routes
+from .access import PasswordThrottle, host_allowed, refuse_host
+from .api import ApiHandler, routes
 from .events import EventJournal
 from .hooks import hook_routes
 from .metrics import Metrics, MetricsHandler
@@ -27,11 +28,46 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def make_app(master: Master) -> tornado.web.Application:
+class MasterApplication(tornado.web.Application):
+    """The routes, behind a check that each request's ``Host`` names the master (see
+    :func:`~.access.host_allowed`): a request for another name reaches no route, static files
+    included. The pipeline is read per request, so a reconfigure's names count at once."""
+
+    def __init__(self, master: Master, bound: str, handlers: list[Any], **settings: Any):
+        super().__init__(handlers, **settings)
+        self.master = master
+        self.bound = bound
+        self._told: set[str] = set()
+
+    def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+        if host_allowed(request.host_name, self.master.pipeline, self.bound):
+            return super().find_handler(request, **kwargs)
+        if request.host_name not in self._told and len(self._told) < 100:  # once a name, never a flood
+            self._told.add(request.host_name)
+            log.warning(
+                "refused a request for host %r from %s: it is not a name this master is served under "
+                "(Pipeline(allowed_hosts=...) names more)",
+                request.host_name,
+                request.remote_ip,
+            )
+        return self.get_handler_delegate(request, OtherHostHandler, {"master": self.master})
+
+
+class OtherHostHandler(ApiHandler):
+    """Every request for a ``Host`` that is not the master's: 403 with a JSON error."""
+
+    def prepare(self) -> None:
+        raise refuse_host(self.request.host_name)
+
+
+def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Application:
+    """The master's HTTP application; ``bound`` is the host its server binds."""
     journal = EventJournal(master.events, EVENT_JOURNAL_SIZE)
     metrics = Metrics(master)
     args = {"master": master}
-    return tornado.web.Application(
+    return MasterApplication(
+        master,
+        bound,
         [
             (r"/", PageHandler, args),
             (r"/api/events", EventStreamHandler, {**args, "journal": journal}),
@@ -65,7 +101,7 @@ def serve(master: Master, address: str) -> tuple[tornado.httpserver.HTTPServer, 
     """Start serving the API on ``address``; returns the server and its base URL."""
     host, port = parse_address(address)
     sockets = tornado.netutil.bind_sockets(port, host)
-    server = tornado.httpserver.HTTPServer(make_app(master), max_body_size=MAX_BODY_BYTES, xheaders=False)
+    server = tornado.httpserver.HTTPServer(make_app(master, host), max_body_size=MAX_BODY_BYTES, xheaders=False)
     server.add_sockets(sockets)
     bound = sockets[0].getsockname()
     shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
