@@ -33,6 +33,16 @@ LOG_CHUNK_BYTES = 64 * 1024
 #: ... or after this many seconds, whichever comes first.
 LOG_CHUNK_DELAY = 0.5
 
+#: When the database cannot take writes (down, restarting, its disk full), what waits for it is
+#: tried again after this many seconds, doubling up to the second figure.
+STORE_RETRY_MIN = 0.1
+STORE_RETRY_MAX = 2.0
+#: Seconds between reminders in the master's log that the database is still unavailable.
+STORE_OUTAGE_REMINDER = 60.0
+#: Seconds a stopping master waits for an unavailable database to take the writes it holds; the
+#: builds they record then run again at the next start.
+STORE_STOP_WAIT = 5.0
+
 #: How long one batch of the retention janitor's deletions should hold the database, in seconds;
 #: batch sizes adapt to it.
 JANITOR_BATCH_SECONDS = 0.02

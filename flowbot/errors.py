@@ -44,6 +44,10 @@ class StoreError(FlowbotError):
     """The database refused or failed an operation."""
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot take work now (down, restarting, unreachable, its disk full); try again later."""
+
+
 class NotFound(FlowbotError):
     """A builder, build, step, log or request that does not exist."""
 

@@ -16,12 +16,20 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from .outages import PostgresServer, SmallDisk, can_mount, postgres_binaries
 from .support import SAMPLE_PIPELINE, MasterProcess, RecordingServer, WorkerProcess, wait_for
 
 POSTGRES_URL = os.environ.get("FLOWBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
 # -- databases ----------------------------------------------------------------------------------
+
+
+def _missing(message: str) -> None:
+    """Skip the test for want of ``message``'s service; fail it in CI, which must never skip one."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
 
 
 def _postgres_available() -> str | None:
@@ -40,10 +48,7 @@ def postgres_server() -> str:
     """The PostgreSQL URL; skips the test locally (fails it in CI) when nothing answers there."""
     problem = _postgres_available()
     if problem:
-        message = f"PostgreSQL is not available at {POSTGRES_URL}: {problem}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"PostgreSQL is not available at {POSTGRES_URL}: {problem}")
     return POSTGRES_URL
 
 
@@ -61,6 +66,48 @@ def postgres_db(postgres_server: str) -> Iterator[str]:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of the tests' own (never the shared one), made once for the session."""
+    if postgres_binaries() is None:
+        _missing("no PostgreSQL server programs to start a server of the tests' own (apt-get install postgresql)")
+    server = PostgresServer.create()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def stoppable_postgres(own_postgres: PostgresServer) -> Iterator[PostgresServer]:
+    """A running PostgreSQL server the test may stop and start at will (make a database with
+    ``create_database()``); it runs again after the test."""
+    if not own_postgres.running:
+        own_postgres.start()
+    yield own_postgres
+    if not own_postgres.running:
+        own_postgres.start()
+
+
+@pytest.fixture
+def small_disk() -> Iterator[Callable[[int], SmallDisk]]:
+    """Mount small filesystems (a tmpfs of the given size) to fill; unmounted after the test."""
+    problem = can_mount()
+    if problem:
+        _missing(problem)
+    mounted: list[SmallDisk] = []
+
+    def mount(size: int) -> SmallDisk:
+        disk = SmallDisk(size)
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for disk in mounted:
+        disk.unmount()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -159,9 +206,7 @@ def browser() -> Iterator[object]:
     except ImportError:
         problem = "Playwright is not installed (pip install -e '.[test]')"
     if problem:
-        if os.environ.get("CI"):
-            pytest.fail(problem)
-        pytest.skip(problem)
+        _missing(problem)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

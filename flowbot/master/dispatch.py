@@ -9,6 +9,11 @@ locks, which are taken at once or not at all so a build never holds a worker whi
 what can start. A new request for the same source collapses older waiting ones into it (Buildbot's
 rule, per builder). It also tells whoever waits for a buildset (a ``Trigger`` step) when all its
 requests are done.
+
+No build starts while the store cannot take writes (its database down, its disk full): a build
+would run without a record of it. When the store is back, the queue goes on, with any request the
+store holds as pending that this master does not (one whose acceptance was stored although its
+sender heard of a failure, say).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..builder import Builder, same_source
-from ..errors import NotFound
+from ..errors import NotFound, StoreError
 from ..records import BuildRequest
 from ..results import Result, worst
 from .build import RunningBuild
@@ -54,7 +59,8 @@ class Dispatcher:
         self.locks = LockTable()
         self.running: dict[int, RunningBuild] = {}  # by request id
         self.numbers: dict[str, int] = {}
-        self._recording = 0  # builds whose steps are done and whose records are on their way
+        self._recording: set[int] = set()  # requests whose builds' records are on their way
+        self._ended_while_reading: set[int] | None = None  # requests ended during requeue_pending's read
         self._scheduled = False
         self._pass_done: asyncio.Future[None] | None = None
         self._watches: dict[int, _Watch] = {}
@@ -112,12 +118,40 @@ class Dispatcher:
     async def _complete_unbuilt(self, request: BuildRequest, result: Result) -> None:
         try:
             await self.master.store.cancel_request(request.id, time.time(), result)
-        finally:
+        except StoreError:
+            if self.active:  # still pending in the store: it waits in line again
+                self.queue.add(request)
+                self.schedule()
+            raise
+        else:
+            self._ended(request)
             self.request_done(request, result)
+        finally:
             self.update_idle()
         self.master.events.emit(
             EventKind.REQUEST_CANCELLED, request_id=request.id, builder=request.builder, result=result.name
         )
+
+    async def requeue_pending(self) -> None:
+        """Queue the requests the store holds as pending and unclaimed that this master neither
+        queues nor builds (run when the store is back after an outage)."""
+        self._ended_while_reading = ended = set()
+        try:
+            pending = await self.master.store.pending_requests(unclaimed=True)
+        finally:
+            self._ended_while_reading = None
+        missing = [
+            r
+            for r in pending
+            if r.id not in self.queue and r.id not in self.running and r.id not in self._recording and r.id not in ended
+        ]
+        if missing:
+            log.warning("%d pending request(s) of the store were not queued; queueing them", len(missing))
+            self.enqueue(missing)
+
+    def _ended(self, request: BuildRequest) -> None:
+        if self._ended_while_reading is not None:
+            self._ended_while_reading.add(request.id)
 
     # -- watching buildsets ----------------------------------------------------------------------
 
@@ -157,8 +191,8 @@ class Dispatcher:
     def _assign(self) -> None:
         self._scheduled = False
         try:
-            if not self.active:
-                return
+            if not self.active or not self.master.store.available:
+                return  # the store's return schedules a pass
             # Builders by their first request in line; one that starts a build goes back in line
             # by its next request, one that cannot start one now cannot later in this pass.
             waiting = self.queue.heads()
@@ -250,13 +284,14 @@ class Dispatcher:
             # The worker is free as soon as the steps are done; recording goes on in the store.
             self.running.pop(request.id, None)
             self.locks.release(request.id)
-            self._recording += 1
+            self._recording.add(request.id)
             self.master.worker_control.build_ended(build.connection)
             self.schedule()
         try:
             self._recorded(build, result, await build.recorded())
         finally:
-            self._recording -= 1
+            self._recording.discard(request.id)
+            self._ended(request)
             self.update_idle()
 
     def _recorded(self, build: RunningBuild, result: Result, failure: BaseException | None) -> None:

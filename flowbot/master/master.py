@@ -178,6 +178,7 @@ class Master:
             await self._close()
             raise
         self.reporting.start()
+        self.store.when_available(self._store_back)
         self.dispatcher.active = True
         self.spawn(self._remember_workers(), "remember workers")
         if self.store.queues_log_search:
@@ -233,6 +234,12 @@ class Master:
         """Run ``coro`` as a task the master owns: cancelled at stop, its failure logged unless
         it is ``watched`` (see :meth:`Tasks.spawn <flowbot.master.tasks.Tasks.spawn>`)."""
         return self.tasks.spawn(coro, name, watched=watched)
+
+    def _store_back(self) -> None:
+        """The store takes writes again after an outage: builds start again, and no request it
+        holds as pending is left behind."""
+        self.dispatcher.schedule()
+        self.spawn(self.dispatcher.requeue_pending(), "requeue pending requests")
 
     # -- changing the pipeline while it runs ----------------------------------------------------
 

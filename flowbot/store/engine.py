@@ -17,6 +17,13 @@ log = logging.getLogger(__name__)
 
 MIGRATIONS = "flowbot.store:migrations"
 
+#: SQLite's primary result codes that say the database cannot take work now, not that the work is wrong:
+#: SQLITE_BUSY, SQLITE_LOCKED, SQLITE_IOERR, SQLITE_FULL, SQLITE_CANTOPEN.
+_SQLITE_UNAVAILABLE = frozenset({5, 6, 10, 13, 14})
+#: PostgreSQL's SQLSTATE classes of the same kind: rollbacks to try again (40), insufficient resources
+#: (53, a full disk among them), operator intervention (57, a shutdown), system errors (58).
+_POSTGRES_UNAVAILABLE = frozenset({"08", "40", "53", "57", "58"})
+
 
 def create_engine(url: str) -> sa.Engine:
     """An engine for ``url``; SQLite gets WAL, foreign keys and a busy timeout.
@@ -48,6 +55,28 @@ def create_engine(url: str) -> sa.Engine:
         return sa.create_engine(parsed, pool_size=4, max_overflow=4, pool_pre_ping=True)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
         raise StoreError(f"no driver for {parsed.drivername}: {exc}") from None
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether a database error says the database cannot take work now (down, restarting,
+    unreachable, busy, its disk full), so the same work may succeed later; False for work the
+    database refuses as such (a constraint, a bug), which would fail again."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in _SQLITE_UNAVAILABLE
+    if type(exc).__module__.startswith("psycopg"):
+        import psycopg
+
+        if isinstance(exc, psycopg.InterfaceError):  # "the connection is closed"
+            return True
+        if isinstance(exc, psycopg.OperationalError):
+            state = getattr(exc, "sqlstate", None)
+            return state is None or state[:2] in _POSTGRES_UNAVAILABLE  # None: no server to answer
+    return False
 
 
 def alembic_config() -> Config:

@@ -3,6 +3,11 @@
 :class:`Store` is the master's only way into the database. Its methods are coroutines; the work
 runs on one thread (the one bounded executor the master has), writes are group-committed by
 :class:`~flowbot.store.writer.GroupWriter`, and the same code runs on SQLite and PostgreSQL.
+
+While the database cannot take writes (a server restarting, a full disk), what is new (a change,
+a forced build, a cancel) is refused at once with :class:`~flowbot.errors.StoreUnavailable`, so
+its sender may try again, while the records of builds under way wait until the database is back
+and are written then, in order: a build that started is recorded, and ends, whatever the outage.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
+import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -17,12 +24,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 
-from ..errors import InvalidRequest, NotFound, StoreError
+from ..defaults import LOG_CHUNK_BYTES, STORE_STOP_WAIT
+from ..errors import InvalidRequest, NotFound, StoreError, StoreUnavailable
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from . import schema as t
 from . import statements as sql
-from .engine import create_engine, migrate
+from .engine import create_engine, migrate, unavailable
 from .log_search import QUEUE_TABLE, index_queued
 from .writer import GroupWriter
 
@@ -83,6 +91,7 @@ class Store:
             inline=embedded,
             checkpoint=self._checkpoint if embedded else None,
             failure=self._write_failed,
+            probe=_probe,
         )
         #: Whether new log chunks wait in a queue for search indexing (see :mod:`.log_search`).
         self.queues_log_search = False
@@ -106,34 +115,60 @@ class Store:
             raise
         return store
 
+    @property
+    def available(self) -> bool:
+        """False while the database cannot take writes (from a write it refused to one it took)."""
+        return self._writer.available
+
+    @property
+    def held_writes(self) -> int:
+        """How many writes wait for the database to come back."""
+        return self._writer.held
+
+    def when_available(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever the database takes writes again after an outage."""
+        self._writer.on_available = callback
+
     def _checkpoint(self) -> None:
         # PASSIVE never waits for readers (a notebook may be reading the same file).
         with self.engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     async def close(self) -> None:
-        """Finish pending writes and let go of the database."""
-        await self._writer.drain()
+        """Finish pending writes (giving up after a while those an unavailable database cannot
+        take) and let go of the database."""
+        loop = asyncio.get_running_loop()
+        await self._writer.drain(STORE_STOP_WAIT)
         if self._writer.inline:
             self._writer.close()
         else:
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._writer.close)
+            await loop.run_in_executor(self._executor, self._writer.close)
         if self.dialect == "sqlite":
-            await asyncio.get_running_loop().run_in_executor(self._executor, self._checkpoint)
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
+            try:
+                await loop.run_in_executor(self._executor, self._checkpoint)
+            except sa.exc.SQLAlchemyError as exc:  # a full disk: the next start checkpoints what is left
+                log.warning(
+                    "the last checkpoint failed (%s); the write-ahead log keeps what it holds", _first_line(exc)
+                )
+        await loop.run_in_executor(self._executor, self.engine.dispose)
         self._executor.shutdown(wait=True)
 
-    def _submit(self, op: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
-        """Queue a write; the future resolves once its transaction has committed."""
-        return self._writer.submit(op)
+    def _submit(self, op: Callable[[sa.Connection], T], *, wait: float = 0.0) -> asyncio.Future[T]:
+        """Queue a write; the future resolves once its transaction has committed. ``wait``: seconds
+        it may wait for a database that cannot take it (``math.inf``: as long as it takes)."""
+        return self._writer.submit(op, wait=wait)
+
+    def _keep(self, op: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
+        """Queue a write that records what has happened already (a build's progress): if the
+        database cannot take it, it waits until it can."""
+        return self._writer.submit(op, wait=math.inf)
 
     def _write_failed(self, exc: Exception) -> Exception:
-        """A database's refusal of a write or of its commit (a full disk, say) as a StoreError."""
+        """A database's refusal of a write or of its commit as a StoreError, or as StoreUnavailable
+        when the database cannot take writes now (down, restarting, its disk full)."""
         # The hot path runs some statements on the driver's cursor: its errors count too.
         if isinstance(exc, sa.exc.SQLAlchemyError | self.engine.dialect.loaded_dbapi.Error):
-            error = StoreError(f"database write failed: {getattr(exc, 'orig', None) or exc}")
-            error.__cause__ = exc
-            return error
+            return _store_error(exc, "database write failed")
         return exc
 
     async def _read(self, fn: Callable[[sa.Connection], T]) -> T:
@@ -144,7 +179,7 @@ class Store:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, run)
         except sa.exc.SQLAlchemyError as exc:
-            raise StoreError(f"database read failed: {getattr(exc, 'orig', None) or exc}") from exc
+            raise _store_error(exc, "database read failed") from exc
 
     # -- changes and buildsets ------------------------------------------------------------------
 
@@ -199,7 +234,7 @@ class Store:
         self, decision: Release, now: float, owner: str = "", state: dict[str, Any] | None = None
     ) -> list[BuildRequest]:
         """Build what a scheduler held under a key (its timer fired), and remember ``state`` for
-        ``owner`` in the same transaction."""
+        ``owner`` in the same transaction (waiting for an unavailable database: the timer fired)."""
 
         def op(conn: sa.Connection) -> list[BuildRequest]:
             requests = _release(conn, decision, now, [])
@@ -207,7 +242,7 @@ class Store:
                 _set_state(conn, owner, key, value)
             return requests
 
-        return await self._submit(op)
+        return await self._keep(op)
 
     async def held_changes(self) -> list[tuple[str, str, bool, float]]:
         """``(scheduler, key, important, received_at)`` of every held change (to re-arm timers)."""
@@ -239,8 +274,8 @@ class Store:
         """Store a buildset and its requests (one per builder)."""
         return await self._submit(lambda conn: _insert_buildset(conn, spec, now))
 
-    async def pending_requests(self) -> list[BuildRequest]:
-        """Every request not yet complete, oldest first (for a master that starts up)."""
+    async def pending_requests(self, *, unclaimed: bool = False) -> list[BuildRequest]:
+        """Every request not yet complete (and, ``unclaimed``, that no build has taken), oldest first."""
 
         def fn(conn: sa.Connection) -> list[BuildRequest]:
             from_changes = sa.exists().where(t.buildset_changes.c.buildset_id == t.buildrequests.c.buildset_id)
@@ -253,7 +288,10 @@ class Store:
                     from_changes.label("from_changes"),
                 )
                 .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildset_id)
-                .where(t.buildrequests.c.complete_at.is_(None))
+                .where(
+                    t.buildrequests.c.complete_at.is_(None),
+                    t.buildrequests.c.claimed_at.is_(None) if unclaimed else sa.true(),
+                )
                 .order_by(t.buildrequests.c.id)
             ).all()
             stamps = _sourcestamps(conn, {row.buildset_id for row in rows})
@@ -316,7 +354,15 @@ class Store:
         def op(conn: sa.Connection) -> None:
             claimed = sql.CLAIM_REQUEST.run(conn, {"p_id": request.id, "p_at": now, "p_by": master})
             if claimed.rowcount != 1:
-                raise NotFound(f"build request {request.id} is no longer pending")
+                # Tried again after a commit whose answer was lost with its connection?
+                build.id = conn.execute(
+                    sa.select(t.builds.c.id).where(
+                        t.builds.c.request_id == request.id, t.builds.c.number == number, t.builds.c.started_at == now
+                    )
+                ).scalar()
+                if build.id is None:
+                    raise NotFound(f"build request {request.id} is no longer pending")
+                return
             build.id = sql.INSERT_BUILD.insert(
                 conn,
                 {
@@ -332,7 +378,7 @@ class Store:
                 },
             )
 
-        return self._submit(op)
+        return self._keep(op)
 
     def start_step(self, build: Ref, number: int, name: str, now: float, step: Ref) -> asyncio.Future[None]:
         """Record a step as started; sets ``step.id``."""
@@ -350,7 +396,7 @@ class Store:
                 },
             )
 
-        return self._submit(op)
+        return self._keep(op)
 
     def append_log(self, step: Ref, log: str, first_line: int, content: str, streams: str) -> asyncio.Future[None]:
         """Add whole lines to a step's log (``streams`` tags each line: o, e or h)."""
@@ -367,7 +413,7 @@ class Store:
 
         if self.queues_log_search:
             self.logs_queued.set()
-        return self._submit(op)
+        return self._keep(op)
 
     def index_queued_logs(self, limit: int) -> asyncio.Future[int]:
         """Index up to ``limit`` queued log chunks for search; the future gives how many."""
@@ -382,7 +428,7 @@ class Store:
                 {"p_id": step.get(), "p_at": now, "p_result": int(result), "p_summary": summary, "p_hidden": hidden},
             )
 
-        return self._submit(op)
+        return self._keep(op)
 
     def finish_build(
         self,
@@ -427,7 +473,7 @@ class Store:
                 requests += _insert_buildset(conn, spec, now)
             return requests
 
-        return self._submit(op)
+        return self._keep(op)
 
     def add_test_results(self, build: Ref, step: Ref, cases: Iterable[TestCase]) -> asyncio.Future[int]:
         """Record the test cases a step reported (see :mod:`flowbot.junit`); resolves to their count.
@@ -452,7 +498,7 @@ class Store:
                 conn.execute(t.test_results.insert(), [{**ids, **row} for row in rows])
             return len(rows)
 
-        return self._submit(op)
+        return self._keep(op)
 
     async def recover(self, now: float) -> int:
         """After a crash: builds that were running end as RETRY and their requests are unclaimed."""
@@ -490,7 +536,7 @@ class Store:
 
     async def worker_connected(self, name: str, info: dict[str, Any], now: float) -> None:
         values = {"info": info, "connected_at": now, "disconnected_at": None, "last_seen": now}
-        await self._submit(lambda conn: _upsert_worker(conn, name, values))
+        await self._keep(lambda conn: _upsert_worker(conn, name, values))
 
     async def worker_paused(self, name: str, reason: str | None, now: float) -> None:
         """Record that ``name`` is paused (``reason`` a string, perhaps empty) or not (None)."""
@@ -498,7 +544,7 @@ class Store:
         await self._submit(lambda conn: _upsert_worker(conn, name, values))
 
     async def worker_disconnected(self, name: str, now: float, last_seen: float) -> None:
-        await self._submit(
+        await self._keep(
             lambda conn: conn.execute(
                 t.workers.update().where(t.workers.c.name == name).values(disconnected_at=now, last_seen=last_seen)
             )
@@ -508,7 +554,7 @@ class Store:
         """Record when connected workers were last heard from (batched, every few seconds)."""
         if not seen:
             return
-        await self._submit(
+        await self._keep(
             lambda conn: [
                 conn.execute(t.workers.update().where(t.workers.c.name == name).values(last_seen=when))
                 for name, when in seen.items()
@@ -787,6 +833,29 @@ class Store:
 
 
 # -- helpers that run on the store's thread -------------------------------------------------------
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
+def _store_error(exc: Exception, what: str) -> StoreError:
+    """``exc`` from the database as the StoreError it means (StoreUnavailable when it may pass)."""
+    if unavailable(exc):
+        error: StoreError = StoreUnavailable(f"the database is unavailable ({_first_line(exc)})")
+    else:
+        error = StoreError(f"{what}: {getattr(exc, 'orig', None) or exc}")
+    error.__cause__ = exc
+    return error
+
+
+def _probe(conn: sa.Connection) -> None:
+    """Write what a log chunk weighs and take it back: whether the database takes writes again
+    (a nearly full disk may take a small one, and a read proves nothing)."""
+    key = {"owner": "flowbot.store", "key": "probe"}
+    conn.execute(t.state.insert(), {**key, "value": os.urandom(LOG_CHUNK_BYTES // 2).hex()})
+    conn.execute(t.state.delete().where(t.state.c.owner == key["owner"], t.state.c.key == key["key"]))
+
 
 _BUILD_COLUMNS = (
     t.builds.c.id,

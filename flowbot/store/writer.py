@@ -4,12 +4,23 @@ Each write is a function of a connection; the writer runs every write queued dur
 the loop (and, on a thread, while the previous transaction was busy) in one transaction, and
 resolves each caller's future when that transaction has committed. Under load a transaction
 carries dozens of writes; when idle it carries one and costs one commit. If a batch fails, its
-writes are retried one per transaction, so one bad write fails alone.
+writes are retried one per transaction, so one bad write fails alone; the writes after it wait
+for the next turn, so whoever watched the bad one knows of its failure before they run.
 
 The writer keeps one connection of its own rather than taking one from the pool per
 transaction: a pool checkout and the reset on its return cost more than a small transaction. A
 connection that fails is let go; a batch that fails on a kept connection (one a restarted
 PostgreSQL server dropped, say) is tried once more on a fresh one before anything is given up.
+
+When the database cannot take writes at all (a server that is down or restarting, a full disk:
+see :func:`~flowbot.store.engine.unavailable`), the writer holds on to them. Each write says how
+long it may wait for the database to come back (``wait``): a build's records as long as it
+takes, a log chunk a while, a new change or request not at all, so whoever sent it hears at
+once and may send it again. Held writes are tried again in the order they were made, backing off
+from :data:`~flowbot.defaults.STORE_RETRY_MIN` to :data:`~flowbot.defaults.STORE_RETRY_MAX`
+seconds (a probe stands in when nothing is held), and the outage is logged when it
+starts, every :data:`~flowbot.defaults.STORE_OUTAGE_REMINDER` seconds while it lasts, and when it
+ends, however many writes it holds up.
 
 Where the database is a network server (PostgreSQL) transactions run on the store's one thread,
 so the loop never waits for the network. An embedded SQLite commit in WAL mode costs tens of
@@ -20,12 +31,19 @@ writer commits in the loop itself and saves two thread hand-offs per transaction
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
+import math
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+
+from ..defaults import STORE_OUTAGE_REMINDER, STORE_RETRY_MAX, STORE_RETRY_MIN
+from ..errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +54,44 @@ CHECKPOINT_DELAY = 1.0
 Op = Callable[[sa.Connection], Any]
 
 
+class _Outcome(enum.Enum):
+    COMMITTED = enum.auto()
+    #: The write failed and would fail again: its caller gets the error.
+    FAILED = enum.auto()
+    #: The database could not take it: held for another try while the write may wait.
+    UNAVAILABLE = enum.auto()
+    #: Not tried (a write before it failed): queued again at the head.
+    NOT_RUN = enum.auto()
+
+
+@dataclass(eq=False, slots=True)
+class _Write:
+    op: Op
+    future: asyncio.Future
+    #: Loop time until which the write may wait for an unavailable database.
+    deadline: float
+
+
+@dataclass(eq=False, slots=True)
+class _Outage:
+    """The database cannot take writes: since when, why, and how often it was tried."""
+
+    since: float
+    error: StoreUnavailable
+    attempts: int = 0
+    reminded: float = 0.0
+
+    def refusal(self) -> StoreUnavailable:
+        return StoreUnavailable(f"{self.error}; try again once it is back")
+
+
 class GroupWriter:
     """Queues write operations and commits them in batches, inline or on ``executor``.
 
-    ``failure`` turns what a write or its commit raised into what its caller gets.
+    ``failure`` turns what a write or its commit raised into what its caller gets; a
+    :class:`~flowbot.errors.StoreUnavailable` means the database cannot take writes now.
+    ``probe`` is the write tried during an outage when no other waits (it must leave nothing
+    behind), and ``on_available`` is called when the database takes writes again.
     """
 
     def __init__(
@@ -50,25 +102,50 @@ class GroupWriter:
         inline: bool = False,
         checkpoint: Callable[[], None] | None = None,
         failure: Callable[[Exception], Exception] = lambda exc: exc,
+        probe: Op = lambda conn: conn.exec_driver_sql("SELECT 1"),
+        on_available: Callable[[], None] | None = None,
     ):
+        self._probe = probe
         self._engine = engine
         self._failure = failure
         self._executor = executor
         self.inline = inline
+        self.on_available = on_available
         self._checkpoint = checkpoint
         self._checkpoint_timer: asyncio.TimerHandle | None = None
-        self._pending: list[tuple[Op, asyncio.Future]] = []
+        self._checkpoint_failing = False
+        self._pending: list[_Write] = []
         self._busy = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._idle = asyncio.Event()
         self._idle.set()
         self._connection: sa.Connection | None = None
+        self._outage: _Outage | None = None
+        self._retry_timer: asyncio.TimerHandle | None = None
+        self._closing = False
 
-    def submit(self, op: Callable[[sa.Connection], T]) -> asyncio.Future[T]:
-        """Queue ``op``; the future resolves with its return value once it is committed."""
+    @property
+    def available(self) -> bool:
+        """False while the database cannot take writes (from the first failed try to the first good one)."""
+        return self._outage is None
+
+    @property
+    def held(self) -> int:
+        """How many writes wait for the database to come back."""
+        return len(self._pending) if self._outage is not None else 0
+
+    def submit(self, op: Callable[[sa.Connection], T], *, wait: float = 0.0) -> asyncio.Future[T]:
+        """Queue ``op``; the future resolves with its return value once it is committed.
+
+        ``wait`` is how many seconds the write may wait for a database that cannot take it
+        (``math.inf``: as long as it takes); past that it fails with StoreUnavailable.
+        """
         loop = self._loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._pending.append((op, future))
+        if self._outage is not None and wait <= 0:
+            future.set_exception(self._outage.refusal())
+            return future
+        self._pending.append(_Write(op, future, loop.time() + wait))
         if not self._busy:
             self._busy = True
             self._idle.clear()
@@ -79,25 +156,54 @@ class GroupWriter:
             loop.call_soon(loop.call_soon, loop.call_soon, self._flush)
         return future
 
-    async def drain(self) -> None:
-        """Wait until everything submitted so far is committed (or failed)."""
-        await self._idle.wait()
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until everything submitted so far is committed (or failed); writes still held
+        for an unavailable database after ``timeout`` seconds fail."""
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+        except TimeoutError:
+            self._give_up()
+            await self._idle.wait()
         if self._checkpoint_timer is not None:
             self._checkpoint_timer.cancel()
             self._checkpoint_timer = None
 
+    def _give_up(self) -> None:
+        """Fail the writes held for the database (the master is stopping): their records are not made."""
+        outage = self._outage
+        if outage is None:
+            return
+        self._closing = True
+        if self._retry_timer is not None:
+            self._retry_timer.cancel()
+            self._retry_timer = None
+        writes, self._pending = self._pending, []
+        error = StoreUnavailable(f"{outage.error}; the master stopped before it came back")
+        for write in writes:
+            if not write.future.done():
+                write.future.set_exception(error)
+        log.error("%d write(s) held for the database are given up: %s", len(writes), error)
+        self._busy = False
+        self._idle.set()
+
     def _start_checkpoint(self) -> None:
         """Move committed pages from the log into the database, on the store's thread (it syncs)."""
         self._checkpoint_timer = None
-        done = self._executor.submit(self._checkpoint)
-        done.add_done_callback(lambda f: f.exception() and log.warning("checkpoint failed: %s", f.exception()))
+        self._executor.submit(self._checkpoint).add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: Any) -> None:
+        """Say when checkpoints start failing (a full disk) and when they work again, not every time."""
+        failure = done.exception()
+        if failure is not None and not self._checkpoint_failing:
+            log.warning("checkpoint failed: %s; committed writes stay in the write-ahead log meanwhile", failure)
+        elif failure is None and self._checkpoint_failing:
+            log.info("checkpoints work again")
+        self._checkpoint_failing = failure is not None
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if self.inline:
             self._resolve(batch, self._run(batch))
-            if self._checkpoint is not None and self._checkpoint_timer is None:
-                self._checkpoint_timer = self._loop.call_later(CHECKPOINT_DELAY, self._start_checkpoint)
             return
         done = self._executor.submit(self._run, batch)
         done.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._resolve_from, batch, f))
@@ -128,42 +234,132 @@ class GroupWriter:
                     raise
                 kept = False
 
-    def _run(self, batch: list[tuple[Op, asyncio.Future]]) -> list[tuple[bool, Any]]:
+    def _run(self, batch: list[_Write]) -> list[tuple[_Outcome, Any]]:
         try:
-            return [(True, value) for value in self._transaction([op for op, _ in batch])]
+            return [(_Outcome.COMMITTED, value) for value in self._transaction([w.op for w in batch])]
         except Exception as exc:
+            error = self._failure(exc)
+            if isinstance(error, StoreUnavailable):  # one at a time would fail alike
+                return [(_Outcome.UNAVAILABLE, error)] * len(batch)
             if len(batch) == 1:
-                return [(False, self._failure(exc))]
-            log.warning("a batch of %d writes failed (%s); retrying them one by one", len(batch), exc)
-        results: list[tuple[bool, Any]] = []
-        for op, _ in batch:
+                return [(_Outcome.FAILED, error)]
+            log.warning("a batch of %d writes failed (%s); retrying them one by one", len(batch), error)
+        results: list[tuple[_Outcome, Any]] = []
+        for write in batch:
             try:
-                (value,) = self._transaction([op])
+                (value,) = self._transaction([write.op])
             except Exception as exc:
-                results.append((False, self._failure(exc)))
-            else:
-                results.append((True, value))
+                error = self._failure(exc)
+                if isinstance(error, StoreUnavailable):
+                    return results + [(_Outcome.UNAVAILABLE, error)] * (len(batch) - len(results))
+                results.append((_Outcome.FAILED, error))
+                return results + [(_Outcome.NOT_RUN, None)] * (len(batch) - len(results))
+            results.append((_Outcome.COMMITTED, value))
         return results
 
-    def _resolve_from(self, batch: list[tuple[Op, asyncio.Future]], done: Any) -> None:
+    def _resolve_from(self, batch: list[_Write], done: Any) -> None:
         try:
             results = done.result()
         except Exception as exc:  # the executor itself failed (shut down)
-            results = [(False, exc)] * len(batch)
+            results = [(_Outcome.FAILED, exc)] * len(batch)
         self._resolve(batch, results)
 
-    def _resolve(self, batch: list[tuple[Op, asyncio.Future]], results: list[tuple[bool, Any]]) -> None:
-        for (_, future), (ok, value) in zip(batch, results, strict=True):
-            if future.done():
+    def _resolve(self, batch: list[_Write], results: list[tuple[_Outcome, Any]]) -> None:
+        again: list[_Write] = []
+        unavailable: StoreUnavailable | None = None
+        committed = failed = False
+        for write, (outcome, value) in zip(batch, results, strict=True):
+            if outcome is _Outcome.UNAVAILABLE:
+                unavailable = value
+            if write.future.done():
                 continue
-            if ok:
-                future.set_result(value)
+            if outcome is _Outcome.COMMITTED:
+                committed = True
+                write.future.set_result(value)
+            elif outcome is _Outcome.FAILED:
+                failed = True
+                write.future.set_exception(value)
             else:
-                future.set_exception(value)
-        if self._pending and not self.inline:
+                again.append(write)
+        self._pending = again + self._pending
+        if self.inline and committed and self._checkpoint is not None and self._checkpoint_timer is None:
+            self._checkpoint_timer = self._loop.call_later(CHECKPOINT_DELAY, self._start_checkpoint)
+        if unavailable is not None:
+            self._unavailable(unavailable)
+        elif committed and self._outage is not None:
+            self._available_again()
+        if self._outage is not None:
+            if self._closing:
+                self._give_up()
+            else:
+                self._retry_later()
+        elif self._pending and not self.inline and not failed:
             self._flush()
-        elif self._pending:  # written by callbacks of this batch: next turn, with what else comes
+        elif self._pending:  # written by callbacks of this batch, or after a failure they must hear of first
             self._loop.call_soon(self._flush)
         else:
             self._busy = False
             self._idle.set()
+
+    # -- outages ----------------------------------------------------------------------------------
+
+    def _unavailable(self, error: StoreUnavailable) -> None:
+        now = time.monotonic()
+        outage = self._outage
+        if outage is None:
+            outage = self._outage = _Outage(now, error, reminded=now)
+            log.error(
+                "database outage: %s; %d write(s) wait for the database, and what is new is refused until it is back",
+                _cause(error),
+                len(self._pending),
+            )
+        outage.error = error
+        outage.attempts += 1
+        if now - outage.reminded >= STORE_OUTAGE_REMINDER:
+            outage.reminded = now
+            log.warning(
+                "database outage for %.0f s: %s; %d write(s) wait for the database",
+                now - outage.since,
+                _cause(error),
+                len(self._pending),
+            )
+        self._expire()
+
+    def _expire(self) -> None:
+        """Fail the held writes that may wait no longer."""
+        now = self._loop.time()
+        keep = []
+        for write in self._pending:
+            if write.future.done():
+                continue
+            if write.deadline > now:
+                keep.append(write)
+            else:
+                write.future.set_exception(self._outage.refusal())
+        self._pending = keep
+
+    def _retry_later(self) -> None:
+        if self._closing or self._retry_timer is not None:
+            return
+        delay = min(STORE_RETRY_MIN * 2 ** min(self._outage.attempts - 1, 16), STORE_RETRY_MAX)
+        self._retry_timer = self._loop.call_later(delay, self._retry)
+
+    def _retry(self) -> None:
+        self._retry_timer = None
+        self._expire()
+        if not self._pending:  # nothing waits: find out whether the database is back all the same
+            probe = self._loop.create_future()
+            probe.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failure is the outage's
+            self._pending.append(_Write(self._probe, probe, math.inf))
+        # After the failures _expire set: whoever watched those hears of them before the rest runs.
+        self._loop.call_soon(self._flush)
+
+    def _available_again(self) -> None:
+        outage, self._outage = self._outage, None
+        log.warning("database outage over after %.1f s: writes are stored again", time.monotonic() - outage.since)
+        if self.on_available is not None:
+            self.on_available()
+
+
+def _cause(error: StoreUnavailable) -> str:
+    return str(error.__cause__ or error).splitlines()[0]

@@ -1,0 +1,142 @@
+"""The store's writer (``flowbot/store/writer.py``) when the database cannot take writes: a
+PostgreSQL server stopped under it, a SQLite file on a filesystem that is full. Records of what
+happened wait for the database and are written once it is back, in order; what is new is refused
+at once; nothing needs a restart."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from flowbot.errors import StoreUnavailable
+from flowbot.results import Result
+from flowbot.store import Ref, Store
+
+from .test_store import NOW, buildset
+
+
+async def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def test_a_builds_records_wait_for_a_stopped_database_while_new_work_is_refused(stoppable_postgres) -> None:
+    # Given a store on a PostgreSQL server, and a build that has started
+    store = await Store.open(stoppable_postgres.create_database())
+    came_back = []
+    store.when_available(lambda: came_back.append(time.monotonic()))
+    try:
+        (request,) = await store.add_buildset(buildset("unit"), NOW)
+        build, step = Ref(), Ref()
+        await store.start_build(request, 1, "w1", NOW, "master", build)
+
+        # When the server stops while the build goes on
+        stoppable_postgres.stop()
+        records = [
+            store.start_step(build, 0, "test", NOW + 1, step),
+            store.append_log(step, "stdio", 0, "one\ntwo", "oo"),
+            store.finish_step(step, Result.SUCCESS, NOW + 2),
+            store.finish_build(build, request, Result.SUCCESS, NOW + 3),
+        ]
+        await wait_until(lambda: not store.available, 10, "the store to see the database is gone")
+
+        # Then the build's records wait, and what is new is refused at once, saying why
+        await asyncio.sleep(0.5)
+        assert not any(record.done() for record in records)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="database is unavailable"):
+            await store.add_buildset(buildset("lint"), NOW + 4)
+        assert time.monotonic() - started < 0.1
+        assert store.held_writes >= len(records)
+
+        # And once the server is back, the records are written, in order, with no restart
+        stoppable_postgres.start()
+        await asyncio.wait_for(asyncio.gather(*records), 15)
+        assert store.available and len(came_back) == 1
+        stored = await store.build(build.id)
+        assert (stored["result"], stored["finished_at"], stored["steps"][0]["result"]) == (
+            "SUCCESS",
+            NOW + 3,
+            "SUCCESS",
+        )
+        assert await store.log_lines(build.id, 0) == [("o", "one"), ("o", "two")]
+        assert await store.pending_requests() == []
+        (later,) = await store.add_buildset(buildset("lint"), NOW + 5)
+        assert [r.id for r in await store.pending_requests()] == [later.id]
+    finally:
+        await store.close()
+
+
+async def test_a_write_that_may_wait_a_while_fails_when_the_database_stays_away(stoppable_postgres) -> None:
+    # Given a store whose database has stopped
+    store = await Store.open(stoppable_postgres.create_database())
+    try:
+        stoppable_postgres.stop()
+
+        # When a write that may wait a second is made
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            await store._submit(lambda conn: conn.exec_driver_sql("SELECT 1"), wait=1.0)
+
+        # Then it fails once its second is over (at the next try), not before, not much after
+        assert 1.0 <= time.monotonic() - started < 4.0
+    finally:
+        stoppable_postgres.start()
+        await store.close()
+
+
+async def test_a_store_closed_while_its_database_is_away_gives_up_what_waits_for_it(stoppable_postgres) -> None:
+    # Given a store holding a build's record for a stopped database
+    store = await Store.open(stoppable_postgres.create_database())
+    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    build = Ref()
+    stoppable_postgres.stop()
+    start = store.start_build(request, 1, "w1", NOW, "master", build)
+
+    # When the master stops meanwhile
+    started = time.monotonic()
+    await store.close()
+
+    # Then it does, after a few seconds' wait, and the record fails saying why
+    assert time.monotonic() - started < 10
+    with pytest.raises(StoreUnavailable, match="stopped before it came back"):
+        await start
+
+
+async def test_writes_held_by_a_full_disk_are_written_once_there_is_room_again(small_disk) -> None:
+    # Given a store on a small filesystem, and a build that has started
+    disk = small_disk(16 * 1024 * 1024)
+    store = await Store.open(f"sqlite:///{disk.path / 'state.sqlite'}")
+    try:
+        (request,) = await store.add_buildset(buildset("unit"), NOW)
+        build, step = Ref(), Ref()
+        store.start_build(request, 1, "w1", NOW, "master", build)
+        await store.start_step(build, 0, "test", NOW + 1, step)
+
+        # When the filesystem is full and the build writes a long log
+        disk.fill()
+        line = "x" * 99
+        chunks = [store.append_log(step, "stdio", 1000 * i, "\n".join([line] * 1000), "o" * 1000) for i in range(8)]
+        end = [
+            store.finish_step(step, Result.SUCCESS, NOW + 2),
+            store.finish_build(build, request, Result.SUCCESS, NOW + 3),
+        ]
+        await wait_until(lambda: not store.available, 10, "the store to see the disk is full")
+        await asyncio.sleep(1.0)
+        assert not all(write.done() for write in chunks + end)
+        with pytest.raises(StoreUnavailable, match="database or disk is full"):
+            await store.add_buildset(buildset("lint"), NOW + 4)
+
+        # Then freeing space brings writes back, with no restart: the log is whole, the build ended
+        disk.free()
+        await asyncio.wait_for(asyncio.gather(*chunks, *end), 15)
+        assert len(await store.log_lines(build.id, 0)) == 8000
+        assert (await store.build(build.id))["result"] == "SUCCESS"
+        await store.add_buildset(buildset("lint"), NOW + 5)
+    finally:
+        await store.close()
