@@ -16,6 +16,10 @@ MASTER_URL = f"http://{HTTP_HOST}:{HTTP_PORT}"
 HEARTBEAT_INTERVAL = _worker.HEARTBEAT_INTERVAL
 LIVENESS = _worker.LIVENESS
 
+#: Most hellos the master holds a challenge out for at once (each for the liveness window); past
+#: that the oldest is dropped, so a flood of replayed hellos cannot grow the master's memory.
+MAX_CHALLENGES = 1024
+
 #: Output flushing that the master asks its workers for (bytes, seconds, bytes in flight).
 OUTPUT_FLUSH_BYTES = _worker.OUTPUT_FLUSH_BYTES
 OUTPUT_FLUSH_DELAY = _worker.OUTPUT_FLUSH_DELAY

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from .outages import PostgresServer, SmallDisk, can_mount, postgres_binaries
-from .support import SAMPLE_PIPELINE, MasterProcess, RecordingServer, WorkerProcess, wait_for
+from .support import SAMPLE_PIPELINE, CuttableProxy, MasterProcess, RecordingServer, WorkerProcess, wait_for
 
 POSTGRES_URL = os.environ.get("FLOWBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -159,6 +159,21 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield start
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def proxy_to():
+    """Put a proxy between a master and the workers started after it; closed at teardown."""
+    proxies = []
+
+    def make(master: MasterProcess, record: bool = False) -> CuttableProxy:
+        proxies.append(CuttableProxy(master.zmq_port, record))
+        master.endpoint = f"tcp://127.0.0.1:{proxies[-1].port}"
+        return proxies[-1]
+
+    yield make
+    for proxy in proxies:
+        proxy.close()
 
 
 # -- servers that reporters talk to ---------------------------------------------------------------

@@ -1,9 +1,13 @@
 """The worker registry: the master's ROUTER socket and the workers connected to it.
 
 Workers dial in; the registry learns who a connection is from its signed ``hello`` (never from a
-ZeroMQ routing id, which anyone could claim), binds the route to that worker, and from then on
-checks every message with the worker's secret. Anything malformed, unsigned, replayed, oversized
-or from an unknown route is dropped and counted; nothing a peer sends can raise out of here.
+ZeroMQ routing id, which anyone could claim). A hello is answered with a challenge, a fresh nonce
+that holds for one hello on that route; only a hello signed over it is welcomed, so a captured
+hello replayed later, to this master or to the next one, gets nowhere. The registry then binds
+the route to that worker and checks every message with the worker's secret and the connection's
+link id (see :mod:`flowbot_worker.protocol`). Anything malformed, unsigned, replayed, bound to
+another connection, oversized or from an unknown route is dropped and counted; nothing a peer
+sends can raise out of here.
 
 With a CURVE key pair the link is encrypted too (see :mod:`flowbot.master.curve`): a connection
 whose public key no declared worker has is refused during the handshake, and a hello is accepted
@@ -32,7 +36,7 @@ import zmq
 import zmq.asyncio
 from flowbot_worker import protocol
 from flowbot_worker.curve import KeyPair
-from flowbot_worker.defaults import MAX_FRAME_BYTES
+from flowbot_worker.defaults import DATE_WINDOW, MAX_FRAME_BYTES
 
 from ..defaults import (
     FILE_STALL_TIMEOUT,
@@ -40,6 +44,7 @@ from ..defaults import (
     GOODBYE_LINGER,
     HEARTBEAT_INTERVAL,
     LIVENESS,
+    MAX_CHALLENGES,
     OUTPUT_FLUSH_BYTES,
     OUTPUT_FLUSH_DELAY,
     OUTPUT_WINDOW,
@@ -72,6 +77,19 @@ class RemoteCommand:
     transfer: Transfer | None = None
     #: The interrupt sent, if any: sent again after a reconnect, in case the old route lost it.
     interrupted: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Challenge:
+    """A hello answered with a challenge: the route is welcomed once it says hello over it."""
+
+    name: str
+    #: The connection's channel, its link holding both nonces.
+    channel: protocol.Channel
+    #: The hello that was challenged (the same one again is a replay).
+    hello_id: str
+    #: When the challenge lapses (``time.monotonic()``).
+    expires: float
 
 
 class WorkerConnection:
@@ -211,7 +229,8 @@ class WorkerRegistry:
         self.connections: dict[str, WorkerConnection] = {}
         self.dropped: Counter[str] = Counter()
         self._by_route: dict[bytes, WorkerConnection] = {}
-        self._channels: dict[str, protocol.Channel] = {}
+        #: Challenges out, by route, oldest first.
+        self._challenges: dict[bytes, _Challenge] = {}
         self.session = protocol.Channel(b"").session  # this master process's session id
         self._counter = 0
         self._ctx = zmq.asyncio.Context()
@@ -262,23 +281,19 @@ class WorkerRegistry:
 
         A worker whose secret or CURVE public key changed is disconnected, so it has to come back
         signing with the new secret and holding the new key; a worker no longer declared is refused
-        when it says hello again, and meanwhile finishes what it runs. The replay state of each name
-        is kept: a worker process that is declared again later still recognises this master's messages.
+        when it says hello again, and meanwhile finishes what it runs.
         """
         self.workers = {w.name: w for w in workers}
         for conn in list(self.connections.values()):
-            if self.curve is not None and conn.name in self.workers and conn.key not in self._keys_of(conn.name):
+            spec = self.workers.get(conn.name)
+            if spec is None:
+                continue
+            if self.curve is not None and conn.key not in self._keys_of(conn.name):
                 conn.send(protocol.DISCONNECT, {"reason": "the pipeline's public_key for this worker changed"})
                 self._lose(conn, "its CURVE public key changed")
-        for name, channel in self._channels.items():
-            spec = self.workers.get(name)
-            if spec is None or spec.secret.encode() == channel.key:
-                continue
-            conn = self.connections.get(name)
-            if conn is not None:
+            elif spec.secret.encode() != conn.channel.key:
                 conn.send(protocol.DISCONNECT, {"reason": "the master's secret for this worker changed"})
                 self._lose(conn, "its secret changed")
-            channel.key = spec.secret.encode()
 
     def set_curve(self, keys: KeyPair | None) -> None:
         """Use the master's CURVE key pair ``keys``: from the next start; a running link keeps its own."""
@@ -391,8 +406,8 @@ class WorkerRegistry:
         """
         return time.monotonic() - conn.last_recv < self.heartbeat * 1.5
 
-    def _refuse(self, route: bytes, name: object, reason: str) -> None:
-        self._count("refused", "refused worker %r: %s", name, reason)
+    def _refuse(self, route: bytes, name: object, reason: str, counted_as: str = "refused") -> None:
+        self._count(counted_as, "refused worker %r: %s", name, reason)
         self.send(route, protocol.unsigned(protocol.DISCONNECT, {"reason": reason}))
 
     def _hello(self, route: bytes, body: list[bytes], message: protocol.Message, key: str | None) -> None:
@@ -404,17 +419,6 @@ class WorkerRegistry:
         if self.curve is not None and key not in self._keys_of(name):
             self._refuse(route, name, f"its CURVE key {key} is not the public_key the pipeline declares for it")
             return
-        channel = self._channels.get(name)
-        if channel is None:
-            channel = self._channels[name] = protocol.Channel(spec.secret.encode(), self.session)
-        try:
-            channel.accept(body, message)
-        except ProtocolError as exc:
-            if exc.reason == "bad-signature":
-                self._refuse(route, name, "bad signature: the worker's secret does not match the master's")
-            else:
-                self._drop(exc.reason, route, str(exc))
-            return
         if message.content.get("version") != protocol.VERSION:
             self._refuse(
                 route,
@@ -422,6 +426,70 @@ class WorkerRegistry:
                 f"protocol version {message.content.get('version')!r} is not {protocol.VERSION}; upgrade the worker",
             )
             return
+        link = message.header.get("link")
+        challenge = self._challenges.get(route)
+        if challenge is not None and challenge.name == name:
+            if link == challenge.channel.link:  # signed over the challenge: the proof
+                del self._challenges[route]
+                if self._accept_hello(route, name, challenge.channel, body, message):
+                    self._welcome(route, spec, challenge.channel, message, key)
+                return
+            if message.msg_id == challenge.hello_id:
+                self._drop("replay", route, f"the hello of worker {name} again")
+                return
+        if not protocol.is_nonce(link):
+            self._drop("wrong-link", route, f"a hello of worker {name} bound to another connection")
+            return
+        channel = protocol.Channel(spec.secret.encode(), self.session)
+        channel.open(link)
+        if self._accept_hello(route, name, channel, body, message):
+            self._challenge(route, name, channel, message)
+
+    def _accept_hello(
+        self, route: bytes, name: str, channel: protocol.Channel, body: list[bytes], message: protocol.Message
+    ) -> bool:
+        """Check a hello's signature, date and link; refuse or drop it, saying why, if they are wrong."""
+        try:
+            channel.accept(body, message)
+        except ProtocolError as exc:
+            if exc.reason == "bad-signature":
+                self._refuse(route, name, "bad signature: the worker's secret does not match the master's")
+            elif exc.reason == "stale":
+                skew = f"{exc}; at most {DATE_WINDOW:g} s either way"
+                self._refuse(route, name, f"its clock is off the master's ({skew}): set both clocks right", "stale")
+            else:
+                self._drop(exc.reason, route, str(exc))
+            return False
+        return True
+
+    def _challenge(self, route: bytes, name: str, channel: protocol.Channel, hello: protocol.Message) -> None:
+        """Answer a first hello with a fresh nonce that the next hello on ``route`` must be signed over."""
+        nonce = protocol.nonce()
+        self.send(route, channel.pack(protocol.CHALLENGE, {"nonce": nonce}, re=hello.msg_id))
+        channel.extend(nonce)
+        if route in self._challenges:
+            self._unanswered(route, "another hello came on its connection")
+        self._challenges[route] = _Challenge(name, channel, hello.msg_id, time.monotonic() + self._window)
+        while len(self._challenges) > MAX_CHALLENGES:
+            self._unanswered(next(iter(self._challenges)), f"more than {MAX_CHALLENGES} challenges were out")
+
+    def _unanswered(self, route: bytes, why: str) -> None:
+        challenge = self._challenges.pop(route, None)
+        name = challenge.name if challenge is not None else "?"
+        self._count(
+            "unanswered-challenge", "dropped a hello of worker %r never signed over its challenge: %s", name, why
+        )
+
+    @property
+    def _window(self) -> float:
+        """Seconds of silence before a worker is lost; a challenge lapses after as long."""
+        return self.heartbeat * self.liveness
+
+    def _welcome(
+        self, route: bytes, spec: Worker, channel: protocol.Channel, message: protocol.Message, key: str | None
+    ) -> None:
+        """Bind ``route`` to worker ``spec`` (a new connection, or one resuming) and welcome it."""
+        name = spec.name
         info = message.content.get("info") if isinstance(message.content.get("info"), dict) else {}
         held = message.content.get("held") if isinstance(message.content.get("held"), dict) else {}
         conn = self.connections.get(name)
@@ -434,7 +502,7 @@ class WorkerRegistry:
             self._lose(conn, "the worker restarted (new session)")
         if resumed:
             self._by_route.pop(conn.route, None)
-            conn.route = route
+            conn.route, conn.channel = route, channel
             log.info("worker %s reconnected within the liveness window; resuming", name)
         else:
             conn = WorkerConnection(self, spec, route, message.session, info, channel)
@@ -566,9 +634,11 @@ class WorkerRegistry:
         while True:
             await asyncio.sleep(self.heartbeat / 4)
             now = time.monotonic()
+            for route in [r for r, c in self._challenges.items() if c.expires < now]:
+                self._unanswered(route, f"not within {self._window:g} s")
             for conn in list(self.connections.values()):
                 silent = now - conn.last_recv
-                if silent > self.heartbeat * self.liveness:
+                if silent > self._window:
                     self._lose(conn, f"no message for {silent:.1f} s (liveness {self.liveness} x {self.heartbeat:g} s)")
                     continue
                 if now - conn.last_sent >= self.heartbeat:
@@ -589,7 +659,6 @@ class WorkerRegistry:
         conn.lost = True
         del self.connections[conn.name]
         self._by_route.pop(conn.route, None)
-        conn.channel.forget(conn.session)
         # A worker saying goodbye is news; one that vanished is a warning.
         level = logging.INFO if reason.startswith("the worker said goodbye") else logging.WARNING
         log.log(level, "worker %s lost: %s", conn.name, reason)

@@ -28,8 +28,16 @@ class FakeWorker:
         self.sock.connect(endpoint)
 
     async def hello(self) -> protocol.Message:
-        """Say hello; returns the master's answer, a ``welcome`` or an (unsigned) ``disconnect``."""
-        await self.send(protocol.HELLO, {"name": self.name, "version": protocol.VERSION, "info": {}, "held": {}})
+        """Say hello, and again over the master's challenge; returns the master's answer, a ``welcome``
+        or an (unsigned) ``disconnect``."""
+        self.channel.open()
+        content = {"name": self.name, "version": protocol.VERSION, "info": {}, "held": {}}
+        await self.send(protocol.HELLO, content)
+        answer = await self.expect(protocol.CHALLENGE, protocol.DISCONNECT)
+        if answer.type == protocol.DISCONNECT:
+            return answer
+        self.channel.extend(answer.content["nonce"])
+        await self.send(protocol.HELLO, content)
         return await self.expect(protocol.WELCOME, protocol.DISCONNECT)
 
     async def send(self, kind: str, content: dict[str, Any] | None = None, blobs: tuple[bytes, ...] = ()) -> None:

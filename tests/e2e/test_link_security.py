@@ -1,9 +1,13 @@
-"""The worker link turns away what it must: a retired secret, frames too large, a flood of refusals."""
+"""The worker link turns away what it must: a retired secret, a replayed recording, frames too large, a flood
+of refusals."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
+from collections import Counter
 from pathlib import Path
 
 import zmq
@@ -15,7 +19,15 @@ from zmq.utils.monitor import parse_monitor_message
 import flowbot
 from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
 
-from ..support import WorkerProcess, finished_builds, step_log
+from ..support import (
+    TEST_HEARTBEAT,
+    MasterProcess,
+    WorkerProcess,
+    dropped_messages,
+    finished_builds,
+    step_log,
+    wait_for,
+)
 from .fake_worker import FakeWorker, until
 
 
@@ -189,4 +201,131 @@ async def test_a_second_worker_with_a_name_in_use_is_refused_until_the_first_is_
         for worker in (first, second):
             if worker is not None:
                 worker.stop()
+        await master.stop()
+
+
+REPLAYED_PIPELINE = """
+    from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Interpolate, SecretsInDirectory
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        secrets=[SecretsInDirectory({secrets!r})],
+        schedulers=[ForceScheduler("force", builders=["deploy"])],
+        builders=[Builder("deploy", workers=["w1"], steps=[
+            Shell(Interpolate("echo deploying; test -n '%(secret:token)s'"), name="deploy"),
+        ])],
+    )
+"""
+TOKEN = "hunter2-the-deploy-token"
+
+
+def _replay(endpoint: str, captured: list[list[bytes]], seconds: float = 2.0) -> tuple[int, list[list[bytes]]]:
+    """Send what was captured to the master from a socket of one's own, then go on replaying the
+    captured heartbeats (as if to stay connected) for ``seconds``; returns how many messages went
+    and every message that came back."""
+    heartbeats = [frames for frames in captured if protocol.parse(frames).type == protocol.HEARTBEAT]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    sent, answers = 0, []
+    try:
+        for frames in captured:
+            sock.send_multipart(frames)
+            sent += 1
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for frames in heartbeats:
+                sock.send_multipart(frames)
+                sent += 1
+            while sock.poll(300):
+                answers.append(sock.recv_multipart())
+    finally:
+        sock.close()
+        ctx.term()
+    return sent, answers
+
+
+def _got_nowhere(master: MasterProcess, captured: list[list[bytes]], expect_connected_pid: int | None) -> None:
+    """Replay ``captured`` to ``master``: it must welcome nobody, send no command and count each message dropped."""
+    before = sum(dropped_messages(master.client).values())
+    sent, answers = _replay(f"tcp://127.0.0.1:{master.zmq_port}", captured)
+
+    kinds = {protocol.parse(frames).type for frames in answers}
+    assert kinds <= {protocol.CHALLENGE, protocol.DISCONNECT}, kinds  # never a welcome nor a command
+    assert not any(TOKEN.encode() in frame for frames in answers for frame in frames)
+    wait_for(lambda: sum(dropped_messages(master.client).values()) - before >= sent, 10, "every replay to be counted")
+    assert sum(dropped_messages(master.client).values()) - before == sent
+    (w1,) = master.client.workers()
+    if expect_connected_pid is None:
+        assert not w1["connected"]
+    else:
+        assert w1["connected"] and w1["info"]["pid"] == expect_connected_pid
+
+
+def test_a_recorded_link_replayed_gets_no_welcome_and_no_command_after_a_restart_of_either_side(
+    master_factory, worker_factory, proxy_to, tmp_path
+):
+    # Given a worker whose link (without CURVE) someone records while it runs a build using a secret
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "token").write_text(TOKEN)
+    pipeline = REPLAYED_PIPELINE.format(secrets=str(tmp_path / "secrets"))
+    master = master_factory(pipeline)
+    tap = proxy_to(master, record=True)
+    worker = worker_factory(master, "w1", "s")
+    master.client.force("deploy")
+    assert finished_builds(master.client, 1)[0]["result"] == "SUCCESS"
+    time.sleep(4 * TEST_HEARTBEAT)  # a few heartbeats more
+    captured = tap.worker_messages()
+    kinds = Counter(protocol.parse(frames).type for frames in captured)
+    assert kinds[protocol.HELLO] >= 1 and kinds[protocol.HEARTBEAT] >= 2
+    assert kinds[protocol.OUTPUT] >= 1 and kinds[protocol.FINISHED] >= 1
+
+    # When the worker has left and a build waits for it, and the recording is replayed to the master
+    worker.stop()
+    wait_for(lambda: not master.client.workers()[0]["connected"], 10, "w1 to leave")
+    master.client.force("deploy")
+    _got_nowhere(master, captured, expect_connected_pid=None)
+    # Then the build still waits for the real worker
+    assert len(master.client.buildrequests(pending=True)) == 1
+    assert [b["result"] for b in master.client.builds()] == ["SUCCESS"]
+
+    # When the worker restarts (and runs that build), and the recording is replayed again
+    worker = worker_factory(master, "w1", "s")
+    assert [b["result"] for b in finished_builds(master.client, 2)] == ["SUCCESS", "SUCCESS"]
+    _got_nowhere(master, captured, expect_connected_pid=worker.pid)
+
+    # When the master restarts, the worker comes back to it, and the recording is replayed to the new master
+    master.stop()
+    again = master_factory(pipeline, http_port=master.http_port, zmq_port=master.zmq_port)
+    wait_for(lambda: again.client.workers()[0]["connected"], 30, "w1 to come back")
+    _got_nowhere(again, captured, expect_connected_pid=worker.pid)
+
+    # Then the real worker goes on building as if nothing happened
+    again.client.force("deploy")
+    assert [b["result"] for b in finished_builds(again.client, 3)][-1] == "SUCCESS"
+
+
+async def test_a_worker_whose_clock_is_far_off_is_refused_and_told_so(tmp_path):
+    # Given a worker whose clock is ten minutes behind the master's
+    master = flowbot.Master(_pipeline(w1="s"), db=f"sqlite:///{tmp_path / 'm.sqlite'}")
+    await master.start()
+    worker = FakeWorker(master.worker_endpoint, "w1", "s")
+    try:
+        worker.channel.open()
+        tag, _, header, content = worker.channel.pack(
+            protocol.HELLO, {"name": "w1", "version": protocol.VERSION, "info": {}, "held": {}}
+        )
+        dated = json.loads(header)
+        dated["date"] -= 600
+        header = json.dumps(dated).encode()
+
+        # When it says hello
+        await worker.sock.send_multipart([tag, protocol.sign(b"s", [header, content]), header, content])
+
+        # Then it is refused, told why, and the refusal is counted
+        answer = await worker.expect(protocol.DISCONNECT)
+        assert "its clock is off the master's" in answer.content["reason"]
+        assert master.registry.dropped["stale"] == 1 and not master.registry.connections
+    finally:
+        worker.close()
         await master.stop()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import time
 
 import pytest
 from flowbot_worker import protocol
-from flowbot_worker.defaults import MAX_BLOB_BYTES, MAX_CONTENT_BYTES, MAX_HEADER_BYTES, PROTOCOL_TAG
+from flowbot_worker.defaults import DATE_WINDOW, MAX_BLOB_BYTES, MAX_CONTENT_BYTES, MAX_HEADER_BYTES, PROTOCOL_TAG
 from flowbot_worker.errors import ProtocolError
 
 KEY = b"worker-secret"
@@ -189,14 +190,93 @@ def test_sessions_are_tracked_apart() -> None:
     assert [m.header["seq"] for m in accepted] == [1, 1]
 
 
-def test_forgotten_session_may_start_over() -> None:
-    sent = protocol.Channel(KEY, session="gone").pack(protocol.HELLO)
-    receiver = protocol.Channel(KEY)
-    receiver.accept(sent)
+def handshake(worker: protocol.Channel, master: protocol.Channel) -> None:
+    """Open a connection between the two channels as the protocol does: hello, challenge, hello."""
+    worker.open()
+    hello = worker.pack(protocol.HELLO, {"name": "w1"})
+    master.open(protocol.parse(hello).header["link"])
+    master.accept(hello)
+    challenge = protocol.nonce()
+    worker.accept(master.pack(protocol.CHALLENGE, {"nonce": challenge}))
+    master.extend(challenge)
+    worker.extend(challenge)
+    master.accept(worker.pack(protocol.HELLO, {"name": "w1"}))
 
-    receiver.forget("gone")
 
-    assert receiver.accept(sent).type == protocol.HELLO
+def test_both_nonces_bind_every_message_of_a_connection() -> None:
+    worker, master = protocol.Channel(KEY), protocol.Channel(KEY)
+
+    handshake(worker, master)
+
+    assert worker.bound and master.bound and worker.link == master.link
+    assert worker.link.split(".")[0] != worker.link.split(".")[1]
+    assert master.accept(worker.pack(protocol.HEARTBEAT)).header["link"] == worker.link
+    assert worker.accept(master.pack(protocol.START_COMMAND, {"cmd_id": "c1"})).content == {"cmd_id": "c1"}
+
+
+def test_a_message_captured_on_one_connection_is_refused_on_the_next_whoever_restarted() -> None:
+    # Given a connection on which a heartbeat from the worker and a start_command from the master pass
+    worker, master = protocol.Channel(KEY), protocol.Channel(KEY)
+    handshake(worker, master)
+    heartbeat = worker.pack(protocol.HEARTBEAT)
+    start = master.pack(protocol.START_COMMAND, {"cmd_id": "c1"})
+    master.accept(heartbeat)
+    worker.accept(start)
+
+    # When the worker opens another connection (a reconnect), a restarted worker does, or a restarted master
+    reconnected = (worker, master)
+    worker_restarted = (protocol.Channel(KEY), master)
+    master_restarted = (worker, protocol.Channel(KEY))
+    for new_worker, new_master in (reconnected, worker_restarted, master_restarted):
+        handshake(new_worker, new_master)
+
+        # Then neither captured message counts on it, though both are signed and fresh
+        for receiver, captured in ((new_master, heartbeat), (new_worker, start)):
+            with pytest.raises(ProtocolError) as caught:
+                receiver.accept(captured)
+            assert caught.value.reason == "wrong-link"
+
+
+def test_a_first_hello_replayed_on_its_own_gets_no_further_than_a_challenge() -> None:
+    # Given a worker's first hello, captured
+    worker = protocol.Channel(KEY)
+    worker.open()
+    captured = worker.pack(protocol.HELLO, {"name": "w1"})
+
+    # When a master that challenged it gets a hello signed over another challenge (an earlier one)
+    master = protocol.Channel(KEY)
+    master.open(protocol.parse(captured).header["link"])
+    master.accept(captured)
+    master.extend(protocol.nonce())
+    worker.extend(protocol.nonce())
+
+    # Then that hello is refused
+    with pytest.raises(ProtocolError) as caught:
+        master.accept(worker.pack(protocol.HELLO, {"name": "w1"}))
+    assert caught.value.reason == "wrong-link"
+
+
+@pytest.mark.parametrize("offset", [-DATE_WINDOW - 5, DATE_WINDOW + 5])
+def test_a_message_dated_outside_the_window_is_refused_as_stale(offset: float, monkeypatch) -> None:
+    sender, receiver = protocol.Channel(KEY), protocol.Channel(KEY)
+    sent = sender.pack(protocol.HEARTBEAT)
+    within = sender.pack(protocol.HEARTBEAT)
+    now = time.time()
+
+    monkeypatch.setattr(time, "time", lambda: now - offset)
+    with pytest.raises(ProtocolError) as caught:
+        receiver.accept(sent)
+    monkeypatch.setattr(time, "time", lambda: now - offset * 0.9)
+
+    assert caught.value.reason == "stale"
+    assert receiver.accept(within).type == protocol.HEARTBEAT
+
+
+def test_nonces_are_fresh_and_only_their_shape_passes() -> None:
+    assert protocol.nonce() != protocol.nonce()
+    assert protocol.is_nonce(protocol.nonce())
+    for wrong in ("", "0" * 31, "0" * 33, "g" * 32, "A" * 32, f"{protocol.nonce()}.{protocol.nonce()}", 7, None):
+        assert not protocol.is_nonce(wrong)
 
 
 def test_a_refused_signature_does_not_advance_the_replay_state() -> None:
@@ -247,6 +327,10 @@ MALFORMED = {
     "seq is a float": (frames(header(seq=1.0)), "bad-header"),
     "missing msg_id": (frames(header(msg_id=...)), "bad-header"),
     "msg_id is null": (frames(header(msg_id=None)), "bad-header"),
+    "missing date": (frames(header(date=...)), "bad-header"),
+    "date is a string": (frames(header(date="now")), "bad-header"),
+    "date is not a number": (frames(header(date=float("nan"))), "bad-header"),
+    "date too large for a float": (frames(header(date=10**400)), "bad-header"),
     "oversized header": (frames(header(pad="x" * MAX_HEADER_BYTES)), "oversized"),
     "oversized content": (frames(None, b'{"a":"' + b"x" * MAX_CONTENT_BYTES + b'"}'), "oversized"),
     "oversized blob": (frames(None, b"{}", b"x" * (MAX_BLOB_BYTES + 1)), "oversized"),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
+import pytest
 import zmq
 import zmq.asyncio
 from flowbot_worker import protocol
@@ -11,133 +13,148 @@ from flowbot_worker.defaults import MAX_FRAME_BYTES
 from flowbot_worker.worker import Worker
 from zmq.utils.monitor import parse_monitor_message
 
+#: What a test master welcomes a worker with: quick heartbeats, and no giving up on the worker.
+SETTINGS = {"heartbeat": 0.1, "liveness": 1000, "cancel": [], "resume": {}}
 
-async def test_a_worker_takes_the_largest_valid_message_and_cuts_off_a_master_sending_larger(tmp_path):
-    # Given a worker that has said hello to a master
+
+class BareMaster:
+    """A ROUTER socket speaking FBP to one worker, one message at a time, as the test says."""
+
+    def __init__(self, ctx: zmq.asyncio.Context, secret: bytes = b"s"):
+        self.sock = ctx.socket(zmq.ROUTER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.endpoint = f"tcp://127.0.0.1:{self.sock.bind_to_random_port('tcp://127.0.0.1')}"
+        self.channel = protocol.Channel(secret)
+        self.route = b""
+
+    async def frames(self) -> list[bytes]:
+        self.route, *frames = await asyncio.wait_for(self.sock.recv_multipart(), 10)
+        return frames
+
+    async def receive(self) -> protocol.Message:
+        return self.channel.accept(await self.frames())
+
+    async def send(self, kind: str, content: dict, blobs: tuple[bytes, ...] = (), re: str | None = None) -> None:
+        await self.sock.send_multipart([self.route, *self.channel.pack(kind, content, blobs, re=re)], copy=False)
+
+    async def challenge(self) -> protocol.Message:
+        """Take a worker's first hello and challenge it; returns the hello signed over the challenge."""
+        frames = await self.frames()
+        self.channel.open(protocol.parse(frames).header["link"])
+        self.channel.accept(frames)
+        nonce = protocol.nonce()
+        await self.send(protocol.CHALLENGE, {"nonce": nonce})
+        self.channel.extend(nonce)
+        hello = await self.receive()
+        assert hello.type == protocol.HELLO
+        return hello
+
+
+@pytest.fixture
+async def link(tmp_path) -> AsyncIterator[tuple[BareMaster, Worker, asyncio.Task]]:
+    """A bare master, and a worker (secret "s") dialing it; both stopped at teardown."""
     ctx = zmq.asyncio.Context()
-    master = ctx.socket(zmq.ROUTER)
-    master.setsockopt(zmq.LINGER, 0)
-    port = master.bind_to_random_port("tcp://127.0.0.1")
-    monitor = master.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-    channel = protocol.Channel(b"s")
-    worker = Worker(f"tcp://127.0.0.1:{port}", "w1", "s", tmp_path)
+    master = BareMaster(ctx)
+    worker = Worker(master.endpoint, "w1", "s", tmp_path)
     running = asyncio.create_task(worker.run())
+    yield master, worker, running
+    worker.stop()
+    await asyncio.wait_for(running, 10)
+    master.sock.close()
+    ctx.term()
+
+
+async def test_a_worker_takes_the_largest_valid_message_and_cuts_off_a_master_sending_larger(link):
+    # Given a worker that has said hello to a master
+    master, _, running = link
+    monitor = master.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
     try:
-        route, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
-        hello = channel.accept(frames)
+        hello = await master.challenge()
 
         # When the welcome carries a blob as large as a frame may be
-        settings = {"heartbeat": 0.1, "liveness": 1000, "cancel": [], "resume": {}}
-        welcome = channel.pack(protocol.WELCOME, settings, (bytes(MAX_FRAME_BYTES),), re=hello.msg_id)
-        await master.send_multipart([route, *welcome], copy=False)
+        await master.send(protocol.WELCOME, SETTINGS, (bytes(MAX_FRAME_BYTES),), re=hello.msg_id)
 
         # Then the worker takes it: it is welcomed and starts its heartbeats
-        route, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
-        assert channel.accept(frames).type == protocol.HEARTBEAT
+        assert (await master.receive()).type == protocol.HEARTBEAT
 
         # But a frame one byte larger cuts the link before the worker buffers it
-        heartbeat = channel.pack(protocol.HEARTBEAT, {}, (bytes(MAX_FRAME_BYTES + 1),))
-        await master.send_multipart([route, *heartbeat], copy=False)
+        await master.send(protocol.HEARTBEAT, {}, (bytes(MAX_FRAME_BYTES + 1),))
         cut_off = await asyncio.wait_for(monitor.recv_multipart(), 5)
         assert parse_monitor_message(cut_off)["event"] == zmq.EVENT_DISCONNECTED
         assert not running.done()
     finally:
-        worker.stop()
-        await asyncio.wait_for(running, 10)
-        master.disable_monitor()
+        master.sock.disable_monitor()
         monitor.close()
-        master.close()
-        ctx.term()
 
 
-async def test_a_graceful_shutdown_keeps_the_link_until_the_master_has_the_running_commands_result(tmp_path):
+async def test_a_graceful_shutdown_keeps_the_link_until_the_master_has_the_running_commands_result(link):
     # Given a welcomed worker running a command that takes half a second
-    ctx = zmq.asyncio.Context()
-    master = ctx.socket(zmq.ROUTER)
-    master.setsockopt(zmq.LINGER, 0)
-    port = master.bind_to_random_port("tcp://127.0.0.1")
-    channel = protocol.Channel(b"s")
-    worker = Worker(f"tcp://127.0.0.1:{port}", "w1", "s", tmp_path)
-    running = asyncio.create_task(worker.run())
+    master, _, running = link
+    await master.challenge()
+    await master.send(protocol.WELCOME, SETTINGS)
+    await master.send(
+        protocol.START_COMMAND, {"cmd_id": "c1", "name": "shell", "args": {"command": "sleep 0.5; echo done"}}
+    )
 
-    async def receive() -> protocol.Message:
-        _, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
-        return channel.accept(frames)
+    # When the master asks it to shut down gracefully
+    await master.send(protocol.SHUTDOWN, {"graceful": True})
 
-    async def send(kind: str, content: dict) -> None:
-        await master.send_multipart([route, *channel.pack(kind, content)])
+    # Then it goes on talking (heartbeats, output) until the command's result is in
+    seen = []
+    while (message := await master.receive()).type != protocol.FINISHED:
+        seen.append(message.type)
+    assert message.content["rc"] == 0
+    assert protocol.HEARTBEAT in seen and protocol.OUTPUT in seen
+    await asyncio.sleep(0.3)
+    assert not running.done()  # the result is not acknowledged yet: it could still be lost
 
-    try:
-        route, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
-        channel.accept(frames)
-        await send(protocol.WELCOME, {"heartbeat": 0.1, "liveness": 1000, "cancel": [], "resume": {}})
-        await send(
-            protocol.START_COMMAND, {"cmd_id": "c1", "name": "shell", "args": {"command": "sleep 0.5; echo done"}}
-        )
-
-        # When the master asks it to shut down gracefully
-        await send(protocol.SHUTDOWN, {"graceful": True})
-
-        # Then it goes on talking (heartbeats, output) until the command's result is in
-        seen = []
-        while (message := await receive()).type != protocol.FINISHED:
-            seen.append(message.type)
-        assert message.content["rc"] == 0
-        assert protocol.HEARTBEAT in seen and protocol.OUTPUT in seen
-        await asyncio.sleep(0.3)
-        assert not running.done()  # the result is not acknowledged yet: it could still be lost
-
-        # And once the master acknowledges the result, it says goodbye and ends
-        await send(protocol.ACK, {"cmd_id": "c1", "of": protocol.FINISHED})
-        while (message := await receive()).type != protocol.DISCONNECT:
-            pass
-        await asyncio.wait_for(running, 5)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, 10)
-        master.close()
-        ctx.term()
+    # And once the master acknowledges the result, it says goodbye and ends
+    await master.send(protocol.ACK, {"cmd_id": "c1", "of": protocol.FINISHED})
+    while (message := await master.receive()).type != protocol.DISCONNECT:
+        pass
+    await asyncio.wait_for(running, 5)
 
 
-async def test_one_acknowledgement_can_carry_the_results_of_several_commands(tmp_path):
+async def test_one_acknowledgement_can_carry_the_results_of_several_commands(link):
     # Given a welcomed worker that runs two commands and is asked to leave once they are done
-    ctx = zmq.asyncio.Context()
-    master = ctx.socket(zmq.ROUTER)
-    master.setsockopt(zmq.LINGER, 0)
-    port = master.bind_to_random_port("tcp://127.0.0.1")
-    channel = protocol.Channel(b"s")
-    worker = Worker(f"tcp://127.0.0.1:{port}", "w1", "s", tmp_path)
-    running = asyncio.create_task(worker.run())
+    master, _, running = link
+    await master.challenge()
+    await master.send(protocol.WELCOME, SETTINGS)
+    for cmd_id in ("c1", "c2"):
+        await master.send(protocol.START_COMMAND, {"cmd_id": cmd_id, "name": "shell", "args": {"command": "true"}})
+    await master.send(protocol.SHUTDOWN, {"graceful": True})
+    finished = set()
+    while len(finished) < 2:
+        message = await master.receive()
+        if message.type == protocol.FINISHED:
+            finished.add(message.content["cmd_id"])
 
-    async def receive() -> protocol.Message:
-        _, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
-        return channel.accept(frames)
+    # When the master acknowledges both results in one message
+    await master.send(protocol.ACK, {"of": protocol.FINISHED, "cmd_ids": ["c1", "c2"], "cmd_id": "c1"})
 
-    async def send(kind: str, content: dict) -> None:
-        await master.send_multipart([route, *channel.pack(kind, content)])
+    # Then the worker holds neither any more: it says goodbye and ends
+    while (message := await master.receive()).type != protocol.DISCONNECT:
+        assert message.type != protocol.FINISHED or message.content["cmd_id"] not in finished
+    await asyncio.wait_for(running, 5)
 
-    try:
-        route, *frames = await asyncio.wait_for(master.recv_multipart(), 10)
-        channel.accept(frames)
-        await send(protocol.WELCOME, {"heartbeat": 0.1, "liveness": 1000, "cancel": [], "resume": {}})
-        for cmd_id in ("c1", "c2"):
-            await send(protocol.START_COMMAND, {"cmd_id": cmd_id, "name": "shell", "args": {"command": "true"}})
-        await send(protocol.SHUTDOWN, {"graceful": True})
-        finished = set()
-        while len(finished) < 2:
-            message = await receive()
-            if message.type == protocol.FINISHED:
-                finished.add(message.content["cmd_id"])
 
-        # When the master acknowledges both results in one message
-        await send(protocol.ACK, {"of": protocol.FINISHED, "cmd_ids": ["c1", "c2"], "cmd_id": "c1"})
+async def test_a_command_captured_on_an_earlier_connection_is_never_run(link, caplog):
+    # Given a start_command the master signed for the worker's first connection, captured on the way
+    master, worker, _ = link
+    await master.challenge()
+    await master.send(protocol.WELCOME, SETTINGS)
+    start = {"cmd_id": "c1", "name": "shell", "args": {"command": "true"}}
+    captured = master.channel.pack(protocol.START_COMMAND, start)
 
-        # Then the worker holds neither any more: it says goodbye and ends
-        while (message := await receive()).type != protocol.DISCONNECT:
-            assert message.type != protocol.FINISHED or message.content["cmd_id"] not in finished
-        await asyncio.wait_for(running, 5)
-    finally:
-        worker.stop()
-        await asyncio.wait_for(running, 10)
-        master.close()
-        ctx.term()
+    # When the worker reconnects (the master said goodbye), and once it is welcomed again, the frames are replayed
+    await master.send(protocol.DISCONNECT, {"reason": "the master is shutting down"})
+    master.channel = protocol.Channel(b"s")  # as a restarted master would
+    await master.challenge()
+    await master.send(protocol.WELCOME, SETTINGS)
+    await master.sock.send_multipart([master.route, *captured])
+
+    # Then the worker drops them and runs nothing: it only sends heartbeats
+    seen = {(await master.receive()).type for _ in range(10)}
+    assert seen == {protocol.HEARTBEAT}
+    assert "dropped a message from the master: wrong-link" in caplog.text
+    assert not (worker.basedir / "build").exists() and not worker._held

@@ -19,6 +19,11 @@ RECONNECT_MAX = 32.0
 #: Seconds a hello waits for its welcome before the worker tries again.
 HELLO_TIMEOUT = 10.0
 
+#: Seconds a message's date may be off the receiver's clock, either way, before it is refused as
+#: stale (a captured message replayed later); the clocks of a master and its workers must agree
+#: this well.
+DATE_WINDOW = 300.0
+
 #: Output is flushed to the master when this many bytes are buffered ...
 OUTPUT_FLUSH_BYTES = 64 * 1024
 #: ... or when the oldest buffered byte is this old (seconds).

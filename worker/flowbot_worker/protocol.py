@@ -8,8 +8,25 @@ imports it. A message is a list of ZeroMQ frames (after the ROUTER's routing id 
 ``signature`` is the hex HMAC-SHA256 of header, content and blobs under the worker's secret, as in
 Jupyter's kernel protocol; it is empty only when both sides run without a secret. ``header`` holds
 ``msg_id``, ``type``, ``session`` (new for every process), ``seq`` (strictly increasing per session),
-``re`` (the ``msg_id`` this answers) and ``date``. A message whose ``seq`` is not above the last one
-seen from its session is a replay and is refused.
+``re`` (the ``msg_id`` this answers), ``date`` and ``link``.
+
+Every connection has a link id of its own, made of a fresh nonce from each side, and every message
+of the connection carries it, under the signature; so a message captured on one connection is
+refused on any other, whether the worker, the master or both restarted in between::
+
+    worker                                              master
+    hello     {name, version, info, held}  link = W
+                                                        challenge {nonce: M}   link = W
+    hello     {name, version, info, held}  link = W.M
+                                                        welcome {...}          link = W.M
+    ... every later message, either way                 link = W.M
+
+``W`` is new for each connection the worker opens and ``M`` for each challenge the master sends (it
+holds for one hello, for the liveness window): only a hello signed over the master's fresh nonce is
+welcomed, and the worker acts only on messages carrying its own. Within a connection, a message
+whose ``seq`` is not above the last one seen from its session is a replay and is refused. As a
+defence in depth, a message dated more than :data:`~flowbot_worker.defaults.DATE_WINDOW` seconds
+away from the receiver's clock is refused too (so a worker's clock must be roughly right).
 
 Nothing here does I/O, so both sides (and the tests) share it as plain functions and one small class.
 """
@@ -19,22 +36,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
+import secrets
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from .defaults import MAX_BLOB_BYTES, MAX_CONTENT_BYTES, MAX_HEADER_BYTES, PROTOCOL_TAG
+from .defaults import DATE_WINDOW, MAX_BLOB_BYTES, MAX_CONTENT_BYTES, MAX_HEADER_BYTES, PROTOCOL_TAG
 from .errors import ProtocolError
 
 #: Protocol version announced in ``hello``; a master refuses versions it does not speak.
-VERSION = 1
+#: Version 2 binds every message to its connection (the challenge and the ``link`` header).
+VERSION = 2
 
 # Message types, worker to master.
 HELLO = "hello"
 OUTPUT = "output"
 FINISHED = "finished"
 # Message types, master to worker.
+CHALLENGE = "challenge"
 WELCOME = "welcome"
 DISCONNECT = "disconnect"
 START_COMMAND = "start_command"
@@ -52,6 +73,7 @@ TYPES = frozenset(
         HELLO,
         OUTPUT,
         FINISHED,
+        CHALLENGE,
         WELCOME,
         DISCONNECT,
         START_COMMAND,
@@ -74,6 +96,20 @@ def _dumps(obj: Any) -> bytes:
 
 
 _loads = json.loads
+
+#: Hex digits of a nonce: 128 random bits.
+_NONCE_DIGITS = 32
+_HEX = frozenset("0123456789abcdef")
+
+
+def nonce() -> str:
+    """A fresh random nonce, one half of a connection's link id."""
+    return secrets.token_hex(_NONCE_DIGITS // 2)
+
+
+def is_nonce(value: object) -> bool:
+    """Whether ``value`` has the shape of a :func:`nonce` (what a peer sends is checked before use)."""
+    return isinstance(value, str) and len(value) == _NONCE_DIGITS and _HEX.issuperset(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,11 +170,20 @@ def parse(frames: list[bytes]) -> Message:
         raise ProtocolError("bad-header", "session and seq are required")
     if not isinstance(header.get("msg_id"), str):
         raise ProtocolError("bad-header", "msg_id is required")
+    if not _finite(header.get("date")):
+        raise ProtocolError("bad-header", "date must be a number of seconds")
     return Message(kind, header, content, tuple(bytes(b) for b in blobs))
 
 
+def _finite(value: object) -> bool:
+    try:
+        return type(value) in (int, float) and math.isfinite(value)
+    except OverflowError:  # an integer too large for a float
+        return False
+
+
 class Channel:
-    """One side of a link: signs what it sends and checks what it receives.
+    """One side of a connection: signs what it sends and checks what it receives.
 
     Args:
         key: the shared secret (the worker's); empty disables signing on a trusted loopback.
@@ -150,8 +195,25 @@ class Channel:
         self.session = session or uuid.uuid4().hex
         self._prefix = self.session[:12] + "-"
         self._seq = 0
-        #: Last ``seq`` accepted from each peer session (replay protection).
+        #: The connection's link id, stamped on every message sent and required of every message
+        #: received: the worker's nonce, then both nonces once the master's challenge is out.
+        self.link = ""
+        #: Last ``seq`` accepted from each peer session (replay protection within the connection).
         self._last_seq: dict[str, int] = {}
+
+    def open(self, link: str | None = None) -> None:
+        """Start a connection: with the worker's nonce ``link`` (the master), or a fresh one (the worker)."""
+        self.link = link or nonce()
+        self._last_seq.clear()
+
+    def extend(self, challenge: str) -> None:
+        """Add the master's challenge nonce to the link: from now on, both nonces bind each message."""
+        self.link = f"{self.link}.{challenge}"
+
+    @property
+    def bound(self) -> bool:
+        """Whether the link holds both nonces (the handshake's challenge has been sent or answered)."""
+        return "." in self.link
 
     def pack(
         self,
@@ -169,26 +231,29 @@ class Channel:
             "seq": self._seq,
             "re": re,
             "date": time.time(),
+            "link": self.link,
         }
         parts = [_dumps(header), _dumps(content or {}), *blobs]
         return [PROTOCOL_TAG, sign(self.key, parts), *parts]
 
     def accept(self, frames: list[bytes], message: Message | None = None) -> Message:
-        """Parse (unless ``message`` is given), verify the signature and refuse replays."""
+        """Parse (unless ``message`` is given), verify the signature, and refuse a message dated
+        outside the window, bound to another connection, or replayed."""
         if message is None:
             message = parse(frames)
         expected = sign(self.key, frames[2:])
         if not hmac.compare_digest(expected, bytes(frames[1])):
             raise ProtocolError("bad-signature", f"{message.type} from session {message.session[:12]}")
+        skew = message.header["date"] - time.time()
+        if abs(skew) > DATE_WINDOW:
+            raise ProtocolError("stale", f"{message.type} dated {skew:+.0f} s from now")
+        if message.header.get("link") != self.link:
+            raise ProtocolError("wrong-link", f"{message.type} bound to another connection")
         last = self._last_seq.get(message.session, 0)
         if message.header["seq"] <= last:
             raise ProtocolError("replay", f"seq {message.header['seq']} <= {last}")
         self._last_seq[message.session] = message.header["seq"]
         return message
-
-    def forget(self, session: str) -> None:
-        """Drop replay state for a peer session that is gone for good."""
-        self._last_seq.pop(session, None)
 
 
 def unsigned(kind: str, content: dict[str, Any]) -> list[bytes]:
@@ -204,5 +269,6 @@ def unsigned(kind: str, content: dict[str, Any]) -> list[bytes]:
         "seq": 0,
         "re": None,
         "date": time.time(),
+        "link": "",
     }
     return [PROTOCOL_TAG, b"", _dumps(header), _dumps(content)]

@@ -4,7 +4,8 @@ The worker opens a DEALER socket to the master's ROUTER, so it can sit behind NA
 message with its secret and checks every message from the master. When the master goes silent for
 longer than the liveness window, or refuses it, the worker closes the socket, waits (backing off
 from 1 s to 32 s), opens a fresh one and says hello again, listing the commands it still holds so
-the master can resume them, or tell it to cancel them.
+the master can resume them, or tell it to cancel them. Each connection starts with a challenge from
+the master (see :mod:`flowbot_worker.protocol`), so no message of one connection counts on another.
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ class Worker:
         handshake = Handshake(sock, self.name, self.curve)
         sock.connect(self.master)
         self._sock, self._welcomed = sock, False
+        self.channel.open()  # a fresh nonce: what this connection's messages are bound to
         self._send(protocol.HELLO, self._hello())
         log.info("connecting to %s as %r", self.master, self.name)
         deadline = time.monotonic() + HELLO_TIMEOUT
@@ -282,7 +284,19 @@ class Worker:
             return None
         return handler(message)
 
+    def _on_challenge(self, message: protocol.Message) -> None:
+        challenge = message.content.get("nonce")
+        if self.channel.bound or not protocol.is_nonce(challenge):
+            log.warning("ignored a challenge from the master that does not fit this connection's hello")
+            return
+        # Say hello again, signed over the master's fresh nonce: the proof that this hello is not a replay.
+        self.channel.extend(challenge)
+        self._send(protocol.HELLO, self._hello())
+
     def _on_welcome(self, message: protocol.Message) -> None:
+        if not self.channel.bound:
+            log.warning("ignored a welcome that answers no challenge")
+            return
         c = message.content
         self.heartbeat = float(c.get("heartbeat", self.heartbeat))
         self.liveness = int(c.get("liveness", self.liveness))
