@@ -56,6 +56,11 @@ class InvalidRequest(FlowbotError):
     """A request whose content is wrong (bad JSON, a missing field, a value of the wrong type)."""
 
 
+class TransferError(FlowbotError):
+    """A file transfer that may not happen (a path outside the artifacts directory) or cannot go on
+    (out of order chunks, too big, a damaged file, stalled)."""
+
+
 class WorkerLost(FlowbotError):
     """The worker running a command went away; the build ends as RETRY."""
 

@@ -29,6 +29,8 @@ from .schedulers.triggerable import Dependent, Triggerable
 from .secrets import SecretProvider
 from .sources.base import ChangeSource
 from .steps.base import Step
+from .steps.transfer import ARTIFACTS
+from .steps.transfer import problems as transfer_problems
 from .steps.trigger import Trigger
 from .workers import Worker
 
@@ -54,6 +56,9 @@ class Pipeline:
             IP addresses and the name the master binds are always served; a request for any other
             ``Host`` is refused, so a page whose DNS name is rebound to the master's address gets
             nothing from it.
+        artifacts: the directory that file transfers (``FileUpload``, ``DirectoryUpload``,
+            ``FileDownload``) reach on the master, and the only one: relative to the master's
+            directory, or absolute. It must not hold the master's own files.
         retention: how long the store keeps logs and builds (None: forever).
         curve_key: the master's CURVE secret key file (``flowbot create-key`` makes one), relative
             to the pipeline file's directory (the current one in a Jupyter cell): with it the worker
@@ -78,6 +83,7 @@ class Pipeline:
         auth: Auth | None = None,
         url: str | None = None,
         allowed_hosts: Iterable[str] = (),
+        artifacts: str | Path = ARTIFACTS,
         retention: Retention | None = None,
         curve_key: str | Path | None = None,
     ):
@@ -91,6 +97,7 @@ class Pipeline:
         self.auth = auth
         self.url = url
         self.allowed_hosts = allowed_hosts
+        self.artifacts = artifacts
         self.retention = retention
         self.curve_key = curve_key
         #: The master's CURVE key pair read from ``curve_key`` (None: the link is not encrypted).
@@ -175,6 +182,9 @@ class Pipeline:
                                 step,
                             )
         for text, culprit in lock_problems(b for b in self.builders if isinstance(b, Builder)):
+            problem(text, culprit)
+        base = (self.defined_at and self.defined_at.directory) or Path.cwd()
+        for text, culprit in transfer_problems(self.builders, self.artifacts, base):
             problem(text, culprit)
         for scheduler in self.schedulers:
             if isinstance(scheduler, Dependent):

@@ -40,7 +40,7 @@ from ..store import Ref
 from .events import EventKind
 from .logs import LogWriter
 from .registry import WorkerConnection
-from .transfers import ReceiveFile, SendFile, TransferError, master_path
+from .transfers import ReceiveFile, SendFile, TransferError, master_file, own_files
 
 if TYPE_CHECKING:
     from .master import Master
@@ -267,21 +267,23 @@ class RunningBuild:
         return result
 
     async def upload(
-        self,
-        source: str,
-        destination: str,
-        *,
-        directory: bool = False,
-        max_size: int | None = None,
-        absolute: bool = False,
+        self, source: str, destination: str, *, directory: bool = False, max_size: int | None = None
     ) -> CommandResult:
         """Bring ``source`` (relative to the builder's directory on the worker) to ``destination``
-        on the master (inside the master's directory, unless ``absolute`` allows an absolute path)."""
+        on the master, a path in its artifacts directory."""
         try:
-            target = master_path(self.master_dir, destination, absolute=absolute)
+            target = self._master_file(destination)
         except TransferError as exc:
             return self._transfer_refused(f"upload refused: {exc}")
-        receiver = ReceiveFile(target, directory=directory, max_size=max_size)
+        return await self._receive(source, target, directory=directory, max_size=max_size)
+
+    async def _receive(
+        self, source: str, target: Path, *, directory: bool = False, max_size: int | None = None
+    ) -> CommandResult:
+        try:
+            receiver = ReceiveFile(target, directory=directory, max_size=max_size)
+        except TransferError as exc:
+            return self._transfer_refused(f"upload refused: {exc}")
         command = "upload_directory" if directory else "upload_file"
         try:
             result = await self.run_command(command, {"path": source, "max_size": max_size}, transfer=receiver)
@@ -293,6 +295,12 @@ class RunningBuild:
             receiver.abort()
         return result
 
+    def _master_file(self, path: str) -> Path:
+        """Where a transfer's ``path`` is on the master (see :func:`~.transfers.master_file`)."""
+        pipeline = self.master.pipeline
+        own = own_files(pipeline, self.master_dir, self.master.db_url)
+        return master_file(path, root=pipeline.artifacts, base=self.master_dir, own=own)
+
     def _transfer_refused(self, message: str) -> CommandResult:
         self.log().header(message)
         return CommandResult(None, "error", message)
@@ -300,7 +308,7 @@ class RunningBuild:
     async def fetch(self, source: str, *, max_size: int = 64 * 1024 * 1024) -> bytes:
         with tempfile.TemporaryDirectory(prefix="flowbot-fetch-") as directory:
             target = Path(directory) / "file"
-            outcome = await self.upload(source, str(target), max_size=max_size, absolute=True)
+            outcome = await self._receive(source, target, max_size=max_size)
             if outcome.rc != 0:
                 raise TransferError(outcome.message or f"{source} could not be fetched")
             return target.read_bytes()
@@ -310,14 +318,11 @@ class RunningBuild:
             raise RuntimeError("test results belong to a running step")
         self._record(self.master.store.add_test_results(self.ref, self._step_ref, list(cases)), what="test results")
 
-    async def download(
-        self, source: str, destination: str, *, mode: int | None = None, absolute: bool = False
-    ) -> CommandResult:
-        """Send ``source`` on the master (inside the master's directory, unless ``absolute`` allows
-        an absolute path) to ``destination`` (relative to the builder's directory)."""
+    async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
+        """Send ``source``, a file in the master's artifacts directory, to ``destination``
+        (relative to the builder's directory)."""
         try:
-            path = master_path(self.master_dir, source, absolute=absolute)
-            sender, size, digest = await SendFile.open(path, self.master.spawn)
+            sender, size, digest = await SendFile.open(self._master_file(source), self.master.spawn)
         except TransferError as exc:
             return self._transfer_refused(str(exc))
         args = {"path": destination, "size": size, "sha256": digest, "mode": mode}

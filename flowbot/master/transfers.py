@@ -1,9 +1,12 @@
 """The master's ends of file transfers (see :mod:`flowbot_worker.commands.transfer`).
 
-An upload is written to a temporary file beside its destination and moved into place only when
-its size and SHA-256 match what the worker read; a directory arrives as a tar that is unpacked
-with Python's ``data`` filter, so nothing in it can land outside the destination. A download is
-read in chunks as the worker grants credit. Reading a download and unpacking an upload happen off
+Every path on the master is in the artifacts directory (see :mod:`flowbot.steps.transfer`), and
+:func:`master_file` checks it on disk too: no symbolic link along the way, and no artifacts
+directory that holds the master's own files. An upload is written to a temporary file beside its
+destination and moved into place only when its size and SHA-256 match what the worker read; a
+directory arrives as a tar that is unpacked with Python's ``data`` filter, so nothing in it can
+land outside the destination. A download is opened once, never through a symbolic link, and read
+in chunks as the worker grants credit. Reading a download and unpacking an upload happen off
 the event loop, so a large artifact never delays other workers' messages.
 """
 
@@ -15,20 +18,21 @@ import os
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
+import sqlalchemy as sa
 from flowbot_worker.defaults import FILE_CHUNK, FILE_WINDOW
 
-from ..errors import FlowbotError
+from ..errors import TransferError
+from ..secrets import SecretsInDirectory
 from ..steps.base import CommandResult
+from ..steps.transfer import artifact_path
 from .tasks import Spawn
 
-
-class TransferError(FlowbotError):
-    """A transfer that cannot go on (out of order chunks, too big, a damaged file, stalled)."""
-
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
 
 #: Sends one chunk to the worker: the ``file_data`` content (``seq``, ``final``) and the bytes.
 SendChunk = Callable[[dict[str, Any], bytes], None]
@@ -54,8 +58,11 @@ class ReceiveFile:
         self.destination = destination
         self.directory = directory
         self.max_size = max_size
-        destination.parent.mkdir(parents=True, exist_ok=True)
-        fd, self._partial = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+        try:
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            fd, self._partial = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+        except OSError as exc:
+            raise TransferError(f"cannot write in {destination.parent}: {exc.strerror}") from None
         self._file = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()
         self.size = 0
@@ -92,7 +99,10 @@ class ReceiveFile:
                 raise TransferError(
                     f"upload arrived damaged: {self.size} bytes here, {result.data.get('size')} sent; checksums differ"
                 )
-            skipped = await asyncio.to_thread(self._put_in_place)
+            try:
+                skipped = await asyncio.to_thread(self._put_in_place)
+            except OSError as exc:
+                raise TransferError(f"cannot put the upload in place at {self.destination}: {exc.strerror}") from None
             note = f"; left out what would land outside it: {', '.join(skipped)}" if skipped else ""
             return f"{self.size} bytes -> {self.destination}{note}"
         finally:
@@ -119,8 +129,11 @@ class ReceiveFile:
 class SendFile:
     """Reads a file in chunks for the worker, as fast as the worker grants credit."""
 
-    def __init__(self, source: Path, *, spawn: Spawn, chunk: int = FILE_CHUNK, window: int = FILE_WINDOW):
+    def __init__(
+        self, source: Path, file: IO[bytes], *, spawn: Spawn, chunk: int = FILE_CHUNK, window: int = FILE_WINDOW
+    ):
         self.source = source
+        self._file = file
         self._spawn = spawn
         self.chunk = chunk
         self._credit = window
@@ -130,16 +143,22 @@ class SendFile:
 
     @classmethod
     async def open(cls, source: Path, spawn: Spawn) -> tuple[SendFile, int, str]:
-        """A sender for ``source``, with its size and SHA-256 (read once, off the loop).
+        """A sender for ``source``, with its size and SHA-256 (read once, off the loop). The file
+        is opened here, never through a symbolic link, and what is measured is what is sent.
 
         Raises:
-            TransferError: the file cannot be read.
+            TransferError: the file cannot be read, or is a symbolic link.
         """
         try:
-            size, digest = await asyncio.to_thread(_measure, source)
+            file = open(source, "rb", opener=_no_link)  # noqa: SIM115 (closed by abort)
         except OSError as exc:
             raise TransferError(f"cannot read {source} on the master: {exc.strerror}") from None
-        return cls(source, spawn=spawn), size, digest
+        try:
+            size, digest = await asyncio.to_thread(_measure, file)
+        except OSError as exc:
+            file.close()
+            raise TransferError(f"cannot read {source} on the master: {exc.strerror}") from None
+        return cls(source, file, spawn=spawn), size, digest
 
     def file_data(self, content: dict[str, Any], data: bytes) -> None:
         raise TransferError("the worker sent file data to a download")
@@ -155,7 +174,7 @@ class SendFile:
 
     async def _pump(self, send: SendChunk) -> None:
         seq = 0
-        with open(self.source, "rb") as source:
+        with self._file as source:
             while True:
                 while self._credit <= 0:
                     self._more.clear()
@@ -171,6 +190,8 @@ class SendFile:
     def abort(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        else:
+            self._file.close()
 
 
 def _safe_members(skipped: list[str]) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
@@ -186,28 +207,60 @@ def _safe_members(skipped: list[str]) -> Callable[[tarfile.TarInfo, str], tarfil
     return check
 
 
-def _measure(path: Path) -> tuple[int, str]:
+def _no_link(path: str, flags: int) -> int:
+    return os.open(path, flags | os.O_NOFOLLOW)
+
+
+def _measure(file: IO[bytes]) -> tuple[int, str]:
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as source:
-        while block := source.read(1024 * 1024):
-            digest.update(block)
-            size += len(block)
+    while block := file.read(1024 * 1024):
+        digest.update(block)
+        size += len(block)
+    file.seek(0)
     return size, digest.hexdigest()
 
 
-def master_path(master_dir: str, path: str, *, absolute: bool = False) -> Path:
-    """A path on the master: relative to the master's directory and inside it, or, when
-    ``absolute`` allows it, an absolute path as given.
+def own_files(pipeline: Pipeline, master_dir: str | os.PathLike, db_url: str) -> list[Path]:
+    """The master's own files and directories, which an artifacts directory must not hold: its
+    directory (with the pipeline), its SQLite database, its CURVE key and its secrets."""
+    own = [Path(master_dir)]
+    url = sa.make_url(db_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        own.append(Path(url.database))
+    if pipeline.curve_key is not None:
+        key_base = pipeline.defined_at and pipeline.defined_at.directory
+        own.append(Path(key_base or ".") / pipeline.curve_key)
+    own += [provider.directory for provider in pipeline.secrets if isinstance(provider, SecretsInDirectory)]
+    return own
+
+
+def master_file(path: str, *, root: str | os.PathLike, base: str | os.PathLike, own: Iterable[Path] = ()) -> Path:
+    """Where a transfer's ``path`` is on the master, checked against the disk as well as by its text.
+
+    Args:
+        path: as the step gives it: relative to ``base`` (the master's directory), or absolute.
+        root: the artifacts directory, relative to ``base`` or absolute.
+        own: the master's own files and directories (pipeline, database, key, secrets), which the
+            artifacts directory must not hold.
 
     Raises:
-        TransferError: the path leads out of the master's directory (``..``, or an absolute path
-            where none is allowed).
+        TransferError: the path leads outside the artifacts directory or through a symbolic link,
+            or the artifacts directory holds one of ``own``.
     """
-    if absolute and os.path.isabs(path):
-        return Path(path)
-    base = os.path.normpath(master_dir)
-    target = os.path.normpath(os.path.join(base, path))
-    if os.path.commonpath([base, target]) != base:
-        raise TransferError(f"{path!r} leads out of the master's directory; only paths inside it are allowed")
-    return Path(target)
+    inside = artifact_path(path, root=root, base=base).relative_to(os.path.normpath(os.path.join(base, root)))
+    real_root = Path(os.path.realpath(os.path.join(base, root)))
+    for place in own:
+        if os.path.commonpath([real_root, os.path.realpath(place)]) == str(real_root):
+            raise TransferError(
+                f"the artifacts directory {real_root} holds {place}, which is the master's own; no transfer "
+                "is made until Pipeline(artifacts=...) names a directory of its own"
+            )
+    current = real_root
+    for part in inside.parts:
+        current = current / part
+        if current.is_symlink():
+            raise TransferError(
+                f"{path!r} goes through a symbolic link ({current}), which a transfer on the master never follows"
+            )
+    return real_root / inside

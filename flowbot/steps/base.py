@@ -132,24 +132,16 @@ class BuildContext(RenderContext, Protocol):
         ...
 
     async def upload(
-        self,
-        source: str,
-        destination: str,
-        *,
-        directory: bool = False,
-        max_size: int | None = None,
-        absolute: bool = False,
+        self, source: str, destination: str, *, directory: bool = False, max_size: int | None = None
     ) -> CommandResult:
         """Bring a file or directory from the worker to the master (checksummed).
 
-        ``destination`` must lead inside the master's directory, unless ``absolute`` is true (the
-        pipeline itself wrote an absolute path) and it is absolute; else the upload is refused.
+        ``destination`` (relative to the master's directory, or absolute) must lead inside the
+        master's artifacts directory, through no symbolic link; else the upload is refused.
         """
         ...
 
-    async def download(
-        self, source: str, destination: str, *, mode: int | None = None, absolute: bool = False
-    ) -> CommandResult:
+    async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
         """Send a file from the master to the worker (checksummed); ``source`` is confined as an
         upload's destination is."""
         ...

@@ -514,14 +514,16 @@ def test_filesystem_steps_and_a_master_side_command(master_factory, worker_facto
     assert (master.basedir / "master-side.txt").read_text() == "ran on the master for fs\n"
 
 
-def test_files_a_build_moves_stay_inside_the_master_directory_whatever_its_properties_say(
+def test_files_a_build_moves_stay_inside_the_artifacts_directory_whatever_its_properties_say(
     master_factory, worker_factory, tmp_path
 ):
-    # Given a pipeline that names files on the master after the branch, and one absolute path
+    # Given a pipeline that names files on the master after the branch, and two absolute paths: one
+    # in the artifacts directory, one elsewhere
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("keep me\n")
-    published = tmp_path / "published" / "out.txt"
+    published = tmp_path / "master" / "artifacts" / "published" / "out.txt"
+    elsewhere = tmp_path / "published" / "out.txt"
     master = master_factory(f"""
         from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, FileUpload, FileDownload, Interpolate
         pipeline = Pipeline(
@@ -532,17 +534,24 @@ def test_files_a_build_moves_stay_inside_the_master_directory_whatever_its_prope
                 FileUpload("out.txt", Interpolate("artifacts/%(prop:branch)s.txt"), name="upload"),
                 FileDownload(Interpolate("artifacts/%(prop:branch)s.txt"), "back.txt", name="download"),
                 FileUpload("out.txt", {str(published)!r}, name="publish"),
+                FileUpload("out.txt", Interpolate({str(elsewhere)!r}), name="elsewhere"),
             ])],
         )
     """)
     worker_factory(master, "w1", "s")
 
-    # When it builds an ordinary branch, the files go where the pipeline says
+    # When it builds an ordinary branch, the files go where the pipeline says, in the artifacts directory
     master.client.force("publish", branch="release")
     (good,) = finished_builds(master.client, 1)
-    assert good["result"] == "SUCCESS"
+    steps = build_detail(master.client, good["id"])["steps"]
+    assert [s["result"] for s in steps] == ["SUCCESS"] * 4 + ["FAILURE"]
     assert (master.basedir / "artifacts" / "release.txt").read_text() == "artifact\n"
     assert published.read_text() == "artifact\n"
+    # ... and nowhere else, saying so
+    assert f"upload refused: {str(elsewhere)!r} leads out of the master's artifacts directory" in step_log(
+        master.client, good["id"], 4
+    )
+    assert not elsewhere.exists()
 
     # And when a branch name tries to lead out of the master's directory, both transfers are refused
     master.client.force("publish", branch="../../outside/secret")
@@ -553,8 +562,9 @@ def test_files_a_build_moves_stay_inside_the_master_directory_whatever_its_prope
         ("upload", "FAILURE"),
         ("download", "FAILURE"),
         ("publish", "SUCCESS"),
+        ("elsewhere", "FAILURE"),
     ]
-    refusal = "'artifacts/../../outside/secret.txt' leads out of the master's directory"
+    refusal = "'artifacts/../../outside/secret.txt' leads out of the master's artifacts directory"
     assert refusal in step_log(master.client, bad["id"], 1)
     assert refusal in step_log(master.client, bad["id"], 2)
     assert (outside / "secret.txt").read_text() == "keep me\n"

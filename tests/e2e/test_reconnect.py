@@ -74,7 +74,9 @@ def test_an_upload_cut_off_by_a_reconnect_retries_the_build_instead_of_hanging(
 ):
     # Given a build that uploads 32 MiB
     master = master_factory(
-        _pipeline("artifact", 'Shell("head -c 33554432 /dev/urandom > big.bin"), FileUpload("big.bin", "up/big.bin")')
+        _pipeline(
+            "artifact", 'Shell("head -c 33554432 /dev/urandom > big.bin"), FileUpload("big.bin", "up/big.bin")'
+        ).replace("pipeline = Pipeline(", 'pipeline = Pipeline(artifacts="up",')
     )
     proxy = proxy_to(master)
     worker = worker_factory(master, "w1", "s")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 from flowbot_worker import protocol
 
@@ -22,6 +24,7 @@ def test_an_8_mb_file_a_directory_and_a_download_move_intact_and_a_missing_file_
                              FileDownload)
         pipeline = Pipeline(
             workers=[Worker("w1", secret="s")],
+            artifacts="uploads",
             schedulers=[ForceScheduler("force", builders=["artifacts", "missing"])],
             builders=[
                 Builder("artifacts", workers=["w1"], steps=[
@@ -69,15 +72,17 @@ def test_an_8_mb_file_a_directory_and_a_download_move_intact_and_a_missing_file_
 
 async def test_transfers_that_stop_moving_fail_their_steps_with_the_reason(tmp_path):
     # Given a master that gives up on a transfer after half a second without progress
-    (tmp_path / "tool.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    (tmp_path / "uploads").mkdir()
+    (tmp_path / "uploads" / "tool.bin").write_bytes(os.urandom(4 * 1024 * 1024))
     pipeline = Pipeline(
         workers=[Worker("w1", secret="s")],
+        artifacts="uploads",
         schedulers=[ForceScheduler("force", builders=["both-ways"])],
         builders=[
             Builder(
                 "both-ways",
                 workers=["w1"],
-                steps=[FileUpload("big.bin", "uploads/big.bin"), FileDownload("tool.bin", "tool.bin")],
+                steps=[FileUpload("big.bin", "uploads/big.bin"), FileDownload("uploads/tool.bin", "tool.bin")],
             )
         ],
     )
@@ -111,3 +116,74 @@ async def test_transfers_that_stop_moving_fail_their_steps_with_the_reason(tmp_p
     finally:
         worker.close()
         await master.stop()
+
+
+CONFINED = """\
+from flowbot import (AnyBranchScheduler, Builder, DirectoryUpload, FileDownload, FileUpload, ForceScheduler,
+                     Interpolate, Pipeline, Shell, Worker)
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[AnyBranchScheduler("on-change", builders=["fetch", "publish", "site"]),
+                ForceScheduler("force", builders=["fetch", "publish", "site"])],
+    builders=[
+        Builder("fetch", workers=["w1"], collapse_requests=False, steps=[
+            FileDownload(Interpolate("artifacts/%(prop:branch)s"), "got", name="download"),
+        ]),
+        Builder("publish", workers=["w1"], collapse_requests=False, steps=[
+            Shell("echo overwritten > out.txt", name="make"),
+            FileUpload("out.txt", Interpolate("artifacts/%(prop:branch)s"), name="upload"),
+        ]),
+        Builder("site", workers=["w1"], collapse_requests=False, steps=[
+            Shell("mkdir -p site && echo page > site/pipeline.py", name="make"),
+            DirectoryUpload("site", Interpolate("artifacts/%(prop:branch)s"), name="upload"),
+        ]),
+    ],
+)
+"""
+
+
+def test_a_changes_branch_cannot_move_the_masters_own_files_through_a_transfer(master_factory, worker_factory):
+    # Given a master with its pipeline, its CURVE key and its database beside the artifacts directory,
+    # which holds a symlink to the pipeline and one to the master's directory (however they got there)
+    master = master_factory(CONFINED)
+    subprocess.run([sys.executable, "-m", "flowbot", "create-key", str(master.basedir)], check=True, timeout=60)
+    worker = worker_factory(master, "w1", "s")
+    own = {name: (master.basedir / name).read_bytes() for name in ("pipeline.py", "master.key_secret")}
+    database = (master.basedir / "state.sqlite").stat().st_ino
+    listed = sorted(p.name for p in master.basedir.iterdir())
+    artifacts = master.basedir / "artifacts"
+    artifacts.mkdir()
+    (artifacts / "release.txt").write_text("the artifact\n")
+    (artifacts / "pipeline-link").symlink_to("../pipeline.py")
+    (artifacts / "up").symlink_to("..")
+
+    # When changes arrive on branches named to reach them, through .. and through the symlinks
+    hostile = ["../pipeline.py", "../master.key_secret", "../state.sqlite", "pipeline-link", "up/pipeline.py", "up"]
+    for branch in hostile:
+        master.client.sendchange(branch=branch, revision="r", author="mallory", comments="", files=["x"])
+    builds = finished_builds(master.client, 3 * len(hostile), timeout=90)
+    result = {(b["builder"], b["branch"]): b for b in builds}
+
+    # Then no transfer reached them: every one was refused and said why, and the master's files are as they were
+    for branch in hostile:
+        for builder in ("fetch", "publish", "site"):
+            build = result[builder, branch]
+            text = step_log(master.client, build["id"], 0 if builder == "fetch" else 1)
+            assert build["result"] == "FAILURE", (builder, branch, text)
+            if ".." in branch:
+                assert f"'artifacts/{branch}' leads out of the master's artifacts directory" in text, text
+            else:
+                assert "goes through a symbolic link" in text, (builder, branch, text)
+    assert {name: (master.basedir / name).read_bytes() for name in own} == own
+    assert (master.basedir / "state.sqlite").stat().st_ino == database
+    assert sorted(p.name for p in master.basedir.iterdir() if p.name != "artifacts") == listed
+    assert os.readlink(artifacts / "pipeline-link") == "../pipeline.py" and os.readlink(artifacts / "up") == ".."
+
+    # While ordinary names move files in and out of the artifacts directory
+    for builder, branch in (("fetch", "release.txt"), ("publish", "out/published.txt"), ("site", "site")):
+        master.client.force(builder, branch=branch)
+    builds = finished_builds(master.client, 3 * len(hostile) + 3, timeout=60)[-3:]
+    assert [b["result"] for b in builds] == ["SUCCESS"] * 3
+    assert (worker.basedir / "fetch" / "build" / "got").read_text() == "the artifact\n"
+    assert (artifacts / "out" / "published.txt").read_text() == "overwritten\n"
+    assert (artifacts / "site" / "pipeline.py").read_text() == "page\n"
