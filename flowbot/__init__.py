@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from .auth import Auth
 from .builder import Builder
 from .errors import ConfigError, FlowbotError
+from .launchers import Launcher
 from .locks import MasterLock, WorkerLock
 from .pipeline import Pipeline
 from .properties import Interpolate, Properties, Property, renderer
@@ -48,7 +49,7 @@ from .steps import (
     Step,
     Trigger,
 )
-from .workers import Worker
+from .workers import LocalWorker, Worker
 
 __all__ = [
     "__version__",
@@ -56,6 +57,9 @@ __all__ = [
     "Pipeline",
     "Worker",
     "Builder",
+    # Workers started on demand
+    "LocalWorker",
+    "Launcher",
     # Change sources
     "ChangeSource",
     "GitPoller",

@@ -144,3 +144,22 @@ REPORT_DRAIN = 5.0
 
 #: Lines of the log tail that mail reports include.
 REPORT_LOG_LINES = 40
+
+#: Workers started on demand: seconds an instance has to start and connect, and seconds a connected
+#: one may go without a build before it is removed (0: one build per instance; negative: never).
+INSTANCE_START_TIMEOUT = 300.0
+INSTANCE_IDLE_TIMEOUT = 0.0
+#: Seconds an instance that connected may wait for its first build when its worker's idle_timeout
+#: is 0 (the request it was started for may have gone meanwhile).
+INSTANCE_UNUSED_TIMEOUT = 5.0
+#: Seconds a launcher may take to stop and remove an instance, or to list the instances there are.
+INSTANCE_STOP_TIMEOUT = 60.0
+#: Seconds between checks that a starting instance still runs (one that exits fails at once).
+INSTANCE_POLL = 1.0
+#: After a failed start, no new instance of that worker for this many seconds, doubling with each
+#: failure in a row up to the second figure.
+INSTANCE_BACKOFF = 2.0
+INSTANCE_BACKOFF_MAX = 300.0
+#: Seconds between sweeps that remove instances labelled with this master that it no longer owns
+#: (a stop that failed, a create that went through after it was cancelled).
+INSTANCE_SWEEP = 60.0

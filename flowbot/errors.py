@@ -92,3 +92,7 @@ class ReportError(FlowbotError):
 
 class ReportRejected(ReportError):
     """The endpoint refused a report for good (bad credentials, a malformed request); not retried."""
+
+
+class LaunchError(FlowbotError):
+    """A launcher could not start, check or stop an instance of a worker started on demand."""

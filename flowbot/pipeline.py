@@ -152,6 +152,14 @@ class Pipeline:
                     seen.add(item.name)
 
         worker_names = {w.name for w in self.workers if isinstance(w, Worker) and isinstance(w.name, str)}
+        for worker in self.workers:
+            if isinstance(worker, Worker):
+                for text in worker.problems():
+                    problem(f"worker {worker.name!r}: {text}", worker)
+                if worker.launcher is not None and type(worker.max_instances) is int:
+                    taken = worker_names & {worker.instance_name(n) for n in range(1, worker.max_instances + 1)}
+                    for name in sorted(taken):
+                        problem(f"worker {name!r} has the name of an instance of worker {worker.name!r}", worker)
         builder_names = {b.name for b in self.builders if isinstance(b, Builder) and isinstance(b.name, str)}
         for scheduler in self.schedulers:
             if not isinstance(scheduler, Scheduler):

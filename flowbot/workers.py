@@ -1,7 +1,18 @@
-"""Declaring the workers a pipeline may use."""
+"""Declaring the workers a pipeline may use: ones that run by themselves, and ones started on demand.
+
+A worker with a ``launcher`` is started when a build needs it and removed when its work is done:
+``LocalWorker`` (a process on the master's host), or ``Worker(..., launcher=...)`` with a launcher
+of your own (see :mod:`flowbot.launchers`).
+Builders name them like any worker; each of their instances connects as ``<name>-<n>``.
+"""
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
+from .defaults import INSTANCE_IDLE_TIMEOUT, INSTANCE_START_TIMEOUT
+from .launchers.base import NAME_PATTERN, Launcher
 from .location import caller
 
 
@@ -10,11 +21,21 @@ class Worker:
 
     Args:
         name: the name the worker process connects with (``flowbot-worker --name``).
-        secret: the shared secret; every message on the link is signed with it.
+        secret: the shared secret; every message on the link is signed with it (a worker started
+            by a launcher gets a credential of its own for each start instead).
         max_builds: how many builds the worker runs at once (None: one per builder, no other limit).
         properties: properties every build on this worker gets.
         public_key: the worker's CURVE public key (``flowbot-worker create-key`` prints it), for a
             pipeline with a ``curve_key``: only a worker holding its secret half connects as this one.
+        launcher: starts instances of this worker when builds wait for it (None: the worker runs by
+            itself and dials in).
+        max_instances: how many instances run at once, each taking builds of its own.
+        start_timeout: seconds an instance has to start and connect; then the start fails, the
+            instance is removed, and the request waits for another (or goes to another worker).
+        idle_timeout: seconds a connected instance may go without a build before it is removed;
+            0: each instance runs one build and goes; negative: it stays until the master stops.
+        master_endpoint: where instances dial the master (default: the master's worker endpoint,
+            a wildcard address read as 127.0.0.1).
     """
 
     def __init__(
@@ -25,13 +46,73 @@ class Worker:
         max_builds: int | None = None,
         properties: dict | None = None,
         public_key: str | None = None,
+        launcher: Launcher | None = None,
+        max_instances: int = 1,
+        start_timeout: float = INSTANCE_START_TIMEOUT,
+        idle_timeout: float = INSTANCE_IDLE_TIMEOUT,
+        master_endpoint: str | None = None,
     ):
         self.name = name
         self.secret = secret
         self.public_key = public_key
         self.max_builds = max_builds
         self.properties = dict(properties or {})
+        self.launcher = launcher
+        self.max_instances = max_instances
+        self.start_timeout = start_timeout
+        self.idle_timeout = idle_timeout
+        self.master_endpoint = master_endpoint
         self.defined_at = caller()
 
+    def instance_name(self, slot: int) -> str:
+        """The name instance number ``slot`` (from 1) connects with."""
+        return f"{self.name}-{slot}"
+
+    def problems(self) -> list[str]:
+        """What is wrong with the launcher settings, each a sentence (none for a worker without one)."""
+        if self.launcher is None:
+            return []
+        found = []
+        if not isinstance(self.launcher, Launcher):
+            return [f"launcher must be a flowbot.Launcher; got {self.launcher!r}"]
+        if not isinstance(self.name, str) or not NAME_PATTERN.match(self.name):
+            found.append(
+                "a worker with a launcher needs a name of letters, digits, '-', '_' and '.', at most 40, "
+                "starting and ending with a letter or digit (it goes into container and pod names)"
+            )
+        if type(self.max_instances) is not int or self.max_instances < 1:
+            found.append(f"max_instances must be a whole number of at least 1; got {self.max_instances!r}")
+        for option in ("start_timeout", "idle_timeout"):
+            value = getattr(self, option)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                found.append(f"{option} must be a number of seconds; got {value!r}")
+        if isinstance(self.start_timeout, int | float) and self.start_timeout <= 0:
+            found.append(f"start_timeout must be above 0; got {self.start_timeout!r}")
+        if self.master_endpoint is not None and not (
+            isinstance(self.master_endpoint, str) and self.master_endpoint.startswith(("tcp://", "ipc://"))
+        ):
+            found.append(
+                f"master_endpoint must be a ZeroMQ endpoint like tcp://host:9989; got {self.master_endpoint!r}"
+            )
+        return found + self.launcher.problems()
+
     def __repr__(self) -> str:
-        return f"Worker({self.name!r})"
+        return f"{type(self).__name__}({self.name!r})"
+
+
+class LocalWorker(Worker):
+    """A worker started on demand as a process on the master's host, in a fresh directory.
+
+    Args:
+        python: the interpreter that runs ``flowbot_worker`` (default: the master's).
+        environment: more variables for the worker's environment.
+        **options: as for :class:`Worker` (``max_instances``, ``idle_timeout``, ...).
+    """
+
+    def __init__(
+        self, name: str, *, python: str = sys.executable, environment: dict[str, str] | None = None, **options: Any
+    ):
+        from .launchers.local import LocalLauncher
+
+        super().__init__(name, launcher=LocalLauncher(python=python, environment=environment), **options)
+        self.defined_at = caller()

@@ -53,6 +53,15 @@ async def wait_for_async(predicate: Callable[[], Any], timeout: float = 20.0, wh
     return value
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is still there."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class Process:
     """A child process whose combined output goes to a log file."""
 

@@ -112,6 +112,7 @@ class Dispatcher:
         says it is ``awaited`` (the caller then gets the failure).
         """
         self.queue.remove(request.id)
+        self.schedule()  # an instance starting for it is no longer needed
         completing = self._complete_unbuilt(request, result)
         return self.master.spawn(completing, f"completing request {request.id}", watched=awaited)
 
@@ -204,6 +205,8 @@ class Dispatcher:
                     continue  # requests for a builder the pipeline no longer has wait for it to return
                 if self._start_one(builder) and (place := self.queue.head(name)) is not None:
                     heapq.heappush(waiting, (place, name))
+            pipeline = self.master.pipeline
+            self.master.latent.balance(b.workers for r in self.queue if (b := pipeline.builder(r.builder)))
         finally:
             # Waiters resume after the builds just started have run up to their first command.
             done, self._pass_done = self._pass_done, None
@@ -229,6 +232,7 @@ class Dispatcher:
         self.numbers[builder.name] = number + 1
         build = RunningBuild(self.master, builder, request, connection, number)
         self.running[request.id] = build
+        self.master.latent.build_started(connection.name)
         self.master.spawn(self._run(build), f"build {builder.name} #{number}")
         return True
 
@@ -263,7 +267,7 @@ class Dispatcher:
         """Connected workers of ``builder`` that take builds (not paused, not leaving), are not
         building it and are below their limit."""
         free = []
-        for name in builder.workers:
+        for name in self.master.latent.expand(builder.workers):
             connection = self.master.registry.connections.get(name)
             if connection is None or not self.master.worker_control.takes_builds(connection):
                 continue
@@ -286,6 +290,7 @@ class Dispatcher:
             self.locks.release(request.id)
             self._recording.add(request.id)
             self.master.worker_control.build_ended(build.connection)
+            self.master.latent.build_ended(build.worker)
             self.schedule()
         try:
             self._recorded(build, result, await build.recorded())

@@ -66,7 +66,7 @@ class LocalWorkers:
                         "-m",
                         "flowbot_worker",
                         "--master",
-                        self._endpoint(),
+                        self.master.dial_endpoint(),
                         "--name",
                         name,
                         "--basedir",
@@ -103,10 +103,6 @@ class LocalWorkers:
             raise FlowbotError(f"cannot make a CURVE key for local worker {name}: {exc}") from None
         self.master.registry.local_keys[name] = own.public
         return ["--master-key", master.public, "--key-file", str(secret)]
-
-    def _endpoint(self) -> str:
-        # A worker dialing a wildcard address would not find the master: use loopback.
-        return self.master.worker_endpoint.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:")
 
     async def stop(self, grace: float = 10.0) -> None:
         for process in self.processes.values():

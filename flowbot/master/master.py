@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import logging
 import shutil
 import socket
@@ -29,6 +30,7 @@ from ..store import Store, janitor, log_search
 from .build import RunningBuild
 from .dispatch import Dispatcher
 from .events import EventBus, EventKind
+from .latent import LatentWorkers
 from .local_workers import LocalWorkers
 from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
@@ -97,6 +99,15 @@ class Master:
             spawn=self.tasks.spawn,
         )
         self.dispatcher = Dispatcher(self)
+        #: Workers started on demand (those with a launcher) and their instances.
+        self.latent = LatentWorkers(
+            master=self.instance_id,
+            endpoint=self.dial_endpoint,
+            specs=self.registry.instances,
+            drop=self.registry.forget,
+            wake=self.dispatcher.schedule,
+            spawn=self.spawn,
+        )
         self.worker_control = WorkerControl(self)
         self.scheduling = Scheduling(self)
         self.sources = Sources(self)
@@ -136,6 +147,18 @@ class Master:
         return self.registry.endpoint
 
     @property
+    def instance_id(self) -> str:
+        """What labels the instances this master starts: the same for this master across restarts
+        (its name and database), another for any other master."""
+        return hashlib.sha256(f"{self.name}\n{self.db_url}".encode()).hexdigest()[:16]
+
+    def dial_endpoint(self) -> str:
+        """Where workers on this host dial the master (a wildcard address read as loopback)."""
+        return self.worker_endpoint.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:").replace(
+            "tcp://*:", "tcp://127.0.0.1:"
+        )
+
+    @property
     def queue(self):
         return self.dispatcher.queue
 
@@ -167,6 +190,8 @@ class Master:
             if pending:
                 log.info("resuming %d pending build request(s)", len(pending))
             self.registry.start()
+            self.latent.use(self.pipeline.workers)
+            await self.latent.start()
             if self.http_address is not None:
                 from .http import serve
 
@@ -207,6 +232,7 @@ class Master:
         tasks = self.tasks.named("build ")
         if tasks:
             await asyncio.wait(tasks, timeout=STOP_GRACE + 2)
+        await self.latent.stop()
         await self.local_workers.stop()
         await self.reporting.stop()
         await self._close()
@@ -293,6 +319,7 @@ class Master:
         self.pipeline = pipeline
         self.registry.set_workers(pipeline.workers)
         self.registry.set_curve(pipeline.curve)
+        self.latent.use(pipeline.workers)
         for name in [n for n in self.registry.connections if n not in self.registry.workers]:
             log.info("worker %s is no longer in the pipeline; it gets no new builds", name)
         await self.scheduling.start()
@@ -567,10 +594,12 @@ class Master:
             self.store.worker_connected(connection.name, connection.info, connection.connected_at),
             f"worker {connection.name} connected",
         )
+        self.latent.connected(connection.name)
         self.dispatcher.schedule()
 
     def _worker_lost(self, connection: WorkerConnection) -> None:
         self.worker_control.lost(connection)
+        self.latent.lost(connection.name)
         self.spawn(
             self.store.worker_disconnected(connection.name, time.time(), connection.last_seen),
             f"worker {connection.name} lost",

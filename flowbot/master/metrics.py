@@ -9,40 +9,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from .api import ApiHandler
 from .events import Event, EventKind
+from .histogram import Histogram, escape
+from .latent import InstanceState
 
 if TYPE_CHECKING:
     from .master import Master
-
-#: Upper bounds (seconds) of the duration histograms' buckets: CI builds take seconds to hours.
-BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
-
-
-class Histogram:
-    """Cumulative bucket counts, sum and count, per label value."""
-
-    def __init__(self) -> None:
-        self.series: dict[str, list[float]] = {}  # label -> [bucket counts..., sum, count]
-
-    def observe(self, label: str, value: float) -> None:
-        series = self.series.setdefault(label, [0.0] * (len(BUCKETS) + 2))
-        for i, bound in enumerate(BUCKETS):
-            if value <= bound:
-                series[i] += 1
-        series[-2] += value
-        series[-1] += 1
-
-    def lines(self, name: str, label: str) -> Iterable[str]:
-        for value, series in sorted(self.series.items()):
-            for bound, count in zip(BUCKETS, series, strict=False):
-                yield f'{name}_bucket{{{label}="{_escape(value)}",le="{bound:g}"}} {count:g}'
-            yield f'{name}_bucket{{{label}="{_escape(value)}",le="+Inf"}} {series[-1]:g}'
-            yield f'{name}_sum{{{label}="{_escape(value)}"}} {series[-2]:.6f}'
-            yield f'{name}_count{{{label}="{_escape(value)}"}} {series[-1]:g}'
 
 
 class Metrics:
@@ -81,7 +57,7 @@ class Metrics:
             "counter",
             "Builds finished since the master started, by builder and result.",
             (
-                f'flowbot_builds_total{{builder="{_escape(b)}",result="{r}"}} {n}'
+                f'flowbot_builds_total{{builder="{escape(b)}",result="{r}"}} {n}'
                 for (b, r), n in sorted(self.builds.items())
             ),
         )
@@ -103,13 +79,13 @@ class Metrics:
             "flowbot_queue_length",
             "gauge",
             "Build requests waiting for a worker, by builder.",
-            (f'flowbot_queue_length{{builder="{_escape(n)}"}} {master.queue.count(n)}' for n in names),
+            (f'flowbot_queue_length{{builder="{escape(n)}"}} {master.queue.count(n)}' for n in names),
         )
         metric(
             "flowbot_builds_running",
             "gauge",
             "Builds running now, by builder.",
-            (f'flowbot_builds_running{{builder="{_escape(n)}"}} {running[n]}' for n in names),
+            (f'flowbot_builds_running{{builder="{escape(n)}"}} {running[n]}' for n in names),
         )
         metric(
             "flowbot_workers_connected",
@@ -134,17 +110,18 @@ class Metrics:
             "counter",
             "Messages from workers dropped (malformed, unsigned, unknown...), by reason.",
             (
-                f'flowbot_worker_messages_dropped_total{{reason="{_escape(r)}"}} {n}'
+                f'flowbot_worker_messages_dropped_total{{reason="{escape(r)}"}} {n}'
                 for r, n in sorted(master.registry.dropped.items())
             ),
         )
+        self._instances(metric)
         reporting = master.reporting
         metric(
             "flowbot_reports_total",
             "counter",
             "Reports by reporter and outcome (delivered, failed after retries or refused, dropped as too many).",
             (
-                f'flowbot_reports_total{{reporter="{_escape(name)}",outcome="{outcome}"}} {counts[name]}'
+                f'flowbot_reports_total{{reporter="{escape(name)}",outcome="{outcome}"}} {counts[name]}'
                 for name in sorted({r.name for r in reporting.reporters})
                 for outcome, counts in (
                     ("delivered", reporting.delivered),
@@ -161,9 +138,41 @@ class Metrics:
         )
         return "\n".join(out) + "\n"
 
-
-def _escape(value: Any) -> str:
-    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    def _instances(self, metric: Callable[[str, str, str, Iterable[str]], None]) -> None:
+        """Workers started on demand: their instances by state, starts, failures, and time to connect."""
+        latent = self.master.latent
+        states = Counter((v.worker, v.state.value) for v in latent.views())
+        names = [w.name for w in self.master.pipeline.workers if w.launcher is not None]
+        metric(
+            "flowbot_instances",
+            "gauge",
+            "Instances of workers started on demand, by worker and state (starting, connected, stopping).",
+            (
+                f'flowbot_instances{{worker="{escape(n)}",state="{state.value}"}} {states[n, state.value]}'
+                for n in names
+                for state in InstanceState
+            ),
+        )
+        for name, text, counts in (
+            ("starts", "Instances a launcher was asked to start, by worker.", latent.starts),
+            (
+                "failures",
+                "Instance starts that failed (launcher error, exit, start_timeout), by worker.",
+                latent.failures,
+            ),
+        ):
+            metric(
+                f"flowbot_instance_{name}_total",
+                "counter",
+                text,
+                (f'flowbot_instance_{name}_total{{worker="{escape(n)}"}} {counts[n]}' for n in names),
+            )
+        metric(
+            "flowbot_instance_connect_seconds",
+            "histogram",
+            "Seconds from an instance's start to its worker's connection, by worker.",
+            latent.connect_seconds.lines("flowbot_instance_connect_seconds", "worker"),
+        )
 
 
 class MetricsHandler(ApiHandler):

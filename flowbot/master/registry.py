@@ -218,6 +218,9 @@ class WorkerRegistry:
         self.curve = curve
         #: Public keys of the worker processes the master started itself, by worker name.
         self.local_keys: dict[str, str] = {}
+        #: Instances of workers started on demand that may connect now, by name, each with the
+        #: credential of its start as secret (see :mod:`flowbot.master.latent`).
+        self.instances: dict[str, Worker] = {}
         self.endpoint = endpoint
         self.events = events
         self.on_connected = on_connected
@@ -412,7 +415,7 @@ class WorkerRegistry:
 
     def _hello(self, route: bytes, body: list[bytes], message: protocol.Message, key: str | None) -> None:
         name = message.content.get("name")
-        spec = self.workers.get(name) if isinstance(name, str) else None
+        spec = (self.workers.get(name) or self.instances.get(name)) if isinstance(name, str) else None
         if spec is None:
             self._refuse(route, name, "unknown worker: the pipeline declares no worker of that name")
             return
@@ -653,6 +656,15 @@ class WorkerRegistry:
             if progressed is not None and now - progressed > self.transfer_timeout:
                 conn.abandon(command, TransferError(f"no progress for {self.transfer_timeout:g} s"))
 
+    def forget(self, name: str, reason: str) -> None:
+        """Let an instance started on demand go: disconnect it if it is connected, and drop what
+        the link kept of it (its name is not used again with this credential)."""
+        conn = self.connections.get(name)
+        if conn is not None:
+            conn.send(protocol.DISCONNECT, {"reason": reason})
+            self._lose(conn, f"the master let it go: {reason}")
+        self._channels.pop(name, None)
+
     def _lose(self, conn: WorkerConnection, reason: str) -> None:
         if self.connections.get(conn.name) is not conn:
             return
@@ -660,7 +672,9 @@ class WorkerRegistry:
         del self.connections[conn.name]
         self._by_route.pop(conn.route, None)
         # A worker saying goodbye is news; one that vanished is a warning.
-        level = logging.INFO if reason.startswith("the worker said goodbye") else logging.WARNING
+        level = (
+            logging.INFO if reason.startswith(("the worker said goodbye", "the master let it go")) else logging.WARNING
+        )
         log.log(level, "worker %s lost: %s", conn.name, reason)
         conn.fail_all(f"worker {conn.name} lost: {reason}")
         self.events.emit(EventKind.WORKER_LOST, worker=conn.name, reason=reason)

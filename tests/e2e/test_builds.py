@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 
@@ -11,7 +10,7 @@ import pytest
 import flowbot
 from flowbot.errors import InvalidRequest, NotFound
 
-from ..support import finished_builds, running_build, step_log, wait_for
+from ..support import finished_builds, pid_alive, running_build, step_log, wait_for
 
 
 @pytest.fixture
@@ -182,7 +181,7 @@ def test_stopping_a_build_kills_its_processes_and_cancels_it(master_factory, wor
     steps = master.client.request("GET", f"/api/builds/{build['id']}")["steps"]
     assert [(s["name"], s["result"]) for s in steps] == [("sleep", "CANCELLED")]
     assert "build stopped: wrong branch" in step_log(master.client, build["id"], 0)
-    wait_for(lambda: not _alive(pid), 5, "the started process to be gone")
+    wait_for(lambda: not pid_alive(pid), 5, "the started process to be gone")
 
 
 def test_a_stopped_build_runs_its_cleanup_steps_and_a_second_stop_interrupts_one(
@@ -231,14 +230,6 @@ def test_a_stopped_build_runs_its_cleanup_steps_and_a_second_stop_interrupts_one
 def build_step(client, build_id: int) -> int | None:
     """The step a build is running."""
     return client.request("GET", f"/api/builds/{build_id}")["current_step"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_a_command_on_the_master_may_print_lines_of_any_length(master_factory, worker_factory):

@@ -1,0 +1,121 @@
+"""Workers started on demand as local processes: a real master starts real worker processes for the
+requests that wait, and removes them when their work is done, cancelled, or they fail to connect."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import flowbot
+from flowbot import Builder, ForceScheduler, LocalWorker, Pipeline, Shell
+
+from ..support import TEST_HEARTBEAT, pid_alive, wait_for_async
+
+
+def pipeline(worker: LocalWorker, command: str = "echo built on $FLOWBOT_WORKER") -> Pipeline:
+    return Pipeline(
+        workers=[worker],
+        schedulers=[ForceScheduler("force", builders=["unit"])],
+        builders=[Builder("unit", workers=[worker.name], collapse_requests=False, steps=[Shell(command)])],
+    )
+
+
+def hanging_python(tmp_path: Path) -> str:
+    """An "interpreter" that starts and never connects, as a worker stuck on a bad network would."""
+    script = tmp_path / "hang.sh"
+    script.write_text("#!/bin/sh\nexec sleep 120\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    return str(script)
+
+
+def processes_running(launcher) -> list[int]:
+    return [p.pid for p in launcher._processes.values() if p.poll() is None]
+
+
+async def test_three_builds_on_two_instances_each_run_on_a_fresh_worker_that_is_removed_after(tmp_path) -> None:
+    # Given a worker started on demand, at most two at a time, one build each
+    worker = LocalWorker("local", max_instances=2, idle_timeout=0, start_timeout=30)
+    directory = tmp_path / "instances"
+    worker.launcher.directory = directory
+    master = flowbot.Master(
+        pipeline(worker, "sleep 0.5; echo built on $FLOWBOT_WORKER"),
+        basedir=tmp_path / "m",
+        http=None,
+        heartbeat=TEST_HEARTBEAT,
+    )
+    await master.start()
+    try:
+        # When three builds are asked for
+        for _ in range(3):
+            await master.force("unit")
+        await master.wait_idle(timeout=60)
+        await master.latent.settled(timeout=30)
+
+        # Then all three succeeded, each on an instance of its own, never more than two at once
+        builds = master.history.builds()
+        assert list(builds["result"].astype(str)) == ["SUCCESS"] * 3
+        assert set(builds["worker"]) <= {"local-1", "local-2"}
+        assert master.latent.starts["local"] == 3
+        assert master.latent.failures["local"] == 0
+        # ... and nothing is left: no process, no directory, no record
+        assert not processes_running(worker.launcher)
+        assert list(directory.iterdir()) == []
+    finally:
+        await master.stop()
+
+
+async def test_cancelling_a_request_that_waits_for_a_starting_worker_stops_the_start(tmp_path) -> None:
+    worker = LocalWorker("local", python=hanging_python(tmp_path), start_timeout=60)
+    master = flowbot.Master(pipeline(worker), basedir=tmp_path / "m", http=None, heartbeat=TEST_HEARTBEAT)
+    await master.start()
+    try:
+        (request,) = await master.force("unit")
+        await wait_for_async(lambda: processes_running(worker.launcher), 10, "the instance to start")
+        (pid,) = processes_running(worker.launcher)
+        assert [v.state.value for v in master.latent.views()] == ["starting"]
+
+        await master.cancel_request(request)
+
+        await master.latent.settled(timeout=20)
+        assert not pid_alive(pid)
+        await master.wait_idle(timeout=10)
+        assert master.latent.failures["local"] == 0
+    finally:
+        await master.stop()
+
+
+async def test_a_worker_that_never_connects_fails_its_start_and_the_request_waits(tmp_path) -> None:
+    worker = LocalWorker("local", python=hanging_python(tmp_path), start_timeout=1)
+    master = flowbot.Master(pipeline(worker), basedir=tmp_path / "m", http=None, heartbeat=TEST_HEARTBEAT)
+    await master.start()
+    try:
+        (request,) = await master.force("unit")
+        await wait_for_async(lambda: master.latent.failures["local"], 20, "the start to fail")
+        await master.latent.settled(timeout=20)
+
+        assert request in master.queue  # it waits for a start that works, or for another worker
+        assert not processes_running(worker.launcher)
+        assert "flowbot_instance_starts_total" in master_metrics(master)
+    finally:
+        await master.stop()
+
+
+async def test_a_worker_process_that_exits_at_once_fails_without_waiting_for_the_timeout(tmp_path) -> None:
+    worker = LocalWorker("local", python="/bin/false", start_timeout=120)
+    master = flowbot.Master(pipeline(worker), basedir=tmp_path / "m", http=None, heartbeat=TEST_HEARTBEAT)
+    await master.start()
+    try:
+        await master.force("unit")
+        await wait_for_async(lambda: master.latent.failures["local"], 10, "the start to fail")
+    finally:
+        await master.stop()
+
+
+def master_metrics(master) -> str:
+    from flowbot.master.metrics import Metrics
+
+    metrics = Metrics(master)
+    try:
+        return metrics.render()
+    finally:
+        metrics.close()
