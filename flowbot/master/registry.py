@@ -657,13 +657,12 @@ class WorkerRegistry:
                 conn.abandon(command, TransferError(f"no progress for {self.transfer_timeout:g} s"))
 
     def forget(self, name: str, reason: str) -> None:
-        """Let an instance started on demand go: disconnect it if it is connected, and drop what
-        the link kept of it (its name is not used again with this credential)."""
+        """Let an instance started on demand go: disconnect it if it is connected (its credential
+        is no longer among :attr:`instances`, so it cannot say hello again)."""
         conn = self.connections.get(name)
         if conn is not None:
             conn.send(protocol.DISCONNECT, {"reason": reason})
             self._lose(conn, f"the master let it go: {reason}")
-        self._channels.pop(name, None)
 
     def _lose(self, conn: WorkerConnection, reason: str) -> None:
         if self.connections.get(conn.name) is not conn:
