@@ -15,7 +15,7 @@ from .locks import MasterLock, WorkerLock
 from .pipeline import Pipeline
 from .properties import Interpolate, Properties, Property, renderer
 from .records import Build, BuildRequest, Change, SourceStamp
-from .reporters import GitHubStatusPush, HttpStatusPush, MailNotifier, Reporter
+from .reporters import GitHubChecks, GitHubStatusPush, GitLabCommitStatus, HttpStatusPush, MailNotifier, Reporter
 from .results import Result
 from .retention import Retention
 from .schedulers import (
@@ -105,7 +105,9 @@ __all__ = [
     "MasterLock",
     "WorkerLock",
     # Reporters
+    "GitHubChecks",
     "GitHubStatusPush",
+    "GitLabCommitStatus",
     "HttpStatusPush",
     "MailNotifier",
     "Reporter",

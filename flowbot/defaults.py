@@ -163,3 +163,15 @@ INSTANCE_BACKOFF_MAX = 300.0
 #: Seconds between sweeps that remove instances labelled with this master that it no longer owns
 #: (a stop that failed, a create that went through after it was cancelled).
 INSTANCE_SWEEP = 60.0
+
+#: Most failing tests a finished build's report carries (to reporters that ask for them).
+REPORT_FAILED_TESTS = 1000
+
+#: Annotations GitHub takes in one check run request; more go in further requests.
+GITHUB_ANNOTATIONS_PER_REQUEST = 50
+
+#: Seconds a GitHub App's JSON Web Token is valid (GitHub allows ten minutes at most).
+GITHUB_APP_JWT_LIFETIME = 540
+
+#: Seconds before an installation token expires when a new one is asked for.
+GITHUB_TOKEN_MARGIN = 300

@@ -6,7 +6,9 @@ off the master), and anything that is not a well-formed JUnit report raises :cla
 with the reason, for the step to turn into a warning. The dialects in use (pytest, Maven Surefire,
 Go's go-junit-report, JUnit 5's console launcher) agree on the parts read here: ``testsuite``
 elements, possibly nested under ``testsuites``, holding ``testcase`` elements whose ``failure``,
-``error`` or ``skipped`` child gives the outcome.
+``error`` or ``skipped`` child gives the outcome. Where a test failed comes from the last
+``path:line:`` of a relative path in the failure's text (pytest's and Go's tracebacks end so),
+else from the ``file`` and ``line`` attributes some tools write (pytest's xunit1, jest-junit).
 
 Hook for a step that collects reports: once the file's bytes are on the master, call
 :func:`parse` and hand the cases to :meth:`flowbot.store.Store.add_test_results` with the build's
@@ -16,6 +18,7 @@ step with WARNINGS.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from xml.etree.ElementTree import Element, ParseError
@@ -29,6 +32,9 @@ from .errors import FlowbotError
 MAX_MESSAGE = 4000
 #: Longest test time believed, in seconds (a year): a longer one is a tool's garbage, recorded as unknown.
 MAX_SECONDS = 365 * 86400.0
+
+#: ``tests/test_calc.py:12:`` at the start of a line of a traceback: a relative path, a line number.
+_LOCATION = re.compile(r"^(?P<file>[\w.-][\w./-]*\.\w+):(?P<line>[0-9]{1,9}):", re.MULTILINE)
 
 
 class JUnitError(FlowbotError):
@@ -64,6 +70,10 @@ class TestCase:
     duration: float | None
     #: The failure's, error's or skip's message, cut to :data:`MAX_MESSAGE` characters.
     message: str
+    #: The file the test (or its failure) is in, relative to where the tests ran; "" when unknown.
+    file: str = ""
+    #: Its line in ``file`` (from 1), when known.
+    line: int | None = None
 
 
 def parse(report: bytes | str, source: str = "report") -> list[TestCase]:
@@ -115,13 +125,15 @@ def _case(element: Element, suite: str, source: str) -> TestCase:
     name = element.get("name")
     if not name:
         raise JUnitError(f"{source} has a <testcase> without a name")
-    outcome, message = Outcome.PASSED, ""
+    outcome, message, text = Outcome.PASSED, "", ""
     for tag, kind in (("failure", Outcome.FAILED), ("error", Outcome.ERROR), ("skipped", Outcome.SKIPPED)):
         found = element.find(tag)
         if found is not None:
             outcome = kind
-            message = found.get("message") or (found.text or "").strip()
+            text = (found.text or "").strip()
+            message = found.get("message") or text
             break
+    file, line = _location(element, text)
     return TestCase(
         suite=suite,
         classname=element.get("classname", ""),
@@ -129,7 +141,20 @@ def _case(element: Element, suite: str, source: str) -> TestCase:
         outcome=outcome,
         duration=_seconds(element.get("time")),
         message=message[:MAX_MESSAGE],
+        file=file,
+        line=line,
     )
+
+
+def _location(element: Element, text: str) -> tuple[str, int | None]:
+    """Where a test failed: the last relative ``path:line:`` of its failure's text (the line that
+    failed), else its ``file`` and ``line`` attributes (where the test is)."""
+    found = list(_LOCATION.finditer(text))
+    if found:
+        file, line = found[-1].group("file"), found[-1].group("line")
+    else:
+        file, line = element.get("file", ""), element.get("line", "")
+    return file[:1000], max(1, int(line)) if file and line.isdigit() and len(line) < 10 else None
 
 
 def _seconds(text: str | None) -> float | None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .results import Result
+
+if TYPE_CHECKING:
+    from .junit import TestCase
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +139,8 @@ class Build:
     log_step: str | None = None
     #: The last lines of that step's log.
     log_tail: str = ""
+    #: The tests that failed or erred (for reporters that ask for them), in the order reported.
+    failed_tests: tuple[TestCase, ...] = ()
     #: The build's page, when the master serves one.
     url: str | None = None
 

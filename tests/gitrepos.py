@@ -90,12 +90,21 @@ class GitRepo:
 class Hosting:
     """A bare repository as GitHub holds one: ``main``, and pull request ``number``'s
     ``refs/pull/N/head`` and ``refs/pull/N/merge`` (its head merged into ``main``), pushed there
-    from ``clone``, whose branch ``feature`` it proposes."""
+    from ``clone``, whose branch ``feature`` it proposes. GitLab's are under ``refs/merge-requests``."""
 
-    def __init__(self, path: Path, clone: GitRepo, number: int, feature: dict[str, str | None] | None = None):
+    def __init__(
+        self,
+        path: Path,
+        clone: GitRepo,
+        number: int,
+        feature: dict[str, str | None] | None = None,
+        *,
+        refs: str = "refs/pull",
+    ):
         self.server = GitRepo(path, bare=True)
         self.clone = clone
         self.number = number
+        self.refs = f"{refs}/{number}"
         clone.git("push", "-q", self.server.url, "main")
         clone.checkout("feature", new=True)
         self.head = clone.commit("Add a feature", feature or {"feature.txt": "new\n"})
@@ -107,11 +116,11 @@ class Hosting:
     def publish(self) -> None:
         """Push the feature branch to the pull request's head ref, and GitHub's merge of it to its merge ref."""
         clone = self.clone
-        clone.git("push", "-q", "--force", self.server.url, f"feature:refs/pull/{self.number}/head")
+        clone.git("push", "-q", "--force", self.server.url, f"feature:{self.refs}/head")
         clone.checkout("merge-preview", new=True, start="main")
         clone.git("merge", "-q", "--no-ff", "-m", "Merge feature into main", "feature")
         self.merge = clone.head()
-        clone.git("push", "-q", "--force", self.server.url, f"merge-preview:refs/pull/{self.number}/merge")
+        clone.git("push", "-q", "--force", self.server.url, f"merge-preview:{self.refs}/merge")
         clone.checkout("main")
         clone.git("branch", "-q", "-D", "merge-preview")
 

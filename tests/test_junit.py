@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from flowbot.junit import MAX_MESSAGE, JUnitError, Outcome, TestCase, parse
@@ -99,3 +102,34 @@ def test_entities_are_never_expanded():
     for report in (laughs, external):
         with pytest.raises(JUnitError, match="refused for safety"):
             parse(report)
+
+
+def test_where_a_test_is_comes_from_its_attributes_or_its_traceback(tmp_path):
+    # Given real reports of one failing test by pytest, in its default dialect and in xunit1,
+    # which writes file and line attributes
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_calc.py").write_text(
+        "import json\n\n\ndef test_add():\n    assert 2 * 3 == 5\n\n\ndef test_parse():\n    json.loads('{')\n"
+    )
+    reports = {}
+    for family in ("xunit2", "xunit1"):
+        report = tmp_path / f"{family}.xml"
+        subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}",
+             "-o", f"junit_family={family}", "tests"],
+            cwd=tmp_path, capture_output=True, timeout=120, check=False,
+        )  # fmt: skip
+        reports[family] = {case.name: case for case in parse(report.read_bytes())}
+
+    # Then the assertion is placed at its line from the traceback (a relative path), the other
+    # failure at the test's own line in the test file, not inside json's module (an absolute path)
+    default = reports["xunit2"]
+    assert (default["test_add"].file, default["test_add"].line) == ("tests/test_calc.py", 5)
+    assert (default["test_parse"].file, default["test_parse"].line) == ("tests/test_calc.py", 9)
+    assert (reports["xunit1"]["test_add"].file, reports["xunit1"]["test_add"].line) == ("tests/test_calc.py", 5)
+    # Without a traceback that says, the attributes do; a test located nowhere has no place
+    bare = b'<testsuite><testcase name="t" file="src/a.test.js"><failure message="no"/></testcase></testsuite>'
+    assert [(c.file, c.line) for c in parse(bare)] == [("src/a.test.js", None)]
+    lined = bare.replace(b'file="src/a.test.js"', b'file="a_test.go" line="12"')
+    assert [(c.file, c.line) for c in parse(lined)] == [("a_test.go", 12)]
+    assert parse(PYTEST_REPORT)[1].file == "" and parse(PYTEST_REPORT)[1].line is None

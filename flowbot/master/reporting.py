@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import secrets
-from ..defaults import REPORT_BACKOFF_MAX, REPORT_DRAIN, REPORT_LOG_LINES, REPORT_QUEUE
+from ..defaults import REPORT_BACKOFF_MAX, REPORT_DRAIN, REPORT_FAILED_TESTS, REPORT_LOG_LINES, REPORT_QUEUE
 from ..errors import FlowbotError, ReportRejected
 from ..records import Build, StepRecord
 from ..reporters.base import Reporter
@@ -172,6 +172,8 @@ class Reporting:
                 tail, _ = await store.log_tail(build["id"], shown["number"], "stdio", REPORT_LOG_LINES)
                 details["log_step"] = shown["name"]
                 details["log_tail"] = "\n".join(line for _, line in tail)
+        if finished and any(r.wants_tests for r in reporters):
+            details["failed_tests"] = tuple(await store.failed_tests(build["id"], REPORT_FAILED_TESTS))
         base = self.master.pipeline.url or self.master.http_url
         return Build(
             id=build["id"],

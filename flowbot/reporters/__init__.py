@@ -2,7 +2,17 @@
 
 from .base import MODES, Reporter
 from .github import GitHubStatusPush
+from .github_checks import GitHubChecks
+from .gitlab import GitLabCommitStatus
 from .http_push import HttpStatusPush
 from .mail import MailNotifier
 
-__all__ = ["MODES", "GitHubStatusPush", "HttpStatusPush", "MailNotifier", "Reporter"]
+__all__ = [
+    "MODES",
+    "GitHubChecks",
+    "GitHubStatusPush",
+    "GitLabCommitStatus",
+    "HttpStatusPush",
+    "MailNotifier",
+    "Reporter",
+]

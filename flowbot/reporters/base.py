@@ -59,6 +59,8 @@ class Reporter:
 
     #: Whether the finished build's steps and log tail should be read for this reporter.
     wants_details = False
+    #: Whether the finished build's failing tests should be read for this reporter.
+    wants_tests = False
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ from typing import Any
 from ..properties import Renderable
 from ..records import Build
 from .base import Reporter
-from .transport import post_json
+from .transport import send_json
 
 
 class HttpStatusPush(Reporter):
@@ -58,7 +58,7 @@ class HttpStatusPush(Reporter):
 
     async def _post(self, payload: dict[str, Any]) -> None:
         url, headers = self.render(self.url), self.render(self.headers)
-        await post_json(url, payload, headers=headers, timeout=self.timeout, shown=_shown(self.url))
+        await send_json(url, payload, headers=headers, timeout=self.timeout, shown=_shown(self.url))
 
 
 def _shown(url: str | Renderable) -> str:

@@ -180,7 +180,8 @@ steps = Table(
 )
 
 #: One row per test case a step reported (parsed from JUnit XML by :mod:`flowbot.junit`).
-#: ``outcome`` is one of passed, failed, error, skipped; ``duration`` is in seconds.
+#: ``outcome`` is one of passed, failed, error, skipped; ``duration`` is in seconds; ``file`` and
+#: ``line`` say where the test is, when its report does.
 test_results = Table(
     "test_results",
     metadata,
@@ -193,6 +194,8 @@ test_results = Table(
     Column("outcome", String(16), nullable=False),
     Column("duration", Float),
     Column("message", Text, nullable=False, default=""),
+    Column("file", Text),
+    Column("line", Integer),
     Index(None, "name", "classname"),  # the history of one test
 )
 

@@ -488,6 +488,8 @@ class Store:
                 "outcome": str(case.outcome),
                 "duration": case.duration,
                 "message": case.message,
+                "file": case.file or None,
+                "line": case.line,
             }
             for case in cases
         ]
@@ -796,6 +798,35 @@ class Store:
             build = _build_dict(row)
             del build["buildset_id"], build["priority"]
             return build, spec
+
+        return await self._read(fn)
+
+    async def failed_tests(self, build_id: int, limit: int) -> list[TestCase]:
+        """The tests of a build that failed or erred, in the order its steps reported them (``limit`` at most)."""
+        from ..junit import Outcome, TestCase
+
+        r = t.test_results.c
+        query = (
+            sa.select(r.suite, r.classname, r.name, r.outcome, r.duration, r.message, r.file, r.line)
+            .where(r.build_id == build_id, r.outcome.in_([str(Outcome.FAILED), str(Outcome.ERROR)]))
+            .order_by(r.id)
+            .limit(limit)
+        )
+
+        def fn(conn: sa.Connection) -> list[TestCase]:
+            return [
+                TestCase(
+                    row.suite,
+                    row.classname,
+                    row.name,
+                    Outcome(row.outcome),
+                    row.duration,
+                    row.message,
+                    row.file or "",
+                    row.line,
+                )
+                for row in conn.execute(query)
+            ]
 
         return await self._read(fn)
 

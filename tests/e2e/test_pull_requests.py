@@ -11,10 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
 from flowbot.sources.webhooks import sign
 
 from ..gitrepos import GitRepo, Hosting
-from ..support import finished_builds, step_log
+from ..hosting_api import CheckRun, HostingAPI
+from ..support import finished_builds, step_log, wait_for
 from .test_git import PROJECT
 from .test_webhooks import post
 
@@ -45,7 +49,8 @@ BREAKING = {"calc.py": "def add(a, b):\n    return a * b\n"}
 
 
 def deliver(master, name: str, head: str | None = None, **changes: Any) -> dict[str, Any]:
-    """GitHub's real delivery ``name``, its head rewritten to a commit of the test's repository, signed."""
+    """GitHub's real delivery ``name``, signed, its head rewritten to a commit of the test's
+    repository, and each ``a__b=value`` of ``changes`` set at ``payload["a"]["b"]``."""
     payload = json.loads((FIXTURES / f"{name}.payload.json").read_bytes())
     if head is not None:
         payload["pull_request"]["head"]["sha"] = head
@@ -127,3 +132,108 @@ def test_the_merge_is_built_when_the_hook_asks_and_a_force_pushed_head_fails_its
     assert details["properties"]["got_revision"][0] == server.merge
     checkout = worker.basedir / "test" / "build"
     assert (checkout / "extra.py").exists() and (checkout / "main.txt").exists()  # both sides of the merge
+
+
+CHECKS_PIPELINE = """\
+from flowbot import (AnyBranchScheduler, Builder, ChangeFilter, Git, GitHubChecks, GitHubHook, GitLabCommitStatus,
+                     GitLabHook, Interpolate, Pipeline, SecretsInDirectory, Shell, Worker)
+
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s1")],
+    sources=[GitHubHook(secret="s3cret"), GitLabHook(token="t0ken")],
+    schedulers=[AnyBranchScheduler("pull-requests", builders=["test"], change_filter=ChangeFilter(pull_requests=True))],
+    builders=[Builder("test", workers=["w1"], collapse_requests=False, steps=[
+        Git({repo!r}),
+        Shell([{python!r}, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--junitxml=report.xml"],
+              name="test", junit="report.xml"),
+    ])],
+    reporters=[
+        GitHubChecks(app_id=1234, private_key=Interpolate("%(secret:github_app_key)s"), installation_id=99,
+                     base_url={api!r}),
+        GitLabCommitStatus(Interpolate("%(secret:gitlab_token)s"), base_url={api!r}),
+    ],
+    secrets=[SecretsInDirectory({secrets!r})],
+    url="https://ci.example.com/",
+)
+"""
+
+
+def test_a_pull_requests_build_is_a_check_run_with_its_failing_test_annotated_and_github_reruns_it(
+    tmp_path, master_factory, worker_factory
+):
+    # Given a stand-in for GitHub's and GitLab's APIs, which knows the App's public key
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    api = HostingAPI(app_id=1234, public_key=public, token="glpat-1")
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "github_app_key").write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    (secrets / "gitlab_token").write_text("glpat-1\n")
+    try:
+        # And a master reporting to it, and a pull request that breaks the calculator's test
+        server = hosting(tmp_path, BREAKING)
+        pipeline = CHECKS_PIPELINE.format(
+            repo=server.server.url, python=sys.executable, api=api.url, secrets=str(secrets)
+        )
+        master = master_factory(pipeline)
+        worker_factory(master, "w1", "s1")
+
+        # When GitHub says the pull request was opened
+        deliver(master, "pull_request.opened", server.head)
+        (build,) = finished_builds(master.client, 1)
+
+        # Then its head got a check run, in progress then failed, with the failing test annotated
+        def completed() -> list[CheckRun]:
+            return [r for r in api.check_runs.values() if r.fields.get("status") == "completed"]
+
+        (run,) = wait_for(completed, 20, "the completed check run")
+        assert api.refused == []  # every JWT, token and field was as GitHub wants them
+        assert len(api.requests_to("access_tokens")) == 1
+        assert api.requests_to("check-runs$")[0]["json"]["status"] == "in_progress"
+        assert (build["result"], run.fields["conclusion"]) == ("FAILURE", "failure")
+        assert run.fields["head_sha"] == server.head and run.fields["name"] == "flowbot/test"
+        assert run.fields["external_id"] == f"flowbot-build-{build['id']}"
+        assert run.fields["details_url"] == f"https://ci.example.com/#/builds/{build['id']}"
+        assert run.fields["output"]["title"] == "FAILURE: 1 failing test"
+        (annotation,) = run.annotations
+        assert (annotation["path"], annotation["start_line"], annotation["annotation_level"]) == (
+            "test_calc.py",
+            8,  # the assertion's line
+            "failure",
+        )
+        assert annotation["title"] == "test_calc.AddTest.test_add" and "6 != 5" in annotation["message"]
+
+        # When someone asks GitHub to re-run the check run, the build runs again and reports again
+        deliver(
+            master,
+            "check_run.rerequested",
+            check_run__external_id=run.fields["external_id"],
+            check_run__head_sha=server.head,
+        )
+        again = finished_builds(master.client, 2)[1]
+        assert (again["revision"], again["result"]) == (server.head, "FAILURE")
+        wait_for(lambda: len(completed()) == 2, 20, "the second check run")
+        assert completed()[1].fields["external_id"] == f"flowbot-build-{again['id']}"
+
+        # And a merge request's build reports to GitLab, on its head commit
+        merge_request = json.loads((FIXTURES.parent / "gitlab-webhooks" / "merge_request.open.json").read_bytes())
+        merge_request["object_attributes"]["last_commit"]["id"] = server.head
+        headers = {
+            "Content-Type": "application/json",
+            "X-Gitlab-Event": "Merge Request Hook",
+            "X-Gitlab-Token": "t0ken",
+        }
+        assert post(f"{master.url}/hooks/gitlab", json.dumps(merge_request).encode(), headers)[0] == 200
+        finished_builds(master.client, 3)
+
+        def gitlab() -> list[dict[str, Any]]:  # (the GitHub builds' statuses went to the stand-in too)
+            return [s for s in api.statuses if s["project"] == "gitlabhq%2Fgitlab-test"]
+
+        wait_for(lambda: len(gitlab()) == 2, 20, "GitLab's two statuses")
+        assert [(s["project"], s["sha"], s["state"], s["ref"]) for s in gitlab()] == [
+            ("gitlabhq%2Fgitlab-test", server.head, "running", "ms-viewport"),
+            ("gitlabhq%2Fgitlab-test", server.head, "failed", "ms-viewport"),
+        ]
+        assert "BEGIN PRIVATE KEY" not in master.log() and "glpat-1" not in master.log()
+    finally:
+        api.close()

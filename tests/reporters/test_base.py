@@ -73,12 +73,12 @@ async def test_every_hook_is_a_no_op():
 def test_credentials_are_strings_or_secrets_resolved_when_a_report_goes_out():
     reporter = GitHubStatusPush(Interpolate("%(secret:github_token)s"))
     with pytest.raises(RenderError, match="no secret named 'github_token'"):
-        reporter.render(reporter._token)
+        reporter.render(reporter._auth.token)
     secrets = {"github_token": "ghp-1"}
     reporter.use_secrets(secrets.__getitem__)
-    assert reporter.render(reporter._token) == "ghp-1"
+    assert reporter.render(reporter._auth.token) == "ghp-1"
     secrets["github_token"] = "ghp-2"  # a rotated secret is read again for the next report
-    assert reporter.render(reporter._token) == "ghp-2"
+    assert reporter.render(reporter._auth.token) == "ghp-2"
 
 
 def test_a_credential_of_another_kind_names_the_line():

@@ -152,13 +152,16 @@ async def test_bad_arguments_are_refused(tmp_path):
     assert COMMANDS["git"] is GitCommand
 
 
-async def test_a_pull_requests_head_ref_is_fetched_and_its_revision_checked_out_detached(tmp_path, upstream, tool):
-    # Given a server that publishes a pull request at refs/pull/7/head only (no branch of that name)
-    hosting = Hosting(tmp_path / "server.git", upstream, 7)
+@pytest.mark.parametrize("refs", ["refs/pull", "refs/merge-requests"])
+async def test_a_pull_requests_head_ref_is_fetched_and_its_revision_checked_out_detached(
+    tmp_path, upstream, tool, refs
+):
+    # Given a server that publishes a pull request at refs/pull/7/head only (GitLab: refs/merge-requests/7/head)
+    hosting = Hosting(tmp_path / "server.git", upstream, 7, refs=refs)
 
     # When its build checks out the ref at the head revision
     outcome, log = await checkout(
-        tmp_path / "w", tool, repourl=hosting.server.url, branch="refs/pull/7/head", revision=hosting.head
+        tmp_path / "w", tool, repourl=hosting.server.url, branch=f"{refs}/7/head", revision=hosting.head
     )
 
     # Then that very commit is checked out, detached, and no branch named after the ref is made
@@ -167,7 +170,7 @@ async def test_a_pull_requests_head_ref_is_fetched_and_its_revision_checked_out_
     assert (build.path / "feature.txt").exists() and not (build.path / "main.txt").exists()
     assert build.git("rev-parse", "--symbolic-full-name", "HEAD") == "HEAD"
     assert build.git("for-each-ref", "refs/heads") == ""
-    assert "refs/pull/7/head" in log
+    assert f"{refs}/7/head" in log
 
 
 async def test_the_merge_ref_is_checked_out_when_it_merges_the_revision_asked_for(tmp_path, upstream, tool):
