@@ -153,8 +153,10 @@ def start(
             await stop.wait()
             log.info("stopping")
         finally:
-            await master.stop()
-            pid_path.unlink(missing_ok=True)
+            try:
+                await master.stop()
+            finally:  # however the stop went, this master runs no more
+                pid_path.unlink(missing_ok=True)
         log.info("stopped")
 
     asyncio.run(main())

@@ -79,6 +79,11 @@ def unavailable(exc: BaseException) -> bool:
     return False
 
 
+def describe(exc: BaseException) -> str:
+    """The database's own words for ``exc``: the first line of the driver's message."""
+    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
+
+
 def alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)

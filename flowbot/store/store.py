@@ -30,7 +30,7 @@ from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from . import schema as t
 from . import statements as sql
-from .engine import create_engine, migrate, unavailable
+from .engine import create_engine, describe, migrate, unavailable
 from .log_search import QUEUE_TABLE, index_queued
 from .writer import GroupWriter
 
@@ -147,9 +147,7 @@ class Store:
             try:
                 await loop.run_in_executor(self._executor, self._checkpoint)
             except sa.exc.SQLAlchemyError as exc:  # a full disk: the next start checkpoints what is left
-                log.warning(
-                    "the last checkpoint failed (%s); the write-ahead log keeps what it holds", _first_line(exc)
-                )
+                log.warning("the last checkpoint failed (%s); the write-ahead log keeps what it holds", describe(exc))
         await loop.run_in_executor(self._executor, self.engine.dispose)
         self._executor.shutdown(wait=True)
 
@@ -866,14 +864,10 @@ class Store:
 # -- helpers that run on the store's thread -------------------------------------------------------
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(getattr(exc, "orig", None) or exc).splitlines()[0]
-
-
 def _store_error(exc: Exception, what: str) -> StoreError:
     """``exc`` from the database as the StoreError it means (StoreUnavailable when it may pass)."""
     if unavailable(exc):
-        error: StoreError = StoreUnavailable(f"the database is unavailable ({_first_line(exc)})")
+        error: StoreError = StoreUnavailable(f"the database is unavailable ({describe(exc)})")
     else:
         error = StoreError(f"{what}: {getattr(exc, 'orig', None) or exc}")
     error.__cause__ = exc

@@ -44,6 +44,7 @@ import sqlalchemy as sa
 
 from ..defaults import STORE_OUTAGE_REMINDER, STORE_RETRY_MAX, STORE_RETRY_MIN
 from ..errors import StoreUnavailable
+from .engine import describe
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +196,9 @@ class GroupWriter:
         """Say when checkpoints start failing (a full disk) and when they work again, not every time."""
         failure = done.exception()
         if failure is not None and not self._checkpoint_failing:
-            log.warning("checkpoint failed: %s; committed writes stay in the write-ahead log meanwhile", failure)
+            log.warning(
+                "checkpoint failed (%s); committed writes stay in the write-ahead log meanwhile", describe(failure)
+            )
         elif failure is None and self._checkpoint_failing:
             log.info("checkpoints work again")
         self._checkpoint_failing = failure is not None
@@ -362,4 +365,4 @@ class GroupWriter:
 
 
 def _cause(error: StoreUnavailable) -> str:
-    return str(error.__cause__ or error).splitlines()[0]
+    return describe(error.__cause__ or error)

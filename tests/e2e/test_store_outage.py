@@ -71,3 +71,80 @@ def test_a_database_outage_mid_run_leaves_no_request_behind_and_runs_no_step_twi
     assert master.log().count("database outage:") == 1
     assert "database outage over" in master.log()
     assert master.client.force("work", revision="after")
+
+
+#: A build that prints 30,000 numbered lines of 100 bytes in 100 bursts.
+PRINTER = """
+    from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+    CODE = (
+        "import sys, time\\n"
+        "for i in range(1, 30001):\\n"
+        "    print(f'line {i} ' + 'x' * 88)\\n"
+        "    if i % 300 == 0: sys.stdout.flush(); time.sleep(0.05)\\n"
+    )
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s1")],
+        schedulers=[ForceScheduler("force", builders=["print"])],
+        builders=[Builder("print", workers=["w1"], steps=[Shell(["python3", "-c", CODE], name="print")])],
+    )
+"""
+
+
+def printed_lines(client, build_id: int) -> list[str]:
+    return [line.split(" ")[1] for line in step_log(client, build_id, 0).splitlines() if line.startswith("line ")]
+
+
+def test_a_full_disk_holds_a_builds_log_until_there_is_room_again(small_disk, master_factory, worker_factory):
+    # Given a master whose SQLite database is on a small filesystem, running a build with a long log
+    disk = small_disk(24 * 1024 * 1024)
+    master = master_factory(PRINTER, db=f"sqlite:///{disk.path / 'state.sqlite'}")
+    worker_factory(master, "w1", "s1")
+    (request_id,) = master.client.force("print")
+    wait_for(lambda: len(_running_log(master.client)) > 3000, 30, "some output")
+
+    # When the filesystem fills up for a few seconds, and then there is room again
+    disk.fill()
+    wait_for(lambda: "database outage:" in master.log(), 20, "the master to notice")
+    time.sleep(3.0)
+    disk.free()
+
+    # Then the build ends as it would have, its log whole, with no restart
+    (build,) = finished(master.client, 1)
+    assert (build["request_id"], build["result"]) == (request_id, "SUCCESS")
+    assert printed_lines(master.client, build["id"]) == [str(i) for i in range(1, 30001)]
+    # And writes are back: the next build runs and is recorded
+    master.client.force("print")
+    assert finished(master.client, 2)[-1]["result"] == "SUCCESS"
+    # And the outage took a few lines of the master's log, not one per write
+    assert sum(" ERROR " in line for line in master.log().splitlines()) <= 2
+
+
+def test_a_master_whose_disk_is_full_stops_cleanly(small_disk, master_factory, worker_factory):
+    # Given a master whose SQLite database is on a small filesystem, that has run a build
+    disk = small_disk(24 * 1024 * 1024)
+    master = master_factory(PRINTER, db=f"sqlite:///{disk.path / 'state.sqlite'}")
+    worker_factory(master, "w1", "s1")
+    master.client.force("print")
+    finished(master.client, 1)
+
+    # When the filesystem is full and the master is stopped
+    disk.fill()
+    code = master.stop()
+
+    # Then it stops cleanly: no traceback, no pid file left behind
+    assert code == 0, master.log()
+    assert "Traceback" not in master.log()
+    assert not (master.basedir / "master.pid").exists()
+
+
+def _running_log(client) -> list[str]:
+    running = [b for b in client.builds(limit=5) if b["result"] is None]
+    return printed_lines(client, running[0]["id"]) if running else []
+
+
+def finished(client, count: int) -> list[dict]:
+    return wait_for(
+        lambda: (done := [b for b in client.builds(limit=10) if b["result"]]) and len(done) >= count and done[::-1],
+        90,
+        f"{count} finished build(s)",
+    )

@@ -140,3 +140,29 @@ async def test_writes_held_by_a_full_disk_are_written_once_there_is_room_again(s
         await store.add_buildset(buildset("lint"), NOW + 5)
     finally:
         await store.close()
+
+
+async def test_a_store_closed_on_a_full_disk_leaves_its_last_writes_for_the_next_start(small_disk, caplog) -> None:
+    # Given a store on a small filesystem that has just written a long log (not yet checkpointed)
+    disk = small_disk(16 * 1024 * 1024)
+    url = f"sqlite:///{disk.path / 'state.sqlite'}"
+    store = await Store.open(url)
+    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    build, step = Ref(), Ref()
+    store.start_build(request, 1, "w1", NOW, "master", build)
+    store.start_step(build, 0, "test", NOW + 1, step)
+    await store.append_log(step, "stdio", 0, "\n".join(["x" * 99] * 20000), "o" * 20000)
+
+    # When the filesystem is full as the store closes
+    disk.fill()
+    await store.close()
+
+    # Then it closes all the same, saying its last checkpoint failed
+    assert "the last checkpoint failed (database or disk is full)" in caplog.text
+    # And once there is room, the next start has every line
+    disk.free()
+    again = await Store.open(url)
+    try:
+        assert len(await again.log_lines(build.id, 0)) == 20000
+    finally:
+        await again.close()
