@@ -49,7 +49,7 @@ from .steps import (
     Step,
     Trigger,
 )
-from .workers import LocalWorker, Worker
+from .workers import DockerWorker, LocalWorker, Worker
 
 __all__ = [
     "__version__",
@@ -59,6 +59,7 @@ __all__ = [
     "Builder",
     # Workers started on demand
     "LocalWorker",
+    "DockerWorker",
     "Launcher",
     # Change sources
     "ChangeSource",

@@ -1,8 +1,8 @@
 """Declaring the workers a pipeline may use: ones that run by themselves, and ones started on demand.
 
 A worker with a ``launcher`` is started when a build needs it and removed when its work is done:
-``LocalWorker`` (a process on the master's host), or ``Worker(..., launcher=...)`` with a launcher
-of your own (see :mod:`flowbot.launchers`).
+``LocalWorker`` (a process on the master's host), ``DockerWorker`` (a container), or
+``Worker(..., launcher=...)`` with a launcher of your own (see :mod:`flowbot.launchers`).
 Builders name them like any worker; each of their instances connects as ``<name>-<n>``.
 """
 
@@ -115,4 +115,59 @@ class LocalWorker(Worker):
         from .launchers.local import LocalLauncher
 
         super().__init__(name, launcher=LocalLauncher(python=python, environment=environment), **options)
+        self.defined_at = caller()
+
+
+class DockerWorker(Worker):
+    """A worker started on demand in a Docker container, through the Docker Engine API.
+
+    The image must hold Python 3.11+ with the ``flowbot-worker`` package (``worker/Dockerfile``
+    makes one); the container runs ``python3 -m flowbot_worker`` unless ``command`` says otherwise.
+
+    Args:
+        image: the image to run.
+        command: what runs the worker (default: ``["python3", "-m", "flowbot_worker"]``); the
+            worker's options (``--master``, ``--name``, ``--basedir``) are added after it.
+        environment: more variables for the container.
+        volumes: ``{"host path or volume": "container path[:ro]"}``.
+        network: the network mode (``"host"`` keeps the worker on the master's loopback), or a network name.
+        cpus: CPUs the container may use (1.5: one and a half).
+        memory: bytes of memory the container may use (or ``"2g"``, ``"512m"``).
+        pull: pull the image before each start (else it must be on the Docker host already).
+        docker_host: the Docker daemon's URL (default: ``DOCKER_HOST``, else the local socket).
+        basedir: where builds run inside the container.
+        **options: as for :class:`Worker` (``max_instances``, ``idle_timeout``, ...).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        image: str,
+        command: list[str] | None = None,
+        environment: dict[str, str] | None = None,
+        volumes: dict[str, str] | None = None,
+        network: str | None = None,
+        cpus: float | None = None,
+        memory: int | str | None = None,
+        pull: bool = False,
+        docker_host: str | None = None,
+        basedir: str = "/build",
+        **options: Any,
+    ):
+        from .launchers.docker import DockerLauncher
+
+        launcher = DockerLauncher(
+            image=image,
+            command=command,
+            environment=environment,
+            volumes=volumes,
+            network=network,
+            cpus=cpus,
+            memory=memory,
+            pull=pull,
+            docker_host=docker_host,
+            basedir=basedir,
+        )
+        super().__init__(name, launcher=launcher, **options)
         self.defined_at = caller()

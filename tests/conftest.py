@@ -176,6 +176,23 @@ def proxy_to():
         proxy.close()
 
 
+# -- Docker -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def docker_worker_image() -> str:
+    """A worker image on the local Docker daemon (built once, see tests/docker_image.py); skips the
+    test locally (fails it in CI) when no daemon answers."""
+    from .docker_image import docker_problem, worker_image
+
+    problem = docker_problem()
+    if problem:
+        if os.environ.get("CI"):
+            pytest.fail(problem)
+        pytest.skip(problem)
+    return worker_image()
+
+
 # -- servers that reporters talk to ---------------------------------------------------------------
 
 

@@ -3,14 +3,21 @@ from a worker image built here, on the host's network so every connection stays 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import textwrap
 
+import pytest
+
 import flowbot
 from flowbot import Builder, DockerWorker, ForceScheduler, Pipeline, Shell
+from flowbot.client import Client
 
 from ..support import TEST_HEARTBEAT, finished_builds, step_log, wait_for, wait_for_async
+
+#: The first test to run builds the worker image (a minute or two on a new machine).
+pytestmark = pytest.mark.timeout(600)
 
 
 def containers(master_id: str) -> list[dict]:
@@ -93,19 +100,14 @@ async def test_the_build_log_shows_it_ran_inside_the_container(docker_worker_ima
     try:
         await master.force("unit")
         await master.wait_idle(timeout=120)
-        (build,) = finished_builds(master_client(master), 1)
-        text = step_log(master_client(master), build["id"], 0)
+        client = Client(master.http_url)  # a blocking client: it runs off the master's loop
+        (build,) = await asyncio.to_thread(finished_builds, client, 1)
+        text = await asyncio.to_thread(step_log, client, build["id"], 0)
         assert "in a container" in text
         assert "hello" in text
         assert "12." in text  # bookworm, the image's, not the host's
     finally:
         await master.stop()
-
-
-def master_client(master):
-    from flowbot.client import Client
-
-    return Client(master.http_url)
 
 
 async def test_an_image_that_is_not_there_fails_the_start_and_says_so(docker_worker_image, tmp_path, caplog) -> None:
@@ -157,6 +159,27 @@ async def test_a_container_whose_worker_never_connects_is_removed_at_start_timeo
         assert request in master.queue  # it waits for the next start
     finally:
         await master.stop()
+
+
+async def test_a_container_dying_mid_build_is_removed_and_its_build_runs_again(docker_worker_image, tmp_path) -> None:
+    worker = DockerWorker("docker", image=docker_worker_image, network="host", idle_timeout=0)
+    master = flowbot.Master(pipeline(worker, "sleep 600"), basedir=tmp_path / "m", http=None, heartbeat=TEST_HEARTBEAT)
+    await master.start()
+    try:
+        await master.force("unit")
+        await wait_for_async(lambda: master.running, 60, "the build to run")
+        (dying,) = containers(master.instance_id)
+
+        subprocess.run(["docker", "kill", dying["Id"]], capture_output=True, check=True)
+
+        await wait_for_async(lambda: _gone(dying["Id"]), 30, "the dead container to be removed")
+        await wait_for_async(lambda: master.running, 60, "the build to run again")
+        results = list(master.history.builds()["result"].astype(str))
+        assert results[0] == "RETRY"
+        assert [c["Id"] for c in containers(master.instance_id)] != [dying["Id"]]
+    finally:
+        await master.stop()
+    assert containers(master.instance_id) == []
 
 
 def test_a_master_killed_mid_build_removes_its_container_when_it_starts_again(
