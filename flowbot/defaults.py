@@ -83,6 +83,14 @@ MASTER_KEY_NAME = "master"
 #: Largest request body the HTTP API accepts, in bytes.
 MAX_BODY_BYTES = 1024 * 1024
 
+#: Largest webhook delivery the master accepts, in bytes (GitHub sends up to 25 MB).
+MAX_HOOK_BODY_BYTES = 25 * 1024 * 1024
+
+#: A body over its endpoint's limit is read and thrown away before the 413 goes out, so that a
+#: client that sends all of it before reading hears the answer; one said to be larger than this is
+#: answered at once (and loses its connection).
+MAX_DISCARDED_BODY_BYTES = 64 * 1024 * 1024
+
 #: Deepest nesting of arrays and objects a JSON request body may have (far deeper ones could not
 #: even be stored: Python's JSON encoder recurses).
 MAX_JSON_DEPTH = 64

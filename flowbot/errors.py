@@ -61,6 +61,10 @@ class TransferError(FlowbotError):
     (out of order chunks, too big, a damaged file, stalled)."""
 
 
+class BodyTooLarge(FlowbotError):
+    """A request body over the endpoint's limit (HTTP 413)."""
+
+
 class WorkerLost(FlowbotError):
     """The worker running a command went away; the build ends as RETRY."""
 

@@ -17,6 +17,7 @@ import tornado.web
 
 from ..defaults import LOG_PAGE_CHUNKS, LOG_TAIL_LINES, MAX_LIST
 from ..errors import (
+    BodyTooLarge,
     ConfigError,
     FlowbotError,
     Forbidden,
@@ -43,6 +44,7 @@ _STATUS = {
     Unauthorized: 401,
     Forbidden: 403,
     TooManyAttempts: 429,
+    BodyTooLarge: 413,
     StoreError: 503,
 }
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

@@ -11,8 +11,14 @@ import tornado.httputil
 import tornado.netutil
 import tornado.web
 
-from ..defaults import EVENT_JOURNAL_SIZE, MAX_BODY_BYTES, WEBSOCKET_PING
-from ..errors import ConfigError
+from ..defaults import (
+    EVENT_JOURNAL_SIZE,
+    MAX_BODY_BYTES,
+    MAX_DISCARDED_BODY_BYTES,
+    MAX_HOOK_BODY_BYTES,
+    WEBSOCKET_PING,
+)
+from ..errors import BodyTooLarge, ConfigError
 from .access import PasswordThrottle, host_allowed, refuse_host
 from .api import ApiHandler, routes
 from .events import EventJournal
@@ -40,7 +46,14 @@ class MasterApplication(tornado.web.Application):
         self._told: set[str] = set()
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+        # Called once the headers are in and before the body is read: the body's limit is set here.
         if host_allowed(request.host_name, self.master.pipeline, self.bound):
+            limit = MAX_HOOK_BODY_BYTES if request.path.startswith("/hooks/") else MAX_BODY_BYTES
+            length = request.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > limit:
+                args = {"master": self.master, "length": int(length), "limit": limit}
+                return self.get_handler_delegate(request, TooLargeHandler, args)
+            request.connection.set_max_body_size(limit)
             return super().find_handler(request, **kwargs)
         if request.host_name not in self._told and len(self._told) < 100:  # once a name, never a flood
             self._told.add(request.host_name)
@@ -58,6 +71,33 @@ class OtherHostHandler(ApiHandler):
 
     def prepare(self) -> None:
         raise refuse_host(self.request.host_name)
+
+
+@tornado.web.stream_request_body
+class TooLargeHandler(ApiHandler):
+    """A request whose body is over its endpoint's limit: 413 with a JSON error. The body is read
+    and thrown away first (a client that sends it whole before reading would otherwise find the
+    connection reset), unless the client waits to be told to go on, or the body is not worth it."""
+
+    def initialize(self, master: Master, length: int, limit: int) -> None:  # type: ignore[override]
+        super().initialize(master)
+        self.length = length
+        self.refusal = BodyTooLarge(f"the request body is {length} bytes; this endpoint takes at most {limit}")
+
+    def prepare(self) -> None:
+        # Tornado reads on to the end of the body it was told of, so it is told of this one.
+        self.request.connection.set_max_body_size(self.length)
+        expect = self.request.headers.get("Expect", "").lower()
+        if expect == "100-continue" or self.length > MAX_DISCARDED_BODY_BYTES:
+            raise self.refusal
+
+    def data_received(self, chunk: bytes) -> None:
+        """Thrown away."""
+
+    def refuse(self, *args: Any) -> None:
+        raise self.refusal
+
+    get = head = post = put = patch = delete = options = refuse
 
 
 def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Application:

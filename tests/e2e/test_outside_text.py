@@ -8,8 +8,6 @@ place. Both on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 
 from flowbot_worker import protocol
 
@@ -19,6 +17,7 @@ from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
 from ..gitrepos import GitRepo
 from ..support import wait_for
 from .fake_worker import FakeWorker
+from .test_webhooks import post
 
 PIPELINE = """\
 from flowbot import (AnyBranchScheduler, Builder, ForceScheduler, GitHubHook, JsonHook, Pipeline, Shell,
@@ -52,16 +51,6 @@ GITHUB_PUSH = {
 }
 
 
-def post(url: str, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=body, method="POST", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        with error:
-            return error.code, json.loads(error.read())
-
-
 def test_a_lone_surrogate_in_a_body_is_refused_naming_its_field_on_either_database(master_factory, db_url):
     # Given a master on each database, with a JSON hook, a GitHub hook and a force form
     master = master_factory(PIPELINE, db=db_url)
@@ -84,14 +73,14 @@ def test_a_lone_surrogate_in_a_body_is_refused_naming_its_field_on_either_databa
         assert status == 400, (path, body, reply)
         assert reply["error"].startswith(f"{field} holds a lone surrogate"), (path, reply)
     # ... NUL characters alike
-    status, reply = post(master.url + "/api/changes", b'{"branch": "main", "comments": "a\\u0000b"}')
+    status, reply = post(master.url + "/api/changes", b'{"branch": "main", "comments": "a\\u0000b"}', {})
     assert (status, reply["error"]) == (400, "comments holds a NUL character, which PostgreSQL cannot store")
 
     # And nothing was stored, nor paused, while the same bodies without the stray character are taken
     assert master.client.request("GET", "/api/changes")["changes"] == []
     assert master.client.buildrequests() == []
     assert not master.client.workers()[0]["paused"]
-    assert post(master.url + "/api/changes", b'{"author": "\\ud83d\\ude00 (a pair is fine)"}')[0] == 201
+    assert post(master.url + "/api/changes", b'{"author": "\\ud83d\\ude00 (a pair is fine)"}', {})[0] == 201
     assert master.client.request("GET", "/api/changes")["changes"][0]["author"] == "\U0001f600 (a pair is fine)"
     assert "Traceback" not in master.log()
 
