@@ -120,6 +120,10 @@ class Client:
     def workers(self) -> list[dict[str, Any]]:
         return self.request("GET", "/api/workers")["workers"]
 
+    def instances(self) -> list[dict[str, Any]]:
+        """The instances of workers started on demand (name, worker, kind, state, since, builds, reason)."""
+        return self.request("GET", "/api/instances")["instances"]
+
     def buildrequests(self, pending: bool = True) -> list[dict[str, Any]]:
         return self.request("GET", "/api/buildrequests", query={"pending": str(pending).lower()})["buildrequests"]
 

@@ -73,7 +73,23 @@ def status(client: Client, limit: int = 10) -> str:
             ],
         ),
     ]
+    if any(w.get("launcher") for w in workers):
+        lines += ["", "Instances of workers started on demand", instances(client)]
     return "\n".join(lines)
+
+
+def instances(client: Client) -> str:
+    """The instances of workers started on demand, and what each is doing."""
+    listed = client.instances()
+    if not listed:
+        return "no instances of workers started on demand"
+    return table(
+        ["NAME", "WORKER", "KIND", "STATE", "SINCE", "BUILDS", "WHY"],
+        [
+            [i["name"], i["worker"], i["kind"], i["state"], ago(i["since"]), i["builds"], i["reason"] or None]
+            for i in listed
+        ],
+    )
 
 
 def worker(client: Client, args: argparse.Namespace) -> str:
@@ -154,6 +170,7 @@ def parser() -> argparse.ArgumentParser:
     c = remote("shutdown", "make the worker exit once its running builds end", worker)
     c.add_argument("name")
     c.add_argument("--now", action="store_true", help="at once: its builds end as RETRY and run again elsewhere")
+    remote("workers", "list the instances of workers started on demand and their state")
     c = sub.add_parser("demo", help="run a master and two workers on a throwaway directory")
     c.add_argument("--once", action="store_true", help="exit when the demo's builds are done")
     return p
@@ -205,6 +222,8 @@ def dispatch(args: argparse.Namespace) -> Any:
         print(f"rebuilding build {args.build_id}: build request(s) {', '.join(map(str, ids))}")
     elif args.command == "status":
         print(status(Client(args.master, token=args.token), args.limit))
+    elif args.command == "workers":
+        print(instances(Client(args.master, token=args.token)))
     elif args.command == "worker":
         print(worker(Client(args.master, token=args.token), args))
     elif args.command == "demo":

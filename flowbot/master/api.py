@@ -167,6 +167,7 @@ class IndexHandler(ApiHandler):
                     "POST /api/workers/{name}/pause",
                     "POST /api/workers/{name}/unpause",
                     "POST /api/workers/{name}/shutdown",
+                    "GET /api/instances",
                     "GET /api/events?types=&builder=&build=&since= (WebSocket)",
                     "GET /api/whoami",
                     "POST /api/login",
@@ -363,6 +364,7 @@ class WorkersHandler(ApiHandler):
             workers.append(
                 {
                     "name": spec.name,
+                    "launcher": spec.launcher.kind if spec.launcher is not None else None,
                     "connected": connection is not None,
                     "connected_at": connection.connected_at if connection else known.get("connected_at"),
                     "last_seen": connection.last_seen if connection else known.get("last_seen"),
@@ -376,6 +378,14 @@ class WorkersHandler(ApiHandler):
                 }
             )
         self.reply({"workers": workers})
+
+
+class InstancesHandler(ApiHandler):
+    """The instances of workers started on demand, and the id that labels them as this master's."""
+
+    def get(self) -> None:
+        instances = [dataclasses.asdict(view) for view in self.master.latent.views()]
+        self.reply({"master": self.master.instance_id, "instances": instances})
 
 
 class WorkerControlHandler(ApiHandler):
@@ -473,6 +483,7 @@ def routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/changes", ChangesHandler, args),
         (r"/api/workers", WorkersHandler, args),
         (r"/api/workers/([^/]+)/(pause|unpause|shutdown)", WorkerControlHandler, args),
+        (r"/api/instances", InstancesHandler, args),
         (r"/api/reconfig", ReconfigHandler, args),
         (r"/api/.*", NotFoundHandler, args),
     ]

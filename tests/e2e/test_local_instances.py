@@ -4,12 +4,14 @@ requests that wait, and removes them when their work is done, cancelled, or they
 from __future__ import annotations
 
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import flowbot
 from flowbot import Builder, ForceScheduler, LocalWorker, Pipeline, Shell
 
-from ..support import TEST_HEARTBEAT, pid_alive, wait_for_async
+from ..support import TEST_HEARTBEAT, finished_builds, pid_alive, wait_for_async
 
 
 def pipeline(worker: LocalWorker, command: str = "echo built on $FLOWBOT_WORKER") -> Pipeline:
@@ -119,3 +121,43 @@ def master_metrics(master) -> str:
         return metrics.render()
     finally:
         metrics.close()
+
+
+def test_flowbot_workers_lists_instances_and_their_state(master_factory, tmp_path) -> None:
+    # Given a master whose worker on demand is starting (it never connects) and another that ran its build
+    master = master_factory(f"""
+        from flowbot import Pipeline, LocalWorker, Builder, Shell, ForceScheduler
+        pipeline = Pipeline(
+            workers=[
+                LocalWorker("stuck", python={hanging_python(tmp_path)!r}, start_timeout=120),
+                LocalWorker("quick", idle_timeout=-1),
+            ],
+            schedulers=[ForceScheduler("force", builders=["never", "once"])],
+            builders=[
+                Builder("never", workers=["stuck"], steps=[Shell("true")]),
+                Builder("once", workers=["quick"], steps=[Shell("true")]),
+            ],
+        )
+        """)
+    master.client.force("never")
+    master.client.force("once")
+    finished_builds(master.client, 1, timeout=60)
+
+    # When someone asks the command line
+    listed = flowbot_cli("workers", master=master)
+    status = flowbot_cli("status", master=master)
+
+    # Then each instance shows with its worker, kind and state
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line for line in listed.stdout.splitlines()[1:]}
+    assert "stuck" in rows["stuck-1"] and "local process" in rows["stuck-1"] and "starting" in rows["stuck-1"]
+    assert "quick" in rows["quick-1"] and "connected" in rows["quick-1"]
+    assert "Instances of workers started on demand" in status.stdout
+    assert "stuck-1" in status.stdout
+    assert {i["name"] for i in master.client.instances()} == {"stuck-1", "quick-1"}
+
+
+def flowbot_cli(*args: str, master) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flowbot", *args, "--master", master.url], capture_output=True, text=True, timeout=60
+    )
