@@ -29,6 +29,7 @@ from .schedulers.triggerable import Dependent, Triggerable
 from .secrets import SecretProvider
 from .sources.base import ChangeSource
 from .steps.base import Step
+from .steps.git import Git
 from .steps.transfer import ARTIFACTS
 from .steps.transfer import problems as transfer_problems
 from .steps.trigger import Trigger
@@ -191,6 +192,8 @@ class Pipeline:
                             )
         for text, culprit in lock_problems(b for b in self.builders if isinstance(b, Builder)):
             problem(text, culprit)
+        for text, culprit in self._codebase_problems():
+            problem(text, culprit)
         base = (self.defined_at and self.defined_at.directory) or Path.cwd()
         for text, culprit in transfer_problems(self.builders, self.artifacts, base):
             problem(text, culprit)
@@ -231,6 +234,31 @@ class Pipeline:
                 problem("builders trigger each other in a cycle: " + " -> ".join(cycle), self.builder(cycle[0]))
         if errors:
             raise ConfigErrors(errors)
+
+    def _codebase_problems(self) -> list[tuple[str, Any]]:
+        """Git steps of a codebase nothing provides, and builders that check out two repositories as one codebase."""
+        provided = {s.codebase for s in self.sources if isinstance(s, ChangeSource)}
+        for scheduler in self.schedulers:
+            if isinstance(scheduler, Scheduler):
+                provided |= set(scheduler.codebases or ())
+        found: list[tuple[str, Any]] = []
+        for builder in self.builders:
+            steps = [s for s in builder.steps if isinstance(s, Git)] if isinstance(builder, Builder) else []
+            first: dict[str, Git] = {}
+            for step in steps:
+                if step.codebase and step.codebase not in provided:
+                    text = f"builder {builder.name!r} checks out codebase {step.codebase!r}, which no source makes "
+                    found.append((text + "changes of and no scheduler lists in its codebases", step))
+                other = first.setdefault(step.codebase, step)
+                urls = {str(other.repourl), str(step.repourl)}
+                if isinstance(other.repourl, str) and isinstance(step.repourl, str) and len(urls) > 1:
+                    text = (
+                        f"builder {builder.name!r} checks out {other.repourl} and {step.repourl} as the same codebase "
+                        f"{step.codebase!r}, so both would get one revision: give each Git step its own codebase=, "
+                        "and each repository's source the same"
+                    )
+                    found.append((text, step))
+        return found
 
     def _check_curve(self, problem: Callable[[str, Any], None]) -> None:
         """Read the master's CURVE key pair, and check the workers' public keys that go with it."""

@@ -67,13 +67,16 @@ class PullRequest:
         """The properties of its changes (and so of its builds)."""
         return {name: getattr(self, attribute) for name, attribute in PROPERTIES.items()}
 
-    def change(self, revision: str, ref: str, *, project: str, when: float, **properties: Any) -> Change:
+    def change(
+        self, revision: str, ref: str, *, project: str, when: float, codebase: str = "", **properties: Any
+    ) -> Change:
         """The change of its head commit ``revision``, on ``ref`` of the base repository."""
         return Change(
             branch=ref,
             revision=revision,
             repository=self.repository,
             project=project,
+            codebase=codebase,
             author=self.author,
             comments=self.title,
             category=CATEGORY,

@@ -16,6 +16,8 @@ from flowbot import (
     Builder,
     Change,
     ForceScheduler,
+    Git,
+    GitPoller,
     Pipeline,
     Shell,
     SourceStamp,
@@ -345,3 +347,39 @@ def test_reporters_must_be_reporters_naming_known_builders():
     text = str(error.value)
     assert "reporter 'HttpStatusPush(http://127.0.0.1:1/)' names builder 'unti', which no builder defines" in text
     assert "reporters must be Reporter objects; got 'mail'" in text
+
+
+def test_checkconfig_says_when_git_steps_cannot_get_their_codebases_revisions() -> None:
+    # Two pollers of two repositories, without codebases, feeding a builder that checks out both:
+    # every build would check out one revision in both
+    sources = [GitPoller("/srv/git/app.git", name="app"), GitPoller("/srv/git/lib.git", name="lib")]
+    line = here() + 1
+    both = Builder("unit", workers=["w1"], steps=[Git("/srv/git/app.git"), Git("/srv/git/lib.git", workdir="lib")])
+    with pytest.raises(ConfigErrors) as caught:
+        sample(sources=sources, builders=[both, Builder("lint", workers=["w2"], steps=[Shell("ruff check")])])
+    (error,) = caught.value.errors
+    assert (error.filename, error.lineno) == (__file__, line)
+    assert error.problem == (
+        "builder 'unit' checks out /srv/git/app.git and /srv/git/lib.git as the same codebase '', so both would "
+        "get one revision: give each Git step its own codebase=, and each repository's source the same"
+    )
+
+    # A Git step of a codebase nothing provides
+    named = Builder("unit", workers=["w1"], steps=[Git("/srv/git/app.git", codebase="app")])
+    with pytest.raises(ConfigErrors) as caught:
+        sample(builders=[named, Builder("lint", workers=["w2"], steps=[Shell("ruff check")])])
+    assert problems(caught.value) == [
+        "builder 'unit' checks out codebase 'app', which no source makes changes of and no scheduler lists in its "
+        "codebases"
+    ]
+
+    # With codebases on the sources and the steps, all is well; a scheduler's codebases provide too
+    sources = [
+        GitPoller("/srv/git/app.git", name="app", codebase="app"),
+        GitPoller("/srv/git/lib.git", name="lib", codebase="lib"),
+    ]
+    steps = [Git("/srv/git/app.git", codebase="app"), Git("/srv/git/lib.git", codebase="lib", workdir="lib")]
+    lint = Builder("lint", workers=["w2"], steps=[Shell("ruff check")])
+    sample(sources=sources, builders=[Builder("unit", workers=["w1"], steps=steps), lint])
+    schedulers = [AnyBranchScheduler("on-change", builders=["unit"], codebases={"app": {}, "lib": {"branch": "main"}})]
+    sample(schedulers=schedulers, builders=[Builder("unit", workers=["w1"], steps=steps), lint])

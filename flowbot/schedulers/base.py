@@ -9,7 +9,7 @@ restarted master picks them up where they were.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,11 @@ class Scheduler:
         builders: names of the builders it requests builds from.
         properties: properties of every build it requests.
         priority: requests with a higher priority start first.
+        codebases: the codebases its builds check out, when a pipeline builds several repositories
+            together: their names, or ``{name: {"repository": ..., "branch": ..., "revision":
+            ..., "project": ...}}`` with what a build uses of a codebase no change of it names (by
+            default: the head of the branch its ``Git(codebase=...)`` step says). Changes of other
+            codebases are left alone. None (the default): every change, whatever its codebase.
     """
 
     #: Seconds to wait after the last important change before building (None: build at once).
@@ -49,12 +54,19 @@ class Scheduler:
         *,
         properties: dict[str, Any] | None = None,
         priority: int = 0,
+        codebases: Mapping[str, Mapping[str, str | None]] | Iterable[str] | None = None,
     ):
         self.name = name
         self.builders = [builders] if isinstance(builders, str) else list(builders)
         self.properties = dict(properties or {})
         self.priority = priority
+        #: What a build uses of each codebase no change names, by codebase (None: no codebases).
+        self.codebases = _codebases(name, codebases)
         self.defined_at = caller()
+
+    def takes_codebase(self, change: Change) -> bool:
+        """Whether ``change`` is of a codebase this scheduler builds (any, without ``codebases``)."""
+        return self.codebases is None or change.codebase in self.codebases
 
     def classify(self, change: Change) -> Classification | None:
         """Whether ``change`` interests this scheduler, and how; None ignores it."""
@@ -81,17 +93,21 @@ class Scheduler:
         properties: dict[str, tuple[Any, str]] | None = None,
         change_ids: Iterable[int] = (),
     ) -> BuildsetSpec:
-        """A buildset for ``builders`` (all of this scheduler's when None).
+        """A buildset for ``builders`` (all of this scheduler's when None), with a source stamp for
+        each of its codebases that ``sourcestamps`` leave out.
 
         ``properties`` are ``{name: (value, source)}``; the scheduler's own come first.
         """
         merged = {name: (value, "Scheduler") for name, value in self.properties.items()}
         merged.update(properties or {})
         merged["scheduler"] = (self.name, "Scheduler")
+        stamps = tuple(sourcestamps)
+        named = {stamp.codebase for stamp in stamps}
+        stamps += tuple(stamp for name, stamp in (self.codebases or {}).items() if name not in named)
         return BuildsetSpec(
             scheduler=self.name,
             builders=tuple(self.builders if builders is None else builders),
-            sourcestamps=tuple(sourcestamps),
+            sourcestamps=stamps,
             reason=reason,
             properties=merged,
             priority=self.priority,
@@ -116,3 +132,36 @@ def changes_properties(changes: list[Change]) -> dict[str, tuple[Any, str]]:
     for change in changes:
         merged.update({name: (value, "Change") for name, value in change.properties.items()})
     return merged
+
+
+_STAMP_FIELDS = ("repository", "branch", "revision", "project")
+
+
+def _codebases(
+    scheduler: str, codebases: Mapping[str, Mapping[str, str | None]] | Iterable[str] | None
+) -> dict[str, SourceStamp] | None:
+    """A scheduler's ``codebases=`` as the source stamp of each codebase that no change names.
+
+    Raises:
+        ValueError: not names, nor names with their defaults.
+    """
+    if codebases is None:
+        return None
+    if isinstance(codebases, str) or not isinstance(codebases, (Mapping, Iterable)):
+        raise ValueError(f"scheduler {scheduler!r}: codebases must be a list of names or a dict; got {codebases!r}")
+    given = codebases if isinstance(codebases, Mapping) else {name: {} for name in codebases}
+    stamps = {}
+    for name, defaults in given.items():
+        if not isinstance(name, str) or not isinstance(defaults, Mapping):
+            raise ValueError(f"scheduler {scheduler!r}: codebase {name!r} must be a name with a dict of its defaults")
+        unknown = set(defaults) - set(_STAMP_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"scheduler {scheduler!r}: codebase {name!r} has unknown field(s) {sorted(unknown)}; "
+                f"it takes {', '.join(_STAMP_FIELDS)}"
+            )
+        values = {key: value for key, value in defaults.items() if value is not None}
+        if not all(isinstance(value, str) for value in values.values()):
+            raise ValueError(f"scheduler {scheduler!r}: codebase {name!r}'s fields must be strings")
+        stamps[name] = SourceStamp(codebase=name, **values)
+    return stamps

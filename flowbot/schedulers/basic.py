@@ -38,6 +38,8 @@ class ChangeScheduler(Scheduler):
         self.file_is_important = file_is_important
 
     def classify(self, change: Change) -> Classification | None:
+        if not self.takes_codebase(change):
+            return None
         if self.change_filter is not None and not self.change_filter(change):
             return None
         important = self.file_is_important is None or bool(self.file_is_important(change))

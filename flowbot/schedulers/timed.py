@@ -88,6 +88,8 @@ class Nightly(TimedScheduler):
         self.file_is_important = file_is_important
 
     def classify(self, change: Change) -> Classification | None:
+        if not self.takes_codebase(change):
+            return None
         if self.change_filter is not None and not self.change_filter(change):
             return None
         if self.file_is_important is not None and not self.file_is_important(change):

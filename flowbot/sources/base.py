@@ -47,12 +47,26 @@ class SourceContext(Protocol):
         ...
 
 
+def check_codebase(codebase: str) -> str:
+    """A source's ``codebase=``, checked.
+
+    Raises:
+        ValueError: not a string.
+    """
+    if not isinstance(codebase, str):
+        raise ValueError(f"codebase must be a string (a name for the repository); got {codebase!r}")
+    return codebase
+
+
 class ChangeSource:
     """Base class for change sources; ``start``/``stop`` are no-ops to override.
 
     Args:
         name: unique among the pipeline's sources.
     """
+
+    #: The codebase of the changes it makes ("" unless a pipeline builds several repositories).
+    codebase = ""
 
     def __init__(self, name: str):
         self.name = name

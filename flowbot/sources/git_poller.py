@@ -33,7 +33,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ..defaults import GIT_POLL_INTERVAL
 from ..records import Change
 from ..text import keepable
-from .base import ChangeSource, SourceContext
+from .base import ChangeSource, SourceContext, check_codebase
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,8 @@ class GitPoller(ChangeSource):
         name: unique among the pipeline's sources (default ``gitpoller:<repository name>``); what
             the poller remembers is kept under it, so renaming a poller starts it afresh.
         project: the ``project`` of its changes.
+        codebase: the ``codebase`` of its changes: which ``Git(codebase=...)`` step checks them out
+            when a pipeline builds several repositories together.
         category: the ``category`` of its changes.
         workdir: where the bare cache repository goes; relative paths are inside the master's
             directory (default ``gitpoller-work/<name>``).
@@ -96,6 +98,7 @@ class GitPoller(ChangeSource):
         project: str = "",
         category: str | None = None,
         workdir: str | Path | None = None,
+        codebase: str = "",
     ):
         if not isinstance(repo_url, (str, Path)) or not str(repo_url).strip():
             raise ValueError(f"GitPoller needs a repository URL or path; got {repo_url!r}")
@@ -107,6 +110,7 @@ class GitPoller(ChangeSource):
             raise ValueError(f"GitPoller poll_interval must be a positive number of seconds; got {poll_interval!r}")
         self.poll_interval = float(poll_interval)
         self.project = project
+        self.codebase = check_codebase(codebase)
         self.category = category
         self.workdir = workdir
         self._context: SourceContext | None = None
@@ -245,6 +249,7 @@ class GitPoller(ChangeSource):
             revision=commit.id.decode(),
             repository=redact_url(self.repo_url),
             project=self.project,
+            codebase=self.codebase,
             author=text(commit.author),
             committer=text(commit.committer),
             comments=text(commit.message).rstrip("\n"),

@@ -50,6 +50,7 @@ class GitHubHook(Webhook):
         retest_from: the author associations (``OWNER``, ``MEMBER``, ``COLLABORATOR``,
             ``CONTRIBUTOR``...) whose ``retest`` comments count.
         retest_label: a label that, when added to a pull request, builds its head again.
+        codebase: the codebase of its changes, when a pipeline builds several repositories.
     """
 
     delivery_headers = ("x-github-delivery",)
@@ -64,8 +65,9 @@ class GitHubHook(Webhook):
         retest: str | None = "/retest",
         retest_from: Iterable[str] = RETEST_FROM,
         retest_label: str | None = None,
+        codebase: str = "",
     ):
-        super().__init__(name)
+        super().__init__(name, codebase)
         if secret is not None and (not isinstance(secret, str) or not secret):
             raise ValueError("GitHubHook secret must be a non-empty string (or None for no check)")
         if retest is not None and (not isinstance(retest, str) or not retest.strip()):
@@ -120,6 +122,7 @@ class GitHubHook(Webhook):
                     revision=p.commit_id(commit),
                     repository=str(repository.get("html_url") or repository.get("url") or ""),
                     project=str(repository.get("full_name") or ""),
+                    codebase=self.codebase,
                     author=p.person(commit.get("author")),
                     committer=p.person(commit.get("committer")),
                     comments=str(commit.get("message") or ""),
@@ -154,6 +157,7 @@ class GitHubHook(Webhook):
             f"refs/pull/{number}/{'merge' if self.merge else 'head'}",
             project=p.get(data, "repository.full_name", str, ""),
             when=p.timestamp(p.get(data, "pull_request.updated_at", str, "")),
+            codebase=self.codebase,
             event="pull_request",
             action=action,
         )

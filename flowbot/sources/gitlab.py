@@ -41,6 +41,7 @@ class GitLabHook(Webhook):
             still go to the head commit.
         drafts: build draft merge requests too.
         retest_label: a label that, when added to a merge request, builds its last commit again.
+        codebase: the codebase of its changes, when a pipeline builds several repositories.
     """
 
     delivery_headers = ("idempotency-key", "x-gitlab-event-uuid")
@@ -53,8 +54,9 @@ class GitLabHook(Webhook):
         merge: bool = False,
         drafts: bool = False,
         retest_label: str | None = None,
+        codebase: str = "",
     ):
-        super().__init__(name)
+        super().__init__(name, codebase)
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError("GitLabHook token must be a non-empty string (or None for no check)")
         if retest_label is not None and (not isinstance(retest_label, str) or not retest_label):
@@ -92,6 +94,7 @@ class GitLabHook(Webhook):
                 revision=p.commit_id(commit),
                 repository=str(url),
                 project=str(project.get("path_with_namespace") or repository.get("name") or ""),
+                codebase=self.codebase,
                 author=p.person(commit.get("author")),
                 comments=str(commit.get("message") or ""),
                 files=p.files(commit),
@@ -125,6 +128,7 @@ class GitLabHook(Webhook):
             f"refs/merge-requests/{number}/{'merge' if self.merge else 'head'}",
             project=p.get(data, "project.path_with_namespace", str, ""),
             when=p.timestamp(p.get(data, "object_attributes.updated_at", str, "")),
+            codebase=self.codebase,
             event="merge_request",
             action=action,
         )

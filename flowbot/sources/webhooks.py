@@ -29,7 +29,7 @@ from ..defaults import WEBHOOK_DELIVERIES_KEPT, WEBHOOK_PULL_REQUESTS_KEPT
 from ..errors import Forbidden, InvalidRequest, NotFound
 from ..pull_requests import PullRequest
 from ..records import Change
-from .base import ChangeSource, SourceContext
+from .base import ChangeSource, SourceContext, check_codebase
 from .payload import lower, read_json
 
 log = logging.getLogger(__name__)
@@ -69,14 +69,19 @@ class Delivery:
 class Webhook(ChangeSource):
     """Base class of webhook sources: the master delivers requests to ``/hooks/<name>``.
 
-    A subclass implements :meth:`parse`.
+    A subclass implements :meth:`parse`, and gives its changes :attr:`codebase`.
+
+    Args:
+        name: the last part of the hook's URL.
+        codebase: the codebase of its changes (see :class:`~flowbot.sources.GitPoller`).
     """
 
     #: Headers that name a delivery, the same when it is sent again; the first one present counts.
     delivery_headers: tuple[str, ...] = ("idempotency-key",)
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, codebase: str = ""):
         super().__init__(name)
+        self.codebase = check_codebase(codebase)
         self._context: SourceContext | None = None
         self._one_at_a_time = asyncio.Lock()  # deliveries read and extend what the hook remembers
 
@@ -190,13 +195,14 @@ class JsonHook(Webhook):
         name: the last part of the hook's URL.
         token: when set, the request must carry ``Authorization: Bearer <token>``, or it is
             refused (403).
+        codebase: the codebase of the changes that name none.
     """
 
     _TEXT = ("repository", "project", "codebase", "author", "committer", "comments", "revlink")
     _OPTIONAL_TEXT = ("branch", "revision", "category")
 
-    def __init__(self, name: str = "changes", token: str | None = None):
-        super().__init__(name)
+    def __init__(self, name: str = "changes", token: str | None = None, codebase: str = ""):
+        super().__init__(name, codebase)
         if token is not None and (not isinstance(token, str) or not token):
             raise ValueError("JsonHook token must be a non-empty string (or None for no check)")
         self.token = token
@@ -207,10 +213,11 @@ class JsonHook(Webhook):
             scheme, _, given = headers.get("authorization", "").partition(" ")
             check_token(self.token, given.strip() if scheme.lower() == "bearer" else None, "Authorization: Bearer")
         payload = read_json(body)
-        if isinstance(payload, list):
-            changes = [self.change(item, f"change {n}: ") for n, item in enumerate(payload)]
-        else:
-            changes = [self.change(payload)]
+        items = payload if isinstance(payload, list) else [payload]
+        changes = [self.change(item, f"change {n}: " if payload is items else "") for n, item in enumerate(items)]
+        changes = [
+            c if c.codebase or not self.codebase else dataclasses.replace(c, codebase=self.codebase) for c in changes
+        ]
         return Delivery(changes, "" if changes else "an empty list: nothing to build")
 
     @classmethod

@@ -4,6 +4,10 @@ The worker does the work (with its git binary, or dulwich when it has none); the
 to check out, shows in its log what the worker did, and sets the ``got_revision`` property to the
 commit that was checked out, as Buildbot's source steps do.
 
+With several repositories in one build, each ``Git(codebase=...)`` step checks out its codebase's
+source stamp, and ``got_revision`` is ``{codebase: revision}`` (as in Buildbot), so that a
+triggered build checks out the same revisions.
+
 A pull request's build names the ref its hosting publishes in the base repository as its branch
 (``refs/pull/2/head``): the worker fetches that ref and checks out the build's revision, detached.
 On the merge ref (``refs/pull/2/merge``) it checks out the merge, once sure it merges that revision.
@@ -11,6 +15,7 @@ On the merge ref (``refs/pull/2/merge``) it checks out the merge, once sure it m
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from ..defaults import SHELL_TIMEOUT
@@ -40,7 +45,7 @@ class Git(Step):
             directory and fetch everything again).
         workdir: the directory, relative to the builder's directory on the worker.
         shallow: fetch only the last commit (True) or the last N commits (an int).
-        codebase: which of the build's sourcestamps to check out.
+        codebase: which of the build's source stamps to check out (see the schedulers' ``codebases``).
         env: extra environment for git (``GIT_SSH_COMMAND``, say).
         timeout: seconds a git process may go without output before it is killed.
         **flags: the flags of :class:`~flowbot.steps.base.Step` (``name``, ``halt_on_failure``...).
@@ -107,9 +112,29 @@ class Git(Step):
         }
 
     async def run(self, build: BuildContext) -> Result:
-        outcome = await build.run_command("git", self.command_args(build))
+        args = self.command_args(build)
+        stamp = build.sourcestamp(self.codebase) or {}
+        if stamp.get("repository") and stamp.get("revision") and not _same(stamp["repository"], args["repourl"]):
+            build.log().header(
+                f"the build's revision {stamp['revision']} of codebase {self.codebase!r} comes from "
+                f"{stamp['repository']}, not {args['repourl']}: if they are different repositories, give "
+                "each its own codebase= (on its source and its Git step)"
+            )
+        outcome = await build.run_command("git", args)
         got = outcome.data.get("got_revision")
         if outcome.rc != 0 or not got:
             return Result.FAILURE
+        previous = build.properties.get("got_revision")
+        if self.codebase or isinstance(previous, dict):
+            got = {**(previous if isinstance(previous, dict) else {}), self.codebase: got}
         build.set_property("got_revision", got, f"{type(self).__name__} Step")
         return Result.SUCCESS
+
+
+def _same(one: str, other: str) -> bool:
+    """Whether two repository URLs or paths end alike (``owner/name``, whatever the protocol)."""
+
+    def tail(url: str) -> list[str]:
+        return re.split(r"[/:\\]", url.strip().rstrip("/").removesuffix(".git").lower())[-2:]
+
+    return tail(one) == tail(other)

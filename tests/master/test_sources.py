@@ -52,7 +52,9 @@ async def test_closing_a_pull_request_cancels_its_pending_requests_and_stops_its
         await master.start_local_workers()
         # Given a pull request building its first head, its second head waiting, and a push waiting too
         await deliver(master, "pull_request", delivery("pull_request.opened", head="a" * 40))
-        await wait_for_async(lambda: master.running, 20, "the pull request's build to start")
+        (pull_request_build,) = await wait_for_async(
+            lambda: list(master.running.values()), 20, "the pull request's build to start"
+        )
         await deliver(master, "pull_request", delivery("pull_request.synchronize", head="b" * 40))
         push = json.loads((FIXTURES / "push-with-new-branch.payload.json").read_bytes())
         await deliver(master, "push", push)
@@ -66,6 +68,7 @@ async def test_closing_a_pull_request_cancels_its_pending_requests_and_stops_its
         assert note == "pull request #2 closed: 1 pending request(s) cancelled, 1 running build(s) stopped"
         requests = {r["revision"]: r for r in await master.store.buildrequests()}
         await wait_for_async(lambda: len(master.running) == 1 and not master.queue, 20, "the push to start")
+        assert await pull_request_build.recorded() is None  # its end is in the store
         builds = await master.store.builds()
         first = next(b for b in builds if b["revision"] == "a" * 40)
         assert first["result"] == "CANCELLED"

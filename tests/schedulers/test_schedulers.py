@@ -24,7 +24,7 @@ from flowbot import (
     Worker,
 )
 from flowbot.errors import ConfigErrors
-from flowbot.records import Change
+from flowbot.records import Change, SourceStamp
 
 
 def change(**fields) -> Change:
@@ -78,6 +78,36 @@ def test_change_filters_select_or_leave_out_pull_requests_and_choose_their_base_
         ChangeFilter(pull_requests="yes")
     with pytest.raises(ValueError, match="cannot go with pull_requests=False"):
         ChangeFilter(pull_requests=False, base_branch="main")
+
+
+def test_schedulers_with_codebases_take_their_changes_and_fill_in_the_others() -> None:
+    # Given a scheduler that builds an application with its library
+    scheduler = AnyBranchScheduler(
+        "both", ["unit"], codebases={"app": {"repository": "/srv/app.git", "branch": "main"}, "lib": {}}
+    )
+
+    # Then changes of other codebases are left alone
+    assert scheduler.classify(change(codebase="docs")) is None
+    assert scheduler.classify(change(codebase="")) is None
+    assert scheduler.classify(change(codebase="lib")) is not None
+
+    # And a change of the library builds it with the application's branch head
+    spec = scheduler.changes_buildset([change(codebase="lib", repository="/srv/lib.git", revision="r9")])
+    assert spec.sourcestamps == (
+        SourceStamp(codebase="lib", repository="/srv/lib.git", branch="main", revision="r9"),
+        SourceStamp(codebase="app", repository="/srv/app.git", branch="main"),
+    )
+    # A scheduler of names only gives their stamps no defaults; one without codebases takes any change
+    named = AnyBranchScheduler("named", ["unit"], codebases=["app", "lib"])
+    assert named.changes_buildset([change(codebase="app")]).sourcestamps[1] == SourceStamp(codebase="lib")
+    assert AnyBranchScheduler("any", ["unit"]).classify(change(codebase="docs")) is not None
+    for bad, message in [
+        ("app", "must be a list of names or a dict"),
+        ({"app": {"tag": "v1"}}, r"unknown field\(s\) \['tag'\]"),
+        ({"app": {"branch": 3}}, "fields must be strings"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            AnyBranchScheduler("bad", ["unit"], codebases=bad)
 
 
 def test_branch_schedulers_classify_by_filter_importance_and_branch() -> None:

@@ -171,3 +171,19 @@ def test_json_hook_takes_one_change_or_a_list_and_refuses_bad_fields():
         hook.parse({}, b"{}")
     with pytest.raises(Forbidden, match="token is wrong"):
         hook.parse({"Authorization": "Bearer nope"}, b"{}")
+
+
+def test_each_hook_gives_its_changes_its_codebase():
+    push = fixture("push-with-new-branch.payload.json")
+    opened = fixture("pull_request.opened.payload.json")
+    hook = GitHubHook(codebase="app")
+    assert [c.codebase for c in hook.parse(github("push", push, None), push).changes] == ["app"]
+    assert [c.codebase for c in hook.parse(github("pull_request", opened, None), opened).changes] == ["app"]
+    gitlab = json.dumps(GITLAB_PUSH).encode()
+    assert {c.codebase for c in GitLabHook(codebase="lib").parse({"X-Gitlab-Event": "Push Hook"}, gitlab).changes} == {
+        "lib"
+    }
+    tool = JsonHook(codebase="docs").parse({}, b'[{"revision": "1"}, {"revision": "2", "codebase": "app"}]')
+    assert [c.codebase for c in tool.changes] == ["docs", "app"]  # a change that names its own keeps it
+    with pytest.raises(ValueError, match="codebase must be a string"):
+        GitHubHook(codebase=None)

@@ -219,8 +219,9 @@ async def test_a_force_pushed_head_fails_the_old_build_with_a_clear_message(tmp_
     # Then it fails, saying the revision is gone and where the pull request is now
     assert outcome.rc not in (0, None) and outcome.data == {}
     assert outcome.message == (
-        f"revision {old} is not in {hosting.server.url} any more: refs/pull/7/head is at {new} now (it was "
-        "force-pushed, or rewritten, since this build was asked for; a build of the new head checks that out)"
+        f"revision {old} is not in {hosting.server.url}: refs/pull/7/head is at {new} there now (it was "
+        "force-pushed, or rewritten, since this build was asked for, and a build of the new head checks that "
+        "out; or the revision is another repository's)"
     )
     # While the build of the new head checks it out
     outcome, _ = await checkout(

@@ -63,8 +63,9 @@ class Wanted:
         message = f"revision {self.revision} is not in {self.repourl}"
         if self.branch and head and head != self.revision:
             message += (
-                f" any more: {self.branch} is at {head} now (it was force-pushed, or rewritten, since this build "
-                "was asked for; a build of the new head checks that out)"
+                f": {self.branch} is at {head} there now (it was force-pushed, or rewritten, since this build "
+                "was asked for, and a build of the new head checks that out; or the revision is another "
+                "repository's)"
             )
         return GitFailed(message)
 
