@@ -125,10 +125,20 @@ WEBSOCKET_PING = 20.0
 #: How long a login on the web page lasts, in hours.
 SESSION_HOURS = 12
 
-#: Wrong passwords a client may send for one user name within the window below; after that it
-#: is refused (429) until the oldest failure leaves the window (slows password guessing).
+#: Wrong passwords a client may send for one user name (or wrong API tokens) within the window
+#: below; after that it is refused (429) until the oldest failure leaves the window.
 PASSWORD_FAILURES = 5
 PASSWORD_FAILURE_WINDOW = 60.0
+
+#: Wrong passwords for one user (or wrong API tokens) from all addresses together within the
+#: window below; after that, addresses the account was not used from lately are refused (429)
+#: until the oldest failure leaves the window, so rotating addresses does not help a guesser.
+ACCOUNT_FAILURES = 20
+ACCOUNT_FAILURE_WINDOW = 600.0
+
+#: How long an address that used an account successfully is let through while the account is
+#: held off for others, in seconds.
+KNOWN_ADDRESS_SECONDS = 30 * 24 * 3600.0
 
 #: Builds per builder on the web page's overview.
 OVERVIEW_BUILDS = 12

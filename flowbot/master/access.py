@@ -16,9 +16,8 @@ riding on the session cookie must also repeat the session's anti-forgery token i
 ``X-Flowbot-CSRF`` header, which a foreign page can neither read nor send without the master's
 consent (it never grants CORS).
 
-Password guessing is slowed per client: after a few wrong passwords for one user name, that
-client is refused (429, with ``Retry-After``) for that name until a minute has passed. API tokens
-are never refused this way, so a script with a wrong password cannot stop a CI token from working.
+Guessing is held off (429, with ``Retry-After``) per address and per account, for passwords and
+API tokens alike (see :mod:`.throttle`); wrong passwords never hold off tokens, nor the reverse.
 """
 
 from __future__ import annotations
@@ -29,69 +28,25 @@ import hmac
 import ipaddress
 import json
 import logging
-import math
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import tornado.web
 
-from ..defaults import PASSWORD_FAILURE_WINDOW, PASSWORD_FAILURES, SESSION_HOURS
-from ..errors import Forbidden, InvalidRequest, TooManyAttempts, Unauthorized
+from ..defaults import SESSION_HOURS
+from ..errors import Forbidden, InvalidRequest, Unauthorized
 
 if TYPE_CHECKING:
     from ..auth import Auth
     from ..pipeline import Pipeline
     from .master import Master
+    from .throttle import CredentialThrottle
 
 log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "flowbot_session"
 CSRF_HEADER = "X-Flowbot-CSRF"
-
-
-class PasswordThrottle:
-    """Wrong passwords per client and user name, to refuse a client that keeps guessing.
-
-    Keyed by user name too, so one client's guesses at one user do not lock out another user
-    behind the same address. Forgets clients whose failures are past; never holds more than
-    ``max_clients`` of them.
-    """
-
-    def __init__(
-        self, limit: int = PASSWORD_FAILURES, window: float = PASSWORD_FAILURE_WINDOW, max_clients: int = 10_000
-    ):
-        self.limit = limit
-        self.window = window
-        self.max_clients = max_clients
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-
-    def check(self, client: str, user: str) -> None:
-        """Raises TooManyAttempts: ``client`` got ``user``'s password wrong too often lately."""
-        failures = self._failures.get((client, user))
-        if failures is None or len(failures) < self.limit:
-            return
-        wait = failures[0] + self.window - time.monotonic()
-        if wait > 0:
-            raise TooManyAttempts(
-                f"too many wrong passwords for {user!r}: try again in {math.ceil(wait)} s", math.ceil(wait)
-            )
-
-    def failed(self, client: str, user: str) -> None:
-        now = time.monotonic()
-        key = (client, user)
-        failures = self._failures.pop(key, None) or deque(maxlen=self.limit)
-        failures.append(now)
-        self._failures[key] = failures  # the most recent last, for forgetting the oldest first
-        if len(self._failures) > self.max_clients:
-            for old in [k for k, times in self._failures.items() if times[-1] + self.window < now]:
-                del self._failures[old]
-            while len(self._failures) > self.max_clients:
-                del self._failures[next(iter(self._failures))]
-
-    def succeeded(self, client: str, user: str) -> None:
-        self._failures.pop((client, user), None)
 
 
 def host_allowed(host_name: str, pipeline: Pipeline, bound: str) -> bool:
@@ -144,9 +99,15 @@ async def identify(handler: tornado.web.RequestHandler, master: Master) -> str |
         if auth is None:
             return None  # an open master ignores credentials it has no use for
         if scheme.lower() == "bearer":
+            throttle: CredentialThrottle = handler.application.settings["token_throttle"]
+            client = handler.request.remote_ip or ""
+            began = throttle.begin(client)
             owner = auth.token_owner(value)
             if owner is None:
+                throttle.failed(client)
+                log.warning("wrong API token from %s", client)
                 raise Forbidden("the API token is not valid")
+            throttle.succeeded(client, "", began)
             return owner
         if scheme.lower() == "basic":
             try:
@@ -171,11 +132,11 @@ async def check_password(handler: tornado.web.RequestHandler, auth: Auth, user: 
     Raises:
         Forbidden: the password is wrong. TooManyAttempts: too many wrong ones lately.
     """
-    throttle: PasswordThrottle = handler.application.settings["password_throttle"]
+    throttle: CredentialThrottle = handler.application.settings["password_throttle"]
     client = handler.request.remote_ip or ""
-    throttle.check(client, user)
+    began = throttle.begin(client, user)
     if await auth.check_password(user, password):
-        throttle.succeeded(client, user)
+        throttle.succeeded(client, user, began)
         return
     throttle.failed(client, user)
     log.warning("wrong password for user %r from %s", user, client)

@@ -19,13 +19,14 @@ from ..defaults import (
     WEBSOCKET_PING,
 )
 from ..errors import BodyTooLarge, ConfigError
-from .access import PasswordThrottle, host_allowed, refuse_host
+from .access import host_allowed, refuse_host
 from .api import ApiHandler, routes
 from .events import EventJournal
 from .hooks import hook_routes
 from .metrics import Metrics, MetricsHandler
 from .session import SessionHandler
 from .stream import EventStreamHandler
+from .throttle import CredentialThrottle
 from .web import WWW, BadgeHandler, PageHandler
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Applicatio
         # Signs login cookies when the pipeline's Auth names no secret of its own; the Auth is
         # read per request, so one that a reconfigure brings works at once.
         cookie_secret=secrets.token_hex(32),
-        password_throttle=PasswordThrottle(),
+        password_throttle=CredentialThrottle("passwords"),
+        token_throttle=CredentialThrottle("API tokens"),
         websocket_ping_interval=WEBSOCKET_PING,
     )
 
