@@ -21,6 +21,7 @@ from typing import Any
 from ..defaults import SHELL_TIMEOUT
 from ..pull_requests import is_merge_ref
 from ..results import Result
+from ..text import why_unkeepable
 from .base import BuildContext, Step
 
 MODES = ("full", "incremental")
@@ -123,6 +124,11 @@ class Git(Step):
         outcome = await build.run_command("git", args)
         got = outcome.data.get("got_revision")
         if outcome.rc != 0 or not got:
+            return Result.FAILURE
+        # The worker's word: a revision goes into the request of any build this one triggers.
+        why = why_unkeepable(got) if isinstance(got, str) else "is not text"
+        if why is not None:
+            build.log().header(f"the worker reported got_revision {got!r}, which {why}: no revision")
             return Result.FAILURE
         previous = build.properties.get("got_revision")
         if self.codebase or isinstance(previous, dict):

@@ -27,11 +27,11 @@ class FakeWorker:
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
 
-    async def hello(self) -> protocol.Message:
-        """Say hello, and again over the master's challenge; returns the master's answer, a ``welcome``
-        or an (unsigned) ``disconnect``."""
+    async def hello(self, info: dict[str, Any] | None = None) -> protocol.Message:
+        """Say hello (with ``info`` about the worker), and again over the master's challenge; returns
+        the master's answer, a ``welcome`` or an (unsigned) ``disconnect``."""
         self.channel.open()
-        content = {"name": self.name, "version": protocol.VERSION, "info": {}, "held": {}}
+        content = {"name": self.name, "version": protocol.VERSION, "info": info or {}, "held": {}}
         await self.send(protocol.HELLO, content)
         answer = await self.expect(protocol.CHALLENGE, protocol.DISCONNECT)
         if answer.type == protocol.DISCONNECT:

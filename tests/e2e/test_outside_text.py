@@ -7,12 +7,13 @@ place. Both on SQLite and on PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from flowbot_worker import protocol
 
 import flowbot
-from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
+from flowbot import Builder, ForceScheduler, Git, Pipeline, Shell, Trigger, Triggerable, Worker
 
 from ..gitrepos import GitRepo
 from ..support import wait_for
@@ -135,6 +136,48 @@ async def test_a_workers_message_no_database_can_keep_reaches_the_log_replaced(t
         assert build["result"] == "FAILURE"
         lines = [line for _, line in await master.store.log_lines(build["id"], 0)]
         assert "cannot open /srv/\ufffd\ufffd: denied \ufffd" in lines
+    finally:
+        worker.close()
+        await master.stop()
+
+
+async def test_what_a_worker_says_of_itself_and_its_checkout_is_kept_or_refused_on_either_database(tmp_path, db_url):
+    # Given a master on each database, whose builder checks out and then triggers another
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        schedulers=[ForceScheduler("force", builders=["b"]), Triggerable("then", builders=["after"])],
+        builders=[
+            Builder("b", workers=["w1"], steps=[Git("https://example.org/r.git"), Trigger(schedulers=["then"])]),
+            Builder("after", workers=["w1"], steps=[Shell("true")]),
+        ],
+    )
+    master = flowbot.Master(pipeline, db=db_url, basedir=tmp_path)
+    await master.start()
+    worker = FakeWorker(master.worker_endpoint, "w1", "s")
+    try:
+        # When the worker describes itself with text no database keeps as text
+        info = {"hostname": "box-\ud800", "note": "a\x00b"}
+        assert (await worker.hello(info)).type == protocol.WELCOME
+
+        # Then it is kept as given (the store holds it as JSON), and shown so
+        for _ in range(100):  # written a moment after the welcome
+            if (await master.store.workers()).get("w1", {}).get("info"):
+                break
+            await asyncio.sleep(0.05)
+        assert (await master.store.workers())["w1"]["info"] == info
+
+        # And when it reports a checkout at a revision that is no text
+        await master.force("b")
+        checkout = await worker.expect(protocol.START_COMMAND)
+        await worker.finish(checkout.content["cmd_id"], rc=0, data={"got_revision": "\ud800" + "a" * 39})
+
+        # Then the checkout fails saying so, and nothing is triggered with that revision
+        await master.wait_idle(timeout=30)
+        (build,) = await master.store.builds(builder="b")
+        assert build["result"] == "FAILURE"
+        lines = [line for _, line in await master.store.log_lines(build["id"], 0)]
+        assert any("got_revision" in line and "lone surrogate" in line for line in lines), lines
+        assert await master.store.builds(builder="after") == []
     finally:
         worker.close()
         await master.stop()
