@@ -49,7 +49,7 @@ from .steps import (
     Step,
     Trigger,
 )
-from .workers import DockerWorker, LocalWorker, Worker
+from .workers import DockerWorker, KubernetesWorker, LocalWorker, Worker
 
 __all__ = [
     "__version__",
@@ -60,6 +60,7 @@ __all__ = [
     # Workers started on demand
     "LocalWorker",
     "DockerWorker",
+    "KubernetesWorker",
     "Launcher",
     # Change sources
     "ChangeSource",

@@ -1,8 +1,8 @@
 """Declaring the workers a pipeline may use: ones that run by themselves, and ones started on demand.
 
 A worker with a ``launcher`` is started when a build needs it and removed when its work is done:
-``LocalWorker`` (a process on the master's host), ``DockerWorker`` (a container), or
-``Worker(..., launcher=...)`` with a launcher of your own (see :mod:`flowbot.launchers`).
+``LocalWorker`` (a process on the master's host), ``DockerWorker`` (a container), ``KubernetesWorker``
+(a pod), or ``Worker(..., launcher=...)`` with a launcher of your own (see :mod:`flowbot.launchers`).
 Builders name them like any worker; each of their instances connects as ``<name>-<n>``.
 """
 
@@ -168,6 +168,54 @@ class DockerWorker(Worker):
             pull=pull,
             docker_host=docker_host,
             basedir=basedir,
+        )
+        super().__init__(name, launcher=launcher, **options)
+        self.defined_at = caller()
+
+
+class KubernetesWorker(Worker):
+    """A worker started on demand in a Kubernetes pod.
+
+    Args:
+        namespace: where the pods go.
+        image: the image of the worker's container (as for :class:`DockerWorker`).
+        pod_template: a pod manifest (a dict, as in YAML) to start from: its first container runs
+            the worker; labels, names and the worker's command and environment are filled in.
+        kubeconfig: the kubeconfig file (default: in-cluster configuration when the master runs in
+            a pod, else ``KUBECONFIG`` or ``~/.kube/config``).
+        context: the kubeconfig context to use (default: its current one).
+        environment: more variables for the worker's container.
+        basedir: where builds run inside the container.
+        command: what runs the worker (default: ``["python3", "-m", "flowbot_worker"]``); the
+            worker's options follow it.
+        **options: as for :class:`Worker` (``max_instances``, ``idle_timeout``, ...).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        namespace: str = "default",
+        image: str | None = None,
+        pod_template: dict | None = None,
+        kubeconfig: str | None = None,
+        context: str | None = None,
+        environment: dict[str, str] | None = None,
+        basedir: str = "/build",
+        command: list[str] | None = None,
+        **options: Any,
+    ):
+        from .launchers.kubernetes import KubernetesLauncher
+
+        launcher = KubernetesLauncher(
+            namespace=namespace,
+            image=image,
+            pod_template=pod_template,
+            kubeconfig=kubeconfig,
+            context=context,
+            environment=environment,
+            basedir=basedir,
+            command=command,
         )
         super().__init__(name, launcher=launcher, **options)
         self.defined_at = caller()

@@ -309,7 +309,7 @@ class LatentWorkers:
         except LaunchError as exc:
             reason = str(exc)
         except Exception as exc:  # a launcher's client fails in its own ways: each is a failed start
-            reason = f"{type(exc).__name__}: {exc}"
+            reason = f"{type(exc).__name__}: {str(exc)[:300]}"
         else:
             slot.task = None
             return
