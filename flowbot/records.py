@@ -113,6 +113,8 @@ class StepRecord:
     result: Result | None
     started_at: float | None
     finished_at: float | None
+    #: What its end says besides its result ("timed out: ..." for a command killed for its time).
+    summary: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,6 +92,7 @@ class RunningBuild:
         self.properties = self._initial_properties()
         self.current_step: int | None = None
         self._step_ref: Ref | None = None
+        self._step_summary = ""  # what the running step's end says besides its result (a timeout)
         self._logs: dict[str, LogWriter] = {}
         self._commands: dict[str, str | None] = {}  # the commands running, with why one was interrupted
         self._started: list[_StartedCommand] = []  # what the running step started with start_command
@@ -252,6 +253,8 @@ class RunningBuild:
         if result.message:
             step_log.header(result.message)
         step_log.header(_ending(result))
+        if result.reason in ("timeout", "max_time"):
+            self._step_summary = f"timed out: {result.message or result.reason}"
         if result.reason == "interrupted" and self._interrupted:
             raise BuildStopped(self._interrupted)
         if collect:
@@ -491,6 +494,7 @@ class RunningBuild:
         name = self.builder_config.step_names[index]
         self.current_step = index
         self._step_ref = step_ref = Ref()
+        self._step_summary = ""
         self._record(
             store.start_step(self.ref, index, name, time.time(), step_ref),
             lambda: (
@@ -528,7 +532,7 @@ class RunningBuild:
                 self._record(write)  # a failed one is logged by the log itself
         self._logs.clear()
         self._record(
-            store.finish_step(step_ref, result, time.time(), hidden=hidden),
+            store.finish_step(step_ref, result, time.time(), self._step_summary, hidden=hidden),
             lambda: (
                 EventKind.STEP_FINISHED,
                 {

@@ -163,7 +163,12 @@ class Reporting:
             steps = (await store.build(build["id"]))["steps"]
             details["steps"] = tuple(
                 StepRecord(
-                    s["number"], s["name"], s["result"] and Result[s["result"]], s["started_at"], s["finished_at"]
+                    s["number"],
+                    s["name"],
+                    s["result"] and Result[s["result"]],
+                    s["started_at"],
+                    s["finished_at"],
+                    s["summary"] or "",
                 )
                 for s in steps
             )

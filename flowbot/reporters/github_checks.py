@@ -183,8 +183,10 @@ def _iso(epoch: float) -> str:
 
 
 def _conclusion(build: Build) -> str:
+    """The check run's conclusion: by result, and ``timed_out`` for a failure that a timeout made."""
     assert build.result is not None
-    return CONCLUSIONS[build.result]
+    timed_out = any(s.result == Result.FAILURE and s.summary.startswith("timed out") for s in build.steps)
+    return "timed_out" if build.result == Result.FAILURE and timed_out else CONCLUSIONS[build.result]
 
 
 def _running(build: Build) -> str:
@@ -217,7 +219,8 @@ def _summary(build: Build) -> str:
                 if step.started_at is not None and step.finished_at is not None
                 else ""
             )
-            lines.append(f"| {_MARKS.get(result, '')} | {_cell(step.name)} | {result} | {took} |")
+            said = f" ({_cell(step.summary)})" if step.summary else ""
+            lines.append(f"| {_MARKS.get(result, '')} | {_cell(step.name)} | {result}{said} | {took} |")
     if build.failed_tests:
         lines += ["", f"### Failing tests ({len(build.failed_tests)})", ""]
         for case in build.failed_tests:

@@ -14,13 +14,15 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
-from flowbot import ConfigError, GitHubChecks, Interpolate
+import flowbot
+from flowbot import Builder, ConfigError, ForceScheduler, GitHubChecks, Interpolate, Pipeline, Shell, Worker
 from flowbot.errors import ReportError, ReportRejected
 from flowbot.junit import Outcome, TestCase
 from flowbot.records import Build, SourceStamp, StepRecord
 from flowbot.results import Result
 
 from ..hosting_api import HostingAPI
+from ..support import wait_for_async
 
 HEAD = "0123456789abcdef0123456789abcdef01234567"
 APP = 1234
@@ -202,3 +204,38 @@ async def test_refusals_are_not_retried_and_bad_credentials_are_caught_early(app
         GitHubChecks(app_id=1, private_key="k")
     with pytest.raises(ConfigError, match="installation_id must be a number"):
         GitHubChecks(app_id=1, private_key="k", installation_id="octo")
+
+
+async def test_a_build_that_failed_for_a_commands_time_concludes_timed_out(tmp_path, github):
+    # Given an embedded master whose step waits longer than its timeout allows, with a real worker
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        schedulers=[ForceScheduler("force", builders=["unit"])],
+        builders=[Builder("unit", workers=["w1"], steps=[Shell("sleep 30", timeout=0.5, name="hangs")])],
+        reporters=[GitHubChecks("ghs-given", base_url=github.url, repository="octo/widgets")],
+    )
+    master = flowbot.Master(pipeline, basedir=tmp_path, http=None)
+    await master.start()
+    try:
+        await master.start_local_workers()
+
+        # When a build of a commit runs it
+        await master.force("unit", revision=HEAD)
+        await master.wait_idle(30)
+        (stored,) = await master.store.builds()
+        step = (await master.store.build(stored["id"]))["steps"][0]
+        completed = await wait_for_async(
+            lambda: [r for r in github.check_runs.values() if r.fields.get("status") == "completed"],
+            20,
+            "the completed check run",
+        )
+    finally:
+        await master.stop()
+
+    # Then the step says it timed out, and the check run's conclusion is timed_out
+    assert (stored["result"], step["summary"]) == ("FAILURE", "timed out: command produced no output for 0.5 s")
+    (run,) = completed
+    assert run.fields["conclusion"] == "timed_out"
+    assert (
+        "| ❌ | hangs | FAILURE (timed out: command produced no output for 0.5 s) |" in run.fields["output"]["summary"]
+    )
