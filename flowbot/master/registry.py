@@ -256,7 +256,15 @@ class WorkerRegistry:
         endpoint = self.endpoint
         if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
             endpoint = endpoint[:-2] + ":*"
-        sock.bind(endpoint)
+        try:
+            sock.bind(endpoint)
+        except zmq.ZMQError:
+            # A socket left open would keep the context (and so the master's exit) waiting for ever.
+            if self._authenticator is not None:
+                self._authenticator.stop()
+                self._authenticator = None
+            sock.close(linger=0)
+            raise
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sock = sock
         self._tasks = [
