@@ -167,6 +167,9 @@ REPORT_LOG_LINES = 40
 #: one may go without a build before it is removed (0: one build per instance; negative: never).
 INSTANCE_START_TIMEOUT = 300.0
 INSTANCE_IDLE_TIMEOUT = 0.0
+#: Seconds within which an instance must use the credential of its start (a credential that worked
+#: is good for that worker process alone, for as long as its instance lives).
+INSTANCE_CREDENTIAL_TTL = 300.0
 #: Seconds an instance that connected may wait for its first build when its worker's idle_timeout
 #: is 0 (the request it was started for may have gone meanwhile).
 INSTANCE_UNUSED_TIMEOUT = 5.0

@@ -9,6 +9,7 @@ master leaves at worst their directories, which the next start removes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -94,6 +95,9 @@ class LocalLauncher(Launcher):
         shutil.rmtree(root / instance.resource_name, ignore_errors=True)
         for suffix in (".json", ".log"):
             (root / f"{instance.resource_name}{suffix}").unlink(missing_ok=True)
+        if self.directory is None:
+            with contextlib.suppress(OSError):
+                root.rmdir()  # the last instance of this master here: leave no empty directory
 
     async def instances(self, master: str) -> list[Instance]:
         root = self._root(master)

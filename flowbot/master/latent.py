@@ -28,9 +28,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import zmq
+
 from ..defaults import (
     INSTANCE_BACKOFF,
     INSTANCE_BACKOFF_MAX,
+    INSTANCE_CREDENTIAL_TTL,
     INSTANCE_POLL,
     INSTANCE_STOP_TIMEOUT,
     INSTANCE_SWEEP,
@@ -81,6 +84,7 @@ class _Slot:
     state: InstanceState = InstanceState.STARTING
     since: float = field(default_factory=time.time)
     started: float = field(default_factory=time.monotonic)
+    session: str | None = None  # the worker process that used the credential first: the only one it admits
     connected: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task | None = None
     timer: asyncio.TimerHandle | None = None
@@ -117,6 +121,9 @@ class LatentWorkers:
         endpoint: where instances dial the master, unless their worker says otherwise.
         specs: the registry's table of instances it admits, by name: an instance is in it while it
             may connect, with its credential as secret.
+        keys: the registry's table of CURVE public keys it admits for workers the master started.
+        master_key: the master's CURVE public key, when the link is encrypted (then each instance
+            gets a key pair of its own, for that start only).
         drop: called with an instance's name and a reason when it is stopped: disconnect it if
             it is connected, and forget it.
         wake: called when an instance may take builds, or one may be started again: run an
@@ -130,6 +137,8 @@ class LatentWorkers:
         master: str,
         endpoint: Callable[[], str],
         specs: dict[str, Worker],
+        keys: dict[str, str],
+        master_key: Callable[[], str | None],
         drop: Callable[[str, str], None],
         wake: Callable[[], None],
         spawn: Spawn,
@@ -138,6 +147,8 @@ class LatentWorkers:
         self.master = master
         self.endpoint = endpoint
         self.specs = specs
+        self.keys = keys
+        self.master_key = master_key
         self.drop = drop
         self.wake = wake
         self.spawn = spawn
@@ -297,9 +308,37 @@ class LatentWorkers:
         log.info("starting %s %s for worker %s", slot.launcher.kind, instance.name, definition.name)
         slot.task = self._spawn(self._run_start(pool, slot), f"start {instance.name}")
 
+    def _dial(self, definition: Worker, slot: _Slot) -> Dial:
+        """What the instance needs to connect: where, its credential, and a CURVE key pair of its
+        own when the link is encrypted."""
+        environment = {}
+        master_key = self.master_key()
+        if master_key is not None:
+            public, secret = zmq.curve_keypair()
+            self.keys[slot.instance.name] = public.decode()
+            environment = {"FLOWBOT_WORKER_MASTER_KEY": master_key, "FLOWBOT_WORKER_KEY": secret.decode()}
+        endpoint = definition.master_endpoint or self.endpoint()
+        return Dial(endpoint, slot.instance.name, slot.token, environment)
+
+    def claim(self, name: str, session: str) -> str | None:
+        """Whether the worker process of ``session`` may connect as instance ``name``: None if it may,
+        else why not. A credential is good for one worker process (it may reconnect), and only
+        within :data:`~flowbot.defaults.INSTANCE_CREDENTIAL_TTL` of its start if it was never used."""
+        found = self._find(name)
+        if found is None or found[1].state is InstanceState.STOPPING:
+            return f"instance {name} is not starting or running"
+        slot = found[1]
+        if slot.session is None:
+            if time.monotonic() - slot.started > INSTANCE_CREDENTIAL_TTL:
+                return f"its credential was not used within {INSTANCE_CREDENTIAL_TTL:g} s of its start; it has expired"
+            slot.session = session
+        elif slot.session != session:
+            return "its credential was used already, by another worker process"
+        return None
+
     async def _run_start(self, pool: _Pool, slot: _Slot) -> None:
         definition, instance = pool.definition, slot.instance
-        dial = Dial(definition.master_endpoint or self.endpoint(), instance.name, slot.token)
+        dial = self._dial(definition, slot)
         try:
             async with asyncio.timeout(definition.start_timeout):
                 await slot.launcher.start(instance, dial)
@@ -378,6 +417,7 @@ class LatentWorkers:
             slot.timer = None
         log.info("stopping %s %s: %s", slot.launcher.kind, slot.instance.name, reason)
         self.specs.pop(slot.instance.name, None)
+        self.keys.pop(slot.instance.name, None)
         self.drop(slot.instance.name, reason)
         starting, slot.task = slot.task, None
         if starting is not None and starting is not asyncio.current_task():

@@ -104,10 +104,13 @@ class Master:
             master=self.instance_id,
             endpoint=self.dial_endpoint,
             specs=self.registry.instances,
+            keys=self.registry.local_keys,
+            master_key=lambda: self.registry.curve and self.registry.curve.public,
             drop=self.registry.forget,
             wake=self.dispatcher.schedule,
             spawn=self.spawn,
         )
+        self.registry.claim = self.latent.claim
         self.worker_control = WorkerControl(self)
         self.scheduling = Scheduling(self)
         self.sources = Sources(self)

@@ -221,6 +221,9 @@ class WorkerRegistry:
         #: Instances of workers started on demand that may connect now, by name, each with the
         #: credential of its start as secret (see :mod:`flowbot.master.latent`).
         self.instances: dict[str, Worker] = {}
+        #: Asked before an instance's worker is welcomed, with its name and session: None if the
+        #: credential it signed with is still good for that worker process, else why not.
+        self.claim: Callable[[str, str], str | None] = lambda name, session: None
         self.endpoint = endpoint
         self.events = events
         self.on_connected = on_connected
@@ -320,7 +323,7 @@ class WorkerRegistry:
 
     def _admits(self, key: str) -> bool:
         """Whether a connection holding CURVE public ``key`` may in (asked during its handshake)."""
-        if any(key in self._keys_of(name) for name in self.workers):
+        if any(key in self._keys_of(name) for name in (*self.workers, *self.instances)):
             return True
         self._count("refused-key", "refused a connection with CURVE key %s: no worker in the pipeline has it", key)
         return False
@@ -505,6 +508,10 @@ class WorkerRegistry:
         held = message.content.get("held") if isinstance(message.content.get("held"), dict) else {}
         conn = self.connections.get(name)
         resumed = conn is not None and conn.session == message.session
+        refused = self.claim(name, message.session) if name in self.instances else None
+        if refused is not None:
+            self._refuse(route, name, refused)
+            return
         if conn is not None and not resumed:
             if self._still_alive(conn):
                 where = conn.info.get("hostname", "?")

@@ -8,10 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from flowbot_worker.curve import create_key
+
 import flowbot
 from flowbot import Builder, ForceScheduler, LocalWorker, Pipeline, Shell
+from flowbot.master.events import EventKind
 
-from ..support import TEST_HEARTBEAT, finished_builds, pid_alive, wait_for_async
+from ..support import TEST_HEARTBEAT, WorkerProcess, finished_builds, pid_alive, wait_for_async
 
 
 def pipeline(worker: LocalWorker, command: str = "echo built on $FLOWBOT_WORKER") -> Pipeline:
@@ -161,3 +164,56 @@ def flowbot_cli(*args: str, master) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "flowbot", *args, "--master", master.url], capture_output=True, text=True, timeout=60
     )
+
+
+async def test_a_copy_of_an_instances_credential_is_refused_to_another_process(tmp_path) -> None:
+    # Given an instance whose worker connected with the credential of its start
+    worker = LocalWorker("local", idle_timeout=-1)
+    master = flowbot.Master(pipeline(worker), basedir=tmp_path / "m", http=None, heartbeat=TEST_HEARTBEAT)
+    await master.start()
+    try:
+        await master.force("unit")
+        await master.wait_idle(timeout=60)
+        connection = master.registry.connections["local-1"]
+        token = master.registry.instances["local-1"].secret
+        assert token != worker.secret
+
+        # When someone who read it (from the process's environment, say) connects with it
+        thief = WorkerProcess(master.dial_endpoint(), "local-1", token, tmp_path / "thief")
+        try:
+            await wait_for_async(lambda: "used already" in thief.log(), 20, "the copy to be refused")
+        finally:
+            thief.stop()
+
+        # Then the instance's own worker is still the one connected
+        assert master.registry.connections["local-1"] is connection
+    finally:
+        await master.stop()
+
+
+async def test_on_an_encrypted_link_each_instance_gets_a_key_pair_of_its_own(tmp_path) -> None:
+    create_key(tmp_path, "master")
+    worker = LocalWorker("local", idle_timeout=0)
+    encrypted = Pipeline(
+        workers=[worker],
+        schedulers=[ForceScheduler("force", builders=["unit"])],
+        builders=[Builder("unit", workers=["local"], steps=[Shell("echo encrypted")])],
+        curve_key=tmp_path / "master.key_secret",
+    )
+    master = flowbot.Master(encrypted, basedir=tmp_path / "m", http=None, heartbeat=TEST_HEARTBEAT)
+    keys = []  # the key each instance's connection proved, as it connected
+    master.events.subscribe(
+        lambda e: keys.append(master.registry.connections[e["worker"]].key), {EventKind.WORKER_CONNECTED}
+    )
+    await master.start()
+    try:
+        for _ in range(2):
+            await master.force("unit")
+            await master.wait_idle(timeout=60)
+            await master.latent.settled(timeout=30)
+
+        assert list(master.history.builds()["result"].astype(str)) == ["SUCCESS", "SUCCESS"]
+        assert keys[0] and keys[1] and keys[0] != keys[1]  # each start proved a key of its own
+        assert master.registry.local_keys == {}  # and none is admitted once its instance is gone
+    finally:
+        await master.stop()

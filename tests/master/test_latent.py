@@ -67,6 +67,8 @@ class Harness:
             master=MASTER,
             endpoint=lambda: "tcp://127.0.0.1:5555",
             specs=self.specs,
+            keys={},
+            master_key=lambda: None,
             drop=lambda name, reason: self.dropped.append(name),
             wake=self._wake,
             spawn=Tasks().spawn,
@@ -314,3 +316,21 @@ async def test_the_master_stopping_stops_instances_starting_and_connected(launch
 
     assert not h.states()
     assert sorted(launcher.stopped) == ["d-1", "d-2"]
+
+
+async def test_a_credential_is_good_for_the_first_worker_process_that_uses_it_and_no_other(
+    launcher, monkeypatch
+) -> None:
+    h = Harness(Worker("d", launcher=launcher, max_instances=2, idle_timeout=-1))
+    h.latent.balance([["d"], ["d"]])
+    await wait_for_async(lambda: len(launcher.running) == 2, 5, "two starts")
+
+    assert h.latent.claim("d-1", "session-a") is None  # the instance's worker
+    assert h.latent.claim("d-1", "session-a") is None  # ... reconnecting
+    assert "used already, by another worker process" in h.latent.claim("d-1", "session-b")
+    assert "not starting or running" in h.latent.claim("d-9", "session-a")
+
+    # A credential nobody used within its time expires
+    monkeypatch.setattr(latent_module, "INSTANCE_CREDENTIAL_TTL", 0.0)
+    assert "has expired" in h.latent.claim("d-2", "session-c")
+    await h.latent.stop()

@@ -8,7 +8,8 @@ The secret comes from ``--secret``, ``--secret-file`` or ``FLOWBOT_WORKER_SECRET
 For a master that encrypts the link, ``flowbot-worker create-key DIR --name w1`` makes the worker's
 key pair, and ``--master-key`` (the master's public key, or its ``master.key`` file) with
 ``--key-file`` (``DIR/w1.key_secret``) make the worker encrypt too; ``FLOWBOT_WORKER_MASTER_KEY``
-and ``FLOWBOT_WORKER_KEY_FILE`` stand in for them.
+and ``FLOWBOT_WORKER_KEY_FILE`` stand in for them (``FLOWBOT_WORKER_KEY``, the secret key itself, for
+the file: a master that starts workers on demand hands each a key pair of its own that way).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import signal
 import sys
 from pathlib import Path
 
-from .curve import ClientKeys, create_key, load_key_pair, public_key
+from .curve import ClientKeys, create_key, key_pair, load_key_pair, public_key
 from .defaults import MASTER_ENDPOINT
 from .errors import KeyFileError
 from .worker import Worker
@@ -44,14 +45,18 @@ def _secret(args: argparse.Namespace) -> str:
     sys.exit("flowbot-worker: no secret: give --secret, --secret-file or FLOWBOT_WORKER_SECRET")
 
 
-def _curve(master_key: str | None, key_file: str | None) -> ClientKeys | None:
-    """The worker's CURVE keys, or None when it does not encrypt; exits on a bad key."""
-    if not master_key and not key_file:
+def _curve(master_key: str | None, key_file: str | None, key: str | None = None) -> ClientKeys | None:
+    """The worker's CURVE keys, or None when it does not encrypt; exits on a bad key.
+
+    ``key`` is the worker's secret key itself (``FLOWBOT_WORKER_KEY``), as a master that starts
+    workers on demand hands one to each, in place of a key file.
+    """
+    if not master_key and not key_file and not key:
         return None
-    if not (master_key and key_file):
+    if not (master_key and (key_file or key)):
         sys.exit("flowbot-worker: to encrypt the link, give both --master-key and --key-file")
     try:
-        return ClientKeys(load_key_pair(key_file), public_key(master_key))
+        return ClientKeys(key_pair(key) if key else load_key_pair(key_file), public_key(master_key))
     except KeyFileError as exc:
         sys.exit(f"flowbot-worker: {exc}")
 
@@ -173,7 +178,7 @@ def main(argv: list[str] | None = None) -> None:
             _secret(args),
             args.basedir,
             exit_with_parent=args.exit_with_parent,
-            curve=_curve(*_key_options(args)),
+            curve=_curve(*_key_options(args), key=os.environ.get("FLOWBOT_WORKER_KEY")),
         )
 
 

@@ -81,6 +81,16 @@ def load_key_pair(path: str | Path) -> KeyPair:
     return KeyPair(public, secret)
 
 
+def key_pair(secret: str) -> KeyPair:
+    """The key pair whose secret key is ``secret`` (Z85 text).
+
+    Raises:
+        KeyFileError: ``secret`` is not a CURVE key.
+    """
+    check_key(secret)
+    return KeyPair(_curve().curve_public(secret.encode()).decode(), secret)
+
+
 def public_key(key_or_file: str | Path) -> str:
     """A public key given as Z85 text, or read from a key file (``NAME.key`` or ``NAME.key_secret``).
 
