@@ -1,5 +1,23 @@
-"""The master process: worker registry (ZeroMQ), build queue, running builds and the HTTP API."""
+"""The master process: worker registry (ZeroMQ), build queue, running builds and the HTTP API.
 
-from .master import Master
+``Master`` loads on first use, so the pure parts of the package (the queue, the lock table and
+the dispatch policy, which :meth:`History.replay <flowbot.analysis.History.replay>` runs too)
+import without ZeroMQ, Tornado or the store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .master import Master
 
 __all__ = ["Master"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "Master":
+        from .master import Master
+
+        return Master
+    raise AttributeError(f"module 'flowbot.master' has no attribute {name!r}")

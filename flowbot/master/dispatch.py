@@ -19,19 +19,19 @@ sender heard of a failure, say).
 from __future__ import annotations
 
 import asyncio
-import heapq
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..builder import Builder, same_source
+from ..builder import Builder
 from ..errors import NotFound, StoreError
 from ..records import BuildRequest
 from ..results import Result, worst
 from .build import RunningBuild
 from .events import EventKind
 from .locks import LockTable
+from .policy import assignment_pass, collapsed, pick, takes_build
 from .queue import BuildQueue
 from .registry import WorkerConnection
 
@@ -85,23 +85,9 @@ class Dispatcher:
         self.schedule()
 
     def _collapse_into(self, new: BuildRequest) -> None:
-        builder = self.master.pipeline.builder(new.builder)
-        rule = builder.collapse_requests if builder is not None else False
-        if not rule:
-            return
-        # Buildbot's rule compares sources, so only requests with the same ones are candidates.
-        matches, candidates = (
-            (same_source, self.queue.same_source(new)) if rule is True else (rule, self.queue.pending(new.builder))
-        )
-        for old in candidates:
-            try:
-                collapse = matches(new, old)
-            except Exception:
-                log.exception("collapse_requests of builder %s failed; not collapsing", new.builder)
-                return
-            if collapse:
-                log.info("request %d (%s) collapsed into request %d", old.id, old.builder, new.id)
-                self.cancel(old, Result.SKIPPED)
+        for old in collapsed(self.master.pipeline.builder(new.builder), new, self.queue):
+            log.info("request %d (%s) collapsed into request %d", old.id, old.builder, new.id)
+            self.cancel(old, Result.SKIPPED)
 
     def cancel(
         self, request: BuildRequest, result: Result = Result.CANCELLED, *, awaited: bool = False
@@ -194,17 +180,7 @@ class Dispatcher:
         try:
             if not self.active or not self.master.store.available:
                 return  # the store's return schedules a pass
-            # Builders by their first request in line; one that starts a build goes back in line
-            # by its next request, one that cannot start one now cannot later in this pass.
-            waiting = self.queue.heads()
-            heapq.heapify(waiting)
-            while waiting:
-                _, name = heapq.heappop(waiting)
-                builder = self.master.pipeline.builder(name)
-                if builder is None:
-                    continue  # requests for a builder the pipeline no longer has wait for it to return
-                if self._start_one(builder) and (place := self.queue.head(name)) is not None:
-                    heapq.heappush(waiting, (place, name))
+            assignment_pass(self.queue, self._start_one)
             pipeline = self.master.pipeline
             self.master.latent.balance(b.workers for r in self.queue if (b := pipeline.builder(r.builder)))
         finally:
@@ -213,20 +189,16 @@ class Dispatcher:
             if done is not None:
                 done.set_result(None)
 
-    def _start_one(self, builder: Builder) -> bool:
-        free = self._free_workers(builder)
-        if not free:
+    def _start_one(self, name: str) -> bool:
+        builder = self.master.pipeline.builder(name)
+        if builder is None:
+            return False  # requests for a builder the pipeline no longer has wait for it to return
+        free = {c.name: c for c in self._free_workers(builder)}
+        picked = pick(builder, list(free), self.queue, self.locks, lambda worker: len(self.builds_on(free[worker])))
+        if picked is None:
             return False
-        request = self.queue.first(builder.name)
-        if request is None:
-            return False
-        if builder.next_build is not None:
-            request = self._choose(builder, self.queue.pending(builder.name))
-        for connection in self._rank(builder, free, request):
-            if self.locks.try_acquire(builder.locks, connection.name, request.id):
-                break
-        else:
-            return False  # busy locks: the request waits, no worker is held
+        request, worker = picked
+        connection = free[worker]
         self.queue.remove(request.id)
         number = self.numbers.get(builder.name, 1)
         self.numbers[builder.name] = number + 1
@@ -235,29 +207,6 @@ class Dispatcher:
         self.master.latent.build_started(connection.name)
         self.master.spawn(self._run(build), f"build {builder.name} #{number}")
         return True
-
-    def _choose(self, builder: Builder, pending: list[BuildRequest]) -> BuildRequest:
-        """The builder's ``next_build`` choice among ``pending``, else the first in line."""
-        try:
-            chosen = builder.next_build(builder, pending)
-            if chosen in pending:
-                return chosen
-            log.warning("next_build of %s returned %r, not a pending request", builder.name, chosen)
-        except Exception:
-            log.exception("next_build of builder %s failed; taking the first in line", builder.name)
-        return pending[0]
-
-    def _rank(self, builder: Builder, free: list[WorkerConnection], request: BuildRequest) -> list[WorkerConnection]:
-        """The free workers in the order to try them: the hook's choice, else the least busy first."""
-        by_load = sorted(free, key=lambda c: sum(b.connection is c for b in self.running.values()))
-        if builder.next_worker is None:
-            return by_load
-        try:
-            name = builder.next_worker(builder, [c.name for c in by_load], request)
-        except Exception:
-            log.exception("next_worker of builder %s failed; taking the least busy worker", builder.name)
-            return by_load
-        return [c for c in by_load if c.name == name]
 
     def builds_on(self, connection: WorkerConnection) -> list[RunningBuild]:
         """The builds running on ``connection``."""
@@ -271,11 +220,8 @@ class Dispatcher:
             connection = self.master.registry.connections.get(name)
             if connection is None or not self.master.worker_control.takes_builds(connection):
                 continue
-            builds = self.builds_on(connection)
-            if any(b.builder == builder.name for b in builds):
-                continue
-            limit = connection.spec.max_builds
-            if limit is not None and len(builds) >= limit:
+            running = [b.builder for b in self.builds_on(connection)]
+            if not takes_build(builder.name, connection.spec.max_builds, running):
                 continue
             free.append(connection)
         return free

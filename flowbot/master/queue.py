@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 
 from ..builder import source_key
 from ..records import BuildRequest
@@ -39,9 +39,10 @@ class BuildQueue:
                 del self._by_source[key]
         return request
 
-    def heads(self) -> list[tuple[Place, str]]:
-        """Each builder with pending requests, with the place of its first in line."""
-        return [(place, name) for name in self._heaps if (place := self.head(name)) is not None]
+    def heads(self, builders: Iterable[str] | None = None) -> list[tuple[Place, str]]:
+        """Each builder with pending requests (of ``builders``, or all), with the place of its first in line."""
+        names = self._heaps if builders is None else builders
+        return [(place, name) for name in names if (place := self.head(name)) is not None]
 
     def head(self, builder: str) -> Place | None:
         """The place of the request ``builder`` would run next by priority and age."""

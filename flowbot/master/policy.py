@@ -1,0 +1,115 @@
+"""Dispatch policy: which waiting requests collapse, which request runs next, and on which worker.
+
+These are the decisions of the master's dispatcher as pure functions over the queue
+(:class:`~flowbot.master.queue.BuildQueue`) and the lock table
+(:class:`~flowbot.master.locks.LockTable`), with no workers, store or event loop. The dispatcher
+runs them on live state; :meth:`History.replay <flowbot.analysis.History.replay>` runs the very
+same functions on a simulated clock, so a what-if answer follows the rules the master follows.
+This module, the queue and the lock table import nothing of the master's machinery.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from ..builder import Builder, same_source
+from ..records import BuildRequest
+from .locks import LockTable
+from .queue import BuildQueue
+
+log = logging.getLogger(__name__)
+
+
+def collapsed(builder: Builder | None, new: BuildRequest, queue: BuildQueue) -> list[BuildRequest]:
+    """The waiting requests that ``new`` collapses by its builder's ``collapse_requests`` rule.
+
+    They end as SKIPPED. A rule function that raises stops the collapsing (it is logged): what it
+    matched before stays collapsed, nothing after is.
+    """
+    rule = builder.collapse_requests if builder is not None else False
+    if not rule:
+        return []
+    # Buildbot's rule compares sources, so only requests with the same ones are candidates.
+    matches, candidates = (same_source, queue.same_source(new)) if rule is True else (rule, queue.pending(new.builder))
+    found = []
+    for old in candidates:
+        try:
+            collapse = matches(new, old)
+        except Exception:
+            log.exception("collapse_requests of builder %s failed; not collapsing", new.builder)
+            break
+        if collapse:
+            found.append(old)
+    return found
+
+
+def assignment_pass(queue: BuildQueue, start_one: Callable[[str], bool], builders: Iterable[str] | None = None) -> None:
+    """Offer builders the chance to start a build, the most urgent first.
+
+    Builders go by their first request in line (highest priority, then oldest); one whose
+    ``start_one(name)`` starts a build goes back in line by its next request, one that cannot
+    start one now cannot later in this pass. ``builders`` limits the pass to those that may have
+    become able to start (the others' answer would not have changed).
+    """
+    waiting = queue.heads(builders)
+    heapq.heapify(waiting)
+    while waiting:
+        _, name = heapq.heappop(waiting)
+        if start_one(name) and (place := queue.head(name)) is not None:
+            heapq.heappush(waiting, (place, name))
+
+
+def takes_build(builder: str, max_builds: int | None, running: Sequence[str]) -> bool:
+    """Whether a worker running builds of the builders ``running`` takes one of ``builder``: one
+    build per builder per worker, and at most ``max_builds`` in all."""
+    return builder not in running and (max_builds is None or len(running) < max_builds)
+
+
+def pick(
+    builder: Builder, free: Sequence[str], queue: BuildQueue, locks: LockTable, load: Callable[[str], int]
+) -> tuple[BuildRequest, str] | None:
+    """The request ``builder`` runs next and the worker it runs on, its locks taken; None when none can start.
+
+    Args:
+        free: the workers that take a build of ``builder`` now (see :func:`takes_build`).
+        load: how many builds a worker runs; the least busy is tried first unless the builder's
+            ``next_worker`` chooses.
+    """
+    if not free:
+        return None
+    request = queue.first(builder.name)
+    if request is None:
+        return None
+    if builder.next_build is not None:
+        request = choose(builder, queue.pending(builder.name))
+    for worker in rank(builder, free, load, request):
+        if locks.try_acquire(builder.locks, worker, request.id):
+            return request, worker
+    return None  # busy locks: the request waits, no worker is held
+
+
+def choose(builder: Builder, pending: list[BuildRequest]) -> BuildRequest:
+    """The builder's ``next_build`` choice among ``pending``, else the first in line."""
+    try:
+        chosen = builder.next_build(builder, pending)
+        if chosen in pending:
+            return chosen
+        log.warning("next_build of %s returned %r, not a pending request", builder.name, chosen)
+    except Exception:
+        log.exception("next_build of builder %s failed; taking the first in line", builder.name)
+    return pending[0]
+
+
+def rank(builder: Builder, free: Sequence[str], load: Callable[[str], int], request: BuildRequest) -> list[str]:
+    """The free workers in the order to try them: the builder's ``next_worker`` choice, else the least busy first."""
+    by_load = sorted(free, key=load)
+    if builder.next_worker is None:
+        return by_load
+    try:
+        name = builder.next_worker(builder, by_load, request)
+    except Exception:
+        log.exception("next_worker of builder %s failed; taking the least busy worker", builder.name)
+        return by_load
+    return [worker for worker in by_load if worker == name]
