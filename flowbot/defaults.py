@@ -36,6 +36,9 @@ FILE_STALL_TIMEOUT = 60.0
 LOG_CHUNK_BYTES = 64 * 1024
 #: ... or after this many seconds, whichever comes first.
 LOG_CHUNK_DELAY = 0.5
+#: Seconds a chunk of a log waits for a database that cannot take it (down, restarting, its disk
+#: full) before its lines are given up (the log then says so, and the build is not a plain success).
+LOG_WRITE_PATIENCE = 60.0
 
 #: When the database cannot take writes (down, restarting, its disk full), what waits for it is
 #: tried again after this many seconds, doubling up to the second figure.

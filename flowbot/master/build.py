@@ -88,6 +88,9 @@ class RunningBuild:
         self.finished_at: float | None = None
         self.result: Result | None = None
         self.locks_wait = 0.0
+        #: Lines of the build's logs that the store could not keep (they make a success WARNINGS).
+        self.lost_lines = 0
+        self._recorded_as: tuple[Result, str] | None = None
         self._secrets: set[str] = set()
         self.properties = self._initial_properties()
         self.current_step: int | None = None
@@ -191,8 +194,26 @@ class RunningBuild:
                         lines=lines,
                     )
 
-            self._logs[name] = LogWriter(self._step_ref, name, self.master.store.append_log, live, self._redact)
+            self._logs[name] = LogWriter(self._step_ref, name, self.master.store, live, self._redact, self._lines_lost)
         return self._logs[name]
+
+    def _lines_lost(self, count: int) -> None:
+        self.lost_lines += count
+
+    def _final(self, result: Result, summary: str) -> tuple[Result, str]:
+        """The build's result and summary as its end is written (on the store's thread, after every
+        write of its logs has been stored or given up): lost log lines turn a success into WARNINGS."""
+        if self.lost_lines:
+            note = f"{self.lost_lines} log line(s) could not be stored"
+            summary = f"{summary}; {note}" if summary else note
+            if result == Result.SUCCESS:
+                result = Result.WARNINGS
+        self._recorded_as = (result, summary)
+        return result, summary
+
+    def _ended_as_recorded(self, finished: asyncio.Future) -> None:
+        if not finished.cancelled() and finished.exception() is None and self._recorded_as is not None:
+            self.result = self._recorded_as[0]
 
     def open_log(self, name: str) -> LogWriter | None:
         """The running step's log ``name`` if the step has one (never creates it)."""
@@ -237,13 +258,7 @@ class RunningBuild:
             step_log.header(_describe(name, args))
             collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
 
-            def sink(stream: str, data: bytes) -> asyncio.Future[None] | None:
-                if stream.startswith("log:"):  # a file the command writes, shown as its own log
-                    return self.log(stream[4:]).output("stdout", data)
-                if collect and stream in collected and len(collected[stream]) < MAX_COLLECTED:
-                    collected[stream] += data
-                return step_log.output(stream, data)
-
+            sink = _CommandOutput(self, step_log, collected if collect else None)
             if withdrawn := self._commands[cmd_id]:  # interrupted before it was sent
                 result = CommandResult(None, "interrupted", withdrawn)
             else:
@@ -454,7 +469,9 @@ class RunningBuild:
                 dataclasses.replace(spec, properties=self._hide_secrets(spec.properties))
                 for spec in self.master.downstream(self, result)
             ],
+            final=self._final,
         )
+        self._finish_write.add_done_callback(self._ended_as_recorded)
         self._finish_write.add_done_callback(self._downstream_stored)
         self._record(self._finish_write, lambda: (EventKind.BUILD_FINISHED, {"build": self.summary()}))
         return result
@@ -633,6 +650,35 @@ class RunningBuild:
             "finished_at": self.finished_at,
             "result": self.result.name if self.result is not None else None,
         }
+
+
+class _CommandOutput:
+    """Where a command's output goes: its step's log (or, for a ``log:NAME`` stream, the step's
+    log NAME), and, for a step that collects it, a copy (implements
+    :class:`~flowbot.master.registry.OutputSink`)."""
+
+    def __init__(self, build: RunningBuild, log: LogWriter, collected: dict[str, bytearray] | None):
+        self._build = build
+        self._log = log
+        self._collected = collected
+        self._logs = {log.name: log}  # those the command wrote to
+
+    def write(self, stream: str, data: bytes) -> tuple[int, asyncio.Future[None] | None]:
+        if stream.startswith("log:"):  # a file the command writes, shown as its own log
+            log = self._logs[stream[4:]] = self._build.log(stream[4:])
+            stream = "stdout"
+        else:
+            log, collected = self._log, self._collected
+            if collected is not None and stream in collected and len(collected[stream]) < MAX_COLLECTED:
+                collected[stream] += data
+        settled = log.output(stream, data)
+        return log.unfinished(stream), settled
+
+    def end(self) -> asyncio.Future[None] | None:
+        waits = [settled for log in self._logs.values() if (settled := log.end_lines()) is not None]
+        if len(waits) > 1:
+            return asyncio.gather(*waits)
+        return waits[0] if waits else None
 
 
 class _StartedCommand:

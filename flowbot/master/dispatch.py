@@ -229,7 +229,7 @@ class Dispatcher:
     async def _run(self, build: RunningBuild) -> None:
         request = build.request
         try:
-            result = await build.execute()
+            await build.execute()
         finally:
             # The worker is free as soon as the steps are done; recording goes on in the store.
             self.running.pop(request.id, None)
@@ -239,7 +239,8 @@ class Dispatcher:
             self.master.latent.build_ended(build.worker)
             self.schedule()
         try:
-            self._recorded(build, result, await build.recorded())
+            failure = await build.recorded()
+            self._recorded(build, build.result, failure)  # the result as recorded (lost log lines make WARNINGS)
         finally:
             self._recording.discard(request.id)
             self._ended(request)

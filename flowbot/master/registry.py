@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import zmq
 import zmq.asyncio
@@ -59,8 +59,21 @@ from .transfers import Transfer, TransferError
 
 log = logging.getLogger(__name__)
 
-#: Called with (stream, bytes); may return the future of a store write to finish before the bytes are acked.
-OutputSink = Callable[[str, bytes], "asyncio.Future[None] | None"]
+
+class OutputSink(Protocol):
+    """Where a command's output goes on the master (its step's logs). The worker keeps every byte
+    until it is acknowledged, and the master acknowledges a byte only once the sink has stored it."""
+
+    def write(self, stream: str, data: bytes) -> tuple[int, asyncio.Future[None] | None]:
+        """Take ``data`` of ``stream``; returns how many of the stream's last bytes the sink holds
+        back unstored (a line not yet ended) and a future that resolves once the rest is stored
+        (None: it is already)."""
+        ...
+
+    def end(self) -> asyncio.Future[None] | None:
+        """The command finished: store what was held back; returns a future that resolves once
+        everything is stored (None: it is already)."""
+        ...
 
 
 @dataclass(eq=False)
@@ -70,9 +83,13 @@ class RemoteCommand:
     cmd_id: str
     name: str
     args: dict[str, Any]
-    on_output: OutputSink
+    output: OutputSink
     result: asyncio.Future[CommandResult]
     received: dict[str, int] = field(default_factory=dict)  # bytes held, per stream
+    #: Bytes stored (or given up by the store), per stream: what the worker may forget.
+    stored: dict[str, int] = field(default_factory=dict)
+    #: An acknowledgement of stored output is due in this turn of the loop.
+    ack_due: bool = False
     #: The master's end of a file transfer, for upload and download commands.
     transfer: Transfer | None = None
     #: The interrupt sent, if any: sent again after a reconnect, in case the old route lost it.
@@ -121,6 +138,7 @@ class WorkerConnection:
         self.key: str | None = None
         self._finished_acks: list[str] = []
         self._ack_timer: asyncio.TimerHandle | None = None
+        self._storing: set[str] = set()  # finished commands whose output is on its way to the store
 
     def send(
         self, kind: str, content: dict[str, Any] | None = None, blobs: tuple[bytes, ...] = (), re: str | None = None
@@ -129,7 +147,7 @@ class WorkerConnection:
         self.last_sent = time.monotonic()
 
     async def run_command(
-        self, cmd_id: str, name: str, args: dict[str, Any], on_output: OutputSink, transfer: Transfer | None = None
+        self, cmd_id: str, name: str, args: dict[str, Any], output: OutputSink, transfer: Transfer | None = None
     ) -> CommandResult:
         """Run a command on this worker and wait for it to finish.
 
@@ -143,7 +161,7 @@ class WorkerConnection:
         if self.lost:
             raise WorkerLost(f"worker {self.name} is not connected")
         command = RemoteCommand(
-            cmd_id, name, args, on_output, asyncio.get_running_loop().create_future(), transfer=transfer
+            cmd_id, name, args, output, asyncio.get_running_loop().create_future(), transfer=transfer
         )
         self.commands[cmd_id] = command
         self.send_start(command)
@@ -154,8 +172,36 @@ class WorkerConnection:
         finally:
             self.commands.pop(cmd_id, None)
 
+    def ack_output(self, command: RemoteCommand, stream: str, upto: int) -> None:
+        """Acknowledge ``stream``'s output below ``upto`` (stored), in one message per command and turn."""
+        if upto > command.stored.get(stream, 0):
+            command.stored[stream] = upto
+            if not command.ack_due:
+                command.ack_due = True
+                asyncio.get_running_loop().call_soon(self.send_output_ack, command)
+
+    def send_output_ack(self, command: RemoteCommand) -> None:
+        command.ack_due = False
+        if command.stored and not self.lost:
+            self.send(protocol.ACK, {"cmd_id": command.cmd_id, "of": protocol.OUTPUT, "offsets": dict(command.stored)})
+
+    def ack_finished_once_stored(self, cmd_id: str, stored: asyncio.Future[None] | None) -> None:
+        """Acknowledge a ``finished`` once the command's output is stored: the worker forgets it then."""
+        if stored is None:
+            self.ack_finished(cmd_id)
+            return
+        self._storing.add(cmd_id)
+
+        def ack(_: asyncio.Future) -> None:
+            self._storing.discard(cmd_id)
+            self.ack_finished(cmd_id)
+
+        stored.add_done_callback(ack)
+
     def ack_finished(self, cmd_id: str) -> None:
         """Acknowledge a ``finished`` shortly, in one message with those that come meanwhile."""
+        if cmd_id in self._storing:  # a repeat: the acknowledgement comes once the output is stored
+            return
         self._finished_acks.append(cmd_id)
         if self._ack_timer is None:
             self._ack_timer = asyncio.get_running_loop().call_later(FINISHED_ACK_DELAY, self._send_finished_acks)
@@ -560,6 +606,8 @@ class WorkerRegistry:
                 conn.send_start(command)
             if command.interrupted is not None:
                 conn.send(protocol.INTERRUPT, command.interrupted)
+            if resumed:  # what is stored: the acknowledgements sent may have been lost with the old route
+                conn.send_output_ack(command)
         if not resumed:
             log.info("worker %s connected from %s (%s)", name, info.get("hostname", "?"), info.get("platform", "?"))
             self.events.emit(EventKind.WORKER_CONNECTED, worker=name, info=info)
@@ -592,26 +640,22 @@ class WorkerRegistry:
         command.received[stream] = max(held, offset + len(message.blobs[0]))
         if not data:
             return
-        pending = command.on_output(stream, data)
-        offsets = dict(command.received)
-        if pending is None:
-            conn.send(protocol.ACK, {"cmd_id": command.cmd_id, "of": protocol.OUTPUT, "offsets": offsets})
+        held_back, stored = command.output.write(stream, data)
+        upto = command.received[stream] - held_back
+        if stored is None:
+            conn.ack_output(command, stream, upto)
         else:
-
-            def ack_when_stored(_: asyncio.Future) -> None:
-                if not conn.lost:
-                    conn.send(protocol.ACK, {"cmd_id": command.cmd_id, "of": protocol.OUTPUT, "offsets": offsets})
-
-            pending.add_done_callback(ack_when_stored)
+            stored.add_done_callback(lambda _: conn.ack_output(command, stream, upto))
 
     def _on_finished(self, conn: WorkerConnection, message: protocol.Message) -> None:
         c = message.content
         cmd_id = c.get("cmd_id")
-        if isinstance(cmd_id, str):
-            conn.ack_finished(cmd_id)
         command = conn.commands.get(cmd_id)
-        if command is None or command.result.done():
-            return  # a repeat, or a command this master no longer waits for
+        if command is None or command.result.done():  # a repeat, or a command this master no longer waits for
+            if isinstance(cmd_id, str):
+                conn.ack_finished(cmd_id)
+            return
+        conn.ack_finished_once_stored(cmd_id, command.output.end())
         rc = c.get("rc")
         command.result.set_result(
             CommandResult(

@@ -396,8 +396,11 @@ class Store:
 
         return self._keep(op)
 
-    def append_log(self, step: Ref, log: str, first_line: int, content: str, streams: str) -> asyncio.Future[None]:
-        """Add whole lines to a step's log (``streams`` tags each line: o, e or h)."""
+    def append_log(
+        self, step: Ref, log: str, first_line: int, content: str, streams: str, *, wait: float = math.inf
+    ) -> asyncio.Future[None]:
+        """Add whole lines to a step's log (``streams`` tags each line: o, e or h); ``wait``: seconds
+        the lines may wait for a database that cannot take them before they are given up."""
         chunk = {
             "log": log,
             "first_line": first_line,
@@ -411,7 +414,7 @@ class Store:
 
         if self.queues_log_search:
             self.logs_queued.set()
-        return self._keep(op)
+        return self._submit(op, wait=wait)
 
     def index_queued_logs(self, limit: int) -> asyncio.Future[int]:
         """Index up to ``limit`` queued log chunks for search; the future gives how many."""
@@ -439,32 +442,35 @@ class Store:
         properties: dict[str, list[Any]] | None = None,
         locks_wait: float = 0.0,
         then: Iterable[BuildsetSpec] = (),
+        final: Callable[[Result, str], tuple[Result, str]] | None = None,
     ) -> asyncio.Future[list[BuildRequest]]:
         """Record a build's end with its properties (``{name: [value, source]}``).
 
         A RETRY puts its request back in the queue; anything else completes it. Buildsets in
         ``then`` (builds that depend on this one) are stored in the same transaction; the future
-        gives their requests.
+        gives their requests. ``final`` may change the result and summary as the end is written,
+        when every write queued before it has been stored or has failed (it runs on the store's thread).
         """
         downstream = list(then)
 
         def op(conn: sa.Connection) -> list[BuildRequest]:
+            end_result, end_summary = final(result, summary) if final is not None else (result, summary)
             build_id = build.get()
             sql.FINISH_BUILD.run(
                 conn,
                 {
                     "p_id": build_id,
                     "p_at": now,
-                    "p_result": int(result),
-                    "p_summary": summary,
+                    "p_result": int(end_result),
+                    "p_summary": end_summary,
                     "p_locks": locks_wait,
                     "p_properties": properties,
                 },
             )
-            if result == Result.RETRY:
+            if end_result == Result.RETRY:
                 sql.UNCLAIM_REQUEST.run(conn, {"p_id": request.id})
             else:
-                sql.COMPLETE_REQUEST.run(conn, {"p_id": request.id, "p_at": now, "p_result": int(result)})
+                sql.COMPLETE_REQUEST.run(conn, {"p_id": request.id, "p_at": now, "p_result": int(end_result)})
                 _complete_buildset(conn, request.buildset_id, now)
             requests = []
             for spec in downstream:

@@ -69,7 +69,8 @@ class _Outcome(enum.Enum):
 class _Write:
     op: Op
     future: asyncio.Future
-    #: Loop time until which the write may wait for an unavailable database.
+    #: Loop time when it was made, and until which it may wait for an unavailable database.
+    submitted: float
     deadline: float
 
 
@@ -146,7 +147,8 @@ class GroupWriter:
         if self._outage is not None and wait <= 0:
             future.set_exception(self._outage.refusal())
             return future
-        self._pending.append(_Write(op, future, loop.time() + wait))
+        now = loop.time()
+        self._pending.append(_Write(op, future, now, now + wait))
         if not self._busy:
             self._busy = True
             self._idle.clear()
@@ -337,6 +339,8 @@ class GroupWriter:
                 continue
             if write.deadline > now:
                 keep.append(write)
+            elif write.deadline > write.submitted:  # it waited as long as it could
+                write.future.set_exception(StoreUnavailable(str(self._outage.error)))
             else:
                 write.future.set_exception(self._outage.refusal())
         self._pending = keep
@@ -353,7 +357,7 @@ class GroupWriter:
         if not self._pending:  # nothing waits: find out whether the database is back all the same
             probe = self._loop.create_future()
             probe.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failure is the outage's
-            self._pending.append(_Write(self._probe, probe, math.inf))
+            self._pending.append(_Write(self._probe, probe, self._loop.time(), math.inf))
         # After the failures _expire set: whoever watched those hears of them before the rest runs.
         self._loop.call_soon(self._flush)
 

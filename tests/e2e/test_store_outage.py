@@ -3,14 +3,20 @@ no step runs twice, and every log is whole, without restarting the master."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import Counter
 
 import pytest
+from flowbot_worker import protocol
 
+from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
 from flowbot.errors import FlowbotError
+from flowbot.master import Master, logs
 
 from ..support import step_log, wait_for
+from .fake_worker import FakeWorker, until
 
 #: Each build appends its revision to a file as each of its steps starts, so runs can be counted.
 PIPELINE = """
@@ -73,19 +79,21 @@ def test_a_database_outage_mid_run_leaves_no_request_behind_and_runs_no_step_twi
     assert master.client.force("work", revision="after")
 
 
-#: A build that prints 30,000 numbered lines of 100 bytes in 100 bursts.
-PRINTER = """
+#: A program that prints 30,000 numbered lines of 100 bytes in 100 bursts.
+PRINTING = """\
+import sys, time
+for i in range(1, 30001):
+    print(f"line {i} " + "x" * 88)
+    if i % 300 == 0:
+        sys.stdout.flush()
+        time.sleep(0.05)
+"""
+PRINTER = f"""
     from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
-    CODE = (
-        "import sys, time\\n"
-        "for i in range(1, 30001):\\n"
-        "    print(f'line {i} ' + 'x' * 88)\\n"
-        "    if i % 300 == 0: sys.stdout.flush(); time.sleep(0.05)\\n"
-    )
     pipeline = Pipeline(
         workers=[Worker("w1", secret="s1")],
         schedulers=[ForceScheduler("force", builders=["print"])],
-        builders=[Builder("print", workers=["w1"], steps=[Shell(["python3", "-c", CODE], name="print")])],
+        builders=[Builder("print", workers=["w1"], steps=[Shell(["python3", "-c", {PRINTING!r}], name="print")])],
     )
 """
 
@@ -148,3 +156,102 @@ def finished(client, count: int) -> list[dict]:
         90,
         f"{count} finished build(s)",
     )
+
+
+def _builder_pipeline() -> Pipeline:
+    return Pipeline(
+        workers=[Worker("w1", secret="s1")],
+        schedulers=[ForceScheduler("force", builders=["b"])],
+        builders=[Builder("b", workers=["w1"], steps=[Shell("print what the worker says")])],
+    )
+
+
+async def _acks(worker: FakeWorker, timeout: float) -> list[dict]:
+    """The acknowledgements the master sends within ``timeout`` seconds."""
+    acks = []
+    with contextlib.suppress(AssertionError):
+        while True:
+            acks.append((await worker.expect(protocol.ACK, timeout=timeout)).content)
+    return acks
+
+
+async def test_output_is_acknowledged_once_stored_and_a_result_once_its_output_is(stoppable_postgres):
+    # Given a master on PostgreSQL, and a worker (one that shows what the master acknowledges) running its command
+    master = Master(_builder_pipeline(), db=stoppable_postgres.create_database())
+    await master.start()
+    worker = FakeWorker(master.worker_endpoint, "w1", "s1")
+    try:
+        assert (await worker.hello()).type == protocol.WELCOME
+        await master.force("b")
+        cmd_id = (await worker.expect(protocol.START_COMMAND)).content["cmd_id"]
+        await worker.send(protocol.OUTPUT, {"cmd_id": cmd_id, "stream": "stdout", "offset": 0}, (b"one\ntwo\n",))
+        (ack,) = await _acks(worker, 2.0)
+        assert (ack["of"], ack["offsets"]) == (protocol.OUTPUT, {"stdout": 8})
+
+        # When the database stops, and the command prints more (the end of a line to come) and finishes
+        stoppable_postgres.stop()
+        await worker.send(protocol.OUTPUT, {"cmd_id": cmd_id, "stream": "stdout", "offset": 8}, (b"three\nfo",))
+        await worker.send(protocol.OUTPUT, {"cmd_id": cmd_id, "stream": "stdout", "offset": 16}, (b"ur\nfive",))
+        await worker.send(protocol.FINISHED, {"cmd_id": cmd_id, "rc": 0, "elapsed": 0.1, "offsets": {"stdout": 23}})
+
+        # Then nothing of it is acknowledged while it cannot be stored (the worker keeps it all)
+        assert await _acks(worker, 3.0) == []
+
+        # And once the database is back, the output is acknowledged, then the result
+        stoppable_postgres.start()
+        acks = await _acks(worker, 6.0)
+        assert [a["of"] for a in acks][-1] == protocol.FINISHED and acks[-1]["cmd_ids"] == [cmd_id]
+        stored = [a["offsets"]["stdout"] for a in acks if a["of"] == protocol.OUTPUT]
+        assert stored == sorted(stored) and all(offset <= 23 for offset in stored)
+        await master.wait_idle(timeout=30)
+        (build,) = await master.store.builds()
+        assert build["result"] == "SUCCESS"
+        lines = [line for stream, line in await master.store.log_lines(build["id"], 0) if stream == "o"]
+        assert lines == ["one", "two", "three", "four", "five"]
+    finally:
+        worker.close()
+        await master.stop()
+
+
+async def test_a_log_that_could_not_be_kept_says_so_and_its_build_is_not_a_plain_success(small_disk, monkeypatch):
+    # Given a master whose SQLite database is on a small filesystem, whose logs wait a second for
+    # a database that cannot take them, running a build that prints 30,000 lines
+    monkeypatch.setattr(logs, "LOG_WRITE_PATIENCE", 1.0)
+    disk = small_disk(24 * 1024 * 1024)
+    printer = Shell(["python3", "-c", PRINTING], name="print")
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s1")],
+        schedulers=[ForceScheduler("force", builders=["print"])],
+        builders=[Builder("print", workers=["w1"], steps=[printer])],
+    )
+    async with Master(pipeline, db=f"sqlite:///{disk.path / 'state.sqlite'}") as master:
+        await master.start_local_workers()
+        await master.force("print")
+        await until(lambda: any(b.id for b in master.running.values()), what="the build to start")
+        build_id = next(iter(master.running.values())).id
+
+        async def printed() -> int:
+            return sum(line.startswith("line ") for _, line in await master.store.log_lines(build_id, 0))
+
+        while await printed() < 3000:
+            await asyncio.sleep(0.05)
+
+        # When the filesystem is full for longer than a log waits
+        disk.fill()
+        await asyncio.sleep(5.0)
+        disk.free()
+
+        # Then the build goes on and ends, as WARNINGS, saying how many lines it lost
+        await master.wait_idle(timeout=90)
+        (build,) = await master.store.builds()
+        assert build["result"] == "WARNINGS"
+        lines = await master.store.log_lines(build_id, 0)
+        notes = [line for _, line in lines if "could not be stored" in line]
+        assert notes and all(note.endswith("the database is unavailable (database or disk is full)]") for note in notes)
+        lost = sum(int(note[1:].split(" ")[0]) for note in notes)
+        # (the 30,000 lines, between the command's description and the line saying how it ended)
+        described = next(i for i, (_, line) in enumerate(lines) if line.startswith("line "))
+        assert len(lines) - len(notes) + lost == described + 30000 + 1
+        kept = [int(line.split(" ")[1]) for _, line in lines if line.startswith("line ")]
+        assert kept == sorted(kept) and 30000 - lost <= len(kept) < 30000
+        assert f"{lost} log line(s) could not be stored" in build["summary"]

@@ -158,3 +158,36 @@ async def test_a_command_captured_on_an_earlier_connection_is_never_run(link, ca
     assert seen == {protocol.HEARTBEAT}
     assert "dropped a message from the master: wrong-link" in caplog.text
     assert not (worker.basedir / "build").exists() and not worker._held
+
+
+async def test_output_the_master_has_not_acknowledged_outlives_a_reconnect_and_is_sent_again(link):
+    # Given a welcomed worker whose command printed a line the master received but has not acknowledged
+    master, _, _ = link
+    await master.challenge()
+    await master.send(protocol.WELCOME, SETTINGS)
+    command = {"cmd_id": "c1", "name": "shell", "args": {"command": "echo abc; sleep 3"}}
+    await master.send(protocol.START_COMMAND, command)
+    while (message := await master.receive()).type != protocol.OUTPUT:
+        pass
+    assert (message.content["offset"], message.blobs[0]) == (0, b"abc\n")
+
+    # When the link breaks, and the next connection says it has received those bytes (not stored them)
+    await master.send(protocol.DISCONNECT, {"reason": "a broken link"})
+    hello = await master.challenge()
+    assert hello.content["held"]["c1"]["offsets"] == {"stdout": [0, 4]}
+    await master.send(protocol.WELCOME, {**SETTINGS, "resume": {"c1": {"stdout": 4}}}, re=hello.msg_id)
+
+    # Then the worker still holds them: a master that lost them gets them again
+    await master.send(protocol.DISCONNECT, {"reason": "the master went away before storing them"})
+    hello = await master.challenge()
+    assert hello.content["held"]["c1"]["offsets"] == {"stdout": [0, 4]}
+    await master.send(protocol.WELCOME, {**SETTINGS, "resume": {"c1": {"stdout": 0}}}, re=hello.msg_id)
+    while (message := await master.receive()).type != protocol.OUTPUT:
+        pass
+    assert (message.content["offset"], message.blobs[0]) == (0, b"abc\n")
+
+    # And once they are acknowledged, it holds them no more
+    await master.send(protocol.ACK, {"cmd_id": "c1", "of": protocol.OUTPUT, "offsets": {"stdout": 4}})
+    await master.send(protocol.DISCONNECT, {"reason": "one more reconnect"})
+    hello = await master.challenge()
+    assert hello.content["held"]["c1"]["offsets"] == {"stdout": [4, 4]}

@@ -1,11 +1,12 @@
 """Buffering, flushing and flow control for one command's output.
 
 Output is sent in ``output`` messages, flushed by size or by age, each carrying its stream and the
-byte offset it starts at. Bytes stay here until the master acknowledges them, for two reasons: a
-worker that reconnects within the liveness window replays what the master has not yet got, and a
-command may not have more than a window of unacknowledged bytes in flight. Past that window the
-command stops reading its process's pipes, so a step that prints gigabytes blocks in ``write``
-instead of growing anyone's memory.
+byte offset it starts at. Bytes stay here until the master acknowledges them, which it does only
+once they are stored: a worker that reconnects replays what the master has not yet got, and what
+a master has got but not stored (its database away) is still here for whoever asks for it. A
+command may not have more than a window of unacknowledged bytes in flight: past that window it
+stops reading its process's pipes, so a step that prints gigabytes, or prints while the master
+cannot store, blocks in ``write`` instead of growing anyone's memory.
 """
 
 from __future__ import annotations

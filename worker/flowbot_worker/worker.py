@@ -312,10 +312,9 @@ class Worker:
         for cmd_id, offsets in c.get("resume", {}).items():
             held = self._held.get(cmd_id)
             if held is not None:
+                # The master has received everything below these offsets, but not necessarily
+                # stored it: the bytes stay here until it acknowledges them (it does so again now).
                 held.output.replay(offsets)
-                # The master holds everything below these offsets: an acknowledgement, perhaps the
-                # only one left if those sent for that output were lost with the old connection.
-                held.output.ack(offsets)
                 if held.finished is not None:
                     self._send_finished(held)
         self._leave_if_done()  # a graceful leave waiting for commands this master cancelled
