@@ -2,38 +2,55 @@
 
 It uses only the standard library, so ``flowbot sendchange`` starts fast and works anywhere.
 Against a master that limits control actions, give it an API token (``token=`` or the
-``FLOWBOT_TOKEN`` environment variable); it goes in an ``Authorization: Bearer`` header.
+``FLOWBOT_TOKEN`` environment variable); it goes in an ``Authorization: Bearer`` header. The
+master's address comes from ``url=``, else ``FLOWBOT_MASTER``, else ``http://127.0.0.1:8010``; an
+address without a scheme (``ci:8010``) is taken as ``http://``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any
+from typing import IO, Any
 
 from .defaults import MASTER_URL
 from .errors import FlowbotError, Forbidden, InvalidRequest, NotFound, Unauthorized
 
 #: The environment variable the client takes its API token from when none is given.
 TOKEN_VARIABLE = "FLOWBOT_TOKEN"
+#: The environment variable the client takes the master's address from when none is given.
+MASTER_VARIABLE = "FLOWBOT_MASTER"
 
 
 class MasterUnreachable(FlowbotError):
     """Nothing answers at the master's URL."""
 
 
+def master_url(address: str | None = None) -> str:
+    """The master's base URL from ``address``, ``$FLOWBOT_MASTER`` or the default; ``host:port``
+    (no scheme) means ``http://host:port``."""
+    address = (address or os.environ.get(MASTER_VARIABLE) or MASTER_URL).strip()
+    if "://" not in address:
+        address = "http://" + address
+    parsed = urllib.parse.urlsplit(address)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise InvalidRequest(f"{address!r} is not the master's HTTP address (http://HOST:PORT)")
+    return address.rstrip("/")
+
+
 class Client:
-    """Talks to the master at ``url`` (``http://127.0.0.1:8010`` by default).
+    """Talks to the master at ``url`` (``$FLOWBOT_MASTER``, else ``http://127.0.0.1:8010``).
 
     Args:
         token: an API token for control actions; defaults to ``$FLOWBOT_TOKEN``.
     """
 
-    def __init__(self, url: str = MASTER_URL, timeout: float = 30.0, token: str | None = None):
-        self.url = url.rstrip("/")
+    def __init__(self, url: str | None = None, timeout: float = 30.0, token: str | None = None):
+        self.url = master_url(url)
         self.timeout = timeout
         self._token = token if token is not None else os.environ.get(TOKEN_VARIABLE) or None
 
@@ -50,6 +67,15 @@ class Client:
             Forbidden: 403 (wrong credentials). InvalidRequest: any other 4xx.
             MasterUnreachable: no master answers. FlowbotError: a 5xx.
         """
+        with self._open(method, path, body, query) as answer:
+            raw = answer.read()
+            kind = answer.headers.get("Content-Type", "")
+        return json.loads(raw) if kind.startswith("application/json") else raw.decode()
+
+    def _open(
+        self, method: str, path: str, body: dict[str, Any] | None = None, query: dict[str, Any] | None = None
+    ) -> Any:
+        """The master's answer to one call, to be read (and closed) by the caller; raises as :meth:`request`."""
         url = self.url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -59,9 +85,7 @@ class Client:
             headers["Authorization"] = f"Bearer {self._token}"
         req = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as answer:
-                raw = answer.read()
-                kind = answer.headers.get("Content-Type", "")
+            return urllib.request.urlopen(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             with exc:  # it holds the connection: close it, or it lingers until collected
                 message = _error_message(exc)
@@ -77,7 +101,6 @@ class Client:
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
             raise MasterUnreachable(f"no master answers at {self.url} ({reason}); is it running?") from None
-        return json.loads(raw) if kind.startswith("application/json") else raw.decode()
 
     # -- the calls the CLI makes ----------------------------------------------------------------
 
@@ -111,6 +134,31 @@ class Client:
         """Make a worker exit once its builds end (``graceful``) or now (they run again elsewhere)."""
         return self.request("POST", _worker_path(name, "shutdown"), {"graceful": graceful})
 
+    def build(self, ref: int | str) -> dict[str, Any]:
+        """One build with its steps, named by id (``42``) or as ``builder/number`` (``unit/7``)."""
+        return self.request("GET", build_path(ref))
+
+    def build_id(self, ref: int | str) -> int:
+        """The id of the build ``ref`` names (an id is taken as it is)."""
+        return int(ref) if _is_id(ref) else self.build(ref)["id"]
+
+    def buildrequest(self, request_id: int) -> dict[str, Any]:
+        """One build request, whether it is done, and its builds (a retried request has several)."""
+        return self.request("GET", f"/api/buildrequests/{int(request_id)}")
+
+    def log_lines(
+        self, build_id: int, step: int, *, first: int | None = 0, count: int = 1000, log: str = "stdio"
+    ) -> dict[str, Any]:
+        """A page of a step's log (step numbers count from 0): ``{"first", "lines": [[tag, text]...], "total"}``;
+        ``first=None`` for its last ``count`` lines."""
+        query = {"log": log, "count": count, "first": first} if first is not None else {"log": log, "tail": count}
+        return self.request("GET", f"/api/builds/{int(build_id)}/steps/{int(step)}/lines", query=query)
+
+    def copy_log(self, build_id: int, step: int, out: IO[bytes], log: str = "stdio") -> None:
+        """Write a step's whole log to ``out`` as it comes, never holding it all."""
+        with self._open("GET", f"/api/builds/{int(build_id)}/steps/{int(step)}/log", query={"name": log}) as answer:
+            shutil.copyfileobj(answer, out)
+
     def builders(self) -> list[dict[str, Any]]:
         return self.request("GET", "/api/builders")["builders"]
 
@@ -126,6 +174,24 @@ class Client:
 
     def buildrequests(self, pending: bool = True) -> list[dict[str, Any]]:
         return self.request("GET", "/api/buildrequests", query={"pending": str(pending).lower()})["buildrequests"]
+
+
+def _is_id(ref: int | str) -> bool:
+    return isinstance(ref, int) or str(ref).strip().isdigit()
+
+
+def build_path(ref: int | str) -> str:
+    """The API path of the build ``ref`` names: an id, or ``builder/number``.
+
+    Raises:
+        InvalidRequest: ``ref`` is neither.
+    """
+    if _is_id(ref):
+        return f"/api/builds/{int(ref)}"
+    builder, sep, number = str(ref).rpartition("/")
+    if not sep or not builder or not number.isdigit():
+        raise InvalidRequest(f"{ref!r} names no build: give its id (42) or BUILDER/NUMBER (unit/7)")
+    return f"/api/builders/{urllib.parse.quote(builder, safe='')}/builds/{int(number)}"
 
 
 def _worker_path(name: str, action: str) -> str:

@@ -133,7 +133,7 @@ def test_a_headless_master_runs_a_notebook_pipeline(tmp_path, worker_factory):
     checked = subprocess.run(
         [sys.executable, "-m", "flowbot", "checkconfig", str(basedir)], capture_output=True, text=True, timeout=60
     )
-    assert checked.returncode == 0 and "pipeline.ipynb: OK: 1 workers" in checked.stdout
+    assert checked.returncode == 0 and "pipeline.ipynb: OK: 1 worker" in checked.stdout
     master = MasterProcess(basedir).wait_ready()
     try:
         worker_factory(master, "w1", "nb")

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
 from typing import Any
 
-from ..client import TOKEN_VARIABLE, Client
+from ..client import MASTER_VARIABLE, TOKEN_VARIABLE, Client
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, MASTER_URL, WORKER_ENDPOINT
 from ..errors import FlowbotError
-from . import run
+from . import follow, run
 from .table import ago, builds_table, duration, table
 
 
@@ -33,11 +35,13 @@ def _worker_state(worker: dict[str, Any]) -> str:
     return ", ".join(states)
 
 
-def status(client: Client, limit: int = 10) -> str:
-    """Builders, recent builds with results and durations, and workers, as text."""
+def status(client: Client, limit: int = 10, as_json: bool = False) -> str:
+    """Builders, recent builds with results and durations, and workers, as text (or JSON)."""
     builders = client.builders()
     builds = client.builds(limit=limit)
     workers = client.workers()
+    if as_json:
+        return _json({"builders": builders, "builds": builds, "workers": workers})
     lines = [
         "Builders",
         table(
@@ -45,7 +49,7 @@ def status(client: Client, limit: int = 10) -> str:
             [
                 [
                     b["name"],
-                    b["last_build"] and f"#{b['last_build']['number']}",
+                    b["last_build"] and f"{b['name']}/{b['last_build']['number']} (id {b['last_build']['id']})",
                     b["last_build"] and (b["last_build"]["result"] or "running"),
                     b["last_build"] and duration(b["last_build"]),
                     b["pending"],
@@ -56,7 +60,7 @@ def status(client: Client, limit: int = 10) -> str:
         ),
         "",
         f"Recent builds (newest first, at most {limit})",
-        builds_table(builds) if builds else "(none yet)",
+        builds_table(builds, ids=True) if builds else "(none yet)",
         "",
         "Workers",
         table(
@@ -78,9 +82,15 @@ def status(client: Client, limit: int = 10) -> str:
     return "\n".join(lines)
 
 
-def instances(client: Client) -> str:
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2)
+
+
+def instances(client: Client, as_json: bool = False) -> str:
     """The instances of workers started on demand, and what each is doing."""
     listed = client.instances()
+    if as_json:
+        return _json(listed)
     if not listed:
         return "no instances of workers started on demand"
     return table(
@@ -104,8 +114,26 @@ def worker(client: Client, args: argparse.Namespace) -> str:
     return f"shutting down {args.name} " + ("now" if args.now else "once its running builds have ended")
 
 
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if "%(default)" in text or default in (None, False, "", [], argparse.SUPPRESS) or not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """A parser whose help shows defaults (its subcommands' parsers are of its class too)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, formatter_class=_Help, **kwargs)
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="flowbot", description="flowbot: continuous integration as a dataflow graph.")
+    p = _Parser(prog="flowbot", description="flowbot: continuous integration as a dataflow graph.")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -131,11 +159,19 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("reconfig", help="apply an edited pipeline to the master running in a directory")
     c.add_argument("basedir")
 
-    def remote(name: str, text: str, commands: Any = sub) -> argparse.ArgumentParser:
-        c = commands.add_parser(name, help=text)
-        c.add_argument("--master", default=MASTER_URL, help="the master's HTTP URL")
+    def remote(name: str, text: str, commands: Any = sub, reads: bool = False) -> argparse.ArgumentParser:
+        c = commands.add_parser(name, help=text, description=text)
+        c.add_argument(
+            "--master",
+            default=os.environ.get(MASTER_VARIABLE) or MASTER_URL,
+            help=f"the master's HTTP address, http://HOST:PORT or HOST:PORT (${MASTER_VARIABLE} sets it)",
+        )
         c.add_argument("--token", help=f"an API token for a master that limits control (default: ${TOKEN_VARIABLE})")
+        if reads:
+            c.add_argument("--json", action="store_true", help="print JSON, for scripts")
         return c
+
+    build_help = "the build: its id (42) or BUILDER/NUMBER (unit/7), as flowbot status shows them"
 
     c = remote("sendchange", "send a change to the master")
     c.add_argument("--branch")
@@ -148,17 +184,26 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("files", nargs="*")
     c = remote("force", "force a build of a builder")
     c.add_argument("builder")
-    c.add_argument("--reason", default="forced from the command line")
-    c.add_argument("--branch")
-    c.add_argument("--revision")
-    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE")
+    c.add_argument("--reason", default="forced from the command line", help="why, shown with the build")
+    c.add_argument("--branch", help="the branch to build (default: the scheduler's)")
+    c.add_argument("--revision", help="the revision to build (default: the branch's newest)")
+    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE", help="a build property")
+    c.add_argument(
+        "--wait", action="store_true", help="wait for the build; exit 0 if it ends SUCCESS or WARNINGS, else 1"
+    )
+    c.add_argument("--follow", action="store_true", help="as --wait, printing the build's log as it runs")
+    c.add_argument("--json", action="store_true", help="with --wait: print JSON, for scripts")
     c = remote("stop-build", "stop a running build")
-    c.add_argument("build_id", type=int)
-    c.add_argument("--reason", default="stopped from the command line")
+    c.add_argument("build", help=build_help)
+    c.add_argument("--reason", default="stopped from the command line", help="why, shown in the build's log")
     c = remote("rebuild", "build a finished build again, with the same sources and properties")
-    c.add_argument("build_id", type=int)
-    c = remote("status", "show builders, recent builds and workers")
-    c.add_argument("--limit", type=int, default=10)
+    c.add_argument("build", help=build_help)
+    c = remote("status", "show builders, recent builds (with their ids) and workers", reads=True)
+    c.add_argument("--limit", type=int, default=10, help="recent builds shown")
+    c = remote("logs", "print a build's logs, or one step's", reads=True)
+    c.add_argument("build", help=build_help)
+    c.add_argument("step", nargs="?", help="the step: its number as the page shows it (from 1) or its name")
+    c.add_argument("--follow", "-f", action="store_true", help="print lines as they come until the build ends")
     worker = sub.add_parser("worker", help="pause, unpause or shut down a worker").add_subparsers(
         dest="action", required=True, metavar="ACTION"
     )
@@ -170,13 +215,14 @@ def parser() -> argparse.ArgumentParser:
     c = remote("shutdown", "make the worker exit once its running builds end", worker)
     c.add_argument("name")
     c.add_argument("--now", action="store_true", help="at once: its builds end as RETRY and run again elsewhere")
-    remote("workers", "list the instances of workers started on demand and their state")
+    remote("workers", "list the instances of workers started on demand and their state", reads=True)
     c = sub.add_parser("demo", help="run a master and two workers on a throwaway directory")
     c.add_argument("--once", action="store_true", help="exit when the demo's builds are done")
     return p
 
 
-def dispatch(args: argparse.Namespace) -> Any:
+def dispatch(args: argparse.Namespace) -> int | None:
+    """Run the command ``args`` names; returns the exit code when it is not 0."""
     if args.command == "create-master":
         path = run.create_master(args.basedir)
         print(
@@ -206,24 +252,38 @@ def dispatch(args: argparse.Namespace) -> Any:
         )
         print(f"change {answer['id']} accepted; build requests {answer['buildrequest_ids'] or 'none'}")
     elif args.command == "force":
-        ids = Client(args.master, token=args.token).force(
+        client = Client(args.master, token=args.token)
+        ids = client.force(
             args.builder,
             reason=args.reason,
             branch=args.branch,
             revision=args.revision,
             properties=_properties(args.property),
         )
-        print(f"forced {args.builder}: build request(s) {', '.join(map(str, ids))}")
+        if not args.json:
+            print(f"forced {args.builder}: build request(s) {', '.join(map(str, ids))}", flush=True)
+        if args.wait or args.follow:
+            return 0 if follow.wait(client, ids, follow_logs=args.follow, as_json=args.json) else 1
+        if args.json:
+            print(_json({"buildrequest_ids": ids}))
     elif args.command == "stop-build":
-        Client(args.master, token=args.token).stop(args.build_id, args.reason)
-        print(f"stopping build {args.build_id}")
+        client = Client(args.master, token=args.token)
+        client.stop(client.build_id(args.build), args.reason)
+        print(f"stopping build {args.build}")
     elif args.command == "rebuild":
-        ids = Client(args.master, token=args.token).rebuild(args.build_id)
-        print(f"rebuilding build {args.build_id}: build request(s) {', '.join(map(str, ids))}")
+        client = Client(args.master, token=args.token)
+        ids = client.rebuild(client.build_id(args.build))
+        print(f"rebuilding build {args.build}: build request(s) {', '.join(map(str, ids))}")
     elif args.command == "status":
-        print(status(Client(args.master, token=args.token), args.limit))
+        print(status(Client(args.master, token=args.token), args.limit, args.json))
+    elif args.command == "logs":
+        client = Client(args.master, token=args.token)
+        if args.follow:
+            build = follow.follow(client, client.build_id(args.build), args.step, as_json=args.json)
+            return 0 if build["result"] in follow.PASSED else 1
+        follow.logs(client, args.build, args.step, as_json=args.json)
     elif args.command == "workers":
-        print(instances(Client(args.master, token=args.token)))
+        print(instances(Client(args.master, token=args.token), args.json))
     elif args.command == "worker":
         print(worker(Client(args.master, token=args.token), args))
     elif args.command == "demo":
@@ -241,9 +301,14 @@ def main(argv: list[str] | None = None) -> None:
         logging.getLogger("tornado.access").setLevel(logging.WARNING)
         logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        dispatch(args)
+        code = dispatch(args)
     except FlowbotError as exc:
         print(f"flowbot {args.command}: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BrokenPipeError:  # piped into head, say: the reader has what it wanted
+        sys.stderr.close()
+        sys.exit(0)
+    if code:
+        sys.exit(code)

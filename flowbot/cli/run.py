@@ -27,6 +27,7 @@ from ..defaults import (
     WORKER_ENDPOINT,
 )
 from ..errors import FlowbotError
+from .table import plural
 
 log = logging.getLogger("flowbot")
 
@@ -61,8 +62,8 @@ def checkconfig(basedir: str | Path) -> str:
     """Load the directory's pipeline; returns a one-line summary or raises ConfigError."""
     pipeline = load_pipeline(basedir)
     return (
-        f"{pipeline_file(basedir)}: OK: {len(pipeline.workers)} workers, "
-        f"{len(pipeline.schedulers)} schedulers, {len(pipeline.builders)} builders"
+        f"{pipeline_file(basedir)}: OK: {plural(len(pipeline.workers), 'worker')}, "
+        f"{plural(len(pipeline.schedulers), 'scheduler')}, {plural(len(pipeline.builders), 'builder')}"
         + ("; worker link encrypted (CURVE)" if pipeline.curve else "")
     )
 

@@ -34,23 +34,30 @@ def ago(when: float | None) -> str | None:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(when))
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 builder``, ``2 builders``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def short(revision: str | None) -> str | None:
     return revision[:12] if revision else revision
 
 
-def builds_table(builds: Sequence[dict[str, Any]]) -> str:
-    return table(
-        ["BUILDER", "#", "BRANCH", "REVISION", "RESULT", "DURATION", "WORKER"],
+def builds_table(builds: Sequence[dict[str, Any]], *, ids: bool = False) -> str:
+    """Builds as rows; ``ids`` adds the id column that commands naming a build take."""
+    headers = ["BUILDER", "#", "BRANCH", "REVISION", "RESULT", "DURATION", "WORKER"]
+    rows = [
         [
-            [
-                b["builder"],
-                b["number"],
-                b["branch"],
-                short(b["revision"]),
-                b["result"] or "running",
-                duration(b),
-                b["worker"],
-            ]
-            for b in builds
-        ],
-    )
+            b["builder"],
+            b["number"],
+            b["branch"],
+            short(b["revision"]),
+            b["result"] or "running",
+            duration(b),
+            b["worker"],
+        ]
+        for b in builds
+    ]
+    if ids:
+        headers, rows = ["ID", *headers], [[b["id"], *row] for b, row in zip(builds, rows, strict=True)]
+    return table(headers, rows)

@@ -154,12 +154,15 @@ class IndexHandler(ApiHandler):
                     "GET /api/builders?builds=",
                     "GET /api/builders/{name}",
                     "POST /api/builders/{name}/force",
+                    "GET /api/builders/{name}/builds/{number}",
                     "GET /api/builds?builder=&result=&limit=",
                     "GET /api/builds/{id}",
-                    "GET /api/builds/{id}/steps/{number}/log?tail=",
+                    "GET /api/builds/{id}/steps/{number}/log?tail=&name=",
+                    "GET /api/builds/{id}/steps/{number}/lines?first=&count=&tail=&find=error&log=",
                     "POST /api/builds/{id}/stop",
                     "POST /api/builds/{id}/rebuild",
                     "GET /api/buildrequests?pending=true",
+                    "GET /api/buildrequests/{id}",
                     "POST /api/buildrequests/{id}/cancel",
                     "GET /api/changes?limit=",
                     "POST /api/changes",
@@ -279,6 +282,14 @@ class BuildHandler(ApiHandler):
         self.reply(build)
 
 
+class BuilderBuildHandler(BuildHandler):
+    """``/api/builders/{name}/builds/{number}``: a build as people name it (``unit/7``)."""
+
+    async def get(self, name: str, number: str) -> None:  # type: ignore[override]
+        build_id = await self.master.store.build_id(name, path_id(number, "build number"))
+        await super().get(str(build_id))
+
+
 class StopBuildHandler(ApiHandler):
     async def post(self, build_id: str) -> None:
         body = self.body()
@@ -311,7 +322,7 @@ class LogHandler(ApiHandler):
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         if self.get_query_argument("tail", None) is not None:
             tail = self.int_argument("tail", LOG_TAIL_LINES, maximum=100_000)
-            await self._flush_live(build, number, name)
+            await flush_live(self.master, build, number, name)
             lines, first = await self.master.store.log_tail(build, number, name, tail)
             self.set_header("X-First-Line", str(first))  # live log events number their lines alike
             self.finish(_text(lines))
@@ -326,16 +337,6 @@ class LogHandler(ApiHandler):
             return  # the client left before the end
         self.finish()
 
-    async def _flush_live(self, build_id: int, step: int, name: str) -> None:
-        """Store what a running step has printed so far, so the tail joins the live lines without a gap."""
-        build = next((b for b in self.master.running.values() if b.id == build_id), None)
-        if build is None or build.current_step != step:
-            return
-        step_log = build.open_log(name)  # a reader never creates a log
-        write = step_log.flush() if step_log is not None else None
-        if write is not None:
-            await write
-
 
 class BuildRequestsHandler(ApiHandler):
     async def get(self) -> None:
@@ -345,6 +346,18 @@ class BuildRequestsHandler(ApiHandler):
             raise InvalidRequest(f"pending must be true or false, not {raw!r}")
         requests = await self.master.store.buildrequests(pending=pending, limit=self.int_argument("limit", 200))
         self.reply({"buildrequests": requests})
+
+
+class BuildRequestHandler(ApiHandler):
+    """One request: whether it is done (``complete_at``, ``result``) and its builds, oldest first."""
+
+    async def get(self, request_id: str) -> None:
+        request = path_id(request_id, "build request")
+        found = await self.master.store.buildrequests(request_id=request, limit=1)
+        if not found:
+            raise NotFound(f"no build request {request}")
+        builds = await self.master.store.builds(request_id=request, limit=MAX_LIST)
+        self.reply({**found[0], "builds": builds[::-1]})
 
 
 class CancelRequestHandler(ApiHandler):
@@ -444,6 +457,17 @@ def force_form(scheduler: Any) -> dict[str, Any]:
     return {"scheduler": scheduler.name, "fields": fields}
 
 
+async def flush_live(master: Master, build_id: int, step: int, name: str) -> None:
+    """Store what a running step has printed so far, so a read joins the live lines without a gap."""
+    build = next((b for b in master.running.values() if b.id == build_id), None)
+    if build is None or build.current_step != step:
+        return
+    step_log = build.open_log(name)  # a reader never creates a log
+    write = step_log.flush() if step_log is not None else None
+    if write is not None:
+        await write
+
+
 def path_id(raw: str, what: str) -> int:
     """An id from the URL; one too large for any row is not found (not a database overflow)."""
     value = int(raw)
@@ -473,12 +497,14 @@ def routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/builders", BuildersHandler, args),
         (r"/api/builders/([^/]+)", BuildersHandler, args),
         (r"/api/builders/([^/]+)/force", ForceHandler, args),
+        (r"/api/builders/([^/]+)/builds/(\d+)", BuilderBuildHandler, args),
         (r"/api/builds", BuildsHandler, args),
         (r"/api/builds/(\d+)", BuildHandler, args),
         (r"/api/builds/(\d+)/stop", StopBuildHandler, args),
         (r"/api/builds/(\d+)/rebuild", RebuildHandler, args),
         (r"/api/builds/(\d+)/steps/(\d+)/log", LogHandler, args),
         (r"/api/buildrequests", BuildRequestsHandler, args),
+        (r"/api/buildrequests/(\d+)", BuildRequestHandler, args),
         (r"/api/buildrequests/(\d+)/cancel", CancelRequestHandler, args),
         (r"/api/changes", ChangesHandler, args),
         (r"/api/workers", WorkersHandler, args),

@@ -21,6 +21,7 @@ from ..defaults import (
 from ..errors import BodyTooLarge, ConfigError
 from .access import host_allowed, refuse_host
 from .api import ApiHandler, routes
+from .api_logs import log_routes
 from .events import EventJournal
 from .hooks import hook_routes
 from .metrics import Metrics, MetricsHandler
@@ -116,6 +117,7 @@ def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Applicatio
             (r"/badges/([^/]+)\.svg", BadgeHandler, args),
             (r"/metrics", MetricsHandler, {**args, "metrics": metrics}),
             *hook_routes(master),
+            *log_routes(master),
             *routes(master),
         ],
         template_path=str(WWW),

@@ -28,9 +28,11 @@ from ..defaults import LOG_CHUNK_BYTES, STORE_STOP_WAIT
 from ..errors import InvalidRequest, NotFound, StoreError, StoreUnavailable
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
+from . import log_pages
 from . import schema as t
 from . import statements as sql
 from .engine import create_engine, describe, migrate, unavailable
+from .log_pages import LogPage
 from .log_search import QUEUE_TABLE, index_queued
 from .writer import GroupWriter
 
@@ -654,10 +656,27 @@ class Store:
 
         return await self._read(fn)
 
-    async def buildrequests(self, *, pending: bool | None = None, limit: int = 200) -> list[dict[str, Any]]:
-        """Requests oldest first when pending, newest first otherwise."""
+    async def build_id(self, builder: str, number: int) -> int:
+        """The id of ``builder``'s build ``number``.
+
+        Raises:
+            NotFound: it has no such build.
+        """
+        b = t.builds.c
+        query = sa.select(b.id).where(b.builder == builder, b.number == number)
+        found = await self._read(lambda conn: conn.execute(query).scalar())
+        if found is None:
+            raise NotFound(f"no build {builder}/{number}")
+        return found
+
+    async def buildrequests(
+        self, *, pending: bool | None = None, limit: int = 200, request_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests oldest first when pending, newest first otherwise (or the one ``request_id``)."""
         r = t.buildrequests
         query = sa.select(r, t.buildsets.c.reason).join(t.buildsets, t.buildsets.c.id == r.c.buildset_id)
+        if request_id is not None:
+            query = query.where(r.c.id == request_id)
         if pending:
             query = query.where(r.c.complete_at.is_(None)).order_by(r.c.priority.desc(), r.c.id)
         else:
@@ -865,6 +884,22 @@ class Store:
             return kept, end - len(kept)
 
         return await self._read(fn)
+
+    async def log_page(
+        self, build_id: int, step_number: int, name: str = "stdio", *, first: int | None = 0, count: int = 500
+    ) -> LogPage:
+        """``count`` lines of a stored log from line ``first`` (None: its last ``count``), and how many it has."""
+        return await self._read(
+            lambda conn: log_pages.page(conn, _step_id(conn, build_id, step_number), name, first, count)
+        )
+
+    async def log_error(self, build_id: int, step_number: int, name: str = "stdio", *, after: int = 0) -> int | None:
+        """The number of the log's first line that reads as an error (from line ``after``), or None."""
+        return await self._read(
+            lambda conn: log_pages.first_match(
+                conn, _step_id(conn, build_id, step_number), name, log_pages.ERROR_LINE, after
+            )
+        )
 
 
 # -- helpers that run on the store's thread -------------------------------------------------------

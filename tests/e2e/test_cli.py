@@ -350,7 +350,7 @@ def test_an_encrypted_link_is_set_up_from_the_command_line(tmp_path, master_fact
         """
     )
     checked = flowbot("checkconfig", str(master.basedir))
-    assert "OK: 1 workers, 1 schedulers, 1 builders; worker link encrypted (CURVE)" in checked.stdout
+    assert "OK: 1 worker, 1 scheduler, 1 builder; worker link encrypted (CURVE)" in checked.stdout
 
     # Then a worker directory made with the keys keeps them, and its worker connects
     created = _worker_command(

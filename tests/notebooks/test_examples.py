@@ -47,7 +47,7 @@ def test_deploy_runs_the_quickstart_notebook_as_a_headless_master(tmp_path, monk
     monkeypatch.delenv("QUICKSTART_REPO", raising=False)
     code = run("deploy.ipynb", tmp_path)
     shown = "\n".join(outputs(cell) for cell in code)
-    assert "pipeline.ipynb: OK: 2 workers, 1 schedulers, 1 builders" in shown
+    assert "pipeline.ipynb: OK: 2 workers, 1 scheduler, 1 builder" in shown
     assert "('w1', True)" in shown and "('w2', True)" in shown
     assert "SUCCESS" in shown and "stopped the master" in shown
     assert not (tmp_path / "deploy-site").exists()
