@@ -16,11 +16,13 @@ from typing import Any
 from flowbot_worker.curve import KeyPair, check_key, load_key_pair
 from flowbot_worker.errors import KeyFileError
 
+from . import pipeline_diff
 from .auth import Auth
 from .builder import Builder
 from .errors import ConfigError, ConfigErrors
 from .location import Location, caller
 from .locks import problems as lock_problems
+from .pipeline_diff import PipelineDiff
 from .reporters.base import Reporter
 from .retention import Retention
 from .schedulers.base import Scheduler
@@ -47,7 +49,9 @@ class Pipeline:
         properties: global properties every build gets.
         secrets: providers of ``%(secret:name)s`` values, asked in order.
         master: a master that should run this pipeline from now on (in a notebook, running the
-            cell that defines the pipeline again reconfigures the running master).
+            cell that defines the pipeline again reconfigures the running master, showing first
+            what changes and what that does to the builds running and waiting).
+        dry_run: with ``master``, only show what running this pipeline would change.
         reporters: what tells people and systems how builds went (GitHub, HTTP, mail).
         auth: who may control the master (and read it); None: anyone who reaches its HTTP port.
         url: where people reach the master's web page, for links in reports (default: the
@@ -87,6 +91,7 @@ class Pipeline:
         artifacts: str | Path = ARTIFACTS,
         retention: Retention | None = None,
         curve_key: str | Path | None = None,
+        dry_run: bool = False,
     ):
         self.workers = list(workers)
         self.sources = list(sources)
@@ -106,7 +111,7 @@ class Pipeline:
         self.defined_at = caller()
         self.validate()
         if master is not None:
-            master.use(self)
+            master.use(self, dry_run=dry_run)
 
     # -- lookups ------------------------------------------------------------------------------
 
@@ -122,6 +127,11 @@ class Pipeline:
     def force_scheduler_for(self, builder: str) -> ForceScheduler | None:
         """The first force scheduler that lists ``builder``."""
         return next((s for s in self.schedulers if isinstance(s, ForceScheduler) and builder in s.builders), None)
+
+    def diff(self, other: Pipeline) -> PipelineDiff:
+        """What changes from this pipeline to ``other``: workers, sources, schedulers, builders and
+        reporters added, removed, or changed setting by setting (see :mod:`flowbot.pipeline_diff`)."""
+        return pipeline_diff.diff(self, other)
 
     # -- checking -----------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ import hashlib
 import logging
 import shutil
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Coroutine
@@ -32,6 +33,7 @@ from .dispatch import Dispatcher
 from .events import EventBus, EventKind
 from .latent import LatentWorkers
 from .local_workers import LocalWorkers
+from .reconfiguration import Outcome, Reconfiguration, preview
 from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
 from .scheduling import Scheduling
@@ -280,15 +282,34 @@ class Master:
         if self.pipeline.retention is not None:
             self._janitor = self.spawn(janitor.run(self.store, self.pipeline.retention), "janitor")
 
-    async def reconfigure(self, pipeline: Pipeline) -> None:
+    async def reconfigure(self, pipeline: Pipeline, *, dry_run: bool = False) -> Reconfiguration:
         """Run ``pipeline`` from now on: new builders take work, removed ones finish what they run.
 
         Running builds finish with the steps they began with; requests for a builder that is gone
         wait in the store until a pipeline has it again. Reconfigures run one at a time; of those
         asked for while one runs, only the last is applied.
+
+        Returns:
+            What it changed and did to the work running and waiting; with ``dry_run``, what it
+            would, the master going on as it was.
         """
+        if dry_run:
+            return self.preview(pipeline)
+        report = self.preview(pipeline, Outcome.APPLYING)
         self._wanted = pipeline
         await self._reconfigure_to_wanted()
+        return report.ended(None)
+
+    def preview(self, pipeline: Pipeline, outcome: Outcome = Outcome.DRY_RUN) -> Reconfiguration:
+        """What switching to ``pipeline`` would change, and do to the builds running and waiting now."""
+        return preview(
+            self.pipeline,
+            pipeline,
+            running=self.running.values(),
+            pending=self.queue,
+            connected=self.registry.connections,
+            outcome=outcome,
+        )
 
     async def _reconfigure_to_wanted(self) -> None:
         async with self._reconfiguring:
@@ -337,21 +358,37 @@ class Master:
 
         return MasterPanel(self, recent=recent)
 
-    def use(self, pipeline: Pipeline) -> None:
+    def use(self, pipeline: Pipeline, *, dry_run: bool = False) -> Reconfiguration | None:
         """Switch to ``pipeline``: at once if the master is not running, else as soon as the loop
         can (what ``Pipeline(..., master=master)`` does when a notebook cell is run again).
 
-        The next :meth:`force` or :meth:`wait_idle` waits for the switch, and raises ConfigError
-        if it failed (a scheduler that raises as it is armed, say): a notebook shows why in the
-        next cell that awaits the master, which goes on with the pipeline it had.
+        A running master first says what the switch changes and does to the builds running and
+        waiting (in the cell's output, in a notebook; in its log), then applies it, unless it is
+        a ``dry_run``. The next :meth:`force` or :meth:`wait_idle` waits for the switch, and raises
+        ConfigError if it failed (a scheduler that raises as it is armed, say): a notebook shows
+        why in the next cell that awaits the master, which goes on with the pipeline it had.
         """
         if self.store is None or self._stopping:
-            self.pipeline = pipeline
-            self.registry.set_workers(pipeline.workers)
-            self.registry.set_curve(pipeline.curve)
-            return
+            if not dry_run:
+                self.pipeline = pipeline
+                self.registry.set_workers(pipeline.workers)
+                self.registry.set_curve(pipeline.curve)
+            return None
+        report = self.preview(pipeline, Outcome.DRY_RUN if dry_run else Outcome.APPLYING)
+        log.info("%s", report)
+        shown = _show(report)
+        if dry_run:
+            return report
         self._wanted = pipeline
-        self._using = (pipeline, self.spawn(self._reconfigure_to_wanted(), "reconfigure"))
+        task = self.spawn(self._reconfigure_to_wanted(), "reconfigure")
+        self._using = (pipeline, task)
+        if shown is not None:
+            task.add_done_callback(lambda _: shown.update(self._verdict(report, pipeline)))
+        return report
+
+    def _verdict(self, report: Reconfiguration, pipeline: Pipeline) -> Reconfiguration:
+        failed = self._failed
+        return report.ended(failed[1] if failed is not None and failed[0] is pipeline else None)
 
     async def _used(self) -> None:
         """Wait until the pipeline last handed to :meth:`use` is applied; raise, once, if it could not be."""
@@ -616,3 +653,12 @@ class Master:
                 await self.store.workers_seen(seen)
             except StoreError as exc:
                 log.warning("could not record workers' last-seen times: %s", exc)
+
+
+def _show(report: Reconfiguration) -> Any:
+    """Show ``report`` in the notebook cell that runs now, if a notebook runs this master; its display handle."""
+    if "IPython" not in sys.modules and "marimo" not in sys.modules:
+        return None  # a headless master: the log says it
+    from ..notebook.display import show
+
+    return show(report)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -195,3 +196,57 @@ async def _until(predicate, timeout: float = 20.0) -> None:
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
         await asyncio.sleep(0.05)
+
+
+def slow_pipeline(step: str, builddir: Path, *, workers=("w1",)) -> Pipeline:
+    """A builder whose builds run until a file ``go`` appears in ``builddir``, so that a second request waits."""
+    wait = Shell("while [ ! -e go ]; do sleep 0.05; done", name=step)
+    return Pipeline(
+        workers=[Worker(name, secret="s") for name in workers],
+        schedulers=[ForceScheduler("force", builders=["b"])],
+        builders=[Builder("b", workers=["w1"], steps=[wait], builddir=str(builddir))],
+    )
+
+
+async def test_a_reconfigure_says_what_it_changes_and_does_to_running_and_waiting_builds(tmp_path):
+    # Given a master with two workers, one build of b running on w1 and another waiting for it
+    master = flowbot.Master(slow_pipeline("old", tmp_path, workers=("w1", "w2")), db=f"sqlite:///{tmp_path / 'm.db'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        await master.force("b")
+        await master.force("b")
+        assert len(master.running) == 1 and len(master.queue) == 1
+
+        # When a cell hands it a pipeline whose builder runs another step, without w2, as a dry run
+        new = slow_pipeline("new", tmp_path)
+        shown = master.use(new, dry_run=True)
+
+        # Then it says so, field by field, with what happens to each build, and changes nothing
+        assert shown.outcome.value == "not applied (dry run)" and master.pipeline is not new
+        assert [(c.kind, c.name, c.edit.value) for c in shown.diff] == [
+            ("worker", "w2", "removed"),
+            ("builder", "b", "changed"),
+        ]
+        assert [(f.field, f.before, f.after) for f in shown.diff.changes[1].fields] == [
+            ("steps", "old", "new"),
+        ]
+        assert shown.effects == (
+            "b #1 finishes with the steps it began with",
+            "1 pending request of b run as the new pipeline defines it",
+            "worker w2 is connected but gets no new builds",
+        )
+        assert "not applied (dry run)" in str(shown) and "b #1 finishes" in shown._repr_html_()
+
+        # And when it is applied, the report says so, the running build keeps its step and the
+        # waiting one runs the new one
+        applied = await master.reconfigure(new)
+        assert applied.applied and applied.effects == shown.effects and master.pipeline is new
+        (tmp_path / "go").touch()
+        await master.wait_idle(timeout=30)
+        steps = [(await master.store.build(b["id"]))["steps"][0]["name"] for b in reversed(await master.store.builds())]
+        assert steps == ["old", "new"]
+        # And the same pipeline again changes nothing
+        assert not (await master.reconfigure(slow_pipeline("new", tmp_path), dry_run=True)).diff
+    finally:
+        await master.stop()

@@ -95,3 +95,53 @@ def _running(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def run_cell(client: BlockingKernelClient, code: str, timeout: float = 60) -> tuple[dict, list[dict]]:
+    """Run a cell; its reply's content and the messages it sent to the notebook (outputs, displays, errors)."""
+    sent: list[dict] = []
+    reply = client.execute_interactive(code, timeout=timeout, output_hook=sent.append)
+    return reply["content"], sent
+
+
+def test_running_a_pipeline_cell_again_shows_what_changes_then_applies_it(kernel):
+    # Given a kernel running a master with a pipeline cell
+    _, client = kernel
+    execute(client, SETUP)
+
+    # When a cell hands the master another pipeline as a dry run, then for real
+    cell = """
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="k"), Worker("w2", secret="k")],
+    schedulers=[ForceScheduler("force", builders=["b"])],
+    builders=[Builder("b", workers=["w1"], steps=[Shell("echo built again", name="again")])],
+    master=master,{dry_run}
+)
+"""
+    reply, dry = run_cell(client, cell.format(dry_run=" dry_run=True,"))
+    assert reply["status"] == "ok"
+    reply, real = run_cell(client, cell.format(dry_run="") + "await master.wait_idle(timeout=30)")
+    assert reply["status"] == "ok"
+
+    # Then each shows, in the cell, what changes field by field; the dry run applies nothing
+    (shown,) = [m["content"]["data"]["text/html"] for m in dry if m["msg_type"] == "display_data"]
+    assert "not applied (dry run)" in shown and "workers" in shown and "again" in shown
+    displays = [m for m in real if m["msg_type"] in ("display_data", "update_display_data")]
+    assert [m["msg_type"] for m in displays] == ["display_data", "update_display_data"]
+    assert "applying" in displays[0]["content"]["data"]["text/html"]
+    assert "applied" in displays[1]["content"]["data"]["text/plain"]
+    printed = execute(client, "print(master.pipeline.builders[0].step_names)")
+    assert printed.strip() == "['again']"
+
+
+def test_a_mistake_in_a_pipeline_cell_is_named_by_the_cell(kernel):
+    _, client = kernel
+    execute(client, "from flowbot import Builder, Pipeline, Shell, Worker")
+    reply, _ = run_cell(
+        client,
+        'Pipeline(\n    workers=[Worker("w1", secret="k")],\n'
+        '    builders=[Builder("b", workers=["nobody"], steps=[Shell("true")])],\n)',
+    )
+    assert reply["status"] == "error" and reply["ename"] == "ConfigErrors"
+    assert reply["evalue"].startswith("cell In[2]:3: builder 'b' names worker 'nobody'"), reply["evalue"]
+    assert "ipykernel_" not in reply["evalue"]
