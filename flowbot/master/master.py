@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import math
 import shutil
 import socket
 import sys
@@ -455,9 +456,10 @@ class Master:
         self.enqueue(requests)
         await self.dispatcher.assigned()
 
-    async def submit(self, spec: BuildsetSpec) -> list[BuildRequest]:
-        """Store a buildset and queue its requests."""
-        requests = await self.store.add_buildset(spec, time.time())
+    async def submit(self, spec: BuildsetSpec, *, wait: float = 0.0) -> list[BuildRequest]:
+        """Store a buildset and queue its requests; ``wait``: seconds it may wait for a database that
+        cannot take it (else StoreUnavailable says so at once)."""
+        requests = await self.store.add_buildset(spec, time.time(), wait=wait)
         await self._start(requests)
         return requests
 
@@ -519,7 +521,8 @@ class Master:
         return list(await asyncio.gather(*waits)) if waits else []
 
     async def _submit_child(self, build: RunningBuild, spec: BuildsetSpec) -> list[BuildRequest]:
-        requests = await self.submit(spec)
+        # A running build's request: it waits for an unavailable database, as the build's records do.
+        requests = await self.submit(spec, wait=math.inf)
         if build.interrupted:
             for request in requests:
                 if request.id in self.queue:

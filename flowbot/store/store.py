@@ -270,9 +270,10 @@ class Store:
 
         await self._submit(op)
 
-    async def add_buildset(self, spec: BuildsetSpec, now: float) -> list[BuildRequest]:
-        """Store a buildset and its requests (one per builder)."""
-        return await self._submit(lambda conn: _insert_buildset(conn, spec, now))
+    async def add_buildset(self, spec: BuildsetSpec, now: float, *, wait: float = 0.0) -> list[BuildRequest]:
+        """Store a buildset and its requests (one per builder); ``wait``: seconds it may wait for a
+        database that cannot take it (``math.inf`` for one a running build asks for)."""
+        return await self._submit(lambda conn: _insert_buildset(conn, spec, now), wait=wait)
 
     async def pending_requests(self, *, unclaimed: bool = False) -> list[BuildRequest]:
         """Every request not yet complete (and, ``unclaimed``, that no build has taken), oldest first."""

@@ -79,6 +79,45 @@ def test_a_database_outage_mid_run_leaves_no_request_behind_and_runs_no_step_twi
     assert master.client.force("work", revision="after")
 
 
+TRIGGERING = """
+    from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Triggerable, Trigger
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s1"), Worker("w2", secret="s2")],
+        schedulers=[ForceScheduler("force", builders=["parent"]), Triggerable("children", builders=["child"])],
+        builders=[
+            Builder("parent", workers=["w1"], steps=[
+                Shell("touch {runs}/parent; sleep 3", name="work"),
+                Trigger("children", wait_for_finish=True, name="trigger"),
+            ]),
+            Builder("child", workers=["w2"], steps=[Shell("echo child >> {runs}/child", name="child")]),
+        ],
+    )
+"""
+
+
+def test_a_build_that_triggers_others_while_the_database_is_away_waits_for_it(
+    stoppable_postgres, master_factory, worker_factory, tmp_path
+):
+    # Given a build on PostgreSQL whose next step triggers another build
+    db = stoppable_postgres.create_database()
+    master = master_factory(TRIGGERING.format(runs=tmp_path), db=db)
+    worker_factory(master, "w1", "s1")
+    worker_factory(master, "w2", "s2")
+    master.client.force("parent")
+    wait_for(lambda: (tmp_path / "parent").exists(), 30, "the parent's first step")
+
+    # When the database is away as it triggers
+    stoppable_postgres.stop()
+    time.sleep(5.0)
+    stoppable_postgres.start()
+
+    # Then the trigger waited for the database: the child ran once and the parent ended well
+    wait_for(lambda: master.client.buildrequests(pending=True) == [], 60, "every request to complete")
+    builds = {b["builder"]: b for b in master.client.builds(limit=10)}
+    assert (builds["parent"]["result"], builds["child"]["result"]) == ("SUCCESS", "SUCCESS")
+    assert (tmp_path / "child").read_text() == "child\n"
+
+
 #: A program that prints 30,000 numbered lines of 100 bytes in 100 bursts.
 PRINTING = """\
 import sys, time
