@@ -466,24 +466,32 @@ class WorkerRegistry:
         """
         return time.monotonic() - conn.last_recv < self.heartbeat * 1.5
 
-    def _refuse(self, route: bytes, name: object, reason: str, counted_as: str = "refused") -> None:
+    def _refuse(
+        self, route: bytes, name: object, reason: str, counted_as: str = "refused", *, final: bool = False
+    ) -> None:
+        """Refuse a hello; ``final`` tells the worker that trying again changes nothing until the
+        pipeline or the worker's settings do (so it may stop trying)."""
         self._count(counted_as, "refused worker %r: %s", name, reason)
-        self.send(route, protocol.unsigned(protocol.DISCONNECT, {"reason": reason}))
+        content: dict[str, Any] = {"reason": reason, "final": True} if final else {"reason": reason}
+        self.send(route, protocol.unsigned(protocol.DISCONNECT, content))
 
     def _hello(self, route: bytes, body: list[bytes], message: protocol.Message, key: str | None) -> None:
         name = message.content.get("name")
         spec = (self.workers.get(name) or self.instances.get(name)) if isinstance(name, str) else None
         if spec is None:
-            self._refuse(route, name, "unknown worker: the pipeline declares no worker of that name")
+            self._refuse(route, name, "unknown worker: the pipeline declares no worker of that name", final=True)
             return
         if self.curve is not None and key not in self._keys_of(name):
-            self._refuse(route, name, f"its CURVE key {key} is not the public_key the pipeline declares for it")
+            self._refuse(
+                route, name, f"its CURVE key {key} is not the public_key the pipeline declares for it", final=True
+            )
             return
         if message.content.get("version") != protocol.VERSION:
             self._refuse(
                 route,
                 name,
                 f"protocol version {message.content.get('version')!r} is not {protocol.VERSION}; upgrade the worker",
+                final=True,
             )
             return
         link = message.header.get("link")
@@ -513,7 +521,7 @@ class WorkerRegistry:
             channel.accept(body, message)
         except ProtocolError as exc:
             if exc.reason == "bad-signature":
-                self._refuse(route, name, "bad signature: the worker's secret does not match the master's")
+                self._refuse(route, name, "bad signature: the worker's secret does not match the master's", final=True)
             elif exc.reason == "stale":
                 skew = f"{exc}; at most {DATE_WINDOW:g} s either way"
                 self._refuse(route, name, f"its clock is off the master's ({skew}): set both clocks right", "stale")

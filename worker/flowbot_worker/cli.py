@@ -5,6 +5,8 @@
     flowbot-worker start ./w1
 
 The secret comes from ``--secret``, ``--secret-file`` or ``FLOWBOT_WORKER_SECRET``, in that order.
+A master that refuses the worker for good (a wrong secret, a name its pipeline does not declare)
+makes it exit with code 3 (:data:`EXIT_REFUSED`), unless ``--keep-trying`` is given.
 For a master that encrypts the link, ``flowbot-worker create-key DIR --name w1`` makes the worker's
 key pair, and ``--master-key`` (the master's public key, or its ``master.key`` file) with
 ``--key-file`` (``DIR/w1.key_secret``) make the worker encrypt too; ``FLOWBOT_WORKER_MASTER_KEY``
@@ -30,6 +32,30 @@ from .errors import KeyFileError
 from .worker import Worker
 
 CONFIG_FILE = "worker.json"
+#: The exit code after a refusal that trying again would not change.
+EXIT_REFUSED = 3
+
+
+def endpoint(address: str) -> str:
+    """The master's ZeroMQ endpoint from ``--master``: ``tcp://HOST:PORT``, or ``HOST:PORT`` for it.
+
+    Raises:
+        ValueError: it is no endpoint a worker can dial, with what to give instead.
+    """
+    address = address.strip()
+    if "://" not in address:
+        address = "tcp://" + address
+    scheme, _, rest = address.partition("://")
+    if scheme in ("http", "https"):
+        raise ValueError(
+            f"{address} is the master's HTTP address; a worker dials its worker port, e.g. tcp://HOST:9989"
+        )
+    if scheme == "ipc" and rest:
+        return address
+    host, _, port = rest.rpartition(":")
+    if scheme != "tcp" or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{address!r} is not the master's endpoint: give tcp://HOST:PORT (or HOST:PORT)")
+    return address
 
 
 def _secret(args: argparse.Namespace) -> str:
@@ -77,23 +103,44 @@ def run_worker(
     *,
     exit_with_parent: bool = False,
     curve: ClientKeys | None = None,
+    keep_trying: bool = False,
 ) -> None:
-    """Run a worker in the foreground until SIGINT or SIGTERM (or its parent's end)."""
+    """Run a worker in the foreground until SIGINT or SIGTERM (or its parent's end); exits with
+    :data:`EXIT_REFUSED` when the master refuses it for good."""
+    try:
+        master = endpoint(master)
+    except ValueError as exc:
+        sys.exit(f"flowbot-worker: {exc}")
 
-    async def main() -> None:
-        worker = Worker(master, name, secret, basedir, exit_with_parent=exit_with_parent, curve=curve)
+    async def main() -> str | None:
+        worker = Worker(
+            master, name, secret, basedir, exit_with_parent=exit_with_parent, curve=curve, keep_trying=keep_trying
+        )
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, worker.stop)
         await worker.run()
+        return worker.refused
 
-    asyncio.run(main())
+    refused = asyncio.run(main())
+    if refused is not None:
+        print(
+            f"flowbot-worker: the master at {master} refused worker {name!r}: {refused}\n"
+            "it will refuse it again until its pipeline or this worker's settings change "
+            "(--keep-trying to try again all the same)",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_REFUSED)
 
 
 def _create(args: argparse.Namespace) -> None:
     basedir = Path(args.basedir)
     basedir.mkdir(parents=True, exist_ok=True)
-    config = {"master": args.master, "name": args.name, "secret": _secret(args)}
+    try:
+        master = endpoint(args.master)
+    except ValueError as exc:
+        sys.exit(f"flowbot-worker: {exc}")
+    config = {"master": master, "name": args.name, "secret": _secret(args)}
     master_key, key_file = _key_options(args)
     curve = _curve(master_key, key_file)
     if curve is not None:
@@ -111,7 +158,14 @@ def _start(args: argparse.Namespace) -> None:
         master, name, secret = config["master"], config["name"], config["secret"]
     except (OSError, ValueError, KeyError) as exc:
         sys.exit(f"flowbot-worker: {path}: not a worker directory ({exc})")
-    run_worker(master, name, secret, args.basedir, curve=_curve(config.get("master_key"), config.get("key_file")))
+    run_worker(
+        master,
+        name,
+        secret,
+        args.basedir,
+        curve=_curve(config.get("master_key"), config.get("key_file")),
+        keep_trying=args.keep_trying,
+    )
 
 
 def _create_key(args: argparse.Namespace) -> None:
@@ -143,12 +197,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--basedir", help="directory where builds run")
     p.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     p.add_argument("--exit-with-parent", action="store_true", help="stop when the process that started it ends")
+    p.add_argument(
+        "--keep-trying",
+        action="store_true",
+        help=f"after a refusal that will not change (wrong secret, unknown name), try again rather than exit "
+        f"with code {EXIT_REFUSED}",
+    )
     sub = p.add_subparsers(dest="command")
     create = sub.add_parser("create-worker", help="write a worker directory")
     create.add_argument("basedir")
     _identity_options(create)
     start = sub.add_parser("start", help="start the worker of a worker directory")
     start.add_argument("basedir")
+    start.add_argument(
+        "--keep-trying", action="store_true", help="after a refusal that will not change, try again rather than exit"
+    )
     key = sub.add_parser("create-key", help="make a CURVE key pair for encrypting the link")
     key.add_argument("directory")
     key.add_argument("--name", default="worker", help="the key files' name: NAME.key and NAME.key_secret")

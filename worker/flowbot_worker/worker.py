@@ -79,6 +79,9 @@ class Worker:
         secret: the shared secret that signs every message.
         basedir: where builds run; one directory per builder is made inside it.
         curve: keys to encrypt the link with (CURVE), for a master that requires it.
+        keep_trying: say hello again after a refusal the master calls final (a wrong secret, a
+            name it does not know), as after any other; by default the worker stops, and
+            :attr:`refused` says why.
     """
 
     def __init__(
@@ -90,8 +93,12 @@ class Worker:
         *,
         exit_with_parent: bool = False,
         curve: ClientKeys | None = None,
+        keep_trying: bool = False,
     ):
         self.master = master
+        self.keep_trying = keep_trying
+        #: Why the master refused this worker for good, once it has (the worker then stops).
+        self.refused: str | None = None
         self.curve = curve
         self.exit_with_parent = exit_with_parent
         self.name = name
@@ -272,6 +279,9 @@ class Worker:
                 # Unsigned refusals are the only unsigned messages a worker listens to.
                 reason = message.content.get("reason", "no reason given")
                 log.error("the master refused this worker: %s", reason)
+                if message.content.get("final") is True and not self.keep_trying:
+                    self.refused = str(reason)
+                    self._stop.set()
                 return self._welcomed
             message = self.channel.accept(frames, message)
         except ProtocolError as exc:
