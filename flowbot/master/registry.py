@@ -724,11 +724,11 @@ class WorkerRegistry:
                 conn.abandon(command, TransferError(f"no progress for {self.transfer_timeout:g} s"))
 
     def forget(self, name: str, reason: str) -> None:
-        """Let an instance started on demand go: disconnect it if it is connected (its credential
-        is no longer among :attr:`instances`, so it cannot say hello again)."""
+        """Let an instance started on demand go: tell its worker to exit if it is connected (its
+        credential is no longer among :attr:`instances`, so it could not say hello again)."""
         conn = self.connections.get(name)
         if conn is not None:
-            conn.send(protocol.DISCONNECT, {"reason": reason})
+            conn.send(protocol.SHUTDOWN, {"graceful": False})  # it exits, and does not knock again
             self._lose(conn, f"the master let it go: {reason}")
 
     def _lose(self, conn: WorkerConnection, reason: str) -> None:
