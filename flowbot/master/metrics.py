@@ -114,6 +114,18 @@ class Metrics:
                 for r, n in sorted(master.registry.dropped.items())
             ),
         )
+        metric(
+            "flowbot_store_available",
+            "gauge",
+            "1 while the database takes writes, 0 while it cannot (down, restarting, its disk full).",
+            [f"flowbot_store_available {int(master.store.available)}"],
+        )
+        metric(
+            "flowbot_store_held_writes",
+            "gauge",
+            "Writes waiting for the database to take writes again (builds' records, log lines).",
+            [f"flowbot_store_held_writes {master.store.held_writes}"],
+        )
         self._instances(metric)
         reporting = master.reporting
         metric(

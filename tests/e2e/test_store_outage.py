@@ -57,6 +57,11 @@ def test_a_database_outage_mid_run_leaves_no_request_behind_and_runs_no_step_twi
     # Then what is asked for meanwhile is refused, saying why, rather than accepted and lost
     with pytest.raises(FlowbotError, match=r"\(503\).*database"):
         master.client.force("work", revision="during")
+    # And /metrics shows it, with the writes that wait
+    metrics = master.client.request("GET", "/metrics")
+    assert "flowbot_store_available 0" in metrics
+    (held,) = [line.split()[1] for line in metrics.splitlines() if line.startswith("flowbot_store_held_writes ")]
+    assert int(held) > 0
     time.sleep(2.0)
     stoppable_postgres.start()
 
@@ -76,6 +81,8 @@ def test_a_database_outage_mid_run_leaves_no_request_behind_and_runs_no_step_twi
     # And the master said what happened, once, not for every write
     assert master.log().count("database outage:") == 1
     assert "database outage over" in master.log()
+    metrics = master.client.request("GET", "/metrics")
+    assert "flowbot_store_available 1" in metrics and "flowbot_store_held_writes 0" in metrics
     assert master.client.force("work", revision="after")
 
 
