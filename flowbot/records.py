@@ -118,6 +118,41 @@ class StepRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class UnfinishedStep:
+    """A step of a build recorded as running."""
+
+    id: int
+    number: int
+    name: str
+    #: None while it runs (or ran when its master stopped).
+    result: Result | None
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedBuild:
+    """A build recorded as running, as a master restarted after a crash finds it."""
+
+    id: int
+    #: Its request; None if that is no longer pending.
+    request: BuildRequest | None
+    number: int
+    worker: str
+    started_at: float
+    locks_wait: float
+    #: ``{name: (value, source)}`` as recorded when its last step ended.
+    properties: dict[str, tuple[Any, str]]
+    steps: tuple[UnfinishedStep, ...]
+    #: The number of the next line of each log of the step it was running.
+    log_lines: dict[str, int]
+
+    @property
+    def running_step(self) -> UnfinishedStep | None:
+        """The step it was running, if it was running one (and only one)."""
+        running = [s for s in self.steps if s.result is None]
+        return running[0] if len(running) == 1 and running[0] is self.steps[-1] else None
+
+
+@dataclass(frozen=True, slots=True)
 class Build:
     """A build as it flows to reporters: started (``result`` None) or finished."""
 

@@ -151,6 +151,18 @@ class MasterProcess(Process):
         return self
 
 
+def restart(master_factory: Callable[..., MasterProcess], master: MasterProcess, pipeline: str, **options: Any):
+    """Start a master again (after it stopped or was killed) on ``master``'s directory, ports and database."""
+    return master_factory(
+        pipeline,
+        name=master.basedir.name,
+        http_port=master.http_port,
+        zmq_port=master.zmq_port,
+        db=master.db,
+        **options,
+    )
+
+
 class WorkerProcess(Process):
     """``flowbot-worker`` dialing a master."""
 

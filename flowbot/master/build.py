@@ -7,11 +7,17 @@ results into the build's with Buildbot's rules, and ends as RETRY when its worke
 request then runs again) or CANCELLED when someone stops it. A stopped build still runs its
 ``always_run`` steps (cleanup), as Buildbot does; stopping it again interrupts the one running.
 
+A master that restarts after a crash may take a build up again (see :mod:`flowbot.master.adoption`):
+:meth:`RunningBuild.take_up` rebuilds it from its record and the command its worker still runs,
+and the build goes on from there. Each command's id says which build, step and command it is
+(:func:`command_id`), which is how the restarted master finds it among those its worker holds.
+
 Recording never holds a build up: each start and end is queued to the store, which commits them
 in order, and the event announcing a record is emitted only once that record is committed. The
-build counts as finished when every one of its writes is. If the master dies between a command
-starting and its build being recorded, the request is still pending in the store and runs again,
-and the worker is told to cancel the orphaned command when it reconnects.
+build counts as finished when every one of its writes is; the build's properties are recorded as
+each step ends, for a master that may take it up. If the master dies and cannot take the build
+up, the request is still pending in the store and runs again, and the worker is told to cancel
+the orphaned command when it reconnects.
 """
 
 from __future__ import annotations
@@ -33,13 +39,13 @@ from ..defaults import STOP_GRACE
 from ..errors import BuildStopped, WorkerLost
 from ..junit import TestCase
 from ..properties import Properties, render
-from ..records import BuildRequest, SourceStamp
+from ..records import BuildRequest, SourceStamp, UnfinishedBuild
 from ..results import Result, combine
 from ..steps.base import CommandResult, Step
 from ..store import Ref
 from .events import EventKind
 from .logs import LogWriter
-from .registry import WorkerConnection
+from .registry import RemoteCommand, WorkerConnection
 from .transfers import ReceiveFile, SendFile, TransferError, master_file, own_files
 
 if TYPE_CHECKING:
@@ -65,6 +71,33 @@ class _BuildProperties(Properties):
             name: [secrets.redact_value(value, self._secrets_used), source]
             for name, (value, source) in super().with_sources().items()
         }
+
+
+def step_lock_owner(request_id: int, step: int) -> tuple[int, int]:
+    """Who holds the locks of a build's step (a restarted master takes them for a build it may take up)."""
+    return (request_id, step)
+
+
+def commands_of(request_id: int, number: int) -> str:
+    """What the ids of a build's commands begin with: its request and number."""
+    return f"r{request_id}.b{number}."
+
+
+def command_id(request_id: int, number: int, step: int, ordinal: int) -> str:
+    """The id of a build's command: its build, its step, and which of the step's commands it is."""
+    return f"{commands_of(request_id, number)}s{step}.c{ordinal}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Resumption:
+    """Where a build taken up after a master restart goes on: the step that was running, the
+    build's result before it, and that step's first command, which its worker still runs."""
+
+    step: int
+    result: Result
+    halted: bool
+    cmd_id: str
+    command: RemoteCommand
 
 
 class RunningBuild:
@@ -96,7 +129,11 @@ class RunningBuild:
         self.current_step: int | None = None
         self._step_ref: Ref | None = None
         self._step_summary = ""  # what the running step's end says besides its result (a timeout)
+        self._step_commands = 0  # commands the running step started
         self._logs: dict[str, LogWriter] = {}
+        self._log_lines: dict[str, int] = {}  # where the logs of a step taken up go on
+        self._stored_properties: dict[str, list[Any]] | None = None
+        self._resumption: _Resumption | None = None
         self._commands: dict[str, str | None] = {}  # the commands running, with why one was interrupted
         self._started: list[_StartedCommand] = []  # what the running step started with start_command
         self._waiting: asyncio.Task | None = None
@@ -194,7 +231,15 @@ class RunningBuild:
                         lines=lines,
                     )
 
-            self._logs[name] = LogWriter(self._step_ref, name, self.master.store, live, self._redact, self._lines_lost)
+            self._logs[name] = LogWriter(
+                self._step_ref,
+                name,
+                self.master.store,
+                live,
+                self._redact,
+                self._lines_lost,
+                first_line=self._log_lines.get(name, 0),
+            )
         return self._logs[name]
 
     def _lines_lost(self, count: int) -> None:
@@ -228,16 +273,21 @@ class RunningBuild:
         self, name: str, args: dict[str, Any], *, log: str = "stdio", collect: bool = False
     ) -> _StartedCommand:
         cmd_id = self._new_command()
+        return self._start(cmd_id, self._command(cmd_id, name, args, log, collect))
+
+    def _start(self, cmd_id: str, command: Awaitable[CommandResult]) -> _StartedCommand:
         # The step awaits it, or leaves it to end with the step (which gathers it): it is watched.
-        task = self.master.spawn(
-            self._command(cmd_id, name, args, log, collect), f"command {cmd_id} of {self.builder}", watched=True
+        started = _StartedCommand(
+            self, cmd_id, self.master.spawn(command, f"command {cmd_id} of {self.builder}", watched=True)
         )
-        command = _StartedCommand(self, cmd_id, task)
-        self._started.append(command)
-        return command
+        self._started.append(started)
+        return started
 
     def _new_command(self) -> str:
-        cmd_id = self.master.registry.new_command_id()
+        if self.current_step is None:
+            raise RuntimeError("commands belong to a running step")
+        self._step_commands += 1
+        cmd_id = command_id(self.request.id, self.number, self.current_step, self._step_commands)
         self._commands[cmd_id] = None
         return cmd_id
 
@@ -256,15 +306,28 @@ class RunningBuild:
             step_log = self.log(log)
             args = {**args, "builddir": self.builder_config.builddir}
             step_log.header(_describe(name, args))
-            collected: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-
-            sink = _CommandOutput(self, step_log, collected if collect else None)
+            collected = {"stdout": bytearray(), "stderr": bytearray()} if collect else None
             if withdrawn := self._commands[cmd_id]:  # interrupted before it was sent
                 result = CommandResult(None, "interrupted", withdrawn)
             else:
-                result = await self.connection.run_command(cmd_id, name, args, sink, transfer)
+                output = _CommandOutput(self, step_log, collected)
+                result = await self.connection.run_command(cmd_id, name, args, output, transfer)
         finally:
             del self._commands[cmd_id]
+        return self._ended(step_log, result, collected)
+
+    async def _taken_up(self, resumption: _Resumption) -> CommandResult:
+        """The end of the command a step taken up was running (see :meth:`take_up`)."""
+        try:
+            result = await self.connection.outcome(resumption.command)
+        finally:
+            del self._commands[resumption.cmd_id]
+        return self._ended(self.log(), result, None)
+
+    def _ended(
+        self, step_log: LogWriter, result: CommandResult, collected: dict[str, bytearray] | None
+    ) -> CommandResult:
+        """Say in the log how a command ended, and give its result (with its output, if ``collected``)."""
         if result.message:
             step_log.header(result.message)
         step_log.header(_ending(result))
@@ -272,7 +335,7 @@ class RunningBuild:
             self._step_summary = f"timed out: {result.message or result.reason}"
         if result.reason == "interrupted" and self._interrupted:
             raise BuildStopped(self._interrupted)
-        if collect:
+        if collected is not None:
             result = CommandResult(
                 result.rc,
                 result.reason,
@@ -434,17 +497,46 @@ class RunningBuild:
 
     # -- running --------------------------------------------------------------------------------
 
+    def take_up(self, record: UnfinishedBuild, cmd_id: str, stored: dict[str, int]) -> None:
+        """Go on with ``record``, a build that an earlier master ran on this build's worker, which still
+        runs ``cmd_id``, the first command of the step that was running (``stored``: the bytes of each
+        stream of its output in the store). The steps before keep their results, the build its
+        properties, the step its log; :meth:`execute` then goes on with the step's :meth:`~Step.resume`
+        and the steps after it."""
+        running = record.running_step
+        self.ref.id = record.id
+        self.started_at = record.started_at
+        self.locks_wait = record.locks_wait
+        for name, (value, source) in record.properties.items():
+            self.properties.set(name, value, source)
+        self._stored_properties = self.properties.with_sources()
+        self._start_write = asyncio.get_running_loop().create_future()
+        self._start_write.set_result(None)
+        result, halted = Result.SUCCESS, False
+        for done in record.steps[:-1]:
+            result, halt = combine(result, done.result, self.builder_config.steps[done.number])
+            halted = halted or halt
+        self.current_step = running.number
+        self._step_ref = Ref()
+        self._step_ref.id = running.id
+        self._log_lines = dict(record.log_lines)
+        self._step_commands = 1
+        self._commands[cmd_id] = None
+        command = self.connection.adopt(cmd_id, _CommandOutput(self, self.log(), None), stored)
+        self._resumption = _Resumption(running.number, result, halted, cmd_id, command)
+
     async def execute(self) -> Result:
         """Run every step and queue the build's end; the worker is free again when this returns.
 
         Await :meth:`recorded` to know the build is in the store.
         """
         store = self.master.store
-        self.started_at = time.time()
-        self._start_write = store.start_build(
-            self.request, self.number, self.worker, self.started_at, self.master.name, self.ref
-        )
-        self._record(self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": self.summary()}))
+        if self._resumption is None:
+            self.started_at = time.time()
+            self._start_write = store.start_build(
+                self.request, self.number, self.worker, self.started_at, self.master.name, self.ref
+            )
+            self._record(self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": self.summary()}))
         try:
             result = await self._run_steps()
         except Exception:  # a bug in the master must still end the build, visibly
@@ -496,8 +588,10 @@ class RunningBuild:
         return self._start_write.exception() or self._finish_write.exception()
 
     async def _run_steps(self) -> Result:
-        result, halted = Result.SUCCESS, False
-        for index, step in enumerate(self.builder_config.steps):
+        result, halted, first = Result.SUCCESS, False, 0
+        if self._resumption is not None:
+            result, halted, first = self._resumption.result, self._resumption.halted, self._resumption.step
+        for index, step in enumerate(self.builder_config.steps[first:], first):
             if (halted or self._stopped) and not step.always_run:
                 continue
             self._interrupted = None  # a cleanup step runs until it ends or is stopped itself
@@ -509,26 +603,33 @@ class RunningBuild:
     async def _run_step(self, index: int, step: Step) -> Result:
         store = self.master.store
         name = self.builder_config.step_names[index]
-        self.current_step = index
-        self._step_ref = step_ref = Ref()
         self._step_summary = ""
-        self._record(
-            store.start_step(self.ref, index, name, time.time(), step_ref),
-            lambda: (
-                EventKind.STEP_STARTED,
-                {"build_id": self.id, "builder": self.builder, "step": index, "name": name},
-            ),
-            what=f"the start of step {name!r}",
-        )
+        resumption, self._resumption = self._resumption, None
+        if resumption is None:
+            self.current_step, self._step_commands = index, 0
+            self._step_ref = Ref()
+            self._record(
+                store.start_step(self.ref, index, name, time.time(), self._step_ref),
+                lambda: (
+                    EventKind.STEP_STARTED,
+                    {"build_id": self.id, "builder": self.builder, "step": index, "name": name},
+                ),
+                what=f"the start of step {name!r}",
+            )
+        step_ref = self._step_ref
         stdio = self.log()
         try:
             if self.connection.lost:
                 raise WorkerLost(f"worker {self.worker} is not connected")
-            if not step.should_run(self):
+            if resumption is not None:
+                stdio.header("the master restarted; this step's command went on running on the worker, and is taken up")
+                command = self._start(resumption.cmd_id, self._taken_up(resumption))
+                result = await self._run_locked(index, step, stdio, lambda: step.resume(self, command), held=True)
+            elif not step.should_run(self):
                 stdio.header("skipped: its do_step_if is false")
                 result = Result.SKIPPED
             else:
-                result = await self._run_locked(step, stdio)
+                result = await self._run_locked(index, step, stdio, lambda: step.run(self))
         except WorkerLost as exc:
             result = Result.RETRY
             stdio.header(f"{exc}; the build will be retried")
@@ -548,6 +649,7 @@ class RunningBuild:
             for write in step_log.writes:
                 self._record(write)  # a failed one is logged by the log itself
         self._logs.clear()
+        self._log_lines = {}
         self._record(
             store.finish_step(step_ref, result, time.time(), self._step_summary, hidden=hidden),
             lambda: (
@@ -563,26 +665,34 @@ class RunningBuild:
             ),
             what=f"the end of step {name!r}",
         )
+        properties = self.properties.with_sources()
+        if properties != self._stored_properties:  # for a master that may take the build up after a restart
+            self._stored_properties = properties
+            self._record(store.set_build_properties(self.ref, properties), what="the build's properties")
         self.current_step = None
         return result
 
-    async def _run_locked(self, step: Step, stdio: LogWriter) -> Result:
-        """Run ``step`` holding its locks (waiting for them, stoppably, if they are busy)."""
+    async def _run_locked(
+        self, index: int, step: Step, stdio: LogWriter, run: Callable[[], Awaitable[Result]], *, held: bool = False
+    ) -> Result:
+        """``run`` step ``index`` holding its locks (waiting for them, stoppably, if they are busy;
+        ``held``: taken already, for a step taken up after a restart)."""
         if step.locks:
-            owner = (self, step)
-            waited = await self.stoppable(self.master.locks.acquire(step.locks, self.worker, owner))
-            self.locks_wait += waited
-            if waited >= 0.01:
-                stdio.header(f"waited {waited:.2f} s for locks {', '.join(map(repr, step.locks))}")
+            owner = step_lock_owner(self.request.id, index)
+            if not held:
+                waited = await self.stoppable(self.master.locks.acquire(step.locks, self.worker, owner))
+                self.locks_wait += waited
+                if waited >= 0.01:
+                    stdio.header(f"waited {waited:.2f} s for locks {', '.join(map(repr, step.locks))}")
             try:
-                return await self._checked_run(step)
+                return await self._checked(step, run)
             finally:
                 self.master.locks.release(owner)
                 self.master.dispatcher.schedule()  # a build may be waiting for these locks to start
-        return await self._checked_run(step)
+        return await self._checked(step, run)
 
-    async def _checked_run(self, step: Step) -> Result:
-        result = await step.run(self)
+    async def _checked(self, step: Step, run: Callable[[], Awaitable[Result]]) -> Result:
+        result = await run()
         if not isinstance(result, Result):
             raise TypeError(f"{type(step).__name__}.run returned {result!r}, not a Result")
         return result

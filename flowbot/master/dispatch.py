@@ -208,6 +208,13 @@ class Dispatcher:
         self.master.spawn(self._run(build), f"build {builder.name} #{number}")
         return True
 
+    def adopt(self, build: RunningBuild) -> None:
+        """Run ``build``, taken up after a master restart (see :mod:`flowbot.master.adoption`); its
+        builder's locks are held for it already."""
+        self.running[build.request.id] = build
+        self.master.spawn(self._run(build), f"build {build.builder} #{build.number}")
+        self.update_idle()
+
     def builds_on(self, connection: WorkerConnection) -> list[RunningBuild]:
         """The builds running on ``connection``."""
         return [b for b in self.running.values() if b.connection is connection]
@@ -268,7 +275,7 @@ class Dispatcher:
             self.request_done(request, result)
 
     def update_idle(self) -> None:
-        if not self.queue and not self.running and not self._recording:
+        if not self.queue and not self.running and not self._recording and not self.master.adoption.busy:
             self.idle.set()
         else:
             self.idle.clear()

@@ -81,6 +81,7 @@ class LogWriter:
             appear (for live views, which use the number to join them to a stored tail).
         redact: applied to every line first (it hides the secrets the build used).
         on_lost: called with a number of lines the store could not keep.
+        first_line: the number of its first line (above 0 for a log that goes on after a master restart).
     """
 
     def __init__(
@@ -91,6 +92,8 @@ class LogWriter:
         on_lines: LinesListener | None = None,
         redact: Callable[[str], str] | None = None,
         on_lost: Callable[[int], None] | None = None,
+        *,
+        first_line: int = 0,
     ):
         self.step = step
         self.name = name
@@ -102,7 +105,7 @@ class LogWriter:
         self._lines: list[str] = []
         self._tags: list[str] = []
         self._size = 0
-        self.num_lines = 0  # lines handed to the store so far
+        self.num_lines = first_line  # lines handed to the store so far
         self._timer: asyncio.TimerHandle | None = None
         #: Writes not yet committed; the owner awaits them before the build counts as recorded.
         self.writes: set[asyncio.Future] = set()

@@ -3,7 +3,8 @@
 The same :class:`Master` runs headless (``flowbot start``), inside a Jupyter kernel, and in tests.
 It makes every decision: which scheduler wants a change, which request runs next and where, what
 a build's result is. Every record is in the store before anything acts on it, so a master killed
-at any moment and started again carries on with every request it had accepted.
+at any moment and started again carries on with every request it had accepted, and takes up the
+builds its workers still run (see :mod:`flowbot.master.adoption`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
 from ..store import Store, janitor, log_search
+from .adoption import Adoption
 from .build import RunningBuild
 from .dispatch import Dispatcher
 from .events import EventBus, EventKind
@@ -96,12 +98,14 @@ class Master:
             self.events,
             on_connected=self._worker_connected,
             on_lost=self._worker_lost,
+            adopt=self._worker_returned,
             heartbeat=heartbeat,
             liveness=liveness,
             curve=pipeline.curve,
             spawn=self.tasks.spawn,
         )
         self.dispatcher = Dispatcher(self)
+        self.adoption = Adoption(self)
         #: Workers started on demand (those with a launcher) and their instances.
         self.latent = LatentWorkers(
             master=self.instance_id,
@@ -183,14 +187,10 @@ class Master:
         """Open the store, resume the queue and the schedulers' timers, start serving."""
         self.store = await Store.open(self.db_url)
         try:
-            retried = await self.store.recover(time.time())
-            if retried:
-                log.warning(
-                    "%d build(s) were running when the master stopped; they end as RETRY and run again", retried
-                )
+            await self.adoption.load(self.registry.window)
             self.dispatcher.numbers = await self.store.next_build_numbers()
             await self.worker_control.load()
-            pending = await self.store.pending_requests()
+            pending = [r for r in await self.store.pending_requests() if r.id not in self.adoption.held]
             for request in pending:
                 self.dispatcher.queue.add(request)
             if pending:
@@ -198,6 +198,7 @@ class Master:
             self.registry.start()
             self.latent.use(self.pipeline.workers)
             await self.latent.start()
+            self.adoption.start(self.registry.window)
             if self.http_address is not None:
                 from .http import serve
 
@@ -229,6 +230,7 @@ class Master:
             return
         self._stopping = True
         self.dispatcher.active = False
+        self.adoption.stop()
         self.scheduling.stop()
         await self.sources.stop()
         if self._http_server is not None:
@@ -639,6 +641,9 @@ class Master:
         )
         self.latent.connected(connection.name)
         self.dispatcher.schedule()
+
+    def _worker_returned(self, connection: WorkerConnection, held: dict[str, Any]) -> None:
+        self.adoption.returned(connection, held)
 
     def _worker_lost(self, connection: WorkerConnection) -> None:
         self.worker_control.lost(connection)

@@ -152,7 +152,7 @@ class WorkerConnection:
         """Run a command on this worker and wait for it to finish.
 
         Args:
-            cmd_id: a fresh id from :meth:`WorkerRegistry.new_command_id` (to interrupt it by).
+            cmd_id: an id no command of this worker had before (to interrupt it by).
             transfer: the master's end of a file transfer (see :mod:`flowbot.master.transfers`).
 
         Raises:
@@ -160,17 +160,37 @@ class WorkerConnection:
         """
         if self.lost:
             raise WorkerLost(f"worker {self.name} is not connected")
-        command = RemoteCommand(
-            cmd_id, name, args, output, asyncio.get_running_loop().create_future(), transfer=transfer
-        )
-        self.commands[cmd_id] = command
+        command = self._track(RemoteCommand(cmd_id, name, args, output, self._future(), transfer=transfer))
         self.send_start(command)
         if transfer is not None:
             transfer.start(lambda content, data: self.send(protocol.FILE_DATA, {"cmd_id": cmd_id, **content}, (data,)))
+        return await self.outcome(command)
+
+    def adopt(self, cmd_id: str, output: OutputSink, stored: dict[str, int]) -> RemoteCommand:
+        """Take up a command the worker runs for an earlier master (one that restarted), which
+        stored ``stored`` bytes of each stream of its output; await :meth:`outcome` for its end."""
+        return self._track(
+            RemoteCommand(cmd_id, "", {}, output, self._future(), received=dict(stored), stored=dict(stored))
+        )
+
+    async def outcome(self, command: RemoteCommand) -> CommandResult:
+        """Wait for a command this connection tracks to finish.
+
+        Raises:
+            WorkerLost: the worker went away before the command finished.
+        """
         try:
             return await command.result
         finally:
-            self.commands.pop(cmd_id, None)
+            self.commands.pop(command.cmd_id, None)
+
+    def _track(self, command: RemoteCommand) -> RemoteCommand:
+        self.commands[command.cmd_id] = command
+        return command
+
+    @staticmethod
+    def _future() -> asyncio.Future[CommandResult]:
+        return asyncio.get_running_loop().create_future()
 
     def ack_output(self, command: RemoteCommand, stream: str, upto: int) -> None:
         """Acknowledge ``stream``'s output below ``upto`` (stored), in one message per command and turn."""
@@ -243,6 +263,9 @@ class WorkerRegistry:
         endpoint: where to bind, e.g. ``tcp://127.0.0.1:9989`` (port ``0`` or ``*``: any free port).
         events: where worker events go.
         on_connected, on_lost: called with the worker's connection when it arrives or goes.
+        adopt: called with a worker's new connection and what its hello says it holds, before the
+            worker is welcomed; the commands it attaches to the connection (:meth:`WorkerConnection.adopt`)
+            go on, the others are cancelled.
         curve: the master's CURVE key pair, to encrypt the link and admit only declared keys.
     """
 
@@ -254,6 +277,7 @@ class WorkerRegistry:
         *,
         on_connected: Callable[[WorkerConnection], None],
         on_lost: Callable[[WorkerConnection], None],
+        adopt: Callable[[WorkerConnection, dict[str, Any]], None],
         spawn: Spawn,
         heartbeat: float = HEARTBEAT_INTERVAL,
         liveness: int = LIVENESS,
@@ -274,6 +298,7 @@ class WorkerRegistry:
         self.events = events
         self.on_connected = on_connected
         self.on_lost = on_lost
+        self.adopt = adopt
         self.heartbeat = heartbeat
         self.liveness = liveness
         #: Seconds a file transfer under way may go without a chunk or credit before it fails.
@@ -284,7 +309,6 @@ class WorkerRegistry:
         #: Challenges out, by route, oldest first.
         self._challenges: dict[bytes, _Challenge] = {}
         self.session = protocol.Channel(b"").session  # this master process's session id
-        self._counter = 0
         self._ctx = zmq.asyncio.Context()
         self._sock: zmq.asyncio.Socket | None = None
         self._tasks: list[asyncio.Task] = []
@@ -373,10 +397,6 @@ class WorkerRegistry:
             return True
         self._count("refused-key", "refused a connection with CURVE key %s: no worker in the pipeline has it", key)
         return False
-
-    def new_command_id(self) -> str:
-        self._counter += 1
-        return f"{self.session[:8]}.{self._counter}"
 
     def send(self, route: bytes, frames: list[bytes]) -> None:
         """Send without waiting; a vanished peer or a full queue is logged, never raised."""
@@ -537,7 +557,7 @@ class WorkerRegistry:
         channel.extend(nonce)
         if route in self._challenges:
             self._unanswered(route, "another hello came on its connection")
-        self._challenges[route] = _Challenge(name, channel, hello.msg_id, time.monotonic() + self._window)
+        self._challenges[route] = _Challenge(name, channel, hello.msg_id, time.monotonic() + self.window)
         while len(self._challenges) > MAX_CHALLENGES:
             self._unanswered(next(iter(self._challenges)), f"more than {MAX_CHALLENGES} challenges were out")
 
@@ -549,7 +569,7 @@ class WorkerRegistry:
         )
 
     @property
-    def _window(self) -> float:
+    def window(self) -> float:
         """Seconds of silence before a worker is lost; a challenge lapses after as long."""
         return self.heartbeat * self.liveness
 
@@ -583,6 +603,8 @@ class WorkerRegistry:
         conn.last_recv = time.monotonic()
         conn.last_seen = time.time()
         self._by_route[route] = conn
+        if not resumed:
+            self.adopt(conn, held)
         cancel, resume = [], {}
         for cmd_id in held:
             command = conn.commands.get(cmd_id)
@@ -705,10 +727,10 @@ class WorkerRegistry:
             await asyncio.sleep(self.heartbeat / 4)
             now = time.monotonic()
             for route in [r for r, c in self._challenges.items() if c.expires < now]:
-                self._unanswered(route, f"not within {self._window:g} s")
+                self._unanswered(route, f"not within {self.window:g} s")
             for conn in list(self.connections.values()):
                 silent = now - conn.last_recv
-                if silent > self._window:
+                if silent > self.window:
                     self._lose(conn, f"no message for {silent:.1f} s (liveness {self.liveness} x {self.heartbeat:g} s)")
                     continue
                 if now - conn.last_sent >= self.heartbeat:

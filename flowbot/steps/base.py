@@ -235,6 +235,24 @@ class Step:
         """Do the step's work and say how it went."""
         raise NotImplementedError(f"{type(self).__name__} must implement async def run(self, build)")
 
+    async def resume(self, build: BuildContext, command: StartedCommand) -> Result:
+        """Go on with the step after a master restart: ``command`` is the first command it started,
+        which its worker went on running meanwhile (``await command`` for how it ended), and the
+        step's log so far is kept.
+
+        A step whose ``run`` starts that command and judges its outcome implements this as the rest
+        of ``run``. A step without it (or whose ``run`` a subclass changed without it) is not taken
+        up: its build ends as RETRY and runs again, as one whose worker is lost does.
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot be taken up after a master restart")
+
+    @property
+    def resumable(self) -> bool:
+        """Whether :meth:`resume` goes with this step's :meth:`run` (both from one class, not Step)."""
+        resume = next(c for c in type(self).__mro__ if "resume" in c.__dict__)
+        run = next(c for c in type(self).__mro__ if "run" in c.__dict__)
+        return resume is run and run is not Step
+
     def should_run(self, build: BuildContext) -> bool:
         """Buildbot's ``doStepIf``: a bool, a function of the build, or a renderable."""
         condition = self.do_step_if

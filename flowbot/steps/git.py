@@ -22,7 +22,7 @@ from ..defaults import SHELL_TIMEOUT
 from ..pull_requests import is_merge_ref
 from ..results import Result
 from ..text import why_unkeepable
-from .base import BuildContext, Step
+from .base import BuildContext, CommandResult, StartedCommand, Step
 
 MODES = ("full", "incremental")
 METHODS = ("fresh", "clean", "clobber")
@@ -121,7 +121,13 @@ class Git(Step):
                 f"{stamp['repository']}, not {args['repourl']}: if they are different repositories, give "
                 "each its own codebase= (on its source and its Git step)"
             )
-        outcome = await build.run_command("git", args)
+        return self._judge(build, await build.run_command("git", args))
+
+    async def resume(self, build: BuildContext, command: StartedCommand) -> Result:
+        self.command_args(build)  # rendered again for the secrets it uses (a token in the URL, say)
+        return self._judge(build, await command)
+
+    def _judge(self, build: BuildContext, outcome: CommandResult) -> Result:
         got = outcome.data.get("got_revision")
         if outcome.rc != 0 or not got:
             return Result.FAILURE

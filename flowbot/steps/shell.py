@@ -14,7 +14,7 @@ from ..defaults import SHELL_TIMEOUT
 from ..errors import ConfigError, FlowbotError
 from ..properties import Renderable
 from ..results import Result, worst
-from .base import BuildContext, CommandResult, Step
+from .base import BuildContext, CommandResult, StartedCommand, Step
 
 
 class Shell(Step):
@@ -102,7 +102,13 @@ class Shell(Step):
         }
 
     async def run(self, build: BuildContext) -> Result:
-        outcome = await build.run_command("shell", self.command_args(build))
+        return await self._judge(build, await build.run_command("shell", self.command_args(build)))
+
+    async def resume(self, build: BuildContext, command: StartedCommand) -> Result:
+        self.command_args(build)  # rendered again for the secrets it uses, so they stay hidden in what it prints
+        return await self._judge(build, await command)
+
+    async def _judge(self, build: BuildContext, outcome: CommandResult) -> Result:
         result = self.evaluate(outcome)
         if self.junit is not None:
             result = worst(result, await self._collect_tests(build))

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from ..defaults import LOG_CHUNK_BYTES, STORE_STOP_WAIT
 from ..errors import InvalidRequest, NotFound, StoreError, StoreUnavailable
-from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
+from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp, UnfinishedBuild, UnfinishedStep
 from ..results import Result
 from . import log_pages
 from . import schema as t
@@ -277,42 +277,9 @@ class Store:
 
     async def pending_requests(self, *, unclaimed: bool = False) -> list[BuildRequest]:
         """Every request not yet complete (and, ``unclaimed``, that no build has taken), oldest first."""
-
-        def fn(conn: sa.Connection) -> list[BuildRequest]:
-            from_changes = sa.exists().where(t.buildset_changes.c.buildset_id == t.buildrequests.c.buildset_id)
-            rows = conn.execute(
-                sa.select(
-                    t.buildrequests,
-                    t.buildsets.c.reason,
-                    t.buildsets.c.properties,
-                    t.buildsets.c.parent_build_id,
-                    from_changes.label("from_changes"),
-                )
-                .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildset_id)
-                .where(
-                    t.buildrequests.c.complete_at.is_(None),
-                    t.buildrequests.c.claimed_at.is_(None) if unclaimed else sa.true(),
-                )
-                .order_by(t.buildrequests.c.id)
-            ).all()
-            stamps = _sourcestamps(conn, {row.buildset_id for row in rows})
-            return [
-                BuildRequest(
-                    id=row.id,
-                    buildset_id=row.buildset_id,
-                    builder=row.builder,
-                    sourcestamps=stamps.get(row.buildset_id, ()),
-                    reason=row.reason,
-                    properties={name: tuple(pair) for name, pair in (row.properties or {}).items()},
-                    priority=row.priority,
-                    submitted_at=row.submitted_at,
-                    from_changes=bool(row.from_changes),
-                    parent_build_id=row.parent_build_id,
-                )
-                for row in rows
-            ]
-
-        return await self._read(fn)
+        return await self._read(
+            lambda conn: _pending_requests(conn, t.buildrequests.c.claimed_at.is_(None) if unclaimed else sa.true())
+        )
 
     async def cancel_request(self, request_id: int, now: float, result: Result = Result.CANCELLED) -> None:
         """Complete a pending request without building it: CANCELLED, or SKIPPED when it was
@@ -509,25 +476,42 @@ class Store:
 
         return self._keep(op)
 
-    async def recover(self, now: float) -> int:
-        """After a crash: builds that were running end as RETRY and their requests are unclaimed."""
+    def set_build_properties(self, build: Ref, properties: dict[str, list[Any]]) -> asyncio.Future[None]:
+        """Record a running build's properties (``{name: [value, source]}``) as they are now, so a
+        master that takes the build up after a restart has them."""
+        return self._keep(
+            lambda conn: conn.execute(
+                t.builds.update().where(t.builds.c.id == build.get()).values(properties=properties)
+            )
+        )
+
+    async def unfinished_builds(self) -> list[UnfinishedBuild]:
+        """The builds recorded as running (a master that stopped without recording their end), oldest first."""
+        return await self._read(_unfinished_builds)
+
+    async def retry_builds(self, build_ids: Iterable[int], now: float, summary: str = "master restarted") -> int:
+        """End running builds (and their running steps) as RETRY and unclaim their requests, which
+        are pending again; returns how many builds were running."""
+        ids = list(build_ids)
 
         def op(conn: sa.Connection) -> int:
             running = conn.execute(
-                sa.select(t.builds.c.id, t.builds.c.request_id).where(t.builds.c.finished_at.is_(None))
+                sa.select(t.builds.c.id, t.builds.c.request_id).where(
+                    t.builds.c.id.in_(ids), t.builds.c.finished_at.is_(None)
+                )
             ).all()
             if not running:
                 return 0
-            ids = [row.id for row in running]
+            ids_running = [row.id for row in running]
             conn.execute(
                 t.steps.update()
-                .where(t.steps.c.build_id.in_(ids), t.steps.c.finished_at.is_(None))
-                .values(finished_at=now, result=int(Result.RETRY), summary="master restarted")
+                .where(t.steps.c.build_id.in_(ids_running), t.steps.c.finished_at.is_(None))
+                .values(finished_at=now, result=int(Result.RETRY), summary=summary)
             )
             conn.execute(
                 t.builds.update()
-                .where(t.builds.c.id.in_(ids))
-                .values(finished_at=now, result=int(Result.RETRY), summary="master restarted")
+                .where(t.builds.c.id.in_(ids_running))
+                .values(finished_at=now, result=int(Result.RETRY), summary=summary)
             )
             conn.execute(
                 t.buildrequests.update()
@@ -539,7 +523,7 @@ class Store:
             )
             return len(running)
 
-        return await self._submit(op)
+        return await self._keep(op)
 
     # -- workers ------------------------------------------------------------------------------
 
@@ -938,6 +922,89 @@ _BUILD_COLUMNS = (
     t.builds.c.finished_at,
     t.builds.c.summary,
 )
+
+
+def _pending_requests(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> list[BuildRequest]:
+    """The requests not yet complete that match ``where``, oldest first."""
+    from_changes = sa.exists().where(t.buildset_changes.c.buildset_id == t.buildrequests.c.buildset_id)
+    rows = conn.execute(
+        sa.select(
+            t.buildrequests,
+            t.buildsets.c.reason,
+            t.buildsets.c.properties,
+            t.buildsets.c.parent_build_id,
+            from_changes.label("from_changes"),
+        )
+        .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildset_id)
+        .where(t.buildrequests.c.complete_at.is_(None), *where)
+        .order_by(t.buildrequests.c.id)
+    ).all()
+    stamps = _sourcestamps(conn, {row.buildset_id for row in rows})
+    return [
+        BuildRequest(
+            id=row.id,
+            buildset_id=row.buildset_id,
+            builder=row.builder,
+            sourcestamps=stamps.get(row.buildset_id, ()),
+            reason=row.reason,
+            properties={name: tuple(pair) for name, pair in (row.properties or {}).items()},
+            priority=row.priority,
+            submitted_at=row.submitted_at,
+            from_changes=bool(row.from_changes),
+            parent_build_id=row.parent_build_id,
+        )
+        for row in rows
+    ]
+
+
+def _unfinished_builds(conn: sa.Connection) -> list[UnfinishedBuild]:
+    builds = conn.execute(
+        sa.select(
+            t.builds.c.id,
+            t.builds.c.request_id,
+            t.builds.c.number,
+            t.builds.c.worker,
+            t.builds.c.started_at,
+            t.builds.c.locks_wait,
+            t.builds.c.properties,
+        )
+        .where(t.builds.c.finished_at.is_(None))
+        .order_by(t.builds.c.id)
+    ).all()
+    if not builds:
+        return []
+    ids = [b.id for b in builds]
+    requests = {r.id: r for r in _pending_requests(conn, t.buildrequests.c.id.in_([b.request_id for b in builds]))}
+    steps: dict[int, list[UnfinishedStep]] = {}
+    for row in conn.execute(
+        sa.select(t.steps.c.build_id, t.steps.c.id, t.steps.c.number, t.steps.c.name, t.steps.c.result)
+        .where(t.steps.c.build_id.in_(ids))
+        .order_by(t.steps.c.build_id, t.steps.c.number)
+    ):
+        result = None if row.result is None else Result(row.result)
+        steps.setdefault(row.build_id, []).append(UnfinishedStep(row.id, row.number, row.name, result))
+    running = [s.id for per_build in steps.values() for s in per_build if s.result is None]
+    lines: dict[int, dict[str, int]] = {}
+    for step_id, name, last in conn.execute(
+        sa.select(t.log_chunks.c.step_id, t.log_chunks.c.log, sa.func.max(t.log_chunks.c.last_line))
+        .where(t.log_chunks.c.step_id.in_(running))
+        .group_by(t.log_chunks.c.step_id, t.log_chunks.c.log)
+    ):
+        lines.setdefault(step_id, {})[name] = last + 1
+    return [
+        UnfinishedBuild(
+            id=b.id,
+            request=requests.get(b.request_id),
+            number=b.number,
+            worker=b.worker,
+            started_at=b.started_at,
+            locks_wait=b.locks_wait,
+            properties={name: (value, source) for name, (value, source) in (b.properties or {}).items()},
+            steps=tuple(steps.get(b.id, ())),
+            log_lines=next((lines.get(s.id, {}) for s in steps.get(b.id, ()) if s.result is None), {}),
+        )
+        for b in builds
+    ]
 
 
 def _select_builds(*extra: sa.ColumnElement[Any]) -> sa.Select:

@@ -144,3 +144,19 @@ def test_a_command_that_is_not_text_fails_the_pipeline_at_its_line(step: str, co
 def test_text_renderables_and_lists_of_them_are_commands() -> None:
     for command in ("make", Interpolate("make %(prop:target)s"), ["make", Interpolate("%(prop:t)s"), Path("x")]):
         assert Shell(command).command == command
+
+
+async def test_a_shell_step_taken_up_judges_its_command_as_its_run_would() -> None:
+    # Given a step with a test report, taken up after a master restart while its command ran
+    build = ReportingBuild(f"<testsuite>{CASE.format('a')}</testsuite>".encode())
+    step = Shell("pytest", junit="report.xml")
+
+    async def failed() -> CommandResult:
+        return CommandResult(1)
+
+    # When the command ends
+    result = await step.resume(build, asyncio.ensure_future(failed()))
+
+    # Then the step fails as its command did, and still reads the report
+    assert result == Result.FAILURE
+    assert build.fetched == ["build/report.xml"] and [c.name for c in build.cases] == ["test_a"]

@@ -387,8 +387,9 @@ async def test_a_failed_write_fails_alone_and_the_rest_of_its_batch_commits(
     assert await store.log_lines(fresh.id, 0) == [("o", "ok")]
 
 
-async def test_recover_ends_running_builds_as_retry_and_queues_their_requests_again(db_url: str) -> None:
-    # Given a master that died with one build finished and one running (its second step half way)
+async def test_a_build_left_running_is_found_as_it_was_and_its_retry_queues_its_request_again(db_url: str) -> None:
+    # Given a master that died with one build finished and one running (its second step half way,
+    # the properties it had when its first step ended recorded)
     store = await Store.open(db_url)
     try:
         finished, running = await store.add_buildset(buildset("lint", "unit"), NOW)
@@ -398,16 +399,30 @@ async def test_recover_ends_running_builds_as_retry_and_queues_their_requests_ag
             store.start_build(running, 1, "w1", NOW, "master", build),
             store.start_step(build, 0, "compile", NOW, first),
             store.finish_step(first, Result.SUCCESS, NOW + 1),
+            store.set_build_properties(build, {"version": ["1.2", "SetProperty Step"]}),
             store.start_step(build, 1, "test", NOW + 1, second),
-            store.append_log(second, "stdio", 0, "test_a ... ok", "o"),
+            store.append_log(second, "stdio", 0, "test_a ... ok\ntest_b ... ok", "oo"),
         )
     finally:
         await store.close()
 
-    # When a new master opens the store and recovers
+    # When a new master opens the store
     store = await Store.open(db_url)
     try:
-        assert await store.recover(NOW + 100) == 1
+        # Then it finds the running build as it was: its request, its steps, its properties, and
+        # where the log of the step it was running goes on
+        (left,) = await store.unfinished_builds()
+        assert (left.id, left.request, left.number, left.worker, left.started_at) == (build.id, running, 1, "w1", NOW)
+        assert [(s.id, s.number, s.name, s.result) for s in left.steps] == [
+            (first.id, 0, "compile", Result.SUCCESS),
+            (second.id, 1, "test", None),
+        ]
+        assert left.running_step == left.steps[1]
+        assert left.properties == {"version": ("1.2", "SetProperty Step")}
+        assert left.log_lines == {"stdio": 2}
+
+        # When it does not take the build up, but retries it
+        assert await store.retry_builds([build.id], NOW + 100) == 1
 
         # Then the running build and its running step end as RETRY; its finished step is untouched
         detail = await store.build(build.id)
@@ -416,7 +431,7 @@ async def test_recover_ends_running_builds_as_retry_and_queues_their_requests_ag
             ("compile", "SUCCESS", NOW + 1),
             ("test", "RETRY", NOW + 100),
         ]
-        assert await store.log_lines(build.id, 1) == [("o", "test_a ... ok")]
+        assert await store.log_lines(build.id, 1) == [("o", "test_a ... ok"), ("o", "test_b ... ok")]
 
         # And its request is queued again, unclaimed; the finished build and its request are untouched
         assert [r.id for r in await store.pending_requests()] == [running.id]
@@ -424,8 +439,9 @@ async def test_recover_ends_running_builds_as_retry_and_queues_their_requests_ag
         assert (await request_row(store, finished.id))["result"] == "SUCCESS"
         assert {b["builder"]: b["result"] for b in await store.builds()} == {"lint": "SUCCESS", "unit": "RETRY"}
 
-        # And a second recovery finds nothing to do
-        assert await store.recover(NOW + 200) == 0
+        # And a second retry finds nothing to do, nor anything left running
+        assert await store.retry_builds([build.id], NOW + 200) == 0
+        assert await store.unfinished_builds() == []
     finally:
         await store.close()
 

@@ -1,0 +1,197 @@
+"""Taking up, after a restart, the builds a master was running when it was killed.
+
+Their workers go on running their commands meanwhile. The restarted master finds those builds
+recorded as running and holds them, with their locks, for the resume window (the liveness
+window, from when it listens): their requests are not queued again. A worker that comes back
+within it still holding the command its build's step was running gets the build back: the
+master rebuilds it from the store (the steps done and their results, the properties they set,
+the step in progress and its log) and it goes on from that command, which the step takes up
+(:meth:`Step.resume <flowbot.steps.base.Step.resume>`), to the steps after it. No step runs
+twice, and the log goes on from the output the master has stored.
+
+A build that cannot be taken up ends as RETRY and its request runs again, as before: its worker
+does not come back within the window, or comes back without that command (it restarted, or the
+step was between commands); its builder is no longer in the pipeline; or its step cannot resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..records import UnfinishedBuild
+from .build import RunningBuild, command_id, commands_of, step_lock_owner
+from .registry import WorkerConnection
+
+if TYPE_CHECKING:
+    from .master import Master
+
+log = logging.getLogger(__name__)
+
+
+class Adoption:
+    """The builds recorded as running when the master started, until their workers take them up."""
+
+    def __init__(self, master: Master):
+        self.master = master
+        #: The builds held, by request id.
+        self.held: dict[int, UnfinishedBuild] = {}
+        self._retrying = 0
+        self._expiry: asyncio.TimerHandle | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether builds are held, or their ends as RETRY on their way to the store."""
+        return bool(self.held) or self._retrying > 0
+
+    async def load(self, window: float) -> None:
+        """Find the builds left running: hold those that may be taken up (their requests are then
+        not pending for the queue), and end the others as RETRY (their requests are)."""
+        left = await self.master.store.unfinished_builds()
+        if left:
+            log.warning("%d build(s) were running when the master stopped", len(left))
+        for record in left:
+            why = self._cannot_hold(record)
+            if why is None and not self._reserve(record):
+                why = "its locks are taken"
+            if why is None:
+                self.held[record.request.id] = record
+                log.info(
+                    "build %s #%d waits %g s for its worker to take it up",
+                    record.request.builder,
+                    record.number,
+                    window,
+                )
+            else:
+                await self._end(record, why)
+
+    def start(self, window: float) -> None:
+        """Begin the resume window (once the worker socket listens)."""
+        if self.held:
+            self._expiry = asyncio.get_running_loop().call_later(window, self._expire, window)
+
+    def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+
+    def _cannot_hold(self, record: UnfinishedBuild) -> str | None:
+        """Why ``record`` cannot be taken up whatever its worker holds, or None."""
+        if record.request is None:
+            return "its request is no longer pending"
+        builder = self.master.pipeline.builder(record.request.builder)
+        if builder is None:
+            return f"builder {record.request.builder!r} is no longer in the pipeline"
+        step = record.running_step
+        if step is None:
+            return "it was between two steps"
+        if any(s.number >= len(builder.steps) or builder.step_names[s.number] != s.name for s in record.steps):
+            return "the builder's steps changed"
+        if not builder.steps[step.number].resumable:
+            return f"its step {step.name!r} ({type(builder.steps[step.number]).__name__}) cannot be resumed"
+        return None
+
+    def _reserve(self, record: UnfinishedBuild) -> bool:
+        """Take the locks ``record`` held (its builder's, its running step's), as its build will."""
+        builder = self.master.pipeline.builder(record.request.builder)
+        step = builder.steps[record.running_step.number]
+        locks = self.master.dispatcher.locks
+        if not locks.try_acquire(builder.locks, record.worker, record.request.id):
+            return False
+        if not locks.try_acquire(step.locks, record.worker, self._step_owner(record)):
+            locks.release(record.request.id)
+            return False
+        return True
+
+    def _release(self, record: UnfinishedBuild) -> None:
+        locks = self.master.dispatcher.locks
+        locks.release(record.request.id)
+        locks.release(self._step_owner(record))
+
+    @staticmethod
+    def _step_owner(record: UnfinishedBuild) -> tuple[int, int]:
+        return step_lock_owner(record.request.id, record.running_step.number)
+
+    # -- a worker comes back ----------------------------------------------------------------------
+
+    def returned(self, connection: WorkerConnection, held: dict[str, Any]) -> None:
+        """A worker connected, holding ``held`` (what its hello says): take up the builds it still
+        runs, and retry those of its builds it no longer does (called before it is welcomed)."""
+        lost = []
+        for record in [r for r in self.held.values() if r.worker == connection.name]:
+            del self.held[record.request.id]
+            cmd_id = command_id(record.request.id, record.number, record.running_step.number, 1)
+            why = self._not_running(record, cmd_id, held)
+            if why is None:
+                try:
+                    self._take_up(record, connection, cmd_id, held[cmd_id]["offsets"])
+                    continue
+                except Exception as exc:  # a bug here must not keep the worker out, nor lose the request
+                    log.exception("build %s #%d could not be taken up", record.request.builder, record.number)
+                    connection.commands.pop(cmd_id, None)
+                    why = f"taking it up failed: {exc!r}"
+            self._release(record)
+            lost.append((record, why))
+        for record, why in lost:
+            self._retry(record, why)
+
+    @staticmethod
+    def _not_running(record: UnfinishedBuild, cmd_id: str, held: dict[str, Any]) -> str | None:
+        """Why the worker's ``held`` commands do not let ``record`` go on from ``cmd_id``, or None."""
+        of_build = commands_of(record.request.id, record.number)
+        others = [c for c in held if c.startswith(of_build) and c != cmd_id]
+        if others:
+            return f"its step had started other commands ({', '.join(sorted(others))})"
+        state = held.get(cmd_id)
+        offsets = state.get("offsets") if isinstance(state, dict) else None
+        if not isinstance(offsets, dict):
+            return "its worker came back without the command its step was running"
+        if not all(isinstance(o, list) and len(o) == 2 and all(type(n) is int for n in o) for o in offsets.values()):
+            return "its worker reported that command's output in a form it does not understand"
+        return None
+
+    def _take_up(
+        self, record: UnfinishedBuild, connection: WorkerConnection, cmd_id: str, offsets: dict[str, list[int]]
+    ) -> None:
+        builder = self.master.pipeline.builder(record.request.builder)
+        build = RunningBuild(self.master, builder, record.request, connection, record.number)
+        # The master acknowledged each byte once it was stored: what the worker holds is what the log lacks.
+        build.take_up(record, cmd_id, {stream: acked for stream, (acked, _) in offsets.items()})
+        log.info(
+            "build %s #%d taken up: worker %s still runs step %r",
+            build.builder,
+            build.number,
+            connection.name,
+            record.running_step.name,
+        )
+        self.master.dispatcher.adopt(build)
+
+    # -- the window closes ------------------------------------------------------------------------
+
+    def _expire(self, window: float) -> None:
+        self._expiry = None
+        records, self.held = list(self.held.values()), {}
+        for record in records:
+            self._release(record)
+            self._retry(record, f"its worker did not come back within {window:g} s")
+
+    def _retry(self, record: UnfinishedBuild, why: str) -> None:
+        """End ``record`` as RETRY, then queue its request again."""
+        self._retrying += 1
+        self.master.spawn(self._end(record, why, queue=True), f"retry build {record.request.builder} #{record.number}")
+
+    async def _end(self, record: UnfinishedBuild, why: str, *, queue: bool = False) -> None:
+        """End ``record`` as RETRY in the store (``queue``: then queue its request again)."""
+        name = record.request.builder if record.request is not None else "?"
+        log.warning("build %s #%d was running when the master stopped and ends as RETRY: %s", name, record.number, why)
+        dispatcher = self.master.dispatcher
+        try:
+            await self.master.store.retry_builds([record.id], time.time(), f"master restarted: {why}")
+            if queue and record.request is not None:
+                dispatcher.queue.add(record.request)
+                dispatcher.schedule()
+        finally:
+            if queue:
+                self._retrying -= 1
+                dispatcher.update_idle()
