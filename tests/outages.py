@@ -6,8 +6,10 @@ Neither touches the machine's shared services: :class:`PostgresServer` is a priv
 :class:`SmallDisk` is a tmpfs mounted for the test. PostgreSQL refuses to run as root, so under
 root (as in CI) the server runs as the ``postgres`` user; mounting needs root.
 
-Test modules get them through the ``postgres_outage`` and ``small_disk`` fixtures of
-``tests/conftest.py``; other code (benchmarks) may use the classes directly.
+Test modules get them through the ``stoppable_postgres`` and ``small_disk`` fixtures of
+``tests/conftest.py``; other code (benchmarks) may use the classes directly. Each leaves the id of
+the process that made it in its directory, so what a killed test run left behind (a server still
+running, a filesystem still mounted) is cleared by the next one that makes its own.
 """
 
 from __future__ import annotations
@@ -38,6 +40,27 @@ _QUICK = {
 }
 
 
+#: The file in an outage's directory that names the process that made it.
+_OWNER = "owner.pid"
+
+
+def _claim(root: Path) -> None:
+    (root / _OWNER).write_text(f"{os.getpid()}\n")
+
+
+def _abandoned(pattern: str) -> list[Path]:
+    """Directories matching ``pattern`` in the temporary directory whose maker has exited."""
+    left = []
+    for root in Path(tempfile.gettempdir()).glob(pattern):
+        try:
+            os.kill(int((root / _OWNER).read_text()), 0)
+        except ProcessLookupError:
+            left.append(root)
+        except (OSError, ValueError):  # no owner file (being made), or not ours to judge
+            continue
+    return left
+
+
 def postgres_binaries() -> Path | None:
     """The directory of the newest installed PostgreSQL's server programs, if there is one."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parent.parent.name))
@@ -45,6 +68,12 @@ def postgres_binaries() -> Path | None:
         return found[-1].parent
     initdb = shutil.which("initdb")
     return Path(initdb).parent if initdb else None
+
+
+def _run_as_postgres(program: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """Run a PostgreSQL program, as the ``postgres`` user under root (the server refuses root)."""
+    user = "postgres" if os.geteuid() == 0 else None
+    return subprocess.run([str(program), *args], user=user, capture_output=True, text=True, cwd=cwd)
 
 
 class PostgresServer:
@@ -61,10 +90,10 @@ class PostgresServer:
         self.data = root / "data"
         self.log = root / "postgres.log"
         self.port = free_port()
-        self._user = "postgres" if os.geteuid() == 0 else None
         root.chmod(0o755)
-        if self._user is not None:
-            os.chown(root, pwd.getpwnam(self._user).pw_uid, -1)
+        _claim(root)
+        if os.geteuid() == 0:
+            os.chown(root, pwd.getpwnam("postgres").pw_uid, -1)
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
         with open(self.data / "postgresql.conf", "a") as conf:
             for name, value in {**_QUICK, "listen_addresses": "'127.0.0.1'", "port": str(self.port)}.items():
@@ -77,12 +106,13 @@ class PostgresServer:
         bindir = postgres_binaries()
         if bindir is None:
             raise RuntimeError("no PostgreSQL server programs (apt-get install postgresql)")
+        for root in _abandoned("flowbot-postgres-*"):  # a killed run's server
+            _run_as_postgres(bindir / "pg_ctl", "stop", "-w", "-m", "immediate", "-D", str(root / "data"), cwd=root)
+            shutil.rmtree(root, ignore_errors=True)
         return cls(bindir, Path(tempfile.mkdtemp(prefix="flowbot-postgres-")))
 
     def _run(self, program: str, *args: str) -> None:
-        done = subprocess.run(
-            [str(self.bindir / program), *args], user=self._user, capture_output=True, text=True, cwd=self.root
-        )
+        done = _run_as_postgres(self.bindir / program, *args, cwd=self.root)
         if done.returncode != 0:
             raise RuntimeError(f"{program} failed ({done.returncode}): {done.stdout}{done.stderr}")
 
@@ -125,6 +155,8 @@ class SmallDisk:
     """
 
     def __init__(self, size: int):
+        for path in _abandoned("flowbot-disk-*"):  # a killed run's filesystem
+            _unmount(path)
         self.path = Path(tempfile.mkdtemp(prefix="flowbot-disk-"))
         done = subprocess.run(
             ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(self.path)],
@@ -134,6 +166,7 @@ class SmallDisk:
         if done.returncode != 0:
             self.path.rmdir()
             raise RuntimeError(f"cannot mount a tmpfs: {done.stderr.strip()}")
+        _claim(self.path)
         self._ballast = self.path / "ballast"
 
     def free_bytes(self) -> int:
@@ -157,9 +190,13 @@ class SmallDisk:
         self._ballast.unlink(missing_ok=True)
 
     def unmount(self) -> None:
-        subprocess.run(["umount", "-l", str(self.path)], check=False, capture_output=True)
-        with contextlib.suppress(OSError):
-            self.path.rmdir()
+        _unmount(self.path)
+
+
+def _unmount(path: Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 def can_mount() -> str | None:
