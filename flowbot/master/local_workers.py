@@ -42,14 +42,14 @@ class LocalWorkers:
         weakref.finalize(self, _kill_all, self.processes)
 
     async def start(self, names: list[str] | None = None, *, timeout: float = 30.0) -> list[str]:
-        """Start a process for each named worker (every declared one by default) and wait until
-        they are connected.
+        """Start a process for each named worker (by default every declared one that no launcher
+        starts) and wait until they are connected.
 
         Raises:
             FlowbotError: a name the pipeline does not declare, or a worker that did not connect.
         """
         declared = {w.name: w for w in self.master.pipeline.workers}
-        names = list(declared) if names is None else names
+        names = [n for n, w in declared.items() if w.launcher is None] if names is None else names
         unknown = [n for n in names if n not in declared]
         if unknown:
             raise FlowbotError(f"the pipeline declares no worker named {unknown}")

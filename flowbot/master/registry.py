@@ -501,6 +501,10 @@ class WorkerRegistry:
         if spec is None:
             self._refuse(route, name, "unknown worker: the pipeline declares no worker of that name", final=True)
             return
+        if spec.launcher is not None:
+            why = f"worker {name} is started on demand: only its instances connect, as {name}-1, {name}-2, ..."
+            self._refuse(route, name, why, final=True)
+            return
         if self.curve is not None and key not in self._keys_of(name):
             self._refuse(
                 route, name, f"its CURVE key {key} is not the public_key the pipeline declares for it", final=True
@@ -584,7 +588,7 @@ class WorkerRegistry:
         resumed = conn is not None and conn.session == message.session
         refused = self.claim(name, message.session) if name in self.instances else None
         if refused is not None:
-            self._refuse(route, name, refused)
+            self._refuse(route, name, refused, final=True)
             return
         if conn is not None and not resumed:
             if self._still_alive(conn):

@@ -187,6 +187,14 @@ async def test_a_copy_of_an_instances_credential_is_refused_to_another_process(t
 
         # Then the instance's own worker is still the one connected
         assert master.registry.connections["local-1"] is connection
+
+        # ... and nothing connects as the worker started on demand itself, not even with its secret
+        poser = WorkerProcess(master.dial_endpoint(), "local", worker.secret, tmp_path / "poser")
+        try:
+            await wait_for_async(lambda: "only its instances connect" in poser.log(), 20, "the poser to be refused")
+        finally:
+            poser.stop()
+        assert "local" not in master.registry.connections
     finally:
         await master.stop()
 
