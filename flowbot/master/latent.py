@@ -128,6 +128,7 @@ class LatentWorkers:
             it is connected, and forget it.
         wake: called when an instance may take builds, or one may be started again: run an
             assignment pass.
+        paused: whether a worker is paused: its instances take no new builds, and none starts.
         spawn: runs a coroutine as a task that logs its failure (the master's).
     """
 
@@ -142,6 +143,7 @@ class LatentWorkers:
         drop: Callable[[str, str], None],
         wake: Callable[[], None],
         spawn: Spawn,
+        paused: Callable[[str], bool] = lambda name: False,
         sweep_interval: float = INSTANCE_SWEEP,
     ):
         self.master = master
@@ -152,6 +154,7 @@ class LatentWorkers:
         self.drop = drop
         self.wake = wake
         self.spawn = spawn
+        self.paused = paused
         self.sweep_interval = sweep_interval
         self.pools: dict[str, _Pool] = {}
         self._draining: list[_Pool] = []  # pools of workers the pipeline no longer has
@@ -206,6 +209,8 @@ class LatentWorkers:
             if pool is None:
                 expanded.append(name)
                 continue
+            if self.paused(name):
+                continue
             once = pool.definition.idle_timeout == 0
             expanded += [
                 s.instance.name
@@ -227,7 +232,7 @@ class LatentWorkers:
         unclaimed = {name: len(slots) for name, slots in coming.items()}
         wanted: Counter[str] = Counter()
         for names in waiting:
-            latent = [n for n in names if n in self.pools]
+            latent = [n for n in names if n in self.pools and not self.paused(n)]
             if not latent:
                 continue
             claimed = next((n for n in latent if unclaimed[n] > 0), None)

@@ -116,6 +116,7 @@ class Master:
             drop=self.registry.forget,
             wake=self.dispatcher.schedule,
             spawn=self.spawn,
+            paused=lambda name: name in self.worker_control.paused,
         )
         self.registry.claim = self.latent.claim
         self.worker_control = WorkerControl(self)

@@ -63,6 +63,7 @@ class Harness:
         self.specs: dict[str, Worker] = {}
         self.dropped: list[str] = []
         self.wakes = 0
+        self.paused: set[str] = set()
         self.latent = LatentWorkers(
             master=MASTER,
             endpoint=lambda: "tcp://127.0.0.1:5555",
@@ -72,6 +73,7 @@ class Harness:
             drop=lambda name, reason: self.dropped.append(name),
             wake=self._wake,
             spawn=Tasks().spawn,
+            paused=lambda name: name in self.paused,
         )
         self.latent.use(workers)
 
@@ -333,4 +335,19 @@ async def test_a_credential_is_good_for_the_first_worker_process_that_uses_it_an
     # A credential nobody used within its time expires
     monkeypatch.setattr(latent_module, "INSTANCE_CREDENTIAL_TTL", 0.0)
     assert "has expired" in h.latent.claim("d-2", "session-c")
+    await h.latent.stop()
+
+
+async def test_a_paused_worker_starts_no_instance_and_its_instances_take_no_builds(launcher) -> None:
+    h = Harness(Worker("d", launcher=launcher, max_instances=2, idle_timeout=-1))
+    h.latent.balance([["d"]])
+    await h.connect("d-1")
+
+    h.paused.add("d")
+
+    assert h.latent.expand(["d"]) == []
+    h.latent.balance([["d"], ["d"]])
+    assert list(h.states()) == ["d-1"]
+    h.paused.clear()
+    assert h.latent.expand(["d"]) == ["d-1"]
     await h.latent.stop()
