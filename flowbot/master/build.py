@@ -443,6 +443,16 @@ class RunningBuild:
             return stamps
         return tuple(dataclasses.replace(s, revision=got[s.codebase]) if got.get(s.codebase) else s for s in stamps)
 
+    def _got_revision(self) -> str | None:
+        """The revision the build checked out of its first codebase (its ``got_revision``), if known."""
+        stamps = self._built_sourcestamps()
+        if stamps:
+            return stamps[0].revision if stamps[0].revision is not None else None
+        got = self.properties.get("got_revision")  # a request without sources: one revision, or one codebase's
+        if isinstance(got, dict) and len(got) == 1:
+            got = next(iter(got.values()))
+        return got if isinstance(got, str) and got else None
+
     async def stoppable(self, awaitable: Awaitable[T]) -> T:
         """Await ``awaitable`` so that stopping the build cancels it.
 
@@ -548,6 +558,8 @@ class RunningBuild:
             result = Result.RETRY
         self.result = result
         self.finished_at = time.time()
+        if self.revision is None:  # a build of "whatever is newest" built what it checked out
+            self.revision = self._got_revision()
         summary = f"stopped: {self._stopped}" if self._stopped else ""
         self._finish_write = store.finish_build(
             self.ref,
@@ -555,6 +567,7 @@ class RunningBuild:
             result,
             self.finished_at,
             summary,
+            revision=self.revision,
             properties=self.properties.with_sources(),
             locks_wait=self.locks_wait,
             then=[

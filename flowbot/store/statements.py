@@ -89,7 +89,7 @@ FINISH_STEP = Statement(
     )
 )
 #: End a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_locks``: seconds waited for
-#: locks, ``p_properties``).
+#: locks, ``p_properties``, ``p_revision``: the revision it built, or None to keep the one it started with).
 FINISH_BUILD = Statement(
     update(t.builds)
     .where(t.builds.c.id == bindparam("p_id"))
@@ -99,6 +99,7 @@ FINISH_BUILD = Statement(
         summary=bindparam("p_summary"),
         locks_wait=bindparam("p_locks"),
         properties=bindparam("p_properties"),
+        revision=func.coalesce(bindparam("p_revision"), t.builds.c.revision),
     )
 )
 

@@ -409,12 +409,14 @@ class Store:
         now: float,
         summary: str = "",
         *,
+        revision: str | None = None,
         properties: dict[str, list[Any]] | None = None,
         locks_wait: float = 0.0,
         then: Iterable[BuildsetSpec] = (),
         final: Callable[[Result, str], tuple[Result, str]] | None = None,
     ) -> asyncio.Future[list[BuildRequest]]:
-        """Record a build's end with its properties (``{name: [value, source]}``).
+        """Record a build's end with its properties (``{name: [value, source]}``) and the revision
+        it built (``got_revision``, for a build whose request named none).
 
         A RETRY puts its request back in the queue; anything else completes it. Buildsets in
         ``then`` (builds that depend on this one) are stored in the same transaction; the future
@@ -435,6 +437,7 @@ class Store:
                     "p_summary": end_summary,
                     "p_locks": locks_wait,
                     "p_properties": properties,
+                    "p_revision": revision,
                 },
             )
             if end_result == Result.RETRY:

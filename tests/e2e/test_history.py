@@ -8,6 +8,7 @@ import pandas as pd
 
 from flowbot import History
 
+from ..gitrepos import GitRepo
 from ..support import finished_builds
 
 
@@ -47,3 +48,56 @@ def test_the_history_of_real_builds_reads_live_and_from_a_copy(master_factory, w
     with History(f"sqlite:///{copy}") as history:
         assert len(history.builds()) == 4
         assert len(history.culprits("lint")) == 0  # it never passed: nothing broke it
+
+
+FLAKY_REPO_SCRIPT = """\
+if [ "$FLOWBOT_BUILD_NUMBER" = 2 ] || [ "$FLOWBOT_BUILD_NUMBER" = 5 ]; then
+  failure='<failure message="timed out after 5 s">socket.timeout</failure>'
+fi
+cat > report.xml <<XML
+<testsuite name="net">
+  <testcase classname="tests.test_net" name="test_download">$failure</testcase>
+  <testcase classname="tests.test_net" name="test_parse"/>
+</testsuite>
+XML
+[ -z "$failure" ]
+"""
+
+FORCED_PIPELINE = """\
+from flowbot import Pipeline, Worker, Builder, ForceScheduler, Git, Shell
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s")],
+    schedulers=[ForceScheduler("force", builders=["unit"])],
+    builders=[Builder("unit", workers=["w1"], collapse_requests=False, steps=[
+        Git({repo!r}, mode="full"),
+        Shell("sh run_tests.sh", name="test", junit="report.xml"),
+    ])],
+)
+"""
+
+
+def test_forced_reruns_of_one_commit_record_it_and_show_a_flaky_test(master_factory, worker_factory, tmp_path):
+    # Given a repository whose network test fails on two of six runs of one commit
+    repo = GitRepo(tmp_path / "repo")
+    head = repo.commit("tests", {"run_tests.sh": FLAKY_REPO_SCRIPT})
+    master = master_factory(FORCED_PIPELINE.format(repo=repo.url))
+    worker_factory(master, "w1", "s")
+
+    # When it is forced six times, naming no revision
+    for _ in range(6):
+        master.client.force("unit")
+    builds = finished_builds(master.client, 6, timeout=90)
+
+    # Then each build's revision is the commit it checked out, in the API and in History
+    assert [b["result"] for b in builds] == ["SUCCESS", "FAILURE", "SUCCESS", "SUCCESS", "FAILURE", "SUCCESS"]
+    assert {b["revision"] for b in builds} == {head}
+    assert master.client.build(builds[0]["id"])["revision"] == head
+    with History(f"sqlite:///{master.basedir / 'state.sqlite'}") as history:
+        assert history.builds()["revision"].tolist() == [head] * 6
+        # And the test that flipped across the reruns is flaky; the stable one is not
+        flaky = history.flaky_tests()
+        assert flaky["name"].tolist() == ["test_download"]
+        found = flaky.iloc[0]
+        assert (found["runs"], found["failed"], found["mixed_revisions"]) == (6, 2, 1)
+        assert found["revisions"] == [head]
+        assert sorted(found["failed_builds"]) == [builds[1]["id"], builds[4]["id"]]

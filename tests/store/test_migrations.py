@@ -97,3 +97,63 @@ async def test_sqlite_runs_in_wal_mode_and_enforces_foreign_keys(tmp_path: Path)
                 )
     finally:
         await store.close()
+
+
+async def test_builds_stored_without_a_revision_get_the_one_they_checked_out(db_url: str) -> None:
+    # Given builds an older flowbot stored: forced (no revision) with got_revision of one or two
+    # codebases, one without got_revision, and one whose request named its revision
+    engine = sa.create_engine(db_url)
+    stored = {
+        1: (None, {"got_revision": ["abc123", "Git Step"]}),
+        2: (None, {"got_revision": [{"lib": "lib1", "app": "app1"}, "Git Step"]}),
+        3: (None, {"buildername": ["unit", "Build"]}),
+        4: ("asked", {"got_revision": ["other", "Git Step"]}),
+        5: (None, None),
+    }
+    try:
+        with engine.begin() as conn:
+            config = alembic_config()
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0008_test_locations")
+            for n, (revision, properties) in stored.items():
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO buildsets (id, scheduler, reason, properties, submitted_at)"
+                        " VALUES (:n, 'force', '', '{}', 1)"
+                    ),
+                    {"n": n},
+                )
+                for codebase in ("app", "lib") if n == 2 else ("",):
+                    conn.execute(
+                        sa.text(
+                            "INSERT INTO sourcestamps (buildset_id, codebase, repository, project)"
+                            " VALUES (:n, :codebase, '', '')"
+                        ),
+                        {"n": n, "codebase": codebase},
+                    )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO buildrequests (id, buildset_id, builder, priority, submitted_at)"
+                        " VALUES (:n, :n, 'unit', 0, 1)"
+                    ),
+                    {"n": n},
+                )
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO builds (id, request_id, builder, number, worker, revision, started_at, summary,"
+                        " properties) VALUES (:n, :n, 'unit', :n, 'w1', :revision, 1, '', :properties)"
+                    ).bindparams(sa.bindparam("properties", type_=sa.JSON)),
+                    {"n": n, "revision": revision, "properties": properties},
+                )
+    finally:
+        engine.dispose()
+
+    # When the current flowbot opens it
+    store = await Store.open(db_url)
+    try:
+        builds = {b["id"]: b["revision"] for b in await store.builds()}
+    finally:
+        await store.close()
+
+    # Then each build has the revision it built, of its first codebase; the rest are as they were
+    assert builds == {1: "abc123", 2: "app1", 3: None, 4: "asked", 5: None}
