@@ -173,10 +173,10 @@ class GroupWriter:
 
     def _give_up(self) -> None:
         """Fail the writes held for the database (the master is stopping): their records are not made."""
+        self._closing = True  # an outage that starts from now on gives its writes up at once
         outage = self._outage
         if outage is None:
             return
-        self._closing = True
         if self._retry_timer is not None:
             self._retry_timer.cancel()
             self._retry_timer = None

@@ -166,3 +166,22 @@ async def test_a_store_closed_on_a_full_disk_leaves_its_last_writes_for_the_next
         assert len(await again.log_lines(build.id, 0)) == 20000
     finally:
         await again.close()
+
+
+async def test_a_store_closing_after_a_slow_write_gives_up_if_the_database_then_goes_away(
+    stoppable_postgres, monkeypatch
+) -> None:
+    # Given a store that waits a second for its writes when it closes, busy with a write that takes three
+    monkeypatch.setattr("flowbot.store.store.STORE_STOP_WAIT", 1.0)
+    store = await Store.open(stoppable_postgres.create_database())
+    slow = store._keep(lambda conn: conn.exec_driver_sql("SELECT pg_sleep(3)"))
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(1.5)
+
+    # When the database goes away after that second, in the middle of the write
+    stoppable_postgres.stop()
+
+    # Then the store still closes, giving the write up, instead of waiting for the database for ever
+    await asyncio.wait_for(closing, 10)
+    with pytest.raises(StoreUnavailable):
+        await slow
