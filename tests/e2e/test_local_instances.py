@@ -11,7 +11,7 @@ from pathlib import Path
 from flowbot_worker.curve import create_key
 
 import flowbot
-from flowbot import Builder, ForceScheduler, LocalWorker, Pipeline, Shell
+from flowbot import Builder, ForceScheduler, LocalWorker, Pipeline, Shell, Trigger, Triggerable, Worker
 from flowbot.master.events import EventKind
 
 from ..support import TEST_HEARTBEAT, WorkerProcess, finished_builds, pid_alive, wait_for_async
@@ -60,8 +60,11 @@ async def test_three_builds_on_two_instances_each_run_on_a_fresh_worker_that_is_
         builds = master.history.builds()
         assert list(builds["result"].astype(str)) == ["SUCCESS"] * 3
         assert set(builds["worker"]) <= {"local-1", "local-2"}
-        assert master.latent.starts["local"] == 3
-        assert master.latent.failures["local"] == 0
+        metrics = master_metrics(master)
+        assert 'flowbot_instance_starts_total{worker="local"} 3' in metrics
+        assert 'flowbot_instance_failures_total{worker="local"} 0' in metrics
+        assert 'flowbot_instance_connect_seconds_count{worker="local"} 3' in metrics
+        assert 'flowbot_instances{worker="local",state="connected"}' in metrics
         # ... and nothing is left: no process, no directory, no record
         assert not processes_running(worker.launcher)
         assert list(directory.iterdir()) == []
@@ -100,7 +103,10 @@ async def test_a_worker_that_never_connects_fails_its_start_and_the_request_wait
 
         assert request in master.queue  # it waits for a start that works, or for another worker
         assert not processes_running(worker.launcher)
-        assert "flowbot_instance_starts_total" in master_metrics(master)
+        metrics = master_metrics(master)
+        assert 'flowbot_instance_starts_total{worker="local"} 1' in metrics
+        assert 'flowbot_instance_failures_total{worker="local"} 1' in metrics
+        assert 'flowbot_instance_connect_seconds_count{worker="local"}' not in metrics  # it never connected
     finally:
         await master.stop()
 
@@ -223,5 +229,37 @@ async def test_on_an_encrypted_link_each_instance_gets_a_key_pair_of_its_own(tmp
         assert list(master.history.builds()["result"].astype(str)) == ["SUCCESS", "SUCCESS"]
         assert keys[0] and keys[1] and keys[0] != keys[1]  # each start proved a key of its own
         assert master.registry.local_keys == {}  # and none is admitted once its instance is gone
+    finally:
+        await master.stop()
+
+
+async def test_stopping_a_build_whose_triggered_build_waits_for_a_start_leaves_no_instance(tmp_path) -> None:
+    # Given a build that triggered another, whose worker on demand is starting (it never connects)
+    child_worker = LocalWorker("child-worker", python=hanging_python(tmp_path), start_timeout=120)
+    both = Pipeline(
+        workers=[Worker("w1"), child_worker],
+        schedulers=[ForceScheduler("force", builders=["parent"]), Triggerable("child", builders=["child"])],
+        builders=[
+            Builder("parent", workers=["w1"], steps=[Trigger(["child"], wait_for_finish=True)]),
+            Builder("child", workers=["child-worker"], steps=[Shell("true")]),
+        ],
+    )
+    master = flowbot.Master(both, basedir=tmp_path / "m", http=None, heartbeat=TEST_HEARTBEAT)
+    await master.start()
+    try:
+        await master.start_local_workers()
+        await master.force("parent")
+        await wait_for_async(lambda: processes_running(child_worker.launcher), 20, "the child's instance to start")
+        (pid,) = processes_running(child_worker.launcher)
+        (parent,) = master.running.values()
+
+        # When the parent build is stopped
+        await master.stop_build(parent.id, "not needed")
+
+        # Then the triggered request is withdrawn and its instance removed, process and all
+        await master.wait_idle(timeout=30)
+        await master.latent.settled(timeout=30)
+        assert not pid_alive(pid)
+        assert master.latent.failures["child-worker"] == 0
     finally:
         await master.stop()
