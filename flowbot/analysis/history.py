@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from ..errors import NotFound, StoreError
 from ..results import Result
 from ..store import schema as t
-from . import answers, culprits, flaky, search
+from . import answers, culprits, flaky, replay, search
 from .columns import Kind, read_columns
 from .dtypes import OUTCOME, TimeLike, durations, epoch, outcomes, result_codes, results, timestamps
 
@@ -456,3 +456,4 @@ class History:
     culprits = culprits.culprits
     flaky_tests = flaky.flaky_tests
     search_logs = search.search_logs
+    replay = replay.replay

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..locks import LockAccess
 
@@ -16,11 +16,16 @@ Scope = tuple[str, str]
 
 
 class LockTable:
-    """Holders of every lock scope; see :mod:`flowbot.locks` for the kinds and modes."""
+    """Holders of every lock scope; see :mod:`flowbot.locks` for the kinds and modes.
+
+    Nothing here needs an event loop: a waiter is a function called when its locks are taken for
+    it (:meth:`take_or_wait`), which :meth:`acquire` turns into an awaitable and a simulation
+    into an event on its own clock.
+    """
 
     def __init__(self) -> None:
         self._holders: dict[Scope, dict[object, str]] = {}
-        self._waiters: list[tuple[list[tuple[Scope, str, int]], object, asyncio.Future[None]]] = []
+        self._waiters: list[tuple[list[tuple[Scope, str, int]], object, Callable[[], bool]]] = []
 
     @staticmethod
     def _claims(accesses: Iterable[LockAccess], worker: str) -> list[tuple[Scope, str, int]]:
@@ -58,21 +63,42 @@ class LockTable:
         self._take(claims, owner)
         return True
 
-    async def acquire(self, accesses: Iterable[LockAccess], worker: str, owner: object) -> float:
-        """Wait until every lock can be taken, take them; returns the seconds spent waiting."""
+    def take_or_wait(
+        self, accesses: Iterable[LockAccess], worker: str, owner: object, granted: Callable[[], bool]
+    ) -> bool:
+        """Take every lock now if all are free and nobody waits (True); else wait in line, first come
+        first served: once all are free, ``granted()`` is called and they are taken for ``owner``
+        if it returns True (False: the waiter gave up meanwhile)."""
         claims = self._claims(accesses, worker)
         if not claims:
-            return 0.0
+            return True
         if not self._waiters and self._free(claims):
             self._take(claims, owner)
+            return True
+        self._waiters.append((claims, owner, granted))
+        return False
+
+    def withdraw(self, owner: object) -> None:
+        """Take ``owner`` out of the line of waiters."""
+        self._waiters = [waiter for waiter in self._waiters if waiter[1] is not owner]
+
+    async def acquire(self, accesses: Iterable[LockAccess], worker: str, owner: object) -> float:
+        """Wait until every lock can be taken, take them; returns the seconds spent waiting."""
+        future = asyncio.get_running_loop().create_future()
+
+        def granted() -> bool:
+            if future.done():  # cancelled meanwhile
+                return False
+            future.set_result(None)
+            return True
+
+        if self.take_or_wait(accesses, worker, owner, granted):
             return 0.0
         started = time.monotonic()
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((claims, owner, future))
         try:
             await future
         except asyncio.CancelledError:
-            self._waiters = [w for w in self._waiters if w[2] is not future]
+            self.withdraw(owner)
             if future.done() and not future.cancelled():
                 self.release(owner)  # granted just as it was cancelled
             raise
@@ -85,12 +111,12 @@ class LockTable:
             if not self._holders[scope]:
                 del self._holders[scope]
         still_waiting = []
-        for claims, waiter, future in self._waiters:
-            if not future.done() and self._free(claims):
-                self._take(claims, waiter)
-                future.set_result(None)
-            elif not future.done():
-                still_waiting.append((claims, waiter, future))
+        for claims, waiter, granted in self._waiters:
+            if self._free(claims):
+                if granted():
+                    self._take(claims, waiter)
+            else:
+                still_waiting.append((claims, waiter, granted))
         self._waiters = still_waiting
 
     def holders(self, name: str) -> dict[str, list[str]]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import StoreError
 from ..records import Change
-from ..schedulers.base import Scheduler
+from ..schedulers.base import Scheduler, classifications
 from ..store import Hold, Release
 
 if TYPE_CHECKING:
@@ -47,16 +47,9 @@ class Scheduling:
     def decisions(self, change: Change) -> list[Hold | Release]:
         """What each scheduler does with ``change``: build it now, or hold it for later."""
         decisions: list[Hold | Release] = []
-        for scheduler in self._schedulers():
-            try:
-                classification = scheduler.classify(change)
-            except Exception:
-                log.exception("scheduler %s failed on change %s; the change is kept", scheduler.name, change.revision)
-                continue
-            if classification is None:
-                continue
+        for scheduler, classification in classifications(self._schedulers(), change):
             key = (scheduler.name, classification.key)
-            if scheduler.timed or scheduler.tree_stable_timer is not None or not classification.important:
+            if scheduler.holds(classification):
                 decisions.append(Hold(*key, classification.important))
             else:
                 decisions.append(Release(*key, scheduler.changes_buildset, held=key in self._holding))
@@ -70,10 +63,8 @@ class Scheduling:
                 self._holding.discard((decision.scheduler, decision.key))
                 continue
             self._holding.add((decision.scheduler, decision.key))
-            if not decision.important:
-                continue
             scheduler = self.master.pipeline.scheduler(decision.scheduler)
-            if scheduler is not None and not scheduler.timed and scheduler.tree_stable_timer is not None:
+            if scheduler is not None and scheduler.restarts_timer(decision.important):
                 self._arm(scheduler, decision.key, at + scheduler.tree_stable_timer)
 
     # -- timers -------------------------------------------------------------------------------
@@ -87,7 +78,7 @@ class Scheduling:
                 stable[(name, key)] = max(stable.get((name, key), 0.0), received)
         for (name, key), last in stable.items():
             scheduler = self.master.pipeline.scheduler(name)
-            if scheduler is not None and not scheduler.timed and scheduler.tree_stable_timer is not None:
+            if scheduler is not None and scheduler.restarts_timer(True):
                 self._arm(scheduler, key, last + scheduler.tree_stable_timer)
         for scheduler in self._schedulers():
             if scheduler.timed:

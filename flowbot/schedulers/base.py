@@ -9,12 +9,15 @@ restarted master picks them up where they were.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import logging
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from ..location import caller
 from ..records import BuildsetSpec, Change, SourceStamp
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,15 @@ class Scheduler:
         """The buildset for ``changes`` (oldest first), when they are due; None builds nothing."""
         return None
 
+    def holds(self, classification: Classification) -> bool:
+        """Whether a change so classified is held (for a timer, or to ride along with the next
+        important change) rather than built at once with those held before it."""
+        return self.timed or self.tree_stable_timer is not None or not classification.important
+
+    def restarts_timer(self, important: bool) -> bool:
+        """Whether a held change, ``important`` or not, (re)starts the tree-stable timer of its key."""
+        return important and not self.timed and self.tree_stable_timer is not None
+
     def next_run(self, after: float) -> float | None:
         """When a timed scheduler runs next after ``after`` (epoch seconds); None if never."""
         return None
@@ -116,6 +128,18 @@ class Scheduler:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, builders={self.builders!r})"
+
+
+def classifications(schedulers: Iterable[Scheduler], change: Change) -> Iterator[tuple[Scheduler, Classification]]:
+    """Each of ``schedulers`` that takes ``change``, with how; one that fails on it is logged and passed over."""
+    for scheduler in schedulers:
+        try:
+            classification = scheduler.classify(change)
+        except Exception:
+            log.exception("scheduler %s failed on change %s; it does not take it", scheduler.name, change.revision)
+            continue
+        if classification is not None:
+            yield scheduler, classification
 
 
 def changes_sourcestamps(changes: list[Change]) -> list[SourceStamp]:
