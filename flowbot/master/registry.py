@@ -53,7 +53,6 @@ from ..errors import ProtocolError, WorkerLost
 from ..steps.base import CommandResult
 from ..workers import Worker
 from . import curve
-from .cutoffs import CutOffs
 from .events import EventBus, EventKind
 from .tasks import Spawn
 from .transfers import Transfer, TransferError
@@ -312,8 +311,6 @@ class WorkerRegistry:
         self.session = protocol.Channel(b"").session  # this master process's session id
         self._ctx = zmq.asyncio.Context()
         self._sock: zmq.asyncio.Socket | None = None
-        #: The connections watched for being cut off (see :mod:`flowbot.master.cutoffs`), once started.
-        self.cutoffs: CutOffs | None = None
         self._tasks: list[asyncio.Task] = []
         self._drop_logged: dict[str, float] = {}
         self._authenticator: Any = None
@@ -343,11 +340,9 @@ class WorkerRegistry:
             raise
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sock = sock
-        self.cutoffs = CutOffs(sock, self._cut_off)
         self._tasks = [
             self._spawn(self._receive_loop(), "worker-registry receive"),
             self._spawn(self._sweep_loop(), "worker-registry heartbeats"),
-            self._spawn(self.cutoffs.run(), "worker-registry cut-offs"),
         ]
         log.info("waiting for workers on %s%s", self.endpoint, " (encrypted: CURVE)" if self.curve else "")
         return self.endpoint
@@ -356,8 +351,6 @@ class WorkerRegistry:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.cutoffs is not None:
-            self.cutoffs.close()
         for conn in list(self.connections.values()):
             conn.fail_all("the master is shutting down")
             conn.send(protocol.DISCONNECT, {"reason": "the master is shutting down"})
@@ -423,12 +416,10 @@ class WorkerRegistry:
     # -- receiving ----------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
-        sock, cutoffs = self._sock, self.cutoffs
+        sock = self._sock
         while True:
             try:
-                # The routing id as a frame, for what ZeroMQ knows of its connection.
-                route = await sock.recv(copy=False)
-                frames = [route.bytes, *await sock.recv_multipart(copy=self.curve is None)]
+                frames = await sock.recv_multipart(copy=self.curve is None)
             except asyncio.CancelledError:
                 raise
             except zmq.ZMQError as exc:
@@ -437,15 +428,13 @@ class WorkerRegistry:
                 continue
             key = None
             if self.curve is not None:  # frames, with the key their connection proved
-                key = curve.proven_key(route)
-                frames = [frames[0], *(frame.bytes for frame in frames[1:])]
+                key = curve.proven_key(frames[0])
+                frames = [frame.bytes for frame in frames]
             try:
                 self._handle(frames, key)
             except Exception:  # a bug here must not take the master's link down
                 self._drop("internal-error", frames[0] if frames else b"", "see traceback")
                 log.exception("error while handling a worker message")
-            if cutoffs.watched and frames[0] in self._by_route:  # a welcomed worker's connection
-                cutoffs.trust(int(route.get("__fd")))
 
     def _handle(self, frames: list[bytes], key: str | None = None) -> None:
         route, body = frames[0], frames[1:]
@@ -473,14 +462,6 @@ class WorkerRegistry:
             self._drop("unexpected-type", route, message.type)
             return
         handler(self, conn, message)
-
-    def _cut_off(self, peer: str) -> None:
-        self._count(
-            "cut-off",
-            "cut off the connection from %s: it sent a frame larger than %d bytes (or bytes that are not ZeroMQ's)",
-            peer,
-            MAX_FRAME_BYTES,
-        )
 
     def _drop(self, reason: str, route: bytes, detail: str) -> None:
         self._count(reason, "dropped a message from route %s: %s (%s)", route.hex()[:16], reason, detail)
