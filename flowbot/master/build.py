@@ -359,7 +359,13 @@ class RunningBuild:
         return await self._receive(source, target, directory=directory, max_size=max_size)
 
     async def _receive(
-        self, source: str, target: Path, *, directory: bool = False, max_size: int | None = None
+        self,
+        source: str,
+        target: Path,
+        *,
+        directory: bool = False,
+        max_size: int | None = None,
+        log: str = "stdio",
     ) -> CommandResult:
         try:
             receiver = ReceiveFile(target, directory=directory, max_size=max_size)
@@ -367,9 +373,10 @@ class RunningBuild:
             return self._transfer_refused(f"upload refused: {exc}")
         command = "upload_directory" if directory else "upload_file"
         try:
-            result = await self.run_command(command, {"path": source, "max_size": max_size}, transfer=receiver)
+            args = {"path": source, "max_size": max_size}
+            result = await self.run_command(command, args, log=log, transfer=receiver)
             if result.rc == 0:
-                self.log().header(f"uploaded {source}: {await receiver.finish(result)}")
+                self.log(log).header(f"uploaded {source}: {await receiver.finish(result)}")
         except TransferError as exc:
             return self._transfer_refused(f"upload failed: {exc}")
         finally:
@@ -389,7 +396,8 @@ class RunningBuild:
     async def fetch(self, source: str, *, max_size: int = 64 * 1024 * 1024) -> bytes:
         with tempfile.TemporaryDirectory(prefix="flowbot-fetch-") as directory:
             target = Path(directory) / "file"
-            outcome = await self._receive(source, target, max_size=max_size)
+            # The master's own errand, not the step's output: noted in the step's header log.
+            outcome = await self._receive(source, target, max_size=max_size, log="header")
             if outcome.rc != 0:
                 raise TransferError(outcome.message or f"{source} could not be fetched")
             return target.read_bytes()

@@ -20,6 +20,9 @@ ERROR_LINE = re.compile(
     r"\b(?:[A-Z]\w*(?:Error|Exception)|error|ERROR|Error|FAIL(?:ED|URE)?|[Ff]ailed|Traceback|[Ff]atal)\b"
 )
 
+#: Terminal escape sequences (colours), which a line is read without.
+ESCAPES = re.compile(r"\x1b\[[0-9;:?]*[@-~]")
+
 
 @dataclass(frozen=True, slots=True)
 class LogPage:
@@ -74,14 +77,15 @@ def page(conn: sa.Connection, step_id: int, name: str, first: int | None, count:
 
 
 def first_match(conn: sa.Connection, step_id: int, name: str, pattern: re.Pattern[str], after: int = 0) -> int | None:
-    """The number of the first line at or after ``after`` that ``pattern`` finds something in."""
+    """The number of the first line of output (not a header: those show commands) at or after
+    ``after`` that ``pattern`` finds something in."""
     c = t.log_chunks.c
-    for chunk_first, content in conn.execute(
-        sa.select(c.first_line, c.content)
+    for chunk_first, content, streams in conn.execute(
+        sa.select(c.first_line, c.content, c.streams)
         .where(c.step_id == step_id, c.log == name, c.last_line >= after)
         .order_by(c.first_line)
     ):
-        for offset, line in enumerate(content.split("\n")):
-            if chunk_first + offset >= after and pattern.search(line):
+        for offset, (tag, line) in enumerate(zip(streams, content.split("\n"), strict=True)):
+            if tag != "h" and chunk_first + offset >= after and pattern.search(ESCAPES.sub("", line)):
                 return chunk_first + offset
     return None

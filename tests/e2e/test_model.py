@@ -157,7 +157,8 @@ def test_triggered_builds_check_out_the_commit_their_parent_built_even_if_the_br
     assert {name: b["result"] for name, b in builds.items()} == dict.fromkeys(builds, "SUCCESS")
     got = {name: build_detail(master.client, b["id"])["properties"]["got_revision"][0] for name, b in builds.items()}
     assert got == {"parent": built, "same-commit": built, "branch-head": moved}
-    assert (builds["same-commit"]["revision"], builds["branch-head"]["revision"]) == (built, None)
+    # (each records the revision it built: the one triggered without a revision, the head it checked out)
+    assert (builds["same-commit"]["revision"], builds["branch-head"]["revision"]) == (built, moved)
 
 
 def test_a_dependent_scheduler_follows_upstream_builds_with_warnings_but_not_failures(master_factory, worker_factory):

@@ -5,10 +5,10 @@
 // follows the master's event stream, changing only what an event touches. Everything that comes
 // from the master is put on the page as text (textContent, attributes), never parsed as HTML.
 
+import { LogView } from "./log.js";
+
 const main = document.getElementById("main");
 const OVERVIEW_BUILDS = 12;
-const LOG_TAIL = 500;
-const LOG_MAX_LINES = 5000; // lines kept on the page per log: the rest is a click away
 const me = { user: null, csrf: null, control: "open", login: false };
 let view = null; // the current view: { stream, close() }
 
@@ -457,89 +457,52 @@ function buildView(id) {
     drawShowHidden();
   } });
 
-  function logPre(step, lines, first) {
-    const pre = h("pre", { class: "log", tabindex: 0, "aria-label": `log of ${step.name}` });
-    step.log = pre;
-    step.next = first;
-    appendLines(step, first, lines);
-    return pre;
-  }
-
-  function appendLines(step, first, lines) {
-    if (!step.log) return;
-    const skip = step.next - first; // lines the page has already
-    if (skip >= lines.length) return;
-    const pre = step.log;
-    const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 8;
-    const frag = document.createDocumentFragment();
-    for (const [tag, text] of lines.slice(Math.max(0, skip))) {
-      frag.append(tag === "o" ? text + "\n" : h("span", { class: tag }, text + "\n"));
-    }
-    pre.append(frag);
-    step.next = first + lines.length;
-    while (pre.childNodes.length > LOG_MAX_LINES) pre.firstChild.remove();
-    if (follow) pre.scrollTop = pre.scrollHeight;
-  }
-
-  /** [first line number, lines] of the log's tail, reaching back to line `from` when it is given. */
-  async function logTail(step, from = null) {
-    let tail = LOG_TAIL;
-    for (;;) {
-      const { data, headers } = await api(`/api/builds/${enc(id)}/steps/${step.number}/log?tail=${tail}`);
-      const first = Number(headers.get("X-First-Line")) || 0;
-      if (from === null || first <= from || tail >= LOG_MAX_LINES) {
-        return [first, data ? data.replace(/\n$/, "").split("\n").map((t) => ["o", t]) : []];
-      }
-      tail = Math.min(tail + first - from, LOG_MAX_LINES); // it grew meanwhile: ask again for more
-    }
-  }
-
-  /** Fetch a log's tail and put() it, then the live lines that came meanwhile (kept in step.pending). */
-  async function fetchLog(step, from, put) {
-    step.pending = [];
-    try {
-      const [first, lines] = await logTail(step, from);
-      put(first, lines);
-      for (const [f, l] of step.pending) appendLines(step, f, l);
-    } catch (error) {
-      toast(error.message, true);
-    }
-    step.pending = null;
-  }
-
-  function openLog(step) {
-    if (step.log) {
-      step.log.remove();
-      step.log = null;
-      return;
-    }
-    fetchLog(step, null, (first, lines) => {
-      const pre = logPre(step, lines, first);
-      step.el.append(pre);
-      pre.scrollTop = pre.scrollHeight;
+  /** Show the step's log `name` (in place of the one it shows). */
+  function openLog(step, name = "stdio") {
+    step.log?.close();
+    step.logName = name;
+    step.log = new LogView({
+      buildId: id, step: step.number, name, label: `${build.builder}-${build.number}-${step.name}-${name}`, api, toast,
     });
+    step.el.append(step.log.el);
+    drawLogTabs(step);
+    step.log.open();
+  }
+
+  function closeLog(step) {
+    step.log?.close();
+    step.log = null;
+    drawLogTabs(step);
+  }
+
+  /** The names of a step's logs to switch between, when it has more than its stdio. */
+  function drawLogTabs(step) {
+    step.head.setAttribute("aria-expanded", String(Boolean(step.log)));
+    step.tabs.replaceChildren(...(step.log && step.logs.length > 1 ? step.logs.map((name) => h("button", {
+      type: "button", class: name === step.logName ? "tab current" : "tab", "aria-pressed": String(name === step.logName),
+      onclick: () => openLog(step, name),
+    }, name)) : []));
   }
 
   /** After the stream reconnects: the lines each open log missed while it was away. */
   function catchUp() {
-    for (const step of steps.values()) {
-      if (step.log && !step.pending) fetchLog(step, step.next, (first, lines) => appendLines(step, first, lines));
-    }
+    for (const step of steps.values()) step.log?.catchUp();
   }
 
   function stepItem(s) {
-    const step = { number: s.number, name: s.name, log: null, next: 0, pending: null };
+    const step = { number: s.number, name: s.name, log: null, logName: null, logs: s.logs?.length ? s.logs : ["stdio"] };
     step.badge = resultBadge(s.result, !s.result && s.started_at);
     step.took = timeText("duration", s.started_at, s.finished_at);
+    step.summary = h("span", { class: "summary" }, s.summary || "");
+    step.tabs = h("div", { class: "log-tabs" });
     const head = h("div", { class: "head", role: "button", tabindex: 0, "aria-expanded": "false" },
-      step.badge, h("span", { class: "title" }, s.name), step.took);
-    const toggle = () => {
-      head.setAttribute("aria-expanded", String(!step.log));
-      openLog(step);
-    };
+      step.badge, h("span", { class: "num" }, `${s.number + 1}.`), h("span", { class: "title" }, s.name),
+      step.summary, step.took);
+    step.head = head;
+    const toggle = () => (step.log ? closeLog(step) : openLog(step));
     head.addEventListener("click", toggle);
     head.addEventListener("keydown", (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), toggle()));
-    step.el = h("li", { class: s.hidden ? "step hidden-step" : "step", dataset: { step: s.number } }, head);
+    step.el = h("li", { class: s.hidden ? "step hidden-step" : "step", dataset: { step: s.number } }, head, step.tabs);
     steps.set(s.number, step);
     return step;
   }
@@ -628,8 +591,8 @@ function buildView(id) {
     } else if (event.type === "log") {
       const step = steps.get(event.step);
       if (!step) return;
-      if (step.pending) step.pending.push([event.first, event.lines]);
-      else appendLines(step, event.first, event.lines);
+      if (!step.logs.includes(event.log)) step.logs.push(event.log);
+      if (step.log && step.logName === event.log) step.log.live(event.first, event.lines);
     }
   }, catchUp);
 }
