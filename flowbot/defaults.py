@@ -173,6 +173,8 @@ INSTANCE_IDLE_TIMEOUT = 0.0
 #: Seconds within which an instance must use the credential of its start (a credential that worked
 #: is good for that worker process alone, for as long as its instance lives).
 INSTANCE_CREDENTIAL_TTL = 300.0
+#: The file in the master's directory holding the key instances' credentials are derived from.
+INSTANCE_KEY_FILE = "instances.key"
 #: Seconds an instance that connected may wait for its first build when its worker's idle_timeout
 #: is 0 (the request it was started for may have gone meanwhile).
 INSTANCE_UNUSED_TIMEOUT = 5.0

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 MASTER_LABEL = "flowbot-master"
 WORKER_LABEL = "flowbot-worker"
 INSTANCE_LABEL = "flowbot-instance"
+#: And the start's nonce: with the master's key, it gives the instance's credential again after a restart.
+START_LABEL = "flowbot-start"
 
 #: What a worker definition with a launcher may be called: its instances' names go into labels,
 #: container and pod names, which allow little else.
@@ -31,15 +33,18 @@ class Instance:
         name: the name the worker connects with, ``<worker>-<slot>`` (``docker1-2``).
         worker: the worker definition it is an instance of.
         master: the id of the master that owns it (see :attr:`flowbot.master.Master.instance_id`).
+        start: a nonce of the start that made it (not a secret).
     """
 
     name: str
     worker: str
     master: str
+    start: str = ""
 
     @property
     def labels(self) -> dict[str, str]:
-        return {MASTER_LABEL: self.master, WORKER_LABEL: self.worker, INSTANCE_LABEL: self.name}
+        labels = {MASTER_LABEL: self.master, WORKER_LABEL: self.worker, INSTANCE_LABEL: self.name}
+        return {**labels, START_LABEL: self.start} if self.start else labels
 
     @property
     def resource_name(self) -> str:
@@ -51,7 +56,7 @@ class Instance:
     def from_labels(cls, labels: dict[str, str]) -> Instance | None:
         """The instance that ``labels`` describe, or None when they are not a flowbot instance's."""
         try:
-            return cls(labels[INSTANCE_LABEL], labels[WORKER_LABEL], labels[MASTER_LABEL])
+            return cls(labels[INSTANCE_LABEL], labels[WORKER_LABEL], labels[MASTER_LABEL], labels.get(START_LABEL, ""))
         except KeyError:
             return None
 

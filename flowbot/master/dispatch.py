@@ -212,6 +212,7 @@ class Dispatcher:
         """Run ``build``, taken up after a master restart (see :mod:`flowbot.master.adoption`); its
         builder's locks are held for it already."""
         self.running[build.request.id] = build
+        self.master.latent.build_started(build.worker)
         self.master.spawn(self._run(build), f"build {build.builder} #{build.number}")
         self.update_idle()
 

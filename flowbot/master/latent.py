@@ -19,16 +19,18 @@ through three callables, so it can be tested with no master, sockets or processe
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Coroutine, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import zmq
+from zmq.utils import z85
 
 from ..defaults import (
     INSTANCE_BACKOFF,
@@ -91,6 +93,7 @@ class _Slot:
     builds: int = 0  # builds it was given
     running: int = 0  # builds it runs now
     draining: bool = False  # its worker left the pipeline: it goes once its builds end
+    resuming: bool = False  # left by a killed master: its worker comes back with its build, for no request
     reason: str = ""
 
 
@@ -122,6 +125,9 @@ class LatentWorkers:
         specs: the registry's table of instances it admits, by name: an instance is in it while it
             may connect, with its credential as secret.
         keys: the registry's table of CURVE public keys it admits for workers the master started.
+        credential_key: the master's key that each start's credential is derived from (with the
+            start's nonce, a label of the instance), so a master started again can take up the
+            instances whose builds it takes up.
         master_key: the master's CURVE public key, when the link is encrypted (then each instance
             gets a key pair of its own, for that start only).
         drop: called with an instance's name and a reason when it is stopped: disconnect it if
@@ -139,6 +145,7 @@ class LatentWorkers:
         endpoint: Callable[[], str],
         specs: dict[str, Worker],
         keys: dict[str, str],
+        credential_key: Callable[[], bytes],
         master_key: Callable[[], str | None],
         drop: Callable[[str, str], None],
         wake: Callable[[], None],
@@ -150,6 +157,7 @@ class LatentWorkers:
         self.endpoint = endpoint
         self.specs = specs
         self.keys = keys
+        self.credential_key = credential_key
         self.master_key = master_key
         self.drop = drop
         self.wake = wake
@@ -226,7 +234,7 @@ class LatentWorkers:
         if not self.pools:
             return
         coming = {
-            name: [s for s in pool.slots.values() if s.state is InstanceState.STARTING]
+            name: [s for s in pool.slots.values() if s.state is InstanceState.STARTING and not s.resuming]
             for name, pool in self.pools.items()
         }
         unclaimed = {name: len(slots) for name, slots in coming.items()}
@@ -304,14 +312,29 @@ class LatentWorkers:
     def _start(self, pool: _Pool) -> None:
         definition = pool.definition
         slot_no = pool.free_slot()
-        instance = Instance(definition.instance_name(slot_no), definition.name, self.master)
-        slot = pool.slots[slot_no] = _Slot(instance, definition.launcher, secrets.token_urlsafe(32))
-        self.specs[instance.name] = Worker(
-            instance.name, slot.token, max_builds=definition.max_builds, properties=definition.properties
-        )
+        instance = Instance(definition.instance_name(slot_no), definition.name, self.master, secrets.token_hex(8))
+        slot = pool.slots[slot_no] = self._slot(definition, instance)
         self.starts[definition.name] += 1
         log.info("starting %s %s for worker %s", slot.launcher.kind, instance.name, definition.name)
         slot.task = self._spawn(self._run_start(pool, slot), f"start {instance.name}")
+
+    def _slot(self, definition: Worker, instance: Instance) -> _Slot:
+        """A slot for ``instance``, admitted by the registry with the credential of its start (and
+        its CURVE key on an encrypted link)."""
+        slot = _Slot(instance, definition.launcher, self._derive("credential", instance).hex())
+        self.specs[instance.name] = Worker(
+            instance.name, slot.token, max_builds=definition.max_builds, properties=definition.properties
+        )
+        if self.master_key() is not None:
+            self.keys[instance.name] = zmq.curve_public(self._curve_secret(instance)).decode()
+        return slot
+
+    def _derive(self, purpose: str, instance: Instance) -> bytes:
+        message = f"{purpose}\n{instance.master}\n{instance.name}\n{instance.start}".encode()
+        return hmac.digest(self.credential_key(), message, "sha256")
+
+    def _curve_secret(self, instance: Instance) -> bytes:
+        return z85.encode(self._derive("curve", instance))
 
     def _dial(self, definition: Worker, slot: _Slot) -> Dial:
         """What the instance needs to connect: where, its credential, and a CURVE key pair of its
@@ -319,9 +342,8 @@ class LatentWorkers:
         environment = {}
         master_key = self.master_key()
         if master_key is not None:
-            public, secret = zmq.curve_keypair()
-            self.keys[slot.instance.name] = public.decode()
-            environment = {"FLOWBOT_WORKER_MASTER_KEY": master_key, "FLOWBOT_WORKER_KEY": secret.decode()}
+            secret = self._curve_secret(slot.instance).decode()
+            environment = {"FLOWBOT_WORKER_MASTER_KEY": master_key, "FLOWBOT_WORKER_KEY": secret}
         endpoint = definition.master_endpoint or self.endpoint()
         return Dial(endpoint, slot.instance.name, slot.token, environment)
 
@@ -455,12 +477,43 @@ class LatentWorkers:
 
     # -- the master's start and stop; the sweep -----------------------------------------------
 
-    async def start(self) -> None:
-        """Remove what a previous run of this master left (it owns nothing yet), then sweep regularly."""
+    async def start(self, held: Collection[str] = (), window: float = 0.0) -> None:
+        """Take up the instances a previous run of this master left whose workers run ``held``
+        builds (if they come back within ``window`` seconds), remove the others, then sweep regularly."""
+        if held:
+            for launcher in self._launchers():
+                try:
+                    async with asyncio.timeout(INSTANCE_STOP_TIMEOUT):
+                        found = await launcher.instances(self.master)
+                except Exception as exc:
+                    log.warning("could not list the %ss of this master: %s", launcher.kind, exc)
+                    continue
+                for instance in found:
+                    if instance.name in held:
+                        self._take_up(instance, window)
         removed = await self.sweep()
         if removed:
             log.warning("removed %d instance(s) that a previous run of this master left behind", removed)
         self._sweeper = self._spawn(self._sweep_loop(), "instance sweep")
+
+    def _take_up(self, instance: Instance, window: float) -> None:
+        """Hold ``instance`` for its worker to come back with the build it runs."""
+        pool = self.pools.get(instance.worker)
+        number = instance.name.removeprefix(f"{instance.worker}-")
+        if pool is None or not number.isdigit() or int(number) in pool.slots or not instance.start:
+            return  # the sweep removes it
+        slot = pool.slots[int(number)] = self._slot(pool.definition, instance)
+        slot.reason, slot.resuming = "taken up after the master restarted", True
+        log.info("waiting %g s for instance %s to come back with its build", window, instance.name)
+        slot.task = self._spawn(self._come_back(pool, slot, window), f"take up {instance.name}")
+
+    async def _come_back(self, pool: _Pool, slot: _Slot, window: float) -> None:
+        try:
+            async with asyncio.timeout(window):
+                await slot.connected.wait()
+        except TimeoutError:
+            slot.task = None
+            self._stop(pool, slot, f"its worker did not come back within {window:g} s of the restart")
 
     async def sweep(self) -> int:
         """Remove the instances labelled with this master that it does not own; how many there were."""

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
+import secrets
 import shutil
 import socket
 import sys
@@ -23,7 +25,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, LIVENESS, SQLITE_FILE, STOP_GRACE
+from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, INSTANCE_KEY_FILE, LIVENESS, SQLITE_FILE, STOP_GRACE
 from ..errors import ConfigError, InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
@@ -112,6 +114,7 @@ class Master:
             endpoint=self.dial_endpoint,
             specs=self.registry.instances,
             keys=self.registry.local_keys,
+            credential_key=self._credential_key,
             master_key=lambda: self.registry.curve and self.registry.curve.public,
             drop=self.registry.forget,
             wake=self.dispatcher.schedule,
@@ -163,6 +166,19 @@ class Master:
         (its name and database), another for any other master."""
         return hashlib.sha256(f"{self.name}\n{self.db_url}".encode()).hexdigest()[:16]
 
+    @functools.cache  # noqa: B019 (one key per master, for its life)
+    def _credential_key(self) -> bytes:
+        """The key instances' credentials are derived from, kept in the master's directory (0600) so
+        that a master started again knows its instances' credentials."""
+        path = self.workdir / INSTANCE_KEY_FILE
+        try:
+            return bytes.fromhex(path.read_text().strip())
+        except (OSError, ValueError):
+            key = secrets.token_bytes(32)
+            path.touch(mode=0o600)
+            path.write_text(key.hex() + "\n")
+            return key
+
     def dial_endpoint(self) -> str:
         """Where workers on this host dial the master (a wildcard address read as loopback)."""
         return self.worker_endpoint.replace("tcp://0.0.0.0:", "tcp://127.0.0.1:").replace(
@@ -196,9 +212,10 @@ class Master:
                 self.dispatcher.queue.add(request)
             if pending:
                 log.info("resuming %d pending build request(s)", len(pending))
-            self.registry.start()
+            # Instances to take up are admitted before their workers can knock.
             self.latent.use(self.pipeline.workers)
-            await self.latent.start()
+            await self.latent.start({r.worker for r in self.adoption.held.values()}, self.registry.window)
+            self.registry.start()
             self.adoption.start(self.registry.window)
             if self.http_address is not None:
                 from .http import serve

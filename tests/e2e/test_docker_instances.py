@@ -14,7 +14,11 @@ import flowbot
 from flowbot import Builder, DockerWorker, ForceScheduler, Pipeline, Shell
 from flowbot.client import Client
 
-from ..support import TEST_HEARTBEAT, finished_builds, step_log, wait_for, wait_for_async
+from ..support import TEST_HEARTBEAT, finished_builds, restart, running_build, step_log, wait_for, wait_for_async
+
+#: Heartbeat of the masters killed and started again: the resume window is 3 heartbeats, time for
+#: a container's worker to come back to a master restarting on a busy machine.
+HEARTBEAT = 2.0
 
 #: The first test to run builds the worker image (a minute or two on a new machine).
 pytestmark = pytest.mark.timeout(600)
@@ -182,37 +186,44 @@ async def test_a_container_dying_mid_build_is_removed_and_its_build_runs_again(d
     assert containers(master.instance_id) == []
 
 
-def test_a_master_killed_mid_build_removes_its_container_when_it_starts_again(
+def test_a_master_killed_mid_build_takes_its_container_up_and_removes_the_idle_one(
     docker_worker_image, master_factory
 ) -> None:
-    # Given a master running a build in a container
+    # Given a master running a build in one container, with another container idle
     text = textwrap.dedent(f"""
         from flowbot import Pipeline, DockerWorker, Builder, Shell, ForceScheduler
         pipeline = Pipeline(
-            workers=[DockerWorker("docker", image={docker_worker_image!r}, network="host", idle_timeout=0)],
-            schedulers=[ForceScheduler("force", builders=["slow"])],
-            builders=[Builder("slow", workers=["docker"], steps=[Shell("sleep 600", name="run")])],
+            workers=[DockerWorker("docker", image={docker_worker_image!r}, network="host", max_builds=1,
+                                  max_instances=2, idle_timeout=-1)],
+            schedulers=[ForceScheduler("force", builders=["slow", "quick"])],
+            builders=[
+                Builder("slow", workers=["docker"], steps=[Shell("sleep 15; echo slept", name="run")]),
+                Builder("quick", workers=["docker"], steps=[Shell("true", name="run")]),
+            ],
         )
         """)
-    master = master_factory(text)
+    master = master_factory(text, heartbeat=HEARTBEAT)
     master.client.force("slow")
-    wait_for(lambda: any(b["result"] is None for b in master.client.builds()), 60, "the build to run")
+    slow = running_build(master.client, "slow", 60)
+    master.client.force("quick")
+    (quick,) = finished_builds(master.client, 1, timeout=60)
     instance_id = _instance_id(master)
-    (left,) = containers(instance_id)
+    by_instance = {c["Config"]["Labels"]["flowbot-instance"]: c["Id"] for c in containers(instance_id)}
+    busy, idle = by_instance[slow["worker"]], by_instance[quick["worker"]]
 
     # When the master is killed, and started again
     master.kill()
-    assert [c["Id"] for c in containers(instance_id)] == [left["Id"]]  # the container outlives it
-    again = master_factory(text)
+    assert sorted(c["Id"] for c in containers(instance_id)) == sorted([busy, idle])  # they outlive it
+    again = restart(master_factory, master, text, heartbeat=HEARTBEAT)
 
-    # Then the container it left is removed, and the request runs again in a new one
-    wait_for(lambda: _gone(left["Id"]), 60, "the container left behind to be removed")
-    (retried,) = finished_builds(again.client, 1, timeout=60)
-    assert retried["result"] == "RETRY"
-    wait_for(lambda: any(b["result"] is None for b in again.client.builds()), 60, "the build to run again")
-    assert len(containers(instance_id)) == 1
+    # Then the idle container is removed, and the busy one's build is taken up and ends well in it
+    wait_for(lambda: _gone(idle), 60, "the idle container to be removed")
+    builds = {b["id"]: b for b in finished_builds(again.client, 2, timeout=90)}
+    assert builds[slow["id"]]["result"] == "SUCCESS"  # the same build, not a retry
+    assert [c["Id"] for c in containers(instance_id)] == [busy]
+    assert "taken up" in again.log()
 
-    # ... and a master that stops leaves no container either
+    # ... and a master that stops leaves no container
     again.stop()
     assert containers(instance_id) == []
 

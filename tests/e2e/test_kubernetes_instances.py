@@ -117,6 +117,7 @@ async def test_builds_run_in_pods_made_from_the_template_and_the_pods_are_delete
         "flowbot-master": master.instance_id,
         "flowbot-worker": "kube",
         "flowbot-instance": instance,
+        "flowbot-start": pod["metadata"]["labels"]["flowbot-start"],
     }
     assert pod["metadata"]["annotations"] == {"owner": "ci@example.org"}
     assert pod["spec"]["serviceAccountName"] == "builder"
@@ -233,6 +234,7 @@ async def test_a_wrong_token_fails_the_start_with_what_the_cluster_said(kube, tm
     try:
         await master.force("unit")
         await wait_for_async(lambda: master.latent.failures["kube"], 30, "the start to fail")
+        await master.latent.settled(timeout=30)  # the failure is logged before its slot is freed
         assert "Kubernetes refused the pod: Unauthorized" in caplog.text
         assert kube.fake.refused_tokens >= 1
         assert not kube.fake.pods

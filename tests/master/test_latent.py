@@ -69,6 +69,7 @@ class Harness:
             endpoint=lambda: "tcp://127.0.0.1:5555",
             specs=self.specs,
             keys={},
+            credential_key=lambda: b"k" * 32,
             master_key=lambda: None,
             drop=lambda name, reason: self.dropped.append(name),
             wake=self._wake,
@@ -104,11 +105,14 @@ async def test_each_waiting_request_starts_one_instance_up_to_max_instances(laun
     assert h.specs["d-1"].secret != h.specs["d-2"].secret
     assert launcher.dials["d-1"].secret == h.specs["d-1"].secret
     assert launcher.dials["d-1"].endpoint == "tcp://127.0.0.1:5555"
-    assert launcher.running["d-1"].labels == {
+    labels = launcher.running["d-1"].labels
+    assert labels == {
         "flowbot-master": MASTER,
         "flowbot-worker": "d",
         "flowbot-instance": "d-1",
+        "flowbot-start": labels["flowbot-start"],  # a nonce per start
     }
+    assert len({launcher.running[n].labels["flowbot-start"] for n in ("d-1", "d-2")}) == 2
 
     # The same requests still waiting start nothing more: the instances starting are theirs
     h.latent.balance([["d"], ["d"], ["d"]])
@@ -350,4 +354,35 @@ async def test_a_paused_worker_starts_no_instance_and_its_instances_take_no_buil
     assert list(h.states()) == ["d-1"]
     h.paused.clear()
     assert h.latent.expand(["d"]) == ["d-1"]
+    await h.latent.stop()
+
+
+async def test_a_restarted_master_takes_up_the_instances_whose_builds_it_holds_and_removes_the_others(
+    launcher,
+) -> None:
+    # Given instances a killed master left: one running a build it holds, one that comes back too late, one idle
+    left = [Instance(f"d-{n}", "d", MASTER, f"nonce{n}") for n in (1, 2, 3)]
+    for instance in left:
+        launcher.running[instance.name] = instance
+    h = Harness(Worker("d", launcher=launcher, max_instances=3, idle_timeout=0))
+
+    # When the master starts again, holding the builds of d-1 and d-2
+    await h.latent.start({"d-1", "d-2"}, window=0.5)
+
+    # Then it waits for those two with the credentials of their starts (no request needs them), and removes the idle one
+    assert h.states() == {"d-1": InstanceState.STARTING, "d-2": InstanceState.STARTING}
+    assert launcher.stopped == ["d-3"]
+    twin = Harness(Worker("d", launcher=RecordingLauncher()))
+    assert h.specs["d-1"].secret == twin.latent._slot(twin.latent.pools["d"].definition, left[0]).token
+    h.latent.balance([])
+    assert len(h.states()) == 2
+    h.latent.build_started("d-1")  # taken up, before its worker is welcomed
+    h.latent.connected("d-1")
+    await wait_for_async(lambda: "d-2" in launcher.stopped, 5, "d-2 to be removed after the window")
+    assert h.states() == {"d-1": InstanceState.CONNECTED}
+    assert h.latent.failures["d"] == 0
+
+    # ... and d-1 goes, as its worker says, once its build is done
+    h.latent.build_ended("d-1")
+    await wait_for_async(lambda: not h.states(), 5, "d-1 to go after its build")
     await h.latent.stop()
