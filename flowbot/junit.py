@@ -19,6 +19,7 @@ step with WARNINGS.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from xml.etree.ElementTree import Element, ParseError
@@ -52,6 +53,21 @@ class Outcome(StrEnum):
     ERROR = "error"
     #: It did not run (``<skipped>``; pytest reports expected failures this way too).
     SKIPPED = "skipped"
+
+
+#: The order outcomes are shown in: what needs a look first.
+SHOWN_ORDER = (Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED, Outcome.PASSED)
+
+
+def describe(counts: Mapping[str, int]) -> str:
+    """``3 failed, 1 error, 120 passed``: tests by outcome in one line, what failed first."""
+    parts = []
+    for outcome in SHOWN_ORDER:
+        n = counts.get(str(outcome), 0)
+        if n:
+            word = ("error" if n == 1 else "errors") if outcome == Outcome.ERROR else str(outcome)
+            parts.append(f"{n} {word}")
+    return ", ".join(parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,8 @@ def pick_step(build: dict[str, Any], step: str) -> dict[str, Any]:
 
 
 def _heading(step: dict[str, Any]) -> str:
-    return f"── step {step['number'] + 1}: {step['name']} ──"
+    said = f" ({step['summary']})" if step.get("summary") else ""
+    return f"── step {step['number'] + 1}: {step['name']}{said} ──"
 
 
 class _Printer:
@@ -165,6 +166,9 @@ def wait(
             last = builds[-1]
             summary = f" ({last['summary']})" if last.get("summary") else ""
             out.write(f"{last['builder']}/{last['number']} (build {last['id']}): {result}{summary}\n")
+            for step in client.build(last["id"])["steps"]:
+                if step["summary"]:
+                    out.write(f"  step {step['number'] + 1} {step['name']}: {step['summary']}\n")
         else:
             out.write(f"build request {request_id}: {result} without a build\n")
         out.flush()

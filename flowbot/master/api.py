@@ -159,6 +159,7 @@ class IndexHandler(ApiHandler):
                     "GET /api/builds/{id}",
                     "GET /api/builds/{id}/steps/{number}/log?tail=&name=",
                     "GET /api/builds/{id}/steps/{number}/lines?first=&count=&tail=&find=error&log=",
+                    "GET /api/builds/{id}/tests?outcome=&limit=",
                     "POST /api/builds/{id}/stop",
                     "POST /api/builds/{id}/rebuild",
                     "GET /api/buildrequests?pending=true",
@@ -279,6 +280,7 @@ class BuildHandler(ApiHandler):
         elif not build.get("properties"):  # a build from before properties were stored: its request's
             build["properties"] = {name: list(pair) for name, pair in spec.properties.items()}
         build["current_step"] = live.current_step if live is not None else None
+        build["tests"] = await self.master.store.test_counts(build["id"])
         self.reply(build)
 
 

@@ -29,6 +29,7 @@ import shlex
 import tempfile
 import time
 import traceback
+from collections import Counter
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -38,6 +39,7 @@ from ..builder import Builder
 from ..defaults import STOP_GRACE
 from ..errors import BuildStopped, WorkerLost
 from ..junit import TestCase
+from ..junit import describe as describe_tests
 from ..properties import Properties, render
 from ..records import BuildRequest, SourceStamp, UnfinishedBuild
 from ..results import Result, combine
@@ -129,6 +131,8 @@ class RunningBuild:
         self.current_step: int | None = None
         self._step_ref: Ref | None = None
         self._step_summary = ""  # what the running step's end says besides its result (a timeout)
+        self._step_own_summary = ""  # what the running step says of itself (set_summary)
+        self._step_tests: Counter[str] = Counter()  # the running step's tests, by outcome
         self._step_commands = 0  # commands the running step started
         self._logs: dict[str, LogWriter] = {}
         self._log_lines: dict[str, int] = {}  # where the logs of a step taken up go on
@@ -405,7 +409,17 @@ class RunningBuild:
     def record_tests(self, cases: Iterable[TestCase]) -> None:
         if self._step_ref is None:
             raise RuntimeError("test results belong to a running step")
-        self._record(self.master.store.add_test_results(self.ref, self._step_ref, list(cases)), what="test results")
+        cases = list(cases)
+        self._step_tests.update(str(case.outcome) for case in cases)
+        self._record(self.master.store.add_test_results(self.ref, self._step_ref, cases), what="test results")
+
+    def set_summary(self, text: str) -> None:
+        self._step_own_summary = " ".join(str(text).split())
+
+    def _summary_line(self) -> str:
+        """The running step's summary: a timeout, what it says of itself, its tests' counts."""
+        parts = (self._step_summary, self._step_own_summary, describe_tests(self._step_tests))
+        return "; ".join(part for part in parts if part)
 
     async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
         """Send ``source``, a file in the master's artifacts directory, to ``destination``
@@ -624,7 +638,8 @@ class RunningBuild:
     async def _run_step(self, index: int, step: Step) -> Result:
         store = self.master.store
         name = self.builder_config.step_names[index]
-        self._step_summary = ""
+        self._step_summary = self._step_own_summary = ""
+        self._step_tests = Counter()
         resumption, self._resumption = self._resumption, None
         if resumption is None:
             self.current_step, self._step_commands = index, 0
@@ -671,8 +686,9 @@ class RunningBuild:
                 self._record(write)  # a failed one is logged by the log itself
         self._logs.clear()
         self._log_lines = {}
+        summary = self._summary_line()
         self._record(
-            store.finish_step(step_ref, result, time.time(), self._step_summary, hidden=hidden),
+            store.finish_step(step_ref, result, time.time(), summary, hidden=hidden),
             lambda: (
                 EventKind.STEP_FINISHED,
                 {
@@ -682,6 +698,7 @@ class RunningBuild:
                     "name": name,
                     "result": result.name,
                     "hidden": hidden,
+                    "summary": summary,
                 },
             ),
             what=f"the end of step {name!r}",

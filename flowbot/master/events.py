@@ -43,7 +43,7 @@ class EventKind(StrEnum):
     BUILD_FINISHED = "build.finished"
     #: A step's start is stored (``build_id, builder, step, name``).
     STEP_STARTED = "step.started"
-    #: A step's end is stored (``build_id, builder, step, name, result, hidden``).
+    #: A step's end is stored (``build_id, builder, step, name, result, hidden, summary``).
     STEP_FINISHED = "step.finished"
     #: Live log lines (``build_id, builder, step, log, first, lines``).
     LOG = "log"

@@ -15,6 +15,8 @@ class CommitStatusReporter(Reporter):
     started_state = "pending"
     #: The states of a commit by its build's result.
     states: dict[Result, str] = {}
+    #: Its steps' summaries make the description (``unit: 3 failed, 120 passed``).
+    wants_details = True
 
     async def build_started(self, build: Build) -> None:
         await self.set_status(build, self.started_state, f"build #{build.number} started")
@@ -22,7 +24,9 @@ class CommitStatusReporter(Reporter):
     async def build_finished(self, build: Build) -> None:
         assert build.result is not None
         seconds = f" in {build.duration:.0f} s" if build.duration is not None else ""
-        await self.set_status(build, self.states[build.result], f"build #{build.number}: {build.result.name}{seconds}")
+        said = "; ".join(f"{step.name}: {step.summary}" for step in build.steps if step.summary)
+        description = f"build #{build.number}: {build.result.name}{seconds}" + (f" ({said})" if said else "")
+        await self.set_status(build, self.states[build.result], description)
 
     async def set_status(self, build: Build, state: str, description: str) -> None:
         """Set the status of each commit ``build`` was of."""

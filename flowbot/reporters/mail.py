@@ -167,7 +167,8 @@ def body(build: Build) -> str:
         lines += ["", "Steps:"]
         for step in build.steps:
             took = _seconds(step.finished_at - step.started_at) if step.finished_at and step.started_at else ""
-            lines.append(f"  {step.result.name if step.result is not None else '-':<10} {step.name:<24} {took}")
+            said = f"  {step.summary}" if step.summary else ""
+            lines.append(f"  {step.result.name if step.result is not None else '-':<10} {step.name:<24} {took}{said}")
     if build.log_tail:
         tail = build.log_tail.rstrip("\n").split("\n")
         lines += ["", f'The last {len(tail)} lines of the log of step "{build.log_step}":', ""]

@@ -9,7 +9,7 @@ itself, so a step can be tested with a fake build and replayed in a notebook::
         async def run(self, build):
             result = await build.run_command("shell", {"command": "grep -rc TODO src"}, collect=True)
             build.set_property("todos", result.stdout.count("\\n"), "CountTodos")
-            build.log("summary").stdout(f"{result.stdout.count(chr(10))} files with TODOs")
+            build.set_summary(f"{result.stdout.count(chr(10))} files with TODOs")
             return Result.SUCCESS
 
 A step may also start a command, go on, and interrupt it itself; then it decides its result::
@@ -155,7 +155,13 @@ class BuildContext(RenderContext, Protocol):
         ...
 
     def record_tests(self, cases: Iterable[TestCase]) -> None:
-        """Store test cases with the running step (see :mod:`flowbot.junit`)."""
+        """Store test cases with the running step (see :mod:`flowbot.junit`); their counts become
+        part of its summary line (``3 failed, 120 passed``)."""
+        ...
+
+    def set_summary(self, text: str) -> None:
+        """Say in one line what the running step found (``12 files with TODOs``): shown beside
+        the step in the web page, the CLI and reports."""
         ...
 
     async def trigger(

@@ -125,8 +125,7 @@ class Shell(Step):
         except (FlowbotError, OSError) as exc:
             build.log().header(f"test report {report}: {exc}")
             return Result.WARNINGS
-        counts = Counter(str(case.outcome) for case in cases)
-        build.log().header(f"test report {report}: " + ", ".join(f"{n} {o}" for o, n in sorted(counts.items())))
+        build.log().header(f"test report {report}: {junit.describe(Counter(str(case.outcome) for case in cases))}")
         build.record_tests(cases)
         return Result.SUCCESS
 

@@ -28,7 +28,7 @@ from ..defaults import LOG_CHUNK_BYTES, STORE_STOP_WAIT
 from ..errors import InvalidRequest, NotFound, StoreError, StoreUnavailable
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp, UnfinishedBuild, UnfinishedStep
 from ..results import Result
-from . import log_pages
+from . import log_pages, test_pages
 from . import schema as t
 from . import statements as sql
 from .engine import create_engine, describe, migrate, unavailable
@@ -840,6 +840,16 @@ class Store:
             ]
 
         return await self._read(fn)
+
+    async def test_results(
+        self, build_id: int, *, outcomes: list[str] | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """A build's test results (of ``outcomes``, or all), failures first, each with its step's number and name."""
+        return await self._read(lambda conn: test_pages.results(conn, build_id, outcomes, limit))
+
+    async def test_counts(self, build_id: int) -> dict[str, int]:
+        """How many of a build's tests ended each way (``{"failed": 3, "passed": 120}``)."""
+        return await self._read(lambda conn: test_pages.counts(conn, build_id))
 
     async def log_tail(
         self, build_id: int, step_number: int, name: str = "stdio", lines: int = 200

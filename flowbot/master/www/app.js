@@ -6,6 +6,7 @@
 // from the master is put on the page as text (textContent, attributes), never parsed as HTML.
 
 import { LogView } from "./log.js";
+import { testsPanel } from "./tests.js";
 
 const main = document.getElementById("main");
 const OVERVIEW_BUILDS = 12;
@@ -447,8 +448,16 @@ function builderView(name) {
 
 // -- a build: its facts, steps and logs, live ------------------------------------------------------
 
-function buildView(id) {
+/** ``3 failed, 1 error, 120 passed``: test counts by outcome, what failed first. */
+function describeTests(counts) {
+  return ["failed", "error", "skipped", "passed"].filter((o) => counts[o])
+    .map((o) => `${counts[o]} ${o === "error" && counts[o] > 1 ? "errors" : o}`).join(", ");
+}
+
+function buildView(id, tab = "steps") {
   let build = null;
+  let tabs = null; // Steps | Tests, the latter once the build has tests
+  let tests = null; // the Tests panel
   const steps = new Map(); // number -> { el, badge, took, log (pre or null), next (line number), pending }
   let list = null;
   let header = null;
@@ -482,6 +491,24 @@ function buildView(id) {
       type: "button", class: name === step.logName ? "tab current" : "tab", "aria-pressed": String(name === step.logName),
       onclick: () => openLog(step, name),
     }, name)) : []));
+  }
+
+  function drawTabs(counts) {
+    const summary = describeTests(counts);
+    tabs.hidden = !summary;
+    tabs.testsTab.textContent = `Tests · ${summary}`;
+    tabs.testsTab.classList.toggle("failing", Boolean(counts.failed || counts.error));
+  }
+
+  /** Once the build has ended: whether it has tests now (and the panel, if it was read, again). */
+  async function refreshTests() {
+    try {
+      const { data } = await api(`/api/builds/${enc(id)}/tests?limit=1`);
+      drawTabs(data.counts);
+      if (tests.loaded) tests.load();
+    } catch (error) {
+      toast(error.message, true);
+    }
   }
 
   /** After the stream reconnects: the lines each open log missed while it was away. */
@@ -562,7 +589,28 @@ function buildView(id) {
     const items = build.steps.map(stepItem);
     list.append(...items.map((s) => s.el));
     drawShowHidden();
-    main.replaceChildren(header, h("h2", {}, "Steps ", showHidden), list);
+    const stepsPanel = h("div", { class: "steps-panel", role: "tabpanel" }, h("h2", {}, "Steps ", showHidden), list);
+    tests = testsPanel(id, api, toast);
+    tests.el.hidden = true;
+    tests.el.setAttribute("role", "tabpanel");
+    const choose = (which) => {
+      const onTests = which === "tests";
+      stepsPanel.hidden = onTests;
+      tests.el.hidden = !onTests;
+      stepsTab.setAttribute("aria-selected", String(!onTests));
+      testsTab.setAttribute("aria-selected", String(onTests));
+      if (onTests && !tests.loaded) {
+        tests.loaded = true;
+        tests.load();
+      }
+    };
+    const stepsTab = h("button", { type: "button", role: "tab", class: "tab", onclick: () => choose("steps") }, "Steps");
+    const testsTab = h("button", { type: "button", role: "tab", class: "tab", onclick: () => choose("tests") }, "Tests");
+    tabs = h("div", { class: "tabs", role: "tablist" }, stepsTab, testsTab);
+    tabs.testsTab = testsTab;
+    drawTabs(build.tests || {});
+    main.replaceChildren(header, tabs, stepsPanel, tests.el);
+    choose(tab === "tests" && !tabs.hidden ? "tests" : "steps");
     // Show what a person wants first: the running step, else the first shown that did not succeed.
     const interesting = build.steps.find((s) => !s.result) ||
       build.steps.find((s) => s.result && !s.hidden && !["SUCCESS", "SKIPPED"].includes(s.result));
@@ -574,6 +622,7 @@ function buildView(id) {
     if (event.type === "build.finished") {
       Object.assign(build, event.build);
       drawHeader();
+      refreshTests();
     } else if (event.type === "step.started") {
       if (steps.has(event.step)) return;
       const step = stepItem({ number: event.step, name: event.name, result: null, started_at: event.time });
@@ -587,6 +636,7 @@ function buildView(id) {
       step.took.dataset.to = event.time;
       tick(step.took);
       step.el.classList.toggle("hidden-step", event.hidden);  // known once the step ends
+      step.summary.textContent = event.summary || "";
       drawShowHidden();
     } else if (event.type === "log") {
       const step = steps.get(event.step);
@@ -738,7 +788,7 @@ function queueView() {
 const routes = [
   [/^#?\/?$/, "overview", () => overview()],
   [/^#\/builders\/([^/]+)$/, "overview", (m) => builderView(decodeURIComponent(m[1]))],
-  [/^#\/builds\/(\d+)$/, "overview", (m) => buildView(m[1])],
+  [/^#\/builds\/(\d+)(?:\/(tests))?$/, "overview", (m) => buildView(m[1], m[2] || "steps")],
   [/^#\/workers$/, "workers", () => workersView()],
   [/^#\/changes$/, "changes", () => changesView()],
   [/^#\/queue$/, "queue", () => queueView()],
