@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import hashlib
 import logging
 import math
@@ -106,6 +105,7 @@ class Master:
             curve=pipeline.curve,
             spawn=self.tasks.spawn,
         )
+        self._instance_key: bytes | None = None
         self.dispatcher = Dispatcher(self)
         self.adoption = Adoption(self)
         #: Workers started on demand (those with a launcher) and their instances.
@@ -166,18 +166,18 @@ class Master:
         (its name and database), another for any other master."""
         return hashlib.sha256(f"{self.name}\n{self.db_url}".encode()).hexdigest()[:16]
 
-    @functools.cache  # noqa: B019 (one key per master, for its life)
     def _credential_key(self) -> bytes:
         """The key instances' credentials are derived from, kept in the master's directory (0600) so
         that a master started again knows its instances' credentials."""
-        path = self.workdir / INSTANCE_KEY_FILE
-        try:
-            return bytes.fromhex(path.read_text().strip())
-        except (OSError, ValueError):
-            key = secrets.token_bytes(32)
-            path.touch(mode=0o600)
-            path.write_text(key.hex() + "\n")
-            return key
+        if self._instance_key is None:
+            path = self.workdir / INSTANCE_KEY_FILE
+            try:
+                self._instance_key = bytes.fromhex(path.read_text().strip())
+            except (OSError, ValueError):
+                self._instance_key = secrets.token_bytes(32)
+                path.touch(mode=0o600)
+                path.write_text(self._instance_key.hex() + "\n")
+        return self._instance_key
 
     def dial_endpoint(self) -> str:
         """Where workers on this host dial the master (a wildcard address read as loopback)."""

@@ -50,3 +50,25 @@ async def test_a_master_a_notebook_dropped_is_collected_with_nothing_left_runnin
     # Then nothing keeps it alive, and its worker is gone
     assert dropped() is None
     assert process.poll() is not None
+
+
+async def test_a_dropped_master_that_started_workers_on_demand_is_collected(tmp_path) -> None:
+    master = flowbot.Master(
+        Pipeline(
+            workers=[flowbot.LocalWorker("fresh")],
+            schedulers=[ForceScheduler("force", builders=["unit"])],
+            builders=[Builder("unit", workers=["fresh"], steps=[Shell("echo hi")])],
+        ),
+        basedir=tmp_path,
+        http=None,
+    )
+    await master.start()
+    await master.force("unit")
+    await master.wait_idle(timeout=60)
+    await master.stop()
+
+    dropped = weakref.ref(master)
+    del master
+    gc.collect()
+
+    assert dropped() is None
