@@ -36,17 +36,11 @@ def proven_key(frame: zmq.Frame) -> str | None:
 
 
 def serve(
-    ctx: zmq.asyncio.Context, sock: zmq.asyncio.Socket, keys: KeyPair, allowed: Callable[[str], bool]
-) -> AsyncioAuthenticator:
-    """Make ``sock`` (not yet bound) a CURVE server with ``keys``, admitting public keys ``allowed`` says yes to.
-
-    Returns:
-        The running authenticator; stop it before the context is terminated.
-    """
+    sock: zmq.asyncio.Socket, keys: KeyPair, allowed: Callable[[str], bool], authenticator: AsyncioAuthenticator
+) -> None:
+    """Make ``sock`` (not yet bound) a CURVE server with ``keys``, whose ZAP handler ``authenticator``
+    (started) admits the public keys ``allowed`` says yes to."""
     sock.curve_secretkey = keys.secret.encode()
     sock.curve_publickey = keys.public.encode()
     sock.curve_server = True
-    authenticator = AsyncioAuthenticator(ctx)
-    authenticator.start()
     authenticator.configure_curve_callback("*", credentials_provider=_KeyCheck(allowed))
-    return authenticator

@@ -108,7 +108,8 @@ class Metrics:
         metric(
             "flowbot_worker_messages_dropped_total",
             "counter",
-            "Messages from workers dropped (malformed, unsigned, unknown...), by reason.",
+            "Messages from workers dropped (malformed, unsigned, replayed, unknown...) and connections cut off for a "
+            "frame too large (cut-off), by reason.",
             (
                 f'flowbot_worker_messages_dropped_total{{reason="{escape(r)}"}} {n}'
                 for r, n in sorted(master.registry.dropped.items())

@@ -53,6 +53,7 @@ from ..errors import ProtocolError, WorkerLost
 from ..steps.base import CommandResult
 from ..workers import Worker
 from . import curve
+from .cutoffs import ZAP_DOMAIN, CutOffs, Gate
 from .events import EventBus, EventKind
 from .tasks import Spawn
 from .transfers import Transfer, TransferError
@@ -311,6 +312,8 @@ class WorkerRegistry:
         self.session = protocol.Channel(b"").session  # this master process's session id
         self._ctx = zmq.asyncio.Context()
         self._sock: zmq.asyncio.Socket | None = None
+        #: The connections watched for being cut off (see :mod:`flowbot.master.cutoffs`), once started.
+        self.cutoffs: CutOffs | None = None
         self._tasks: list[asyncio.Task] = []
         self._drop_logged: dict[str, float] = {}
         self._authenticator: Any = None
@@ -322,10 +325,15 @@ class WorkerRegistry:
         sock = self._ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
         sock.setsockopt(zmq.LINGER, 0)
-        # A peer sending a frame no valid message has is cut off before the frame is buffered.
+        # A peer sending a frame no valid message has is cut off before the frame is buffered, and counted.
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_FRAME_BYTES)
+        self.cutoffs = CutOffs(sock, self._cut_off)
+        self._authenticator = Gate(self._ctx, self.cutoffs.catch_up)
+        self._authenticator.start()
         if self.curve is not None:
-            self._authenticator = curve.serve(self._ctx, sock, self.curve, self._admits)
+            curve.serve(sock, self.curve, self._admits, self._authenticator)
+        else:
+            sock.zap_domain = ZAP_DOMAIN  # handshakes go through the gate without CURVE too
         endpoint = self.endpoint
         if endpoint.startswith("tcp://") and endpoint.endswith(":0"):
             endpoint = endpoint[:-2] + ":*"
@@ -333,9 +341,9 @@ class WorkerRegistry:
             sock.bind(endpoint)
         except zmq.ZMQError:
             # A socket left open would keep the context (and so the master's exit) waiting for ever.
-            if self._authenticator is not None:
-                self._authenticator.stop()
-                self._authenticator = None
+            self._authenticator.stop()
+            self._authenticator = None
+            self.cutoffs.close()
             sock.close(linger=0)
             raise
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
@@ -351,6 +359,8 @@ class WorkerRegistry:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.cutoffs is not None:
+            self.cutoffs.close()
         for conn in list(self.connections.values()):
             conn.fail_all("the master is shutting down")
             conn.send(protocol.DISCONNECT, {"reason": "the master is shutting down"})
@@ -416,10 +426,12 @@ class WorkerRegistry:
     # -- receiving ----------------------------------------------------------------------------
 
     async def _receive_loop(self) -> None:
-        sock = self._sock
+        sock, cutoffs = self._sock, self.cutoffs
         while True:
             try:
-                frames = await sock.recv_multipart(copy=self.curve is None)
+                # The routing id as a frame, for what ZeroMQ knows of its connection.
+                route = await sock.recv(copy=False)
+                frames = [route.bytes, *await sock.recv_multipart(copy=self.curve is None)]
             except asyncio.CancelledError:
                 raise
             except zmq.ZMQError as exc:
@@ -428,13 +440,15 @@ class WorkerRegistry:
                 continue
             key = None
             if self.curve is not None:  # frames, with the key their connection proved
-                key = curve.proven_key(frames[0])
-                frames = [frame.bytes for frame in frames]
+                key = curve.proven_key(route)
+                frames = [frames[0], *(frame.bytes for frame in frames[1:])]
             try:
                 self._handle(frames, key)
             except Exception:  # a bug here must not take the master's link down
                 self._drop("internal-error", frames[0] if frames else b"", "see traceback")
                 log.exception("error while handling a worker message")
+            if cutoffs.watched and frames[0] in self._by_route:  # a welcomed worker's connection
+                cutoffs.trust(int(route.get("__fd")))
 
     def _handle(self, frames: list[bytes], key: str | None = None) -> None:
         route, body = frames[0], frames[1:]
@@ -462,6 +476,14 @@ class WorkerRegistry:
             self._drop("unexpected-type", route, message.type)
             return
         handler(self, conn, message)
+
+    def _cut_off(self, peer: str) -> None:
+        self._count(
+            "cut-off",
+            "cut off the connection from %s: it sent a frame larger than %d bytes",
+            peer,
+            MAX_FRAME_BYTES,
+        )
 
     def _drop(self, reason: str, route: bytes, detail: str) -> None:
         self._count(reason, "dropped a message from route %s: %s (%s)", route.hex()[:16], reason, detail)
@@ -729,6 +751,7 @@ class WorkerRegistry:
         """Heartbeats to idle workers, and the liveness check, a few times per interval."""
         while True:
             await asyncio.sleep(self.heartbeat / 4)
+            self.cutoffs.catch_up()
             now = time.monotonic()
             for route in [r for r, c in self._challenges.items() if c.expires < now]:
                 self._unanswered(route, f"not within {self.window:g} s")

@@ -143,11 +143,12 @@ async def test_the_largest_valid_message_passes_and_a_larger_frame_is_cut_off_un
     try:
         await stranger.send_multipart([b"FBP1", b"", b"{}", b"{}", bytes(64 * 1024 * 1024)], copy=False)
 
-        # Then the master cuts it off without taking the frame in
+        # Then the master cuts it off without taking the frame in, and counts it
         cut_off = await asyncio.wait_for(monitor.recv_multipart(), 15)
         assert parse_monitor_message(cut_off)["event"] == zmq.EVENT_DISCONNECTED
         assert _peak_memory(master.pid) - peak < 16 * 1024 * 1024
         assert "oversized" not in master.log()
+        await until(lambda: dropped_messages(master.client).get("cut-off") == 1, what="/metrics to count the cut-off")
     finally:
         stranger.disable_monitor()
         monitor.close()
@@ -328,4 +329,42 @@ async def test_a_worker_whose_clock_is_far_off_is_refused_and_told_so(tmp_path):
         assert master.registry.dropped["stale"] == 1 and not master.registry.connections
     finally:
         worker.close()
+        await master.stop()
+
+
+async def test_only_a_connection_cut_off_for_a_frame_too_large_is_counted_and_a_welcomed_one_is_not_watched(tmp_path):
+    # Given a master with a worker welcomed, whose connection is no longer watched
+    master = flowbot.Master(_pipeline(w1="s"), db=f"sqlite:///{tmp_path / 'm.sqlite'}", heartbeat=0.3)
+    await master.start()
+    worker = FakeWorker(master.worker_endpoint, "w1", "s")
+    ctx = zmq.asyncio.Context()
+    polite, rude, silent = strangers = [ctx.socket(zmq.DEALER) for _ in range(3)]
+    try:
+        assert (await worker.hello()).type == protocol.WELCOME
+        await until(lambda: master.registry.cutoffs.watched == 0, what="the worker's connection to be trusted")
+
+        # When strangers connect: one sends a message and closes, one sends a frame over the limit as soon as it
+        # can, one only connects
+        for stranger in strangers:
+            stranger.setsockopt(zmq.LINGER, 1000)
+            stranger.connect(master.worker_endpoint)
+        await polite.send_multipart([b"FBP1", b"", b"{}", b"{}"])
+        await rude.send_multipart([b"FBP1", b"", b"{}", b"{}", bytes(MAX_FRAME_BYTES + 1024 * 1024)], copy=False)
+        await until(lambda: master.registry.dropped["bad-type"] == 1, what="the polite stranger's message")
+        polite.close()
+        silent.close()
+
+        # Then only the one cut off is counted, and nothing is watched once they are gone
+        await until(lambda: master.registry.dropped["cut-off"] == 1, what="the cut-off to be counted")
+        rude.close(linger=0)
+        await until(lambda: master.registry.cutoffs.watched == 0, what="the strangers' connections to be let go")
+        # And a worker leaving as workers do is not counted either
+        worker.close()
+        await until(lambda: "w1" not in master.registry.connections, what="the worker to leave")
+        await asyncio.sleep(0.3)
+        assert master.registry.dropped["cut-off"] == 1
+    finally:
+        for stranger in strangers:
+            stranger.close(linger=0)
+        ctx.term()
         await master.stop()
