@@ -54,12 +54,16 @@ async def wait_for_async(predicate: Callable[[], Any], timeout: float = 20.0, wh
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` is still there."""
+    """Whether process ``pid`` is still running (one that exited and waits to be reaped is not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:  # gone meanwhile
+        return False
 
 
 class Process:
@@ -189,7 +193,7 @@ pipeline = Pipeline(
     builders=[
         Builder("unit", workers=["w1", "w2"], steps=[
             Shell("echo testing $FLOWBOT_REVISION", name="test"),
-            Shell(["python", "-c", "print('done')"], name="report"),
+            Shell(["python3", "-c", "print('done')"], name="report"),
         ]),
         Builder("lint", workers=["w2"], steps=[Shell("exit 3", name="lint")]),
     ],

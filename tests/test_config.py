@@ -48,7 +48,7 @@ def test_the_sample_pipeline_loads_as_written(tmp_path: Path) -> None:
     assert (lint.name, lint.workers, lint.step_names) == ("lint", ["w2"], ["lint"])
     assert all(isinstance(step, Shell) for step in unit.steps + lint.steps)
     assert unit.steps[0].command == "echo testing $FLOWBOT_REVISION"
-    assert unit.steps[1].command == ["python", "-c", "print('done')"]
+    assert unit.steps[1].command == ["python3", "-c", "print('done')"]
     # Each object remembers where it was written, for later errors
     assert (lint.defined_at.filename, lint.defined_at.lineno) == (
         str(tmp_path / "pipeline.py"),

@@ -67,8 +67,13 @@ def _log(root: Path) -> str:
         return ""
 
 
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops the demo as Ctrl-C does: with everything it started
+
+
 def demo(once: bool = False) -> None:
-    """Run the demo; see the module docstring."""
+    """Run the demo; see the module docstring. SIGTERM stops it as Ctrl-C does."""
+    previous = signal.signal(signal.SIGTERM, _stop)
     root = Path(tempfile.mkdtemp(prefix="flowbot-demo-"))
     project = root / "project"
     demo_project.create(project)
@@ -151,6 +156,7 @@ def demo(once: bool = False) -> None:
             print(client.request("GET", f"/api/builds/{first['id']}/steps/{step['number']}/log").rstrip())
         print(f"\nThe web page is at {url}/ and the API at {url}/api")
         if not once:
+            print(_next_steps(url, failed[0] if failed else builds[-1]))
             print(f"Logs and the demo's repository are in {root}.")
             print("Press Ctrl-C to stop the demo.")
             while all(p.poll() is None for p in processes.values()):
@@ -162,6 +168,7 @@ def demo(once: bool = False) -> None:
         once = False  # keep the logs the error names
         raise
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one does not cut the clean-up short
         for proc in processes.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -172,3 +179,24 @@ def demo(once: bool = False) -> None:
                 proc.kill()
         if once:
             shutil.rmtree(root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+    if once:
+        print("Next, a master of your own: flowbot create-master ./m (the README shows the rest)")
+
+
+def _next_steps(url: str, build: dict) -> str:
+    """What to try while the demo runs."""
+    ref = f"{build['builder']}/{build['number']}"
+    tries = [
+        (f"flowbot status --master {url}", "builders, builds with their ids, workers"),
+        (f"flowbot logs {ref} --master {url}", f"the log of build {ref}"),
+        (f"flowbot force --follow unit --master {url}", "build again, printing the log live"),
+    ]
+    width = max(len(command) for command, _ in tries)
+    return "\n".join(
+        [
+            "Try, in another terminal (FLOWBOT_MASTER set to the address does without --master):",
+            *(f"  {command.ljust(width)}  {what}" for command, what in tries),
+            "Next, a master of your own: flowbot create-master ./m (the README shows the rest)",
+        ]
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import logging.handlers
 import os
 import sys
 from typing import Any
@@ -143,7 +144,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("basedir")
     c = sub.add_parser("checkconfig", help="check a master directory's pipeline")
     c.add_argument("basedir")
-    c = sub.add_parser("start", help="run a master in the foreground")
+    c = sub.add_parser("start", help="run a master (in the foreground, or in the background with --daemon)")
     c.add_argument("basedir")
     c.add_argument("--http", default=f"{HTTP_HOST}:{HTTP_PORT}", help="HOST:PORT for the HTTP API")
     c.add_argument("--zmq", default=WORKER_ENDPOINT, help="ZeroMQ endpoint workers dial into")
@@ -154,6 +155,8 @@ def parser() -> argparse.ArgumentParser:
         default=HEARTBEAT_INTERVAL,
         help="seconds between heartbeats; a worker is lost after 3 missed",
     )
+    c.add_argument("--daemon", action="store_true", help="run in the background; flowbot stop stops it")
+    c.add_argument("--logfile", help="log to this file, not to stderr (with --daemon: default BASEDIR/master.log)")
     c = sub.add_parser("stop", help="stop the master running in a directory")
     c.add_argument("basedir")
     c = sub.add_parser("reconfig", help="apply an edited pipeline to the master running in a directory")
@@ -233,6 +236,11 @@ def dispatch(args: argparse.Namespace) -> int | None:
         print(run.create_key(args.basedir))
     elif args.command == "checkconfig":
         print(run.checkconfig(args.basedir))
+    elif args.command == "start" and args.daemon:
+        argv = ["--http", args.http, "--zmq", args.zmq, "--heartbeat", str(args.heartbeat)]
+        argv += ["--db", args.db] if args.db else []
+        logfile = args.logfile or os.path.join(args.basedir, "master.log")
+        print(run.start_daemon(args.basedir, argv, logfile, verbose=args.verbose))
     elif args.command == "start":
         run.start(args.basedir, http=args.http, workers=args.zmq, db=args.db, heartbeat=args.heartbeat)
     elif args.command == "reconfig":
@@ -294,8 +302,12 @@ def dispatch(args: argparse.Namespace) -> int | None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
+    logfile = None if getattr(args, "daemon", False) else getattr(args, "logfile", None)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        # reopened when logrotate moves it away
+        handlers=[logging.handlers.WatchedFileHandler(logfile)] if logfile else None,
     )
     if not args.verbose:  # one line per HTTP request or migration detail is noise, not news
         logging.getLogger("tornado.access").setLevel(logging.WARNING)

@@ -8,6 +8,8 @@ import logging
 import os
 import shlex
 import signal
+import subprocess
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -161,6 +163,42 @@ def start(
         log.info("stopped")
 
     asyncio.run(main())
+
+
+def start_daemon(
+    basedir: str | Path, argv: list[str], logfile: str | Path, *, verbose: bool = False, timeout: float = 60.0
+) -> str:
+    """Run ``flowbot start BASEDIR ARGV...`` in the background, logging to ``logfile``, and wait
+    until it serves (its pid file names it); returns what to tell the user.
+
+    Raises:
+        FlowbotError: a master runs there already, or this one exited first (with its log's end).
+    """
+    other = running_pid(basedir)
+    if other is not None:
+        raise FlowbotError(f"a master is already running in {basedir} (pid {other})")
+    logfile = Path(logfile).resolve()
+    before = logfile.stat().st_size if logfile.exists() else 0
+    command = [sys.executable, "-m", "flowbot", *(["--verbose"] if verbose else []), "start", str(basedir), *argv]
+    command += ["--logfile", str(logfile)]
+    with open(logfile, "ab") as out:
+        child = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while running_pid(basedir) != child.pid:
+        if child.poll() is not None or time.monotonic() > deadline:
+            if child.poll() is None:
+                child.terminate()
+            with open(logfile, "rb") as f:
+                f.seek(before)
+                said = f.read().decode(errors="replace").strip().splitlines()[-5:]
+            raise FlowbotError("the master did not start:\n" + "\n".join(said))
+        time.sleep(0.05)
+    return (
+        f"master running in the background (pid {child.pid}), logging to {logfile}; "
+        f"stop it with: flowbot stop {basedir}"
+    )
 
 
 def reconfig(basedir: str | Path, timeout: float = 60.0) -> str:

@@ -23,7 +23,7 @@ pipeline = Pipeline(
             workers=["w1", "w2"],
             steps=[
                 Shell("echo testing $FLOWBOT_REVISION", name="test"),
-                Shell(["python", "-c", "print('done')"], name="report"),
+                Shell(["python3", "-c", "print('done')"], name="report"),
             ],
         ),
         # A failing step fails the build; halt_on_failure=True would also skip the steps after it.
