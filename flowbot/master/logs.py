@@ -1,10 +1,10 @@
 """A running step's log: bytes from the worker become lines, live events and stored chunks.
 
 Output arrives in arbitrary pieces; lines are cut at ``\\n`` per stream, decoded as UTF-8 (bytes
-that are not UTF-8 are replaced, never fatal), shown live to subscribers at once, and written to
-the store in chunks of about 64 KiB or every half second, whichever comes first. Secrets are
-hidden in all the text that arrives at once before it is cut into lines, so a secret of several
-lines is hidden whole when it comes whole.
+that are not UTF-8, and characters no database keeps, are replaced, never fatal), shown live to
+subscribers at once, and written to the store in chunks of about 64 KiB or every half second,
+whichever comes first. Secrets are hidden in all the text that arrives at once before it is cut
+into lines, so a secret of several lines is hidden whole when it comes whole.
 
 What the log has taken is acknowledged to the worker only once it is stored (see
 :meth:`LogWriter.output`), so a worker keeps, and sends again when asked, whatever a master could
@@ -26,6 +26,7 @@ from typing import Protocol
 
 from ..defaults import LOG_CHUNK_BYTES, LOG_CHUNK_DELAY, LOG_WRITE_PATIENCE
 from ..store import Ref
+from ..text import keepable
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,7 @@ class LogStore(Protocol):
 
 
 def _decode(data: bytes) -> str:
-    # PostgreSQL text cannot hold NUL; nobody reads a NUL in a log anyway.
-    return data.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    return keepable(data.decode("utf-8", "replace"))
 
 
 @dataclass(slots=True)
@@ -118,14 +118,16 @@ class LogWriter:
 
     # -- writing ------------------------------------------------------------------------------
 
+    # Text given as text may come from anywhere (a worker's message, a step's own): kept as
+    # both databases can keep it, or one stray character would lose the whole chunk.
     def header(self, text: str) -> None:
-        self._add("h", text)
+        self._add("h", keepable(text))
 
     def stdout(self, text: str) -> None:
-        self._add("o", text)
+        self._add("o", keepable(text))
 
     def stderr(self, text: str) -> None:
-        self._add("e", text)
+        self._add("e", keepable(text))
 
     def output(self, stream: str, data: bytes) -> asyncio.Future[None] | None:
         """Take raw bytes from the worker; returns a future that resolves once the lines they end
@@ -196,7 +198,7 @@ class LogWriter:
             if not self._store.available:
                 self._give_up()
             if self._store.available or self._closed:
-                self._gather("h", self._gap.note())
+                self._gather("h", keepable(self._gap.note()))
                 self._gap, marks = None, True
         if not self._lines:
             return None
