@@ -32,7 +32,7 @@ def _worker_state(worker: dict[str, Any]) -> str:
     if worker["shutting_down"]:
         states.append("shutting down")
     if worker["paused"]:
-        states.append("paused")
+        states.append(f"paused ({worker['paused_reason']})" if worker.get("paused_reason") else "paused")
     return ", ".join(states)
 
 
@@ -41,8 +41,9 @@ def status(client: Client, limit: int = 10, as_json: bool = False) -> str:
     builders = client.builders()
     builds = client.builds(limit=limit)
     workers = client.workers()
+    waiting = client.buildrequests(pending=True)
     if as_json:
-        return _json({"builders": builders, "builds": builds, "workers": workers})
+        return _json({"builders": builders, "builds": builds, "workers": workers, "waiting": waiting})
     lines = [
         "Builders",
         table(
@@ -78,6 +79,16 @@ def status(client: Client, limit: int = 10, as_json: bool = False) -> str:
             ],
         ),
     ]
+    waiting = [r for r in waiting if r.get("waiting")]
+    if waiting:
+        lines += [
+            "",
+            "Waiting requests (oldest first)",
+            table(
+                ["REQUEST", "BUILDER", "SINCE", "WHY"],
+                [[r["id"], r["builder"], ago(r["submitted_at"]), r["waiting"]] for r in waiting],
+            ),
+        ]
     if any(w.get("launcher") for w in workers):
         lines += ["", "Instances of workers started on demand", instances(client)]
     return "\n".join(lines)

@@ -166,6 +166,9 @@ class IndexHandler(ApiHandler):
                     "GET /api/buildrequests/{id}",
                     "POST /api/buildrequests/{id}/cancel",
                     "GET /api/changes?limit=",
+                    "GET /api/changes/{id}",
+                    "GET /api/search?q=&builder=&limit=",
+                    "GET /api/grid?revisions=",
                     "POST /api/changes",
                     "GET /api/workers",
                     "POST /api/workers/{name}/pause",
@@ -244,7 +247,9 @@ class ForceHandler(ApiHandler):
 
 class ChangesHandler(ApiHandler):
     async def get(self) -> None:
-        self.reply({"changes": await self.master.store.changes(limit=self.int_argument("limit", 50))})
+        changes = await self.master.store.changes(limit=self.int_argument("limit", 50))
+        builds = await self.master.store.builds_of_changes([c["id"] for c in changes])
+        self.reply({"changes": [{**c, "builds": builds.get(c["id"], [])} for c in changes]})
 
     async def post(self) -> None:
         # The generic JSON webhook reads a change exactly as this endpoint does.
@@ -281,6 +286,7 @@ class BuildHandler(ApiHandler):
             build["properties"] = {name: list(pair) for name, pair in spec.properties.items()}
         build["current_step"] = live.current_step if live is not None else None
         build["tests"] = await self.master.store.test_counts(build["id"])
+        build["changes"] = await self.master.store.changes_of_build(build["id"])
         self.reply(build)
 
 
@@ -347,7 +353,7 @@ class BuildRequestsHandler(ApiHandler):
         if raw is not None and pending is None:
             raise InvalidRequest(f"pending must be true or false, not {raw!r}")
         requests = await self.master.store.buildrequests(pending=pending, limit=self.int_argument("limit", 200))
-        self.reply({"buildrequests": requests})
+        self.reply({"buildrequests": [waiting(self.master, r) for r in requests]})
 
 
 class BuildRequestHandler(ApiHandler):
@@ -359,7 +365,7 @@ class BuildRequestHandler(ApiHandler):
         if not found:
             raise NotFound(f"no build request {request}")
         builds = await self.master.store.builds(request_id=request, limit=MAX_LIST)
-        self.reply({**found[0], "builds": builds[::-1]})
+        self.reply({**waiting(self.master, found[0]), "builds": builds[::-1]})
 
 
 class CancelRequestHandler(ApiHandler):
@@ -468,6 +474,13 @@ async def flush_live(master: Master, build_id: int, step: int, name: str) -> Non
     write = step_log.flush() if step_log is not None else None
     if write is not None:
         await write
+
+
+def waiting(master: Master, request: dict[str, Any]) -> dict[str, Any]:
+    """A request as the API shows it: one not started yet says why it waits (``waiting``)."""
+    if request["complete_at"] is not None or request["claimed_at"] is not None:
+        return {**request, "waiting": None}
+    return {**request, "waiting": master.dispatcher.why_waiting(request["builder"])}
 
 
 def path_id(raw: str, what: str) -> int:

@@ -34,6 +34,7 @@ from .locks import LockTable
 from .policy import assignment_pass, collapsed, pick, takes_build
 from .queue import BuildQueue
 from .registry import WorkerConnection
+from .waiting import WorkerFacts, why_waiting
 
 if TYPE_CHECKING:
     from .master import Master
@@ -215,6 +216,32 @@ class Dispatcher:
         self.master.latent.build_started(build.worker)
         self.master.spawn(self._run(build), f"build {build.builder} #{build.number}")
         self.update_idle()
+
+    def why_waiting(self, name: str) -> str:
+        """Why the pending requests of builder ``name`` have not started (see :mod:`.waiting`)."""
+        builder = self.master.pipeline.builder(name)
+        if builder is None:
+            return why_waiting(name, False, [], True)
+        facts = []
+        for worker in builder.workers:
+            spec = self.master.pipeline.worker(worker)
+            connection = self.master.registry.connections.get(worker)
+            control = self.master.worker_control.state(worker)
+            running = tuple(b.builder for b in self.builds_on(connection)) if connection is not None else ()
+            facts.append(
+                WorkerFacts(
+                    worker,
+                    connection is not None,
+                    paused=(control["paused_reason"] or "") if control["paused"] else None,
+                    shutting_down=control["shutting_down"],
+                    running=running,
+                    max_builds=spec.max_builds if spec is not None else None,
+                    on_demand=spec is not None and spec.launcher is not None,
+                )
+            )
+        free = [c.name for c in self._free_workers(builder)]
+        locks_free = not free or any(self.locks.free(builder.locks, worker) for worker in free)
+        return why_waiting(name, True, facts, locks_free)
 
     def builds_on(self, connection: WorkerConnection) -> list[RunningBuild]:
         """The builds running on ``connection``."""

@@ -21,6 +21,7 @@ from ..defaults import (
 from ..errors import BodyTooLarge, ConfigError
 from .access import host_allowed, refuse_host
 from .api import ApiHandler, routes
+from .api_history import history_routes
 from .api_logs import log_routes
 from .api_tests import test_routes
 from .events import EventJournal
@@ -119,6 +120,7 @@ def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Applicatio
             (r"/metrics", MetricsHandler, {**args, "metrics": metrics}),
             *hook_routes(master),
             *log_routes(master),
+            *history_routes(master),
             *test_routes(master),
             *routes(master),
         ],

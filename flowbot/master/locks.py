@@ -52,6 +52,10 @@ class LockTable:
         for scope, mode, _ in claims:
             self._holders.setdefault(scope, {})[owner] = mode
 
+    def free(self, accesses: Iterable[LockAccess], worker: str) -> bool:
+        """Whether every lock could be taken now on ``worker`` (for views: takes nothing)."""
+        return self._free(self._claims(accesses, worker))
+
     def try_acquire(self, accesses: Iterable[LockAccess], worker: str, owner: object) -> bool:
         """Take every lock now if all are free (and nobody waits for them); else take none."""
         claims = self._claims(accesses, worker)

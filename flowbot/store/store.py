@@ -28,7 +28,7 @@ from ..defaults import LOG_CHUNK_BYTES, STORE_STOP_WAIT
 from ..errors import InvalidRequest, NotFound, StoreError, StoreUnavailable
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp, UnfinishedBuild, UnfinishedStep
 from ..results import Result
-from . import log_pages, test_pages
+from . import change_links, log_pages, test_pages
 from . import schema as t
 from . import statements as sql
 from .engine import create_engine, describe, migrate, unavailable
@@ -718,11 +718,14 @@ class Store:
 
     # -- reads for the web page, the event stream and reporters -------------------------------
 
-    async def changes(self, *, limit: int = 50) -> list[dict[str, Any]]:
-        """Changes newest first, with the files each touched."""
+    async def changes(self, *, limit: int = 50, change_id: int | None = None) -> list[dict[str, Any]]:
+        """Changes newest first (or the one ``change_id``), with the files each touched."""
+        query = sa.select(t.changes).order_by(t.changes.c.id.desc()).limit(limit)
+        if change_id is not None:
+            query = query.where(t.changes.c.id == change_id)
 
         def fn(conn: sa.Connection) -> list[dict[str, Any]]:
-            rows = conn.execute(sa.select(t.changes).order_by(t.changes.c.id.desc()).limit(limit)).all()
+            rows = conn.execute(query).all()
             files: dict[int, list[str]] = {}
             if rows:
                 f = t.change_files.c
@@ -840,6 +843,14 @@ class Store:
             ]
 
         return await self._read(fn)
+
+    async def builds_of_changes(self, change_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The builds each change caused, oldest first (``{change id: [{id, builder, number, result}]}``)."""
+        return await self._read(lambda conn: change_links.builds_of_changes(conn, change_ids))
+
+    async def changes_of_build(self, build_id: int) -> list[dict[str, Any]]:
+        """The changes that caused a build, oldest first."""
+        return await self._read(lambda conn: change_links.changes_of_build(conn, build_id))
 
     async def test_results(
         self, build_id: int, *, outcomes: list[str] | None = None, limit: int = 1000

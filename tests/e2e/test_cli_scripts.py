@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -158,3 +159,39 @@ def test_help_shows_defaults_and_counts_read_well(tmp_path):
     checked = flowbot("checkconfig", str(tmp_path))
     assert checked.returncode == 0, checked.stderr
     assert "OK: 1 worker, 0 schedulers, 1 builder" in checked.stdout
+
+
+WAITING = """\
+from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler
+pipeline = Pipeline(
+    workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
+    schedulers=[ForceScheduler("force", builders=["unit", "deploy"])],
+    builders=[
+        Builder("unit", workers=["w1"], steps=[Shell("true")]),
+        Builder("deploy", workers=["w2"], steps=[Shell("true")]),
+    ],
+)
+"""
+
+
+def test_status_says_why_requests_wait_and_why_a_worker_is_paused(master_factory, worker_factory):
+    # Given w1 connected but paused, with a reason, and w2 never started
+    master = master_factory(WAITING)
+    worker_factory(master, "w1", "s")
+    paused = flowbot("worker", "pause", "w1", "--reason", "disk full", "--master", master.url)
+    assert paused.returncode == 0, paused.stderr
+    # When both builders are forced
+    master.client.force("unit")
+    master.client.force("deploy")
+    # Then status says why each request waits, and why w1 is paused
+    status = flowbot("status", "--master", master.url).stdout
+    assert "Waiting requests (oldest first)" in status
+    assert re.search(r"^1\s+unit\s+.+\s+w1 is paused \(disk full\)$", status, re.MULTILINE), status
+    assert re.search(r"^2\s+deploy\s+.+\s+w2 is offline$", status, re.MULTILINE), status
+    assert re.search(r"^w1\s+connected, paused \(disk full\)", status, re.MULTILINE), status
+    waiting = json.loads(flowbot("status", "--json", "--master", master.url).stdout)["waiting"]
+    assert [r["waiting"] for r in waiting] == ["w1 is paused (disk full)", "w2 is offline"]
+    # And once w1 is unpaused, its request runs and waits no more
+    flowbot("worker", "unpause", "w1", "--master", master.url)
+    finished_builds(master.client, 1)
+    assert [r["builder"] for r in master.client.buildrequests(pending=True)] == ["deploy"]
