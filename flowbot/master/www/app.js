@@ -7,6 +7,8 @@
 
 import { LogView } from "./log.js";
 import { testsPanel } from "./tests.js";
+import { durationBars, failureRate, resultStrip } from "./charts.js";
+import { gridView, searchView } from "./history.js";
 
 const main = document.getElementById("main");
 const OVERVIEW_BUILDS = 12;
@@ -311,7 +313,7 @@ function forceForm(builder, onDone) {
 
 // -- the overview: builders and their latest builds ----------------------------------------------
 
-function overview() {
+function overview(tag = null) {
   const rows = new Map(); // builder name -> { cells, state, pending:Set, running:Set }
 
   function cell(build) {
@@ -351,7 +353,17 @@ function overview() {
     const { data } = await api(`/api/builders?builds=${OVERVIEW_BUILDS}`);
     const grid = h("div", { class: "grid" });
     rows.clear();
-    for (const builder of data.builders) {
+    // Builders grouped by their first tag (untagged ones last), or only those with the tag chosen.
+    const tags = [...new Set(data.builders.flatMap((b) => b.tags || []))].sort();
+    const shown = data.builders.filter((b) => tag === null || (b.tags || []).includes(tag));
+    const group = (b) => (tag === null ? (b.tags || [])[0] ?? null : tag);
+    shown.sort((a, b) => (group(a) === null) - (group(b) === null) || String(group(a)).localeCompare(String(group(b))));
+    let heading;
+    for (const builder of shown) {
+      if (tags.length && tag === null && group(builder) !== heading) {
+        heading = group(builder);
+        grid.append(h("h2", { class: "group", dataset: { tag: heading ?? "" } }, heading ?? "untagged"));
+      }
       const row = {
         cells: h("div", { class: "cells" }),
         state: h("span", { class: "state" }),
@@ -383,7 +395,12 @@ function overview() {
       }
       grid.append(el);
     }
-    main.replaceChildren(h("h1", {}, "Builders"),
+    const chips = tags.length ? h("nav", { class: "tag-filter", "aria-label": "Filter builders by tag" },
+      [null, ...tags].map((t) => h("a", {
+        href: t === null ? "#/" : `#/?tag=${enc(t)}`, class: t === tag ? "chip current" : "chip",
+        "aria-current": t === tag ? "page" : null,
+      }, t ?? "All"))) : null;
+    main.replaceChildren(h("h1", {}, "Builders"), chips ?? "",
       data.builders.length ? grid : h("p", { class: "muted" }, "The pipeline has no builders."));
   }
 
@@ -431,6 +448,10 @@ function builderView(name) {
       slot.append(open);
       parts.push(slot);
     }
+    const oldest = [...builder.builds].reverse();
+    if (oldest.length) {
+      parts.push(h("div", { class: "charts card" }, resultStrip(oldest), durationBars(oldest), failureRate(oldest)));
+    }
     parts.push(h("h2", {}, "Builds"), h("div", { class: "scroll" }, h("table", {},
       h("thead", {}, h("tr", {}, ["Build", "Result", "Branch", "Revision", "Worker", "Started", "Took"].map(
         (t, i) => h("th", { class: i === 4 ? "hide-narrow" : null }, t)))), tbody)));
@@ -454,7 +475,7 @@ function describeTests(counts) {
     .map((o) => `${counts[o]} ${o === "error" && counts[o] > 1 ? "errors" : o}`).join(", ");
 }
 
-function buildView(id, tab = "steps") {
+function buildView(id, tab = "steps", focus = null) {
   let build = null;
   let tabs = null; // Steps | Tests, the latter once the build has tests
   let tests = null; // the Tests panel
@@ -467,15 +488,17 @@ function buildView(id, tab = "steps") {
   } });
 
   /** Show the step's log `name` (in place of the one it shows). */
-  function openLog(step, name = "stdio") {
+  function openLog(step, name = "stdio", line = null) {
     step.log?.close();
     step.logName = name;
     step.log = new LogView({
       buildId: id, step: step.number, name, label: `${build.builder}-${build.number}-${step.name}-${name}`, api, toast,
     });
+    if (!step.logs.includes(name)) step.logs.push(name);
     step.el.append(step.log.el);
     drawLogTabs(step);
-    step.log.open();
+    if (line === null) step.log.open();
+    else step.log.reveal(line);
   }
 
   function closeLog(step) {
@@ -558,6 +581,11 @@ function buildView(id, tab = "steps") {
       ["Took", timeText("duration", build.started_at, build.finished_at)],
       ["Summary", build.summary],
     ];
+    if (build.changes?.length) {
+      facts.push(["Changes", h("ul", { class: "plain" }, build.changes.map((c) => h("li", {},
+        h("a", { href: `#/changes/${c.id}` }, `${short(c.revision) || `change ${c.id}`}`),
+        ` ${c.author}: ${(c.comments || "").split("\n")[0]}`)))]);
+    }
     const rebuildOf = build.properties?.rebuild_of?.[0];  // properties are [value, source]
     if (rebuildOf) {
       facts.push(["Rebuild of", h("a", { href: buildHref(rebuildOf) }, `build ${rebuildOf}`)]);
@@ -611,6 +639,12 @@ function buildView(id, tab = "steps") {
     drawTabs(build.tests || {});
     main.replaceChildren(header, tabs, stepsPanel, tests.el);
     choose(tab === "tests" && !tabs.hidden ? "tests" : "steps");
+    if (focus && steps.has(focus.step)) {  // a line someone linked to (a search result)
+      const step = steps.get(focus.step);
+      if (step.el.classList.contains("hidden-step")) list.classList.add("show-hidden");
+      openLog(step, focus.log, focus.line);
+      return;
+    }
     // Show what a person wants first: the running step, else the first shown that did not succeed.
     const interesting = build.steps.find((s) => !s.result) ||
       build.steps.find((s) => s.result && !s.hidden && !["SUCCESS", "SKIPPED"].includes(s.result));
@@ -740,25 +774,49 @@ function debounced(fn, ms = 400) {
   };
 }
 
+/** The builds a change caused, as cells linking to them. */
+function buildCells(builds) {
+  return h("span", { class: "cells" }, builds.map((b) => h("a", {
+    class: `cell ${b.result ? `r-${b.result}` : "r-running"}`, href: buildHref(b.id), title: `${b.builder} #${b.number} ${b.result || "running"}`,
+    dataset: { build: b.id },
+  }, `${b.builder} #${b.number}`)));
+}
+
 function changesView() {
   async function load() {
     const { data } = await api("/api/changes?limit=100");
-    const rows = data.changes.map((c) => h("tr", {},
-      h("td", {}, c.id),
+    const rows = data.changes.map((c) => h("tr", { dataset: { change: c.id } },
+      h("td", {}, h("a", { href: `#/changes/${c.id}` }, c.id)),
       h("td", {}, timeText("ago", c.when)),
       h("td", {}, c.author),
       h("td", {}, c.branch || ""),
       h("td", { class: "mono" }, c.revlink ? safeLink(c.revlink, short(c.revision)) : short(c.revision)),
       h("td", {}, (c.comments || "").split("\n")[0]),
+      h("td", {}, buildCells(c.builds)),
       h("td", { class: "hide-narrow", title: c.files.join("\n") }, c.files.length ? `${c.files.length} file(s)` : "")));
     main.replaceChildren(h("h1", {}, "Changes"), rows.length
       ? h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
-        ["#", "When", "Author", "Branch", "Revision", "Comments", "Files"].map((t, i) => h("th", { class: i === 6 ? "hide-narrow" : null }, t)))),
+        ["#", "When", "Author", "Branch", "Revision", "Comments", "Builds", "Files"].map((t, i) => h("th", { class: i === 7 ? "hide-narrow" : null }, t)))),
         h("tbody", {}, rows)))
       : h("p", { class: "muted" }, "No changes yet."));
   }
   const reload = debounced(load);
-  return new Stream({ types: "change.new" }, load, reload);
+  return new Stream({ types: "change.new,build.started,build.finished" }, load, reload);
+}
+
+/** One change: what it is, and the builds it caused. */
+function changeView(changeId) {
+  async function load() {
+    const { data: c } = await api(`/api/changes/${enc(changeId)}`);
+    const facts = [["Author", c.author], ["When", timeText("ago", c.when)], ["Branch", c.branch],
+      ["Revision", c.revision && (c.revlink ? safeLink(c.revlink, c.revision) : h("span", { class: "mono" }, c.revision))],
+      ["Repository", c.repository], ["Files", c.files.join(", ")]];
+    const dl = h("dl", { class: "facts" });
+    for (const [label, value] of facts) if (value) dl.append(h("dt", {}, label), h("dd", {}, value));
+    main.replaceChildren(h("h1", {}, `Change ${c.id}`), h("div", { class: "card" }, h("pre", { class: "comments" }, c.comments || ""), dl),
+      h("h2", {}, "Builds"), c.builds.length ? buildCells(c.builds) : h("p", { class: "muted" }, "It caused no build (yet)."));
+  }
+  return new Stream({ types: "build.started,build.finished" }, load, debounced(load));
 }
 
 function queueView() {
@@ -770,28 +828,38 @@ function queueView() {
       h("td", {}, r.reason),
       h("td", {}, [r.branch, short(r.revision)].filter(Boolean).join(" @ ")),
       h("td", {}, timeText("ago", r.submitted_at)),
+      h("td", { class: "why" }, r.waiting || ""),
       h("td", {}, r.claimed_at ? "running" : h("button", {
         type: "button", class: "danger",
         onclick: () => act(`Cancelled request ${r.id}`, `/api/buildrequests/${enc(r.id)}/cancel`, {}),
       }, "Cancel"))));
     main.replaceChildren(h("h1", {}, "Queue"), rows.length
       ? h("div", { class: "scroll" }, h("table", {}, h("thead", {}, h("tr", {},
-        ["#", "Builder", "Reason", "Source", "Waiting since", ""].map((t) => h("th", {}, t)))), h("tbody", {}, rows)))
+        ["#", "Builder", "Reason", "Source", "Waiting since", "Why", ""].map((t) => h("th", {}, t)))), h("tbody", {}, rows)))
       : h("p", { class: "muted" }, "Nothing is waiting."));
   }
   const reload = debounced(load);
-  return new Stream({ types: "request.new,request.cancelled,build.started,build.finished" }, load, reload);
+  const types = "request.new,request.cancelled,build.started,build.finished,worker.connected,worker.lost,worker.changed";
+  return new Stream({ types }, load, reload);
 }
 
 // -- routing --------------------------------------------------------------------------------------
 
+/** What the views in other modules use of this one. */
+const ui = { h, api, toast, main, Stream, debounced, short, buildHref, builderHref, timeText };
+
 const routes = [
-  [/^#?\/?$/, "overview", () => overview()],
+  [/^#?\/?(?:\?tag=(.*))?$/, "overview", (m) => overview(m[1] === undefined ? null : decodeURIComponent(m[1]))],
   [/^#\/builders\/([^/]+)$/, "overview", (m) => builderView(decodeURIComponent(m[1]))],
   [/^#\/builds\/(\d+)(?:\/(tests))?$/, "overview", (m) => buildView(m[1], m[2] || "steps")],
+  [/^#\/builds\/(\d+)\/steps\/(\d+)\/line\/(\d+)(?:\?log=([^&]+))?$/, "overview", (m) => buildView(m[1], "steps",
+    { step: Number(m[2]), line: Number(m[3]) - 1, log: m[4] ? decodeURIComponent(m[4]) : "stdio" })],
   [/^#\/workers$/, "workers", () => workersView()],
   [/^#\/changes$/, "changes", () => changesView()],
+  [/^#\/changes\/(\d+)$/, "changes", (m) => changeView(m[1])],
   [/^#\/queue$/, "queue", () => queueView()],
+  [/^#\/grid$/, "grid", () => gridView(ui)],
+  [/^#\/search(?:\?q=(.*))?$/, "search", (m) => searchView(ui, decodeURIComponent(m[1] || ""))],
 ];
 
 function route() {

@@ -111,13 +111,22 @@ export class LogView {
         this.toast(`No line of this log reads as an error (${data.total.toLocaleString("en")} lines)`);
         return;
       }
-      const page = await this.fetch({ first: Math.max(0, data.line - CONTEXT), count: PAGE });
-      this.replace(page);
-      this.following = this.hi >= this.total;
-      const line = this.lines.querySelector(`[data-n="${data.line + 1}"]`);
-      line?.classList.add("found");
-      line?.scrollIntoView({ block: "center" });
+      await this.show(data.line);
     });
+  }
+
+  /** Show the lines around line `n` (from 0), it marked and in view. */
+  reveal(n) {
+    return this.run(() => this.show(n));
+  }
+
+  async show(n) {
+    const page = await this.fetch({ first: Math.max(0, n - CONTEXT), count: PAGE });
+    this.replace(page);
+    this.following = this.hi >= this.total;
+    const line = this.lines.querySelector(`[data-n="${n + 1}"]`);
+    line?.classList.add("found");
+    line?.scrollIntoView({ block: "center" });
   }
 
   /** Fetch the page before (-1) or after (1) the lines shown. */
