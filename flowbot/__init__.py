@@ -15,7 +15,17 @@ from .locks import MasterLock, WorkerLock
 from .pipeline import Pipeline
 from .properties import Interpolate, Properties, Property, renderer
 from .records import Build, BuildRequest, Change, SourceStamp
-from .reporters import GitHubChecks, GitHubStatusPush, GitLabCommitStatus, HttpStatusPush, MailNotifier, Reporter
+from .reporters import (
+    IRC,
+    GitHubChecks,
+    GitHubStatusPush,
+    GitLabCommitStatus,
+    HttpStatusPush,
+    MailNotifier,
+    MatrixNotifier,
+    Reporter,
+    SlackNotifier,
+)
 from .results import Result
 from .retention import Retention
 from .schedulers import (
@@ -112,6 +122,9 @@ __all__ = [
     "GitLabCommitStatus",
     "HttpStatusPush",
     "MailNotifier",
+    "SlackNotifier",
+    "MatrixNotifier",
+    "IRC",
     "Reporter",
     # Access control
     "Auth",

@@ -163,8 +163,9 @@ REPORT_QUEUE = 1_000
 #: Seconds a stopping master gives reporters to deliver what is queued.
 REPORT_DRAIN = 5.0
 
-#: Lines of the log tail that mail reports include.
+#: Lines of the log tail that mail reports include, and the fewer that chat messages show.
 REPORT_LOG_LINES = 40
+CHAT_LOG_LINES = 15
 
 #: Workers started on demand: seconds an instance has to start and connect, and seconds a connected
 #: one may go without a build before it is removed (0: one build per instance; negative: never).
@@ -201,3 +202,19 @@ GITHUB_APP_JWT_LIFETIME = 540
 
 #: Seconds before an installation token expires when a new one is asked for.
 GITHUB_TOKEN_MARGIN = 300
+
+#: IRC: the port of plain connections (6697 is the usual one for TLS).
+IRC_PORT = 6667
+#: Seconds an IRC connection has to open and register; and, after it drops, the first wait before
+#: dialling again (doubling each time up to the second figure).
+IRC_CONNECT_TIMEOUT = 30.0
+IRC_RECONNECT = 1.0
+IRC_RECONNECT_MAX = 300.0
+#: Seconds of silence from the IRC server before the bot sends a PING; as long again with no answer
+#: and the connection is taken for dead.
+IRC_QUIET = 120.0
+#: Lines the bot sends at once, then one per this many seconds (servers cut off a client that floods).
+IRC_BURST = 5
+IRC_LINE_INTERVAL = 1.0
+#: Builders the ``status`` command lists before it says how many more there are.
+IRC_STATUS_LINES = 10

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from .irc_server import NGIRCD, IrcServer
 from .outages import PostgresServer, SmallDisk, can_mount, postgres_binaries
 from .support import SAMPLE_PIPELINE, CuttableProxy, MasterProcess, RecordingServer, WorkerProcess, wait_for
 
@@ -209,6 +210,24 @@ def http_recorder() -> Iterator[Callable[..., RecordingServer]]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def irc_server(tmp_path: Path) -> Iterator[Callable[..., IrcServer]]:
+    """Start real IRC servers (Debian's ngircd, on free loopback ports); each is stopped at teardown.
+    Skips the test locally (fails it in CI) when ngircd is not installed."""
+    if not os.path.exists(NGIRCD):
+        _missing(f"ngircd is not installed at {NGIRCD} (apt-get install ngircd)")
+    servers: list[IrcServer] = []
+
+    def start(*, certificate: Path | None = None) -> IrcServer:
+        server = IrcServer(tmp_path / f"ngircd-{len(servers) + 1}", certificate=certificate)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 # -- the browser ------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from ..errors import FlowbotError, ReportRejected
 from ..records import Build, StepRecord
 from ..reporters.base import Reporter
 from ..results import Result
+from .controls import MasterControls, build_record
 from .events import EventKind
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ class Reporting:
         self._events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self._queues: dict[int, asyncio.Queue[tuple[str, Build]]] = {}
         self._delivering: dict[int, asyncio.Task] = {}
+        self._serving: dict[int, asyncio.Task] = {}
+        self._controls = MasterControls(master)
         self._retiring: set[asyncio.Task] = set()
         self._preparing: asyncio.Task | None = None
         self._unsubscribe: Any = None
@@ -78,6 +81,10 @@ class Reporting:
                 self._delivering[id(reporter)] = self.master.spawn(
                     self._deliver_loop(reporter, queue), f"reporter {reporter}"
                 )
+                if type(reporter).serve is not Reporter.serve:
+                    self._serving[id(reporter)] = self.master.spawn(
+                        reporter.serve(self._controls), f"reporter {reporter} serving"
+                    )
         self.reporters = reporters
         if reporters and self._unsubscribe is None:
             self._unsubscribe = self.master.events.subscribe(
@@ -110,8 +117,11 @@ class Reporting:
             await asyncio.wait_for(queue.join(), max(0.0, until - asyncio.get_running_loop().time()))
         except TimeoutError:
             log.warning("reporter %s stopped with %d report(s) undelivered", reporter.name, queue.qsize())
-        delivering.cancel()
-        await asyncio.gather(delivering, return_exceptions=True)
+        serving = self._serving.pop(id(reporter), None)
+        for task in (delivering, serving):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(delivering, *([serving] if serving else []), return_exceptions=True)
         try:
             await reporter.close()
         except Exception:
@@ -179,21 +189,12 @@ class Reporting:
                 details["log_tail"] = "\n".join(line for _, line in tail)
         if finished and any(r.wants_tests for r in reporters):
             details["failed_tests"] = tuple(await store.failed_tests(build["id"], REPORT_FAILED_TESTS))
-        base = self.master.pipeline.url or self.master.http_url
-        return Build(
-            id=build["id"],
-            builder=build["builder"],
-            number=build["number"],
-            worker=build["worker"],
-            started_at=build["started_at"],
-            finished_at=build["finished_at"],
-            result=Result[build["result"]] if build["result"] else None,
-            branch=build["branch"],
-            revision=build["revision"],
+        return build_record(
+            self.master,
+            build,
             reason=spec.reason,
             sourcestamps=spec.sourcestamps,
             properties=dict(spec.properties),
-            url=f"{base.rstrip('/')}/#/builds/{build['id']}" if base else None,
             **details,
         )
 

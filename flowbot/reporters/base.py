@@ -23,6 +23,7 @@ from ..location import caller
 from ..properties import Properties, Renderable, render
 from ..records import Build
 from ..results import Result
+from .controls import Controls
 
 #: What a reporter may report, by the result of a finished build:
 MODES = {
@@ -147,6 +148,10 @@ class Reporter:
 
     async def build_finished(self, build: Build) -> None:
         """A build finished and :meth:`wants` it."""
+
+    async def serve(self, controls: Controls) -> None:
+        """Run for as long as the master uses the reporter (cancelled when it stops using it): a
+        bot keeps its connection here and answers people through ``controls``."""
 
     async def close(self) -> None:
         """The master is stopping: release connections, threads, files."""

@@ -22,6 +22,7 @@ from ..errors import ConfigError, ReportError, ReportRejected
 from ..properties import Renderable
 from ..records import Build
 from .base import Reporter
+from .summary import headline, took
 
 TLS_MODES = ("starttls", "ssl", None)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -137,12 +138,8 @@ def _refused(codes: list[int], exc: smtplib.SMTPException) -> ReportError:
     return error(f"the mail server refused the message: {exc}")
 
 
-def subject(build: Build) -> str:
-    """``FAILURE: unit #12 on main (1a2b3c4)``."""
-    result = build.result.name if build.result is not None else "RUNNING"
-    where = f" on {build.branch}" if build.branch else ""
-    revision = f" ({build.revision[:10]})" if build.revision else ""
-    return f"{result}: {build.builder} #{build.number}{where}{revision}"
+#: A mail's subject: the build in one line, ``FAILURE: unit #12 on main (1a2b3c4)``.
+subject = headline
 
 
 def body(build: Build) -> str:
@@ -160,15 +157,15 @@ def body(build: Build) -> str:
         ("Branch", build.branch),
         ("Revision", build.revision),
         ("Worker", build.worker),
-        ("Duration", _seconds(build.duration)),
+        ("Duration", took(build.duration)),
     ]
     lines += [f"{label + ':':<10} {value}" for label, value in facts if value]
     if build.steps:
         lines += ["", "Steps:"]
         for step in build.steps:
-            took = _seconds(step.finished_at - step.started_at) if step.finished_at and step.started_at else ""
+            spent = took(step.finished_at - step.started_at) if step.finished_at and step.started_at else ""
             said = f"  {step.summary}" if step.summary else ""
-            lines.append(f"  {step.result.name if step.result is not None else '-':<10} {step.name:<24} {took}{said}")
+            lines.append(f"  {step.result.name if step.result is not None else '-':<10} {step.name:<24} {spent}{said}")
     if build.log_tail:
         tail = build.log_tail.rstrip("\n").split("\n")
         lines += ["", f'The last {len(tail)} lines of the log of step "{build.log_step}":', ""]
@@ -181,12 +178,3 @@ def _one_line(value: str) -> str:
     """A header value with its control characters made spaces: a branch named with a newline
     neither breaks the mail nor adds a header to it."""
     return _CONTROL.sub(" ", value)
-
-
-def _seconds(value: float | None) -> str:
-    if value is None:
-        return ""
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, seconds = divmod(int(value), 60)
-    return f"{minutes} min {seconds} s"

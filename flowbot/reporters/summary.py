@@ -1,0 +1,26 @@
+"""How reporters put a build in words: the one line that says what happened, and durations."""
+
+from __future__ import annotations
+
+from ..records import Build
+
+
+def headline(build: Build) -> str:
+    """``FAILURE: unit #12 on main (1a2b3c4)``: a build in one line (RUNNING while it runs)."""
+    result = build.result.name if build.result is not None else "RUNNING"
+    where = f" on {build.branch}" if build.branch else ""
+    revision = f" ({build.revision[:10]})" if build.revision else ""
+    return f"{result}: {build.builder} #{build.number}{where}{revision}"
+
+
+def took(value: float | None) -> str:
+    """A duration as people say it: ``3.2 s``, ``4 min 10 s``, ``2 h 5 min`` ("" for None)."""
+    if value is None:
+        return ""
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(int(value), 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
