@@ -183,7 +183,11 @@ def _create_key(args: argparse.Namespace) -> None:
 
 
 def _identity_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--master", default=MASTER_ENDPOINT, help="the master's ZeroMQ endpoint")
+    p.add_argument(
+        "--master",
+        default=MASTER_ENDPOINT,
+        help="the master's ZeroMQ endpoint, tcp://HOST:PORT or HOST:PORT (default: %(default)s)",
+    )
     p.add_argument("--name", help="this worker's name, as the master's pipeline declares it")
     p.add_argument("--secret", help="shared secret (prefer --secret-file or FLOWBOT_WORKER_SECRET)")
     p.add_argument("--secret-file", help="file holding the shared secret")
@@ -214,7 +218,9 @@ def parser() -> argparse.ArgumentParser:
     )
     key = sub.add_parser("create-key", help="make a CURVE key pair for encrypting the link")
     key.add_argument("directory")
-    key.add_argument("--name", default="worker", help="the key files' name: NAME.key and NAME.key_secret")
+    key.add_argument(
+        "--name", default="worker", help="the key files' name: NAME.key and NAME.key_secret (default: %(default)s)"
+    )
     return p
 
 

@@ -604,6 +604,7 @@ function buildView(id, tab = "steps", focus = null) {
   function drawShowHidden() {
     const count = list.querySelectorAll(".hidden-step").length;
     showHidden.hidden = count === 0;
+    showHidden.parentElement?.toggleAttribute("hidden", count === 0); // the tab says "Steps" already
     showHidden.textContent = list.classList.contains("show-hidden")
       ? "Hide hidden steps" : `Show ${count} hidden step${count === 1 ? "" : "s"}`;
   }
@@ -618,6 +619,7 @@ function buildView(id, tab = "steps", focus = null) {
     list.append(...items.map((s) => s.el));
     drawShowHidden();
     const stepsPanel = h("div", { class: "steps-panel", role: "tabpanel" }, h("h2", {}, "Steps ", showHidden), list);
+    drawShowHidden();
     tests = testsPanel(id, api, toast);
     tests.el.hidden = true;
     tests.el.setAttribute("role", "tabpanel");
