@@ -18,7 +18,8 @@ pipeline = Pipeline(
         Builder("unit", workers=["w1"], tags=["tests"], collapse_requests=False, steps=[
             Shell('echo testing $FLOWBOT_REVISION; [ "$FLOWBOT_REVISION" != bad222 ]', name="test"),
         ]),
-        Builder("lint", workers=["w1"], tags=["tests", "style"], collapse_requests=False, steps=[Shell("echo linted", name="lint")]),
+        Builder("lint", workers=["w1"], tags=["tests", "style"], collapse_requests=False,
+                steps=[Shell("echo linted", name="lint")]),
         Builder("docs", workers=["w1"], collapse_requests=False, steps=[Shell("echo docs built", name="docs")]),
     ],
 )
