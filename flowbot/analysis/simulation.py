@@ -104,6 +104,10 @@ class Simulation:
             for name in names:
                 self._serves[name].append(builder)
         self._running: dict[str, list[str]] = {name: [] for name in self.limits}
+        #: How many builds each worker runs (its load), and the workers below their limit: the
+        #: only ones a build can start on (both kept as builds start and end, for speed).
+        self._loads = dict.fromkeys(self.limits, 0)
+        self._spare = set(self.limits)
         self._locking = [b.name for b in pipeline.builders if b.locks]
         self._held: dict[tuple[str, str], list[Change]] = {}
         self._timers: dict[tuple[str, str], int] = {}
@@ -212,25 +216,34 @@ class Simulation:
                 queue.remove(old.id)
                 self.collapsed[old.id] = request.id
             queue.add(request)
-        assignment_pass(queue, self._start_one, {r.builder for r in requests})
+        self._offer({r.builder for r in requests})
 
     # -- builds -------------------------------------------------------------------------------------
 
-    def _load(self, worker: str) -> int:
-        return len(self._running[worker])
+    def _offer(self, builders: Iterable[str]) -> None:
+        """An assignment pass over ``builders``, when a build could start at all."""
+        if self._spare and self.queue:
+            assignment_pass(self.queue, self._start_one, builders, self._full)
+
+    def _full(self) -> bool:
+        return not self._spare
 
     def _start_one(self, name: str) -> bool:
         builder = self._builders.get(name)
-        if builder is None:
+        spare = self._spare
+        if builder is None or not spare:
             return False
         running, limits = self._running, self.limits
-        free = [w for w in self._workers[name] if takes_build(name, limits[w], running[w])]
-        picked = pick(builder, free, self.queue, self.locks, self._load)
+        free = [w for w in self._workers[name] if w in spare and takes_build(name, limits[w], running[w])]
+        picked = pick(builder, free, self.queue, self.locks, self._loads.__getitem__)
         if picked is None:
             return False
         request, worker = picked
         self.queue.remove(request.id)
         running[worker].append(name)
+        load = self._loads[worker] = self._loads[worker] + 1
+        if limits[worker] is not None and load >= limits[worker]:
+            spare.discard(worker)
         steps = self.durations(builder, self.base[worker], request, self._recorded.get(request.id))
         build = _Build(builder, request, worker, self.now, steps)
         if not any(build.locks):
@@ -257,13 +270,14 @@ class Simulation:
     def _step_done(self, build: _Build, index: int) -> None:
         if build.locks[index]:
             self.locks.release((build.request.id, index))
-            assignment_pass(self.queue, self._start_one, self._locking)
+            self._offer(self._locking)
         self._step(build, index + 1)
 
     def _finish(self, build: _Build) -> None:
         request, worker = build.request, build.worker
         self._running[worker].remove(build.builder.name)
+        self._loads[worker] -= 1
+        self._spare.add(worker)
         self.locks.release(request.id)
         self.builds.append((request, worker, build.started, self.now))
-        offered = self._serves[worker] if not build.builder.locks else {*self._serves[worker], *self._locking}
-        assignment_pass(self.queue, self._start_one, offered)
+        self._offer(self._serves[worker] if not build.builder.locks else {*self._serves[worker], *self._locking})

@@ -45,17 +45,23 @@ def collapsed(builder: Builder | None, new: BuildRequest, queue: BuildQueue) -> 
     return found
 
 
-def assignment_pass(queue: BuildQueue, start_one: Callable[[str], bool], builders: Iterable[str] | None = None) -> None:
+def assignment_pass(
+    queue: BuildQueue,
+    start_one: Callable[[str], bool],
+    builders: Iterable[str] | None = None,
+    full: Callable[[], bool] | None = None,
+) -> None:
     """Offer builders the chance to start a build, the most urgent first.
 
     Builders go by their first request in line (highest priority, then oldest); one whose
     ``start_one(name)`` starts a build goes back in line by its next request, one that cannot
     start one now cannot later in this pass. ``builders`` limits the pass to those that may have
-    become able to start (the others' answer would not have changed).
+    become able to start (the others' answer would not have changed); the pass ends early once
+    ``full()`` says no build can start anywhere.
     """
     waiting = queue.heads(builders)
     heapq.heapify(waiting)
-    while waiting:
+    while waiting and not (full is not None and full()):
         _, name = heapq.heappop(waiting)
         if start_one(name) and (place := queue.head(name)) is not None:
             heapq.heappush(waiting, (place, name))

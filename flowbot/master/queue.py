@@ -19,6 +19,7 @@ class BuildQueue:
         self._heaps: dict[str, list[Place]] = {}
         self._pending: dict[int, BuildRequest] = {}
         self._by_source: dict[tuple[str, Hashable], dict[int, None]] = {}
+        self._sources: dict[int, tuple[str, Hashable]] = {}  # each pending request's key in _by_source
 
     def add(self, request: BuildRequest) -> None:
         if request.id in self._pending:
@@ -26,13 +27,14 @@ class BuildQueue:
         self._pending[request.id] = request
         heap = self._heaps.setdefault(request.builder, [])
         heapq.heappush(heap, (-request.priority, request.submitted_at, request.id))
-        self._by_source.setdefault((request.builder, source_key(request)), {})[request.id] = None
+        key = self._sources[request.id] = (request.builder, source_key(request))
+        self._by_source.setdefault(key, {})[request.id] = None
 
     def remove(self, request_id: int) -> BuildRequest | None:
         """Take a request out of the queue (it stays in its heap until it surfaces)."""
         request = self._pending.pop(request_id, None)
         if request is not None:
-            key = (request.builder, source_key(request))
+            key = self._sources.pop(request_id)
             same = self._by_source[key]
             del same[request_id]
             if not same:
