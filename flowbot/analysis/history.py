@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from ..errors import NotFound, StoreError
 from ..results import Result
 from ..store import schema as t
-from . import answers, culprits, flaky, replay, search
+from . import answers, build_report, culprits, flaky, replay, search
 from .columns import Kind, read_columns
 from .dtypes import OUTCOME, TimeLike, durations, epoch, outcomes, result_codes, results, timestamps
 
@@ -457,3 +457,4 @@ class History:
     flaky_tests = flaky.flaky_tests
     search_logs = search.search_logs
     replay = replay.replay
+    build = build_report.build_report

@@ -1,10 +1,15 @@
-"""``master.panel()``: a live ipywidgets view of a running master, with buttons to act on it.
+"""``master.panel()``: a live view of a running master, with buttons to act on it, in any notebook.
+
+The panel is an anywidget (one ES module, ``panel.js``, no build step and nothing fetched from
+the network), so the same widget runs in JupyterLab, Notebook 7, VS Code, Colab and marimo: over
+the ipywidgets comm in Jupyter, natively in marimo. Python keeps the state; the module draws it
+the way the master's web page does and sends back what the user asks (force, stop, pick a build).
 
 The panel follows the master's in-process events: any event marks it stale, and at most a few
-times a second it reads what changed from the store and redraws, on the kernel's own event loop,
-so nothing polls and nothing blocks the kernel. It shows the newest build, following new ones
-until the user picks a build; that build's log is tailed from the ``log`` events as lines arrive.
-A reconfigure shows at the next redraw, new builders in the force form included.
+times a second it reads what changed and sends it, on the kernel's own event loop, so nothing
+polls and nothing blocks the kernel. It shows the newest build, following new ones until the user
+picks a build; that build's log is tailed from the ``log`` events as lines arrive, with its ANSI
+colours. A reconfigure shows at the next redraw, new builders in the force form included.
 
 A master has one live panel: making another (running a ``master.panel()`` cell again) closes the
 one before, and a closed panel no longer follows the master.
@@ -13,16 +18,19 @@ one before, and a closed panel no longer follows the master.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import OrderedDict, deque
-from html import escape
+from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import ipywidgets as widgets
+import anywidget
+import traitlets
+from ansi2html import Ansi2HTMLConverter
 
 from ..errors import FlowbotError
 from ..master.events import EventKind
-from ..schedulers.parameters import BoolParameter, ChoiceParameter, Parameter
 
 if TYPE_CHECKING:
     from ..master import Master
@@ -35,119 +43,57 @@ TAIL = 200
 LIVE_BUILDS = 20
 #: Newest builds offered to pick from.
 PICKABLE = 30
+#: Requests of the queue shown.
+QUEUE_SHOWN = 10
 
-COLOURS = {
-    "SUCCESS": "#34a853",
-    "WARNINGS": "#fbbc04",
-    "FAILURE": "#ea4335",
-    "SKIPPED": "#9aa0a6",
-    "EXCEPTION": "#a142f4",
-    "RETRY": "#ff6d01",
-    "CANCELLED": "#5f6368",
-    None: "#4285f4",
-}
-
-
-def badge(build: dict[str, Any]) -> str:
-    """One build as a coloured chip: number and result (running builds are blue)."""
-    result = build.get("result")
-    title = f"{build['builder']} #{build['number']}: {result or 'running'} on {build['worker']}"
-    return (
-        f'<span title="{escape(title)}" style="display:inline-block;min-width:2.2em;margin:1px;'
-        f"padding:1px 4px;border-radius:3px;color:white;background:{COLOURS.get(result, '#4285f4')};"
-        f'font-size:11px;text-align:center">#{build["number"]} {escape(result or "running")}</span>'
-    )
-
-
-def _param_widget(param: Parameter) -> widgets.Widget:
-    if isinstance(param, BoolParameter):
-        return widgets.Checkbox(value=bool(param.default), description=param.label)
-    if isinstance(param, ChoiceParameter):
-        return widgets.Dropdown(options=param.choices, value=param.default, description=param.label)
-    # Text for numbers too: a field left empty is not sent, so the scheduler applies its default or
-    # says the parameter is required, and checks a number as the web form's would be.
-    return widgets.Text(
-        value="" if param.default is None else str(param.default),
-        description=param.label,
-        placeholder="required" if param.required else "",
-    )
-
-
-def _close_tree(widget: widgets.Widget) -> None:
-    """Close a widget with its children, layout and style: ipywidgets keeps every open one."""
-    for child in getattr(widget, "children", ()):
-        _close_tree(child)
-    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
-        if isinstance(part, widgets.Widget):
-            part.close()
-    widgets.Widget.close(widget)
-
+_HERE = Path(__file__).parent
 
 #: The live panel of each master, by ``id(master)`` (a panel holds its master, so the id is its own).
 _panels: dict[int, MasterPanel] = {}
 
 
-class MasterPanel(widgets.VBox):
+class MasterPanel(anywidget.AnyWidget):
     """Builders with their recent builds, the queue, workers, a selected build's steps and log,
-    and forms to force or stop builds."""
+    and forms to force builds and a button to stop one.
+
+    What it shows is in its traits, as the module draws them: ``overview`` (the master, builders
+    with their newest builds, queue, workers), ``builds`` (what can be picked), ``build`` (the
+    selected build and its steps, numbered from 1 as the web page does), ``log`` (the end of its
+    log as HTML, ANSI colours rendered), ``forms`` (each builder's force form) and ``message``.
+    """
+
+    _esm = _HERE / "panel.js"
+    _css = _HERE / "panel.css"
+
+    overview = traitlets.Dict().tag(sync=True)
+    builds = traitlets.List().tag(sync=True)
+    build = traitlets.Dict().tag(sync=True)
+    log = traitlets.Unicode("").tag(sync=True)
+    forms = traitlets.Dict().tag(sync=True)
+    message = traitlets.Dict().tag(sync=True)
+    #: The build shown (None: none yet); the module sets it when the user picks one.
+    selected = traitlets.Int(None, allow_none=True).tag(sync=True)
+    #: Whether the newest build is shown as builds start; picking a build turns it off.
+    follow = traitlets.Bool(True).tag(sync=True)
+    #: What the user last asked for (``{"action": "force" | "stop", ...}``), set by the module: a
+    #: trait rather than a custom message, which every frontend's widget model carries.
+    command = traitlets.Dict().tag(sync=True)
 
     def __init__(self, master: Master, *, recent: int = 10):
+        super().__init__()
         self.master = master
         self.recent = recent
-        self.header = widgets.HTML()
-        self.builders = widgets.HTML()
-        self.queue = widgets.HTML()
-        self.workers = widgets.HTML()
-        self.build_picker = widgets.Dropdown(description="build", options=[])
-        self.follow = widgets.Checkbox(value=True, description="follow the newest build", indent=False)
-        self.steps = widgets.HTML()
-        self.log_tail = widgets.HTML()
-        self.status = widgets.HTML()
-        self.stop_button = widgets.Button(description="Stop build", button_style="danger")
-        self.force_builder = widgets.Dropdown(description="builder", options=self._builder_names())
-        self.force_reason = widgets.Text(description="reason", value="forced from the notebook")
-        self.force_branch = widgets.Text(description="branch")
-        self.force_revision = widgets.Text(description="revision")
-        self.force_params = widgets.VBox()
-        self.force_button = widgets.Button(description="Force build", button_style="primary")
-        self._live: OrderedDict[int, deque[str]] = OrderedDict()  # recent builds' log lines, as they came
+        self._live: OrderedDict[int, deque[tuple[str, str]]] = OrderedDict()  # recent builds' (stream, line)s
         self._recent: dict[str, list[dict[str, Any]]] = {}  # each builder's recent builds, newest first
         self._stale: set[str] = set()  # builders whose recent builds changed since they were read
-        self._updating = False  # the panel, not the user, is changing the build picker
-        self._shown: int | None = None  # the build whose log the panel shows
-        self._param_widgets: dict[str, widgets.Widget] = {}
-        self._form_scheduler: Any = None  # the force scheduler the form's fields come from
-        super().__init__(
-            [
-                self.header,
-                widgets.HTML("<b>Builders</b>"),
-                self.builders,
-                widgets.HBox([self.queue, self.workers]),
-                widgets.HTML("<b>Build</b>"),
-                widgets.HBox([self.build_picker, self.follow, self.stop_button]),
-                self.steps,
-                self.log_tail,
-                widgets.HTML("<b>Force a build</b>"),
-                widgets.VBox(
-                    [
-                        self.force_builder,
-                        self.force_reason,
-                        self.force_branch,
-                        self.force_revision,
-                        self.force_params,
-                        self.force_button,
-                    ]
-                ),
-                self.status,
-            ]
-        )
-        self.force_builder.observe(lambda _: self._show_params(), names="value")
-        self.build_picker.observe(lambda _: self._picked(), names="value")
-        self.follow.observe(lambda _: self._follow_changed(), names="value")
-        self.force_button.on_click(lambda _: self._spawn(self.force()))
-        self.stop_button.on_click(lambda _: self._spawn(self.stop_selected()))
-        self._show_params()
+        self._updating = False  # the panel, not the user, is changing the selection
+        self._shown: int | None = None  # the build whose stored log tail the panel read
+        self._ansi = Ansi2HTMLConverter(inline=True, dark_bg=True, line_wrap=False)
         self._pending: asyncio.TimerHandle | None = None
+        self._log_only = True  # only log lines came since the last redraw
+        self.observe(self._picked, names="selected")
+        self.observe(self._refollow, names="follow")
+        self.observe(self._commanded, names="command")
         self._unsubscribe = master.events.subscribe(self._on_event)
         previous = _panels.get(id(master))
         if previous is not None:
@@ -165,17 +111,21 @@ class MasterPanel(widgets.VBox):
                 tail = self._live[build_id] = deque(maxlen=TAIL)
                 while len(self._live) > LIVE_BUILDS:
                     self._live.popitem(last=False)
-            tail.extend(line for _, line in event["lines"])
-            if build_id == self.build_picker.value:
-                self.log_tail.value = _pre("\n".join(tail))
-            return
-        if event["type"] in (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED):
-            self._stale.add(event["build"]["builder"])
+            tail.extend(event["lines"])
+            if build_id != self.selected:
+                return
+        else:
+            self._log_only = False
+            if event["type"] in (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED):
+                self._stale.add(event["build"]["builder"])
         if self._pending is None:
             self._pending = asyncio.get_running_loop().call_later(REFRESH, self._refresh_soon)
 
     def _refresh_soon(self) -> None:
         self._pending = None
+        if self._log_only and self.selected in self._live:
+            self.log = self._html(self._live[self.selected])  # no need to read anything
+            return
         self._spawn(self.refresh())
 
     def _spawn(self, coro: Any) -> None:
@@ -184,60 +134,62 @@ class MasterPanel(widgets.VBox):
 
     def _report(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
-            self.status.value = f'<span style="color:#ea4335">{escape(str(task.exception()))}</span>'
+            self._say(str(task.exception()), error=True)
+
+    def _say(self, text: str, *, error: bool = False) -> None:
+        self.message = {"text": text, "error": error, "at": time.time()}
 
     def close(self) -> None:
-        """Stop following the master, and close the panel's widgets."""
+        """Stop following the master, and close the widget."""
         self._unsubscribe()
         if self._pending is not None:
             self._pending.cancel()
             self._pending = None
         if _panels.get(id(self.master)) is self:
             del _panels[id(self.master)]
-        _close_tree(self)
+        super().close()
 
     async def refresh(self) -> None:
         """Read the master's state and redraw every part of the panel."""
+        self._log_only = True
         master = self.master
         if master.store is None:
-            self.header.value = "<i>the master is not running</i>"
+            self.overview = {"master": {"running": False}}
             return
-        names = self._builder_names()
+        names = [b.name for b in master.pipeline.builders]
         recent = await self._recent_builds(names)
-        rows = "".join(
-            f"<tr><td style='padding-right:1em'><b>{escape(name)}</b></td><td>"
-            + ("".join(badge(x) for x in reversed(recent[name])) or "<i>no builds yet</i>")
-            + "</td></tr>"
-            for name in names
-        )
-        self.builders.value = f"<table>{rows}</table>"
-        self.header.value = (
-            f"<b>flowbot master</b> {escape(master.http_url or '')} · "
-            f"{len(master.running)} running · {len(master.queue)} queued"
-        )
-        waiting = "".join(f"<li>{escape(r.builder)}: {escape(r.reason)}</li>" for r in list(master.queue)[:10])
-        self.queue.value = f"<b>Queue</b><ul>{waiting or '<li><i>empty</i></li>'}</ul>"
-        workers = []
-        for worker in master.pipeline.workers:
-            connection = master.registry.connections.get(worker.name)
-            running = [f"{b.builder} #{b.number}" for b in master.running.values() if b.worker == worker.name]
-            state = (
-                f"connected, seen {time.time() - connection.last_seen:.0f} s ago"
-                if connection
-                else "<span style='color:#ea4335'>offline</span>"
-            )
-            if master.worker_control.shutting_down(worker.name):
-                state += ", shutting down"
-            if worker.name in master.worker_control.paused:
-                reason = master.worker_control.paused[worker.name]
-                state += f", <span style='color:#d9a400'>paused</span>{': ' + escape(reason) if reason else ''}"
-            workers.append(
-                f"<li>{escape(worker.name)}: {state}{': ' + escape(', '.join(running)) if running else ''}</li>"
-            )
-        self.workers.value = f"<b>Workers</b><ul>{''.join(workers)}</ul>"
-        self._refresh_force_form()
+        self.overview = {
+            "master": {
+                "running": True,
+                "url": master.http_url,
+                "builds": len(master.running),
+                "queued": len(master.queue),
+            },
+            "builders": [{"name": name, "builds": [_chip(b) for b in recent[name]]} for name in names],
+            "queue": [{"id": r.id, "builder": r.builder, "reason": r.reason} for r in list(master.queue)[:QUEUE_SHOWN]],
+            "workers": self._workers(),
+        }
+        self.forms = _forms(master)
         self._offer(await master.store.builds(limit=PICKABLE))
         await self._show_build()
+
+    def _workers(self) -> list[dict[str, Any]]:
+        master, now = self.master, time.time()
+        shown = []
+        for worker in master.pipeline.workers:
+            connection = master.registry.connections.get(worker.name)
+            shown.append(
+                {
+                    "name": worker.name,
+                    "connected": connection is not None,
+                    "seen": round(now - connection.last_seen) if connection else None,
+                    "paused": worker.name in master.worker_control.paused,
+                    "paused_reason": master.worker_control.paused.get(worker.name) or "",
+                    "shutting_down": master.worker_control.shutting_down(worker.name),
+                    "running": [f"{b.builder} #{b.number}" for b in master.running.values() if b.worker == worker.name],
+                }
+            )
+        return shown
 
     async def _recent_builds(self, names: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The recent builds of each named builder, read again only for those that built since."""
@@ -249,107 +201,128 @@ class MasterPanel(widgets.VBox):
 
     def _offer(self, builds: list[dict[str, Any]]) -> None:
         """Offer the newest builds to pick from; pick the newest while following, else keep the user's pick."""
-        options = [(f"{b['builder']} #{b['number']} ({b['result'] or 'running'})", b["id"]) for b in builds]
-        picked = self.build_picker.value
-        if not self.follow.value and picked not in {value for _, value in options}:
-            options += [option for option in self.build_picker.options if option[1] == picked]
+        options = [
+            {"id": b["id"], "label": f"{b['builder']} #{b['number']} ({b['result'] or 'running'})"} for b in builds
+        ]
+        picked = self.selected
+        if not self.follow and picked not in {o["id"] for o in options}:
+            options += [o for o in self.builds if o["id"] == picked]
         self._updating = True
         try:
-            self.build_picker.options = options
-            self.build_picker.value = options[0][1] if self.follow.value and options else picked
+            self.builds = options
+            if self.follow and options:
+                self.selected = options[0]["id"]
         finally:
             self._updating = False
 
-    def _follow_changed(self) -> None:
-        if self.follow.value:  # ticked again: show the newest build now
+    def _refollow(self, change: dict[str, Any]) -> None:
+        if change["new"]:  # ticked again: show the newest build now
             self._spawn(self.refresh())
 
-    def _picked(self) -> None:
+    def _picked(self, change: dict[str, Any]) -> None:
         if not self._updating:  # the user picked a build: stay on it
-            self.follow.value = False
+            self.follow = False
             self._spawn(self._show_build())
 
     async def _show_build(self) -> None:
-        build_id = self.build_picker.value
+        build_id = self.selected
         if build_id is None:
-            self.steps.value = self.log_tail.value = ""
-            self._shown = None
+            self.build, self.log, self._shown = {}, "", None
             return
         build = await self.master.store.build(build_id)
-        rows = "".join(
-            f"<tr><td>{s['number']}</td><td>{escape(s['name'])}</td>"
-            f"<td style='color:{COLOURS.get(s['result'], '#4285f4')}'>{escape(s['result'] or 'running')}</td></tr>"
-            for s in build["steps"]
-            if not s["hidden"]
-        )
-        self.steps.value = f"{badge(build)}<table>{rows}</table>"
+        self.build = {
+            **_chip(build),
+            "builder": build["builder"],
+            "worker": build["worker"],
+            "running": build["result"] is None,
+            "steps": [
+                {
+                    "number": step["number"] + 1,  # as the web page numbers them
+                    "name": step["name"],
+                    "result": step["result"],
+                    "summary": step.get("summary") or "",
+                }
+                for step in build["steps"]
+                if not step["hidden"]
+            ],
+        }
         if build_id in self._live:
-            self.log_tail.value = _pre("\n".join(self._live[build_id]))
+            self.log = self._html(self._live[build_id])
         elif build_id != self._shown:  # a build from before the panel: the end of its log is in the store
-            lines: list[str] = []
+            lines: list[tuple[str, str]] = []
             for step in reversed(build["steps"]):
                 tail, _ = await self.master.store.log_tail(build_id, step["number"], "stdio", TAIL - len(lines))
-                lines[:0] = [line for _, line in tail]
+                lines[:0] = tail
                 if len(lines) >= TAIL:
                     break
-            self.log_tail.value = _pre("\n".join(lines))
+            self.log = self._html(lines)
         self._shown = build_id
+
+    def _html(self, lines: Iterable[tuple[str, str]]) -> str:
+        """``(stream, line)`` pairs as HTML: ANSI colours as inline styles, everything else escaped,
+        and the master's header lines and stderr marked (``h``, ``e``) as the web page marks them."""
+        parts = []
+        for stream, group in itertools.groupby(lines, key=lambda pair: pair[0]):
+            html = self._ansi.convert("\n".join(line for _, line in group), full=False)
+            parts.append(f'<span class="{stream}">{html}</span>' if stream in ("h", "e") else html)
+        return "\n".join(parts)
 
     # -- acting on it -----------------------------------------------------------------------------
 
-    def _builder_names(self) -> list[str]:
-        return [b.name for b in self.master.pipeline.builders]
+    def _commanded(self, change: dict[str, Any]) -> None:
+        command = change["new"] or {}
+        if command.get("action") == "force":
+            self._spawn(self.force(command.get("builder", ""), command.get("values") or {}))
+        elif command.get("action") == "stop":
+            self._spawn(self.stop(command.get("build")))
 
-    def _refresh_force_form(self) -> None:
-        """Offer the builders the pipeline has now (a reconfigure may have changed them), keeping
-        the user's choice when it is still there."""
-        names = self._builder_names()
-        if list(self.force_builder.options) != names:
-            chosen = self.force_builder.value
-            self.force_builder.options = names
-            if chosen in names:
-                self.force_builder.value = chosen
-        if self.master.pipeline.force_scheduler_for(self.force_builder.value or "") is not self._form_scheduler:
-            self._show_params()  # only then: it resets what the user typed into the form
-
-    def _show_params(self) -> None:
-        self._form_scheduler = scheduler = self.master.pipeline.force_scheduler_for(self.force_builder.value or "")
-        replaced = self._param_widgets.values()
-        self._param_widgets = {p.name: _param_widget(p) for p in (scheduler.params if scheduler else [])}
-        self.force_params.children = list(self._param_widgets.values())
-        for widget in replaced:
-            _close_tree(widget)
-        self.force_button.disabled = scheduler is None
-
-    async def force(self) -> list[int]:
-        """Force a build with what the form says (as the Force button does)."""
+    async def force(self, builder: str, values: dict[str, Any]) -> list[int]:
+        """Force a build of ``builder`` with what its form says (as the Force button does): fields
+        left empty are left out, so the scheduler applies its default or says a value is required."""
+        given = {name: value for name, value in values.items() if value not in ("", None)}
         try:
             ids = await self.master.force(
-                self.force_builder.value,
-                reason=self.force_reason.value,
-                branch=self.force_branch.value or None,
-                revision=self.force_revision.value or None,
-                properties={name: w.value for name, w in self._param_widgets.items() if w.value != ""},
+                builder,
+                reason=given.pop("reason", "forced from the notebook"),
+                branch=given.pop("branch", None),
+                revision=given.pop("revision", None),
+                properties=given,
             )
         except FlowbotError as exc:
-            self.status.value = f'<span style="color:#ea4335">{escape(str(exc))}</span>'
+            self._say(str(exc), error=True)
             return []
-        self.status.value = f"forced {escape(self.force_builder.value)}: request {', '.join(map(str, ids))}"
+        self._say(f"forced {builder}: request {', '.join(map(str, ids))}")
         return ids
 
-    async def stop_selected(self) -> None:
-        """Stop the selected build (as the Stop button does)."""
-        if self.build_picker.value is None:
+    async def stop(self, build_id: int | None = None) -> None:
+        """Stop ``build_id`` (the selected build by default), as the Stop button does."""
+        build_id = self.selected if build_id is None else build_id
+        if build_id is None:
             return
         try:
-            await self.master.stop_build(self.build_picker.value, "stopped from the notebook")
+            await self.master.stop_build(build_id, "stopped from the notebook")
         except FlowbotError as exc:
-            self.status.value = f'<span style="color:#ea4335">{escape(str(exc))}</span>'
+            self._say(str(exc), error=True)
             return
-        self.status.value = f"stopping build {self.build_picker.value}"
+        self._say(f"stopping build {build_id}")
 
 
-def _pre(text: str) -> str:
-    return (
-        f"<pre style='max-height:20em;overflow:auto;background:#f8f9fa;padding:6px;font-size:11px'>{escape(text)}</pre>"
-    )
+def _chip(build: dict[str, Any]) -> dict[str, Any]:
+    return {"id": build["id"], "number": build["number"], "result": build["result"], "worker": build["worker"]}
+
+
+def _forms(master: Master) -> dict[str, Any]:
+    """Each builder's force form: the scheduler's fields after reason, branch and revision (none
+    for a builder no force scheduler lists)."""
+    forms = {}
+    for builder in master.pipeline.builders:
+        scheduler = master.pipeline.force_scheduler_for(builder.name)
+        if scheduler is None:
+            continue
+        fields = [
+            {"name": "reason", "label": "Reason", "type": "text", "default": "forced from the notebook"},
+            {"name": "branch", "label": "Branch", "type": "text", "default": ""},
+            {"name": "revision", "label": "Revision", "type": "text", "default": ""},
+        ]
+        forms[builder.name] = {"scheduler": scheduler.name, "fields": fields + scheduler.describe_params()}
+    return forms

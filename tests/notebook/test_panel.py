@@ -1,8 +1,10 @@
-"""The live panel over an embedded master, as a notebook user drives it (widget state)."""
+"""The live panel over an embedded master, as a notebook user drives it (the widget's state, which
+its module draws; tests/notebook/test_panel_browser.py sees it drawn in JupyterLab and marimo)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from xml.etree import ElementTree
 
 import pytest
@@ -45,6 +47,24 @@ def pipeline(master=None, extra_builder: bool = False) -> Pipeline:
     )
 
 
+def chips(panel, builder: str) -> list[str]:
+    """A builder's recent builds as the panel shows them, newest first: ``#2 SUCCESS``, ``#3 running``."""
+    (row,) = [row for row in panel.overview["builders"] if row["name"] == builder]
+    return [f"#{b['number']} {b['result'] or 'running'}" for b in row["builds"]]
+
+
+def workers(panel) -> dict[str, dict]:
+    return {worker["name"]: worker for worker in panel.overview["workers"]}
+
+
+async def pick(panel, label: str) -> int:
+    """Pick the build whose label starts with ``label`` once it is offered, as the user does in the module."""
+    await until(lambda: any(option["label"].startswith(label) for option in panel.builds))
+    build = next(option["id"] for option in panel.builds if option["label"].startswith(label))
+    panel.selected = build
+    return build
+
+
 async def until(predicate, timeout: float = 20.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
@@ -59,33 +79,33 @@ async def test_the_panel_follows_builds_forces_with_parameters_and_stops_builds(
     try:
         await master.start_local_workers()
         panel = master.panel()
-        await until(lambda: "unit" in panel.builders.value and "no builds yet" in panel.builders.value)
-        assert list(panel._param_widgets) == ["jobs"]
+        await until(lambda: panel.overview.get("builders") and chips(panel, "unit") == [])
+        assert [f["name"] for f in panel.forms["unit"]["fields"]] == ["reason", "branch", "revision", "jobs"]
 
-        # When the user forces unit with jobs=7 through the form
-        panel.force_builder.value = "unit"
-        panel._param_widgets["jobs"].value = "7"
-        ids = await panel.force()
+        # When the user forces unit with jobs=7 through the form (the module sets the command)
+        panel.command = {"action": "force", "builder": "unit", "values": {"jobs": "7"}, "nonce": 1}
+        await until(lambda: "forced unit" in panel.message.get("text", ""))
         await master.wait_idle(timeout=30)
 
         # Then the panel shows it, green, and its log
-        await until(lambda: "#1 SUCCESS" in panel.builders.value)
-        assert ids and "forced unit" in panel.status.value
-        panel.build_picker.value = panel.build_picker.options[0][1]
-        await until(lambda: "jobs=7" in panel.log_tail.value)
+        await until(lambda: chips(panel, "unit") == ["#1 SUCCESS"])
+        await pick(panel, "unit #1")
+        await until(lambda: "jobs=7" in panel.log)
 
         # And a long build can be stopped from it, its log tailing live meanwhile
-        panel.force_builder.value = "slow"
-        await panel.force()
-        await until(lambda: any("running" in label for label, _ in panel.build_picker.options))
-        panel.build_picker.value = next(v for label, v in panel.build_picker.options if "running" in label)
-        await until(lambda: "started" in panel.log_tail.value)
-        await panel.stop_selected()
-        await until(lambda: "CANCELLED" in panel.builders.value)
+        await panel.force("slow", {})
+        await until(lambda: any("running" in option["label"] for option in panel.builds))
+        running = await pick(panel, "slow #1 (running")
+        await until(lambda: "started" in panel.log and panel.build.get("running"))
+        panel.command = {"action": "stop", "build": running, "nonce": 2}
+        await until(lambda: chips(panel, "slow") == ["#1 CANCELLED"])
+        await until(lambda: not panel.build["running"])  # no Stop for a finished build
 
-        # And a worker paused through the master's API shows as paused, with why
+        # And a worker paused through the master's API shows as paused, with why (the module escapes it)
         await master.pause_worker("w1", "<b>disk</b> full")
-        await until(lambda: "paused</span>: &lt;b&gt;disk&lt;/b&gt; full" in panel.workers.value)
+        await until(
+            lambda: workers(panel)["w1"]["paused"] and workers(panel)["w1"]["paused_reason"] == "<b>disk</b> full"
+        )
         with pytest.raises(NotFound):
             await master.unpause_worker("nobody")
         panel.close()
@@ -100,13 +120,12 @@ async def test_running_the_pipeline_cell_again_reconfigures_and_a_broken_one_cha
     try:
         await master.start_local_workers()
         panel = master.panel()
-        panel.force_builder.value = "slow"
+        await until(lambda: list(panel.forms) == ["unit", "slow"])
         # The cell is run again with a new builder, which the panel's force form then offers
         pipeline(master=master, extra_builder=True)
-        await until(lambda: list(panel.force_builder.options) == ["unit", "slow", "docs"])
-        assert panel.force_builder.value == "slow"  # what the user chose stays chosen
-        panel.force_builder.value = "docs"
-        assert await panel.force()
+        await until(lambda: list(panel.forms) == ["unit", "slow", "docs"])
+        assert [row["name"] for row in panel.overview["builders"]] == ["unit", "slow", "docs"]
+        assert await panel.force("docs", {})
         await master.wait_idle(timeout=30)
         (build,) = await master.store.builds(builder="docs")
         assert build["result"] == "SUCCESS"
@@ -148,12 +167,12 @@ async def test_the_panel_shows_the_end_of_an_older_builds_log_without_reading_al
 
         # When it is picked in the panel
         panel = master.panel()
-        await until(lambda: panel.build_picker.options)
-        panel.build_picker.value = panel.build_picker.options[0][1]
-        await until(lambda: "100000" in panel.log_tail.value)
+        await until(lambda: panel.builds)
+        await pick(panel, "long #1")
+        await until(lambda: "100000" in panel.log)
 
         # Then the panel shows the last lines, read from the end of the log only
-        shown = panel.log_tail.value.split(">", 1)[1].rsplit("<", 1)[0].split("\n")
+        shown = re.sub(r"<[^>]+>", "", panel.log).split("\n")
         assert len(shown) == 200 and shown[-2] == "100000" and shown[0] == "99802"
         assert whole_logs_read == []
         panel.close()
@@ -183,26 +202,26 @@ async def test_the_panel_colours_results_and_shows_the_queue_steps_and_worker_he
         for builder in ("unit", "broken", "waiting"):
             await master.force(builder, reason=f"try {builder}")
 
-        # Then builds show in their result's colour, and a builder without builds says so
-        await until(lambda: "#1 FAILURE" in panel.builders.value and "#1 SUCCESS" in panel.builders.value)
-        rows = {row.split("</b>")[0]: row for row in panel.builders.value.split("<b>")[1:]}
-        assert "background:#34a853" in rows["unit"] and "background:#ea4335" not in rows["unit"]
-        assert "background:#ea4335" in rows["broken"] and "no builds yet" in rows["waiting"]
+        # Then builds show with their result (which the module colours), and a builder without builds says so
+        await until(lambda: chips(panel, "broken") == ["#1 FAILURE"] and chips(panel, "unit") == ["#1 SUCCESS"])
+        assert chips(panel, "waiting") == []
         # And the queue holds the request waiting for w2
-        assert "<li>waiting: try waiting</li>" in panel.queue.value
+        assert [(r["builder"], r["reason"]) for r in panel.overview["queue"]] == [("waiting", "try waiting")]
         # And w1 is connected while w2 is offline
-        assert "<li>w1: connected, seen" in panel.workers.value
-        assert "<li>w2: <span style='color:#ea4335'>offline</span></li>" in panel.workers.value
-        # And the newest build's steps are listed with their results, in colour
-        await until(lambda: "check" in panel.steps.value)
-        assert "<td>0</td><td>prepare</td><td style='color:#34a853'>SUCCESS</td>" in panel.steps.value
-        assert "<td>1</td><td>check</td><td style='color:#ea4335'>FAILURE</td>" in panel.steps.value
+        assert workers(panel)["w1"]["connected"] and workers(panel)["w1"]["seen"] is not None
+        assert not workers(panel)["w2"]["connected"]
+        # And the newest build's steps are listed with their results, numbered from 1 as on the web page
+        await until(lambda: [s["name"] for s in panel.build.get("steps", [])] == ["prepare", "check"])
+        assert [(s["number"], s["name"], s["result"]) for s in panel.build["steps"]] == [
+            (1, "prepare", "SUCCESS"),
+            (2, "check", "FAILURE"),
+        ]
 
         # When w1 goes away
         await master.shutdown_worker("w1", graceful=False)
 
         # Then it shows offline too
-        await until(lambda: "<li>w1: <span style='color:#ea4335'>offline</span></li>" in panel.workers.value)
+        await until(lambda: not workers(panel)["w1"]["connected"])
         panel.close()
     finally:
         await master.stop()
@@ -219,26 +238,25 @@ async def test_the_panel_shows_the_newest_build_and_follows_new_ones_until_one_i
         panel = master.panel()
 
         # Then that build is shown, its steps and its log, without picking anything
-        await until(lambda: "jobs=1" in panel.log_tail.value)
-        assert "#1 SUCCESS" in panel.steps.value and panel.follow.value
+        await until(lambda: "jobs=1" in panel.log)
+        assert (panel.build["number"], panel.build["result"]) == (1, "SUCCESS") and panel.follow
 
         # And a new build is followed as it comes
         await master.force("unit", properties={"jobs": 2})
-        await until(lambda: "jobs=2" in panel.log_tail.value and "#2 SUCCESS" in panel.steps.value)
+        await until(lambda: "jobs=2" in panel.log and (panel.build["number"], panel.build["result"]) == (2, "SUCCESS"))
 
         # When the user picks the first build, later builds leave it in view
-        first = next(value for label, value in panel.build_picker.options if label.startswith("unit #1 "))
-        panel.build_picker.value = first
-        await until(lambda: "jobs=1" in panel.log_tail.value)
-        assert not panel.follow.value
+        first = await pick(panel, "unit #1 ")
+        await until(lambda: "jobs=1" in panel.log)
+        assert not panel.follow
         await master.force("unit", properties={"jobs": 3})
         await master.wait_idle(timeout=30)
-        await until(lambda: any(label.startswith("unit #3 (SUCCESS") for label, _ in panel.build_picker.options))
-        assert panel.build_picker.value == first and "jobs=1" in panel.log_tail.value
+        await until(lambda: any(option["label"].startswith("unit #3 (SUCCESS") for option in panel.builds))
+        assert panel.selected == first and "jobs=1" in panel.log
 
         # And following again shows the newest
-        panel.follow.value = True
-        await until(lambda: "jobs=3" in panel.log_tail.value)
+        panel.follow = True
+        await until(lambda: "jobs=3" in panel.log)
         panel.close()
     finally:
         await master.stop()
@@ -256,12 +274,11 @@ async def test_a_rarely_built_builder_shows_its_builds_among_many_of_another(tmp
 
         # When the panel shows the builders
         panel = master.panel(recent=3)
-        await until(lambda: "unit" in panel.builders.value)
+        await until(lambda: panel.overview.get("builders"))
 
         # Then docs shows its build, and unit its three newest
-        rows = {row.split("</b>")[0]: row for row in panel.builders.value.split("<b>")[1:]}
-        assert "#1 SUCCESS" in rows["docs"] and "no builds yet" in rows["slow"]
-        assert [f"#{n} SUCCESS" in rows["unit"] for n in (48, 49, 50, 51)] == [False, True, True, True]
+        assert chips(panel, "docs") == ["#1 SUCCESS"] and chips(panel, "slow") == []
+        assert chips(panel, "unit") == ["#51 SUCCESS", "#50 SUCCESS", "#49 SUCCESS"]
         panel.close()
     finally:
         await master.stop()
@@ -281,11 +298,11 @@ async def test_the_force_form_leaves_empty_fields_out_so_the_scheduler_can_say_w
         await master.start_local_workers()
         panel = master.panel()
 
-        # When the form is sent empty, then with the number filled in
-        assert await panel.force() == []
-        assert "jobs is required" in panel.status.value
-        panel._param_widgets["jobs"].value = "3"
-        assert len(await panel.force()) == 1
+        # When the form is sent empty (as the module sends it), then with the number filled in
+        empty = {"reason": "", "branch": "", "revision": "", "jobs": "", "retries": "", "note": ""}
+        assert await panel.force("unit", empty) == []
+        assert "jobs is required" in panel.message["text"] and panel.message["error"]
+        assert len(await panel.force("unit", {**empty, "jobs": "3"})) == 1
         await master.wait_idle(timeout=30)
 
         # Then the build has that number, and no value for the fields left empty
@@ -304,20 +321,43 @@ async def test_a_new_panel_of_a_master_closes_the_one_before_which_stops_followi
     try:
         await master.start_local_workers()
         old = master.panel()
-        await until(lambda: "no builds yet" in old.builders.value)
+        await until(lambda: old.overview.get("builders") and chips(old, "unit") == [])
         new = master.panel()
 
-        # Then the old panel and its widgets are closed, and only the new one follows builds
-        assert old.comm is None and old.builders.comm is None and old.force_builder.layout.comm is None
+        # Then the old panel is closed, and only the new one follows builds
+        assert old.comm is None
         await master.force("unit")
         await master.wait_idle(timeout=30)
-        await until(lambda: "#1 SUCCESS" in new.builders.value)
-        assert "#1" not in old.builders.value
+        await until(lambda: chips(new, "unit") == ["#1 SUCCESS"])
+        assert chips(old, "unit") == []
 
         # And once the new one is closed too, the master streams no live log lines for panels
         assert master.events.wants("log")
         new.close()
         assert not master.events.wants("log")
+    finally:
+        await master.stop()
+
+
+async def test_the_log_shows_ansi_colours_and_marks_the_masters_own_lines(tmp_path):
+    coloured = Pipeline(
+        workers=[Worker("w1", secret="nb")],
+        schedulers=[ForceScheduler("force", builders=["colour"])],
+        builders=[Builder("colour", workers=["w1"], steps=[Shell("printf '\\033[31mred <b>\\033[0m plain\\n' >&2")])],
+    )
+    master = flowbot.Master(coloured, db=f"sqlite:///{tmp_path / 'nb.sqlite'}")
+    await master.start()
+    try:
+        await master.start_local_workers()
+        panel = master.panel()
+        await master.force("colour")
+        await master.wait_idle(timeout=30)
+        await until(lambda: "plain" in panel.log)
+        # The colour is a style, the text is escaped, and stderr and the master's header lines are marked
+        assert "\x1b" not in panel.log and "[31m" not in panel.log
+        assert re.search(r'<span style="color: ?#[0-9a-f]+">red &lt;b&gt;</span>', panel.log), panel.log
+        assert '<span class="e">' in panel.log and '<span class="h">' in panel.log
+        panel.close()
     finally:
         await master.stop()
 
