@@ -100,3 +100,7 @@ class ReportRejected(ReportError):
 
 class LaunchError(FlowbotError):
     """A launcher could not start, check or stop an instance of a worker started on demand."""
+
+
+class EventsLost(FlowbotError):
+    """A reader of the master's event stream fell so far behind that events were dropped."""

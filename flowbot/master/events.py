@@ -11,12 +11,16 @@ builds older than the journal remembers, from the store by time.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from enum import StrEnum
 from typing import Any
+
+from ..defaults import EVENT_CLIENT_BACKLOG
+from ..errors import EventsLost, NotFound
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,27 @@ def kinds(names: Iterable[str]) -> frozenset[EventKind]:
 
 
 _KINDS = frozenset(EventKind)
+#: Events about workers, which concern every builder.
+WORKER_KINDS = frozenset({EventKind.WORKER_CONNECTED, EventKind.WORKER_LOST, EventKind.WORKER_CHANGED})
+
+
+def concerns(event: Event, types: frozenset[EventKind] | None, builder: str | None, build: int | None) -> bool:
+    """Whether ``event`` is one of ``types`` (any, when None) about ``builder`` and ``build`` (when
+    given): how the event stream and :meth:`EventBus.__call__` filter alike."""
+    if types is not None and event["type"] not in types:
+        return False
+    if builder is None and build is None:
+        return True
+    about = event.get("build")
+    event_builder = about["builder"] if about else event.get("builder")
+    build_id = about["id"] if about else event.get("build_id")
+    if build is not None and build_id != build:
+        return False
+    if builder is not None:
+        if event_builder is None:  # worker events concern every builder; changes concern none yet
+            return event["type"] in WORKER_KINDS
+        return event_builder == builder
+    return True
 
 
 def id_to_time(event_id: int) -> float:
@@ -88,11 +113,70 @@ def id_to_time(event_id: int) -> float:
 
 
 class EventBus:
-    """Fan-out of master events: ``{"type": "build.finished", "id": ..., "time": ..., ...}``."""
+    """Fan-out of master events: ``{"type": "build.finished", "id": ..., "time": ..., ...}``.
 
-    def __init__(self) -> None:
+    Args:
+        known_builder: says whether a builder name is one of the pipeline's, so that a stream
+            asked for a misspelt builder fails instead of staying silent.
+    """
+
+    def __init__(self, known_builder: Callable[[str], bool] | None = None) -> None:
         self._subscribers: list[tuple[Subscriber, frozenset[str] | None]] = []
         self.last_id = self._new_id()
+        self._known_builder = known_builder
+
+    def __call__(
+        self,
+        types: Iterable[str] | None = None,
+        *,
+        builder: str | None = None,
+        build: int | None = None,
+        backlog: int = EVENT_CLIENT_BACKLOG,
+    ) -> AsyncIterator[Event]:
+        """The events from now on, as an async stream, filtered as ``/api/events`` filters them::
+
+            async for event in master.events(types=["build.finished"], builder="unit"):
+                print(event["build"]["number"], event["build"]["result"])
+
+        Args:
+            types: the kinds wanted (:class:`EventKind` or their names); every kind by default,
+                live log lines included.
+            builder, build: only events about that builder's requests, builds and steps (and
+                worker events), or that build.
+            backlog: events a reader may fall behind by; past that, the stream raises
+                :class:`~flowbot.errors.EventsLost` rather than hold the master's memory.
+
+        Raises:
+            ValueError: an unknown type. NotFound: a builder the pipeline does not have.
+        """
+        chosen = None if types is None else kinds(types)
+        if builder is not None and self._known_builder is not None and not self._known_builder(builder):
+            raise NotFound(f"no builder named {builder!r}")
+        return self._stream(chosen, builder, build, backlog)
+
+    async def _stream(
+        self, types: frozenset[EventKind] | None, builder: str | None, build: int | None, backlog: int
+    ) -> AsyncIterator[Event]:
+        queue: asyncio.Queue[Event] = asyncio.Queue(maxsize=backlog)
+        fell_behind = False
+
+        def deliver(event: Event) -> None:
+            nonlocal fell_behind
+            if not concerns(event, None, builder, build):
+                return
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                fell_behind = True
+
+        unsubscribe = self.subscribe(deliver, types)
+        try:
+            while True:
+                if fell_behind and queue.empty():
+                    raise EventsLost(f"the reader fell more than {backlog} events behind; events were lost")
+                yield await queue.get()
+        finally:
+            unsubscribe()
 
     def _new_id(self) -> int:
         return int(time.time() * 1_000_000)

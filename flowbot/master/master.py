@@ -89,7 +89,8 @@ class Master:
         self.db_url = db
         self.http_address = http
         self.name = name or f"{socket.gethostname()}:{self.basedir or 'embedded'}"
-        self.events = EventBus()
+        #: The master's events: subscribe to them, or ``async for event in master.events(...)``.
+        self.events = EventBus(known_builder=lambda name: self.pipeline.builder(name) is not None)
         #: Every task the master and its parts run.
         self.tasks = Tasks()
         self.store: Store | None = None

@@ -36,14 +36,12 @@ from ..defaults import EVENT_CLIENT_BACKLOG, EVENT_RESUME_SLACK, MAX_LIST
 from ..errors import InvalidRequest, NotFound
 from .access import authorize_read
 from .api import error_status, json_error
-from .events import Event, EventJournal, EventKind, id_to_time
+from .events import Event, EventJournal, EventKind, concerns, id_to_time
 
 if TYPE_CHECKING:
     from .master import Master
 
 log = logging.getLogger(__name__)
-#: Events about workers, which concern every builder.
-_WORKER_KINDS = frozenset({EventKind.WORKER_CONNECTED, EventKind.WORKER_LOST, EventKind.WORKER_CHANGED})
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -76,20 +74,7 @@ class EventFilter:
         return cls(types, builder, _int(arguments.get("build"), "build"))
 
     def wants(self, event: Event) -> bool:
-        if self.types is not None and event["type"] not in self.types:
-            return False
-        if self.builder is None and self.build is None:
-            return True
-        build = event.get("build")
-        builder = build["builder"] if build else event.get("builder")
-        build_id = build["id"] if build else event.get("build_id")
-        if self.build is not None and build_id != self.build:
-            return False
-        if self.builder is not None:
-            if builder is None:  # worker events concern every builder; changes concern none yet
-                return event["type"] in _WORKER_KINDS
-            return builder == self.builder
-        return True
+        return concerns(event, self.types, self.builder, self.build)
 
 
 class EventStreamHandler(tornado.websocket.WebSocketHandler):

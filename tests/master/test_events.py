@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,58 @@ def test_the_journal_keeps_a_reconfigure():
     start = bus.last_id
     bus.emit(EventKind.MASTER_RECONFIGURED, added=["new"], removed=[])
     assert [(e["type"], e["added"]) for e in journal.after(start)] == [("master.reconfigured", ["new"])]
+
+
+async def test_the_kernel_reads_the_events_as_an_async_stream_filtered_as_the_websocket_filters_them(tmp_path):
+    from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
+    from flowbot.errors import EventsLost, NotFound
+
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        schedulers=[ForceScheduler("force", builders=["unit", "lint"])],
+        builders=[Builder(name, workers=["w1"], steps=[Shell("echo hi")]) for name in ("unit", "lint")],
+    )
+    async with flowbot.Master(pipeline, db=f"sqlite:///{tmp_path / 'm.sqlite'}") as master:
+        await master.start_local_workers()
+        # Given a stream of lint's finished builds and one of everything about unit
+        finished = master.events(types=["build.finished"], builder="lint")
+        about_unit = master.events(builder="unit")
+        first = asyncio.ensure_future(anext(finished))
+        everything = asyncio.ensure_future(anext(about_unit))
+        await asyncio.sleep(0)
+
+        # When unit, then lint, build
+        await master.force("unit")
+        await master.force("lint")
+        await master.wait_idle(timeout=30)
+
+        # Then the first stream saw lint's end only, the second unit's request first
+        event = await asyncio.wait_for(first, 10)
+        assert event["type"] == EventKind.BUILD_FINISHED and event["build"]["builder"] == "lint"
+        assert (await asyncio.wait_for(everything, 10))["type"] == EventKind.REQUEST_NEW
+        kinds_seen = []
+        while (event := await asyncio.wait_for(anext(about_unit), 10))["type"] != EventKind.BUILD_FINISHED:
+            assert event.get("builder", event.get("build", {}).get("builder")) in ("unit", None)
+            kinds_seen.append(event["type"])
+        assert EventKind.BUILD_STARTED in kinds_seen and EventKind.LOG in kinds_seen
+        await finished.aclose()
+        await about_unit.aclose()
+        assert not master.events.wants(EventKind.LOG)  # closed streams no longer listen
+
+        # And a typo is refused at once, and a reader that falls behind hears that it lost events
+        with pytest.raises(ValueError, match="unknown event type 'build.done'"):
+            master.events(types=["build.done"])
+        with pytest.raises(NotFound, match="no builder named 'unti'"):
+            master.events(builder="unti")
+        slow = master.events(types=["request.new"], backlog=2)
+        pending = asyncio.ensure_future(anext(slow))
+        await asyncio.sleep(0)
+        for _ in range(2):
+            await master.force("unit")
+        assert (await pending)["type"] == EventKind.REQUEST_NEW
+        for _ in range(3):
+            await master.force("unit")
+        await master.wait_idle(timeout=30)
+        with pytest.raises(EventsLost, match="more than 2 events behind"):
+            while True:
+                await anext(slow)
