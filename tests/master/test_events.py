@@ -129,7 +129,7 @@ async def test_the_kernel_reads_the_events_as_an_async_stream_filtered_as_the_we
         assert not master.events.wants(EventKind.LOG)  # closed streams no longer listen
 
         # And a typo is refused at once, and a reader that falls behind hears that it lost events
-        with pytest.raises(ValueError, match="unknown event type 'build.done'"):
+        with pytest.raises(ValueError, match=r"unknown event type 'build\.done'"):
             master.events(types=["build.done"])
         with pytest.raises(NotFound, match="no builder named 'unti'"):
             master.events(builder="unti")
