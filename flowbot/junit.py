@@ -55,14 +55,16 @@ class Outcome(StrEnum):
     SKIPPED = "skipped"
 
 
-#: The order outcomes are shown in: what needs a look first.
+#: The order tests are listed in: what needs a look first.
 SHOWN_ORDER = (Outcome.FAILED, Outcome.ERROR, Outcome.SKIPPED, Outcome.PASSED)
+#: The order of a summary's counts: what failed, then what ran, then what did not.
+COUNTED_ORDER = (Outcome.FAILED, Outcome.ERROR, Outcome.PASSED, Outcome.SKIPPED)
 
 
 def describe(counts: Mapping[str, int]) -> str:
     """``3 failed, 1 error, 120 passed``: tests by outcome in one line, what failed first."""
     parts = []
-    for outcome in SHOWN_ORDER:
+    for outcome in COUNTED_ORDER:
         n = counts.get(str(outcome), 0)
         if n:
             word = ("error" if n == 1 else "errors") if outcome == Outcome.ERROR else str(outcome)

@@ -46,7 +46,7 @@ pipeline = Pipeline(
 )
 """
 
-SUMMARY = "1 failed, 1 error, 1 skipped, 2 passed"
+SUMMARY = "1 failed, 1 error, 2 passed, 1 skipped"
 
 
 @pytest.fixture

@@ -471,7 +471,7 @@ function builderView(name) {
 
 /** ``3 failed, 1 error, 120 passed``: test counts by outcome, what failed first. */
 function describeTests(counts) {
-  return ["failed", "error", "skipped", "passed"].filter((o) => counts[o])
+  return ["failed", "error", "passed", "skipped"].filter((o) => counts[o])
     .map((o) => `${counts[o]} ${o === "error" && counts[o] > 1 ? "errors" : o}`).join(", ");
 }
 
