@@ -115,17 +115,41 @@ def failure_rate(
     return out
 
 
+#: Plot periods, shortest first, with their length in seconds and how an axis names them.
+_PERIODS = (("min", 60, "minute"), ("h", 3600, "hour"), ("D", 86400, "day"), ("W", 7 * 86400, "week"))
+#: At most this many periods on a plot's axis, when the plot chooses them.
+_POINTS = 60
+
+
+def period_for(seconds: float) -> str:
+    """The shortest period that shows a span of ``seconds`` in at most :data:`_POINTS` periods (months past that)."""
+    return next((freq for freq, length, _ in _PERIODS if seconds / length <= _POINTS), "MS")
+
+
 def plot_failure_rate(
-    history: History, by: str | None = "builder", freq: str = "D", ax: Axes | None = None, **filters: Any
+    history: History, by: str | None = "builder", freq: str | None = None, ax: Axes | None = None, **filters: Any
 ) -> Axes:
     """Draw :func:`failure_rate` as one line per ``by`` value; returns the matplotlib Axes.
 
-    Needs matplotlib (``pip install 'flowbot[plot]'``); ``filters`` are those of :func:`failure_rate`.
+    ``freq`` is chosen from the span of the builds unless given (hours for a day of builds, days for
+    weeks, weeks for a year), and the axes fit the data. Needs matplotlib (``pip install
+    'flowbot[plot]'``); ``filters`` are those of :func:`failure_rate`.
     """
     try:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("plotting needs matplotlib: pip install 'flowbot[plot]'") from None
+    if freq is None:
+        span = history.read(
+            history.build_filter(
+                sa.select(sa.func.min(_b.started_at).label("first"), sa.func.max(_b.started_at).label("last")).where(
+                    _b.result.in_([int(r) for r in VERDICTS])
+                ),
+                **filters,
+            )
+        )
+        first, last = span["first"].iloc[0], span["last"].iloc[0]
+        freq = period_for(last - first if pd.notna(first) else 0.0)
     rates = failure_rate(history, by=by, freq=freq, **filters)
     wide = rates.pivot(index="period", columns=by, values="failure_rate") if by else rates.set_index("period")
     if ax is None:
@@ -134,9 +158,11 @@ def plot_failure_rate(
         ax.set_title("Failure rate: no finished builds")
         return ax
     wide[["failure_rate"] if not by else wide.columns].plot(ax=ax, marker="o", legend=bool(by))
-    ax.set_ylim(-0.02, 1.02)
+    top = float(wide.max().max()) if by else float(wide["failure_rate"].max())
+    ax.set_ylim(0, min(1.0, max(top, 0.05)) * 1.1)
     ax.set_ylabel("share of builds failing")
-    ax.set_xlabel(f"period ({freq})")
+    names = {freq_: name for freq_, _, name in _PERIODS}
+    ax.set_xlabel(names.get(freq, freq if freq != "MS" else "month"))
     ax.set_title(f"Failure rate per {by}" if by else "Failure rate")
     return ax
 

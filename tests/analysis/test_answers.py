@@ -328,3 +328,23 @@ def test_search_logs_finds_lines_in_any_case(history):
     assert history.search_logs("-q")["line"].str.contains("-q").all()
     assert history.search_logs('100% "done"').empty
     assert history.search_logs("_").empty
+
+
+def test_a_plot_chooses_its_period_from_the_span_of_the_builds_and_fits_its_axes(history):
+    from flowbot.analysis.answers import period_for
+
+    # A few hours of builds are drawn by the hour, weeks by the day, a year by the week
+    assert [period_for(seconds) for seconds in (50 * 60, 6 * 3600, 21 * 86400, 365 * 86400, 5 * 365 * 86400)] == [
+        "min",
+        "h",
+        "D",
+        "W",
+        "MS",
+    ]
+    history, _ = history
+    ax = history.plot_failure_rate()  # the known history spans six hours
+    assert ax.get_xlabel() == "hour"
+    bottom, top = ax.get_ylim()
+    rates = history.failure_rate(freq="h")["failure_rate"]
+    assert bottom == 0 and rates.max() <= top <= rates.max() * 1.1 + 1e-9
+    matplotlib.pyplot.close("all")
