@@ -166,6 +166,8 @@ REPORT_DRAIN = 5.0
 #: Lines of the log tail that mail reports include, and the fewer that chat messages show.
 REPORT_LOG_LINES = 40
 CHAT_LOG_LINES = 15
+#: Artifacts a chat message links to (the build's page lists them all).
+CHAT_ARTIFACTS = 10
 
 #: Workers started on demand: seconds an instance has to start and connect, and seconds a connected
 #: one may go without a build before it is removed (0: one build per instance; negative: never).

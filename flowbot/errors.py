@@ -52,6 +52,10 @@ class NotFound(FlowbotError):
     """A builder, build, step, log or request that does not exist."""
 
 
+class Gone(FlowbotError):
+    """What was asked for existed once and is no longer there (an artifact replaced or removed)."""
+
+
 class InvalidRequest(FlowbotError):
     """A request whose content is wrong (bad JSON, a missing field, a value of the wrong type)."""
 

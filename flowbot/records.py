@@ -153,6 +153,18 @@ class UnfinishedBuild:
 
 
 @dataclass(frozen=True, slots=True)
+class Artifact:
+    """A file a build stored on the master (``FileUpload``, ``DirectoryUpload``)."""
+
+    #: Where it is in the master's artifacts directory, with ``/`` between the parts.
+    path: str
+    size: int
+    sha256: str
+    #: Where people download it, when the master serves a page.
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Build:
     """A build as it flows to reporters: started (``result`` None) or finished."""
 
@@ -180,6 +192,8 @@ class Build:
     failed_tests: tuple[TestCase, ...] = ()
     #: The build's page, when the master serves one.
     url: str | None = None
+    #: The files it stored on the master (for reporters that ask for details).
+    artifacts: tuple[Artifact, ...] = ()
 
     @property
     def duration(self) -> float | None:
@@ -206,4 +220,5 @@ class Build:
             "properties": self.properties,
             "steps": [{"number": s.number, "name": s.name, "result": s.result and s.result.name} for s in self.steps],
             "url": self.url,
+            "artifacts": [{"path": a.path, "size": a.size, "sha256": a.sha256, "url": a.url} for a in self.artifacts],
         }

@@ -2,12 +2,13 @@
 
 Logs are most of a store's size and the first thing people stop needing, so they have their own
 limit; builds (with their steps, logs and test results, and the requests they ran for) have a
-longer one. Changes are kept: they are small and ``culprits`` needs them. The master's janitor
+longer one. The files builds stored on the master (artifacts) go with their builds, or sooner
+with a limit of their own. Changes are kept: they are small and ``culprits`` needs them. The master's janitor
 (:mod:`flowbot.store.janitor`) applies the limits every ``every``, a few rows at a time.
 
 Example::
 
-    Pipeline(..., retention=Retention(logs="30d", builds="365d", per_builder={
+    Pipeline(..., retention=Retention(logs="30d", builds="365d", artifacts="14d", per_builder={
         "release": Retention(logs="365d"),      # release logs for a year, release builds forever
     }))
 """
@@ -30,7 +31,10 @@ class Retention:
     Args:
         logs: delete the logs of builds that started longer ago than this (``"30d"``, ``"12h"``,
             a timedelta, or seconds).
-        builds: delete builds older than this, with everything they recorded.
+        builds: delete builds older than this, with everything they recorded and stored.
+        artifacts: delete the files builds stored on the master (``FileUpload``, ``DirectoryUpload``)
+            once their builds are older than this (a file a newer build stored at the same place
+            stays).
         per_builder: a builder's own limits, which replace these for it entirely.
         every: how often the janitor runs.
 
@@ -43,15 +47,17 @@ class Retention:
         *,
         logs: Span | None = None,
         builds: Span | None = None,
+        artifacts: Span | None = None,
         per_builder: Mapping[str, Retention] | None = None,
         every: Span = "1h",
     ):
         self.logs = logs
         self.builds = builds
+        self.artifacts = artifacts
         self.per_builder = dict(per_builder or {})
         self.every = every
         self.defined_at: Location | None = caller()
-        for name in ("logs", "builds", "every"):
+        for name in ("logs", "builds", "artifacts", "every"):
             value = getattr(self, name)
             try:
                 if value is not None:
@@ -67,12 +73,21 @@ class Retention:
         raise ConfigError(problem, where and where.filename, where and where.lineno)
 
     def __repr__(self) -> str:
-        return f"Retention(logs={self.logs!r}, builds={self.builds!r}, per_builder={self.per_builder!r})"
+        return (
+            f"Retention(logs={self.logs!r}, builds={self.builds!r}, artifacts={self.artifacts!r}, "
+            f"per_builder={self.per_builder!r})"
+        )
 
     def limits(self, builder: str | None = None) -> tuple[float | None, float | None]:
         """``(logs, builds)`` in seconds for ``builder`` (None: builders without limits of their own)."""
         own = self.per_builder.get(builder, self) if builder is not None else self
         return _seconds(own.logs), _seconds(own.builds)
+
+    def artifacts_limit(self, builder: str | None = None) -> float | None:
+        """Seconds ``builder``'s builds keep their artifacts: their own limit, and never past their builds'."""
+        own = self.per_builder.get(builder, self) if builder is not None else self
+        limits = [seconds for seconds in (_seconds(own.artifacts), _seconds(own.builds)) if seconds is not None]
+        return min(limits) if limits else None
 
     @property
     def interval(self) -> float:

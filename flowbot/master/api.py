@@ -21,6 +21,7 @@ from ..errors import (
     ConfigError,
     FlowbotError,
     Forbidden,
+    Gone,
     InvalidRequest,
     NotFound,
     StoreError,
@@ -39,6 +40,7 @@ log = logging.getLogger(__name__)
 
 _STATUS = {
     NotFound: 404,
+    Gone: 410,
     InvalidRequest: 400,
     ConfigError: 400,
     Unauthorized: 401,
@@ -160,6 +162,8 @@ class IndexHandler(ApiHandler):
                     "GET /api/builds/{id}/steps/{number}/log?tail=&name=",
                     "GET /api/builds/{id}/steps/{number}/lines?first=&count=&tail=&find=error&log=",
                     "GET /api/builds/{id}/tests?outcome=&limit=",
+                    "GET /api/builds/{id}/artifacts",
+                    "GET /api/builds/{id}/artifacts/{path}?download=1",
                     "POST /api/builds/{id}/stop",
                     "POST /api/builds/{id}/rebuild",
                     "GET /api/buildrequests?pending=true",

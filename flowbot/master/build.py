@@ -48,7 +48,7 @@ from ..store import Ref
 from .events import EventKind
 from .logs import LogWriter
 from .registry import RemoteCommand, WorkerConnection
-from .transfers import ReceiveFile, SendFile, TransferError, master_file, own_files
+from .transfers import ReceiveFile, SendFile, StoredFile, TransferError, master_file, own_files
 
 if TYPE_CHECKING:
     from .master import Master
@@ -360,7 +360,7 @@ class RunningBuild:
             target = self._master_file(destination)
         except TransferError as exc:
             return self._transfer_refused(f"upload refused: {exc}")
-        return await self._receive(source, target, directory=directory, max_size=max_size)
+        return await self._receive(source, target, directory=directory, max_size=max_size, keep=True)
 
     async def _receive(
         self,
@@ -370,7 +370,9 @@ class RunningBuild:
         directory: bool = False,
         max_size: int | None = None,
         log: str = "stdio",
+        keep: bool = False,
     ) -> CommandResult:
+        """Receive ``source`` at ``target``; ``keep``: list what arrived among the build's artifacts."""
         try:
             receiver = ReceiveFile(target, directory=directory, max_size=max_size)
         except TransferError as exc:
@@ -381,11 +383,29 @@ class RunningBuild:
             result = await self.run_command(command, args, log=log, transfer=receiver)
             if result.rc == 0:
                 self.log(log).header(f"uploaded {source}: {await receiver.finish(result)}")
+                if keep:
+                    self._keep_artifacts(target, receiver.stored)
         except TransferError as exc:
             return self._transfer_refused(f"upload failed: {exc}")
         finally:
             receiver.abort()
         return result
+
+    def _keep_artifacts(self, target: Path, stored: list[StoredFile]) -> None:
+        """Record the files an upload put at ``target`` as the running step's artifacts."""
+        place = target.relative_to(self.master.artifacts_dir)
+        files = [
+            {
+                "path": (place / name).as_posix() if name else place.as_posix(),
+                "size": size,
+                "sha256": digest,
+                "mtime_ns": mtime,
+            }
+            for name, size, digest, mtime in stored
+        ]
+        self._record(
+            self.master.store.add_artifacts(self.ref, self._step_ref, files, time.time()), what="the artifacts"
+        )
 
     def _master_file(self, path: str) -> Path:
         """Where a transfer's ``path`` is on the master (see :func:`~.transfers.master_file`)."""

@@ -9,6 +9,7 @@ from ..errors import NotFound
 from ..records import Build
 from ..reporters.controls import BuilderState
 from ..results import Result
+from .api_artifacts import download_path
 
 if TYPE_CHECKING:
     from .master import Master
@@ -67,3 +68,9 @@ def build_url(master: Master, build_id: int) -> str | None:
     """The page of a build, when the master serves one (at ``Pipeline(url=)`` or its own address)."""
     base = master.pipeline.url or master.http_url
     return f"{base.rstrip('/')}/#/builds/{build_id}" if base else None
+
+
+def artifact_url(master: Master, build_id: int, path: str) -> str | None:
+    """Where a file the build stored is downloaded, when the master serves a page."""
+    base = master.pipeline.url or master.http_url
+    return f"{base.rstrip('/')}{download_path(build_id, path)}" if base else None

@@ -21,6 +21,7 @@ from ..defaults import (
 from ..errors import BodyTooLarge, ConfigError
 from .access import host_allowed, refuse_host
 from .api import ApiHandler, routes
+from .api_artifacts import artifact_routes
 from .api_history import history_routes
 from .api_logs import log_routes
 from .api_tests import test_routes
@@ -122,6 +123,7 @@ def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Applicatio
             *log_routes(master),
             *history_routes(master),
             *test_routes(master),
+            *artifact_routes(master),
             *routes(master),
         ],
         template_path=str(WWW),

@@ -43,6 +43,7 @@ from .reporting import Reporting
 from .scheduling import Scheduling
 from .sources import Sources
 from .tasks import Tasks
+from .transfers import artifacts_root
 from .worker_control import WorkerControl
 
 if TYPE_CHECKING:
@@ -146,6 +147,11 @@ class Master:
         if self._tempdir is None:
             self._tempdir = tempfile.mkdtemp(prefix="flowbot-master-")
         return Path(self._tempdir)
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """The directory that builds' files are stored in on the master (``Pipeline(artifacts=)``)."""
+        return artifacts_root(self.pipeline.artifacts, self.basedir or Path.cwd())
 
     @property
     def history(self) -> History:
@@ -302,7 +308,7 @@ class Master:
             self._janitor.cancel()
             self._janitor = None
         if self.pipeline.retention is not None:
-            self._janitor = self.spawn(janitor.run(self.store, self.pipeline.retention), "janitor")
+            self._janitor = self.spawn(janitor.run(self.store, self.pipeline.retention, self.artifacts_dir), "janitor")
 
     async def reconfigure(self, pipeline: Pipeline, *, dry_run: bool = False) -> Reconfiguration:
         """Run ``pipeline`` from now on: new builders take work, removed ones finish what they run.

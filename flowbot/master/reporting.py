@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING, Any
 from .. import secrets
 from ..defaults import REPORT_BACKOFF_MAX, REPORT_DRAIN, REPORT_FAILED_TESTS, REPORT_LOG_LINES, REPORT_QUEUE
 from ..errors import FlowbotError, ReportRejected
-from ..records import Build, StepRecord
+from ..records import Artifact, Build, StepRecord
 from ..reporters.base import Reporter
 from ..results import Result
-from .controls import MasterControls, build_record
+from .controls import MasterControls, artifact_url, build_record
 from .events import EventKind
 
 if TYPE_CHECKING:
@@ -187,6 +187,11 @@ class Reporting:
                 tail, _ = await store.log_tail(build["id"], shown["number"], "stdio", REPORT_LOG_LINES)
                 details["log_step"] = shown["name"]
                 details["log_tail"] = "\n".join(line for _, line in tail)
+        if finished and any(r.wants_details or r.wants_artifacts for r in reporters):
+            details["artifacts"] = tuple(
+                Artifact(a["path"], a["size"], a["sha256"], artifact_url(self.master, build["id"], a["path"]))
+                for a in await store.artifacts(build["id"])
+            )
         if finished and any(r.wants_tests for r in reporters):
             details["failed_tests"] = tuple(await store.failed_tests(build["id"], REPORT_FAILED_TESTS))
         return build_record(

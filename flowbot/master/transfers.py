@@ -19,8 +19,8 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from pathlib import Path, PurePosixPath
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
 from flowbot_worker.defaults import FILE_CHUNK, FILE_WINDOW
@@ -33,6 +33,17 @@ from .tasks import Spawn
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
+
+
+class StoredFile(NamedTuple):
+    """A file an upload put in place."""
+
+    #: Where it is in the upload's destination, with ``/`` ("" for the destination itself).
+    path: str
+    size: int
+    sha256: str
+    mtime_ns: int
+
 
 #: Sends one chunk to the worker: the ``file_data`` content (``seq``, ``final``) and the bytes.
 SendChunk = Callable[[dict[str, Any], bytes], None]
@@ -66,6 +77,9 @@ class ReceiveFile:
         self._file = os.fdopen(fd, "wb")
         self._digest = hashlib.sha256()
         self.size = 0
+        #: What it put in place, once finished: ``(path in the destination, size, sha256, mtime_ns)``
+        #: for each file ("" for the destination itself when it is one).
+        self.stored: list[StoredFile] = []
         self._seq = 0
         # The worker may take a while to pack a directory: the clock starts with the first chunk.
         self.progressed: float | None = None
@@ -113,10 +127,18 @@ class ReceiveFile:
         skipped: list[str] = []
         if self.directory:
             self.destination.mkdir(parents=True, exist_ok=True)
+            files: list[str] = []
             with tarfile.open(self._partial, "r:gz") as tar:
-                tar.extractall(self.destination, filter=_safe_members(skipped))
+                tar.extractall(self.destination, filter=_safe_members(skipped, files))
+            for name in sorted(set(files)):
+                path = self.destination / name
+                with open(path, "rb", opener=_no_link) as file:
+                    size, digest = _measure(file)
+                self.stored.append(StoredFile(PurePosixPath(name).as_posix(), size, digest, os.stat(path).st_mtime_ns))
         else:
             os.replace(self._partial, self.destination)
+            mtime = os.stat(self.destination).st_mtime_ns
+            self.stored.append(StoredFile("", self.size, self._digest.hexdigest(), mtime))
         return skipped
 
     def abort(self) -> None:
@@ -194,15 +216,19 @@ class SendFile:
             self._file.close()
 
 
-def _safe_members(skipped: list[str]) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
-    """Python's ``data`` filter, leaving out (and listing) members it refuses instead of failing."""
+def _safe_members(skipped: list[str], files: list[str]) -> Callable[[tarfile.TarInfo, str], tarfile.TarInfo | None]:
+    """Python's ``data`` filter, leaving out (and listing) members it refuses instead of failing, and
+    listing the regular files it lets through in ``files``."""
 
     def check(member: tarfile.TarInfo, destination: str) -> tarfile.TarInfo | None:
         try:
-            return tarfile.data_filter(member, destination)
+            kept = tarfile.data_filter(member, destination)
         except tarfile.FilterError as exc:
             skipped.append(f"{member.name} ({type(exc).__name__})")
             return None
+        if kept is not None and kept.isfile():
+            files.append(kept.name)
+        return kept
 
     return check
 
@@ -249,7 +275,7 @@ def master_file(path: str, *, root: str | os.PathLike, base: str | os.PathLike, 
             or the artifacts directory holds one of ``own``.
     """
     inside = artifact_path(path, root=root, base=base).relative_to(os.path.normpath(os.path.join(base, root)))
-    real_root = Path(os.path.realpath(os.path.join(base, root)))
+    real_root = artifacts_root(root, base)
     for place in own:
         if os.path.commonpath([real_root, os.path.realpath(place)]) == str(real_root):
             raise TransferError(
@@ -264,3 +290,9 @@ def master_file(path: str, *, root: str | os.PathLike, base: str | os.PathLike, 
                 f"{path!r} goes through a symbolic link ({current}), which a transfer on the master never follows"
             )
     return real_root / inside
+
+
+def artifacts_root(root: str | os.PathLike, base: str | os.PathLike) -> Path:
+    """The artifacts directory ``root`` (relative to ``base``, the master's directory, unless
+    absolute), as it really is on disk (symbolic links resolved)."""
+    return Path(os.path.realpath(os.path.join(base, root)))

@@ -62,6 +62,9 @@ class Reporter:
     wants_details = False
     #: Whether the finished build's failing tests should be read for this reporter.
     wants_tests = False
+    #: Whether the files the finished build stored on the master should be listed for this reporter
+    #: (they are for every reporter that :attr:`wants_details`).
+    wants_artifacts = False
 
     def __init__(
         self,

@@ -13,13 +13,13 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote
 
-from ..defaults import CHAT_LOG_LINES
+from ..defaults import CHAT_ARTIFACTS, CHAT_LOG_LINES
 from ..errors import ConfigError
 from ..properties import Renderable
 from ..records import Build
 from ..results import Result
 from .base import Reporter
-from .summary import headline, took
+from .summary import headline, size, took
 from .transport import send_json
 
 #: Characters Slack takes in one section's text.
@@ -99,6 +99,14 @@ class SlackNotifier(Reporter):
         if facts:
             fields = [{"type": "mrkdwn", "text": f"*{label}*\n{_slack(value)[:1900]}"} for label, value in facts]
             blocks.append({"type": "section", "fields": fields[:10]})
+        if build.artifacts:
+            links = [
+                f"<{a.url}|{_slack(a.path)}> ({size(a.size)})" if a.url else f"{_slack(a.path)} ({size(a.size)})"
+                for a in build.artifacts[:CHAT_ARTIFACTS]
+            ]
+            more = len(build.artifacts) - CHAT_ARTIFACTS
+            text = "*Artifacts*\n" + "\n".join(links) + (f"\nand {more} more" if more > 0 else "")
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": text[:_SLACK_SECTION]}})
         tail = _tail(build)
         if tail:
             intro = f"The end of the log of *{_slack(build.log_step or '')}*:\n"
@@ -172,6 +180,16 @@ class MatrixNotifier(Reporter):
         if facts:
             items = "".join(f"<li>{html.escape(label)}: {html.escape(value)}</li>" for label, value in facts)
             parts.append(f"<ul>{items}</ul>")
+        if build.artifacts:
+            shown = build.artifacts[:CHAT_ARTIFACTS]
+            text += "\n\nArtifacts:\n" + "\n".join(f"{a.path} ({size(a.size)}) {a.url or ''}".rstrip() for a in shown)
+            items = "".join(
+                f'<li><a href="{html.escape(a.url)}">{html.escape(a.path)}</a> ({size(a.size)})</li>'
+                if a.url
+                else f"<li>{html.escape(a.path)} ({size(a.size)})</li>"
+                for a in shown
+            )
+            parts.append(f"<p>Artifacts:</p><ul>{items}</ul>")
         if tail:
             text += f"\n\nThe end of the log of {build.log_step}:\n{tail}"
             step = html.escape(build.log_step or "")

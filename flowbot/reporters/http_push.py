@@ -42,6 +42,9 @@ FIELDS = {
 class HttpStatusPush(Reporter):
     """POST ``{"event": "started" | "finished", "build": {...}}`` to ``url``.
 
+    A finished build lists its ``artifacts`` (path, size, SHA-256 and download URL of each file it
+    stored on the master).
+
     The build is :meth:`Build.to_dict`. A failed POST is retried with back-off (see
     :class:`~flowbot.reporters.Reporter`); an endpoint that answers 4xx is not retried.
 
@@ -58,6 +61,8 @@ class HttpStatusPush(Reporter):
         timeout: seconds per POST.
         name, builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
     """
+
+    wants_artifacts = True
 
     def __init__(
         self,

@@ -22,7 +22,7 @@ from ..errors import ConfigError, ReportError, ReportRejected
 from ..properties import Renderable
 from ..records import Build
 from .base import Reporter
-from .summary import headline, took
+from .summary import headline, size, took
 
 TLS_MODES = ("starttls", "ssl", None)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -166,6 +166,11 @@ def body(build: Build) -> str:
             spent = took(step.finished_at - step.started_at) if step.finished_at and step.started_at else ""
             said = f"  {step.summary}" if step.summary else ""
             lines.append(f"  {step.result.name if step.result is not None else '-':<10} {step.name:<24} {spent}{said}")
+    if build.artifacts:
+        lines += ["", "Artifacts:"]
+        for artifact in build.artifacts:
+            link = f"  {artifact.url}" if artifact.url else ""
+            lines.append(f"  {artifact.path} ({size(artifact.size)}){link}")
     if build.log_tail:
         tail = build.log_tail.rstrip("\n").split("\n")
         lines += ["", f'The last {len(tail)} lines of the log of step "{build.log_step}":', ""]

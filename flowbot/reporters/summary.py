@@ -24,3 +24,15 @@ def took(value: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+def size(value: int) -> str:
+    """A number of bytes as people say it: ``812 B``, ``4.2 KB``, ``1.3 GB`` (powers of 1000)."""
+    if value < 1000:
+        return f"{value} B"
+    amount = float(value)
+    for unit in ("KB", "MB", "GB"):
+        amount /= 1000
+        if amount < 1000:
+            return f"{amount:.1f} {unit}"
+    return f"{amount / 1000:.1f} TB"

@@ -18,16 +18,23 @@ never those of builders that a longer limit keeps.
 Deleting a build request deletes its builds, their steps, log chunks and test results (foreign
 keys cascade, and on SQLite the search index's triggers follow); a buildset goes with its last
 request. Changes are kept.
+
+The files builds stored on the master (artifacts) go before their builds do: a batch deletes their
+rows and the files they name, except a file that another build's row names too (a later upload
+to the same place) or that changed since it was stored. Empty directories left behind go too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -39,7 +46,7 @@ from .store import Store
 
 log = logging.getLogger(__name__)
 
-_b, _r, _s, _l = t.builds.c, t.buildrequests.c, t.steps.c, t.log_chunks.c
+_b, _r, _s, _l, _a = t.builds.c, t.buildrequests.c, t.steps.c, t.log_chunks.c, t.artifacts.c
 
 
 @dataclass
@@ -48,6 +55,8 @@ class Swept:
 
     log_chunks: int = 0
     requests: int = 0
+    #: Artifacts' rows deleted (their files too, unless another build's row names the same file).
+    artifacts: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,29 +70,40 @@ class Walk:
     settled: int = 0
 
 
-async def run(store: Store, retention: Retention) -> None:
-    """Sweep now and then every ``retention.interval`` seconds, until cancelled."""
+async def run(store: Store, retention: Retention, artifacts: Path | None = None) -> None:
+    """Sweep now and then every ``retention.interval`` seconds, until cancelled; ``artifacts`` is the
+    master's artifacts directory."""
     walks: dict[str | None, Walk] = {}
     while True:
         try:
-            swept = await sweep(store, retention, time.time(), walks)
+            swept = await sweep(store, retention, time.time(), walks, artifacts=artifacts)
         except StoreError as exc:
             log.warning("the janitor could not finish: %s; it tries again in %s", exc, retention.every)
         else:
-            if swept.log_chunks or swept.requests:
+            if swept.log_chunks or swept.requests or swept.artifacts:
                 log.info(
-                    "janitor: removed %d log chunks and %d build requests with their builds",
+                    "janitor: removed %d log chunks, %d artifacts and %d build requests with their builds",
                     swept.log_chunks,
+                    swept.artifacts,
                     swept.requests,
                 )
         await asyncio.sleep(retention.interval)
 
 
-async def sweep(store: Store, retention: Retention, now: float, walks: dict[str | None, Walk] | None = None) -> Swept:
-    """Apply ``retention`` once: the logs past their limit, then the builds past theirs.
+async def sweep(
+    store: Store,
+    retention: Retention,
+    now: float,
+    walks: dict[str | None, Walk] | None = None,
+    *,
+    artifacts: Path | None = None,
+) -> Swept:
+    """Apply ``retention`` once: the logs past their limit, the artifacts past theirs, then the builds.
 
     ``walks`` carries each rule's walk through the logs (by builder, None for the others') from
     one sweep of the same ``retention`` to the next; without it, the walks start from the oldest log.
+    ``artifacts`` is the artifacts directory whose files the artifacts' rows name (None: only the
+    rows go).
     """
     swept, walks = Swept(), {} if walks is None else walks
     own = list(retention.per_builder)
@@ -95,6 +115,10 @@ async def sweep(store: Store, retention: Retention, now: float, walks: dict[str 
             purge = partial(_purge_logs, which=build_is, cutoff=now - logs)
             removed, walks[rule] = await _in_batches(store, purge, Walk(settled, settled))
             swept.log_chunks += removed
+        kept = retention.artifacts_limit(rule)
+        if kept is not None:
+            purge = partial(_purge_artifacts, which=build_is, cutoff=now - kept, root=artifacts)
+            swept.artifacts += (await _in_batches(store, purge, Walk()))[0]
         if builds is not None:
             # One builder at a time: its old requests are a range of an index, with no one else's among them.
             names = [rule] if rule is not None else [name for name in await store._read(_builders) if name not in own]
@@ -155,6 +179,51 @@ def _purge_logs(
         walk = Walk(walk.at, chunks[-1] if waiting is None else waiting - 1)
     removed = conn.execute(sa.delete(t.log_chunks).where(_l.step_id.in_(doomed))).rowcount if doomed else 0
     return len(chunks) == size, removed, Walk(chunks[-1], walk.settled)
+
+
+def _purge_artifacts(
+    conn: sa.Connection, size: int, walk: Walk, *, which: sa.ColumnElement[bool], cutoff: float, root: Path | None
+) -> tuple[bool, int, Walk]:
+    """Delete the next ``size`` artifacts of finished builds that started before ``cutoff``, and their files."""
+    rows = conn.execute(
+        sa.select(_a.id, _a.path, _a.mtime_ns)
+        .join(t.builds, _b.id == _a.build_id)
+        .where(which, _b.started_at < cutoff, _b.finished_at.is_not(None))
+        .order_by(_a.id)
+        .limit(size)
+    ).all()
+    if not rows:
+        return False, 0, walk
+    doomed = [row.id for row in rows]
+    conn.execute(sa.delete(t.artifacts).where(_a.id.in_(doomed)))
+    if root is not None:
+        named = {row.path for row in rows}
+        shared = set(conn.execute(sa.select(_a.path).where(_a.path.in_(named))).scalars())
+        for row in rows:
+            if row.path not in shared:
+                _remove(root, row.path, row.mtime_ns)
+    return len(rows) == size, len(rows), walk
+
+
+def _remove(root: Path, path: str, mtime_ns: int) -> None:
+    """Remove the artifact ``path`` under ``root`` if it is still the file stored, then the directories
+    it leaves empty; never through a symbolic link, never outside ``root``."""
+    target = root.joinpath(*path.split("/"))
+    if os.path.commonpath([root, target]) != str(root) or target == root:
+        return
+    try:
+        found = os.stat(target, follow_symlinks=False)
+        inside = os.path.commonpath([os.path.realpath(target.parent), root]) == str(root)
+        if found.st_mtime_ns == mtime_ns and inside:
+            target.unlink()
+    except OSError as exc:
+        log.warning("janitor: could not remove the artifact %s: %s", target, exc.strerror)
+        return
+    parent = target.parent
+    with contextlib.suppress(OSError):  # not empty: another file is there
+        while parent != root and os.path.commonpath([root, parent]) == str(root):
+            parent.rmdir()
+            parent = parent.parent
 
 
 def _builders(conn: sa.Connection) -> list[str]:

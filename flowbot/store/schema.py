@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -212,6 +213,23 @@ log_chunks = Table(
     Column("content", Text, nullable=False),
     Column("streams", Text, nullable=False),
     Index(None, "step_id", "log", "first_line"),
+)
+
+#: What builds stored on the master (``FileUpload``, ``DirectoryUpload``): one row per file, its
+#: ``path`` relative to the artifacts directory (with ``/``), its size and SHA-256, and the
+#: ``mtime_ns`` it had when stored, which tells a file a later upload replaced.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("build_id", Integer, ForeignKey("builds.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("step_id", Integer, ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("stored_at", Float, nullable=False),
+    Index(None, "path"),  # whether another build's file is at the same place
 )
 
 #: Workers the master has seen, with when they were last heard from, and whether someone paused them.

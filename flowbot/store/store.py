@@ -479,6 +479,19 @@ class Store:
 
         return self._keep(op)
 
+    def add_artifacts(self, build: Ref, step: Ref, files: Iterable[dict[str, Any]], now: float) -> asyncio.Future[int]:
+        """Record the files a step stored on the master: ``{"path", "size", "sha256", "mtime_ns"}`` each,
+        the path relative to the artifacts directory; resolves to their count."""
+        rows = list(files)
+
+        def op(conn: sa.Connection) -> int:
+            if rows:
+                ids = {"build_id": build.get(), "step_id": step.get(), "stored_at": now}
+                conn.execute(t.artifacts.insert(), [{**ids, **row} for row in rows])
+            return len(rows)
+
+        return self._keep(op)
+
     def set_build_properties(self, build: Ref, properties: dict[str, list[Any]]) -> asyncio.Future[None]:
         """Record a running build's properties (``{name: [value, source]}``) as they are now, so a
         master that takes the build up after a restart has them."""
@@ -857,6 +870,26 @@ class Store:
     ) -> list[dict[str, Any]]:
         """A build's test results (of ``outcomes``, or all), failures first, each with its step's number and name."""
         return await self._read(lambda conn: test_pages.results(conn, build_id, outcomes, limit))
+
+    async def artifacts(self, build_id: int, path: str | None = None) -> list[dict[str, Any]]:
+        """The files a build stored on the master (the one at ``path`` only, when given), in the
+        order stored, each with its step's number and name and, at ``newer``, whether a later
+        build's row names the same file."""
+        a, s = t.artifacts.c, t.steps.c
+        later = t.artifacts.alias("later").c
+        newer = sa.exists().where(later.path == a.path, later.id > a.id)
+        query = (
+            sa.select(
+                a.path, a.size, a.sha256, a.mtime_ns, a.stored_at, s.number.label("step"),
+                s.name.label("step_name"), newer.label("newer"),
+            )
+            .join(t.steps, s.id == a.step_id)
+            .where(a.build_id == build_id)
+            .order_by(a.id)
+        )  # fmt: skip
+        if path is not None:
+            query = query.where(a.path == path)
+        return await self._read(lambda conn: [row._asdict() for row in conn.execute(query)])
 
     async def test_counts(self, build_id: int) -> dict[str, int]:
         """How many of a build's tests ended each way (``{"failed": 3, "passed": 120}``)."""

@@ -285,6 +285,12 @@ def test_retention_is_checked_where_it_is_written():
     with pytest.raises(ConfigError, match="must be a Retention without per_builder"):
         Retention(per_builder={"unit": Retention(per_builder={"x": Retention()})})
     assert Retention(logs="30 days", builds=86400.0).limits() == (30 * 86400, 86400)
+    with pytest.raises(ConfigError, match=r"test_janitor.py:\d+: Retention\(artifacts=...\): 'forever'"):
+        Retention(artifacts="forever")
+    # Artifacts go with their builds at the latest
+    assert Retention(builds="2d", artifacts="30d").artifacts_limit() == 2 * 86400
+    assert Retention(artifacts="1h", per_builder={"unit": Retention(builds="1d")}).artifacts_limit("unit") == 86400
+    assert Retention(logs="1d").artifacts_limit() is None
     assert Retention(logs="1w", per_builder={"unit": Retention(builds="2h")}).limits("unit") == (None, 7200)
     worker = Worker("w1", secret="s")
     unit = Builder("unit", workers=["w1"], steps=[Shell("true")])
@@ -316,3 +322,64 @@ async def test_a_master_runs_the_janitor_and_offers_its_history(db_url: str):
         with master.history as history:
             assert len(history.builds()) == 9
             assert history.search_logs("all good").empty
+
+
+async def store_files(store: Store, root, place: str) -> dict[str, int]:
+    """Give every build a file of its own under ``root``, and every unit build one more at the shared
+    ``place`` (each replacing the one before, as uploads to one path do); returns build id by file."""
+    stored: dict[str, int] = {}
+    for build in sorted(await rows(store, t.builds), key=lambda b: b.id):
+        step = next(s for s in await rows(store, t.steps) if s.build_id == build.id)
+        names = [f"{build.builder}/{build.number}/report.txt"] + ([place] if build.builder == "unit" else [])
+        files = []
+        for name in names:
+            path = root.joinpath(*name.split("/"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"build {build.id}")
+            stat = path.stat()
+            files.append({"path": name, "size": stat.st_size, "sha256": "0" * 64, "mtime_ns": stat.st_mtime_ns})
+            stored[name] = build.id
+        build_ref, step_ref = Ref(), Ref()
+        build_ref.id, step_ref.id = build.id, step.id
+        await store.add_artifacts(build_ref, step_ref, files, build.started_at)
+    return stored
+
+
+async def test_old_artifacts_go_with_their_files_but_a_newer_builds_file_stays(store: Store, tmp_path):
+    # Given builds that stored files, unit's builds each one more at a place they share
+    root = tmp_path / "artifacts"
+    root.mkdir()
+    await store_files(store, root, "latest/app.txt")
+    (root / "unit" / "1" / "by-hand.txt").write_text("someone put this here")
+    before = await count(store, t.artifacts)
+
+    # When artifacts are kept a day (lint's for ever) and the janitor sweeps after the story
+    retention = Retention(artifacts="1d", per_builder={"lint": Retention()})
+    swept = await janitor.sweep(store, retention, now=T0 + 86400 + 3.5 * HOUR, artifacts=root)
+
+    # Then the unit builds older than a day lost their files and rows, and the directories they emptied
+    remaining = await rows(store, t.artifacts)
+    left = {row.path for row in remaining}
+    builds = {row.id: row for row in await rows(store, t.builds)}
+    kept = sorted(
+        (b.builder, b.number) for b in builds.values() if b.builder == "lint" or b.started_at >= T0 + 3.5 * HOUR
+    )
+    assert sorted({tuple(p.split("/")[:2]) for p in left if p != "latest/app.txt"}) == [
+        (builder, str(number)) for builder, number in kept
+    ]
+    assert swept.artifacts == before - len(remaining) == 8
+    for path in left:
+        assert root.joinpath(*path.split("/")).exists(), path
+    assert not (root / "unit" / "2").exists()
+    # And a file that no row names stays, with its directory; the shared file stays for the newest build
+    assert (root / "unit" / "1" / "by-hand.txt").exists()
+    newest_unit = max(b.id for b in builds.values() if b.builder == "unit")
+    assert (root / "latest" / "app.txt").read_text() == f"build {newest_unit}"
+    # And builds kept their rows: only their artifacts went
+    assert len(builds) == 9
+
+    # When builds themselves go, their artifacts go first, files and all
+    swept = await janitor.sweep(store, Retention(builds="1d"), now=T0 + 86400 * 30, artifacts=root)
+    assert await count(store, t.artifacts) == 0
+    assert not (root / "latest").exists() and not (root / "lint").exists()
+    assert sorted(p.name for p in root.rglob("*")) == ["1", "by-hand.txt", "unit"]

@@ -7,6 +7,7 @@
 
 import { LogView } from "./log.js";
 import { testsPanel } from "./tests.js";
+import { artifactsPanel } from "./artifacts.js";
 import { durationBars, failureRate, resultStrip } from "./charts.js";
 import { gridView, searchView } from "./history.js";
 
@@ -479,6 +480,7 @@ function buildView(id, tab = "steps", focus = null) {
   let build = null;
   let tabs = null; // Steps | Tests, the latter once the build has tests
   let tests = null; // the Tests panel
+  let files = null; // the Artifacts section
   const steps = new Map(); // number -> { el, badge, took, log (pre or null), next (line number), pending }
   let list = null;
   let header = null;
@@ -639,7 +641,9 @@ function buildView(id, tab = "steps", focus = null) {
     tabs = h("div", { class: "tabs", role: "tablist" }, stepsTab, testsTab);
     tabs.testsTab = testsTab;
     drawTabs(build.tests || {});
-    main.replaceChildren(header, tabs, stepsPanel, tests.el);
+    files = artifactsPanel(id, api, toast);
+    files.load();
+    main.replaceChildren(header, tabs, stepsPanel, tests.el, files.el);
     choose(tab === "tests" && !tabs.hidden ? "tests" : "steps");
     if (focus && steps.has(focus.step)) {  // a line someone linked to (a search result)
       const step = steps.get(focus.step);
@@ -674,6 +678,7 @@ function buildView(id, tab = "steps", focus = null) {
       step.el.classList.toggle("hidden-step", event.hidden);  // known once the step ends
       step.summary.textContent = event.summary || "";
       drawShowHidden();
+      files.load(); // an upload's files are listed once its step ends
     } else if (event.type === "log") {
       const step = steps.get(event.step);
       if (!step) return;
