@@ -33,8 +33,8 @@ class SearchHandler(ApiHandler):
             raise InvalidRequest("q: give the text to look for")
         builder = self.get_query_argument("builder", None) or None
         limit = self.int_argument("limit", 200, maximum=MAX_SEARCH_LINES)
-        history = self.master.history
-        lines = await asyncio.to_thread(history.search_logs, text, builder=builder, limit=limit)
+        master = self.master  # its History is made on first use, which imports pandas: off the loop too
+        lines = await asyncio.to_thread(lambda: master.history.search_logs(text, builder=builder, limit=limit))
         found = [
             {
                 "build_id": int(row.build_id),
