@@ -352,7 +352,7 @@ async def test_the_log_shows_ansi_colours_and_marks_the_masters_own_lines(tmp_pa
         panel = master.panel()
         await master.force("colour")
         await master.wait_idle(timeout=30)
-        await until(lambda: "plain" in panel.log)
+        await until(lambda: "plain" in panel.log and "program finished" in panel.log)  # the whole log is in
         # The colour is a style, the text is escaped, and stderr and the master's header lines are marked
         assert "\x1b" not in panel.log and "[31m" not in panel.log
         assert re.search(r'<span style="color: ?#[0-9a-f]+">red &lt;b&gt;</span>', panel.log), panel.log
