@@ -19,7 +19,7 @@ from ..properties import Renderable
 from ..records import Build
 from ..results import Result
 from .base import Reporter
-from .summary import headline, size, took
+from .summary import headline, size, steps_said, took
 from .transport import send_json
 
 #: Characters Slack takes in one section's text.
@@ -44,6 +44,7 @@ def _facts(build: Build) -> list[tuple[str, str]]:
         ("Worker", build.worker),
         ("Took", took(build.duration)),
         ("Reason", build.reason),
+        ("Steps", steps_said(build)),
     ]
     return [(label, value) for label, value in facts if value]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..records import Build
 from ..results import Result
 from .base import Reporter
+from .summary import steps_said
 
 
 class CommitStatusReporter(Reporter):
@@ -24,7 +25,7 @@ class CommitStatusReporter(Reporter):
     async def build_finished(self, build: Build) -> None:
         assert build.result is not None
         seconds = f" in {build.duration:.0f} s" if build.duration is not None else ""
-        said = "; ".join(f"{step.name}: {step.summary}" for step in build.steps if step.summary)
+        said = steps_said(build)
         description = f"build #{build.number}: {build.result.name}{seconds}" + (f" ({said})" if said else "")
         await self.set_status(build, self.states[build.result], description)
 

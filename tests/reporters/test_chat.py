@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from flowbot import ConfigError, HttpStatusPush, MatrixNotifier, SlackNotifier
 from flowbot.records import Build, StepRecord
+from flowbot.reporters.commit_status import CommitStatusReporter
 from flowbot.results import Result
 
 
@@ -74,3 +77,25 @@ def test_misuse_fails_with_file_and_line(make, problem):
         make()
     assert problem in str(caught.value)
     assert caught.value.filename == __file__ and caught.value.lineno is not None
+
+
+def test_chat_and_commit_statuses_say_what_the_steps_said():
+    steps = (
+        StepRecord(0, "test", Result.FAILURE, 100.0, 150.0, "3 failed, 120 passed"),
+        StepRecord(1, "docs", Result.SUCCESS, 150.0, 160.0),
+    )
+    message = SlackNotifier("https://hooks.slack.com/services/x").message(failed(steps=steps))
+    assert "*Steps*\ntest: 3 failed, 120 passed" in [f["text"] for f in message["blocks"][1]["fields"]]
+    body = MatrixNotifier("https://matrix.example.org", "!r:example.org", "t").message(failed(steps=steps))["body"]
+    assert "test: 3 failed, 120 passed" in body
+
+    described = []
+
+    class Recording(CommitStatusReporter):
+        states = {Result.FAILURE: "failure"}
+
+        async def set_status(self, build: Build, state: str, description: str) -> None:
+            described.append(description)
+
+    asyncio.run(Recording().build_finished(failed(steps=steps)))
+    assert described == ["build #12: FAILURE in 64 s (test: 3 failed, 120 passed)"]
