@@ -95,6 +95,13 @@ def test_a_builders_page_charts_its_results_durations_and_failure_rate(master, p
     expect(charts.nth(1).locator("rect")).to_have_count(3)
     expect(charts.nth(2)).to_have_attribute("aria-label", "failure rate over the last 10 builds: 33 %")
     expect(charts.nth(2).locator("circle title").nth(1)).to_have_text("#2 FAILURE: 50 % of the last 2 failed")
+    # A new build shows in the charts as it happens, without a reload
+    page.evaluate("window.notReloaded = true")
+    master.client.sendchange(branch="main", revision="next444", author="dave", comments="more")
+    expect(results).to_have_count(4)
+    expect(charts.nth(0).locator("rect").last).to_have_class("r-SUCCESS")
+    expect(charts.nth(2)).to_have_attribute("aria-label", "failure rate over the last 10 builds: 25 %")
+    assert page.evaluate("window.notReloaded") is True
 
 
 def test_builders_are_grouped_and_filtered_by_tag(master, page, expect):  # noqa: F811

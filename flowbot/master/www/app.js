@@ -422,6 +422,15 @@ function overview(tag = null) {
 
 function builderView(name) {
   let tbody = null;
+  const charts = h("div", { class: "charts card" });
+  const builds = new Map(); // id -> build, for the charts
+
+  /** The charts of the builder's builds shown, oldest first (the newest 50). */
+  function drawCharts() {
+    const oldest = [...builds.values()].sort((a, b) => a.id - b.id).slice(-50);
+    charts.hidden = !oldest.length;
+    charts.replaceChildren(...(oldest.length ? [resultStrip(oldest), durationBars(oldest), failureRate(oldest)] : []));
+  }
 
   function buildRow(build) {
     return h("tr", { dataset: { build: build.id } },
@@ -449,11 +458,10 @@ function builderView(name) {
       slot.append(open);
       parts.push(slot);
     }
-    const oldest = [...builder.builds].reverse();
-    if (oldest.length) {
-      parts.push(h("div", { class: "charts card" }, resultStrip(oldest), durationBars(oldest), failureRate(oldest)));
-    }
-    parts.push(h("h2", {}, "Builds"), h("div", { class: "scroll" }, h("table", {},
+    builds.clear();
+    builder.builds.forEach((b) => builds.set(b.id, b));
+    drawCharts();
+    parts.push(charts, h("h2", {}, "Builds"), h("div", { class: "scroll" }, h("table", {},
       h("thead", {}, h("tr", {}, ["Build", "Result", "Branch", "Revision", "Worker", "Started", "Took"].map(
         (t, i) => h("th", { class: i === 4 ? "hide-narrow" : null }, t)))), tbody)));
     main.replaceChildren(...parts);
@@ -461,6 +469,8 @@ function builderView(name) {
 
   return new Stream({ types: "build.started,build.finished", builder: name }, load, (event) => {
     if (!tbody || !event.build) return;
+    builds.set(event.build.id, event.build);
+    drawCharts(); // a build that starts or ends shows in the charts at once
     const fresh = buildRow(event.build);
     const old = tbody.querySelector(`[data-build="${CSS.escape(String(event.build.id))}"]`);
     if (old) old.replaceWith(fresh);
