@@ -80,13 +80,14 @@ async def run(store: Store, retention: Retention, artifacts: Path | None = None)
         except StoreError as exc:
             log.warning("the janitor could not finish: %s; it tries again in %s", exc, retention.every)
         else:
-            if swept.log_chunks or swept.requests or swept.artifacts:
+            if swept.log_chunks or swept.requests:
                 log.info(
-                    "janitor: removed %d log chunks, %d artifacts and %d build requests with their builds",
+                    "janitor: removed %d log chunks and %d build requests with their builds",
                     swept.log_chunks,
-                    swept.artifacts,
                     swept.requests,
                 )
+            if swept.artifacts:
+                log.info("janitor: removed %d artifacts of old builds, with their files", swept.artifacts)
         await asyncio.sleep(retention.interval)
 
 
