@@ -28,6 +28,7 @@ from .reporters import (
 )
 from .results import Result
 from .retention import Retention
+from .roles import Role
 from .schedulers import (
     AnyBranchScheduler,
     BoolParameter,
@@ -45,6 +46,7 @@ from .schedulers import (
 )
 from .secrets import SecretsInDirectory, SecretsInEnvironment
 from .sources import ChangeSource, GitHubHook, GitLabHook, GitPoller, JsonHook
+from .sso import OpenIDConnect, ProxyHeader
 from .steps import (
     DirectoryUpload,
     FileDownload,
@@ -128,6 +130,9 @@ __all__ = [
     "Reporter",
     # Access control
     "Auth",
+    "Role",
+    "OpenIDConnect",
+    "ProxyHeader",
     # Records and results
     "Build",
     "BuildRequest",

@@ -1,4 +1,4 @@
-"""Who may control a master: users with passwords and API tokens.
+"""Who may control a master: users with passwords, API tokens, single sign-on, and roles.
 
 By default a master is open: anyone who reaches its HTTP port may read and act, which suits the
 loopback address it binds unless told otherwise. ``Pipeline(auth=Auth(...))`` limits control actions
@@ -6,6 +6,10 @@ loopback address it binds unless told otherwise. ``Pipeline(auth=Auth(...))`` li
 listed, and with ``read="users"`` reads too. This module only holds and checks the secrets; the
 master's HTTP layer decides what needs them. Secrets are compared in constant time and never shown
 by ``repr`` or logged.
+
+People may also log in through an OpenID Connect issuer (``oidc=``), or come through a reverse
+proxy that logged them in (``proxy=``; see :mod:`flowbot.sso`); ``roles=`` says who may do what, per
+builder (see :mod:`flowbot.roles`).
 
 A password may be given as it is or hashed with :meth:`Auth.hash_password` (PBKDF2-SHA256), so a
 pipeline file kept in version control need not hold it in clear. PBKDF2 is slow on purpose, so a
@@ -24,6 +28,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from .errors import ConfigError
 from .location import caller
+from .roles import Permission, Role
+from .sso import OpenIDConnect, ProxyHeader
 
 _HASH_PREFIX = "pbkdf2_sha256$"
 #: PBKDF2 rounds of new hashes: slow enough to hurt guessing, quick enough for one login.
@@ -45,9 +51,13 @@ class Auth:
         read: ``"open"`` (anyone may read, the default) or ``"users"`` (reads need credentials too).
         session_secret: signs the web page's login cookies; by default the master makes a random
             one when it starts (everyone logs in again after a restart, not after a reconfigure).
+        oidc: log in on the web page through an OpenID Connect issuer.
+        proxy: take the user a trusted reverse proxy names in a header.
+        roles: who may do what, per builder; without roles, everyone the master knows may do all.
 
     Raises:
-        ConfigError: an empty name or secret, or an unknown ``read`` setting.
+        ConfigError: an empty name or secret, an unknown ``read`` setting, or ``oidc``, ``proxy``
+            or ``roles`` of the wrong kind.
     """
 
     def __init__(
@@ -57,6 +67,9 @@ class Auth:
         tokens: Iterable[str] | Mapping[str, str] = (),
         read: str = "open",
         session_secret: str | None = None,
+        oidc: OpenIDConnect | None = None,
+        proxy: ProxyHeader | None = None,
+        roles: Iterable[Role] = (),
     ):
         self.defined_at = caller()
         where = (self.defined_at.filename, self.defined_at.lineno) if self.defined_at else (None, None)
@@ -74,6 +87,16 @@ class Auth:
             raise ConfigError(f"read must be 'open' or 'users', not {read!r}", *where)
         self.read = read
         self.session_secret = session_secret
+        if oidc is not None and not isinstance(oidc, OpenIDConnect):
+            raise ConfigError(f"oidc must be an OpenIDConnect, not {oidc!r}", *where)
+        if proxy is not None and not isinstance(proxy, ProxyHeader):
+            raise ConfigError(f"proxy must be a ProxyHeader, not {proxy!r}", *where)
+        self.oidc = oidc
+        self.proxy = proxy
+        self.roles = list(roles)
+        for role in self.roles:
+            if not isinstance(role, Role):
+                raise ConfigError(f"roles must be Role objects, not {role!r}", *where)
         # Hashed passwords that checked out, by a digest of what was sent: PBKDF2 is slow on
         # purpose, and basic authentication would pay for it on every request.
         self._verified: set[bytes] = set()
@@ -119,6 +142,10 @@ class Auth:
     def has_user(self, user: str) -> bool:
         return user in self._users
 
+    def may(self, user: str, groups: Iterable[str], permission: Permission, builder: str | None = None) -> bool:
+        """Whether ``user`` (in ``groups``) may do ``permission`` (to ``builder``): always, without roles."""
+        return not self.roles or any(role.grants(user, groups, permission, builder) for role in self.roles)
+
     @staticmethod
     def hash_password(password: str, *, iterations: int = HASH_ITERATIONS) -> str:
         """A salted PBKDF2-SHA256 hash of ``password`` to put in ``users`` instead of the password."""
@@ -127,7 +154,8 @@ class Auth:
         return f"{_HASH_PREFIX}{iterations}${_b64(salt)}${_b64(digest)}"
 
     def __repr__(self) -> str:
-        return f"Auth(users={self.users!r}, tokens={len(self._tokens)}, read={self.read!r})"
+        more = "".join(f", {name}={value!r}" for name in ("oidc", "proxy", "roles") if (value := getattr(self, name)))
+        return f"Auth(users={self.users!r}, tokens={len(self._tokens)}, read={self.read!r}{more})"
 
 
 def _b64(data: bytes) -> str:

@@ -220,3 +220,7 @@ IRC_BURST = 5
 IRC_LINE_INTERVAL = 1.0
 #: Builders the ``status`` command lists before it says how many more there are.
 IRC_STATUS_LINES = 10
+
+#: Single sign-on: seconds a login may take at the OpenID issuer, and seconds per request to it.
+OIDC_LOGIN_SECONDS = 600
+OIDC_TIMEOUT = 30.0

@@ -225,6 +225,11 @@ class Pipeline:
                     problem(f"reporter {reporter.name!r} names builder {name!r}, which no builder defines", reporter)
         if self.auth is not None and not isinstance(self.auth, Auth):
             problem(f"auth must be an Auth object; got {self.auth!r}", self)
+        elif self.auth is not None:
+            for role in self.auth.roles:
+                for name in sorted(role.builders or ()):
+                    if name not in builder_names:
+                        problem(f"role {role.name!r} names builder {name!r}, which no builder defines", role)
         if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
             problem(f"url must be an http:// or https:// address; got {self.url!r}", self)
         hosts = self.allowed_hosts

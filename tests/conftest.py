@@ -17,6 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from .irc_server import NGIRCD, IrcServer
+from .oidc_server import OidcProvider
+from .oidc_server import install as oidc_install
 from .outages import PostgresServer, SmallDisk, can_mount, postgres_binaries
 from .support import SAMPLE_PIPELINE, CuttableProxy, MasterProcess, RecordingServer, WorkerProcess, wait_for
 
@@ -228,6 +230,32 @@ def irc_server(tmp_path: Path) -> Iterator[Callable[..., IrcServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def oidc_installed() -> Path:
+    """The OpenID provider of the tests, installed from the npm registry once; skips the test
+    locally (fails it in CI) without node and npm."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        _missing("node and npm are needed for the OpenID provider (apt-get install nodejs npm)")
+    return oidc_install()
+
+
+@pytest.fixture
+def oidc_provider(oidc_installed: Path, tmp_path: Path) -> Iterator[Callable[..., OidcProvider]]:
+    """Start OpenID providers (see :class:`OidcProvider`); each is stopped at teardown."""
+    providers: list[OidcProvider] = []
+
+    def start(**options: object) -> OidcProvider:
+        directory = tmp_path / f"provider-{len(providers) + 1}"
+        directory.mkdir()
+        provider = OidcProvider(oidc_installed, directory, **options)
+        providers.append(provider)
+        return provider.start()
+
+    yield start
+    for provider in providers:
+        provider.stop()
 
 
 # -- the browser ------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
 """Access control over HTTP: who a request comes from, and whether it may do what it asks.
 
-Credentials come three ways: ``Authorization: Bearer TOKEN`` (API tokens: scripts, the CLI),
-``Authorization: Basic`` (a user's password, for curl), or the web page's session cookie, set by
-``POST /api/login``. With no :class:`~flowbot.auth.Auth` configured everything is open.
+Credentials come four ways: ``Authorization: Bearer TOKEN`` (API tokens: scripts, the CLI),
+``Authorization: Basic`` (a user's password, for curl), a header naming the user that a trusted
+reverse proxy set (``Auth(proxy=...)``, only from the proxy's addresses), or the web page's session
+cookie, set by ``POST /api/login`` or a single sign-on (see :mod:`.oidc`). With no
+:class:`~flowbot.auth.Auth` configured everything is open. With roles, each action is checked
+against them too (:func:`require`).
 
 Names: every request must name the master in its ``Host`` header: a loopback name, an IP address,
 the name the master binds, the host of ``Pipeline(url=...)`` or one of ``Pipeline(allowed_hosts=...)``.
@@ -40,6 +43,7 @@ from ..errors import Forbidden, InvalidRequest, Unauthorized
 if TYPE_CHECKING:
     from ..auth import Auth
     from ..pipeline import Pipeline
+    from ..roles import Permission
     from .master import Master
     from .throttle import CredentialThrottle
 
@@ -85,13 +89,16 @@ def _host(name: str) -> str:
 async def identify(handler: tornado.web.RequestHandler, master: Master) -> str | None:
     """The user or token name a request carries, or None when it carries no credentials.
 
-    Sets ``handler.session_csrf`` when the credentials are the session cookie.
+    Sets ``handler.session_csrf`` when the credentials are the session cookie or a proxy's header
+    (a browser's, which must repeat it), and ``handler.groups`` to the groups single sign-on or the
+    proxy gave.
 
     Raises:
         Forbidden: credentials that are wrong. TooManyAttempts: this client guessed too often.
     """
     auth = master.pipeline.auth
     handler.session_csrf = None
+    handler.groups = ()
     header = handler.request.headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
@@ -119,11 +126,40 @@ async def identify(handler: tornado.web.RequestHandler, master: Master) -> str |
         raise InvalidRequest(f"unsupported authorization scheme {scheme!r}; use Bearer or Basic")
     if auth is None:
         return None
+    if auth.proxy is not None and auth.proxy.trusts(handler.request.remote_ip or ""):
+        user = handler.request.headers.get(auth.proxy.user, "").strip()
+        if user:
+            listed = handler.request.headers.get(auth.proxy.groups, "") if auth.proxy.groups else ""
+            handler.groups = tuple(g.strip() for g in listed.split(",") if g.strip())
+            handler.session_csrf = proxy_csrf(handler, auth, user)
+            return user
     session = _session(handler, auth)
-    if session is not None and auth.has_user(session["user"]):
+    if session is not None and (auth.has_user(session["user"]) or (session["via"] == "oidc" and auth.oidc)):
         handler.session_csrf = session["csrf"]
+        handler.groups = session["groups"]
         return session["user"]
     return None
+
+
+def require(
+    handler: tornado.web.RequestHandler, auth: Auth | None, who: str, permission: Permission, builder: str | None = None
+) -> None:
+    """Check that ``who`` (identified by :func:`authorize_control`) may do ``permission`` (to ``builder``).
+
+    Raises:
+        Forbidden: no role of the pipeline allows it.
+    """
+    if auth is None or auth.may(who, getattr(handler, "groups", ()), permission, builder):
+        return
+    what = f"{permission.value} builds of {builder!r}" if builder is not None else permission.value
+    log.warning("refused %s %s to %s: no role allows it", handler.request.method, handler.request.path, who)
+    raise Forbidden(f"{who} may not {what}: no role of this master's pipeline allows it")
+
+
+def proxy_csrf(handler: tornado.web.RequestHandler, auth: Auth, user: str) -> str:
+    """The anti-forgery token of someone a proxy names: the page reads it from whoami and repeats it."""
+    key = _cookie_secret(handler, auth).encode()
+    return hmac.new(key, f"proxy\0{user}".encode(), "sha256").hexdigest()
 
 
 async def check_password(handler: tornado.web.RequestHandler, auth: Auth, user: str, password: str) -> None:
@@ -210,6 +246,11 @@ def _session(handler: tornado.web.RequestHandler, auth: Auth) -> dict[str, Any] 
         session = json.loads(raw)
         if session["expires"] < time.time():
             return None
-        return {"user": str(session["user"]), "csrf": str(session["csrf"])}
+        return {
+            "user": str(session["user"]),
+            "csrf": str(session["csrf"]),
+            "groups": tuple(str(g) for g in session.get("groups", ())),
+            "via": str(session.get("via", "password")),
+        }
     except (ValueError, KeyError, TypeError):
         return None

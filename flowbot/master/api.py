@@ -29,9 +29,10 @@ from ..errors import (
     Unauthorized,
 )
 from ..results import Result
+from ..roles import Permission
 from ..sources.payload import read_json
 from ..sources.webhooks import JsonHook
-from .access import authorize_control, authorize_read
+from .access import authorize_control, authorize_read, require
 
 if TYPE_CHECKING:
     from .master import Master
@@ -85,6 +86,8 @@ class ApiHandler(tornado.web.RequestHandler):
         self.who = ""
         #: The anti-forgery token of the login session the request carries, if it carries one.
         self.session_csrf: str | None = None
+        #: The groups of whoever makes the request (from single sign-on or a proxy), for roles.
+        self.groups: tuple[str, ...] = ()
 
     async def prepare(self) -> None:
         if self.request.method in self.control_methods:
@@ -93,6 +96,10 @@ class ApiHandler(tornado.web.RequestHandler):
                 log.info("%s %s by %s", self.request.method, self.request.path, self.who)
         else:
             await authorize_read(self, self.master)
+
+    def allow(self, permission: Permission, builder: str | None = None) -> None:
+        """Refuse (403) a control request whose maker no role allows ``permission`` (to ``builder``)."""
+        require(self, self.master.pipeline.auth, self.who, permission, builder)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -229,6 +236,7 @@ class BuildersHandler(ApiHandler):
 
 class ForceHandler(ApiHandler):
     async def post(self, name: str) -> None:
+        self.allow(Permission.FORCE, name)
         body = self.body()
         unknown = set(body) - {"reason", "branch", "revision", "owner", "properties"}
         if unknown:
@@ -256,6 +264,7 @@ class ChangesHandler(ApiHandler):
         self.reply({"changes": [{**c, "builds": builds.get(c["id"], [])} for c in changes]})
 
     async def post(self) -> None:
+        self.allow(Permission.SENDCHANGE)
         # The generic JSON webhook reads a change exactly as this endpoint does.
         change = JsonHook.change(self.body())
         change_id, request_ids = await self.master.add_change(change)
@@ -311,6 +320,7 @@ class StopBuildHandler(ApiHandler):
         if self.who:
             reason = f"{reason} (by {self.who})"
         build = path_id(build_id, "build")
+        self.allow(Permission.STOP, (await self.master.store.build(build))["builder"])
         await self.master.stop_build(build, reason)
         self.reply({"stopping": build})
 
@@ -320,7 +330,9 @@ class RebuildHandler(ApiHandler):
         body = self.body()
         if set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
             raise InvalidRequest('a rebuild takes at most {"reason": "..."}')
-        ids = await self.master.rebuild(path_id(build_id, "build"), reason=body.get("reason", ""), owner=self.who)
+        build = path_id(build_id, "build")
+        self.allow(Permission.FORCE, (await self.master.store.build(build))["builder"])
+        ids = await self.master.rebuild(build, reason=body.get("reason", ""), owner=self.who)
         self.reply({"buildrequest_ids": ids}, 201)
 
 
@@ -375,6 +387,8 @@ class BuildRequestHandler(ApiHandler):
 class CancelRequestHandler(ApiHandler):
     async def post(self, request_id: str) -> None:
         request = path_id(request_id, "build request")
+        found = await self.master.store.buildrequests(request_id=request, limit=1)
+        self.allow(Permission.STOP, found[0]["builder"] if found else None)
         await self.master.cancel_request(request)
         self.reply({"cancelled": request})
 
@@ -417,6 +431,7 @@ class WorkerControlHandler(ApiHandler):
     """Pause, unpause or shut down a worker: ``{"reason": ...}``, nothing, ``{"graceful": bool}``."""
 
     async def post(self, name: str, action: str) -> None:
+        self.allow(Permission.PAUSE)
         body = self.body()
         allowed = {"pause": {"reason"}, "unpause": set(), "shutdown": {"graceful"}}[action]
         unknown = set(body) - allowed
@@ -441,6 +456,7 @@ class WorkerControlHandler(ApiHandler):
 
 class ReconfigHandler(ApiHandler):
     async def post(self) -> None:
+        self.allow(Permission.RECONFIGURE)
         await self.master.reload()
         pipeline = self.master.pipeline
         self.reply(

@@ -28,6 +28,7 @@ from .api_tests import test_routes
 from .events import EventJournal
 from .hooks import hook_routes
 from .metrics import Metrics, MetricsHandler
+from .oidc import oidc_routes
 from .session import SessionHandler
 from .stream import EventStreamHandler
 from .throttle import CredentialThrottle
@@ -124,6 +125,7 @@ def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Applicatio
             *history_routes(master),
             *test_routes(master),
             *artifact_routes(master),
+            *oidc_routes(master),
             *routes(master),
         ],
         template_path=str(WWW),

@@ -2,8 +2,9 @@
 
 ``POST /api/login`` with ``{"user", "password"}`` sets a signed, HTTP-only, same-site cookie and
 answers the session's anti-forgery token, which the page sends back in the ``X-Flowbot-CSRF``
-header of every state-changing request. ``GET /api/whoami`` tells the page who it is and what the
-master requires; ``POST /api/logout`` forgets the cookie.
+header of every state-changing request (a single sign-on ends with the same cookie: see
+:mod:`.oidc`). ``GET /api/whoami`` tells the page who it is and what the master requires, and
+where single sign-on starts; ``POST /api/logout`` forgets the cookie.
 """
 
 from __future__ import annotations
@@ -11,13 +12,49 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import tornado.web
 
 from ..defaults import SESSION_HOURS
 from ..errors import InvalidRequest, NotFound
 from .access import SESSION_COOKIE, check_password, check_same_origin, identify, session_cookie
 from .api import ApiHandler
 
+if TYPE_CHECKING:
+    from ..auth import Auth
+
 log = logging.getLogger(__name__)
+
+#: Where single sign-on starts (and, under it, where the issuer sends people back).
+OIDC_LOGIN = "/auth/oidc/login"
+
+
+def start_session(
+    handler: tornado.web.RequestHandler, auth: Auth, user: str, *, groups: Iterable[str] = (), via: str = "password"
+) -> str:
+    """Set the login cookie of ``user`` (in ``groups``, logged in ``via`` a password or oidc);
+    returns the session's anti-forgery token."""
+    csrf = secrets.token_urlsafe(24)
+    session = {
+        "user": user,
+        "csrf": csrf,
+        "groups": list(groups),
+        "via": via,
+        "expires": time.time() + SESSION_HOURS * 3600,
+    }
+    handler.set_cookie(
+        SESSION_COOKIE,
+        session_cookie(handler, auth, session),
+        expires_days=SESSION_HOURS / 24,
+        httponly=True,
+        samesite="Strict",
+        secure=handler.request.protocol == "https",
+        path="/",
+    )
+    log.info("user %s logged in from %s (%s)", user, handler.request.remote_ip, via)
+    return csrf
 
 
 class SessionHandler(ApiHandler):
@@ -38,6 +75,7 @@ class SessionHandler(ApiHandler):
                 "control": "open" if auth is None else "users",
                 "read": "open" if auth is None or auth.reads_open else "users",
                 "login": bool(auth and auth.users),
+                "sso": {"name": auth.oidc.name, "url": OIDC_LOGIN} if auth is not None and auth.oidc else None,
             }
         )
 
@@ -57,16 +95,4 @@ class SessionHandler(ApiHandler):
         if not isinstance(user, str) or not isinstance(password, str):
             raise InvalidRequest('log in with a JSON body {"user": ..., "password": ...}')
         await check_password(self, auth, user, password)
-        csrf = secrets.token_urlsafe(24)
-        session = {"user": user, "csrf": csrf, "expires": time.time() + SESSION_HOURS * 3600}
-        self.set_cookie(
-            SESSION_COOKIE,
-            session_cookie(self, auth, session),
-            expires_days=SESSION_HOURS / 24,
-            httponly=True,
-            samesite="Strict",
-            secure=self.request.protocol == "https",
-            path="/",
-        )
-        log.info("user %s logged in from %s", user, self.request.remote_ip)
-        self.reply({"user": user, "csrf": csrf})
+        self.reply({"user": user, "csrf": start_session(self, auth, user)})

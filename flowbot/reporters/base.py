@@ -114,7 +114,7 @@ class Reporter:
         Raises:
             RenderError: a secret no provider of the pipeline has.
         """
-        return render(value, _SecretsOnly(self._secret))
+        return render(value, SecretsOnly(self._secret))
 
     def _where(self) -> tuple[str | None, int | None]:
         return (self.defined_at.filename, self.defined_at.lineno) if self.defined_at else (None, None)
@@ -163,7 +163,7 @@ class Reporter:
         return f"{type(self).__name__}({self.name!r})"
 
 
-class _SecretsOnly:
+class SecretsOnly:
     """What a reporter's credentials render against: the pipeline's secrets, and nothing of a build."""
 
     def __init__(self, secret: Callable[[str], str] | None):

@@ -13,7 +13,7 @@ import { gridView, searchView } from "./history.js";
 
 const main = document.getElementById("main");
 const OVERVIEW_BUILDS = 12;
-const me = { user: null, csrf: null, control: "open", login: false };
+const me = { user: null, csrf: null, control: "open", login: false, sso: null };
 let view = null; // the current view: { stream, close() }
 
 // -- small helpers ------------------------------------------------------------------------------
@@ -128,7 +128,7 @@ async function act(what, path, body) {
     toast(what);
     return data;
   } catch (error) {
-    if (error.status === 401 && me.login) showLogin();
+    if (error.status === 401 && (me.login || me.sso)) showLogin();
     toast(error.message, true);
     return null;
   }
@@ -229,9 +229,15 @@ function drawUser() {
   el.replaceChildren();
   if (me.user) {
     el.append(h("span", {}, me.user), h("button", { type: "button", onclick: logout }, "Log out"));
-  } else if (me.login) {
+  } else if (me.login || me.sso) {
     el.append(h("button", { type: "button", onclick: showLogin }, "Log in"));
   }
+}
+
+/** A link to log in through single sign-on, coming back to this page. */
+function ssoLink() {
+  const back = encodeURIComponent(`/${location.hash}`);
+  return h("a", { class: "button primary sso", href: `${me.sso.url}?next=${back}` }, `Log in with ${me.sso.name}`);
 }
 
 function showLogin() {
@@ -239,10 +245,13 @@ function showLogin() {
   const password = h("input", { name: "password", type: "password", autocomplete: "current-password", required: true });
   const dialog = h("dialog", { class: "login" });
   const form = h("form", { class: "fields", method: "dialog" },
-    h("label", { for: "login-user" }, "User"), Object.assign(user, { id: "login-user" }),
-    h("label", { for: "login-password" }, "Password"), Object.assign(password, { id: "login-password" }),
+    me.login ? [
+      h("label", { for: "login-user" }, "User"), Object.assign(user, { id: "login-user" }),
+      h("label", { for: "login-password" }, "Password"), Object.assign(password, { id: "login-password" }),
+    ] : [],
     h("div", { class: "actions" },
-      h("button", { class: "primary", type: "submit" }, "Log in"),
+      me.sso ? ssoLink() : null,
+      me.login ? h("button", { class: "primary", type: "submit" }, "Log in") : null,
       h("button", { type: "button", onclick: () => dialog.close() }, "Cancel")));
   form.addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -260,7 +269,7 @@ function showLogin() {
   dialog.addEventListener("close", () => dialog.remove());
   document.body.append(dialog);
   dialog.showModal();
-  user.focus();
+  if (me.login) user.focus();
 }
 
 async function logout() {
