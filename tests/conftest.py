@@ -20,7 +20,8 @@ from .irc_server import NGIRCD, IrcServer
 from .oidc_server import OidcProvider
 from .oidc_server import install as oidc_install
 from .outages import PostgresServer, SmallDisk, can_mount, postgres_binaries
-from .support import SAMPLE_PIPELINE, CuttableProxy, MasterProcess, RecordingServer, WorkerProcess, wait_for
+from .proxy import LoopbackProxy
+from .support import SAMPLE_PIPELINE, MasterProcess, RecordingServer, WorkerProcess, wait_for
 
 POSTGRES_URL = os.environ.get("FLOWBOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
@@ -169,8 +170,8 @@ def proxy_to():
     """Put a proxy between a master and the workers started after it; closed at teardown."""
     proxies = []
 
-    def make(master: MasterProcess, record: bool = False) -> CuttableProxy:
-        proxies.append(CuttableProxy(master.zmq_port, record))
+    def make(master: MasterProcess, record: bool = False) -> LoopbackProxy:
+        proxies.append(LoopbackProxy(master.zmq_port, record))
         master.endpoint = f"tcp://127.0.0.1:{proxies[-1].port}"
         return proxies[-1]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import socket
@@ -263,111 +262,6 @@ def zmtp_messages(stream: bytes) -> list[list[bytes]]:
     return messages
 
 
-class _Link:
-    """One proxied connection; while ``deaf``, what the master sends the worker is thrown away."""
-
-    def __init__(self, client: socket.socket, upstream: socket.socket):
-        self.client = client
-        self.upstream = upstream
-        self.deaf = False
-        #: What the worker sent, when the proxy records.
-        self.sent = bytearray()
-
-
-class CuttableProxy:
-    """A TCP proxy on loopback whose connections can all be cut at once, like a network blip, or
-    made one-way, so the worker stops hearing the master while the master still hears the worker.
-    With ``record``, it keeps what workers send, as an eavesdropper on a link without CURVE would."""
-
-    def __init__(self, target_port: int, record: bool = False):
-        self.target_port = target_port
-        self.record = record
-        self.closed: list[_Link] = []
-        self.server = socket.create_server(("127.0.0.1", 0))
-        self.port = self.server.getsockname()[1]
-        self.links: list[_Link] = []
-        self.accepted = 0
-        self._deafen_after: int | None = None  # bytes from the worker still to pass before it goes deaf
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.server.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            except OSError:  # the master is down: the worker tries again later, as over a real network
-                client.close()
-                continue
-            link = _Link(client, upstream)
-            with self._lock:
-                self.links.append(link)
-                self.accepted += 1
-            threading.Thread(target=self._pump, args=(link, client, upstream), daemon=True).start()
-            threading.Thread(target=self._pump, args=(link, upstream, client), daemon=True).start()
-
-    def _pump(self, link: _Link, source: socket.socket, sink: socket.socket) -> None:
-        to_master = source is link.client
-        try:
-            while data := source.recv(65536):
-                if to_master:
-                    self._count_towards_deafness(len(data))
-                    if self.record:
-                        link.sent += data
-                elif link.deaf:
-                    continue  # read and dropped, so the master never blocks on a full socket
-                sink.sendall(data)
-        except OSError:
-            pass
-        for s in (source, sink):
-            with contextlib.suppress(OSError):
-                s.close()
-
-    def _count_towards_deafness(self, size: int) -> None:
-        with self._lock:
-            if self._deafen_after is None:
-                return
-            self._deafen_after -= size
-            if self._deafen_after < 0:
-                self._deafen_after = None
-                for link in self.links:
-                    link.deaf = True
-
-    def deafen_worker(self, after: int = 0) -> None:
-        """Once the worker has sent ``after`` more bytes, drop whatever the master sends it on the
-        connections open then (later connections are fine): the worker notices only by the silence."""
-        with self._lock:
-            if after <= 0:
-                for link in self.links:
-                    link.deaf = True
-            else:
-                self._deafen_after = after
-
-    def cut(self) -> None:
-        with self._lock:
-            for link in self.links:
-                for s in (link.client, link.upstream):
-                    with contextlib.suppress(OSError):
-                        s.shutdown(socket.SHUT_RDWR)
-                    s.close()
-            self.closed += self.links
-            self.links.clear()
-
-    def worker_messages(self) -> list[list[bytes]]:
-        """Every message the workers sent through the proxy so far, connection by connection
-        (when it records)."""
-        with self._lock:
-            streams = [bytes(link.sent) for link in self.closed + self.links]
-        return [message for stream in streams for message in zmtp_messages(stream)]
-
-    def close(self) -> None:
-        self.server.close()
-        self.cut()
-
-
 class RecordingServer:
     """A real HTTP server on a free loopback port that records every request it gets.
 
@@ -377,7 +271,6 @@ class RecordingServer:
 
     def __init__(self, statuses: list[int] | None = None):
         import http.server
-        import threading
 
         self.requests: list[dict[str, Any]] = []
         self.statuses = list(statuses or [])
