@@ -114,23 +114,27 @@ class Auth:
         return self.read == "open"
 
     async def check_password(self, user: str, password: str) -> bool:
-        """Whether ``password`` is ``user``'s (a hashed one is checked off the event loop)."""
+        """Whether ``password`` is ``user``'s (a hashed one is checked off the event loop).
+
+        Any text is checked, even text no user could have (a lone surrogate, from JSON): it is wrong.
+        """
+        given = _utf8(password)
         stored = self._users.get(user)
         if stored is None:  # take as long as for a user that exists
             if self._decoy is not None:
-                await asyncio.get_running_loop().run_in_executor(_HASHING, _verify_hash, self._decoy, password)
+                await asyncio.get_running_loop().run_in_executor(_HASHING, _verify_hash, self._decoy, given)
             else:
-                hmac.compare_digest(password, password)
+                hmac.compare_digest(given, given)
             return False
         if stored.startswith(_HASH_PREFIX):
-            key = hashlib.sha256(f"{user}\0{password}\0{stored}".encode()).digest()
+            key = hashlib.sha256(b"\0".join([_utf8(user), given, stored.encode()])).digest()
             if key in self._verified:
                 return True
-            if await asyncio.get_running_loop().run_in_executor(_HASHING, _verify_hash, stored, password):
+            if await asyncio.get_running_loop().run_in_executor(_HASHING, _verify_hash, stored, given):
                 self._verified.add(key)
                 return True
             return False
-        return hmac.compare_digest(stored.encode(), password.encode())
+        return hmac.compare_digest(stored.encode(), given)
 
     def token_owner(self, token: str) -> str | None:
         """The name of the API token ``token``, or None when it is not one."""
@@ -162,11 +166,16 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-def _verify_hash(stored: str, password: str) -> bool:
+def _utf8(text: str) -> bytes:
+    """``text`` as UTF-8, a lone surrogate as the bytes it would have (which no valid text has)."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _verify_hash(stored: str, password: bytes) -> bool:
     try:
         iterations, salt, digest = stored[len(_HASH_PREFIX) :].split("$")
         expected = base64.b64decode(digest)
-        actual = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(salt), int(iterations))
+        actual = hashlib.pbkdf2_hmac("sha256", password, base64.b64decode(salt), int(iterations))
     except ValueError:
         return False
     return hmac.compare_digest(expected, actual)

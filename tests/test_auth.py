@@ -35,6 +35,20 @@ async def test_an_unknown_user_costs_a_hash_check_as_a_known_one_does(monkeypatc
     assert not refused and len(checked) == 1 and checked[0].startswith("pbkdf2_sha256$1000$")
 
 
+async def test_a_password_of_any_text_is_refused_without_error():
+    # Given users with a plain and a hashed password, one of them not ASCII
+    auth = Auth(users={"alice": "wonderland", "zoë": Auth.hash_password("pässwörd", iterations=1000)})
+    plain = Auth(users={"alice": "wonderland"})  # (no hashed password to check unknown users against)
+
+    # Then any text, not ASCII or not even UTF-8 (a lone surrogate from JSON), is checked and refused
+    for checker in (auth, plain):
+        for user in ("alice", "zoë", "mallory"):
+            for password in ("Ý", "wönderland", "\ud800", "pässwörd\udc80"):
+                assert not await checker.check_password(user, password), (user, password)
+    # And a password that is not ASCII is right when it is
+    assert await auth.check_password("zoë", "pässwörd")
+
+
 def test_secrets_never_show_in_repr():
     auth = Auth(users={"alice": "wonderland"}, tokens=["tok-secret"])
     assert repr(auth) == "Auth(users=['alice'], tokens=1, read='open')"
