@@ -191,3 +191,28 @@ async def test_output_the_master_has_not_acknowledged_outlives_a_reconnect_and_i
     await master.send(protocol.DISCONNECT, {"reason": "one more reconnect"})
     hello = await master.challenge()
     assert hello.content["held"]["c1"]["offsets"] == {"stdout": [4, 4]}
+
+
+async def test_workers_sharing_a_context_leave_it_open_for_each_other(tmp_path):
+    # Given a master, and two workers of one process that share one ZeroMQ context
+    ctx = zmq.asyncio.Context()
+    master = BareMaster(ctx)
+    try:
+        first = Worker(master.endpoint, "w1", "s", tmp_path / "w1", context=ctx)
+        running = asyncio.create_task(first.run())
+        await master.challenge()
+
+        # When the first one stops
+        first.stop()
+        await asyncio.wait_for(running, 10)
+
+        # Then the context is still open, and the second one says hello through it
+        assert not ctx.closed
+        second = Worker(master.endpoint, "w2", "s", tmp_path / "w2", context=ctx)
+        running = asyncio.create_task(second.run())
+        assert (await master.challenge()).content["name"] == "w2"
+        second.stop()
+        await asyncio.wait_for(running, 10)
+    finally:
+        master.sock.close()
+        ctx.term()

@@ -82,6 +82,8 @@ class Worker:
         keep_trying: say hello again after a refusal the master calls final (a wrong secret, a
             name it does not know), as after any other; by default the worker stops, and
             :attr:`refused` says why.
+        context: a ZeroMQ context to share with other workers in this process (each then needs no
+            I/O thread of its own); by default the worker makes one and ends it when it stops.
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class Worker:
         exit_with_parent: bool = False,
         curve: ClientKeys | None = None,
         keep_trying: bool = False,
+        context: zmq.asyncio.Context | None = None,
     ):
         self.master = master
         self.keep_trying = keep_trying
@@ -107,7 +110,8 @@ class Worker:
         self.heartbeat = HEARTBEAT_INTERVAL
         self.liveness = LIVENESS
         self.flush_settings: dict[str, Any] = {}
-        self._ctx = zmq.asyncio.Context()
+        self._own_ctx = context is None
+        self._ctx = zmq.asyncio.Context() if context is None else context
         self._sock: zmq.asyncio.Socket | None = None
         self._welcomed = False
         self._held: dict[str, _Held] = {}
@@ -176,7 +180,8 @@ class Worker:
                 self._send(protocol.DISCONNECT, {"reason": "worker shutting down"})
             self._sock.close(linger=200)
             self._sock = None
-        self._ctx.term()
+        if self._own_ctx:
+            self._ctx.term()
 
     # -- one connection -------------------------------------------------------------------------
 
