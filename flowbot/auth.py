@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 from .errors import ConfigError
-from .location import caller
+from .fields import FILLED_TEXT, TEXT, checked, either, list_of, mapping, optional, where
 from .roles import Permission, Role
 from .sso import OpenIDConnect, ProxyHeader
 
@@ -60,6 +60,11 @@ class Auth:
             or ``roles`` of the wrong kind.
     """
 
+    @checked(
+        users=optional(mapping(TEXT, TEXT, "a dict of user names to passwords")),
+        tokens=either(mapping(TEXT, TEXT, "a dict of names to tokens"), list_of(TEXT, "a list of tokens")),
+        session_secret=optional(FILLED_TEXT),
+    )
     def __init__(
         self,
         *,
@@ -71,8 +76,6 @@ class Auth:
         proxy: ProxyHeader | None = None,
         roles: Iterable[Role] = (),
     ):
-        self.defined_at = caller()
-        where = (self.defined_at.filename, self.defined_at.lineno) if self.defined_at else (None, None)
         self._users = dict(users or {})
         if isinstance(tokens, Mapping):
             named = dict(tokens)
@@ -81,22 +84,25 @@ class Auth:
         for kind, table in (("user", self._users), ("token", named)):
             for name, secret in table.items():
                 if not isinstance(name, str) or not name or not isinstance(secret, str) or not secret:
-                    raise ConfigError(f"every {kind} needs a non-empty name and secret (got one for {name!r})", *where)
+                    raise ConfigError.at(
+                        f"every {kind} needs a non-empty name and secret (got one for {name!r})",
+                        where(self, f"{kind}s"),
+                    )
         self._tokens = {token: name for name, token in named.items()}
         if read not in ("open", "users"):
-            raise ConfigError(f"read must be 'open' or 'users', not {read!r}", *where)
+            raise ConfigError.at(f"read must be 'open' or 'users', not {read!r}", where(self, "read"))
         self.read = read
         self.session_secret = session_secret
         if oidc is not None and not isinstance(oidc, OpenIDConnect):
-            raise ConfigError(f"oidc must be an OpenIDConnect, not {oidc!r}", *where)
+            raise ConfigError.at(f"oidc must be an OpenIDConnect, not {oidc!r}", where(self, "oidc"))
         if proxy is not None and not isinstance(proxy, ProxyHeader):
-            raise ConfigError(f"proxy must be a ProxyHeader, not {proxy!r}", *where)
+            raise ConfigError.at(f"proxy must be a ProxyHeader, not {proxy!r}", where(self, "proxy"))
         self.oidc = oidc
         self.proxy = proxy
         self.roles = list(roles)
         for role in self.roles:
             if not isinstance(role, Role):
-                raise ConfigError(f"roles must be Role objects, not {role!r}", *where)
+                raise ConfigError.at(f"roles must be Role objects, not {role!r}", where(self, "roles"))
         # Hashed passwords that checked out, by a digest of what was sent: PBKDF2 is slow on
         # purpose, and basic authentication would pay for it on every request.
         self._verified: set[bytes] = set()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .location import caller
-from .locks import LockAccess
+from .fields import ANYTHING, FLAG, FUNCTION, NAME, PROPERTIES, TEXT, checked, either, list_of, optional
+from .locks import ACCESSES, LockAccess
 from .records import BuildRequest
 from .steps.base import Step
 
@@ -31,6 +31,19 @@ class Builder:
             the highest priority, then the oldest).
     """
 
+    @checked(
+        name=NAME,
+        workers=list_of(TEXT, "a list of worker names", single=True),
+        steps=list_of(ANYTHING, "a list of steps"),  # each a Step: the pipeline says which is not
+        description=TEXT,
+        properties=PROPERTIES,
+        builddir=optional(TEXT),
+        tags=list_of(TEXT, single=True),
+        locks=ACCESSES,
+        collapse_requests=either(FLAG, FUNCTION),
+        next_worker=optional(FUNCTION),
+        next_build=optional(FUNCTION),
+    )
     def __init__(
         self,
         name: str,
@@ -47,7 +60,7 @@ class Builder:
         next_build: Callable[[Builder, list[BuildRequest]], BuildRequest] | None = None,
     ):
         self.name = name
-        self.workers = [workers] if isinstance(workers, str) else list(workers)
+        self.workers = list(workers)
         self.steps = list(steps)
         self.description = description
         self.properties = dict(properties or {})
@@ -57,7 +70,6 @@ class Builder:
         self.collapse_requests = collapse_requests
         self.next_worker = next_worker
         self.next_build = next_build
-        self.defined_at = caller()
         self.step_names = _unique_names([getattr(step, "name", "step") for step in self.steps])
 
     def __repr__(self) -> str:

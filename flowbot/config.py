@@ -12,9 +12,11 @@ cell written as ``Pipeline(..., master=master)`` for the notebook also works hea
 from __future__ import annotations
 
 import ast
+import linecache
 import logging
 import traceback
 import types
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,7 +69,7 @@ def load_source(source: str, filename: str) -> Pipeline:
     """Run pipeline source code as a fresh module named ``pipeline_config``."""
     module = _module(filename)
     _run(source, filename, module.__dict__)
-    return _pipeline_of(module.__dict__, filename)
+    return _pipeline_of(module.__dict__, filename, _assigned(source))
 
 
 def load_notebook(path: Path) -> Pipeline:
@@ -89,7 +91,8 @@ def load_notebook(path: Path) -> Pipeline:
     module.__dict__.update({"display": _no_display, "master": None, "get_ipython": lambda: shell})
     for number, cell in tagged or cells:
         shell.run_cell(cell.source, f"{filename} cell {number}")
-    return _pipeline_of(module.__dict__, filename)
+    cell, line = shell.pipeline_line or (filename, None)
+    return _pipeline_of(module.__dict__, cell, line)
 
 
 class _Headless:
@@ -100,6 +103,7 @@ class _Headless:
         self.transformer = transformer
         self.cell = ""  # the cell running now
         self.body = 1  # the line of that cell where a cell magic's body starts
+        self.pipeline_line: tuple[str, int] | None = None  # the cell and line that last set ``pipeline``
 
     def run_cell(self, source: str, cell: str, first: int = 1) -> None:
         """Run ``source`` as IPython would, as lines ``first``... of ``cell`` (errors name those)."""
@@ -111,6 +115,9 @@ class _Headless:
         _refuse_used_values(python, (padding + "".join(lines[blank:])).splitlines(), cell)
         self.cell, self.body = cell, first + blank + 1
         _run(python, cell, self.namespace)
+        line = _assigned(python)
+        if line is not None:
+            self.pipeline_line = (cell, line)
 
     def run_cell_magic(self, name: str, line: str, body: str) -> None:
         if name in BODY_MAGICS:
@@ -150,6 +157,8 @@ def _module(filename: str) -> types.ModuleType:
 
 
 def _run(source: str, filename: str, namespace: dict[str, Any]) -> None:
+    # The source as it runs, for tracebacks and for errors that name an argument's line.
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
     try:
         code = compile(source, filename, "exec")
     except SyntaxError as exc:
@@ -165,13 +174,39 @@ def _run(source: str, filename: str, namespace: dict[str, Any]) -> None:
         raise ConfigError(f"{type(exc).__name__}: {exc}", filename, _line_in(exc, filename)) from exc
 
 
-def _pipeline_of(namespace: dict[str, Any], filename: str) -> Pipeline:
+def _pipeline_of(namespace: dict[str, Any], filename: str, line: int | None) -> Pipeline:
     pipeline = namespace.get("pipeline")
     if pipeline is None:
-        raise ConfigError("defines no module-level `pipeline`", filename)
+        raise ConfigError("defines no module-level `pipeline`", filename, line)
     if not isinstance(pipeline, Pipeline):
-        raise ConfigError(f"`pipeline` must be a flowbot.Pipeline, not {type(pipeline).__name__}", filename)
+        raise ConfigError(f"`pipeline` must be a flowbot.Pipeline, not {type(pipeline).__name__}", filename, line)
     return pipeline
+
+
+def _assigned(source: str, name: str = "pipeline") -> int | None:
+    """The last line of ``source`` that assigns ``name`` at module level, if one does."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    line = None
+    for node in _module_statements(tree.body):
+        targets = node.targets if isinstance(node, ast.Assign) else [getattr(node, "target", None)]
+        if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and any(
+            isinstance(target, ast.Name) and target.id == name for target in targets
+        ):
+            line = max(line or 0, node.lineno)
+    return line
+
+
+def _module_statements(body: list[Any]) -> Iterator[ast.AST]:
+    """The statements that run at module level: those of ``if``, ``for``, ``try``... blocks too,
+    not those of functions and classes."""
+    for node in body:
+        yield node
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for block in ("body", "orelse", "finalbody", "handlers", "cases"):
+                yield from _module_statements(getattr(node, block, []))
 
 
 def _no_display(*objects: Any, **options: Any) -> None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flowbot_worker.errors import ProtocolError as _WireProtocolError
+
+if TYPE_CHECKING:
+    from .location import Location
 
 
 class FlowbotError(Exception):
@@ -24,6 +29,15 @@ class ConfigError(FlowbotError):
         self.lineno = lineno
         where = f"{filename}:{lineno}: " if filename and lineno else f"{filename}: " if filename else ""
         super().__init__(where + problem)
+
+    @classmethod
+    def at(cls, problem: str, where: Location | None) -> ConfigError:
+        """The error, placed at ``where`` (an object's ``defined_at``, say) when it is known."""
+        return cls(problem, where and where.filename, where and where.lineno)
+
+
+class ArgumentError(ConfigError, ValueError):
+    """A pipeline object given an argument it cannot take; a ValueError too, as Python's own are."""
 
 
 class ConfigErrors(ConfigError):

@@ -16,20 +16,21 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from .location import caller
+from .fields import NAME, TEXT, checked, instance, list_of, mapping, optional, whole
 
 MODES = ("counting", "exclusive")
+
+#: How many may hold a lock at once.
+_COUNT = whole(minimum=1)
 
 
 class Lock:
     """Base of the two kinds of lock."""
 
+    @checked(name=NAME, max_count=_COUNT)
     def __init__(self, name: str, max_count: int = 1):
-        if not isinstance(max_count, int) or max_count < 1:
-            raise ValueError(f"lock {name!r}: max_count must be a whole number above 0, not {max_count!r}")
         self.name = name
         self.max_count = max_count
-        self.defined_at = caller()
 
     def access(self, mode: str = "counting") -> LockAccess:
         if mode not in MODES:
@@ -58,6 +59,9 @@ class MasterLock(Lock):
 class WorkerLock(Lock):
     """One lock per worker; ``max_count_for_worker`` gives some workers another count."""
 
+    @checked(
+        max_count_for_worker=optional(mapping(TEXT, _COUNT, "a dict of worker names to whole numbers of at least 1"))
+    )
     def __init__(self, name: str, max_count: int = 1, *, max_count_for_worker: dict[str, int] | None = None):
         super().__init__(name, max_count)
         self.max_count_for_worker = dict(max_count_for_worker or {})
@@ -85,6 +89,10 @@ class LockAccess:
 
     def __repr__(self) -> str:
         return f"{self.lock.name}:{self.mode}"
+
+
+#: The ``locks`` of a builder or a step.
+ACCESSES = list_of(instance(LockAccess, "a lock access such as lock.access('exclusive')"), "a list of lock accesses")
 
 
 def problems(builders: Iterable[Any]) -> list[tuple[str, Any]]:

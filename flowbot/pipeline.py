@@ -20,7 +20,7 @@ from . import pipeline_diff
 from .auth import Auth
 from .builder import Builder
 from .errors import ConfigError, ConfigErrors
-from .location import Location, caller
+from .fields import ANYTHING, PROPERTIES, Kind, checked, list_of, where
 from .locks import problems as lock_problems
 from .pipeline_diff import PipelineDiff
 from .reporters.base import Reporter
@@ -36,6 +36,12 @@ from .steps.transfer import ARTIFACTS
 from .steps.transfer import problems as transfer_problems
 from .steps.trigger import Trigger
 from .workers import Worker
+
+#: What answers ``%(secret:name)s``: anything with a ``get(name)`` method.
+_SECRET_PROVIDER = Kind(
+    "a secret provider such as SecretsInDirectory(...)",
+    lambda value: callable(getattr(value, "get", None)) and not isinstance(value, type),
+)
 
 
 class Pipeline:
@@ -74,6 +80,15 @@ class Pipeline:
         ConfigErrors: every problem found, each with the file and line it comes from.
     """
 
+    @checked(
+        workers=list_of(ANYTHING, "a list of workers"),  # each checked by validate(), as when changed later
+        sources=list_of(ANYTHING, "a list of change sources"),
+        schedulers=list_of(ANYTHING, "a list of schedulers"),
+        builders=list_of(ANYTHING, "a list of builders"),
+        properties=PROPERTIES,
+        secrets=list_of(_SECRET_PROVIDER, "a list of secret providers"),
+        reporters=list_of(ANYTHING, "a list of reporters"),
+    )
     def __init__(
         self,
         *,
@@ -108,7 +123,6 @@ class Pipeline:
         self.curve_key = curve_key
         #: The master's CURVE key pair read from ``curve_key`` (None: the link is not encrypted).
         self.curve: KeyPair | None = None
-        self.defined_at = caller()
         self.validate()
         if master is not None:
             master.use(self, dry_run=dry_run)
@@ -135,13 +149,17 @@ class Pipeline:
 
     # -- checking -----------------------------------------------------------------------------
 
+    @property
+    def warnings(self) -> list[str]:
+        """What is allowed but unsafe (a worker without a secret), for checkconfig and the master's log."""
+        return [w.warning for w in self.workers if isinstance(w, Worker) and w.warning]
+
     def validate(self) -> None:
         """Raise :class:`ConfigErrors` listing every problem; return quietly if there is none."""
         errors: list[ConfigError] = []
 
-        def problem(text: str, obj: Any) -> None:
-            where: Location | None = getattr(obj, "defined_at", None) or self.defined_at
-            errors.append(ConfigError(text, where and where.filename, where and where.lineno))
+        def problem(text: str, obj: Any, field: str | None = None) -> None:
+            errors.append(ConfigError.at(text, where(obj, field) or self.defined_at))
 
         kinds = (
             ("source", self.sources, ChangeSource),
@@ -153,12 +171,12 @@ class Pipeline:
             seen: set[str] = set()
             for item in items:
                 if not isinstance(item, cls):
-                    problem(f"{kind}s must be {cls.__name__} objects; got {item!r}", self)
+                    problem(f"{kind}s must be {cls.__name__} objects; got {item!r}", self, f"{kind}s")
                     continue
                 if not isinstance(item.name, str) or not item.name or "/" in item.name:
-                    problem(f"{kind} name {item.name!r} must be a non-empty string without '/'", item)
+                    problem(f"{kind} name {item.name!r} must be a non-empty string without '/'", item, "name")
                 elif item.name in seen:
-                    problem(f"duplicate {kind} name {item.name!r}", item)
+                    problem(f"duplicate {kind} name {item.name!r}", item, "name")
                 else:
                     seen.add(item.name)
 
@@ -176,29 +194,38 @@ class Pipeline:
             if not isinstance(scheduler, Scheduler):
                 continue
             if not scheduler.builders:
-                problem(f"scheduler {scheduler.name!r} lists no builders", scheduler)
+                problem(f"scheduler {scheduler.name!r} lists no builders", scheduler, "builders")
             for name in scheduler.builders:
                 if not isinstance(name, str) or name not in builder_names:
-                    problem(f"scheduler {scheduler.name!r} names builder {name!r}, which no builder defines", scheduler)
+                    problem(
+                        f"scheduler {scheduler.name!r} names builder {name!r}, which no builder defines",
+                        scheduler,
+                        "builders",
+                    )
         for builder in self.builders:
             if not isinstance(builder, Builder):
                 continue
             if not builder.workers:
-                problem(f"builder {builder.name!r} lists no workers", builder)
+                problem(f"builder {builder.name!r} lists no workers", builder, "workers")
             for name in builder.workers:
                 if not isinstance(name, str) or name not in worker_names:
-                    problem(f"builder {builder.name!r} names worker {name!r}, which no worker declares", builder)
+                    problem(
+                        f"builder {builder.name!r} names worker {name!r}, which no worker declares", builder, "workers"
+                    )
             if not builder.steps:
-                problem(f"builder {builder.name!r} has no steps", builder)
+                problem(f"builder {builder.name!r} has no steps", builder, "steps")
             for step in builder.steps:
                 if not isinstance(step, Step):
-                    problem(f"builder {builder.name!r} has {step!r} among its steps, which is not a Step", builder)
+                    problem(
+                        f"builder {builder.name!r} has {step!r} among its steps, which is not a Step", builder, "steps"
+                    )
                 elif isinstance(step, Trigger):
                     for name in step.schedulers:
                         if not isinstance(self.scheduler(name), Triggerable):
                             problem(
                                 f"builder {builder.name!r} triggers {name!r}, which is not a Triggerable scheduler",
                                 step,
+                                "schedulers",
                             )
         for text, culprit in lock_problems(b for b in self.builders if isinstance(b, Builder)):
             problem(text, culprit)
@@ -215,33 +242,45 @@ class Pipeline:
                             f"dependent scheduler {scheduler.name!r} follows builder {name!r}, which no builder "
                             "defines",
                             scheduler,
+                            "upstream",
                         )
         for reporter in self.reporters:
             if not isinstance(reporter, Reporter):
-                problem(f"reporters must be Reporter objects; got {reporter!r}", self)
+                problem(f"reporters must be Reporter objects; got {reporter!r}", self, "reporters")
                 continue
             for name in reporter.builders or ():
                 if name not in builder_names:
-                    problem(f"reporter {reporter.name!r} names builder {name!r}, which no builder defines", reporter)
+                    problem(
+                        f"reporter {reporter.name!r} names builder {name!r}, which no builder defines",
+                        reporter,
+                        "builders",
+                    )
         if self.auth is not None and not isinstance(self.auth, Auth):
-            problem(f"auth must be an Auth object; got {self.auth!r}", self)
+            problem(f"auth must be an Auth object; got {self.auth!r}", self, "auth")
         elif self.auth is not None:
             for role in self.auth.roles:
                 for name in sorted(role.builders or ()):
                     if name not in builder_names:
-                        problem(f"role {role.name!r} names builder {name!r}, which no builder defines", role)
+                        text = f"role {role.name!r} names builder {name!r}, which no builder defines"
+                        problem(text, role, "builders")
         if self.url is not None and not (isinstance(self.url, str) and self.url.startswith(("http://", "https://"))):
-            problem(f"url must be an http:// or https:// address; got {self.url!r}", self)
+            problem(f"url must be an http:// or https:// address; got {self.url!r}", self, "url")
         hosts = self.allowed_hosts
         if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) and h for h in hosts):
-            problem(f'allowed_hosts must be a list of host names, such as ["ci.example.org"]; got {hosts!r}', self)
+            problem(
+                f'allowed_hosts must be a list of host names, such as ["ci.example.org"]; got {hosts!r}',
+                self,
+                "allowed_hosts",
+            )
         if self.retention is not None:
             if not isinstance(self.retention, Retention):
-                problem(f"retention must be a Retention; got {self.retention!r}", self)
+                problem(f"retention must be a Retention; got {self.retention!r}", self, "retention")
             else:
                 for name in self.retention.per_builder:
                     if name not in builder_names:
-                        problem(f"retention names builder {name!r}, which no builder defines", self.retention)
+                        problem(
+                            f"retention names builder {name!r}, which no builder defines", self.retention, "per_builder"
+                        )
         self._check_curve(problem)
         if not errors:
             cycle = self._cycle()
@@ -275,7 +314,7 @@ class Pipeline:
                     found.append((text, step))
         return found
 
-    def _check_curve(self, problem: Callable[[str, Any], None]) -> None:
+    def _check_curve(self, problem: Callable[..., None]) -> None:
         """Read the master's CURVE key pair, and check the workers' public keys that go with it."""
         keyed: dict[str, Worker] = {}
         for worker in self.workers:
@@ -284,24 +323,30 @@ class Pipeline:
             try:
                 check_key(worker.public_key)
             except KeyFileError as exc:
-                problem(f"worker {worker.name!r}: public_key: {exc}", worker)
+                problem(f"worker {worker.name!r}: public_key: {exc}", worker, "public_key")
                 continue
             other = keyed.setdefault(worker.public_key, worker)
             if other is not worker:
-                problem(f"workers {other.name!r} and {worker.name!r} share a public_key; give each its own", worker)
+                problem(
+                    f"workers {other.name!r} and {worker.name!r} share a public_key; give each its own",
+                    worker,
+                    "public_key",
+                )
         if self.curve_key is None:
             if keyed:
                 first = next(iter(keyed.values()))
-                problem(f"worker {first.name!r} has a public_key, but the pipeline has no curve_key", first)
+                problem(
+                    f"worker {first.name!r} has a public_key, but the pipeline has no curve_key", first, "public_key"
+                )
             return
         if not isinstance(self.curve_key, (str, Path)):
-            problem(f"curve_key must be the path of a key file; got {self.curve_key!r}", self)
+            problem(f"curve_key must be the path of a key file; got {self.curve_key!r}", self, "curve_key")
             return
         base = self.defined_at and self.defined_at.directory
         try:
             self.curve = load_key_pair(base / self.curve_key if base else self.curve_key)
         except KeyFileError as exc:
-            problem(f"curve_key: {exc}", self)
+            problem(f"curve_key: {exc}", self, "curve_key")
 
     # -- the graph ------------------------------------------------------------------------------
 

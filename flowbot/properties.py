@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import ConfigError, FlowbotError
+from .fields import FLAG, FUNCTION, TEXT, checked
 from .location import caller
 
 
@@ -109,6 +110,7 @@ class Property:
     """The value of one property, or ``default`` when the build has none (or a false one, with
     ``default_when_false=True``)."""
 
+    @checked(name=TEXT, default_when_false=FLAG)
     def __init__(self, name: str, default: Any = None, *, default_when_false: bool = False):
         self.name = name
         self.default = default
@@ -129,6 +131,7 @@ class Property:
 class renderer:
     """Turn ``fn(build) -> value`` into a renderable, resolved when the step runs."""
 
+    @checked(fn=FUNCTION)
     def __init__(self, fn: Callable[[RenderContext], Any]):
         self.fn = fn
         self.__doc__ = fn.__doc__

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from . import timespan
 from .errors import ConfigError
-from .location import Location, caller
+from .fields import ANYTHING, TEXT, checked, mapping, optional, where
 
 Span = str | float | dt.timedelta
 
@@ -42,6 +42,7 @@ class Retention:
         ConfigError: a limit that is not a length of time, or a nested ``per_builder``.
     """
 
+    @checked(per_builder=optional(mapping(TEXT, ANYTHING, "a dict of builder names to Retentions")))
     def __init__(
         self,
         *,
@@ -56,21 +57,19 @@ class Retention:
         self.artifacts = artifacts
         self.per_builder = dict(per_builder or {})
         self.every = every
-        self.defined_at: Location | None = caller()
         for name in ("logs", "builds", "artifacts", "every"):
             value = getattr(self, name)
             try:
                 if value is not None:
                     timespan.seconds(value)
             except ValueError as exc:
-                self._refuse(f"Retention({name}=...): {exc}")
+                raise ConfigError.at(f"Retention({name}=...): {exc}", where(self, name)) from None
         for builder, own in self.per_builder.items():
             if not isinstance(own, Retention) or own.per_builder:
-                self._refuse(f"Retention per_builder[{builder!r}] must be a Retention without per_builder of its own")
-
-    def _refuse(self, problem: str) -> None:
-        where = self.defined_at
-        raise ConfigError(problem, where and where.filename, where and where.lineno)
+                raise ConfigError.at(
+                    f"Retention per_builder[{builder!r}] must be a Retention without per_builder of its own",
+                    where(self, "per_builder"),
+                )
 
     def __repr__(self) -> str:
         return (

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Protocol
 
+from .fields import FLAG, PATH, TEXT, checked
+
 
 class SecretProvider(Protocol):
     """Something that knows secrets by name."""
@@ -23,6 +25,7 @@ class SecretProvider(Protocol):
 class SecretsInDirectory:
     """One file per secret, named as the secret (as Docker and Kubernetes mount them)."""
 
+    @checked(directory=PATH, strip=FLAG)
     def __init__(self, directory: str | Path, *, strip: bool = True):
         self.directory = Path(directory)
         self.strip = strip
@@ -45,6 +48,7 @@ class SecretsInEnvironment:
     (``SecretsInEnvironment("FLOWBOT_SECRET_")`` reads ``%(secret:token)s`` from
     ``FLOWBOT_SECRET_token``)."""
 
+    @checked(prefix=TEXT)
     def __init__(self, prefix: str = ""):
         self.prefix = prefix
 

@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from .defaults import INSTANCE_IDLE_TIMEOUT, INSTANCE_START_TIMEOUT
+from .fields import FLAG, NAME, PROPERTIES, TEXT, checked, optional, refuse, whole
 from .launchers.base import NAME_PATTERN, Launcher
 from .location import caller
 
@@ -22,7 +23,9 @@ class Worker:
     Args:
         name: the name the worker process connects with (``flowbot-worker --name``).
         secret: the shared secret; every message on the link is signed with it (a worker started
-            by a launcher gets a credential of its own for each start instead).
+            by a launcher gets a credential of its own for each start instead). Required otherwise:
+            without one, anyone who reaches the worker port could connect as this worker and be sent
+            its builds, with the secrets they use.
         max_builds: how many builds the worker runs at once (None: one per builder, no other limit).
         properties: properties every build on this worker gets.
         public_key: the worker's CURVE public key (``flowbot-worker create-key`` prints it), for a
@@ -36,8 +39,21 @@ class Worker:
             0: each instance runs one build and goes; negative: it stays until the master stops.
         master_endpoint: where instances dial the master (default: the master's worker endpoint,
             a wildcard address read as 127.0.0.1).
+        insecure: accept this worker with no secret, on an unauthenticated link (a throwaway local
+            setup); checkconfig and the master say so each time they load the pipeline.
+
+    Raises:
+        ConfigError: an argument of the wrong kind, or no secret (without a launcher or ``insecure=True``).
     """
 
+    @checked(
+        name=NAME,
+        secret=TEXT,
+        max_builds=optional(whole(minimum=1)),
+        properties=PROPERTIES,
+        public_key=optional(TEXT),
+        insecure=FLAG,
+    )
     def __init__(
         self,
         name: str,
@@ -51,6 +67,7 @@ class Worker:
         start_timeout: float = INSTANCE_START_TIMEOUT,
         idle_timeout: float = INSTANCE_IDLE_TIMEOUT,
         master_endpoint: str | None = None,
+        insecure: bool = False,
     ):
         self.name = name
         self.secret = secret
@@ -62,7 +79,26 @@ class Worker:
         self.start_timeout = start_timeout
         self.idle_timeout = idle_timeout
         self.master_endpoint = master_endpoint
-        self.defined_at = caller()
+        self.insecure = insecure
+        if not secret and not insecure and launcher is None:
+            raise refuse(
+                self,
+                "secret",
+                "has no secret, so anyone who reaches the worker port could connect as it; give it "
+                "secret=... (or insecure=True to accept it on an unauthenticated link)",
+            )
+        if secret and insecure:
+            raise refuse(self, "insecure", "has a secret and insecure=True; drop insecure=True to use the secret")
+
+    @property
+    def warning(self) -> str | None:
+        """What is unsafe about this worker, if anything."""
+        if self.insecure:
+            return (
+                f"worker {self.name!r} has no secret (insecure=True): anyone who reaches the worker port "
+                "may connect as it"
+            )
+        return None
 
     def instance_name(self, slot: int) -> str:
         """The name instance number ``slot`` (from 1) connects with."""

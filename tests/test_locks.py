@@ -25,7 +25,7 @@ def test_a_step_taking_a_lock_its_builder_holds_is_a_config_error_at_the_step() 
     # Then the pipeline is refused at once, instead of its build waiting for itself for ever
     with pytest.raises(ConfigErrors) as caught:
         Pipeline(
-            workers=[Worker("w1")],
+            workers=[Worker("w1", secret="s")],
             builders=[Builder("release", workers=["w1"], locks=[deploy.access()], steps=[step])],
         )
     (error,) = caught.value.errors
@@ -50,7 +50,7 @@ def test_two_different_locks_of_one_name_are_a_config_error_at_the_second(first,
     # Then the pipeline is refused, instead of the two silently being one lock
     with pytest.raises(ConfigErrors) as caught:
         Pipeline(
-            workers=[Worker("w1")],
+            workers=[Worker("w1", secret="s")],
             builders=[
                 Builder("a", workers=["w1"], locks=[disk.access()], steps=[Shell("make")]),
                 Builder("b", workers=["w1"], steps=[Shell("make", locks=[other.access()])]),
@@ -65,7 +65,7 @@ def test_locks_of_one_name_and_the_same_counts_are_one_lock() -> None:
     # Given two builders, each with its own MasterLock object of one name and count (a helper
     # function making the builders, say)
     pipeline = Pipeline(
-        workers=[Worker("w1")],
+        workers=[Worker("w1", secret="s")],
         builders=[
             Builder(name, workers=["w1"], locks=[MasterLock("deploy", max_count=2).access()], steps=[Shell("make")])
             for name in ("a", "b")

@@ -38,6 +38,11 @@ def problems(error: ConfigError) -> list[str]:
     return [e.problem for e in error.errors]
 
 
+def renamed(worker: Worker, name: str) -> Worker:
+    worker.name = name
+    return worker
+
+
 def sample(**changes: object) -> Pipeline:
     """A small valid pipeline, with any of its parts replaced."""
     parts: dict[str, object] = {
@@ -71,7 +76,10 @@ def test_a_problem_points_at_the_line_that_made_the_object() -> None:
 @pytest.mark.parametrize(
     ("changes", "problem"),
     [
-        ({"workers": [Worker("w1"), Worker("w2"), Worker("w2")]}, "duplicate worker name 'w2'"),
+        (
+            {"workers": [Worker("w1", secret="s"), Worker("w2", secret="s"), Worker("w2", secret="s")]},
+            "duplicate worker name 'w2'",
+        ),
         (
             {"schedulers": [ForceScheduler("force", builders=["unit"]), ForceScheduler("force", builders=["lint"])]},
             "duplicate scheduler name 'force'",
@@ -91,7 +99,7 @@ def test_a_problem_points_at_the_line_that_made_the_object() -> None:
             "scheduler 'on-change' names builder 'docs', which no builder defines",
         ),
         ({"schedulers": [ForceScheduler("force", builders=[])]}, "scheduler 'force' lists no builders"),
-        ({"workers": [Worker("w2")]}, "builder 'unit' names worker 'w1', which no worker declares"),
+        ({"workers": [Worker("w2", secret="s")]}, "builder 'unit' names worker 'w1', which no worker declares"),
         (
             {
                 "builders": [
@@ -119,29 +127,36 @@ def test_a_problem_points_at_the_line_that_made_the_object() -> None:
             },
             "builder 'unit' has 'make test' among its steps, which is not a Step",
         ),
-        ({"workers": ["w1", Worker("w2")]}, "workers must be Worker objects; got 'w1'"),
+        ({"workers": ["w1", Worker("w2", secret="s")]}, "workers must be Worker objects; got 'w1'"),
         (
-            {"workers": [Worker("w1"), Worker("w2"), Worker("a/b")]},
+            # renamed after it was made (in a notebook, say): the pipeline checks the name again
+            {"workers": [Worker("w1", secret="s"), Worker("w2", secret="s"), renamed(Worker("ok", secret="s"), "a/b")]},
             "worker name 'a/b' must be a non-empty string without '/'",
         ),
         (
-            {"workers": [Worker("w1", launcher=LocalLauncher(), max_instances=0), Worker("w2")]},
+            {"workers": [Worker("w1", launcher=LocalLauncher(), max_instances=0), Worker("w2", secret="s")]},
             "worker 'w1': max_instances must be a whole number of at least 1; got 0",
         ),
         (
-            {"workers": [Worker("w1", launcher=LocalLauncher(), start_timeout="5m"), Worker("w2")]},
+            {"workers": [Worker("w1", launcher=LocalLauncher(), start_timeout="5m"), Worker("w2", secret="s")]},
             "worker 'w1': start_timeout must be a number of seconds; got '5m'",
         ),
         (
-            {"workers": [Worker("w1", launcher=LocalLauncher(), max_instances=2), Worker("w2"), Worker("w1-2")]},
+            {
+                "workers": [
+                    Worker("w1", launcher=LocalLauncher(), max_instances=2),
+                    Worker("w2", secret="s"),
+                    Worker("w1-2", secret="s"),
+                ]
+            },
             "worker 'w1-2' has the name of an instance of worker 'w1'",
         ),
         (
-            {"workers": [Worker("w1", launcher="docker"), Worker("w2")]},
+            {"workers": [Worker("w1", launcher="docker"), Worker("w2", secret="s")]},
             "worker 'w1': launcher must be a flowbot.Launcher; got 'docker'",
         ),
         (
-            {"workers": [Worker("w1"), Worker("w2"), Worker("w 3", launcher=LocalLauncher())]},
+            {"workers": [Worker("w1", secret="s"), Worker("w2", secret="s"), Worker("w 3", launcher=LocalLauncher())]},
             "worker 'w 3': a worker with a launcher needs a name of letters, digits",
         ),
     ],
@@ -156,7 +171,7 @@ def test_each_mistake_is_reported_in_words(changes: dict[str, object], problem: 
 def test_every_problem_is_reported_at_once() -> None:
     with pytest.raises(ConfigErrors) as caught:
         Pipeline(
-            workers=[Worker("w1"), Worker("w1")],
+            workers=[Worker("w1", secret="s"), Worker("w1", secret="s")],
             schedulers=[ForceScheduler("force", builders=["unit", "docs"])],
             builders=[Builder("unit", workers=["w1", "w9"], steps=[])],
         )
@@ -172,12 +187,18 @@ def test_every_problem_is_reported_at_once() -> None:
     assert len(str(caught.value).splitlines()) == 4
 
 
-def test_a_worker_given_a_list_of_names_is_a_config_error() -> None:
+def test_a_worker_given_a_list_of_names_is_a_config_error_at_its_line() -> None:
     # An easy slip: Builder takes a list of workers, Worker takes one name
-    with pytest.raises(ConfigErrors) as caught:
-        sample(workers=[Worker(["w1", "w2"], secret="s")])  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as caught:
+        line = here() + 1
+        Worker(["w1", "w2"], secret="s")  # type: ignore[arg-type]
 
-    assert "worker name ['w1', 'w2'] must be a non-empty string without '/'" in problems(caught.value)
+    assert (caught.value.filename, caught.value.lineno) == (__file__, line)
+    assert caught.value.problem == ("Worker: name must be a non-empty string without '/', not ['w1', 'w2'] (list)")
+    with pytest.raises(
+        ConfigError, match=r"test_pipeline.py:\d+: Worker: name must be a non-empty string without '/', not 'a/b'"
+    ):
+        Worker("a/b", secret="s")
 
 
 def test_lookups_find_parts_by_name() -> None:
@@ -340,7 +361,7 @@ def test_reporters_must_be_reporters_naming_known_builders():
 
     with pytest.raises(ConfigErrors) as error:
         Pipeline(
-            workers=[Worker("w")],
+            workers=[Worker("w", secret="s")],
             builders=[Builder("unit", workers=["w"], steps=[Shell("true")])],
             reporters=[HttpStatusPush("http://127.0.0.1:1/", builders=["unti"]), "mail"],
         )

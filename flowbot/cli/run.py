@@ -61,12 +61,15 @@ def create_key(basedir: str | Path) -> str:
 
 
 def checkconfig(basedir: str | Path) -> str:
-    """Load the directory's pipeline; returns a one-line summary or raises ConfigError."""
+    """Load the directory's pipeline; returns a summary (and its warnings) or raises ConfigError."""
     pipeline = load_pipeline(basedir)
-    return (
-        f"{pipeline_file(basedir)}: OK: {plural(len(pipeline.workers), 'worker')}, "
-        f"{plural(len(pipeline.schedulers), 'scheduler')}, {plural(len(pipeline.builders), 'builder')}"
-        + ("; worker link encrypted (CURVE)" if pipeline.curve else "")
+    return "\n".join(
+        [
+            f"{pipeline_file(basedir)}: OK: {plural(len(pipeline.workers), 'worker')}, "
+            f"{plural(len(pipeline.schedulers), 'scheduler')}, {plural(len(pipeline.builders), 'builder')}"
+            + ("; worker link encrypted (CURVE)" if pipeline.curve else ""),
+            *(f"warning: {text}" for text in pipeline.warnings),
+        ]
     )
 
 

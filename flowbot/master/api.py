@@ -217,6 +217,7 @@ class BuildersHandler(ApiHandler):
                     "pending": len(pending),
                     "pending_requests": sorted(r.id for r in pending),
                     "running": sum(1 for b in self.master.running.values() if b.builder == builder.name),
+                    "held": self.master.dispatcher.held_builders.get(builder.name),
                     "force": force_form(scheduler) if scheduler is not None else None,
                 }
             )
@@ -414,6 +415,7 @@ class WorkersHandler(ApiHandler):
                         if b.worker == spec.name
                     ],
                     **self.master.worker_control.state(spec.name),
+                    "held": self.master.dispatcher.held_workers.get(spec.name),
                 }
             )
         self.reply({"workers": workers})

@@ -34,10 +34,13 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from flowbot_worker import protocol
+
 from .. import secrets
 from ..builder import Builder
 from ..defaults import STOP_GRACE
-from ..errors import BuildStopped, WorkerLost
+from ..errors import BuildStopped, ConfigError, FlowbotError, WorkerLost
+from ..fields import where
 from ..junit import TestCase
 from ..junit import describe as describe_tests
 from ..properties import Properties, render
@@ -339,6 +342,9 @@ class RunningBuild:
             self._step_summary = f"timed out: {result.message or result.reason}"
         if result.reason == "interrupted" and self._interrupted:
             raise BuildStopped(self._interrupted)
+        if result.rc is None and result.reason == protocol.INVALID:
+            step = self.builder_config.steps[self.current_step] if self.current_step is not None else None
+            raise ConfigError.at(f"the worker refused the command: {result.message}", where(step))
         if collected is not None:
             result = CommandResult(
                 result.rc,
@@ -692,6 +698,11 @@ class RunningBuild:
         except BuildStopped as exc:
             result = self._stop_result
             stdio.header(f"build stopped: {exc}")
+        except FlowbotError as exc:  # a problem flowbot names (a bad value, a missing property): its words say it
+            result = Result.EXCEPTION
+            kind = "configuration error" if isinstance(exc, ConfigError) else "error"
+            stdio.header(f"{kind}: {self._redact(str(exc))}")
+            log.warning("step %r of %s #%d: %s: %s", name, self.builder, self.number, kind, self._redact(str(exc)))
         except Exception as exc:
             result = Result.EXCEPTION
             stdio.header(

@@ -14,6 +14,10 @@ No build starts while the store cannot take writes (its database down, its disk 
 would run without a record of it. When the store is back, the queue goes on, with any request the
 store holds as pending that this master does not (one whose acceptance was stored although its
 sender heard of a failure, say).
+
+A builder or a worker that makes dispatching fail unexpectedly (a hook or a value the pipeline's
+checks did not catch) is held aside: the error is logged once, the API shows why, its requests wait
+in the queue, and every other builder and worker goes on building. A new pipeline lets it try again.
 """
 
 from __future__ import annotations
@@ -67,6 +71,9 @@ class Dispatcher:
         self._watches: dict[int, _Watch] = {}
         self.idle = asyncio.Event()
         self.active = False
+        #: Builders, and workers, held aside after an unexpected error in dispatching them: why, by name.
+        self.held_builders: dict[str, str] = {}
+        self.held_workers: dict[str, str] = {}
 
     # -- requests in ------------------------------------------------------------------------------
 
@@ -176,12 +183,17 @@ class Dispatcher:
                 self._pass_done = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._pass_done)
 
+    def release_held(self) -> None:
+        """Let held builders and workers try again (the pipeline changed)."""
+        self.held_builders.clear()
+        self.held_workers.clear()
+
     def _assign(self) -> None:
         self._scheduled = False
         try:
             if not self.active or not self.master.store.available:
                 return  # the store's return schedules a pass
-            assignment_pass(self.queue, self._start_one)
+            assignment_pass(self.queue, self._start_or_hold)
             pipeline = self.master.pipeline
             self.master.latent.balance(b.workers for r in self.queue if (b := pipeline.builder(r.builder)))
         finally:
@@ -189,6 +201,16 @@ class Dispatcher:
             done, self._pass_done = self._pass_done, None
             if done is not None:
                 done.set_result(None)
+
+    def _start_or_hold(self, name: str) -> bool:
+        """:meth:`_start_one`, with a builder that makes it fail held aside (the pass goes on)."""
+        if name in self.held_builders:
+            return False
+        try:
+            return self._start_one(name)
+        except Exception as exc:
+            self._hold(self.held_builders, "builder", name, exc)
+            return False
 
     def _start_one(self, name: str) -> bool:
         builder = self.master.pipeline.builder(name)
@@ -200,10 +222,14 @@ class Dispatcher:
             return False
         request, worker = picked
         connection = free[worker]
-        self.queue.remove(request.id)
         number = self.numbers.get(builder.name, 1)
+        try:
+            build = RunningBuild(self.master, builder, request, connection, number)
+        except BaseException:
+            self.locks.release(request.id)  # the request stays in line, holding nothing
+            raise
+        self.queue.remove(request.id)
         self.numbers[builder.name] = number + 1
-        build = RunningBuild(self.master, builder, request, connection, number)
         self.running[request.id] = build
         self.master.latent.build_started(connection.name)
         self.master.spawn(self._run(build), f"build {builder.name} #{number}")
@@ -253,13 +279,29 @@ class Dispatcher:
         free = []
         for name in self.master.latent.expand(builder.workers):
             connection = self.master.registry.connections.get(name)
-            if connection is None or not self.master.worker_control.takes_builds(connection):
+            if (
+                connection is None
+                or name in self.held_workers
+                or not self.master.worker_control.takes_builds(connection)
+            ):
                 continue
-            running = [b.builder for b in self.builds_on(connection)]
-            if not takes_build(builder.name, connection.spec.max_builds, running):
-                continue
-            free.append(connection)
+            try:
+                running = [b.builder for b in self.builds_on(connection)]
+                if takes_build(builder.name, connection.spec.max_builds, running):
+                    free.append(connection)
+            except Exception as exc:
+                self._hold(self.held_workers, "worker", name, exc)
         return free
+
+    def _hold(self, held: dict[str, str], kind: str, name: str, exc: Exception) -> None:
+        """Set a builder or a worker aside after ``exc``, logging it once; the others go on."""
+        held[name] = f"dispatching failed: {type(exc).__name__}: {exc}"
+        log.error(
+            "dispatching %s %s failed; it is held aside until the pipeline changes, and the others go on",
+            kind,
+            name,
+            exc_info=exc,
+        )
 
     async def _run(self, build: RunningBuild) -> None:
         request = build.request

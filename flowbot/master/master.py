@@ -241,6 +241,7 @@ class Master:
         if self.store.queues_log_search:
             self.spawn(log_search.run(self.store), "log search indexing")
         self._start_janitor()
+        self._warn()
         self.dispatcher.update_idle()
         self.dispatcher.schedule()
 
@@ -362,7 +363,14 @@ class Master:
         removed = sorted({b.name for b in old.builders} - {b.name for b in pipeline.builders})
         log.info("reconfigured: builders added %s, removed %s", added or "none", removed or "none")
         self.events.emit(EventKind.MASTER_RECONFIGURED, added=added, removed=removed)
+        self.dispatcher.release_held()
+        self._warn()
         self.dispatcher.schedule()
+
+    def _warn(self) -> None:
+        """Log what the running pipeline allows that is unsafe (a worker without a secret)."""
+        for warning in self.pipeline.warnings:
+            log.warning("%s", warning)
 
     async def _switch(self, pipeline: Pipeline) -> None:
         """Stop the timers and change sources of the running pipeline and start ``pipeline``'s."""

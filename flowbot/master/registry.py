@@ -373,7 +373,8 @@ class WorkerRegistry:
     def set_workers(self, workers: list[Worker]) -> None:
         """Accept ``workers`` from now on (at reconfigure).
 
-        A worker whose secret or CURVE public key changed is disconnected, so it has to come back
+        A connected worker's new declaration (``max_builds``, ``properties``) applies at once. A
+        worker whose secret or CURVE public key changed is disconnected, so it has to come back
         signing with the new secret and holding the new key; a worker no longer declared is refused
         when it says hello again, and meanwhile finishes what it runs.
         """
@@ -382,6 +383,7 @@ class WorkerRegistry:
             spec = self.workers.get(conn.name)
             if spec is None:
                 continue
+            conn.spec = spec  # its new max_builds and properties count now
             if self.curve is not None and conn.key not in self._keys_of(conn.name):
                 conn.send(protocol.DISCONNECT, {"reason": "the pipeline's public_key for this worker changed"})
                 self._lose(conn, "its CURVE public key changed")

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..defaults import REPORT_ATTEMPTS, REPORT_BACKOFF
 from ..errors import ConfigError
-from ..location import caller
+from ..fields import TEXT, checked, either, list_of, number, optional, where, whole
 from ..properties import Properties, Renderable, render
 from ..records import Build
 from ..results import Result
@@ -66,6 +66,13 @@ class Reporter:
     #: (they are for every reporter that :attr:`wants_details`).
     wants_artifacts = False
 
+    @checked(
+        name=optional(TEXT),
+        builders=optional(list_of(TEXT, "a list of builder names", single=True)),
+        mode=either(TEXT, list_of(TEXT)),
+        attempts=whole(minimum=1),
+        backoff=number(minimum=0, unit="seconds"),
+    )
     def __init__(
         self,
         name: str | None = None,
@@ -75,16 +82,15 @@ class Reporter:
         attempts: int = REPORT_ATTEMPTS,
         backoff: float = REPORT_BACKOFF,
     ):
-        self.defined_at = caller()
         self.name = name or type(self).__name__
-        self.builders = None if builders is None else ([builders] if isinstance(builders, str) else list(builders))
+        self.builders = None if builders is None else list(builders)
         self.mode = frozenset([mode] if isinstance(mode, str) else mode)
         unknown = self.mode - MODES
         if unknown or not self.mode:
-            raise ConfigError(
-                f"reporter mode must be among {sorted(MODES)}, not {sorted(unknown) or 'nothing'}", *self._where()
+            raise ConfigError.at(
+                f"reporter mode must be among {sorted(MODES)}, not {sorted(unknown) or 'nothing'}", where(self, "mode")
             )
-        self.attempts = max(1, attempts)
+        self.attempts = attempts
         self.backoff = backoff
         self._secret: Callable[[str], str] | None = None
 

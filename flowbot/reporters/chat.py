@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from ..defaults import CHAT_ARTIFACTS, CHAT_LOG_LINES
 from ..errors import ConfigError
+from ..fields import SECONDS, checked
 from ..properties import Renderable
 from ..records import Build
 from ..results import Result
@@ -68,6 +69,7 @@ class SlackNotifier(Reporter):
 
     wants_details = True
 
+    @checked(timeout=SECONDS)
     def __init__(
         self,
         webhook_url: str | Renderable,
@@ -134,6 +136,7 @@ class MatrixNotifier(Reporter):
 
     wants_details = True
 
+    @checked(timeout=SECONDS)
     def __init__(
         self,
         homeserver: str,

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..errors import ConfigError
+from ..fields import SECONDS, TEXT, checked, optional
 from ..properties import Renderable
 from ..records import Build
 from ..results import Result
@@ -104,6 +105,7 @@ class GitHubStatusPush(CommitStatusReporter):
 
     states = STATES
 
+    @checked(base_url=TEXT, repository=optional(TEXT), context=TEXT, timeout=SECONDS)
     def __init__(
         self,
         token: str | Renderable | None = None,

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..defaults import GITHUB_ANNOTATIONS_PER_REQUEST, REPORT_FAILED_TESTS, REPORT_QUEUE
 from ..errors import ReportError
+from ..fields import SECONDS, TEXT, checked, optional
 from ..junit import TestCase
 from ..properties import Renderable
 from ..pull_requests import check_run_id
@@ -78,6 +79,7 @@ class GitHubChecks(Reporter):
     wants_details = True
     wants_tests = True
 
+    @checked(base_url=TEXT, repository=optional(TEXT), name=TEXT, timeout=SECONDS)
     def __init__(
         self,
         token: str | Renderable | None = None,

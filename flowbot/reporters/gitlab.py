@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ..fields import SECONDS, TEXT, checked, either, optional, whole
 from ..properties import Renderable
 from ..pull_requests import PullRequest
 from ..records import Build, SourceStamp
@@ -59,6 +60,7 @@ class GitLabCommitStatus(CommitStatusReporter):
     started_state = "running"
     states = STATES
 
+    @checked(base_url=TEXT, project=optional(either(TEXT, whole(minimum=1))), context=TEXT, timeout=SECONDS)
     def __init__(
         self,
         token: str | Renderable,

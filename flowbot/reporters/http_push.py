@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from ..errors import ConfigError
+from ..fields import ANYTHING, FLAG, SECONDS, TEXT, checked, mapping, optional
 from ..properties import Renderable
 from ..records import Build
 from .base import Reporter
@@ -64,6 +65,11 @@ class HttpStatusPush(Reporter):
 
     wants_artifacts = True
 
+    @checked(
+        headers=optional(mapping(TEXT, ANYTHING, "a dict of header names to values")),
+        started=FLAG,
+        timeout=SECONDS,
+    )
     def __init__(
         self,
         url: str | Renderable,

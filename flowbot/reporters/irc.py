@@ -42,6 +42,7 @@ from ..defaults import (
     IRC_STATUS_LINES,
 )
 from ..errors import ConfigError, FlowbotError, ReportError
+from ..fields import FLAG, checked
 from ..properties import Renderable
 from ..records import Build
 from .base import Reporter
@@ -79,6 +80,7 @@ class IRC(Reporter):
         ConfigError: an empty host, a nick or channel IRC would refuse, or ``ssl_context`` without TLS.
     """
 
+    @checked(tls=FLAG)
     def __init__(
         self,
         host: str,

@@ -18,7 +18,8 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 from typing import Any
 
-from ..errors import ConfigError, ReportError, ReportRejected
+from ..errors import ReportError, ReportRejected
+from ..fields import SECONDS, TEXT, checked, instance, list_of, one_of, optional, whole
 from ..properties import Renderable
 from ..records import Build
 from .base import Reporter
@@ -46,6 +47,16 @@ class MailNotifier(Reporter):
 
     wants_details = True
 
+    @checked(
+        from_addr=TEXT,
+        to=list_of(TEXT, "a list of addresses", single=True),
+        smtp_host=TEXT,
+        smtp_port=whole(minimum=1, maximum=65535),
+        tls=one_of(*TLS_MODES),
+        username=optional(TEXT),
+        ssl_context=optional(instance(ssl.SSLContext, "an ssl.SSLContext")),
+        timeout=SECONDS,
+    )
     def __init__(
         self,
         from_addr: str,
@@ -64,10 +75,8 @@ class MailNotifier(Reporter):
         **retry: Any,
     ):
         super().__init__(name, builders=builders, mode=mode, **retry)
-        if tls not in TLS_MODES:
-            raise ConfigError(f"tls must be one of {TLS_MODES}, not {tls!r}", *self._where())
         self.from_addr = from_addr
-        self.to = [to] if isinstance(to, str) else list(to)
+        self.to = list(to)
         self.smtp_host = smtp_host
         self.smtp_port = smtp_port
         self.tls = tls

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..location import caller
+from ..fields import NAME, PROPERTIES, TEXT, checked, list_of, whole
 from ..records import BuildsetSpec, Change, SourceStamp
 
 log = logging.getLogger(__name__)
@@ -50,6 +50,12 @@ class Scheduler:
     #: Timed schedulers hold the changes they classify until their next run.
     timed = False
 
+    @checked(
+        name=NAME,
+        builders=list_of(TEXT, "a list of builder names", single=True),
+        properties=PROPERTIES,
+        priority=whole(),
+    )
     def __init__(
         self,
         name: str,
@@ -60,12 +66,11 @@ class Scheduler:
         codebases: Mapping[str, Mapping[str, str | None]] | Iterable[str] | None = None,
     ):
         self.name = name
-        self.builders = [builders] if isinstance(builders, str) else list(builders)
+        self.builders = list(builders)
         self.properties = dict(properties or {})
         self.priority = priority
         #: What a build uses of each codebase no change names, by codebase (None: no codebases).
         self.codebases = _codebases(name, codebases)
-        self.defined_at = caller()
 
     def takes_codebase(self, change: Change) -> bool:
         """Whether ``change`` is of a codebase this scheduler builds (any, without ``codebases``)."""

@@ -5,9 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..fields import FUNCTION, TEXT, checked, either, instance, number, optional, refuse
 from ..records import BuildsetSpec, Change
 from .base import Classification, Scheduler, changes_properties, changes_sourcestamps
 from .filter import ChangeFilter
+
+#: Which changes a scheduler takes.
+CHANGE_FILTER = optional(either(instance(ChangeFilter, "a ChangeFilter"), FUNCTION))
 
 
 class ChangeScheduler(Scheduler):
@@ -20,6 +24,11 @@ class ChangeScheduler(Scheduler):
             important one instead of starting a build.
     """
 
+    @checked(
+        change_filter=CHANGE_FILTER,
+        tree_stable_timer=optional(number(minimum=0, unit="seconds")),
+        file_is_important=optional(FUNCTION),
+    )
     def __init__(
         self,
         name: str,
@@ -31,8 +40,6 @@ class ChangeScheduler(Scheduler):
         **options: Any,
     ):
         super().__init__(name, builders, **options)
-        if tree_stable_timer is not None and tree_stable_timer < 0:
-            raise ValueError(f"tree_stable_timer must be None or >= 0, not {tree_stable_timer!r}")
         self.change_filter = change_filter
         self.tree_stable_timer = tree_stable_timer
         self.file_is_important = file_is_important
@@ -66,16 +73,16 @@ class SingleBranchScheduler(ChangeScheduler):
     Give the branch through ``change_filter=ChangeFilter(branch="main")`` or ``branch="main"``.
     """
 
+    @checked(branch=optional(TEXT))
     def __init__(self, name: str, builders: Iterable[str], *, branch: str | None = None, **options: Any):
-        if branch is not None:
-            if options.get("change_filter") is not None:
-                raise ValueError("give SingleBranchScheduler either branch= or change_filter=, not both")
+        both = branch is not None and options.get("change_filter") is not None
+        if branch is not None and not both:
             options["change_filter"] = ChangeFilter(branch=branch)
-        if options.get("change_filter") is None:
-            raise ValueError(
-                f"SingleBranchScheduler {name!r} needs a branch: change_filter=ChangeFilter(branch=...) or branch=..."
-            )
         super().__init__(name, builders, **options)
+        if both:
+            raise refuse(self, "branch", "give either branch= or change_filter=, not both")
+        if self.change_filter is None:
+            raise refuse(self, None, "needs a branch: change_filter=ChangeFilter(branch=...) or branch=...")
 
 
 class AnyBranchScheduler(ChangeScheduler):

@@ -7,12 +7,16 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..fields import FLAG, FUNCTION, REGEX, TEXT, checked, either, list_of, optional, refuse
 from ..pull_requests import PullRequest
 from ..records import Change
 
 Matcher = str | Iterable[str] | Callable[[Any], bool] | None
 
 _ANY = object()
+
+#: What an attribute of a change is matched against.
+_MATCHER = optional(either(TEXT, FUNCTION, list_of(TEXT)))
 
 
 def _matches(wanted: Any, value: Any) -> bool:
@@ -41,6 +45,20 @@ class ChangeFilter:
 
     _FIELDS = ("branch", "repository", "project", "codebase", "category")
 
+    @checked(
+        branch=_MATCHER,
+        repository=_MATCHER,
+        project=_MATCHER,
+        codebase=_MATCHER,
+        category=_MATCHER,
+        branch_re=optional(REGEX),
+        repository_re=optional(REGEX),
+        project_re=optional(REGEX),
+        files=optional(list_of(TEXT, "a list of glob patterns", single=True)),
+        filter_fn=optional(FUNCTION),
+        pull_requests=optional(FLAG),
+        base_branch=_MATCHER,
+    )
     def __init__(
         self,
         *,
@@ -57,10 +75,10 @@ class ChangeFilter:
         pull_requests: bool | None = None,
         base_branch: Matcher = _ANY,  # type: ignore[assignment]
     ):
-        if pull_requests is not None and not isinstance(pull_requests, bool):
-            raise ValueError(f"ChangeFilter pull_requests must be True, False or None; got {pull_requests!r}")
         if pull_requests is False and base_branch is not _ANY:
-            raise ValueError("ChangeFilter base_branch selects pull requests; it cannot go with pull_requests=False")
+            raise refuse(
+                self, "base_branch", "base_branch selects pull requests; it cannot go with pull_requests=False"
+            )
         self.checks: list[tuple[str, Any]] = [
             (name, value)
             for name, value in zip(self._FIELDS, (branch, repository, project, codebase, category), strict=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..fields import checked, instance, list_of, refuse
 from ..records import BuildsetSpec, SourceStamp
 from .base import Scheduler
 from .parameters import Parameter, StringParameter
@@ -17,12 +18,15 @@ class ForceScheduler(Scheduler):
     """Lets people force builds of its builders, with a reason, a branch, a revision and typed
     ``params`` (see :mod:`flowbot.schedulers.parameters`) that become build properties."""
 
+    @checked(
+        params=list_of(instance(Parameter, "a parameter (StringParameter, IntParameter...)"), "a list of parameters")
+    )
     def __init__(self, name: str, builders: Iterable[str], *, params: Iterable[Parameter] = (), **options: Any):
         super().__init__(name, builders, **options)
         self.params = list(params)
         names = [p.name for p in self.params]
         if len(set(names)) != len(names):
-            raise ValueError(f"force scheduler {name!r} has parameters with the same name: {names}")
+            raise refuse(self, "params", f"has parameters with the same name: {names}")
 
     def describe_params(self) -> list[dict[str, Any]]:
         return [p.describe() for p in self.params]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..fields import FLAG, NAME, TEXT, checked, list_of, optional, refuse, whole
+
 
 class Parameter:
     """One field of a force form; its value becomes a build property of the same name.
@@ -18,11 +20,15 @@ class Parameter:
 
     kind = "string"
 
+    @checked(name=NAME, label=optional(TEXT), required=FLAG)
     def __init__(self, name: str, *, label: str | None = None, default: Any = None, required: bool = False):
         self.name = name
         self.label = label or name
         self.required = required
-        self.default = default if default is None else self.parse(default)
+        try:
+            self.default = default if default is None else self.parse(default)
+        except ValueError as exc:
+            raise refuse(self, "default", f"the default {default!r} is not a value it takes: {exc}") from None
 
     def parse(self, raw: Any) -> Any:
         """The value from what a client sent (JSON or text); raises ValueError saying why not."""
@@ -44,6 +50,7 @@ class Parameter:
 class StringParameter(Parameter):
     """Text, optionally of at most ``max_length`` characters."""
 
+    @checked(max_length=optional(whole(minimum=1)))
     def __init__(self, name: str, *, max_length: int | None = None, **options: Any):
         self.max_length = max_length
         super().__init__(name, **options)
@@ -61,9 +68,12 @@ class IntParameter(Parameter):
 
     kind = "int"
 
+    @checked(minimum=optional(whole()), maximum=optional(whole()))
     def __init__(self, name: str, *, minimum: int | None = None, maximum: int | None = None, **options: Any):
         self.minimum, self.maximum = minimum, maximum
         super().__init__(name, **options)
+        if minimum is not None and maximum is not None and minimum > maximum:
+            raise refuse(self, "maximum", f"maximum {maximum} is below minimum {minimum}")
 
     def parse(self, raw: Any) -> int:
         if isinstance(raw, bool):
@@ -90,6 +100,7 @@ class BoolParameter(Parameter):
     kind = "bool"
     _TEXT = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
+    @checked(default=FLAG)
     def __init__(self, name: str, *, default: bool = False, **options: Any):
         super().__init__(name, default=default, **options)
 
@@ -106,12 +117,14 @@ class ChoiceParameter(Parameter):
 
     kind = "choice"
 
+    @checked(choices=list_of(TEXT, "a list of strings"))
     def __init__(self, name: str, *, choices: Iterable[str], **options: Any):
         self.choices = list(choices)
-        if not self.choices:
-            raise ValueError(f"ChoiceParameter {name!r} needs choices")
-        options.setdefault("default", self.choices[0])
+        if self.choices:
+            options.setdefault("default", self.choices[0])
         super().__init__(name, **options)
+        if not self.choices:
+            raise refuse(self, "choices", "needs choices")
 
     def parse(self, raw: Any) -> str:
         if raw not in self.choices:

@@ -9,8 +9,10 @@ from typing import Any
 
 from croniter import croniter
 
+from ..fields import FLAG, FUNCTION, SECONDS, TEXT, checked, optional, refuse
 from ..records import BuildsetSpec, Change, SourceStamp
 from .base import Classification, Scheduler, changes_properties, changes_sourcestamps
+from .basic import CHANGE_FILTER
 from .filter import ChangeFilter
 
 
@@ -23,6 +25,7 @@ class TimedScheduler(Scheduler):
 
     timed = True
 
+    @checked(branch=optional(TEXT))
     def __init__(self, name: str, builders: Iterable[str], *, branch: str | None = None, **options: Any):
         super().__init__(name, builders, **options)
         self.branch = branch
@@ -40,10 +43,9 @@ class TimedScheduler(Scheduler):
 class Periodic(TimedScheduler):
     """Build every ``period`` seconds."""
 
+    @checked(period=SECONDS)
     def __init__(self, name: str, builders: Iterable[str], *, period: float, **options: Any):
         super().__init__(name, builders, **options)
-        if period <= 0:
-            raise ValueError(f"Periodic needs a period above 0 seconds, not {period!r}")
         self.period = float(period)
 
     def next_run(self, after: float) -> float | None:
@@ -63,6 +65,13 @@ class Nightly(TimedScheduler):
         file_is_important: changes it calls unimportant do not count.
     """
 
+    @checked(
+        cron=TEXT,
+        timezone=TEXT,
+        only_if_changed=FLAG,
+        change_filter=CHANGE_FILTER,
+        file_is_important=optional(FUNCTION),
+    )
     def __init__(
         self,
         name: str,
@@ -77,11 +86,11 @@ class Nightly(TimedScheduler):
     ):
         super().__init__(name, builders, **options)
         if not croniter.is_valid(cron):
-            raise ValueError(f"Nightly {name!r}: {cron!r} is not a cron expression")
+            raise refuse(self, "cron", f"{cron!r} is not a cron expression (such as '0 3 * * *')")
         try:
             self.timezone = zoneinfo.ZoneInfo(timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ValueError(f"Nightly {name!r}: {timezone!r} is not a time zone (such as 'Europe/Paris')") from None
+            raise refuse(self, "timezone", f"{timezone!r} is not a time zone (such as 'Europe/Paris')") from None
         self.cron = cron
         self.only_if_changed = only_if_changed
         self.change_filter = change_filter

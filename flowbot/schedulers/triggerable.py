@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..fields import TEXT, checked, list_of
 from ..records import BuildsetSpec, SourceStamp
 from .base import Scheduler
 
@@ -27,9 +28,10 @@ class Dependent(Scheduler):
         upstream: the builder (or builders) whose successful builds start this scheduler's.
     """
 
+    @checked(upstream=list_of(TEXT, "a list of builder names", single=True))
     def __init__(self, name: str, builders: Iterable[str], *, upstream: str | Iterable[str], **options: Any):
         super().__init__(name, builders, **options)
-        self.upstream = [upstream] if isinstance(upstream, str) else list(upstream)
+        self.upstream = list(upstream)
 
     def upstream_succeeded(
         self, sourcestamps: Iterable[SourceStamp], properties: dict[str, tuple[Any, str]], build: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..location import caller
+from ..fields import NAME, checked
 from ..records import Change
 
 
@@ -68,9 +68,9 @@ class ChangeSource:
     #: The codebase of the changes it makes ("" unless a pipeline builds several repositories).
     codebase = ""
 
+    @checked(name=NAME)
     def __init__(self, name: str):
         self.name = name
-        self.defined_at = caller()
 
     async def start(self, context: SourceContext) -> None:
         """Begin producing changes (start a poll loop, say); must return promptly."""

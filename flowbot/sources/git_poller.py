@@ -31,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from ..defaults import GIT_POLL_INTERVAL
+from ..fields import NAME, PATH, TEXT, checked, optional, refuse
 from ..records import Change
 from ..text import keepable
 from .base import ChangeSource, SourceContext, check_codebase
@@ -89,6 +90,7 @@ class GitPoller(ChangeSource):
         ValueError, TypeError: an argument makes no sense (an empty URL, a zero interval...).
     """
 
+    @checked(name=optional(NAME), project=TEXT, category=optional(TEXT), workdir=optional(PATH))
     def __init__(
         self,
         repo_url: str,
@@ -101,13 +103,15 @@ class GitPoller(ChangeSource):
         codebase: str = "",
     ):
         if not isinstance(repo_url, (str, Path)) or not str(repo_url).strip():
-            raise ValueError(f"GitPoller needs a repository URL or path; got {repo_url!r}")
+            raise refuse(self, "repo_url", f"needs a repository URL or path; got {repo_url!r}")
         repo_url = str(repo_url)
         super().__init__(name if name is not None else default_name(repo_url))
         self.repo_url = repo_url
         self.branches = _branch_filter(branches)
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float)) or poll_interval <= 0:
-            raise ValueError(f"GitPoller poll_interval must be a positive number of seconds; got {poll_interval!r}")
+            raise refuse(
+                self, "poll_interval", f"poll_interval must be a positive number of seconds; got {poll_interval!r}"
+            )
         self.poll_interval = float(poll_interval)
         self.project = project
         self.codebase = check_codebase(codebase)

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..fields import FILLED_TEXT, FLAG, TEXT, checked, list_of, optional
 from ..pull_requests import PullRequest, build_of_check_run
 from ..records import Change
 from . import payload as p
@@ -55,6 +56,14 @@ class GitHubHook(Webhook):
 
     delivery_headers = ("x-github-delivery",)
 
+    @checked(
+        secret=optional(FILLED_TEXT),
+        merge=FLAG,
+        drafts=FLAG,
+        retest=optional(FILLED_TEXT),
+        retest_from=list_of(TEXT, "a list of author associations", single=True),
+        retest_label=optional(FILLED_TEXT),
+    )
     def __init__(
         self,
         secret: str | None = None,
@@ -68,12 +77,6 @@ class GitHubHook(Webhook):
         codebase: str = "",
     ):
         super().__init__(name, codebase)
-        if secret is not None and (not isinstance(secret, str) or not secret):
-            raise ValueError("GitHubHook secret must be a non-empty string (or None for no check)")
-        if retest is not None and (not isinstance(retest, str) or not retest.strip()):
-            raise ValueError("GitHubHook retest must be a comment's text (or None for no re-run by comment)")
-        if retest_label is not None and (not isinstance(retest_label, str) or not retest_label):
-            raise ValueError("GitHubHook retest_label must be a label's name (or None)")
         self.secret = secret
         self.merge = bool(merge)
         self.drafts = bool(drafts)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
+from ..fields import FILLED_TEXT, FLAG, checked, optional
 from ..pull_requests import PullRequest
 from ..records import Change
 from . import payload as p
@@ -46,6 +47,7 @@ class GitLabHook(Webhook):
 
     delivery_headers = ("idempotency-key", "x-gitlab-event-uuid")
 
+    @checked(token=optional(FILLED_TEXT), merge=FLAG, drafts=FLAG, retest_label=optional(FILLED_TEXT))
     def __init__(
         self,
         token: str | None = None,
@@ -57,10 +59,6 @@ class GitLabHook(Webhook):
         codebase: str = "",
     ):
         super().__init__(name, codebase)
-        if token is not None and (not isinstance(token, str) or not token):
-            raise ValueError("GitLabHook token must be a non-empty string (or None for no check)")
-        if retest_label is not None and (not isinstance(retest_label, str) or not retest_label):
-            raise ValueError("GitLabHook retest_label must be a label's name (or None)")
         self.token = token
         self.merge = bool(merge)
         self.drafts = bool(drafts)

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..defaults import WEBHOOK_DELIVERIES_KEPT, WEBHOOK_PULL_REQUESTS_KEPT
 from ..errors import Forbidden, InvalidRequest, NotFound
+from ..fields import FILLED_TEXT, checked, optional
 from ..pull_requests import PullRequest
 from ..records import Change
 from .base import ChangeSource, SourceContext, check_codebase
@@ -201,10 +202,9 @@ class JsonHook(Webhook):
     _TEXT = ("repository", "project", "codebase", "author", "committer", "comments", "revlink")
     _OPTIONAL_TEXT = ("branch", "revision", "category")
 
+    @checked(token=optional(FILLED_TEXT))
     def __init__(self, name: str = "changes", token: str | None = None, codebase: str = ""):
         super().__init__(name, codebase)
-        if token is not None and (not isinstance(token, str) or not token):
-            raise ValueError("JsonHook token must be a non-empty string (or None for no check)")
         self.token = token
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> Delivery:

@@ -29,9 +29,9 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from ..fields import FLAG, FUNCTION, RENDERABLE, TEXT, checked, either, optional
 from ..junit import TestCase
-from ..location import caller
-from ..locks import LockAccess
+from ..locks import ACCESSES, LockAccess
 from ..properties import Properties, RenderContext
 from ..results import Result
 
@@ -44,7 +44,7 @@ class CommandResult:
 
     #: Exit code; negative for a signal; None when no process ran.
     rc: int | None
-    #: Why it ended early (``timeout``, ``max_time``, ``interrupted``, ``error``), or None.
+    #: Why it ended early (``timeout``, ``max_time``, ``interrupted``, ``error``, ``invalid``), or None.
     reason: str | None = None
     #: What the worker said about it.
     message: str = ""
@@ -208,6 +208,18 @@ class Step:
     #: The name a step gets when none is given.
     default_name = "step"
 
+    @checked(
+        name=optional(TEXT),
+        halt_on_failure=FLAG,
+        flunk_on_failure=FLAG,
+        warn_on_failure=FLAG,
+        warn_on_warnings=FLAG,
+        flunk_on_warnings=FLAG,
+        always_run=FLAG,
+        do_step_if=either(FLAG, FUNCTION, RENDERABLE),
+        hide_step_if=either(FLAG, FUNCTION),
+        locks=ACCESSES,
+    )
     def __init__(
         self,
         name: str | None = None,
@@ -231,11 +243,7 @@ class Step:
         self.always_run = always_run
         self.do_step_if = do_step_if
         self.hide_step_if = hide_step_if
-        self.locks = list(locks)
-        for access in self.locks:
-            if not isinstance(access, LockAccess):
-                raise TypeError(f"step {self.name!r}: locks take lock.access(...), not {access!r}")
-        self.defined_at = caller()
+        self.locks: list[LockAccess] = list(locks)
 
     async def run(self, build: BuildContext) -> Result:
         """Do the step's work and say how it went."""

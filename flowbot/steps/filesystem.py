@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..fields import RENDERED_TEXT, checked
 from ..results import Result
 from .base import BuildContext, Step
 
@@ -13,6 +14,7 @@ class MakeDirectory(Step):
 
     default_name = "mkdir"
 
+    @checked(dir=RENDERED_TEXT)
     def __init__(self, dir: Any, **flags: Any):
         super().__init__(**flags)
         self.dir = dir
@@ -27,6 +29,7 @@ class RemoveDirectory(Step):
 
     default_name = "rmdir"
 
+    @checked(dir=RENDERED_TEXT)
     def __init__(self, dir: Any, **flags: Any):
         super().__init__(**flags)
         self.dir = dir

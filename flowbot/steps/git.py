@@ -19,6 +19,7 @@ import re
 from typing import Any
 
 from ..defaults import SHELL_TIMEOUT
+from ..fields import ENV, FLAG, RENDERED_TEXT, SECONDS, TEXT, checked, either, one_of, optional, refuse, whole
 from ..pull_requests import is_merge_ref
 from ..results import Result
 from ..text import why_unkeepable
@@ -52,11 +53,22 @@ class Git(Step):
         **flags: the flags of :class:`~flowbot.steps.base.Step` (``name``, ``halt_on_failure``...).
 
     Raises:
-        ValueError: an unknown mode or method, or a method with ``incremental``.
+        ConfigError: an argument of the wrong kind, or a method with ``incremental``.
     """
 
     default_name = "git"
 
+    @checked(
+        repourl=RENDERED_TEXT,
+        branch=optional(RENDERED_TEXT),
+        mode=one_of(*MODES),
+        method=optional(one_of(*METHODS)),
+        workdir=RENDERED_TEXT,
+        shallow=either(FLAG, whole(minimum=1)),
+        codebase=TEXT,
+        env=ENV,
+        timeout=optional(SECONDS),
+    )
     def __init__(
         self,
         repourl: Any,
@@ -73,18 +85,12 @@ class Git(Step):
     ):
         flags.setdefault("halt_on_failure", True)  # nothing to build without the source
         super().__init__(**flags)
-        if repourl is None or (isinstance(repourl, str) and not repourl.strip()):
-            raise ValueError("Git needs a repository URL or path")
-        if mode not in MODES:
-            raise ValueError(f"Git mode must be one of {MODES}; got {mode!r}")
+        if isinstance(repourl, str) and not repourl.strip():
+            raise refuse(self, "repourl", "needs a repository URL or path")
         if mode == "incremental" and method is not None:
-            raise ValueError("Git method applies to mode='full' only; incremental leaves the tree as it is")
+            raise refuse(self, "method", "method applies to mode='full' only; incremental leaves the tree as it is")
         if mode == "full":
             method = method or "fresh"
-            if method not in METHODS:
-                raise ValueError(f"Git method must be one of {METHODS}; got {method!r}")
-        if not isinstance(shallow, bool) and (not isinstance(shallow, int) or shallow < 1):
-            raise ValueError(f"Git shallow must be True, False or a positive depth; got {shallow!r}")
         self.repourl = repourl
         self.branch = branch
         self.mode = mode

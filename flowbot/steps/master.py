@@ -9,6 +9,7 @@ import subprocess
 from typing import Any
 
 from ..defaults import STOP_GRACE
+from ..fields import ENV, RENDERED_TEXT, TEXT, checked, either, list_of
 from ..results import Result
 from .base import BuildContext, Step, StepLog
 
@@ -18,6 +19,7 @@ class SetProperty(Step):
 
     default_name = "set property"
 
+    @checked(property=TEXT)
     def __init__(self, property: str, value: Any, **flags: Any):
         super().__init__(**flags)
         self.property = property
@@ -41,6 +43,7 @@ class MasterShell(Step):
 
     default_name = "master shell"
 
+    @checked(command=either(RENDERED_TEXT, list_of(RENDERED_TEXT, "a list of arguments")), env=ENV)
     def __init__(self, command: Any, *, env: dict[str, Any] | None = None, **flags: Any):
         super().__init__(**flags)
         self.command = command

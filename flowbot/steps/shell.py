@@ -11,10 +11,30 @@ from typing import Any
 
 from .. import junit
 from ..defaults import SHELL_TIMEOUT
-from ..errors import ConfigError, FlowbotError
+from ..errors import FlowbotError
+from ..fields import (
+    ANYTHING,
+    ENV,
+    FLAG,
+    FUNCTION,
+    RENDERED_TEXT,
+    SECONDS,
+    TEXT,
+    checked,
+    either,
+    list_of,
+    mapping,
+    optional,
+    refuse,
+    rendered,
+)
 from ..properties import Renderable
 from ..results import Result, worst
 from .base import BuildContext, CommandResult, StartedCommand, Step
+
+#: What a command's renderables must make for each build.
+_RENDERED_COMMAND = either(TEXT, list_of(ANYTHING, "a list of arguments"))
+_LOGFILES = mapping(TEXT, TEXT, "a dict of log names to paths")
 
 
 class Shell(Step):
@@ -39,6 +59,14 @@ class Shell(Step):
 
     default_name = "shell"
 
+    @checked(
+        workdir=RENDERED_TEXT,
+        env=ENV,
+        timeout=optional(SECONDS),
+        max_time=optional(SECONDS),
+        logfiles=optional(mapping(TEXT, RENDERED_TEXT, "a dict of log names to paths")),
+        junit=optional(RENDERED_TEXT),
+    )
     def __init__(
         self,
         command: Any,
@@ -80,25 +108,20 @@ class Shell(Step):
             return
         else:
             problem = f"{command!r} ({type(command).__name__})"
-        where = self.defined_at
-        raise ConfigError(
-            f"{type(self).__name__}'s command must be a string, a renderable or a list of them; got {problem}",
-            where and where.filename,
-            where and where.lineno,
-        )
+        raise refuse(self, "command", f"command must be a string, a renderable or a list of them; got {problem}")
 
     def command_args(self, build: BuildContext) -> dict[str, Any]:
         """The ``shell`` command's arguments, rendered for this build."""
-        command = build.render(self.command)
+        command = rendered(self, "command", build.render(self.command), _RENDERED_COMMAND)
         if isinstance(command, list):
             command = [str(arg) for arg in command]
         return {
             "command": command,
-            "workdir": build.render(self.workdir),
-            "env": {**build.env(), **build.render(self.env)},
+            "workdir": rendered(self, "workdir", build.render(self.workdir), TEXT),
+            "env": {**build.env(), **rendered(self, "env", build.render(self.env), ENV)},
             "timeout": self.timeout,
             "max_time": self.max_time,
-            "logfiles": build.render(self.logfiles),
+            "logfiles": rendered(self, "logfiles", build.render(self.logfiles), _LOGFILES),
         }
 
     async def run(self, build: BuildContext) -> Result:
@@ -155,6 +178,7 @@ class SetPropertyFromCommand(Shell):
 
     default_name = "set property"
 
+    @checked(property=optional(TEXT), extract_fn=optional(FUNCTION), strip=FLAG)
     def __init__(
         self,
         command: Any,
@@ -164,9 +188,9 @@ class SetPropertyFromCommand(Shell):
         strip: bool = True,
         **options: Any,
     ):
-        if (property is None) == (extract_fn is None):
-            raise ValueError("SetPropertyFromCommand needs exactly one of property= and extract_fn=")
         super().__init__(command, **options)
+        if (property is None) == (extract_fn is None):
+            raise refuse(self, None, "needs exactly one of property= and extract_fn=")
         self.property = property
         self.extract_fn = extract_fn
         self.strip = strip

@@ -16,6 +16,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import TransferError
+from ..fields import PATH, RENDERED_TEXT, TEXT, checked, either, named, optional, whole
 from ..results import Result
 from .base import BuildContext, Step
 
@@ -86,6 +87,12 @@ class FileUpload(Step):
     default_name = "upload"
     directory = False
 
+    @checked(
+        workersrc=RENDERED_TEXT,
+        masterdest=either(PATH, RENDERED_TEXT),
+        workdir=TEXT,
+        max_size=optional(whole(minimum=1)),
+    )
     def __init__(
         self, workersrc: Any, masterdest: Any, *, workdir: str = "build", max_size: int | None = None, **flags: Any
     ):
@@ -123,6 +130,12 @@ class FileDownload(Step):
 
     default_name = "download"
 
+    @checked(
+        mastersrc=either(PATH, RENDERED_TEXT),
+        workerdest=RENDERED_TEXT,
+        workdir=TEXT,
+        mode=optional(named(whole(minimum=0, maximum=0o7777), "a file mode such as 0o755")),
+    )
     def __init__(
         self, mastersrc: Any, workerdest: Any, *, workdir: str = "build", mode: int | None = None, **flags: Any
     ):

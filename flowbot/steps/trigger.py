@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ..fields import FLAG, PROPERTIES, TEXT, checked, list_of, refuse
 from ..results import Result, worst
 from .base import BuildContext, Step
 
@@ -25,6 +26,13 @@ class Trigger(Step):
 
     default_name = "trigger"
 
+    @checked(
+        schedulers=list_of(TEXT, "a list of scheduler names", single=True),
+        wait_for_finish=FLAG,
+        set_properties=PROPERTIES,
+        copy_properties=list_of(TEXT, "a list of property names", single=True),
+        update_sourcestamp=FLAG,
+    )
     def __init__(
         self,
         schedulers: Iterable[str],
@@ -36,9 +44,9 @@ class Trigger(Step):
         **flags: Any,
     ):
         super().__init__(**flags)
-        self.schedulers = [schedulers] if isinstance(schedulers, str) else list(schedulers)
+        self.schedulers = list(schedulers)
         if not self.schedulers:
-            raise ValueError("Trigger needs at least one scheduler")
+            raise refuse(self, "schedulers", "needs at least one scheduler")
         self.wait_for_finish = wait_for_finish
         self.set_properties = dict(set_properties or {})
         self.copy_properties = list(copy_properties)

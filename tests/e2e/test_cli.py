@@ -79,7 +79,7 @@ BROKEN = {
         """\
         from flowbot import Pipeline, Worker, Builder, Shell, AnyBranchScheduler
         pipeline = Pipeline(
-            workers=[Worker("w1")],
+            workers=[Worker("w1", secret="s")],
             schedulers=[
                 AnyBranchScheduler("s", builders=["unti"]),
             ],
@@ -93,7 +93,7 @@ BROKEN = {
         """\
         from flowbot import Pipeline, Worker, Builder, Shell
         pipeline = Pipeline(
-            workers=[Worker("w1")],
+            workers=[Worker("w1", secret="s")],
             builders=[
                 Builder("unit", workers=["w7"], steps=[Shell("true")]),
             ],
@@ -106,7 +106,7 @@ BROKEN = {
         """\
         from flowbot import Pipeline, Worker, Builder, Shell
         pipeline = Pipeline(
-            workers=[Worker("w1")],
+            workers=[Worker("w1", secret="s")],
             builders=[
                 Builder("unit", workers=["w1"], steps=[Shell("true")]),
                 Builder("unit", workers=["w1"], steps=[Shell("false")]),

@@ -237,7 +237,7 @@ async def test_stopping_a_build_whose_triggered_build_waits_for_a_start_leaves_n
     # Given a build that triggered another, whose worker on demand is starting (it never connects)
     child_worker = LocalWorker("child-worker", python=hanging_python(tmp_path), start_timeout=120)
     both = Pipeline(
-        workers=[Worker("w1"), child_worker],
+        workers=[Worker("w1", secret="s"), child_worker],
         schedulers=[ForceScheduler("force", builders=["parent"]), Triggerable("child", builders=["child"])],
         builders=[
             Builder("parent", workers=["w1"], steps=[Trigger(["child"], wait_for_finish=True)]),

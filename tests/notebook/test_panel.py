@@ -133,7 +133,7 @@ async def test_running_the_pipeline_cell_again_reconfigures_and_a_broken_one_cha
         # A cell with a mistake raises where it is, and the master keeps its pipeline
         with pytest.raises(flowbot.ConfigError, match="names worker 'nobody'"):
             Pipeline(
-                workers=[Worker("w1")],
+                workers=[Worker("w1", secret="s")],
                 builders=[Builder("x", workers=["nobody"], steps=[Shell("true")])],
                 master=master,
             )

@@ -165,7 +165,7 @@ def test_int_parameters_convert_and_check() -> None:
 
 
 def test_triggers_must_name_triggerable_schedulers_and_never_loop() -> None:
-    workers = [Worker("w")]
+    workers = [Worker("w", secret="s")]
 
     def builder(name: str, *triggers: str) -> Builder:
         return Builder(name, workers=["w"], steps=[Shell("true"), *[Trigger(schedulers=[t]) for t in triggers]])

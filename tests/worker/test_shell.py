@@ -178,6 +178,18 @@ async def test_a_command_that_is_neither_a_string_nor_a_list_of_strings_is_refus
         await shell({"command": command}).outcome()
 
 
+@pytest.mark.parametrize("limit", ["timeout", "max_time"])
+@pytest.mark.parametrize("value", ["10 minutes", 0, -5, True])
+async def test_a_time_limit_that_is_not_a_number_of_seconds_is_refused_before_anything_runs(
+    shell, tmp_path: Path, limit: str, value: Any
+) -> None:
+    run = shell({"command": "touch ran", limit: value})
+
+    with pytest.raises(CommandError, match=f"shell {limit} must be a number of seconds above 0, not {value!r}"):
+        await run.outcome()
+    assert list(tmp_path.rglob("ran")) == []
+
+
 async def test_a_program_that_does_not_exist_ends_with_an_error_not_an_exception(shell) -> None:
     outcome = await shell({"command": ["/nonexistent/flowbot-program", "--flag"]}).outcome()
 

@@ -67,6 +67,11 @@ ACK = "ack"
 FILE_DATA = "file_data"  # a chunk of a file being transferred, either way
 FILE_CREDIT = "file_credit"  # room for more chunks, from whoever receives them
 
+#: The ``reason`` of a ``finished`` command the worker refused as sent (an argument of the wrong kind,
+#: a path outside its basedir, a command it does not have): a configuration problem, which the
+#: master ends as EXCEPTION rather than a failure of the build.
+INVALID = "invalid"
+
 #: Every type a peer may send; anything else is malformed.
 TYPES = frozenset(
     {

@@ -55,7 +55,7 @@ class _Unknown(Command):
     name = "unknown"
 
     async def run(self) -> Outcome:
-        return Outcome(None, "error", f"this worker has no command {self.args['name']!r}")
+        return Outcome(None, protocol.INVALID, f"this worker has no command {self.args['name']!r}")
 
 
 @dataclass(eq=False)
@@ -416,7 +416,7 @@ class Worker:
         try:
             outcome = await held.command.run()
         except CommandError as exc:
-            outcome = Outcome(None, "error", str(exc))
+            outcome = Outcome(None, protocol.INVALID, str(exc))
         except Exception as exc:  # a bug in a command must not take the worker down
             log.exception("command %s failed", cmd_id)
             outcome = Outcome(None, "error", f"worker error: {exc!r}")

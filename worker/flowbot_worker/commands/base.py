@@ -16,7 +16,7 @@ class Outcome:
 
     #: Exit code; negative for a signal; None when no process ran.
     rc: int | None
-    #: Why it ended early: ``timeout``, ``max_time``, ``interrupted``, ``error``; None when it ran out.
+    #: Why it ended early: ``timeout``, ``max_time``, ``interrupted``, ``error``, ``invalid``; None when it ran out.
     reason: str | None = None
     #: A human-readable explanation to show in the step's log.
     message: str = ""

@@ -68,6 +68,10 @@ class ShellCommand(Command):
             argv, shell = command, False
         else:
             raise CommandError("shell needs a command: a string or a non-empty list of strings")
+        for limit in ("timeout", "max_time"):
+            value = self.args.get(limit)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise CommandError(f"shell {limit} must be a number of seconds above 0, not {value!r}")
         cwd = self.directory()
         if self._reason is not None:  # interrupted before it could start
             return Outcome(None, self._reason, self._message)
