@@ -20,6 +20,11 @@ LIVENESS = _worker.LIVENESS
 #: that the oldest is dropped, so a flood of replayed hellos cannot grow the master's memory.
 MAX_CHALLENGES = 1024
 
+#: Seconds between the ticks that measure the master's event-loop lag (``flowbot_loop_lag_seconds``).
+LOOP_LAG_INTERVAL = 0.1
+#: A lag longer than this many seconds is also logged as a warning.
+LOOP_LAG_WARNING = 1.0
+
 #: Output flushing that the master asks its workers for (bytes, seconds, bytes in flight).
 OUTPUT_FLUSH_BYTES = _worker.OUTPUT_FLUSH_BYTES
 OUTPUT_FLUSH_DELAY = _worker.OUTPUT_FLUSH_DELAY

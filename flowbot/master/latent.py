@@ -30,6 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 import zmq
+from prometheus_client import Histogram
 from zmq.utils import z85
 
 from ..defaults import (
@@ -44,7 +45,6 @@ from ..defaults import (
 from ..errors import LaunchError
 from ..launchers.base import Dial, Instance, Launcher
 from ..workers import Worker
-from .histogram import Histogram
 from .tasks import Spawn
 
 log = logging.getLogger(__name__)
@@ -173,7 +173,13 @@ class LatentWorkers:
         #: Starts asked of a launcher, starts that failed, by worker; seconds each start took to connect.
         self.starts: Counter[str] = Counter()
         self.failures: Counter[str] = Counter()
-        self.connect_seconds = Histogram(CONNECT_BUCKETS)
+        self.connect_seconds = Histogram(
+            "flowbot_instance_connect_seconds",
+            "Seconds from an instance's start to its worker's connection, by worker.",
+            ["worker"],
+            buckets=CONNECT_BUCKETS,
+            registry=None,  # /metrics collects it
+        )
 
     # -- the pipeline's definitions -----------------------------------------------------------
 
@@ -271,7 +277,7 @@ class LatentWorkers:
         slot.state, slot.since, slot.reason = InstanceState.CONNECTED, time.time(), ""
         slot.connected.set()
         pool.failures = 0
-        self.connect_seconds.observe(pool.definition.name, waited)
+        self.connect_seconds.labels(pool.definition.name).observe(waited)
         log.info("instance %s connected %.1f s after its start", name, waited)
         self._idle(pool, slot)
         self.wake()

@@ -37,6 +37,7 @@ from .dispatch import Dispatcher
 from .events import EventBus, EventKind
 from .latent import LatentWorkers
 from .local_workers import LocalWorkers
+from .loop_lag import LoopLag
 from .reconfiguration import Outcome, Reconfiguration, preview
 from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
@@ -94,6 +95,8 @@ class Master:
         self.events = EventBus(known_builder=lambda name: self.pipeline.builder(name) is not None)
         #: Every task the master and its parts run.
         self.tasks = Tasks()
+        #: How late the event loop runs (``/metrics``: ``flowbot_loop_lag_seconds``).
+        self.loop_lag = LoopLag()
         self.store: Store | None = None
         self.registry = WorkerRegistry(
             {w.name: w for w in pipeline.workers},
@@ -237,6 +240,7 @@ class Master:
         self.reporting.start()
         self.store.when_available(self._store_back)
         self.dispatcher.active = True
+        self.spawn(self.loop_lag.run(), "loop lag")
         self.spawn(self._remember_workers(), "remember workers")
         if self.store.queues_log_search:
             self.spawn(log_search.run(self.store), "log search indexing")

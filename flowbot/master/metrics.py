@@ -1,171 +1,163 @@
-"""``/metrics``: the master in Prometheus's text format, written by hand (it is a few lines).
+"""``/metrics``: the master for Prometheus, through ``prometheus_client``.
 
-Counters and histograms count from the master's start (Prometheus handles restarts); gauges are
-read from the master when scraped. Nothing here touches the store: a scrape every few seconds costs
-the master next to nothing, however long its history.
+Counters and histograms count from the master's start (Prometheus handles restarts, and
+``flowbot_start_time_seconds`` says when that was); gauges are read from the master when scraped.
+Nothing here touches the store: a scrape every few seconds costs the master next to nothing,
+however long its history. Each master has a registry of its own (several can share a process),
+with the process's own metrics (CPU, memory, file descriptors, garbage collection) beside its
+own; a scraper that asks for OpenMetrics gets it.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 
 from .api import ApiHandler
 from .events import Event, EventKind
-from .histogram import Histogram, escape
 from .latent import InstanceState
 
 if TYPE_CHECKING:
     from .master import Master
 
+#: Upper bounds (seconds) of the build duration and queue histograms: CI builds take seconds to hours.
+BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
+
+# Every series counts from the master's start, which flowbot_start_time_seconds gives once.
+prometheus_client.disable_created_metrics()
+
 
 class Metrics:
-    """Counts builds as they start and finish; renders everything on demand."""
+    """Counts builds as they start and finish; collects everything on demand."""
 
     def __init__(self, master: Master):
         self.master = master
         self.started_at = time.time()
         self.builds: Counter[tuple[str, str]] = Counter()
-        self.durations = Histogram()
-        self.queue_waits = Histogram()
+        self.durations = Histogram(
+            "flowbot_build_duration_seconds",
+            "How long finished builds ran, by builder.",
+            ["builder"],
+            buckets=BUCKETS,
+            registry=None,
+        )
+        self.queue_waits = Histogram(
+            "flowbot_build_queue_seconds",
+            "How long requests waited in the queue before their build started, by builder.",
+            ["builder"],
+            buckets=BUCKETS,
+            registry=None,
+        )
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+        prometheus_client.ProcessCollector(registry=self.registry)
+        prometheus_client.PlatformCollector(registry=self.registry)
+        prometheus_client.GCCollector(registry=self.registry)
         self._unsubscribe = master.events.subscribe(self._on_event, (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED))
 
     def _on_event(self, event: Event) -> None:
         build = event["build"]
         if event["type"] == EventKind.BUILD_STARTED:
-            self.queue_waits.observe(build["builder"], max(0.0, build["started_at"] - build["submitted_at"]))
+            self.queue_waits.labels(build["builder"]).observe(max(0.0, build["started_at"] - build["submitted_at"]))
         else:
             self.builds[build["builder"], build["result"]] += 1
-            self.durations.observe(build["builder"], max(0.0, build["finished_at"] - build["started_at"]))
+            self.durations.labels(build["builder"]).observe(max(0.0, build["finished_at"] - build["started_at"]))
 
     def close(self) -> None:
         self._unsubscribe()
 
     def render(self) -> str:
+        """Everything, in Prometheus's text format."""
+        return prometheus_client.generate_latest(self.registry).decode()
+
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """What a scraper that sent ``Accept: accept`` reads (text, or OpenMetrics), and its content type."""
+        encode, content_type = choose_encoder(accept)
+        return encode(self.registry), content_type
+
+    def collect(self) -> Iterator[Metric]:
+        """Everything the master knows of itself now (``prometheus_client``'s collector interface)."""
         master = self.master
-        out: list[str] = []
-
-        def metric(name: str, kind: str, text: str, samples: Iterable[str]) -> None:
-            out.append(f"# HELP {name} {text}")
-            out.append(f"# TYPE {name} {kind}")
-            out.extend(samples)
-
-        metric(
-            "flowbot_builds_total",
-            "counter",
+        builds = CounterMetricFamily(
+            "flowbot_builds",
             "Builds finished since the master started, by builder and result.",
-            (
-                f'flowbot_builds_total{{builder="{escape(b)}",result="{r}"}} {n}'
-                for (b, r), n in sorted(self.builds.items())
-            ),
+            labels=["builder", "result"],
         )
-        metric(
-            "flowbot_build_duration_seconds",
-            "histogram",
-            "How long finished builds ran, by builder.",
-            self.durations.lines("flowbot_build_duration_seconds", "builder"),
-        )
-        metric(
-            "flowbot_build_queue_seconds",
-            "histogram",
-            "How long requests waited in the queue before their build started, by builder.",
-            self.queue_waits.lines("flowbot_build_queue_seconds", "builder"),
-        )
+        for (builder, result), n in sorted(self.builds.items()):
+            builds.add_metric([builder, result], n)
+        yield builds
+        yield from self.durations.collect()
+        yield from self.queue_waits.collect()
         running = Counter(b.builder for b in master.running.values())
         names = [b.name for b in master.pipeline.builders]
-        metric(
+        yield _by_label(
             "flowbot_queue_length",
-            "gauge",
             "Build requests waiting for a worker, by builder.",
-            (f'flowbot_queue_length{{builder="{escape(n)}"}} {master.queue.count(n)}' for n in names),
+            "builder",
+            {n: master.queue.count(n) for n in names},
         )
-        metric(
-            "flowbot_builds_running",
-            "gauge",
-            "Builds running now, by builder.",
-            (f'flowbot_builds_running{{builder="{escape(n)}"}} {running[n]}' for n in names),
+        yield _by_label(
+            "flowbot_builds_running", "Builds running now, by builder.", "builder", {n: running[n] for n in names}
         )
-        metric(
-            "flowbot_workers_connected",
-            "gauge",
-            "Workers connected now.",
-            [f"flowbot_workers_connected {len(master.registry.connections)}"],
+        yield GaugeMetricFamily("flowbot_workers_connected", "Workers connected now.", len(master.registry.connections))
+        yield GaugeMetricFamily(
+            "flowbot_workers_paused", "Workers paused now (they take no new builds).", len(master.worker_control.paused)
         )
-        metric(
-            "flowbot_workers_paused",
-            "gauge",
-            "Workers paused now (they take no new builds).",
-            [f"flowbot_workers_paused {len(master.worker_control.paused)}"],
+        yield GaugeMetricFamily(
+            "flowbot_workers_configured", "Workers the pipeline declares.", len(master.pipeline.workers)
         )
-        metric(
-            "flowbot_workers_configured",
-            "gauge",
-            "Workers the pipeline declares.",
-            [f"flowbot_workers_configured {len(master.pipeline.workers)}"],
-        )
-        metric(
-            "flowbot_worker_messages_dropped_total",
-            "counter",
+        dropped = CounterMetricFamily(
+            "flowbot_worker_messages_dropped",
             "Messages from workers dropped (malformed, unsigned, replayed, unknown...) and connections cut off for a "
             "frame too large (cut-off), by reason.",
-            (
-                f'flowbot_worker_messages_dropped_total{{reason="{escape(r)}"}} {n}'
-                for r, n in sorted(master.registry.dropped.items())
-            ),
+            labels=["reason"],
         )
-        metric(
+        for reason, n in sorted(master.registry.dropped.items()):
+            dropped.add_metric([reason], n)
+        yield dropped
+        yield GaugeMetricFamily(
             "flowbot_store_available",
-            "gauge",
             "1 while the database takes writes, 0 while it cannot (down, restarting, its disk full).",
-            [f"flowbot_store_available {int(master.store.available)}"],
+            int(master.store.available),
         )
-        metric(
+        yield GaugeMetricFamily(
             "flowbot_store_held_writes",
-            "gauge",
             "Writes waiting for the database to take writes again (builds' records, log lines).",
-            [f"flowbot_store_held_writes {master.store.held_writes}"],
+            master.store.held_writes,
         )
-        self._instances(metric)
-        reporting = master.reporting
-        metric(
-            "flowbot_reports_total",
-            "counter",
-            "Reports by reporter and outcome (delivered, failed after retries or refused, dropped as too many).",
-            (
-                f'flowbot_reports_total{{reporter="{escape(name)}",outcome="{outcome}"}} {counts[name]}'
-                for name in sorted({r.name for r in reporting.reporters})
-                for outcome, counts in (
-                    ("delivered", reporting.delivered),
-                    ("failed", reporting.failed),
-                    ("dropped", reporting.dropped),
-                )
-            ),
+        yield from self._instances()
+        yield from self._reports()
+        yield from master.loop_lag.histogram.collect()
+        yield GaugeMetricFamily(
+            "flowbot_loop_lag_seconds_max",
+            "The longest the master's event loop ran late since the master started.",
+            master.loop_lag.max,
         )
-        metric(
-            "flowbot_start_time_seconds",
-            "gauge",
-            "When the master started (epoch seconds).",
-            [f"flowbot_start_time_seconds {self.started_at:.3f}"],
+        yield GaugeMetricFamily(
+            "flowbot_start_time_seconds", "When the master started (epoch seconds).", self.started_at
         )
-        return "\n".join(out) + "\n"
 
-    def _instances(self, metric: Callable[[str, str, str, Iterable[str]], None]) -> None:
+    def _instances(self) -> Iterator[Metric]:
         """Workers started on demand: their instances by state, starts, failures, and time to connect."""
         latent = self.master.latent
         states = Counter((v.worker, v.state.value) for v in latent.views())
         names = [w.name for w in self.master.pipeline.workers if w.launcher is not None]
-        metric(
+        instances = GaugeMetricFamily(
             "flowbot_instances",
-            "gauge",
             "Instances of workers started on demand, by worker and state (starting, connected, stopping).",
-            (
-                f'flowbot_instances{{worker="{escape(n)}",state="{state.value}"}} {states[n, state.value]}'
-                for n in names
-                for state in InstanceState
-            ),
+            labels=["worker", "state"],
         )
+        for name in names:
+            for state in InstanceState:
+                instances.add_metric([name, state.value], states[name, state.value])
+        yield instances
         for name, text, counts in (
             ("starts", "Instances a launcher was asked to start, by worker.", latent.starts),
             (
@@ -174,18 +166,34 @@ class Metrics:
                 latent.failures,
             ),
         ):
-            metric(
-                f"flowbot_instance_{name}_total",
-                "counter",
-                text,
-                (f'flowbot_instance_{name}_total{{worker="{escape(n)}"}} {counts[n]}' for n in names),
-            )
-        metric(
-            "flowbot_instance_connect_seconds",
-            "histogram",
-            "Seconds from an instance's start to its worker's connection, by worker.",
-            latent.connect_seconds.lines("flowbot_instance_connect_seconds", "worker"),
+            family = CounterMetricFamily(f"flowbot_instance_{name}", text, labels=["worker"])
+            for worker in names:
+                family.add_metric([worker], counts[worker])
+            yield family
+        yield from latent.connect_seconds.collect()
+
+    def _reports(self) -> Iterator[Metric]:
+        reporting = self.master.reporting
+        family = CounterMetricFamily(
+            "flowbot_reports",
+            "Reports by reporter and outcome (delivered, failed after retries or refused, dropped as too many).",
+            labels=["reporter", "outcome"],
         )
+        for name in sorted({r.name for r in reporting.reporters}):
+            for outcome, counts in (
+                ("delivered", reporting.delivered),
+                ("failed", reporting.failed),
+                ("dropped", reporting.dropped),
+            ):
+                family.add_metric([name, outcome], counts[name])
+        yield family
+
+
+def _by_label(name: str, text: str, label: str, values: dict[str, float]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, text, labels=[label])
+    for key, value in values.items():
+        family.add_metric([key], value)
+    return family
 
 
 class MetricsHandler(ApiHandler):
@@ -194,5 +202,6 @@ class MetricsHandler(ApiHandler):
         self.metrics = metrics
 
     def get(self) -> None:
-        self.set_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-        self.finish(self.metrics.render())
+        body, content_type = self.metrics.exposition(self.request.headers.get("Accept", ""))
+        self.set_header("Content-Type", content_type)
+        self.finish(body)

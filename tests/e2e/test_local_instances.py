@@ -64,7 +64,9 @@ async def test_three_builds_on_two_instances_each_run_on_a_fresh_worker_that_is_
         assert 'flowbot_instance_starts_total{worker="local"} 3' in metrics
         assert 'flowbot_instance_failures_total{worker="local"} 0' in metrics
         assert 'flowbot_instance_connect_seconds_count{worker="local"} 3' in metrics
-        assert 'flowbot_instances{worker="local",state="connected"}' in metrics
+        assert (
+            'flowbot_instances{state="connected",worker="local"}' in metrics
+        )  # labels sorted, as Prometheus's client writes them
         # ... and nothing is left: no process, no directory, no record
         assert not processes_running(worker.launcher)
         assert list(directory.iterdir()) == []

@@ -64,7 +64,7 @@ def test_a_database_outage_mid_run_leaves_no_request_behind_and_runs_no_step_twi
     metrics = master.client.request("GET", "/metrics")
     assert "flowbot_store_available 0" in metrics
     (held,) = [line.split()[1] for line in metrics.splitlines() if line.startswith("flowbot_store_held_writes ")]
-    assert int(held) > 0
+    assert float(held) > 0
     time.sleep(2.0)
     stoppable_postgres.start()
 

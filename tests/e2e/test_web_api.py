@@ -137,6 +137,27 @@ def metric(master, sample: str) -> float | None:
     return float(values[0]) if values else None
 
 
+def test_metrics_show_how_late_the_event_loop_runs_and_speak_openmetrics_to_a_scraper_that_asks(master):
+    # Given a master that has run a while
+    status, text, _ = call(master, "GET", "/metrics")
+
+    # Then /metrics has the event loop's lag as a histogram, its longest, and the process's own figures
+    assert "# TYPE flowbot_loop_lag_seconds histogram" in text
+    assert metric(master, "flowbot_loop_lag_seconds_count") > 0
+    assert metric(master, 'flowbot_loop_lag_seconds_bucket{le="+Inf"}') == metric(
+        master, "flowbot_loop_lag_seconds_count"
+    )
+    assert metric(master, "flowbot_loop_lag_seconds_max") >= 0
+    assert metric(master, "process_resident_memory_bytes") > 0
+
+    # And a scraper that asks for OpenMetrics gets it
+    status, text, headers = call(
+        master, "GET", "/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert status == 200 and headers["Content-Type"].startswith("application/openmetrics-text")
+    assert text.endswith("# EOF\n") and "# TYPE flowbot_builds counter" in text
+
+
 def test_metrics_count_the_messages_dropped_from_the_worker_socket(master_factory):
     # Given a master, and someone who sends its worker socket a message too short and one of another protocol
     master = master_factory(PIPELINE)
