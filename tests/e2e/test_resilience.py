@@ -37,7 +37,9 @@ def test_an_undeclared_worker_is_refused(master_factory, worker_factory):
     wait_for(lambda: "refused worker 'w9': unknown worker" in master.log(), 15, "the refusal")
     wait_for(lambda: "unknown worker" in stranger.log(), 15, "the worker to hear why")
     assert not any(w["connected"] for w in master.client.workers())
-    assert stranger.alive()  # it keeps trying, backing off, in case the pipeline gains it
+    # Told the refusal will not change until the pipeline does, it stops, with a code of its own
+    # (given --keep-trying it goes on, backing off: tests/e2e/test_processes.py)
+    assert stranger.proc.wait(timeout=15) == 3
 
 
 def test_a_worker_killed_mid_build_makes_it_retry_and_the_request_runs_again(master_factory, worker_factory):
