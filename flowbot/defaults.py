@@ -124,8 +124,11 @@ EVENT_JOURNAL_SIZE = 10_000
 #: event is sent a moment after its end is recorded, so a little overlap is needed to miss none.
 EVENT_RESUME_SLACK = 10.0
 
-#: Messages an event-stream client may have unsent before it is disconnected as too slow.
+#: Events a reader of the master's events may fall behind by (an event-stream client, while its
+#: replay is sent; :meth:`Master.events` in the kernel) before it is disconnected as too slow.
 EVENT_CLIENT_BACKLOG = 5_000
+#: Bytes of events an event-stream client may have unsent before it is disconnected as too slow.
+EVENT_CLIENT_BACKLOG_BYTES = 16 * 1024 * 1024
 
 #: Seconds between WebSocket pings (keeps idle streams alive through proxies).
 WEBSOCKET_PING = 20.0

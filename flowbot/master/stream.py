@@ -16,10 +16,11 @@ however many there are (marked ``replayed``, without an id, and possibly repeati
 saw: clients key builds by id). The hello's ``replayed`` counts a journal replay; it is null for one
 from the store. Live log lines are never replayed: fetch the log tail instead.
 
-A client that cannot keep up is disconnected (close code 1013) rather than allowed to grow the
-master's memory; it reconnects with ``since=`` and loses nothing it could not fetch again. The
-replay itself is paced by the client (each batch is sent when it has taken the one before), so a
-client resuming from far back gets all of it however long it is.
+A client that cannot keep up (more than :data:`~flowbot.defaults.EVENT_CLIENT_BACKLOG_BYTES`
+unsent) is disconnected (close code 1013) rather than allowed to grow the master's memory; it
+reconnects with ``since=`` and loses nothing it could not fetch again. The replay itself is
+paced by the client (each batch is sent when it has taken the one before), so a client resuming
+from far back gets all of it however long it is.
 """
 
 from __future__ import annotations
@@ -27,12 +28,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import tornado.iostream
 import tornado.websocket
 
-from ..defaults import EVENT_CLIENT_BACKLOG, EVENT_RESUME_SLACK, MAX_LIST
+from ..defaults import EVENT_CLIENT_BACKLOG, EVENT_CLIENT_BACKLOG_BYTES, EVENT_RESUME_SLACK, MAX_LIST
 from ..errors import InvalidRequest, NotFound
 from .access import authorize_read
 from .api import error_status, json_error
@@ -78,14 +81,25 @@ class EventFilter:
 
 
 class EventStreamHandler(tornado.websocket.WebSocketHandler):
-    """``/api/events``: every master event, one JSON text message each."""
+    """``/api/events``: every master event, one JSON text message each.
+
+    Each event is encoded once, as a WebSocket frame that every client is sent as it is (frames
+    from a server are not masked, and these are never compressed), and what one client is due in a
+    turn of the loop goes to its socket in one write.
+    """
 
     def initialize(self, master: Master, journal: EventJournal) -> None:
         self.master = master
         self.journal = journal
         self._unsubscribe: Any = None
         self._buffer: list[Event] | None = None
-        self._backlog = 0
+        self._frames: list[bytes] = []  # due to the client in this turn of the loop
+        self._unsent = 0  # bytes due to the client or written to its socket's buffer and not yet taken
+        self._written: asyncio.Future[None] | None = None  # the last write to the socket
+
+    def get_compression_options(self) -> None:
+        """No compression: the frames are shared by every client."""
+        return None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Checked before the upgrade, so a bad request gets a plain HTTP error with a message.
@@ -117,7 +131,7 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
             replay = [e for e in self.journal.after(self.since) if self.filter.wants(e)]
             how = "journal" if self.journal.covers(self.since) else "store"
         counted = len(replay) if how != "store" else None  # the store is read a page at a time
-        if self._send({"type": "hello", "last_id": last_id, "replay": how, "replayed": counted}) is None:
+        if not self._send({"type": "hello", "last_id": last_id, "replay": how, "replayed": counted}):
             return
         if how == "store" and not await self._replay_store(replay, id_to_time(last_id)):
             return
@@ -134,13 +148,13 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         """Send ``events`` in order, waiting for the client to take them whenever half the backlog
         allowed is unsent; False when the connection is gone."""
         for event in events:
-            sent = self._send(event)
-            if sent is None:
+            if not self._send(event):
                 return False
-            if self._backlog >= EVENT_CLIENT_BACKLOG // 2:
+            if self._unsent >= EVENT_CLIENT_BACKLOG_BYTES // 2:
+                self._flush()
                 try:
-                    await sent
-                except tornado.websocket.WebSocketClosedError:
+                    await self._written
+                except tornado.iostream.StreamClosedError:
                     return False
         return True
 
@@ -178,35 +192,52 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         if self._buffer is None:
             self._send(event)
         elif len(self._buffer) >= EVENT_CLIENT_BACKLOG:
-            self._too_slow(len(self._buffer))
+            self._too_slow(f"{len(self._buffer)} events")
         else:
             self._buffer.append(event)
 
-    def _send(self, event: Event) -> asyncio.Future[None] | None:
-        """Queue one message; returns its write, or None when the connection is gone."""
-        if self.ws_connection is None:
-            return None
-        if self._backlog >= EVENT_CLIENT_BACKLOG:
-            self._too_slow(self._backlog)
-            return None
-        try:
-            sent = self.write_message(_dumps(event))
-        except tornado.websocket.WebSocketClosedError:
-            self._stop_listening()
-            return None
-        self._backlog += 1
-        sent.add_done_callback(self._sent)
-        return sent
+    def _send(self, event: Event) -> bool:
+        """Queue one message for this turn's write; False when the connection is gone."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return False
+        frame = _frame(event)
+        if self._unsent + len(frame) > EVENT_CLIENT_BACKLOG_BYTES:
+            self._too_slow(f"{self._unsent} bytes")
+            return False
+        if not self._frames:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._frames.append(frame)
+        self._unsent += len(frame)
+        return True
 
-    def _too_slow(self, unsent: int) -> None:
-        log.info("closing a slow event stream client (%d messages unsent)", unsent)
+    def _flush(self) -> None:
+        """Write the frames due to the client in one go."""
+        if not self._frames:
+            return
+        data = b"".join(self._frames)
+        self._frames = []
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        try:
+            self._written = self.ws_connection.stream.write(data)
+        except tornado.iostream.StreamClosedError:
+            self._stop_listening()
+            return
+        if self._written.done():  # the socket took it all at once
+            self._taken(self._written, len(data))
+        else:
+            self._written.add_done_callback(lambda written: self._taken(written, len(data)))
+
+    def _taken(self, written: asyncio.Future[None], size: int) -> None:
+        self._unsent -= size
+        if not written.cancelled():
+            written.exception()  # a closed socket: on_close cleans up
+
+    def _too_slow(self, unsent: str) -> None:
+        log.info("closing a slow event stream client (%s unsent)", unsent)
+        self._frames = []
         self._stop_listening()
         self.close(1013, "too slow: reconnect with since=<last id seen>")
-
-    def _sent(self, future: Any) -> None:
-        self._backlog -= 1
-        if not future.cancelled():
-            future.exception()  # a closed socket: on_close cleans up
 
     def _stop_listening(self) -> None:
         if self._unsubscribe is not None:
@@ -215,6 +246,31 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self._stop_listening()
+
+
+class _Frames:
+    """The last event's WebSocket frame: every client is sent the same bytes, encoded once."""
+
+    def __init__(self) -> None:
+        self._last: tuple[Event, bytes] | None = None
+
+    def __call__(self, event: Event) -> bytes:
+        if self._last is not None and self._last[0] is event:
+            return self._last[1]
+        payload = _dumps(event).encode()
+        size = len(payload)
+        # RFC 6455 5.2: FIN and the text opcode, then the length in 7, 7+16 or 7+64 bits; unmasked.
+        if size < 126:
+            head = struct.pack("!BB", 0x81, size)
+        elif size < 1 << 16:
+            head = struct.pack("!BBH", 0x81, 126, size)
+        else:
+            head = struct.pack("!BBQ", 0x81, 127, size)
+        self._last = (event, head + payload)
+        return self._last[1]
+
+
+_frame = _Frames()
 
 
 def _int(raw: str | None, name: str) -> int | None:

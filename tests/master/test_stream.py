@@ -11,6 +11,7 @@ import tornado.websocket
 import flowbot
 from flowbot import Builder, Pipeline, Shell, Worker
 from flowbot.defaults import EVENT_CLIENT_BACKLOG, MAX_LIST
+from flowbot.master import stream
 from flowbot.records import BuildsetSpec
 from flowbot.results import Result
 from flowbot.store import Ref, Store
@@ -118,6 +119,73 @@ async def test_a_client_can_follow_reconfigures_live_and_after_a_reconnect(tmp_p
         assert json.loads(await ws.read_message())["replayed"] == 1
         replayed = json.loads(await asyncio.wait_for(ws.read_message(), 10))
         assert (replayed["type"], replayed["added"], replayed["replayed"]) == ("master.reconfigured", ["c"], True)
+        await close(ws)
+    finally:
+        await master.stop()
+
+
+def _pipeline() -> Pipeline:
+    return Pipeline(workers=[Worker("w1", secret="s")], builders=[Builder("b", workers=["w1"], steps=[Shell("true")])])
+
+
+async def test_every_client_is_sent_the_same_bytes_encoded_once(tmp_path, monkeypatch):
+    master = flowbot.Master(_pipeline(), db=f"sqlite:///{tmp_path / 'm.db'}")
+    await master.start()
+    events = master.http_url.replace("http://", "ws://") + "/api/events"
+    try:
+        # Given five clients of the stream
+        clients = [await tornado.websocket.websocket_connect(events) for _ in range(5)]
+        for ws in clients:
+            assert json.loads(await ws.read_message())["type"] == "hello"
+        encoded = []
+        real = stream._dumps
+        monkeypatch.setattr(stream, "_dumps", lambda event: encoded.append(event) or real(event))
+
+        # When the master emits three events
+        for n in range(3):
+            master.events.emit("request.new", request_id=n, builder="b")
+
+        # Then each was encoded once, and every client got the same text, in order
+        received = [[await asyncio.wait_for(ws.read_message(), 10) for _ in range(3)] for ws in clients]
+        assert len(encoded) == 3
+        assert all(r == received[0] for r in received)
+        assert [json.loads(m)["request_id"] for m in received[0]] == [0, 1, 2]
+        for ws in clients:
+            await close(ws)
+    finally:
+        await master.stop()
+
+
+async def test_a_client_too_slow_is_disconnected_and_resumes_where_it_was(tmp_path, monkeypatch):
+    monkeypatch.setattr(stream, "EVENT_CLIENT_BACKLOG_BYTES", 1 << 20)
+    master = flowbot.Master(_pipeline(), db=f"sqlite:///{tmp_path / 'm.db'}")
+    await master.start()
+    events = master.http_url.replace("http://", "ws://") + "/api/events?types=request.new"
+    try:
+        # Given a client that reads nothing while 40 MB of events happen (forty times what it may hold unsent)
+        ws = await tornado.websocket.websocket_connect(events)
+        assert json.loads(await ws.read_message())["type"] == "hello"
+        subscribers = len(master.events._subscribers)
+        padding = "x" * 64_000
+        for n in range(640):
+            master.events.emit("request.new", request_id=n, builder="b", padding=padding)
+            if n % 64 == 0:
+                await asyncio.sleep(0.05)  # turns of the loop, for the writes to fill the socket
+
+        # Then the master let it go: it stopped listening for it, and the client is told why
+        assert len(master.events._subscribers) == subscribers - 1
+        seen = []
+        while (message := await asyncio.wait_for(ws.read_message(), 10)) is not None:
+            seen.append(json.loads(message))
+        assert ws.close_code == 1013 and "since=" in ws.close_reason
+        ws.close()
+        assert 0 < len(seen) < 640
+
+        # And coming back with since= the last id it saw, it gets the rest, in order
+        ws = await tornado.websocket.websocket_connect(f"{events}&since={seen[-1]['id']}")
+        assert json.loads(await ws.read_message())["replay"] == "journal"
+        rest = [json.loads(await asyncio.wait_for(ws.read_message(), 10)) for _ in range(640 - len(seen))]
+        assert [e["request_id"] for e in seen + rest] == list(range(640))
         await close(ws)
     finally:
         await master.stop()
