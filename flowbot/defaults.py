@@ -45,6 +45,13 @@ LOG_CHUNK_DELAY = 0.5
 #: full) before its lines are given up (the log then says so, and the build is not a plain success).
 LOG_WRITE_PATIENCE = 60.0
 
+#: Bytes past which SQLite's write-ahead log is emptied at the next checkpoint (TRUNCATE), rather
+#: than only copied into the database (PASSIVE), so it stays small however busy the master is.
+WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
+#: Seconds such a checkpoint waits for readers of older snapshots (while it waits, writes do too);
+#: when they hold on longer it is tried again a moment later.
+WAL_CHECKPOINT_PATIENCE = 0.05
+
 #: When the database cannot take writes (down, restarting, its disk full), what waits for it is
 #: tried again after this many seconds, doubling up to the second figure.
 STORE_RETRY_MIN = 0.1

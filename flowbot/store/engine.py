@@ -11,6 +11,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from ..defaults import WAL_CHECKPOINT_PATIENCE, WAL_TRUNCATE_BYTES
 from ..errors import StoreError
 
 log = logging.getLogger(__name__)
@@ -23,6 +24,8 @@ _SQLITE_UNAVAILABLE = frozenset({5, 6, 10, 13, 14})
 #: PostgreSQL's SQLSTATE classes of the same kind: rollbacks to try again (40), insufficient resources
 #: (53, a full disk among them), operator intervention (57, a shutdown), system errors (58).
 _POSTGRES_UNAVAILABLE = frozenset({"08", "40", "53", "57", "58"})
+#: Seconds a SQLite connection waits for a lock before it gives up.
+SQLITE_BUSY_TIMEOUT = 30
 
 
 def create_engine(url: str) -> sa.Engine:
@@ -30,7 +33,8 @@ def create_engine(url: str) -> sa.Engine:
 
     SQLite runs with ``synchronous=NORMAL`` in WAL mode: a committed transaction survives the
     master being killed (it is in the OS's cache), and only a power cut can lose the last ones.
-    Automatic checkpoints are off: the store runs them on its own thread, since they sync.
+    Automatic checkpoints are off: the store runs them on its own thread, since they sync
+    (:func:`checkpoint`).
     """
     try:
         parsed = sa.make_url(url)
@@ -39,7 +43,7 @@ def create_engine(url: str) -> sa.Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(parsed, connect_args={"timeout": 30})
+        engine = sa.create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT})
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_connection, _record):
@@ -55,6 +59,34 @@ def create_engine(url: str) -> sa.Engine:
         return sa.create_engine(parsed, pool_size=4, max_overflow=4, pool_pre_ping=True)
     except (ImportError, sa.exc.NoSuchModuleError) as exc:
         raise StoreError(f"no driver for {parsed.drivername}: {exc}") from None
+
+
+def checkpoint(connection: sa.Connection) -> bool:
+    """Move committed pages from SQLite's write-ahead log into the database file.
+
+    A PASSIVE checkpoint never waits, but it never shortens the log either, and under steady
+    writes and reads the log is seldom free to start again from its beginning. So once the log
+    passes :data:`~flowbot.defaults.WAL_TRUNCATE_BYTES` the checkpoint is a TRUNCATE, which waits a moment
+    (:data:`~flowbot.defaults.WAL_CHECKPOINT_PATIENCE`) for readers of older snapshots and
+    writers to finish, and empties the log. Returns False when the log is over that and
+    could not be emptied (a reader held on): try again soon.
+    """
+    database = connection.engine.url.database
+    try:
+        size = Path(f"{database}-wal").stat().st_size if database and database != ":memory:" else 0
+    except FileNotFoundError:
+        size = 0
+    if size <= WAL_TRUNCATE_BYTES:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        return True
+    connection.exec_driver_sql(f"PRAGMA busy_timeout={int(WAL_CHECKPOINT_PATIENCE * 1000)}")
+    try:
+        busy, _, _ = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    finally:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT * 1000}")
+    if busy:
+        log.debug("the write-ahead log (%d bytes) could not be emptied yet: a reader holds an older snapshot", size)
+    return not busy
 
 
 def unavailable(exc: BaseException) -> bool:

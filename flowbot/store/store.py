@@ -31,7 +31,7 @@ from ..results import Result
 from . import change_links, log_pages, test_pages
 from . import schema as t
 from . import statements as sql
-from .engine import create_engine, describe, migrate, unavailable
+from .engine import checkpoint, create_engine, describe, migrate, unavailable
 from .log_pages import LogPage
 from .log_search import QUEUE_TABLE, index_queued
 from .writer import GroupWriter
@@ -131,10 +131,9 @@ class Store:
         """Call ``callback`` whenever the database takes writes again after an outage."""
         self._writer.on_available = callback
 
-    def _checkpoint(self) -> None:
-        # PASSIVE never waits for readers (a notebook may be reading the same file).
+    def _checkpoint(self) -> bool:
         with self.engine.connect() as connection:
-            connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+            return checkpoint(connection)
 
     async def close(self) -> None:
         """Finish pending writes (giving up after a while those an unavailable database cannot

@@ -102,7 +102,7 @@ class GroupWriter:
         executor: Executor,
         *,
         inline: bool = False,
-        checkpoint: Callable[[], None] | None = None,
+        checkpoint: Callable[[], bool] | None = None,
         failure: Callable[[Exception], Exception] = lambda exc: exc,
         probe: Op = lambda conn: conn.exec_driver_sql("SELECT 1"),
         on_available: Callable[[], None] | None = None,
@@ -192,7 +192,11 @@ class GroupWriter:
     def _start_checkpoint(self) -> None:
         """Move committed pages from the log into the database, on the store's thread (it syncs)."""
         self._checkpoint_timer = None
-        self._executor.submit(self._checkpoint).add_done_callback(self._checkpointed)
+        try:
+            started = self._executor.submit(self._checkpoint)
+        except RuntimeError:  # the store closed meanwhile, with a checkpoint of its own
+            return
+        started.add_done_callback(self._checkpointed)
 
     def _checkpointed(self, done: Any) -> None:
         """Say when checkpoints start failing (a full disk) and when they work again, not every time."""
@@ -204,6 +208,12 @@ class GroupWriter:
         elif failure is None and self._checkpoint_failing:
             log.info("checkpoints work again")
         self._checkpoint_failing = failure is not None
+        if failure is None and done.result() is False:  # the log is long and a reader held on: soon again
+            self._loop.call_soon_threadsafe(self._checkpoint_soon)
+
+    def _checkpoint_soon(self) -> None:
+        if self._checkpoint_timer is None:
+            self._checkpoint_timer = self._loop.call_later(CHECKPOINT_DELAY, self._start_checkpoint)
 
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
