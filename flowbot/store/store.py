@@ -562,12 +562,10 @@ class Store:
         """Record when connected workers were last heard from (batched, every few seconds)."""
         if not seen:
             return
-        await self._keep(
-            lambda conn: [
-                conn.execute(t.workers.update().where(t.workers.c.name == name).values(last_seen=when))
-                for name, when in seen.items()
-            ]
-        )
+        # One statement for all of them (thousands of workers): compiled once, run as executemany.
+        update = t.workers.update().where(t.workers.c.name == sa.bindparam("seen_name"))
+        rows = [{"seen_name": name, "last_seen": when} for name, when in seen.items()]
+        await self._keep(lambda conn: conn.execute(update, rows))
 
     # -- reads for people ---------------------------------------------------------------------
 
