@@ -44,6 +44,13 @@ LOG_CHUNK_DELAY = 0.5
 #: Seconds a chunk of a log waits for a database that cannot take it (down, restarting, its disk
 #: full) before its lines are given up (the log then says so, and the build is not a plain success).
 LOG_WRITE_PATIENCE = 60.0
+#: Bytes of a program's output a step's log keeps (``Pipeline(max_log=...)``, ``Shell(max_log=...)``);
+#: past them output is counted, not stored, and the log says how much it lacks.
+LOG_MAX_BYTES = 64 * 1024 * 1024
+#: A line longer than this many bytes is split, each piece but the last ending in :data:`LOG_LINE_CUT`.
+LOG_LINE_BYTES = 64 * 1024
+#: What ends a piece of a line that was too long to keep whole: the line goes on in the next one.
+LOG_LINE_CUT = " [\u2026 line too long: it goes on in the next line]"
 
 #: Bytes past which SQLite's write-ahead log is emptied at the next checkpoint (TRUNCATE), rather
 #: than only copied into the database (PASSIVE), so it stays small however busy the master is.

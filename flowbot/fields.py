@@ -255,6 +255,8 @@ REGEX = Kind("a regular expression", _compiles, plural="regular expressions")
 PATH = Kind("a path", lambda value: isinstance(value, (str, os.PathLike)), plural="paths")
 #: A number of seconds above 0 (timeouts, intervals).
 SECONDS = number(above=0, unit="seconds")
+#: A size in bytes, above 0 (a log's limit).
+BYTES = named(whole(minimum=1), "a whole number of bytes above 0")
 #: Environment variables for a command: names to values (None unsets one).
 ENV = optional(mapping(TEXT, ANYTHING, "a dict of variable names to values"))
 #: Build properties: names to values.

@@ -19,8 +19,9 @@ from flowbot_worker.errors import KeyFileError
 from . import pipeline_diff
 from .auth import Auth
 from .builder import Builder
+from .defaults import LOG_MAX_BYTES
 from .errors import ConfigError, ConfigErrors
-from .fields import ANYTHING, PROPERTIES, Kind, checked, list_of, where
+from .fields import ANYTHING, BYTES, PROPERTIES, Kind, checked, list_of, optional, where
 from .locks import problems as lock_problems
 from .pipeline_diff import PipelineDiff
 from .reporters.base import Reporter
@@ -71,6 +72,9 @@ class Pipeline:
             ``FileDownload``) reach on the master, and the only one: relative to the master's
             directory, or absolute. It must not hold the master's own files.
         retention: how long the store keeps logs and builds (None: forever).
+        max_log: the most bytes of program output a step's log keeps, for steps that do not say
+            (``Shell(max_log=...)``); past it output is counted, not stored, and the log and the
+            step's summary say how much was not kept. None: no limit.
         curve_key: the master's CURVE secret key file (``flowbot create-key`` makes one), relative
             to the pipeline file's directory (the current one in a Jupyter cell): with it the worker
             link is encrypted, and only workers whose ``public_key`` is declared connect. It is read
@@ -88,6 +92,7 @@ class Pipeline:
         properties=PROPERTIES,
         secrets=list_of(_SECRET_PROVIDER, "a list of secret providers"),
         reporters=list_of(ANYTHING, "a list of reporters"),
+        max_log=optional(BYTES),
     )
     def __init__(
         self,
@@ -105,6 +110,7 @@ class Pipeline:
         allowed_hosts: Iterable[str] = (),
         artifacts: str | Path = ARTIFACTS,
         retention: Retention | None = None,
+        max_log: int | None = LOG_MAX_BYTES,
         curve_key: str | Path | None = None,
         dry_run: bool = False,
     ):
@@ -120,6 +126,7 @@ class Pipeline:
         self.allowed_hosts = allowed_hosts
         self.artifacts = artifacts
         self.retention = retention
+        self.max_log = max_log
         self.curve_key = curve_key
         #: The master's CURVE key pair read from ``curve_key`` (None: the link is not encrypted).
         self.curve: KeyPair | None = None

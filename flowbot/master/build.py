@@ -49,7 +49,7 @@ from ..results import Result, combine
 from ..steps.base import CommandResult, Step
 from ..store import Ref
 from .events import EventKind
-from .logs import LogWriter
+from .logs import LogWriter, size
 from .registry import RemoteCommand, WorkerConnection
 from .transfers import ReceiveFile, SendFile, StoredFile, TransferError, master_file, own_files
 
@@ -136,6 +136,7 @@ class RunningBuild:
         self._step_summary = ""  # what the running step's end says besides its result (a timeout)
         self._step_own_summary = ""  # what the running step says of itself (set_summary)
         self._step_tests: Counter[str] = Counter()  # the running step's tests, by outcome
+        self._step_cut_logs: list[str] = []  # what the running step's logs did not keep past their limit
         self._step_commands = 0  # commands the running step started
         self._logs: dict[str, LogWriter] = {}
         self._log_lines: dict[str, int] = {}  # where the logs of a step taken up go on
@@ -238,6 +239,7 @@ class RunningBuild:
                         lines=lines,
                     )
 
+            step = self.builder_config.steps[index]
             self._logs[name] = LogWriter(
                 self._step_ref,
                 name,
@@ -246,6 +248,7 @@ class RunningBuild:
                 self._redact,
                 self._lines_lost,
                 first_line=self._log_lines.get(name, 0),
+                limit=self.master.pipeline.max_log if step.max_log is None else step.max_log,
             )
         return self._logs[name]
 
@@ -443,8 +446,9 @@ class RunningBuild:
         self._step_own_summary = " ".join(str(text).split())
 
     def _summary_line(self) -> str:
-        """The running step's summary: a timeout, what it says of itself, its tests' counts."""
-        parts = (self._step_summary, self._step_own_summary, describe_tests(self._step_tests))
+        """The running step's summary: a timeout, what it says of itself, its tests' counts, the
+        output its logs did not keep."""
+        parts = (self._step_summary, self._step_own_summary, describe_tests(self._step_tests), *self._step_cut_logs)
         return "; ".join(part for part in parts if part)
 
     async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
@@ -666,6 +670,7 @@ class RunningBuild:
         name = self.builder_config.step_names[index]
         self._step_summary = self._step_own_summary = ""
         self._step_tests = Counter()
+        self._step_cut_logs = []
         resumption, self._resumption = self._resumption, None
         if resumption is None:
             self.current_step, self._step_commands = index, 0
@@ -715,6 +720,10 @@ class RunningBuild:
             step_log.close()
             for write in step_log.writes:
                 self._record(write)  # a failed one is logged by the log itself
+            if step_log.dropped:
+                self._step_cut_logs.append(
+                    f"log {step_log.name} cut at {size(step_log.limit)}: {size(step_log.dropped)} not stored"
+                )
         self._logs.clear()
         self._log_lines = {}
         summary = self._summary_line()

@@ -6,6 +6,12 @@ subscribers at once, and written to the store in chunks of about 64 KiB or every
 whichever comes first. Secrets are hidden in all the text that arrives at once before it is cut
 into lines, so a secret of several lines is hidden whole when it comes whole.
 
+A log keeps at most ``limit`` bytes of a program's output (``max_log``): past that, output is
+counted and acknowledged, never stored or shown, and the log says, in lines of its own, when it
+reached its limit and, as each command ends, how much it did not keep. A line longer than
+:data:`~flowbot.defaults.LOG_LINE_BYTES` is split into pieces that each end in
+:data:`~flowbot.defaults.LOG_LINE_CUT`, never inside a UTF-8 character, so nothing is cut silently.
+
 What the log has taken is acknowledged to the worker only once it is stored (see
 :meth:`LogWriter.output`), so a worker keeps, and sends again when asked, whatever a master could
 still lose. A chunk waits for a store that cannot take it (its database restarting, its disk
@@ -24,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from ..defaults import LOG_CHUNK_BYTES, LOG_CHUNK_DELAY, LOG_WRITE_PATIENCE
+from ..defaults import LOG_CHUNK_BYTES, LOG_CHUNK_DELAY, LOG_LINE_BYTES, LOG_LINE_CUT, LOG_WRITE_PATIENCE
 from ..store import Ref
 from ..text import keepable
 
@@ -48,8 +54,41 @@ class LogStore(Protocol):
     ) -> asyncio.Future[None]: ...
 
 
+_CUT = LOG_LINE_CUT.encode()
+
+
 def _decode(data: bytes) -> str:
     return keepable(data.decode("utf-8", "replace"))
+
+
+def _boundary(line: bytes, size: int) -> int:
+    """Where to cut ``line`` at most ``size`` bytes in: not inside a UTF-8 character."""
+    end = size
+    while end > size - 3 and line[end] & 0xC0 == 0x80:  # a continuation byte: the character began before
+        end -= 1
+    return end if line[end] & 0xC0 != 0x80 else size
+
+
+def _split(line: bytes) -> list[bytes]:
+    """``line`` in pieces of at most :data:`LOG_LINE_BYTES`, each but the last marked as cut."""
+    pieces = []
+    while len(line) > LOG_LINE_BYTES:
+        end = _boundary(line, LOG_LINE_BYTES)
+        pieces.append(line[:end] + _CUT)
+        line = line[end:]
+    pieces.append(line)
+    return pieces
+
+
+def size(count: int) -> str:
+    """A number of bytes as people read it: ``64 MiB``, ``1.5 GiB``, ``900 bytes``."""
+    if count < 1024:
+        return f"{count} bytes"
+    for unit in ("KiB", "MiB", "GiB", "TiB"):
+        count /= 1024
+        if count < 1024 or unit == "TiB":
+            return f"{count:.1f} {unit}".replace(".0 ", " ")
+    raise AssertionError("unreachable")
 
 
 @dataclass(slots=True)
@@ -82,6 +121,7 @@ class LogWriter:
         redact: applied to every line first (it hides the secrets the build used).
         on_lost: called with a number of lines the store could not keep.
         first_line: the number of its first line (above 0 for a log that goes on after a master restart).
+        limit: the most bytes of output it keeps (None: all of it).
     """
 
     def __init__(
@@ -94,6 +134,7 @@ class LogWriter:
         on_lost: Callable[[int], None] | None = None,
         *,
         first_line: int = 0,
+        limit: int | None = None,
     ):
         self.step = step
         self.name = name
@@ -115,6 +156,11 @@ class LogWriter:
         self._closed = False
         #: Lines the store could not keep.
         self.lost = 0
+        self.limit = limit
+        #: Bytes of output taken, and of those, past the limit (counted, not kept).
+        self.taken = 0
+        self.dropped = 0
+        self._unsaid = [0, 0]  # bytes and lines dropped since the log last said so
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -132,16 +178,42 @@ class LogWriter:
     def output(self, stream: str, data: bytes) -> asyncio.Future[None] | None:
         """Take raw bytes from the worker; returns a future that resolves once the lines they end
         are stored (or given up), or None when they are already (see :meth:`unfinished`)."""
+        if self.limit is not None and self.taken - self.dropped + len(data) > self.limit:
+            return self._past_limit(stream, data)
+        self.taken += len(data)
+        return self._take(stream, data)
+
+    def _take(self, stream: str, data: bytes) -> asyncio.Future[None] | None:
         tag = STREAM_TAGS.get(stream, "o")
         data = self._partial.pop(stream, b"") + data
         *complete, rest = data.split(b"\n")
-        if len(rest) > LOG_CHUNK_BYTES:  # a line without end: cut it rather than hold it all
-            complete.append(rest)
-            rest = b""
+        if len(data) > LOG_LINE_BYTES:  # only then may a line be too long
+            complete = [piece for line in complete for piece in _split(line)]
+            if len(rest) > LOG_LINE_BYTES:  # a line without its end yet: its last piece waits for more
+                *cut, rest = _split(rest)
+                complete += cut
         if rest:
             self._partial[stream] = rest
         if complete:
             self._add(tag, _decode(b"\n".join(complete)))
+        return self.settled()
+
+    def _past_limit(self, stream: str, data: bytes) -> asyncio.Future[None] | None:
+        """Keep what of ``data`` fits in the limit, count the rest; say so when the limit is reached."""
+        room = self.limit - (self.taken - self.dropped)
+        past = data[room:]
+        reached = not self.dropped
+        self.taken += len(data)
+        self.dropped += len(past)
+        self._unsaid[0] += len(past)
+        self._unsaid[1] += past.count(b"\n")
+        if room:
+            self._take(stream, data[:room])
+        if reached:
+            self._end_partial_lines()
+            self.header(
+                f"[this log reached its limit of {size(self.limit)} (max_log): output past it is counted, not stored]"
+            )
         return self.settled()
 
     def unfinished(self, stream: str) -> int:
@@ -149,11 +221,21 @@ class LogWriter:
         return len(self._partial.get(stream, b""))
 
     def end_lines(self) -> asyncio.Future[None] | None:
-        """End the lines a command left without a newline; returns :meth:`settled`."""
+        """End the lines a command left without a newline, and say how much output past the limit
+        the log did not keep since it last said so; returns :meth:`settled`."""
+        self._end_partial_lines()
+        dropped, lines = self._unsaid
+        if dropped:
+            self._unsaid = [0, 0]
+            self.header(
+                f"[{dropped:,} bytes ({size(dropped)}, {lines:,} lines) of output past the limit were not stored]"
+            )
+        return self.settled()
+
+    def _end_partial_lines(self) -> None:
         for stream, rest in list(self._partial.items()):
             self._add(STREAM_TAGS.get(stream, "o"), _decode(rest))
         self._partial.clear()
-        return self.settled()
 
     def settled(self) -> asyncio.Future[None] | None:
         """A future that resolves once every line taken so far is stored (or given up); None when they are."""

@@ -80,7 +80,11 @@ class StepLog(Protocol):
 
     def output(self, stream: str, data: bytes) -> Awaitable[None] | None:
         """A program's raw output on ``stream`` (``stdout`` or ``stderr``), in pieces of any size;
-        it is cut into lines as they complete (a line too long to hold is cut too)."""
+        it is cut into lines as they complete (a line too long to hold is cut too, and marked)."""
+        ...
+
+    def end_lines(self) -> Awaitable[None] | None:
+        """End the lines the output left without a newline (the program has ended)."""
         ...
 
 
@@ -207,6 +211,8 @@ class Step:
 
     #: The name a step gets when none is given.
     default_name = "step"
+    #: The most bytes of program output each of its logs keeps (None: the pipeline's ``max_log``).
+    max_log: int | None = None
 
     @checked(
         name=optional(TEXT),

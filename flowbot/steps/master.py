@@ -70,6 +70,7 @@ class MasterShell(Step):
             raise
         finally:
             transport.close()
+        log.end_lines()  # a last line without its newline comes before the line that says how it ended
         log.header(f"program finished with exit code {rc}")
         return Result.SUCCESS if rc == 0 else Result.FAILURE
 

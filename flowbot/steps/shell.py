@@ -14,6 +14,7 @@ from ..defaults import SHELL_TIMEOUT
 from ..errors import FlowbotError
 from ..fields import (
     ANYTHING,
+    BYTES,
     ENV,
     FLAG,
     FUNCTION,
@@ -51,6 +52,9 @@ class Shell(Step):
         junit: a JUnit XML report the command writes (relative to ``workdir``, or an absolute
             path on the worker, which must be inside the worker's directory); its test cases
             are stored with the step. A missing or malformed report makes the step WARNINGS.
+        max_log: the most bytes of output each of its logs keeps (None: the pipeline's
+            ``max_log``); past it output is counted, not stored, and the log and the step's
+            summary say how much was not kept.
         **flags: the flags of :class:`~flowbot.steps.base.Step` (``name``, ``halt_on_failure``...).
 
     Raises:
@@ -66,6 +70,7 @@ class Shell(Step):
         max_time=optional(SECONDS),
         logfiles=optional(mapping(TEXT, RENDERED_TEXT, "a dict of log names to paths")),
         junit=optional(RENDERED_TEXT),
+        max_log=optional(BYTES),
     )
     def __init__(
         self,
@@ -77,10 +82,12 @@ class Shell(Step):
         max_time: float | None = None,
         logfiles: dict[str, str] | None = None,
         junit: Any = None,
+        max_log: int | None = None,
         **flags: Any,
     ):
         super().__init__(**flags)
         self.junit = junit
+        self.max_log = max_log
         if isinstance(command, (list, tuple)):
             if not command:
                 raise ValueError("Shell needs a command; got an empty list")

@@ -8,6 +8,7 @@ import time
 import pytest
 
 import flowbot
+from flowbot.defaults import LOG_LINE_CUT
 from flowbot.errors import InvalidRequest, NotFound
 
 from ..support import finished_builds, pid_alive, running_build, step_log, wait_for
@@ -248,7 +249,9 @@ def test_a_command_on_the_master_may_print_lines_of_any_length(master_factory, w
     (build,) = finished_builds(master.client, 1)
     assert build["result"] == "SUCCESS"
     log = step_log(master.client, build["id"], 0)
-    assert sum(len(line) for line in log.splitlines() if set(line) == {"x"}) == 200_000
+    pieces = [line.removesuffix(LOG_LINE_CUT) for line in log.splitlines() if line.startswith("x")]
+    assert sum(len(piece) for piece in pieces) == 200_000 and {"".join(set(piece)) for piece in pieces} == {"x"}
+    assert log.count(LOG_LINE_CUT) == len(pieces) - 1  # every piece but the last says the line goes on
     assert "\ndone\n" in log
 
 
