@@ -1,0 +1,53 @@
+"""A trial of each fault of a process, a link or the database: nothing accepted lost, nothing run
+twice, every log whole or saying what it lacks, and the master building again."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+
+from .catalogue import FAULTS
+from .trial import Outcome, Resources, run_trial
+
+#: A trial starts a master and three workers, and waits for the fault to pass.
+pytestmark = pytest.mark.timeout(300)
+
+
+def _try(name: str, db: str, tmp_path, resources: Resources) -> Outcome:
+    outcome = run_trial(FAULTS[name], db, tmp_path, resources, seed=zlib.crc32(tmp_path.name.encode()))
+    assert outcome.accepted >= 3, outcome
+    return outcome
+
+
+@pytest.mark.parametrize("name", ["worker-kill", "blip-short"])
+def test_a_worker_killed_or_its_link_held_for_less_than_the_window_loses_nothing(name, tmp_path):
+    outcome = _try(name, "sqlite", tmp_path, Resources())
+    assert outcome.clean, outcome
+
+
+@pytest.mark.parametrize("name", ["worker-stop", "blip-long"])
+def test_a_worker_silent_for_longer_than_the_window_loses_nothing(name, tmp_path):
+    outcome = _try(name, "sqlite", tmp_path, Resources())
+    assert outcome.survived and not (outcome.lost or outcome.builds_twice or outcome.logs_incomplete), outcome
+    if outcome.steps_twice:
+        # The master retries the builds of a worker it lost; the worker, frozen or cut off, cannot stop
+        # its commands meanwhile, and one that ends before the worker hears of it has run twice.
+        pytest.xfail(f"a step of the lost worker completed as its build ran again: {outcome.problems}")
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgresql"])
+def test_a_master_killed_under_load_loses_nothing_once_started_again(db, tmp_path, own_postgres):
+    outcome = _try("master-kill", db, tmp_path, Resources(postgres=own_postgres))
+    assert outcome.clean, outcome
+
+
+@pytest.mark.parametrize("name", ["postgres-restart", "postgres-stop"])
+def test_postgresql_going_away_mid_build_loses_nothing(name, tmp_path, stoppable_postgres):
+    outcome = _try(name, "postgresql", tmp_path, Resources(postgres=stoppable_postgres))
+    assert outcome.clean, outcome
+
+
+def test_sqlite_on_a_full_filesystem_loses_nothing(tmp_path, small_disk):
+    outcome = _try("full-disk", "sqlite", tmp_path, Resources(mount=small_disk))
+    assert outcome.clean, outcome
