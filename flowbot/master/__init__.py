@@ -1,4 +1,4 @@
-"""The master process: worker registry (ZeroMQ), build queue, running builds and the HTTP API.
+"""The master process: worker registry (ZeroMQ), build queue, running builds; its HTTP face is ``flowbot.web``.
 
 ``Master`` loads on first use, so the pure parts of the package (the queue, the lock table and
 the dispatch policy, which :meth:`History.replay <flowbot.analysis.History.replay>` runs too)

@@ -9,7 +9,7 @@ from ..errors import NotFound
 from ..records import Build
 from ..reporters.controls import BuilderState
 from ..results import Result
-from .api_artifacts import download_path
+from ..web.api_artifacts import download_path
 
 if TYPE_CHECKING:
     from .master import Master

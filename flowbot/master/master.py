@@ -228,7 +228,7 @@ class Master:
             self.registry.start()
             self.adoption.start(self.registry.window)
             if self.http_address is not None:
-                from .http import serve
+                from ..web.http import serve
 
                 self._http_server, self.http_url = serve(self, self.http_address)
                 log.info("HTTP API on %s", self.http_url)

@@ -125,7 +125,7 @@ async def test_a_worker_process_that_exits_at_once_fails_without_waiting_for_the
 
 
 def master_metrics(master) -> str:
-    from flowbot.master.metrics import Metrics
+    from flowbot.web.metrics import Metrics
 
     metrics = Metrics(master)
     try:

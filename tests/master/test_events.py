@@ -10,7 +10,7 @@ import pytest
 
 import flowbot
 from flowbot.master.events import DURABLE_KINDS, EventBus, EventJournal, EventKind, id_to_time
-from flowbot.master.stream import EventFilter
+from flowbot.web.stream import EventFilter
 
 
 def test_event_ids_grow_strictly_and_tell_the_time():

@@ -35,7 +35,7 @@ from ..sources.webhooks import JsonHook
 from .access import authorize_control, authorize_read, require
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 log = logging.getLogger(__name__)
 

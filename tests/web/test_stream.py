@@ -11,7 +11,7 @@ import tornado.websocket
 import flowbot
 from flowbot import Builder, Pipeline, Shell, Worker
 from flowbot.defaults import EVENT_CLIENT_BACKLOG, MAX_LIST
-from flowbot.master import stream
+from flowbot.web import stream
 from flowbot.records import BuildsetSpec
 from flowbot.results import Result
 from flowbot.store import Ref, Store

@@ -15,7 +15,7 @@ from ..errors import InvalidRequest
 from .api import ApiHandler, flush_live, path_id
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 #: Most lines one page may ask for.
 MAX_PAGE_LINES = 10_000

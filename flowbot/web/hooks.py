@@ -17,7 +17,7 @@ from .access import check_same_origin
 from .api import ApiHandler
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 log = logging.getLogger(__name__)
 

@@ -25,17 +25,17 @@ from .api_artifacts import artifact_routes
 from .api_history import history_routes
 from .api_logs import log_routes
 from .api_tests import test_routes
-from .events import EventJournal
+from ..master.events import EventJournal
 from .hooks import hook_routes
 from .metrics import Metrics, MetricsHandler
 from .oidc import oidc_routes
 from .session import SessionHandler
 from .stream import EventStreamHandler
 from .throttle import CredentialThrottle
-from .web import WWW, BadgeHandler, PageHandler
+from .page import WWW, BadgeHandler, PageHandler
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from ..junit import Outcome, describe
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 #: Most test results one answer holds.
 MAX_TESTS = 10_000

@@ -28,7 +28,7 @@ from ..errors import Gone, NotFound
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 #: Bytes read and sent at a time.
 CHUNK = 256 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from flowbot.errors import TooManyAttempts
-from flowbot.master.throttle import CredentialThrottle
+from flowbot.web.throttle import CredentialThrottle
 
 
 class Clock:

@@ -41,7 +41,7 @@ from .session import OIDC_LOGIN, start_session
 
 if TYPE_CHECKING:
     from ..sso import OpenIDConnect
-    from .master import Master
+    from ..master.master import Master
 
 log = logging.getLogger(__name__)
 

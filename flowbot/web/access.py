@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from ..auth import Auth
     from ..pipeline import Pipeline
     from ..roles import Permission
-    from .master import Master
+    from ..master.master import Master
     from .throttle import CredentialThrottle
 
 log = logging.getLogger(__name__)

@@ -21,11 +21,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import choose_encoder
 
 from .api import ApiHandler
-from .events import Event, EventKind
-from .latent import InstanceState
+from ..master.events import Event, EventKind
+from ..master.latent import InstanceState
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 #: Upper bounds (seconds) of the build duration and queue histograms: CI builds take seconds to hours.
 BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)

@@ -17,7 +17,7 @@ from ..errors import InvalidRequest, NotFound
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 #: Most lines one search answers with, and most revisions the grid shows.
 MAX_SEARCH_LINES = 1000

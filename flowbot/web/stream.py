@@ -39,10 +39,10 @@ from ..defaults import EVENT_CLIENT_BACKLOG, EVENT_CLIENT_BACKLOG_BYTES, EVENT_R
 from ..errors import InvalidRequest, NotFound
 from .access import authorize_read
 from .api import error_status, json_error
-from .events import Event, EventJournal, EventKind, concerns, id_to_time
+from ..master.events import Event, EventJournal, EventKind, concerns, id_to_time
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..master.master import Master
 
 log = logging.getLogger(__name__)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode

@@ -10,7 +10,7 @@ from joserfc.jwk import KeySet, RSAKey
 
 from flowbot import ConfigError, OpenIDConnect, ProxyHeader
 from flowbot.errors import Forbidden
-from flowbot.master.oidc import Issuer, _local
+from flowbot.web.oidc import Issuer, _local
 
 ISSUER = "https://id.example.org"
 
