@@ -49,7 +49,7 @@ class Adoption:
     async def load(self, window: float) -> None:
         """Find the builds left running: hold those that may be taken up (their requests are then
         not pending for the queue), and end the others as RETRY (their requests are)."""
-        left = await self.master.store.unfinished_builds()
+        left = await self.master.store.builds.unfinished()
         if left:
             log.warning("%d build(s) were running when the master stopped", len(left))
         for record in left:
@@ -187,7 +187,7 @@ class Adoption:
         log.warning("build %s #%d was running when the master stopped and ends as RETRY: %s", name, record.number, why)
         dispatcher = self.master.dispatcher
         try:
-            await self.master.store.retry_builds([record.id], time.time(), f"master restarted: {why}")
+            await self.master.store.builds.retry([record.id], time.time(), f"master restarted: {why}")
             if queue and record.request is not None:
                 dispatcher.queue.add(record.request)
                 dispatcher.schedule()

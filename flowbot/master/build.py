@@ -413,7 +413,7 @@ class RunningBuild:
             for name, size, digest, mtime in stored
         ]
         self._record(
-            self.master.store.add_artifacts(self.ref, self._step_ref, files, time.time()), what="the artifacts"
+            self.master.store.steps.add_artifacts(self.ref, self._step_ref, files, time.time()), what="the artifacts"
         )
 
     def _master_file(self, path: str) -> Path:
@@ -440,7 +440,7 @@ class RunningBuild:
             raise RuntimeError("test results belong to a running step")
         cases = list(cases)
         self._step_tests.update(str(case.outcome) for case in cases)
-        self._record(self.master.store.add_test_results(self.ref, self._step_ref, cases), what="test results")
+        self._record(self.master.store.steps.add_test_results(self.ref, self._step_ref, cases), what="test results")
 
     def set_summary(self, text: str) -> None:
         self._step_own_summary = " ".join(str(text).split())
@@ -595,7 +595,7 @@ class RunningBuild:
         store = self.master.store
         if self._resumption is None:
             self.started_at = time.time()
-            self._start_write = store.start_build(
+            self._start_write = store.builds.start(
                 self.request, self.number, self.worker, self.started_at, self.master.name, self.ref
             )
             self._record(self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": self.summary()}))
@@ -613,7 +613,7 @@ class RunningBuild:
         if self.revision is None:  # a build of "whatever is newest" built what it checked out
             self.revision = self._got_revision()
         summary = f"stopped: {self._stopped}" if self._stopped else ""
-        self._finish_write = store.finish_build(
+        self._finish_write = store.builds.finish(
             self.ref,
             self.request,
             result,
@@ -676,7 +676,7 @@ class RunningBuild:
             self.current_step, self._step_commands = index, 0
             self._step_ref = Ref()
             self._record(
-                store.start_step(self.ref, index, name, time.time(), self._step_ref),
+                store.steps.start(self.ref, index, name, time.time(), self._step_ref),
                 lambda: (
                     EventKind.STEP_STARTED,
                     {"build_id": self.id, "builder": self.builder, "step": index, "name": name},
@@ -728,7 +728,7 @@ class RunningBuild:
         self._log_lines = {}
         summary = self._summary_line()
         self._record(
-            store.finish_step(step_ref, result, time.time(), summary, hidden=hidden),
+            store.steps.finish(step_ref, result, time.time(), summary, hidden=hidden),
             lambda: (
                 EventKind.STEP_FINISHED,
                 {
@@ -746,7 +746,7 @@ class RunningBuild:
         properties = self.properties.with_sources()
         if properties != self._stored_properties:  # for a master that may take the build up after a restart
             self._stored_properties = properties
-            self._record(store.set_build_properties(self.ref, properties), what="the build's properties")
+            self._record(store.builds.set_properties(self.ref, properties), what="the build's properties")
         self.current_step = None
         return result
 

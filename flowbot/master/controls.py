@@ -23,7 +23,7 @@ class MasterControls:
 
     async def states(self) -> list[BuilderState]:
         master = self._master
-        latest = await master.store.latest_builds()
+        latest = await master.store.builds.latest()
         running = Counter(b.builder for b in master.running.values())
         return [
             BuilderState(
@@ -40,7 +40,7 @@ class MasterControls:
         if master.pipeline.builder(builder) is None:
             raise NotFound(f"no builder named {builder!r}")
         running = sum(1 for b in master.running.values() if b.builder == builder)
-        builds = await master.store.builds(builder=builder, limit=running + 1)
+        builds = await master.store.builds.query(builder=builder, limit=running + 1)
         return next((build_record(master, b) for b in builds if b["finished_at"] is not None), None)
 
     async def force(self, builder: str, *, reason: str, owner: str) -> list[int]:

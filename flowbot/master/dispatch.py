@@ -112,7 +112,7 @@ class Dispatcher:
 
     async def _complete_unbuilt(self, request: BuildRequest, result: Result) -> None:
         try:
-            await self.master.store.cancel_request(request.id, time.time(), result)
+            await self.master.store.requests.cancel(request.id, time.time(), result)
         except StoreError:
             if self.active:  # still pending in the store: it waits in line again
                 self.queue.add(request)
@@ -132,7 +132,7 @@ class Dispatcher:
         queues nor builds (run when the store is back after an outage)."""
         self._ended_while_reading = ended = set()
         try:
-            pending = await self.master.store.pending_requests(unclaimed=True)
+            pending = await self.master.store.requests.pending(unclaimed=True)
         finally:
             self._ended_while_reading = None
         missing = [

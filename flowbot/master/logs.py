@@ -43,15 +43,22 @@ STREAM_TAGS = {"stdout": "o", "stderr": "e", "header": "h"}
 LinesListener = Callable[[int, list[tuple[str, str]]], None]
 
 
+class LogChunks(Protocol):
+    """Where a log's chunks are stored."""
+
+    def append(
+        self, step: Ref, log: str, first_line: int, content: str, streams: str, *, wait: float
+    ) -> asyncio.Future[None]: ...
+
+
 class LogStore(Protocol):
     """What a log needs of the store."""
 
     @property
     def available(self) -> bool: ...
 
-    def append_log(
-        self, step: Ref, log: str, first_line: int, content: str, streams: str, *, wait: float
-    ) -> asyncio.Future[None]: ...
+    @property
+    def logs(self) -> LogChunks: ...
 
 
 _CUT = LOG_LINE_CUT.encode()
@@ -290,7 +297,7 @@ class LogWriter:
         self._lines, self._tags, self._size = [], [], 0
         # A note of lost lines waits for the store however long it takes: it is all the log can say.
         wait = math.inf if marks else LOG_WRITE_PATIENCE
-        write = self._store.append_log(self.step, self.name, first, content, tags, wait=wait)
+        write = self._store.logs.append(self.step, self.name, first, content, tags, wait=wait)
         settled, self._next = self._next or asyncio.get_running_loop().create_future(), None
         self._last = settled
         self.writes.add(write)

@@ -30,7 +30,7 @@ from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
-from ..store import Store, janitor, log_search
+from ..store import Store, janitor
 from .adoption import Adoption
 from .build import RunningBuild
 from .dispatch import Dispatcher
@@ -215,9 +215,9 @@ class Master:
         self.store = await Store.open(self.db_url)
         try:
             await self.adoption.load(self.registry.window)
-            self.dispatcher.numbers = await self.store.next_build_numbers()
+            self.dispatcher.numbers = await self.store.builds.next_numbers()
             await self.worker_control.load()
-            pending = [r for r in await self.store.pending_requests() if r.id not in self.adoption.held]
+            pending = [r for r in await self.store.requests.pending() if r.id not in self.adoption.held]
             for request in pending:
                 self.dispatcher.queue.add(request)
             if pending:
@@ -242,8 +242,8 @@ class Master:
         self.dispatcher.active = True
         self.spawn(self.loop_lag.run(), "loop lag")
         self.spawn(self._remember_workers(), "remember workers")
-        if self.store.queues_log_search:
-            self.spawn(log_search.run(self.store), "log search indexing")
+        if self.store.logs.queues_search:
+            self.spawn(self.store.logs.index_forever(), "log search indexing")
         self._start_janitor()
         self._warn()
         self.dispatcher.update_idle()
@@ -472,7 +472,7 @@ class Master:
         """
         decisions = self.scheduling.decisions(change)
         received = time.time()
-        change_id, requests = await self.store.add_change(change, decisions, received, owner, state)
+        change_id, requests = await self.store.changes.add(change, decisions, received, owner, state)
         self.scheduling.held(decisions, received)
         self.events.emit(
             EventKind.CHANGE_NEW,
@@ -498,7 +498,7 @@ class Master:
     async def submit(self, spec: BuildsetSpec, *, wait: float = 0.0) -> list[BuildRequest]:
         """Store a buildset and queue its requests; ``wait``: seconds it may wait for a database that
         cannot take it (else StoreUnavailable says so at once)."""
-        requests = await self.store.add_buildset(spec, time.time(), wait=wait)
+        requests = await self.store.requests.add_buildset(spec, time.time(), wait=wait)
         await self._start(requests)
         return requests
 
@@ -590,7 +590,7 @@ class Master:
             if build.id == build_id:
                 build.stop(reason or "stopped by request")
                 return
-        await self.store.build(build_id)  # raises NotFound for a build that never existed
+        await self.store.builds.get(build_id)  # raises NotFound for a build that never existed
         raise InvalidRequest(f"build {build_id} is not running")
 
     def stop_children(self, build_id: int, reason: str, result: Result = Result.CANCELLED) -> None:
@@ -622,7 +622,7 @@ class Master:
         Raises:
             NotFound: no such build. InvalidRequest: its builder is no longer in the pipeline.
         """
-        build, spec = await self.store.buildset_of(build_id)
+        build, spec = await self.store.builds.buildset_of(build_id)
         if self.pipeline.builder(build["builder"]) is None:
             raise InvalidRequest(f"builder {build['builder']!r} is no longer in the pipeline")
         text = reason or f"rebuild of {build['builder']} #{build['number']}"
@@ -673,7 +673,7 @@ class Master:
 
     def _worker_connected(self, connection: WorkerConnection) -> None:
         self.spawn(
-            self.store.worker_connected(connection.name, connection.info, connection.connected_at),
+            self.store.workers.connected(connection.name, connection.info, connection.connected_at),
             f"worker {connection.name} connected",
         )
         self.latent.connected(connection.name)
@@ -686,7 +686,7 @@ class Master:
         self.worker_control.lost(connection)
         self.latent.lost(connection.name)
         self.spawn(
-            self.store.worker_disconnected(connection.name, time.time(), connection.last_seen),
+            self.store.workers.disconnected(connection.name, time.time(), connection.last_seen),
             f"worker {connection.name} lost",
         )
 
@@ -695,7 +695,7 @@ class Master:
             await asyncio.sleep(_SEEN_INTERVAL)
             seen = {name: c.last_seen for name, c in self.registry.connections.items()}
             try:
-                await self.store.workers_seen(seen)
+                await self.store.workers.seen(seen)
             except StoreError as exc:
                 log.warning("could not record workers' last-seen times: %s", exc)
 

@@ -165,12 +165,12 @@ class Reporting:
 
     async def _report(self, build: dict[str, Any], finished: bool, reporters: list[Reporter]) -> Build:
         store = self.master.store
-        _, spec = await store.buildset_of(build["id"])
+        _, spec = await store.builds.buildset_of(build["id"])
         details: dict[str, Any] = {}
         if finished and any("problem" in r.mode for r in reporters):
-            details["previous_result"] = await store.last_result(build["builder"], before=build["id"])
+            details["previous_result"] = await store.builds.last_result(build["builder"], before=build["id"])
         if finished and any(r.wants_details for r in reporters):
-            steps = (await store.build(build["id"]))["steps"]
+            steps = (await store.builds.get(build["id"]))["steps"]
             details["steps"] = tuple(
                 StepRecord(
                     s["number"],
@@ -184,16 +184,16 @@ class Reporting:
             )
             shown = next((s for s in steps if s["result"] in _FAILED), steps[-1] if steps else None)
             if shown is not None:
-                tail, _ = await store.log_tail(build["id"], shown["number"], "stdio", REPORT_LOG_LINES)
+                tail, _ = await store.logs.tail(build["id"], shown["number"], "stdio", REPORT_LOG_LINES)
                 details["log_step"] = shown["name"]
                 details["log_tail"] = "\n".join(line for _, line in tail)
         if finished and any(r.wants_details or r.wants_artifacts for r in reporters):
             details["artifacts"] = tuple(
                 Artifact(a["path"], a["size"], a["sha256"], artifact_url(self.master, build["id"], a["path"]))
-                for a in await store.artifacts(build["id"])
+                for a in await store.steps.artifacts(build["id"])
             )
         if finished and any(r.wants_tests for r in reporters):
-            details["failed_tests"] = tuple(await store.failed_tests(build["id"], REPORT_FAILED_TESTS))
+            details["failed_tests"] = tuple(await store.steps.failed_tests(build["id"], REPORT_FAILED_TESTS))
         return build_record(
             self.master,
             build,

@@ -72,7 +72,7 @@ class Scheduling:
     async def start(self) -> None:
         """Arm every timer from what the store holds."""
         stable: dict[tuple[str, str], float] = {}
-        for name, key, important, received in await self.master.store.held_changes():
+        for name, key, important, received in await self.master.store.changes.held():
             self._holding.add((name, key))
             if important:
                 stable[(name, key)] = max(stable.get((name, key), 0.0), received)
@@ -89,11 +89,11 @@ class Scheduling:
         are kept, so neither a restart nor a reconfigure starts a period over (a master restarted
         more often than a Periodic's period would otherwise never run it)."""
         owner = state_owner(scheduler.name)
-        state = await self.master.store.get_state(owner)
+        state = await self.master.store.state.get(owner)
         since = state.get("last_run") or state.get("armed_at")
         if since is None:
             since = time.time()
-            await self.master.store.set_state(owner, {"armed_at": since})
+            await self.master.store.state.set(owner, {"armed_at": since})
         return since
 
     def stop(self) -> None:
@@ -122,7 +122,7 @@ class Scheduling:
         make = scheduler.timed_buildset if scheduler.timed else scheduler.changes_buildset
         state = {"last_run": now} if scheduler.timed else {}
         try:
-            requests = await self.master.store.release(
+            requests = await self.master.store.changes.release(
                 Release(scheduler.name, key, make), now, state_owner(scheduler.name), state
             )
             self._holding.discard((scheduler.name, key))

@@ -31,10 +31,10 @@ class _Context:
         return change_id
 
     async def get_state(self) -> dict[str, Any]:
-        return await self.master.store.get_state(self.owner)
+        return await self.master.store.state.get(self.owner)
 
     async def set_state(self, values: dict[str, Any]) -> None:
-        await self.master.store.set_state(self.owner, values)
+        await self.master.store.state.set(self.owner, values)
 
     async def cancel_pull_request(self, repository: str, number: int, reason: str) -> tuple[int, int]:
         def of_it(request: BuildRequest) -> bool:
@@ -57,7 +57,7 @@ class _Context:
 
     async def rebuild(self, build_id: int, reason: str, *, revision: str | None = None) -> list[int]:
         if revision is not None:
-            _, spec = await self.master.store.buildset_of(build_id)
+            _, spec = await self.master.store.builds.buildset_of(build_id)
             if revision not in {s.revision for s in spec.sourcestamps}:
                 raise InvalidRequest(f"build {build_id} did not build {revision}")
         return await self.master.rebuild(build_id, reason=reason, owner=self.owner)

@@ -38,7 +38,7 @@ class WorkerControl:
 
     async def load(self) -> None:
         """Read which workers are paused from the store (at start)."""
-        remembered = await self.master.store.workers()
+        remembered = await self.master.store.workers.all()
         self.paused = {name: w["paused_reason"] or "" for name, w in remembered.items() if w["paused_at"] is not None}
 
     def takes_builds(self, connection: WorkerConnection) -> bool:
@@ -59,14 +59,14 @@ class WorkerControl:
 
     async def pause(self, name: str, reason: str = "") -> None:
         self._known(name)
-        await self.master.store.worker_paused(name, reason, time.time())
+        await self.master.store.workers.paused(name, reason, time.time())
         self.paused[name] = reason
         log.info("worker %s paused%s", name, f": {reason}" if reason else "")
         self._changed(name)
 
     async def unpause(self, name: str) -> None:
         self._known(name)
-        await self.master.store.worker_paused(name, None, time.time())
+        await self.master.store.workers.paused(name, None, time.time())
         if self.paused.pop(name, None) is not None:
             log.info("worker %s unpaused", name)
         self._changed(name)

@@ -170,7 +170,7 @@ class MasterPanel(anywidget.AnyWidget):
             "workers": self._workers(),
         }
         self.forms = _forms(master)
-        self._offer(await master.store.builds(limit=PICKABLE))
+        self._offer(await master.store.builds.query(limit=PICKABLE))
         await self._show_build()
 
     def _workers(self) -> list[dict[str, Any]]:
@@ -195,7 +195,7 @@ class MasterPanel(anywidget.AnyWidget):
         """The recent builds of each named builder, read again only for those that built since."""
         unread = [n for n in names if n in self._stale or n not in self._recent]
         self._stale.difference_update(unread)
-        builds = await asyncio.gather(*(self.master.store.builds(builder=n, limit=self.recent) for n in unread))
+        builds = await asyncio.gather(*(self.master.store.builds.query(builder=n, limit=self.recent) for n in unread))
         self._recent.update(zip(unread, builds, strict=True))
         return self._recent
 
@@ -229,7 +229,7 @@ class MasterPanel(anywidget.AnyWidget):
         if build_id is None:
             self.build, self.log, self._shown = {}, "", None
             return
-        build = await self.master.store.build(build_id)
+        build = await self.master.store.builds.get(build_id)
         self.build = {
             **_chip(build),
             "builder": build["builder"],
@@ -251,7 +251,7 @@ class MasterPanel(anywidget.AnyWidget):
         elif build_id != self._shown:  # a build from before the panel: the end of its log is in the store
             lines: list[tuple[str, str]] = []
             for step in reversed(build["steps"]):
-                tail, _ = await self.master.store.log_tail(build_id, step["number"], "stdio", TAIL - len(lines))
+                tail, _ = await self.master.store.logs.tail(build_id, step["number"], "stdio", TAIL - len(lines))
                 lines[:0] = tail
                 if len(lines) >= TAIL:
                     break

@@ -1,5 +1,7 @@
 """The SQL store: SQLAlchemy Core tables, Alembic migrations, and the master's async access."""
 
-from .store import Hold, Ref, Release, Store
+from .access import Ref
+from .changes import Hold, Release
+from .store import Store
 
 __all__ = ["Hold", "Ref", "Release", "Store"]

@@ -122,7 +122,7 @@ async def sweep(
             swept.artifacts += (await _in_batches(store, purge, Walk()))[0]
         if builds is not None:
             # One builder at a time: its old requests are a range of an index, with no one else's among them.
-            names = [rule] if rule is not None else [name for name in await store._read(_builders) if name not in own]
+            names = [rule] if rule is not None else [name for name in await store.read(_builders) if name not in own]
             for name in names:
                 purge = partial(_purge_requests, builder=name, cutoff=now - builds)
                 swept.requests += (await _in_batches(store, purge, Walk()))[0]
@@ -143,7 +143,7 @@ async def _in_batches(store: Store, purge: Purge, walk: Walk) -> tuple[int, Walk
     while True:
         began = time.perf_counter()
         # The janitor belongs to the store: its deletes take the same queue as every other write.
-        more, removed, walk = await store._submit(lambda conn, size=size, walk=walk: purge(conn, size, walk))
+        more, removed, walk = await store.submit(lambda conn, size=size, walk=walk: purge(conn, size, walk))
         took = time.perf_counter() - began
         deleted += removed
         if not more:

@@ -1,27 +1,17 @@
 """Indexing queued log chunks for search, in batches, behind the builds that wrote them.
 
 On SQLite a trigger queues every new log chunk's id (migration ``0004_log_search_queue`` says
-why); :func:`run` indexes the queue a moment after chunks arrive, through the store's writer like
-every other write, so a batch never waits on a lock and never delays a build's own writes by more
-than one batch. Search reads queued chunks by scanning them, so what is not indexed yet is still
-found. Other databases index as they insert, and have no queue.
+why); :meth:`.logs.Logs.index_forever` indexes the queue a moment after chunks arrive, through
+the store's writer like every other write, so a batch never waits on a lock and never delays a
+build's own writes by more than one batch. Search reads queued chunks by scanning them, so what
+is not indexed yet is still found. Other databases index as they insert, and have no queue.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from typing import TYPE_CHECKING
-
 import sqlalchemy as sa
 
-from ..errors import StoreError
 from .schema import LOG_SEARCH_TABLE
-
-if TYPE_CHECKING:
-    from .store import Store
-
-log = logging.getLogger(__name__)
 
 #: The table of queued chunk ids.
 QUEUE_TABLE = f"{LOG_SEARCH_TABLE}_pending"
@@ -47,19 +37,3 @@ def index_queued(conn: sa.Connection, limit: int = BATCH) -> int:
         conn.exec_driver_sql(_INDEX, upto)
         conn.exec_driver_sql(_DEQUEUE, upto)
     return len(queued)
-
-
-async def run(store: Store) -> None:
-    """Index the queue whenever chunks arrive, until cancelled."""
-    while True:
-        await store.logs_queued.wait()
-        await asyncio.sleep(DELAY)
-        store.logs_queued.clear()
-        try:
-            indexed = await store.index_queued_logs(BATCH)
-        except StoreError as exc:
-            log.warning("log search indexing failed: %s; it tries again in %g s", exc, RETRY)
-            await asyncio.sleep(RETRY)
-            indexed = BATCH
-        if indexed == BATCH:
-            store.logs_queued.set()  # more may be waiting

@@ -223,8 +223,8 @@ class BuildersHandler(ApiHandler):
             )
         if name is not None and not builders:
             raise NotFound(f"no builder named {name!r}")
-        latest = await self.master.store.latest_builds()
-        recent = await self.master.store.recent_builds(per_builder) if per_builder else None
+        latest = await self.master.store.builds.latest()
+        recent = await self.master.store.builds.recent(per_builder) if per_builder else None
         for entry in builders:
             entry["last_build"] = latest.get(entry["name"])
             if recent is not None:
@@ -260,8 +260,8 @@ class ForceHandler(ApiHandler):
 
 class ChangesHandler(ApiHandler):
     async def get(self) -> None:
-        changes = await self.master.store.changes(limit=self.int_argument("limit", 50))
-        builds = await self.master.store.builds_of_changes([c["id"] for c in changes])
+        changes = await self.master.store.changes.recent(limit=self.int_argument("limit", 50))
+        builds = await self.master.store.changes.builds_of([c["id"] for c in changes])
         self.reply({"changes": [{**c, "builds": builds.get(c["id"], [])} for c in changes]})
 
     async def post(self) -> None:
@@ -276,10 +276,10 @@ class BuildsHandler(ApiHandler):
     async def get(self) -> None:
         builder = self.get_query_argument("builder", None)
         unknown = builder is not None and self.master.pipeline.builder(builder) is None
-        if unknown and not await self.master.store.builds(builder=builder, limit=1):
+        if unknown and not await self.master.store.builds.query(builder=builder, limit=1):
             raise NotFound(f"no builder named {builder!r}")
         result = self.get_query_argument("result", None)
-        builds = await self.master.store.builds(
+        builds = await self.master.store.builds.query(
             builder=builder,
             result=_parse_result(result) if result else None,
             limit=self.int_argument("limit", 50),
@@ -289,8 +289,8 @@ class BuildsHandler(ApiHandler):
 
 class BuildHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
-        build = await self.master.store.build(path_id(build_id, "build"))
-        _, spec = await self.master.store.buildset_of(build["id"])
+        build = await self.master.store.builds.get(path_id(build_id, "build"))
+        _, spec = await self.master.store.builds.buildset_of(build["id"])
         build["reason"] = spec.reason
         build["sourcestamps"] = [dataclasses.asdict(stamp) for stamp in spec.sourcestamps]
         live = next((b for b in self.master.running.values() if b.id == build["id"]), None)
@@ -299,8 +299,8 @@ class BuildHandler(ApiHandler):
         elif not build.get("properties"):  # a build from before properties were stored: its request's
             build["properties"] = {name: list(pair) for name, pair in spec.properties.items()}
         build["current_step"] = live.current_step if live is not None else None
-        build["tests"] = await self.master.store.test_counts(build["id"])
-        build["changes"] = await self.master.store.changes_of_build(build["id"])
+        build["tests"] = await self.master.store.steps.test_counts(build["id"])
+        build["changes"] = await self.master.store.changes.of_build(build["id"])
         self.reply(build)
 
 
@@ -308,7 +308,7 @@ class BuilderBuildHandler(BuildHandler):
     """``/api/builders/{name}/builds/{number}``: a build as people name it (``unit/7``)."""
 
     async def get(self, name: str, number: str) -> None:  # type: ignore[override]
-        build_id = await self.master.store.build_id(name, path_id(number, "build number"))
+        build_id = await self.master.store.builds.id_of(name, path_id(number, "build number"))
         await super().get(str(build_id))
 
 
@@ -321,7 +321,7 @@ class StopBuildHandler(ApiHandler):
         if self.who:
             reason = f"{reason} (by {self.who})"
         build = path_id(build_id, "build")
-        self.allow(Permission.STOP, (await self.master.store.build(build))["builder"])
+        self.allow(Permission.STOP, (await self.master.store.builds.get(build))["builder"])
         await self.master.stop_build(build, reason)
         self.reply({"stopping": build})
 
@@ -332,7 +332,7 @@ class RebuildHandler(ApiHandler):
         if set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
             raise InvalidRequest('a rebuild takes at most {"reason": "..."}')
         build = path_id(build_id, "build")
-        self.allow(Permission.FORCE, (await self.master.store.build(build))["builder"])
+        self.allow(Permission.FORCE, (await self.master.store.builds.get(build))["builder"])
         ids = await self.master.rebuild(build, reason=body.get("reason", ""), owner=self.who)
         self.reply({"buildrequest_ids": ids}, 201)
 
@@ -348,13 +348,13 @@ class LogHandler(ApiHandler):
         if self.get_query_argument("tail", None) is not None:
             tail = self.int_argument("tail", LOG_TAIL_LINES, maximum=100_000)
             await flush_live(self.master, build, number, name)
-            lines, first = await self.master.store.log_tail(build, number, name, tail)
+            lines, first = await self.master.store.logs.tail(build, number, name, tail)
             self.set_header("X-First-Line", str(first))  # live log events number their lines alike
             self.finish(_text(lines))
             return
         start = 0
         try:
-            while lines := await self.master.store.log_lines(build, number, name, start=start, chunks=LOG_PAGE_CHUNKS):
+            while lines := await self.master.store.logs.lines(build, number, name, start=start, chunks=LOG_PAGE_CHUNKS):
                 self.write(_text(lines))
                 await self.flush()  # the client takes this page before the next is read
                 start += len(lines)
@@ -369,7 +369,7 @@ class BuildRequestsHandler(ApiHandler):
         pending = None if raw is None else _BOOLEANS.get(raw.lower())
         if raw is not None and pending is None:
             raise InvalidRequest(f"pending must be true or false, not {raw!r}")
-        requests = await self.master.store.buildrequests(pending=pending, limit=self.int_argument("limit", 200))
+        requests = await self.master.store.requests.query(pending=pending, limit=self.int_argument("limit", 200))
         self.reply({"buildrequests": [waiting(self.master, r) for r in requests]})
 
 
@@ -378,17 +378,17 @@ class BuildRequestHandler(ApiHandler):
 
     async def get(self, request_id: str) -> None:
         request = path_id(request_id, "build request")
-        found = await self.master.store.buildrequests(request_id=request, limit=1)
+        found = await self.master.store.requests.query(request_id=request, limit=1)
         if not found:
             raise NotFound(f"no build request {request}")
-        builds = await self.master.store.builds(request_id=request, limit=MAX_LIST)
+        builds = await self.master.store.builds.query(request_id=request, limit=MAX_LIST)
         self.reply({**waiting(self.master, found[0]), "builds": builds[::-1]})
 
 
 class CancelRequestHandler(ApiHandler):
     async def post(self, request_id: str) -> None:
         request = path_id(request_id, "build request")
-        found = await self.master.store.buildrequests(request_id=request, limit=1)
+        found = await self.master.store.requests.query(request_id=request, limit=1)
         self.allow(Permission.STOP, found[0]["builder"] if found else None)
         await self.master.cancel_request(request)
         self.reply({"cancelled": request})
@@ -396,7 +396,7 @@ class CancelRequestHandler(ApiHandler):
 
 class WorkersHandler(ApiHandler):
     async def get(self) -> None:
-        remembered = await self.master.store.workers()
+        remembered = await self.master.store.workers.all()
         workers = []
         for spec in self.master.pipeline.workers:
             connection = self.master.registry.connections.get(spec.name)

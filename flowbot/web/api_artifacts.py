@@ -59,8 +59,8 @@ def content_type(path: str) -> str:
 class ArtifactsHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
         build = path_id(build_id, "build")
-        await self.master.store.build(build)  # NotFound for a build that does not exist
-        rows = await self.master.store.artifacts(build)
+        await self.master.store.builds.get(build)  # NotFound for a build that does not exist
+        rows = await self.master.store.steps.artifacts(build)
         root = self.master.artifacts_dir
         present = await asyncio.to_thread(lambda: [_unchanged(root, row) for row in rows])
         self.reply(
@@ -89,7 +89,7 @@ class ArtifactHandler(ApiHandler):
 
     async def get(self, build_id: str, path: str, body: bool = True) -> None:  # type: ignore[override]
         build = path_id(build_id, "build")
-        rows = await self.master.store.artifacts(build, path)
+        rows = await self.master.store.steps.artifacts(build, path)
         if not rows:
             raise NotFound(f"build {build} stored no file at {path!r}")
         row = rows[-1]

@@ -57,7 +57,7 @@ class GridHandler(ApiHandler):
     async def get(self) -> None:
         wanted = self.int_argument("revisions", 20, maximum=MAX_GRID_REVISIONS)
         store = self.master.store
-        builds = await store.builds(limit=wanted * GRID_BUILDS_PER_REVISION)
+        builds = await store.builds.query(limit=wanted * GRID_BUILDS_PER_REVISION)
         rows: dict[str, dict[str, Any]] = {}
         for build in builds:  # newest first: a revision's row is placed by its newest build
             revision = build["revision"]
@@ -69,7 +69,7 @@ class GridHandler(ApiHandler):
                 rows[revision] = {"revision": revision, "branch": build["branch"], "change": None, "builds": {}}
             cell = {k: build[k] for k in ("id", "number", "result", "started_at", "finished_at")}
             rows[revision]["builds"].setdefault(build["builder"], []).insert(0, cell)
-        changes = await store.changes(limit=max(wanted * 5, 100))
+        changes = await store.changes.recent(limit=max(wanted * 5, 100))
         for change in changes[::-1]:  # the newest change of a revision wins
             row = rows.get(change["revision"] or "")
             if row is not None:
@@ -82,10 +82,10 @@ class GridHandler(ApiHandler):
 class ChangeHandler(ApiHandler):
     async def get(self, change_id: str) -> None:
         number = path_id(change_id, "change")
-        found = await self.master.store.changes(change_id=number, limit=1)
+        found = await self.master.store.changes.recent(change_id=number, limit=1)
         if not found:
             raise NotFound(f"no change {number}")
-        builds = await self.master.store.builds_of_changes([number])
+        builds = await self.master.store.changes.builds_of([number])
         self.reply({**found[0], "builds": builds.get(number, [])})
 
 

@@ -31,15 +31,15 @@ class LogLinesHandler(ApiHandler):
         if find is not None:
             if find != "error":
                 raise InvalidRequest(f"find takes error, not {find!r}")
-            line = await store.log_error(build, number, name, after=self._line("after", 0))
-            page = await store.log_page(build, number, name, first=0, count=0)
+            line = await store.logs.first_error(build, number, name, after=self._line("after", 0))
+            page = await store.logs.page(build, number, name, first=0, count=0)
             self.reply({"line": line, "total": page.total})
             return
         if self.get_query_argument("tail", None) is not None:
             first, count = None, self.int_argument("tail", LOG_TAIL_LINES, maximum=MAX_PAGE_LINES)
         else:
             first, count = self._line("first", 0), self.int_argument("count", LOG_TAIL_LINES, maximum=MAX_PAGE_LINES)
-        page = await store.log_page(build, number, name, first=first, count=count)
+        page = await store.logs.page(build, number, name, first=first, count=count)
         self.reply({"first": page.first, "lines": page.lines, "total": page.total})
 
     def _line(self, argument: str, default: int) -> int:

@@ -24,7 +24,7 @@ MAX_TESTS = 10_000
 class TestsHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
         build = path_id(build_id, "build")
-        await self.master.store.build(build)  # NotFound for a build that does not exist
+        await self.master.store.builds.get(build)  # NotFound for a build that does not exist
         raw = self.get_query_argument("outcome", None)
         outcomes = None
         if raw:
@@ -33,8 +33,8 @@ class TestsHandler(ApiHandler):
             if unknown:
                 raise InvalidRequest(f"unknown outcome(s) {sorted(unknown)}; use {[str(o) for o in Outcome]}")
         limit = self.int_argument("limit", 1000, maximum=MAX_TESTS)
-        tests = await self.master.store.test_results(build, outcomes=outcomes, limit=limit)
-        counts = await self.master.store.test_counts(build)
+        tests = await self.master.store.steps.test_results(build, outcomes=outcomes, limit=limit)
+        counts = await self.master.store.steps.test_counts(build)
         self.reply({"tests": tests, "counts": counts, "summary": describe(counts)})
 
 

@@ -64,7 +64,7 @@ class BadgeHandler(ApiHandler):
     async def get(self, builder: str) -> None:
         if self.master.pipeline.builder(builder) is None:
             raise NotFound(f"no builder named {builder!r}")
-        result = await self.master.store.last_result(builder)
+        result = await self.master.store.builds.last_result(builder)
         label = self.get_query_argument("label", builder)
         value = result.name.lower() if result is not None else "no builds"
         self.finish(badge(label, value, COLOURS.get(result.name if result else "", "#9f9f9f")))

@@ -167,7 +167,7 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         seen = {e["build"]["id"] for e in journal_events if e["type"] == EventKind.BUILD_FINISHED}
         when, after_id = id_to_time(self.since) - EVENT_RESUME_SLACK, None
         while True:
-            builds = await self.master.store.builds_finished_after(
+            builds = await self.master.store.builds.finished_after(
                 when, after_id=after_id, builder=self.filter.builder, limit=MAX_LIST
             )
             events = []

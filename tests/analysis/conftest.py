@@ -61,18 +61,18 @@ async def write_build(
     build, compile_step, step = Ref(), Ref(), Ref()
     lines = log.split("\n")
     writes = [
-        store.start_build(request, number, worker, at, "master", build),
-        store.start_step(build, 0, "compile", at, compile_step),
-        store.finish_step(compile_step, Result.SUCCESS, at + 60),
-        store.start_step(build, 1, "test", at + 60, step),
-        store.append_log(step, "stdio", 0, "\n".join(["pytest -q", *lines]), "h" + "o" * len(lines)),
+        store.builds.start(request, number, worker, at, "master", build),
+        store.steps.start(build, 0, "compile", at, compile_step),
+        store.steps.finish(compile_step, Result.SUCCESS, at + 60),
+        store.steps.start(build, 1, "test", at + 60, step),
+        store.logs.append(step, "stdio", 0, "\n".join(["pytest -q", *lines]), "h" + "o" * len(lines)),
     ]
     if tests:
         cases = [TestCase("unit", "tests.test_core", name, outcome, 0.25, "") for name, outcome in tests]
-        writes.append(store.add_test_results(build, step, cases))
+        writes.append(store.steps.add_test_results(build, step, cases))
     writes += [
-        store.finish_step(step, result, at + took),
-        store.finish_build(build, request, result, at + took),
+        store.steps.finish(step, result, at + took),
+        store.builds.finish(build, request, result, at + took),
     ]
     await asyncio.gather(*writes)
     return build.id
@@ -106,11 +106,11 @@ async def write_history(store: Store) -> Known:
             Release(s.scheduler, s.builders[0], lambda new, s=s: dataclasses.replace(s, change_ids=(new[-1].id,)))
             for s in specs
         ]
-        changes[rev], made = await store.add_change(change, decisions, at)
+        changes[rev], made = await store.changes.add(change, decisions, at)
         for request in made:
             requests[(request.builder, rev)] = request
-    await store.worker_connected("w1", {"os": "posix"}, T0 - HOUR)
-    await store.worker_connected("w2", {"os": "posix"}, T0 - HOUR)
+    await store.workers.connected("w1", {"os": "posix"}, T0 - HOUR)
+    await store.workers.connected("w2", {"os": "posix"}, T0 - HOUR)
 
     ok = [("test_parse", passed), ("test_network", passed)]
     builds["unit#1"] = await write_build(store, requests["unit", "r1"], 1, "w1", T0 + 30, Result.SUCCESS, tests=ok)
@@ -127,7 +127,7 @@ async def write_history(store: Store) -> Known:
     builds["unit#3"] = await write_build(
         store, requests["unit", "r3"], 3, "w1", T0 + 2 * HOUR + 30, Result.SUCCESS, tests=ok
     )
-    (rerun,) = await store.add_buildset(build_spec("unit", "main", "r3"), T0 + 3 * HOUR - 600)
+    (rerun,) = await store.requests.add_buildset(build_spec("unit", "main", "r3"), T0 + 3 * HOUR - 600)
     builds["unit#4"] = await write_build(
         store, rerun, 4, "w1", T0 + 3 * HOUR, Result.FAILURE, tests=[("test_parse", passed), ("test_network", failed)]
     )
@@ -140,11 +140,11 @@ async def write_history(store: Store) -> Known:
     )
 
     # A feature-branch request lost with its worker, then rerun elsewhere
-    (feature,) = await store.add_buildset(build_spec("unit", "feature", "f1"), T0 + 5 * HOUR)
+    (feature,) = await store.requests.add_buildset(build_spec("unit", "feature", "f1"), T0 + 5 * HOUR)
     builds["unit#6"] = await write_build(store, feature, 6, "w2", T0 + 5 * HOUR + 100, Result.RETRY, took=300)
     builds["unit#7"] = await write_build(store, feature, 7, "w1", T0 + 5 * HOUR + 500, Result.SUCCESS)
     # And one still waiting
-    await store.add_buildset(build_spec("unit", "main", "r5"), T0 + 6 * HOUR)
+    await store.requests.add_buildset(build_spec("unit", "main", "r5"), T0 + 6 * HOUR)
     return Known(changes=changes, builds=builds)
 
 

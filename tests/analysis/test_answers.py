@@ -178,7 +178,7 @@ async def test_a_test_broken_and_fixed_by_changes_is_not_flaky_and_one_that_flip
     try:
         for i in range(16):
             revision, attempt = f"r{i // 2 + 1}", i % 2
-            (request,) = await store.add_buildset(build_spec("unit", "main", revision), T0 + i * 600)
+            (request,) = await store.requests.add_buildset(build_spec("unit", "main", revision), T0 + i * 600)
             tests = [
                 ("test_real", Outcome.FAILED if revision in real else Outcome.PASSED),
                 ("test_flaky", Outcome.ERROR if (revision, attempt) in flaky else Outcome.PASSED),
@@ -208,7 +208,7 @@ async def test_in_ci_that_builds_each_commit_once_lone_failures_show_a_flaky_tes
     store = await Store.open(db_url)
     try:
         for i in range(40):
-            (request,) = await store.add_buildset(build_spec("unit", "main", f"r{i}"), T0 + i * 600)
+            (request,) = await store.requests.add_buildset(build_spec("unit", "main", f"r{i}"), T0 + i * 600)
             tests = [
                 ("test_real", Outcome.FAILED if i in real else Outcome.PASSED),
                 ("test_flaky", Outcome.FAILED if i in flaky else Outcome.PASSED),
@@ -237,7 +237,7 @@ async def test_flaky_tests_count_what_counting_by_hand_counts(db_url):
         for i in range(24):
             revision = f"r{i // 2}"
             for builder in rng.sample(["a", "b", "c"], 3):
-                (request,) = await store.add_buildset(build_spec(builder, "main", revision), T0 + i * 600)
+                (request,) = await store.requests.add_buildset(build_spec(builder, "main", revision), T0 + i * 600)
                 tests = [(f"test_{k}", rng.choice(outcomes)) for k in range(4)]
                 build = await write_build(store, request, i + 1, "w1", T0 + i * 600 + 10, Result.SUCCESS, tests=tests)
                 runs += [(build, builder, revision, name, o != Outcome.PASSED) for name, o in tests if o != "skipped"]

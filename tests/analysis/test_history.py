@@ -122,10 +122,10 @@ async def test_builds_show_running_builds_and_text_exactly_as_stored(db_url):
     odd = 'r,"1"\n[ünï] NULL'
     store = await Store.open(db_url)
     try:
-        (empty,) = await store.add_buildset(build_spec("unit", "", odd), T0)
-        (none,) = await store.add_buildset(build_spec("unit", None, None), T0 + 5)
+        (empty,) = await store.requests.add_buildset(build_spec("unit", "", odd), T0)
+        (none,) = await store.requests.add_buildset(build_spec("unit", None, None), T0 + 5)
         await write_build(store, empty, 1, "w1", T0 + 10, Result.SUCCESS)
-        await store.start_build(none, 2, "w,2", T0 + 20.25, "master", Ref())
+        await store.builds.start(none, 2, "w,2", T0 + 20.25, "master", Ref())
     finally:
         await store.close()
     # When the builds are read
@@ -151,10 +151,10 @@ async def test_builds_read_while_a_master_writes_are_each_one_moment(db_url):
         number = 0
         while writing:
             number += 1
-            (request,) = await store.add_buildset(build_spec("unit", "main", f"r{number}"), T0 + number)
+            (request,) = await store.requests.add_buildset(build_spec("unit", "main", f"r{number}"), T0 + number)
             build = Ref()
-            await store.start_build(request, number, "w1", T0 + number + 1, "master", build)
-            await store.finish_build(build, request, Result.SUCCESS, T0 + number + 2)
+            await store.builds.start(request, number, "w1", T0 + number + 1, "master", build)
+            await store.builds.finish(build, request, Result.SUCCESS, T0 + number + 2)
         return number
 
     writer = asyncio.create_task(write())
@@ -332,7 +332,7 @@ async def test_test_times_no_timedelta_holds_read_as_missing(db_url: str):
     # Given a store from before such times were refused: tests that took forever, or 31,000 years
     store = await Store.open(db_url)
     try:
-        (request,) = await store.add_buildset(build_spec("unit", "main", "r1"), T0)
+        (request,) = await store.requests.add_buildset(build_spec("unit", "main", "r1"), T0)
         tests = [(f"test_{i}", Outcome.PASSED) for i in range(4)]
         await write_build(store, request, 1, "w1", T0 + 10, Result.SUCCESS, tests=tests)
     finally:

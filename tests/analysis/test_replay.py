@@ -51,10 +51,10 @@ async def record(store: Store, request: BuildRequest, number: int, worker: str, 
     """A build of ``request`` on ``worker`` from ``at``, one step ``test``, as a master writes it."""
     build, step = Ref(), Ref()
     await asyncio.gather(
-        store.start_build(request, number, worker, at, "master", build),
-        store.start_step(build, 0, "test", at, step),
-        store.finish_step(step, Result.SUCCESS, at + took),
-        store.finish_build(build, request, Result.SUCCESS, at + took),
+        store.builds.start(request, number, worker, at, "master", build),
+        store.steps.start(build, 0, "test", at, step),
+        store.steps.finish(step, Result.SUCCESS, at + took),
+        store.builds.finish(build, request, Result.SUCCESS, at + took),
     )
 
 
@@ -62,7 +62,7 @@ async def change(store: Store, revision: str, at: float, builders=("unit",)) -> 
     """A change on main received at ``at``, that the scheduler builds at once on ``builders``."""
     spec = BuildsetSpec("on-push", tuple(builders), (SourceStamp(repository="repo", branch="main", revision=revision),))
     decision = Release("on-push", "", lambda new: dataclasses.replace(spec, change_ids=(new[-1].id,)))
-    _, requests = await store.add_change(
+    _, requests = await store.changes.add(
         Change(branch="main", revision=revision, repository="repo", when=at), [decision], at
     )
     return requests
@@ -190,7 +190,7 @@ async def test_turning_collapsing_off_adds_the_builds_it_saved(tmp_path):
             await master.add_change(Change(branch="main", revision=f"r{i}", repository="repo"))
             await asyncio.sleep(0.1)
         await master.wait_idle(timeout=60)
-        built = len(await master.store.builds(limit=100))
+        built = len(await master.store.builds.query(limit=100))
     assert built < 12  # some collapsed
 
     # When the history is replayed with collapsing, and without
@@ -224,9 +224,9 @@ def test_requests_no_change_caused_are_replayed_and_timed_schedulers_run_their_o
             (first,) = await change(store, "r1", T0)
             await record(store, first, 1, "w1", T0)
             stamp = (SourceStamp(repository="repo", branch="main", revision="r1"),)
-            (forced,) = await store.add_buildset(BuildsetSpec("force", ("unit",), stamp, priority=5), T0 + 600)
+            (forced,) = await store.requests.add_buildset(BuildsetSpec("force", ("unit",), stamp, priority=5), T0 + 600)
             await record(store, forced, 2, "w1", T0 + 600, took=90)
-            await store.add_buildset(BuildsetSpec("force", ("gone",), stamp), T0 + 700)
+            await store.requests.add_buildset(BuildsetSpec("force", ("gone",), stamp), T0 + 700)
             (last,) = await change(store, "r2", T0 + 3600)
             await record(store, last, 3, "w1", T0 + 3600)
         finally:

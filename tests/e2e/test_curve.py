@@ -198,7 +198,7 @@ async def test_local_workers_of_an_encrypted_master_get_keys_and_build(keys, tmp
         # And build
         await master.force("b")
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds(builder="b")
+        (build,) = await master.store.builds.query(builder="b")
         assert build["result"] == "SUCCESS"
     finally:
         await master.stop()

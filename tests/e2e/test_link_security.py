@@ -77,7 +77,7 @@ async def test_a_changed_worker_secret_takes_effect_at_reconfigure(tmp_path):
         await until(lambda: "w1" in master.registry.connections, what="the new w1 to connect")
         await master.force("b")
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds(builder="b")
+        (build,) = await master.store.builds.query(builder="b")
         assert build["result"] == "SUCCESS"
 
         # And w2 is refused until a pipeline declares it again, then only with the secret declared then
@@ -188,7 +188,7 @@ async def test_a_second_worker_with_a_name_in_use_is_refused_until_the_first_is_
         assert master.registry.connections["w1"] is connection
         await master.force("b")
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds(builder="b")
+        (build,) = await master.store.builds.query(builder="b")
         assert build["result"] == "SUCCESS" and master.registry.connections["w1"] is connection
         assert "refused" not in first.log()
 
@@ -197,7 +197,7 @@ async def test_a_second_worker_with_a_name_in_use_is_refused_until_the_first_is_
         await until(lambda: master.registry.connections.get("w1") not in (None, connection), 30, "the second w1 in")
         await master.force("b")
         await master.wait_idle(timeout=30)
-        assert [b["result"] for b in await master.store.builds(builder="b")] == ["SUCCESS", "SUCCESS"]
+        assert [b["result"] for b in await master.store.builds.query(builder="b")] == ["SUCCESS", "SUCCESS"]
     finally:
         for worker in (first, second):
             if worker is not None:

@@ -132,9 +132,9 @@ async def test_a_workers_message_no_database_can_keep_reaches_the_log_replaced(t
 
         # Then the build ends as its command did, and its log keeps the message with U+FFFD in place
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds(builder="b")
+        (build,) = await master.store.builds.query(builder="b")
         assert build["result"] == "FAILURE"
-        lines = [line for _, line in await master.store.log_lines(build["id"], 0)]
+        lines = [line for _, line in await master.store.logs.lines(build["id"], 0)]
         assert "cannot open /srv/\ufffd\ufffd: denied \ufffd" in lines
     finally:
         worker.close()
@@ -161,10 +161,10 @@ async def test_what_a_worker_says_of_itself_and_its_checkout_is_kept_or_refused_
 
         # Then it is kept as given (the store holds it as JSON), and shown so
         for _ in range(100):  # written a moment after the welcome
-            if (await master.store.workers()).get("w1", {}).get("info"):
+            if (await master.store.workers.all()).get("w1", {}).get("info"):
                 break
             await asyncio.sleep(0.05)
-        assert (await master.store.workers())["w1"]["info"] == info
+        assert (await master.store.workers.all())["w1"]["info"] == info
 
         # And when it reports a checkout at a revision that is no text
         await master.force("b")
@@ -173,11 +173,11 @@ async def test_what_a_worker_says_of_itself_and_its_checkout_is_kept_or_refused_
 
         # Then the checkout fails saying so, and nothing is triggered with that revision
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds(builder="b")
+        (build,) = await master.store.builds.query(builder="b")
         assert build["result"] == "FAILURE"
-        lines = [line for _, line in await master.store.log_lines(build["id"], 0)]
+        lines = [line for _, line in await master.store.logs.lines(build["id"], 0)]
         assert any("got_revision" in line and "lone surrogate" in line for line in lines), lines
-        assert await master.store.builds(builder="after") == []
+        assert await master.store.builds.query(builder="after") == []
     finally:
         worker.close()
         await master.stop()

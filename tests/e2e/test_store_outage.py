@@ -253,9 +253,9 @@ async def test_output_is_acknowledged_once_stored_and_a_result_once_its_output_i
         stored = [a["offsets"]["stdout"] for a in acks if a["of"] == protocol.OUTPUT]
         assert stored == sorted(stored) and all(offset <= 23 for offset in stored)
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds()
+        (build,) = await master.store.builds.query()
         assert build["result"] == "SUCCESS"
-        lines = [line for stream, line in await master.store.log_lines(build["id"], 0) if stream == "o"]
+        lines = [line for stream, line in await master.store.logs.lines(build["id"], 0) if stream == "o"]
         assert lines == ["one", "two", "three", "four", "five"]
     finally:
         worker.close()
@@ -280,7 +280,7 @@ async def test_a_log_that_could_not_be_kept_says_so_and_its_build_is_not_a_plain
         build_id = next(iter(master.running.values())).id
 
         async def printed() -> int:
-            return sum(line.startswith("line ") for _, line in await master.store.log_lines(build_id, 0))
+            return sum(line.startswith("line ") for _, line in await master.store.logs.lines(build_id, 0))
 
         while await printed() < 3000:
             await asyncio.sleep(0.05)
@@ -292,9 +292,9 @@ async def test_a_log_that_could_not_be_kept_says_so_and_its_build_is_not_a_plain
 
         # Then the build goes on and ends, as WARNINGS, saying how many lines it lost
         await master.wait_idle(timeout=90)
-        (build,) = await master.store.builds()
+        (build,) = await master.store.builds.query()
         assert build["result"] == "WARNINGS"
-        lines = await master.store.log_lines(build_id, 0)
+        lines = await master.store.logs.lines(build_id, 0)
         notes = [line for _, line in lines if "could not be stored" in line]
         assert notes and all(note.endswith("the database is unavailable (database or disk is full)]") for note in notes)
         lost = sum(int(note[1:].split(" ")[0]) for note in notes)

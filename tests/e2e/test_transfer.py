@@ -107,9 +107,9 @@ async def test_transfers_that_stop_moving_fail_their_steps_with_the_reason(tmp_p
 
         # Then each step fails and says why
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds(builder="both-ways")
+        (build,) = await master.store.builds.query(builder="both-ways")
         assert build["result"] == "FAILURE"
-        logs = [[line for _, line in await master.store.log_lines(build["id"], step)] for step in (0, 1)]
+        logs = [[line for _, line in await master.store.logs.lines(build["id"], step)] for step in (0, 1)]
         assert "upload failed: no progress for 0.5 s" in logs[0]
         assert "download failed: no progress for 0.5 s" in logs[1]
         assert not (tmp_path / "uploads" / "big.bin").exists()

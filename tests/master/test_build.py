@@ -41,7 +41,7 @@ async def run_one(tmp_path, step: Step, **properties) -> tuple[str, str]:
         await master.wait_idle(timeout=30)
         steps = master.history.steps()
         (build_id,) = steps["build_id"]
-        lines = await master.store.log_lines(int(build_id), 0)
+        lines = await master.store.logs.lines(int(build_id), 0)
         return str(steps["result"].iloc[0]), "\n".join(line for _, line in lines)
     finally:
         await master.stop()

@@ -29,10 +29,10 @@ async def step(store: Store) -> tuple[int, Ref]:
     spec = BuildsetSpec(
         scheduler="force", builders=("unit",), sourcestamps=(SourceStamp(repository="r", branch="main"),)
     )
-    (request,) = await store.add_buildset(spec, NOW)
+    (request,) = await store.requests.add_buildset(spec, NOW)
     build, step = Ref(), Ref()
     await asyncio.gather(
-        store.start_build(request, 1, "w1", NOW, "master", build), store.start_step(build, 0, "s", NOW, step)
+        store.builds.start(request, 1, "w1", NOW, "master", build), store.steps.start(build, 0, "s", NOW, step)
     )
     return build.id, step
 
@@ -40,7 +40,7 @@ async def step(store: Store) -> tuple[int, Ref]:
 async def stored(store: Store, build_id: int, writer: LogWriter) -> list[tuple[str, str]]:
     writer.close()
     await asyncio.gather(*writer.writes)
-    return await store.log_lines(build_id, 0)
+    return await store.logs.lines(build_id, 0)
 
 
 async def test_a_long_line_is_split_in_marked_pieces_never_inside_a_character(store, step):

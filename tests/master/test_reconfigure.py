@@ -129,9 +129,9 @@ async def test_a_pipeline_that_fails_to_start_leaves_the_master_on_the_one_befor
         await master.force("b")
         await master.wait_idle(timeout=30)
         await _until(lambda: reporter.finished == ["b #1"])
-        (build,) = await master.store.builds()
+        (build,) = await master.store.builds.query()
         assert build["result"] == "SUCCESS"
-        assert [s["name"] for s in (await master.store.build(build["id"]))["steps"]] == ["good"]
+        assert [s["name"] for s in (await master.store.builds.get(build["id"]))["steps"]] == ["good"]
     finally:
         await master.stop()
 
@@ -157,7 +157,7 @@ async def test_a_builder_added_in_a_cell_can_be_forced_in_the_same_cell(tmp_path
         await master.wait_idle(timeout=30)
 
         # Then the new builder built
-        (build,) = await master.store.builds(builder="new")
+        (build,) = await master.store.builds.query(builder="new")
         assert build["result"] == "SUCCESS"
     finally:
         await master.stop()
@@ -185,8 +185,8 @@ async def test_a_cell_whose_pipeline_fails_to_start_makes_the_next_awaited_call_
         assert master.pipeline is good
         await master.force("b")
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds()
-        assert [s["name"] for s in (await master.store.build(build["id"]))["steps"]] == ["good"]
+        (build,) = await master.store.builds.query()
+        assert [s["name"] for s in (await master.store.builds.get(build["id"]))["steps"]] == ["good"]
     finally:
         await master.stop()
 
@@ -244,7 +244,10 @@ async def test_a_reconfigure_says_what_it_changes_and_does_to_running_and_waitin
         assert applied.applied and applied.effects == shown.effects and master.pipeline is new
         (tmp_path / "go").touch()
         await master.wait_idle(timeout=30)
-        steps = [(await master.store.build(b["id"]))["steps"][0]["name"] for b in reversed(await master.store.builds())]
+        steps = [
+            (await master.store.builds.get(b["id"]))["steps"][0]["name"]
+            for b in reversed(await master.store.builds.query())
+        ]
         assert steps == ["old", "new"]
         # And the same pipeline again changes nothing
         assert not (await master.reconfigure(slow_pipeline("new", tmp_path), dry_run=True)).diff

@@ -26,7 +26,7 @@ async def test_a_periodic_scheduler_runs_though_the_master_is_reconfigured_more_
             await asyncio.sleep(0.3)
             await master.reconfigure(every(1.5))
         # Then its period still ran out, once or twice: the wait did not start over each time
-        requests = await master.store.buildrequests()
+        requests = await master.store.requests.query()
         assert 1 <= len(requests) <= 2, requests
     finally:
         await master.stop()
@@ -46,6 +46,6 @@ async def test_a_periodic_scheduler_counts_its_period_across_master_restarts(tmp
     try:
         # Then the run comes half a second later, not a whole period after the restart
         await asyncio.sleep(1.0)
-        assert len(await again.store.buildrequests()) >= 1
+        assert len(await again.store.requests.query()) >= 1
     finally:
         await again.stop()

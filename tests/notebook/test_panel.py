@@ -127,7 +127,7 @@ async def test_running_the_pipeline_cell_again_reconfigures_and_a_broken_one_cha
         assert [row["name"] for row in panel.overview["builders"]] == ["unit", "slow", "docs"]
         assert await panel.force("docs", {})
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds(builder="docs")
+        (build,) = await master.store.builds.query(builder="docs")
         assert build["result"] == "SUCCESS"
         panel.close()
         # A cell with a mistake raises where it is, and the master keeps its pipeline
@@ -162,8 +162,8 @@ async def test_the_panel_shows_the_end_of_an_older_builds_log_without_reading_al
         await master.force("long")
         await master.wait_idle(timeout=30)
         whole_logs_read = []
-        log_lines = master.store.log_lines
-        master.store.log_lines = lambda *args, **kwargs: whole_logs_read.append(args) or log_lines(*args, **kwargs)
+        log_lines = master.store.logs.lines
+        master.store.logs.lines = lambda *args, **kwargs: whole_logs_read.append(args) or log_lines(*args, **kwargs)
 
         # When it is picked in the panel
         panel = master.panel()
@@ -306,8 +306,8 @@ async def test_the_force_form_leaves_empty_fields_out_so_the_scheduler_can_say_w
         await master.wait_idle(timeout=30)
 
         # Then the build has that number, and no value for the fields left empty
-        (build,) = await master.store.builds()
-        properties = (await master.store.build(build["id"]))["properties"]
+        (build,) = await master.store.builds.query()
+        properties = (await master.store.builds.get(build["id"]))["properties"]
         assert properties["jobs"][0] == 3 and "retries" not in properties and "note" not in properties
         panel.close()
     finally:

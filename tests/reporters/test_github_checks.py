@@ -222,8 +222,8 @@ async def test_a_build_that_failed_for_a_commands_time_concludes_timed_out(tmp_p
         # When a build of a commit runs it
         await master.force("unit", revision=HEAD)
         await master.wait_idle(30)
-        (stored,) = await master.store.builds()
-        step = (await master.store.build(stored["id"]))["steps"][0]
+        (stored,) = await master.store.builds.query()
+        step = (await master.store.builds.get(stored["id"]))["steps"][0]
         completed = await wait_for_async(
             lambda: [r for r in github.check_runs.values() if r.fields.get("status") == "completed"],
             20,

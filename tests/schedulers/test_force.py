@@ -71,7 +71,7 @@ async def test_the_api_refuses_a_required_parameter_left_empty(tmp_path):
             )
             assert answer.code == 400
             assert json.loads(answer.body)["error"] == message
-        assert await master.store.builds() == []
+        assert await master.store.builds.query() == []
     finally:
         client.close()
         await master.stop()

@@ -17,14 +17,14 @@ async def test_the_write_ahead_log_is_emptied_past_its_limit_once_a_reader_lets_
     wal = tmp_path / "state.sqlite-wal"
     store = await Store.open(f"sqlite:///{path}")
     try:
-        await store._submit(lambda conn: conn.exec_driver_sql("CREATE TABLE filler (data BLOB)"))
+        await store.submit(lambda conn: conn.exec_driver_sql("CREATE TABLE filler (data BLOB)"))
         reader = sqlite3.connect(path)
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM filler").fetchall()
 
         # When the master writes 4 MB meanwhile
         for _ in range(40):
-            await store._submit(lambda conn: conn.exec_driver_sql("INSERT INTO filler VALUES (randomblob(100000))"))
+            await store.submit(lambda conn: conn.exec_driver_sql("INSERT INTO filler VALUES (randomblob(100000))"))
 
         # Then the writes go on (no checkpoint waits for the reader), and the log is long while it reads
         await asyncio.sleep(2.5)

@@ -30,16 +30,16 @@ async def test_a_commit_that_fails_fails_its_own_write_and_the_writer_goes_on(tm
         conn.exec_driver_sql("PRAGMA defer_foreign_keys = ON")
         conn.exec_driver_sql("INSERT INTO steps (build_id, number, name, hidden, summary) VALUES (999, 0, 'x', 0, '')")
 
-    good = store.add_buildset(buildset("unit"), NOW)
-    bad = store._submit(fails_at_commit)
+    good = store.requests.add_buildset(buildset("unit"), NOW)
+    bad = store.submit(fails_at_commit)
     outcomes = await asyncio.gather(good, bad, return_exceptions=True)
 
     # Then the good write is stored, the bad one fails alone with a store error saying why
     (request,) = outcomes[0]
     assert isinstance(outcomes[1], StoreError) and "FOREIGN KEY constraint failed" in str(outcomes[1])
     # And the writer keeps working
-    (later,) = await store.add_buildset(buildset("lint"), NOW + 1)
-    assert [r.id for r in await store.pending_requests()] == [request.id, later.id]
+    (later,) = await store.requests.add_buildset(buildset("lint"), NOW + 1)
+    assert [r.id for r in await store.requests.pending()] == [request.id, later.id]
     await store.close()
 
 
@@ -59,14 +59,14 @@ async def database_full(store: Store) -> AsyncIterator[None]:
 
     sa.event.listen(store.engine, "connect", cap)
     store.engine.dispose()
-    await store._submit(lambda conn: set_cap(conn, None))
+    await store.submit(lambda conn: set_cap(conn, None))
     try:
         yield
     finally:
         sa.event.remove(store.engine, "connect", cap)
         store.engine.dispose()
         # Behind whatever the full database holds back, however long that takes.
-        await store._submit(lambda conn: set_cap(conn, 2**31 - 2), wait=math.inf)
+        await store.submit(lambda conn: set_cap(conn, 2**31 - 2), wait=math.inf)
 
 
 async def test_a_full_database_refuses_new_work_clearly_and_the_master_carries_on(tmp_path) -> None:
@@ -96,7 +96,7 @@ async def test_a_full_database_refuses_new_work_clearly_and_the_master_carries_o
         # And once there is room again, builds run and are recorded beside the first one
         await master.force("unit")
         await master.wait_idle(timeout=60)
-        builds = await master.store.builds()
+        builds = await master.store.builds.query()
         assert [(b["number"], b["result"]) for b in builds] == [(2, "SUCCESS"), (1, "SUCCESS")]
 
 
@@ -104,7 +104,7 @@ async def test_a_write_after_the_server_dropped_the_writers_connection_is_kept(p
     # Given a PostgreSQL store that has written once (its writer keeps that connection)
     store = await Store.open(postgres_db)
     try:
-        (first,) = await store.add_buildset(buildset("unit"), NOW)
+        (first,) = await store.requests.add_buildset(buildset("unit"), NOW)
 
         # When the server ends every other session of the database (a restart or a failover would)
         admin = sa.create_engine(postgres_db, isolation_level="AUTOCOMMIT")
@@ -117,7 +117,7 @@ async def test_a_write_after_the_server_dropped_the_writers_connection_is_kept(p
         assert ended >= 1
 
         # Then the next write is stored all the same, on a fresh connection
-        (second,) = await store.add_buildset(buildset("lint"), NOW + 1)
-        assert [r.id for r in await store.pending_requests()] == [first.id, second.id]
+        (second,) = await store.requests.add_buildset(buildset("lint"), NOW + 1)
+        assert [r.id for r in await store.requests.pending()] == [first.id, second.id]
     finally:
         await store.close()

@@ -125,19 +125,19 @@ async def test_a_sweep_reads_the_logs_left_not_the_builds_whose_logs_went(store:
 async def test_a_sweep_starts_where_the_last_one_left_every_log_settled(store: Store):
     # Given logs kept forever, except lint's, kept for a day, and a lint build that runs for days
     retention, walks = Retention(per_builder={"lint": Retention(logs="1d")}), {}
-    (request,) = await store.add_buildset(build_spec("lint", "main", "r9"), T0 + 5 * HOUR)
+    (request,) = await store.requests.add_buildset(build_spec("lint", "main", "r9"), T0 + 5 * HOUR)
     build, step = Ref(), Ref()
-    await store.start_build(request, 3, "w2", T0 + 5 * HOUR, "master", build)
-    await store.start_step(build, 0, "lint", T0 + 5 * HOUR, step)
-    await store.append_log(step, "stdio", 0, "linting", "o")
+    await store.builds.start(request, 3, "w2", T0 + 5 * HOUR, "master", build)
+    await store.steps.start(build, 0, "lint", T0 + 5 * HOUR, step)
+    await store.logs.append(step, "stdio", 0, "linting", "o")
     # When the janitor sweeps two days later
     swept = await janitor.sweep(store, retention, now=T0 + 2 * 86400, walks=walks)
     # Then the finished lint builds lost their logs, and the walk stops before the running one
     assert swept.log_chunks == 2
     assert walks == {"lint": janitor.Walk(at=step.id, settled=step.id - 1)}
     # And once that build has ended, the next sweep takes its log, and the one after has nothing left to read
-    await store.finish_step(step, Result.SUCCESS, T0 + 50 * HOUR)
-    await store.finish_build(build, request, Result.SUCCESS, T0 + 50 * HOUR)
+    await store.steps.finish(step, Result.SUCCESS, T0 + 50 * HOUR)
+    await store.builds.finish(build, request, Result.SUCCESS, T0 + 50 * HOUR)
     assert (await janitor.sweep(store, retention, now=T0 + 3 * 86400, walks=walks)).log_chunks == 1
     assert walks == {"lint": janitor.Walk(at=step.id, settled=step.id)}
     assert await janitor.sweep(store, retention, now=T0 + 4 * 86400, walks=walks) == janitor.Swept()
@@ -249,7 +249,7 @@ async def add_builds_without_logs(store: Store, n: int, before: float) -> None:
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE")  # as autovacuum would, by the time history is that long
 
-    await store._submit(write)
+    await store.submit(write)
 
 
 async def add_requests(store: Store, builder: str, n: int, before: float) -> None:
@@ -276,7 +276,7 @@ async def add_requests(store: Store, builder: str, n: int, before: float) -> Non
         if conn.dialect.name == "postgresql":
             conn.exec_driver_sql("ANALYZE")
 
-    await store._submit(write)
+    await store.submit(write)
 
 
 def test_retention_is_checked_where_it_is_written():
@@ -341,7 +341,7 @@ async def store_files(store: Store, root, place: str) -> dict[str, int]:
             stored[name] = build.id
         build_ref, step_ref = Ref(), Ref()
         build_ref.id, step_ref.id = build.id, step.id
-        await store.add_artifacts(build_ref, step_ref, files, build.started_at)
+        await store.steps.add_artifacts(build_ref, step_ref, files, build.started_at)
     return stored
 
 

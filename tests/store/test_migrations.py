@@ -77,8 +77,8 @@ async def test_a_database_of_any_earlier_revision_upgrades_keeping_its_data(db_u
     store = await Store.open(db_url)
     try:
         # Then it is at the newest schema, with its data, and takes what the old schema refused
-        await store.add_change(Change(branch="b" * 300, author="a" * 300, revision="r2"), [], 2.0)
-        assert [c["author"] for c in await store.changes()] == ["a" * 300, "alice"]
+        await store.changes.add(Change(branch="b" * 300, author="a" * 300, revision="r2"), [], 2.0)
+        assert [c["author"] for c in await store.changes.recent()] == ["a" * 300, "alice"]
     finally:
         await store.close()
     assert differences_and_revision(db_url) == ([], HEAD)
@@ -151,7 +151,7 @@ async def test_builds_stored_without_a_revision_get_the_one_they_checked_out(db_
     # When the current flowbot opens it
     store = await Store.open(db_url)
     try:
-        builds = {b["id"]: b["revision"] for b in await store.builds()}
+        builds = {b["id"]: b["revision"] for b in await store.builds.query()}
     finally:
         await store.close()
 

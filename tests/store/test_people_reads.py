@@ -19,12 +19,15 @@ from .test_store import NOW, build_now, buildset, store  # noqa: F401 (fixture)
 
 async def _build_with_log(store: Store, chunks: list[tuple[str, str]]) -> tuple[int, Ref, Ref]:  # noqa: F811
     """A running build whose first step has a stdio log made of ``chunks`` (text, tags)."""
-    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    (request,) = await store.requests.add_buildset(buildset("unit"), NOW)
     build, step = Ref(), Ref()
-    writes = [store.start_build(request, 1, "w1", NOW, "master", build), store.start_step(build, 0, "test", NOW, step)]
+    writes = [
+        store.builds.start(request, 1, "w1", NOW, "master", build),
+        store.steps.start(build, 0, "test", NOW, step),
+    ]
     first = 0
     for text, tags in chunks:
-        writes.append(store.append_log(step, "stdio", first, text, tags))
+        writes.append(store.logs.append(step, "stdio", first, text, tags))
         first += len(tags)
     await asyncio.gather(*writes)
     return build.id, build, step
@@ -37,18 +40,18 @@ async def test_a_page_anywhere_in_a_log_reads_only_its_lines(store: Store) -> No
     build_id, _, _ = await _build_with_log(store, chunks)
 
     # A page across two chunks, the tail, and a page past the end
-    page = await store.log_page(build_id, 0, first=195, count=10)
+    page = await store.logs.page(build_id, 0, first=195, count=10)
     assert (page.first, page.total) == (195, 1000)
     assert [text for _, text in page.lines] == [f"line {n}" for n in range(195, 205)]
-    tail = await store.log_page(build_id, 0, first=None, count=3)
+    tail = await store.logs.page(build_id, 0, first=None, count=3)
     assert (tail.first, [text for _, text in tail.lines]) == (997, ["line 997", "line 998", "line 999"])
-    start = await store.log_page(build_id, 0, first=0, count=2)
+    start = await store.logs.page(build_id, 0, first=0, count=2)
     assert start.lines == [("h", "make test"), ("o", "line 1")]
-    beyond = await store.log_page(build_id, 0, first=5000, count=10)
+    beyond = await store.logs.page(build_id, 0, first=5000, count=10)
     assert (beyond.first, beyond.lines, beyond.total) == (1000, [], 1000)
     with pytest.raises(NotFound):
-        await store.log_page(build_id, 0, "other", first=0, count=10)
-    assert (await store.log_page(build_id, 0, first=0, count=0)).total == 1000
+        await store.logs.page(build_id, 0, "other", first=0, count=10)
+    assert (await store.logs.page(build_id, 0, first=0, count=0)).total == 1000
 
 
 async def test_the_first_error_is_the_first_output_line_that_reads_as_one(store: Store) -> None:  # noqa: F811
@@ -59,9 +62,9 @@ async def test_the_first_error_is_the_first_output_line_that_reads_as_one(store:
             ("tests/a.py ..\n\x1b[31mE   AssertionError: 3 != 5\x1b[0m\nFAILED tests/a.py::test_add", "oeo"),
         ],
     )
-    assert await store.log_error(build_id, 0) == 3  # not the header, whatever it says; colours aside
-    assert await store.log_error(build_id, 0, after=4) == 4
-    assert await store.log_error(build_id, 0, after=5) is None
+    assert await store.logs.first_error(build_id, 0) == 3  # not the header, whatever it says; colours aside
+    assert await store.logs.first_error(build_id, 0, after=4) == 4
+    assert await store.logs.first_error(build_id, 0, after=5) is None
 
 
 async def test_a_builds_tests_come_failures_first_with_their_step(store: Store) -> None:  # noqa: F811
@@ -72,8 +75,8 @@ async def test_a_builds_tests_come_failures_first_with_their_step(store: Store) 
         TestCase("s", "tests.a", "test_err", Outcome.ERROR, 0.2, "boom"),
         TestCase("s", "tests.a", "test_bad", Outcome.FAILED, 0.3, "assert 3 == 5", "tests/a.py", 12),
     ]
-    await store.add_test_results(build, step, cases)
-    found = await store.test_results(build_id)
+    await store.steps.add_test_results(build, step, cases)
+    found = await store.steps.test_results(build_id)
     assert [(t["name"], t["outcome"], t["step"], t["step_name"]) for t in found] == [
         ("test_bad", "failed", 0, "test"),
         ("test_err", "error", 0, "test"),
@@ -81,35 +84,35 @@ async def test_a_builds_tests_come_failures_first_with_their_step(store: Store) 
         ("test_ok", "passed", 0, "test"),
     ]
     assert (found[0]["file"], found[0]["line"], found[0]["message"]) == ("tests/a.py", 12, "assert 3 == 5")
-    assert [t["name"] for t in await store.test_results(build_id, outcomes=["passed", "error"])] == [
+    assert [t["name"] for t in await store.steps.test_results(build_id, outcomes=["passed", "error"])] == [
         "test_err",
         "test_ok",
     ]
-    assert await store.test_counts(build_id) == {"failed": 1, "error": 1, "skipped": 1, "passed": 1}
+    assert await store.steps.test_counts(build_id) == {"failed": 1, "error": 1, "skipped": 1, "passed": 1}
 
 
 async def test_changes_and_the_builds_they_caused_link_both_ways(store: Store) -> None:  # noqa: F811
     # Given a change whose buildset has two builders, one built twice (a retry, then a rerun)
-    change_id, (unit, lint) = await store.add_change(
+    change_id, (unit, lint) = await store.changes.add(
         Change(branch="main", revision="abc123", author="alice", comments="fix"),
         [build_now(buildset("unit", "lint"))],
         NOW,
     )
     retried, rerun, linted = Ref(), Ref(), Ref()
     await asyncio.gather(
-        store.start_build(unit, 1, "w1", NOW, "master", retried),
-        store.finish_build(retried, unit, Result.RETRY, NOW + 1),
-        store.start_build(unit, 2, "w1", NOW + 2, "master", rerun),
-        store.finish_build(rerun, unit, Result.SUCCESS, NOW + 3),
-        store.start_build(lint, 1, "w2", NOW, "master", linted),
+        store.builds.start(unit, 1, "w1", NOW, "master", retried),
+        store.builds.finish(retried, unit, Result.RETRY, NOW + 1),
+        store.builds.start(unit, 2, "w1", NOW + 2, "master", rerun),
+        store.builds.finish(rerun, unit, Result.SUCCESS, NOW + 3),
+        store.builds.start(lint, 1, "w2", NOW, "master", linted),
     )
-    builds = await store.builds_of_changes([change_id, 999])
+    builds = await store.changes.builds_of([change_id, 999])
     assert [(b["builder"], b["number"], b["result"]) for b in builds[change_id]] == [
         ("unit", 1, "RETRY"),
         ("unit", 2, "SUCCESS"),
         ("lint", 1, None),
     ]
     assert 999 not in builds
-    (change,) = await store.changes_of_build(rerun.id)
+    (change,) = await store.changes.of_build(rerun.id)
     assert (change["id"], change["revision"], change["author"]) == (change_id, "abc123", "alice")
-    assert await store.changes(change_id=change_id) == await store.changes(limit=1)
+    assert await store.changes.recent(change_id=change_id) == await store.changes.recent(limit=1)

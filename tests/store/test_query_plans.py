@@ -29,7 +29,7 @@ BUILDS = 20_000
 async def store(db_url: str) -> AsyncIterator[Store]:
     """A store with :data:`BUILDS` finished builds of four builders in turn, each of its own request, a minute apart."""
     store = await Store.open(db_url)
-    await store._submit(lambda conn: add_finished_builds(conn, BUILDS, builders=4))
+    await store.submit(lambda conn: add_finished_builds(conn, BUILDS, builders=4))
     yield store
     await store.close()
 
@@ -107,7 +107,7 @@ async def test_each_page_of_a_resumed_event_stream_is_a_range_of_an_index(
 ):
     # When the event stream's resume reads a page after the first, as for a client back after days
     with plans(store, "builds") as explained:
-        page = await store.builds_finished_after(T0 + 3600, after_id=61, builder=builder, limit=MAX_LIST)
+        page = await store.builds.finished_after(T0 + 3600, after_id=61, builder=builder, limit=MAX_LIST)
     assert len(page) == MAX_LIST
     # Then the database reads that page from the index, in the index's order: no scan, no sort
     (only,) = explained
@@ -124,11 +124,11 @@ async def test_paging_through_builds_that_finished_together_returns_each_once_in
             add_finished_builds(conn, 120, builders=2)
             conn.execute(sa.update(t.builds).values(finished_at=T0 + t.builds.c.id // 3 * 60))
 
-        await store._submit(write)
-        expected = [(b["finished_at"], b["id"]) for b in await store.builds_finished_after(T0 - 1)]
+        await store.submit(write)
+        expected = [(b["finished_at"], b["id"]) for b in await store.builds.finished_after(T0 - 1)]
         # When a reader pages through them four at a time, each page after the last build of the one before
         pages, when, after_id = [], T0 - 1, None
-        while page := await store.builds_finished_after(when, after_id=after_id, builder="b0", limit=4):
+        while page := await store.builds.finished_after(when, after_id=after_id, builder="b0", limit=4):
             pages.append(page)
             when, after_id = page[-1]["finished_at"], page[-1]["id"]
     finally:
@@ -153,13 +153,13 @@ async def test_the_janitor_reaches_old_requests_through_an_index_of_builders(sto
 
 async def test_the_requests_pending_are_read_from_an_index_of_them_alone(store: Store):
     # Given a request waiting among the many completed
-    (request,) = await store.add_buildset(
+    (request,) = await store.requests.add_buildset(
         BuildsetSpec(scheduler="force", builders=("b1",), sourcestamps=(SourceStamp(),)), T0 + BUILDS * 60
     )
     # When a master starts, and someone lists the requests pending
     with plans(store, "buildrequests") as explained:
-        assert [r.id for r in await store.pending_requests()] == [request.id]
-        assert [r["id"] for r in await store.buildrequests(pending=True)] == [request.id]
+        assert [r.id for r in await store.requests.pending()] == [request.id]
+        assert [r["id"] for r in await store.requests.query(pending=True)] == [request.id]
     # Then both read the index of pending requests, not the completed ones
     assert len(explained) == 2
     for each in explained:

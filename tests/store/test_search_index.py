@@ -84,14 +84,14 @@ async def test_sqlite_finds_new_logs_before_and_after_they_are_indexed(tmp_path)
     url = f"sqlite:///{tmp_path / 'state.sqlite'}"
     store = await Store.open(url)
     await write_history(store)
-    assert store.queues_log_search
+    assert store.logs.queues_search
     with History(url) as history:
         before = history.search_logs("segmentation")
     assert len(before) == 1 and _indexed(url, '"segmentation"') == 0
 
     # When the queue is indexed, a few chunks per batch
     batches = []
-    while batch := await store.index_queued_logs(4):
+    while batch := await store.logs.index_queued(4):
         batches.append(batch)
 
     # Then every chunk went through the index once, and search finds the same lines through it
@@ -102,13 +102,13 @@ async def test_sqlite_finds_new_logs_before_and_after_they_are_indexed(tmp_path)
 
     # And removing logs, indexed ones and freshly queued ones alike, keeps the index sound
     build, step = Ref(), Ref()
-    (request,) = await store.pending_requests()
+    (request,) = await store.requests.pending()
     await asyncio.gather(
-        store.start_build(request, 99, "w1", T0 + 10 * HOUR, "master", build),
-        store.start_step(build, 0, "test", T0 + 10 * HOUR, step),
-        store.append_log(step, "stdio", 0, "segmentation fault again", "e"),
-        store.finish_step(step, Result.FAILURE, T0 + 10 * HOUR + 1),
-        store.finish_build(build, request, Result.FAILURE, T0 + 10 * HOUR + 1),
+        store.builds.start(request, 99, "w1", T0 + 10 * HOUR, "master", build),
+        store.steps.start(build, 0, "test", T0 + 10 * HOUR, step),
+        store.logs.append(step, "stdio", 0, "segmentation fault again", "e"),
+        store.steps.finish(step, Result.FAILURE, T0 + 10 * HOUR + 1),
+        store.builds.finish(build, request, Result.FAILURE, T0 + 10 * HOUR + 1),
     )
     swept = await janitor.sweep(store, Retention(logs="1d"), now=T0 + 100 * 86400)
     assert swept.log_chunks > 0 and await count(store, t.log_chunks) == 0

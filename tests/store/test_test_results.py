@@ -31,16 +31,16 @@ REPORT = """<testsuite name="unit">
 
 async def test_cases_are_stored_with_their_build_and_step(store: Store):
     # Given a build whose step is still on its way to the store
-    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    (request,) = await store.requests.add_buildset(buildset("unit"), NOW)
     build, step = Ref(), Ref()
     writes = [
-        store.start_build(request, 1, "w1", NOW, "master", build),
-        store.start_step(build, 0, "pytest", NOW, step),
+        store.builds.start(request, 1, "w1", NOW, "master", build),
+        store.steps.start(build, 0, "pytest", NOW, step),
         # When its report's cases are queued behind it, before any id is known
-        store.add_test_results(build, step, parse(REPORT)),
-        store.add_test_results(build, step, []),
-        store.finish_step(step, Result.FAILURE, NOW + 1),
-        store.finish_build(build, request, Result.FAILURE, NOW + 1),
+        store.steps.add_test_results(build, step, parse(REPORT)),
+        store.steps.add_test_results(build, step, []),
+        store.steps.finish(step, Result.FAILURE, NOW + 1),
+        store.builds.finish(build, request, Result.FAILURE, NOW + 1),
     ]
     results = await asyncio.gather(*writes)
 
@@ -55,7 +55,7 @@ async def test_cases_are_stored_with_their_build_and_step(store: Store):
     ]
 
     # And they go when their build goes
-    await store._submit(lambda conn: conn.execute(sa.delete(t.builds).where(t.builds.c.id == build.id)))
+    await store.submit(lambda conn: conn.execute(sa.delete(t.builds).where(t.builds.c.id == build.id)))
     assert await rows(store, t.test_results) == []
 
 
@@ -66,14 +66,14 @@ async def test_long_test_names_are_kept_whole_and_only_unindexable_ones_are_cut(
       <testcase classname="{"c" * 600}" name="{long_name}"/>
       <testcase classname="pkg.mod" name="{huge_name}"><failure message="no"/></testcase>
     </testsuite>"""
-    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    (request,) = await store.requests.add_buildset(buildset("unit"), NOW)
     build, step = Ref(), Ref()
 
     # When its cases are stored
     stored = await asyncio.gather(
-        store.start_build(request, 1, "w1", NOW, "master", build),
-        store.start_step(build, 0, "pytest", NOW, step),
-        store.add_test_results(build, step, parse(report)),
+        store.builds.start(request, 1, "w1", NOW, "master", build),
+        store.steps.start(build, 0, "pytest", NOW, step),
+        store.steps.add_test_results(build, step, parse(report)),
     )
 
     # Then both are there: the first as written, the second cut to fit the index, visibly

@@ -31,17 +31,17 @@ async def test_a_builds_records_wait_for_a_stopped_database_while_new_work_is_re
     came_back = []
     store.when_available(lambda: came_back.append(time.monotonic()))
     try:
-        (request,) = await store.add_buildset(buildset("unit"), NOW)
+        (request,) = await store.requests.add_buildset(buildset("unit"), NOW)
         build, step = Ref(), Ref()
-        await store.start_build(request, 1, "w1", NOW, "master", build)
+        await store.builds.start(request, 1, "w1", NOW, "master", build)
 
         # When the server stops while the build goes on
         stoppable_postgres.stop()
         records = [
-            store.start_step(build, 0, "test", NOW + 1, step),
-            store.append_log(step, "stdio", 0, "one\ntwo", "oo"),
-            store.finish_step(step, Result.SUCCESS, NOW + 2),
-            store.finish_build(build, request, Result.SUCCESS, NOW + 3),
+            store.steps.start(build, 0, "test", NOW + 1, step),
+            store.logs.append(step, "stdio", 0, "one\ntwo", "oo"),
+            store.steps.finish(step, Result.SUCCESS, NOW + 2),
+            store.builds.finish(build, request, Result.SUCCESS, NOW + 3),
         ]
         await wait_until(lambda: not store.available, 10, "the store to see the database is gone")
 
@@ -50,7 +50,7 @@ async def test_a_builds_records_wait_for_a_stopped_database_while_new_work_is_re
         assert not any(record.done() for record in records)
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="database is unavailable"):
-            await store.add_buildset(buildset("lint"), NOW + 4)
+            await store.requests.add_buildset(buildset("lint"), NOW + 4)
         assert time.monotonic() - started < 0.1
         assert store.held_writes >= len(records)
 
@@ -58,16 +58,16 @@ async def test_a_builds_records_wait_for_a_stopped_database_while_new_work_is_re
         stoppable_postgres.start()
         await asyncio.wait_for(asyncio.gather(*records), 15)
         assert store.available and len(came_back) == 1
-        stored = await store.build(build.id)
+        stored = await store.builds.get(build.id)
         assert (stored["result"], stored["finished_at"], stored["steps"][0]["result"]) == (
             "SUCCESS",
             NOW + 3,
             "SUCCESS",
         )
-        assert await store.log_lines(build.id, 0) == [("o", "one"), ("o", "two")]
-        assert await store.pending_requests() == []
-        (later,) = await store.add_buildset(buildset("lint"), NOW + 5)
-        assert [r.id for r in await store.pending_requests()] == [later.id]
+        assert await store.logs.lines(build.id, 0) == [("o", "one"), ("o", "two")]
+        assert await store.requests.pending() == []
+        (later,) = await store.requests.add_buildset(buildset("lint"), NOW + 5)
+        assert [r.id for r in await store.requests.pending()] == [later.id]
     finally:
         await store.close()
 
@@ -81,7 +81,7 @@ async def test_a_write_that_may_wait_a_while_fails_when_the_database_stays_away(
         # When a write that may wait a second is made
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
-            await store._submit(lambda conn: conn.exec_driver_sql("SELECT 1"), wait=1.0)
+            await store.submit(lambda conn: conn.exec_driver_sql("SELECT 1"), wait=1.0)
 
         # Then it fails once its second is over (at the next try), not before, not much after
         assert 1.0 <= time.monotonic() - started < 4.0
@@ -93,10 +93,10 @@ async def test_a_write_that_may_wait_a_while_fails_when_the_database_stays_away(
 async def test_a_store_closed_while_its_database_is_away_gives_up_what_waits_for_it(stoppable_postgres) -> None:
     # Given a store holding a build's record for a stopped database
     store = await Store.open(stoppable_postgres.create_database())
-    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    (request,) = await store.requests.add_buildset(buildset("unit"), NOW)
     build = Ref()
     stoppable_postgres.stop()
-    start = store.start_build(request, 1, "w1", NOW, "master", build)
+    start = store.builds.start(request, 1, "w1", NOW, "master", build)
 
     # When the master stops meanwhile
     started = time.monotonic()
@@ -113,31 +113,31 @@ async def test_writes_held_by_a_full_disk_are_written_once_there_is_room_again(s
     disk = small_disk(16 * 1024 * 1024)
     store = await Store.open(f"sqlite:///{disk.path / 'state.sqlite'}")
     try:
-        (request,) = await store.add_buildset(buildset("unit"), NOW)
+        (request,) = await store.requests.add_buildset(buildset("unit"), NOW)
         build, step = Ref(), Ref()
-        store.start_build(request, 1, "w1", NOW, "master", build)
-        await store.start_step(build, 0, "test", NOW + 1, step)
+        store.builds.start(request, 1, "w1", NOW, "master", build)
+        await store.steps.start(build, 0, "test", NOW + 1, step)
 
         # When the filesystem is full and the build writes a long log
         disk.fill()
         line = "x" * 99
-        chunks = [store.append_log(step, "stdio", 1000 * i, "\n".join([line] * 1000), "o" * 1000) for i in range(8)]
+        chunks = [store.logs.append(step, "stdio", 1000 * i, "\n".join([line] * 1000), "o" * 1000) for i in range(8)]
         end = [
-            store.finish_step(step, Result.SUCCESS, NOW + 2),
-            store.finish_build(build, request, Result.SUCCESS, NOW + 3),
+            store.steps.finish(step, Result.SUCCESS, NOW + 2),
+            store.builds.finish(build, request, Result.SUCCESS, NOW + 3),
         ]
         await wait_until(lambda: not store.available, 10, "the store to see the disk is full")
         await asyncio.sleep(1.0)
         assert not all(write.done() for write in chunks + end)
         with pytest.raises(StoreUnavailable, match="database or disk is full"):
-            await store.add_buildset(buildset("lint"), NOW + 4)
+            await store.requests.add_buildset(buildset("lint"), NOW + 4)
 
         # Then freeing space brings writes back, with no restart: the log is whole, the build ended
         disk.free()
         await asyncio.wait_for(asyncio.gather(*chunks, *end), 15)
-        assert len(await store.log_lines(build.id, 0)) == 8000
-        assert (await store.build(build.id))["result"] == "SUCCESS"
-        await store.add_buildset(buildset("lint"), NOW + 5)
+        assert len(await store.logs.lines(build.id, 0)) == 8000
+        assert (await store.builds.get(build.id))["result"] == "SUCCESS"
+        await store.requests.add_buildset(buildset("lint"), NOW + 5)
     finally:
         await store.close()
 
@@ -147,11 +147,11 @@ async def test_a_store_closed_on_a_full_disk_leaves_its_last_writes_for_the_next
     disk = small_disk(16 * 1024 * 1024)
     url = f"sqlite:///{disk.path / 'state.sqlite'}"
     store = await Store.open(url)
-    (request,) = await store.add_buildset(buildset("unit"), NOW)
+    (request,) = await store.requests.add_buildset(buildset("unit"), NOW)
     build, step = Ref(), Ref()
-    store.start_build(request, 1, "w1", NOW, "master", build)
-    store.start_step(build, 0, "test", NOW + 1, step)
-    await store.append_log(step, "stdio", 0, "\n".join(["x" * 99] * 20000), "o" * 20000)
+    store.builds.start(request, 1, "w1", NOW, "master", build)
+    store.steps.start(build, 0, "test", NOW + 1, step)
+    await store.logs.append(step, "stdio", 0, "\n".join(["x" * 99] * 20000), "o" * 20000)
 
     # When the filesystem is full as the store closes
     disk.fill()
@@ -163,7 +163,7 @@ async def test_a_store_closed_on_a_full_disk_leaves_its_last_writes_for_the_next
     disk.free()
     again = await Store.open(url)
     try:
-        assert len(await again.log_lines(build.id, 0)) == 20000
+        assert len(await again.logs.lines(build.id, 0)) == 20000
     finally:
         await again.close()
 
@@ -174,7 +174,7 @@ async def test_a_store_closing_after_a_slow_write_gives_up_if_the_database_then_
     # Given a store that waits a second for its writes when it closes, busy with a write that takes three
     monkeypatch.setattr("flowbot.store.store.STORE_STOP_WAIT", 1.0)
     store = await Store.open(stoppable_postgres.create_database())
-    slow = store._keep(lambda conn: conn.exec_driver_sql("SELECT pg_sleep(3)"))
+    slow = store.keep(lambda conn: conn.exec_driver_sql("SELECT pg_sleep(3)"))
     closing = asyncio.ensure_future(store.close())
     await asyncio.sleep(1.5)
 

@@ -55,12 +55,14 @@ async def test_a_client_resuming_from_far_back_gets_all_it_missed(tmp_path):
 async def finished_long_ago(store: Store, count: int, at: float) -> list[int]:
     """``count`` builds of ``b`` stored as finished from ``at`` on, three at a time; their ids."""
     spec = BuildsetSpec(scheduler="force", builders=("b",), sourcestamps=())
-    requests = [r for rs in await asyncio.gather(*(store.add_buildset(spec, at) for _ in range(count))) for r in rs]
+    requests = [
+        r for rs in await asyncio.gather(*(store.requests.add_buildset(spec, at) for _ in range(count))) for r in rs
+    ]
     refs = [Ref() for _ in requests]
     writes = []
     for n, (request, build) in enumerate(zip(requests, refs, strict=True)):
-        writes.append(store.start_build(request, n + 1, "w1", at, "master", build))
-        writes.append(store.finish_build(build, request, Result.SUCCESS, at + n // 3))
+        writes.append(store.builds.start(request, n + 1, "w1", at, "master", build))
+        writes.append(store.builds.finish(build, request, Result.SUCCESS, at + n // 3))
     await asyncio.gather(*writes)
     return [build.get() for build in refs]
 

@@ -1,0 +1,415 @@
+"""Builds: claimed from their requests, ended, taken up again after a restart, and read back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import NotFound
+from ..records import BuildRequest, BuildsetSpec, UnfinishedBuild, UnfinishedStep
+from ..results import Result
+from . import schema as t
+from . import statements as sql
+from .access import Access, Ref
+from .requests import complete_buildset, insert_buildset, pending_requests, result_name, sourcestamps
+
+
+class Builds:
+    """The ``builds`` table (and, for a build's page, its steps)."""
+
+    def __init__(self, db: Access):
+        self._db = db
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    async def next_numbers(self) -> dict[str, int]:
+        """The number the next build of each builder gets."""
+
+        def fn(conn: sa.Connection) -> dict[str, int]:
+            rows = conn.execute(
+                sa.select(t.builds.c.builder, sa.func.max(t.builds.c.number)).group_by(t.builds.c.builder)
+            )
+            return {builder: number + 1 for builder, number in rows}
+
+        return await self._db.read(fn)
+
+    def start(
+        self, request: BuildRequest, number: int, worker: str, now: float, master: str, build: Ref
+    ) -> asyncio.Future[None]:
+        """Claim ``request`` and record its build as started; sets ``build.id``.
+
+        Like the other build-progress writes, this returns at once with the future of the write:
+        writes run in the order they were made, so later ones may use ``build.id`` before the
+        caller has awaited anything.
+        """
+
+        def op(conn: sa.Connection) -> None:
+            claimed = sql.CLAIM_REQUEST.run(conn, {"p_id": request.id, "p_at": now, "p_by": master})
+            if claimed.rowcount != 1:
+                # Tried again after a commit whose answer was lost with its connection?
+                build.id = conn.execute(
+                    sa.select(t.builds.c.id).where(
+                        t.builds.c.request_id == request.id, t.builds.c.number == number, t.builds.c.started_at == now
+                    )
+                ).scalar()
+                if build.id is None:
+                    raise NotFound(f"build request {request.id} is no longer pending")
+                return
+            build.id = sql.INSERT_BUILD.insert(
+                conn,
+                {
+                    "request_id": request.id,
+                    "builder": request.builder,
+                    "number": number,
+                    "worker": worker,
+                    "branch": request.branch,
+                    "revision": request.revision,
+                    "submitted_at": request.submitted_at,
+                    "started_at": now,
+                    "summary": "",
+                },
+            )
+
+        return self._db.keep(op)
+
+    def finish(
+        self,
+        build: Ref,
+        request: BuildRequest,
+        result: Result,
+        now: float,
+        summary: str = "",
+        *,
+        revision: str | None = None,
+        properties: dict[str, list[Any]] | None = None,
+        locks_wait: float = 0.0,
+        then: Iterable[BuildsetSpec] = (),
+        final: Callable[[Result, str], tuple[Result, str]] | None = None,
+    ) -> asyncio.Future[list[BuildRequest]]:
+        """Record a build's end with its properties (``{name: [value, source]}``) and the revision
+        it built (``got_revision``, for a build whose request named none).
+
+        A RETRY puts its request back in the queue; anything else completes it. Buildsets in
+        ``then`` (builds that depend on this one) are stored in the same transaction; the future
+        gives their requests. ``final`` may change the result and summary as the end is written,
+        when every write queued before it has been stored or has failed (it runs on the store's thread).
+        """
+        downstream = list(then)
+
+        def op(conn: sa.Connection) -> list[BuildRequest]:
+            end_result, end_summary = final(result, summary) if final is not None else (result, summary)
+            build_id = build.get()
+            sql.FINISH_BUILD.run(
+                conn,
+                {
+                    "p_id": build_id,
+                    "p_at": now,
+                    "p_result": int(end_result),
+                    "p_summary": end_summary,
+                    "p_locks": locks_wait,
+                    "p_properties": properties,
+                    "p_revision": revision,
+                },
+            )
+            if end_result == Result.RETRY:
+                sql.UNCLAIM_REQUEST.run(conn, {"p_id": request.id})
+            else:
+                sql.COMPLETE_REQUEST.run(conn, {"p_id": request.id, "p_at": now, "p_result": int(end_result)})
+                complete_buildset(conn, request.buildset_id, now)
+            requests = []
+            for spec in downstream:
+                requests += insert_buildset(conn, spec, now)
+            return requests
+
+        return self._db.keep(op)
+
+    def set_properties(self, build: Ref, properties: dict[str, list[Any]]) -> asyncio.Future[None]:
+        """Record a running build's properties (``{name: [value, source]}``) as they are now, so a
+        master that takes the build up after a restart has them."""
+        return self._db.keep(
+            lambda conn: conn.execute(
+                t.builds.update().where(t.builds.c.id == build.get()).values(properties=properties)
+            )
+        )
+
+    # -- recovery ---------------------------------------------------------------------------------
+
+    async def unfinished(self) -> list[UnfinishedBuild]:
+        """The builds recorded as running (a master that stopped without recording their end), oldest first."""
+        return await self._db.read(_unfinished_builds)
+
+    async def retry(self, build_ids: Iterable[int], now: float, summary: str = "master restarted") -> int:
+        """End running builds (and their running steps) as RETRY and unclaim their requests, which
+        are pending again; returns how many builds were running."""
+        ids = list(build_ids)
+
+        def op(conn: sa.Connection) -> int:
+            running = conn.execute(
+                sa.select(t.builds.c.id, t.builds.c.request_id).where(
+                    t.builds.c.id.in_(ids), t.builds.c.finished_at.is_(None)
+                )
+            ).all()
+            if not running:
+                return 0
+            ids_running = [row.id for row in running]
+            conn.execute(
+                t.steps.update()
+                .where(t.steps.c.build_id.in_(ids_running), t.steps.c.finished_at.is_(None))
+                .values(finished_at=now, result=int(Result.RETRY), summary=summary)
+            )
+            conn.execute(
+                t.builds.update()
+                .where(t.builds.c.id.in_(ids_running))
+                .values(finished_at=now, result=int(Result.RETRY), summary=summary)
+            )
+            conn.execute(
+                t.buildrequests.update()
+                .where(
+                    t.buildrequests.c.id.in_([row.request_id for row in running]),
+                    t.buildrequests.c.complete_at.is_(None),
+                )
+                .values(claimed_at=None, claimed_by=None)
+            )
+            return len(running)
+
+        return await self._db.keep(op)
+
+    # -- reads for people -------------------------------------------------------------------------
+
+    async def query(
+        self,
+        *,
+        builder: str | None = None,
+        result: Result | None = None,
+        limit: int = 50,
+        request_id: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Builds newest first, with the time their request was submitted."""
+        query = select_builds().order_by(t.builds.c.id.desc()).limit(limit)
+        if builder is not None:
+            query = query.where(t.builds.c.builder == builder)
+        if result is not None:
+            query = query.where(t.builds.c.result == int(result))
+        if request_id is not None:
+            query = query.where(t.builds.c.request_id == request_id)
+        return await self._db.read(lambda conn: [build_dict(row) for row in conn.execute(query)])
+
+    async def latest(self) -> dict[str, dict[str, Any]]:
+        """The newest build of each builder."""
+        newest = sa.select(sa.func.max(t.builds.c.id)).group_by(t.builds.c.builder).scalar_subquery()
+        query = select_builds().where(t.builds.c.id.in_(newest))
+        return await self._db.read(lambda conn: {row.builder: build_dict(row) for row in conn.execute(query)})
+
+    async def get(self, build_id: int) -> dict[str, Any]:
+        """One build with its steps (and each step's log names)."""
+
+        def fn(conn: sa.Connection) -> dict[str, Any]:
+            row = conn.execute(select_builds().where(t.builds.c.id == build_id)).first()
+            if row is None:
+                raise NotFound(f"no build {build_id}")
+            build = build_dict(row)
+            steps = conn.execute(
+                sa.select(t.steps).where(t.steps.c.build_id == build_id).order_by(t.steps.c.number)
+            ).all()
+            names: dict[int, list[str]] = {}
+            if steps:
+                chunks = t.log_chunks.c
+                for step_id, name in conn.execute(
+                    sa.select(chunks.step_id, chunks.log).distinct().where(chunks.step_id.in_([s.id for s in steps]))
+                ):
+                    names.setdefault(step_id, []).append(name)
+            build["steps"] = [
+                {
+                    "number": s.number,
+                    "name": s.name,
+                    "result": result_name(s.result),
+                    "started_at": s.started_at,
+                    "finished_at": s.finished_at,
+                    "summary": s.summary,
+                    "hidden": s.hidden,
+                    "logs": sorted(names.get(s.id, [])),
+                }
+                for s in steps
+            ]
+            build["properties"] = (
+                conn.execute(sa.select(t.builds.c.properties).where(t.builds.c.id == build_id)).scalar() or {}
+            )
+            return build
+
+        return await self._db.read(fn)
+
+    async def id_of(self, builder: str, number: int) -> int:
+        """The id of ``builder``'s build ``number``.
+
+        Raises:
+            NotFound: it has no such build.
+        """
+        b = t.builds.c
+        query = sa.select(b.id).where(b.builder == builder, b.number == number)
+        found = await self._db.read(lambda conn: conn.execute(query).scalar())
+        if found is None:
+            raise NotFound(f"no build {builder}/{number}")
+        return found
+
+    async def recent(self, per_builder: int) -> dict[str, list[dict[str, Any]]]:
+        """The newest ``per_builder`` builds of every builder, newest first (one query)."""
+        rank = sa.func.row_number().over(partition_by=t.builds.c.builder, order_by=t.builds.c.id.desc())
+        ranked = sa.select(t.builds.c.id, rank.label("rank")).subquery()
+        query = (
+            select_builds()
+            .join(ranked, ranked.c.id == t.builds.c.id)
+            .where(ranked.c.rank <= per_builder)
+            .order_by(t.builds.c.id.desc())
+        )
+
+        def fn(conn: sa.Connection) -> dict[str, list[dict[str, Any]]]:
+            out: dict[str, list[dict[str, Any]]] = {}
+            for row in conn.execute(query):
+                out.setdefault(row.builder, []).append(build_dict(row))
+            return out
+
+        return await self._db.read(fn)
+
+    async def finished_after(
+        self, when: float, *, after_id: int | None = None, builder: str | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """The first ``limit`` builds that finished after ``when``, oldest first. For the next page,
+        pass the last one's ``finished_at`` and its id as ``after_id`` (builds may end together)."""
+        b = t.builds.c
+        # One comparison of (finished_at, id), not an OR of two: it is a range of their index.
+        later = b.finished_at > when if after_id is None else sa.tuple_(b.finished_at, b.id) > (when, after_id)
+        query = select_builds().where(later).order_by(b.finished_at, b.id).limit(limit)
+        if builder is not None:
+            query = query.where(b.builder == builder)
+        return await self._db.read(lambda conn: [build_dict(row) for row in conn.execute(query)])
+
+    async def last_result(self, builder: str, *, before: int | None = None) -> Result | None:
+        """The result of ``builder``'s newest finished build (older than build id ``before``), RETRY aside."""
+        b = t.builds.c
+        query = (
+            sa.select(b.result)
+            .where(b.builder == builder, b.result.is_not(None), b.result != int(Result.RETRY))
+            .order_by(b.id.desc())
+            .limit(1)
+        )
+        if before is not None:
+            query = query.where(b.id < before)
+        code = await self._db.read(lambda conn: conn.execute(query).scalar())
+        return None if code is None else Result(code)
+
+    async def buildset_of(self, build_id: int) -> tuple[dict[str, Any], BuildsetSpec]:
+        """A build (as :meth:`query` shows it) and the buildset it came from, for a rebuild."""
+
+        def fn(conn: sa.Connection) -> tuple[dict[str, Any], BuildsetSpec]:
+            row = conn.execute(
+                select_builds(t.buildrequests.c.buildset_id, t.buildrequests.c.priority).where(
+                    t.builds.c.id == build_id
+                )
+            ).first()
+            if row is None:
+                raise NotFound(f"no build {build_id}")
+            buildset = conn.execute(sa.select(t.buildsets).where(t.buildsets.c.id == row.buildset_id)).one()
+            spec = BuildsetSpec(
+                scheduler=buildset.scheduler,
+                builders=(row.builder,),
+                sourcestamps=sourcestamps(conn, {row.buildset_id}).get(row.buildset_id, ()),
+                reason=buildset.reason,
+                properties=buildset.properties or {},
+                priority=row.priority,
+            )
+            build = build_dict(row)
+            del build["buildset_id"], build["priority"]
+            return build, spec
+
+        return await self._db.read(fn)
+
+
+# -- helpers that run on the store's thread -------------------------------------------------------
+
+_BUILD_COLUMNS = (
+    t.builds.c.id,
+    t.builds.c.builder,
+    t.builds.c.number,
+    t.builds.c.worker,
+    t.builds.c.result,
+    t.builds.c.branch,
+    t.builds.c.revision,
+    t.builds.c.request_id,
+    t.buildrequests.c.submitted_at,
+    t.builds.c.started_at,
+    t.builds.c.finished_at,
+    t.builds.c.summary,
+)
+
+
+def select_builds(*extra: sa.ColumnElement[Any]) -> sa.Select:
+    """Builds as people see them (with when their request was submitted), and ``extra`` columns."""
+    return sa.select(*_BUILD_COLUMNS, *extra).join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
+
+
+def build_dict(row: sa.Row) -> dict[str, Any]:
+    build = row._asdict()
+    build["result"] = result_name(build["result"])
+    return build
+
+
+def step_id(conn: sa.Connection, build_id: int, step_number: int) -> int:
+    found = conn.execute(
+        sa.select(t.steps.c.id).where(t.steps.c.build_id == build_id, t.steps.c.number == step_number)
+    ).scalar()
+    if found is None:
+        raise NotFound(f"no step {step_number} in build {build_id}")
+    return found
+
+
+def _unfinished_builds(conn: sa.Connection) -> list[UnfinishedBuild]:
+    builds = conn.execute(
+        sa.select(
+            t.builds.c.id,
+            t.builds.c.request_id,
+            t.builds.c.number,
+            t.builds.c.worker,
+            t.builds.c.started_at,
+            t.builds.c.locks_wait,
+            t.builds.c.properties,
+        )
+        .where(t.builds.c.finished_at.is_(None))
+        .order_by(t.builds.c.id)
+    ).all()
+    if not builds:
+        return []
+    ids = [b.id for b in builds]
+    requests = {r.id: r for r in pending_requests(conn, t.buildrequests.c.id.in_([b.request_id for b in builds]))}
+    steps: dict[int, list[UnfinishedStep]] = {}
+    for row in conn.execute(
+        sa.select(t.steps.c.build_id, t.steps.c.id, t.steps.c.number, t.steps.c.name, t.steps.c.result)
+        .where(t.steps.c.build_id.in_(ids))
+        .order_by(t.steps.c.build_id, t.steps.c.number)
+    ):
+        result = None if row.result is None else Result(row.result)
+        steps.setdefault(row.build_id, []).append(UnfinishedStep(row.id, row.number, row.name, result))
+    running = [s.id for per_build in steps.values() for s in per_build if s.result is None]
+    lines: dict[int, dict[str, int]] = {}
+    for step, name, last in conn.execute(
+        sa.select(t.log_chunks.c.step_id, t.log_chunks.c.log, sa.func.max(t.log_chunks.c.last_line))
+        .where(t.log_chunks.c.step_id.in_(running))
+        .group_by(t.log_chunks.c.step_id, t.log_chunks.c.log)
+    ):
+        lines.setdefault(step, {})[name] = last + 1
+    return [
+        UnfinishedBuild(
+            id=b.id,
+            request=requests.get(b.request_id),
+            number=b.number,
+            worker=b.worker,
+            started_at=b.started_at,
+            locks_wait=b.locks_wait,
+            properties={name: (value, source) for name, (value, source) in (b.properties or {}).items()},
+            steps=tuple(steps.get(b.id, ())),
+            log_lines=next((lines.get(s.id, {}) for s in steps.get(b.id, ()) if s.result is None), {}),
+        )
+        for b in builds
+    ]

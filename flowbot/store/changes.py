@@ -1,0 +1,221 @@
+"""Changes: stored with what schedulers decided about them, held for timers, read back, and
+linked to the builds they caused."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import InvalidRequest
+from ..records import BuildRequest, BuildsetSpec, Change
+from . import change_links
+from . import schema as t
+from . import statements as sql
+from .access import Access
+from .requests import insert_buildset
+from .state import remember
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Keep a change for a scheduler, under a key, until its timer fires or it runs."""
+
+    scheduler: str
+    key: str
+    important: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """Build what a scheduler holds under a key (plus the new change, if any), all in one go."""
+
+    scheduler: str
+    key: str
+    #: The scheduler's decision on the changes, oldest first; None builds nothing.
+    make_buildset: Callable[[list[Change]], BuildsetSpec | None]
+    #: False when the caller knows nothing is held under the key (saves a query per change).
+    held: bool = True
+
+
+class Changes:
+    """The ``changes``, ``change_files`` and ``scheduler_changes`` tables."""
+
+    def __init__(self, db: Access):
+        self._db = db
+
+    async def add(
+        self,
+        change: Change,
+        decisions: Iterable[Hold | Release],
+        now: float,
+        owner: str = "",
+        state: dict[str, Any] | None = None,
+    ) -> tuple[int, list[BuildRequest]]:
+        """Store a change with what schedulers decided about it, in one transaction.
+
+        ``Hold`` keeps the change for a scheduler's timer; ``Release`` builds it now, together
+        with whatever that scheduler held under the same key. ``state`` is remembered for
+        ``owner`` (the change source) in the same transaction, so a source never reports the
+        change again, nor forgets it.
+
+        Raises:
+            InvalidRequest: the branch or revision is longer than the store indexes.
+        """
+        for what, value in (("branch", change.branch), ("revision", change.revision)):
+            if value is not None and len(value.encode()) > t.MAX_INDEXED_BYTES:
+                raise InvalidRequest(
+                    f"the change's {what} is {len(value.encode())} bytes long; at most {t.MAX_INDEXED_BYTES} are taken"
+                )
+        decisions = list(decisions)
+
+        def op(conn: sa.Connection) -> tuple[int, list[BuildRequest]]:
+            stored = _insert_change(conn, change, now)
+            remember(conn, owner, state or {})
+            requests = []
+            for decision in decisions:
+                if isinstance(decision, Hold):
+                    sql.INSERT_HELD.run(
+                        conn,
+                        {
+                            "scheduler": decision.scheduler,
+                            "change_id": stored.id,
+                            "timer": decision.key,
+                            "important": decision.important,
+                        },
+                    )
+                else:
+                    requests += _release(conn, decision, now, [stored])
+            return stored.id, requests
+
+        return await self._db.submit(op)
+
+    async def release(
+        self, decision: Release, now: float, owner: str = "", state: dict[str, Any] | None = None
+    ) -> list[BuildRequest]:
+        """Build what a scheduler held under a key (its timer fired), and remember ``state`` for
+        ``owner`` in the same transaction (waiting for an unavailable database: the timer fired)."""
+
+        def op(conn: sa.Connection) -> list[BuildRequest]:
+            requests = _release(conn, decision, now, [])
+            remember(conn, owner, state or {})
+            return requests
+
+        return await self._db.keep(op)
+
+    async def held(self) -> list[tuple[str, str, bool, float]]:
+        """``(scheduler, key, important, received_at)`` of every held change (to re-arm timers)."""
+        held = t.scheduler_changes.c
+
+        def fn(conn: sa.Connection) -> list[tuple[str, str, bool, float]]:
+            rows = conn.execute(
+                sa.select(held.scheduler, held.timer, held.important, t.changes.c.received_at).join(
+                    t.changes, t.changes.c.id == held.change_id
+                )
+            )
+            return [tuple(row) for row in rows]
+
+        return await self._db.read(fn)
+
+    async def recent(self, *, limit: int = 50, change_id: int | None = None) -> list[dict[str, Any]]:
+        """Changes newest first (or the one ``change_id``), with the files each touched."""
+        query = sa.select(t.changes).order_by(t.changes.c.id.desc()).limit(limit)
+        if change_id is not None:
+            query = query.where(t.changes.c.id == change_id)
+
+        def fn(conn: sa.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(query).all()
+            files: dict[int, list[str]] = {}
+            if rows:
+                f = t.change_files.c
+                for change_id, path in conn.execute(
+                    sa.select(f.change_id, f.path).where(f.change_id.in_([r.id for r in rows]))
+                ):
+                    files.setdefault(change_id, []).append(path)
+            out = []
+            for row in rows:
+                change = row._asdict()
+                change["when"] = change.pop("when_at")
+                change["files"] = files.get(row.id, [])
+                out.append(change)
+            return out
+
+        return await self._db.read(fn)
+
+    async def builds_of(self, change_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
+        """The builds each change caused, oldest first (``{change id: [{id, builder, number, result}]}``)."""
+        return await self._db.read(lambda conn: change_links.builds_of_changes(conn, change_ids))
+
+    async def of_build(self, build_id: int) -> list[dict[str, Any]]:
+        """The changes that caused a build, oldest first."""
+        return await self._db.read(lambda conn: change_links.changes_of_build(conn, build_id))
+
+
+# -- helpers that run on the store's thread -------------------------------------------------------
+
+
+def _insert_change(conn: sa.Connection, change: Change, now: float) -> Change:
+    change_id = sql.INSERT_CHANGE.insert(
+        conn,
+        {
+            "repository": change.repository,
+            "branch": change.branch,
+            "revision": change.revision,
+            "project": change.project,
+            "codebase": change.codebase,
+            "author": change.author,
+            "committer": change.committer,
+            "comments": change.comments,
+            "category": change.category,
+            "revlink": change.revlink,
+            "when_at": change.when,
+            "received_at": now,
+            "properties": change.properties,
+        },
+    )
+    if change.files:
+        sql.INSERT_CHANGE_FILE.run_many(conn, [{"change_id": change_id, "path": path} for path in change.files])
+    return dataclasses.replace(change, id=change_id)
+
+
+def _release(conn: sa.Connection, decision: Release, now: float, new: list[Change]) -> list[BuildRequest]:
+    """Take what the scheduler held under the decision's key, add ``new``, and build them."""
+    key = {"p_scheduler": decision.scheduler, "p_key": decision.key}
+    ids = [row[0] for row in sql.HELD_CHANGES.run(conn, key)] if decision.held else []
+    if ids:
+        sql.RELEASE_HELD.run(conn, key)
+    spec = decision.make_buildset(_load_changes(conn, ids) + new)
+    return insert_buildset(conn, spec, now) if spec is not None else []
+
+
+def _load_changes(conn: sa.Connection, ids: list[int]) -> list[Change]:
+    if not ids:
+        return []
+    files: dict[int, list[str]] = {}
+    for change_id, path in conn.execute(
+        sa.select(t.change_files.c.change_id, t.change_files.c.path).where(t.change_files.c.change_id.in_(ids))
+    ):
+        files.setdefault(change_id, []).append(path)
+    rows = conn.execute(sa.select(t.changes).where(t.changes.c.id.in_(ids)).order_by(t.changes.c.id))
+    return [
+        Change(
+            id=row.id,
+            repository=row.repository,
+            branch=row.branch,
+            revision=row.revision,
+            project=row.project,
+            codebase=row.codebase,
+            author=row.author,
+            committer=row.committer,
+            comments=row.comments,
+            category=row.category,
+            revlink=row.revlink,
+            when=row.when_at,
+            properties=row.properties or {},
+            files=tuple(files.get(row.id, ())),
+        )
+        for row in rows
+    ]

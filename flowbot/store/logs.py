@@ -1,0 +1,143 @@
+"""Step logs: lines appended in chunks, read back whole, by page or from the end, and the queue
+of chunks waiting to be indexed for search (see :mod:`.log_search`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+import sqlalchemy as sa
+
+from ..errors import NotFound, StoreError
+from . import log_pages
+from . import schema as t
+from . import statements as sql
+from .access import Access, Ref
+from .builds import step_id
+from .log_pages import LogPage
+from .log_search import BATCH, DELAY, RETRY, index_queued
+
+log = logging.getLogger(__name__)
+
+
+class Logs:
+    """The ``log_chunks`` table and its search queue."""
+
+    def __init__(self, db: Access):
+        self._db = db
+        #: Whether new log chunks wait in a queue for search indexing (see :mod:`.log_search`).
+        self.queues_search = False
+        #: Set when chunks may be queued for indexing (at first, what an earlier run left).
+        self.queued = asyncio.Event()
+        self.queued.set()
+
+    def append(
+        self, step: Ref, log: str, first_line: int, content: str, streams: str, *, wait: float = math.inf
+    ) -> asyncio.Future[None]:
+        """Add whole lines to a step's log (``streams`` tags each line: o, e or h); ``wait``: seconds
+        the lines may wait for a database that cannot take them before they are given up."""
+        chunk = {
+            "log": log,
+            "first_line": first_line,
+            "last_line": first_line + len(streams) - 1,
+            "content": content,
+            "streams": streams,
+        }
+
+        def op(conn: sa.Connection) -> None:
+            sql.INSERT_LOG_CHUNK.run(conn, {"step_id": step.get(), **chunk})
+
+        if self.queues_search:
+            self.queued.set()
+        return self._db.submit(op, wait=wait)
+
+    def index_queued(self, limit: int) -> asyncio.Future[int]:
+        """Index up to ``limit`` queued log chunks for search; the future gives how many."""
+        return self._db.submit(lambda conn: index_queued(conn, limit))
+
+    async def index_forever(self) -> None:
+        """Index the queue whenever chunks arrive, until cancelled."""
+        while True:
+            await self.queued.wait()
+            await asyncio.sleep(DELAY)
+            self.queued.clear()
+            try:
+                indexed = await self.index_queued(BATCH)
+            except StoreError as exc:
+                log.warning("log search indexing failed: %s; it tries again in %g s", exc, RETRY)
+                await asyncio.sleep(RETRY)
+                indexed = BATCH
+            if indexed == BATCH:
+                self.queued.set()  # more may be waiting
+
+    async def tail(
+        self, build_id: int, step_number: int, name: str = "stdio", lines: int = 200
+    ) -> tuple[list[tuple[str, str]], int]:
+        """The last ``lines`` lines of a stored log as ``(stream, line)`` pairs, and the number of the first.
+
+        Only the chunks needed are read, however long the log.
+        """
+
+        def fn(conn: sa.Connection) -> tuple[list[tuple[str, str]], int]:
+            step = step_id(conn, build_id, step_number)
+            chunks = t.log_chunks.c
+            tail: list[tuple[str, str]] = []
+            first, end = 0, 0
+            found = False
+            for first, content, streams in conn.execute(
+                sa.select(chunks.first_line, chunks.content, chunks.streams)
+                .where(chunks.step_id == step, chunks.log == name)
+                .order_by(chunks.first_line.desc())
+            ):
+                if not found:
+                    end = first + len(streams)
+                found = True
+                tail[:0] = zip(streams, content.split("\n"), strict=True)
+                if len(tail) >= lines:
+                    break
+            if not found and name != "stdio":
+                raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
+            kept = tail[-lines:] if lines else []
+            return kept, end - len(kept)
+
+        return await self._db.read(fn)
+
+    async def lines(
+        self, build_id: int, step_number: int, name: str = "stdio", *, start: int = 0, chunks: int | None = None
+    ) -> list[tuple[str, str]]:
+        """A stored log as ``(stream, line)`` pairs: from line ``start`` (0 or where a page ended)
+        to the end, or only ``chunks`` stored chunks of it (a page; the next starts at ``start + len(page)``)."""
+
+        def fn(conn: sa.Connection) -> list[tuple[str, str]]:
+            step = step_id(conn, build_id, step_number)
+            c = t.log_chunks.c
+            lines: list[tuple[str, str]] = []
+            for content, streams in conn.execute(
+                sa.select(c.content, c.streams)
+                .where(c.step_id == step, c.log == name, c.first_line >= start)
+                .order_by(c.first_line)
+                .limit(chunks)
+            ):
+                lines += zip(streams, content.split("\n"), strict=True)
+            if not lines and not start and name != "stdio":  # every step has a stdio log, even an empty one
+                raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
+            return lines
+
+        return await self._db.read(fn)
+
+    async def page(
+        self, build_id: int, step_number: int, name: str = "stdio", *, first: int | None = 0, count: int = 500
+    ) -> LogPage:
+        """``count`` lines of a stored log from line ``first`` (None: its last ``count``), and how many it has."""
+        return await self._db.read(
+            lambda conn: log_pages.page(conn, step_id(conn, build_id, step_number), name, first, count)
+        )
+
+    async def first_error(self, build_id: int, step_number: int, name: str = "stdio", *, after: int = 0) -> int | None:
+        """The number of the log's first line that reads as an error (from line ``after``), or None."""
+        return await self._db.read(
+            lambda conn: log_pages.first_match(
+                conn, step_id(conn, build_id, step_number), name, log_pages.ERROR_LINE, after
+            )
+        )

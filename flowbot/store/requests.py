@@ -1,0 +1,212 @@
+"""Buildsets and their build requests: stored, queued, cancelled, completed, listed.
+
+A buildset is what a scheduler (or a person forcing, a build triggering) asked for: its
+sourcestamps, reason and properties, and one request per builder.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..errors import NotFound
+from ..records import BuildRequest, BuildsetSpec, SourceStamp
+from ..results import Result
+from . import schema as t
+from . import statements as sql
+from .access import Access
+
+
+class Requests:
+    """The ``buildsets``, ``sourcestamps`` and ``buildrequests`` tables."""
+
+    def __init__(self, db: Access):
+        self._db = db
+
+    async def add_buildset(self, spec: BuildsetSpec, now: float, *, wait: float = 0.0) -> list[BuildRequest]:
+        """Store a buildset and its requests (one per builder); ``wait``: seconds it may wait for a
+        database that cannot take it (``math.inf`` for one a running build asks for)."""
+        return await self._db.submit(lambda conn: insert_buildset(conn, spec, now), wait=wait)
+
+    async def pending(self, *, unclaimed: bool = False) -> list[BuildRequest]:
+        """Every request not yet complete (and, ``unclaimed``, that no build has taken), oldest first."""
+        return await self._db.read(
+            lambda conn: pending_requests(conn, t.buildrequests.c.claimed_at.is_(None) if unclaimed else sa.true())
+        )
+
+    async def cancel(self, request_id: int, now: float, result: Result = Result.CANCELLED) -> None:
+        """Complete a pending request without building it: CANCELLED, or SKIPPED when it was
+        collapsed into a newer one."""
+
+        def op(conn: sa.Connection) -> None:
+            done = sql.COMPLETE_REQUEST.run(conn, {"p_id": request_id, "p_at": now, "p_result": int(result)})
+            if done.rowcount != 1:
+                raise NotFound(f"no pending build request {request_id}")
+            buildset_id = conn.execute(
+                sa.select(t.buildrequests.c.buildset_id).where(t.buildrequests.c.id == request_id)
+            ).scalar_one()
+            complete_buildset(conn, buildset_id, now)
+
+        await self._db.submit(op)
+
+    async def query(
+        self, *, pending: bool | None = None, limit: int = 200, request_id: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Requests oldest first when pending, newest first otherwise (or the one ``request_id``)."""
+        r = t.buildrequests
+        query = sa.select(r, t.buildsets.c.reason).join(t.buildsets, t.buildsets.c.id == r.c.buildset_id)
+        if request_id is not None:
+            query = query.where(r.c.id == request_id)
+        if pending:
+            query = query.where(r.c.complete_at.is_(None)).order_by(r.c.priority.desc(), r.c.id)
+        else:
+            if pending is False:
+                query = query.where(r.c.complete_at.is_not(None))
+            query = query.order_by(r.c.id.desc())
+        query = query.limit(limit)
+
+        def fn(conn: sa.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute(query).all()
+            stamps = sourcestamps(conn, {row.buildset_id for row in rows})
+            out = []
+            for row in rows:
+                first = (stamps.get(row.buildset_id) or (SourceStamp(),))[0]
+                out.append(
+                    {
+                        "id": row.id,
+                        "buildset_id": row.buildset_id,
+                        "builder": row.builder,
+                        "priority": row.priority,
+                        "reason": row.reason,
+                        "branch": first.branch,
+                        "revision": first.revision,
+                        "submitted_at": row.submitted_at,
+                        "claimed_at": row.claimed_at,
+                        "complete_at": row.complete_at,
+                        "result": result_name(row.result),
+                    }
+                )
+            return out
+
+        return await self._db.read(fn)
+
+
+# -- helpers that run on the store's thread -------------------------------------------------------
+
+
+def result_name(code: int | None) -> str | None:
+    return None if code is None else Result(code).name
+
+
+def pending_requests(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> list[BuildRequest]:
+    """The requests not yet complete that match ``where``, oldest first."""
+    from_changes = sa.exists().where(t.buildset_changes.c.buildset_id == t.buildrequests.c.buildset_id)
+    rows = conn.execute(
+        sa.select(
+            t.buildrequests,
+            t.buildsets.c.reason,
+            t.buildsets.c.properties,
+            t.buildsets.c.parent_build_id,
+            from_changes.label("from_changes"),
+        )
+        .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildset_id)
+        .where(t.buildrequests.c.complete_at.is_(None), *where)
+        .order_by(t.buildrequests.c.id)
+    ).all()
+    stamps = sourcestamps(conn, {row.buildset_id for row in rows})
+    return [
+        BuildRequest(
+            id=row.id,
+            buildset_id=row.buildset_id,
+            builder=row.builder,
+            sourcestamps=stamps.get(row.buildset_id, ()),
+            reason=row.reason,
+            properties={name: tuple(pair) for name, pair in (row.properties or {}).items()},
+            priority=row.priority,
+            submitted_at=row.submitted_at,
+            from_changes=bool(row.from_changes),
+            parent_build_id=row.parent_build_id,
+        )
+        for row in rows
+    ]
+
+
+def insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float) -> list[BuildRequest]:
+    buildset_id = sql.INSERT_BUILDSET.insert(
+        conn,
+        {
+            "scheduler": spec.scheduler,
+            "reason": spec.reason,
+            "properties": spec.properties,
+            "submitted_at": now,
+            "parent_build_id": spec.parent_build_id,
+        },
+    )
+    stamps = [
+        {
+            "buildset_id": buildset_id,
+            "codebase": stamp.codebase,
+            "repository": stamp.repository,
+            "branch": stamp.branch,
+            "revision": stamp.revision,
+            "project": stamp.project,
+        }
+        for stamp in spec.sourcestamps
+    ]
+    if stamps:  # an empty list would insert one row of defaults
+        sql.INSERT_SOURCESTAMP.run_many(conn, stamps)
+    if spec.change_ids:
+        sql.INSERT_BUILDSET_CHANGE.run_many(
+            conn, [{"buildset_id": buildset_id, "change_id": c} for c in spec.change_ids]
+        )
+    requests = []
+    for builder in spec.builders:
+        request_id = sql.INSERT_REQUEST.insert(
+            conn,
+            {
+                "buildset_id": buildset_id,
+                "builder": builder,
+                "priority": spec.priority,
+                "submitted_at": now,
+            },
+        )
+        requests.append(
+            BuildRequest(
+                id=request_id,
+                buildset_id=buildset_id,
+                builder=builder,
+                sourcestamps=spec.sourcestamps,
+                reason=spec.reason,
+                properties=spec.properties,
+                priority=spec.priority,
+                submitted_at=now,
+                from_changes=bool(spec.change_ids),
+                parent_build_id=spec.parent_build_id,
+            )
+        )
+    return requests
+
+
+def sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tuple[SourceStamp, ...]]:
+    if not buildset_ids:
+        return {}
+    out: dict[int, list[SourceStamp]] = {}
+    s = t.sourcestamps
+    rows = conn.execute(sa.select(s).where(s.c.buildset_id.in_(buildset_ids)).order_by(s.c.id))
+    for row in rows:
+        out.setdefault(row.buildset_id, []).append(
+            SourceStamp(
+                codebase=row.codebase,
+                repository=row.repository,
+                branch=row.branch,
+                revision=row.revision,
+                project=row.project,
+            )
+        )
+    return {key: tuple(value) for key, value in out.items()}
+
+
+def complete_buildset(conn: sa.Connection, buildset_id: int, now: float) -> None:
+    """Complete a buildset once none of its requests is pending, with the worst of their results."""
+    sql.COMPLETE_BUILDSET.run(conn, {"p_id": buildset_id, "p_at": now})

@@ -1,0 +1,161 @@
+"""Steps of builds, the test results they reported and the files they stored on the master."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from ..results import Result
+from . import schema as t
+from . import statements as sql
+from . import test_pages
+from .access import Access, Ref
+
+if TYPE_CHECKING:
+    from ..junit import TestCase
+
+
+class Steps:
+    """The ``steps``, ``test_results`` and ``artifacts`` tables."""
+
+    def __init__(self, db: Access):
+        self._db = db
+
+    def start(self, build: Ref, number: int, name: str, now: float, step: Ref) -> asyncio.Future[None]:
+        """Record a step as started; sets ``step.id``."""
+
+        def op(conn: sa.Connection) -> None:
+            step.id = sql.INSERT_STEP.insert(
+                conn,
+                {
+                    "build_id": build.get(),
+                    "number": number,
+                    "name": name,
+                    "started_at": now,
+                    "hidden": False,
+                    "summary": "",
+                },
+            )
+
+        return self._db.keep(op)
+
+    def finish(
+        self, step: Ref, result: Result, now: float, summary: str = "", *, hidden: bool = False
+    ) -> asyncio.Future[None]:
+        def op(conn: sa.Connection) -> None:
+            sql.FINISH_STEP.run(
+                conn,
+                {"p_id": step.get(), "p_at": now, "p_result": int(result), "p_summary": summary, "p_hidden": hidden},
+            )
+
+        return self._db.keep(op)
+
+    def add_test_results(self, build: Ref, step: Ref, cases: Iterable[TestCase]) -> asyncio.Future[int]:
+        """Record the test cases a step reported (see :mod:`flowbot.junit`); resolves to their count.
+
+        A name or class name too long to index is cut, and ends in "…".
+        """
+        rows = [
+            {
+                "suite": case.suite,
+                "classname": _indexable(case.classname),
+                "name": _indexable(case.name),
+                "outcome": str(case.outcome),
+                "duration": case.duration,
+                "message": case.message,
+                "file": case.file or None,
+                "line": case.line,
+            }
+            for case in cases
+        ]
+
+        def op(conn: sa.Connection) -> int:
+            if rows:  # an empty list would insert one row of defaults
+                ids = {"build_id": build.get(), "step_id": step.get()}
+                conn.execute(t.test_results.insert(), [{**ids, **row} for row in rows])
+            return len(rows)
+
+        return self._db.keep(op)
+
+    def add_artifacts(self, build: Ref, step: Ref, files: Iterable[dict[str, Any]], now: float) -> asyncio.Future[int]:
+        """Record the files a step stored on the master: ``{"path", "size", "sha256", "mtime_ns"}`` each,
+        the path relative to the artifacts directory; resolves to their count."""
+        rows = list(files)
+
+        def op(conn: sa.Connection) -> int:
+            if rows:
+                ids = {"build_id": build.get(), "step_id": step.get(), "stored_at": now}
+                conn.execute(t.artifacts.insert(), [{**ids, **row} for row in rows])
+            return len(rows)
+
+        return self._db.keep(op)
+
+    async def failed_tests(self, build_id: int, limit: int) -> list[TestCase]:
+        """The tests of a build that failed or erred, in the order its steps reported them (``limit`` at most)."""
+        from ..junit import Outcome, TestCase
+
+        r = t.test_results.c
+        query = (
+            sa.select(r.suite, r.classname, r.name, r.outcome, r.duration, r.message, r.file, r.line)
+            .where(r.build_id == build_id, r.outcome.in_([str(Outcome.FAILED), str(Outcome.ERROR)]))
+            .order_by(r.id)
+            .limit(limit)
+        )
+
+        def fn(conn: sa.Connection) -> list[TestCase]:
+            return [
+                TestCase(
+                    row.suite,
+                    row.classname,
+                    row.name,
+                    Outcome(row.outcome),
+                    row.duration,
+                    row.message,
+                    row.file or "",
+                    row.line,
+                )
+                for row in conn.execute(query)
+            ]
+
+        return await self._db.read(fn)
+
+    async def test_results(
+        self, build_id: int, *, outcomes: list[str] | None = None, limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """A build's test results (of ``outcomes``, or all), failures first, each with its step's number and name."""
+        return await self._db.read(lambda conn: test_pages.results(conn, build_id, outcomes, limit))
+
+    async def test_counts(self, build_id: int) -> dict[str, int]:
+        """How many of a build's tests ended each way (``{"failed": 3, "passed": 120}``)."""
+        return await self._db.read(lambda conn: test_pages.counts(conn, build_id))
+
+    async def artifacts(self, build_id: int, path: str | None = None) -> list[dict[str, Any]]:
+        """The files a build stored on the master (the one at ``path`` only, when given), in the
+        order stored, each with its step's number and name and, at ``newer``, whether a later
+        build's row names the same file."""
+        a, s = t.artifacts.c, t.steps.c
+        later = t.artifacts.alias("later").c
+        newer = sa.exists().where(later.path == a.path, later.id > a.id)
+        query = (
+            sa.select(
+                a.path, a.size, a.sha256, a.mtime_ns, a.stored_at, s.number.label("step"),
+                s.name.label("step_name"), newer.label("newer"),
+            )
+            .join(t.steps, s.id == a.step_id)
+            .where(a.build_id == build_id)
+            .order_by(a.id)
+        )  # fmt: skip
+        if path is not None:
+            query = query.where(a.path == path)
+        return await self._db.read(lambda conn: [row._asdict() for row in conn.execute(query)])
+
+
+def _indexable(text: str) -> str:
+    """``text``, cut to :data:`~flowbot.store.schema.MAX_INDEXED_BYTES` (ending in "…") if it is longer."""
+    data = text.encode()
+    if len(data) <= t.MAX_INDEXED_BYTES:
+        return text
+    return data[: t.MAX_INDEXED_BYTES - len("…".encode())].decode("utf-8", "ignore") + "…"
