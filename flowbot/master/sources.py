@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest
@@ -35,6 +36,9 @@ class _Context:
 
     async def set_state(self, values: dict[str, Any]) -> None:
         await self.master.store.state.set(self.owner, values)
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        return self.master.spawn(coro, name)
 
     async def cancel_pull_request(self, repository: str, number: int, reason: str) -> tuple[int, int]:
         def of_it(request: BuildRequest) -> bool:

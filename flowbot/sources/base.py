@@ -9,6 +9,8 @@ context offers these two acts, not the master.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +31,11 @@ class SourceContext(Protocol):
         ...
 
     async def get_state(self) -> dict[str, Any]: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` as a task the master owns: its failure is logged, and it is cancelled when
+        the master stops, should the source's :meth:`ChangeSource.stop` not have ended it."""
+        ...
 
     async def set_state(self, values: dict[str, Any]) -> None: ...
 

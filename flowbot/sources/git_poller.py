@@ -129,7 +129,7 @@ class GitPoller(ChangeSource):
         self._context = context
         self._emitting = asyncio.Lock()  # made here: a lock belongs to the loop that runs the poller
         self._cache = self._cache_path(getattr(context, "basedir", None))
-        self._task = asyncio.create_task(self._poll_forever(), name=f"poll {self.name}")
+        self._task = context.spawn(self._poll_forever(), f"poll {self.name}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None

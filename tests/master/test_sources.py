@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import flowbot
-from flowbot import AnyBranchScheduler, Builder, GitHubHook, Pipeline, Shell, Worker
+from flowbot import AnyBranchScheduler, Builder, GitHubHook, GitPoller, Pipeline, Shell, Worker
 from flowbot.pull_requests import check_run_id
 
+from ..gitrepos import GitRepo
 from ..sources.test_github import comment
 from ..support import wait_for_async
 
@@ -156,3 +157,23 @@ async def test_a_check_run_rerequest_runs_its_build_again_once(tmp_path):
         assert len(await master.store.builds.query()) == 2
     finally:
         await master.stop()
+
+
+async def test_a_pollers_loop_is_a_task_the_master_owns_and_ends_at_stop(tmp_path):
+    # Given a master polling a repository
+    repo = GitRepo(tmp_path / "project")
+    repo.commit("first")
+    polling = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        sources=[GitPoller(repo.url, name="project", poll_interval=3600)],
+        builders=[Builder("unit", workers=["w1"], steps=[Shell("true")])],
+    )
+    master = flowbot.Master(polling, basedir=tmp_path / "master", http=None)
+    await master.start()
+    try:
+        # Then the poller's loop runs among the master's tasks
+        assert [t.get_name() for t in master.tasks.named("poll ")] == ["poll project"]
+    finally:
+        await master.stop()
+    # And none is left once the master has stopped
+    assert master.tasks.named("") == []

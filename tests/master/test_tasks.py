@@ -45,11 +45,12 @@ async def test_cancel_stops_every_task_still_running_and_waits_for_them():
     assert tasks.named("") == []
 
 
-def test_the_master_and_its_faces_start_tasks_one_way():
-    # Every task goes through Tasks.spawn (parts receive it), so none is unowned
+def test_the_master_its_parts_and_its_faces_start_tasks_one_way():
+    # Every task goes through Tasks.spawn (parts receive it; a change source through its context),
+    # so none is unowned
     package = Path(flowbot.master.__file__).parent
     bare = []
-    for path in [*package.rglob("*.py"), *(package.parent / "notebook").rglob("*.py")]:
+    for path in package.parent.rglob("*.py"):
         if path.name == "tasks.py" and path.parent == package:
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

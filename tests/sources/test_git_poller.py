@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,13 @@ class Context:
         self.changes: list[Change] = []
         self.state: dict[str, Any] = {}
         self.crashed = False
+        self.tasks: set[asyncio.Task] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        return task
 
     async def add_change(self, change: Change, state: dict[str, Any] | None = None) -> int:
         self._check()
