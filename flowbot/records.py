@@ -79,6 +79,39 @@ class BuildsetSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class Hold:
+    """A scheduler keeps a change, under a key, until its timer fires or it runs."""
+
+    scheduler: str
+    key: str
+    important: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """A scheduler lets go of the changes it held under a key, and builds them (with the new
+    change, if any, which is linked to the buildset once it has an id)."""
+
+    scheduler: str
+    key: str
+    #: The held changes it lets go of, oldest first.
+    changes: tuple[Change, ...]
+    #: What the scheduler made of them (None: nothing to build).
+    buildset: BuildsetSpec | None
+
+
+@dataclass(frozen=True, slots=True)
+class HeldChange:
+    """A change a scheduler holds, as the store keeps it."""
+
+    scheduler: str
+    key: str
+    important: bool
+    received_at: float
+    change: Change
+
+
+@dataclass(frozen=True, slots=True)
 class BuildRequest:
     """A request for one builder to build some source; one buildset holds one per builder."""
 

@@ -472,8 +472,12 @@ class Master:
         """
         decisions = self.scheduling.decisions(change)
         received = time.time()
-        change_id, requests = await self.store.changes.add(change, decisions, received, owner, state)
-        self.scheduling.held(decisions, received)
+        try:
+            change_id, requests = await self.store.changes.add(change, decisions, received, owner, state)
+        except BaseException:
+            self.scheduling.not_stored(decisions)
+            raise
+        self.scheduling.stored(decisions, dataclasses.replace(change, id=change_id), received)
         self.events.emit(
             EventKind.CHANGE_NEW,
             change_id=change_id,

@@ -1,9 +1,10 @@
 """The master's side of schedulers: held changes, tree-stable timers and timed runs.
 
-Schedulers decide (see :mod:`flowbot.schedulers.base`); this module acts on their decisions and
-keeps what must survive a restart in the store: changes held for a timer (written in the same
-transaction as the change itself) and when a timed scheduler last ran, or was first armed. A master that starts
-again re-arms every timer from the store.
+Schedulers decide (see :mod:`flowbot.schedulers.base`), before anything is written, on the
+changes they hold (:mod:`flowbot.schedulers.held`); this module acts on their decisions and keeps
+what must survive a restart in the store: changes held for a timer (written in the same
+transaction as the change itself) and when a timed scheduler last ran, or was first armed. A
+master that starts again takes up what is held and re-arms every timer from the store.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import time
 from typing import TYPE_CHECKING
 
 from ..errors import StoreError
-from ..records import Change
-from ..schedulers.base import Scheduler, classifications
-from ..store import Hold, Release
+from ..records import Change, Hold, Release
+from ..schedulers.base import Scheduler
+from ..schedulers.held import HeldChanges
 
 if TYPE_CHECKING:
     from .master import Master
@@ -35,9 +36,8 @@ class Scheduling:
     def __init__(self, master: Master):
         self.master = master
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
-        #: (scheduler, key) pairs the store holds changes for: the others need no look at the
-        #: store when a change is built at once (this master is the only one writing them).
-        self._holding: set[tuple[str, str]] = set()
+        #: What the store holds (this master is the only one writing it), for decisions made before the write.
+        self._held = HeldChanges()
 
     def _schedulers(self) -> list[Scheduler]:
         return self.master.pipeline.schedulers
@@ -45,37 +45,36 @@ class Scheduling:
     # -- changes ------------------------------------------------------------------------------
 
     def decisions(self, change: Change) -> list[Hold | Release]:
-        """What each scheduler does with ``change``: build it now, or hold it for later."""
-        decisions: list[Hold | Release] = []
-        for scheduler, classification in classifications(self._schedulers(), change):
-            key = (scheduler.name, classification.key)
-            if scheduler.holds(classification):
-                decisions.append(Hold(*key, classification.important))
-            else:
-                decisions.append(Release(*key, scheduler.changes_buildset, held=key in self._holding))
-        return decisions
+        """What each scheduler does with ``change`` (not stored yet): build it now, with what it
+        held under the same key, or hold it for later. :meth:`stored` or :meth:`not_stored` follows."""
+        return self._held.decide(self._schedulers(), change)
 
-    def held(self, decisions: list[Hold | Release], at: float) -> None:
-        """The change and decisions are stored: track what is held, and (re)start the tree-stable
-        timer of a scheduler that holds an important change."""
+    def stored(self, decisions: list[Hold | Release], change: Change, at: float) -> None:
+        """The change (with its id) and decisions are stored: hold it where they say, and
+        (re)start the tree-stable timer of a scheduler that holds an important change."""
+        self._held.stored(decisions, change)
         for decision in decisions:
             if isinstance(decision, Release):
-                self._holding.discard((decision.scheduler, decision.key))
                 continue
-            self._holding.add((decision.scheduler, decision.key))
             scheduler = self.master.pipeline.scheduler(decision.scheduler)
             if scheduler is not None and scheduler.restarts_timer(decision.important):
                 self._arm(scheduler, decision.key, at + scheduler.tree_stable_timer)
 
+    def not_stored(self, decisions: list[Hold | Release]) -> None:
+        """The change could not be stored: what the decisions let go of is held again."""
+        self._held.not_stored(decisions)
+
     # -- timers -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Arm every timer from what the store holds."""
+        """Take up what the store holds and arm every timer from it."""
+        held = await self.master.store.changes.held()
+        self._held.load(held)
         stable: dict[tuple[str, str], float] = {}
-        for name, key, important, received in await self.master.store.changes.held():
-            self._holding.add((name, key))
-            if important:
-                stable[(name, key)] = max(stable.get((name, key), 0.0), received)
+        for each in held:
+            key = (each.scheduler, each.key)
+            if each.important:
+                stable[key] = max(stable.get(key, 0.0), each.received_at)
         for (name, key), last in stable.items():
             scheduler = self.master.pipeline.scheduler(name)
             if scheduler is not None and scheduler.restarts_timer(True):
@@ -121,12 +120,11 @@ class Scheduling:
         now = time.time()
         make = scheduler.timed_buildset if scheduler.timed else scheduler.changes_buildset
         state = {"last_run": now} if scheduler.timed else {}
+        release = self._held.release(scheduler, key, make)
         try:
-            requests = await self.master.store.changes.release(
-                Release(scheduler.name, key, make), now, state_owner(scheduler.name), state
-            )
-            self._holding.discard((scheduler.name, key))
+            requests = await self.master.store.changes.release(release, now, state_owner(scheduler.name), state)
         except StoreError as exc:
+            self._held.not_stored([release])
             log.error("scheduler %s could not start its builds: %s", scheduler.name, exc)
             requests = []
         if requests:

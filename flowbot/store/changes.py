@@ -1,44 +1,26 @@
 """Changes: stored with what schedulers decided about them, held for timers, read back, and
-linked to the builds they caused."""
+linked to the builds they caused.
+
+Schedulers decide before anything is written (see :mod:`flowbot.schedulers.held`): what is
+written here is their decisions as records, so no scheduler code runs in a transaction.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import InvalidRequest
-from ..records import BuildRequest, BuildsetSpec, Change
+from ..records import BuildRequest, Change, HeldChange, Hold, Release
 from . import change_links
 from . import schema as t
 from . import statements as sql
 from .access import Access
 from .requests import insert_buildset
 from .state import remember
-
-
-@dataclass(frozen=True, slots=True)
-class Hold:
-    """Keep a change for a scheduler, under a key, until its timer fires or it runs."""
-
-    scheduler: str
-    key: str
-    important: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Release:
-    """Build what a scheduler holds under a key (plus the new change, if any), all in one go."""
-
-    scheduler: str
-    key: str
-    #: The scheduler's decision on the changes, oldest first; None builds nothing.
-    make_buildset: Callable[[list[Change]], BuildsetSpec | None]
-    #: False when the caller knows nothing is held under the key (saves a query per change).
-    held: bool = True
 
 
 class Changes:
@@ -57,8 +39,9 @@ class Changes:
     ) -> tuple[int, list[BuildRequest]]:
         """Store a change with what schedulers decided about it, in one transaction.
 
-        ``Hold`` keeps the change for a scheduler's timer; ``Release`` builds it now, together
-        with whatever that scheduler held under the same key. ``state`` is remembered for
+        ``Hold`` keeps the change for a scheduler's timer; ``Release`` lets go of what that
+        scheduler held under the key and stores the buildset it made of them and the change,
+        linked to the change. ``state`` is remembered for
         ``owner`` (the change source) in the same transaction, so a source never reports the
         change again, nor forgets it.
 
@@ -88,7 +71,7 @@ class Changes:
                         },
                     )
                 else:
-                    requests += _release(conn, decision, now, [stored])
+                    requests += _release(conn, decision, now, stored)
             return stored.id, requests
 
         return await self._db.submit(op)
@@ -96,27 +79,32 @@ class Changes:
     async def release(
         self, decision: Release, now: float, owner: str = "", state: dict[str, Any] | None = None
     ) -> list[BuildRequest]:
-        """Build what a scheduler held under a key (its timer fired), and remember ``state`` for
-        ``owner`` in the same transaction (waiting for an unavailable database: the timer fired)."""
+        """Let go of what a scheduler held under a key (its timer fired) and store the buildset it
+        made of them, and remember ``state`` for ``owner`` in the same transaction (waiting for an
+        unavailable database: the timer fired)."""
 
         def op(conn: sa.Connection) -> list[BuildRequest]:
-            requests = _release(conn, decision, now, [])
+            requests = _release(conn, decision, now, None)
             remember(conn, owner, state or {})
             return requests
 
         return await self._db.keep(op)
 
-    async def held(self) -> list[tuple[str, str, bool, float]]:
-        """``(scheduler, key, important, received_at)`` of every held change (to re-arm timers)."""
+    async def held(self) -> list[HeldChange]:
+        """Every change a scheduler holds, oldest first (to take them up and re-arm timers)."""
         held = t.scheduler_changes.c
 
-        def fn(conn: sa.Connection) -> list[tuple[str, str, bool, float]]:
+        def fn(conn: sa.Connection) -> list[HeldChange]:
             rows = conn.execute(
-                sa.select(held.scheduler, held.timer, held.important, t.changes.c.received_at).join(
-                    t.changes, t.changes.c.id == held.change_id
-                )
-            )
-            return [tuple(row) for row in rows]
+                sa.select(held.scheduler, held.timer, held.important, held.change_id, t.changes.c.received_at)
+                .join(t.changes, t.changes.c.id == held.change_id)
+                .order_by(held.change_id)
+            ).all()
+            changes = {change.id: change for change in _load_changes(conn, sorted({row.change_id for row in rows}))}
+            return [
+                HeldChange(row.scheduler, row.timer, row.important, row.received_at, changes[row.change_id])
+                for row in rows
+            ]
 
         return await self._db.read(fn)
 
@@ -181,14 +169,17 @@ def _insert_change(conn: sa.Connection, change: Change, now: float) -> Change:
     return dataclasses.replace(change, id=change_id)
 
 
-def _release(conn: sa.Connection, decision: Release, now: float, new: list[Change]) -> list[BuildRequest]:
-    """Take what the scheduler held under the decision's key, add ``new``, and build them."""
-    key = {"p_scheduler": decision.scheduler, "p_key": decision.key}
-    ids = [row[0] for row in sql.HELD_CHANGES.run(conn, key)] if decision.held else []
-    if ids:
-        sql.RELEASE_HELD.run(conn, key)
-    spec = decision.make_buildset(_load_changes(conn, ids) + new)
-    return insert_buildset(conn, spec, now) if spec is not None else []
+def _release(conn: sa.Connection, decision: Release, now: float, new: Change | None) -> list[BuildRequest]:
+    """Let go of the changes the decision releases and store its buildset, linked to ``new`` too."""
+    if decision.changes:
+        key = {"p_scheduler": decision.scheduler, "p_key": decision.key}
+        sql.RELEASE_HELD.run_many(conn, [{**key, "p_change": change.id} for change in decision.changes])
+    spec = decision.buildset
+    if spec is None:
+        return []
+    if new is not None:
+        spec = dataclasses.replace(spec, change_ids=(*spec.change_ids, new.id))
+    return insert_buildset(conn, spec, now)
 
 
 def _load_changes(conn: sa.Connection, ids: list[int]) -> list[Change]:

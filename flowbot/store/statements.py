@@ -104,13 +104,11 @@ FINISH_BUILD = Statement(
 )
 
 _held = t.scheduler_changes.c
-#: The changes a scheduler holds under a key (``p_scheduler``, ``p_key``), oldest first.
-HELD_CHANGES = Statement(
-    select(_held.change_id)
-    .where(_held.scheduler == bindparam("p_scheduler"), _held.timer == bindparam("p_key"))
-    .order_by(_held.change_id)
-)
-#: Let go of them.
+#: Let go of a change a scheduler held under a key (``p_scheduler``, ``p_key``, ``p_change``).
 RELEASE_HELD = Statement(
-    t.scheduler_changes.delete().where(_held.scheduler == bindparam("p_scheduler"), _held.timer == bindparam("p_key"))
+    t.scheduler_changes.delete().where(
+        _held.scheduler == bindparam("p_scheduler"),
+        _held.timer == bindparam("p_key"),
+        _held.change_id == bindparam("p_change"),
+    )
 )

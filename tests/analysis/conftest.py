@@ -14,7 +14,6 @@ The story (times from T0 = 2024-01-01 00:00 UTC, one hour apart unless said):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -22,9 +21,9 @@ import pytest
 
 from flowbot.analysis import History
 from flowbot.junit import Outcome, TestCase
-from flowbot.records import BuildRequest, BuildsetSpec, Change, SourceStamp
+from flowbot.records import BuildRequest, BuildsetSpec, Change, Release, SourceStamp
 from flowbot.results import Result
-from flowbot.store import Ref, Release, Store
+from flowbot.store import Ref, Store
 
 T0 = 1_704_067_200.0  # 2024-01-01 00:00:00 UTC
 HOUR = 3600.0
@@ -102,10 +101,7 @@ async def write_history(store: Store) -> Known:
             files=(f"src/{rev}.py",),
         )
         specs = [build_spec("unit", "main", rev)] + ([build_spec("lint", "main", rev)] if i < 2 else [])
-        decisions = [
-            Release(s.scheduler, s.builders[0], lambda new, s=s: dataclasses.replace(s, change_ids=(new[-1].id,)))
-            for s in specs
-        ]
+        decisions = [Release(s.scheduler, s.builders[0], (), s) for s in specs]
         changes[rev], made = await store.changes.add(change, decisions, at)
         for request in made:
             requests[(request.builder, rev)] = request

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 
 import pandas as pd
@@ -21,9 +20,9 @@ from flowbot import (
     Worker,
 )
 from flowbot.analysis import History
-from flowbot.records import BuildRequest, BuildsetSpec, Change, SourceStamp
+from flowbot.records import BuildRequest, BuildsetSpec, Change, Release, SourceStamp
 from flowbot.results import Result
-from flowbot.store import Ref, Release, Store
+from flowbot.store import Ref, Store
 
 T0 = 1_704_067_200.0  # 2024-01-01 00:00:00 UTC
 BUILD = 60.0
@@ -61,7 +60,7 @@ async def record(store: Store, request: BuildRequest, number: int, worker: str, 
 async def change(store: Store, revision: str, at: float, builders=("unit",)) -> list[BuildRequest]:
     """A change on main received at ``at``, that the scheduler builds at once on ``builders``."""
     spec = BuildsetSpec("on-push", tuple(builders), (SourceStamp(repository="repo", branch="main", revision=revision),))
-    decision = Release("on-push", "", lambda new: dataclasses.replace(spec, change_ids=(new[-1].id,)))
+    decision = Release("on-push", "", (), spec)
     _, requests = await store.changes.add(
         Change(branch="main", revision=revision, repository="repo", when=at), [decision], at
     )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import flowbot
-from flowbot import Builder, Periodic, Pipeline, Shell, Worker
+from flowbot import AnyBranchScheduler, Builder, Periodic, Pipeline, Shell, Worker
+from flowbot.records import Change
 
 
 def every(seconds: float) -> Pipeline:
@@ -49,3 +50,47 @@ async def test_a_periodic_scheduler_counts_its_period_across_master_restarts(tmp
         assert len(await again.store.requests.query()) >= 1
     finally:
         await again.stop()
+
+
+async def test_a_schedulers_buildset_is_made_once_though_the_batch_that_stores_its_change_is_tried_again(
+    tmp_path, caplog
+):
+    # Given a master whose scheduler counts the buildsets it makes
+    made: list[list[str | None]] = []
+
+    class Counting(AnyBranchScheduler):
+        def changes_buildset(self, changes):
+            made.append([c.revision for c in changes])
+            return super().changes_buildset(changes)
+
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s")],
+        schedulers=[Counting("counting", builders=["b"])],
+        builders=[Builder("b", workers=["w1"], steps=[Shell("true")])],
+    )
+    master = flowbot.Master(pipeline, db=f"sqlite:///{tmp_path / 'm.db'}")
+    await master.start()
+    try:
+        # When its change is written in one batch with a write that fails, so that the writes of
+        # the batch are tried again one by one
+        def refused(conn):
+            raise ValueError("refused")
+
+        async def failing_write():
+            await master.store.submit(refused)
+
+        added, failed = await asyncio.gather(
+            master.add_change(Change(branch="main", revision="r1")), failing_write(), return_exceptions=True
+        )
+        assert "retrying them one by one" in caplog.text
+        assert isinstance(failed, ValueError)
+
+        # Then the change and its build request are stored, and the scheduler's code ran once
+        change_id, request_ids = added
+        assert len(request_ids) == 1
+        assert made == [["r1"]]
+        (request,) = await master.store.requests.pending()
+        assert request.id == request_ids[0] and request.from_changes
+        assert [c["id"] for c in await master.store.changes.recent()] == [change_id]
+    finally:
+        await master.stop()

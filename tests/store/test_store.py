@@ -17,9 +17,9 @@ import pytest
 import sqlalchemy as sa
 
 from flowbot.errors import InvalidRequest, NotFound, StoreError
-from flowbot.records import BuildRequest, BuildsetSpec, Change, SourceStamp
+from flowbot.records import BuildRequest, BuildsetSpec, Change, Release, SourceStamp
 from flowbot.results import Result
-from flowbot.store import Ref, Release, Store
+from flowbot.store import Ref, Store
 from flowbot.store import schema as t
 
 #: A time with microseconds, to check that times come back exactly (not rounded to float4 or ms).
@@ -27,10 +27,8 @@ NOW = 1_700_000_000.123456
 
 
 def build_now(spec: BuildsetSpec) -> Release:
-    """A scheduler's decision to build the new change at once, as ``spec`` says."""
-    return Release(
-        spec.scheduler, "", lambda changes: dataclasses.replace(spec, change_ids=tuple(c.id for c in changes))
-    )
+    """A scheduler's decision to build the new change at once, as ``spec`` says (linked to the change)."""
+    return Release(spec.scheduler, "", (), spec)
 
 
 @pytest.fixture
@@ -748,13 +746,12 @@ async def test_a_change_and_its_sources_state_are_stored_together_or_not_at_all(
     await store.changes.add(Change(branch="main", revision="r1"), [], NOW, "source:poller", {"last": "r1"})
     assert await store.state.get("source:poller") == {"last": "r1"}
 
-    # When a scheduler's decision about the next change fails
-    def broken(changes: list[Change]) -> BuildsetSpec:
-        raise StoreError("the scheduler could not decide")
+    # When a scheduler's decision about the next change cannot be stored (it names a change that does not exist)
+    broken = BuildsetSpec("s", ("unit",), (), change_ids=(999_999,))
 
     with pytest.raises(StoreError):
         await store.changes.add(
-            Change(branch="main", revision="r2"), [Release("s", "", broken)], NOW, "source:poller", {"last": "r2"}
+            Change(branch="main", revision="r2"), [Release("s", "", (), broken)], NOW, "source:poller", {"last": "r2"}
         )
 
     # Then neither the change nor the state moved on

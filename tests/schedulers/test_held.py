@@ -1,0 +1,72 @@
+"""What schedulers decide about a change before it is written, and the changes they hold meanwhile."""
+
+from __future__ import annotations
+
+import pytest
+
+from flowbot import AnyBranchScheduler, SingleBranchScheduler
+from flowbot.records import Change, HeldChange, Hold, Release
+from flowbot.schedulers.held import HeldChanges
+
+
+def change(revision: str, id: int | None = None, **fields) -> Change:
+    return Change(branch="main", revision=revision, id=id, **fields)
+
+
+def test_a_change_built_at_once_takes_what_its_scheduler_held_under_the_same_key():
+    # Given a scheduler that holds the unimportant changes of a key until an important one comes
+    scheduler = AnyBranchScheduler("s", ["b"], file_is_important=lambda c: not c.comments.startswith("docs"))
+    held = HeldChanges()
+    held.load([HeldChange("s", "main", False, 1.0, change("r1", 1, comments="docs"))])
+
+    # When an important change comes
+    (decision,) = held.decide([scheduler], change("r2"))
+
+    # Then the scheduler lets go of the held change and its buildset is made of both, oldest first
+    assert isinstance(decision, Release)
+    assert [c.revision for c in decision.changes] == ["r1"]
+    assert decision.buildset is not None
+    assert decision.buildset.sourcestamps[0].revision == "r2"
+    assert decision.buildset.change_ids == (1,)  # the new change is linked once it has an id
+    assert "and 1 earlier" in decision.buildset.reason
+
+    # And the next change finds nothing held
+    (again,) = held.decide([scheduler], change("r3"))
+    assert isinstance(again, Release) and again.changes == ()
+
+
+def test_a_held_change_is_held_once_stored_and_a_release_that_was_not_stored_is_held_again():
+    scheduler = SingleBranchScheduler("s", ["b"], branch="main", tree_stable_timer=60)
+    held = HeldChanges()
+
+    # Given a change the scheduler holds for its timer, once stored
+    decisions = held.decide([scheduler], change("r1"))
+    assert decisions == [Hold("s", "", True)]
+    held.stored(decisions, change("r1", 1))
+
+    # When the timer fires but its release cannot be stored
+    release = held.release(scheduler, "", scheduler.changes_buildset)
+    assert [c.id for c in release.changes] == [1]
+    held.not_stored([release])
+
+    # Then the change is held again, before any held since
+    held.stored([Hold("s", "", True)], change("r2", 2))
+    assert [c.id for c in held.release(scheduler, "", scheduler.changes_buildset).changes] == [1, 2]
+
+
+def test_a_scheduler_that_fails_to_make_its_buildset_keeps_what_it_held():
+    # Given a scheduler holding a change, whose buildset cannot be made
+    scheduler = AnyBranchScheduler("s", ["b"])
+
+    def broken(changes: list[Change]):
+        raise ValueError("no buildset")
+
+    held = HeldChanges()
+    held.load([HeldChange("s", "main", False, 1.0, change("r1", 1))])
+
+    # When its timer fires, the failure is the caller's to see
+    with pytest.raises(ValueError, match="no buildset"):
+        held.release(scheduler, "main", broken)
+
+    # Then the change is still held
+    assert [c.id for c in held.release(scheduler, "main", scheduler.changes_buildset).changes] == [1]
