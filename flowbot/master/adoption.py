@@ -22,11 +22,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..records import UnfinishedBuild
-from .build import RunningBuild, command_id, commands_of, step_lock_owner
+from .build import command_id, commands_of, step_lock_owner
 from .registry import WorkerConnection
 
 if TYPE_CHECKING:
     from .master import Master
+    from .services import BuildFactory
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +35,9 @@ log = logging.getLogger(__name__)
 class Adoption:
     """The builds recorded as running when the master started, until their workers take them up."""
 
-    def __init__(self, master: Master):
+    def __init__(self, master: Master, new_build: BuildFactory):
         self.master = master
+        self._new_build = new_build
         #: The builds held, by request id.
         self.held: dict[int, UnfinishedBuild] = {}
         self._retrying = 0
@@ -155,7 +157,7 @@ class Adoption:
         self, record: UnfinishedBuild, connection: WorkerConnection, cmd_id: str, offsets: dict[str, list[int]]
     ) -> None:
         builder = self.master.pipeline.builder(record.request.builder)
-        build = RunningBuild(self.master, builder, record.request, connection, record.number)
+        build = self._new_build(builder, record.request, connection, record.number)
         # The master acknowledged each byte once it was stored: what the worker holds is what the log lacks.
         build.take_up(record, cmd_id, {stream: acked for stream, (acked, _) in offsets.items()})
         log.info(

@@ -54,7 +54,7 @@ from .registry import RemoteCommand, WorkerConnection
 from .transfers import ReceiveFile, SendFile, StoredFile, TransferError, master_file, own_files
 
 if TYPE_CHECKING:
-    from .master import Master
+    from .services import BuildServices
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -106,12 +106,22 @@ class _Resumption:
 
 
 class RunningBuild:
-    """One build in progress (implements :class:`~flowbot.steps.base.BuildContext`)."""
+    """One build in progress (implements :class:`~flowbot.steps.base.BuildContext`).
+
+    Args:
+        services: what it uses of the master (its store, events, locks, tasks; see
+            :class:`~flowbot.master.services.BuildServices`).
+    """
 
     def __init__(
-        self, master: Master, builder: Builder, request: BuildRequest, connection: WorkerConnection, number: int
+        self,
+        services: BuildServices,
+        builder: Builder,
+        request: BuildRequest,
+        connection: WorkerConnection,
+        number: int,
     ):
-        self.master = master
+        self.services = services
         self.builder_config = builder
         self.request = request
         self.connection = connection
@@ -121,7 +131,7 @@ class RunningBuild:
         self.branch = request.branch
         self.revision = request.revision
         self.ref = Ref()
-        self.master_dir = str(master.basedir or Path.cwd())
+        self.master_dir = str(services.basedir or Path.cwd())
         self.started_at = 0.0
         self.finished_at: float | None = None
         self.result: Result | None = None
@@ -161,7 +171,7 @@ class RunningBuild:
 
     def _initial_properties(self) -> Properties:
         props = _BuildProperties(self._secrets)
-        props.update(self.master.pipeline.properties, "Pipeline")
+        props.update(self.services.pipeline.properties, "Pipeline")
         props.update(self.connection.spec.properties, "Worker")
         props.update(self.builder_config.properties, "Builder")
         for name, (value, source) in self.request.properties.items():
@@ -212,7 +222,7 @@ class RunningBuild:
         return {**self.connection.info, "name": self.worker}
 
     def secret(self, name: str) -> str:
-        value = secrets.lookup(self.master.pipeline.secrets, name)
+        value = secrets.lookup(self.services.pipeline.secrets, name)
         self._secrets.add(value)
         return value
 
@@ -225,7 +235,7 @@ class RunningBuild:
             raise RuntimeError("logs belong to a running step")
         if name not in self._logs:
             index = self.current_step
-            events = self.master.events
+            events = self.services.events
 
             def live(first: int, lines: list[tuple[str, str]]) -> None:
                 if events.wants(EventKind.LOG):
@@ -243,12 +253,12 @@ class RunningBuild:
             self._logs[name] = LogWriter(
                 self._step_ref,
                 name,
-                self.master.store,
+                self.services.store,
                 live,
                 self._redact,
                 self._lines_lost,
                 first_line=self._log_lines.get(name, 0),
-                limit=self.master.pipeline.max_log if step.max_log is None else step.max_log,
+                limit=self.services.pipeline.max_log if step.max_log is None else step.max_log,
             )
         return self._logs[name]
 
@@ -288,7 +298,7 @@ class RunningBuild:
     def _start(self, cmd_id: str, command: Awaitable[CommandResult]) -> _StartedCommand:
         # The step awaits it, or leaves it to end with the step (which gathers it): it is watched.
         started = _StartedCommand(
-            self, cmd_id, self.master.spawn(command, f"command {cmd_id} of {self.builder}", watched=True)
+            self, cmd_id, self.services.spawn(command, f"command {cmd_id} of {self.builder}", watched=True)
         )
         self._started.append(started)
         return started
@@ -402,7 +412,7 @@ class RunningBuild:
 
     def _keep_artifacts(self, target: Path, stored: list[StoredFile]) -> None:
         """Record the files an upload put at ``target`` as the running step's artifacts."""
-        place = target.relative_to(self.master.artifacts_dir)
+        place = target.relative_to(self.services.artifacts_dir)
         files = [
             {
                 "path": (place / name).as_posix() if name else place.as_posix(),
@@ -413,13 +423,13 @@ class RunningBuild:
             for name, size, digest, mtime in stored
         ]
         self._record(
-            self.master.store.steps.add_artifacts(self.ref, self._step_ref, files, time.time()), what="the artifacts"
+            self.services.store.steps.add_artifacts(self.ref, self._step_ref, files, time.time()), what="the artifacts"
         )
 
     def _master_file(self, path: str) -> Path:
         """Where a transfer's ``path`` is on the master (see :func:`~.transfers.master_file`)."""
-        pipeline = self.master.pipeline
-        own = own_files(pipeline, self.master_dir, self.master.db_url)
+        pipeline = self.services.pipeline
+        own = own_files(pipeline, self.master_dir, self.services.db_url)
         return master_file(path, root=pipeline.artifacts, base=self.master_dir, own=own)
 
     def _transfer_refused(self, message: str) -> CommandResult:
@@ -440,7 +450,7 @@ class RunningBuild:
             raise RuntimeError("test results belong to a running step")
         cases = list(cases)
         self._step_tests.update(str(case.outcome) for case in cases)
-        self._record(self.master.store.steps.add_test_results(self.ref, self._step_ref, cases), what="test results")
+        self._record(self.services.store.steps.add_test_results(self.ref, self._step_ref, cases), what="test results")
 
     def set_summary(self, text: str) -> None:
         self._step_own_summary = " ".join(str(text).split())
@@ -455,7 +465,7 @@ class RunningBuild:
         """Send ``source``, a file in the master's artifacts directory, to ``destination``
         (relative to the builder's directory)."""
         try:
-            sender, size, digest = await SendFile.open(self._master_file(source), self.master.spawn)
+            sender, size, digest = await SendFile.open(self._master_file(source), self.services.spawn)
         except TransferError as exc:
             return self._transfer_refused(str(exc))
         args = {"path": destination, "size": size, "sha256": digest, "mode": mode}
@@ -479,7 +489,7 @@ class RunningBuild:
             raise BuildStopped(self._interrupted)
         stamps = self._built_sourcestamps() if update_sourcestamp else self.request.sourcestamps
         return await self.stoppable(
-            self.master.trigger(self, schedulers, stamps, self._hide_secrets(properties), wait=wait)
+            self.services.trigger(self, schedulers, stamps, self._hide_secrets(properties), wait=wait)
         )
 
     def _built_sourcestamps(self) -> tuple[SourceStamp, ...]:
@@ -511,7 +521,7 @@ class RunningBuild:
         Raises:
             BuildStopped: the build was stopped meanwhile.
         """
-        waiting = self.master.spawn(_wait(awaitable), f"waiting in {self.builder} #{self.number}", watched=True)
+        waiting = self.services.spawn(_wait(awaitable), f"waiting in {self.builder} #{self.number}", watched=True)
         self._waiting = waiting
         try:
             return await waiting
@@ -555,7 +565,8 @@ class RunningBuild:
         if self._waiting is not None:
             self._waiting.cancel()
         if self.id is not None:
-            self.master.stop_children(self.id, f"parent build {self.builder} #{self.number} stopped: {reason}", result)
+            why = f"parent build {self.builder} #{self.number} stopped: {reason}"
+            self.services.stop_children(self.id, why, result)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -592,11 +603,11 @@ class RunningBuild:
 
         Await :meth:`recorded` to know the build is in the store.
         """
-        store = self.master.store
+        store = self.services.store
         if self._resumption is None:
             self.started_at = time.time()
             self._start_write = store.builds.start(
-                self.request, self.number, self.worker, self.started_at, self.master.name, self.ref
+                self.request, self.number, self.worker, self.started_at, self.services.name, self.ref
             )
             self._record(self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": self.summary()}))
         try:
@@ -624,7 +635,7 @@ class RunningBuild:
             locks_wait=self.locks_wait,
             then=[
                 dataclasses.replace(spec, properties=self._hide_secrets(spec.properties))
-                for spec in self.master.downstream(self, result)
+                for spec in self.services.downstream(self, result)
             ],
             final=self._final,
         )
@@ -635,7 +646,7 @@ class RunningBuild:
 
     def _downstream_stored(self, finished: asyncio.Future) -> None:
         if not finished.cancelled() and finished.exception() is None and finished.result():
-            self.master.enqueue(finished.result())
+            self.services.enqueue(finished.result())
 
     async def started(self) -> None:
         """Wait until the build's start is in the store (so it has an id others may refer to)."""
@@ -666,7 +677,7 @@ class RunningBuild:
         return result
 
     async def _run_step(self, index: int, step: Step) -> Result:
-        store = self.master.store
+        store = self.services.store
         name = self.builder_config.step_names[index]
         self._step_summary = self._step_own_summary = ""
         self._step_tests = Counter()
@@ -758,15 +769,15 @@ class RunningBuild:
         if step.locks:
             owner = step_lock_owner(self.request.id, index)
             if not held:
-                waited = await self.stoppable(self.master.locks.acquire(step.locks, self.worker, owner))
+                waited = await self.stoppable(self.services.locks.acquire(step.locks, self.worker, owner))
                 self.locks_wait += waited
                 if waited >= 0.01:
                     stdio.header(f"waited {waited:.2f} s for locks {', '.join(map(repr, step.locks))}")
             try:
                 return await self._checked(step, run)
             finally:
-                self.master.locks.release(owner)
-                self.master.dispatcher.schedule()  # a build may be waiting for these locks to start
+                self.services.locks.release(owner)
+                self.services.schedule()  # a build may be waiting for these locks to start
         return await self._checked(step, run)
 
     async def _checked(self, step: Step, run: Callable[[], Awaitable[Result]]) -> Result:
@@ -816,7 +827,7 @@ class RunningBuild:
                 log.error("build %s #%d: %s could not be stored: %s", self.builder, self.number, what, failure)
             elif failure is None and event is not None:
                 kind, fields = event()
-                self.master.events.emit(kind, **fields)
+                self.services.events.emit(kind, **fields)
 
         write.add_done_callback(done)
 

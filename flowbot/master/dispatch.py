@@ -32,7 +32,6 @@ from ..builder import Builder
 from ..errors import NotFound, StoreError
 from ..records import BuildRequest
 from ..results import Result, worst
-from .build import RunningBuild
 from .events import EventKind
 from .locks import LockTable
 from .policy import assignment_pass, collapsed, pick, takes_build
@@ -41,7 +40,9 @@ from .registry import WorkerConnection
 from .waiting import WorkerFacts, why_waiting
 
 if TYPE_CHECKING:
+    from .build import RunningBuild
     from .master import Master
+    from .services import BuildFactory
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,9 @@ class _Watch:
 class Dispatcher:
     """The queue, the running builds, and the choice of what runs where."""
 
-    def __init__(self, master: Master):
+    def __init__(self, master: Master, new_build: BuildFactory):
         self.master = master
+        self._new_build = new_build
         self.queue = BuildQueue()
         self.locks = LockTable()
         self.running: dict[int, RunningBuild] = {}  # by request id
@@ -224,7 +226,7 @@ class Dispatcher:
         connection = free[worker]
         number = self.numbers.get(builder.name, 1)
         try:
-            build = RunningBuild(self.master, builder, request, connection, number)
+            build = self._new_build(builder, request, connection, number)
         except BaseException:
             self.locks.release(request.id)  # the request stays in line, holding nothing
             raise

@@ -49,6 +49,7 @@ from .worker_control import WorkerControl
 
 if TYPE_CHECKING:
     from ..analysis import History
+    from ..builder import Builder
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -111,8 +112,8 @@ class Master:
             spawn=self.tasks.spawn,
         )
         self._instance_key: bytes | None = None
-        self.dispatcher = Dispatcher(self)
-        self.adoption = Adoption(self)
+        self.dispatcher = Dispatcher(self, self._new_build)
+        self.adoption = Adoption(self, self._new_build)
         #: Workers started on demand (those with a launcher) and their instances.
         self.latent = LatentWorkers(
             master=self.instance_id,
@@ -298,6 +299,17 @@ class Master:
         """Run ``coro`` as a task the master owns: cancelled at stop, its failure logged unless
         it is ``watched`` (see :meth:`Tasks.spawn <flowbot.master.tasks.Tasks.spawn>`)."""
         return self.tasks.spawn(coro, name, watched=watched)
+
+    def _new_build(
+        self, builder: Builder, request: BuildRequest, connection: WorkerConnection, number: int
+    ) -> RunningBuild:
+        """A build of ``request`` on ``connection``, run with this master's services (the master is
+        its :class:`~flowbot.master.services.BuildServices`)."""
+        return RunningBuild(self, builder, request, connection, number)
+
+    def schedule(self) -> None:
+        """Look again for builds that can start."""
+        self.dispatcher.schedule()
 
     def _store_back(self) -> None:
         """The store takes writes again after an outage: builds start again, and no request it

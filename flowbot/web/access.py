@@ -42,9 +42,9 @@ from ..errors import Forbidden, InvalidRequest, Unauthorized
 
 if TYPE_CHECKING:
     from ..auth import Auth
+    from ..master.master import Master
     from ..pipeline import Pipeline
     from ..roles import Permission
-    from ..master.master import Master
     from .throttle import CredentialThrottle
 
 log = logging.getLogger(__name__)

@@ -19,20 +19,20 @@ from ..defaults import (
     WEBSOCKET_PING,
 )
 from ..errors import BodyTooLarge, ConfigError
+from ..master.events import EventJournal
 from .access import host_allowed, refuse_host
 from .api import ApiHandler, routes
 from .api_artifacts import artifact_routes
 from .api_history import history_routes
 from .api_logs import log_routes
 from .api_tests import test_routes
-from ..master.events import EventJournal
 from .hooks import hook_routes
 from .metrics import Metrics, MetricsHandler
 from .oidc import oidc_routes
+from .page import WWW, BadgeHandler, PageHandler
 from .session import SessionHandler
 from .stream import EventStreamHandler
 from .throttle import CredentialThrottle
-from .page import WWW, BadgeHandler, PageHandler
 
 if TYPE_CHECKING:
     from ..master.master import Master

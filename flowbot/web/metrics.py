@@ -20,9 +20,9 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 
-from .api import ApiHandler
 from ..master.events import Event, EventKind
 from ..master.latent import InstanceState
+from .api import ApiHandler
 
 if TYPE_CHECKING:
     from ..master.master import Master

@@ -40,8 +40,8 @@ from .api import ApiHandler
 from .session import OIDC_LOGIN, start_session
 
 if TYPE_CHECKING:
-    from ..sso import OpenIDConnect
     from ..master.master import Master
+    from ..sso import OpenIDConnect
 
 log = logging.getLogger(__name__)
 

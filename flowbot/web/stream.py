@@ -37,9 +37,9 @@ import tornado.websocket
 
 from ..defaults import EVENT_CLIENT_BACKLOG, EVENT_CLIENT_BACKLOG_BYTES, EVENT_RESUME_SLACK, MAX_LIST
 from ..errors import InvalidRequest, NotFound
+from ..master.events import Event, EventJournal, EventKind, concerns, id_to_time
 from .access import authorize_read
 from .api import error_status, json_error
-from ..master.events import Event, EventJournal, EventKind, concerns, id_to_time
 
 if TYPE_CHECKING:
     from ..master.master import Master

@@ -11,10 +11,10 @@ import tornado.websocket
 import flowbot
 from flowbot import Builder, Pipeline, Shell, Worker
 from flowbot.defaults import EVENT_CLIENT_BACKLOG, MAX_LIST
-from flowbot.web import stream
 from flowbot.records import BuildsetSpec
 from flowbot.results import Result
 from flowbot.store import Ref, Store
+from flowbot.web import stream
 
 from ..e2e.test_events import close
 
