@@ -16,6 +16,10 @@ MASTER_URL = f"http://{HTTP_HOST}:{HTTP_PORT}"
 HEARTBEAT_INTERVAL = _worker.HEARTBEAT_INTERVAL
 LIVENESS = _worker.LIVENESS
 
+#: Seconds an assignment pass may hold the event loop before it lets other work run (heartbeats,
+#: output, requests) and goes on in the loop's next turn.
+DISPATCH_SLICE = 0.01
+
 #: Most hellos the master holds a challenge out for at once (each for the liveness window); past
 #: that the oldest is dropped, so a flood of replayed hellos cannot grow the master's memory.
 MAX_CHALLENGES = 1024

@@ -25,26 +25,84 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..builder import Builder
+from ..defaults import DISPATCH_SLICE
 from ..errors import NotFound, StoreError
+from ..pipeline import Pipeline
 from ..records import BuildRequest
 from ..results import Result, worst
 from .events import EventKind
+from .free_workers import FreeWorkers
 from .locks import LockTable
-from .policy import assignment_pass, collapsed, pick, takes_build
+from .policy import AssignmentPass, collapsed, pick_in_order, takes_build
 from .queue import BuildQueue
 from .registry import WorkerConnection
+from .tasks import Spawn
 from .waiting import WorkerFacts, why_waiting
 
 if TYPE_CHECKING:
     from .build import RunningBuild
-    from .master import Master
     from .services import BuildFactory
 
 log = logging.getLogger(__name__)
+
+
+class Requests(Protocol):
+    """The store's requests (:class:`~flowbot.store.requests.Requests`)."""
+
+    async def cancel(self, request_id: int, now: float, result: Result = Result.CANCELLED) -> None: ...
+
+    async def pending(self, *, unclaimed: bool = False) -> list[BuildRequest]: ...
+
+
+class RequestStore(Protocol):
+    """The store, as far as the queue goes."""
+
+    requests: Requests
+
+    @property
+    def available(self) -> bool:
+        """Whether the store takes writes now (builds start only then)."""
+        ...
+
+
+class Connections(Protocol):
+    """The workers connected now (the worker registry)."""
+
+    connections: Mapping[str, WorkerConnection]
+
+
+class Controls(Protocol):
+    """Paused workers and those leaving (:class:`~flowbot.master.worker_control.WorkerControl`)."""
+
+    def takes_builds(self, connection: WorkerConnection) -> bool: ...
+
+    def state(self, name: str) -> dict[str, Any]: ...
+
+    def build_ended(self, connection: WorkerConnection) -> None: ...
+
+
+class Instances(Protocol):
+    """Workers started on demand (:class:`~flowbot.master.latent.LatentWorkers`)."""
+
+    pools: Mapping[str, Any]
+
+    def expand(self, names: Sequence[str]) -> Sequence[str]: ...
+
+    def balance(self, waiting: Iterable[Sequence[str]]) -> None: ...
+
+    def build_started(self, name: str) -> None: ...
+
+    def build_ended(self, name: str) -> None: ...
+
+
+class Events(Protocol):
+    def emit(self, kind: EventKind, **data: Any) -> None: ...
 
 
 @dataclass(eq=False)
@@ -57,18 +115,52 @@ class _Watch:
 
 
 class Dispatcher:
-    """The queue, the running builds, and the choice of what runs where."""
+    """The queue, the running builds, and the choice of what runs where.
 
-    def __init__(self, master: Master, new_build: BuildFactory):
-        self.master = master
+    Args:
+        pipeline: the pipeline running now.
+        store: the store (once open).
+        workers: the connected workers.
+        controls: which workers take no new builds.
+        instances: workers started on demand.
+        new_build: makes a build (it runs when the dispatcher says).
+        busy: whether builds from before a restart are still being taken up.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: Callable[[], Pipeline],
+        store: Callable[[], RequestStore],
+        workers: Connections,
+        controls: Controls,
+        instances: Instances,
+        events: Events,
+        spawn: Spawn,
+        new_build: BuildFactory,
+        busy: Callable[[], bool],
+    ):
+        self._pipeline = pipeline
+        self._store = store
+        self._workers = workers
+        self._controls = controls
+        self._instances = instances
+        self._events = events
+        self._spawn = spawn
         self._new_build = new_build
+        self._busy = busy
         self.queue = BuildQueue()
         self.locks = LockTable()
         self.running: dict[int, RunningBuild] = {}  # by request id
+        self._on: dict[WorkerConnection, dict[int, RunningBuild]] = {}  # running builds by connection, by request id
+        self._of: Counter[str] = Counter()  # running builds by builder
+        self._free = FreeWorkers(self._load)
         self.numbers: dict[str, int] = {}
         self._recording: set[int] = set()  # requests whose builds' records are on their way
         self._ended_while_reading: set[int] | None = None  # requests ended during requeue_pending's read
         self._scheduled = False
+        self._pass: AssignmentPass | None = None  # the pass under way, over several turns of the loop
+        self._changed = False  # whether a pass was asked for since the one under way began
         self._pass_done: asyncio.Future[None] | None = None
         self._watches: dict[int, _Watch] = {}
         self.idle = asyncio.Event()
@@ -84,7 +176,7 @@ class Dispatcher:
         for request in requests:
             self._collapse_into(request)
             self.queue.add(request)
-            self.master.events.emit(
+            self._events.emit(
                 EventKind.REQUEST_NEW,
                 request_id=request.id,
                 builder=request.builder,
@@ -95,7 +187,7 @@ class Dispatcher:
         self.schedule()
 
     def _collapse_into(self, new: BuildRequest) -> None:
-        for old in collapsed(self.master.pipeline.builder(new.builder), new, self.queue):
+        for old in collapsed(self._pipeline().builder(new.builder), new, self.queue):
             log.info("request %d (%s) collapsed into request %d", old.id, old.builder, new.id)
             self.cancel(old, Result.SKIPPED)
 
@@ -110,11 +202,11 @@ class Dispatcher:
         self.queue.remove(request.id)
         self.schedule()  # an instance starting for it is no longer needed
         completing = self._complete_unbuilt(request, result)
-        return self.master.spawn(completing, f"completing request {request.id}", watched=awaited)
+        return self._spawn(completing, f"completing request {request.id}", watched=awaited)
 
     async def _complete_unbuilt(self, request: BuildRequest, result: Result) -> None:
         try:
-            await self.master.store.requests.cancel(request.id, time.time(), result)
+            await self._store().requests.cancel(request.id, time.time(), result)
         except StoreError:
             if self.active:  # still pending in the store: it waits in line again
                 self.queue.add(request)
@@ -125,7 +217,7 @@ class Dispatcher:
             self.request_done(request, result)
         finally:
             self.update_idle()
-        self.master.events.emit(
+        self._events.emit(
             EventKind.REQUEST_CANCELLED, request_id=request.id, builder=request.builder, result=result.name
         )
 
@@ -134,7 +226,7 @@ class Dispatcher:
         queues nor builds (run when the store is back after an outage)."""
         self._ended_while_reading = ended = set()
         try:
-            pending = await self.master.store.requests.pending(unclaimed=True)
+            pending = await self._store().requests.pending(unclaimed=True)
         finally:
             self._ended_while_reading = None
         missing = [
@@ -172,8 +264,14 @@ class Dispatcher:
     # -- assignment -------------------------------------------------------------------------------
 
     def schedule(self) -> None:
-        """Run an assignment pass soon (once, however often it is asked for in one turn)."""
-        if not self._scheduled and self.active:
+        """Run an assignment pass soon (once, however often it is asked for in one turn; once more
+        after the pass under way, if one is)."""
+        if self.active:
+            self._changed = True
+            self._soon()
+
+    def _soon(self) -> None:
+        if not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._assign)
 
@@ -189,20 +287,50 @@ class Dispatcher:
         """Let held builders and workers try again (the pipeline changed)."""
         self.held_builders.clear()
         self.held_workers.clear()
+        self._free.clear()
+
+    def worker_ready(self, name: str) -> None:
+        """Worker ``name`` may take builds it could not (it connected, or was unpaused)."""
+        self._free.touch(name)
+        self.schedule()
 
     def _assign(self) -> None:
+        """Run the assignment pass under way, or a new one, for a slice: a pass that would hold the
+        loop longer than :data:`~flowbot.defaults.DISPATCH_SLICE` goes on in a later turn of the
+        loop, after the work that waits (heartbeats, output, requests)."""
         self._scheduled = False
+        more = False
         try:
-            if not self.active or not self.master.store.available:
+            if not self.active or not self._store().available:
+                self._pass = None
                 return  # the store's return schedules a pass
-            assignment_pass(self.queue, self._start_or_hold)
-            pipeline = self.master.pipeline
-            self.master.latent.balance(b.workers for r in self.queue if (b := pipeline.builder(r.builder)))
+            if self._pass is None:
+                self._changed = False
+                self._pass = AssignmentPass(self.queue, self._start_or_hold)
+            deadline = time.monotonic() + DISPATCH_SLICE
+            more = self._pass.run(lambda: time.monotonic() > deadline)
+            if not more:
+                self._pass = None
+                # What changed during a pass of several slices may let builders it passed start.
+                more = self._changed
+            if not more and self._instances.pools:
+                self._instances.balance(self._waiting_workers())
         finally:
-            # Waiters resume after the builds just started have run up to their first command.
-            done, self._pass_done = self._pass_done, None
-            if done is not None:
-                done.set_result(None)
+            if more:
+                self._soon()
+            else:
+                # Waiters resume after the builds just started have run up to their first command.
+                done, self._pass_done = self._pass_done, None
+                if done is not None:
+                    done.set_result(None)
+
+    def _waiting_workers(self) -> Iterator[Sequence[str]]:
+        """The workers of each request's builder, for each request that waits."""
+        pipeline = self._pipeline()
+        for request in self.queue:
+            builder = pipeline.builder(request.builder)
+            if builder is not None:
+                yield builder.workers
 
     def _start_or_hold(self, name: str) -> bool:
         """:meth:`_start_one`, with a builder that makes it fail held aside (the pass goes on)."""
@@ -215,15 +343,18 @@ class Dispatcher:
             return False
 
     def _start_one(self, name: str) -> bool:
-        builder = self.master.pipeline.builder(name)
+        builder = self._pipeline().builder(name)
         if builder is None:
             return False  # requests for a builder the pipeline no longer has wait for it to return
-        free = {c.name: c for c in self._free_workers(builder)}
-        picked = pick(builder, list(free), self.queue, self.locks, lambda worker: len(self.builds_on(free[worker])))
+        free = self._free_workers(builder)
+        try:
+            picked = pick_in_order(builder, free, self.queue, self.locks)
+        finally:
+            free.close()
         if picked is None:
             return False
         request, worker = picked
-        connection = free[worker]
+        connection = self._workers.connections[worker]
         number = self.numbers.get(builder.name, 1)
         try:
             build = self._new_build(builder, request, connection, number)
@@ -232,29 +363,44 @@ class Dispatcher:
             raise
         self.queue.remove(request.id)
         self.numbers[builder.name] = number + 1
-        self.running[request.id] = build
-        self.master.latent.build_started(connection.name)
-        self.master.spawn(self._run(build), f"build {builder.name} #{number}")
+        self._running(build)
         return True
 
     def adopt(self, build: RunningBuild) -> None:
         """Run ``build``, taken up after a master restart (see :mod:`flowbot.master.adoption`); its
         builder's locks are held for it already."""
-        self.running[build.request.id] = build
-        self.master.latent.build_started(build.worker)
-        self.master.spawn(self._run(build), f"build {build.builder} #{build.number}")
+        self._running(build)
         self.update_idle()
+
+    def _running(self, build: RunningBuild) -> None:
+        """Count ``build`` as running on its worker, and run it."""
+        self.running[build.request.id] = build
+        self._on.setdefault(build.connection, {})[build.request.id] = build
+        self._instances.build_started(build.worker)
+        self._free.touch(build.worker)
+        self._spawn(self._run(build), f"build {build.builder} #{build.number}")
+
+    def _not_running(self, build: RunningBuild) -> None:
+        request_id = build.request.id
+        self.running.pop(request_id, None)
+        on = self._on.get(build.connection)
+        if on is not None:
+            on.pop(request_id, None)
+            if not on:
+                del self._on[build.connection]
+        self._free.touch(build.worker)
 
     def why_waiting(self, name: str) -> str:
         """Why the pending requests of builder ``name`` have not started (see :mod:`.waiting`)."""
-        builder = self.master.pipeline.builder(name)
+        pipeline = self._pipeline()
+        builder = pipeline.builder(name)
         if builder is None:
             return why_waiting(name, False, [], True)
         facts = []
         for worker in builder.workers:
-            spec = self.master.pipeline.worker(worker)
-            connection = self.master.registry.connections.get(worker)
-            control = self.master.worker_control.state(worker)
+            spec = pipeline.worker(worker)
+            connection = self._workers.connections.get(worker)
+            control = self._controls.state(worker)
             running = tuple(b.builder for b in self.builds_on(connection)) if connection is not None else ()
             facts.append(
                 WorkerFacts(
@@ -267,33 +413,38 @@ class Dispatcher:
                     on_demand=spec is not None and spec.launcher is not None,
                 )
             )
-        free = [c.name for c in self._free_workers(builder)]
+        free = list(self._free_workers(builder))
         locks_free = not free or any(self.locks.free(builder.locks, worker) for worker in free)
         return why_waiting(name, True, facts, locks_free)
 
     def builds_on(self, connection: WorkerConnection) -> list[RunningBuild]:
         """The builds running on ``connection``."""
-        return [b for b in self.running.values() if b.connection is connection]
+        return list(self._on.get(connection, {}).values())
 
-    def _free_workers(self, builder: Builder) -> list[WorkerConnection]:
+    def _load(self, worker: str) -> int:
+        """How many builds the connected worker ``worker`` runs."""
+        connection = self._workers.connections.get(worker)
+        return len(self._on.get(connection, ())) if connection is not None else 0
+
+    def _free_workers(self, builder: Builder) -> Iterator[str]:
         """Connected workers of ``builder`` that take builds (not paused, not leaving), are not
-        building it and are below their limit."""
-        free = []
-        for name in self.master.latent.expand(builder.workers):
-            connection = self.master.registry.connections.get(name)
-            if (
-                connection is None
-                or name in self.held_workers
-                or not self.master.worker_control.takes_builds(connection)
-            ):
-                continue
-            try:
-                running = [b.builder for b in self.builds_on(connection)]
-                if takes_build(builder.name, connection.spec.max_builds, running):
-                    free.append(connection)
-            except Exception as exc:
-                self._hold(self.held_workers, "worker", name, exc)
-        return free
+        building it and are below their limit, least busy first."""
+        names = self._instances.expand(builder.workers)
+        if names is builder.workers:  # none starts on demand: the index knows them
+            return self._free.least_busy(builder.name, names, lambda worker: self._takes(builder.name, worker))
+        return (w for w in sorted([w for w in names if self._takes(builder.name, w)], key=self._load))
+
+    def _takes(self, builder: str, worker: str) -> bool:
+        """Whether ``worker`` takes a build of ``builder`` now; one that makes this fail is held aside."""
+        connection = self._workers.connections.get(worker)
+        if connection is None or worker in self.held_workers or not self._controls.takes_builds(connection):
+            return False
+        try:
+            running = [b.builder for b in self._on.get(connection, {}).values()]
+            return takes_build(builder, connection.spec.max_builds, running)
+        except Exception as exc:
+            self._hold(self.held_workers, "worker", worker, exc)
+            return False
 
     def _hold(self, held: dict[str, str], kind: str, name: str, exc: Exception) -> None:
         """Set a builder or a worker aside after ``exc``, logging it once; the others go on."""
@@ -311,11 +462,11 @@ class Dispatcher:
             await build.execute()
         finally:
             # The worker is free as soon as the steps are done; recording goes on in the store.
-            self.running.pop(request.id, None)
+            self._not_running(build)
             self.locks.release(request.id)
             self._recording.add(request.id)
-            self.master.worker_control.build_ended(build.connection)
-            self.master.latent.build_ended(build.worker)
+            self._controls.build_ended(build.connection)
+            self._instances.build_ended(build.worker)
             self.schedule()
         try:
             failure = await build.recorded()
@@ -347,7 +498,7 @@ class Dispatcher:
             self.request_done(request, result)
 
     def update_idle(self) -> None:
-        if not self.queue and not self.running and not self._recording and not self.master.adoption.busy:
+        if not self.queue and not self.running and not self._recording and not self._busy():
             self.idle.set()
         else:
             self.idle.clear()

@@ -112,8 +112,7 @@ class Master:
             spawn=self.tasks.spawn,
         )
         self._instance_key: bytes | None = None
-        self.dispatcher = Dispatcher(self, self._new_build)
-        self.adoption = Adoption(self, self._new_build)
+        self.worker_control = WorkerControl(self)
         #: Workers started on demand (those with a launcher) and their instances.
         self.latent = LatentWorkers(
             master=self.instance_id,
@@ -123,12 +122,23 @@ class Master:
             credential_key=self._credential_key,
             master_key=lambda: self.registry.curve and self.registry.curve.public,
             drop=self.registry.forget,
-            wake=self.dispatcher.schedule,
+            wake=lambda: self.dispatcher.schedule(),
             spawn=self.spawn,
             paused=lambda name: name in self.worker_control.paused,
         )
         self.registry.claim = self.latent.claim
-        self.worker_control = WorkerControl(self)
+        self.dispatcher = Dispatcher(
+            pipeline=lambda: self.pipeline,
+            store=lambda: self.store,
+            workers=self.registry,
+            controls=self.worker_control,
+            instances=self.latent,
+            events=self.events,
+            spawn=self.spawn,
+            new_build=self._new_build,
+            busy=lambda: self.adoption.busy,
+        )
+        self.adoption = Adoption(self, self._new_build)
         self.scheduling = Scheduling(self)
         self.sources = Sources(self)
         self.local_workers = LocalWorkers(self)
@@ -693,7 +703,7 @@ class Master:
             f"worker {connection.name} connected",
         )
         self.latent.connected(connection.name)
-        self.dispatcher.schedule()
+        self.dispatcher.worker_ready(connection.name)
 
     def _worker_returned(self, connection: WorkerConnection, held: dict[str, Any]) -> None:
         self.adoption.returned(connection, held)

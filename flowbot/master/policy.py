@@ -11,6 +11,7 @@ This module, the queue and the lock table import nothing of the master's machine
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
@@ -51,20 +52,42 @@ def assignment_pass(
     builders: Iterable[str] | None = None,
     full: Callable[[], bool] | None = None,
 ) -> None:
-    """Offer builders the chance to start a build, the most urgent first.
+    """Offer builders the chance to start a build, the most urgent first (see :class:`AssignmentPass`);
+    the pass ends early once ``full()`` says no build can start anywhere."""
+    AssignmentPass(queue, start_one, builders).run(full)
+
+
+class AssignmentPass:
+    """Builders offered the chance to start a build, the most urgent first, in one or more runs.
 
     Builders go by their first request in line (highest priority, then oldest); one whose
     ``start_one(name)`` starts a build goes back in line by its next request, one that cannot
     start one now cannot later in this pass. ``builders`` limits the pass to those that may have
-    become able to start (the others' answer would not have changed); the pass ends early once
-    ``full()`` says no build can start anywhere.
+    become able to start (the others' answer would not have changed).
     """
-    waiting = queue.heads(builders)
-    heapq.heapify(waiting)
-    while waiting and not (full is not None and full()):
-        _, name = heapq.heappop(waiting)
-        if start_one(name) and (place := queue.head(name)) is not None:
-            heapq.heappush(waiting, (place, name))
+
+    def __init__(
+        self, queue: BuildQueue, start_one: Callable[[str], bool], builders: Iterable[str] | None = None
+    ) -> None:
+        self._queue = queue
+        self._start_one = start_one
+        self._waiting = queue.heads(builders)
+        heapq.heapify(self._waiting)
+
+    def run(self, stop: Callable[[], bool] | None = None) -> bool:
+        """Offer builders until none is left, or until ``stop()`` says so after an offer.
+
+        Returns:
+            Whether builders are left to offer (a later run goes on where this one stopped).
+        """
+        waiting, queue = self._waiting, self._queue
+        while waiting:
+            _, name = heapq.heappop(waiting)
+            if self._start_one(name) and (place := queue.head(name)) is not None:
+                heapq.heappush(waiting, (place, name))
+            if waiting and stop is not None and stop():
+                return True
+        return False
 
 
 def takes_build(builder: str, max_builds: int | None, running: Sequence[str]) -> bool:
@@ -83,14 +106,24 @@ def pick(
         load: how many builds a worker runs; the least busy is tried first unless the builder's
             ``next_worker`` chooses.
     """
-    if not free:
+    return pick_in_order(builder, sorted(free, key=load), queue, locks)
+
+
+def pick_in_order(
+    builder: Builder, by_load: Iterable[str], queue: BuildQueue, locks: LockTable
+) -> tuple[BuildRequest, str] | None:
+    """:func:`pick`, given the free workers least busy first: an iterator of them is consumed no
+    further than the first worker whose locks are free, unless ``next_worker`` needs them all."""
+    workers = iter(by_load)
+    first = next(workers, None)
+    if first is None:
         return None
     request = queue.first(builder.name)
     if request is None:
         return None
     if builder.next_build is not None:
         request = choose(builder, queue.pending(builder.name))
-    for worker in rank(builder, free, load, request):
+    for worker in rank(builder, itertools.chain((first,), workers), request):
         if locks.try_acquire(builder.locks, worker, request.id):
             return request, worker
     return None  # busy locks: the request waits, no worker is held
@@ -108,11 +141,12 @@ def choose(builder: Builder, pending: list[BuildRequest]) -> BuildRequest:
     return pending[0]
 
 
-def rank(builder: Builder, free: Sequence[str], load: Callable[[str], int], request: BuildRequest) -> list[str]:
-    """The free workers in the order to try them: the builder's ``next_worker`` choice, else the least busy first."""
-    by_load = sorted(free, key=load)
+def rank(builder: Builder, by_load: Iterable[str], request: BuildRequest) -> Iterable[str]:
+    """The free workers (least busy first) in the order to try them: the builder's ``next_worker``
+    choice, else as they come."""
     if builder.next_worker is None:
         return by_load
+    by_load = list(by_load)
     try:
         name = builder.next_worker(builder, by_load, request)
     except Exception:

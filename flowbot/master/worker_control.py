@@ -70,7 +70,7 @@ class WorkerControl:
         if self.paused.pop(name, None) is not None:
             log.info("worker %s unpaused", name)
         self._changed(name)
-        self.master.dispatcher.schedule()
+        self.master.dispatcher.worker_ready(name)
 
     def shutdown(self, name: str, graceful: bool = True) -> None:
         """Tell a connected worker to leave: after its running builds (graceful), or now.

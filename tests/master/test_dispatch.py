@@ -1,22 +1,344 @@
-"""Dispatching (``flowbot/master/dispatch.py``): one broken builder or worker never stops the others.
+"""The dispatcher (``flowbot/master/dispatch.py``) with small fakes: no processes, sockets or database.
 
-The pipeline's checks refuse bad values when it is loaded; these tests spoil a value afterwards, as a
-notebook that changes a loaded object can, or give a lock that fails as a custom one may, so that
-dispatching meets an error no check caught.
+Builds here are fakes that run until the test ends them, so each test says exactly which requests
+started where, and what starts once a build ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
-from tornado.httpclient import AsyncHTTPClient
+import pytest
 
-import flowbot
 from flowbot import Builder, ForceScheduler, MasterLock, Pipeline, Shell, Worker
+from flowbot.master import dispatch as dispatch_module
+from flowbot.master.dispatch import Dispatcher
+from flowbot.records import BuildRequest, SourceStamp
+from flowbot.results import Result
+
+
+@dataclass(eq=False)
+class Connection:
+    """A connected worker as the dispatcher sees one."""
+
+    spec: Worker
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+
+@dataclass(eq=False)
+class FakeBuild:
+    """A build that runs until :meth:`end`."""
+
+    builder: str
+    request: BuildRequest
+    connection: Connection
+    number: int
+    result: Result | None = None
+    ending: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+    @property
+    def worker(self) -> str:
+        return self.connection.name
+
+    async def execute(self) -> Result:
+        self.result = await self.ending
+        return self.result
+
+    async def recorded(self) -> BaseException | None:
+        return None
+
+    def end(self, result: Result = Result.SUCCESS) -> None:
+        self.ending.set_result(result)
+
+
+class Store:
+    available = True
+
+    def __init__(self) -> None:
+        self.requests = self
+        self.completed: list[tuple[int, Result]] = []
+
+    async def cancel(self, request_id: int, now: float, result: Result = Result.CANCELLED) -> None:
+        self.completed.append((request_id, result))
+
+    async def pending(self, *, unclaimed: bool = False) -> list[BuildRequest]:
+        return []
+
+
+class Controls:
+    def __init__(self) -> None:
+        self.paused: set[str] = set()
+        self.asked = 0
+
+    def takes_builds(self, connection: Connection) -> bool:
+        self.asked += 1
+        return connection.name not in self.paused
+
+    def state(self, name: str) -> dict[str, Any]:
+        return {
+            "paused": name in self.paused,
+            "paused_reason": "" if name in self.paused else None,
+            "shutting_down": False,
+        }
+
+    def build_ended(self, connection: Connection) -> None:
+        pass
+
+
+class Instances:
+    pools: dict[str, Any] = {}
+
+    def expand(self, names):
+        return names
+
+    def balance(self, waiting) -> None:
+        pass
+
+    def build_started(self, name: str) -> None:
+        pass
+
+    def build_ended(self, name: str) -> None:
+        pass
+
+
+class Events:
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    def emit(self, kind, **data: Any) -> None:
+        self.kinds.append(kind.value)
+
+
+class Rig:
+    """A dispatcher over ``pipeline`` with all its workers connected."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.store = Store()
+        self.connections: dict[str, Connection] = {}
+        self.controls = Controls()
+        self.builds: list[FakeBuild] = []
+        self.tasks: set[asyncio.Task] = set()
+        self._ids = iter(range(1, 1_000_000))
+        self.dispatcher = Dispatcher(
+            pipeline=lambda: self.pipeline,
+            store=lambda: self.store,
+            workers=self,
+            controls=self.controls,
+            instances=Instances(),
+            events=Events(),
+            spawn=self.spawn,
+            new_build=self.new_build,
+            busy=lambda: False,
+        )
+        self.dispatcher.active = True
+        for worker in pipeline.workers:
+            self.connect(worker.name)
+
+    def spawn(self, coro, name: str, *, watched: bool = False) -> asyncio.Task:
+        task = asyncio.create_task(coro, name=name)
+        self.tasks.add(task)
+        return task
+
+    def new_build(self, builder: Builder, request: BuildRequest, connection: Connection, number: int) -> FakeBuild:
+        build = FakeBuild(builder.name, request, connection, number)
+        self.builds.append(build)
+        return build
+
+    def connect(self, name: str) -> None:
+        self.connections[name] = Connection(self.pipeline.worker(name))
+        self.dispatcher.worker_ready(name)
+
+    def request(
+        self, builder: str, *, priority: int = 0, branch: str = "main", revision: str | None = None
+    ) -> BuildRequest:
+        request_id = next(self._ids)
+        stamp = SourceStamp(repository="repo", branch=branch, revision=revision or f"r{request_id}")
+        return BuildRequest(
+            request_id, request_id, builder, (stamp,), priority=priority, submitted_at=request_id, from_changes=True
+        )
+
+    async def submit(self, *requests: BuildRequest) -> None:
+        self.dispatcher.enqueue(list(requests))
+        await self.dispatcher.assigned()
+
+    async def settle(self) -> None:
+        """Let ended builds go through and the passes they cause run."""
+        for _ in range(5):
+            await asyncio.sleep(0)
+        await self.dispatcher.assigned()
+
+    def started(self) -> list[tuple[str, int, str]]:
+        """(builder, request id, worker) of every build started, in order."""
+        return [(b.builder, b.request.id, b.worker) for b in self.builds]
+
+    def running(self) -> list[tuple[str, int, str]]:
+        return [(b.builder, b.request.id, b.worker) for b in self.dispatcher.running.values()]
+
+
+def pipeline(workers: list[Worker], *builders: Builder) -> Pipeline:
+    return Pipeline(
+        workers=workers,
+        schedulers=[ForceScheduler("force", builders=[b.name for b in builders])],
+        builders=list(builders),
+    )
+
+
+def builder(name: str, workers: list[str], **options: Any) -> Builder:
+    return Builder(
+        name, workers=workers, steps=[Shell("true")], collapse_requests=options.pop("collapse", False), **options
+    )
+
+
+def worker(name: str, **options: Any) -> Worker:
+    return Worker(name, secret="s", **options)
+
+
+async def test_across_builders_the_most_urgent_request_takes_a_shared_worker_then_the_oldest() -> None:
+    # Given one worker, taking one build at a time, shared by three builders
+    rig = Rig(pipeline([worker("w1", max_builds=1)], builder("a", ["w1"]), builder("b", ["w1"]), builder("c", ["w1"])))
+    rig.dispatcher.active = False  # the requests queue up before the worker may take them
+    old, urgent, older_than_c = rig.request("a"), rig.request("b", priority=5), rig.request("c")
+    rig.dispatcher.enqueue([old, urgent, older_than_c])
+
+    # When a pass runs
+    rig.dispatcher.active = True
+    rig.dispatcher.schedule()
+    await rig.dispatcher.assigned()
+
+    # Then the urgent request runs first, then by age
+    assert rig.started() == [("b", urgent.id, "w1")]
+    rig.builds[-1].end()
+    await rig.settle()
+    assert rig.started()[-1] == ("a", old.id, "w1")
+    rig.builds[-1].end()
+    await rig.settle()
+    assert rig.started()[-1] == ("c", older_than_c.id, "w1")
+
+
+async def test_a_worker_runs_one_build_per_builder_and_at_most_max_builds() -> None:
+    rig = Rig(
+        pipeline(
+            [worker("w1", max_builds=2)],
+            builder("a", ["w1"]),
+            builder("b", ["w1"]),
+            builder("c", ["w1"]),
+        )
+    )
+    a1, a2, b1, c1 = rig.request("a"), rig.request("a"), rig.request("b"), rig.request("c")
+    await rig.submit(a1, a2, b1, c1)
+
+    # One build of a (not two), one of b, then the worker is full
+    assert rig.running() == [("a", a1.id, "w1"), ("b", b1.id, "w1")]
+    assert [r.id for r in rig.dispatcher.queue] == [a2.id, c1.id]
+
+    # When a's build ends, the oldest waiting request that the worker may take starts: a's second
+    rig.builds[0].end()
+    await rig.settle()
+    assert rig.running() == [("b", b1.id, "w1"), ("a", a2.id, "w1")]
+    rig.builds[1].end()
+    await rig.settle()
+    assert rig.running()[-1] == ("c", c1.id, "w1")
+
+
+async def test_the_least_busy_free_worker_is_chosen_ties_in_the_builders_order() -> None:
+    rig = Rig(
+        pipeline(
+            [worker("w1"), worker("w2"), worker("w3")],
+            builder("long", ["w2"]),
+            builder("unit", ["w2", "w1", "w3"]),
+        )
+    )
+    await rig.submit(rig.request("long"))
+    await rig.submit(rig.request("unit"), rig.request("unit"))
+    # w2 runs long, so unit goes to w1 (before w3 in its list), then to w3; w2 is never first
+    assert [w for b, _, w in rig.started() if b == "unit"] == ["w1", "w3"]
+
+
+async def test_a_paused_worker_gets_nothing_until_it_is_ready_again_and_a_new_one_at_once() -> None:
+    rig = Rig(pipeline([worker("w1"), worker("w2")], builder("unit", ["w1", "w2"])))
+    rig.controls.paused.add("w1")
+    del rig.connections["w2"]
+    request = rig.request("unit")
+    await rig.submit(request)
+    assert rig.started() == []
+    assert "w1 is paused" in rig.dispatcher.why_waiting("unit")
+
+    rig.connect("w2")
+    await rig.settle()
+    assert rig.started() == [("unit", request.id, "w2")]
+
+    second = rig.request("unit")
+    await rig.submit(second)
+    assert rig.started()[1:] == []
+    rig.controls.paused.clear()
+    rig.dispatcher.worker_ready("w1")
+    await rig.settle()
+    assert rig.started()[1:] == [("unit", second.id, "w1")]
+
+
+async def test_the_builders_hooks_choose_the_request_and_the_worker() -> None:
+    def newest(builder: Builder, pending: list[BuildRequest]) -> BuildRequest:
+        return pending[-1]
+
+    def last_offered(builder: Builder, workers: list[str], request: BuildRequest) -> str:
+        offered.append(list(workers))
+        return workers[-1]
+
+    offered: list[list[str]] = []
+    rig = Rig(
+        pipeline(
+            [worker("w1"), worker("w2"), worker("w3")],
+            builder("busy", ["w1"]),
+            builder("unit", ["w1", "w2", "w3"], next_build=newest, next_worker=last_offered),
+        )
+    )
+    await rig.submit(rig.request("busy"))
+    first, second = rig.request("unit"), rig.request("unit")
+    await rig.submit(first, second)
+
+    # The hook is offered the free workers least busy first (w1 runs a build) and is obeyed
+    assert offered[0] == ["w2", "w3", "w1"]
+    assert rig.started()[1:] == [("unit", second.id, "w1"), ("unit", first.id, "w3")]
+
+
+async def test_a_new_request_collapses_the_waiting_ones_of_the_same_source() -> None:
+    rig = Rig(pipeline([worker("w1")], builder("unit", ["w1"], collapse=True)))
+    running, waiting, newer = rig.request("unit"), rig.request("unit"), rig.request("unit")
+    await rig.submit(running)
+    await rig.submit(waiting)
+    await rig.submit(newer)
+    await rig.settle()
+
+    # The waiting request is skipped for the newer one; the running build goes on
+    assert rig.store.completed == [(waiting.id, Result.SKIPPED)]
+    assert [r.id for r in rig.dispatcher.queue] == [newer.id]
+    assert rig.running() == [("unit", running.id, "w1")]
+
+
+async def test_a_builders_locks_are_taken_all_at_once_or_not_at_all() -> None:
+    deploy, db = MasterLock("deploy"), MasterLock("db")
+    rig = Rig(pipeline([worker("w1")], builder("release", ["w1"], locks=[deploy.access(), db.access("exclusive")])))
+    locks = rig.dispatcher.locks
+    assert locks.try_acquire([db.access("exclusive")], "w1", "someone else")
+    request = rig.request("release")
+    await rig.submit(request)
+
+    # Then nothing starts, and deploy, which was free, is not held meanwhile
+    assert rig.started() == []
+    assert locks.holders("deploy") == {}
+    assert "lock" in rig.dispatcher.why_waiting("release")
+
+    locks.release("someone else")
+    rig.dispatcher.schedule()
+    await rig.dispatcher.assigned()
+    assert rig.started() == [("release", request.id, "w1")]
+    assert locks.holders("deploy") == {"master": [f"{request.id}:counting"]}
 
 
 class BrokenLock(MasterLock):
@@ -26,100 +348,83 @@ class BrokenLock(MasterLock):
         raise RuntimeError("the lock service is down")
 
 
-def pipeline() -> Pipeline:
-    return Pipeline(
-        workers=[Worker("w1", secret="s1"), Worker("w2", secret="s2")],
-        schedulers=[ForceScheduler("force", builders=["on-w1", "on-w2", "anywhere", "locked"])],
-        builders=[
-            Builder("on-w1", workers=["w1"], steps=[Shell("true")], collapse_requests=False),
-            Builder("on-w2", workers=["w2"], steps=[Shell("true")], collapse_requests=False),
-            Builder("anywhere", workers=["w1", "w2"], steps=[Shell("true")], collapse_requests=False),
-            Builder(
-                "locked",
-                workers=["w2"],
-                locks=[BrokenLock("deploy").access()],
-                steps=[Shell("true")],
-                collapse_requests=False,
-            ),
-        ],
+async def test_a_failing_builder_or_worker_is_held_aside_and_the_others_go_on() -> None:
+    rig = Rig(
+        pipeline(
+            [worker("w1"), worker("w2")],
+            builder("on-w1", ["w1"]),
+            builder("anywhere", ["w1", "w2"]),
+            builder("locked", ["w2"], locks=[BrokenLock("deploy").access()]),
+        )
     )
+    rig.pipeline.worker("w1").max_builds = "2"  # as a notebook may spoil a loaded object
+    on_w1, anywhere, locked = rig.request("on-w1"), rig.request("anywhere"), rig.request("locked")
+    await rig.submit(on_w1, anywhere, locked)
 
+    assert rig.started() == [("anywhere", anywhere.id, "w2")]
+    assert rig.dispatcher.held_workers["w1"].startswith("dispatching failed: TypeError: ")
+    assert rig.dispatcher.held_builders == {"locked": "dispatching failed: RuntimeError: the lock service is down"}
+    assert {r.id for r in rig.dispatcher.queue} == {on_w1.id, locked.id}
 
-async def finished(master: Any, count: int, timeout: float = 30) -> Any:
-    """The builds in the history once ``count`` of them have a result."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        builds = master.history.builds()
-        if builds["result"].notna().sum() >= count:
-            return builds
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"fewer than {count} builds finished in {timeout} s")
-
-
-async def api(master: Any, path: str) -> Any:
-    client = AsyncHTTPClient()
-    try:
-        return json.loads((await client.fetch(f"{master.http_url}/api/{path}")).body)
-    finally:
-        client.close()
-
-
-async def test_a_broken_worker_or_builder_is_held_aside_and_the_others_keep_building(tmp_path, caplog) -> None:
-    # Given a running master whose worker w1 was given a max_builds no check saw, and a builder
-    # whose lock fails
-    spoiled = pipeline()
-    master = flowbot.Master(spoiled, db=f"sqlite:///{tmp_path / 'm.db'}", basedir=tmp_path)
-    await master.start()
-    try:
-        await master.start_local_workers()
-        spoiled.worker("w1").max_builds = "2"
-
-        # When every builder is forced, twice (requests are not collapsed here)
-        with caplog.at_level(logging.ERROR, logger="flowbot.master.dispatch"):
-            for _ in range(2):
-                for builder in ("on-w1", "on-w2", "anywhere", "locked"):
-                    await master.force(builder)
-            builds = await finished(master, 4)
-
-        # Then what can build elsewhere did, on w2
-        assert sorted(builds["builder"]) == ["anywhere", "anywhere", "on-w2", "on-w2"]
-        assert set(builds["worker"]) == {"w2"} and set(builds["result"].astype(str)) == {"SUCCESS"}
-        # the broken worker and builder are set aside, each logged once, with the reason shown
-        assert [r.getMessage() for r in caplog.records] == [
-            "dispatching worker w1 failed; it is held aside until the pipeline changes, and the others go on",
-            "dispatching builder locked failed; it is held aside until the pipeline changes, and the others go on",
-        ]
-        workers = {w["name"]: w for w in (await api(master, "workers"))["workers"]}
-        assert workers["w1"]["held"].startswith("dispatching failed: TypeError: ")
-        assert "'int' and 'str'" in workers["w1"]["held"]
-        assert workers["w2"]["held"] is None
-        builders = {b["name"]: b for b in (await api(master, "builders"))["builders"]}
-        assert builders["locked"]["held"] == "dispatching failed: RuntimeError: the lock service is down"
-        assert builders["on-w1"]["held"] is None
-        # and their requests wait, none lost
-        assert (builders["on-w1"]["pending"], builders["locked"]["pending"]) == (2, 2)
-
-        # When the pipeline is fixed
-        await master.reconfigure(_fixed())
-        await master.wait_idle(timeout=30)
-
-        # Then the requests that waited are built
-        builds = master.history.builds()
-        assert sorted(builds["builder"]).count("on-w1") == 2
-        assert sorted(builds["builder"]).count("locked") == 2
-        assert master.dispatcher.held_workers == {} and master.dispatcher.held_builders == {}
-    finally:
-        await master.stop()
-
-
-def _parts(p: Pipeline) -> dict[str, Any]:
-    return {"workers": p.workers, "schedulers": p.schedulers, "builders": p.builders}
-
-
-def _fixed() -> Pipeline:
-    """The pipeline with a lock that works in place of the broken one."""
-    *others, _broken = _parts(pipeline())["builders"]
-    locked = Builder(
-        "locked", workers=["w2"], locks=[MasterLock("deploy").access()], steps=[Shell("true")], collapse_requests=False
+    # A new pipeline lets them try again
+    rig.pipeline.worker("w1").max_builds = None
+    rig.pipeline = pipeline(
+        rig.pipeline.workers, builder("on-w1", ["w1"]), builder("anywhere", ["w1", "w2"]), builder("locked", ["w1"])
     )
-    return Pipeline(**{**_parts(pipeline()), "builders": [*others, locked]})
+    rig.dispatcher.release_held()
+    rig.dispatcher.schedule()
+    await rig.dispatcher.assigned()
+    assert sorted(rig.running()) == [
+        ("anywhere", anywhere.id, "w2"),
+        ("locked", locked.id, "w1"),
+        ("on-w1", on_w1.id, "w1"),
+    ]
+
+
+async def test_a_build_that_ends_as_retry_runs_again() -> None:
+    rig = Rig(pipeline([worker("w1"), worker("w2")], builder("unit", ["w1", "w2"])))
+    request = rig.request("unit")
+    await rig.submit(request)
+    rig.builds[0].end(Result.RETRY)
+    await rig.settle()
+    assert rig.started() == [("unit", request.id, "w1"), ("unit", request.id, "w1")]
+
+
+async def test_a_long_pass_lets_the_loop_run_between_slices_and_starts_every_build(monkeypatch) -> None:
+    # Given 2,000 workers and as many requests waiting, and passes sliced thinly
+    monkeypatch.setattr(dispatch_module, "DISPATCH_SLICE", 0.0)
+    names = [f"w{i}" for i in range(2000)]
+    rig = Rig(pipeline([worker(n) for n in names], builder("unit", names)))
+    rig.dispatcher.active = False
+    rig.dispatcher.enqueue([rig.request("unit") for _ in range(2000)])
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    ticking = asyncio.create_task(tick())
+    try:
+        # When a pass runs
+        rig.controls.asked = 0
+        rig.dispatcher.active = True
+        rig.dispatcher.schedule()
+        await rig.dispatcher.assigned()
+    finally:
+        ticking.cancel()
+
+    # Then every request started, each on its own worker, the loop ran other work between slices,
+    # and each worker was asked about about once (not once per build started)
+    assert len(rig.running()) == 2000 and len({w for _, _, w in rig.running()}) == 2000
+    assert ticks > 100
+    assert rig.controls.asked <= 3 * 2000
+
+
+@pytest.fixture(autouse=True)
+async def _no_task_left(request):
+    yield
+    for task in asyncio.all_tasks() - {asyncio.current_task()}:
+        if task.get_name().startswith("build "):
+            task.cancel()

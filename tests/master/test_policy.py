@@ -90,7 +90,7 @@ def test_pick_follows_the_builders_hooks() -> None:
     assert pick(hooked, ["w1", "w2"], queue, locks, load) == (request(2), "w2")
     # A hook that fails falls back to the default choice
     broken = builder(next_worker=lambda b, workers, r: 1 / 0)
-    assert rank(broken, ["w1", "w2"], load, request(1)) == ["w1", "w2"]
+    assert list(rank(broken, ["w1", "w2"], request(1))) == ["w1", "w2"]
     # A worker the hook names that is not free: nothing starts
     assert pick(builder(next_worker=lambda b, w, r: "w9"), ["w1", "w2"], queue, locks, load) is None
 
