@@ -29,6 +29,12 @@ class Builder:
             (the default takes the least busy).
         next_build: ``fn(builder, requests) -> request`` picks what runs next (the default takes
             the highest priority, then the oldest).
+        cancel_superseded: whether a new head cancels the work of older ones: a change that
+            brings a pull request (or merge request) a new head commit withdraws the pending
+            requests and stops the running builds of its older heads, which end CANCELLED,
+            "superseded by <revision>". None (the default) does this for pull requests only;
+            True for branches too (a push to a branch supersedes the builds of its older
+            commits, per branch); False never. See :mod:`flowbot.superseding`.
     """
 
     @checked(
@@ -43,6 +49,7 @@ class Builder:
         collapse_requests=either(FLAG, FUNCTION),
         next_worker=optional(FUNCTION),
         next_build=optional(FUNCTION),
+        cancel_superseded=optional(FLAG),
     )
     def __init__(
         self,
@@ -58,6 +65,7 @@ class Builder:
         collapse_requests: bool | Callable[[BuildRequest, BuildRequest], bool] = True,
         next_worker: Callable[[Builder, list[str], BuildRequest], str | None] | None = None,
         next_build: Callable[[Builder, list[BuildRequest]], BuildRequest] | None = None,
+        cancel_superseded: bool | None = None,
     ):
         self.name = name
         self.workers = list(workers)
@@ -70,6 +78,7 @@ class Builder:
         self.collapse_requests = collapse_requests
         self.next_worker = next_worker
         self.next_build = next_build
+        self.cancel_superseded = cancel_superseded
         self.step_names = _unique_names([getattr(step, "name", "step") for step in self.steps])
 
     def __repr__(self) -> str:
@@ -105,8 +114,9 @@ def same_source(new: BuildRequest, old: BuildRequest) -> bool:
     come from changes or their revisions are the same too."""
     if new.parent_build_id or old.parent_build_id or source_key(new) != source_key(old):
         return False
-    return (new.from_changes and old.from_changes) or _revisions(new) == _revisions(old)
+    return (new.from_changes and old.from_changes) or revisions(new) == revisions(old)
 
 
-def _revisions(request: BuildRequest) -> list[tuple[str, str]]:
+def revisions(request: BuildRequest) -> list[tuple[str, str]]:
+    """``(codebase, revision)`` of each of its sources, sorted (no revision: "")."""
     return sorted((s.codebase, s.revision or "") for s in request.sourcestamps)

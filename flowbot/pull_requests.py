@@ -12,11 +12,11 @@ that GitHub's "Re-run" of the check run finds the build to run again (:func:`bui
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .records import Change
+from .records import Change, SourceStamp
 
 #: The category of the changes a pull request makes.
 CATEGORY = "pull_request"
@@ -35,6 +35,7 @@ PROPERTIES = {
 
 _CHECK_RUN_ID = re.compile(r"^flowbot-build-([0-9]{1,18})$")
 _MERGE_REF = re.compile(r"^refs/(pull|merge-requests)/[0-9]+/merge$")
+_REF = re.compile(r"^refs/(?:pull|merge-requests)/([0-9]+)/(?:head|merge)$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +94,23 @@ class PullRequest:
             return None
         fields = {attribute: properties[name] for name, attribute in PROPERTIES.items() if name in properties}
         return cls(repository=repository, **fields)
+
+    @classmethod
+    def of_sources(cls, sourcestamps: Iterable[SourceStamp], properties: Mapping[str, Any]) -> PullRequest | None:
+        """The pull request a build of ``sourcestamps`` with ``properties`` (plain values) is for, or None.
+
+        Its repository is that of the source on the pull request's ref, else of the first source
+        that names one (a build of several codebases builds the pull request of one of them).
+        """
+        number = properties.get("pr_number")
+        stamps = [s for s in sourcestamps if s.repository]
+        on_ref = [s for s in stamps if (m := _REF.match(s.branch or "")) and int(m.group(1)) == number]
+        chosen = (on_ref or stamps)[:1]
+        return cls.of(chosen[0].repository, properties) if chosen else None
+
+    def source(self, sourcestamps: Iterable[SourceStamp]) -> SourceStamp | None:
+        """Which of ``sourcestamps`` is its head (the first of its repository)."""
+        return next((s for s in sourcestamps if s.repository == self.repository), None)
 
 
 def check_run_id(build_id: int) -> str:

@@ -127,6 +127,8 @@ class BuildRequest:
     #: Whether changes caused it (collapsing only merges requests made from changes).
     from_changes: bool = False
     parent_build_id: int | None = None
+    #: The older requests it superseded as it was stored (they completed CANCELLED with it).
+    superseded: tuple[int, ...] = ()
 
     @property
     def branch(self) -> str | None:

@@ -124,6 +124,16 @@ class Hosting:
         clone.checkout("main")
         clone.git("branch", "-q", "-D", "merge-preview")
 
+    def push(self, files: dict[str, str | None]) -> str:
+        """Add a commit changing ``files`` (None removes one) to the pull request; its new head."""
+        clone = self.clone
+        clone.checkout("feature")
+        clone.commit("Push to the pull request", files)
+        clone.checkout("main")
+        self.publish()
+        self.head = clone.head("feature")
+        return self.head
+
     def force_push(self) -> str:
         """Rewrite the pull request's head, and drop its old commit from the server for good."""
         clone = self.clone

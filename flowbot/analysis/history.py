@@ -34,6 +34,7 @@ _BUILDS = {
     "worker": (_b.worker, Kind.TEXT),
     "branch": (_b.branch, Kind.TEXT),
     "revision": (_b.revision, Kind.TEXT),
+    "pull_request": (_b.pull_request_id, Kind.CODE),  # its id, then its number
     "result": (_b.result, Kind.CODE),
     "submitted_at": (_b.submitted_at, Kind.TIME),  # or the request's, in an older store
     "started_at": (_b.started_at, Kind.TIME),
@@ -85,6 +86,10 @@ class History:
         #: builds kept one, the request's (queries then join it: :meth:`with_requests`).
         built_columns = {column["name"] for column in sa.inspect(self.engine).get_columns("builds")}
         self.submitted_at = _b.submitted_at if "submitted_at" in built_columns else _r.submitted_at
+        #: The pull request a build built (none in a store from before builds kept one).
+        self.pull_request_id = (
+            _b.pull_request_id if "pull_request_id" in built_columns else sa.cast(sa.null(), sa.Integer)
+        )
 
     def close(self) -> None:
         """Let go of the database's connections."""
@@ -197,27 +202,42 @@ class History:
         result: Result | str | list | None = None,
         since: TimeLike = None,
         until: TimeLike = None,
+        pull_request: int | None = None,
     ) -> pd.DataFrame:
         """One row per build, oldest first.
 
-        Columns: ``build_id, builder, number, worker, branch, revision, result`` (categorical, in
-        Buildbot's order), ``submitted_at, started_at, finished_at`` (UTC), ``queue_time`` (from the
-        request's submission, or from the previous attempt's end for a rerun after RETRY, whether
-        the filters select that attempt or not) and ``duration`` (missing while the build runs).
+        Columns: ``build_id, builder, number, worker, branch, revision``, ``pull_request`` (the
+        number of the pull request or merge request it built, if any), ``result`` (categorical,
+        in Buildbot's order), ``submitted_at, started_at, finished_at`` (UTC), ``queue_time``
+        (from the request's submission, or from the previous attempt's end for a rerun after
+        RETRY, whether the filters select that attempt or not) and ``duration`` (missing while the
+        build runs).
 
         Args:
             since, until: builds that started in [since, until): datetimes, ISO dates, or spans
                 back from now such as ``"7d"``.
             result: a :class:`Result`, its name, or a list of them.
+            pull_request: only the builds of the pull requests of this number (of any repository).
 
         Raises:
-            NotFound: ``builder`` has no builds.
+            NotFound: ``builder`` has no builds, or no build built pull request ``pull_request``.
         """
-        columns = {**_BUILDS, "submitted_at": (self.submitted_at, Kind.TIME)}
+        columns = {
+            **_BUILDS,
+            "submitted_at": (self.submitted_at, Kind.TIME),
+            "pull_request": (self.pull_request_id, Kind.CODE),
+        }
         if answers.needs_previous_end(result=result, since=since):
             columns["previous_end"] = (answers.PREVIOUS_END, Kind.TIME)
         query = self.with_requests(sa.select(*(column.label(name) for name, (column, _) in columns.items())))
         query = self.build_filter(query, builder=builder, branch=branch, result=result, since=since, until=until)
+        numbers = self._pull_request_numbers()
+        if pull_request is not None:
+            ids = [i for i, number in numbers.items() if number == pull_request]
+            if not ids:
+                known = ", ".join(f"#{n}" for n in sorted(set(numbers.values()))) or "none yet"
+                raise NotFound(f"no builds of pull request #{pull_request} in the history (pull requests: {known})")
+            query = query.where(self.pull_request_id.in_(ids))
         with self.engine.connect() as conn:
             frame = pd.DataFrame(read_columns(conn, query, {name: kind for name, (_, kind) in columns.items()}))
         if not frame["build_id"].is_monotonic_increasing:  # rows come as the database read them
@@ -225,9 +245,17 @@ class History:
         frame["queue_time"] = durations(answers.queue_seconds(frame))
         frame["duration"] = durations(frame["finished_at"] - frame["started_at"])
         frame["result"] = results(frame["result"])
+        frame["pull_request"] = frame["pull_request"].map(numbers).astype("Int64")
         for column in ("submitted_at", "started_at", "finished_at"):
             frame[column] = timestamps(frame[column])
         return frame.drop(columns=["request_id", "previous_end"], errors="ignore")
+
+    def _pull_request_numbers(self) -> dict[int, int]:
+        """The number of each pull request the store knows, by its id."""
+        if "pull_requests" not in self.tables:
+            return {}
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(t.pull_requests.c.id, t.pull_requests.c.number)).all())
 
     def steps(
         self,

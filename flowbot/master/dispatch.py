@@ -36,6 +36,7 @@ from ..errors import NotFound, StoreError
 from ..pipeline import Pipeline
 from ..records import BuildRequest
 from ..results import Result, worst
+from ..superseding import Superseding
 from .events import EventKind
 from .free_workers import FreeWorkers
 from .locks import LockTable
@@ -172,8 +173,11 @@ class Dispatcher:
     # -- requests in ------------------------------------------------------------------------------
 
     def enqueue(self, requests: list[BuildRequest]) -> None:
-        """Queue new requests (already stored); older ones they collapse end as SKIPPED."""
+        """Queue new requests (already stored); older ones they collapse end as SKIPPED, and the
+        work they supersede ends as CANCELLED."""
+        superseding = Superseding(self._pipeline().builders) if requests else None
         for request in requests:
+            self._supersede(request, superseding)
             self._collapse_into(request)
             self.queue.add(request)
             self._events.emit(
@@ -185,6 +189,22 @@ class Dispatcher:
             )
         self.update_idle()
         self.schedule()
+
+    def _supersede(self, new: BuildRequest, superseding: Superseding) -> None:
+        """Let go of the waiting requests ``new`` superseded (the store completed them with it), and
+        stop the running builds it supersedes."""
+        for request_id in new.superseded:
+            old = self.queue.get(request_id)
+            if old is not None:
+                log.info("request %d (%s) superseded by request %d", old.id, old.builder, new.id)
+                self.queue.remove(request_id)
+                self._completed(old, Result.CANCELLED)
+        reason = superseding.reason(new)
+        if reason is None:
+            return
+        for build in list(self.running.values()):
+            if superseding.supersedes(new, build.request):
+                build.stop(reason)
 
     def _collapse_into(self, new: BuildRequest) -> None:
         for old in collapsed(self._pipeline().builder(new.builder), new, self.queue):
@@ -211,12 +231,15 @@ class Dispatcher:
             if self.active:  # still pending in the store: it waits in line again
                 self.queue.add(request)
                 self.schedule()
-            raise
-        else:
-            self._ended(request)
-            self.request_done(request, result)
-        finally:
             self.update_idle()
+            raise
+        self._completed(request, result)
+
+    def _completed(self, request: BuildRequest, result: Result) -> None:
+        """A request out of the queue is complete in the store, without a build."""
+        self._ended(request)
+        self.request_done(request, result)
+        self.update_idle()
         self._events.emit(
             EventKind.REQUEST_CANCELLED, request_id=request.id, builder=request.builder, result=result.name
         )

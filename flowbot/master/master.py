@@ -495,7 +495,9 @@ class Master:
         decisions = self.scheduling.decisions(change)
         received = time.time()
         try:
-            change_id, requests = await self.store.changes.add(change, decisions, received, owner, state)
+            change_id, requests = await self.store.changes.add(
+                change, decisions, received, owner, state, self.scheduling.superseding()
+            )
         except BaseException:
             self.scheduling.not_stored(decisions)
             raise

@@ -18,6 +18,7 @@ from ..errors import StoreError
 from ..records import Change, Hold, Release
 from ..schedulers.base import Scheduler
 from ..schedulers.held import HeldChanges
+from ..superseding import Superseding
 
 if TYPE_CHECKING:
     from .master import Master
@@ -41,6 +42,10 @@ class Scheduling:
 
     def _schedulers(self) -> list[Scheduler]:
         return self.master.pipeline.schedulers
+
+    def superseding(self) -> Superseding:
+        """Which requests the new ones of the pipeline's builders supersede."""
+        return Superseding(self.master.pipeline.builders)
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -122,7 +127,9 @@ class Scheduling:
         state = {"last_run": now} if scheduler.timed else {}
         release = self._held.release(scheduler, key, make)
         try:
-            requests = await self.master.store.changes.release(release, now, state_owner(scheduler.name), state)
+            requests = await self.master.store.changes.release(
+                release, now, state_owner(scheduler.name), state, self.superseding()
+            )
         except StoreError as exc:
             self._held.not_stored([release])
             log.error("scheduler %s could not start its builds: %s", scheduler.name, exc)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +51,7 @@ class _Context:
             )
 
         master = self.master
+        await master.store.pull_requests.close(repository, number, time.time())
         pending = [r for r in master.queue if of_it(r)]
         await asyncio.gather(*(master.dispatcher.cancel(r) for r in pending))
         running = [b for b in master.running.values() if of_it(b.request)]

@@ -1,8 +1,8 @@
 """What a store component needs of the store: reads and writes on its thread, and ids of rows
 written earlier in the queue.
 
-Components (changes, requests, builds, steps, logs, workers, state) own their queries and run
-them through :class:`Access`; :class:`~flowbot.store.store.Store` is the one implementation.
+Components (changes, requests, builds, steps, logs, workers, state, pull requests) own their
+queries and run them through :class:`Access`; :class:`~flowbot.store.store.Store` is the one implementation.
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@ class Builds:
                     "submitted_at": request.submitted_at,
                     "started_at": now,
                     "summary": "",
+                    "p_request": request.id,
                 },
             )
 

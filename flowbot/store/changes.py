@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -19,8 +19,11 @@ from . import change_links
 from . import schema as t
 from . import statements as sql
 from .access import Access
-from .requests import insert_buildset
+from .requests import insert_buildset, supersede
 from .state import remember
+
+if TYPE_CHECKING:
+    from ..superseding import Superseding
 
 
 class Changes:
@@ -36,6 +39,7 @@ class Changes:
         now: float,
         owner: str = "",
         state: dict[str, Any] | None = None,
+        superseding: Superseding | None = None,
     ) -> tuple[int, list[BuildRequest]]:
         """Store a change with what schedulers decided about it, in one transaction.
 
@@ -43,7 +47,8 @@ class Changes:
         scheduler held under the key and stores the buildset it made of them and the change,
         linked to the change. ``state`` is remembered for
         ``owner`` (the change source) in the same transaction, so a source never reports the
-        change again, nor forgets it.
+        change again, nor forgets it. The waiting requests that the new ones supersede, by
+        ``superseding``, are completed in the same transaction too.
 
         Raises:
             InvalidRequest: the branch or revision is longer than the store indexes.
@@ -71,20 +76,25 @@ class Changes:
                         },
                     )
                 else:
-                    requests += _release(conn, decision, now, stored)
+                    requests += _release(conn, decision, now, stored, superseding)
             return stored.id, requests
 
         return await self._db.submit(op)
 
     async def release(
-        self, decision: Release, now: float, owner: str = "", state: dict[str, Any] | None = None
+        self,
+        decision: Release,
+        now: float,
+        owner: str = "",
+        state: dict[str, Any] | None = None,
+        superseding: Superseding | None = None,
     ) -> list[BuildRequest]:
         """Let go of what a scheduler held under a key (its timer fired) and store the buildset it
-        made of them, and remember ``state`` for ``owner`` in the same transaction (waiting for an
-        unavailable database: the timer fired)."""
+        made of them (completing the waiting requests it supersedes), and remember ``state`` for
+        ``owner`` in the same transaction (waiting for an unavailable database: the timer fired)."""
 
         def op(conn: sa.Connection) -> list[BuildRequest]:
-            requests = _release(conn, decision, now, None)
+            requests = _release(conn, decision, now, None, superseding)
             remember(conn, owner, state or {})
             return requests
 
@@ -169,8 +179,11 @@ def _insert_change(conn: sa.Connection, change: Change, now: float) -> Change:
     return dataclasses.replace(change, id=change_id)
 
 
-def _release(conn: sa.Connection, decision: Release, now: float, new: Change | None) -> list[BuildRequest]:
-    """Let go of the changes the decision releases and store its buildset, linked to ``new`` too."""
+def _release(
+    conn: sa.Connection, decision: Release, now: float, new: Change | None, superseding: Superseding | None
+) -> list[BuildRequest]:
+    """Let go of the changes the decision releases and store its buildset, linked to ``new`` too,
+    and complete the waiting requests its requests supersede."""
     if decision.changes:
         key = {"p_scheduler": decision.scheduler, "p_key": decision.key}
         sql.RELEASE_HELD.run_many(conn, [{**key, "p_change": change.id} for change in decision.changes])
@@ -179,7 +192,8 @@ def _release(conn: sa.Connection, decision: Release, now: float, new: Change | N
         return []
     if new is not None:
         spec = dataclasses.replace(spec, change_ids=(*spec.change_ids, new.id))
-    return insert_buildset(conn, spec, now)
+    requests = insert_buildset(conn, spec, now)
+    return requests if superseding is None else supersede(conn, requests, superseding, now)
 
 
 def _load_changes(conn: sa.Connection, ids: list[int]) -> list[Change]:

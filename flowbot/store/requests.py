@@ -6,16 +6,21 @@ sourcestamps, reason and properties, and one request per builder.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
 from ..errors import NotFound
+from ..pull_requests import PullRequest
 from ..records import BuildRequest, BuildsetSpec, SourceStamp
 from ..results import Result
 from . import schema as t
 from . import statements as sql
 from .access import Access
+
+if TYPE_CHECKING:
+    from ..superseding import Superseding
 
 
 class Requests:
@@ -85,6 +90,7 @@ class Requests:
                         "claimed_at": row.claimed_at,
                         "complete_at": row.complete_at,
                         "result": result_name(row.result),
+                        "summary": row.summary,
                     }
                 )
             return out
@@ -141,6 +147,7 @@ def insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float) -> list
             "properties": spec.properties,
             "submitted_at": now,
             "parent_build_id": spec.parent_build_id,
+            "pull_request_id": link_pull_request(conn, spec, now),
         },
     )
     stamps = [
@@ -210,3 +217,77 @@ def sourcestamps(conn: sa.Connection, buildset_ids: set[int]) -> dict[int, tuple
 def complete_buildset(conn: sa.Connection, buildset_id: int, now: float) -> None:
     """Complete a buildset once none of its requests is pending, with the worst of their results."""
     sql.COMPLETE_BUILDSET.run(conn, {"p_id": buildset_id, "p_at": now})
+
+
+#: The columns of a pull request that its changes describe.
+_DESCRIBED = ("title", "url", "base_branch", "head_branch", "head_repository", "author", "fork")
+
+
+def link_pull_request(conn: sa.Connection, spec: BuildsetSpec, now: float) -> int | None:
+    """The id of the pull request ``spec`` builds (None if none), stored or brought up to date.
+
+    A buildset made from changes says what the pull request is now (and that it is open); any
+    other (a rebuild, say) only adds a pull request the store does not know yet.
+    """
+    request = PullRequest.of_sources(spec.sourcestamps, {name: pair[0] for name, pair in spec.properties.items()})
+    if request is None or len(request.repository.encode()) > t.MAX_INDEXED_BYTES:
+        return None
+    pr = t.pull_requests.c
+    described = {column: _plain(getattr(request, column), column) for column in _DESCRIBED}
+    found = conn.execute(
+        sa.select(pr.id).where(pr.repository == request.repository, pr.number == request.number)
+    ).scalar()
+    if found is None:
+        values = {"repository": request.repository, "number": request.number, "updated_at": now, **described}
+        return conn.execute(sa.insert(t.pull_requests).values(values).returning(pr.id)).scalar_one()
+    if spec.change_ids:
+        conn.execute(
+            sa.update(t.pull_requests).where(pr.id == found).values(updated_at=now, closed_at=None, **described)
+        )
+    return found
+
+
+def _plain(value: Any, column: str) -> Any:
+    """A value of a change's property as its column takes it (a bool for ``fork``, else text)."""
+    if column == "fork":
+        return bool(value)
+    return value if isinstance(value, str) else str(value)
+
+
+def supersede(
+    conn: sa.Connection, requests: list[BuildRequest], superseding: Superseding, now: float
+) -> list[BuildRequest]:
+    """Complete, CANCELLED, the waiting requests that the new ``requests`` supersede (see
+    :mod:`flowbot.superseding`); the new requests come back saying which
+    (:attr:`~flowbot.records.BuildRequest.superseded`).
+
+    Only the pending requests of the same builder and pull request (or of no pull request, for
+    branches) are read. Those claimed by a build are left to the master, which stops the build.
+    """
+    br, bs = t.buildrequests.c, t.buildsets.c
+    out = []
+    for new in requests:
+        reason = superseding.reason(new)
+        if reason is None:
+            out.append(new)
+            continue
+        same = sa.select(bs.pull_request_id).where(bs.id == new.buildset_id).scalar_subquery()
+        candidates = pending_requests(
+            conn,
+            br.builder == new.builder,
+            br.claimed_at.is_(None),
+            br.id < new.id,
+            bs.parent_build_id.is_(None),
+            sa.or_(bs.pull_request_id == same, sa.and_(bs.pull_request_id.is_(None), same.is_(None))),
+        )
+        old = [r for r in candidates if superseding.supersedes(new, r)]
+        if old:
+            conn.execute(
+                sa.update(t.buildrequests)
+                .where(br.id.in_([r.id for r in old]), br.complete_at.is_(None), br.claimed_at.is_(None))
+                .values(complete_at=now, result=int(Result.CANCELLED), summary=reason)
+            )
+            for buildset_id in sorted({r.buildset_id for r in old}):
+                complete_buildset(conn, buildset_id, now)
+        out.append(dataclasses.replace(new, superseded=tuple(r.id for r in old)))
+    return out

@@ -74,6 +74,27 @@ change_files = Table(
     Column("path", Text, nullable=False),
 )
 
+#: The pull requests (and merge requests) builds were for, one row per repository and number, as
+#: their newest change described them; ``closed_at`` is set when the pull request was closed.
+pull_requests = Table(
+    "pull_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("repository", Text, nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("title", Text, nullable=False, default=""),
+    Column("url", Text, nullable=False, default=""),
+    Column("base_branch", Text, nullable=False, default=""),
+    Column("head_branch", Text, nullable=False, default=""),
+    Column("head_repository", Text, nullable=False, default=""),
+    Column("author", Text, nullable=False, default=""),
+    Column("fork", Boolean, nullable=False, default=False),
+    #: When its newest change was received.
+    Column("updated_at", Float, nullable=False),
+    Column("closed_at", Float),
+    UniqueConstraint("repository", "number"),
+)
+
 #: The requests one scheduler event made (one per builder), with their shared sources.
 buildsets = Table(
     "buildsets",
@@ -87,6 +108,8 @@ buildsets = Table(
     Column("result", Integer),
     #: The build whose Trigger step made this buildset (stopping it stops these builds too).
     Column("parent_build_id", Integer, index=True),
+    #: The pull request it builds, if it builds one (a ``pull_requests`` id).
+    Column("pull_request_id", Integer, index=True),
 )
 
 #: Which source a buildset builds, one row per codebase.
@@ -123,6 +146,8 @@ buildrequests = Table(
     Column("claimed_by", Text),
     Column("complete_at", Float),
     Column("result", Integer),
+    #: Why it completed without a build ("superseded by <revision>"), when it did.
+    Column("summary", Text),
     # The requests pending alone: an index of every request by complete_at could lead PostgreSQL's planner
     # to take the janitor through the old requests of every builder to reach one builder's
     Index(
@@ -155,6 +180,8 @@ builds = Table(
     Column("locks_wait", Float, nullable=False, server_default="0"),
     #: ``{name: [value, source]}`` when the build ended.
     Column("properties", JSON),
+    #: The pull request it built (its buildset's), so the history reads builds alone.
+    Column("pull_request_id", Integer, index=True),
     UniqueConstraint("builder", "number"),
     Index(None, "started_at"),
     Index(None, "worker", "started_at"),

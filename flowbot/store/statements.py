@@ -30,15 +30,21 @@ INSERT_CHANGE = Statement(
 )
 INSERT_CHANGE_FILE = Statement(t.change_files.insert(), ["change_id", "path"])
 INSERT_BUILDSET = Statement(
-    t.buildsets.insert(), ["scheduler", "reason", "properties", "submitted_at", "parent_build_id"]
+    t.buildsets.insert(), ["scheduler", "reason", "properties", "submitted_at", "parent_build_id", "pull_request_id"]
 )
 INSERT_SOURCESTAMP = Statement(
     t.sourcestamps.insert(), ["buildset_id", "codebase", "repository", "branch", "revision", "project"]
 )
 INSERT_BUILDSET_CHANGE = Statement(t.buildset_changes.insert(), ["buildset_id", "change_id"])
 INSERT_REQUEST = Statement(t.buildrequests.insert(), ["buildset_id", "builder", "priority", "submitted_at"])
+#: A build of request ``p_request`` (its ``request_id`` too), which builds its buildset's pull request.
 INSERT_BUILD = Statement(
-    t.builds.insert(),
+    t.builds.insert().values(
+        pull_request_id=select(t.buildsets.c.pull_request_id)
+        .join(t.buildrequests, t.buildrequests.c.buildset_id == t.buildsets.c.id)
+        .where(t.buildrequests.c.id == bindparam("p_request"))
+        .scalar_subquery()
+    ),
     ["request_id", "builder", "number", "worker", "branch", "revision", "submitted_at", "started_at", "summary"],
 )
 INSERT_STEP = Statement(t.steps.insert(), ["build_id", "number", "name", "started_at", "hidden", "summary"])

@@ -31,6 +31,7 @@ from .changes import Changes
 from .engine import checkpoint, create_engine, describe, migrate, unavailable
 from .log_search import QUEUE_TABLE
 from .logs import Logs
+from .pull_requests import PullRequests
 from .requests import Requests
 from .state import State, probe
 from .steps import Steps
@@ -65,6 +66,7 @@ class Store:
         self.logs = Logs(self)
         self.workers = Workers(self)
         self.state = State(self)
+        self.pull_requests = PullRequests(self)
 
     @classmethod
     async def open(cls, url: str) -> Store:

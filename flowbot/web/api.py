@@ -176,6 +176,8 @@ class IndexHandler(ApiHandler):
                     "GET /api/buildrequests?pending=true",
                     "GET /api/buildrequests/{id}",
                     "POST /api/buildrequests/{id}/cancel",
+                    "GET /api/pullrequests?state=open|closed|all&limit=",
+                    "GET /api/pullrequests/{id}",
                     "GET /api/changes?limit=",
                     "GET /api/changes/{id}",
                     "GET /api/search?q=&builder=&limit=",
@@ -301,6 +303,7 @@ class BuildHandler(ApiHandler):
         build["current_step"] = live.current_step if live is not None else None
         build["tests"] = await self.master.store.steps.test_counts(build["id"])
         build["changes"] = await self.master.store.changes.of_build(build["id"])
+        build["pull_request"] = await self.master.store.pull_requests.of_build(build["id"])
         self.reply(build)
 
 

@@ -25,6 +25,7 @@ from .api import ApiHandler, routes
 from .api_artifacts import artifact_routes
 from .api_history import history_routes
 from .api_logs import log_routes
+from .api_pull_requests import pull_request_routes
 from .api_tests import test_routes
 from .hooks import hook_routes
 from .metrics import Metrics, MetricsHandler
@@ -125,6 +126,7 @@ def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Applicatio
             *history_routes(master),
             *test_routes(master),
             *artifact_routes(master),
+            *pull_request_routes(master),
             *oidc_routes(master),
             *routes(master),
         ],

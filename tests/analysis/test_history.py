@@ -53,6 +53,7 @@ def test_builds_have_the_documented_columns_and_values(history):
             "worker": "text",
             "branch": "text",
             "revision": "text",
+            "pull_request": "Int64",
             "result": RESULT,
             "submitted_at": UTC,
             "started_at": UTC,
@@ -61,6 +62,7 @@ def test_builds_have_the_documented_columns_and_values(history):
             "duration": SPAN,
         },
     )
+    assert builds["pull_request"].isna().all()  # no pull request was built
     assert list(RESULT.categories) == ["SUCCESS", "WARNINGS", "FAILURE", "SKIPPED", "EXCEPTION", "RETRY", "CANCELLED"]
     # Results compare and sort in Buildbot's order
     assert RESULT.ordered

@@ -7,6 +7,8 @@ The pipeline is the README's: pushes to the base branch and every pull request i
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,8 @@ from flowbot.sources.webhooks import sign
 
 from ..gitrepos import GitRepo, Hosting
 from ..hosting_api import CheckRun, HostingAPI
-from ..support import finished_builds, step_log, wait_for
+from ..support import finished_builds, running_build, step_log, wait_for
+from ..test_readme import README
 from .test_git import PROJECT
 from .test_webhooks import post
 
@@ -37,7 +40,7 @@ pipeline = Pipeline(
         AnyBranchScheduler("pull-requests", builders=["test"],
                            change_filter=ChangeFilter(pull_requests=True, base_branch="master")),
     ],
-    builders=[Builder("test", workers=["w1"], collapse_requests=False, steps=[
+    builders=[Builder("test", workers=["w1"], collapse_requests=False, cancel_superseded={cancel!r}, steps=[
         Git(REPO),
         Shell([{python!r}, "-m", "unittest", "-v"], name="test"),
     ])],
@@ -48,9 +51,9 @@ pipeline = Pipeline(
 BREAKING = {"calc.py": "def add(a, b):\n    return a * b\n"}
 
 
-def deliver(master, name: str, head: str | None = None, **changes: Any) -> dict[str, Any]:
-    """GitHub's real delivery ``name``, signed, its head rewritten to a commit of the test's
-    repository, and each ``a__b=value`` of ``changes`` set at ``payload["a"]["b"]``."""
+def deliver(master, name: str, head: str | None = None, *, secret: str = "s3cret", **changes: Any) -> dict[str, Any]:
+    """GitHub's real delivery ``name``, signed with ``secret``, its head rewritten to a commit of the
+    test's repository, and each ``a__b=value`` of ``changes`` set at ``payload["a"]["b"]``."""
     payload = json.loads((FIXTURES / f"{name}.payload.json").read_bytes())
     if head is not None:
         payload["pull_request"]["head"]["sha"] = head
@@ -65,7 +68,7 @@ def deliver(master, name: str, head: str | None = None, **changes: Any) -> dict[
         "Content-Type": "application/json",
         "X-GitHub-Event": name.split(".")[0],
         "X-GitHub-Delivery": f"{name}-{head}-{len(changes)}",
-        "X-Hub-Signature-256": sign("s3cret", body),
+        "X-Hub-Signature-256": sign(secret, body),
     }
     status, reply = post(f"{master.url}/hooks/github", body, headers)
     assert status == 200, reply
@@ -88,7 +91,7 @@ def test_every_pull_request_into_the_base_branch_is_checked_out_at_its_head_and_
 ):
     # Given a server with pull request #2, which breaks the tests, and the README's pipeline
     server = hosting(tmp_path, BREAKING)
-    master = master_factory(PIPELINE.format(repo=server.server.url, merge=False, python=sys.executable))
+    master = master_factory(PIPELINE.format(repo=server.server.url, merge=False, cancel=None, python=sys.executable))
     worker_factory(master, "w1", "s1")
 
     # When GitHub says it was opened, and that another pull request into "dev" was too
@@ -110,9 +113,10 @@ def test_the_merge_is_built_when_the_hook_asks_and_a_force_pushed_head_fails_its
     tmp_path, master_factory, worker_factory
 ):
     # Given a hook that builds merges, and a pull request adding a module, whose head is then
-    # force-pushed (its old commit gone) before any worker connects
+    # force-pushed (its old commit gone) before any worker connects, to a builder that builds
+    # superseded heads too
     server = hosting(tmp_path, {"extra.py": "X = 1\n"})
-    master = master_factory(PIPELINE.format(repo=server.server.url, merge=True, python=sys.executable))
+    master = master_factory(PIPELINE.format(repo=server.server.url, merge=True, cancel=False, python=sys.executable))
     old = server.head
     deliver(master, "pull_request.opened", old)
     new = server.force_push()
@@ -235,5 +239,88 @@ def test_a_pull_requests_build_is_a_check_run_with_its_failing_test_annotated_an
             ("gitlabhq%2Fgitlab-test", server.head, "failed", "ms-viewport"),
         ]
         assert "BEGIN PRIVATE KEY" not in master.log() and "glpat-1" not in master.log()
+    finally:
+        api.close()
+
+
+#: The README's pipeline for pull requests, as it is written there.
+README_PIPELINE = re.search(r"^### Pull requests\n.*?^```python\n(.*?)^```", README.read_text(), re.M | re.S).group(1)
+
+#: A test that never ends.
+HANGING = "import time\n\n\ndef test_wait():\n    time.sleep(600)\n"
+
+
+def test_the_readmes_pipeline_cancels_a_superseded_head_and_annotates_the_new_heads_failing_test(
+    tmp_path, master_factory, worker_factory
+):
+    # Given a stand-in for GitHub's API, which knows the App's public key, and the private key
+    # where the README's pipeline reads it
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    api = HostingAPI(app_id=123456, public_key=public)
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "github_app_key").write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    try:
+        # And a repository whose pull request #2 into main adds a test that never ends
+        clone = GitRepo(tmp_path / "clone")
+        clone.commit("A calculator with tests", PROJECT)
+        server = Hosting(tmp_path / "server.git", clone, 2, {"test_wait.py": HANGING})
+
+        # And the README's pipeline as written, but for where the repository, the secrets and GitHub are
+        places = {
+            '"https://github.com/octo/widgets.git"': repr(server.server.url),
+            '"/etc/flowbot/secrets"': repr(str(secrets)),
+            "GitHubChecks(": f"GitHubChecks(base_url={api.url!r}, ",
+        }
+        pipeline = README_PIPELINE
+        for written, here in places.items():
+            assert pipeline.count(written) == 1, written
+            pipeline = pipeline.replace(written, here)
+        master = master_factory(pipeline)
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # where pytest is
+        worker_factory(master, "w1", "a", env={"PATH": path})
+
+        # When GitHub says the pull request was opened, and its build runs the test that never ends
+        old = server.head
+        hook = {"secret": "from-the-webhook-settings", "pull_request__base__ref": "main"}
+        deliver(master, "pull_request.opened", old, **hook)
+        build = running_build(master.client, "test", timeout=60)
+        wait_for(lambda: master.client.request("GET", f"/api/builds/{build['id']}")["current_step"] == 1, 60, "tests")
+        # And someone asks for it to run again (which waits: the worker is busy)
+        (rebuild,) = master.client.request("POST", f"/api/builds/{build['id']}/rebuild", {})["buildrequest_ids"]
+
+        # And a new head is pushed, which drops that test and breaks the calculator
+        new = server.push({"test_wait.py": None, **BREAKING})
+        deliver(master, "pull_request.synchronize", new, **hook)
+
+        # Then the old head's build is stopped and its waiting rebuild withdrawn, superseded by the new head
+        first, second = finished_builds(master.client, 2, timeout=60)
+        assert (first["revision"], first["result"], first["summary"]) == (
+            old,
+            "CANCELLED",
+            f"stopped: superseded by {new}",
+        )
+        withdrawn = master.client.request("GET", f"/api/buildrequests/{rebuild}")
+        assert (withdrawn["result"], withdrawn["summary"], withdrawn["builds"]) == (
+            "CANCELLED",
+            f"superseded by {new}",
+            [],
+        )
+        # And the new head is built, and fails
+        assert (second["revision"], second["result"]) == (new, "FAILURE")
+
+        # And GitHub heard of both heads: the old one's check run cancelled, the new one's failed,
+        # with the failing test annotated
+        def completed() -> dict[str, CheckRun]:
+            done = [r for r in api.check_runs.values() if r.fields.get("status") == "completed"]
+            return {r.fields["head_sha"]: r for r in done} if len(done) == 2 else {}
+
+        runs = wait_for(completed, 30, "two completed check runs")
+        assert api.refused == []
+        assert (runs[old].fields["conclusion"], runs[new].fields["conclusion"]) == ("cancelled", "failure")
+        (annotation,) = runs[new].annotations
+        assert (annotation["path"], annotation["annotation_level"]) == ("test_calc.py", "failure")
+        assert "6 != 5" in annotation["message"]
     finally:
         api.close()

@@ -27,7 +27,10 @@ def pipeline(step: str = "sleep 30") -> Pipeline:
         workers=[Worker("w1", secret="s")],
         sources=[GitHubHook()],
         schedulers=[AnyBranchScheduler("all", builders=["unit"])],
-        builders=[Builder("unit", workers=["w1"], collapse_requests=False, steps=[Shell(step)])],
+        # Every head is built (none supersedes another), so that a closed pull request has some waiting
+        builders=[
+            Builder("unit", workers=["w1"], collapse_requests=False, cancel_superseded=False, steps=[Shell(step)])
+        ],
     )
 
 

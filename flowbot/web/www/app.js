@@ -1,7 +1,7 @@
 // flowbot's web page: one hand-written module, no framework, no build step.
 //
 // Views are chosen by the URL's fragment (#/, #/builders/NAME, #/builds/ID, #/workers, #/changes,
-// #/queue). Each view makes one API call (the build page a second for the log tail) and then
+// #/queue, #/pullrequests). Each view makes one API call (the build page a second for the log tail) and then
 // follows the master's event stream, changing only what an event touches. Everything that comes
 // from the master is put on the page as text (textContent, attributes), never parsed as HTML.
 
@@ -10,6 +10,7 @@ import { testsPanel } from "./tests.js";
 import { artifactsPanel } from "./artifacts.js";
 import { durationBars, failureRate, resultStrip } from "./charts.js";
 import { gridView, searchView } from "./history.js";
+import { pullRequestLink, pullRequestsView } from "./pullrequests.js";
 
 const main = document.getElementById("main");
 const OVERVIEW_BUILDS = 12;
@@ -607,6 +608,10 @@ function buildView(id, tab = "steps", focus = null) {
         h("a", { href: `#/changes/${c.id}` }, `${short(c.revision) || `change ${c.id}`}`),
         ` ${c.author}: ${(c.comments || "").split("\n")[0]}`)))]);
     }
+    if (build.pull_request) {
+      facts.splice(1, 0, ["Pull request", h("span", { class: "pull-request" }, pullRequestLink(ui, build.pull_request),
+        " ", h("a", { href: "#/pullrequests?state=all", class: "muted" }, `(${build.pull_request.repository})`))]);
+    }
     const rebuildOf = build.properties?.rebuild_of?.[0];  // properties are [value, source]
     if (rebuildOf) {
       facts.push(["Rebuild of", h("a", { href: buildHref(rebuildOf) }, `build ${rebuildOf}`)]);
@@ -872,7 +877,7 @@ function queueView() {
 // -- routing --------------------------------------------------------------------------------------
 
 /** What the views in other modules use of this one. */
-const ui = { h, api, toast, main, Stream, debounced, short, buildHref, builderHref, timeText };
+const ui = { h, api, toast, main, Stream, debounced, short, buildHref, builderHref, timeText, safeLink, buildCells };
 
 const routes = [
   [/^#?\/?(?:\?tag=(.*))?$/, "overview", (m) => overview(m[1] === undefined ? null : decodeURIComponent(m[1]))],
@@ -884,6 +889,7 @@ const routes = [
   [/^#\/changes$/, "changes", () => changesView()],
   [/^#\/changes\/(\d+)$/, "changes", (m) => changeView(m[1])],
   [/^#\/queue$/, "queue", () => queueView()],
+  [/^#\/pullrequests(\?state=all)?$/, "pullrequests", (m) => pullRequestsView(ui, Boolean(m[1]))],
   [/^#\/grid$/, "grid", () => gridView(ui)],
   [/^#\/search(?:\?q=(.*))?$/, "search", (m) => searchView(ui, decodeURIComponent(m[1] || ""))],
 ];
