@@ -676,9 +676,15 @@ class WorkerRegistry:
     def _on_heartbeat(self, conn: WorkerConnection, message: protocol.Message) -> None:
         pass
 
+    @staticmethod
+    def _command(conn: WorkerConnection, message: protocol.Message) -> RemoteCommand | None:
+        """The command a message names, if ``conn`` runs it (a name of another kind names none)."""
+        cmd_id = message.content.get("cmd_id")
+        return conn.commands.get(cmd_id) if isinstance(cmd_id, str) else None
+
     def _on_output(self, conn: WorkerConnection, message: protocol.Message) -> None:
         c = message.content
-        command = conn.commands.get(c.get("cmd_id"))
+        command = self._command(conn, message)
         stream, offset = c.get("stream"), c.get("offset")
         if command is None or not isinstance(stream, str) or not isinstance(offset, int) or len(message.blobs) != 1:
             self._drop("bad-output", conn.route, f"for command {c.get('cmd_id')!r}")
@@ -708,26 +714,26 @@ class WorkerRegistry:
     def _on_finished(self, conn: WorkerConnection, message: protocol.Message) -> None:
         c = message.content
         cmd_id = c.get("cmd_id")
-        command = conn.commands.get(cmd_id)
+        command = self._command(conn, message)
         if command is None or command.result.done():  # a repeat, or a command this master no longer waits for
             if isinstance(cmd_id, str):
                 conn.ack_finished(cmd_id)
             return
         conn.ack_finished_once_stored(cmd_id, command.output.end())
-        rc = c.get("rc")
+        rc, elapsed = c.get("rc"), c.get("elapsed")
         command.result.set_result(
             CommandResult(
-                rc=rc if isinstance(rc, int) else None,
+                rc=rc if type(rc) is int else None,
                 reason=c.get("reason") if isinstance(c.get("reason"), str) else None,
                 message=str(c.get("message") or ""),
-                elapsed=float(c.get("elapsed") or 0.0),
+                elapsed=float(elapsed) if type(elapsed) in (int, float) else 0.0,
                 data=c.get("data") if isinstance(c.get("data"), dict) else {},
             )
         )
 
     def _on_file_data(self, conn: WorkerConnection, message: protocol.Message) -> None:
         cmd_id = message.content.get("cmd_id")
-        command = conn.commands.get(cmd_id)
+        command = self._command(conn, message)
         if command is None or command.transfer is None or len(message.blobs) != 1:
             self._drop("bad-file-data", conn.route, f"for command {cmd_id!r}")
             return
@@ -739,7 +745,7 @@ class WorkerRegistry:
         conn.send(protocol.FILE_CREDIT, {"cmd_id": cmd_id, "credits": 1})
 
     def _on_file_credit(self, conn: WorkerConnection, message: protocol.Message) -> None:
-        command = conn.commands.get(message.content.get("cmd_id"))
+        command = self._command(conn, message)
         credits = message.content.get("credits")
         if command is not None and command.transfer is not None and type(credits) is int and credits > 0:
             command.transfer.file_credit(credits)
