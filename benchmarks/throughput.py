@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flowbot_worker.cli import SECRET_VARIABLE
+from flowbot_worker.cli import command as worker_command
 from tornado.websocket import websocket_connect
 
 PIPELINE = """
@@ -241,21 +243,7 @@ def main() -> None:
         try:
             master = spawn(master_cmd, "master.log")
             workers = [
-                spawn(
-                    [
-                        sys.executable,
-                        "-m",
-                        "flowbot_worker",
-                        "--master",
-                        endpoint,
-                        "--name",
-                        f"w{i}",
-                        "--basedir",
-                        str(root / f"w{i}"),
-                    ],
-                    f"w{i}.log",
-                    {"FLOWBOT_WORKER_SECRET": f"secret-{i}"},
-                )
+                spawn(worker_command(endpoint, f"w{i}", root / f"w{i}"), f"w{i}.log", {SECRET_VARIABLE: f"secret-{i}"})
                 for i in range(args.w)
             ]
             for _ in range(200):

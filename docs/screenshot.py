@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from flowbot_worker.cli import SECRET_VARIABLE
+from flowbot_worker.cli import command as worker_command
 from playwright.sync_api import sync_playwright
 
 from flowbot.client import Client
@@ -113,17 +115,8 @@ def main() -> None:
             for name, secret in (("w1", "one"), ("w2", "two")):
                 procs.append(
                     subprocess.Popen(
-                        [
-                            *python,
-                            "flowbot_worker",
-                            "--master",
-                            f"tcp://127.0.0.1:{zmq}",
-                            "--name",
-                            name,
-                            "--basedir",
-                            str(base / name),
-                        ],
-                        env={**os.environ, "FLOWBOT_WORKER_SECRET": secret},
+                        worker_command(f"tcp://127.0.0.1:{zmq}", name, base / name),
+                        env={**os.environ, SECRET_VARIABLE: secret},
                         stderr=subprocess.DEVNULL,
                     )
                 )

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flowbot_worker.cli import SECRET_VARIABLE
+from flowbot_worker.cli import command as worker_command
 
 from flowbot.client import Client, MasterUnreachable
 
@@ -173,9 +175,9 @@ class WorkerProcess(Process):
         self.name = name
         self.basedir = basedir
         super().__init__(
-            [sys.executable, "-m", "flowbot_worker", "--master", endpoint, "--name", name, "--basedir", str(basedir)],
+            worker_command(endpoint, name, basedir),
             basedir.parent / f"{name}.log",
-            env={"FLOWBOT_WORKER_SECRET": secret, **(env or {})},
+            env={SECRET_VARIABLE: secret, **(env or {})},
         )
 
 

@@ -19,6 +19,9 @@ import time
 from importlib import resources
 from pathlib import Path
 
+from flowbot_worker.cli import SECRET_VARIABLE
+from flowbot_worker.cli import command as worker_command
+
 from ..client import Client, MasterUnreachable
 from ..defaults import HTTP_HOST, HTTP_PORT, PIPELINE_FILE
 from ..errors import FlowbotError
@@ -111,21 +114,7 @@ def demo(once: bool = False) -> None:
         client = Client(url, timeout=10)
         _wait("the master", lambda: client.builders() is not None, 60, processes, root)
         for name, secret in WORKERS.items():
-            spawn(
-                name,
-                [
-                    sys.executable,
-                    "-m",
-                    "flowbot_worker",
-                    "--master",
-                    endpoint,
-                    "--name",
-                    name,
-                    "--basedir",
-                    str(root / name),
-                ],
-                {"FLOWBOT_WORKER_SECRET": secret},
-            )
+            spawn(name, worker_command(endpoint, name, root / name), {SECRET_VARIABLE: secret})
         _wait("the workers", lambda: all(w["connected"] for w in client.workers()), 60, processes, root)
         _wait("the poller's first look at the repository", lambda: "first poll of" in _log(root), 60, processes, root)
         print(f"master and workers {', '.join(WORKERS)} are up; committing to {project}:")

@@ -237,6 +237,8 @@ def parser() -> argparse.ArgumentParser:
 
 def dispatch(args: argparse.Namespace) -> int | None:
     """Run the command ``args`` names; returns the exit code when it is not 0."""
+    if "master" in vars(args):  # a command that talks to a running master, through one client
+        return _remote(args, Client(args.master, token=args.token))
     if args.command == "create-master":
         path = run.create_master(args.basedir)
         print(
@@ -258,8 +260,16 @@ def dispatch(args: argparse.Namespace) -> int | None:
         print(run.reconfig(args.basedir))
     elif args.command == "stop":
         print(f"stopped the master (pid {run.stop(args.basedir)})")
-    elif args.command == "sendchange":
-        answer = Client(args.master, token=args.token).sendchange(
+    elif args.command == "demo":
+        from .demo import demo
+
+        demo(once=args.once)
+
+
+def _remote(args: argparse.Namespace, client: Client) -> int | None:
+    """Run ``args``'s command against the master ``client`` talks to."""
+    if args.command == "sendchange":
+        answer = client.sendchange(
             branch=args.branch,
             revision=args.revision,
             author=args.author,
@@ -271,7 +281,6 @@ def dispatch(args: argparse.Namespace) -> int | None:
         )
         print(f"change {answer['id']} accepted; build requests {answer['buildrequest_ids'] or 'none'}")
     elif args.command == "force":
-        client = Client(args.master, token=args.token)
         ids = client.force(
             args.builder,
             reason=args.reason,
@@ -286,29 +295,23 @@ def dispatch(args: argparse.Namespace) -> int | None:
         if args.json:
             print(_json({"buildrequest_ids": ids}))
     elif args.command == "stop-build":
-        client = Client(args.master, token=args.token)
         client.stop(client.build_id(args.build), args.reason)
         print(f"stopping build {args.build}")
     elif args.command == "rebuild":
-        client = Client(args.master, token=args.token)
         ids = client.rebuild(client.build_id(args.build))
         print(f"rebuilding build {args.build}: build request(s) {', '.join(map(str, ids))}")
     elif args.command == "status":
-        print(status(Client(args.master, token=args.token), args.limit, args.json))
+        print(status(client, args.limit, args.json))
     elif args.command == "logs":
-        client = Client(args.master, token=args.token)
         if args.follow:
             build = follow.follow(client, client.build_id(args.build), args.step, as_json=args.json)
             return 0 if build["result"] in follow.PASSED else 1
         follow.logs(client, args.build, args.step, as_json=args.json)
     elif args.command == "workers":
-        print(instances(Client(args.master, token=args.token), args.json))
+        print(instances(client, args.json))
     elif args.command == "worker":
-        print(worker(Client(args.master, token=args.token), args))
-    elif args.command == "demo":
-        from .demo import demo
-
-        demo(once=args.once)
+        print(worker(client, args))
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,6 +13,9 @@ import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from flowbot_worker.cli import SECRET_VARIABLE
+from flowbot_worker.cli import command as worker_command
+
 #: Labels every instance carries: the master that started it, its worker definition, its own name.
 MASTER_LABEL = "flowbot-master"
 WORKER_LABEL = "flowbot-worker"
@@ -80,11 +83,11 @@ class Dial:
     def argv(self, command: list[str], basedir: str) -> list[str]:
         """``command`` (what runs the worker) with the worker's options; the secret is not among
         them (see :meth:`env`), so it shows in no process list."""
-        return [*command, "--master", self.endpoint, "--name", self.name, "--basedir", basedir]
+        return worker_command(self.endpoint, self.name, basedir, program=command)
 
     def env(self) -> dict[str, str]:
         """The environment the worker reads its credential from."""
-        return {"FLOWBOT_WORKER_SECRET": self.secret, **self.environment}
+        return {SECRET_VARIABLE: self.secret, **self.environment}
 
 
 class Launcher:

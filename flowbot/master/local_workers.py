@@ -14,12 +14,13 @@ import asyncio
 import logging
 import os
 import subprocess
-import sys
 import time
 import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from flowbot_worker.cli import SECRET_VARIABLE
+from flowbot_worker.cli import command as worker_command
 from flowbot_worker.curve import create_key, load_key_pair
 from flowbot_worker.errors import KeyFileError
 
@@ -60,25 +61,14 @@ class LocalWorkers:
             basedir = root / name
             basedir.mkdir(parents=True, exist_ok=True)
             with open(root / f"{name}.log", "ab") as output:
+                options = ("--exit-with-parent", *self._curve_options(name, root))
                 self.processes[name] = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "flowbot_worker",
-                        "--master",
-                        self.master.dial_endpoint(),
-                        "--name",
-                        name,
-                        "--basedir",
-                        str(basedir),
-                        "--exit-with-parent",
-                        *self._curve_options(name, root),
-                    ],
+                    worker_command(self.master.dial_endpoint(), name, basedir, *options),
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
-                    env={**os.environ, "FLOWBOT_WORKER_SECRET": declared[name].secret},
+                    env={**os.environ, SECRET_VARIABLE: declared[name].secret},
                 )
         deadline = time.monotonic() + timeout
         while not all(n in self.master.registry.connections for n in names):

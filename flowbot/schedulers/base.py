@@ -49,6 +49,10 @@ class Scheduler:
     tree_stable_timer: float | None = None
     #: Timed schedulers hold the changes they classify until their next run.
     timed = False
+    #: Which changes it considers (all when None): a ChangeFilter or ``fn(change) -> bool``.
+    change_filter: Any = None
+    #: ``fn(change) -> bool``: changes it calls unimportant start no build (all are important when None).
+    file_is_important: Any = None
 
     @checked(
         name=NAME,
@@ -79,6 +83,23 @@ class Scheduler:
     def classify(self, change: Change) -> Classification | None:
         """Whether ``change`` interests this scheduler, and how; None ignores it."""
         return None
+
+    def filtered(self, change: Change, key: str = "") -> Classification | None:
+        """``change`` as the change filters take it, held under ``key``: None if it is of another
+        codebase or ``change_filter`` leaves it out, else important as ``file_is_important`` says
+        (an unimportant change is held, to ride along with the next build, and starts none).
+
+        The one reading of the filters, for branch and timed schedulers alike.
+        """
+        if not self.takes_codebase(change):
+            return None
+        if self.change_filter is not None and not self.change_filter(change):
+            return None
+        return Classification(self.important(change), key)
+
+    def important(self, change: Change) -> bool:
+        """Whether ``change`` is important (``file_is_important``; every change, without it)."""
+        return self.file_is_important is None or bool(self.file_is_important(change))
 
     def changes_buildset(self, changes: list[Change]) -> BuildsetSpec | None:
         """The buildset for ``changes`` (oldest first), when they are due; None builds nothing."""

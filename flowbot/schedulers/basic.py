@@ -45,12 +45,7 @@ class ChangeScheduler(Scheduler):
         self.file_is_important = file_is_important
 
     def classify(self, change: Change) -> Classification | None:
-        if not self.takes_codebase(change):
-            return None
-        if self.change_filter is not None and not self.change_filter(change):
-            return None
-        important = self.file_is_important is None or bool(self.file_is_important(change))
-        return Classification(important, self.timer_key(change))
+        return self.filtered(change, self.timer_key(change))
 
     def timer_key(self, change: Change) -> str:
         return ""

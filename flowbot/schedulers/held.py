@@ -56,6 +56,11 @@ class HeldChanges:
         except BaseException:
             self._put_back(scheduler.name, key, taken)
             raise
+        if buildset is None and scheduler.timed:
+            # A timed run that builds nothing (only unimportant changes came) lets go of none of them:
+            # they ride along with the next run that builds, as Buildbot's onlyIfChanged keeps them.
+            self._put_back(scheduler.name, key, taken)
+            taken = []
         return Release(scheduler.name, key, tuple(taken), buildset)
 
     def stored(self, decisions: Iterable[Hold | Release], change: Change) -> None:

@@ -62,7 +62,8 @@ class Nightly(TimedScheduler):
             schedule.
         only_if_changed: skip a run when no change came since the last one.
         change_filter: which changes count (for ``only_if_changed`` and for what a run builds).
-        file_is_important: changes it calls unimportant do not count.
+        file_is_important: changes it calls unimportant do not make ``only_if_changed`` run;
+            they ride along with the next run, as they do with the branch schedulers.
     """
 
     @checked(
@@ -97,19 +98,13 @@ class Nightly(TimedScheduler):
         self.file_is_important = file_is_important
 
     def classify(self, change: Change) -> Classification | None:
-        if not self.takes_codebase(change):
-            return None
-        if self.change_filter is not None and not self.change_filter(change):
-            return None
-        if self.file_is_important is not None and not self.file_is_important(change):
-            return None
-        return Classification(important=True)
+        return self.filtered(change)
 
     def next_run(self, after: float) -> float | None:
         start = dt.datetime.fromtimestamp(after, self.timezone)
         return croniter(self.cron, start).get_next(float)
 
     def timed_buildset(self, changes: list[Change]) -> BuildsetSpec | None:
-        if self.only_if_changed and not changes:
-            return None
+        if self.only_if_changed and not any(self.important(c) for c in changes):
+            return None  # unimportant changes wait for a run that builds an important one
         return super().timed_buildset(changes)

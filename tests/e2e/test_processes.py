@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from flowbot_worker.cli import SECRET_VARIABLE
+from flowbot_worker.cli import command as worker_command
 
 from ..support import SAMPLE_PIPELINE, MasterProcess, finished_builds, free_port, pid_alive, step_log, wait_for
 
@@ -58,11 +60,11 @@ def test_a_taken_worker_port_fails_start_at_once_with_the_address_and_the_reason
 
 def _worker(master: str, name: str, secret: str, basedir, *extra: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "flowbot_worker", "--master", master, "--name", name, "--basedir", str(basedir), *extra],
+        worker_command(master, name, basedir, *extra),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "FLOWBOT_WORKER_SECRET": secret},
+        env={**os.environ, SECRET_VARIABLE: secret},
     )
 
 

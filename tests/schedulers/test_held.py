@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from flowbot import AnyBranchScheduler, SingleBranchScheduler
+from flowbot import AnyBranchScheduler, Nightly, SingleBranchScheduler
 from flowbot.records import Change, HeldChange, Hold, Release
 from flowbot.schedulers.held import HeldChanges
 
@@ -70,3 +70,32 @@ def test_a_scheduler_that_fails_to_make_its_buildset_keeps_what_it_held():
 
     # Then the change is still held
     assert [c.id for c in held.release(scheduler, "main", scheduler.changes_buildset).changes] == [1]
+
+
+def test_branch_and_timed_schedulers_agree_on_unimportant_changes():
+    # Given a branch scheduler and a nightly one that call documentation changes unimportant
+    def important(c: Change) -> bool:
+        return not c.comments.startswith("docs")
+
+    branch = AnyBranchScheduler("branch", ["b"], file_is_important=important)
+    nightly = Nightly("nightly", ["b"], cron="0 3 * * *", only_if_changed=True, file_is_important=important)
+    held = HeldChanges()
+
+    # When a documentation change comes, both hold it, as unimportant, and neither builds it
+    decisions = held.decide([branch, nightly], change("r1", comments="docs: typo"))
+    assert decisions == [Hold("branch", "main", False), Hold("nightly", "", False)]
+    docs = change("r1", comments="docs")
+    assert branch.classify(docs).important is nightly.classify(docs).important is False
+    held.stored(decisions, change("r1", 1, comments="docs: typo"))
+
+    # Then the nightly run skips it and keeps it held
+    skipped = held.release(nightly, "", nightly.timed_buildset)
+    assert skipped.buildset is None and skipped.changes == ()
+
+    # And once an important change comes, each builds it with the unimportant one riding along
+    decisions = held.decide([branch, nightly], change("r2"))
+    assert isinstance(decisions[0], Release) and [c.id for c in decisions[0].changes] == [1]
+    assert decisions[1] == Hold("nightly", "", True)
+    held.stored(decisions, change("r2", 2))
+    run = held.release(nightly, "", nightly.timed_buildset)
+    assert run.buildset is not None and run.buildset.change_ids == (1, 2)
