@@ -41,6 +41,14 @@ def test_by_default_a_new_head_of_a_pull_request_supersedes_its_older_heads_only
     assert rule.reason(request(7, "test", "main", "m2")) is None
 
 
+def test_a_merge_requests_new_head_supersedes_its_older_heads_as_a_pull_requests_does():
+    rule = superseding(test=None)
+    new = request(5, "test", "refs/merge-requests/7/head", "b2", number=7)
+
+    assert rule.supersedes(new, request(1, "test", "refs/merge-requests/7/head", "a1", number=7))
+    assert not rule.supersedes(new, request(2, "test", "refs/pull/7/head", "a1", number=8))
+
+
 def test_a_builder_can_supersede_branch_builds_too_or_nothing():
     branches, never = superseding(deploy=True), superseding(lint=False)
     new = request(5, "deploy", "main", "m2")
