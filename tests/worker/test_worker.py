@@ -1,4 +1,5 @@
-"""A worker's end of the link, against a master played by a bare ROUTER socket."""
+"""A worker (``flowbot_worker/worker.py``) against a master played by a bare ROUTER socket: what it
+says, when it reconnects, and what it keeps of its commands across connections."""
 
 from __future__ import annotations
 
@@ -216,3 +217,39 @@ async def test_workers_sharing_a_context_leave_it_open_for_each_other(tmp_path):
     finally:
         master.sock.close()
         ctx.term()
+
+
+async def test_a_worker_whose_master_goes_silent_says_hello_again_listing_the_commands_it_holds(link):
+    # Given a worker welcomed with a short liveness window, running a long command
+    master, _, _ = link
+    await master.challenge()
+    await master.send(protocol.WELCOME, {**SETTINGS, "liveness": 5})
+    await master.send(protocol.START_COMMAND, {"cmd_id": "c1", "name": "shell", "args": {"command": "sleep 30"}})
+
+    # When the master says nothing more, the worker goes on with heartbeats, then says hello again
+    while (message := protocol.parse(await master.frames())).type != protocol.HELLO:
+        assert message.type == protocol.HEARTBEAT
+
+    # Then its hello lists the command it still runs, unfinished, for the master to resume
+    assert message.content["held"] == {"c1": {"offsets": {}, "finished": False}}
+
+
+async def test_a_command_the_master_cancels_at_a_reconnect_is_stopped_and_forgotten(link):
+    # Given a worker running a long command, whose link breaks
+    master, worker, _ = link
+    await master.challenge()
+    await master.send(protocol.WELCOME, SETTINGS)
+    await master.send(protocol.START_COMMAND, {"cmd_id": "c1", "name": "shell", "args": {"command": "sleep 30"}})
+    while "c1" not in worker._held or worker._held["c1"].task is None:
+        await asyncio.sleep(0.01)
+    task = worker._held["c1"].task
+    await master.send(protocol.DISCONNECT, {"reason": "a broken link"})
+
+    # When the master it comes back to knows nothing of that command
+    hello = await master.challenge()
+    assert set(hello.content["held"]) == {"c1"}
+    await master.send(protocol.WELCOME, {**SETTINGS, "cancel": ["c1"]}, re=hello.msg_id)
+
+    # Then the worker stops it and holds it no more
+    await asyncio.wait_for(task, 10)
+    assert "c1" not in worker._held

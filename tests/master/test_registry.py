@@ -1,0 +1,179 @@
+"""The worker registry (``flowbot/master/registry.py``) built alone, with no master: a real ROUTER
+socket on loopback, and a real worker of the worker package running in the test's own loop,
+dialling it through a proxy that can break the link. It checks what the registry decides: who
+is connected, that heartbeats keep a worker, that silence loses it (and fails what it ran, so its
+build is retried), and that a worker back within the window goes on with its command."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flowbot_worker.worker import Worker as WorkerProcess
+
+from flowbot import Worker
+from flowbot.errors import WorkerLost
+from flowbot.master.events import DURABLE_KINDS, Event, EventBus
+from flowbot.master.registry import WorkerConnection, WorkerRegistry
+from flowbot.master.tasks import Tasks
+
+from ..proxy import LoopbackProxy
+from ..support import wait_for_async
+
+#: Heartbeats every 0.1 s, a worker lost after 1 s of silence: quick, and still far from the
+#: scheduling delays of a loaded machine.
+HEARTBEAT, LIVENESS = 0.1, 10
+
+
+class Sink:
+    """Where a command's output goes (an ``OutputSink`` that stores at once)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytearray] = {}
+
+    def write(self, stream: str, data: bytes) -> tuple[int, None]:
+        self.data.setdefault(stream, bytearray()).extend(data)
+        return 0, None
+
+    def end(self) -> None:
+        return None
+
+
+@dataclass
+class Link:
+    """A registry, what it told its master, and the proxy its worker dials through."""
+
+    registry: WorkerRegistry
+    proxy: LoopbackProxy
+    connected: list[WorkerConnection] = field(default_factory=list)
+    lost: list[WorkerConnection] = field(default_factory=list)
+    adopted: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+    def worker(self, basedir: Path) -> WorkerProcess:
+        return WorkerProcess(f"tcp://127.0.0.1:{self.proxy.port}", "w1", "s", basedir)
+
+
+@pytest.fixture
+async def link() -> AsyncIterator[Link]:
+    events, tasks = EventBus(), Tasks()
+    calls: dict[str, list] = {"connected": [], "lost": [], "adopted": []}
+    registry = WorkerRegistry(
+        {"w1": Worker("w1", secret="s")},
+        "tcp://127.0.0.1:0",
+        events,
+        on_connected=calls["connected"].append,
+        on_lost=calls["lost"].append,
+        adopt=lambda connection, held: calls["adopted"].append(held),
+        spawn=tasks.spawn,
+        heartbeat=HEARTBEAT,
+        liveness=LIVENESS,
+    )
+    endpoint = registry.start()
+    proxy = LoopbackProxy(int(endpoint.rsplit(":", 1)[1]))
+    made = Link(registry, proxy, calls["connected"], calls["lost"], calls["adopted"])
+    events.subscribe(made.events.append, DURABLE_KINDS)
+    yield made
+    await registry.stop()
+    await tasks.cancel()
+    proxy.close()
+
+
+@pytest.fixture
+async def running(link: Link, tmp_path: Path) -> AsyncIterator[WorkerProcess]:
+    """Worker w1 of the worker package, running in this loop until the test ends."""
+    worker = link.worker(tmp_path / "w1")
+    task = asyncio.create_task(worker.run())
+    await wait_for_async(lambda: "w1" in link.registry.connections, 20, "the worker to connect")
+    yield worker
+    worker.stop()
+    await asyncio.wait_for(task, 20)
+
+
+async def test_a_worker_that_says_hello_is_connected_once_and_announced(link, running):
+    # Given a worker that dialled the registry (the fixture waited for it)
+    connection = link.registry.connections["w1"]
+
+    # Then the registry told its master once, with what the worker said of itself
+    assert link.connected == [connection]
+    assert link.adopted == [{}]  # it held no command of an earlier master
+    assert connection.info["pid"] == running._hello()["info"]["pid"]
+    assert [(e["type"], e["worker"]) for e in link.events] == [("worker.connected", "w1")]
+
+
+async def test_heartbeats_keep_a_worker_and_silence_loses_it(link, running):
+    # Given a connected worker
+    connection = link.registry.connections["w1"]
+    seen = connection.last_seen
+
+    # When it has only heartbeats to say, for twice the liveness window
+    await asyncio.sleep(2 * HEARTBEAT * LIVENESS)
+
+    # Then it is still connected, and was heard from meanwhile
+    assert link.registry.connections.get("w1") is connection and not link.lost
+    assert connection.last_seen > seen
+
+    # But when the network drops everything, it is lost once the window has passed
+    link.proxy.pause()
+    try:
+        await wait_for_async(lambda: link.lost, 30, "the worker to be lost")
+    finally:
+        link.proxy.resume()
+    assert link.lost == [connection] and connection.lost
+    assert link.events[-1]["type"] == "worker.lost"
+
+    # And once the network is back, it says hello again as a new connection
+    await wait_for_async(lambda: len(link.connected) == 2, 30, "the worker to come back")
+    assert link.registry.connections["w1"] is not connection
+
+
+async def test_a_command_runs_on_the_worker_and_its_output_reaches_the_master(link, running):
+    connection = link.registry.connections["w1"]
+    sink = Sink()
+
+    result = await connection.run_command("c1", "shell", {"command": "echo hello", "builddir": "b"}, sink)
+
+    assert (result.rc, result.reason) == (0, None)
+    assert bytes(sink.data["stdout"]) == b"hello\n"
+
+
+async def test_a_command_whose_worker_is_lost_fails_so_that_its_build_is_retried(link, running):
+    # Given a long command running on the worker
+    connection = link.registry.connections["w1"]
+    sink = Sink()
+    command = asyncio.create_task(connection.run_command("c1", "shell", {"command": "sleep 30"}, sink))
+    await wait_for_async(lambda: "c1" in connection.commands, 10, "the command to be sent")
+
+    # When the worker goes silent for longer than the window
+    link.proxy.pause()
+    try:
+        # Then the command fails as WorkerLost (a build ends as RETRY on it)
+        with pytest.raises(WorkerLost):
+            await asyncio.wait_for(command, 30)
+    finally:
+        link.proxy.resume()
+
+
+async def test_a_worker_back_within_the_window_goes_on_with_its_command(link, running):
+    # Given a command printing one line, then another a little later
+    connection = link.registry.connections["w1"]
+    sink = Sink()
+    script = "echo before; sleep 0.5; echo after"
+    command = asyncio.create_task(connection.run_command("c1", "shell", {"command": script}, sink))
+    await wait_for_async(lambda: b"before" in sink.data.get("stdout", b""), 20, "the first line")
+
+    # When its connection is reset (a restarted NAT), and the worker dials again at once
+    route = connection.route
+    link.proxy.cut()
+
+    # Then the registry resumes the same connection, and the command ends with all its output once
+    result = await asyncio.wait_for(command, 30)
+    assert result.rc == 0
+    assert bytes(sink.data["stdout"]) == b"before\nafter\n"
+    assert link.connected == [connection] and not link.lost
+    assert link.registry.connections["w1"] is connection
+    assert connection.route != route  # it came back on a new connection
