@@ -15,7 +15,9 @@ only over a connection that proved the public key declared for the worker it nam
 secret is not enough to pose as a worker.
 
 A worker that goes silent for the liveness window is lost: its running commands fail with
-:class:`~flowbot.errors.WorkerLost`, so their builds end as RETRY. A worker that reconnects within
+:class:`~flowbot.errors.WorkerLost`, so their builds end as RETRY. Silence is counted up to the
+last moment the master had read everything its workers sent, so a master whose loop was held by
+other work (a long commit, say) does not take its own deafness for theirs. A worker that reconnects within
 the window with the same session resumes: its route is rebound and its commands carry on, output
 replayed from the offsets the master holds, and any interrupt the old route may have lost is sent
 again. File transfers do not resume: chunks and credit lost with the old route cannot be told from
@@ -314,6 +316,8 @@ class WorkerRegistry:
         self._sock: zmq.asyncio.Socket | None = None
         #: The connections watched for being cut off (see :mod:`flowbot.master.cutoffs`), once started.
         self.cutoffs: CutOffs | None = None
+        #: When the master last had no message of its workers waiting unread (``time.monotonic()``).
+        self._caught_up = time.monotonic()
         self._tasks: list[asyncio.Task] = []
         self._drop_logged: dict[str, float] = {}
         self._authenticator: Any = None
@@ -432,7 +436,10 @@ class WorkerRegistry:
         while True:
             try:
                 # The routing id as a frame, for what ZeroMQ knows of its connection.
-                route = await sock.recv(copy=False)
+                receiving = sock.recv(copy=False)
+                if not receiving.done():  # nothing waits unread: the master has heard every worker
+                    self._caught_up = time.monotonic()
+                route = await receiving
                 frames = [route.bytes, *await sock.recv_multipart(copy=self.curve is None)]
             except asyncio.CancelledError:
                 raise
@@ -761,17 +768,27 @@ class WorkerRegistry:
             await asyncio.sleep(self.heartbeat / 4)
             self.cutoffs.catch_up()
             now = time.monotonic()
+            heard = self._heard_until(now)
             for route in [r for r, c in self._challenges.items() if c.expires < now]:
                 self._unanswered(route, f"not within {self.window:g} s")
             for conn in list(self.connections.values()):
                 silent = now - conn.last_recv
-                if silent > self.window:
+                if heard - conn.last_recv > self.window:
                     self._lose(conn, f"no message for {silent:.1f} s (liveness {self.liveness} x {self.heartbeat:g} s)")
                     continue
                 if now - conn.last_sent >= self.heartbeat:
                     conn.send(protocol.HEARTBEAT)
                 conn.last_seen = time.time() - silent
                 self._check_transfers(conn, now)
+
+    def _heard_until(self, now: float) -> float:
+        """Up to when the master has read what its workers sent: now, unless messages wait unread
+        (its loop was held by other work), then the last time none did. Silence is counted up to
+        there, so a worker is never lost for the time the master itself could not listen."""
+        if self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            return self._caught_up
+        self._caught_up = now
+        return now
 
     def _check_transfers(self, conn: WorkerConnection, now: float) -> None:
         """Fail transfers that stopped moving although the worker is there (a lost chunk or credit)."""
