@@ -239,8 +239,8 @@ def _builders(conn: sa.Connection) -> list[str]:
 def _purge_requests(
     conn: sa.Connection, size: int, walk: Walk, *, builder: str, cutoff: float
 ) -> tuple[bool, int, Walk]:
-    """Delete ``builder``'s next ``size`` requests completed before ``cutoff``, with their builds, and emptied
-    buildsets."""
+    """Delete ``builder``'s next ``size`` requests completed before ``cutoff``, with their builds, emptied
+    buildsets, and the pull requests no buildset is left of."""
     rows = conn.execute(
         sa.select(_r.id, _r.buildset_id)
         .where(_r.builder == builder, _r.complete_at < cutoff)
@@ -254,5 +254,9 @@ def _purge_requests(
         t.buildsets.c.id.in_({row.buildset_id for row in rows}),
         ~sa.exists().where(_r.buildset_id == t.buildsets.c.id),
     )
+    pull_requests = set(conn.execute(sa.select(t.buildsets.c.pull_request_id).where(emptied)).scalars()) - {None}
     conn.execute(sa.delete(t.buildsets).where(emptied))
+    if pull_requests:
+        built = sa.exists().where(t.buildsets.c.pull_request_id == t.pull_requests.c.id)
+        conn.execute(sa.delete(t.pull_requests).where(t.pull_requests.c.id.in_(pull_requests), ~built))
     return len(rows) == size, removed, walk

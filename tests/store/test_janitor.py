@@ -16,6 +16,7 @@ from flowbot.store import Ref, Store, janitor
 from flowbot.store import schema as t
 
 from ..analysis.conftest import HOUR, T0, build_spec, write_history
+from .test_pull_requests import add, head
 from .test_store import rows
 
 
@@ -383,3 +384,20 @@ async def test_old_artifacts_go_with_their_files_but_a_newer_builds_file_stays(s
     assert await count(store, t.artifacts) == 0
     assert not (root / "latest").exists() and not (root / "lint").exists()
     assert sorted(p.name for p in root.rglob("*")) == ["1", "by-hand.txt", "unit"]
+
+
+async def test_a_pull_request_goes_with_the_last_of_its_buildsets(db_url: str):
+    # Given pull request #2, whose only request was cancelled long ago, and #3, waiting to be built
+    store = await Store.open(db_url)
+    try:
+        (old,) = await add(store, head(2, "a1"), "test", at=T0)
+        await store.requests.cancel(old.id, T0)
+        await add(store, head(3, "c1"), "test", at=T0)
+
+        # When builds are kept for a day, two days later
+        await janitor.sweep(store, Retention(builds="1d"), now=T0 + 2 * 86400)
+
+        # Then #2 went with its buildset, and #3 stays
+        assert [p.number for p in await rows(store, t.pull_requests)] == [3]
+    finally:
+        await store.close()
