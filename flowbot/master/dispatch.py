@@ -399,13 +399,15 @@ class Dispatcher:
         """Count ``build`` as running on its worker, and run it."""
         self.running[build.request.id] = build
         self._on.setdefault(build.connection, {})[build.request.id] = build
+        self._of[build.builder] += 1
         self._instances.build_started(build.worker)
         self._free.touch(build.worker)
         self._spawn(self._run(build), f"build {build.builder} #{build.number}")
 
     def _not_running(self, build: RunningBuild) -> None:
         request_id = build.request.id
-        self.running.pop(request_id, None)
+        if self.running.pop(request_id, None) is not None:
+            self._of[build.builder] -= 1
         on = self._on.get(build.connection)
         if on is not None:
             on.pop(request_id, None)
@@ -443,6 +445,10 @@ class Dispatcher:
     def builds_on(self, connection: WorkerConnection) -> list[RunningBuild]:
         """The builds running on ``connection``."""
         return list(self._on.get(connection, {}).values())
+
+    def running_count(self, builder: str) -> int:
+        """How many builds of ``builder`` run now."""
+        return self._of[builder]
 
     def _load(self, worker: str) -> int:
         """How many builds the connected worker ``worker`` runs."""

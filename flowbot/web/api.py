@@ -218,7 +218,7 @@ class BuildersHandler(ApiHandler):
                     "steps": builder.step_names,
                     "pending": len(pending),
                     "pending_requests": sorted(r.id for r in pending),
-                    "running": sum(1 for b in self.master.running.values() if b.builder == builder.name),
+                    "running": self.master.dispatcher.running_count(builder.name),
                     "held": self.master.dispatcher.held_builders.get(builder.name),
                     "force": force_form(scheduler) if scheduler is not None else None,
                 }
@@ -414,8 +414,7 @@ class WorkersHandler(ApiHandler):
                     "info": connection.info if connection else known.get("info", {}),
                     "running_builds": [
                         {"id": b.id, "builder": b.builder, "number": b.number}
-                        for b in self.master.running.values()
-                        if b.worker == spec.name
+                        for b in (self.master.dispatcher.builds_on(connection) if connection else ())
                     ],
                     **self.master.worker_control.state(spec.name),
                     "held": self.master.dispatcher.held_workers.get(spec.name),

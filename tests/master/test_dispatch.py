@@ -236,6 +236,8 @@ async def test_a_worker_runs_one_build_per_builder_and_at_most_max_builds() -> N
     # One build of a (not two), one of b, then the worker is full
     assert rig.running() == [("a", a1.id, "w1"), ("b", b1.id, "w1")]
     assert [r.id for r in rig.dispatcher.queue] == [a2.id, c1.id]
+    assert [rig.dispatcher.running_count(b) for b in "abc"] == [1, 1, 0]
+    assert [len(rig.dispatcher.builds_on(rig.connections["w1"]))] == [2]
 
     # When a's build ends, the oldest waiting request that the worker may take starts: a's second
     rig.builds[0].end()
@@ -244,6 +246,7 @@ async def test_a_worker_runs_one_build_per_builder_and_at_most_max_builds() -> N
     rig.builds[1].end()
     await rig.settle()
     assert rig.running()[-1] == ("c", c1.id, "w1")
+    assert [rig.dispatcher.running_count(b) for b in "abc"] == [1, 0, 1]
 
 
 async def test_the_least_busy_free_worker_is_chosen_ties_in_the_builders_order() -> None:
