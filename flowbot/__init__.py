@@ -12,6 +12,7 @@ from .builder import Builder
 from .errors import ConfigError, FlowbotError
 from .launchers import Launcher
 from .locks import MasterLock, WorkerLock
+from .matrix import Matrix
 from .pipeline import Pipeline
 from .properties import Interpolate, Properties, Property, renderer
 from .records import Build, BuildRequest, Change, SourceStamp
@@ -69,6 +70,7 @@ __all__ = [
     "Pipeline",
     "Worker",
     "Builder",
+    "Matrix",
     # Workers started on demand
     "LocalWorker",
     "DockerWorker",

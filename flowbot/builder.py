@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .fields import ANYTHING, FLAG, FUNCTION, NAME, PROPERTIES, TEXT, checked, either, list_of, optional
+from .fields import ANYTHING, FLAG, FUNCTION, NAME, PROPERTIES, TEXT, checked, either, instance, list_of, optional
 from .locks import ACCESSES, LockAccess
+from .matrix import Matrix
 from .records import BuildRequest
 from .steps.base import Step
 
@@ -35,6 +36,8 @@ class Builder:
             "superseded by <revision>". None (the default) does this for pull requests only;
             True for branches too (a push to a branch supersedes the builds of its older
             commits, per branch); False never. See :mod:`flowbot.superseding`.
+        matrix: build every request once per cell of this :class:`~flowbot.matrix.Matrix`, each cell's
+            values as properties, on a worker whose properties agree with the cell.
     """
 
     @checked(
@@ -50,6 +53,7 @@ class Builder:
         next_worker=optional(FUNCTION),
         next_build=optional(FUNCTION),
         cancel_superseded=optional(FLAG),
+        matrix=optional(instance(Matrix, "a Matrix")),
     )
     def __init__(
         self,
@@ -66,6 +70,7 @@ class Builder:
         next_worker: Callable[[Builder, list[str], BuildRequest], str | None] | None = None,
         next_build: Callable[[Builder, list[BuildRequest]], BuildRequest] | None = None,
         cancel_superseded: bool | None = None,
+        matrix: Matrix | None = None,
     ):
         self.name = name
         self.workers = list(workers)
@@ -79,6 +84,7 @@ class Builder:
         self.next_worker = next_worker
         self.next_build = next_build
         self.cancel_superseded = cancel_superseded
+        self.matrix = matrix
         self.step_names = _unique_names([getattr(step, "name", "step") for step in self.steps])
 
     def __repr__(self) -> str:
@@ -112,7 +118,7 @@ def source_key(request: BuildRequest) -> tuple[tuple[str, str, str, str], ...]:
 def same_source(new: BuildRequest, old: BuildRequest) -> bool:
     """Buildbot's default collapse rule: the same :func:`source_key`, and either both requests
     come from changes or their revisions are the same too."""
-    if new.parent_build_id or old.parent_build_id or source_key(new) != source_key(old):
+    if new.parent_build_id or old.parent_build_id or new.cell != old.cell or source_key(new) != source_key(old):
         return False
     return (new.from_changes and old.from_changes) or revisions(new) == revisions(old)
 

@@ -23,7 +23,9 @@ from .defaults import LOG_MAX_BYTES
 from .errors import ConfigError, ConfigErrors
 from .fields import ANYTHING, BYTES, PROPERTIES, Kind, checked, list_of, optional, where
 from .locks import problems as lock_problems
+from .matrix import Matrix, fits, label, with_cells
 from .pipeline_diff import PipelineDiff
+from .records import BuildsetSpec
 from .reporters.base import Reporter
 from .retention import Retention
 from .schedulers.base import Scheduler
@@ -145,6 +147,10 @@ class Pipeline:
     def scheduler(self, name: str) -> Scheduler | None:
         return next((s for s in self.schedulers if s.name == name), None)
 
+    def with_cells(self, spec: BuildsetSpec | None) -> BuildsetSpec | None:
+        """``spec`` with the cells of its builders that have a matrix (see :mod:`flowbot.matrix`)."""
+        return with_cells(spec, {b.name: b.matrix for b in self.builders if b.matrix is not None})
+
     def force_scheduler_for(self, builder: str) -> ForceScheduler | None:
         """The first force scheduler that lists ``builder``."""
         return next((s for s in self.schedulers if isinstance(s, ForceScheduler) and builder in s.builders), None)
@@ -221,6 +227,15 @@ class Pipeline:
                     )
             if not builder.steps:
                 problem(f"builder {builder.name!r} has no steps", builder, "steps")
+            if builder.matrix is not None:
+                declared = [w for name in builder.workers if isinstance(w := self.worker(name), Worker)]
+                if declared and (homeless := _cell_without_worker(builder.matrix, declared)) is not None:
+                    problem(
+                        f"builder {builder.name!r}: no worker of {[w.name for w in declared]} takes matrix cell "
+                        f"{label(homeless)} (a worker's properties must agree with the cell's values)",
+                        builder,
+                        "matrix",
+                    )
             for step in builder.steps:
                 if not isinstance(step, Step):
                     problem(
@@ -449,3 +464,8 @@ class Pipeline:
         return (
             f"Pipeline(workers={len(self.workers)}, schedulers={len(self.schedulers)}, builders={len(self.builders)})"
         )
+
+
+def _cell_without_worker(matrix: Matrix, workers: list[Worker]) -> dict[str, Any] | None:
+    """The first cell of ``matrix`` that none of ``workers`` may run."""
+    return next((cell for cell in matrix if not any(fits(cell, w.properties) for w in workers)), None)

@@ -76,6 +76,9 @@ class BuildsetSpec:
     change_ids: tuple[int, ...] = ()
     #: The build whose Trigger step asked for it.
     parent_build_id: int | None = None
+    #: ``{builder: (cell, ...)}`` for builders with a matrix: one request per cell, each cell
+    #: ``{axis: value}`` (see :mod:`flowbot.matrix`); the other builders get one request.
+    cells: dict[str, tuple[dict[str, Any], ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,9 @@ class BuildRequest:
     parent_build_id: int | None = None
     #: The older requests it superseded as it was stored (they completed CANCELLED with it).
     superseded: tuple[int, ...] = ()
+    #: The matrix it is a cell of, and the cell's ``{axis: value}`` (also among ``properties``).
+    matrix_id: int | None = None
+    cell: dict[str, Any] | None = None
 
     @property
     def branch(self) -> str | None:
