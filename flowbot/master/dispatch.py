@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..builder import Builder
 from ..defaults import DISPATCH_SLICE
 from ..errors import NotFound, StoreError
+from ..matrix import fits
 from ..pipeline import Pipeline
 from ..records import BuildRequest
 from ..results import Result, worst
@@ -40,6 +41,7 @@ from ..superseding import Superseding
 from .events import EventKind
 from .free_workers import FreeWorkers
 from .locks import LockTable
+from .matrices import fail_fast
 from .policy import AssignmentPass, collapsed, pick_in_order, takes_build
 from .queue import BuildQueue
 from .registry import WorkerConnection
@@ -371,7 +373,7 @@ class Dispatcher:
             return False  # requests for a builder the pipeline no longer has wait for it to return
         free = self._free_workers(builder)
         try:
-            picked = pick_in_order(builder, free, self.queue, self.locks)
+            picked = pick_in_order(builder, free, self.queue, self.locks, self._fits if builder.matrix else None)
         finally:
             free.close()
         if picked is None:
@@ -455,6 +457,10 @@ class Dispatcher:
         connection = self._workers.connections.get(worker)
         return len(self._on.get(connection, ())) if connection is not None else 0
 
+    def _fits(self, request: BuildRequest, worker: str) -> bool:
+        """Whether ``worker``'s properties agree with the cell ``request`` builds (any, if it is no cell)."""
+        return fits(request.cell or {}, self._workers.connections[worker].spec.properties)
+
     def _free_workers(self, builder: Builder) -> Iterator[str]:
         """Connected workers of ``builder`` that take builds (not paused, not leaving), are not
         building it and are below their limit, least busy first."""
@@ -496,6 +502,8 @@ class Dispatcher:
             self._recording.add(request.id)
             self._controls.build_ended(build.connection)
             self._instances.build_ended(build.worker)
+            if build.result is not None:  # before the worker it freed takes another cell of its matrix
+                fail_fast(self._pipeline().builder(request.builder), request, build.result, self.running.values(), self)
             self.schedule()
         try:
             failure = await build.recorded()

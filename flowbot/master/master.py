@@ -526,7 +526,7 @@ class Master:
     async def submit(self, spec: BuildsetSpec, *, wait: float = 0.0) -> list[BuildRequest]:
         """Store a buildset and queue its requests; ``wait``: seconds it may wait for a database that
         cannot take it (else StoreUnavailable says so at once)."""
-        requests = await self.store.requests.add_buildset(spec, time.time(), wait=wait)
+        requests = await self.store.requests.add_buildset(self.pipeline.with_cells(spec), time.time(), wait=wait)
         await self._start(requests)
         return requests
 
@@ -603,7 +603,9 @@ class Master:
             return []
         props = {n: (v, "Dependent") for n, v in build.properties.items() if build.properties.source(n) != "Build"}
         return [
-            s.upstream_succeeded(build.request.sourcestamps, props, f"{build.builder} #{build.number}")
+            self.pipeline.with_cells(
+                s.upstream_succeeded(build.request.sourcestamps, props, f"{build.builder} #{build.number}")
+            )
             for s in self.pipeline.schedulers
             if isinstance(s, Dependent) and build.builder in s.upstream
         ]

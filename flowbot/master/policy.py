@@ -36,6 +36,8 @@ def collapsed(builder: Builder | None, new: BuildRequest, queue: BuildQueue) -> 
     matches, candidates = (same_source, queue.same_source(new)) if rule is True else (rule, queue.pending(new.builder))
     found = []
     for old in candidates:
+        if old.cell != new.cell:
+            continue  # a matrix's cells are builds of their own, whatever the rule
         try:
             collapse = matches(new, old)
         except Exception:
@@ -97,7 +99,12 @@ def takes_build(builder: str, max_builds: int | None, running: Sequence[str]) ->
 
 
 def pick(
-    builder: Builder, free: Sequence[str], queue: BuildQueue, locks: LockTable, load: Callable[[str], int]
+    builder: Builder,
+    free: Sequence[str],
+    queue: BuildQueue,
+    locks: LockTable,
+    load: Callable[[str], int],
+    fits: Callable[[BuildRequest, str], bool] | None = None,
 ) -> tuple[BuildRequest, str] | None:
     """The request ``builder`` runs next and the worker it runs on, its locks taken; None when none can start.
 
@@ -105,12 +112,18 @@ def pick(
         free: the workers that take a build of ``builder`` now (see :func:`takes_build`).
         load: how many builds a worker runs; the least busy is tried first unless the builder's
             ``next_worker`` chooses.
+        fits: whether a worker may run a matrix cell's request (see :func:`flowbot.matrix.fits`);
+            a cell no free worker fits lets the next cell in line go first.
     """
-    return pick_in_order(builder, sorted(free, key=load), queue, locks)
+    return pick_in_order(builder, sorted(free, key=load), queue, locks, fits)
 
 
 def pick_in_order(
-    builder: Builder, by_load: Iterable[str], queue: BuildQueue, locks: LockTable
+    builder: Builder,
+    by_load: Iterable[str],
+    queue: BuildQueue,
+    locks: LockTable,
+    fits: Callable[[BuildRequest, str], bool] | None = None,
 ) -> tuple[BuildRequest, str] | None:
     """:func:`pick`, given the free workers least busy first: an iterator of them is consumed no
     further than the first worker whose locks are free, unless ``next_worker`` needs them all."""
@@ -123,7 +136,21 @@ def pick_in_order(
         return None
     if builder.next_build is not None:
         request = choose(builder, queue.pending(builder.name))
-    for worker in rank(builder, itertools.chain((first,), workers), request):
+    ordered = itertools.chain((first,), workers)
+    if fits is None or request.cell is None:
+        return _place(builder, request, rank(builder, ordered, request), locks)
+    free = list(ordered)  # each cell of a matrix takes some workers only: every free one is looked at
+    for cell in [request, *(r for r in queue.pending(builder.name) if r is not request)]:
+        placed = _place(builder, cell, [w for w in rank(builder, free, cell) if fits(cell, w)], locks)
+        if placed is not None:
+            return placed
+    return None
+
+
+def _place(
+    builder: Builder, request: BuildRequest, workers: Iterable[str], locks: LockTable
+) -> tuple[BuildRequest, str] | None:
+    for worker in workers:
         if locks.try_acquire(builder.locks, worker, request.id):
             return request, worker
     return None  # busy locks: the request waits, no worker is held

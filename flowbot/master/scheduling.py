@@ -10,6 +10,7 @@ master that starts again takes up what is held and re-arms every timer from the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -52,7 +53,14 @@ class Scheduling:
     def decisions(self, change: Change) -> list[Hold | Release]:
         """What each scheduler does with ``change`` (not stored yet): build it now, with what it
         held under the same key, or hold it for later. :meth:`stored` or :meth:`not_stored` follows."""
-        return self._held.decide(self._schedulers(), change)
+        decisions = self._held.decide(self._schedulers(), change)
+        return [d if isinstance(d, Hold) else self._with_cells(d) for d in decisions]
+
+    def _with_cells(self, release: Release) -> Release:
+        """``release`` with its buildset given the cells of its builders that have a matrix."""
+        if release.buildset is None:
+            return release
+        return dataclasses.replace(release, buildset=self.master.pipeline.with_cells(release.buildset))
 
     def stored(self, decisions: list[Hold | Release], change: Change, at: float) -> None:
         """The change (with its id) and decisions are stored: hold it where they say, and
@@ -125,7 +133,7 @@ class Scheduling:
         now = time.time()
         make = scheduler.timed_buildset if scheduler.timed else scheduler.changes_buildset
         state = {"last_run": now} if scheduler.timed else {}
-        release = self._held.release(scheduler, key, make)
+        release = self._with_cells(self._held.release(scheduler, key, make))
         try:
             requests = await self.master.store.changes.release(
                 release, now, state_owner(scheduler.name), state, self.superseding()

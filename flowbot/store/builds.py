@@ -306,7 +306,7 @@ class Builds:
 
         def fn(conn: sa.Connection) -> tuple[dict[str, Any], BuildsetSpec]:
             row = conn.execute(
-                select_builds(t.buildrequests.c.buildset_id, t.buildrequests.c.priority).where(
+                select_builds(t.buildrequests.c.buildset_id, t.buildrequests.c.priority, t.buildrequests.c.cell).where(
                     t.builds.c.id == build_id
                 )
             ).first()
@@ -320,9 +320,10 @@ class Builds:
                 reason=buildset.reason,
                 properties=buildset.properties or {},
                 priority=row.priority,
+                cells={row.builder: (row.cell,)} if row.cell else {},  # a cell's rebuild repeats that cell
             )
             build = build_dict(row)
-            del build["buildset_id"], build["priority"]
+            del build["buildset_id"], build["priority"], build["cell"]
             return build, spec
 
         return await self._db.read(fn)

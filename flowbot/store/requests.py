@@ -1,7 +1,8 @@
 """Buildsets and their build requests: stored, queued, cancelled, completed, listed.
 
 A buildset is what a scheduler (or a person forcing, a build triggering) asked for: its
-sourcestamps, reason and properties, and one request per builder.
+sourcestamps, reason and properties, and one request per builder (per cell, for a builder with a
+matrix: see :mod:`.matrices`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..results import Result
 from . import schema as t
 from . import statements as sql
 from .access import Access
+from .matrices import insert_matrix, with_cell
 
 if TYPE_CHECKING:
     from ..superseding import Superseding
@@ -128,11 +130,13 @@ def pending_requests(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> lis
             builder=row.builder,
             sourcestamps=stamps.get(row.buildset_id, ()),
             reason=row.reason,
-            properties={name: tuple(pair) for name, pair in (row.properties or {}).items()},
+            properties=with_cell({name: tuple(pair) for name, pair in (row.properties or {}).items()}, row.cell),
             priority=row.priority,
             submitted_at=row.submitted_at,
             from_changes=bool(row.from_changes),
             parent_build_id=row.parent_build_id,
+            matrix_id=row.matrix_id,
+            cell=row.cell,
         )
         for row in rows
     ]
@@ -169,29 +173,35 @@ def insert_buildset(conn: sa.Connection, spec: BuildsetSpec, now: float) -> list
         )
     requests = []
     for builder in spec.builders:
-        request_id = sql.INSERT_REQUEST.insert(
-            conn,
-            {
-                "buildset_id": buildset_id,
-                "builder": builder,
-                "priority": spec.priority,
-                "submitted_at": now,
-            },
-        )
-        requests.append(
-            BuildRequest(
-                id=request_id,
-                buildset_id=buildset_id,
-                builder=builder,
-                sourcestamps=spec.sourcestamps,
-                reason=spec.reason,
-                properties=spec.properties,
-                priority=spec.priority,
-                submitted_at=now,
-                from_changes=bool(spec.change_ids),
-                parent_build_id=spec.parent_build_id,
+        matrix_id, cells = insert_matrix(conn, buildset_id, builder, spec.cells.get(builder), now)
+        for cell in cells:
+            request_id = sql.INSERT_REQUEST.insert(
+                conn,
+                {
+                    "buildset_id": buildset_id,
+                    "builder": builder,
+                    "priority": spec.priority,
+                    "submitted_at": now,
+                    "matrix_id": matrix_id,
+                    "cell": cell,
+                },
             )
-        )
+            requests.append(
+                BuildRequest(
+                    id=request_id,
+                    buildset_id=buildset_id,
+                    builder=builder,
+                    sourcestamps=spec.sourcestamps,
+                    reason=spec.reason,
+                    properties=with_cell(spec.properties, cell),
+                    priority=spec.priority,
+                    submitted_at=now,
+                    from_changes=bool(spec.change_ids),
+                    parent_build_id=spec.parent_build_id,
+                    matrix_id=matrix_id,
+                    cell=cell,
+                )
+            )
     return requests
 
 

@@ -133,7 +133,19 @@ buildset_changes = Table(
     Column("change_id", Integer, ForeignKey("changes.id"), nullable=False, index=True),
 )
 
-#: One request per builder per buildset; pending until a build of it completes.
+#: A builder's matrix in a buildset: its axes ``[[name, [values]], ...]`` in order; one request per cell.
+matrices = Table(
+    "matrices",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("buildset_id", Integer, ForeignKey("buildsets.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("builder", Text, nullable=False),
+    Column("axes", JSON, nullable=False),
+    Column("submitted_at", Float, nullable=False),
+    Index(None, "builder", "id"),  # a builder's matrices, newest first
+)
+
+#: One request per builder per buildset (per cell, for a matrix); pending until a build of it completes.
 buildrequests = Table(
     "buildrequests",
     metadata,
@@ -148,6 +160,9 @@ buildrequests = Table(
     Column("result", Integer),
     #: Why it completed without a build ("superseded by <revision>"), when it did.
     Column("summary", Text),
+    #: The matrix it is a cell of (both go with their buildset), and the cell: ``{axis: value}``.
+    Column("matrix_id", Integer, index=True),
+    Column("cell", JSON(none_as_null=True)),
     # The requests pending alone: an index of every request by complete_at could lead PostgreSQL's planner
     # to take the janitor through the old requests of every builder to reach one builder's
     Index(

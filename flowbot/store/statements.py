@@ -36,7 +36,9 @@ INSERT_SOURCESTAMP = Statement(
     t.sourcestamps.insert(), ["buildset_id", "codebase", "repository", "branch", "revision", "project"]
 )
 INSERT_BUILDSET_CHANGE = Statement(t.buildset_changes.insert(), ["buildset_id", "change_id"])
-INSERT_REQUEST = Statement(t.buildrequests.insert(), ["buildset_id", "builder", "priority", "submitted_at"])
+INSERT_REQUEST = Statement(
+    t.buildrequests.insert(), ["buildset_id", "builder", "priority", "submitted_at", "matrix_id", "cell"]
+)
 #: A build of request ``p_request`` (its ``request_id`` too), which builds its buildset's pull request.
 INSERT_BUILD = Statement(
     t.builds.insert().values(

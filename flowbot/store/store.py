@@ -4,8 +4,9 @@
 the work runs on (the one bounded executor the master has) and the group-committing
 :class:`~flowbot.store.writer.GroupWriter`, and composes one component per kind of record, each
 owning its queries: :attr:`~Store.changes`, :attr:`~Store.requests` (and buildsets),
-:attr:`~Store.builds`, :attr:`~Store.steps` (with test results and artifacts), :attr:`~Store.logs`,
-:attr:`~Store.workers` and :attr:`~Store.state`. The same code runs on SQLite and PostgreSQL.
+:attr:`~Store.matrices`, :attr:`~Store.builds`, :attr:`~Store.steps` (with test results and
+artifacts), :attr:`~Store.logs`, :attr:`~Store.workers` and :attr:`~Store.state`. The same code
+runs on SQLite and PostgreSQL.
 
 While the database cannot take writes (a server restarting, a full disk), what is new (a change,
 a forced build, a cancel) is refused at once with :class:`~flowbot.errors.StoreUnavailable`, so
@@ -31,6 +32,7 @@ from .changes import Changes
 from .engine import checkpoint, create_engine, describe, migrate, unavailable
 from .log_search import QUEUE_TABLE
 from .logs import Logs
+from .matrices import Matrices
 from .pull_requests import PullRequests
 from .requests import Requests
 from .state import State, probe
@@ -61,6 +63,7 @@ class Store:
         )
         self.changes = Changes(self)
         self.requests = Requests(self)
+        self.matrices = Matrices(self)
         self.builds = Builds(self)
         self.steps = Steps(self)
         self.logs = Logs(self)

@@ -173,6 +173,8 @@ class IndexHandler(ApiHandler):
                     "GET /api/builds/{id}/artifacts/{path}?download=1",
                     "POST /api/builds/{id}/stop",
                     "POST /api/builds/{id}/rebuild",
+                    "GET /api/matrices?builder=&limit=",
+                    "GET /api/matrices/{id}",
                     "GET /api/buildrequests?pending=true",
                     "GET /api/buildrequests/{id}",
                     "POST /api/buildrequests/{id}/cancel",
@@ -304,6 +306,7 @@ class BuildHandler(ApiHandler):
         build["tests"] = await self.master.store.steps.test_counts(build["id"])
         build["changes"] = await self.master.store.changes.of_build(build["id"])
         build["pull_request"] = await self.master.store.pull_requests.of_build(build["id"])
+        build["matrix_id"] = await self.master.store.matrices.of_build(build["id"])
         self.reply(build)
 
 

@@ -25,6 +25,7 @@ from .api import ApiHandler, routes
 from .api_artifacts import artifact_routes
 from .api_history import history_routes
 from .api_logs import log_routes
+from .api_matrices import matrix_routes
 from .api_pull_requests import pull_request_routes
 from .api_tests import test_routes
 from .hooks import hook_routes
@@ -127,6 +128,7 @@ def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Applicatio
             *test_routes(master),
             *artifact_routes(master),
             *pull_request_routes(master),
+            *matrix_routes(master),
             *oidc_routes(master),
             *routes(master),
         ],

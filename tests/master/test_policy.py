@@ -111,3 +111,24 @@ def test_the_policy_imports_nothing_of_the_masters_machinery() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def cell(request_id: int, os: str, matrix_id: int = 1) -> BuildRequest:
+    return BuildRequest(request_id, 1, "unit", (), submitted_at=request_id, matrix_id=matrix_id, cell={"os": os})
+
+
+def test_a_cell_no_free_worker_takes_lets_the_next_cell_go_first() -> None:
+    queue, locks = queue_of(cell(1, "mac"), cell(2, "linux"), cell(3, "mac")), LockTable()
+    on = {"w1": "linux", "w2": "mac"}
+    fits = lambda request, worker: request.cell["os"] == on[worker]  # noqa: E731
+    assert pick(builder(), ["w1"], queue, locks, lambda worker: 0, fits) == (cell(2, "linux"), "w1")
+    assert pick(builder(), ["w2"], queue, locks, lambda worker: 0, fits) == (cell(1, "mac"), "w2")
+    queue.remove(2)
+    assert pick(builder(), ["w1"], queue, locks, lambda worker: 0, fits) is None
+
+
+def test_cells_never_collapse_into_each_other_and_a_cell_collapses_only_into_the_same_cell() -> None:
+    queue = queue_of(cell(1, "mac", matrix_id=1), cell(2, "linux", matrix_id=1))
+    newer = cell(3, "mac", matrix_id=2)
+    assert collapsed(builder(), cell(2, "linux", matrix_id=1), queue_of(cell(1, "mac", matrix_id=1))) == []
+    assert collapsed(builder(collapse_requests=lambda new, old: True), newer, queue) == [cell(1, "mac", matrix_id=1)]

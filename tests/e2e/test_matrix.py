@@ -1,0 +1,166 @@
+"""Matrix builds end to end: a real master, real workers, one build per cell, grouped as one matrix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flowbot.client import Client
+
+from ..support import step_log, wait_for
+
+PYTHON_BY_OS = """
+    from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Interpolate, Matrix
+    pipeline = Pipeline(
+        workers=[
+            Worker("penguin", secret="s", properties={"os": "linux"}),
+            Worker("apple", secret="s", properties={"os": "mac"}),
+        ],
+        schedulers=[ForceScheduler("force", builders=["test"])],
+        builders=[
+            Builder("test", workers=["penguin", "apple"], steps=[
+                Shell(Interpolate("echo python=%(prop:python)s os=%(prop:os)s on $FLOWBOT_WORKER"), name="show"),
+            ], matrix=Matrix(
+                axes={"python": ["3.11", "3.12", "3.13"], "os": ["linux", "mac"]},
+                exclude=[{"python": "3.11", "os": "mac"}],
+                include=[{"python": "3.14", "os": "linux"}],
+            )),
+        ],
+    )
+"""
+
+
+def finished_matrix(client: Client, matrix_id: int, timeout: float = 60.0) -> dict[str, Any]:
+    """Wait until every cell of the matrix is complete, and return it."""
+
+    def done() -> dict[str, Any] | None:
+        matrix = client.request("GET", f"/api/matrices/{matrix_id}")
+        return matrix if matrix["complete"] else None
+
+    return wait_for(done, timeout, f"matrix {matrix_id} to complete")
+
+
+def only_matrix(client: Client, builder: str) -> int:
+    matrices = wait_for(lambda: client.request("GET", f"/api/matrices?builder={builder}")["matrices"])
+    assert len(matrices) == 1
+    return matrices[0]["id"]
+
+
+def test_each_cell_builds_once_with_its_values_on_a_worker_that_agrees(master_factory, worker_factory):
+    # Given a builder with a python x os matrix, one linux and one mac worker
+    master = master_factory(PYTHON_BY_OS)
+    worker_factory(master, "penguin", "s")
+    worker_factory(master, "apple", "s")
+
+    # When it is forced once
+    request_ids = master.client.force("test")
+
+    # Then one request per cell makes one matrix, whose cells all pass
+    assert len(request_ids) == 6
+    matrix = finished_matrix(master.client, only_matrix(master.client, "test"))
+    assert matrix["axes"] == {"python": ["3.11", "3.12", "3.13", "3.14"], "os": ["linux", "mac"]}
+    assert matrix["result"] == "SUCCESS" and matrix["counts"] == {"SUCCESS": 6} and matrix["size"] == 6
+    cells = [(c["values"]["python"], c["values"]["os"]) for c in matrix["cells"]]
+    assert cells == [
+        ("3.11", "linux"),
+        ("3.12", "linux"),
+        ("3.12", "mac"),
+        ("3.13", "linux"),
+        ("3.13", "mac"),
+        ("3.14", "linux"),
+    ]
+    # Each build ran its own cell, with the cell's values as properties, on a worker of its os
+    worker_of = {"linux": "penguin", "mac": "apple"}
+    for cell in matrix["cells"]:
+        python, os_name = cell["values"]["python"], cell["values"]["os"]
+        build = master.client.request("GET", f"/api/builds/{cell['build_id']}")
+        assert build["matrix_id"] == matrix["id"]
+        assert build["worker"] == worker_of[os_name]
+        assert build["properties"]["python"] == [python, "Matrix"]
+        assert f"python={python} os={os_name} on {worker_of[os_name]}" in step_log(master.client, build["id"], 0)
+
+
+def test_fail_fast_cancels_the_cells_waiting_and_stops_those_running(master_factory, worker_factory, tmp_path):
+    # Given a fail-fast matrix on two workers: the first cell fails once the second is running (long)
+    started = tmp_path / "slow-started"
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Interpolate, Matrix
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["test"])],
+            builders=[
+                Builder("test", workers=["w1", "w2"], steps=[
+                    Shell(Interpolate("case %(prop:job)s in "
+                                      "fail) until [ -e {started} ]; do sleep 0.1; done; exit 1;; "
+                                      "slow) touch {started}; sleep 120;; esac")),
+                ], matrix=Matrix(axes={{"job": ["fail", "slow", "a", "b", "c"]}}, fail_fast=True)),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+    worker_factory(master, "w2", "s")
+
+    # When it is forced
+    master.client.force("test")
+
+    # Then the failing cell fails, the running one is stopped, and the waiting ones never start
+    matrix = finished_matrix(master.client, only_matrix(master.client, "test"))
+    results = {c["values"]["job"]: c["result"] for c in matrix["cells"]}
+    assert results == {"fail": "FAILURE", "slow": "CANCELLED", "a": "CANCELLED", "b": "CANCELLED", "c": "CANCELLED"}
+    assert [c["build_id"] is None for c in matrix["cells"]] == [False, False, True, True, True]
+    assert matrix["result"] == "CANCELLED"
+    slow = master.client.request("GET", f"/api/builds/{matrix['cells'][1]['build_id']}")
+    assert "fail_fast: matrix cell job=fail ended FAILURE" in slow["summary"]
+
+
+def test_without_fail_fast_every_cell_runs_and_the_matrix_takes_the_worst_result(master_factory, worker_factory):
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Interpolate, Matrix
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[ForceScheduler("force", builders=["test"])],
+            builders=[
+                Builder("test", workers=["w1"], steps=[Shell(Interpolate("test %(prop:n)s != 2"), name="check")],
+                        matrix=Matrix(axes={"n": [1, 2, 3]})),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    master.client.force("test")
+
+    matrix = finished_matrix(master.client, only_matrix(master.client, "test"))
+    assert [(c["values"]["n"], c["result"]) for c in matrix["cells"]] == [
+        (1, "SUCCESS"),
+        (2, "FAILURE"),
+        (3, "SUCCESS"),
+    ]
+    assert matrix["result"] == "FAILURE" and matrix["counts"] == {"SUCCESS": 2, "FAILURE": 1}
+
+
+def test_a_matrix_of_500_cells_builds_every_cell(master_factory, worker_factory):
+    # Given a 25 x 20 matrix of cheap cells and four workers
+    master = master_factory("""
+        from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Matrix
+        pipeline = Pipeline(
+            workers=[Worker(f"w{n}", secret="s") for n in range(4)],
+            schedulers=[ForceScheduler("force", builders=["wide"])],
+            builders=[
+                Builder("wide", workers=[f"w{n}" for n in range(4)], steps=[Shell("exit 0", name="cheap")],
+                        matrix=Matrix(axes={"a": [f"a{i}" for i in range(25)], "b": list(range(20))})),
+            ],
+        )
+    """)
+    for n in range(4):
+        worker_factory(master, f"w{n}", "s")
+
+    # When it is forced
+    assert len(master.client.force("wide")) == 500
+
+    # Then all 500 cells build, each once, and the matrix passes
+    matrix = finished_matrix(master.client, only_matrix(master.client, "wide"), timeout=600)
+    assert matrix["size"] == 500 and matrix["counts"] == {"SUCCESS": 500} and matrix["result"] == "SUCCESS"
+    assert len({(c["values"]["a"], c["values"]["b"]) for c in matrix["cells"]}) == 500
+    assert len({c["build_id"] for c in matrix["cells"]}) == 500
+    # (a worker the loaded machine left silent past the liveness window has its build rerun: RETRY)
+    results = [b["result"] for b in master.client.builds(builder="wide", limit=1000)]
+    assert results.count("SUCCESS") == 500 and set(results) <= {"SUCCESS", "RETRY"}
