@@ -99,13 +99,18 @@ def test_a_worker_takes_a_cell_when_it_agrees_on_every_axis_it_declares() -> Non
     assert not fits(cell, {"os": "mac", "python": "3.11"})
 
 
-def test_a_cell_no_worker_of_the_builder_takes_is_refused_at_the_builder() -> None:
+def test_a_cell_no_worker_of_the_builder_takes_is_refused_at_its_matrix() -> None:
     with pytest.raises(ConfigError) as caught:
-        line = here() + 3
+        line = here() + 8
         Pipeline(
             workers=[Worker("penguin", secret="s", properties={"os": "linux"}), Worker("any", secret="s")],
             builders=[
-                Builder("t", workers=["penguin"], steps=[Shell("true")], matrix=Matrix(axes={"os": ["linux", "mac"]}))
+                Builder(
+                    "t",
+                    workers=["penguin"],
+                    steps=[Shell("true")],
+                    matrix=Matrix(axes={"os": ["linux", "mac"]}),
+                )
             ],
             schedulers=[ForceScheduler("force", builders=["t"])],
         )

@@ -23,6 +23,7 @@ from ..store import schema as t
 from . import answers, build_report, culprits, flaky, replay, search
 from .columns import Kind, read_columns
 from .dtypes import OUTCOME, TimeLike, durations, epoch, outcomes, result_codes, results, timestamps
+from .matrices import add_cell_columns
 
 _b, _r, _s, _tr = t.builds.c, t.buildrequests.c, t.steps.c, t.test_results.c
 
@@ -212,6 +213,8 @@ class History:
         (from the request's submission, or from the previous attempt's end for a rerun after
         RETRY, whether the filters select that attempt or not) and ``duration`` (missing while the
         build runs).
+        A matrix's builds have its ``matrix_id`` and a column per axis with their cell's value
+        (see :mod:`.matrices`).
 
         Args:
             since, until: builds that started in [since, until): datetimes, ISO dates, or spans
@@ -240,8 +243,10 @@ class History:
             query = query.where(self.pull_request_id.in_(ids))
         with self.engine.connect() as conn:
             frame = pd.DataFrame(read_columns(conn, query, {name: kind for name, (_, kind) in columns.items()}))
-        if not frame["build_id"].is_monotonic_increasing:  # rows come as the database read them
-            frame = frame.sort_values("build_id", ignore_index=True)
+            if not frame["build_id"].is_monotonic_increasing:  # rows come as the database read them
+                frame = frame.sort_values("build_id", ignore_index=True)
+            if "matrices" in self.tables:  # not in a store older than matrix builds
+                frame = add_cell_columns(conn, frame)
         frame["queue_time"] = durations(answers.queue_seconds(frame))
         frame["duration"] = durations(frame["finished_at"] - frame["started_at"])
         frame["result"] = results(frame["result"])

@@ -34,6 +34,36 @@ function chip(build) {
   );
 }
 
+/** A matrix as a grid: a row per combination of all axes but the last, a column per value of the last. */
+function matrixGrid(matrix, pick) {
+  const axes = Object.entries(matrix.axes);
+  const [column, values] = axes[axes.length - 1];
+  const names = axes.map(([name]) => name);
+  const key = (cell) => JSON.stringify(names.map((n) => cell[n]));
+  const cells = new Map(matrix.cells.map((cell) => [key(cell.values), cell]));
+  const rows = axes.slice(0, -1).reduce((all, [name, vs]) => all.flatMap((row) => vs.map((v) => ({ ...row, [name]: v }))), [{}]);
+  const shown = (cell) => {
+    const result = cell.result || (cell.build_id ? "running" : "pending");
+    const attributes = { class: `cell ${cell.result || cell.build_id ? resultClass(cell.result) : "r-pending"}`, title: Object.entries(cell.values).map(([n, v]) => `${n}=${v}`).join(", ") + `: ${result}` };
+    if (cell.build_id) attributes.onclick = () => pick(cell.build_id);
+    return h("span", attributes, result);
+  };
+  return h(
+    "table",
+    { class: "matrix", "data-matrix": matrix.id },
+    h("tr", {}, h("th", {}, `matrix ${matrix.id}: ${matrix.result || "running"}`), ...values.map((v) => h("th", {}, `${column}=${v}`))),
+    ...rows.map((row) => h(
+      "tr",
+      {},
+      h("th", {}, Object.values(row).join(" · ")),
+      ...values.map((v) => {
+        const cell = cells.get(key({ ...row, [column]: v }));
+        return h("td", {}, cell ? shown(cell) : "");
+      }),
+    )),
+  );
+}
+
 function badge(result) {
   return h("span", { class: `result ${resultClass(result)}` }, result || "running");
 }
@@ -109,6 +139,7 @@ function render({ model, el }) {
           { class: "row", "data-builder": builder.name },
           h("span", { class: "name" }, builder.name),
           h("span", { class: "cells" }, builder.builds.length ? builder.builds.map(chip) : h("span", { class: "muted" }, "no builds yet")),
+          builder.matrix ? matrixGrid(builder.matrix, pick) : "",
         ),
       ),
     );
@@ -216,11 +247,12 @@ function render({ model, el }) {
     model.save_changes();
   }
 
-  picker.addEventListener("change", () => {
-    model.set("selected", Number(picker.value));
+  function pick(id) {
+    model.set("selected", id);
     model.set("follow", false);
     model.save_changes();
-  });
+  }
+  picker.addEventListener("change", () => pick(Number(picker.value)));
   follow.addEventListener("change", () => {
     model.set("follow", follow.checked);
     model.save_changes();

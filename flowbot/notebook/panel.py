@@ -57,9 +57,10 @@ class MasterPanel(anywidget.AnyWidget):
     and forms to force builds and a button to stop one.
 
     What it shows is in its traits, as the module draws them: ``overview`` (the master, builders
-    with their newest builds, queue, workers), ``builds`` (what can be picked), ``build`` (the
-    selected build and its steps, numbered from 1 as the web page does), ``log`` (the end of its
-    log as HTML, ANSI colours rendered), ``forms`` (each builder's force form) and ``message``.
+    with their newest builds, and the newest matrix of a builder with one; the queue, workers),
+    ``builds`` (what can be picked), ``build`` (the selected build and its steps, numbered from 1
+    as the web page does), ``log`` (the end of its log as HTML, ANSI colours rendered), ``forms``
+    (each builder's force form) and ``message``.
     """
 
     _esm = _HERE / "panel.js"
@@ -86,6 +87,7 @@ class MasterPanel(anywidget.AnyWidget):
         self._live: OrderedDict[int, deque[tuple[str, str]]] = OrderedDict()  # recent builds' (stream, line)s
         self._recent: dict[str, list[dict[str, Any]]] = {}  # each builder's recent builds, newest first
         self._stale: set[str] = set()  # builders whose recent builds changed since they were read
+        self._matrix: dict[str, dict[str, Any]] = {}  # the newest matrix of each builder that has one
         self._updating = False  # the panel, not the user, is changing the selection
         self._shown: int | None = None  # the build whose stored log tail the panel read
         self._ansi = Ansi2HTMLConverter(inline=True, dark_bg=True, line_wrap=False)
@@ -118,6 +120,8 @@ class MasterPanel(anywidget.AnyWidget):
             self._log_only = False
             if event["type"] in (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED):
                 self._stale.add(event["build"]["builder"])
+            elif event["type"] in (EventKind.REQUEST_NEW, EventKind.REQUEST_CANCELLED) and event.get("builder"):
+                self._stale.add(event["builder"])  # a matrix's cells came, or fail_fast withdrew some
         if self._pending is None:
             self._pending = asyncio.get_running_loop().call_later(REFRESH, self._refresh_soon)
 
@@ -157,6 +161,7 @@ class MasterPanel(anywidget.AnyWidget):
             self.overview = {"master": {"running": False}}
             return
         names = [b.name for b in master.pipeline.builders]
+        matrices = await self._matrices([b.name for b in master.pipeline.builders if b.matrix is not None])
         recent = await self._recent_builds(names)
         self.overview = {
             "master": {
@@ -165,7 +170,10 @@ class MasterPanel(anywidget.AnyWidget):
                 "builds": len(master.running),
                 "queued": len(master.queue),
             },
-            "builders": [{"name": name, "builds": [_chip(b) for b in recent[name]]} for name in names],
+            "builders": [
+                {"name": name, "builds": [_chip(b) for b in recent[name]], "matrix": matrices.get(name)}
+                for name in names
+            ],
             "queue": [{"id": r.id, "builder": r.builder, "reason": r.reason} for r in list(master.queue)[:QUEUE_SHOWN]],
             "workers": self._workers(),
         }
@@ -190,6 +198,14 @@ class MasterPanel(anywidget.AnyWidget):
                 }
             )
         return shown
+
+    async def _matrices(self, names: list[str]) -> dict[str, dict[str, Any]]:
+        """The newest matrix of each named builder (read again only for those that built since),
+        with its cells, as the web page's matrix view shows them."""
+        unread = [n for n in names if n in self._stale or n not in self._matrix]
+        found = await asyncio.gather(*(self.master.store.matrices.query(builder=n, limit=1) for n in unread))
+        self._matrix.update((name, views[0].to_json()) for name, views in zip(unread, found, strict=True) if views)
+        return self._matrix
 
     async def _recent_builds(self, names: list[str]) -> dict[str, list[dict[str, Any]]]:
         """The recent builds of each named builder, read again only for those that built since."""

@@ -28,6 +28,7 @@ from ..errors import (
     TooManyAttempts,
     Unauthorized,
 )
+from ..matrix import Matrix
 from ..results import Result
 from ..roles import Permission
 from ..sources.payload import read_json
@@ -223,6 +224,7 @@ class BuildersHandler(ApiHandler):
                     "running": self.master.dispatcher.running_count(builder.name),
                     "held": self.master.dispatcher.held_builders.get(builder.name),
                     "force": force_form(scheduler) if scheduler is not None else None,
+                    "matrix": matrix_form(builder.matrix) if builder.matrix is not None else None,
                 }
             )
         if name is not None and not builders:
@@ -490,6 +492,11 @@ def force_form(scheduler: Any) -> dict[str, Any]:
     ]
     fields += scheduler.describe_params()
     return {"scheduler": scheduler.name, "fields": fields}
+
+
+def matrix_form(matrix: Matrix) -> dict[str, Any]:
+    """A builder's matrix as the API shows it: its axes' values (includes' too), its size and fail_fast."""
+    return {"axes": matrix.values, "size": len(matrix), "fail_fast": matrix.fail_fast}
 
 
 async def flush_live(master: Master, build_id: int, step: int, name: str) -> None:

@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from flowbot.client import Client
 
 from ..support import step_log, wait_for
 
-PYTHON_BY_OS = """
-    from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Interpolate, Matrix
-    pipeline = Pipeline(
-        workers=[
-            Worker("penguin", secret="s", properties={"os": "linux"}),
-            Worker("apple", secret="s", properties={"os": "mac"}),
-        ],
-        schedulers=[ForceScheduler("force", builders=["test"])],
-        builders=[
-            Builder("test", workers=["penguin", "apple"], steps=[
-                Shell(Interpolate("echo python=%(prop:python)s os=%(prop:os)s on $FLOWBOT_WORKER"), name="show"),
-            ], matrix=Matrix(
-                axes={"python": ["3.11", "3.12", "3.13"], "os": ["linux", "mac"]},
-                exclude=[{"python": "3.11", "os": "mac"}],
-                include=[{"python": "3.14", "os": "linux"}],
-            )),
-        ],
-    )
-"""
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+#: The README's matrix pipeline, exactly as written there.
+PYTHON_BY_OS = next(
+    block
+    for block in re.findall(r"^```python\n(.*?)^```", README.read_text(), re.MULTILINE | re.DOTALL)
+    if "matrix=Matrix(" in block
+)
 
 
 def finished_matrix(client: Client, matrix_id: int, timeout: float = 60.0) -> dict[str, Any]:
@@ -45,8 +36,10 @@ def only_matrix(client: Client, builder: str) -> int:
     return matrices[0]["id"]
 
 
-def test_each_cell_builds_once_with_its_values_on_a_worker_that_agrees(master_factory, worker_factory):
-    # Given a builder with a python x os matrix, one linux and one mac worker
+def test_the_readmes_matrix_builds_each_cell_once_with_its_values_on_a_worker_that_agrees(
+    master_factory, worker_factory
+):
+    # Given the README's python x os matrix, one linux and one mac worker
     master = master_factory(PYTHON_BY_OS)
     worker_factory(master, "penguin", "s")
     worker_factory(master, "apple", "s")
@@ -59,6 +52,7 @@ def test_each_cell_builds_once_with_its_values_on_a_worker_that_agrees(master_fa
     matrix = finished_matrix(master.client, only_matrix(master.client, "test"))
     assert matrix["axes"] == {"python": ["3.11", "3.12", "3.13", "3.14"], "os": ["linux", "mac"]}
     assert matrix["result"] == "SUCCESS" and matrix["counts"] == {"SUCCESS": 6} and matrix["size"] == 6
+    assert matrix["fail_fast"] is True
     cells = [(c["values"]["python"], c["values"]["os"]) for c in matrix["cells"]]
     assert cells == [
         ("3.11", "linux"),

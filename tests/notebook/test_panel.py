@@ -409,3 +409,68 @@ def test_a_pipeline_draws_itself_as_a_graph() -> None:
     assert "builder:publish -> reporter:MailNotifier: reports failing" not in arrows
     # And as text elsewhere
     assert "scheduler:on-change -> builder:unit (requests)" in str(drawn)
+
+
+async def test_the_panel_shows_a_builders_newest_matrix_cell_by_cell_and_history_a_column_per_axis(tmp_path):
+    # Given an embedded master whose builder has a python x os matrix, one cell of which fails
+    db = f"sqlite:///{tmp_path / 'nb.sqlite'}"
+    matrix = flowbot.Matrix(axes={"python": ["3.12", "3.13"], "os": ["linux", "mac"]})
+    master = flowbot.Master(
+        Pipeline(
+            workers=[Worker("w1", secret="nb")],
+            schedulers=[ForceScheduler("force", builders=["test"])],
+            builders=[
+                Builder(
+                    "test",
+                    workers=["w1"],
+                    steps=[Shell(Interpolate("[ %(prop:python)s-%(prop:os)s != 3.13-mac ]"), name="check")],
+                    matrix=matrix,
+                )
+            ],
+        ),
+        db=db,
+    )
+    await master.start()
+    try:
+        await master.start_local_workers()
+        panel = master.panel()
+
+        # When it is forced and every cell has run
+        await master.force("test")
+        await master.wait_idle(timeout=60)
+
+        # Then the panel shows the matrix, each cell with its values, result and build
+        def shown() -> dict | None:
+            (row,) = [row for row in panel.overview.get("builders", []) if row["name"] == "test"]
+            return row["matrix"] if row["matrix"] and row["matrix"]["complete"] else None
+
+        await until(shown)
+        grid = shown()
+        assert grid["axes"] == {"python": ["3.12", "3.13"], "os": ["linux", "mac"]}
+        assert grid["result"] == "FAILURE"
+        assert [(c["values"]["python"], c["values"]["os"], c["result"]) for c in grid["cells"]] == [
+            ("3.12", "linux", "SUCCESS"),
+            ("3.12", "mac", "SUCCESS"),
+            ("3.13", "linux", "SUCCESS"),
+            ("3.13", "mac", "FAILURE"),
+        ]
+        assert all(c["build_id"] for c in grid["cells"])
+        panel.close()
+    finally:
+        await master.stop()
+
+    # And History.builds() has the matrix's id and a column per axis
+    with flowbot.History(db) as history:
+        builds = history.builds()
+    assert builds["matrix_id"].tolist() == [grid["id"]] * 4
+    by_cell = builds.set_index(["python", "os"])["result"].astype(str).to_dict()
+    assert by_cell == {
+        ("3.12", "linux"): "SUCCESS",
+        ("3.12", "mac"): "SUCCESS",
+        ("3.13", "linux"): "SUCCESS",
+        ("3.13", "mac"): "FAILURE",
+    }
+    assert builds.groupby("python")["result"].apply(lambda r: (r == "FAILURE").sum()).to_dict() == {
+        "3.12": 0,
+        "3.13": 1,
+    }

@@ -11,6 +11,7 @@ import { artifactsPanel } from "./artifacts.js";
 import { durationBars, failureRate, resultStrip } from "./charts.js";
 import { gridView, searchView } from "./history.js";
 import { pullRequestLink, pullRequestsView } from "./pullrequests.js";
+import { matricesList, matrixView } from "./matrix.js";
 
 const main = document.getElementById("main");
 const OVERVIEW_BUILDS = 12;
@@ -468,6 +469,12 @@ function builderView(name) {
       slot.append(open);
       parts.push(slot);
     }
+    if (builder.matrix) {
+      const list = await matricesList(ui, name);
+      const axes = Object.entries(builder.matrix.axes).map(([axis, values]) => `${axis} (${values.length})`).join(" × ");
+      parts.push(h("h2", {}, "Matrices"), h("p", { class: "muted" }, `${builder.matrix.size} cells: ${axes}`),
+        list || h("p", { class: "muted" }, "No matrix built yet."));
+    }
     builds.clear();
     builder.builds.forEach((b) => builds.set(b.id, b));
     drawCharts();
@@ -611,6 +618,12 @@ function buildView(id, tab = "steps", focus = null) {
     if (build.pull_request) {
       facts.splice(1, 0, ["Pull request", h("span", { class: "pull-request" }, pullRequestLink(ui, build.pull_request),
         " ", h("a", { href: "#/pullrequests?state=all", class: "muted" }, `(${build.pull_request.repository})`))]);
+    }
+    if (build.matrix_id) {
+      const cell = Object.entries(build.properties || {}).filter(([, [, source]]) => source === "Matrix")
+        .map(([name, [value]]) => `${name}=${value}`).join(", ");
+      facts.push(["Matrix", h("span", {}, h("a", { href: `#/matrices/${build.matrix_id}`, class: "matrix-link" },
+        `matrix ${build.matrix_id}`), cell ? ` (${cell})` : "")]);
     }
     const rebuildOf = build.properties?.rebuild_of?.[0];  // properties are [value, source]
     if (rebuildOf) {
@@ -891,6 +904,7 @@ const routes = [
   [/^#\/queue$/, "queue", () => queueView()],
   [/^#\/pullrequests(\?state=all)?$/, "pullrequests", (m) => pullRequestsView(ui, Boolean(m[1]))],
   [/^#\/grid$/, "grid", () => gridView(ui)],
+  [/^#\/matrices\/(\d+)$/, "overview", (m) => matrixView(ui, m[1])],
   [/^#\/search(?:\?q=(.*))?$/, "search", (m) => searchView(ui, decodeURIComponent(m[1] || ""))],
 ];
 
