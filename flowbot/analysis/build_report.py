@@ -18,6 +18,7 @@ from ansi2html import Ansi2HTMLConverter
 
 from ..errors import NotFound
 from ..store import schema as t
+from ..store.log_codec import unpack
 from .dtypes import durations, results, timestamps
 from .search import STREAMS
 
@@ -151,14 +152,15 @@ def build_report(history: History, build_id: int) -> BuildReport:
     steps["started_at"], steps["finished_at"] = timestamps(steps["started_at"]), timestamps(steps["finished_at"])
     steps["number"] = steps["number"] + 1
     chunks = history.read(
-        sa.select(_l.step_id, _l.log, _l.first_line, _l.content, _l.streams)
+        sa.select(_l.step_id, _l.log, _l.first_line, _l.content, history.compressed.label("compressed"), _l.streams)
         .join(t.steps, _s.id == _l.step_id)
         .where(_s.build_id == build_id)
         .order_by(_s.number, _l.log, _l.first_line)
     )
     rows = []
     for chunk in chunks.itertuples():
-        for offset, (stream, text) in enumerate(zip(chunk.streams, chunk.content.split("\n"), strict=True)):
+        lines = unpack(chunk.content, chunk.compressed).split("\n")
+        for offset, (stream, text) in enumerate(zip(chunk.streams, lines, strict=True)):
             number, name = numbers[chunk.step_id], names[chunk.step_id]
             rows.append((number, name, chunk.log, chunk.first_line + offset + 1, STREAMS.get(stream, stream), text))
     logs = pd.DataFrame(rows, columns=["step", "step_name", "log", "line", "stream", "text"])

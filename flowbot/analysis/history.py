@@ -91,6 +91,9 @@ class History:
         self.pull_request_id = (
             _b.pull_request_id if "pull_request_id" in built_columns else sa.cast(sa.null(), sa.Integer)
         )
+        #: A log chunk's compressed text; in a store from before chunks were compressed, none.
+        chunk_columns = {column["name"] for column in sa.inspect(self.engine).get_columns("log_chunks")}
+        self.compressed = t.log_chunks.c.compressed if "compressed" in chunk_columns else sa.null()
 
     def close(self) -> None:
         """Let go of the database's connections."""

@@ -30,7 +30,7 @@ from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
-from ..store import Store, janitor
+from ..store import Store, janitor, log_search
 from .adoption import Adoption
 from .build import RunningBuild
 from .dispatch import Dispatcher
@@ -254,7 +254,7 @@ class Master:
         self.spawn(self.loop_lag.run(), "loop lag")
         self.spawn(self._remember_workers(), "remember workers")
         if self.store.logs.queues_search:
-            self.spawn(self.store.logs.index_forever(), "log search indexing")
+            self.spawn(log_search.run(self.store.engine, self.store.logs.queued), "log search indexing")
         self._start_janitor()
         self._warn()
         self.dispatcher.update_idle()

@@ -41,6 +41,7 @@ import sqlalchemy as sa
 from ..defaults import JANITOR_BATCH_SECONDS, JANITOR_FIRST_BATCH, JANITOR_MAX_BATCH, JANITOR_PAUSE_SECONDS
 from ..errors import StoreError
 from ..retention import Retention
+from . import log_search
 from . import schema as t
 from .store import Store
 
@@ -178,7 +179,10 @@ def _purge_logs(
     if walk.settled == walk.at:  # nothing before this batch waits for a later sweep
         waiting = next((step.id for step in steps if step.started_at >= cutoff or step.finished_at is None), None)
         walk = Walk(walk.at, chunks[-1] if waiting is None else waiting - 1)
-    removed = conn.execute(sa.delete(t.log_chunks).where(_l.step_id.in_(doomed))).rowcount if doomed else 0
+    removed = 0
+    if doomed:
+        log_search.forget(conn, _l.step_id.in_(doomed))
+        removed = conn.execute(sa.delete(t.log_chunks).where(_l.step_id.in_(doomed))).rowcount
     return len(chunks) == size, removed, Walk(chunks[-1], walk.settled)
 
 
@@ -249,7 +253,10 @@ def _purge_requests(
     ).all()
     if not rows:
         return False, 0, walk
-    removed = conn.execute(sa.delete(t.buildrequests).where(_r.id.in_([row.id for row in rows]))).rowcount
+    ids = [row.id for row in rows]
+    builds = sa.select(_s.id).join(t.builds, _b.id == _s.build_id).where(_b.request_id.in_(ids))
+    log_search.forget(conn, _l.step_id.in_(builds))  # their logs go with them
+    removed = conn.execute(sa.delete(t.buildrequests).where(_r.id.in_(ids))).rowcount
     emptied = sa.and_(
         t.buildsets.c.id.in_({row.buildset_id for row in rows}),
         ~sa.exists().where(_r.buildset_id == t.buildsets.c.id),

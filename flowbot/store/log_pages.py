@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from ..errors import NotFound
 from . import schema as t
+from .log_codec import unpack
 
 #: A line a person would call an error: a failed test, an exception, a compiler's "error:".
 ERROR_LINE = re.compile(
@@ -36,7 +37,7 @@ class LogPage:
 
 def _chunks(step_id: int, name: str) -> sa.Select:
     c = t.log_chunks.c
-    return sa.select(c.first_line, c.content, c.streams).where(c.step_id == step_id, c.log == name)
+    return sa.select(c.first_line, c.content, c.compressed, c.streams).where(c.step_id == step_id, c.log == name)
 
 
 def total_lines(conn: sa.Connection, step_id: int, name: str) -> int | None:
@@ -66,11 +67,11 @@ def page(conn: sa.Connection, step_id: int, name: str, first: int | None, count:
     lines: list[tuple[str, str]] = []
     start = None
     if first < end:
-        for chunk_first, content, streams in conn.execute(
+        for chunk_first, content, compressed, streams in conn.execute(
             _chunks(step_id, name).where(c.last_line >= first, c.first_line < end).order_by(c.first_line)
         ):
             start = chunk_first if start is None else start
-            lines += zip(streams, content.split("\n"), strict=True)
+            lines += zip(streams, unpack(content, compressed).split("\n"), strict=True)
     if start is None:
         return LogPage(min(first, total), [], total)
     return LogPage(first, lines[first - start : end - start], total)
@@ -80,12 +81,10 @@ def first_match(conn: sa.Connection, step_id: int, name: str, pattern: re.Patter
     """The number of the first line of output (not a header: those show commands) at or after
     ``after`` that ``pattern`` finds something in."""
     c = t.log_chunks.c
-    for chunk_first, content, streams in conn.execute(
-        sa.select(c.first_line, c.content, c.streams)
-        .where(c.step_id == step_id, c.log == name, c.last_line >= after)
-        .order_by(c.first_line)
+    for chunk_first, content, compressed, streams in conn.execute(
+        _chunks(step_id, name).where(c.last_line >= after).order_by(c.first_line)
     ):
-        for offset, (tag, line) in enumerate(zip(streams, content.split("\n"), strict=True)):
+        for offset, (tag, line) in enumerate(zip(streams, unpack(content, compressed).split("\n"), strict=True)):
             if tag != "h" and chunk_first + offset >= after and pattern.search(ESCAPES.sub("", line)):
                 return chunk_first + offset
     return None

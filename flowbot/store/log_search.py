@@ -1,39 +1,145 @@
-"""Indexing queued log chunks for search, in batches, behind the builds that wrote them.
+"""Indexing stored log chunks for search, in short batches, on a thread and a connection of their own.
 
-On SQLite a trigger queues every new log chunk's id (migration ``0004_log_search_queue`` says
-why); :meth:`.logs.Logs.index_forever` indexes the queue a moment after chunks arrive, through
-the store's writer like every other write, so a batch never waits on a lock and never delays a
-build's own writes by more than one batch. Search reads queued chunks by scanning them, so what
-is not indexed yet is still found. Other databases index as they insert, and have no queue.
+A trigger queues every new chunk's id in ``log_search_pending`` (migration ``0012_log_compression``
+says what the index is on each database). :func:`run` takes the queue a moment after chunks
+arrive, in batches of about :data:`BATCH_BYTES` of text, each one short transaction on the
+indexer's own connection and thread: decompressing and tokenizing never run on the event loop.
+On SQLite a batch holds the database's one write lock, which the store's own commits (made on the
+loop) then wait for; so a batch is small, and is followed by a pause as long as it took, which
+bounds both the wait and the indexer's share of the database however much a step prints. Search
+reads queued chunks by scanning them, so what is not indexed yet is still found.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import sqlalchemy as sa
 
-from .schema import LOG_SEARCH_TABLE
+from . import schema as t
+from .log_codec import unpack
+
+log = logging.getLogger(__name__)
 
 #: The table of queued chunk ids.
-QUEUE_TABLE = f"{LOG_SEARCH_TABLE}_pending"
+QUEUE_TABLE = f"{t.LOG_SEARCH_TABLE}_pending"
 #: Seconds between a chunk's arrival and its batch: long enough to gather a batch under load.
 DELAY = 0.5
-#: The most chunks indexed in one transaction (about 10 ms of short chunks).
+#: The most chunks indexed in one transaction ...
 BATCH = 500
+#: ... and about the most text (two full chunks: tens of milliseconds of SQLite's tokenizer).
+BATCH_BYTES = 128 * 1024
 #: Seconds before trying again after a batch failed.
 RETRY = 30.0
 
-_INDEX = (
-    f"INSERT INTO {LOG_SEARCH_TABLE}(rowid, content) SELECT c.id, c.content FROM log_chunks AS c "
-    f"JOIN {QUEUE_TABLE} AS q ON q.chunk_id = c.id WHERE q.chunk_id <= ?"
-)
-_DEQUEUE = f"DELETE FROM {QUEUE_TABLE} WHERE chunk_id <= ?"
+_queue = sa.table(QUEUE_TABLE, sa.column("chunk_id"))
+_c = t.log_chunks.c
 
 
-def index_queued(conn: sa.Connection, limit: int = BATCH) -> int:
-    """Index up to ``limit`` queued chunks, oldest first; returns how many."""
-    queued = conn.exec_driver_sql(f"SELECT chunk_id FROM {QUEUE_TABLE} ORDER BY chunk_id LIMIT ?", (limit,)).all()
-    if queued:
-        upto = (queued[-1][0],)
-        conn.exec_driver_sql(_INDEX, upto)
-        conn.exec_driver_sql(_DEQUEUE, upto)
-    return len(queued)
+def index_queued(conn: sa.Connection, limit: int = BATCH, max_bytes: int | None = None) -> int:
+    """Index up to ``limit`` queued chunks, oldest first, stopping once ``max_bytes`` of text are
+    taken; returns how many."""
+    taken, size = [], 0
+    for chunk_id, content, compressed in conn.execute(
+        sa.select(_c.id, _c.content, _c.compressed)
+        .join(_queue, _queue.c.chunk_id == _c.id)
+        .order_by(_c.id)
+        .limit(limit)
+    ):
+        text = unpack(content, compressed)
+        taken.append((chunk_id, text))
+        size += len(text)
+        if max_bytes is not None and size >= max_bytes:
+            break
+    if not taken:
+        return 0
+    if conn.dialect.name == "sqlite":
+        insert = f"INSERT INTO {t.LOG_SEARCH_TABLE}(rowid, content) VALUES (?, ?)"
+    else:
+        insert = f"INSERT INTO {t.LOG_SEARCH_TABLE}(chunk_id, content) VALUES (%s, %s) ON CONFLICT DO NOTHING"
+    conn.exec_driver_sql(insert, taken)
+    conn.execute(sa.delete(_queue).where(_queue.c.chunk_id.in_([chunk_id for chunk_id, _ in taken])))
+    return len(taken)
+
+
+def forget(conn: sa.Connection, chunks: sa.ColumnElement[bool]) -> None:
+    """Take the indexed chunks that ``chunks`` selects out of SQLite's index, before they are deleted.
+
+    SQLite's index keeps no text, so it is told the text it took in; PostgreSQL's index table
+    follows its chunks by itself, as the queue does on both.
+    """
+    if conn.dialect.name != "sqlite" or not sa.inspect(conn).has_table(QUEUE_TABLE):
+        return
+    queued = sa.select(_queue.c.chunk_id).where(_queue.c.chunk_id == _c.id).exists()
+    rows = conn.execute(sa.select(_c.id, _c.content, _c.compressed).where(chunks, ~queued)).all()
+    if not rows:
+        return
+    conn.exec_driver_sql(
+        f"INSERT INTO {t.LOG_SEARCH_TABLE}({t.LOG_SEARCH_TABLE}, rowid, content) VALUES ('delete', ?, ?)",
+        [(chunk_id, unpack(content, compressed)) for chunk_id, content, compressed in rows],
+    )
+
+
+def trigrams(pattern: str) -> str:
+    """SQLite's index query for the chunks that may hold ``pattern`` (three characters or more):
+    those holding each of its trigrams, any case."""
+    grams = dict.fromkeys(pattern[i : i + 3].lower() for i in range(len(pattern) - 2))
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
+
+
+class _Indexer:
+    """The queue's batches, on the indexer's thread and connection."""
+
+    def __init__(self, engine: sa.Engine):
+        self._engine = engine
+        self._connection: sa.Connection | None = None
+
+    def batch(self) -> tuple[int, float]:
+        """Index one batch; returns how many chunks, and the seconds it took."""
+        began = time.perf_counter()
+        if self._connection is None:
+            self._connection = self._engine.connect()
+        try:
+            with self._connection.begin():
+                indexed = index_queued(self._connection, BATCH, BATCH_BYTES)
+        except Exception:
+            self.close()  # a connection that failed is not used again
+            raise
+        return indexed, time.perf_counter() - began
+
+    def close(self) -> None:
+        if self._connection is not None:
+            connection, self._connection = self._connection, None
+            try:
+                connection.close()
+            except Exception as exc:  # a connection the server dropped cannot even say goodbye
+                log.debug("closing the log indexer's connection failed: %s", exc)
+
+
+async def run(engine: sa.Engine, queued: asyncio.Event) -> None:
+    """Index the queue whenever ``queued`` is set (chunks arrived), until cancelled."""
+    loop = asyncio.get_running_loop()
+    indexer = _Indexer(engine)
+    thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flowbot-log-search")
+    try:
+        while True:
+            await queued.wait()
+            await asyncio.sleep(DELAY)
+            queued.clear()
+            while True:
+                try:
+                    indexed, took = await loop.run_in_executor(thread, indexer.batch)
+                except sa.exc.SQLAlchemyError as exc:
+                    log.warning("log search indexing failed: %s; it tries again in %g s", exc, RETRY)
+                    await asyncio.sleep(RETRY)
+                    queued.set()
+                    break
+                if not indexed:
+                    break
+                await asyncio.sleep(took)  # the store's own writes have the database as long again
+    finally:
+        await asyncio.shield(loop.run_in_executor(thread, indexer.close))
+        thread.shutdown(wait=False)

@@ -1,5 +1,5 @@
-"""Step logs: lines appended in chunks, read back whole, by page or from the end, and the queue
-of chunks waiting to be indexed for search (see :mod:`.log_search`)."""
+"""Step logs: lines appended in chunks (compressed: see :mod:`.log_codec`), read back whole, by
+page or from the end; and whether new chunks are queued for search (see :mod:`.log_search`)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import math
 
 import sqlalchemy as sa
 
-from ..errors import NotFound, StoreError
+from ..errors import NotFound
 from . import log_pages
 from . import schema as t
 from . import statements as sql
 from .access import Access, Ref
 from .builds import step_id
+from .log_codec import pack, unpack
 from .log_pages import LogPage
-from .log_search import BATCH, DELAY, RETRY, index_queued
 
 log = logging.getLogger(__name__)
 
@@ -41,35 +41,15 @@ class Logs:
             "log": log,
             "first_line": first_line,
             "last_line": first_line + len(streams) - 1,
-            "content": content,
             "streams": streams,
         }
 
         def op(conn: sa.Connection) -> None:
-            sql.INSERT_LOG_CHUNK.run(conn, {"step_id": step.get(), **chunk})
+            sql.INSERT_LOG_CHUNK.run(conn, {"step_id": step.get(), "content": "", "compressed": pack(content), **chunk})
 
         if self.queues_search:
             self.queued.set()
         return self._db.submit(op, wait=wait)
-
-    def index_queued(self, limit: int) -> asyncio.Future[int]:
-        """Index up to ``limit`` queued log chunks for search; the future gives how many."""
-        return self._db.submit(lambda conn: index_queued(conn, limit))
-
-    async def index_forever(self) -> None:
-        """Index the queue whenever chunks arrive, until cancelled."""
-        while True:
-            await self.queued.wait()
-            await asyncio.sleep(DELAY)
-            self.queued.clear()
-            try:
-                indexed = await self.index_queued(BATCH)
-            except StoreError as exc:
-                log.warning("log search indexing failed: %s; it tries again in %g s", exc, RETRY)
-                await asyncio.sleep(RETRY)
-                indexed = BATCH
-            if indexed == BATCH:
-                self.queued.set()  # more may be waiting
 
     async def tail(
         self, build_id: int, step_number: int, name: str = "stdio", lines: int = 200
@@ -85,15 +65,15 @@ class Logs:
             tail: list[tuple[str, str]] = []
             first, end = 0, 0
             found = False
-            for first, content, streams in conn.execute(
-                sa.select(chunks.first_line, chunks.content, chunks.streams)
+            for first, content, compressed, streams in conn.execute(
+                sa.select(chunks.first_line, chunks.content, chunks.compressed, chunks.streams)
                 .where(chunks.step_id == step, chunks.log == name)
                 .order_by(chunks.first_line.desc())
             ):
                 if not found:
                     end = first + len(streams)
                 found = True
-                tail[:0] = zip(streams, content.split("\n"), strict=True)
+                tail[:0] = zip(streams, unpack(content, compressed).split("\n"), strict=True)
                 if len(tail) >= lines:
                     break
             if not found and name != "stdio":
@@ -113,13 +93,13 @@ class Logs:
             step = step_id(conn, build_id, step_number)
             c = t.log_chunks.c
             lines: list[tuple[str, str]] = []
-            for content, streams in conn.execute(
-                sa.select(c.content, c.streams)
+            for content, compressed, streams in conn.execute(
+                sa.select(c.content, c.compressed, c.streams)
                 .where(c.step_id == step, c.log == name, c.first_line >= start)
                 .order_by(c.first_line)
                 .limit(chunks)
             ):
-                lines += zip(streams, content.split("\n"), strict=True)
+                lines += zip(streams, unpack(content, compressed).split("\n"), strict=True)
             if not lines and not start and name != "stdio":  # every step has a stdio log, even an empty one
                 raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
             return lines

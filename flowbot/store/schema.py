@@ -26,6 +26,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -243,7 +244,9 @@ test_results = Table(
 )
 
 #: Log text in chunks of whole lines. A step has a ``stdio`` log (lines tagged o, e or h for stdout,
-#: stderr and header, one tag per line in ``streams``) and any number of other logs, by name.
+#: stderr and header, one tag per line in ``streams``) and any number of other logs, by name. The
+#: text is Zstandard-compressed in ``compressed``; chunks stored before that keep it in ``content``
+#: (read both through :func:`flowbot.store.log_codec.unpack`).
 log_chunks = Table(
     "log_chunks",
     metadata,
@@ -254,6 +257,7 @@ log_chunks = Table(
     Column("last_line", Integer, nullable=False),
     Column("content", Text, nullable=False),
     Column("streams", Text, nullable=False),
+    Column("compressed", LargeBinary),
     Index(None, "step_id", "log", "first_line"),
 )
 
@@ -311,10 +315,11 @@ state = Table(
     UniqueConstraint("owner", "key"),
 )
 
-#: What the migrations create for log search beyond these tables: the SQLite FTS5 table (whose
-#: shadow tables share its name as a prefix) and the PostgreSQL trigram index.
-LOG_SEARCH_TABLE = "log_chunks_fts"
-LOG_SEARCH_INDEX = "ix_log_chunks_content_trgm"
+#: What the migrations create for log search beyond these tables (see :mod:`flowbot.store.log_search`):
+#: the index (SQLite's FTS5 table, whose shadow tables share its name as a prefix, or PostgreSQL's
+#: table of chunk text with a trigram index) and the queue of chunks it has yet to take in.
+LOG_SEARCH_TABLE = "log_search"
+LOG_SEARCH_INDEX = "ix_log_search_content_trgm"
 
 
 #: The longest value, in UTF-8 bytes, that the store puts in an indexed text column a change or a test

@@ -50,7 +50,9 @@ INSERT_BUILD = Statement(
     ["request_id", "builder", "number", "worker", "branch", "revision", "submitted_at", "started_at", "summary"],
 )
 INSERT_STEP = Statement(t.steps.insert(), ["build_id", "number", "name", "started_at", "hidden", "summary"])
-INSERT_LOG_CHUNK = Statement(t.log_chunks.insert(), ["step_id", "log", "first_line", "last_line", "content", "streams"])
+INSERT_LOG_CHUNK = Statement(
+    t.log_chunks.insert(), ["step_id", "log", "first_line", "last_line", "content", "streams", "compressed"]
+)
 INSERT_HELD = Statement(t.scheduler_changes.insert(), ["scheduler", "change_id", "timer", "important"])
 
 _request = t.buildrequests.c
