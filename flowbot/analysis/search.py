@@ -1,7 +1,7 @@
 """Searching every build's logs for a piece of text.
 
 The database finds the log chunks that may contain the text through an index made for substring
-search (migration ``0012_log_compression``): on SQLite an FTS5 trigram index that knows which chunks
+search (migration ``0013_log_compression``): on SQLite an FTS5 trigram index that knows which chunks
 hold each trigram, on PostgreSQL pg_trgm's GIN index over each chunk's text. Both match any case,
 and both need three characters to use the index; shorter text, or a database without the index, is
 found by reading the chunks, as are the chunks queued for indexing but not indexed yet. pandas then

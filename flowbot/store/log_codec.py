@@ -3,7 +3,7 @@
 Logs are most of what a CI database holds, and they compress twenty times over; Buildbot
 compresses its log chunks for the same reason. A chunk written now keeps its text in
 ``log_chunks.compressed`` (one Zstandard frame of its UTF-8) and an empty ``content``; a chunk
-stored before compression (migration ``0012_log_compression``) keeps its text in ``content`` and no
+stored before compression (migration ``0013_log_compression``) keeps its text in ``content`` and no
 ``compressed``. Everything that reads a chunk goes through :func:`unpack`, so both read alike.
 """
 

@@ -1,6 +1,6 @@
 """Indexing stored log chunks for search, in short batches, on a thread and a connection of their own.
 
-A trigger queues every new chunk's id in ``log_search_pending`` (migration ``0012_log_compression``
+A trigger queues every new chunk's id in ``log_search_pending`` (migration ``0013_log_compression``
 says what the index is on each database). :func:`run` takes the queue a moment after chunks
 arrive, in batches of about :data:`BATCH_BYTES` of text, each one short transaction on the
 indexer's own connection and thread: decompressing and tokenizing never run on the event loop.

@@ -1,5 +1,5 @@
 """Log search's index: built over an existing history by the migrations, fed from a queue in
-batches on a thread and a connection of its own (migration ``0012_log_compression``)."""
+batches on a thread and a connection of its own (migration ``0013_log_compression``)."""
 
 from __future__ import annotations
 

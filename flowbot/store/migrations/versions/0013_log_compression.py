@@ -17,16 +17,16 @@ trigger fills as chunks arrive, and every chunk already stored joins here, so it
 Without the trigram tokenizer or the pg_trgm extension (migration ``0002_analysis`` says when),
 there is no index and no queue, and search reads every chunk.
 
-Revision ID: 0012_log_compression
-Revises: 0011_pull_requests
+Revision ID: 0013_log_compression
+Revises: 0012_matrices
 """
 
 import sqlalchemy as sa
 import zstandard
 from alembic import op
 
-revision = "0012_log_compression"
-down_revision = "0011_pull_requests"
+revision = "0013_log_compression"
+down_revision = "0012_matrices"
 branch_labels = None
 depends_on = None
 
