@@ -30,9 +30,6 @@ VALUE = Kind(
     plural="strings or numbers",
 )
 
-#: The source matrix values carry among a build's properties.
-SOURCE = "Matrix"
-
 Cell = dict[str, Any]
 
 

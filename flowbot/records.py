@@ -114,6 +114,10 @@ class HeldChange:
     change: Change
 
 
+#: The source of a matrix cell's values among its build's properties.
+MATRIX_SOURCE = "Matrix"
+
+
 @dataclass(frozen=True, slots=True)
 class BuildRequest:
     """A request for one builder to build some source; one buildset holds one per builder."""

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, INSTANCE_KEY_FILE, LIVENESS, SQLITE_FILE, STOP_GRACE
 from ..errors import ConfigError, InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
-from ..records import BuildRequest, BuildsetSpec, Change, SourceStamp
+from ..records import MATRIX_SOURCE, BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
 from ..store import Store, janitor, log_search
@@ -598,10 +598,12 @@ class Master:
 
     def downstream(self, build: RunningBuild, result: Result) -> list[BuildsetSpec]:
         """Buildsets of ``Dependent`` schedulers that follow ``build``'s builder, if it succeeded
-        (with or without warnings, as Buildbot has it)."""
+        (with or without warnings, as Buildbot has it). For a matrix cell the store keeps them for
+        the last cell to pass, and they carry no cell's values."""
         if result not in (Result.SUCCESS, Result.WARNINGS):
             return []
-        props = {n: (v, "Dependent") for n, v in build.properties.items() if build.properties.source(n) != "Build"}
+        own = ("Build", MATRIX_SOURCE)
+        props = {n: (v, "Dependent") for n, v in build.properties.items() if build.properties.source(n) not in own}
         return [
             self.pipeline.with_cells(
                 s.upstream_succeeded(build.request.sourcestamps, props, f"{build.builder} #{build.number}")

@@ -14,6 +14,7 @@ from ..results import Result
 from . import schema as t
 from . import statements as sql
 from .access import Access, Ref
+from .matrices import matrix_passed
 from .requests import complete_buildset, insert_buildset, pending_requests, result_name, sourcestamps
 
 
@@ -94,7 +95,8 @@ class Builds:
         it built (``got_revision``, for a build whose request named none).
 
         A RETRY puts its request back in the queue; anything else completes it. Buildsets in
-        ``then`` (builds that depend on this one) are stored in the same transaction; the future
+        ``then`` (builds that depend on this one) are stored in the same transaction (for a matrix
+        cell, only once every cell of its matrix has passed: by the last one); the future
         gives their requests. ``final`` may change the result and summary as the end is written,
         when every write queued before it has been stored or has failed (it runs on the store's thread).
         """
@@ -121,8 +123,9 @@ class Builds:
                 sql.COMPLETE_REQUEST.run(conn, {"p_id": request.id, "p_at": now, "p_result": int(end_result)})
                 complete_buildset(conn, request.buildset_id, now)
             requests = []
-            for spec in downstream:
-                requests += insert_buildset(conn, spec, now)
+            if request.matrix_id is None or matrix_passed(conn, request.matrix_id):  # a matrix: once, as a whole
+                for spec in downstream:
+                    requests += insert_buildset(conn, spec, now)
             return requests
 
         return self._db.keep(op)

@@ -13,12 +13,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from ..errors import NotFound
+from ..records import MATRIX_SOURCE
 from ..results import Result, worst
 from . import schema as t
 from .access import Access
-
-#: The source a cell's values carry among a build's properties.
-SOURCE = "Matrix"
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +123,7 @@ def with_cell(properties: dict[str, tuple[Any, str]], cell: dict[str, Any] | Non
     """A request's properties: its buildset's, and its cell's values as properties of their own."""
     if not cell:
         return properties
-    return {**properties, **{name: (value, SOURCE) for name, value in cell.items()}}
+    return {**properties, **{name: (value, MATRIX_SOURCE) for name, value in cell.items()}}
 
 
 def insert_matrix(
@@ -191,6 +189,14 @@ def read_matrices(conn: sa.Connection, ids: list[int]) -> list[MatrixView]:
         for matrix_id in ids
         if (row := rows.get(matrix_id)) is not None
     ]
+
+
+def matrix_passed(conn: sa.Connection, matrix_id: int) -> bool:
+    """Whether every cell of the matrix is complete, with SUCCESS or WARNINGS."""
+    r = t.buildrequests.c
+    passed = [int(Result.SUCCESS), int(Result.WARNINGS)]
+    failing = sa.exists().where(r.matrix_id == matrix_id, sa.or_(r.complete_at.is_(None), r.result.not_in(passed)))
+    return not conn.execute(sa.select(failing)).scalar()
 
 
 def matrix_ids(conn: sa.Connection, *, builder: str | None = None, limit: int = 50) -> list[int]:

@@ -158,3 +158,61 @@ def test_a_matrix_of_500_cells_builds_every_cell(master_factory, worker_factory)
     # (a worker the loaded machine left silent past the liveness window has its build rerun: RETRY)
     results = [b["result"] for b in master.client.builds(builder="wide", limit=1000)]
     assert results.count("SUCCESS") == 500 and set(results) <= {"SUCCESS", "RETRY"}
+
+
+def test_a_cells_rebuild_builds_that_cell_alone(master_factory, worker_factory):
+    master = master_factory(PYTHON_BY_OS)
+    worker_factory(master, "penguin", "s")
+    worker_factory(master, "apple", "s")
+    master.client.force("test")
+    first = finished_matrix(master.client, only_matrix(master.client, "test"))
+    cell = next(c for c in first["cells"] if c["values"] == {"python": "3.12", "os": "mac"})
+
+    # When one cell's build is rebuilt
+    master.client.request("POST", f"/api/builds/{cell['build_id']}/rebuild", {})
+
+    # Then a matrix of that one cell builds it again, on a mac worker
+    newest = wait_for(lambda: (m := master.client.request("GET", "/api/matrices")["matrices"]) and len(m) == 2 and m)
+    again = finished_matrix(master.client, newest[0]["id"])
+    assert [c["values"] for c in again["cells"]] == [{"python": "3.12", "os": "mac"}]
+    build = master.client.request("GET", f"/api/builds/{again['cells'][0]['build_id']}")
+    assert build["worker"] == "apple" and build["properties"]["rebuild_of"][0] == cell["build_id"]
+
+
+def test_a_dependent_of_a_matrix_builds_once_when_every_cell_has_passed(master_factory, worker_factory):
+    # Given a deploy that follows a matrix, and a matrix whose cells pass unless forced with fail=yes
+    master = master_factory("""
+        from flowbot import (Pipeline, Worker, Builder, Shell, ForceScheduler, Dependent, Interpolate, Matrix,
+                             StringParameter)
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[
+                ForceScheduler("force", builders=["test"], params=[StringParameter("fail", default="no")]),
+                Dependent("after", upstream="test", builders=["deploy"]),
+            ],
+            builders=[
+                Builder("test", workers=["w1"], collapse_requests=False, matrix=Matrix(axes={"n": [1, 2, 3]}),
+                        steps=[Shell(Interpolate("[ %(prop:fail)s-%(prop:n)s != yes-3 ]"), name="check")]),
+                Builder("deploy", workers=["w1"], steps=[Shell(Interpolate("echo n=%(prop:n:-none)s"), name="go")]),
+            ],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    # When the matrix passes, then fails
+    master.client.force("test")
+    passed = finished_matrix(master.client, only_matrix(master.client, "test"))
+    deploys = wait_for(lambda: [b for b in master.client.builds(builder="deploy") if b["result"]])
+    master.client.force("test", properties={"fail": "yes"})
+    failed = wait_for(
+        lambda: (m := master.client.request("GET", "/api/matrices?builder=test")["matrices"]) and len(m) == 2 and m
+    )
+    failed = finished_matrix(master.client, failed[0]["id"])
+
+    # Then the deploy ran once, after the matrix that passed, with no cell's values
+    assert passed["result"] == "SUCCESS" and failed["result"] == "FAILURE"
+    requests = master.client.request("GET", "/api/buildrequests")["buildrequests"]
+    assert [r["builder"] for r in requests].count("deploy") == 1  # none waits, either
+    builds = master.client.builds(builder="deploy")
+    assert len(deploys) == 1 and len(builds) == 1
+    assert "n=none" in step_log(master.client, builds[0]["id"], 0)

@@ -444,7 +444,7 @@ async def test_the_panel_shows_a_builders_newest_matrix_cell_by_cell_and_history
             (row,) = [row for row in panel.overview.get("builders", []) if row["name"] == "test"]
             return row["matrix"] if row["matrix"] and row["matrix"]["complete"] else None
 
-        await until(shown)
+        await until(shown, timeout=60)
         grid = shown()
         assert grid["axes"] == {"python": ["3.12", "3.13"], "os": ["linux", "mac"]}
         assert grid["result"] == "FAILURE"
@@ -462,6 +462,7 @@ async def test_the_panel_shows_a_builders_newest_matrix_cell_by_cell_and_history
     # And History.builds() has the matrix's id and a column per axis
     with flowbot.History(db) as history:
         builds = history.builds()
+    builds = builds[builds["result"] != "RETRY"]  # a worker a loaded machine kept silent too long: run again
     assert builds["matrix_id"].tolist() == [grid["id"]] * 4
     by_cell = builds.set_index(["python", "os"])["result"].astype(str).to_dict()
     assert by_cell == {
