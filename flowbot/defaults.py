@@ -131,6 +131,10 @@ WEBHOOK_PULL_REQUESTS_KEPT = 500
 #: Most builds one API list returns.
 MAX_LIST = 1000
 
+#: Pending requests a builder's listing names (the next in line); the whole queue is paged at
+#: ``/api/buildrequests``, so a listing stays small however deep the queue.
+BUILDER_PENDING_SHOWN = 10
+
 #: Seconds between two polls of a repository by a ``GitPoller``.
 GIT_POLL_INTERVAL = 60.0
 

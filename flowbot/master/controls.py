@@ -23,13 +23,13 @@ class MasterControls:
 
     async def states(self) -> list[BuilderState]:
         master = self._master
-        latest = await master.store.builds.latest()
+        latest = await master.store.builds.latest(builder.name for builder in master.pipeline.builders)
         running = Counter(b.builder for b in master.running.values())
         return [
             BuilderState(
                 name=builder.name,
                 running=running[builder.name],
-                pending=len(master.queue.pending(builder.name)),
+                pending=master.queue.waiting(builder.name, 0)[0],
                 last=build_record(master, latest[builder.name]) if builder.name in latest else None,
             )
             for builder in master.pipeline.builders

@@ -69,6 +69,11 @@ class BuildQueue:
         ids = self._by_source.get((request.builder, source_key(request)), {})
         return [self._pending[i] for i in ids if i != request.id]
 
+    def waiting(self, builder: str, first: int) -> tuple[int, list[BuildRequest]]:
+        """How many requests ``builder`` has pending, and the ``first`` of them in the order they would run."""
+        live = [place for place in self._heaps.get(builder, ()) if place[2] in self._pending]
+        return len(live), [self._pending[i] for _, _, i in heapq.nsmallest(first, live)]
+
     def count(self, builder: str | None = None) -> int:
         if builder is None:
             return len(self._pending)

@@ -201,11 +201,9 @@ class Builds:
             query = query.where(t.builds.c.request_id == request_id)
         return await self._db.read(lambda conn: [build_dict(row) for row in conn.execute(query)])
 
-    async def latest(self) -> dict[str, dict[str, Any]]:
-        """The newest build of each builder."""
-        newest = sa.select(sa.func.max(t.builds.c.id)).group_by(t.builds.c.builder).scalar_subquery()
-        query = select_builds().where(t.builds.c.id.in_(newest))
-        return await self._db.read(lambda conn: {row.builder: build_dict(row) for row in conn.execute(query)})
+    async def latest(self, builders: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The newest build of each of ``builders`` that has one."""
+        return {name: builds[0] for name, builds in (await self.recent(builders, 1)).items()}
 
     async def get(self, build_id: int) -> dict[str, Any]:
         """One build with its steps (and each step's log names)."""
@@ -258,22 +256,19 @@ class Builds:
             raise NotFound(f"no build {builder}/{number}")
         return found
 
-    async def recent(self, per_builder: int) -> dict[str, list[dict[str, Any]]]:
-        """The newest ``per_builder`` builds of every builder, newest first (one query)."""
-        rank = sa.func.row_number().over(partition_by=t.builds.c.builder, order_by=t.builds.c.id.desc())
-        ranked = sa.select(t.builds.c.id, rank.label("rank")).subquery()
-        query = (
-            select_builds()
-            .join(ranked, ranked.c.id == t.builds.c.id)
-            .where(ranked.c.rank <= per_builder)
-            .order_by(t.builds.c.id.desc())
-        )
+    async def recent(self, builders: Iterable[str], per_builder: int) -> dict[str, list[dict[str, Any]]]:
+        """The newest ``per_builder`` builds of each of ``builders``, newest first (those with builds).
+
+        Each builder's are a range of the (builder, number) index, read backwards: however long the
+        history, a read costs what it returns.
+        """
+        names = list(builders)
+        b = t.builds.c
+        query = select_builds().where(b.builder == sa.bindparam("name")).order_by(b.number.desc()).limit(per_builder)
 
         def fn(conn: sa.Connection) -> dict[str, list[dict[str, Any]]]:
-            out: dict[str, list[dict[str, Any]]] = {}
-            for row in conn.execute(query):
-                out.setdefault(row.builder, []).append(build_dict(row))
-            return out
+            found = {name: [build_dict(row) for row in conn.execute(query, {"name": name})] for name in names}
+            return {name: builds for name, builds in found.items() if builds}
 
         return await self._db.read(fn)
 

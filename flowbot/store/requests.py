@@ -58,20 +58,29 @@ class Requests:
         await self._db.submit(op)
 
     async def query(
-        self, *, pending: bool | None = None, limit: int = 200, request_id: int | None = None
+        self,
+        *,
+        pending: bool | None = None,
+        limit: int = 200,
+        offset: int = 0,
+        builder: str | None = None,
+        request_id: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Requests oldest first when pending, newest first otherwise (or the one ``request_id``)."""
+        """Requests in the order they would run when pending, newest first otherwise (or the one
+        ``request_id``), of ``builder`` or all: ``limit`` of them from the ``offset``-th (a page)."""
         r = t.buildrequests
         query = sa.select(r, t.buildsets.c.reason).join(t.buildsets, t.buildsets.c.id == r.c.buildset_id)
         if request_id is not None:
             query = query.where(r.c.id == request_id)
+        if builder is not None:
+            query = query.where(r.c.builder == builder)
         if pending:
             query = query.where(r.c.complete_at.is_(None)).order_by(r.c.priority.desc(), r.c.id)
         else:
             if pending is False:
                 query = query.where(r.c.complete_at.is_not(None))
             query = query.order_by(r.c.id.desc())
-        query = query.limit(limit)
+        query = query.limit(limit).offset(offset)
 
         def fn(conn: sa.Connection) -> list[dict[str, Any]]:
             rows = conn.execute(query).all()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.iostream
 import tornado.web
 
-from ..defaults import LOG_PAGE_CHUNKS, LOG_TAIL_LINES, MAX_LIST
+from ..defaults import BUILDER_PENDING_SHOWN, LOG_PAGE_CHUNKS, LOG_TAIL_LINES, MAX_LIST
 from ..errors import (
     BodyTooLarge,
     ConfigError,
@@ -119,7 +119,7 @@ class ApiHandler(tornado.web.RequestHandler):
             raise InvalidRequest("the body must be a JSON object")
         return payload
 
-    def int_argument(self, name: str, default: int, maximum: int = MAX_LIST) -> int:
+    def int_argument(self, name: str, default: int, maximum: int = MAX_LIST, minimum: int = 1) -> int:
         raw = self.get_query_argument(name, None)
         if raw is None:
             return default
@@ -127,8 +127,8 @@ class ApiHandler(tornado.web.RequestHandler):
             value = int(raw)
         except ValueError:
             raise InvalidRequest(f"{name} must be an integer, not {raw!r}") from None
-        if not 1 <= value <= maximum:
-            raise InvalidRequest(f"{name} must be between 1 and {maximum}")
+        if not minimum <= value <= maximum:
+            raise InvalidRequest(f"{name} must be between {minimum} and {maximum}")
         return value
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
@@ -211,7 +211,7 @@ class BuildersHandler(ApiHandler):
             if name is not None and builder.name != name:
                 continue
             scheduler = self.master.pipeline.force_scheduler_for(builder.name)
-            pending = self.master.queue.pending(builder.name)
+            pending, first = self.master.queue.waiting(builder.name, BUILDER_PENDING_SHOWN)
             builders.append(
                 {
                     "name": builder.name,
@@ -219,8 +219,8 @@ class BuildersHandler(ApiHandler):
                     "workers": builder.workers,
                     "tags": builder.tags,
                     "steps": builder.step_names,
-                    "pending": len(pending),
-                    "pending_requests": sorted(r.id for r in pending),
+                    "pending": pending,
+                    "pending_requests": [r.id for r in first],
                     "running": self.master.dispatcher.running_count(builder.name),
                     "held": self.master.dispatcher.held_builders.get(builder.name),
                     "force": force_form(scheduler) if scheduler is not None else None,
@@ -229,8 +229,9 @@ class BuildersHandler(ApiHandler):
             )
         if name is not None and not builders:
             raise NotFound(f"no builder named {name!r}")
-        latest = await self.master.store.builds.latest()
-        recent = await self.master.store.builds.recent(per_builder) if per_builder else None
+        names = [entry["name"] for entry in builders]
+        latest = await self.master.store.builds.latest(names)
+        recent = await self.master.store.builds.recent(names, per_builder) if per_builder else None
         for entry in builders:
             entry["last_build"] = latest.get(entry["name"])
             if recent is not None:
@@ -377,7 +378,12 @@ class BuildRequestsHandler(ApiHandler):
         pending = None if raw is None else _BOOLEANS.get(raw.lower())
         if raw is not None and pending is None:
             raise InvalidRequest(f"pending must be true or false, not {raw!r}")
-        requests = await self.master.store.requests.query(pending=pending, limit=self.int_argument("limit", 200))
+        requests = await self.master.store.requests.query(
+            pending=pending,
+            limit=self.int_argument("limit", 200),
+            offset=self.int_argument("offset", 0, maximum=2**31, minimum=0),
+            builder=self.get_query_argument("builder", None),
+        )
         self.reply({"buildrequests": [waiting(self.master, r) for r in requests]})
 
 

@@ -330,3 +330,25 @@ def test_without_playwright_the_browser_tests_skip_locally_and_fail_in_ci(tmp_pa
     # Then it is skipped locally and fails in CI, saying why
     assert outcome in run.stdout, run.stdout
     assert "Playwright is not installed" in run.stdout + run.stderr
+
+
+def test_the_overview_counts_a_deep_queue_live_though_its_listing_names_only_the_first_requests(
+    master_factory, worker_factory, page, expect
+):
+    # Given more builds of quick waiting than the builders' listing names, with no worker yet
+    master = master_factory(PIPELINE.format(imports="", auth=""))
+    forced = [master.client.force("quick")[0] for _ in range(12)]
+    page.goto(master.url + "/")
+    state = page.locator('.row[data-builder="quick"] .state')
+    expect(state).to_have_text("12 pending")
+    expect(page.locator("#live")).to_have_text("live")
+
+    # When the last one, which the listing did not name, is cancelled
+    master.client.request("POST", f"/api/buildrequests/{forced[-1]}/cancel")
+    # Then the count follows, live
+    expect(state).to_have_text("11 pending")
+
+    # And when a worker builds them all, the count goes down to nothing
+    worker_factory(master, "w1", "s")
+    finished_builds(master.client, 11, timeout=120)
+    expect(state).to_have_text("idle")

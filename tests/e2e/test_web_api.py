@@ -10,6 +10,7 @@ import urllib.request
 import pytest
 import zmq
 
+from flowbot.defaults import BUILDER_PENDING_SHOWN
 from flowbot.errors import InvalidRequest, NotFound
 
 from ..support import finished_builds, running_build, wait_for
@@ -193,6 +194,26 @@ def test_metrics_show_the_requests_waiting_for_a_worker_until_one_takes_them(mas
     finished_builds(master.client, 3)
     assert metric(master, 'flowbot_queue_length{builder="unit"}') == 0
     assert metric(master, 'flowbot_queue_length{builder="lint"}') == 0
+
+
+def test_a_deep_queue_is_counted_in_the_builders_listing_and_read_a_page_at_a_time(master_factory):
+    # Given a master with no worker, and a dozen builds of unit forced and one of lint
+    master = master_factory(PIPELINE)
+    forced = [master.client.force("unit")[0] for _ in range(12)]
+    master.client.force("lint")
+
+    # Then the builders' listing counts unit's requests and names only the first few in line
+    unit = master.client.request("GET", "/api/builders/unit")
+    assert unit["pending"] == 12 and unit["pending_requests"] == forced[:BUILDER_PENDING_SHOWN]
+
+    # And the whole queue of unit is read a page at a time
+    def page(offset: int) -> list[int]:
+        query = {"pending": "true", "builder": "unit", "limit": 5, "offset": offset}
+        return [r["id"] for r in master.client.request("GET", "/api/buildrequests", query=query)["buildrequests"]]
+
+    assert page(0) + page(5) + page(10) == forced and page(15) == []
+    with pytest.raises(InvalidRequest, match="offset must be between 0"):
+        master.client.request("GET", "/api/buildrequests", query={"offset": -1})
 
 
 def test_the_page_is_served_with_its_assets_and_a_strict_policy(master):

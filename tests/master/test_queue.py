@@ -47,3 +47,19 @@ def test_each_builder_waits_at_the_place_of_its_first_request_by_priority_then_a
     queue.remove(1)
     assert sorted(queue.heads()) == [((0, 2, 2), "b"), ((0, 3, 3), "a")]
     assert queue.first("a").id == 3
+
+
+def test_a_builder_says_how_many_requests_wait_and_which_come_first_without_listing_them_all() -> None:
+    # Given a deep queue of one builder, an urgent request among them and some taken out
+    queue = BuildQueue()
+    for request_id in range(1, 1001):
+        queue.add(BuildRequest(request_id, request_id, "unit", (), priority=100 if request_id == 500 else 0,
+                               submitted_at=request_id))  # fmt: skip
+    for request_id in (1, 2, 3):
+        queue.remove(request_id)
+
+    # Then the builder has 997 waiting, the urgent one first, then the oldest
+    count, first = queue.waiting("unit", 4)
+    assert count == 997
+    assert [r.id for r in first] == [500, 4, 5, 6]
+    assert queue.waiting("other", 4) == (0, [])

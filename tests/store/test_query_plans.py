@@ -164,3 +164,19 @@ async def test_the_requests_pending_are_read_from_an_index_of_them_alone(store: 
     assert len(explained) == 2
     for each in explained:
         assert "ix_buildrequests_pending" in each and "Seq Scan on buildrequests" not in each, each
+
+
+async def test_the_newest_builds_of_each_builder_are_a_range_of_an_index(store: Store):
+    # When the web page's overview reads the newest builds of each builder, in a long history
+    with plans(store, "builds") as explained:
+        recent = await store.builds.recent(["b0", "b1", "b2", "b3", "gone"], 25)
+    # Then each builder has its newest, newest first (a builder without builds has none)
+    assert [b["id"] for b in recent["b1"]] == list(range(BUILDS - 2, BUILDS - 2 - 25 * 4, -4))
+    assert sorted(recent) == ["b0", "b1", "b2", "b3"]
+    # And each builder's are read backwards along the (builder, number) index: no scan of the
+    # builds, no sort, nothing ranked over the whole table
+    assert len(explained) == 5
+    for each in explained:
+        index = "sqlite_autoindex_builds_1" if store.dialect == "sqlite" else "uq_builds_builder_number"
+        assert searches(store, each, "builds", index), each
+        assert "TEMP B-TREE" not in each and "Sort" not in each and "WindowAgg" not in each, each

@@ -488,7 +488,7 @@ async def test_builds_are_newest_first_and_filter_by_builder_result_and_limit(st
     assert ids(await store.builds.query(limit=2)) == [made[4], made[3]]
     assert await store.builds.query(builder="docs") == []
     # And the newest build of each builder is at hand
-    latest = await store.builds.latest()
+    latest = await store.builds.latest(["unit", "lint", "docs"])
     assert {name: b["id"] for name, b in latest.items()} == {"unit": made[4], "lint": made[3]}
 
 

@@ -326,7 +326,9 @@ function forceForm(builder, onDone) {
 // -- the overview: builders and their latest builds ----------------------------------------------
 
 function overview(tag = null) {
-  const rows = new Map(); // builder name -> { cells, state, pending:Set, running:Set }
+  // builder name -> { cells, state, pending:Set, unlisted, running:Set }: the listing names the first
+  // few pending requests, and counts those it does not name (unlisted)
+  const rows = new Map();
 
   function cell(build) {
     const running = build.result === null || build.result === undefined;
@@ -341,11 +343,16 @@ function overview(tag = null) {
   function drawState(row) {
     const parts = [];
     if (row.running.size) parts.push(`${row.running.size} running`);
-    if (row.pending.size) parts.push(`${row.pending.size} pending`);
+    const pending = row.pending.size + row.unlisted;
+    if (pending) parts.push(`${pending} pending`);
     row.state.textContent = parts.join(", ") || "idle";
   }
 
-  function put(build) {
+  function takeRequest(row, requestId) {
+    if (!row.pending.delete(requestId) && row.unlisted > 0) row.unlisted -= 1;
+  }
+
+  function put(build, started) {
     const row = rows.get(build.builder);
     if (!row) return;
     const fresh = cell(build);
@@ -357,7 +364,8 @@ function overview(tag = null) {
     }
     if (build.result) row.running.delete(build.id);
     else row.running.add(build.id);
-    row.pending.delete(build.request_id);
+    if (started) takeRequest(row, build.request_id);
+    else row.pending.delete(build.request_id);
     drawState(row);
   }
 
@@ -380,6 +388,7 @@ function overview(tag = null) {
         cells: h("div", { class: "cells" }),
         state: h("span", { class: "state" }),
         pending: new Set(builder.pending_requests),
+        unlisted: builder.pending - builder.pending_requests.length,
         running: new Set(),
       };
       rows.set(builder.name, row);
@@ -420,9 +429,9 @@ function overview(tag = null) {
     { types: "build.started,build.finished,request.new,request.cancelled" },
     load,
     (event) => {
-      if (event.build) put(event.build);
+      if (event.build) put(event.build, event.type === "build.started");
       else if (event.type === "request.new") rows.get(event.builder)?.pending.add(event.request_id);
-      else if (event.type === "request.cancelled") rows.get(event.builder)?.pending.delete(event.request_id);
+      else if (event.type === "request.cancelled" && rows.has(event.builder)) takeRequest(rows.get(event.builder), event.request_id);
       const row = rows.get(event.builder || event.build?.builder);
       if (row) drawState(row);
     });
