@@ -19,7 +19,7 @@ from .dtypes import FAILING, VERDICTS, TimeLike, bin_edges, durations, offset, t
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from .history import History
+    from .reader import Reader
 
 _b, _s = t.builds.c, t.steps.c
 _GROUPS = {"builder": _b.builder, "worker": _b.worker, "branch": _b.branch}
@@ -79,7 +79,7 @@ def queue_seconds(frame: pd.DataFrame) -> pd.Series:
 
 
 def failure_rate(
-    history: History,
+    reader: Reader,
     by: str | None = "builder",
     freq: str = "D",
     builder: str | None = None,
@@ -87,21 +87,11 @@ def failure_rate(
     since: TimeLike = None,
     until: TimeLike = None,
 ) -> pd.DataFrame:
-    """The share of builds that failed, per period of ``freq`` (and per ``by``: builder, worker, branch).
-
-    A build counts when it ended with a verdict on the code: SUCCESS or WARNINGS pass, FAILURE or
-    EXCEPTION fail; SKIPPED, RETRY and CANCELLED builds, and running ones, are left out.
-
-    Returns:
-        Columns ``[by], period, builds, failed, failure_rate``; periods without builds are absent.
-
-    Raises:
-        ValueError: an unknown ``by`` or a bad ``freq``.
-    """
+    """The share of builds that failed, per period of ``freq`` (and per ``by``: builder, worker, branch)."""
     keys = _group_column(by)
     offset(freq)  # a bad freq fails before the query runs
     query = sa.select(*keys, _b.started_at, _b.result).where(_b.result.in_([int(r) for r in VERDICTS]))
-    frame = history.read(history.build_filter(query, builder=builder, branch=branch, since=since, until=until))
+    frame = reader.read(reader.build_filter(query, builder=builder, branch=branch, since=since, until=until))
     frame["period"] = periods(frame["started_at"], freq)
     frame["failed"] = frame["result"].isin([int(r) for r in FAILING])
     names = [by] if by else []
@@ -127,21 +117,16 @@ def period_for(seconds: float) -> str:
 
 
 def plot_failure_rate(
-    history: History, by: str | None = "builder", freq: str | None = None, ax: Axes | None = None, **filters: Any
+    reader: Reader, by: str | None = "builder", freq: str | None = None, ax: Axes | None = None, **filters: Any
 ) -> Axes:
-    """Draw :func:`failure_rate` as one line per ``by`` value; returns the matplotlib Axes.
-
-    ``freq`` is chosen from the span of the builds unless given (hours for a day of builds, days for
-    weeks, weeks for a year), and the axes fit the data. Needs matplotlib (``pip install
-    'flowbot[plot]'``); ``filters`` are those of :func:`failure_rate`.
-    """
+    """Draw :func:`failure_rate` as one line per ``by`` value; returns the matplotlib Axes."""
     try:
         import matplotlib.pyplot as plt
     except ImportError:
         raise ImportError("plotting needs matplotlib: pip install 'flowbot[plot]'") from None
     if freq is None:
-        span = history.read(
-            history.build_filter(
+        span = reader.read(
+            reader.build_filter(
                 sa.select(sa.func.min(_b.started_at).label("first"), sa.func.max(_b.started_at).label("last")).where(
                     _b.result.in_([int(r) for r in VERDICTS])
                 ),
@@ -150,7 +135,7 @@ def plot_failure_rate(
         )
         first, last = span["first"].iloc[0], span["last"].iloc[0]
         freq = period_for(last - first if pd.notna(first) else 0.0)
-    rates = failure_rate(history, by=by, freq=freq, **filters)
+    rates = failure_rate(reader, by=by, freq=freq, **filters)
     wide = rates.pivot(index="period", columns=by, values="failure_rate") if by else rates.set_index("period")
     if ax is None:
         _, ax = plt.subplots(figsize=(9, 4))
@@ -168,7 +153,7 @@ def plot_failure_rate(
 
 
 def queue_times(
-    history: History,
+    reader: Reader,
     by: str | None = "builder",
     builder: str | None = None,
     since: TimeLike = None,
@@ -176,12 +161,12 @@ def queue_times(
 ) -> pd.DataFrame:
     """How long builds waited for a worker: ``builds, mean, p50, p95, max`` per ``by``, longest p95 first."""
     keys = _group_column(by)
-    query = history.with_requests(
-        sa.select(*keys, _b.request_id, history.submitted_at.label("submitted_at"), _b.started_at, _b.finished_at)
+    query = reader.with_requests(
+        sa.select(*keys, _b.request_id, reader.submitted_at.label("submitted_at"), _b.started_at, _b.finished_at)
     )
     if needs_previous_end(since=since):
         query = query.add_columns(PREVIOUS_END.label("previous_end"))
-    frame = history.read(history.build_filter(query, builder=builder, since=since, until=until).order_by(_b.id))
+    frame = reader.read(reader.build_filter(query, builder=builder, since=since, until=until).order_by(_b.id))
     frame["waited"] = queue_seconds(frame)
     names = [by] if by else []
     grouped = frame.groupby(names, dropna=False)["waited"] if names else frame.assign(_all=0).groupby("_all")["waited"]
@@ -194,17 +179,13 @@ def queue_times(
 
 
 def slowest_steps(
-    history: History,
+    reader: Reader,
     n: int = 10,
     builder: str | None = None,
     since: TimeLike = None,
     until: TimeLike = None,
 ) -> pd.DataFrame:
-    """The ``n`` steps (by builder and step name) that take longest on average.
-
-    Returns:
-        Columns ``builder, step, runs, mean, p50, p95, max, total``, slowest mean first.
-    """
+    """The ``n`` steps (by builder and step name) that take longest on average."""
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n={n!r}: ask for at least one step")
     took = _s.finished_at - _s.started_at
@@ -213,8 +194,8 @@ def slowest_steps(
         .join(t.builds, _b.id == _s.build_id)
         .where(_s.finished_at.is_not(None), _s.started_at.is_not(None))
     )
-    base = history.build_filter(base, builder=builder, since=since, until=until)
-    top = history.read(
+    base = reader.build_filter(base, builder=builder, since=since, until=until)
+    top = reader.read(
         base.add_columns(
             sa.func.count().label("runs"),
             sa.func.avg(took, type_=sa.Float).label("mean"),
@@ -226,7 +207,7 @@ def slowest_steps(
         .limit(n)
     )
     pairs = list(zip(top["builder"], top["step"], strict=True))
-    runs = history.read(base.add_columns(took.label("took")).where(sa.tuple_(_b.builder, _s.name).in_(pairs)))
+    runs = reader.read(base.add_columns(took.label("took")).where(sa.tuple_(_b.builder, _s.name).in_(pairs)))
     took_by_step = runs.groupby(["builder", "step"])["took"]
     quantiles = pd.DataFrame({"p50": took_by_step.quantile(0.5), "p95": took_by_step.quantile(0.95)})
     top = top.join(quantiles, on=["builder", "step"])
@@ -236,27 +217,19 @@ def slowest_steps(
 
 
 def worker_utilisation(
-    history: History,
+    reader: Reader,
     freq: str = "D",
     worker: str | None = None,
     since: TimeLike = None,
     until: TimeLike = None,
 ) -> pd.DataFrame:
-    """How busy each worker was per period of ``freq``: the time its builds ran over the period's length.
-
-    A build that spans periods counts in each for the part it ran there; a running build counts
-    until now. A worker that runs builds in parallel can exceed 1.0.
-
-    Returns:
-        Columns ``worker, period, builds`` (started in the period), ``busy, utilisation``; one row
-        per worker and period from the first build to the last, idle periods included.
-    """
+    """How busy each worker was per period of ``freq``: the time its builds ran over the period's length."""
     step = offset(freq)
-    history.check_worker(worker)
+    reader.check_worker(worker)
     query = sa.select(_b.worker, _b.started_at, _b.finished_at)
     if worker is not None:
         query = query.where(_b.worker == worker)
-    frame = history.read(history.build_filter(query, since=since, until=until))
+    frame = reader.read(reader.build_filter(query, since=since, until=until))
     columns = ["worker", "period", "builds", "busy", "utilisation"]
     if frame.empty:
         return pd.DataFrame({c: pd.Series(dtype=d) for c, d in zip(columns, _UTILISATION_DTYPES, strict=True)})

@@ -19,11 +19,12 @@ from ansi2html import Ansi2HTMLConverter
 from ..errors import NotFound
 from ..store import schema as t
 from ..store.log_codec import unpack
+from . import frames
 from .dtypes import durations, results, timestamps
 from .search import STREAMS
 
 if TYPE_CHECKING:
-    from .history import History
+    from .reader import Reader
 
 _b, _s, _l, _tr = t.builds.c, t.steps.c, t.log_chunks.c, t.test_results.c
 #: Lines of the failing step's log a report shows.
@@ -116,21 +117,17 @@ def _seconds(took: object) -> str:
     return f"{took.total_seconds():.1f} s" if isinstance(took, pd.Timedelta) and pd.notna(took) else ""
 
 
-def build_report(history: History, build_id: int) -> BuildReport:
-    """Build ``build_id``'s steps, logs and test results as frames (see :class:`BuildReport`).
-
-    Raises:
-        NotFound: no such build.
-    """
-    with history.engine.connect() as conn:
+def build_report(reader: Reader, build_id: int) -> BuildReport:
+    """Build ``build_id``'s steps, logs and test results as frames (see :class:`BuildReport`)."""
+    with reader.engine.connect() as conn:
         known = conn.execute(sa.select(_b.builder, _b.started_at).where(_b.id == build_id)).first()
     if known is None:
         raise NotFound(f"no build with id {build_id}")
     # Read as builds() and test_results() read them, narrowed to the builds that started at that instant.
     narrowed = {"builder": known.builder, "since": known.started_at, "until": known.started_at + 1e-3}
-    builds = history.builds(**narrowed)
+    builds = frames.builds(reader, **narrowed)
     found = builds[builds["build_id"] == build_id]
-    steps = history.read(
+    steps = reader.read(
         sa.select(
             _s.id.label("step_id"),
             _s.number,
@@ -151,8 +148,8 @@ def build_report(history: History, build_id: int) -> BuildReport:
     steps["hidden"] = steps["hidden"].astype(bool)
     steps["started_at"], steps["finished_at"] = timestamps(steps["started_at"]), timestamps(steps["finished_at"])
     steps["number"] = steps["number"] + 1
-    chunks = history.read(
-        sa.select(_l.step_id, _l.log, _l.first_line, _l.content, history.compressed.label("compressed"), _l.streams)
+    chunks = reader.read(
+        sa.select(_l.step_id, _l.log, _l.first_line, _l.content, reader.compressed.label("compressed"), _l.streams)
         .join(t.steps, _s.id == _l.step_id)
         .where(_s.build_id == build_id)
         .order_by(_s.number, _l.log, _l.first_line)
@@ -164,7 +161,7 @@ def build_report(history: History, build_id: int) -> BuildReport:
             number, name = numbers[chunk.step_id], names[chunk.step_id]
             rows.append((number, name, chunk.log, chunk.first_line + offset + 1, STREAMS.get(stream, stream), text))
     logs = pd.DataFrame(rows, columns=["step", "step_name", "log", "line", "stream", "text"])
-    tests = history.test_results(**narrowed)
+    tests = frames.test_results(reader, **narrowed)
     tests = tests[tests["build_id"] == build_id]
     failing = tests["outcome"].isin(["failed", "error"])
     tests = pd.concat([tests[failing], tests[~failing]]).reset_index(drop=True)

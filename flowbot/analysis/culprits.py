@@ -19,7 +19,7 @@ from ..store import schema as t
 from .dtypes import FAILING, VERDICTS, TimeLike, timestamps
 
 if TYPE_CHECKING:
-    from .history import History
+    from .reader import Reader
 
 _b, _c = t.builds.c, t.changes.c
 
@@ -38,23 +38,13 @@ COLUMNS = [
 ]
 
 
-def culprits(history: History, builder: str, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
-    """For each time ``builder`` went from passing to failing, the changes that may have done it.
-
-    Returns:
-        One row per suspect change: ``branch, good_build, bad_build`` (build numbers),
-        ``good_revision, bad_revision, failed_at`` (the bad build's start), and the change's
-        ``change_id, revision, author, comments, when``. A transition with no recorded change in
-        between (a forced build, say) still has a row, with the change's columns missing.
-
-    Raises:
-        NotFound: ``builder`` has no builds.
-    """
+def culprits(reader: Reader, builder: str, since: TimeLike = None, until: TimeLike = None) -> pd.DataFrame:
+    """For each time ``builder`` went from passing to failing, the changes that may have done it."""
     if not isinstance(builder, str):
         raise ValueError(f"culprits needs one builder's name; got {builder!r}")
-    columns = (_b.branch, _b.number, _b.revision, _b.result, _b.started_at, history.submitted_at.label("submitted_at"))
-    query = history.with_requests(sa.select(*columns)).where(_b.result.in_([int(r) for r in VERDICTS]))
-    builds = history.read(history.build_filter(query, builder=builder, since=since, until=until).order_by(_b.id))
+    columns = (_b.branch, _b.number, _b.revision, _b.result, _b.started_at, reader.submitted_at.label("submitted_at"))
+    query = reader.with_requests(sa.select(*columns)).where(_b.result.in_([int(r) for r in VERDICTS]))
+    builds = reader.read(reader.build_filter(query, builder=builder, since=since, until=until).order_by(_b.id))
     builds["bad"] = builds["result"].isin([int(r) for r in FAILING])
     before = builds.groupby("branch", dropna=False).shift()
     broke = builds["bad"] & (before["bad"] == False)  # noqa: E712 (False, not missing: there was a build before)
@@ -72,7 +62,7 @@ def culprits(history: History, builder: str, since: TimeLike = None, until: Time
     )
     if transitions.empty:
         return _empty()
-    changes = _changes_between(history, transitions)
+    changes = _changes_between(reader, transitions)
     # Each change belongs to the first transition on its branch requested at or after it arrived.
     suspects = pd.merge_asof(
         changes.sort_values("received_at"),
@@ -90,7 +80,7 @@ def culprits(history: History, builder: str, since: TimeLike = None, until: Time
     return out[COLUMNS]
 
 
-def _changes_between(history: History, transitions: pd.DataFrame) -> pd.DataFrame:
+def _changes_between(reader: Reader, transitions: pd.DataFrame) -> pd.DataFrame:
     """The changes on the transitions' branches received in the span they cover (a superset)."""
     columns = [_c.id.label("change_id"), _c.branch, _c.revision, _c.author, _c.comments, _c.when_at.label("when")]
     query = sa.select(*columns, _c.received_at)
@@ -98,7 +88,7 @@ def _changes_between(history: History, transitions: pd.DataFrame) -> pd.DataFram
     on_branch = _c.branch.in_(branches)
     if transitions["branch"].isna().any():
         on_branch = on_branch | _c.branch.is_(None)
-    return history.read(
+    return reader.read(
         query.where(
             on_branch,
             _c.received_at > float(transitions["after"].min()),

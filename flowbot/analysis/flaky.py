@@ -35,7 +35,7 @@ from .dtypes import span, timestamps
 if TYPE_CHECKING:
     import datetime as dt
 
-    from .history import History
+    from .reader import Reader
 
 _b, _tr = t.builds.c, t.test_results.c
 _TEST = ["suite", "classname", "name"]
@@ -60,39 +60,20 @@ COLUMNS = [
 
 
 def flaky_tests(
-    history: History,
+    reader: Reader,
     window: str | dt.timedelta = "7d",
     builder: str | None = None,
     min_flips: int = 3,
     min_blips: int = 3,
 ) -> pd.DataFrame:
-    """Tests that look flaky in the last ``window`` of history, most flaky first.
-
-    Args:
-        window: how far back from the newest build to look (``"7d"``, ``"12h"``, a timedelta):
-            flakiness is about how a test behaves now, and a week holds enough runs to tell on a
-            busy builder. Counting from the newest build rather than from now makes a copy of an
-            old database answer the same way.
-        builder: only this builder's runs.
-        min_flips: flips that make a test flaky. A flip is between runs of one revision, which then
-            both passed and failed, so a test with one is flaky anyway; 0 lists every test that failed.
-        min_blips: blips that make a test flaky (see the module docstring): a lone failure may be
-            a change broken and fixed at once, several are a pattern.
-
-    Returns:
-        One row per test: ``suite, classname, name, runs, passed, failed, flips`` (between runs of
-        one revision on one builder), ``blips`` (runs unlike both runs beside them on their
-        builder), ``mixed_revisions`` (revisions on which it both passed and failed, on any
-        builders), ``flakiness`` (0 to 1), and the evidence: ``revisions`` and ``failed_builds``
-        (up to five of each, newest first, as lists) and ``last_failed_at``.
-    """
-    history.require("test_results")
+    """Tests that look flaky in the last ``window`` of reader, most flaky first."""
+    reader.require("test_results")
     seconds = span(window, "window")
-    history.check_builder(builder)
+    reader.check_builder(builder)
     newest = sa.select(sa.func.max(_b.started_at))
     if builder is not None:
         newest = newest.where(_b.builder == builder)
-    with history.engine.connect() as conn:
+    with reader.engine.connect() as conn:
         latest = conn.execute(newest).scalar()
         if latest is None:
             return _empty()

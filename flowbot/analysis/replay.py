@@ -38,7 +38,7 @@ from .simulation import Simulation
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
-    from .history import History
+    from .reader import Reader
 
 _b, _r, _s, _c = t.builds.c, t.buildrequests.c, t.steps.c, t.changes.c
 #: Builds of each builder whose steps are timed, at most (see :func:`_step_means`).
@@ -125,7 +125,7 @@ class StepTimes:
 
 @dataclass(frozen=True)
 class Replay:
-    """What a candidate pipeline would have done with a stretch of history.
+    """What a candidate pipeline would have done with a stretch of reader.
 
     Attributes:
         builds: one row per simulated build: ``request, builder, branch, revision, worker,
@@ -186,63 +186,41 @@ def _with_all(per_builder: pd.Series, total: Any) -> pd.Series:
 
 
 def replay(
-    history: History,
+    reader: Reader,
     pipeline: Pipeline,
     since: TimeLike = None,
     until: TimeLike = None,
     workers: Mapping[str, int] | None = None,
     durations: Mapping[str, float] | None = None,
 ) -> Replay:
-    """What ``pipeline`` would have built, where and when, had it run this history: a what-if.
-
-    Changes received in [since, until) go through the pipeline's schedulers (their filters,
-    tree-stable timers and timed runs, on the simulated clock); requests no change caused
-    (forced, triggered, rebuilt) come when they were made, for the builders the pipeline has. The
-    queue, collapsing, priorities, the builders' hooks, locks and the workers' limits are the
-    master's own (:mod:`flowbot.analysis.simulation`); builds take their recorded step times (see
-    :mod:`flowbot.analysis.replay`); no worker runs anything, and every worker is there.
-
-    Args:
-        pipeline: the candidate.
-        since, until: the stretch of history to replay, by when things came in (all of it by default).
-        workers: how many of each worker to simulate, by name (``{"linux": 3}``); the others count once.
-        durations: the seconds a build takes, for builders that never ran in this history.
-
-    Returns:
-        A :class:`Replay`: ``.builds``, a frame of the simulated builds (``builder, revision,
-        submitted_at, started_at, finished_at, queue_time``... as :meth:`builds` has them),
-        ``.requests``, and ``.compare()`` against what happened.
-
-    Raises:
-        ValueError: a builder the history never ran and ``durations`` does not time, or a bad ``workers``.
-    """
+    """What ``pipeline`` would have built, where and when, had it run this history: a what-if."""
     start, end = epoch(since, "since"), epoch(until, "until")
     with _collecting_later():
-        return _replay(history, pipeline, start, end, workers, durations)
+        return _replay(reader, pipeline, start, end, workers, durations)
 
 
 def _replay(
-    history: History,
+    reader: Reader,
     pipeline: Pipeline,
     start: float | None,
     end: float | None,
     workers: Mapping[str, int] | None,
     durations: Mapping[str, float] | None,
 ) -> Replay:
-    with history.engine.connect() as conn:
+    with reader.engine.connect() as conn:
         changes, received = _changes(conn, start, end)
         timed = {s.name for s in pipeline.schedulers if s.timed}
         made = [r for r in _requests_made(conn, start, end) if r[1] not in timed]
-        recorded = _recorded_builds(history, conn, start, end)
-        means = _step_means(history, conn, start, end, recorded)
-        collapsed = _collapsed(history, conn, start, end)
+        recorded = _recorded_builds(reader, conn, start, end)
+        means = _step_means(reader, conn, start, end, recorded)
+        collapsed = _collapsed(reader, conn, start, end)
     times = StepTimes(means, _by_request_and_revision(recorded), durations)
     notes = []
     builders = {b.name for b in pipeline.builders}
     untimed = sorted(b for b in builders if not times.known(b))
     if untimed:
         raise ValueError(
-            f"builder(s) {untimed} never ran in this history, so nothing says how long their builds take: "
+            f"builder(s) {untimed} never ran in this reader, so nothing says how long their builds take: "
             f"give durations={{{untimed[0]!r}: seconds, ...}}"
         )
     replayed = [request for request, _ in made if request.builder in builders]
@@ -345,7 +323,7 @@ def _requests_made(conn: sa.Connection, start: float | None, end: float | None) 
     ]
 
 
-def _recorded_builds(history: History, conn: sa.Connection, start: float | None, end: float | None) -> pd.DataFrame:
+def _recorded_builds(reader: Reader, conn: sa.Connection, start: float | None, end: float | None) -> pd.DataFrame:
     """The builds of the requests submitted in [start, end): ``builder, worker, revision, request_id,
     result`` and, in seconds, ``duration`` and ``queue_time``."""
     kinds = {
@@ -360,14 +338,14 @@ def _recorded_builds(history: History, conn: sa.Connection, start: float | None,
         "finished_at": Kind.TIME,
     }
     columns = [_b.builder, _b.worker, _b.revision, _b.request_id, _b.result]
-    query = history.with_requests(
+    query = reader.with_requests(
         sa.select(
             _b.id.label("build_id"),
             *columns,
-            history.submitted_at.label("submitted_at"),
+            reader.submitted_at.label("submitted_at"),
             _b.started_at,
             _b.finished_at,
-        ).where(*_window(history.submitted_at, start, end))
+        ).where(*_window(reader.submitted_at, start, end))
     )
     frame = pd.DataFrame(read_columns(conn, query, kinds))
     if not frame["build_id"].is_monotonic_increasing:  # rows come as the database read them
@@ -389,7 +367,7 @@ def _by_request_and_revision(builds: pd.DataFrame) -> dict[Any, tuple[float, str
 
 
 def _step_means(
-    history: History, conn: sa.Connection, start: float | None, end: float | None, builds: pd.DataFrame
+    reader: Reader, conn: sa.Connection, start: float | None, end: float | None, builds: pd.DataFrame
 ) -> dict[tuple[str, str, str], tuple[float, int]]:
     """``{(builder, worker, step): (seconds in all, runs)}`` of the finished steps of ``builds`` (those of
     the requests submitted in [start, end)): of each builder's builds, at most :data:`TIMED_BUILDS`,
@@ -397,10 +375,10 @@ def _step_means(
     every = (builds["builder"].value_counts() // TIMED_BUILDS).clip(lower=1)
     every = every[every > 1]
     took = _s.finished_at - _s.started_at
-    query = history.with_requests(
+    query = reader.with_requests(
         sa.select(_b.builder, _b.worker, _s.name, sa.func.sum(took), sa.func.count())
         .select_from(t.steps.join(t.builds, _b.id == _s.build_id))
-        .where(_s.finished_at.is_not(None), _s.started_at.is_not(None), *_window(history.submitted_at, start, end))
+        .where(_s.finished_at.is_not(None), _s.started_at.is_not(None), *_window(reader.submitted_at, start, end))
         .group_by(_b.builder, _b.worker, _s.name)
     )
     if len(every):
@@ -410,7 +388,7 @@ def _step_means(
     return {(builder, worker, step): (float(total), int(runs)) for builder, worker, step, total, runs in rows}
 
 
-def _collapsed(history: History, conn: sa.Connection, start: float | None, end: float | None) -> pd.Series:
+def _collapsed(reader: Reader, conn: sa.Connection, start: float | None, end: float | None) -> pd.Series:
     """How many requests of each builder, submitted in [start, end), were collapsed (SKIPPED, never built)."""
     built = sa.exists().where(_b.request_id == _r.id)
     # Counted here rather than grouped in SQL: SQLite would walk the builder index to group, reading

@@ -22,7 +22,7 @@ from ..store.log_search import QUEUE_TABLE, trigrams
 from .dtypes import TimeLike, timestamps
 
 if TYPE_CHECKING:
-    from .history import History
+    from .reader import Reader
 
 _b, _s, _l = t.builds.c, t.steps.c, t.log_chunks.c
 #: Stream tags as stored, and as shown.
@@ -44,30 +44,19 @@ SCAN = 200
 
 
 def search_logs(
-    history: History,
+    reader: Reader,
     pattern: str,
     builder: str | None = None,
     since: TimeLike = None,
     until: TimeLike = None,
     limit: int = 1000,
 ) -> pd.DataFrame:
-    """The log lines that contain ``pattern`` (plain text, any case), newest builds first.
-
-    Args:
-        pattern: the text to find; at least three characters to use the index.
-        builder, since, until: which builds to search (by the build's start).
-        limit: at most this many lines.
-
-    Returns:
-        Columns ``build_id, builder, build_number, started_at, step_number, step, log,
-        line_number`` (counted from 1, as editors do), ``stream`` (stdout, stderr or header) and
-        ``line``.
-    """
+    """The log lines that contain ``pattern`` (plain text, any case), newest builds first."""
     if not isinstance(pattern, str) or not pattern:
         raise ValueError("search_logs needs some text to look for")
     if not isinstance(limit, int) or limit < 1:
         raise ValueError(f"limit={limit!r}: ask for at least one line")
-    query = history.build_filter(
+    query = reader.build_filter(
         sa.select(
             _b.id.label("build_id"),
             _b.builder,
@@ -79,13 +68,13 @@ def search_logs(
             _l.log,
             _l.first_line,
             _l.content,
-            history.compressed.label("compressed"),
+            reader.compressed.label("compressed"),
             _l.streams,
         )
         .select_from(t.log_chunks)
         .join(t.steps, _s.id == _l.step_id)
         .join(t.builds, _b.id == _s.build_id)
-        .where(_candidates(history, pattern))
+        .where(_candidates(reader, pattern))
         .order_by(_l.id.desc())
         .limit(SCAN),
         builder=builder,
@@ -94,7 +83,7 @@ def search_logs(
     )
     found, count, below = [], 0, None
     while True:
-        chunks = history.read(query if below is None else query.where(_l.id < below))
+        chunks = reader.read(query if below is None else query.where(_l.id < below))
         if found and chunks.empty:
             break
         found.append(lines := _lines(chunks, pattern))
@@ -107,14 +96,14 @@ def search_logs(
     return lines.head(limit).reset_index(drop=True)[COLUMNS]
 
 
-def _candidates(history: History, pattern: str) -> sa.ColumnElement[bool]:
+def _candidates(reader: Reader, pattern: str) -> sa.ColumnElement[bool]:
     """The condition on ``log_chunks`` that finds the chunks that may hold ``pattern``: through the
     index where there is one, with the chunks it has yet to take in; else every compressed chunk,
     and the old ones that hold it."""
-    may_hold = sa.or_(history.compressed.is_not(None), _contains(_l.content, pattern))
-    if len(pattern) < 3 or t.LOG_SEARCH_TABLE not in history.tables:
+    may_hold = sa.or_(reader.compressed.is_not(None), _contains(_l.content, pattern))
+    if len(pattern) < 3 or t.LOG_SEARCH_TABLE not in reader.tables:
         return may_hold
-    if history.dialect == "sqlite":
+    if reader.dialect == "sqlite":
         index = sa.table(t.LOG_SEARCH_TABLE, sa.column("rowid"))
         match = sa.text(f"{t.LOG_SEARCH_TABLE} MATCH :grams").bindparams(grams=trigrams(pattern))
         hits = sa.select(index.c.rowid).where(match)

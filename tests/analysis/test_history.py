@@ -41,6 +41,24 @@ def assert_columns(frame: pd.DataFrame, expected: dict[str, str]) -> None:
             assert frame[column].dtype == dtype, (column, frame[column].dtype)
 
 
+def test_a_notebook_user_sees_the_frames_and_the_answers_and_nothing_of_how_they_are_read():
+    # What tab completion offers on a History: its frames, its answers, and closing it
+    public = {name for name in dir(History) if not name.startswith("_")}
+    assert public == {
+        # frames
+        "builds", "steps", "changes", "requests", "workers", "test_results",
+        # answers
+        "failure_rate", "plot_failure_rate", "queue_times", "slowest_steps", "worker_utilisation",
+        "culprits", "flaky_tests", "search_logs", "replay", "build",
+        # the database
+        "engine", "close",
+    }  # fmt: skip
+    # Each is a method of History's own, documented where a user looks (help(history.builds))
+    for name in public - {"engine"}:
+        method = getattr(History, name)
+        assert method.__qualname__ == f"History.{name}" and method.__doc__, name
+
+
 def test_builds_have_the_documented_columns_and_values(history):
     history, known = history
     builds = history.builds()
