@@ -18,8 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from flowbot_worker.cli import SECRET_VARIABLE
-from flowbot_worker.cli import command as worker_command
+from flowbot_worker.launch import SECRET_VARIABLE
+from flowbot_worker.launch import command as worker_command
 from playwright.sync_api import sync_playwright
 
 from flowbot.client import Client

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowbot_worker.cli import SECRET_VARIABLE
-from flowbot_worker.cli import command as worker_command
+from flowbot_worker.launch import SECRET_VARIABLE
+from flowbot_worker.launch import command as worker_command
 
 from flowbot.client import Client, MasterUnreachable
 

@@ -19,8 +19,8 @@ import time
 from importlib import resources
 from pathlib import Path
 
-from flowbot_worker.cli import SECRET_VARIABLE
-from flowbot_worker.cli import command as worker_command
+from flowbot_worker.launch import SECRET_VARIABLE
+from flowbot_worker.launch import command as worker_command
 
 from ..client import Client, MasterUnreachable
 from ..defaults import HTTP_HOST, HTTP_PORT, PIPELINE_FILE

@@ -13,8 +13,8 @@ import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from flowbot_worker.cli import SECRET_VARIABLE
-from flowbot_worker.cli import command as worker_command
+from flowbot_worker.launch import SECRET_VARIABLE
+from flowbot_worker.launch import command as worker_command
 
 #: Labels every instance carries: the master that started it, its worker definition, its own name.
 MASTER_LABEL = "flowbot-master"

@@ -15,8 +15,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from flowbot_worker.cli import SECRET_VARIABLE
-from flowbot_worker.cli import command as worker_command
+from flowbot_worker.launch import SECRET_VARIABLE
+from flowbot_worker.launch import command as worker_command
 
 from ..support import SAMPLE_PIPELINE, MasterProcess, finished_builds, free_port, pid_alive, step_log, wait_for
 

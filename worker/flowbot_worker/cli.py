@@ -5,7 +5,8 @@
     flowbot-worker start ./w1
 
 The secret comes from ``--secret``, ``--secret-file`` or ``FLOWBOT_WORKER_SECRET``, in that order;
-:func:`command` writes the command line that runs a worker, for those that start one.
+:func:`flowbot_worker.launch.command` writes the command line that runs a worker, for those that
+start one.
 A master that refuses the worker for good (a wrong secret, a name its pipeline does not declare)
 makes it exit with code 3 (:data:`EXIT_REFUSED`), unless ``--keep-trying`` is given.
 For a master that encrypts the link, ``flowbot-worker create-key DIR --name w1`` makes the worker's
@@ -30,30 +31,12 @@ from pathlib import Path
 from .curve import ClientKeys, create_key, key_pair, load_key_pair, public_key
 from .defaults import MASTER_ENDPOINT
 from .errors import KeyFileError
+from .launch import SECRET_VARIABLE
 from .worker import Worker
 
 CONFIG_FILE = "worker.json"
 #: The exit code after a refusal that trying again would not change.
 EXIT_REFUSED = 3
-
-
-#: How a worker is run with the Python that runs the caller.
-PROGRAM = (sys.executable, "-m", "flowbot_worker")
-#: The environment variable a worker reads its secret from.
-SECRET_VARIABLE = "FLOWBOT_WORKER_SECRET"
-
-
-def command(
-    master: str, name: str, basedir: str | os.PathLike, *options: str, program: tuple[str, ...] | list[str] = PROGRAM
-) -> list[str]:
-    """The command line that runs worker ``name`` in ``basedir``, dialling ``master``, with more
-    ``options`` (``--exit-with-parent``, key options). It carries no secret, which would show in
-    every process list: give the worker its secret in :data:`SECRET_VARIABLE`.
-
-    Args:
-        program: what runs the worker (another Python, a container's ``python3 -m flowbot_worker``).
-    """
-    return [*program, "--master", master, "--name", name, "--basedir", str(basedir), *options]
 
 
 def endpoint(address: str) -> str:
