@@ -19,6 +19,9 @@ LIVENESS = _worker.LIVENESS
 #: Seconds an assignment pass may hold the event loop before it lets other work run (heartbeats,
 #: output, requests) and goes on in the loop's next turn.
 DISPATCH_SLICE = 0.01
+#: Seconds the master may read worker messages that keep arriving (a step printing a flood) before
+#: it lets the rest of its work run: a message already waiting is read without a turn of the loop.
+RECEIVE_SLICE = 0.01
 
 #: Most hellos the master holds a challenge out for at once (each for the liveness window); past
 #: that the oldest is dropped, so a flood of replayed hellos cannot grow the master's memory.

@@ -50,6 +50,7 @@ from ..defaults import (
     OUTPUT_FLUSH_BYTES,
     OUTPUT_FLUSH_DELAY,
     OUTPUT_WINDOW,
+    RECEIVE_SLICE,
 )
 from ..errors import ProtocolError, WorkerLost
 from ..steps.base import CommandResult
@@ -433,12 +434,17 @@ class WorkerRegistry:
 
     async def _receive_loop(self) -> None:
         sock, cutoffs = self._sock, self.cutoffs
+        slice_ends = time.monotonic() + RECEIVE_SLICE
         while True:
             try:
                 # The routing id as a frame, for what ZeroMQ knows of its connection.
                 receiving = sock.recv(copy=False)
                 if not receiving.done():  # nothing waits unread: the master has heard every worker
-                    self._caught_up = time.monotonic()
+                    self._caught_up = slice_ends = time.monotonic()
+                    slice_ends += RECEIVE_SLICE
+                elif time.monotonic() > slice_ends:  # messages keep coming: awaiting them would never yield
+                    await asyncio.sleep(0)
+                    slice_ends = time.monotonic() + RECEIVE_SLICE
                 route = await receiving
                 frames = [route.bytes, *await sock.recv_multipart(copy=self.curve is None)]
             except asyncio.CancelledError:
