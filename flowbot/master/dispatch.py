@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..builder import Builder
 from ..defaults import DISPATCH_SLICE
 from ..errors import NotFound, StoreError
-from ..matrix import fits
+from ..matrix import fits, label
 from ..pipeline import Pipeline
 from ..records import BuildRequest
 from ..results import Result, worst
@@ -417,14 +417,17 @@ class Dispatcher:
                 del self._on[build.connection]
         self._free.touch(build.worker)
 
-    def why_waiting(self, name: str) -> str:
-        """Why the pending requests of builder ``name`` have not started (see :mod:`.waiting`)."""
+    def why_waiting(self, name: str, cell: dict[str, Any] | None = None) -> str:
+        """Why the pending requests of builder ``name`` (its matrix ``cell``) have not started (see :mod:`.waiting`)."""
         pipeline = self._pipeline()
         builder = pipeline.builder(name)
         if builder is None:
             return why_waiting(name, False, [], True)
+        takers = [w for w in builder.workers if not cell or fits(cell, getattr(pipeline.worker(w), "properties", {}))]
+        if not takers:
+            return f"no worker of {name} takes matrix cell {label(cell or {})}"
         facts = []
-        for worker in builder.workers:
+        for worker in takers:
             spec = pipeline.worker(worker)
             connection = self._workers.connections.get(worker)
             control = self._controls.state(worker)
@@ -440,7 +443,7 @@ class Dispatcher:
                     on_demand=spec is not None and spec.launcher is not None,
                 )
             )
-        free = list(self._free_workers(builder))
+        free = [w for w in self._free_workers(builder) if not cell or self._fits_cell(cell, w)]
         locks_free = not free or any(self.locks.free(builder.locks, worker) for worker in free)
         return why_waiting(name, True, facts, locks_free)
 
@@ -459,7 +462,10 @@ class Dispatcher:
 
     def _fits(self, request: BuildRequest, worker: str) -> bool:
         """Whether ``worker``'s properties agree with the cell ``request`` builds (any, if it is no cell)."""
-        return fits(request.cell or {}, self._workers.connections[worker].spec.properties)
+        return self._fits_cell(request.cell or {}, worker)
+
+    def _fits_cell(self, cell: dict[str, Any], worker: str) -> bool:
+        return fits(cell, self._workers.connections[worker].spec.properties)
 
     def _free_workers(self, builder: Builder) -> Iterator[str]:
         """Connected workers of ``builder`` that take builds (not paused, not leaving), are not

@@ -102,6 +102,8 @@ class Requests:
                         "complete_at": row.complete_at,
                         "result": result_name(row.result),
                         "summary": row.summary,
+                        "matrix_id": row.matrix_id,
+                        "cell": row.cell,
                     }
                 )
             return out

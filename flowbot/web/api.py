@@ -520,7 +520,7 @@ def waiting(master: Master, request: dict[str, Any]) -> dict[str, Any]:
     """A request as the API shows it: one not started yet says why it waits (``waiting``)."""
     if request["complete_at"] is not None or request["claimed_at"] is not None:
         return {**request, "waiting": None}
-    return {**request, "waiting": master.dispatcher.why_waiting(request["builder"])}
+    return {**request, "waiting": master.dispatcher.why_waiting(request["builder"], request.get("cell"))}
 
 
 def path_id(raw: str, what: str) -> int:

@@ -216,3 +216,29 @@ def test_a_dependent_of_a_matrix_builds_once_when_every_cell_has_passed(master_f
     builds = master.client.builds(builder="deploy")
     assert len(deploys) == 1 and len(builds) == 1
     assert "n=none" in step_log(master.client, builds[0]["id"], 0)
+
+
+def test_cells_for_an_offline_worker_wait_saying_so_while_the_others_build(master_factory, worker_factory):
+    # Given the README's matrix with only the linux worker connected
+    master = master_factory(PYTHON_BY_OS)
+    worker_factory(master, "penguin", "s")
+    master.client.force("test")
+    matrix_id = only_matrix(master.client, "test")
+
+    # Then the linux cells build, and the mac ones wait, saying for whom
+    def linux_done() -> dict[str, Any] | None:
+        matrix = master.client.request("GET", f"/api/matrices/{matrix_id}")
+        return matrix if matrix["counts"] == {"SUCCESS": 4, "PENDING": 2} else None
+
+    matrix = wait_for(linux_done, 60, "the linux cells")
+    assert {c["values"]["os"] for c in matrix["cells"] if c["result"] is None} == {"mac"}
+    waiting = master.client.request("GET", "/api/buildrequests", query={"pending": "true"})["buildrequests"]
+    assert sorted((r["cell"]["python"], r["waiting"]) for r in waiting) == [
+        ("3.12", "apple is offline"),
+        ("3.13", "apple is offline"),
+    ]
+    assert {r["matrix_id"] for r in waiting} == {matrix_id}
+
+    # When the mac worker connects, the rest build on it
+    worker_factory(master, "apple", "s")
+    assert finished_matrix(master.client, matrix_id)["counts"] == {"SUCCESS": 6}

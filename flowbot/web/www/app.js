@@ -877,7 +877,8 @@ function queueView() {
     const { data } = await api("/api/buildrequests?pending=true");
     const rows = data.buildrequests.map((r) => h("tr", { dataset: { request: r.id } },
       h("td", {}, r.id),
-      h("td", {}, h("a", { href: builderHref(r.builder) }, r.builder)),
+      h("td", {}, h("a", { href: builderHref(r.builder) }, r.builder), r.cell ? h("span", { class: "muted cell-values" },
+        " ", h("a", { href: `#/matrices/${r.matrix_id}` }, Object.entries(r.cell).map(([n, v]) => `${n}=${v}`).join(", "))) : ""),
       h("td", {}, r.reason),
       h("td", {}, [r.branch, short(r.revision)].filter(Boolean).join(" @ ")),
       h("td", {}, timeText("ago", r.submitted_at)),
