@@ -7,12 +7,14 @@ build is retried), and that a worker back within the window goes on with its com
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zmq
 from flowbot_worker.worker import Worker as WorkerProcess
 
 from flowbot import Worker
@@ -177,3 +179,29 @@ async def test_a_worker_back_within_the_window_goes_on_with_its_command(link, ru
     assert link.connected == [connection] and not link.lost
     assert link.registry.connections["w1"] is connection
     assert connection.route != route  # it came back on a new connection
+
+
+async def test_the_registry_lets_the_loop_run_while_messages_keep_arriving(link):
+    # Given 3,000 messages waiting for the registry (malformed ones, which it drops and counts),
+    # sent while the loop was held, so that each is there to be read without a turn of the loop
+    sender = zmq.Context.instance().socket(zmq.DEALER)
+    sender.setsockopt(zmq.SNDHWM, 0)
+    sender.connect(f"tcp://127.0.0.1:{link.proxy.target_port}")  # straight to the registry
+    for n in range(3000):
+        sender.send_multipart([b"not flowbot", str(n).encode()])
+    time.sleep(1)  # the loop held: they reach the registry's socket meanwhile
+
+    # When the registry reads them, and other work waits for its turn of the loop
+    seen: list[int] = []
+
+    def tick() -> None:
+        seen.append(sum(link.registry.dropped.values()))
+        if seen[-1] < 3000:
+            asyncio.get_running_loop().call_soon(tick)
+
+    asyncio.get_running_loop().call_soon(tick)
+    await wait_for_async(lambda: seen and seen[-1] >= 3000, 60, "the messages to be read")
+    sender.close(linger=0)
+
+    # Then that work ran many times while they were being read, not only before and after
+    assert len({count for count in seen if 0 < count < 3000}) >= 3
