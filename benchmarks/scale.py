@@ -15,8 +15,10 @@ master measures of itself) and the write-ahead log's size is watched.
   again with 4 workers: seconds from the restart to the first build, and builds/s over the first
   2,000 builds against 2,000 submitted to a master with nothing queued.
 - ``flood``: one step prints 1 GiB while quick builds run one after another on another worker:
-  MB/s from the worker into the store, the master's peak RSS, the longest stall, the quick builds'
-  latency (POST to ``build.finished``), and what the store kept.
+  MB/s from the worker through the master (all of it read and counted; the log keeps its limit,
+  64 MiB), the master's peak RSS, the longest stall, the quick builds' latency (POST to
+  ``build.finished``), what the store kept (text, compressed size, the log's last lines: the
+  notice of what it did not keep) and how long log search's index took to take it in.
 - ``watchers``: throughput (as ``throughput.py``) with 50 WebSocket clients reading every event,
   against none, alternating, the median of the rounds.
 
@@ -442,26 +444,61 @@ async def scenario_flood(root: Path, args: argparse.Namespace) -> dict[str, Any]
                 seconds = build["finished_at"] - build["started_at"]
                 after = [await quick(f"after{i}") for i in range(10)]
                 figures = await lag_figures(rig, probe)
-        with contextlib.closing(sqlite3.connect(f"file:{rig.db}?mode=ro", uri=True)) as conn:
-            stored = conn.execute("SELECT sum(length(CAST(content AS BLOB))) FROM log_chunks").fetchone()[0]
+            indexed_s = await index_caught_up(rig.db)
+        kept = stored_log(rig.db, "flood")
         files = {p.name: p.stat().st_size / 1e6 for p in rig.db.parent.glob("state.sqlite*")}
         return {
             "printed_mb": args.flood / 1e6,
             "flood_result": build["result"],
             "flood_seconds": seconds,
-            "mb_per_s_into_store": args.flood / 1e6 / seconds,
+            "mb_per_s_through_master": args.flood / 1e6 / seconds,
             "master_peak_rss_mb": peak_rss_mb(rig.master.pid),
             "quick_idle_p50_ms": statistics.median(idle),
             "quick_during_p50_ms": statistics.median(during),
             "quick_during_max_ms": max(during),
             "quick_during_n": len(during),
             "quick_after_p50_ms": statistics.median(after),
-            "log_stored_mb": (stored or 0) / 1e6,
+            "index_caught_up_s_after_flood": indexed_s,
+            **kept,
             "database_files_mb": files,
             **figures,
         }
     finally:
         rig.stop()
+
+
+async def index_caught_up(db: Path) -> float:
+    """Seconds until log search's index has taken in every chunk stored."""
+    began = time.perf_counter()
+    while True:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+            if not conn.execute("SELECT count(*) FROM log_search_pending").fetchone()[0]:
+                return time.perf_counter() - began
+        await asyncio.sleep(0.2)
+
+
+def stored_log(db: Path, builder: str) -> dict[str, Any]:
+    """What the store kept of ``builder``'s log: its text, compressed, its index, and its last lines."""
+    from flowbot.store.log_codec import unpack
+
+    chunks = "FROM log_chunks c JOIN steps s ON s.id = c.step_id JOIN builds b ON b.id = s.build_id WHERE b.builder = ?"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        texts = [
+            unpack(content, compressed)
+            for content, compressed in conn.execute(f"SELECT c.content, c.compressed {chunks}", (builder,))
+        ]
+        compressed = conn.execute(f"SELECT sum(length(c.compressed)) {chunks}", (builder,)).fetchone()[0]
+        index = conn.execute("SELECT sum(length(block)) FROM log_search_data").fetchone()[0]
+        last = conn.execute(
+            f"SELECT c.content, c.compressed {chunks} ORDER BY c.id DESC LIMIT 1", (builder,)
+        ).fetchone()
+    return {
+        "log_text_mb": sum(len(text.encode()) for text in texts) / 1e6,
+        "log_lines": sum(text.count("\n") + 1 for text in texts),
+        "log_compressed_mb": (compressed or 0) / 1e6,
+        "search_index_mb": (index or 0) / 1e6,
+        "log_ends_with": unpack(*last).split("\n")[-3:],
+    }
 
 
 async def scenario_watchers(root: Path, args: argparse.Namespace) -> dict[str, Any]:
