@@ -132,7 +132,9 @@ class Replay:
             submitted_at, started_at, finished_at, queue_time, duration``, by start.
         requests: one row per simulated request: ``request, builder, branch, revision,
             submitted_at, recorded_request`` (the recorded one it replays, for those no change
-            caused), ``collapsed_into`` (the request it was merged into, else missing).
+            caused), ``collapsed_into`` (the request it was merged into, else missing),
+            ``superseded_by`` (the newer head's request that withdrew it or stopped its build, see
+            ``Builder(cancel_superseded=)``; else missing).
         recorded: the builds that really ran for the requests of the same stretch (``builder,
             queue_time``), and ``collapsed``: how many requests of each builder were collapsed.
         notes: what the replay could not follow (steps never timed, requests for builders the
@@ -413,6 +415,7 @@ def _requests(simulation: Simulation) -> pd.DataFrame:
             "submitted_at": timestamps(pd.Series([r.submitted_at for r in requests], dtype="float64")),
             "recorded_request": pd.array(recorded, dtype="Int64"),
             "collapsed_into": pd.array([collapsed.get(i) for i in ids], dtype="Int64"),
+            "superseded_by": pd.array([simulation.superseded.get(i) for i in ids], dtype="Int64"),
         }
     )
 

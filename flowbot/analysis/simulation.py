@@ -3,7 +3,9 @@
 It runs the pipeline model's own decisions, not copies of them: the schedulers classify, hold and
 build changes (tree-stable timers and timed runs on the simulated clock), the builder's collapse
 rule, ``next_build`` and ``next_worker`` hooks and the queue's priorities are those of
-:mod:`flowbot.master.policy` and :class:`~flowbot.master.queue.BuildQueue`, and locks are taken in
+:mod:`flowbot.master.policy` and :class:`~flowbot.master.queue.BuildQueue`, a new head of a pull
+request (or branch) supersedes the waiting requests and running builds of older ones as
+:mod:`flowbot.superseding` says, and locks are taken in
 a :class:`~flowbot.master.locks.LockTable` (a builder's for the whole build, a step's while it
 runs, waiting in line as on a master). Only time is simulated: a build takes what a duration model
 says (see :mod:`flowbot.analysis.replay`), and every worker is connected, never paused or lost.
@@ -29,6 +31,7 @@ from ..master.queue import BuildQueue
 from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change
 from ..schedulers.base import Scheduler, classifications
+from ..superseding import Superseding
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,7 @@ class Durations(Protocol):
 class _Build:
     """A simulated build, step by step."""
 
-    __slots__ = ("builder", "locks", "request", "started", "steps", "worker")
+    __slots__ = ("builder", "index", "locks", "request", "started", "steps", "stopped", "worker")
 
     def __init__(self, builder: Builder, request: BuildRequest, worker: str, started: float, steps: list[float]):
         self.builder = builder
@@ -53,6 +56,9 @@ class _Build:
         self.steps = steps
         #: The lock accesses of each step (a build of a builder whose steps take none runs as one step).
         self.locks: list[list[LockAccess]] = [step.locks for step in builder.steps]
+        #: The step it is at, and whether a newer request superseded it (it ended then).
+        self.index = 0
+        self.stopped = False
 
 
 class Simulation:
@@ -82,6 +88,8 @@ class Simulation:
         self._order = itertools.count()
         self._ids = itertools.count(1)
         self._builders = {b.name: b for b in pipeline.builders}
+        self._superseding = Superseding(pipeline.builders)
+        self._building: dict[int, _Build] = {}  # by request id
         #: Each simulated worker: its limit, and the worker it is an instance of.
         self.limits: dict[str, int | None] = {}
         self.base: dict[str, str] = {}
@@ -116,6 +124,8 @@ class Simulation:
         self._recorded: dict[int, int] = {}  # simulated request id -> the recorded request it replays
         #: Simulated request id -> the request it was collapsed into.
         self.collapsed: dict[int, int] = {}
+        #: Simulated request id -> the newer request that superseded it (waiting, or its build running).
+        self.superseded: dict[int, int] = {}
         #: ``(request, worker, started, finished)`` of each build, as they finish.
         self.builds: list[tuple[BuildRequest, str, float, float]] = []
 
@@ -212,11 +222,28 @@ class Simulation:
             self.requests.append((request, recorded))
             if recorded is not None:
                 self._recorded[request.id] = recorded
+            self._supersede(request)
             for old in collapsed(self._builders.get(request.builder), request, queue):
                 queue.remove(old.id)
                 self.collapsed[old.id] = request.id
             queue.add(request)
         self._offer({r.builder for r in requests})
+
+    def _supersede(self, new: BuildRequest) -> None:
+        """Withdraw the waiting requests ``new`` supersedes and stop the builds it supersedes."""
+        rule = self._superseding
+        if rule.reason(new) is None:
+            return
+        for old in [r for r in self.queue.pending(new.builder) if rule.supersedes(new, r)]:
+            self.queue.remove(old.id)
+            self.superseded[old.id] = new.id
+        for build in [b for b in self._building.values() if rule.supersedes(new, b.request)]:
+            self.superseded[build.request.id] = new.id
+            owner = (build.request.id, build.index)
+            self.locks.withdraw(owner)
+            self.locks.release(owner)
+            build.stopped = True
+            self._finish(build)
 
     # -- builds -------------------------------------------------------------------------------------
 
@@ -248,6 +275,7 @@ class Simulation:
         build = _Build(builder, request, worker, self.now, steps)
         if not any(build.locks):
             build.steps, build.locks = [sum(steps)], [[]]  # one event for the whole build
+        self._building[request.id] = build
         self._step(build, 0)
         return True
 
@@ -255,11 +283,14 @@ class Simulation:
         if index == len(build.steps):
             self._finish(build)
             return
+        build.index = index
         accesses = build.locks[index]
         if accesses:
             owner = (build.request.id, index)
 
             def granted() -> bool:
+                if build.stopped:
+                    return False
                 self.at(self.now + build.steps[index], self._step_done, build, index)
                 return True
 
@@ -268,6 +299,8 @@ class Simulation:
         self.at(self.now + build.steps[index], self._step_done, build, index)
 
     def _step_done(self, build: _Build, index: int) -> None:
+        if build.stopped:
+            return  # it ended when it was superseded
         if build.locks[index]:
             self.locks.release((build.request.id, index))
             self._offer(self._locking)
@@ -275,6 +308,7 @@ class Simulation:
 
     def _finish(self, build: _Build) -> None:
         request, worker = build.request, build.worker
+        del self._building[request.id]
         self._running[worker].remove(build.builder.name)
         self._loads[worker] -= 1
         self._spare.add(worker)

@@ -260,3 +260,61 @@ def test_a_builder_that_never_ran_needs_a_duration(saturated):
         history.replay(pipeline(builders=("unit", "lint")))
     with History(saturated) as history, pytest.raises(ValueError, match="does not declare"):
         history.replay(pipeline(), workers={"w9": 2})
+
+
+def test_a_new_head_of_a_pull_request_stops_the_build_of_the_old_one_and_withdraws_the_waiting_one(tmp_path):
+    # Given pull request #2 pushed to three times, ten seconds apart, and a push to main meanwhile,
+    # each built in turn on w1 in 60 s
+    async def write() -> None:
+        store = await Store.open(url)
+        try:
+            heads = [("refs/pull/2/head", "a1", T0), ("main", "m1", T0 + 5), ("refs/pull/2/head", "a2", T0 + 10)]
+            heads.append(("refs/pull/2/head", "a3", T0 + 20))
+            for number, (branch, revision, at) in enumerate(heads, 1):
+                properties = {"pr_number": 2, "pr_title": "Add a feature"} if branch != "main" else {}
+                new = Change(branch=branch, revision=revision, repository="repo", when=at, properties=properties)
+                stamp = SourceStamp(repository="repo", branch=branch, revision=revision)
+                spec = BuildsetSpec(
+                    "on-push", ("unit",), (stamp,), properties={k: (v, "Change") for k, v in properties.items()}
+                )
+                _, (request,) = await store.changes.add(new, [Release("on-push", "", (), spec)], at)
+                await record(store, request, number, "w1", T0 + BUILD * (number - 1))
+        finally:
+            await store.close()
+
+    url = f"sqlite:///{tmp_path / 'pull-request.sqlite'}"
+    asyncio.run(write())
+
+    # When the history is replayed through a pipeline that cancels superseded heads (the default), and one that does not
+    with History(url) as history:
+        cancelling = history.replay(pipeline(collapse=False))
+        keeping = history.replay(
+            Pipeline(
+                workers=[Worker("w1", secret="s")],
+                schedulers=[AnyBranchScheduler("on-push", builders=["unit"])],
+                builders=[
+                    Builder(
+                        "unit",
+                        workers=["w1"],
+                        steps=[Shell("make", name="test")],
+                        collapse_requests=False,
+                        cancel_superseded=False,
+                    )
+                ],
+            )
+        )
+
+    # Then a2 stopped a1's build at once (main's build took the worker), a3 withdrew a2, and a3 was built after main
+    builds = cancelling.builds
+    assert builds["revision"].tolist() == ["a1", "m1", "a3"]
+    assert (builds["duration"] / pd.Timedelta(seconds=1)).tolist() == [10.0, 60.0, 60.0]
+    requests = cancelling.requests.set_index("revision")
+    assert requests["superseded_by"].tolist() == [
+        requests.loc["a2", "request"],
+        pd.NA,
+        requests.loc["a3", "request"],
+        pd.NA,
+    ]
+    # And without it, every head is built
+    assert keeping.builds["revision"].tolist() == ["a1", "m1", "a2", "a3"]
+    assert keeping.requests["superseded_by"].isna().all()
