@@ -16,6 +16,9 @@ from collections.abc import Hashable, Iterable
 
 from .builder import Builder, revisions, source_key
 from .pull_requests import PullRequest
+
+#: The property that says a request builds a pull request (looked at before any other, for speed).
+PULL_REQUEST_NUMBER = "pr_number"
 from .records import BuildRequest
 
 
@@ -40,7 +43,7 @@ class Superseding:
         mode = self._modes.get(request.builder)
         if mode is False or request.parent_build_id is not None:
             return None
-        pull_request = pull_request_of(request)
+        pull_request = pull_request_of(request) if PULL_REQUEST_NUMBER in request.properties else None
         if pull_request is not None:
             return ("pull request", pull_request.key)
         return ("branch", source_key(request)) if mode else None
