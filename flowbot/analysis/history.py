@@ -331,8 +331,9 @@ class History:
         tree-stable timers and timed runs, on the simulated clock); requests no change caused
         (forced, triggered, rebuilt) come when they were made, for the builders the pipeline has. The
         queue, collapsing, superseded heads, priorities, the builders' hooks, locks and the
-        workers' limits are the master's own (:mod:`flowbot.analysis.simulation`); builds take their recorded step times (see
-        :mod:`flowbot.analysis.replay`); no worker runs anything, and every worker is there.
+        workers' limits are the master's own (:mod:`flowbot.analysis.simulation`); builds take
+        their recorded step times (see :mod:`flowbot.analysis.replay`); no worker runs anything,
+        and every worker is there.
 
         Args:
             pipeline: the candidate.
