@@ -29,6 +29,7 @@ from .reporters import (
 )
 from .results import Result
 from .retention import Retention
+from .retry import Retry
 from .roles import Role
 from .schedulers import (
     AnyBranchScheduler,
@@ -110,6 +111,8 @@ __all__ = [
     "MakeDirectory",
     "RemoveDirectory",
     "Step",
+    # Retries
+    "Retry",
     # Properties and secrets
     "Interpolate",
     "Property",

@@ -5,10 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .fields import ANYTHING, FLAG, FUNCTION, NAME, PROPERTIES, TEXT, checked, either, instance, list_of, optional
+from .fields import (
+    ANYTHING,
+    FLAG,
+    FUNCTION,
+    NAME,
+    PROPERTIES,
+    SECONDS,
+    TEXT,
+    checked,
+    either,
+    instance,
+    list_of,
+    optional,
+)
 from .locks import ACCESSES, LockAccess
 from .matrix import Matrix
 from .records import BuildRequest
+from .retry import Retry
 from .steps.base import Step
 
 
@@ -38,6 +52,11 @@ class Builder:
             commits, per branch); False never. See :mod:`flowbot.superseding`.
         matrix: build every request once per cell of this :class:`~flowbot.matrix.Matrix`, each cell's
             values as properties, on a worker whose properties agree with the cell.
+        max_time: seconds a build may run in all: then its running command is interrupted, the
+            steps left are skipped but ``always_run`` ones (cleanup), and it ends as FAILURE,
+            saying it timed out.
+        retry: run a failed build again (a new build of the same request) when it fails in a way
+            it says (see :class:`~flowbot.retry.Retry`).
     """
 
     @checked(
@@ -54,6 +73,8 @@ class Builder:
         next_build=optional(FUNCTION),
         cancel_superseded=optional(FLAG),
         matrix=optional(instance(Matrix, "a Matrix")),
+        max_time=optional(SECONDS),
+        retry=optional(instance(Retry, "a Retry(...)")),
     )
     def __init__(
         self,
@@ -71,6 +92,8 @@ class Builder:
         next_build: Callable[[Builder, list[BuildRequest]], BuildRequest] | None = None,
         cancel_superseded: bool | None = None,
         matrix: Matrix | None = None,
+        max_time: float | None = None,
+        retry: Retry | None = None,
     ):
         self.name = name
         self.workers = list(workers)
@@ -85,6 +108,8 @@ class Builder:
         self.next_build = next_build
         self.cancel_superseded = cancel_superseded
         self.matrix = matrix
+        self.max_time = max_time
+        self.retry = retry
         self.step_names = _unique_names([getattr(step, "name", "step") for step in self.steps])
 
     def __repr__(self) -> str:

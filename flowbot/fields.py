@@ -253,6 +253,8 @@ RENDERED_TEXT = either(TEXT, RENDERABLE)
 REGEX = Kind("a regular expression", _compiles, plural="regular expressions")
 #: A file's path: text or a ``pathlib.Path``.
 PATH = Kind("a path", lambda value: isinstance(value, (str, os.PathLike)), plural="paths")
+#: A process's exit code (negative: the signal that killed it).
+EXIT_CODE = named(whole(minimum=-255, maximum=255), "an exit code (-255 to 255)")
 #: A number of seconds above 0 (timeouts, intervals).
 SECONDS = number(above=0, unit="seconds")
 #: A size in bytes, above 0 (a log's limit).

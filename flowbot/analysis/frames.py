@@ -51,6 +51,7 @@ def builds(
         **_BUILDS,
         "submitted_at": (reader.submitted_at, Kind.TIME),
         "pull_request": (reader.pull_request_id, Kind.CODE),
+        "attempt": (reader.attempt, Kind.INT),
     }
     if answers.needs_previous_end(result=result, since=since):
         columns["previous_end"] = (answers.PREVIOUS_END, Kind.TIME)
@@ -105,6 +106,7 @@ def steps(
         _s.result,
         _s.started_at,
         _s.finished_at,
+        reader.step_attempts.label("attempts"),
     ).join(t.builds, _b.id == _s.build_id)
     chosen = reader.selected_builds(builder=builder, since=since, until=until)
     if chosen is not None:

@@ -77,10 +77,10 @@ class History:
 
         Columns: ``build_id, builder, number, worker, branch, revision``, ``pull_request`` (the
         number of the pull request or merge request it built, if any), ``result`` (categorical,
-        in Buildbot's order), ``submitted_at, started_at, finished_at`` (UTC), ``queue_time``
-        (from the request's submission, or from the previous attempt's end for a rerun after
-        RETRY, whether the filters select that attempt or not) and ``duration`` (missing while the
-        build runs).
+        in Buildbot's order), ``submitted_at, started_at, finished_at`` (UTC), ``attempt`` (which
+        build of its request it is: a builder's ``Retry`` runs one again), ``queue_time`` (from the
+        request's submission, or from the previous attempt's end for a rerun after RETRY, whether
+        the filters select that attempt or not) and ``duration`` (missing while the build runs).
         A matrix's builds have its ``matrix_id`` and a column per axis with their cell's value
         (see :mod:`.matrices`).
 
@@ -114,7 +114,8 @@ class History:
         """One row per step, in build order.
 
         Columns: ``step_id, build_id, builder, build_number, number, name, result, started_at,
-        finished_at, duration``. ``since``/``until`` select by the build's start; ``result`` by the step's.
+        finished_at, attempts`` (how many times it ran: its ``Retry``), ``duration``.
+        ``since``/``until`` select by the build's start; ``result`` by the step's.
         """
         return frames.steps(self._reader, builder=builder, name=name, result=result, since=since, until=until)
 

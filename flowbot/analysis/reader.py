@@ -70,6 +70,10 @@ class Reader:
         #: A log chunk's compressed text; in a store from before chunks were compressed, none.
         chunk_columns = {column["name"] for column in sa.inspect(self.engine).get_columns("log_chunks")}
         self.compressed = t.log_chunks.c.compressed if "compressed" in chunk_columns else sa.null()
+        #: Which build of its request a build is, and how many times a step ran (1 in an older store).
+        self.attempt = _b.attempt if "attempt" in built_columns else sa.literal(1)
+        step_columns = {column["name"] for column in sa.inspect(self.engine).get_columns("steps")}
+        self.step_attempts = t.steps.c.attempts if "attempts" in step_columns else sa.literal(1)
 
     def close(self) -> None:
         """Let go of the database's connections."""

@@ -41,11 +41,12 @@ from ..builder import Builder
 from ..defaults import STOP_GRACE
 from ..errors import BuildStopped, ConfigError, FlowbotError, WorkerLost
 from ..fields import where
-from ..junit import TestCase
+from ..junit import Outcome, TestCase
 from ..junit import describe as describe_tests
 from ..properties import Properties, render
 from ..records import BuildRequest, SourceStamp, UnfinishedBuild
 from ..results import Result, combine
+from ..retry import FLAKY, Failure, PatternWatch, Retry
 from ..steps.base import CommandResult, Step
 from ..store import Ref
 from .events import EventKind
@@ -120,13 +121,17 @@ class RunningBuild:
         request: BuildRequest,
         connection: WorkerConnection,
         number: int,
+        attempt: int = 1,
     ):
         self.services = services
         self.builder_config = builder
         self.request = request
-        self.connection = connection
+        #: The worker's link; None while the build waits without one (for an approval, say).
+        self.connection: WorkerConnection | None = connection
         self.builder = builder.name
         self.number = number
+        #: Which build of its request this is (its builder's ``Retry`` runs a request again).
+        self.attempt = attempt
         self.worker = connection.name
         self.branch = request.branch
         self.revision = request.revision
@@ -145,6 +150,7 @@ class RunningBuild:
         self._step_ref: Ref | None = None
         self._step_summary = ""  # what the running step's end says besides its result (a timeout)
         self._step_own_summary = ""  # what the running step says of itself (set_summary)
+        self._step_retried = ""  # why the running step is on another attempt
         self._step_tests: Counter[str] = Counter()  # the running step's tests, by outcome
         self._step_cut_logs: list[str] = []  # what the running step's logs did not keep past their limit
         self._step_commands = 0  # commands the running step started
@@ -158,6 +164,12 @@ class RunningBuild:
         self._stopped: str | None = None  # why the build was stopped: it ends as _stop_result
         self._interrupted: str | None = None  # why the running step was stopped
         self._stop_result = Result.CANCELLED
+        self._timed_out = False  # stopped by the builder's max_time
+        # What the running step's attempt showed, for its Retry and its builder's.
+        self._exit_codes: set[int] = set()
+        self._patterns: PatternWatch | None = None
+        self._failed_tests: list[TestCase] = []
+        self._build_failure = Failure()  # what the build's failed steps showed
         self._writes: set[asyncio.Future] = set()
         self._start_write: asyncio.Future | None = None
         self._finish_write: asyncio.Future | None = None
@@ -219,7 +231,7 @@ class RunningBuild:
         return None
 
     def worker_info(self) -> dict[str, Any]:
-        return {**self.connection.info, "name": self.worker}
+        return {**(self.connection.info if self.connection is not None else {}), "name": self.worker}
 
     def secret(self, name: str) -> str:
         value = secrets.lookup(self.services.pipeline.secrets, name)
@@ -351,6 +363,8 @@ class RunningBuild:
         if result.message:
             step_log.header(result.message)
         step_log.header(_ending(result))
+        if result.rc:
+            self._exit_codes.add(result.rc)
         if result.reason in ("timeout", "max_time"):
             self._step_summary = f"timed out: {result.message or result.reason}"
         if result.reason == "interrupted" and self._interrupted:
@@ -450,15 +464,22 @@ class RunningBuild:
             raise RuntimeError("test results belong to a running step")
         cases = list(cases)
         self._step_tests.update(str(case.outcome) for case in cases)
+        self._failed_tests += [case for case in cases if case.outcome in (Outcome.FAILED, Outcome.ERROR)]
         self._record(self.services.store.steps.add_test_results(self.ref, self._step_ref, cases), what="test results")
 
     def set_summary(self, text: str) -> None:
         self._step_own_summary = " ".join(str(text).split())
 
     def _summary_line(self) -> str:
-        """The running step's summary: a timeout, what it says of itself, its tests' counts, the
-        output its logs did not keep."""
-        parts = (self._step_summary, self._step_own_summary, describe_tests(self._step_tests), *self._step_cut_logs)
+        """The running step's summary: its attempt, a timeout, what it says of itself, its tests'
+        counts, the output its logs did not keep."""
+        parts = (
+            self._step_retried,
+            self._step_summary,
+            self._step_own_summary,
+            describe_tests(self._step_tests),
+            *self._step_cut_logs,
+        )
         return "; ".join(part for part in parts if part)
 
     async def download(self, source: str, destination: str, *, mode: int | None = None) -> CommandResult:
@@ -560,13 +581,16 @@ class RunningBuild:
             self._stopped, self._stop_result = reason, result
         self._interrupted = reason
         log.info("stopping build %s #%d: %s", self.builder, self.number, reason)
-        for cmd_id in self._commands:
-            self.connection.interrupt(cmd_id, reason, STOP_GRACE)
+        if self.connection is not None:
+            for cmd_id in self._commands:
+                self.connection.interrupt(cmd_id, reason, STOP_GRACE)
         if self._waiting is not None:
             self._waiting.cancel()
         if self.id is not None:
+            # Builds it triggered are CANCELLED with it (RETRY when the master shuts down).
+            children = Result.RETRY if result == Result.RETRY else Result.CANCELLED
             why = f"parent build {self.builder} #{self.number} stopped: {reason}"
-            self.services.stop_children(self.id, why, result)
+            self.services.stop_children(self.id, why, children)
 
     # -- running --------------------------------------------------------------------------------
 
@@ -607,23 +631,37 @@ class RunningBuild:
         if self._resumption is None:
             self.started_at = time.time()
             self._start_write = store.builds.start(
-                self.request, self.number, self.worker, self.started_at, self.services.name, self.ref
+                self.request, self.number, self.worker, self.started_at, self.services.name, self.ref, self.attempt
             )
             self._record(self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": self.summary()}))
+        max_time = self.builder_config.max_time
+        timer = None
+        if max_time is not None:
+            left = max(0.0, self.started_at + max_time - time.time())  # a build taken up counts from its start
+            timer = asyncio.get_running_loop().call_later(left, self._out_of_time, max_time)
         try:
             result = await self._run_steps()
         except Exception:  # a bug in the master must still end the build, visibly
             log.exception("build %s #%d failed inside the master", self.builder, self.number)
             result = Result.EXCEPTION
+        finally:
+            if timer is not None:
+                timer.cancel()
         if self._stopped:
             result = self._stop_result
-        elif self.connection.lost:
+        elif self.connection is not None and self.connection.lost:
             result = Result.RETRY
-        self.result = result
+            self._build_failure = _merged(self._build_failure, Failure(lost_worker=True))
         self.finished_at = time.time()
         if self.revision is None:  # a build of "whatever is newest" built what it checked out
             self.revision = self._got_revision()
-        summary = f"stopped: {self._stopped}" if self._stopped else ""
+        if self._timed_out:
+            summary = f"timed out: {self._stopped}"
+        elif self._stopped:
+            summary = f"stopped: {self._stopped}"
+        else:
+            result, summary = self._retried(result)
+        self.result = result
         self._finish_write = store.builds.finish(
             self.ref,
             self.request,
@@ -643,6 +681,30 @@ class RunningBuild:
         self._finish_write.add_done_callback(self._downstream_stored)
         self._record(self._finish_write, lambda: (EventKind.BUILD_FINISHED, {"build": self.summary()}))
         return result
+
+    def _retried(self, result: Result) -> tuple[Result, str]:
+        """The build's result and summary under its builder's ``Retry``: a failure it retries ends
+        as RETRY (the request runs again); a lost worker, past the attempts it allows, does not."""
+        retry = self.builder_config.retry
+        if retry is None or result not in (Result.FAILURE, Result.RETRY):
+            return result, ""
+        why = retry.matches(self._build_failure)
+        if result == Result.RETRY:
+            if not retry.lost_worker:
+                return result, ""
+            if self.attempt < retry.attempts:
+                return result, f"attempt {self.attempt} of {retry.attempts}: the worker was lost; it runs again"
+            return Result.EXCEPTION, f"the worker was lost on each of {retry.attempts} attempts; not tried again"
+        if why is None:
+            return result, ""
+        if self.attempt >= retry.attempts:
+            return result, f"{why} on each of {retry.attempts} attempts; not tried again"
+        return Result.RETRY, f"attempt {self.attempt} of {retry.attempts} failed ({why}); it runs again"
+
+    def _out_of_time(self, max_time: float) -> None:
+        """The builder's ``max_time`` is up: stop the build as a FAILURE (its cleanup steps still run)."""
+        self._timed_out = not self._stopped
+        self.stop(f"the build ran longer than its max_time of {max_time:g} s", Result.FAILURE)
 
     def _downstream_stored(self, finished: asyncio.Future) -> None:
         if not finished.cancelled() and finished.exception() is None and finished.result():
@@ -679,7 +741,7 @@ class RunningBuild:
     async def _run_step(self, index: int, step: Step) -> Result:
         store = self.services.store
         name = self.builder_config.step_names[index]
-        self._step_summary = self._step_own_summary = ""
+        self._step_summary = self._step_own_summary = self._step_retried = ""
         self._step_tests = Counter()
         self._step_cut_logs = []
         resumption, self._resumption = self._resumption, None
@@ -695,51 +757,25 @@ class RunningBuild:
                 what=f"the start of step {name!r}",
             )
         step_ref = self._step_ref
+        attempt, delay = 1, 0.0
+        while True:
+            result = await self._attempt(index, name, step, resumption, delay)
+            resumption = None
+            await self._end_started_commands()
+            failure = self._attempt_failure(result)
+            why = await self._retry_why(step.retry, attempt, result, failure)
+            if why is None:
+                break
+            self._next_attempt(step.retry, attempt, result, why)
+            attempt, delay = attempt + 1, step.retry.delay
+        if result in (Result.FAILURE, Result.EXCEPTION, Result.RETRY):
+            self._build_failure = _merged(self._build_failure, failure)
         stdio = self.log()
-        try:
-            if self.connection.lost:
-                raise WorkerLost(f"worker {self.worker} is not connected")
-            if resumption is not None:
-                stdio.header("the master restarted; this step's command went on running on the worker, and is taken up")
-                command = self._start(resumption.cmd_id, self._taken_up(resumption))
-                result = await self._run_locked(index, step, stdio, lambda: step.resume(self, command), held=True)
-            elif not step.should_run(self):
-                stdio.header("skipped: its do_step_if is false")
-                result = Result.SKIPPED
-            else:
-                result = await self._run_locked(index, step, stdio, lambda: step.run(self))
-        except WorkerLost as exc:
-            result = Result.RETRY
-            stdio.header(f"{exc}; the build will be retried")
-        except BuildStopped as exc:
-            result = self._stop_result
-            stdio.header(f"build stopped: {exc}")
-        except FlowbotError as exc:  # a problem flowbot names (a bad value, a missing property): its words say it
-            result = Result.EXCEPTION
-            kind = "configuration error" if isinstance(exc, ConfigError) else "error"
-            stdio.header(f"{kind}: {self._redact(str(exc))}")
-            log.warning("step %r of %s #%d: %s: %s", name, self.builder, self.number, kind, self._redact(str(exc)))
-        except Exception as exc:
-            result = Result.EXCEPTION
-            stdio.header(
-                "step raised an exception:\n" + self._redact("".join(traceback.format_exception(exc))).rstrip()
-            )
-            log.warning("step %r of %s #%d raised %s", name, self.builder, self.number, self._redact(repr(exc)))
-        await self._end_started_commands()
         hidden = self._hidden(step, result, stdio)
-        for step_log in self._logs.values():
-            step_log.close()
-            for write in step_log.writes:
-                self._record(write)  # a failed one is logged by the log itself
-            if step_log.dropped:
-                self._step_cut_logs.append(
-                    f"log {step_log.name} cut at {size(step_log.limit)}: {size(step_log.dropped)} not stored"
-                )
-        self._logs.clear()
-        self._log_lines = {}
+        self._close_logs()
         summary = self._summary_line()
         self._record(
-            store.steps.finish(step_ref, result, time.time(), summary, hidden=hidden),
+            store.steps.finish(step_ref, result, time.time(), summary, hidden=hidden, attempts=attempt),
             lambda: (
                 EventKind.STEP_FINISHED,
                 {
@@ -750,6 +786,7 @@ class RunningBuild:
                     "result": result.name,
                     "hidden": hidden,
                     "summary": summary,
+                    "attempts": attempt,
                 },
             ),
             what=f"the end of step {name!r}",
@@ -760,6 +797,127 @@ class RunningBuild:
             self._record(store.builds.set_properties(self.ref, properties), what="the build's properties")
         self.current_step = None
         return result
+
+    async def _attempt(
+        self, index: int, name: str, step: Step, resumption: _Resumption | None, delay: float = 0.0
+    ) -> Result:
+        """Run ``step`` once, after ``delay`` seconds (or go on with it, taken up after a restart),
+        and say how it went."""
+        self._exit_codes, self._failed_tests = set(), []
+        self._patterns = PatternWatch(step.retry) if step.retry is not None and step.retry.patterns else None
+        stdio = self.log()
+        try:
+            if delay:
+                stdio.header(f"waiting {delay:g} s first")
+                await self.stoppable(asyncio.sleep(delay))
+            if self.connection is None and step.needs_worker:
+                await self._take_worker(stdio)
+            if self.connection is not None and self.connection.lost:
+                raise WorkerLost(f"worker {self.worker} is not connected")
+            if resumption is not None:
+                stdio.header("the master restarted; this step's command went on running on the worker, and is taken up")
+                command = self._start(resumption.cmd_id, self._taken_up(resumption))
+                return await self._run_locked(index, step, stdio, lambda: step.resume(self, command), held=True)
+            if not step.should_run(self):
+                stdio.header("skipped: its do_step_if is false")
+                return Result.SKIPPED
+            return await self._run_locked(index, step, stdio, lambda: step.run(self))
+        except WorkerLost as exc:
+            stdio.header(f"{exc}; the build will be retried" if not _retries_lost(step.retry) else str(exc))
+            return Result.RETRY
+        except BuildStopped as exc:
+            stdio.header(f"build stopped: {exc}")
+            return self._stop_result
+        except FlowbotError as exc:  # a problem flowbot names (a bad value, a missing property): its words say it
+            kind = "configuration error" if isinstance(exc, ConfigError) else "error"
+            stdio.header(f"{kind}: {self._redact(str(exc))}")
+            log.warning("step %r of %s #%d: %s: %s", name, self.builder, self.number, kind, self._redact(str(exc)))
+            return Result.EXCEPTION
+        except Exception as exc:
+            stdio.header(
+                "step raised an exception:\n" + self._redact("".join(traceback.format_exception(exc))).rstrip()
+            )
+            log.warning("step %r of %s #%d raised %s", name, self.builder, self.number, self._redact(repr(exc)))
+            return Result.EXCEPTION
+
+    def _attempt_failure(self, result: Result) -> Failure:
+        """What the attempt that just ended showed (its exit codes, the patterns found, a lost worker)."""
+        found: frozenset[str] = frozenset()
+        if self._patterns is not None:
+            self._patterns.end()
+            found = frozenset(self._patterns.found)
+        lost = result == Result.RETRY and self.connection is not None and self.connection.lost
+        return Failure(frozenset(self._exit_codes), found, lost)
+
+    async def _retry_why(self, retry: Retry | None, attempt: int, result: Result, failure: Failure) -> str | None:
+        """Why the step's attempt that ended as ``result`` is tried again, or None: it is not."""
+        if retry is None or attempt >= retry.attempts or self._stopped:
+            return None
+        if result == Result.RETRY:
+            return retry.matches(failure) if failure.lost_worker else None
+        if result != Result.FAILURE:
+            return None
+        why = retry.matches(failure)
+        if why is None and retry.when == FLAKY and self._failed_tests:
+            why = await self._all_flaky(self._failed_tests)
+        return why
+
+    async def _all_flaky(self, failed: list[TestCase]) -> str | None:
+        """Why every test in ``failed`` is worth another run (each one is flaky by the builder's
+        stored history), or None when one of them is not."""
+        history = self.services.history
+        frame = await asyncio.to_thread(history.flaky_tests, builder=self.builder)
+        flaky = set(zip(frame["suite"], frame["classname"], frame["name"], strict=True))
+        names = sorted({case.name for case in failed})
+        if any((case.suite, case.classname, case.name) not in flaky for case in failed):
+            return None
+        shown = ", ".join(names[:5]) + ("..." if len(names) > 5 else "")
+        return f"{len(names)} failing test(s) known to be flaky: {shown}"
+
+    def _next_attempt(self, retry: Retry, attempt: int, result: Result, why: str) -> None:
+        """End attempt ``attempt`` of the step: its logs are kept as ``NAME (attempt N)``, and the
+        step's summary says it ran again and why."""
+        note = f"attempt {attempt} of {retry.attempts} ended {result.name} ({why}); trying again"
+        self.log().header(note)
+        names = {name: f"{name} (attempt {attempt})" for name in self._close_logs()}
+        self._record(self.services.store.logs.rename(self._step_ref, names), what="the logs of an earlier attempt")
+        self._step_summary = ""
+        self._step_tests = Counter()
+        self._step_retried = f"attempt {attempt + 1} of {retry.attempts}: {result.name} before ({why})"
+        if self.connection is not None and self.connection.lost:
+            self.services.release_worker(self)
+        self.log().header(f"attempt {attempt + 1} of {retry.attempts}")
+
+    def _close_logs(self) -> list[str]:
+        """Close the running step's logs (their last lines are on their way to the store), noting
+        any cut at its limit in the step's summary; returns their names."""
+        names = list(self._logs)
+        for step_log in self._logs.values():
+            step_log.close()
+            for write in step_log.writes:
+                self._record(write)  # a failed one is logged by the log itself
+            if step_log.dropped:
+                self._step_cut_logs.append(
+                    f"log {step_log.name} cut at {size(step_log.limit)}: {size(step_log.dropped)} not stored"
+                )
+        self._logs.clear()
+        self._log_lines = {}
+        return names
+
+    async def _take_worker(self, stdio: LogWriter) -> None:
+        """Take a worker of the builder again (the build went on without one), waiting until one
+        is free with the builder's locks."""
+        stdio.header("waiting for a worker")
+        started = time.monotonic()
+        await self.stoppable(self.services.worker_for(self))
+        stdio.header(f"running on worker {self.worker} (waited {time.monotonic() - started:.2f} s)")
+
+    def moved_to(self, connection: WorkerConnection) -> None:
+        """Go on on ``connection`` (the dispatcher gave the build a worker again)."""
+        self.connection = connection
+        self.worker = connection.name
+        self._env["FLOWBOT_WORKER"] = connection.name
+        self.properties.set("workername", connection.name, "Build")
 
     async def _run_locked(
         self, index: int, step: Step, stdio: LogWriter, run: Callable[[], Awaitable[Result]], *, held: bool = False
@@ -848,6 +1006,7 @@ class RunningBuild:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "result": self.result.name if self.result is not None else None,
+            "attempt": self.attempt,
         }
 
 
@@ -870,6 +1029,8 @@ class _CommandOutput:
             log, collected = self._log, self._collected
             if collected is not None and stream in collected and len(collected[stream]) < MAX_COLLECTED:
                 collected[stream] += data
+            if self._build._patterns is not None:
+                self._build._patterns.feed(data)
         settled = log.output(stream, data)
         return log.unfinished(stream), settled
 
@@ -894,6 +1055,15 @@ class _StartedCommand:
 
     def __await__(self) -> Generator[Any, None, CommandResult]:
         return self.task.__await__()
+
+
+def _retries_lost(retry: Retry | None) -> bool:
+    return retry is not None and retry.lost_worker
+
+
+def _merged(one: Failure, other: Failure) -> Failure:
+    lost = one.lost_worker or other.lost_worker
+    return Failure(one.exit_codes | other.exit_codes, one.patterns | other.patterns, lost)
 
 
 async def _wait(awaitable: Awaitable[T]) -> T:

@@ -166,6 +166,9 @@ class Dispatcher:
         self._changed = False  # whether a pass was asked for since the one under way began
         self._pass_done: asyncio.Future[None] | None = None
         self._watches: dict[int, _Watch] = {}
+        self._attempts: dict[int, int] = {}  # builds each request had, while it runs again
+        self._delayed: dict[int, asyncio.TimerHandle] = {}  # requests waiting for their builder's retry delay
+        self._rejoining: list[tuple[RunningBuild, asyncio.Future[None]]] = []  # builds waiting for a worker again
         self.idle = asyncio.Event()
         self.active = False
         #: Builders, and workers, held aside after an unexpected error in dispatching them: why, by name.
@@ -257,7 +260,11 @@ class Dispatcher:
         missing = [
             r
             for r in pending
-            if r.id not in self.queue and r.id not in self.running and r.id not in self._recording and r.id not in ended
+            if r.id not in self.queue
+            and r.id not in self.running
+            and r.id not in self._recording
+            and r.id not in self._delayed
+            and r.id not in ended
         ]
         if missing:
             log.warning("%d pending request(s) of the store were not queued; queueing them", len(missing))
@@ -329,6 +336,7 @@ class Dispatcher:
             if not self.active or not self._store().available:
                 self._pass = None
                 return  # the store's return schedules a pass
+            self._rejoin()
             if self._pass is None:
                 self._changed = False
                 self._pass = AssignmentPass(self.queue, self._start_or_hold)
@@ -381,15 +389,67 @@ class Dispatcher:
         request, worker = picked
         connection = self._workers.connections[worker]
         number = self.numbers.get(builder.name, 1)
+        attempt = self._attempts.get(request.id, 0) + 1
         try:
             build = self._new_build(builder, request, connection, number)
         except BaseException:
             self.locks.release(request.id)  # the request stays in line, holding nothing
             raise
+        build.attempt = attempt
         self.queue.remove(request.id)
+        self._attempts[request.id] = attempt
         self.numbers[builder.name] = number + 1
         self._running(build)
         return True
+
+    def release_worker(self, build: RunningBuild) -> None:
+        """Let ``build`` go on without its worker (it waits for an approval, or its worker is lost):
+        the worker and the builder's locks it holds are free for other builds meanwhile."""
+        connection = build.connection
+        self.locks.release(build.request.id)
+        if connection is None:
+            return
+        on = self._on.get(connection)
+        if on is not None:
+            on.pop(build.request.id, None)
+            if not on:
+                del self._on[connection]
+        build.connection = None
+        self._free.touch(connection.name)
+        self._controls.build_ended(connection)
+        self._instances.build_ended(connection.name)
+        self.schedule()
+
+    async def worker_for(self, build: RunningBuild) -> None:
+        """Give ``build`` a worker of its builder again, with its builder's locks, once one is free
+        (before any waiting request: the build has begun)."""
+        taken = asyncio.get_running_loop().create_future()
+        self._rejoining.append((build, taken))
+        self.schedule()
+        try:
+            await taken
+        finally:
+            self._rejoining = [(b, f) for b, f in self._rejoining if f is not taken]
+
+    def _rejoin(self) -> None:
+        """Give the builds waiting for a worker again one each, where one is free."""
+        for build, taken in self._rejoining:
+            if taken.done():
+                continue
+            builder = build.builder_config
+            free = self._free_workers(builder)
+            try:
+                worker = next((w for w in free if self.locks.try_acquire(builder.locks, w, build.request.id)), None)
+            finally:
+                free.close()
+            if worker is None:
+                continue
+            connection = self._workers.connections[worker]
+            build.moved_to(connection)
+            self._on.setdefault(connection, {})[build.request.id] = build
+            self._instances.build_started(worker)
+            self._free.touch(worker)
+            taken.set_result(None)
 
     def adopt(self, build: RunningBuild) -> None:
         """Run ``build``, taken up after a master restart (see :mod:`flowbot.master.adoption`); its
@@ -506,8 +566,9 @@ class Dispatcher:
             self._not_running(build)
             self.locks.release(request.id)
             self._recording.add(request.id)
-            self._controls.build_ended(build.connection)
-            self._instances.build_ended(build.worker)
+            if build.connection is not None:  # None: it ended without a worker (rejected while waiting, say)
+                self._controls.build_ended(build.connection)
+                self._instances.build_ended(build.worker)
             if build.result is not None:  # before the worker it freed takes another cell of its matrix
                 fail_fast(self._pipeline().builder(request.builder), request, build.result, self.running.values(), self)
             self.schedule()
@@ -534,14 +595,27 @@ class Dispatcher:
             )
             self.request_done(request, Result.EXCEPTION)  # whoever waits for it must not wait for ever
         elif result == Result.RETRY:
-            if self.active:
-                self.queue.add(request)
-                self.schedule()
+            builder = self._pipeline().builder(request.builder)
+            retry = builder.retry if builder is not None else None
+            if retry is not None and retry.delay and self.active:
+                later = asyncio.get_running_loop().call_later(retry.delay, self._requeue, request)
+                self._delayed[request.id] = later
+            else:
+                self._requeue(request)
         else:
+            self._attempts.pop(request.id, None)
             self.request_done(request, result)
 
+    def _requeue(self, request: BuildRequest) -> None:
+        """Queue a request whose build ended as RETRY, to run again."""
+        self._delayed.pop(request.id, None)
+        if self.active:
+            self.queue.add(request)
+            self.schedule()
+        self.update_idle()
+
     def update_idle(self) -> None:
-        if not self.queue and not self.running and not self._recording and not self._busy():
+        if not self.queue and not self.running and not self._recording and not self._delayed and not self._busy():
             self.idle.set()
         else:
             self.idle.clear()

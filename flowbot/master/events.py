@@ -47,7 +47,7 @@ class EventKind(StrEnum):
     BUILD_FINISHED = "build.finished"
     #: A step's start is stored (``build_id, builder, step, name``).
     STEP_STARTED = "step.started"
-    #: A step's end is stored (``build_id, builder, step, name, result, hidden, summary``).
+    #: A step's end is stored (``build_id, builder, step, name, result, hidden, summary, attempts``).
     STEP_FINISHED = "step.finished"
     #: Live log lines (``build_id, builder, step, log, first, lines``).
     LOG = "log"

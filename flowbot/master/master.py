@@ -517,6 +517,14 @@ class Master:
         if requests:
             self.dispatcher.enqueue(requests)
 
+    def release_worker(self, build: RunningBuild) -> None:
+        """Let ``build`` go on without its worker (see :meth:`Dispatcher.release_worker`)."""
+        self.dispatcher.release_worker(build)
+
+    async def worker_for(self, build: RunningBuild) -> None:
+        """Give ``build`` a worker again (see :meth:`Dispatcher.worker_for`)."""
+        await self.dispatcher.worker_for(build)
+
     async def _start(self, requests: list[BuildRequest]) -> None:
         """Queue stored requests and return once the builds that can start have: the caller's
         answer (an HTTP reply, a socket write that wakes its client) then no longer holds them up."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from ..analysis import History
     from ..builder import Builder
     from ..pipeline import Pipeline
     from ..records import BuildRequest, BuildsetSpec, SourceStamp
@@ -89,6 +90,20 @@ class BuildServices(Protocol):
 
     def enqueue(self, requests: list[BuildRequest]) -> None:
         """Queue stored requests for building."""
+        ...
+
+    def release_worker(self, build: RunningBuild) -> None:
+        """Let ``build`` go on without its worker, which other builds may take meanwhile."""
+        ...
+
+    async def worker_for(self, build: RunningBuild) -> None:
+        """Give ``build`` a worker of its builder again, once one is free (it calls
+        :meth:`RunningBuild.moved_to`)."""
+        ...
+
+    @property
+    def history(self) -> History:
+        """The build history (which tests are flaky)."""
         ...
 
 

@@ -29,11 +29,12 @@ from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from ..fields import FLAG, FUNCTION, RENDERABLE, TEXT, checked, either, optional
+from ..fields import FLAG, FUNCTION, RENDERABLE, TEXT, checked, either, instance, optional
 from ..junit import TestCase
 from ..locks import ACCESSES, LockAccess
 from ..properties import Properties, RenderContext
 from ..results import Result
+from ..retry import Retry
 
 T = TypeVar("T")
 
@@ -207,12 +208,16 @@ class Step:
         do_step_if: run only if this is true (a bool, ``fn(build)``, or a renderable); else SKIPPED.
         hide_step_if: hide the step from views if true (a bool or ``fn(result, build)``).
         locks: lock accesses held while the step runs.
+        retry: run the step again when it fails in a way it says (see :class:`~flowbot.retry.Retry`).
     """
 
     #: The name a step gets when none is given.
     default_name = "step"
     #: The most bytes of program output each of its logs keeps (None: the pipeline's ``max_log``).
     max_log: int | None = None
+    #: Whether the step runs on the build's worker; a step that does not (an approval) lets the
+    #: build go on without one, and the next step that does takes one again.
+    needs_worker = True
 
     @checked(
         name=optional(TEXT),
@@ -225,6 +230,7 @@ class Step:
         do_step_if=either(FLAG, FUNCTION, RENDERABLE),
         hide_step_if=either(FLAG, FUNCTION),
         locks=ACCESSES,
+        retry=optional(instance(Retry, "a Retry(...)")),
     )
     def __init__(
         self,
@@ -239,6 +245,7 @@ class Step:
         do_step_if: Any = True,
         hide_step_if: bool | Callable[[Result, BuildContext], bool] = False,
         locks: Iterable[LockAccess] = (),
+        retry: Retry | None = None,
     ):
         self.name = name or self.default_name
         self.halt_on_failure = halt_on_failure
@@ -250,6 +257,7 @@ class Step:
         self.do_step_if = do_step_if
         self.hide_step_if = hide_step_if
         self.locks: list[LockAccess] = list(locks)
+        self.retry = retry
 
     async def run(self, build: BuildContext) -> Result:
         """Do the step's work and say how it went."""

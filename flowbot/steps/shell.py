@@ -16,6 +16,7 @@ from ..fields import (
     ANYTHING,
     BYTES,
     ENV,
+    EXIT_CODE,
     FLAG,
     FUNCTION,
     RENDERED_TEXT,
@@ -23,6 +24,7 @@ from ..fields import (
     TEXT,
     checked,
     either,
+    instance,
     list_of,
     mapping,
     optional,
@@ -36,6 +38,7 @@ from .base import BuildContext, CommandResult, StartedCommand, Step
 #: What a command's renderables must make for each build.
 _RENDERED_COMMAND = either(TEXT, list_of(ANYTHING, "a list of arguments"))
 _LOGFILES = mapping(TEXT, TEXT, "a dict of log names to paths")
+RESULT = instance(Result, "a Result such as Result.WARNINGS")
 
 
 class Shell(Step):
@@ -49,6 +52,8 @@ class Shell(Step):
         timeout: seconds without output before the command is killed (None: never).
         max_time: seconds in all before the command is killed (None: no limit).
         logfiles: ``{log name: path}`` of files the command writes, shown as extra logs.
+        decode_rc: ``{exit code: Result}``, what each exit code means (Buildbot's ``decodeRC``);
+            an exit code it leaves out is a FAILURE. The default is ``{0: Result.SUCCESS}``.
         junit: a JUnit XML report the command writes (relative to ``workdir``, or an absolute
             path on the worker, which must be inside the worker's directory); its test cases
             are stored with the step. A missing or malformed report makes the step WARNINGS.
@@ -71,6 +76,7 @@ class Shell(Step):
         logfiles=optional(mapping(TEXT, RENDERED_TEXT, "a dict of log names to paths")),
         junit=optional(RENDERED_TEXT),
         max_log=optional(BYTES),
+        decode_rc=optional(mapping(EXIT_CODE, RESULT, "a dict of exit codes to results")),
     )
     def __init__(
         self,
@@ -83,11 +89,13 @@ class Shell(Step):
         logfiles: dict[str, str] | None = None,
         junit: Any = None,
         max_log: int | None = None,
+        decode_rc: dict[int, Result] | None = None,
         **flags: Any,
     ):
         super().__init__(**flags)
         self.junit = junit
         self.max_log = max_log
+        self.decode_rc = dict(decode_rc) if decode_rc is not None else {0: Result.SUCCESS}
         if isinstance(command, (list, tuple)):
             if not command:
                 raise ValueError("Shell needs a command; got an empty list")
@@ -160,8 +168,8 @@ class Shell(Step):
         return Result.SUCCESS
 
     def evaluate(self, outcome: CommandResult) -> Result:
-        """The step's result from the command's; subclasses may look at more."""
-        return Result.SUCCESS if outcome.rc == 0 else Result.FAILURE
+        """The step's result from the command's (by ``decode_rc``); subclasses may look at more."""
+        return self.decode_rc.get(outcome.rc, Result.FAILURE) if outcome.rc is not None else Result.FAILURE
 
 
 def _is_renderable(value: Any) -> bool:

@@ -38,9 +38,9 @@ class Builds:
         return await self._db.read(fn)
 
     def start(
-        self, request: BuildRequest, number: int, worker: str, now: float, master: str, build: Ref
+        self, request: BuildRequest, number: int, worker: str, now: float, master: str, build: Ref, attempt: int = 1
     ) -> asyncio.Future[None]:
-        """Claim ``request`` and record its build as started; sets ``build.id``.
+        """Claim ``request`` and record its build as started (its ``attempt``-th); sets ``build.id``.
 
         Like the other build-progress writes, this returns at once with the future of the write:
         writes run in the order they were made, so later ones may use ``build.id`` before the
@@ -72,6 +72,7 @@ class Builds:
                     "started_at": now,
                     "summary": "",
                     "p_request": request.id,
+                    "attempt": attempt,
                 },
             )
 
@@ -232,6 +233,7 @@ class Builds:
                     "finished_at": s.finished_at,
                     "summary": s.summary,
                     "hidden": s.hidden,
+                    "attempts": s.attempts,
                     "logs": sorted(names.get(s.id, [])),
                 }
                 for s in steps
@@ -342,6 +344,7 @@ _BUILD_COLUMNS = (
     t.builds.c.started_at,
     t.builds.c.finished_at,
     t.builds.c.summary,
+    t.builds.c.attempt,
 )
 
 

@@ -51,6 +51,17 @@ class Logs:
             self.queued.set()
         return self._db.submit(op, wait=wait)
 
+    def rename(self, step: Ref, names: dict[str, str]) -> asyncio.Future[None]:
+        """Keep a step's logs under new names (``{old: new}``), after the lines already queued."""
+
+        def op(conn: sa.Connection) -> None:
+            chunks = t.log_chunks.c
+            for old, new in names.items():
+                renamed = t.log_chunks.update().where(chunks.step_id == step.get(), chunks.log == old)
+                conn.execute(renamed.values(log=new))
+
+        return self._db.keep(op)
+
     async def tail(
         self, build_id: int, step_number: int, name: str = "stdio", lines: int = 200
     ) -> tuple[list[tuple[str, str]], int]:

@@ -198,6 +198,8 @@ builds = Table(
     Column("properties", JSON),
     #: The pull request it built (its buildset's), so the history reads builds alone.
     Column("pull_request_id", Integer, index=True),
+    #: Which build of its request this is (a request runs again after RETRY).
+    Column("attempt", Integer, nullable=False, server_default="1"),
     UniqueConstraint("builder", "number"),
     Index(None, "started_at"),
     Index(None, "worker", "started_at"),
@@ -220,6 +222,8 @@ steps = Table(
     Column("result", Integer),
     Column("hidden", Boolean, nullable=False, default=False),
     Column("summary", Text, nullable=False, default=""),
+    #: How many times the step ran (its ``Retry``); earlier attempts' logs are ``NAME (attempt N)``.
+    Column("attempts", Integer, nullable=False, server_default="1"),
     UniqueConstraint("build_id", "number"),
 )
 

@@ -47,7 +47,18 @@ INSERT_BUILD = Statement(
         .where(t.buildrequests.c.id == bindparam("p_request"))
         .scalar_subquery()
     ),
-    ["request_id", "builder", "number", "worker", "branch", "revision", "submitted_at", "started_at", "summary"],
+    [
+        "request_id",
+        "builder",
+        "number",
+        "worker",
+        "branch",
+        "revision",
+        "submitted_at",
+        "started_at",
+        "summary",
+        "attempt",
+    ],
 )
 INSERT_STEP = Statement(t.steps.insert(), ["build_id", "number", "name", "started_at", "hidden", "summary"])
 INSERT_LOG_CHUNK = Statement(
@@ -96,8 +107,10 @@ FINISH_STEP = Statement(
         result=bindparam("p_result"),
         summary=bindparam("p_summary"),
         hidden=bindparam("p_hidden"),
+        attempts=bindparam("p_attempts"),
     )
 )
+
 #: End a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_locks``: seconds waited for
 #: locks, ``p_properties``, ``p_revision``: the revision it built, or None to keep the one it started with).
 FINISH_BUILD = Statement(

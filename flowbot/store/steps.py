@@ -43,12 +43,19 @@ class Steps:
         return self._db.keep(op)
 
     def finish(
-        self, step: Ref, result: Result, now: float, summary: str = "", *, hidden: bool = False
+        self, step: Ref, result: Result, now: float, summary: str = "", *, hidden: bool = False, attempts: int = 1
     ) -> asyncio.Future[None]:
         def op(conn: sa.Connection) -> None:
             sql.FINISH_STEP.run(
                 conn,
-                {"p_id": step.get(), "p_at": now, "p_result": int(result), "p_summary": summary, "p_hidden": hidden},
+                {
+                    "p_id": step.get(),
+                    "p_at": now,
+                    "p_result": int(result),
+                    "p_summary": summary,
+                    "p_hidden": hidden,
+                    "p_attempts": attempts,
+                },
             )
 
         return self._db.keep(op)

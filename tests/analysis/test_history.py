@@ -76,6 +76,7 @@ def test_builds_have_the_documented_columns_and_values(history):
             "submitted_at": UTC,
             "started_at": UTC,
             "finished_at": UTC,
+            "attempt": "int64",
             "queue_time": SPAN,
             "duration": SPAN,
         },
@@ -228,9 +229,11 @@ def test_steps(history):
             "result": RESULT,
             "started_at": UTC,
             "finished_at": UTC,
+            "attempts": "int64",
             "duration": SPAN,
         },
     )
+    assert steps["attempts"].tolist() == [1] * 7
     assert steps["build_number"].tolist() == [1, 2, 3, 4, 5, 6, 7]
     assert (steps["duration"][:3] == pd.Timedelta(minutes=9)).all()
     assert history.steps(result="FAILURE")["build_id"].tolist() == [known.builds["unit#2"], known.builds["unit#4"]]

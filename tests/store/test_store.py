@@ -214,6 +214,7 @@ async def test_a_build_written_through_the_hot_path_reads_back_with_steps_and_lo
         "started_at": NOW,
         "finished_at": NOW + 4,
         "summary": "tests failed",
+        "attempt": 1,
     }
 
     # And its steps come back in order with results and log names
@@ -228,6 +229,7 @@ async def test_a_build_written_through_the_hot_path_reads_back_with_steps_and_lo
             "finished_at": NOW + 2,
             "summary": "compiled",
             "hidden": False,
+            "attempts": 1,
             "logs": ["stdio"],
         },
         {
@@ -238,6 +240,7 @@ async def test_a_build_written_through_the_hot_path_reads_back_with_steps_and_lo
             "finished_at": NOW + 3,
             "summary": "1 failed",
             "hidden": False,
+            "attempts": 1,
             "logs": ["stdio"],
         },
     ]

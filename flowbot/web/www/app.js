@@ -577,15 +577,21 @@ function buildView(id, tab = "steps", focus = null) {
     for (const step of steps.values()) step.log?.catchUp();
   }
 
+  /** "3 attempts" for a step its Retry ran again; nothing for one that ran once. */
+  function attemptsText(attempts) {
+    return attempts > 1 ? `${attempts} attempts` : "";
+  }
+
   function stepItem(s) {
     const step = { number: s.number, name: s.name, log: null, logName: null, logs: s.logs?.length ? s.logs : ["stdio"] };
     step.badge = resultBadge(s.result, !s.result && s.started_at);
     step.took = timeText("duration", s.started_at, s.finished_at);
     step.summary = h("span", { class: "summary" }, s.summary || "");
+    step.attempts = h("span", { class: "attempts" }, attemptsText(s.attempts));
     step.tabs = h("div", { class: "log-tabs" });
     const head = h("div", { class: "head", role: "button", tabindex: 0, "aria-expanded": "false" },
       step.badge, h("span", { class: "num" }, `${s.number + 1}.`), h("span", { class: "title" }, s.name),
-      step.summary, step.took);
+      step.attempts, step.summary, step.took);
     step.head = head;
     const toggle = () => (step.log ? closeLog(step) : openLog(step));
     head.addEventListener("click", toggle);
@@ -615,7 +621,8 @@ function buildView(id, tab = "steps", focus = null) {
     const facts = [
       ["Builder", h("a", { href: builderHref(build.builder) }, build.builder)],
       ["Reason", build.reason], ["Branch", build.branch], ["Revision", build.revision && h("span", { class: "mono" }, build.revision)],
-      ["Worker", build.worker], ["Started", timeText("ago", build.started_at)],
+      ["Worker", build.worker], ["Attempt", build.attempt > 1 && `${build.attempt} (a retry of this request)`],
+      ["Started", timeText("ago", build.started_at)],
       ["Took", timeText("duration", build.started_at, build.finished_at)],
       ["Summary", build.summary],
     ];
@@ -723,6 +730,7 @@ function buildView(id, tab = "steps", focus = null) {
       tick(step.took);
       step.el.classList.toggle("hidden-step", event.hidden);  // known once the step ends
       step.summary.textContent = event.summary || "";
+      step.attempts.textContent = attemptsText(event.attempts);
       drawShowHidden();
       files.load(); // an upload's files are listed once its step ends
     } else if (event.type === "log") {
