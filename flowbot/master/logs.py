@@ -167,7 +167,7 @@ class LogWriter:
         #: Bytes of output taken, and of those, past the limit (counted, not kept).
         self.taken = 0
         self.dropped = 0
-        self._unsaid = [0, 0]  # bytes and lines dropped since the log last said so
+        self._unsaid_bytes = self._unsaid_lines = 0  # dropped since the log last said so
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -208,12 +208,12 @@ class LogWriter:
     def _past_limit(self, stream: str, data: bytes) -> asyncio.Future[None] | None:
         """Keep what of ``data`` fits in the limit, count the rest; say so when the limit is reached."""
         room = self.limit - (self.taken - self.dropped)
-        past = data[room:]
+        past = len(data) - room
         reached = not self.dropped
         self.taken += len(data)
-        self.dropped += len(past)
-        self._unsaid[0] += len(past)
-        self._unsaid[1] += past.count(b"\n")
+        self.dropped += past
+        self._unsaid_bytes += past
+        self._unsaid_lines += data.count(b"\n", room)
         if room:
             self._take(stream, data[:room])
         if reached:
@@ -231,9 +231,9 @@ class LogWriter:
         """End the lines a command left without a newline, and say how much output past the limit
         the log did not keep since it last said so; returns :meth:`settled`."""
         self._end_partial_lines()
-        dropped, lines = self._unsaid
+        dropped, lines = self._unsaid_bytes, self._unsaid_lines
         if dropped:
-            self._unsaid = [0, 0]
+            self._unsaid_bytes = self._unsaid_lines = 0
             self.header(
                 f"[{dropped:,} bytes ({size(dropped)}, {lines:,} lines) of output past the limit were not stored]"
             )
