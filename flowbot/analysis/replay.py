@@ -30,6 +30,7 @@ from ..builder import Builder
 from ..records import BuildRequest, Change, SourceStamp
 from ..results import Result
 from ..store import schema as t
+from ..store.matrices import with_cell
 from . import dtypes
 from .answers import queue_seconds
 from .columns import Kind, read_columns
@@ -287,9 +288,10 @@ def _requests_made(conn: sa.Connection, start: float | None, end: float | None) 
     """The recorded requests that no change caused, submitted in [start, end), with their scheduler's name."""
     bs = t.buildsets.c
     caused = sa.exists().where(t.buildset_changes.c.buildset_id == _r.buildset_id)
+    cells = "cell" in {column["name"] for column in sa.inspect(conn).get_columns("buildrequests")}
     fields = (
         _r.id, _r.buildset_id, _r.builder, _r.priority, _r.submitted_at, bs.scheduler, bs.reason, bs.properties,
-        bs.parent_build_id,
+        bs.parent_build_id, _r.cell if cells else sa.null(),
     )  # fmt: skip
     made = (
         sa.select(*fields)
@@ -314,10 +316,11 @@ def _requests_made(conn: sa.Connection, start: float | None, end: float | None) 
                 builder=row[2],
                 sourcestamps=tuple(stamps.get(row[1], ())),
                 reason=row[6] or "",
-                properties={name: tuple(value) for name, value in _json(row[7]).items()},
+                properties=with_cell({name: tuple(value) for name, value in _json(row[7]).items()}, _json(row[9])),
                 priority=row[3] or 0,
                 submitted_at=row[4],
                 parent_build_id=row[8],
+                cell=_json(row[9]) or None,
             ),
             row[5],
         )

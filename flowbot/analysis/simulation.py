@@ -28,9 +28,11 @@ from ..locks import LockAccess
 from ..master.locks import LockTable
 from ..master.policy import assignment_pass, collapsed, pick, takes_build
 from ..master.queue import BuildQueue
+from ..matrix import fits
 from ..pipeline import Pipeline
 from ..records import BuildRequest, BuildsetSpec, Change
 from ..schedulers.base import Scheduler, classifications
+from ..store.matrices import with_cell
 from ..superseding import Superseding
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,7 @@ class Simulation:
         self._builders = {b.name: b for b in pipeline.builders}
         self._superseding = Superseding(pipeline.builders)
         self._building: dict[int, _Build] = {}  # by request id
+        self._properties = {w.name: w.properties for w in pipeline.workers}
         #: Each simulated worker: its limit, and the worker it is an instance of.
         self.limits: dict[str, int | None] = {}
         self.base: dict[str, str] = {}
@@ -192,6 +195,7 @@ class Simulation:
         except Exception:
             log.exception("scheduler %s failed to make a buildset; its changes are left out", scheduler.name)
             return
+        spec = self.pipeline.with_cells(spec)
         if spec is None:
             return
         buildset = next(self._ids)
@@ -203,12 +207,14 @@ class Simulation:
                     builder,
                     spec.sourcestamps,
                     reason=spec.reason,
-                    properties=spec.properties,
+                    properties=with_cell(spec.properties, cell),
                     priority=spec.priority,
                     submitted_at=self.now,
                     from_changes=bool(spec.change_ids),
+                    cell=cell,
                 )
                 for builder in spec.builders
+                for cell in spec.cells.get(builder) or (None,)
             ],
             None,
         )
@@ -252,6 +258,10 @@ class Simulation:
         if self._spare and self.queue:
             assignment_pass(self.queue, self._start_one, builders, self._full)
 
+    def _fits(self, request: BuildRequest, worker: str) -> bool:
+        """Whether simulated ``worker`` takes the matrix cell ``request`` builds, as the master's dispatcher asks."""
+        return fits(request.cell or {}, self._properties[self.base[worker]])
+
     def _full(self) -> bool:
         return not self._spare
 
@@ -262,7 +272,8 @@ class Simulation:
             return False
         running, limits = self._running, self.limits
         free = [w for w in self._workers[name] if w in spare and takes_build(name, limits[w], running[w])]
-        picked = pick(builder, free, self.queue, self.locks, self._loads.__getitem__)
+        fits_cell = self._fits if builder.matrix is not None else None
+        picked = pick(builder, free, self.queue, self.locks, self._loads.__getitem__, fits_cell)
         if picked is None:
             return False
         request, worker = picked

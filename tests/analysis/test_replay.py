@@ -14,12 +14,14 @@ from flowbot import (
     Builder,
     ForceScheduler,
     MasterLock,
+    Matrix,
     Periodic,
     Pipeline,
     Shell,
     Worker,
 )
 from flowbot.analysis import History
+from flowbot.analysis.simulation import Simulation
 from flowbot.records import BuildRequest, BuildsetSpec, Change, Release, SourceStamp
 from flowbot.results import Result
 from flowbot.store import Ref, Store
@@ -318,3 +320,37 @@ def test_a_new_head_of_a_pull_request_stops_the_build_of_the_old_one_and_withdra
     # And without it, every head is built
     assert keeping.builds["revision"].tolist() == ["a1", "m1", "a2", "a3"]
     assert keeping.requests["superseded_by"].isna().all()
+
+
+def test_a_matrix_replays_one_build_per_cell_on_the_workers_that_take_it() -> None:
+    # Given a python x os matrix on a linux and a mac worker, and one change
+    candidate = Pipeline(
+        workers=[
+            Worker("penguin", secret="s", properties={"os": "linux"}),
+            Worker("apple", secret="s", properties={"os": "mac"}),
+        ],
+        schedulers=[AnyBranchScheduler("on-push", builders=["test"])],
+        builders=[
+            Builder(
+                "test",
+                workers=["penguin", "apple"],
+                steps=[Shell("make", name="test")],
+                matrix=Matrix(axes={"python": ["3.12", "3.13"], "os": ["linux", "mac"]}),
+            )
+        ],
+    )
+    simulation = Simulation(candidate, lambda builder, worker, request, recorded: [BUILD])
+    simulation.changes([Change(branch="main", revision="r1", repository="repo", when=T0)], [T0])
+
+    # When it runs
+    simulation.run()
+
+    # Then each cell builds once, with its values as properties, on the worker of its os, two at a time
+    built = sorted((r.cell["python"], r.cell["os"], worker, started) for r, worker, started, _ in simulation.builds)
+    assert built == [
+        ("3.12", "linux", "penguin", T0),
+        ("3.12", "mac", "apple", T0),
+        ("3.13", "linux", "penguin", T0 + BUILD),
+        ("3.13", "mac", "apple", T0 + BUILD),
+    ]
+    assert all(r.properties["os"] == (r.cell["os"], "Matrix") for r, *_ in simulation.builds)
