@@ -86,6 +86,10 @@ JANITOR_PAUSE_SECONDS = 0.01
 #: Rows the janitor examines in its first batch (log chunks, or build requests), and the most in any.
 JANITOR_FIRST_BATCH = 50
 JANITOR_MAX_BATCH = 5000
+#: The fewest rows a batch examines, however slow the database: a transaction has a fixed cost (the
+#: commit, waiting behind the master's writes) that fewer rows would not lower, so batches of one row on
+#: a loaded server would only multiply it.
+JANITOR_MIN_BATCH = 20
 
 #: Seconds a shell step may go without output, by default (Buildbot's default too).
 SHELL_TIMEOUT = 1200.0

@@ -38,7 +38,13 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from ..defaults import JANITOR_BATCH_SECONDS, JANITOR_FIRST_BATCH, JANITOR_MAX_BATCH, JANITOR_PAUSE_SECONDS
+from ..defaults import (
+    JANITOR_BATCH_SECONDS,
+    JANITOR_FIRST_BATCH,
+    JANITOR_MAX_BATCH,
+    JANITOR_MIN_BATCH,
+    JANITOR_PAUSE_SECONDS,
+)
 from ..errors import StoreError
 from ..retention import Retention
 from . import log_search
@@ -141,6 +147,7 @@ async def _in_batches(store: Store, purge: Purge, walk: Walk) -> tuple[int, Walk
     The walk moves on only once a batch has committed: a batch that fails is tried again from where it began.
     """
     size, deleted = JANITOR_FIRST_BATCH, 0
+    smallest = min(JANITOR_MIN_BATCH, JANITOR_FIRST_BATCH)
     while True:
         began = time.perf_counter()
         # The janitor belongs to the store: its deletes take the same queue as every other write.
@@ -150,7 +157,7 @@ async def _in_batches(store: Store, purge: Purge, walk: Walk) -> tuple[int, Walk
         if not more:
             return deleted, walk
         if took > JANITOR_BATCH_SECONDS:
-            size = max(1, size // 2)
+            size = max(smallest, size // 2)
         elif took < JANITOR_BATCH_SECONDS / 4:
             size = min(JANITOR_MAX_BATCH, size * 2)
         await asyncio.sleep(max(JANITOR_PAUSE_SECONDS, took))

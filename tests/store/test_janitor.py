@@ -401,3 +401,24 @@ async def test_a_pull_request_goes_with_the_last_of_its_buildsets(db_url: str):
         assert [p.number for p in await rows(store, t.pull_requests)] == [3]
     finally:
         await store.close()
+
+
+async def test_a_slow_database_does_not_shrink_batches_to_single_rows(store: Store, monkeypatch: pytest.MonkeyPatch):
+    # Given a database on which every batch takes longer than a batch should (a loaded server, where a
+    # commit alone costs more than that), and many old requests
+    monkeypatch.setattr(janitor, "JANITOR_BATCH_SECONDS", 0.0)
+    monkeypatch.setattr(janitor, "JANITOR_PAUSE_SECONDS", 0.0)
+    await add_requests(store, "old", 400, before=T0)
+    sizes: list[int] = []
+    original = janitor._purge_requests
+
+    def recorded(conn: sa.Connection, size: int, *args, **kwargs):
+        sizes.append(size)
+        return original(conn, size, *args, **kwargs)
+
+    monkeypatch.setattr(janitor, "_purge_requests", recorded)
+    # When the janitor sweeps them
+    swept = await janitor.sweep(store, Retention(builds="1d"), now=T0 + 2 * 86400)
+    # Then its batches shrank to the smallest it takes, never to a row or two at a time
+    assert swept.requests >= 400
+    assert min(sizes) == janitor.JANITOR_MIN_BATCH and len(sizes) < 400 / 10, sizes
