@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
 import socket
 
@@ -21,11 +22,12 @@ HOOKED = SAMPLE_PIPELINE.replace("from flowbot import", "from flowbot import Jso
     "pipeline = Pipeline(", "pipeline = Pipeline(sources=[JsonHook()],"
 )
 
-#: Examples of each fuzzer in CI.
-EXAMPLES = 300
+#: Examples of each fuzzer (FLOWBOT_FUZZ_EXAMPLES asks for more: benchmarks/README.md).
+EXAMPLES = int(os.environ.get("FLOWBOT_FUZZ_EXAMPLES", 300))
 FUZZING = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 
-pytestmark = pytest.mark.timeout(300)
+#: A master and workers start, then the examples run (each takes a few milliseconds, or a few tens).
+pytestmark = pytest.mark.timeout(300 + EXAMPLES // 5)
 
 #: What a path part may be: a real name or number, or anything.
 parts = st.sampled_from(["unit", "lint", "w1", "1", "0", "-1", "99999999999999999999", "unit/1"]) | st.text(max_size=12)
