@@ -37,8 +37,9 @@ def test_a_worker_killed_or_silent_for_longer_than_the_window_loses_nothing(name
 
 
 @pytest.mark.parametrize("db", ["sqlite", "postgresql"])
-def test_a_master_killed_under_load_loses_nothing_once_started_again(db, tmp_path, own_postgres):
-    outcome = _try("master-kill", db, tmp_path, Resources(postgres=own_postgres))
+def test_a_master_killed_under_load_loses_nothing_once_started_again(db, tmp_path, request):
+    postgres = request.getfixturevalue("own_postgres") if db == "postgresql" else None
+    outcome = _try("master-kill", db, tmp_path, Resources(postgres=postgres))
     assert outcome.clean, outcome
 
 
