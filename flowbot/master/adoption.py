@@ -142,7 +142,16 @@ class Adoption:
     def _not_running(record: UnfinishedBuild, cmd_id: str, held: dict[str, Any]) -> str | None:
         """Why the worker's ``held`` commands do not let ``record`` go on from ``cmd_id``, or None."""
         of_build = commands_of(record.request.id, record.number)
-        others = [c for c in held if c.startswith(of_build) and c != cmd_id]
+        done_before = tuple(f"{of_build}s{n}." for n in range(record.running_step.number))
+        # A command of an earlier step that finished is one whose result the store has (the build went on
+        # past it): its worker holds it only for want of the acknowledgement the master died before sending.
+        others = [
+            c
+            for c, state in held.items()
+            if c.startswith(of_build)
+            and c != cmd_id
+            and not (c.startswith(done_before) and isinstance(state, dict) and state.get("finished") is True)
+        ]
         if others:
             return f"its step had started other commands ({', '.join(sorted(others))})"
         state = held.get(cmd_id)
