@@ -437,7 +437,8 @@ class Pipeline:
         lines.append("  builders:")
         for b in self.builders:
             locks = f" [locks: {', '.join(map(repr, b.locks))}]" if b.locks else ""
-            lines.append(f"    {b.name} on {', '.join(b.workers)}: {' -> '.join(b.step_names)}{locks}")
+            cells = f" [matrix: {len(b.matrix)} cells of {' x '.join(b.matrix.axes)}]" if b.matrix else ""
+            lines.append(f"    {b.name} on {', '.join(b.workers)}: {' -> '.join(b.step_names)}{locks}{cells}")
         edges = self.edges()
         if edges:
             lines.append("  edges:")

@@ -136,3 +136,16 @@ def test_a_pipeline_gives_buildsets_the_cells_of_its_matrix_builders() -> None:
     one = BuildsetSpec(scheduler="force", builders=("t",), sourcestamps=(), cells={"t": ({"n": 2},)})
     assert pipeline.with_cells(one).cells == {"t": ({"n": 2},)}
     assert pipeline.with_cells(None) is None
+
+
+def test_a_pipeline_prints_its_builders_matrix() -> None:
+    pipeline = Pipeline(
+        workers=[Worker("w", secret="s")],
+        builders=[
+            Builder(
+                "t", workers=["w"], steps=[Shell("true", name="check")], matrix=Matrix(axes={"py": [1, 2], "os": ["l"]})
+            )
+        ],
+        schedulers=[ForceScheduler("force", builders=["t"])],
+    )
+    assert "    t on w: check [matrix: 2 cells of py x os]" in str(pipeline)
