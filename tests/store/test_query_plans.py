@@ -8,6 +8,7 @@ statistics, so the store holds enough rows, analysed, for its plan to be the one
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -74,12 +75,13 @@ def add_finished_builds(conn: sa.Connection, n: int, builders: int) -> None:
 @contextmanager
 def plans(store: Store, table: str) -> Iterator[list[str]]:
     """The database's plan for each SELECT from ``table`` the store runs inside the block, made just before it
-    runs, on its connection: SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN."""
+    runs, on its connection: SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN. A SELECT from another
+    table that only looks into ``table`` in a subquery is not one."""
     explained: list[str] = []
     explain = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
 
     def explain_first(conn, cursor, statement: str, parameters: Any, context, executemany: bool) -> None:
-        if statement.startswith("SELECT") and f"FROM {table}" in statement:
+        if statement.startswith("SELECT") and re.search(rf"\b(FROM|JOIN) {table}\b", outside_subqueries(statement)):
             plan = cursor.connection.cursor()
             plan.execute(explain + statement, parameters)
             explained.append("\n".join(str(row[-1]) for row in plan.fetchall()))
@@ -90,6 +92,13 @@ def plans(store: Store, table: str) -> Iterator[list[str]]:
         yield explained
     finally:
         sa.event.remove(store.engine, "before_cursor_execute", explain_first)
+
+
+def outside_subqueries(statement: str) -> str:
+    """``statement`` without what its parentheses hold (its subqueries among them)."""
+    while (inner := re.sub(r"\([^()]*\)", "", statement)) != statement:
+        statement = inner
+    return statement
 
 
 def searches(store: Store, explained: str, table: str, index: str) -> bool:
