@@ -43,6 +43,7 @@ from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
 from .scheduling import Scheduling
 from .sources import Sources
+from .status import Status
 from .tasks import Tasks
 from .transfers import artifacts_root
 from .worker_control import WorkerControl
@@ -137,6 +138,17 @@ class Master:
             spawn=self.spawn,
             new_build=self._new_build,
             busy=lambda: self.adoption.busy,
+        )
+        #: What the master is doing, read for people (the API, the panel).
+        self.status = Status(
+            pipeline=lambda: self.pipeline,
+            connections=self.registry.connections,
+            running=self.dispatcher.running,
+            builds_on=self.dispatcher.builds_on,
+            controls=self.worker_control,
+            held_workers=self.dispatcher.held_workers,
+            remembered=lambda: self.store.workers,
+            events=self.events,
         )
         self.adoption = Adoption(self, self._new_build)
         self.scheduling = Scheduling(self)

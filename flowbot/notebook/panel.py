@@ -175,29 +175,26 @@ class MasterPanel(anywidget.AnyWidget):
                 for name in names
             ],
             "queue": [{"id": r.id, "builder": r.builder, "reason": r.reason} for r in list(master.queue)[:QUEUE_SHOWN]],
-            "workers": self._workers(),
+            "workers": await self._workers(),
         }
         self.forms = _forms(master)
         self._offer(await master.store.builds.query(limit=PICKABLE))
         await self._show_build()
 
-    def _workers(self) -> list[dict[str, Any]]:
-        master, now = self.master, time.time()
-        shown = []
-        for worker in master.pipeline.workers:
-            connection = master.registry.connections.get(worker.name)
-            shown.append(
-                {
-                    "name": worker.name,
-                    "connected": connection is not None,
-                    "seen": round(now - connection.last_seen) if connection else None,
-                    "paused": worker.name in master.worker_control.paused,
-                    "paused_reason": master.worker_control.paused.get(worker.name) or "",
-                    "shutting_down": master.worker_control.shutting_down(worker.name),
-                    "running": [f"{b.builder} #{b.number}" for b in master.running.values() if b.worker == worker.name],
-                }
-            )
-        return shown
+    async def _workers(self) -> list[dict[str, Any]]:
+        now = time.time()
+        return [
+            {
+                "name": worker.name,
+                "connected": worker.connected,
+                "seen": round(now - worker.last_seen) if worker.connected and worker.last_seen else None,
+                "paused": worker.paused,
+                "paused_reason": worker.paused_reason or "",
+                "shutting_down": worker.shutting_down,
+                "running": [f"{b.builder} #{b.number}" for b in worker.running],
+            }
+            for worker in await self.master.status.workers()
+        ]
 
     async def _matrices(self, names: list[str]) -> dict[str, dict[str, Any]]:
         """The newest matrix of each named builder (read again only for those that built since),

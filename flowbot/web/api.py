@@ -300,7 +300,7 @@ class BuildHandler(ApiHandler):
         _, spec = await self.master.store.builds.buildset_of(build["id"])
         build["reason"] = spec.reason
         build["sourcestamps"] = [dataclasses.asdict(stamp) for stamp in spec.sourcestamps]
-        live = next((b for b in self.master.running.values() if b.id == build["id"]), None)
+        live = self.master.status.running_build(build["id"])
         if live is not None:  # stored when the build ends; until then, as they are now
             build["properties"] = live.properties.with_sources()
         elif not build.get("properties"):  # a build from before properties were stored: its request's
@@ -410,28 +410,7 @@ class CancelRequestHandler(ApiHandler):
 
 class WorkersHandler(ApiHandler):
     async def get(self) -> None:
-        remembered = await self.master.store.workers.all()
-        workers = []
-        for spec in self.master.pipeline.workers:
-            connection = self.master.registry.connections.get(spec.name)
-            known = remembered.get(spec.name, {})
-            workers.append(
-                {
-                    "name": spec.name,
-                    "launcher": spec.launcher.kind if spec.launcher is not None else None,
-                    "connected": connection is not None,
-                    "connected_at": connection.connected_at if connection else known.get("connected_at"),
-                    "last_seen": connection.last_seen if connection else known.get("last_seen"),
-                    "info": connection.info if connection else known.get("info", {}),
-                    "running_builds": [
-                        {"id": b.id, "builder": b.builder, "number": b.number}
-                        for b in (self.master.dispatcher.builds_on(connection) if connection else ())
-                    ],
-                    **self.master.worker_control.state(spec.name),
-                    "held": self.master.dispatcher.held_workers.get(spec.name),
-                }
-            )
-        self.reply({"workers": workers})
+        self.reply({"workers": [worker.to_dict() for worker in await self.master.status.workers()]})
 
 
 class InstancesHandler(ApiHandler):
@@ -507,7 +486,7 @@ def matrix_form(matrix: Matrix) -> dict[str, Any]:
 
 async def flush_live(master: Master, build_id: int, step: int, name: str) -> None:
     """Store what a running step has printed so far, so a read joins the live lines without a gap."""
-    build = next((b for b in master.running.values() if b.id == build_id), None)
+    build = master.status.running_build(build_id)
     if build is None or build.current_step != step:
         return
     step_log = build.open_log(name)  # a reader never creates a log

@@ -1,0 +1,158 @@
+"""One read facade over the master's state, for every face: the workers, the running builds.
+
+The HTTP API and the notebook panel ask here rather than each reading the registry,
+the worker controls, the dispatcher and the store in its own way. Answers are frozen records
+(:class:`WorkerState`, :class:`RunningRef`); their JSON is made in one place, their ``to_dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .events import Event, EventBus, EventKind
+
+if TYPE_CHECKING:
+    from ..pipeline import Pipeline
+    from .build import RunningBuild
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRef:
+    """A running build, as a worker's state names it."""
+
+    id: int
+    builder: str
+    number: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "builder": self.builder, "number": self.number}
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """A worker the pipeline declares: whether it is connected, what it runs, how it is held."""
+
+    name: str
+    #: The kind of launcher that starts it on demand (``docker``...), or None.
+    launcher: str | None
+    connected: bool
+    #: When it last connected, and was last heard from (remembered by the store while away).
+    connected_at: float | None
+    last_seen: float | None
+    #: What it reported of itself (hostname, platform...).
+    info: Mapping[str, Any]
+    running: tuple[RunningRef, ...]
+    paused: bool
+    paused_reason: str | None
+    shutting_down: bool
+    #: Why dispatching holds it aside (a problem of its configuration), or None.
+    held: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The worker as the API shows it."""
+        return {
+            "name": self.name,
+            "launcher": self.launcher,
+            "connected": self.connected,
+            "connected_at": self.connected_at,
+            "last_seen": self.last_seen,
+            "info": dict(self.info),
+            "running_builds": [build.to_dict() for build in self.running],
+            "paused": self.paused,
+            "paused_reason": self.paused_reason,
+            "shutting_down": self.shutting_down,
+            "held": self.held,
+        }
+
+
+class Connection(Protocol):
+    connected_at: float
+    last_seen: float
+    info: dict[str, Any]
+
+
+class Controls(Protocol):
+    def state(self, name: str) -> dict[str, Any]:
+        """Whether ``name`` is paused (``paused``, ``paused_reason``) or ``shutting_down``."""
+        ...
+
+
+class Remembered(Protocol):
+    """What the store remembers of each worker (``store.workers``)."""
+
+    async def all(self) -> dict[str, dict[str, Any]]: ...
+
+
+class Status:
+    """What the master is doing, read for people.
+
+    Args:
+        pipeline: the pipeline now (it changes with a reconfigure).
+        connections: the workers connected now, by name.
+        running: the builds running now, by request id.
+        builds_on: the builds running on a connection.
+        controls: pauses and shutdowns.
+        held_workers: workers dispatching holds aside, with why.
+        remembered: the store's memory of workers, for those not connected.
+        events: the master's events, to index running builds by id as they start.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: Callable[[], Pipeline],
+        connections: Mapping[str, Connection],
+        running: Mapping[int, RunningBuild],
+        builds_on: Callable[[Any], Iterable[RunningBuild]],
+        controls: Controls,
+        held_workers: Mapping[str, str],
+        remembered: Callable[[], Remembered],
+        events: EventBus,
+    ):
+        self._pipeline = pipeline
+        self._connections = connections
+        self._running = running
+        self._builds_on = builds_on
+        self._controls = controls
+        self._held_workers = held_workers
+        self._remembered = remembered
+        self._request_of: dict[int, int] = {}  # running build id -> its request's id
+        events.subscribe(self._index, [EventKind.BUILD_STARTED.value, EventKind.BUILD_FINISHED.value])
+
+    def _index(self, event: Event) -> None:
+        build = event["build"]
+        if event["type"] == EventKind.BUILD_STARTED:
+            self._request_of[build["id"]] = build["request_id"]
+        else:
+            self._request_of.pop(build["id"], None)
+
+    def running_build(self, build_id: int) -> RunningBuild | None:
+        """The build with id ``build_id``, if it runs now."""
+        request_id = self._request_of.get(build_id)
+        build = self._running.get(request_id) if request_id is not None else None
+        return build if build is not None and build.id == build_id else None
+
+    async def workers(self) -> list[WorkerState]:
+        """Every worker the pipeline declares, in its order."""
+        remembered = await self._remembered().all()
+        states = []
+        for spec in self._pipeline().workers:
+            connection = self._connections.get(spec.name)
+            known = remembered.get(spec.name, {})
+            running = self._builds_on(connection) if connection is not None else ()
+            states.append(
+                WorkerState(
+                    name=spec.name,
+                    launcher=spec.launcher.kind if spec.launcher is not None else None,
+                    connected=connection is not None,
+                    connected_at=connection.connected_at if connection else known.get("connected_at"),
+                    last_seen=connection.last_seen if connection else known.get("last_seen"),
+                    info=connection.info if connection else known.get("info", {}),
+                    running=tuple(RunningRef(b.id, b.builder, b.number) for b in running),
+                    **self._controls.state(spec.name),
+                    held=self._held_workers.get(spec.name),
+                )
+            )
+        return states
