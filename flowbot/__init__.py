@@ -50,6 +50,7 @@ from .secrets import SecretsInDirectory, SecretsInEnvironment
 from .sources import ChangeSource, GitHubHook, GitLabHook, GitPoller, JsonHook
 from .sso import OpenIDConnect, ProxyHeader
 from .steps import (
+    Approval,
     DirectoryUpload,
     FileDownload,
     FileUpload,
@@ -110,6 +111,7 @@ __all__ = [
     "FileDownload",
     "MakeDirectory",
     "RemoveDirectory",
+    "Approval",
     "Step",
     # Retries
     "Retry",

@@ -117,6 +117,15 @@ class Client:
         """Stop a running build; it ends as CANCELLED."""
         self.request("POST", f"/api/builds/{int(build_id)}/stop", {"reason": reason} if reason else {})
 
+    def approve(self, build_id: int, comment: str = "", properties: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Approve a build that waits for approval, with the values of its form."""
+        body = {"comment": comment, "properties": properties or {}}
+        return self.request("POST", f"/api/builds/{int(build_id)}/approve", body)
+
+    def reject(self, build_id: int, comment: str = "") -> dict[str, Any]:
+        """Reject a build that waits for approval; it fails."""
+        return self.request("POST", f"/api/builds/{int(build_id)}/reject", {"comment": comment})
+
     def rebuild(self, build_id: int, reason: str = "") -> list[int]:
         """Request a build again with the same sources and properties; returns the new request ids."""
         body = {"reason": reason} if reason else {}

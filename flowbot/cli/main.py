@@ -210,6 +210,13 @@ def parser() -> argparse.ArgumentParser:
     c = remote("stop-build", "stop a running build")
     c.add_argument("build", help=build_help)
     c.add_argument("--reason", default="stopped from the command line", help="why, shown in the build's log")
+    c = remote("approve", "approve a build that waits for approval (an Approval step)")
+    c.add_argument("build", help=build_help)
+    c.add_argument("--comment", default="", help="why, shown with the build")
+    c.add_argument("--property", action="append", default=[], metavar="NAME=VALUE", help="a value of its form")
+    c = remote("reject", "reject a build that waits for approval; it fails")
+    c.add_argument("build", help=build_help)
+    c.add_argument("--comment", default="", help="why, shown with the build")
     c = remote("rebuild", "build a finished build again, with the same sources and properties")
     c.add_argument("build", help=build_help)
     c = remote("status", "show builders, recent builds (with their ids) and workers", reads=True)
@@ -297,6 +304,15 @@ def _remote(args: argparse.Namespace, client: Client) -> int | None:
     elif args.command == "stop-build":
         client.stop(client.build_id(args.build), args.reason)
         print(f"stopping build {args.build}")
+    elif args.command in ("approve", "reject"):
+        client = Client(args.master, token=args.token)
+        build_id = client.build_id(args.build)
+        if args.command == "approve":
+            answer = client.approve(build_id, args.comment, _properties(args.property))
+        else:
+            answer = client.reject(build_id, args.comment)
+        verb = "approved" if answer["approved"] else "rejected"
+        print(f"{verb} build {args.build}" + (f" as {answer['by']}" if answer["by"] else ""))
     elif args.command == "rebuild":
         ids = client.rebuild(client.build_id(args.build))
         print(f"rebuilding build {args.build}: build request(s) {', '.join(map(str, ids))}")

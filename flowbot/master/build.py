@@ -47,6 +47,7 @@ from ..properties import Properties, render
 from ..records import BuildRequest, SourceStamp, UnfinishedBuild
 from ..results import Result, combine
 from ..retry import FLAKY, Failure, PatternWatch, Retry
+from ..steps.approval import Approval, Decision
 from ..steps.base import CommandResult, Step
 from ..store import Ref
 from .events import EventKind
@@ -535,6 +536,22 @@ class RunningBuild:
         if isinstance(got, dict) and len(got) == 1:
             got = next(iter(got.values()))
         return got if isinstance(got, str) and got else None
+
+    async def wait_for_approval(self, approval: Approval) -> Decision | None:
+        """Hold the build until a person decides about ``approval``, its worker and its builder's
+        locks free for other builds meanwhile (the next step that needs a worker takes one again)."""
+        await self.stoppable(self.started())  # people find it by its id
+        if self.connection is not None:
+            self.log().header(f"waiting for a decision; worker {self.worker} and the builder's locks are free")
+            self.services.release_worker(self)
+        decided = self.services.approvals.wait(self, approval)
+        try:
+            return await self.stoppable(asyncio.wait_for(asyncio.shield(decided), approval.timeout))
+        except TimeoutError:
+            self.log().header(f"no decision within {approval.timeout:g} s")
+            return None
+        finally:
+            self.services.approvals.done(self)
 
     async def stoppable(self, awaitable: Awaitable[T]) -> T:
         """Await ``awaitable`` so that stopping the build cancels it.

@@ -47,6 +47,9 @@ class EventKind(StrEnum):
     BUILD_FINISHED = "build.finished"
     #: A step's start is stored (``build_id, builder, step, name``).
     STEP_STARTED = "step.started"
+    #: A build waits for a person's decision, or waits no more (``build_id, builder, number,
+    #: approval``: what it waits for, or None).
+    APPROVAL = "build.approval"
     #: A step's end is stored (``build_id, builder, step, name, result, hidden, summary, attempts``).
     STEP_FINISHED = "step.finished"
     #: Live log lines (``build_id, builder, step, log, first, lines``).

@@ -32,6 +32,7 @@ from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
 from ..store import Store, janitor, log_search
 from .adoption import Adoption
+from .approvals import Approvals
 from .build import RunningBuild
 from .dispatch import Dispatcher
 from .events import EventBus, EventKind
@@ -95,6 +96,8 @@ class Master:
         self.name = name or f"{socket.gethostname()}:{self.basedir or 'embedded'}"
         #: The master's events: subscribe to them, or ``async for event in master.events(...)``.
         self.events = EventBus(known_builder=lambda name: self.pipeline.builder(name) is not None)
+        #: Builds that wait for a person's decision (Approval steps).
+        self.approvals = Approvals(self.events)
         #: Every task the master and its parts run.
         self.tasks = Tasks()
         #: How late the event loop runs (``/metrics``: ``flowbot_loop_lag_seconds``).

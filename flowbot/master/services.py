@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from ..records import BuildRequest, BuildsetSpec, SourceStamp
     from ..results import Result
     from ..store import Store
+    from .approvals import Approvals
     from .build import RunningBuild
     from .events import EventBus
     from .locks import LockTable
@@ -99,6 +100,11 @@ class BuildServices(Protocol):
     async def worker_for(self, build: RunningBuild) -> None:
         """Give ``build`` a worker of its builder again, once one is free (it calls
         :meth:`RunningBuild.moved_to`)."""
+        ...
+
+    @property
+    def approvals(self) -> Approvals:
+        """The builds that wait for a person's decision."""
         ...
 
     @property

@@ -78,6 +78,7 @@ function render({ model, el }) {
   const follow = h("input", { type: "checkbox", class: "follow" });
   const stop = h("button", { class: "danger stop", type: "button" }, "Stop build");
   const summary = h("div", { class: "summary" });
+  const approval = h("form", { class: "fields approval", onsubmit: (event) => event.preventDefault() });
   const steps = h("ol", { class: "steps" });
   const log = h("pre", { class: "log" });
   const formBuilder = h("select", { class: "force-builder", "aria-label": "builder" });
@@ -104,6 +105,7 @@ function render({ model, el }) {
       h("h2", {}, "Build"),
       h("div", { class: "actions-bar" }, picker, h("label", {}, follow, " follow the newest build"), stop),
       summary,
+      approval,
       steps,
       log,
     ),
@@ -185,6 +187,7 @@ function render({ model, el }) {
       return;
     }
     summary.replaceChildren(h("b", {}, `${build.builder} #${build.number}`), " ", badge(build.result), ` on ${build.worker}`);
+    drawApproval(build);
     steps.replaceChildren(
       ...build.steps.map((step) =>
         h(
@@ -196,6 +199,37 @@ function render({ model, el }) {
           badge(step.result),
         ),
       ),
+    );
+  }
+
+  // The form of a build that waits for approval: kept as the user fills it, rebuilt for another one.
+  let approvalShape = "";
+  function drawApproval(build) {
+    const shape = JSON.stringify([build.id, build.approval]);
+    if (shape === approvalShape) return;
+    approvalShape = shape;
+    const waiting = build.approval;
+    approval.hidden = !waiting;
+    if (!waiting) return approval.replaceChildren();
+    const inputs = waiting.fields.flatMap((field) => {
+      let input;
+      if (field.type === "bool") input = h("input", { type: "checkbox", name: field.name, checked: !!field.default });
+      else if (field.choices) input = h("select", { name: field.name }, field.choices.map((c) => h("option", { value: c, selected: c === field.default }, c)));
+      else input = h("input", { type: "text", name: field.name, value: field.default ?? "", placeholder: field.required ? "required" : "" });
+      return [h("label", {}, field.label), input];
+    });
+    const comment = h("input", { type: "text", class: "comment", placeholder: "comment" });
+    const decide = (action) => {
+      const values = {};
+      for (const input of approval.querySelectorAll("[name]")) values[input.name] = input.type === "checkbox" ? input.checked : input.value;
+      command(action, { build: build.id, values, comment: comment.value });
+    };
+    approval.replaceChildren(
+      h("b", {}, `Waiting for approval: ${waiting.name}`), waiting.prompt ? h("p", {}, waiting.prompt) : "",
+      ...inputs, h("label", {}, "Comment"), comment,
+      h("div", { class: "actions" },
+        h("button", { class: "primary approve", type: "button", onclick: () => decide("approve") }, "Approve"),
+        h("button", { class: "danger reject", type: "button", onclick: () => decide("reject") }, "Reject")),
     );
   }
 

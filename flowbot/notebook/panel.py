@@ -54,7 +54,7 @@ _panels: dict[int, MasterPanel] = {}
 
 class MasterPanel(anywidget.AnyWidget):
     """Builders with their recent builds, the queue, workers, a selected build's steps and log,
-    and forms to force builds and a button to stop one.
+    and forms to force builds, a button to stop one and the form of one that waits for approval.
 
     What it shows is in its traits, as the module draws them: ``overview`` (the master, builders
     with their newest builds, and the newest matrix of a builder with one; the queue, workers),
@@ -76,7 +76,7 @@ class MasterPanel(anywidget.AnyWidget):
     selected = traitlets.Int(None, allow_none=True).tag(sync=True)
     #: Whether the newest build is shown as builds start; picking a build turns it off.
     follow = traitlets.Bool(True).tag(sync=True)
-    #: What the user last asked for (``{"action": "force" | "stop", ...}``), set by the module: a
+    #: What the user last asked for (``{"action": "force" | "stop" | "approve" | "reject", ...}``), set by the module: a
     #: trait rather than a custom message, which every frontend's widget model carries.
     command = traitlets.Dict().tag(sync=True)
 
@@ -248,6 +248,7 @@ class MasterPanel(anywidget.AnyWidget):
             "builder": build["builder"],
             "worker": build["worker"],
             "running": build["result"] is None,
+            "approval": self.master.approvals.waiting(build_id),
             "steps": [
                 {
                     "number": step["number"] + 1,  # as the web page numbers them
@@ -288,6 +289,9 @@ class MasterPanel(anywidget.AnyWidget):
             self._spawn(self.force(command.get("builder", ""), command.get("values") or {}))
         elif command.get("action") == "stop":
             self._spawn(self.stop(command.get("build")))
+        elif command.get("action") in ("approve", "reject"):
+            approved = command["action"] == "approve"
+            self.decide(command.get("build"), approved, command.get("values") or {}, command.get("comment") or "")
 
     async def force(self, builder: str, values: dict[str, Any]) -> list[int]:
         """Force a build of ``builder`` with what its form says (as the Force button does): fields
@@ -318,6 +322,21 @@ class MasterPanel(anywidget.AnyWidget):
             self._say(str(exc), error=True)
             return
         self._say(f"stopping build {build_id}")
+
+    def decide(
+        self, build_id: int | None, approved: bool, values: dict[str, Any] | None = None, comment: str = ""
+    ) -> None:
+        """Approve (with the values of its form) or reject ``build_id``, a build that waits for
+        approval, as the Approve and Reject buttons do; fields left empty are left out."""
+        given = {name: value for name, value in (values or {}).items() if value not in ("", None)}
+        try:
+            self.master.approvals.decide(
+                build_id, approved, by="the notebook", comment=comment, values=given if approved else None
+            )
+        except FlowbotError as exc:
+            self._say(str(exc), error=True)
+            return
+        self._say(f"{'approved' if approved else 'rejected'} build {build_id}")
 
 
 def _chip(build: dict[str, Any]) -> dict[str, Any]:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ..fields import checked, instance, list_of, refuse
+from ..fields import checked, instance, list_of
 from ..records import BuildsetSpec, SourceStamp
 from .base import Scheduler
-from .parameters import Parameter, StringParameter
+from .parameters import Parameter, form_values, unique_names
 
 #: Where force-form values come from, as build properties.
 FORCE_SOURCE = "Force Build Form"
@@ -24,9 +24,7 @@ class ForceScheduler(Scheduler):
     def __init__(self, name: str, builders: Iterable[str], *, params: Iterable[Parameter] = (), **options: Any):
         super().__init__(name, builders, **options)
         self.params = list(params)
-        names = [p.name for p in self.params]
-        if len(set(names)) != len(names):
-            raise refuse(self, "params", f"has parameters with the same name: {names}")
+        unique_names(self, "params", self.params)
 
     def describe_params(self) -> list[dict[str, Any]]:
         return [p.describe() for p in self.params]
@@ -57,21 +55,7 @@ class ForceScheduler(Scheduler):
         strangers = [b for b in chosen if b not in self.builders]
         if strangers:
             raise ValueError(f"force scheduler {self.name!r} does not list builder(s) {strangers}")
-        given = dict(properties or {})
-        values: dict[str, tuple[Any, str]] = {}
-        for param in self.params:
-            raw = given.pop(param.name, None)
-            if _left_empty(raw) and (param.required or not isinstance(param, StringParameter)):
-                raw = None  # only an optional string takes "" as its value
-            if raw is not None:
-                values[param.name] = (param.parse(raw), FORCE_SOURCE)
-            elif param.required:
-                raise ValueError(f"{param.name} is required")
-            elif param.default is not None:
-                values[param.name] = (param.default, FORCE_SOURCE)
-        if given:
-            known = [p.name for p in self.params] or "none"
-            raise ValueError(f"unknown parameter(s) {sorted(given)}; this force scheduler takes {known}")
+        values = form_values(self.params, properties, FORCE_SOURCE)
         if owner:
             values["owner"] = (owner, FORCE_SOURCE)
         values["reason"] = (reason or "forced", FORCE_SOURCE)
@@ -81,7 +65,3 @@ class ForceScheduler(Scheduler):
             text = f"{text} (forced by {owner})"
         return self.buildset([stamp], text, builders=chosen, properties=values)
 
-
-def _left_empty(raw: Any) -> bool:
-    """Whether ``raw`` is text with nothing in it, as a form sends a field left empty."""
-    return isinstance(raw, str) and not raw.strip()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ..fields import FLAG, NAME, TEXT, checked, list_of, optional, refuse, whole
@@ -133,3 +133,40 @@ class ChoiceParameter(Parameter):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "choices": self.choices}
+
+
+def form_values(params: Sequence[Parameter], given: dict[str, Any] | None, source: str) -> dict[str, tuple[Any, str]]:
+    """The properties a form's ``params`` make of the values ``given`` (checked and converted, with
+    defaults for those left out), each as ``(value, source)``.
+
+    Raises:
+        ValueError: a parameter that is unknown, missing or of the wrong type.
+    """
+    given = dict(given or {})
+    values: dict[str, tuple[Any, str]] = {}
+    for param in params:
+        raw = given.pop(param.name, None)
+        if _left_empty(raw) and (param.required or not isinstance(param, StringParameter)):
+            raw = None  # only an optional string takes "" as its value
+        if raw is not None:
+            values[param.name] = (param.parse(raw), source)
+        elif param.required:
+            raise ValueError(f"{param.name} is required")
+        elif param.default is not None:
+            values[param.name] = (param.default, source)
+    if given:
+        known = [p.name for p in params] or "none"
+        raise ValueError(f"unknown parameter(s) {sorted(given)}; the form takes {known}")
+    return values
+
+
+def unique_names(owner: Any, argument: str, params: Sequence[Parameter]) -> None:
+    """Refuse, at the line of ``owner``'s ``argument``, parameters that share a name."""
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise refuse(owner, argument, f"has parameters with the same name: {names}")
+
+
+def _left_empty(raw: Any) -> bool:
+    """Whether ``raw`` is text with nothing in it, as a form sends a field left empty."""
+    return isinstance(raw, str) and not raw.strip()

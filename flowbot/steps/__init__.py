@@ -1,5 +1,6 @@
 """Steps: what a builder does, one after another, mostly on a worker."""
 
+from .approval import Approval, Decision
 from .base import BuildContext, CommandResult, StartedCommand, Step, StepLog
 from .filesystem import MakeDirectory, RemoveDirectory
 from .git import Git
@@ -9,8 +10,10 @@ from .transfer import DirectoryUpload, FileDownload, FileUpload
 from .trigger import Trigger
 
 __all__ = [
+    "Approval",
     "BuildContext",
     "CommandResult",
+    "Decision",
     "DirectoryUpload",
     "FileDownload",
     "FileUpload",

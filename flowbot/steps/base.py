@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ..fields import FLAG, FUNCTION, RENDERABLE, TEXT, checked, either, instance, optional
 from ..junit import TestCase
@@ -35,6 +35,9 @@ from ..locks import ACCESSES, LockAccess
 from ..properties import Properties, RenderContext
 from ..results import Result
 from ..retry import Retry
+
+if TYPE_CHECKING:
+    from .approval import Approval, Decision
 
 T = TypeVar("T")
 
@@ -179,6 +182,15 @@ class BuildContext(RenderContext, Protocol):
     ) -> list[Result]:
         """Start buildsets on Triggerable schedulers (at the revisions this build checked out, with
         ``update_sourcestamp``); with ``wait``, their results."""
+        ...
+
+    async def wait_for_approval(self, approval: Approval) -> Decision | None:
+        """Hold the build until a person decides about ``approval`` (None: its timeout came
+        first), holding no worker nor builder lock meanwhile.
+
+        Raises:
+            BuildStopped: the build was stopped meanwhile.
+        """
         ...
 
     async def stoppable(self, awaitable: Awaitable[T]) -> T:

@@ -176,6 +176,9 @@ class IndexHandler(ApiHandler):
                     "POST /api/builds/{id}/rebuild",
                     "GET /api/matrices?builder=&limit=",
                     "GET /api/matrices/{id}",
+                    "POST /api/builds/{id}/approve",
+                    "POST /api/builds/{id}/reject",
+                    "GET /api/approvals",
                     "GET /api/buildrequests?pending=true",
                     "GET /api/buildrequests/{id}",
                     "POST /api/buildrequests/{id}/cancel",
@@ -306,6 +309,7 @@ class BuildHandler(ApiHandler):
         elif not build.get("properties"):  # a build from before properties were stored: its request's
             build["properties"] = {name: list(pair) for name, pair in spec.properties.items()}
         build["current_step"] = live.current_step if live is not None else None
+        build["approval"] = self.master.approvals.waiting(build["id"])
         build["tests"] = await self.master.store.steps.test_counts(build["id"])
         build["changes"] = await self.master.store.changes.of_build(build["id"])
         build["pull_request"] = await self.master.store.pull_requests.of_build(build["id"])
@@ -344,6 +348,36 @@ class RebuildHandler(ApiHandler):
         self.allow(Permission.FORCE, (await self.master.store.builds.get(build))["builder"])
         ids = await self.master.rebuild(build, reason=body.get("reason", ""), owner=self.who)
         self.reply({"buildrequest_ids": ids}, 201)
+
+
+class DecideHandler(ApiHandler):
+    """``POST /api/builds/{id}/approve`` or ``/reject``: decide about a build that waits for approval,
+    with ``{"comment": "...", "properties": {...}}`` (the approval form's values)."""
+
+    async def post(self, build_id: str, verdict: str) -> None:
+        body = self.body()
+        unknown = set(body) - {"comment", "properties"}
+        if unknown:
+            raise InvalidRequest(f"unknown field(s) {sorted(unknown)}; a decision takes comment and properties")
+        comment = body.get("comment") or ""
+        if not isinstance(comment, str):
+            raise InvalidRequest("comment must be a string")
+        if body.get("properties") is not None and not isinstance(body["properties"], dict):
+            raise InvalidRequest("properties must be an object")
+        build = path_id(build_id, "build")
+        self.allow(Permission.APPROVE, (await self.master.store.builds.get(build))["builder"])
+        decision = self.master.approvals.decide(
+            build, verdict == "approve", by=self.who, comment=comment, values=body.get("properties")
+        )
+        properties = {name: value for name, (value, _) in decision.properties.items()}
+        self.reply({"build": build, "approved": decision.approved, "by": decision.by, "properties": properties})
+
+
+class ApprovalsHandler(ApiHandler):
+    """``GET /api/approvals``: the builds that wait for a person's decision, oldest first."""
+
+    def get(self) -> None:
+        self.reply({"approvals": self.master.approvals.all()})
 
 
 class LogHandler(ApiHandler):
@@ -536,6 +570,8 @@ def routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
         (r"/api/builds/(\d+)", BuildHandler, args),
         (r"/api/builds/(\d+)/stop", StopBuildHandler, args),
         (r"/api/builds/(\d+)/rebuild", RebuildHandler, args),
+        (r"/api/builds/(\d+)/(approve|reject)", DecideHandler, args),
+        (r"/api/approvals", ApprovalsHandler, args),
         (r"/api/builds/(\d+)/steps/(\d+)/log", LogHandler, args),
         (r"/api/buildrequests", BuildRequestsHandler, args),
         (r"/api/buildrequests/(\d+)", BuildRequestHandler, args),

@@ -475,3 +475,45 @@ async def test_the_panel_shows_a_builders_newest_matrix_cell_by_cell_and_history
         "3.12": 0,
         "3.13": 1,
     }
+
+
+async def test_a_build_waiting_for_approval_shows_its_form_and_is_approved_from_the_panel(tmp_path):
+    # Given a build that waits for approval, with a form
+    approval = flowbot.Approval("ship it", prompt="Ship?", fields=[StringParameter("channel", required=True)])
+    master = flowbot.Master(
+        Pipeline(
+            workers=[Worker("w1", secret="nb")],
+            schedulers=[ForceScheduler("force", builders=["release"])],
+            builders=[
+                Builder("release", workers=["w1"], steps=[approval, Shell(Interpolate("echo to %(prop:channel)s"))])
+            ],
+        ),
+        db=f"sqlite:///{tmp_path / 'nb.sqlite'}",
+    )
+    await master.start()
+    try:
+        await master.start_local_workers()
+        panel = master.panel()
+        await panel.force("release", {})
+        build = await pick(panel, "release #1")
+        await until(lambda: (panel.build.get("approval") or {}).get("prompt") == "Ship?")
+        assert [f["name"] for f in panel.build["approval"]["fields"]] == ["channel"]
+
+        # When the user approves without the required field, then with it (the module sets the command)
+        panel.command = {"action": "approve", "build": build, "values": {"channel": ""}, "nonce": 1}
+        await until(lambda: panel.message.get("text") == "channel is required")
+        panel.command = {
+            "action": "approve",
+            "build": build,
+            "values": {"channel": "beta"},
+            "comment": "ok",
+            "nonce": 2,
+        }
+
+        # Then the build goes on with the value, and the form goes away
+        await until(lambda: chips(panel, "release") == ["#1 SUCCESS"], timeout=60)
+        await until(lambda: panel.build.get("approval") is None and "to beta" in panel.log)
+        assert panel.build["steps"][0]["summary"] == "approved by the notebook: ok"
+        panel.close()
+    finally:
+        await master.stop()

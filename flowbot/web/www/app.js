@@ -282,26 +282,37 @@ async function logout() {
 
 // -- forms --------------------------------------------------------------------------------------
 
+/** The input of one typed field the master describes (a force form's, an approval's). */
+function fieldInput(field, id) {
+  if (field.type === "bool") {
+    return h("input", { type: "checkbox", id, name: field.name, checked: Boolean(field.default) });
+  }
+  if (field.type === "choice") {
+    return h("select", { id, name: field.name, required: field.required },
+      (field.choices || []).map((c) => h("option", { value: c, selected: c === field.default }, c)));
+  }
+  const int = field.type === "int";
+  const input = h("input", {
+    id, name: field.name, type: int ? "number" : "text", required: field.required,
+    min: int ? field.minimum : null, max: int ? field.maximum : null, step: int ? 1 : null,
+  });
+  input.value = field.default ?? "";
+  return input;
+}
+
+/** The value a field's input holds, as the API takes it. */
+function fieldValue(field, input) {
+  const value = field.type === "bool" ? input.checked : input.value;
+  return field.type === "int" ? (value === "" ? null : Number(value)) : value;
+}
+
 /** The force form of a builder, drawn from the fields the master describes (typed parameters too). */
 function forceForm(builder, onDone) {
   const form = h("form", { class: "fields force-form", "aria-label": `Force a build of ${builder.name}` });
   const inputs = [];
   for (const field of builder.force.fields) {
     const id = `force-${builder.name}-${field.name}`;
-    let input;
-    if (field.type === "bool") {
-      input = h("input", { type: "checkbox", id, name: field.name, checked: Boolean(field.default) });
-    } else if (field.type === "choice") {
-      input = h("select", { id, name: field.name, required: field.required },
-        (field.choices || []).map((c) => h("option", { value: c, selected: c === field.default }, c)));
-    } else {
-      const int = field.type === "int";
-      input = h("input", {
-        id, name: field.name, type: int ? "number" : "text", required: field.required,
-        min: int ? field.minimum : null, max: int ? field.maximum : null, step: int ? 1 : null,
-      });
-      input.value = field.default ?? "";
-    }
+    const input = fieldInput(field, id);
     inputs.push([field, input]);
     form.append(h("label", { for: id }, field.label || field.name), input);
   }
@@ -312,8 +323,7 @@ function forceForm(builder, onDone) {
     e.preventDefault();
     const body = { properties: {} };
     for (const [field, input] of inputs) {
-      let value = field.type === "bool" ? input.checked : input.value;
-      if (field.type === "int") value = value === "" ? null : Number(value);
+      const value = fieldValue(field, input);
       if (["reason", "branch", "revision"].includes(field.name)) body[field.name] = value || null;
       else body.properties[field.name] = value;
     }
@@ -321,6 +331,33 @@ function forceForm(builder, onDone) {
     if (answer) onDone(answer);
   });
   return form;
+}
+
+/** What a build waiting for approval asks, with its form and the Approve and Reject buttons. */
+function approvalForm(build, approval) {
+  const form = h("form", { class: "fields approval-form card", "aria-label": `Approve or reject ${approval.name}` });
+  const inputs = [];
+  for (const field of approval.fields) {
+    const id = `approval-${build.id}-${field.name}`;
+    const input = fieldInput(field, id);
+    inputs.push([field, input]);
+    form.append(h("label", { for: id }, field.label || field.name), input);
+  }
+  const comment = h("input", { id: `approval-${build.id}-comment`, name: "comment", type: "text" });
+  form.append(h("label", { for: comment.id }, "Comment"), comment);
+  const decide = async (verdict) => {
+    const body = { comment: comment.value };
+    if (verdict === "approve") body.properties = Object.fromEntries(inputs.map(([f, i]) => [f.name, fieldValue(f, i)]));
+    await act(`Build #${build.number} ${verdict === "approve" ? "approved" : "rejected"}`,
+      `/api/builds/${enc(build.id)}/${verdict}`, body);
+  };
+  form.addEventListener("submit", (e) => { e.preventDefault(); decide("approve"); });
+  form.append(h("div", { class: "actions" },
+    h("button", { class: "primary approve", type: "submit" }, "Approve"),
+    h("button", { class: "danger reject", type: "button", onclick: () => decide("reject") }, "Reject")));
+  return h("div", { class: "approval" },
+    h("h2", {}, `Waiting for approval: ${approval.name}`),
+    approval.prompt ? h("p", {}, approval.prompt) : null, form);
 }
 
 // -- the overview: builders and their latest builds ----------------------------------------------
@@ -650,7 +687,8 @@ function buildView(id, tab = "steps", focus = null) {
     const fresh = h("div", {},
       h("h1", {}, h("a", { href: builderHref(build.builder) }, build.builder), `#${build.number}`,
         h("span", { id: "build-result" }, resultBadge(build.result, running))),
-      actions, h("div", { class: "card" }, dl));
+      actions, build.approval && !build.result ? approvalForm(build, build.approval) : null,
+      h("div", { class: "card" }, dl));
     if (header) header.replaceWith(fresh);
     header = fresh;
   }
@@ -710,9 +748,12 @@ function buildView(id, tab = "steps", focus = null) {
     if (interesting) openLog(steps.get(interesting.number));
   }
 
-  return new Stream({ build: id, types: "build.finished,step.started,step.finished,log" }, load, (event) => {
+  return new Stream({ build: id, types: "build.finished,build.approval,step.started,step.finished,log" }, load, (event) => {
     if (!build) return;
-    if (event.type === "build.finished") {
+    if (event.type === "build.approval") {
+      build.approval = event.approval;
+      drawHeader();
+    } else if (event.type === "build.finished") {
       Object.assign(build, event.build);
       drawHeader();
       refreshTests();
