@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound
@@ -24,11 +23,10 @@ class MasterControls:
     async def states(self) -> list[BuilderState]:
         master = self._master
         latest = await master.store.builds.latest(builder.name for builder in master.pipeline.builders)
-        running = Counter(b.builder for b in master.running.values())
         return [
             BuilderState(
                 name=builder.name,
-                running=running[builder.name],
+                running=master.dispatcher.running_count(builder.name),
                 pending=master.queue.waiting(builder.name, 0)[0],
                 last=build_record(master, latest[builder.name]) if builder.name in latest else None,
             )
@@ -39,7 +37,7 @@ class MasterControls:
         master = self._master
         if master.pipeline.builder(builder) is None:
             raise NotFound(f"no builder named {builder!r}")
-        running = sum(1 for b in master.running.values() if b.builder == builder)
+        running = master.dispatcher.running_count(builder)
         builds = await master.store.builds.query(builder=builder, limit=running + 1)
         return next((build_record(master, b) for b in builds if b["finished_at"] is not None), None)
 
