@@ -239,10 +239,18 @@ class Build:
     url: str | None = None
     #: The files it stored on the master (for reporters that ask for details).
     artifacts: tuple[Artifact, ...] = ()
+    #: The matrix cell it builds, ``{axis: value}`` (None: it is no cell).
+    cell: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:
         return None if self.finished_at is None else self.finished_at - self.started_at
+
+    @property
+    def cell_label(self) -> str:
+        """`` (python=3.12, os=mac)`` for a matrix cell's build, "" for any other: what tells a
+        cell's commit status or check from its matrix's other cells'."""
+        return f" ({', '.join(f'{axis}={value}' for axis, value in self.cell.items())})" if self.cell else ""
 
     def to_dict(self) -> dict[str, Any]:
         """The build as JSON-ready data (results by name)."""

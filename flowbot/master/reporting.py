@@ -200,6 +200,7 @@ class Reporting:
             reason=spec.reason,
             sourcestamps=spec.sourcestamps,
             properties=dict(spec.properties),
+            cell=spec.cells.get(build["builder"], (None,))[0],
             **details,
         )
 

@@ -99,7 +99,8 @@ class GitHubStatusPush(CommitStatusReporter):
             :class:`~flowbot.reporters.GitHubChecks`).
         base_url: the API root; for GitHub Enterprise ``https://HOST/api/v3``.
         repository: ``OWNER/REPO`` for every build; by default each build's source stamp says.
-        context: the status's context; ``{builder}`` is replaced (default ``flowbot/{builder}``).
+        context: the status's context; ``{builder}`` is replaced, and ``{cell}`` by a matrix cell's values
+            (`` (python=3.12, os=mac)``, empty for other builds; default ``flowbot/{builder}{cell}``).
         name, builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
     """
 
@@ -115,7 +116,7 @@ class GitHubStatusPush(CommitStatusReporter):
         installation_id: int | str | None = None,
         base_url: str = "https://api.github.com",
         repository: str | None = None,
-        context: str = "flowbot/{builder}",
+        context: str = "flowbot/{builder}{cell}",
         timeout: float = 30.0,
         name: str | None = None,
         builders: Iterable[str] | None = None,
@@ -134,7 +135,7 @@ class GitHubStatusPush(CommitStatusReporter):
             payload: dict[str, Any] = {
                 "state": state,
                 "description": description[:140],
-                "context": self.context.format(builder=build.builder),
+                "context": self.context.format(builder=build.builder, cell=build.cell_label),
             }
             if build.url:
                 payload["target_url"] = build.url

@@ -69,7 +69,8 @@ class GitHubChecks(Reporter):
             ``Interpolate("%(secret:github_app_key)s")``), and its installation's id.
         base_url: the API root; for GitHub Enterprise ``https://HOST/api/v3``.
         repository: ``OWNER/REPO`` for every build; by default each build's source stamp says.
-        name: the check run's name; ``{builder}`` is replaced (default ``flowbot/{builder}``).
+        name: the check run's name; ``{builder}`` is replaced, and ``{cell}`` by a matrix cell's values
+            (`` (python=3.12, os=mac)``, empty for other builds; default ``flowbot/{builder}{cell}``).
         builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
 
     Raises:
@@ -89,7 +90,7 @@ class GitHubChecks(Reporter):
         installation_id: int | str | None = None,
         base_url: str = "https://api.github.com",
         repository: str | None = None,
-        name: str = "flowbot/{builder}",
+        name: str = "flowbot/{builder}{cell}",
         timeout: float = 30.0,
         builders: Iterable[str] | None = None,
         mode: str | Iterable[str] = "all",
@@ -159,7 +160,7 @@ class GitHubChecks(Reporter):
 
     def _identity(self, build: Build, sha: str) -> dict[str, Any]:
         identity = {
-            "name": self.check_name.format(builder=build.builder),
+            "name": self.check_name.format(builder=build.builder, cell=build.cell_label),
             "head_sha": sha,
             "external_id": check_run_id(build.id),
         }

@@ -53,7 +53,8 @@ class GitLabCommitStatus(CommitStatusReporter):
         base_url: the server, ``https://gitlab.com`` or your own.
         project: ``group/project`` (or its numeric id) for every build; by default each build's
             source stamp says.
-        context: the status's name; ``{builder}`` is replaced (default ``flowbot/{builder}``).
+        context: the status's name; ``{builder}`` is replaced, and ``{cell}`` by a matrix cell's values
+            (`` (python=3.12, os=mac)``, empty for other builds; default ``flowbot/{builder}{cell}``).
         name, builders, mode, attempts, backoff: as for :class:`~flowbot.reporters.Reporter`.
     """
 
@@ -67,7 +68,7 @@ class GitLabCommitStatus(CommitStatusReporter):
         *,
         base_url: str = "https://gitlab.com",
         project: str | int | None = None,
-        context: str = "flowbot/{builder}",
+        context: str = "flowbot/{builder}{cell}",
         timeout: float = 30.0,
         name: str | None = None,
         builders: Iterable[str] | None = None,
@@ -88,7 +89,7 @@ class GitLabCommitStatus(CommitStatusReporter):
                 continue
             payload: dict[str, Any] = {
                 "state": state,
-                "name": self.context.format(builder=build.builder),
+                "name": self.context.format(builder=build.builder, cell=build.cell_label),
                 "description": description[:255],
             }
             ref = _ref(build, stamp)

@@ -242,3 +242,27 @@ def test_cells_for_an_offline_worker_wait_saying_so_while_the_others_build(maste
     # When the mac worker connects, the rest build on it
     worker_factory(master, "apple", "s")
     assert finished_matrix(master.client, matrix_id)["counts"] == {"SUCCESS": 6}
+
+
+def test_each_cell_has_a_commit_status_of_its_own(master_factory, worker_factory, http_recorder):
+    # Given a matrix whose os=mac cell fails, reported to a GitHub stand-in
+    github = http_recorder()
+    master = master_factory(f"""
+        from flowbot import Pipeline, Worker, Builder, Shell, AnyBranchScheduler, GitHubStatusPush, Interpolate, Matrix
+        pipeline = Pipeline(
+            workers=[Worker("w1", secret="s")],
+            schedulers=[AnyBranchScheduler("on-change", builders=["test"])],
+            builders=[Builder("test", workers=["w1"], steps=[Shell(Interpolate("[ %(prop:os)s != mac ]"))],
+                              matrix=Matrix(axes={{"os": ["linux", "mac"]}}))],
+            reporters=[GitHubStatusPush("token", base_url={github.url!r}, mode="failing")],
+        )
+    """)
+    worker_factory(master, "w1", "s")
+
+    # When a change is built
+    master.client.sendchange(branch="main", revision="c0ffee", repository="https://github.com/octo/widgets.git")
+
+    # Then the failing cell's status is named after it
+    statuses = wait_for(lambda: github.requests, 60, "a status")
+    finished_matrix(master.client, only_matrix(master.client, "test"))
+    assert [(r["json"]["context"], r["json"]["state"]) for r in statuses] == [("flowbot/test (os=mac)", "failure")]
