@@ -47,10 +47,11 @@ class FreeWorkers:
 
     def touch(self, worker: str) -> None:
         """``worker``'s load or its ability to take builds may have changed: index it again."""
-        stamp = self._stamps[worker] = self._stamps.get(worker, 0) + 1
         places = self._places.get(worker)
-        if not places:
+        if not places:  # in no heap: nothing to make stale (an instance started on demand, say)
+            self._stamps.pop(worker, None)
             return
+        stamp = self._stamps[worker] = self._stamps.get(worker, 0) + 1
         load = self._load(worker)
         for builder, place in places.items():
             heap = self._heaps[builder]
@@ -89,7 +90,10 @@ class FreeWorkers:
         self._rosters[builder], self._sizes[builder] = workers, len(workers)
         stamps, heap = self._stamps, []
         for place, worker in enumerate(workers):
-            self._places.setdefault(worker, {}).setdefault(builder, place)
+            places = self._places.setdefault(worker, {})
+            if builder in places:
+                continue  # named twice: its first place counts
+            places[builder] = place
             stamp = stamps.setdefault(worker, 0)
             heap.append((self._load(worker), place, stamp, worker))
         heapq.heapify(heap)
