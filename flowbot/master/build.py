@@ -705,18 +705,19 @@ class RunningBuild:
         retry = self.builder_config.retry
         if retry is None or result not in (Result.FAILURE, Result.RETRY):
             return result, ""
-        why = retry.matches(self._build_failure)
+        which = f"attempt {self.attempt} of {retry.attempts}"
         if result == Result.RETRY:
             if not retry.lost_worker:
                 return result, ""
             if self.attempt < retry.attempts:
-                return result, f"attempt {self.attempt} of {retry.attempts}: the worker was lost; it runs again"
-            return Result.EXCEPTION, f"the worker was lost on each of {retry.attempts} attempts; not tried again"
+                return result, f"{which}: the worker was lost; it runs again"
+            return Result.EXCEPTION, f"the worker was lost on {which}; not tried again"
+        why = retry.matches(self._build_failure)
         if why is None:
             return result, ""
         if self.attempt >= retry.attempts:
-            return result, f"{why} on each of {retry.attempts} attempts; not tried again"
-        return Result.RETRY, f"attempt {self.attempt} of {retry.attempts} failed ({why}); it runs again"
+            return result, f"{why} on {which}; not tried again"
+        return Result.RETRY, f"{which} failed ({why}); it runs again"
 
     def _out_of_time(self, max_time: float) -> None:
         """The builder's ``max_time`` is up: stop the build as a FAILURE (its cleanup steps still run)."""

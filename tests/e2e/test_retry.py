@@ -5,8 +5,9 @@ from __future__ import annotations
 import urllib.parse
 
 from flowbot import History
+from flowbot.errors import NotFound
 
-from ..support import finished_builds, step_log
+from ..support import finished_builds, step_log, wait_for
 
 
 def build_detail(client, build_id: int) -> dict:
@@ -202,3 +203,67 @@ def test_max_time_ends_the_build_interrupting_its_command_and_runs_its_cleanup(m
     assert (cleanup["name"], cleanup["result"]) == ("cleanup", "SUCCESS")
     assert "cleaning up" in step_log(master.client, build["id"], 2)
     assert build["finished_at"] - build["started_at"] < 50  # its command would have slept 60 s
+
+
+LOST_WORKER = """
+    from flowbot import Pipeline, Worker, Builder, Shell, ForceScheduler, Retry
+    pipeline = Pipeline(
+        workers=[Worker("w1", secret="s1"), Worker("w2", secret="s2")],
+        schedulers=[ForceScheduler("force", builders=["fetch", "capped"])],
+        builders=[
+            Builder("fetch", workers=["w1", "w2"], steps=[
+                Shell("echo before", name="before"),
+                Shell('echo on $FLOWBOT_WORKER; [ "$FLOWBOT_WORKER" = w2 ] || sleep 120', name="fetch",
+                      retry=Retry(attempts=2, on=["lost worker"])),
+            ]),
+            Builder("capped", workers=["w1", "w2"], retry=Retry(attempts=1, on=["lost worker"]),
+                    steps=[Shell("sleep 120", name="hang")]),
+        ],
+    )
+"""
+
+
+def test_a_step_whose_worker_is_lost_runs_again_on_another_worker_of_its_builder(master_factory, worker_factory):
+    # Given a step running on w1, which its Retry runs again when its worker is lost
+    master = master_factory(LOST_WORKER)
+    w1 = worker_factory(master, "w1", "s1")
+    master.client.force("fetch")
+    wait_for(lambda: "on w1" in _log_or_empty(master, "fetch", 1), 30, "the step to run on w1")
+    worker_factory(master, "w2", "s2")
+
+    # When w1 dies without a word
+    w1.kill()
+
+    # Then the same build goes on: the step runs again on w2 and the build succeeds, one build in all
+    (build,) = finished_builds(master.client, 1, timeout=90, builder="fetch")
+    assert (build["result"], build["attempt"]) == ("SUCCESS", 1)
+    step = build_detail(master.client, build["id"])["steps"][1]
+    assert (step["result"], step["attempts"]) == ("SUCCESS", 2)
+    assert "the worker was lost" in step["summary"]
+    assert "on w2" in step_log(master.client, build["id"], 1)
+    assert "on w1" in log_of(master.client, build["id"], 1, "stdio (attempt 1)")
+
+
+def test_a_builder_retry_caps_the_builds_a_lost_worker_makes(master_factory, worker_factory):
+    # Given a builder whose Retry allows one build when workers are lost
+    master = master_factory(LOST_WORKER)
+    w1 = worker_factory(master, "w1", "s1")
+    master.client.force("capped")
+    wait_for(lambda: any(b["result"] is None for b in master.client.builds(builder="capped")), 30, "the build")
+
+    # When its worker dies, the build is not run again
+    w1.kill()
+    (build,) = finished_builds(master.client, 1, timeout=90, builder="capped")
+    assert build["result"] == "EXCEPTION"
+    assert build["summary"] == "the worker was lost on attempt 1 of 1; not tried again"
+    assert master.client.buildrequests(pending=True) == []
+
+
+def _log_or_empty(master, builder: str, step: int) -> str:
+    builds = master.client.builds(builder=builder, limit=1)
+    if not builds:
+        return ""
+    try:
+        return step_log(master.client, builds[0]["id"], step)
+    except NotFound:  # the step has not started yet
+        return ""
