@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shlex
 from pathlib import Path
 
 import pytest
 
 import flowbot
-from flowbot import Builder, ConfigError, ForceScheduler, Periodic, Pipeline, Reporter, Shell, Worker
+from flowbot import Builder, ConfigError, ForceScheduler, Periodic, Pipeline, Reporter, Result, Shell, Worker
 from flowbot.sources.base import ChangeSource
 
 
@@ -198,13 +199,13 @@ async def _until(predicate, timeout: float = 20.0) -> None:
         await asyncio.sleep(0.05)
 
 
-def slow_pipeline(step: str, builddir: Path, *, workers=("w1",)) -> Pipeline:
-    """A builder whose builds run until a file ``go`` appears in ``builddir``, so that a second request waits."""
-    wait = Shell("while [ ! -e go ]; do sleep 0.05; done", name=step)
+def slow_pipeline(step: str, directory: Path, *, workers=("w1",)) -> Pipeline:
+    """A builder whose builds run until a file ``go`` appears in ``directory``, so that a second request waits."""
+    wait = Shell(f"while [ ! -e {shlex.quote(str(directory / 'go'))} ]; do sleep 0.05; done", name=step)
     return Pipeline(
         workers=[Worker(name, secret="s") for name in workers],
         schedulers=[ForceScheduler("force", builders=["b"])],
-        builders=[Builder("b", workers=["w1"], steps=[wait], builddir=str(builddir))],
+        builders=[Builder("b", workers=["w1"], steps=[wait])],
     )
 
 
@@ -244,11 +245,9 @@ async def test_a_reconfigure_says_what_it_changes_and_does_to_running_and_waitin
         assert applied.applied and applied.effects == shown.effects and master.pipeline is new
         (tmp_path / "go").touch()
         await master.wait_idle(timeout=30)
-        steps = [
-            (await master.store.builds.get(b["id"]))["steps"][0]["name"]
-            for b in reversed(await master.store.builds.query())
-        ]
-        assert steps == ["old", "new"]
+        builds = [await master.store.builds.get(b["id"]) for b in reversed(await master.store.builds.query())]
+        assert [b["steps"][0]["name"] for b in builds] == ["old", "new"]
+        assert [b["result"] for b in builds] == [Result.SUCCESS.name] * 2
         # And the same pipeline again changes nothing
         assert not (await master.reconfigure(slow_pipeline("new", tmp_path), dry_run=True)).diff
     finally:
