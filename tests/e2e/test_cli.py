@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from ..support import MasterProcess, finished_builds, wait_for
+from ..support import MasterProcess, finished_builds, free_port, wait_for
 
 
 def flowbot(*args: str, cwd: Path | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -163,7 +163,9 @@ def test_a_second_master_on_the_same_port_says_why_it_cannot_start(master_factor
     other = tmp_path / "other"
     other.mkdir()
     (other / "pipeline.py").write_text((master.basedir / "pipeline.py").read_text())
-    result = flowbot("start", str(other), "--http", f"127.0.0.1:{master.http_port}", timeout=30)
+    # (on a worker port of its own, so that only the HTTP port is taken, whatever holds the default one)
+    worker_port = f"tcp://127.0.0.1:{free_port()}"
+    result = flowbot("start", str(other), "--http", f"127.0.0.1:{master.http_port}", "--zmq", worker_port, timeout=30)
     assert result.returncode == 1
     assert f"cannot listen for HTTP on 127.0.0.1:{master.http_port}" in result.stderr
 
