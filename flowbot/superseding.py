@@ -16,10 +16,10 @@ from collections.abc import Hashable, Iterable
 
 from .builder import Builder, revisions, source_key
 from .pull_requests import PullRequest
+from .records import BuildRequest
 
 #: The property that says a request builds a pull request (looked at before any other, for speed).
 PULL_REQUEST_NUMBER = "pr_number"
-from .records import BuildRequest
 
 
 def pull_request_of(request: BuildRequest) -> PullRequest | None:

@@ -19,10 +19,10 @@ import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from flowbot_worker.launch import SECRET_VARIABLE
-from flowbot_worker.launch import command as worker_command
 from flowbot_worker.curve import create_key, load_key_pair
 from flowbot_worker.errors import KeyFileError
+from flowbot_worker.launch import SECRET_VARIABLE
+from flowbot_worker.launch import command as worker_command
 
 from ..errors import FlowbotError
 

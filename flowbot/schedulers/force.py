@@ -64,4 +64,3 @@ class ForceScheduler(Scheduler):
         if owner:
             text = f"{text} (forced by {owner})"
         return self.buildset([stamp], text, builders=chosen, properties=values)
-
