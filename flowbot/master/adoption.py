@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..records import UnfinishedBuild
@@ -26,17 +27,39 @@ from .build import command_id, commands_of, step_lock_owner
 from .registry import WorkerConnection
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..pipeline import Pipeline
+    from ..store import Store
+    from .dispatch import Dispatcher
     from .services import BuildFactory
+    from .tasks import Spawn
 
 log = logging.getLogger(__name__)
 
 
 class Adoption:
-    """The builds recorded as running when the master started, until their workers take them up."""
+    """The builds recorded as running when the master started, until their workers take them up.
 
-    def __init__(self, master: Master, new_build: BuildFactory):
-        self.master = master
+    Args:
+        pipeline: the pipeline running now (the builders of the builds held).
+        store: the store (once open), where the builds left running are recorded.
+        dispatcher: runs a build taken up, with its locks; queues the request of one that is not.
+        new_build: makes a build to take up.
+        spawn: runs the end of a build that cannot be taken up as a task the master owns.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: Callable[[], Pipeline],
+        store: Callable[[], Store],
+        dispatcher: Dispatcher,
+        new_build: BuildFactory,
+        spawn: Spawn,
+    ):
+        self._pipeline = pipeline
+        self._store = store
+        self._dispatcher = dispatcher
+        self._spawn = spawn
         self._new_build = new_build
         #: The builds held, by request id.
         self.held: dict[int, UnfinishedBuild] = {}
@@ -51,7 +74,7 @@ class Adoption:
     async def load(self, window: float) -> None:
         """Find the builds left running: hold those that may be taken up (their requests are then
         not pending for the queue), and end the others as RETRY (their requests are)."""
-        left = await self.master.store.builds.unfinished()
+        left = await self._store().builds.unfinished()
         if left:
             log.warning("%d build(s) were running when the master stopped", len(left))
         for record in left:
@@ -82,7 +105,7 @@ class Adoption:
         """Why ``record`` cannot be taken up whatever its worker holds, or None."""
         if record.request is None:
             return "its request is no longer pending"
-        builder = self.master.pipeline.builder(record.request.builder)
+        builder = self._pipeline().builder(record.request.builder)
         if builder is None:
             return f"builder {record.request.builder!r} is no longer in the pipeline"
         step = record.running_step
@@ -96,9 +119,9 @@ class Adoption:
 
     def _reserve(self, record: UnfinishedBuild) -> bool:
         """Take the locks ``record`` held (its builder's, its running step's), as its build will."""
-        builder = self.master.pipeline.builder(record.request.builder)
+        builder = self._pipeline().builder(record.request.builder)
         step = builder.steps[record.running_step.number]
-        locks = self.master.dispatcher.locks
+        locks = self._dispatcher.locks
         if not locks.try_acquire(builder.locks, record.worker, record.request.id):
             return False
         if not locks.try_acquire(step.locks, record.worker, self._step_owner(record)):
@@ -107,7 +130,7 @@ class Adoption:
         return True
 
     def _release(self, record: UnfinishedBuild) -> None:
-        locks = self.master.dispatcher.locks
+        locks = self._dispatcher.locks
         locks.release(record.request.id)
         locks.release(self._step_owner(record))
 
@@ -165,7 +188,7 @@ class Adoption:
     def _take_up(
         self, record: UnfinishedBuild, connection: WorkerConnection, cmd_id: str, offsets: dict[str, list[int]]
     ) -> None:
-        builder = self.master.pipeline.builder(record.request.builder)
+        builder = self._pipeline().builder(record.request.builder)
         build = self._new_build(builder, record.request, connection, record.number)
         # The master acknowledged each byte once it was stored: what the worker holds is what the log lacks.
         build.take_up(record, cmd_id, {stream: acked for stream, (acked, _) in offsets.items()})
@@ -176,7 +199,7 @@ class Adoption:
             connection.name,
             record.running_step.name,
         )
-        self.master.dispatcher.adopt(build)
+        self._dispatcher.adopt(build)
 
     # -- the window closes ------------------------------------------------------------------------
 
@@ -190,15 +213,15 @@ class Adoption:
     def _retry(self, record: UnfinishedBuild, why: str) -> None:
         """End ``record`` as RETRY, then queue its request again."""
         self._retrying += 1
-        self.master.spawn(self._end(record, why, queue=True), f"retry build {record.request.builder} #{record.number}")
+        self._spawn(self._end(record, why, queue=True), f"retry build {record.request.builder} #{record.number}")
 
     async def _end(self, record: UnfinishedBuild, why: str, *, queue: bool = False) -> None:
         """End ``record`` as RETRY in the store (``queue``: then queue its request again)."""
         name = record.request.builder if record.request is not None else "?"
         log.warning("build %s #%d was running when the master stopped and ends as RETRY: %s", name, record.number, why)
-        dispatcher = self.master.dispatcher
+        dispatcher = self._dispatcher
         try:
-            await self.master.store.builds.retry([record.id], time.time(), f"master restarted: {why}")
+            await self._store().builds.retry([record.id], time.time(), f"master restarted: {why}")
             if queue and record.request is not None:
                 dispatcher.queue.add(record.request)
                 dispatcher.schedule()

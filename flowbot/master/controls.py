@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 from ..errors import NotFound
 from ..records import Build
 from ..reporters.controls import BuilderState
 from ..results import Result
-from ..web.api_artifacts import download_path
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..pipeline import Pipeline
+    from ..store import Store
+    from .queue import BuildQueue
+
+
+class RunningCounts(Protocol):
+    """How many builds each builder runs (the dispatcher's count)."""
+
+    def running_count(self, builder: str) -> int: ...
+
+
+class ControlledMaster(Protocol):
+    """What the bots' controls use of the master."""
+
+    @property
+    def pipeline(self) -> Pipeline: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def queue(self) -> BuildQueue: ...
+
+    @property
+    def dispatcher(self) -> RunningCounts: ...
+
+    @property
+    def page_url(self) -> str | None:
+        """Where the master's page is served, if it is."""
+        ...
+
+    async def force(self, builder: str, *, reason: str = "", owner: str = "") -> list[int]: ...
 
 
 class MasterControls:
     """Reads how the builders stand and forces builds, for the bots of one master."""
 
-    def __init__(self, master: Master):
+    def __init__(self, master: ControlledMaster):
         self._master = master
 
     async def states(self) -> list[BuilderState]:
@@ -28,7 +59,7 @@ class MasterControls:
                 name=builder.name,
                 running=master.dispatcher.running_count(builder.name),
                 pending=master.queue.waiting(builder.name, 0)[0],
-                last=build_record(master, latest[builder.name]) if builder.name in latest else None,
+                last=build_record(latest[builder.name], master.page_url) if builder.name in latest else None,
             )
             for builder in master.pipeline.builders
         ]
@@ -39,14 +70,15 @@ class MasterControls:
             raise NotFound(f"no builder named {builder!r}")
         running = master.dispatcher.running_count(builder)
         builds = await master.store.builds.query(builder=builder, limit=running + 1)
-        return next((build_record(master, b) for b in builds if b["finished_at"] is not None), None)
+        return next((build_record(b, master.page_url) for b in builds if b["finished_at"] is not None), None)
 
     async def force(self, builder: str, *, reason: str, owner: str) -> list[int]:
         return await self._master.force(builder, reason=reason, owner=owner)
 
 
-def build_record(master: Master, row: dict[str, Any], **more: Any) -> Build:
-    """A build as the store lists it (:meth:`~flowbot.store.Store.builds`), as reporters take it."""
+def build_record(row: dict[str, Any], page: str | None, **more: Any) -> Build:
+    """A build as the store lists it (:meth:`~flowbot.store.Store.builds`), as reporters take it,
+    linked to its page on the master's page at ``page`` (see :func:`build_url`)."""
     return Build(
         id=row["id"],
         builder=row["builder"],
@@ -57,18 +89,21 @@ def build_record(master: Master, row: dict[str, Any], **more: Any) -> Build:
         result=Result[row["result"]] if row["result"] else None,
         branch=row["branch"],
         revision=row["revision"],
-        url=build_url(master, row["id"]),
+        url=build_url(page, row["id"]),
         **more,
     )
 
 
-def build_url(master: Master, build_id: int) -> str | None:
-    """The page of a build, when the master serves one (at ``Pipeline(url=)`` or its own address)."""
-    base = master.pipeline.url or master.http_url
-    return f"{base.rstrip('/')}/#/builds/{build_id}" if base else None
+def build_url(page: str | None, build_id: int) -> str | None:
+    """The page of a build, when the master serves a page (at ``page``: ``Pipeline(url=)`` or its own address)."""
+    return f"{page.rstrip('/')}/#/builds/{build_id}" if page else None
 
 
-def artifact_url(master: Master, build_id: int, path: str) -> str | None:
-    """Where a file the build stored is downloaded, when the master serves a page."""
-    base = master.pipeline.url or master.http_url
-    return f"{base.rstrip('/')}{download_path(build_id, path)}" if base else None
+def download_path(build_id: int, path: str) -> str:
+    """Where the file ``path`` of build ``build_id`` is downloaded, on the master."""
+    return f"/api/builds/{build_id}/artifacts/{quote(path)}"
+
+
+def artifact_url(page: str | None, build_id: int, path: str) -> str | None:
+    """Where a file the build stored is downloaded, when the master serves a page (at ``page``)."""
+    return f"{page.rstrip('/')}{download_path(build_id, path)}" if page else None

@@ -16,6 +16,7 @@ import os
 import subprocess
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,16 +28,34 @@ from flowbot_worker.launch import command as worker_command
 from ..errors import FlowbotError
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..pipeline import Pipeline
+    from .registry import WorkerRegistry
 
 log = logging.getLogger(__name__)
 
 
 class LocalWorkers:
-    """The master's own worker processes, by worker name."""
+    """The master's own worker processes, by worker name.
 
-    def __init__(self, master: Master):
-        self.master = master
+    Args:
+        pipeline: the pipeline running now (the workers it declares).
+        workdir: the master's directory, where each worker gets one of its own.
+        endpoint: where a worker on this host dials the master.
+        registry: the connected workers, and the master's CURVE keys.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: Callable[[], Pipeline],
+        workdir: Callable[[], Path],
+        endpoint: Callable[[], str],
+        registry: WorkerRegistry,
+    ):
+        self._pipeline = pipeline
+        self._workdir = workdir
+        self._endpoint = endpoint
+        self._registry = registry
         self.processes: dict[str, subprocess.Popen] = {}
         # Killed when the interpreter exits, or when the master is dropped unstopped; the finalizer
         # holds the processes, not the master, so a notebook's old masters can be collected.
@@ -49,12 +68,12 @@ class LocalWorkers:
         Raises:
             FlowbotError: a name the pipeline does not declare, or a worker that did not connect.
         """
-        declared = {w.name: w for w in self.master.pipeline.workers}
+        declared = {w.name: w for w in self._pipeline().workers}
         names = [n for n, w in declared.items() if w.launcher is None] if names is None else names
         unknown = [n for n in names if n not in declared]
         if unknown:
             raise FlowbotError(f"the pipeline declares no worker named {unknown}")
-        root = self.master.workdir / "workers"
+        root = self._workdir() / "workers"
         for name in names:
             if name in self.processes and self.processes[name].poll() is None:
                 continue
@@ -63,7 +82,7 @@ class LocalWorkers:
             with open(root / f"{name}.log", "ab") as output:
                 options = ("--exit-with-parent", *self._curve_options(name, root))
                 self.processes[name] = subprocess.Popen(
-                    worker_command(self.master.dial_endpoint(), name, basedir, *options),
+                    worker_command(self._endpoint(), name, basedir, *options),
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
@@ -71,7 +90,7 @@ class LocalWorkers:
                     env={**os.environ, SECRET_VARIABLE: declared[name].secret},
                 )
         deadline = time.monotonic() + timeout
-        while not all(n in self.master.registry.connections for n in names):
+        while not all(n in self._registry.connections for n in names):
             dead = [n for n in names if self.processes[n].poll() is not None]
             if dead or time.monotonic() > deadline:
                 why = f"exited ({', '.join(dead)})" if dead else f"did not connect within {timeout:g} s"
@@ -81,7 +100,7 @@ class LocalWorkers:
 
     def _curve_options(self, name: str, root: Path) -> list[str]:
         """The worker's key options on an encrypted link (none on a plain one)."""
-        master = self.master.registry.curve
+        master = self._registry.curve
         if master is None:
             return []
         secret = root / f"{name}.key_secret"
@@ -91,7 +110,7 @@ class LocalWorkers:
             own = load_key_pair(secret)
         except KeyFileError as exc:
             raise FlowbotError(f"cannot make a CURVE key for local worker {name}: {exc}") from None
-        self.master.registry.local_keys[name] = own.public
+        self._registry.local_keys[name] = own.public
         return ["--master-key", master.public, "--key-file", str(secret)]
 
     async def stop(self, grace: float = 10.0) -> None:

@@ -34,6 +34,7 @@ from ..store import Store, janitor, log_search
 from .adoption import Adoption
 from .approvals import Approvals
 from .build import RunningBuild
+from .controls import MasterControls
 from .dispatch import Dispatcher
 from .events import EventBus, EventKind
 from .latent import LatentWorkers
@@ -116,7 +117,13 @@ class Master:
             spawn=self.tasks.spawn,
         )
         self._instance_key: bytes | None = None
-        self.worker_control = WorkerControl(self)
+        self.worker_control = WorkerControl(
+            store=lambda: self.store,
+            registry=self.registry,
+            events=self.events,
+            builds_on=lambda connection: self.dispatcher.builds_on(connection),
+            worker_ready=lambda name: self.dispatcher.worker_ready(name),
+        )
         #: Workers started on demand (those with a launcher) and their instances.
         self.latent = LatentWorkers(
             master=self.instance_id,
@@ -153,11 +160,31 @@ class Master:
             remembered=lambda: self.store.workers,
             events=self.events,
         )
-        self.adoption = Adoption(self, self._new_build)
-        self.scheduling = Scheduling(self)
+        self.adoption = Adoption(
+            pipeline=lambda: self.pipeline,
+            store=lambda: self.store,
+            dispatcher=self.dispatcher,
+            new_build=self._new_build,
+            spawn=self.spawn,
+        )
+        self.scheduling = Scheduling(
+            pipeline=lambda: self.pipeline, store=lambda: self.store, spawn=self.spawn, enqueue=self.enqueue
+        )
         self.sources = Sources(self)
-        self.local_workers = LocalWorkers(self)
-        self.reporting = Reporting(self)
+        self.local_workers = LocalWorkers(
+            pipeline=lambda: self.pipeline,
+            workdir=lambda: self.workdir,
+            endpoint=self.dial_endpoint,
+            registry=self.registry,
+        )
+        self.reporting = Reporting(
+            pipeline=lambda: self.pipeline,
+            store=lambda: self.store,
+            events=self.events,
+            spawn=self.spawn,
+            page=lambda: self.page_url,
+            controls=MasterControls(self),
+        )
         self.http_url: str | None = None
         self._http_server: Any = None
         self._stopping = False
@@ -181,6 +208,11 @@ class Master:
     def artifacts_dir(self) -> Path:
         """The directory that builds' files are stored in on the master (``Pipeline(artifacts=)``)."""
         return artifacts_root(self.pipeline.artifacts, self.basedir or Path.cwd())
+
+    @property
+    def page_url(self) -> str | None:
+        """Where the master's page is served, if it is: ``Pipeline(url=)``, else its own address."""
+        return self.pipeline.url or self.http_url
 
     @property
     def history(self) -> History:

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from .. import secrets
@@ -24,11 +24,15 @@ from ..errors import FlowbotError, ReportRejected
 from ..records import Artifact, Build, StepRecord
 from ..reporters.base import Reporter
 from ..results import Result
-from .controls import MasterControls, artifact_url, build_record
+from .controls import artifact_url, build_record
 from .events import EventKind
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..pipeline import Pipeline
+    from ..reporters.controls import Controls
+    from ..store import Store
+    from .events import EventBus
+    from .tasks import Spawn
 
 log = logging.getLogger(__name__)
 
@@ -36,10 +40,32 @@ _FAILED = {"FAILURE", "EXCEPTION", "CANCELLED", "RETRY"}
 
 
 class Reporting:
-    """The master's reporters, each fed through its own queue."""
+    """The master's reporters, each fed through its own queue.
 
-    def __init__(self, master: Master):
-        self.master = master
+    Args:
+        pipeline: the pipeline running now (its reporters and secrets).
+        store: the store (once open), which reports are read from.
+        events: the master's events, which say when a build starts and ends.
+        spawn: runs the reporters' queues as tasks the master owns.
+        page: where the master's page is served, if it is (reports link to it).
+        controls: what the chat bots among the reporters may do.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: Callable[[], Pipeline],
+        store: Callable[[], Store],
+        events: EventBus,
+        spawn: Spawn,
+        page: Callable[[], str | None],
+        controls: Controls,
+    ):
+        self._pipeline = pipeline
+        self._store = store
+        self._bus = events
+        self._spawn = spawn
+        self._page = page
         self.reporters: list[Reporter] = []
         #: Reports delivered, failed (given up or refused) and dropped (queue full), by reporter name.
         self.delivered: Counter[str] = Counter()
@@ -49,14 +75,14 @@ class Reporting:
         self._queues: dict[int, asyncio.Queue[tuple[str, Build]]] = {}
         self._delivering: dict[int, asyncio.Task] = {}
         self._serving: dict[int, asyncio.Task] = {}
-        self._controls = MasterControls(master)
+        self._controls = controls
         self._retiring: set[asyncio.Task] = set()
         self._preparing: asyncio.Task | None = None
         self._unsubscribe: Any = None
 
     def start(self) -> None:
         """Start reporting with the pipeline's reporters."""
-        self.use(self.master.pipeline.reporters)
+        self.use(self._pipeline().reporters)
 
     def use(self, reporters: Iterable[Reporter]) -> None:
         """Report with ``reporters`` from now on (at a reconfigure).
@@ -70,7 +96,7 @@ class Reporting:
         until = asyncio.get_running_loop().time() + REPORT_DRAIN
         for reporter in self.reporters:
             if id(reporter) not in listed:
-                task = self.master.spawn(self._retire(reporter, until), f"retiring reporter {reporter}")
+                task = self._spawn(self._retire(reporter, until), f"retiring reporter {reporter}")
                 self._retiring.add(task)
                 task.add_done_callback(self._retiring.discard)
         for reporter in reporters:
@@ -78,19 +104,19 @@ class Reporting:
                 reporter.use_secrets(self._secret)
                 queue: asyncio.Queue[tuple[str, Build]] = asyncio.Queue(REPORT_QUEUE)
                 self._queues[id(reporter)] = queue
-                self._delivering[id(reporter)] = self.master.spawn(
+                self._delivering[id(reporter)] = self._spawn(
                     self._deliver_loop(reporter, queue), f"reporter {reporter}"
                 )
                 if type(reporter).serve is not Reporter.serve:
-                    self._serving[id(reporter)] = self.master.spawn(
+                    self._serving[id(reporter)] = self._spawn(
                         reporter.serve(self._controls), f"reporter {reporter} serving"
                     )
         self.reporters = reporters
         if reporters and self._unsubscribe is None:
-            self._unsubscribe = self.master.events.subscribe(
+            self._unsubscribe = self._bus.subscribe(
                 self._events.put_nowait, (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED)
             )
-            self._preparing = self.master.spawn(self._prepare_loop(), "reporting")
+            self._preparing = self._spawn(self._prepare_loop(), "reporting")
 
     async def stop(self) -> None:
         """Give queued reports a few seconds to go out, then stop every reporter."""
@@ -105,7 +131,7 @@ class Reporting:
             await asyncio.gather(self._preparing, return_exceptions=True)
             self._preparing = None
         for reporter in self.reporters:
-            self._retiring.add(self.master.spawn(self._retire(reporter, until), f"retiring reporter {reporter}"))
+            self._retiring.add(self._spawn(self._retire(reporter, until), f"retiring reporter {reporter}"))
         self.reporters = []
         await asyncio.gather(*self._retiring)
 
@@ -129,7 +155,7 @@ class Reporting:
 
     def _secret(self, name: str) -> str:
         # The pipeline running now: a reconfigure may bring other secret providers.
-        return secrets.lookup(self.master.pipeline.secrets, name)
+        return secrets.lookup(self._pipeline().secrets, name)
 
     # -- from events to reports -------------------------------------------------------------------
 
@@ -164,7 +190,7 @@ class Reporting:
             queue.put_nowait(("build_finished" if finished else "build_started", report))
 
     async def _report(self, build: dict[str, Any], finished: bool, reporters: list[Reporter]) -> Build:
-        store = self.master.store
+        store = self._store()
         _, spec = await store.builds.buildset_of(build["id"])
         details: dict[str, Any] = {}
         if finished and any("problem" in r.mode for r in reporters):
@@ -189,14 +215,14 @@ class Reporting:
                 details["log_tail"] = "\n".join(line for _, line in tail)
         if finished and any(r.wants_details or r.wants_artifacts for r in reporters):
             details["artifacts"] = tuple(
-                Artifact(a["path"], a["size"], a["sha256"], artifact_url(self.master, build["id"], a["path"]))
+                Artifact(a["path"], a["size"], a["sha256"], artifact_url(self._page(), build["id"], a["path"]))
                 for a in await store.steps.artifacts(build["id"])
             )
         if finished and any(r.wants_tests for r in reporters):
             details["failed_tests"] = tuple(await store.steps.failed_tests(build["id"], REPORT_FAILED_TESTS))
         return build_record(
-            self.master,
             build,
+            self._page(),
             reason=spec.reason,
             sourcestamps=spec.sourcestamps,
             properties=dict(spec.properties),

@@ -13,6 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import StoreError
@@ -22,7 +23,10 @@ from ..schedulers.held import HeldChanges
 from ..superseding import Superseding
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..pipeline import Pipeline
+    from ..records import BuildRequest
+    from ..store import Store
+    from .tasks import Spawn
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +37,37 @@ def state_owner(scheduler: str) -> str:
 
 
 class Scheduling:
-    """Timers and held changes of the pipeline's schedulers."""
+    """Timers and held changes of the pipeline's schedulers.
 
-    def __init__(self, master: Master):
-        self.master = master
+    Args:
+        pipeline: the pipeline running now (its schedulers and builders).
+        store: the store (once open), where held changes and timed runs are kept.
+        spawn: runs a timer's release as a task the master owns.
+        enqueue: queues the requests a release stored.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline: Callable[[], Pipeline],
+        store: Callable[[], Store],
+        spawn: Spawn,
+        enqueue: Callable[[list[BuildRequest]], None],
+    ):
+        self._pipeline = pipeline
+        self._store = store
+        self._spawn = spawn
+        self._enqueue = enqueue
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         #: What the store holds (this master is the only one writing it), for decisions made before the write.
         self._held = HeldChanges()
 
     def _schedulers(self) -> list[Scheduler]:
-        return self.master.pipeline.schedulers
+        return self._pipeline().schedulers
 
     def superseding(self) -> Superseding:
         """Which requests the new ones of the pipeline's builders supersede."""
-        return Superseding(self.master.pipeline.builders)
+        return Superseding(self._pipeline().builders)
 
     # -- changes ------------------------------------------------------------------------------
 
@@ -60,7 +81,7 @@ class Scheduling:
         """``release`` with its buildset given the cells of its builders that have a matrix."""
         if release.buildset is None:
             return release
-        return dataclasses.replace(release, buildset=self.master.pipeline.with_cells(release.buildset))
+        return dataclasses.replace(release, buildset=self._pipeline().with_cells(release.buildset))
 
     def stored(self, decisions: list[Hold | Release], change: Change, at: float) -> None:
         """The change (with its id) and decisions are stored: hold it where they say, and
@@ -69,7 +90,7 @@ class Scheduling:
         for decision in decisions:
             if isinstance(decision, Release):
                 continue
-            scheduler = self.master.pipeline.scheduler(decision.scheduler)
+            scheduler = self._pipeline().scheduler(decision.scheduler)
             if scheduler is not None and scheduler.restarts_timer(decision.important):
                 self._arm(scheduler, decision.key, at + scheduler.tree_stable_timer)
 
@@ -81,7 +102,7 @@ class Scheduling:
 
     async def start(self) -> None:
         """Take up what the store holds and arm every timer from it."""
-        held = await self.master.store.changes.held()
+        held = await self._store().changes.held()
         self._held.load(held)
         stable: dict[tuple[str, str], float] = {}
         for each in held:
@@ -89,7 +110,7 @@ class Scheduling:
             if each.important:
                 stable[key] = max(stable.get(key, 0.0), each.received_at)
         for (name, key), last in stable.items():
-            scheduler = self.master.pipeline.scheduler(name)
+            scheduler = self._pipeline().scheduler(name)
             if scheduler is not None and scheduler.restarts_timer(True):
                 self._arm(scheduler, key, last + scheduler.tree_stable_timer)
         for scheduler in self._schedulers():
@@ -101,11 +122,11 @@ class Scheduling:
         are kept, so neither a restart nor a reconfigure starts a period over (a master restarted
         more often than a Periodic's period would otherwise never run it)."""
         owner = state_owner(scheduler.name)
-        state = await self.master.store.state.get(owner)
+        state = await self._store().state.get(owner)
         since = state.get("last_run") or state.get("armed_at")
         if since is None:
             since = time.time()
-            await self.master.store.state.set(owner, {"armed_at": since})
+            await self._store().state.set(owner, {"armed_at": since})
         return since
 
     def stop(self) -> None:
@@ -127,7 +148,7 @@ class Scheduling:
 
     def _fire(self, scheduler: Scheduler, key: str) -> None:
         self._timers.pop((scheduler.name, key), None)
-        self.master.spawn(self._release(scheduler, key), f"scheduler {scheduler.name}")
+        self._spawn(self._release(scheduler, key), f"scheduler {scheduler.name}")
 
     async def _release(self, scheduler: Scheduler, key: str) -> None:
         now = time.time()
@@ -135,7 +156,7 @@ class Scheduling:
         state = {"last_run": now} if scheduler.timed else {}
         release = self._with_cells(self._held.release(scheduler, key, make))
         try:
-            requests = await self.master.store.changes.release(
+            requests = await self._store().changes.release(
                 release, now, state_owner(scheduler.name), state, self.superseding()
             )
         except StoreError as exc:
@@ -144,6 +165,6 @@ class Scheduling:
             requests = []
         if requests:
             log.info("scheduler %s started %d build request(s)", scheduler.name, len(requests))
-        self.master.enqueue(requests)
-        if scheduler.timed and self.master.pipeline.scheduler(scheduler.name) is scheduler:
+        self._enqueue(requests)
+        if scheduler.timed and self._pipeline().scheduler(scheduler.name) is scheduler:
             self._arm_run(scheduler, now)

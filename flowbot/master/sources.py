@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Iterable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import InvalidRequest
 from ..pull_requests import PullRequest
@@ -15,15 +16,50 @@ from ..records import BuildRequest, Change
 from ..sources.base import ChangeSource
 
 if TYPE_CHECKING:
-    from .master import Master
+    from ..pipeline import Pipeline
+    from ..store import Store
+    from .build import RunningBuild
 
 log = logging.getLogger(__name__)
+
+
+class SourceServices(Protocol):
+    """What the master offers its change sources' contexts."""
+
+    #: The master's directory (None for one embedded without a directory).
+    basedir: Path | None
+
+    @property
+    def pipeline(self) -> Pipeline: ...
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def queue(self) -> Iterable[BuildRequest]:
+        """The requests waiting to be built."""
+        ...
+
+    @property
+    def running(self) -> Mapping[int, RunningBuild]:
+        """The builds running, by request id."""
+        ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]: ...
+
+    async def add_change(
+        self, change: Change, *, owner: str = "", state: dict[str, Any] | None = None
+    ) -> tuple[int, list[int]]: ...
+
+    async def cancel_request(self, request_id: int) -> None: ...
+
+    async def rebuild(self, build_id: int, *, reason: str = "", owner: str = "") -> list[int]: ...
 
 
 class _Context:
     """What one source sees of the master (see :class:`flowbot.sources.base.SourceContext`)."""
 
-    def __init__(self, master: Master, source: ChangeSource):
+    def __init__(self, master: SourceServices, source: ChangeSource):
         self.master = master
         self.owner = f"source:{source.name}"
         self.basedir = master.basedir
@@ -53,7 +89,7 @@ class _Context:
         master = self.master
         await master.store.pull_requests.close(repository, number, time.time())
         pending = [r for r in master.queue if of_it(r)]
-        await asyncio.gather(*(master.dispatcher.cancel(r) for r in pending))
+        await asyncio.gather(*(master.cancel_request(r.id) for r in pending))
         running = [b for b in master.running.values() if of_it(b.request)]
         for build in running:
             build.stop(reason)
@@ -70,9 +106,13 @@ class _Context:
 
 
 class Sources:
-    """Starts and stops the pipeline's change sources."""
+    """Starts and stops the pipeline's change sources.
 
-    def __init__(self, master: Master):
+    Args:
+        master: what their contexts offer them (see :class:`SourceServices`).
+    """
+
+    def __init__(self, master: SourceServices):
         self.master = master
         self.running: list[ChangeSource] = []
 

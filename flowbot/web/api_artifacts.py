@@ -25,6 +25,7 @@ from urllib.parse import quote
 import tornado.iostream
 
 from ..errors import Gone, NotFound
+from ..master.controls import download_path
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
@@ -41,11 +42,6 @@ _COMPRESSED = {
     "br": "application/x-brotli",
     "compress": "application/x-compress",
 }
-
-
-def download_path(build_id: int, path: str) -> str:
-    """Where the file ``path`` of build ``build_id`` is downloaded, on the master."""
-    return f"/api/builds/{build_id}/artifacts/{quote(path)}"
 
 
 def content_type(path: str) -> str:
