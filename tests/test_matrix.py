@@ -9,7 +9,9 @@ import pytest
 from flowbot import Builder, ForceScheduler, Matrix, Pipeline, Shell, Worker
 from flowbot.errors import ConfigError
 from flowbot.matrix import fits, label
-from flowbot.records import BuildsetSpec
+from flowbot.records import Build, BuildsetSpec
+from flowbot.reporters.summary import headline
+from flowbot.results import Result
 
 
 def here() -> int:
@@ -149,3 +151,10 @@ def test_a_pipeline_prints_its_builders_matrix() -> None:
         schedulers=[ForceScheduler("force", builders=["t"])],
     )
     assert "    t on w: check [matrix: 2 cells of py x os]" in str(pipeline)
+
+
+def test_a_cells_report_says_which_cell_it_is() -> None:
+    cell = Build(7, "test", 7, "w", 0.0, 1.0, Result.FAILURE, "main", "1a2b3c4", cell={"python": "3.12", "os": "mac"})
+    assert headline(cell) == "FAILURE: test #7 (python=3.12, os=mac) on main (1a2b3c4)"
+    assert cell.cell_label == " (python=3.12, os=mac)"
+    assert headline(Build(8, "lint", 8, "w", 0.0, 1.0, Result.SUCCESS, "main")) == "SUCCESS: lint #8 on main"

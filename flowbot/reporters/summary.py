@@ -6,11 +6,12 @@ from ..records import Build
 
 
 def headline(build: Build) -> str:
-    """``FAILURE: unit #12 on main (1a2b3c4)``: a build in one line (RUNNING while it runs)."""
+    """``FAILURE: unit #12 on main (1a2b3c4)``: a build in one line (RUNNING while it runs); a
+    matrix cell's says which (``FAILURE: test #7 (python=3.12, os=mac) on main (1a2b3c4)``)."""
     result = build.result.name if build.result is not None else "RUNNING"
     where = f" on {build.branch}" if build.branch else ""
     revision = f" ({build.revision[:10]})" if build.revision else ""
-    return f"{result}: {build.builder} #{build.number}{where}{revision}"
+    return f"{result}: {build.builder} #{build.number}{build.cell_label}{where}{revision}"
 
 
 def steps_said(build: Build) -> str:
