@@ -33,6 +33,7 @@ from ..fields import (
 )
 from ..properties import Renderable
 from ..results import Result, worst
+from ..retry import FLAKY
 from .base import BuildContext, CommandResult, StartedCommand, Step
 
 #: What a command's renderables must make for each build.
@@ -96,6 +97,8 @@ class Shell(Step):
         self.junit = junit
         self.max_log = max_log
         self.decode_rc = dict(decode_rc) if decode_rc is not None else {0: Result.SUCCESS}
+        if self.retry is not None and self.retry.when == FLAKY and junit is None:
+            raise refuse(self, "retry", "Retry(when='flaky') judges the tests a step reports: give it junit=...")
         if isinstance(command, (list, tuple)):
             if not command:
                 raise ValueError("Shell needs a command; got an empty list")
