@@ -4,6 +4,7 @@ A trigger queues every new chunk's id in ``log_search_pending`` (migration ``001
 says what the index is on each database). :func:`run` takes the queue a moment after chunks
 arrive, in batches of about :data:`BATCH_BYTES` of text, each one short transaction on the
 indexer's own connection and thread: decompressing and tokenizing never run on the event loop.
+The index takes each line of a chunk once: search finds lines, so that is all it needs.
 On SQLite a batch holds the database's one write lock, which the store's own commits (made on the
 loop) then wait for; so a batch is small, and is followed by a pause as long as it took, which
 bounds both the wait and the indexer's share of the database however much a step prints. Search
@@ -49,7 +50,7 @@ def index_queued(conn: sa.Connection, limit: int = BATCH, max_bytes: int | None 
         .order_by(_c.id)
         .limit(limit)
     ):
-        text = unpack(content, compressed)
+        text = _searched(unpack(content, compressed))
         taken.append((chunk_id, text))
         size += len(text)
         if max_bytes is not None and size >= max_bytes:
@@ -65,10 +66,16 @@ def index_queued(conn: sa.Connection, limit: int = BATCH, max_bytes: int | None 
     return len(taken)
 
 
+def _searched(text: str) -> str:
+    """What the index takes of a chunk's text: each of its lines once (search finds lines, and a
+    flood of one line, or a progress bar's, costs the index one line)."""
+    return "\n".join(dict.fromkeys(text.split("\n")))
+
+
 def forget(conn: sa.Connection, chunks: sa.ColumnElement[bool]) -> None:
     """Take the indexed chunks that ``chunks`` selects out of SQLite's index, before they are deleted.
 
-    SQLite's index keeps no text, so it is told the text it took in; PostgreSQL's index table
+    SQLite's index keeps no text, so it is told again the text it took in; PostgreSQL's index table
     follows its chunks by itself, as the queue does on both.
     """
     if conn.dialect.name != "sqlite" or not sa.inspect(conn).has_table(QUEUE_TABLE):
@@ -79,7 +86,7 @@ def forget(conn: sa.Connection, chunks: sa.ColumnElement[bool]) -> None:
         return
     conn.exec_driver_sql(
         f"INSERT INTO {t.LOG_SEARCH_TABLE}({t.LOG_SEARCH_TABLE}, rowid, content) VALUES ('delete', ?, ?)",
-        [(chunk_id, unpack(content, compressed)) for chunk_id, content, compressed in rows],
+        [(chunk_id, _searched(unpack(content, compressed))) for chunk_id, content, compressed in rows],
     )
 
 

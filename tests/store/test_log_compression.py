@@ -133,3 +133,24 @@ async def test_sqlite_index_weighs_less_than_the_compressed_chunks(tmp_path):
         index = conn.exec_driver_sql(f"SELECT sum(length(block)) FROM {t.LOG_SEARCH_TABLE}_data").scalar()
     engine.dispose()
     assert 0 < index < compressed
+
+
+async def test_the_index_takes_each_line_of_a_chunk_once_and_search_still_finds_every_line(db_url):
+    # Given a chunk that repeats its lines, as a flood or a progress bar does
+    store = await Store.open(db_url)
+    _, step = await _step(store)
+    await store.logs.append(step, "stdio", 0, "\n".join(["waiting for lock", "retrying"] * 500), "o" * 1000)
+    await store.close()
+
+    # When it is indexed
+    engine = sa.create_engine(db_url)
+    with engine.begin() as conn:
+        assert log_search.index_queued(conn) == 1
+        if engine.dialect.name == "postgresql":  # the index's own copy: each line once
+            assert conn.exec_driver_sql("SELECT content FROM log_search").scalar() == "waiting for lock\nretrying"
+    engine.dispose()
+
+    # Then search finds every line that holds the text, numbered where it is in the log
+    with History(db_url) as history:
+        found = history.search_logs("retrying", limit=5000)
+    assert found["line_number"].tolist() == list(range(2, 1001, 2))
