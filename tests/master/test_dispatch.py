@@ -36,14 +36,19 @@ class FakeBuild:
 
     builder: str
     request: BuildRequest
-    connection: Connection
+    connection: Connection | None
     number: int
+    builder_config: Builder | None = None
     result: Result | None = None
     ending: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    last_worker: str = ""
 
     @property
     def worker(self) -> str:
-        return self.connection.name
+        return self.connection.name if self.connection is not None else self.last_worker
+
+    def moved_to(self, connection: Connection) -> None:
+        self.connection = connection
 
     async def execute(self) -> Result:
         self.result = await self.ending
@@ -146,7 +151,7 @@ class Rig:
         return task
 
     def new_build(self, builder: Builder, request: BuildRequest, connection: Connection, number: int) -> FakeBuild:
-        build = FakeBuild(builder.name, request, connection, number)
+        build = FakeBuild(builder.name, request, connection, number, builder, last_worker=connection.name)
         self.builds.append(build)
         return build
 
@@ -431,3 +436,33 @@ async def _no_task_left(request):
     for task in asyncio.all_tasks() - {asyncio.current_task()}:
         if task.get_name().startswith("build "):
             task.cancel()
+
+
+async def test_a_build_that_lets_its_worker_go_takes_one_again_before_the_requests_that_wait():
+    # Given a release build on the only worker, which takes one build at a time
+    rig = Rig(pipeline([worker("w1", max_builds=1)], builder("release", ["w1"]), builder("unit", ["w1"])))
+    release, unit, later = rig.request("release"), rig.request("unit"), rig.request("unit")
+    await rig.submit(release)
+    (build,) = rig.builds
+
+    # When it lets its worker go (it waits for an approval), a waiting request takes the worker
+    rig.dispatcher.release_worker(build)
+    await rig.submit(unit)
+    assert rig.started() == [("release", release.id, "w1"), ("unit", unit.id, "w1")]
+    assert [b.request.id for b in rig.dispatcher.builds_on(rig.connections["w1"])] == [unit.id]
+
+    # Then, asking for a worker again, it gets w1 once the unit build ends, before the request after it
+    taking = asyncio.ensure_future(rig.dispatcher.worker_for(build))
+    await rig.submit(later)
+    assert not taking.done()
+    rig.builds[1].end()
+    await rig.settle()
+    await asyncio.wait_for(taking, 5)
+    assert build.connection is rig.connections["w1"]
+    assert [b.request.id for b in rig.dispatcher.builds_on(rig.connections["w1"])] == [release.id]
+    assert len(rig.builds) == 2  # the later request still waits for the worker
+    build.end()
+    await rig.settle()
+    assert rig.started()[-1] == ("unit", later.id, "w1")
+    rig.builds[-1].end()
+    await rig.settle()
