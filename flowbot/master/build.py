@@ -53,6 +53,7 @@ from ..store import Ref
 from .events import EventKind
 from .logs import LogWriter, size
 from .registry import RemoteCommand, WorkerConnection
+from .rerun import steps_to_run
 from .transfers import ReceiveFile, SendFile, StoredFile, TransferError, master_file, own_files
 
 if TYPE_CHECKING:
@@ -747,7 +748,9 @@ class RunningBuild:
         result, halted, first = Result.SUCCESS, False, 0
         if self._resumption is not None:
             result, halted, first = self._resumption.result, self._resumption.halted, self._resumption.step
-        for index, step in enumerate(self.builder_config.steps[first:], first):
+        for index, step in steps_to_run(self.builder_config.steps, self.request):
+            if index < first:
+                continue
             if (halted or self._stopped) and not step.always_run:
                 continue
             self._interrupted = None  # a cleanup step runs until it ends or is stopped itself

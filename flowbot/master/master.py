@@ -20,7 +20,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -43,6 +43,7 @@ from .loop_lag import LoopLag
 from .reconfiguration import Outcome, Reconfiguration, preview
 from .registry import WorkerConnection, WorkerRegistry
 from .reporting import Reporting
+from .rerun import Follower, rerun_spec
 from .scheduling import Scheduling
 from .sources import Sources
 from .status import Status
@@ -718,6 +719,47 @@ class Master:
         properties = {**spec.properties, "rebuild_of": (build_id, "Rebuild")}
         spec = dataclasses.replace(spec, reason=text, properties=properties)
         return [r.id for r in await self.submit(spec)]
+
+    async def rerun_step(
+        self,
+        build_id: int,
+        step: int,
+        *,
+        worker: str | None = None,
+        properties: dict[str, Any] | None = None,
+        command: Any = None,
+        output: Callable[[str], Any] | None = print,
+        reason: str = "",
+    ) -> dict[str, Any]:
+        """Run step ``step`` (numbered from 1, as the page shows steps) of a finished build again, on
+        its worker or ``worker``, with its properties and source (``properties`` and ``command``
+        change them); each line of its output goes to ``output`` as it comes. The rerun is a build
+        of its own, its ``rerun_of`` property naming ``build_id``; returns it as the store has it.
+
+        Raises:
+            NotFound: no such build. InvalidRequest: its builder is gone, or no such step or worker.
+        """
+        await self._used()
+        build, spec = await self.store.builds.buildset_of(build_id)
+        builder = self.pipeline.builder(build["builder"])
+        if builder is None:
+            raise InvalidRequest(f"builder {build['builder']!r} is no longer in the pipeline")
+        build["properties"] = (await self.store.builds.get(build_id))["properties"]
+        spec = rerun_spec(
+            build, spec, builder, step, worker=worker, properties=properties, command=command, reason=reason
+        )
+        follower = Follower(builder.name, output)
+        unsubscribe = self.events.subscribe(follower, [EventKind.BUILD_STARTED, EventKind.LOG])
+        try:
+            requests = await self.submit(spec)
+            watched = self.dispatcher.watch(requests[0].buildset_id, {requests[0].id})
+            follower.expect(requests[0].id)
+            await watched
+        finally:
+            unsubscribe()
+        if follower.build_id is None:
+            raise InvalidRequest(f"the rerun of build {build_id} ended without a build (it was cancelled)")
+        return await self.store.builds.get(follower.build_id)
 
     async def wait_idle(self, timeout: float | None = None) -> None:
         """Wait until nothing is queued or running.

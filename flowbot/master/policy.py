@@ -19,6 +19,7 @@ from ..builder import Builder, same_source
 from ..records import BuildRequest
 from .locks import LockTable
 from .queue import BuildQueue
+from .rerun import wanted_worker
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +171,10 @@ def choose(builder: Builder, pending: list[BuildRequest]) -> BuildRequest:
 
 def rank(builder: Builder, by_load: Iterable[str], request: BuildRequest) -> Iterable[str]:
     """The free workers (least busy first) in the order to try them: the builder's ``next_worker``
-    choice, else as they come."""
+    choice, else as they come; only the worker a request names (a rerun's), if it names one."""
+    wanted = wanted_worker(request)
+    if wanted is not None:
+        return (worker for worker in by_load if worker == wanted)
     if builder.next_worker is None:
         return by_load
     by_load = list(by_load)
