@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import zmq
 import zmq.asyncio
 from flowbot_worker import protocol
+from flowbot_worker.bodies import CommandResult, Finished, Interrupt, StartCommand
 from flowbot_worker.curve import KeyPair
 from flowbot_worker.defaults import DATE_WINDOW, MAX_FRAME_BYTES
 
@@ -53,7 +54,6 @@ from ..defaults import (
     RECEIVE_SLICE,
 )
 from ..errors import ProtocolError, WorkerLost
-from ..steps.base import CommandResult
 from ..workers import Worker
 from . import curve
 from .cutoffs import ZAP_DOMAIN, CutOffs, Gate
@@ -238,13 +238,13 @@ class WorkerConnection:
             self.send(protocol.ACK, {"of": protocol.FINISHED, "cmd_ids": acks, "cmd_id": acks[0]})
 
     def send_start(self, command: RemoteCommand) -> None:
-        self.send(protocol.START_COMMAND, {"cmd_id": command.cmd_id, "name": command.name, "args": command.args})
+        self.send(protocol.START_COMMAND, StartCommand(command.cmd_id, command.name, command.args).encode())
 
     def interrupt(self, cmd_id: str, reason: str, grace: float) -> None:
         """Interrupt a running command: SIGTERM, then SIGKILL after ``grace`` seconds."""
         command = self.commands.get(cmd_id)
         if command is not None:
-            command.interrupted = {"cmd_id": cmd_id, "reason": reason, "grace": grace}
+            command.interrupted = Interrupt(cmd_id, reason, grace).encode()
             self.send(protocol.INTERRUPT, command.interrupted)
 
     def abandon(self, command: RemoteCommand, failure: Exception) -> None:
@@ -725,24 +725,17 @@ class WorkerRegistry:
             stored.add_done_callback(lambda _: conn.ack_output(command, stream, upto))
 
     def _on_finished(self, conn: WorkerConnection, message: protocol.Message) -> None:
-        c = message.content
-        cmd_id = c.get("cmd_id")
-        command = self._command(conn, message)
-        if command is None or command.result.done():  # a repeat, or a command this master no longer waits for
-            if isinstance(cmd_id, str):
-                conn.ack_finished(cmd_id)
+        try:
+            finished = Finished.decode(message.content)
+        except ProtocolError as exc:
+            self._drop(exc.reason, conn.route, str(exc))
             return
-        conn.ack_finished_once_stored(cmd_id, command.output.end())
-        rc, elapsed = c.get("rc"), c.get("elapsed")
-        command.result.set_result(
-            CommandResult(
-                rc=rc if type(rc) is int else None,
-                reason=c.get("reason") if isinstance(c.get("reason"), str) else None,
-                message=str(c.get("message") or ""),
-                elapsed=float(elapsed) if type(elapsed) in (int, float) else 0.0,
-                data=c.get("data") if isinstance(c.get("data"), dict) else {},
-            )
-        )
+        command = conn.commands.get(finished.cmd_id)
+        if command is None or command.result.done():  # a repeat, or a command this master no longer waits for
+            conn.ack_finished(finished.cmd_id)
+            return
+        conn.ack_finished_once_stored(finished.cmd_id, command.output.end())
+        command.result.set_result(finished.result())
 
     def _on_file_data(self, conn: WorkerConnection, message: protocol.Message) -> None:
         cmd_id = message.content.get("cmd_id")

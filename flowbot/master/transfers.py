@@ -23,11 +23,11 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import sqlalchemy as sa
+from flowbot_worker.bodies import CommandResult
 from flowbot_worker.defaults import FILE_CHUNK, FILE_WINDOW
 
 from ..errors import TransferError
 from ..secrets import SecretsInDirectory
-from ..steps.base import CommandResult
 from ..steps.transfer import artifact_path
 from .tasks import Spawn
 

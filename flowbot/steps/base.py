@@ -26,8 +26,9 @@ A step may also start a command, go on, and interrupt it itself; then it decides
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Iterable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from flowbot_worker.bodies import CommandResult
 
 from ..fields import FLAG, FUNCTION, RENDERABLE, TEXT, checked, either, instance, optional
 from ..junit import TestCase
@@ -40,25 +41,6 @@ if TYPE_CHECKING:
     from .approval import Approval, Decision
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class CommandResult:
-    """How a command on the worker ended."""
-
-    #: Exit code; negative for a signal; None when no process ran.
-    rc: int | None
-    #: Why it ended early (``timeout``, ``max_time``, ``interrupted``, ``error``, ``invalid``), or None.
-    reason: str | None = None
-    #: What the worker said about it.
-    message: str = ""
-    #: Seconds it ran on the worker.
-    elapsed: float = 0.0
-    #: The command's output, when it was asked for with ``collect=True``.
-    stdout: str = ""
-    stderr: str = ""
-    #: What the command reports besides its output (``got_revision`` for a checkout, ...).
-    data: dict[str, Any] = field(default_factory=dict)
 
 
 class StartedCommand(Protocol):

@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ import zmq
 import zmq.asyncio
 
 from . import __version__, protocol
+from .bodies import Finished, Interrupt, StartCommand
 from .commands import COMMANDS, Command, Outcome
 from .curve import ClientKeys
 from .defaults import (
@@ -37,7 +39,6 @@ from .defaults import (
     MAX_FRAME_BYTES,
     RECONNECT_MAX,
     RECONNECT_MIN,
-    SIGTERM_GRACE,
 )
 from .errors import CommandError, ProtocolError
 from .handshake import Handshake
@@ -293,11 +294,11 @@ class Worker:
             log.warning("dropped a message from the master: %s", exc)
             return None
         self._last_recv = time.monotonic()
-        handler = getattr(self, "_on_" + message.type, None)
+        handler = _HANDLERS.get(message.type)
         if handler is None:
             log.warning("ignored unexpected %s from the master", message.type)
             return None
-        return handler(message)
+        return handler(self, message)
 
     def _on_challenge(self, message: protocol.Message) -> None:
         challenge = message.content.get("nonce")
@@ -348,11 +349,12 @@ class Worker:
         return True if self._stop.is_set() else None
 
     def _on_start_command(self, message: protocol.Message) -> None:
-        c = message.content
-        cmd_id, name, args = c.get("cmd_id"), c.get("name"), c.get("args")
-        if not isinstance(cmd_id, str) or not isinstance(args, dict):
-            log.warning("dropped start_command without cmd_id or args")
+        try:
+            start = StartCommand.decode(message.content)
+        except ProtocolError as exc:
+            log.warning("dropped a start_command: %s", exc)
             return
+        cmd_id, name, args = start.cmd_id, start.name, start.args
         if cmd_id in self._held or cmd_id in self._done:
             return  # sent again after a reconnect: never run twice
         output = OutputBuffer(
@@ -370,10 +372,14 @@ class Worker:
         held.task = asyncio.create_task(self._execute(cmd_id, held), name=f"command {cmd_id}")
 
     def _on_interrupt(self, message: protocol.Message) -> None:
-        c = message.content
-        held = self._held.get(c.get("cmd_id"))
+        try:
+            interrupt = Interrupt.decode(message.content)
+        except ProtocolError as exc:
+            log.warning("dropped an interrupt: %s", exc)
+            return
+        held = self._held.get(interrupt.cmd_id)
         if held is not None and held.finished is None:
-            held.command.interrupt(str(c.get("reason", "interrupted")), float(c.get("grace", SIGTERM_GRACE)))
+            held.command.interrupt(interrupt.reason, interrupt.grace)
 
     def _on_file_data(self, message: protocol.Message) -> None:
         held = self._held.get(message.content.get("cmd_id"))
@@ -424,15 +430,15 @@ class Worker:
 
     def _finish(self, cmd_id: str, held: _Held, outcome: Outcome) -> None:
         held.output.flush()
-        held.finished = {
-            "cmd_id": cmd_id,
-            "rc": outcome.rc,
-            "reason": outcome.reason,
-            "message": outcome.message,
-            "data": outcome.data,
-            "elapsed": time.monotonic() - held.started,
-            "offsets": {name: end for name, (_, end) in held.output.offsets().items()},
-        }
+        held.finished = Finished(
+            cmd_id,
+            outcome.rc,
+            outcome.reason,
+            outcome.message,
+            time.monotonic() - held.started,
+            outcome.data,
+            {name: end for name, (_, end) in held.output.offsets().items()},
+        ).encode()
         if self._held.get(cmd_id) is held:
             self._send_finished(held)
 
@@ -444,3 +450,18 @@ class Worker:
         held = self._held.get(cmd_id)
         if held is not None:
             held.command.resume_reading()
+
+
+#: What the worker does with each kind of message from the master (every other kind is ignored).
+_HANDLERS: dict[str, Callable[[Worker, protocol.Message], bool | None]] = {
+    protocol.CHALLENGE: Worker._on_challenge,
+    protocol.WELCOME: Worker._on_welcome,
+    protocol.HEARTBEAT: Worker._on_heartbeat,
+    protocol.DISCONNECT: Worker._on_disconnect,
+    protocol.SHUTDOWN: Worker._on_shutdown,
+    protocol.START_COMMAND: Worker._on_start_command,
+    protocol.INTERRUPT: Worker._on_interrupt,
+    protocol.FILE_DATA: Worker._on_file_data,
+    protocol.FILE_CREDIT: Worker._on_file_credit,
+    protocol.ACK: Worker._on_ack,
+}
