@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from flowbot_worker import protocol
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import secrets
 from ..builder import Builder
@@ -875,7 +876,7 @@ class RunningBuild:
         if retry is None or attempt >= retry.attempts or self._stopped:
             return None
         if result == Result.RETRY:
-            return retry.matches(failure) if failure.lost_worker else None
+            return "the worker was lost" if retry.lost_worker and failure.lost_worker else None
         if result != Result.FAILURE:
             return None
         why = retry.matches(failure)
@@ -886,8 +887,11 @@ class RunningBuild:
     async def _all_flaky(self, failed: list[TestCase]) -> str | None:
         """Why every test in ``failed`` is worth another run (each one is flaky by the builder's
         stored history), or None when one of them is not."""
-        history = self.services.history
-        frame = await asyncio.to_thread(history.flaky_tests, builder=self.builder)
+        try:  # on a thread: the first look at the history loads pandas
+            frame = await asyncio.to_thread(lambda: self.services.history.flaky_tests(builder=self.builder))
+        except (FlowbotError, OSError, SQLAlchemyError) as exc:  # no answer is no reason to run the step again
+            self.log().header(f"could not tell whether the failing tests are flaky: {exc}")
+            return None
         flaky = set(zip(frame["suite"], frame["classname"], frame["name"], strict=True))
         names = sorted({case.name for case in failed})
         if any((case.suite, case.classname, case.name) not in flaky for case in failed):
