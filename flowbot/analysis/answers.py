@@ -120,10 +120,7 @@ def plot_failure_rate(
     reader: Reader, by: str | None = "builder", freq: str | None = None, ax: Axes | None = None, **filters: Any
 ) -> Axes:
     """Draw :func:`failure_rate` as one line per ``by`` value; returns the matplotlib Axes."""
-    try:
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("plotting needs matplotlib: pip install 'flowbot[plot]'") from None
+    plt = _pyplot()
     if freq is None:
         span = reader.read(
             reader.build_filter(
@@ -146,10 +143,76 @@ def plot_failure_rate(
     top = float(wide.max().max()) if by else float(wide["failure_rate"].max())
     ax.set_ylim(0, min(1.0, max(top, 0.05)) * 1.1)
     ax.set_ylabel("share of builds failing")
-    names = {freq_: name for freq_, _, name in _PERIODS}
-    ax.set_xlabel(names.get(freq, freq if freq != "MS" else "month"))
+    ax.set_xlabel(_period_name(freq))
     ax.set_title(f"Failure rate per {by}" if by else "Failure rate")
     return ax
+
+
+def plot_durations(
+    reader: Reader, by: str | None = "builder", freq: str | None = None, ax: Axes | None = None, **filters: Any
+) -> Axes:
+    """Draw the median time finished builds took per period, one line per ``by`` value."""
+    took = (_b.finished_at - _b.started_at).label("seconds")
+    query = sa.select(*_group_column(by), _b.started_at, took).where(_b.finished_at.is_not(None))
+    frame = reader.read(reader.build_filter(query, **filters))
+    return _plot_medians(frame, by, freq, ax, "Build duration")
+
+
+def plot_queue_times(
+    reader: Reader, by: str | None = "builder", freq: str | None = None, ax: Axes | None = None, **filters: Any
+) -> Axes:
+    """Draw the median time builds waited for a worker per period (as :func:`queue_times` counts
+    it), one line per ``by`` value."""
+    query = reader.with_requests(
+        sa.select(
+            *_group_column(by), _b.request_id, reader.submitted_at.label("submitted_at"), _b.started_at, _b.finished_at
+        )
+    )
+    if needs_previous_end(since=filters.get("since")):
+        query = query.add_columns(PREVIOUS_END.label("previous_end"))
+    frame = reader.read(reader.build_filter(query, **filters).order_by(_b.id))
+    frame["seconds"] = queue_seconds(frame)
+    return _plot_medians(frame, by, freq, ax, "Queue time")
+
+
+#: Units a time axis may use, longest first: the longest that the highest point reaches.
+_UNITS = (("days", 86400), ("hours", 3600), ("minutes", 60), ("seconds", 1))
+
+
+def _plot_medians(frame: pd.DataFrame, by: str | None, freq: str | None, ax: Axes | None, what: str) -> Axes:
+    """Medians of ``frame``'s ``seconds`` per period of its ``started_at`` (the period chosen from
+    their span unless given), with the time axis in a unit that fits them."""
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(9, 4))
+    if frame.empty:
+        ax.set_title(f"{what}: no builds")
+        return ax
+    freq = freq or period_for(float(frame["started_at"].max() - frame["started_at"].min()))
+    frame = frame.assign(period=periods(frame["started_at"], freq))
+    medians = frame.groupby([*([by] if by else []), "period"], dropna=False)["seconds"].median()
+    wide = medians.unstack(by) if by else medians.to_frame(what)
+    top = float(wide.max().max())
+    unit, length = next(((name, n) for name, n in _UNITS if top >= n), _UNITS[-1])
+    (wide / length).plot(ax=ax, marker="o", legend=bool(by))
+    ax.set_ylim(0, max(top / length, 1.0) * 1.1)
+    ax.set_ylabel(f"median, {unit}")
+    ax.set_xlabel(_period_name(freq))
+    ax.set_title(f"{what} per {by}" if by else what)
+    return ax
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("plotting needs matplotlib: pip install 'flowbot[plot]'") from None
+    return plt
+
+
+def _period_name(freq: str) -> str:
+    names = {freq_: name for freq_, _, name in _PERIODS}
+    return names.get(freq, freq if freq != "MS" else "month")
 
 
 def queue_times(

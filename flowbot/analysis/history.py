@@ -211,6 +211,21 @@ class History:
         """
         return answers.plot_failure_rate(self._reader, by=by, freq=freq, ax=ax, **filters)
 
+    def plot_durations(
+        self, by: str | None = "builder", freq: str | None = None, ax: Axes | None = None, **filters: Any
+    ) -> Axes:
+        """Draw the median duration of finished builds per period, one line per ``by`` value, the
+        period and axes chosen as :meth:`plot_failure_rate` chooses them (the time axis in seconds,
+        minutes, hours or days, as the data needs); ``filters``: ``builder, branch, since, until``."""
+        return answers.plot_durations(self._reader, by=by, freq=freq, ax=ax, **filters)
+
+    def plot_queue_times(
+        self, by: str | None = "builder", freq: str | None = None, ax: Axes | None = None, **filters: Any
+    ) -> Axes:
+        """Draw the median time builds waited for a worker (as :meth:`queue_times` counts it) per
+        period, one line per ``by`` value, chosen and fitted as :meth:`plot_durations`."""
+        return answers.plot_queue_times(self._reader, by=by, freq=freq, ax=ax, **filters)
+
     def queue_times(
         self,
         by: str | None = "builder",

@@ -6,6 +6,7 @@ import itertools
 import random
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -347,4 +348,33 @@ def test_a_plot_chooses_its_period_from_the_span_of_the_builds_and_fits_its_axes
     bottom, top = ax.get_ylim()
     rates = history.failure_rate(freq="h")["failure_rate"]
     assert bottom == 0 and rates.max() <= top <= rates.max() * 1.1 + 1e-9
+    matplotlib.pyplot.close("all")
+
+
+@pytest.mark.parametrize(("plot", "column"), [("plot_durations", "duration"), ("plot_queue_times", "queue_time")])
+def test_duration_and_queue_time_plots_draw_each_builders_median_per_period_on_fitted_axes(history, plot, column):
+    history, _ = history
+    ax = getattr(history, plot)()  # the known history spans six hours: drawn by the hour
+    lengths = {"median, days": 86400, "median, hours": 3600, "median, minutes": 60, "median, seconds": 1}
+    assert ax.get_xlabel() == "hour" and ax.get_ylabel() in lengths
+    assert sorted(text.get_text() for text in ax.get_legend().get_texts()) == ["lint", "unit"]
+    # Each line's points are the medians the builds frame gives, hour by hour
+    builds = history.builds().dropna(subset=[column])
+    builds["hour"] = builds["started_at"].dt.floor("h")
+    length = lengths[ax.get_ylabel()]
+    medians = builds.groupby(["builder", "hour"])[column].median().dt.total_seconds() / length
+    for line, name in zip(ax.get_lines(), [t.get_text() for t in ax.get_legend().get_texts()], strict=True):
+        drawn = list(np.ma.masked_invalid(np.ma.asarray(line.get_ydata(), dtype=float)).compressed())
+        assert drawn == pytest.approx(list(medians[name]))
+    bottom, top = ax.get_ylim()
+    assert bottom == 0 and medians.max() <= top <= max(medians.max(), 1.0) * 1.1 + 1e-9
+    assert medians.max() >= 1  # the unit is the longest the highest point reaches
+    matplotlib.pyplot.close("all")
+
+
+def test_duration_plot_of_no_builds_says_so(history):
+    history, _ = history
+    assert history.plot_durations(builder="unit", since="2000-01-01", until="2000-01-02").get_title() == (
+        "Build duration: no builds"
+    )
     matplotlib.pyplot.close("all")

@@ -48,7 +48,8 @@ def test_a_notebook_user_sees_the_frames_and_the_answers_and_nothing_of_how_they
         # frames
         "builds", "steps", "changes", "requests", "workers", "test_results",
         # answers
-        "failure_rate", "plot_failure_rate", "queue_times", "slowest_steps", "worker_utilisation",
+        "failure_rate", "plot_failure_rate", "plot_durations", "plot_queue_times", "queue_times", "slowest_steps",
+        "worker_utilisation",
         "culprits", "flaky_tests", "search_logs", "replay", "build",
         # the database
         "engine", "close",
