@@ -940,9 +940,11 @@ class RunningBuild:
     def moved_to(self, connection: WorkerConnection) -> None:
         """Go on on ``connection`` (the dispatcher gave the build a worker again)."""
         self.connection = connection
-        self.worker = connection.name
-        self._env["FLOWBOT_WORKER"] = connection.name
-        self.properties.set("workername", connection.name, "Build")
+        if connection.name != self.worker:
+            self.worker = connection.name
+            self._env["FLOWBOT_WORKER"] = connection.name
+            self.properties.set("workername", connection.name, "Build")
+            self._record(self.services.store.builds.moved(self.ref, connection.name), what="the build's new worker")
 
     async def _run_locked(
         self, index: int, step: Step, stdio: LogWriter, run: Callable[[], Awaitable[Result]], *, held: bool = False

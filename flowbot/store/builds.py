@@ -140,6 +140,12 @@ class Builds:
             )
         )
 
+    def moved(self, build: Ref, worker: str) -> asyncio.Future[None]:
+        """Record that a running build goes on on ``worker`` (it let its worker go, and took another)."""
+        return self._db.keep(
+            lambda conn: conn.execute(t.builds.update().where(t.builds.c.id == build.get()).values(worker=worker))
+        )
+
     # -- recovery ---------------------------------------------------------------------------------
 
     async def unfinished(self) -> list[UnfinishedBuild]:

@@ -236,7 +236,7 @@ def test_a_step_whose_worker_is_lost_runs_again_on_another_worker_of_its_builder
 
     # Then the same build goes on: the step runs again on w2 and the build succeeds, one build in all
     (build,) = finished_builds(master.client, 1, timeout=90, builder="fetch")
-    assert (build["result"], build["attempt"]) == ("SUCCESS", 1)
+    assert (build["result"], build["attempt"], build["worker"]) == ("SUCCESS", 1, "w2")
     step = build_detail(master.client, build["id"])["steps"][1]
     assert (step["result"], step["attempts"]) == ("SUCCESS", 2)
     assert "the worker was lost" in step["summary"]
