@@ -135,9 +135,7 @@ class Builds:
         """Record a running build's properties (``{name: [value, source]}``) as they are now, so a
         master that takes the build up after a restart has them."""
         return self._db.keep(
-            lambda conn: conn.execute(
-                t.builds.update().where(t.builds.c.id == build.get()).values(properties=properties)
-            )
+            lambda conn: sql.SET_BUILD_PROPERTIES.run(conn, {"p_id": build.get(), "p_properties": properties})
         )
 
     def moved(self, build: Ref, worker: str) -> asyncio.Future[None]:

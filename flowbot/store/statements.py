@@ -126,6 +126,11 @@ FINISH_BUILD = Statement(
     )
 )
 
+#: Record a running build's properties (``p_id``, ``p_properties``).
+SET_BUILD_PROPERTIES = Statement(
+    update(t.builds).where(t.builds.c.id == bindparam("p_id")).values(properties=bindparam("p_properties"))
+)
+
 _held = t.scheduler_changes.c
 #: Let go of a change a scheduler held under a key (``p_scheduler``, ``p_key``, ``p_change``).
 RELEASE_HELD = Statement(
