@@ -257,6 +257,7 @@ class RunningBuild:
                     events.emit(
                         EventKind.LOG,
                         build_id=self.id,
+                        request_id=self.request.id,
                         builder=self.builder,
                         step=index,
                         log=name,

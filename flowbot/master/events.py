@@ -52,7 +52,8 @@ class EventKind(StrEnum):
     APPROVAL = "build.approval"
     #: A step's end is stored (``build_id, builder, step, name, result, hidden, summary, attempts``).
     STEP_FINISHED = "step.finished"
-    #: Live log lines (``build_id, builder, step, log, first, lines``).
+    #: Live log lines (``build_id, request_id, builder, step, log, first, lines``); the build's id
+    #: is None for lines that come before its start is stored.
     LOG = "log"
     #: A worker said hello (``worker, info``).
     WORKER_CONNECTED = "worker.connected"

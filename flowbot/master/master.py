@@ -748,13 +748,11 @@ class Master:
         spec = rerun_spec(
             build, spec, builder, step, worker=worker, properties=properties, command=command, reason=reason
         )
-        follower = Follower(builder.name, output)
+        follower = Follower(builder.name)
         unsubscribe = self.events.subscribe(follower, [EventKind.BUILD_STARTED, EventKind.LOG])
         try:
-            requests = await self.submit(spec)
-            watched = self.dispatcher.watch(requests[0].buildset_id, {requests[0].id})
-            follower.expect(requests[0].id)
-            await watched
+            [request] = await self.submit(spec)
+            await follower.relay(request.id, self.dispatcher.watch(request.buildset_id, {request.id}), output)
         finally:
             unsubscribe()
         if follower.build_id is None:

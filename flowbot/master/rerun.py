@@ -9,6 +9,7 @@ build is, and the API and History see the link.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 from collections.abc import Callable
@@ -97,35 +98,50 @@ def wanted_worker(request: BuildRequest) -> str | None:
 
 
 class Follower:
-    """Hands the live log lines of one request's build to ``output``, one line at a time, and
-    learns the build's id. Events may come before the request's id is known: they wait here."""
+    """Gathers the live log lines of one request's build, and learns the build's id. Events may
+    come before the request's id is known: they wait here."""
 
-    def __init__(self, builder: str, output: Callable[[str], Any] | None):
+    def __init__(self, builder: str):
         self.builder = builder
-        self.output = output
         self.request_id: int | None = None
         self.build_id: int | None = None
         self._started: dict[int, int] = {}  # request id -> build id, for this builder
-        self._lines: dict[int, list[str]] = {}  # build id -> lines not yet handed on
+        self._lines: dict[int, list[str]] = {}  # request id -> lines of a request not known yet
+        self._ready: list[str] = []
+        self._arrived = asyncio.Event()
 
     def __call__(self, event: dict[str, Any]) -> None:
         if event["type"] == EventKind.BUILD_STARTED and event["build"]["builder"] == self.builder:
             self._started[event["build"]["request_id"]] = event["build"]["id"]
         elif event["type"] == EventKind.LOG and event["builder"] == self.builder:
-            self._lines.setdefault(event["build_id"], []).extend(line for _, line in event["lines"])
+            self._lines.setdefault(event["request_id"], []).extend(line for _, line in event["lines"])
         self._flush()
 
-    def expect(self, request_id: int) -> None:
+    async def relay(self, request_id: int, done: asyncio.Future, output: Callable[[str], Any] | None) -> None:
+        """Hand the lines to ``output`` until ``done``, from the caller's own task: a notebook shows
+        what a cell's tasks print in that cell, and the events come from the master's tasks."""
         self.request_id = request_id
         self._flush()
+        while True:
+            arrived = asyncio.ensure_future(self._arrived.wait())
+            try:
+                await asyncio.wait([done, arrived], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                arrived.cancel()
+            self._arrived.clear()
+            lines, self._ready = self._ready, []
+            for line in lines if output is not None else ():
+                output(line)
+            if done.done():
+                done.result()
+                return
 
     def _flush(self) -> None:
-        if self.build_id is None and self.request_id is not None:
-            self.build_id = self._started.get(self.request_id)
-        if self.build_id is None:
+        if self.request_id is None:
             return
-        lines = self._lines.pop(self.build_id, [])
+        if self.build_id is None:
+            self.build_id = self._started.get(self.request_id)
+        self._ready += self._lines.pop(self.request_id, [])
         self._lines.clear()
-        if self.output is not None:
-            for line in lines:
-                self.output(line)
+        if self._ready:
+            self._arrived.set()

@@ -41,7 +41,8 @@ async def test_a_failing_step_runs_again_on_its_worker_recorded_as_a_rerun_of_it
         lines: list[str] = []
         again = await master.rerun_step(failed["id"], 2, output=lines.append)
         assert again["result"] == "FAILURE" and again["worker"] == failed["worker"]
-        assert lines[:2] == [f"testing on {failed['worker']}", "fixed=no"]
+        assert lines[0].startswith('shell: echo "testing on $FLOWBOT_WORKER"; echo "fixed=no"')
+        assert lines[1:3] == [f"testing on {failed['worker']}", "fixed=no"]
         assert lines[-1].startswith("program finished with exit code 1")
         assert [(s["number"], s["name"], s["result"]) for s in again["steps"]] == [(1, "test", "FAILURE")]
         assert again["properties"]["rerun_of"] == [failed["id"], "Rerun"]
@@ -52,7 +53,7 @@ async def test_a_failing_step_runs_again_on_its_worker_recorded_as_a_rerun_of_it
         lines.clear()
         fixed = await master.rerun_step(failed["id"], 2, worker=other, properties={"fixed": "yes"}, output=lines.append)
         assert fixed["result"] == "SUCCESS" and fixed["worker"] == other
-        assert lines[:2] == [f"testing on {other}", "fixed=yes"]
+        assert lines[1:3] == [f"testing on {other}", "fixed=yes"]
 
         # With its command changed
         changed = await master.rerun_step(failed["id"], 2, command="echo replaced", output=lines.append)

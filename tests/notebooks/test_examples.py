@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -64,3 +65,18 @@ def test_the_quickstart_loaded_headless_builds_one_repository_beside_it(tmp_path
     # Then both check out the one repository made beside it
     assert first == again == str(tmp_path / "quickstart-repo")
     assert (tmp_path / "quickstart-repo" / "calc.py").exists()
+
+
+def test_triage_reruns_the_failing_step_in_place_and_replays_a_second_worker(tmp_path):
+    code = run("triage.ipynb", tmp_path)
+    shown = {cell.source.splitlines()[0]: outputs(cell) for cell in code if cell.source}
+    assert "failed step: 2" in shown['print("failed step:", report.failed_step)']
+    # The rerun's output came into its cell as it ran; it failed again, then passed with the fix
+    again = shown["again = await master.rerun_step(int(failed.build_id), report.failed_step)"]
+    ran_on = re.search(r"checking on (w\d)\nfixed=no\n", again)
+    assert ran_on and f"('FAILURE', '{ran_on[1]}', [1, 'Rerun'])" in again
+    fixed = next(text for source, text in shown.items() if source.startswith("fixed = await master.rerun_step("))
+    assert "fixed=yes" in fixed and "('SUCCESS', [1, 'Rerun'])" in fixed
+    # A second worker for a saturated builder at least halves its total wait
+    waits = re.search(r"recorded ([\d.]+) s, with two workers ([\d.]+) s", "\n".join(shown.values()))
+    assert waits and float(waits[2]) <= float(waits[1]) / 2
