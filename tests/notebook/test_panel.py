@@ -65,7 +65,7 @@ async def pick(panel, label: str) -> int:
     return build
 
 
-async def until(predicate, timeout: float = 20.0) -> None:
+async def until(predicate, timeout: float = 60.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
     while not predicate():
         assert asyncio.get_running_loop().time() < deadline, "timed out"
