@@ -37,7 +37,9 @@ def test_the_notebook_runs_and_shows_frames_plots_flaky_tests_and_a_culprit(tmp_
     assert "FAILURE" in builds and "SUCCESS" in builds
     assert "datetime64[ns, UTC]" in shown["builds.dtypes"] and "category" in shown["builds.dtypes"]
     assert "failure_rate" in shown["%matplotlib inline"]
-    assert any("image/png" in o.get("data", {}) for cell in code for o in cell.outputs)
+    # Eight weeks of history, drawn by the day: the failure rate, the durations and the queue times
+    assert "448 builds from 2026-01-05 to 2026-03-01" in "\n".join(shown.values())
+    assert sum("image/png" in o.get("data", {}) for cell in code for o in cell.outputs) == 3
     flaky = shown['flaky = history.flaky_tests(window="1h")']
     assert "test_network" in flaky and "test_parse" not in flaky
     assert "bob" in shown['blame = history.culprits("app")']
