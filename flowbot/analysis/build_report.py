@@ -8,9 +8,9 @@ of the step that failed, ANSI colours and all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import sqlalchemy as sa
@@ -50,18 +50,25 @@ class BuildReport:
         logs: ``step`` (its number), ``step_name, log, line`` (from 1), ``stream`` (stdout,
             stderr or header) and ``text``, in order.
         tests: the build's test results (as :meth:`History.test_results` has them), failures first.
+        properties: the build's properties as it ended, ``{name: value}``.
     """
 
     build: pd.Series
     steps: pd.DataFrame
     logs: pd.DataFrame
     tests: pd.DataFrame
+    properties: dict[str, Any] = field(default_factory=dict)
 
     def log(self, step: int | str, name: str = "stdio") -> str:
         """The text of a step's log (the step by number, as shown, or by name)."""
         column = "step" if isinstance(step, int) else "step_name"
         lines = self.logs[(self.logs[column] == step) & (self.logs["log"] == name)]
         return "\n".join(lines["text"])
+
+    @property
+    def rerun_of(self) -> int | None:
+        """The id of the build one of whose steps this build ran again (``master.rerun_step``), if it did."""
+        return self.properties.get("rerun_of")
 
     @property
     def failed_step(self) -> int | None:
@@ -120,7 +127,7 @@ def _seconds(took: object) -> str:
 def build_report(reader: Reader, build_id: int) -> BuildReport:
     """Build ``build_id``'s steps, logs and test results as frames (see :class:`BuildReport`)."""
     with reader.engine.connect() as conn:
-        known = conn.execute(sa.select(_b.builder, _b.started_at).where(_b.id == build_id)).first()
+        known = conn.execute(sa.select(_b.builder, _b.started_at, _b.properties).where(_b.id == build_id)).first()
     if known is None:
         raise NotFound(f"no build with id {build_id}")
     # Read as builds() and test_results() read them, narrowed to the builds that started at that instant.
@@ -165,4 +172,5 @@ def build_report(reader: Reader, build_id: int) -> BuildReport:
     tests = tests[tests["build_id"] == build_id]
     failing = tests["outcome"].isin(["failed", "error"])
     tests = pd.concat([tests[failing], tests[~failing]]).reset_index(drop=True)
-    return BuildReport(found.iloc[0], steps.drop(columns=["step_id"]), logs, tests)
+    properties = {name: value for name, (value, _) in (known.properties or {}).items()}
+    return BuildReport(found.iloc[0], steps.drop(columns=["step_id"]), logs, tests, properties)

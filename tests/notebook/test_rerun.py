@@ -62,6 +62,9 @@ async def test_a_failing_step_runs_again_on_its_worker_recorded_as_a_rerun_of_it
         # The reruns are builds of their own, linked to the original in History
         builds = master.history.builds()
         assert len(builds) == 4
+        report = master.history.build(again["id"])
+        assert report.rerun_of == failed["id"] and master.history.build(failed["id"]).rerun_of is None
+        assert list(report.steps["number"]) == [2] and "fixed=no" in report.log(2)
         reruns = await master.store.builds.query()
         assert sorted(b["id"] for b in reruns if b["id"] != failed["id"]) == sorted(
             [again["id"], fixed["id"], changed["id"]]
