@@ -121,13 +121,10 @@ class Follower:
         """Hand the lines to ``output`` until ``done``, from the caller's own task: a notebook shows
         what a cell's tasks print in that cell, and the events come from the master's tasks."""
         self.request_id = request_id
+        done.add_done_callback(lambda _: self._arrived.set())
         self._flush()
         while True:
-            arrived = asyncio.ensure_future(self._arrived.wait())
-            try:
-                await asyncio.wait([done, arrived], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                arrived.cancel()
+            await self._arrived.wait()
             self._arrived.clear()
             lines, self._ready = self._ready, []
             for line in lines if output is not None else ():
