@@ -227,6 +227,12 @@ class Mailbox:
         return "250 OK"
 
 
+#: The stand-in SMTP server (aiosmtpd, in a thread of the test process) may leave a closed session's
+#: socket to the garbage collector, which then warns in whichever test runs: the master, a process of
+#: its own, is not what leaks.
+smtp_stand_in = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+
+
 @pytest.fixture
 def smtp_factory(tmp_path):
     """Start SMTP servers on free ports with a certificate the CA in ``ca.pem`` signed, and a login
@@ -280,6 +286,7 @@ def mailer(server: Mailbox, options: str) -> str:
     )
 
 
+@smtp_stand_in
 def test_mail_notifier_sends_failing_builds_over_starttls_with_login(
     master_factory, worker_factory, smtp_server, tmp_path
 ):
@@ -312,6 +319,7 @@ def test_mail_notifier_sends_failing_builds_over_starttls_with_login(
     assert "mail-secret" not in master.log()
 
 
+@smtp_stand_in
 def test_mail_to_a_server_that_refuses_the_login_is_given_up_and_logged(master_factory, worker_factory, smtp_server):
     reporter = (
         f"MailNotifier('ci@example.com', 'dev@example.com', smtp_port={smtp_server.port}, username='ci',"
@@ -327,6 +335,7 @@ def test_mail_to_a_server_that_refuses_the_login_is_given_up_and_logged(master_f
     assert "wrong" not in master.log().replace("went wrong", "")
 
 
+@smtp_stand_in
 def test_a_branch_with_a_newline_is_mailed_on_one_subject_line(master_factory, worker_factory, smtp_server):
     # Given a change on a branch whose name carries a newline and a header after it
     reporter = mailer(smtp_server, "builders=['fail'], attempts=1")
@@ -344,6 +353,7 @@ def test_a_branch_with_a_newline_is_mailed_on_one_subject_line(master_factory, w
 
 # aiosmtpd knows TLS only as STARTTLS: it warns that its SMTPS server takes logins "without TLS"
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+@smtp_stand_in
 def test_mail_notifier_sends_over_tls_from_the_first_byte(master_factory, worker_factory, smtp_factory):
     # Given a mail server that speaks TLS only (port 465 style), with a certificate the notifier trusts
     smtps = smtp_factory(implicit_tls=True)
@@ -365,6 +375,7 @@ def test_mail_notifier_sends_over_tls_from_the_first_byte(master_factory, worker
     ("command", "reply"),
     [("RCPT", "450 4.2.0 Greylisted, try again later"), ("DATA", "451 4.3.0 Mail server busy, try again later")],
 )
+@smtp_stand_in
 def test_mail_the_server_puts_off_with_a_temporary_failure_is_sent_again(
     master_factory, worker_factory, smtp_server, command, reply
 ):
@@ -387,6 +398,7 @@ def test_mail_the_server_puts_off_with_a_temporary_failure_is_sent_again(
     assert len(smtp_server.messages) == 1
 
 
+@smtp_stand_in
 def test_mail_to_a_recipient_the_server_refuses_for_good_is_not_sent_again(master_factory, worker_factory, smtp_server):
     smtp_server.refuse["RCPT"] = ["550 5.1.1 No such user"] * 2
     reporter = mailer(smtp_server, "builders=['fail'], backoff=0.05")
