@@ -89,6 +89,15 @@ def checkpoint(connection: sa.Connection) -> bool:
     return not busy
 
 
+def close_quietly(connection: sa.Connection, whose: str) -> None:
+    """Close a kept connection that may already be dead: a connection the server dropped cannot even
+    say goodbye, and that is no error of ``whose``."""
+    try:
+        connection.close()
+    except Exception as exc:
+        log.debug("closing the %s connection failed: %s", whose, exc)
+
+
 def unavailable(exc: BaseException) -> bool:
     """Whether a database error says the database cannot take work now (down, restarting,
     unreachable, busy, its disk full), so the same work may succeed later; False for work the

@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import sqlalchemy as sa
 
 from . import schema as t
+from .engine import close_quietly
 from .log_codec import unpack
 
 log = logging.getLogger(__name__)
@@ -120,10 +121,7 @@ class _Indexer:
     def close(self) -> None:
         if self._connection is not None:
             connection, self._connection = self._connection, None
-            try:
-                connection.close()
-            except Exception as exc:  # a connection the server dropped cannot even say goodbye
-                log.debug("closing the log indexer's connection failed: %s", exc)
+            close_quietly(connection, "log indexer's")
 
 
 async def run(engine: sa.Engine, queued: asyncio.Event) -> None:

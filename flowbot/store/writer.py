@@ -44,7 +44,7 @@ import sqlalchemy as sa
 
 from ..defaults import STORE_OUTAGE_REMINDER, STORE_RETRY_MAX, STORE_RETRY_MIN
 from ..errors import StoreUnavailable
-from .engine import describe
+from .engine import close_quietly, describe
 
 log = logging.getLogger(__name__)
 
@@ -227,10 +227,7 @@ class GroupWriter:
         """Let go of the writer's connection (on the thread that writes, after :meth:`drain`)."""
         if self._connection is not None:
             connection, self._connection = self._connection, None
-            try:
-                connection.close()
-            except Exception as exc:  # a connection the server dropped cannot even say goodbye
-                log.debug("closing the writer's connection failed: %s", exc)
+            close_quietly(connection, "writer's")
 
     def _transaction(self, ops: list[Op]) -> list[Any]:
         """Run ``ops`` in one transaction and commit; a kept connection that fails is tried again
