@@ -119,7 +119,10 @@ async def test_a_worker_process_that_exits_at_once_fails_without_waiting_for_the
     await master.start()
     try:
         await master.force("unit")
+        # Then the start fails within seconds, long before its start_timeout of two minutes, and the
+        # build waits for a start that works instead of failing
         await wait_for_async(lambda: master.latent.failures["local"], 10, "the start to fail")
+        assert master.latent.failures["local"] >= 1 and len(master.queue) == 1 and not master.running
     finally:
         await master.stop()
 

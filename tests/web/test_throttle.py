@@ -86,7 +86,9 @@ def test_a_right_attempt_counts_against_nothing(clock):
         passwords.succeeded("10.0.0.1", "alice", second)
     for _ in range(4):
         guess(passwords, "10.0.0.1")
-    passwords.begin("10.9.0.1", "alice")  # the account is not held off either
+    # Then neither the address nor the account is held off: eight wrong attempts in all, never five in a row
+    assert passwords.begin("10.0.0.1", "alice") == clock.now
+    assert passwords.begin("10.9.0.1", "alice") == clock.now
 
 
 def test_an_address_is_known_for_a_month(clock):
