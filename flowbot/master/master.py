@@ -831,6 +831,6 @@ def _show(report: Reconfiguration) -> Any:
     """Show ``report`` in the notebook cell that runs now, if a notebook runs this master; its display handle."""
     if "IPython" not in sys.modules and "marimo" not in sys.modules:
         return None  # a headless master: the log says it
-    from ..notebook.display import show
+    from ..display import show
 
     return show(report)

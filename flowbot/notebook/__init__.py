@@ -1,8 +1,9 @@
 """flowbot in Jupyter and marimo: live panels over a master running in the kernel, and notebooks as pipelines.
 
 The master itself needs nothing from here: ``await master.start()`` works in a kernel's running
-loop as in any asyncio program. This package adds the panel (``master.panel()``) and shows
-reports in the cell that runs; the panel's widget library loads only when a panel is made.
+loop as in any asyncio program. This package adds the panel (``master.panel()``); the panel's
+widget library loads only when a panel is made. Reports shown in the cell that runs come from
+:mod:`flowbot.display`, which the master uses itself.
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Showing flowbot's reports in the notebook that runs the master: Jupyter (IPython) or marimo."""
+"""Showing flowbot's reports in the notebook that runs the master: Jupyter (IPython) or marimo.
+
+No widgets: the master itself shows what a reconfiguration does in the cell that asked for it, so
+this sits beside the model, not in the notebook face (:mod:`flowbot.notebook`, the panel).
+"""
 
 from __future__ import annotations
 
