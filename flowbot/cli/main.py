@@ -305,7 +305,6 @@ def _remote(args: argparse.Namespace, client: Client) -> int | None:
         client.stop(client.build_id(args.build), args.reason)
         print(f"stopping build {args.build}")
     elif args.command in ("approve", "reject"):
-        client = Client(args.master, token=args.token)
         build_id = client.build_id(args.build)
         if args.command == "approve":
             answer = client.approve(build_id, args.comment, _properties(args.property))
