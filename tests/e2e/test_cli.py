@@ -13,6 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from flowbot_worker.launch import command as worker_command
 
 from ..support import MasterProcess, finished_builds, free_port, wait_for
 
@@ -247,14 +248,8 @@ def test_a_worker_reads_its_secret_from_a_file_and_a_master_stops_on_ctrl_c(tmp_
     # Given a master, and a worker started with --secret-file (the secret is not on its command line)
     master = master_factory()
     (tmp_path / "w1.secret").write_text("change-me\n")
-    options = {
-        "--master": master.endpoint,
-        "--name": "w1",
-        "--secret-file": tmp_path / "w1.secret",
-        "--basedir": tmp_path / "w1",
-    }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "flowbot_worker", *(str(x) for pair in options.items() for x in pair)],
+        worker_command(master.endpoint, "w1", tmp_path / "w1", "--secret-file", str(tmp_path / "w1.secret")),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env={k: v for k, v in os.environ.items() if k != "FLOWBOT_WORKER_SECRET"},
