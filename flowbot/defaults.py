@@ -66,6 +66,10 @@ WAL_TRUNCATE_BYTES = 16 * 1024 * 1024
 #: when they hold on longer it is tried again a moment later.
 WAL_CHECKPOINT_PATIENCE = 0.05
 
+#: Most writes one transaction takes where it commits in the event loop (SQLite): a burst is
+#: committed in several transactions, one per turn of the loop, so none holds the loop long.
+STORE_INLINE_BATCH = 200
+
 #: When the database cannot take writes (down, restarting, its disk full), what waits for it is
 #: tried again after this many seconds, doubling up to the second figure.
 STORE_RETRY_MIN = 0.1

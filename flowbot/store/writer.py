@@ -25,7 +25,10 @@ ends, however many writes it holds up.
 Where the database is a network server (PostgreSQL) transactions run on the store's one thread,
 so the loop never waits for the network. An embedded SQLite commit in WAL mode costs tens of
 microseconds and never syncs (checkpoints, which do, run on the store's thread), so there the
-writer commits in the loop itself and saves two thread hand-offs per transaction.
+writer commits in the loop itself and saves two thread hand-offs per transaction. There a
+transaction takes at most :data:`~flowbot.defaults.STORE_INLINE_BATCH` writes, the rest going on
+in the next turn of the loop (after the callbacks of those committed), so a burst of writes
+never holds the loop for long.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 
-from ..defaults import STORE_OUTAGE_REMINDER, STORE_RETRY_MAX, STORE_RETRY_MIN
+from ..defaults import STORE_INLINE_BATCH, STORE_OUTAGE_REMINDER, STORE_RETRY_MAX, STORE_RETRY_MIN
 from ..errors import StoreUnavailable
 from .engine import close_quietly, describe
 
@@ -93,7 +96,8 @@ class GroupWriter:
     ``failure`` turns what a write or its commit raised into what its caller gets; a
     :class:`~flowbot.errors.StoreUnavailable` means the database cannot take writes now.
     ``probe`` is the write tried during an outage when no other waits (it must leave nothing
-    behind), and ``on_available`` is called when the database takes writes again.
+    behind), and ``on_available`` is called when the database takes writes again. ``batch`` is
+    the most writes an inline transaction takes.
     """
 
     def __init__(
@@ -106,8 +110,10 @@ class GroupWriter:
         failure: Callable[[Exception], Exception] = lambda exc: exc,
         probe: Op = lambda conn: conn.exec_driver_sql("SELECT 1"),
         on_available: Callable[[], None] | None = None,
+        batch: int = STORE_INLINE_BATCH,
     ):
         self._probe = probe
+        self._batch = batch
         self._engine = engine
         self._failure = failure
         self._executor = executor
@@ -216,10 +222,11 @@ class GroupWriter:
             self._checkpoint_timer = self._loop.call_later(CHECKPOINT_DELAY, self._start_checkpoint)
 
     def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        if self.inline:
+        if self.inline:  # what is left goes on in the loop's next turn (see _resolve)
+            batch, self._pending = self._pending[: self._batch], self._pending[self._batch :]
             self._resolve(batch, self._run(batch))
             return
+        batch, self._pending = self._pending, []
         done = self._executor.submit(self._run, batch)
         done.add_done_callback(lambda f: self._loop.call_soon_threadsafe(self._resolve_from, batch, f))
 

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import sqlalchemy as sa
 
 from flowbot.errors import StoreUnavailable
 from flowbot.results import Result
 from flowbot.store import Ref, Store
+from flowbot.store.writer import GroupWriter
 
 from .test_store import NOW, buildset
 
@@ -185,3 +188,29 @@ async def test_a_store_closing_after_a_slow_write_gives_up_if_the_database_then_
     await asyncio.wait_for(closing, 10)
     with pytest.raises(StoreUnavailable):
         await slow
+
+
+async def test_a_burst_of_writes_in_the_loop_is_committed_in_bounded_batches_in_order(tmp_path) -> None:
+    # Given a writer committing in the loop (as on SQLite), at most three writes a transaction
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'burst.sqlite'}")
+    commits: list[int] = []
+    sa.event.listen(engine, "commit", lambda conn: commits.append(len(ran) - sum(commits)))
+    ran: list[int] = []
+    heard: list[tuple[int, int]] = []  # (write, how many writes had run when its caller heard)
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        writer = GroupWriter(engine, executor, inline=True, batch=3)
+
+        # When eight writes are made in one turn of the loop
+        futures = [writer.submit(lambda conn, i=i: ran.append(i) or i) for i in range(8)]
+        for i, future in enumerate(futures):
+            future.add_done_callback(lambda f, i=i: heard.append((i, len(ran))))
+        assert await asyncio.gather(*futures) == list(range(8))
+        await writer.drain()
+        writer.close()
+    engine.dispose()
+
+    # Then they are committed three at a time, in the order they were made, and each caller
+    # hears of its write before any write of a later transaction runs
+    assert ran == list(range(8))
+    assert commits == [3, 3, 2]
+    assert heard == [(0, 3), (1, 3), (2, 3), (3, 6), (4, 6), (5, 6), (6, 8), (7, 8)]
