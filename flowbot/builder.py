@@ -57,6 +57,9 @@ class Builder:
             saying it timed out.
         retry: run a failed build again (a new build of the same request) when it fails in a way
             it says (see :class:`~flowbot.retry.Retry`).
+        search_logs: whether its logs go into log search's index (True, the default). False
+            keeps them out of it, and out of search, for a builder whose output nobody searches:
+            on PostgreSQL the index weighs several times the compressed logs.
     """
 
     @checked(
@@ -75,6 +78,7 @@ class Builder:
         matrix=optional(instance(Matrix, "a Matrix")),
         max_time=optional(SECONDS),
         retry=optional(instance(Retry, "a Retry(...)")),
+        search_logs=FLAG,
     )
     def __init__(
         self,
@@ -94,6 +98,7 @@ class Builder:
         matrix: Matrix | None = None,
         max_time: float | None = None,
         retry: Retry | None = None,
+        search_logs: bool = True,
     ):
         self.name = name
         self.workers = list(workers)
@@ -110,6 +115,7 @@ class Builder:
         self.matrix = matrix
         self.max_time = max_time
         self.retry = retry
+        self.search_logs = search_logs
         self.step_names = _unique_names([getattr(step, "name", "step") for step in self.steps])
 
     def __repr__(self) -> str:

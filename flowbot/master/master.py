@@ -302,11 +302,17 @@ class Master:
         self.spawn(self.loop_lag.run(), "loop lag")
         self.spawn(self._remember_workers(), "remember workers")
         if self.store.logs.queues_search:
-            self.spawn(log_search.run(self.store.engine, self.store.logs.queued), "log search indexing")
+            self.spawn(
+                log_search.run(self.store.engine, self.store.logs.queued, self._unsearched), "log search indexing"
+            )
         self._start_janitor()
         self._warn()
         self.dispatcher.update_idle()
         self.dispatcher.schedule()
+
+    def _unsearched(self) -> frozenset[str]:
+        """The builders whose logs log search leaves out (``Builder(search_logs=False)``)."""
+        return frozenset(b.name for b in self.pipeline.builders if not b.search_logs)
 
     async def start_local_workers(self, names: list[str] | None = None, *, timeout: float = 30.0) -> list[str]:
         """Start a real worker process on this host for each worker the pipeline declares (or

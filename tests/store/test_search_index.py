@@ -173,3 +173,53 @@ async def test_sqlite_downgrade_indexes_what_was_queued(tmp_path):
     assert _indexed(url, "segmentation", "log_chunks_fts") == 1
     with History(url) as history:
         assert len(history.search_logs("segmentation")) == 1
+
+
+async def test_a_builder_that_does_not_search_its_logs_keeps_them_out_of_the_index(db_url: str):
+    # Given a store whose unit and lint builds logged "compiling", queued for the index
+    store = await Store.open(db_url)
+    try:
+        await write_history(store)
+        lint = await _chunks_of(store, "lint")
+        assert lint and await _chunks_of(store, "unit")
+
+        # When the queue is taken in with lint's logs left out of search (Builder(search_logs=False))
+        engine = create_engine(db_url)
+        with engine.connect() as conn:
+            while True:
+                with conn.begin():
+                    if not index_queued(conn, 3, unsearched={"lint"}):
+                        break
+            in_index = conn.exec_driver_sql(
+                f"SELECT rowid FROM {t.LOG_SEARCH_TABLE} WHERE {t.LOG_SEARCH_TABLE} MATCH 'com'"
+                if store.dialect == "sqlite"
+                else f"SELECT chunk_id FROM {t.LOG_SEARCH_TABLE}"
+            ).scalars()
+            indexed = set(in_index)
+        engine.dispose()
+
+        # Then the queue is empty, the index holds none of lint's chunks, and search finds unit's lines only
+        assert await count(store, sa.table(QUEUE_TABLE, sa.column("chunk_id"))) == 0
+        assert indexed and not indexed & lint
+        with History(db_url) as history:
+            assert set(history.search_logs("compiling")["builder"]) == {"unit"}
+            assert history.search_logs("compiling", builder="lint").empty
+
+        # And removing every log keeps the index sound (SQLite's is told only what it took in)
+        swept = await janitor.sweep(store, Retention(logs="1d"), now=T0 + 100 * 86400)
+        assert swept.log_chunks > 0 and await count(store, t.log_chunks) == 0
+        if store.dialect == "sqlite":
+            assert _indexed(db_url, "compiling") == 0
+    finally:
+        await store.close()
+
+
+async def _chunks_of(store: Store, builder: str) -> set[int]:
+    """The ids of ``builder``'s log chunks."""
+    query = (
+        sa.select(t.log_chunks.c.id)
+        .join(t.steps, t.steps.c.id == t.log_chunks.c.step_id)
+        .join(t.builds, t.builds.c.id == t.steps.c.build_id)
+        .where(t.builds.c.builder == builder)
+    )
+    return set(await store.read(lambda conn: conn.execute(query).scalars().all()))
