@@ -27,6 +27,12 @@ RECEIVE_SLICE = 0.01
 #: that the oldest is dropped, so a flood of replayed hellos cannot grow the master's memory.
 MAX_CHALLENGES = 1024
 
+#: Seconds a worker waits for its welcome after its first hello before it gives up and dials again,
+#: and how long before that the master stops answering: a hello the master reaches only later (its
+#: loop was held) is dropped, not welcomed, since the worker that sent it has left that connection.
+HELLO_TIMEOUT = _worker.HELLO_TIMEOUT
+HELLO_SLACK = 1.0
+
 #: Seconds between the ticks that measure the master's event-loop lag (``flowbot_loop_lag_seconds``).
 LOOP_LAG_INTERVAL = 0.1
 #: A lag longer than this many seconds is also logged as a warning.

@@ -3,7 +3,10 @@
 Workers dial in; the registry learns who a connection is from its signed ``hello`` (never from a
 ZeroMQ routing id, which anyone could claim). A hello is answered with a challenge, a fresh nonce
 that holds for one hello on that route; only a hello signed over it is welcomed, so a captured
-hello replayed later, to this master or to the next one, gets nowhere. The registry then binds
+hello replayed later, to this master or to the next one, gets nowhere. A hello the registry
+reaches after its worker stopped waiting for the welcome (the master's loop was held) is dropped
+and counted as ``stale-hello``: the worker has left that connection and dials again, so welcoming
+it would count a worker that is not there and give it builds. The registry then binds
 the route to that worker and checks every message with the worker's secret and the connection's
 link id (see :mod:`flowbot_worker.protocol`). Anything malformed, unsigned, replayed, bound to
 another connection, oversized or from an unknown route is dropped and counted; nothing a peer
@@ -46,6 +49,8 @@ from ..defaults import (
     FINISHED_ACK_DELAY,
     GOODBYE_LINGER,
     HEARTBEAT_INTERVAL,
+    HELLO_SLACK,
+    HELLO_TIMEOUT,
     LIVENESS,
     MAX_CHALLENGES,
     OUTPUT_FLUSH_BYTES,
@@ -111,6 +116,8 @@ class _Challenge:
     hello_id: str
     #: When the challenge lapses (``time.monotonic()``).
     expires: float
+    #: When the worker began to wait for its welcome (``time.monotonic()``).
+    began: float
 
 
 class WorkerConnection:
@@ -307,6 +314,8 @@ class WorkerRegistry:
         self.liveness = liveness
         #: Seconds a file transfer under way may go without a chunk or credit before it fails.
         self.transfer_timeout = FILE_STALL_TIMEOUT
+        #: Seconds a worker waits for its welcome (see :data:`~flowbot.defaults.HELLO_TIMEOUT`).
+        self.hello_timeout = HELLO_TIMEOUT
         self.connections: dict[str, WorkerConnection] = {}
         self.dropped: Counter[str] = Counter()
         self._by_route: dict[bytes, WorkerConnection] = {}
@@ -319,6 +328,7 @@ class WorkerRegistry:
         self.cutoffs: CutOffs | None = None
         #: When the master last had no message of its workers waiting unread (``time.monotonic()``).
         self._caught_up = time.monotonic()
+        self._receiving: asyncio.Future | None = None  # the receive loop's awaited message
         self._tasks: list[asyncio.Task] = []
         self._drop_logged: dict[str, float] = {}
         self._authenticator: Any = None
@@ -438,7 +448,7 @@ class WorkerRegistry:
         while True:
             try:
                 # The routing id as a frame, for what ZeroMQ knows of its connection.
-                receiving = sock.recv(copy=False)
+                receiving = self._receiving = sock.recv(copy=False)
                 if not receiving.done():  # nothing waits unread: the master has heard every worker
                     self._caught_up = slice_ends = time.monotonic()
                     slice_ends += RECEIVE_SLICE
@@ -560,7 +570,9 @@ class WorkerRegistry:
         if challenge is not None and challenge.name == name:
             if link == challenge.channel.link:  # signed over the challenge: the proof
                 del self._challenges[route]
-                if self._accept_hello(route, name, challenge.channel, body, message):
+                if self._accept_hello(route, name, challenge.channel, body, message) and self._waiting(
+                    name, challenge.began
+                ):
                     self._welcome(route, spec, challenge.channel, message, key)
                 return
             if message.msg_id == challenge.hello_id:
@@ -572,7 +584,32 @@ class WorkerRegistry:
         channel = protocol.Channel(spec.secret.encode(), self.session)
         channel.open(link)
         if self._accept_hello(route, name, channel, body, message):
-            self._challenge(route, name, channel, message)
+            began = self._began(message)
+            if self._waiting(name, began):
+                self._challenge(route, name, channel, message, began)
+
+    def _began(self, hello: protocol.Message) -> float:
+        """When the worker that sent ``hello`` began to wait for its welcome, in ``time.monotonic()``:
+        by the hello's date, but not before the registry last saw nothing unread (the hello came
+        after; an idle registry looks a few times per heartbeat), so a worker whose clock is behind
+        is not taken for one that waited long."""
+        now = time.monotonic()
+        return max(now - (time.time() - hello.header["date"]), self._caught_up)
+
+    def _waiting(self, name: str, began: float) -> bool:
+        """Whether the worker that began to wait at ``began`` still waits for its welcome; if not,
+        its hello is dropped, and counted."""
+        waited = time.monotonic() - began
+        if waited <= self.hello_timeout - HELLO_SLACK:
+            return True
+        self._count(
+            "stale-hello",
+            "dropped a hello of worker %r %.1f s old: the worker gives up waiting after %g s, and says hello again",
+            name,
+            waited,
+            self.hello_timeout,
+        )
+        return False
 
     def _accept_hello(
         self, route: bytes, name: str, channel: protocol.Channel, body: list[bytes], message: protocol.Message
@@ -591,14 +628,16 @@ class WorkerRegistry:
             return False
         return True
 
-    def _challenge(self, route: bytes, name: str, channel: protocol.Channel, hello: protocol.Message) -> None:
+    def _challenge(
+        self, route: bytes, name: str, channel: protocol.Channel, hello: protocol.Message, began: float
+    ) -> None:
         """Answer a first hello with a fresh nonce that the next hello on ``route`` must be signed over."""
         nonce = protocol.nonce()
         self.send(route, channel.pack(protocol.CHALLENGE, {"nonce": nonce}, re=hello.msg_id))
         channel.extend(nonce)
         if route in self._challenges:
             self._unanswered(route, "another hello came on its connection")
-        self._challenges[route] = _Challenge(name, channel, hello.msg_id, time.monotonic() + self.window)
+        self._challenges[route] = _Challenge(name, channel, hello.msg_id, time.monotonic() + self.window, began)
         while len(self._challenges) > MAX_CHALLENGES:
             self._unanswered(next(iter(self._challenges)), f"more than {MAX_CHALLENGES} challenges were out")
 
@@ -784,7 +823,8 @@ class WorkerRegistry:
         """Up to when the master has read what its workers sent: now, unless messages wait unread
         (its loop was held by other work), then the last time none did. Silence is counted up to
         there, so a worker is never lost for the time the master itself could not listen."""
-        if self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        received = self._receiving is not None and self._receiving.done()  # read by ZeroMQ, not yet handled
+        if received or self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
             return self._caught_up
         self._caught_up = now
         return now

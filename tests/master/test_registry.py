@@ -7,6 +7,7 @@ build is retried), and that a worker back within the window goes on with its com
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from typing import Any
 
 import pytest
 import zmq
+import zmq.asyncio
+from flowbot_worker import protocol
 from flowbot_worker.worker import Worker as WorkerProcess
 
 from flowbot import Worker
@@ -205,3 +208,115 @@ async def test_the_registry_lets_the_loop_run_while_messages_keep_arriving(link)
 
     # Then that work ran many times while they were being read, not only before and after
     assert len({count for count in seen if 0 < count < 3000}) >= 3
+
+
+class Dialler:
+    """A worker's side of the handshake, a step at a time, each connection a socket (a route) of its own."""
+
+    def __init__(self, link: Link, secret: str = "s"):
+        self.port = link.proxy.target_port  # straight to the registry
+        self.channel = protocol.Channel(secret.encode())
+        self.sock: zmq.asyncio.Socket | None = None
+        self.socks: list[zmq.asyncio.Socket] = []  # every connection it opened, closed at the end
+
+    def dial(self) -> None:
+        """Open a new connection (a new route), as a worker that gave up on the last one does."""
+        self.sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+        self.socks.append(self.sock)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(f"tcp://127.0.0.1:{self.port}")
+        self.channel.open()
+
+    async def hello(self, date: float | None = None, hold: float = 0.0, wait: float = 20) -> protocol.Message | None:
+        """Say hello (dated ``date`` by the worker's clock) and hold the loop ``hold`` seconds, as a
+        master busy with other work does; the registry's answer, if one comes within ``wait`` seconds."""
+        tag, _, header, content = self.channel.pack(protocol.HELLO, {"name": "w1", "version": protocol.VERSION})
+        parts = [json.dumps({**json.loads(header), "date": date or time.time()}).encode(), content]
+        await self.sock.send_multipart([tag, protocol.sign(self.channel.key, parts), *parts])
+        time.sleep(hold)
+        if not await self.sock.poll(int(wait * 1000)):
+            return None
+        return self.channel.accept(await self.sock.recv_multipart())
+
+    async def handshake(self, date: float | None = None) -> protocol.Message | None:
+        """Hello, challenge, hello: the welcome, if one comes."""
+        challenge = await self.hello(date)
+        assert challenge is not None and challenge.type == protocol.CHALLENGE
+        self.channel.extend(challenge.content["nonce"])
+        return await self.hello(date)
+
+    def close(self) -> None:
+        for sock in self.socks:
+            sock.close(linger=0)
+
+
+async def test_a_hello_the_registry_reaches_after_its_worker_gave_up_is_dropped(link):
+    # Given a registry whose workers wait 3 s for their welcome (it answers for 2 s of it), and a
+    # worker whose first hello it answered at once
+    link.registry.hello_timeout = 3.0
+    worker = Dialler(link)
+    worker.dial()
+    try:
+        challenge = await worker.hello()
+        assert challenge is not None and challenge.type == protocol.CHALLENGE
+        worker.channel.extend(challenge.content["nonce"])
+
+        # When its second hello waits 2.5 s for the registry, whose loop is held
+        # Then it is not welcomed: the worker stopped waiting, and is not counted as connected
+        assert await worker.hello(hold=2.5, wait=1) is None
+        assert link.registry.dropped["stale-hello"] == 1
+        assert "w1" not in link.registry.connections and link.connected == []
+
+        # When a first hello waits as long, it is not even answered
+        worker.channel.open()
+        assert await worker.hello(hold=2.5, wait=1) is None
+        assert link.registry.dropped["stale-hello"] == 2
+
+        # And a worker answered in time is welcomed
+        worker.dial()
+        assert (await worker.handshake()).type == protocol.WELCOME
+        assert link.registry.dropped["stale-hello"] == 2
+    finally:
+        worker.close()
+
+
+async def test_a_worker_whose_clock_is_behind_is_welcomed_by_a_registry_that_keeps_up(link):
+    # Given a worker whose clock is a minute behind the master's
+    worker = Dialler(link)
+    worker.dial()
+    try:
+        # When it says hello to a registry with nothing else to read
+        welcome = await worker.handshake(time.time() - 60)
+
+        # Then it is welcomed: its hello is not taken for one that waited a minute
+        assert welcome is not None and welcome.type == protocol.WELCOME
+        assert "w1" in link.registry.connections and link.registry.dropped["stale-hello"] == 0
+    finally:
+        worker.close()
+
+
+async def test_a_worker_that_dials_again_replaces_its_connection(link):
+    # Given a worker welcomed on one connection
+    worker = Dialler(link)
+    worker.dial()
+    old = worker.sock
+    try:
+        assert (await worker.handshake()).type == protocol.WELCOME
+        first = link.registry.connections["w1"]
+
+        # When it gives that connection up and dials again (the same worker process: its session)
+        worker.dial()
+        assert (await worker.handshake()).type == protocol.WELCOME
+
+        # Then the registry holds one connection for it, on the new route, announced once and never lost
+        assert list(link.registry.connections) == ["w1"] and link.registry.connections["w1"] is first
+        assert [r for r, c in link.registry._by_route.items() if c is first] == [first.route]
+        assert len(link.connected) == 1 and link.lost == []
+        assert [e["type"] for e in link.events] == ["worker.connected"]
+
+        # And what still comes on the old route counts for nothing
+        dropped = link.registry.dropped["unknown-route"]
+        await old.send_multipart(worker.channel.pack(protocol.HEARTBEAT))
+        await wait_for_async(lambda: link.registry.dropped["unknown-route"] > dropped, 20, "the old route's message")
+    finally:
+        worker.close()
