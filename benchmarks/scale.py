@@ -153,7 +153,12 @@ class Rig:
         return json.loads(answer.body) if path.startswith("/api") else answer.body.decode()
 
     async def connected(self) -> int:
-        return sum(w["connected"] for w in (await self.get("/api/workers"))["workers"])
+        """Workers connected now, from ``/metrics`` (``/api/workers`` lists every worker: polling it
+        would load the master with thousands of them)."""
+        for line in (await self.get("/metrics")).splitlines():
+            if line.startswith("flowbot_workers_connected "):
+                return int(float(line.split()[1]))
+        raise RuntimeError("/metrics has no flowbot_workers_connected")
 
     async def wait_connected(self, count: int, timeout: float = 600) -> float:
         start = time.perf_counter()
@@ -441,6 +446,8 @@ async def scenario_flood(root: Path, args: argparse.Namespace) -> dict[str, Any]
                     during.append(await quick(f"during{len(during)}"))
                     await asyncio.sleep(0.2)
                 build = flood.result()
+                if build["result"] != "SUCCESS":
+                    raise RuntimeError(f"the flood's build ended {build['result']}")
                 seconds = build["finished_at"] - build["started_at"]
                 after = [await quick(f"after{i}") for i in range(10)]
                 figures = await lag_figures(rig, probe)
@@ -529,6 +536,10 @@ async def scenario_watchers(root: Path, args: argparse.Namespace) -> dict[str, A
                 print(f"  watchers={clients} builds/s={figures['builds_per_s']:.0f}", file=sys.stderr)
             lag = await lag_figures(rig, probe)
 
+        failed = sum(f["failed"] for v in rounds.values() for f in v)
+        if failed:
+            raise RuntimeError(f"{failed} builds failed")
+
         def median(clients: int, key: str) -> float:
             return statistics.median(f[key] for f in rounds[clients])
 
@@ -541,11 +552,49 @@ async def scenario_watchers(root: Path, args: argparse.Namespace) -> dict[str, A
             "none_cpu_ms_per_build": median(0, "master_cpu_ms_per_build"),
             "watched_cpu_ms_per_build": median(args.clients, "master_cpu_ms_per_build"),
             "rounds": {k: [round(f["builds_per_s"], 1) for f in v] for k, v in rounds.items()},
-            "failed": sum(f["failed"] for v in rounds.values() for f in v),
+            "failed": failed,
             **lag,
         }
     finally:
         rig.stop()
+
+
+#: The targets, per scenario and figure: (comparison, value). Missing one is reported, not a failure:
+#: timing figures are only meaningful on a quiet machine.
+TARGETS: dict[str, dict[str, tuple[str, float]]] = {
+    "workers": {"worker_silences": ("<=", 0)},
+    "queued": {"workers_lost": ("<=", 0), "retry_builds": ("<=", 0), "loop_lag_max_s": ("<", 0.1)},
+    "restart": {"wal_max_mb": ("<", 64)},
+    "flood": {
+        "mb_per_s_through_master": (">=", 100),
+        "master_peak_rss_mb": ("<", 200),
+        "loop_lag_max_s": ("<", 0.1),
+        "quick_during_p50_ms": ("<", 50),
+        "wal_max_mb": ("<", 64),
+    },
+    "watchers": {"watched_over_none": (">=", 0.8)},
+}
+
+
+def report(name: str, figures: dict[str, Any], targets: dict[str, tuple[str, float]]) -> None:
+    """Print one line per figure, with its target and whether it was met."""
+    flat = dict(figures)
+    lag = flat.pop("loop_lag", None) or {}
+    if "flowbot_loop_lag_seconds_max" in lag:
+        flat["loop_lag_max_s"] = lag["flowbot_loop_lag_seconds_max"]
+    for key, value in flat.items():
+        line = f"{name:9} {key:32} {_shown(value)}"
+        if key in targets:
+            op, bound = targets[key]
+            met = {"<": value < bound, "<=": value <= bound, ">=": value >= bound}[op]
+            line = f"{line:70} target {op} {bound:g}: {'met' if met else 'MISSED'}"
+        print(line, flush=True)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return json.dumps(value) if isinstance(value, (dict, list)) else str(value)
 
 
 SCENARIOS = {
@@ -614,16 +663,27 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the directories (logs, databases)")
     parser.add_argument("--json", help="also write the figures there")
     args = parser.parse_args()
-    figures = {}
+    figures: dict[str, Any] = {}
+    failed = []
     for name in args.scenarios:
         root = Path(tempfile.mkdtemp(prefix=f"flowbot-scale-{name}-"))
-        print(f"{name} ({root})", file=sys.stderr)
-        figures[name] = asyncio.run(SCENARIOS[name](root, args))
-        print(f"{name} {json.dumps(figures[name])}", flush=True)
+        print(f"{name}: running ({root}); load average {os.getloadavg()[0]:.1f}", file=sys.stderr, flush=True)
+        began = time.perf_counter()
+        try:
+            figures[name] = asyncio.run(SCENARIOS[name](root, args))
+        except Exception as exc:  # the scenario could not finish: a real failure, unlike a missed target
+            print(f"{name:9} FAILED: {exc} (see {root})", flush=True)
+            failed.append(name)
+            continue
+        figures[name]["scenario_s"] = time.perf_counter() - began
+        figures[name]["load_average"] = os.getloadavg()[0]
+        report(name, figures[name], TARGETS.get(name, {}))
         if not args.keep:
             subprocess.run(["rm", "-rf", str(root)], check=False)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1))
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":
