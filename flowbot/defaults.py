@@ -15,6 +15,11 @@ MASTER_URL = f"http://{HTTP_HOST}:{HTTP_PORT}"
 #: Seconds between heartbeats on an idle link, and missed intervals before a worker is lost.
 HEARTBEAT_INTERVAL = _worker.HEARTBEAT_INTERVAL
 LIVENESS = _worker.LIVENESS
+#: Liveness windows of silence after which a worker stops the commands it runs (its fence). The
+#: master holds a silent worker's builds for a window, then this, then a window more before it
+#: gives them up and runs them elsewhere: a worker back meanwhile goes on with them, and one that
+#: is not has stopped its commands by then.
+FENCE_WINDOWS = 4
 
 #: Seconds an assignment pass may hold the event loop before it lets other work run (heartbeats,
 #: output, requests) and goes on in the loop's next turn.

@@ -1,8 +1,9 @@
 """Taking up, after a restart, the builds a master was running when it was killed.
 
 Their workers go on running their commands meanwhile. The restarted master finds those builds
-recorded as running and holds them, with their locks, for the resume window (the liveness
-window, from when it listens): their requests are not queued again. A worker that comes back
+recorded as running and holds them, with their locks, for the resume window (from when it
+listens, as long as it holds a silent worker's builds, so a worker that does not come back has
+stopped its commands by the end of it): their requests are not queued again. A worker that comes back
 within it still holding the command its build's step was running gets the build back: the
 master rebuilds it from the store (the steps done and their results, the properties they set,
 the step in progress and its log) and it goes on from that command, which the step takes up

@@ -273,7 +273,7 @@ class Master:
         """Open the store, resume the queue and the schedulers' timers, start serving."""
         self.store = await Store.open(self.db_url)
         try:
-            await self.adoption.load(self.registry.window)
+            await self.adoption.load(self.registry.hold)
             self.dispatcher.numbers = await self.store.builds.next_numbers()
             await self.worker_control.load()
             pending = [r for r in await self.store.requests.pending() if r.id not in self.adoption.held]
@@ -285,7 +285,7 @@ class Master:
             self.latent.use(self.pipeline.workers)
             await self.latent.start({r.worker for r in self.adoption.held.values()}, self.registry.window)
             self.registry.start()
-            self.adoption.start(self.registry.window)
+            self.adoption.start(self.registry.hold)
             if self.http_address is not None:
                 from ..web.http import serve
 

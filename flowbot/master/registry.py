@@ -18,7 +18,11 @@ only over a connection that proved the public key declared for the worker it nam
 secret is not enough to pose as a worker.
 
 A worker that goes silent for the liveness window is lost: its running commands fail with
-:class:`~flowbot.errors.WorkerLost`, so their builds end as RETRY. Silence is counted up to the
+:class:`~flowbot.errors.WorkerLost`, so their builds end as RETRY. A worker that runs commands is
+held longer (:attr:`WorkerRegistry.hold`, the master sending it nothing meanwhile): it stops its
+commands itself once it has heard nothing for the fence it was told in its welcome, and only a
+window after that are its builds given up, so a step never runs on as its build runs again
+elsewhere; a worker back within the hold goes on with its commands. Silence is counted up to the
 last moment the master had read everything its workers sent, so a master whose loop was held by
 other work (a long commit, say) does not take its own deafness for theirs. A worker that reconnects within
 the window with the same session resumes: its route is rebound and its commands carry on, output
@@ -46,6 +50,7 @@ from flowbot_worker.defaults import DATE_WINDOW, MAX_FRAME_BYTES
 
 from ..defaults import (
     FILE_STALL_TIMEOUT,
+    FENCE_WINDOWS,
     FINISHED_ACK_DELAY,
     GOODBYE_LINGER,
     HEARTBEAT_INTERVAL,
@@ -145,6 +150,9 @@ class WorkerConnection:
         self.last_sent = 0.0
         self.commands: dict[str, RemoteCommand] = {}
         self.lost = False
+        #: Silent past the window while it runs commands: held until :attr:`WorkerRegistry.hold`,
+        #: with nothing sent to it, so nothing moves its fence on.
+        self.silent = False
         #: The CURVE public key the connection proved (None on a link without CURVE).
         self.key: str | None = None
         self._finished_acks: list[str] = []
@@ -154,6 +162,8 @@ class WorkerConnection:
     def send(
         self, kind: str, content: dict[str, Any] | None = None, blobs: tuple[bytes, ...] = (), re: str | None = None
     ) -> None:
+        if self.silent:
+            return
         self.registry.send(self.route, self.channel.pack(kind, content, blobs, re=re))
         self.last_sent = time.monotonic()
 
@@ -496,6 +506,7 @@ class WorkerRegistry:
             self._drop(exc.reason, route, str(exc))
             return
         conn.last_recv = time.monotonic()
+        conn.silent = False
         handler = _HANDLERS.get(message.type)
         if handler is None:
             self._drop("unexpected-type", route, message.type)
@@ -653,6 +664,17 @@ class WorkerRegistry:
         """Seconds of silence before a worker is lost; a challenge lapses after as long."""
         return self.heartbeat * self.liveness
 
+    @property
+    def fence(self) -> float:
+        """Seconds of silence from the master after which a worker stops its commands."""
+        return self.window * FENCE_WINDOWS
+
+    @property
+    def hold(self) -> float:
+        """Seconds of silence before a worker running commands is lost: the master is silent to it
+        from a window on, so it has heard nothing for the fence a window before this, at the latest."""
+        return self.window + self.fence + self.window
+
     def _welcome(
         self, route: bytes, spec: Worker, channel: protocol.Channel, message: protocol.Message, key: str | None
     ) -> None:
@@ -681,6 +703,7 @@ class WorkerRegistry:
             self.connections[name] = conn
         conn.key = key
         conn.last_recv = time.monotonic()
+        conn.silent = False
         conn.last_seen = time.time()
         self._by_route[route] = conn
         if not resumed:
@@ -697,6 +720,7 @@ class WorkerRegistry:
             {
                 "heartbeat": self.heartbeat,
                 "liveness": self.liveness,
+                "fence": self.fence,
                 "cancel": cancel,
                 "resume": resume,
                 "output": {
@@ -811,9 +835,12 @@ class WorkerRegistry:
                 self._unanswered(route, f"not within {self.window:g} s")
             for conn in list(self.connections.values()):
                 silent = now - conn.last_recv
-                if heard - conn.last_recv > self.window:
+                if heard - conn.last_recv > (self.hold if conn.commands else self.window):
                     self._lose(conn, f"no message for {silent:.1f} s (liveness {self.liveness} x {self.heartbeat:g} s)")
                     continue
+                conn.silent = heard - conn.last_recv > self.window
+                if conn.silent:
+                    continue  # nothing is sent to it now, so its fence counts from a window ago at the latest
                 if now - conn.last_sent >= self.heartbeat:
                     conn.send(protocol.HEARTBEAT)
                 conn.last_seen = time.time() - silent

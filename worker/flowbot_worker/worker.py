@@ -4,7 +4,11 @@ The worker opens a DEALER socket to the master's ROUTER, so it can sit behind NA
 message with its secret and checks every message from the master. When the master goes silent for
 longer than the liveness window, or refuses it, the worker closes the socket, waits (backing off
 from 1 s to 32 s), opens a fresh one and says hello again, listing the commands it still holds so
-the master can resume them, or tell it to cancel them. Each connection starts with a challenge from
+the master can resume them, or tell it to cancel them. A worker that has heard nothing from its
+master for longer than the fence the master set (a few windows) stops every command it runs and
+starts afresh, as after a restart: by then the master has given its builds up, or is about to, and
+runs them elsewhere (see :mod:`flowbot_worker.fence`, which kills the commands even while this
+process is frozen or dead). Each connection starts with a challenge from
 the master (see :mod:`flowbot_worker.protocol`), so no message of one connection counts on another.
 """
 
@@ -41,6 +45,7 @@ from .defaults import (
     RECONNECT_MIN,
 )
 from .errors import CommandError, ProtocolError
+from .fence import Fence, Lease
 from .handshake import Handshake
 from .output import OutputBuffer
 
@@ -107,7 +112,9 @@ class Worker:
         self.exit_with_parent = exit_with_parent
         self.name = name
         self.basedir = Path(basedir).resolve()
-        self.channel = protocol.Channel(secret.encode())
+        self._secret = secret.encode()
+        self.channel = protocol.Channel(self._secret)
+        self.lease = Lease(Fence.shared())
         self.heartbeat = HEARTBEAT_INTERVAL
         self.liveness = LIVENESS
         self.flush_settings: dict[str, Any] = {}
@@ -204,6 +211,8 @@ class Worker:
         try:
             while not self._stop.is_set():
                 now = time.monotonic()
+                if self._fenced(now):
+                    return True
                 if not self._welcomed:
                     failure = await handshake.failure()
                     if failure is not None:
@@ -224,6 +233,8 @@ class Worker:
                     self._tick(now)
                 if not await sock.poll(timeout=int(min(self.heartbeat, 1.0) * 500) or 1):
                     continue
+                if self._fenced(time.monotonic()):  # frozen past the fence: what waited is stale
+                    return True
                 while sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                     verdict = self._receive(await sock.recv_multipart())
                     if verdict is not None:
@@ -294,6 +305,7 @@ class Worker:
             log.warning("dropped a message from the master: %s", exc)
             return None
         self._last_recv = time.monotonic()
+        self.lease.renew(self._last_recv)
         handler = _HANDLERS.get(message.type)
         if handler is None:
             log.warning("ignored unexpected %s from the master", message.type)
@@ -317,6 +329,8 @@ class Worker:
         self.heartbeat = float(c.get("heartbeat", self.heartbeat))
         self.liveness = int(c.get("liveness", self.liveness))
         self.flush_settings = dict(c.get("output", {}))
+        fence = c.get("fence")
+        self.lease.seconds = float(fence) if isinstance(fence, (int, float)) and fence > 0 else None
         self._welcomed = True
         log.info("connected to %s (heartbeat %.1f s x %d)", self.master, self.heartbeat, self.liveness)
         for cmd_id in c.get("cancel", []):
@@ -367,7 +381,7 @@ class Worker:
             cls, args = _Unknown, {"name": name}
         else:
             cls = COMMANDS[name]
-        held = _Held(cls(cmd_id, args, self.basedir, output, self._send), output, time.monotonic())
+        held = _Held(cls(cmd_id, args, self.basedir, output, self._send, self.lease), output, time.monotonic())
         self._held[cmd_id] = held
         held.task = asyncio.create_task(self._execute(cmd_id, held), name=f"command {cmd_id}")
 
@@ -439,12 +453,33 @@ class Worker:
             outcome.data,
             {name: end for name, (_, end) in held.output.offsets().items()},
         ).encode()
-        if self._held.get(cmd_id) is held:
-            self._send_finished(held)
+        if self._held.get(cmd_id) is held and not self.lease.lapsed(time.monotonic()):
+            self._send_finished(held)  # once lapsed, the session ends and the fence drops it unsent
 
     def _send_finished(self, held: _Held) -> None:
         held.finished_sent_at = time.monotonic()
         self._send(protocol.FINISHED, held.finished)
+
+    def _fenced(self, now: float) -> bool:
+        """Stop every command and start afresh (a new session) if the master has been silent past
+        the fence; True if so. Nothing a command did is reported after that: the master has given
+        the builds up, or will before it hears from this worker again."""
+        if not (self._held and self.lease.lapsed(now)):
+            return False
+        log.warning(
+            "heard nothing from the master for %.1f s (fence %.1f s): stopping %d command(s)",
+            now - self.lease.heard,
+            self.lease.seconds,
+            len(self._held),
+        )
+        self.lease.kill()
+        for cmd_id, held in self._held.items():
+            held.command.interrupt("the master was silent past the fence", 0.0)
+            held.output.close()
+            self._done[cmd_id] = None
+        self._held.clear()
+        self.channel = protocol.Channel(self._secret)
+        return True
 
     def _window_open(self, cmd_id: str) -> None:
         held = self._held.get(cmd_id)

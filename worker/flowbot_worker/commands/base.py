@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import CommandError
+from ..fence import Lease
 from ..output import OutputBuffer, Send
 
 
@@ -33,18 +34,27 @@ class Command:
         basedir: the worker's base directory; nothing may run or write outside it.
         output: where the command's output goes.
         send: how to send other messages to the master (file chunks, credit).
+        lease: the worker's hold on the fence, which a command that starts processes hands each
+            process group to (see :mod:`flowbot_worker.fence`).
     """
 
     name: ClassVar[str]
 
     def __init__(
-        self, cmd_id: str, args: dict[str, Any], basedir: Path, output: OutputBuffer, send: Send | None = None
+        self,
+        cmd_id: str,
+        args: dict[str, Any],
+        basedir: Path,
+        output: OutputBuffer,
+        send: Send | None = None,
+        lease: Lease | None = None,
     ):
         self.cmd_id = cmd_id
         self.args = args
         self.basedir = basedir
         self.output = output
         self.send = send
+        self.lease = lease
 
     async def run(self) -> Outcome:
         raise NotImplementedError

@@ -256,6 +256,7 @@ class _Binary:
             },
             self.command.basedir,
             sink,
+            lease=self.command.lease,
         )
         self.command._running = shell
         try:

@@ -1,7 +1,8 @@
 """The ``shell`` command: run a process, stream its output, enforce its time limits.
 
 The process gets its own session (process group), so an interrupt or a timeout reaches everything
-it started: SIGTERM first, SIGKILL after a grace period. Pipes are read with the event loop's
+it started: SIGTERM first, SIGKILL after a grace period; and so does the fence, which kills the
+group when the worker has heard nothing from its master for too long. Pipes are read with the event loop's
 readers and the exit is seen through a pidfd where the kernel has them, so running a command costs
 no thread and no polling.
 """
@@ -88,6 +89,8 @@ class ShellCommand(Command):
             )
         except OSError as exc:
             return Outcome(None, "error", f"cannot start {argv!r}: {exc}")
+        if self.lease is not None:
+            self.lease.hold(self._proc.pid)
         self._last_output = self._loop.time()
         for pipe, stream in ((self._proc.stdout, "stdout"), (self._proc.stderr, "stderr")):
             fd = pipe.fileno()
@@ -179,6 +182,8 @@ class ShellCommand(Command):
     def _reaped(self, status: int) -> None:
         rc = os.waitstatus_to_exitcode(status)
         self._proc.returncode = rc  # we reaped it; keep Popen from trying again
+        if self.lease is not None:
+            self.lease.release(self._proc.pid)
         if not self._exited.done():
             self._exited.set_result(rc)
 
