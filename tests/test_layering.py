@@ -8,6 +8,7 @@ before a reader finds it.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,8 +40,13 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(package: str) -> Iterator[tuple[str, str, list[str], bool]]:
+@functools.cache
+def imports(package: str) -> tuple[tuple[str, str, tuple[str, ...], bool], ...]:
     """(importer, imported module, names, at load time) for each import in ``package``'s modules."""
+    return tuple(_imports(package))
+
+
+def _imports(package: str) -> Iterator[tuple[str, str, tuple[str, ...], bool]]:
     base = ROOT / "worker" if package == "flowbot_worker" else ROOT
     for path in sorted((base / package).rglob("*.py")):
         if "migrations" in path.parts:
@@ -52,14 +58,14 @@ def imports(package: str) -> Iterator[tuple[str, str, list[str], bool]]:
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    yield name, alias.name, [], id(node) in at_load
+                    yield name, alias.name, (), id(node) in at_load
             elif isinstance(node, ast.ImportFrom):
                 if node.level:
                     parts = here.split(".")
                     target = ".".join(parts[: len(parts) - node.level + 1] + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
-                yield name, target, [alias.name for alias in node.names], id(node) in at_load
+                yield name, target, tuple(alias.name for alias in node.names), id(node) in at_load
 
 
 def within(module: str, packages: tuple[str, ...]) -> bool:
