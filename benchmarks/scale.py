@@ -20,7 +20,8 @@ master measures of itself) and the write-ahead log's size is watched.
   ``build.finished``), what the store kept (text, compressed size, the log's last lines: the
   notice of what it did not keep) and how long log search's index took to take it in.
 - ``watchers``: throughput (as ``throughput.py``) with 50 WebSocket clients reading every event,
-  against none, alternating, the median of the rounds.
+  against none, alternating, the median of the rounds; the clients read the stream's bytes without
+  decoding them (their own CPU is shown apart).
 
     python benchmarks/scale.py workers queued restart flood watchers --json scale.json
     python benchmarks/scale.py queued -w 1000 -n 1000
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -530,6 +532,7 @@ async def scenario_watchers(root: Path, args: argparse.Namespace) -> dict[str, A
                     rig.http_port, master, [], args.n, 4, events.finished, events.results, f"{batch}-{clients}"
                 )
                 if watchers is not None:
+                    figures["watchers_cpu_ms_per_build"] = cpu_seconds(watchers.pid) / args.n * 1000
                     watchers.terminate()
                     watchers.wait()
                 rounds[clients].append(figures)
@@ -551,6 +554,8 @@ async def scenario_watchers(root: Path, args: argparse.Namespace) -> dict[str, A
             "watched_over_none": median(args.clients, "builds_per_s") / median(0, "builds_per_s"),
             "none_cpu_ms_per_build": median(0, "master_cpu_ms_per_build"),
             "watched_cpu_ms_per_build": median(args.clients, "master_cpu_ms_per_build"),
+            # The clients' own process, which shares the machine's cores with the master.
+            "clients_cpu_ms_per_build": median(args.clients, "watchers_cpu_ms_per_build"),
             "rounds": {k: [round(f["builds_per_s"], 1) for f in v] for k, v in rounds.items()},
             "failed": failed,
             **lag,
@@ -627,15 +632,34 @@ async def run_workers(endpoint: str, root: str, first: int, count: int) -> None:
 
 
 async def run_watchers(base: str, count: int) -> None:
-    """``count`` WebSocket clients reading every event (and throwing it away) until SIGTERM."""
-    streams = [await websocket_connect(f"ws://{base}/api/events") for _ in range(count)]
+    """``count`` WebSocket clients taking every event (and throwing it away) until SIGTERM.
+
+    Each reads the stream's bytes without decoding its frames: real clients run elsewhere, and 50
+    Python clients decoding every frame would take more of this machine's two cores than the master
+    does, so the figure would measure them rather than what they cost the master."""
+    host, port = base.rsplit(":", 1)
+
+    async def client() -> asyncio.StreamReader:
+        reader, writer = await asyncio.open_connection(host, int(port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        writer.write(
+            f"GET /api/events HTTP/1.1\r\nHost: {base}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+        status = await reader.readline()
+        if b" 101 " not in status:
+            raise RuntimeError(f"/api/events answered {status!r}")
+        await reader.readuntil(b"\r\n\r\n")
+        return reader
+
+    readers = [await client() for _ in range(count)]
     print("connected", flush=True)
 
-    async def read(stream: Any) -> None:
-        while await stream.read_message() is not None:
+    async def read(reader: asyncio.StreamReader) -> None:
+        while await reader.read(1 << 16):
             pass
 
-    await asyncio.gather(*(read(s) for s in streams))
+    await asyncio.gather(*(read(r) for r in readers))
 
 
 def main() -> None:

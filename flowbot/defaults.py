@@ -173,6 +173,10 @@ EVENT_RESUME_SLACK = 10.0
 EVENT_CLIENT_BACKLOG = 5_000
 #: Bytes of events an event-stream client may have unsent before it is disconnected as too slow.
 EVENT_CLIENT_BACKLOG_BYTES = 16 * 1024 * 1024
+#: Seconds between two writes of events to the event-stream clients: what comes meanwhile goes to
+#: each client in one write, so a busy master writes each client a few dozen times a second however
+#: many events it has (an idle one writes at once).
+EVENT_FLUSH_DELAY = 0.025
 
 #: Seconds between WebSocket pings (keeps idle streams alive through proxies).
 WEBSOCKET_PING = 20.0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import struct
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,13 @@ from typing import TYPE_CHECKING, Any
 import tornado.iostream
 import tornado.websocket
 
-from ..defaults import EVENT_CLIENT_BACKLOG, EVENT_CLIENT_BACKLOG_BYTES, EVENT_RESUME_SLACK, MAX_LIST
+from ..defaults import (
+    EVENT_CLIENT_BACKLOG,
+    EVENT_CLIENT_BACKLOG_BYTES,
+    EVENT_FLUSH_DELAY,
+    EVENT_RESUME_SLACK,
+    MAX_LIST,
+)
 from ..errors import InvalidRequest, NotFound
 from ..master.events import Event, EventJournal, EventKind, concerns, id_to_time
 from .access import authorize_read
@@ -84,8 +91,9 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
     """``/api/events``: every master event, one JSON text message each.
 
     Each event is encoded once, as a WebSocket frame that every client is sent as it is (frames
-    from a server are not masked, and these are never compressed), and what one client is due in a
-    turn of the loop goes to its socket in one write.
+    from a server are not masked, and these are never compressed), and what one client is due goes
+    to its socket in one write, at most every :data:`~flowbot.defaults.EVENT_FLUSH_DELAY` seconds
+    (see :class:`_Outbox`).
     """
 
     def initialize(self, master: Master, journal: EventJournal) -> None:
@@ -205,7 +213,7 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
             self._too_slow(f"{self._unsent} bytes")
             return False
         if not self._frames:
-            asyncio.get_running_loop().call_soon(self._flush)
+            _outbox.add(self)
         self._frames.append(frame)
         self._unsent += len(frame)
         return True
@@ -246,6 +254,35 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
 
     def on_close(self) -> None:
         self._stop_listening()
+
+
+class _Outbox:
+    """The clients with frames due, all written in one callback at most every
+    :data:`~flowbot.defaults.EVENT_FLUSH_DELAY` seconds (at once after a quiet spell): a busy
+    master's events reach each client in a few writes a second rather than one per turn of the loop."""
+
+    def __init__(self) -> None:
+        self._due: dict[EventStreamHandler, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._last = -math.inf
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def add(self, client: EventStreamHandler) -> None:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a master started in another loop (one after another, in tests)
+            self._due, self._timer, self._last, self._loop = {}, None, -math.inf, loop
+        self._due[client] = None
+        if self._timer is None:
+            self._timer = loop.call_at(max(loop.time(), self._last + EVENT_FLUSH_DELAY), self._flush)
+
+    def _flush(self) -> None:
+        self._timer, self._last = None, asyncio.get_running_loop().time()
+        due, self._due = self._due, {}
+        for client in due:
+            client._flush()
+
+
+_outbox = _Outbox()
 
 
 class _Frames:
