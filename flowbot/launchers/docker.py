@@ -18,6 +18,8 @@ import re
 from collections.abc import Hashable
 from typing import Any
 
+from flowbot_worker.launch import program
+
 from ..errors import LaunchError
 from .base import INSTANCE_LABEL, MASTER_LABEL, Dial, Instance, Launcher
 
@@ -25,7 +27,7 @@ _MEMORY = re.compile(r"^(\d+(?:\.\d+)?)\s*([kmgt]?)b?$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
 
 #: What runs the worker when the worker definition gives no command.
-DEFAULT_COMMAND = ["python3", "-m", "flowbot_worker"]
+DEFAULT_COMMAND = program("python3")
 
 
 def memory_bytes(value: int | str) -> int:

@@ -20,6 +20,8 @@ import tempfile
 from collections.abc import Hashable
 from pathlib import Path
 
+from flowbot_worker.launch import program
+
 from ..defaults import STOP_GRACE
 from ..errors import LaunchError
 from .base import Dial, Instance, Launcher
@@ -64,7 +66,7 @@ class LocalLauncher(Launcher):
         try:
             with open(root / f"{instance.resource_name}.log", "wb") as output:
                 process = subprocess.Popen(
-                    [*dial.argv([self.python, "-m", "flowbot_worker"], str(basedir)), "--exit-with-parent"],
+                    [*dial.argv(program(self.python), str(basedir)), "--exit-with-parent"],
                     stdout=output,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,

@@ -9,8 +9,14 @@ from __future__ import annotations
 import os
 import sys
 
+
+def program(python: str) -> list[str]:
+    """How ``python`` (a path, or a name on the PATH) runs a worker."""
+    return [python, "-m", "flowbot_worker"]
+
+
 #: How a worker is run with the Python that runs the caller.
-PROGRAM = (sys.executable, "-m", "flowbot_worker")
+PROGRAM = tuple(program(sys.executable))
 #: The environment variable a worker reads its secret from.
 SECRET_VARIABLE = "FLOWBOT_WORKER_SECRET"
 
