@@ -91,7 +91,7 @@ def test_a_build_whose_worker_does_not_come_back_after_a_master_restart_is_retri
     again = restart(master_factory, master, PIPELINE, heartbeat=HEARTBEAT)
 
     # Then once the resume window has passed, the build ends as RETRY, saying why
-    (retried,) = finished_builds(again.client, 1, timeout=30)
+    (retried,) = finished_builds(again.client, 1, timeout=60)
     assert (retried["id"], retried["result"]) == (build["id"], "RETRY")
     assert "did not come back" in again.client.request("GET", f"/api/builds/{build['id']}")["summary"]
 
