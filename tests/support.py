@@ -152,7 +152,11 @@ class MasterProcess(Process):
                 return False
             return True
 
-        wait_for(ready, timeout, "the master's HTTP API")
+        try:
+            wait_for(ready, timeout, "the master's HTTP API")
+        except BaseException:
+            self.stop()  # a master that never came up is not left running for a later test to trip on
+            raise
         return self
 
 
