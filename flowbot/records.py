@@ -151,7 +151,7 @@ class BuildRequest:
 
 @dataclass(frozen=True, slots=True)
 class StepRecord:
-    """A step of a finished build."""
+    """A step of a build, as the store has it (``result`` and ``finished_at`` None while it runs)."""
 
     number: int
     name: str
@@ -160,6 +160,12 @@ class StepRecord:
     finished_at: float | None
     #: What its end says besides its result ("timed out: ..." for a command killed for its time).
     summary: str = ""
+    #: Whether the page leaves it out (a step that asked to be hidden).
+    hidden: bool = False
+    #: How many times it ran (more than once when it was retried in its build).
+    attempts: int = 1
+    #: The names of its logs, sorted.
+    logs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +247,13 @@ class Build:
     artifacts: tuple[Artifact, ...] = ()
     #: The matrix cell it builds, ``{axis: value}`` (None: it is no cell).
     cell: dict[str, Any] | None = None
+    #: The request it builds, and when that was submitted.
+    request_id: int | None = None
+    submitted_at: float | None = None
+    #: What its end says besides its result.
+    summary: str = ""
+    #: Which attempt at its request it is (a RETRY's request runs again as the next).
+    attempt: int = 1
 
     @property
     def duration(self) -> float | None:

@@ -45,7 +45,8 @@ from ..fields import where
 from ..junit import Outcome, TestCase
 from ..junit import describe as describe_tests
 from ..properties import Properties, render
-from ..records import BuildRequest, SourceStamp, UnfinishedBuild
+from ..record_json import build_event_json
+from ..records import Build, BuildRequest, SourceStamp, UnfinishedBuild
 from ..results import Result, combine
 from ..retry import FLAKY, Failure, PatternWatch, Retry
 from ..steps.approval import Approval, Decision
@@ -653,7 +654,9 @@ class RunningBuild:
             self._start_write = store.builds.start(
                 self.request, self.number, self.worker, self.started_at, self.services.name, self.ref, self.attempt
             )
-            self._record(self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": self.summary()}))
+            self._record(
+                self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": build_event_json(self.summary())})
+            )
         max_time = self.builder_config.max_time
         timer = None
         if max_time is not None:
@@ -699,7 +702,9 @@ class RunningBuild:
         )
         self._finish_write.add_done_callback(self._ended_as_recorded)
         self._finish_write.add_done_callback(self._downstream_stored)
-        self._record(self._finish_write, lambda: (EventKind.BUILD_FINISHED, {"build": self.summary()}))
+        self._record(
+            self._finish_write, lambda: (EventKind.BUILD_FINISHED, {"build": build_event_json(self.summary())})
+        )
         return result
 
     def _retried(self, result: Result) -> tuple[Result, str]:
@@ -1020,22 +1025,22 @@ class RunningBuild:
     def _start_failed(self) -> bool:
         return self._start_write.done() and self._start_write.exception() is not None
 
-    def summary(self) -> dict[str, Any]:
-        """The build as the API and the event stream show it."""
-        return {
-            "id": self.id,
-            "builder": self.builder,
-            "number": self.number,
-            "worker": self.worker,
-            "branch": self.branch,
-            "revision": self.revision,
-            "request_id": self.request.id,
-            "submitted_at": self.request.submitted_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "result": self.result.name if self.result is not None else None,
-            "attempt": self.attempt,
-        }
+    def summary(self) -> Build:
+        """The build as it stands now (its events carry it)."""
+        return Build(
+            id=self.id,
+            builder=self.builder,
+            number=self.number,
+            worker=self.worker,
+            branch=self.branch,
+            revision=self.revision,
+            request_id=self.request.id,
+            submitted_at=self.request.submitted_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            result=self.result,
+            attempt=self.attempt,
+        )
 
 
 class _CommandOutput:

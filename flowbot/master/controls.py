@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from ..errors import NotFound
 from ..records import Build
 from ..reporters.controls import BuilderState
-from ..results import Result
 
 if TYPE_CHECKING:
     from ..pipeline import Pipeline
@@ -70,28 +70,16 @@ class MasterControls:
             raise NotFound(f"no builder named {builder!r}")
         running = master.dispatcher.running_count(builder)
         builds = await master.store.builds.query(builder=builder, limit=running + 1)
-        return next((build_record(b, master.page_url) for b in builds if b["finished_at"] is not None), None)
+        return next((build_record(b, master.page_url) for b in builds if b.finished_at is not None), None)
 
     async def force(self, builder: str, *, reason: str, owner: str) -> list[int]:
         return await self._master.force(builder, reason=reason, owner=owner)
 
 
-def build_record(row: dict[str, Any], page: str | None, **more: Any) -> Build:
-    """A build as the store lists it (:meth:`~flowbot.store.Store.builds`), as reporters take it,
-    linked to its page on the master's page at ``page`` (see :func:`build_url`)."""
-    return Build(
-        id=row["id"],
-        builder=row["builder"],
-        number=row["number"],
-        worker=row["worker"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        result=Result[row["result"]] if row["result"] else None,
-        branch=row["branch"],
-        revision=row["revision"],
-        url=build_url(page, row["id"]),
-        **more,
-    )
+def build_record(build: Build, page: str | None, **more: Any) -> Build:
+    """A build as the store reads it, as reporters take it: linked to its page on the master's
+    page at ``page`` (see :func:`build_url`), with ``more`` of its details."""
+    return dataclasses.replace(build, url=build_url(page, build.id), **more)
 
 
 def build_url(page: str | None, build_id: int) -> str | None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, INSTANCE_KEY_FILE, LIVENESS, SQLITE_FILE, STOP_GRACE
 from ..errors import ConfigError, InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
-from ..records import MATRIX_SOURCE, BuildRequest, BuildsetSpec, Change, SourceStamp
+from ..records import MATRIX_SOURCE, Build, BuildRequest, BuildsetSpec, Change, SourceStamp
 from ..results import Result
 from ..schedulers.triggerable import Dependent, Triggerable
 from ..store import Store, janitor, log_search
@@ -717,9 +717,9 @@ class Master:
             NotFound: no such build. InvalidRequest: its builder is no longer in the pipeline.
         """
         build, spec = await self.store.builds.buildset_of(build_id)
-        if self.pipeline.builder(build["builder"]) is None:
-            raise InvalidRequest(f"builder {build['builder']!r} is no longer in the pipeline")
-        text = reason or f"rebuild of {build['builder']} #{build['number']}"
+        if self.pipeline.builder(build.builder) is None:
+            raise InvalidRequest(f"builder {build.builder!r} is no longer in the pipeline")
+        text = reason or f"rebuild of {build.builder} #{build.number}"
         if owner:
             text = f"{text} (by {owner})"
         properties = {**spec.properties, "rebuild_of": (build_id, "Rebuild")}
@@ -736,7 +736,7 @@ class Master:
         command: Any = None,
         output: Callable[[str], Any] | None = print,
         reason: str = "",
-    ) -> dict[str, Any]:
+    ) -> Build:
         """Run step ``step`` (numbered from 1, as the page shows steps) of a finished build again, on
         its worker or ``worker``, with its properties and source (``properties`` and ``command``
         change them); each line of its output goes to ``output`` as it comes. The rerun is a build
@@ -746,11 +746,11 @@ class Master:
             NotFound: no such build. InvalidRequest: its builder is gone, or no such step or worker.
         """
         await self._used()
-        build, spec = await self.store.builds.buildset_of(build_id)
-        builder = self.pipeline.builder(build["builder"])
+        _, spec = await self.store.builds.buildset_of(build_id)
+        build = await self.store.builds.get(build_id)
+        builder = self.pipeline.builder(build.builder)
         if builder is None:
-            raise InvalidRequest(f"builder {build['builder']!r} is no longer in the pipeline")
-        build["properties"] = (await self.store.builds.get(build_id))["properties"]
+            raise InvalidRequest(f"builder {build.builder!r} is no longer in the pipeline")
         spec = rerun_spec(
             build, spec, builder, step, worker=worker, properties=properties, command=command, reason=reason
         )

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 from .. import secrets
 from ..defaults import REPORT_BACKOFF_MAX, REPORT_DRAIN, REPORT_FAILED_TESTS, REPORT_LOG_LINES, REPORT_QUEUE
 from ..errors import FlowbotError, ReportRejected
-from ..records import Artifact, Build, StepRecord
+from ..record_json import build_from_json
+from ..records import Artifact, Build
 from ..reporters.base import Reporter
 from ..results import Result
 from .controls import artifact_url, build_record
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_FAILED = {"FAILURE", "EXCEPTION", "CANCELLED", "RETRY"}
+_FAILED = {Result.FAILURE, Result.EXCEPTION, Result.CANCELLED, Result.RETRY}
 
 
 class Reporting:
@@ -172,9 +173,9 @@ class Reporting:
                 self._events.task_done()
 
     async def _dispatch(self, event: dict[str, Any]) -> None:
-        build = event["build"]
+        build = build_from_json(event["build"])
         finished = event["type"] == EventKind.BUILD_FINISHED
-        reporters = [r for r in self.reporters if r.reports_on(build["builder"]) and (finished or r.reports_starts)]
+        reporters = [r for r in self.reporters if r.reports_on(build.builder) and (finished or r.reports_starts)]
         if not reporters:
             return
         report = await self._report(build, finished, reporters)
@@ -189,44 +190,34 @@ class Reporting:
                 log.warning("reporter %s is %d reports behind; dropped the oldest", reporter.name, queue.qsize())
             queue.put_nowait(("build_finished" if finished else "build_started", report))
 
-    async def _report(self, build: dict[str, Any], finished: bool, reporters: list[Reporter]) -> Build:
+    async def _report(self, build: Build, finished: bool, reporters: list[Reporter]) -> Build:
         store = self._store()
-        _, spec = await store.builds.buildset_of(build["id"])
+        _, spec = await store.builds.buildset_of(build.id)
         details: dict[str, Any] = {}
         if finished and any("problem" in r.mode for r in reporters):
-            details["previous_result"] = await store.builds.last_result(build["builder"], before=build["id"])
+            details["previous_result"] = await store.builds.last_result(build.builder, before=build.id)
         if finished and any(r.wants_details for r in reporters):
-            steps = (await store.builds.get(build["id"]))["steps"]
-            details["steps"] = tuple(
-                StepRecord(
-                    s["number"],
-                    s["name"],
-                    s["result"] and Result[s["result"]],
-                    s["started_at"],
-                    s["finished_at"],
-                    s["summary"] or "",
-                )
-                for s in steps
-            )
-            shown = next((s for s in steps if s["result"] in _FAILED), steps[-1] if steps else None)
+            steps = (await store.builds.get(build.id)).steps
+            details["steps"] = steps
+            shown = next((s for s in steps if s.result in _FAILED), steps[-1] if steps else None)
             if shown is not None:
-                tail, _ = await store.logs.tail(build["id"], shown["number"], "stdio", REPORT_LOG_LINES)
-                details["log_step"] = shown["name"]
+                tail, _ = await store.logs.tail(build.id, shown.number, "stdio", REPORT_LOG_LINES)
+                details["log_step"] = shown.name
                 details["log_tail"] = "\n".join(line for _, line in tail)
         if finished and any(r.wants_details or r.wants_artifacts for r in reporters):
             details["artifacts"] = tuple(
-                Artifact(a["path"], a["size"], a["sha256"], artifact_url(self._page(), build["id"], a["path"]))
-                for a in await store.steps.artifacts(build["id"])
+                Artifact(a["path"], a["size"], a["sha256"], artifact_url(self._page(), build.id, a["path"]))
+                for a in await store.steps.artifacts(build.id)
             )
         if finished and any(r.wants_tests for r in reporters):
-            details["failed_tests"] = tuple(await store.steps.failed_tests(build["id"], REPORT_FAILED_TESTS))
+            details["failed_tests"] = tuple(await store.steps.failed_tests(build.id, REPORT_FAILED_TESTS))
         return build_record(
             build,
             self._page(),
             reason=spec.reason,
             sourcestamps=spec.sourcestamps,
             properties=dict(spec.properties),
-            cell=spec.cells.get(build["builder"], (None,))[0],
+            cell=spec.cells.get(build.builder, (None,))[0],
             **details,
         )
 

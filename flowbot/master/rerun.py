@@ -17,7 +17,7 @@ from typing import Any
 
 from ..builder import Builder
 from ..errors import InvalidRequest
-from ..records import BuildRequest, BuildsetSpec
+from ..records import Build, BuildRequest, BuildsetSpec
 from ..steps.base import Step
 from .events import EventKind
 
@@ -30,7 +30,7 @@ _OWN = ("Build", SOURCE)  # recomputed by the new build, or set for it here
 
 
 def rerun_spec(
-    build: dict[str, Any],
+    build: Build,
     spec: BuildsetSpec,
     builder: Builder,
     step: int,
@@ -49,14 +49,14 @@ def rerun_spec(
     """
     if not 1 <= step <= len(builder.steps):
         raise InvalidRequest(f"builder {builder.name!r} has steps 1 to {len(builder.steps)}, not {step}")
-    worker = worker or build["worker"]
+    worker = worker or build.worker
     if worker not in builder.workers:
         raise InvalidRequest(f"builder {builder.name!r} does not run on worker {worker!r}")
     if command is not None and not hasattr(builder.steps[step - 1], "command"):
         raise InvalidRequest(f"step {step} of {builder.name!r} runs no command to replace")
-    kept = {n: (v, s) for n, (v, s) in build["properties"].items() if s not in _OWN}
+    kept = {n: (v, s) for n, (v, s) in build.properties.items() if s not in _OWN}
     wanted = {
-        RERUN_OF: build["id"],
+        RERUN_OF: build.id,
         RERUN_STEP: step,
         RERUN_WORKER: worker,
         **({RERUN_COMMAND: command} if command is not None else {}),
@@ -69,10 +69,10 @@ def rerun_spec(
     }
     # A build of "whatever is newest" reruns what it built.
     stamps = tuple(
-        dataclasses.replace(s, revision=build["revision"]) if i == 0 and s.revision is None else s
+        dataclasses.replace(s, revision=build.revision) if i == 0 and s.revision is None else s
         for i, s in enumerate(spec.sourcestamps)
     )
-    text = reason or f"rerun of step {step} of {build['builder']} #{build['number']}"
+    text = reason or f"rerun of step {step} of {build.builder} #{build.number}"
     return dataclasses.replace(spec, reason=text, properties=merged, sourcestamps=stamps)
 
 

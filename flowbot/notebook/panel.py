@@ -31,6 +31,8 @@ from ansi2html import Ansi2HTMLConverter
 
 from ..errors import FlowbotError
 from ..master.events import EventKind
+from ..record_json import result_json
+from ..records import Build
 
 if TYPE_CHECKING:
     from ..master import Master
@@ -204,7 +206,7 @@ class MasterPanel(anywidget.AnyWidget):
         self._matrix.update((name, views[0].to_json()) for name, views in zip(unread, found, strict=True) if views)
         return self._matrix
 
-    async def _recent_builds(self, names: list[str]) -> dict[str, list[dict[str, Any]]]:
+    async def _recent_builds(self, names: list[str]) -> dict[str, list[Build]]:
         """The recent builds of each named builder, read again only for those that built since."""
         unread = [n for n in names if n in self._stale or n not in self._recent]
         self._stale.difference_update(unread)
@@ -212,10 +214,10 @@ class MasterPanel(anywidget.AnyWidget):
         self._recent.update(zip(unread, builds, strict=True))
         return self._recent
 
-    def _offer(self, builds: list[dict[str, Any]]) -> None:
+    def _offer(self, builds: list[Build]) -> None:
         """Offer the newest builds to pick from; pick the newest while following, else keep the user's pick."""
         options = [
-            {"id": b["id"], "label": f"{b['builder']} #{b['number']} ({b['result'] or 'running'})"} for b in builds
+            {"id": b.id, "label": f"{b.builder} #{b.number} ({result_json(b.result) or 'running'})"} for b in builds
         ]
         picked = self.selected
         if not self.follow and picked not in {o["id"] for o in options}:
@@ -245,27 +247,27 @@ class MasterPanel(anywidget.AnyWidget):
         build = await self.master.store.builds.get(build_id)
         self.build = {
             **_chip(build),
-            "builder": build["builder"],
-            "worker": build["worker"],
-            "running": build["result"] is None,
+            "builder": build.builder,
+            "worker": build.worker,
+            "running": build.result is None,
             "approval": self.master.approvals.waiting(build_id),
             "steps": [
                 {
-                    "number": step["number"] + 1,  # as the web page numbers them
-                    "name": step["name"],
-                    "result": step["result"],
-                    "summary": step.get("summary") or "",
+                    "number": step.number + 1,  # as the web page numbers them
+                    "name": step.name,
+                    "result": result_json(step.result),
+                    "summary": step.summary,
                 }
-                for step in build["steps"]
-                if not step["hidden"]
+                for step in build.steps
+                if not step.hidden
             ],
         }
         if build_id in self._live:
             self.log = self._html(self._live[build_id])
         elif build_id != self._shown:  # a build from before the panel: the end of its log is in the store
             lines: list[tuple[str, str]] = []
-            for step in reversed(build["steps"]):
-                tail, _ = await self.master.store.logs.tail(build_id, step["number"], "stdio", TAIL - len(lines))
+            for step in reversed(build.steps):
+                tail, _ = await self.master.store.logs.tail(build_id, step.number, "stdio", TAIL - len(lines))
                 lines[:0] = tail
                 if len(lines) >= TAIL:
                     break
@@ -339,8 +341,8 @@ class MasterPanel(anywidget.AnyWidget):
         self._say(f"{'approved' if approved else 'rejected'} build {build_id}")
 
 
-def _chip(build: dict[str, Any]) -> dict[str, Any]:
-    return {"id": build["id"], "number": build["number"], "result": build["result"], "worker": build["worker"]}
+def _chip(build: Build) -> dict[str, Any]:
+    return {"id": build.id, "number": build.number, "result": result_json(build.result), "worker": build.worker}
 
 
 def _forms(master: Master) -> dict[str, Any]:

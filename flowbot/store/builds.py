@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import sqlalchemy as sa
 
 from ..errors import NotFound
-from ..records import BuildRequest, BuildsetSpec, UnfinishedBuild, UnfinishedStep
+from ..records import Build, BuildRequest, BuildsetSpec, UnfinishedBuild, UnfinishedStep
 from ..results import Result
 from . import schema as t
 from . import statements as sql
 from .access import Access, Ref
 from .matrices import matrix_passed
-from .requests import complete_buildset, insert_buildset, pending_requests, result_name, sourcestamps
+from .requests import complete_buildset, insert_buildset, pending_requests, sourcestamps
+from .steps import steps_of
 
 
 class Builds:
@@ -195,7 +197,7 @@ class Builds:
         result: Result | None = None,
         limit: int = 50,
         request_id: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Build]:
         """Builds newest first, with the time their request was submitted."""
         query = select_builds().order_by(t.builds.c.id.desc()).limit(limit)
         if builder is not None:
@@ -204,48 +206,22 @@ class Builds:
             query = query.where(t.builds.c.result == int(result))
         if request_id is not None:
             query = query.where(t.builds.c.request_id == request_id)
-        return await self._db.read(lambda conn: [build_dict(row) for row in conn.execute(query)])
+        return await self._db.read(lambda conn: [build_record(row) for row in conn.execute(query)])
 
-    async def latest(self, builders: Iterable[str]) -> dict[str, dict[str, Any]]:
+    async def latest(self, builders: Iterable[str]) -> dict[str, Build]:
         """The newest build of each of ``builders`` that has one."""
         return {name: builds[0] for name, builds in (await self.recent(builders, 1)).items()}
 
-    async def get(self, build_id: int) -> dict[str, Any]:
-        """One build with its steps (and each step's log names)."""
+    async def get(self, build_id: int) -> Build:
+        """One build with its steps (and each step's log names) and properties."""
 
-        def fn(conn: sa.Connection) -> dict[str, Any]:
-            row = conn.execute(select_builds().where(t.builds.c.id == build_id)).first()
+        def fn(conn: sa.Connection) -> Build:
+            row = conn.execute(select_builds(t.builds.c.properties).where(t.builds.c.id == build_id)).first()
             if row is None:
                 raise NotFound(f"no build {build_id}")
-            build = build_dict(row)
-            steps = conn.execute(
-                sa.select(t.steps).where(t.steps.c.build_id == build_id).order_by(t.steps.c.number)
-            ).all()
-            names: dict[int, list[str]] = {}
-            if steps:
-                chunks = t.log_chunks.c
-                for step_id, name in conn.execute(
-                    sa.select(chunks.step_id, chunks.log).distinct().where(chunks.step_id.in_([s.id for s in steps]))
-                ):
-                    names.setdefault(step_id, []).append(name)
-            build["steps"] = [
-                {
-                    "number": s.number,
-                    "name": s.name,
-                    "result": result_name(s.result),
-                    "started_at": s.started_at,
-                    "finished_at": s.finished_at,
-                    "summary": s.summary,
-                    "hidden": s.hidden,
-                    "attempts": s.attempts,
-                    "logs": sorted(names.get(s.id, [])),
-                }
-                for s in steps
-            ]
-            build["properties"] = (
-                conn.execute(sa.select(t.builds.c.properties).where(t.builds.c.id == build_id)).scalar() or {}
+            return dataclasses.replace(
+                build_record(row), steps=steps_of(conn, build_id), properties=stored_properties(row.properties)
             )
-            return build
 
         return await self._db.read(fn)
 
@@ -262,7 +238,7 @@ class Builds:
             raise NotFound(f"no build {builder}/{number}")
         return found
 
-    async def recent(self, builders: Iterable[str], per_builder: int) -> dict[str, list[dict[str, Any]]]:
+    async def recent(self, builders: Iterable[str], per_builder: int) -> dict[str, list[Build]]:
         """The newest ``per_builder`` builds of each of ``builders``, newest first (those with builds).
 
         Each builder's are a range of the (builder, number) index, read backwards: however long the
@@ -272,15 +248,15 @@ class Builds:
         b = t.builds.c
         query = select_builds().where(b.builder == sa.bindparam("name")).order_by(b.number.desc()).limit(per_builder)
 
-        def fn(conn: sa.Connection) -> dict[str, list[dict[str, Any]]]:
-            found = {name: [build_dict(row) for row in conn.execute(query, {"name": name})] for name in names}
+        def fn(conn: sa.Connection) -> dict[str, list[Build]]:
+            found = {name: [build_record(row) for row in conn.execute(query, {"name": name})] for name in names}
             return {name: builds for name, builds in found.items() if builds}
 
         return await self._db.read(fn)
 
     async def finished_after(
         self, when: float, *, after_id: int | None = None, builder: str | None = None, limit: int = 1000
-    ) -> list[dict[str, Any]]:
+    ) -> list[Build]:
         """The first ``limit`` builds that finished after ``when``, oldest first. For the next page,
         pass the last one's ``finished_at`` and its id as ``after_id`` (builds may end together)."""
         b = t.builds.c
@@ -289,7 +265,7 @@ class Builds:
         query = select_builds().where(later).order_by(b.finished_at, b.id).limit(limit)
         if builder is not None:
             query = query.where(b.builder == builder)
-        return await self._db.read(lambda conn: [build_dict(row) for row in conn.execute(query)])
+        return await self._db.read(lambda conn: [build_record(row) for row in conn.execute(query)])
 
     async def last_result(self, builder: str, *, before: int | None = None) -> Result | None:
         """The result of ``builder``'s newest finished build (older than build id ``before``), RETRY aside."""
@@ -305,10 +281,10 @@ class Builds:
         code = await self._db.read(lambda conn: conn.execute(query).scalar())
         return None if code is None else Result(code)
 
-    async def buildset_of(self, build_id: int) -> tuple[dict[str, Any], BuildsetSpec]:
+    async def buildset_of(self, build_id: int) -> tuple[Build, BuildsetSpec]:
         """A build (as :meth:`query` shows it) and the buildset it came from, for a rebuild."""
 
-        def fn(conn: sa.Connection) -> tuple[dict[str, Any], BuildsetSpec]:
+        def fn(conn: sa.Connection) -> tuple[Build, BuildsetSpec]:
             row = conn.execute(
                 select_builds(t.buildrequests.c.buildset_id, t.buildrequests.c.priority, t.buildrequests.c.cell).where(
                     t.builds.c.id == build_id
@@ -326,9 +302,7 @@ class Builds:
                 priority=row.priority,
                 cells={row.builder: (row.cell,)} if row.cell else {},  # a cell's rebuild repeats that cell
             )
-            build = build_dict(row)
-            del build["buildset_id"], build["priority"], build["cell"]
-            return build, spec
+            return build_record(row), spec
 
         return await self._db.read(fn)
 
@@ -357,10 +331,28 @@ def select_builds(*extra: sa.ColumnElement[Any]) -> sa.Select:
     return sa.select(*_BUILD_COLUMNS, *extra).join(t.buildrequests, t.buildrequests.c.id == t.builds.c.request_id)
 
 
-def build_dict(row: sa.Row) -> dict[str, Any]:
-    build = row._asdict()
-    build["result"] = result_name(build["result"])
-    return build
+def build_record(row: sa.Row) -> Build:
+    """A build from a row of :func:`select_builds`."""
+    return Build(
+        id=row.id,
+        builder=row.builder,
+        number=row.number,
+        worker=row.worker,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        result=None if row.result is None else Result(row.result),
+        branch=row.branch,
+        revision=row.revision,
+        request_id=row.request_id,
+        submitted_at=row.submitted_at,
+        summary=row.summary,
+        attempt=row.attempt,
+    )
+
+
+def stored_properties(stored: dict[str, list[Any]] | None) -> dict[str, tuple[Any, str]]:
+    """A build's properties as stored (``{name: [value, source]}``), as its record has them."""
+    return {name: (value, source) for name, (value, source) in (stored or {}).items()}
 
 
 def step_id(conn: sa.Connection, build_id: int, step_number: int) -> int:
@@ -414,7 +406,7 @@ def _unfinished_builds(conn: sa.Connection) -> list[UnfinishedBuild]:
             worker=b.worker,
             started_at=b.started_at,
             locks_wait=b.locks_wait,
-            properties={name: (value, source) for name, (value, source) in (b.properties or {}).items()},
+            properties=stored_properties(b.properties),
             steps=tuple(steps.get(b.id, ())),
             log_lines=next((lines.get(s.id, {}) for s in steps.get(b.id, ()) if s.result is None), {}),
         )

@@ -9,9 +9,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..record_json import build_json
 from . import schema as t
 from .access import Access
-from .builds import build_dict, select_builds
+from .builds import build_record, select_builds
 
 _pr, _b = t.pull_requests.c, t.builds.c
 
@@ -53,8 +54,7 @@ class PullRequests:
             )
             builds: dict[int, list[dict[str, Any]]] = {}
             for row in conn.execute(select_builds(_b.pull_request_id).where(_b.id.in_(newest)).order_by(_b.builder)):
-                build = build_dict(row)
-                builds.setdefault(build.pop("pull_request_id"), []).append(build)
+                builds.setdefault(row.pull_request_id, []).append(build_json(build_record(row)))
             return [{**p, "builds": builds.get(p["id"], [])} for p in found]
 
         return await self._db.read(fn)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from ..records import StepRecord
 from ..results import Result
 from . import schema as t
 from . import statements as sql
@@ -158,6 +159,32 @@ class Steps:
         if path is not None:
             query = query.where(a.path == path)
         return await self._db.read(lambda conn: [row._asdict() for row in conn.execute(query)])
+
+
+def steps_of(conn: sa.Connection, build_id: int) -> tuple[StepRecord, ...]:
+    """A build's steps in order, each with the names of its logs."""
+    steps = conn.execute(sa.select(t.steps).where(t.steps.c.build_id == build_id).order_by(t.steps.c.number)).all()
+    names: dict[int, list[str]] = {}
+    if steps:
+        chunks = t.log_chunks.c
+        for step_id, name in conn.execute(
+            sa.select(chunks.step_id, chunks.log).distinct().where(chunks.step_id.in_([s.id for s in steps]))
+        ):
+            names.setdefault(step_id, []).append(name)
+    return tuple(
+        StepRecord(
+            number=s.number,
+            name=s.name,
+            result=None if s.result is None else Result(s.result),
+            started_at=s.started_at,
+            finished_at=s.finished_at,
+            summary=s.summary,
+            hidden=s.hidden,
+            attempts=s.attempts,
+            logs=tuple(sorted(names.get(s.id, []))),
+        )
+        for s in steps
+    )
 
 
 def _indexable(text: str) -> str:

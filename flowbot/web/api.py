@@ -29,6 +29,7 @@ from ..errors import (
     Unauthorized,
 )
 from ..matrix import Matrix
+from ..record_json import build_detail_json, build_json
 from ..results import Result
 from ..roles import Permission
 from ..sources.payload import read_json
@@ -236,9 +237,10 @@ class BuildersHandler(ApiHandler):
         latest = await self.master.store.builds.latest(names)
         recent = await self.master.store.builds.recent(names, per_builder) if per_builder else None
         for entry in builders:
-            entry["last_build"] = latest.get(entry["name"])
+            last = latest.get(entry["name"])
+            entry["last_build"] = build_json(last) if last is not None else None
             if recent is not None:
-                entry["builds"] = recent.get(entry["name"], [])
+                entry["builds"] = [build_json(b) for b in recent.get(entry["name"], [])]
         if name is None:
             self.reply({"builders": builders, "event_id": event_id})
         else:
@@ -294,26 +296,27 @@ class BuildsHandler(ApiHandler):
             result=_parse_result(result) if result else None,
             limit=self.int_argument("limit", 50),
         )
-        self.reply({"builds": builds})
+        self.reply({"builds": [build_json(b) for b in builds]})
 
 
 class BuildHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
-        build = await self.master.store.builds.get(path_id(build_id, "build"))
-        _, spec = await self.master.store.builds.buildset_of(build["id"])
+        stored = await self.master.store.builds.get(path_id(build_id, "build"))
+        _, spec = await self.master.store.builds.buildset_of(stored.id)
+        build = build_detail_json(stored)
         build["reason"] = spec.reason
         build["sourcestamps"] = [dataclasses.asdict(stamp) for stamp in spec.sourcestamps]
-        live = self.master.status.running_build(build["id"])
+        live = self.master.status.running_build(stored.id)
         if live is not None:  # stored when the build ends; until then, as they are now
             build["properties"] = live.properties.with_sources()
-        elif not build.get("properties"):  # a build from before properties were stored: its request's
+        elif not stored.properties:  # a build from before properties were stored: its request's
             build["properties"] = {name: list(pair) for name, pair in spec.properties.items()}
         build["current_step"] = live.current_step if live is not None else None
-        build["approval"] = self.master.approvals.waiting(build["id"])
-        build["tests"] = await self.master.store.steps.test_counts(build["id"])
-        build["changes"] = await self.master.store.changes.of_build(build["id"])
-        build["pull_request"] = await self.master.store.pull_requests.of_build(build["id"])
-        build["matrix_id"] = await self.master.store.matrices.of_build(build["id"])
+        build["approval"] = self.master.approvals.waiting(stored.id)
+        build["tests"] = await self.master.store.steps.test_counts(stored.id)
+        build["changes"] = await self.master.store.changes.of_build(stored.id)
+        build["pull_request"] = await self.master.store.pull_requests.of_build(stored.id)
+        build["matrix_id"] = await self.master.store.matrices.of_build(stored.id)
         self.reply(build)
 
 
@@ -334,7 +337,7 @@ class StopBuildHandler(ApiHandler):
         if self.who:
             reason = f"{reason} (by {self.who})"
         build = path_id(build_id, "build")
-        self.allow(Permission.STOP, (await self.master.store.builds.get(build))["builder"])
+        self.allow(Permission.STOP, (await self.master.store.builds.get(build)).builder)
         await self.master.stop_build(build, reason)
         self.reply({"stopping": build})
 
@@ -345,7 +348,7 @@ class RebuildHandler(ApiHandler):
         if set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
             raise InvalidRequest('a rebuild takes at most {"reason": "..."}')
         build = path_id(build_id, "build")
-        self.allow(Permission.FORCE, (await self.master.store.builds.get(build))["builder"])
+        self.allow(Permission.FORCE, (await self.master.store.builds.get(build)).builder)
         ids = await self.master.rebuild(build, reason=body.get("reason", ""), owner=self.who)
         self.reply({"buildrequest_ids": ids}, 201)
 
@@ -365,7 +368,7 @@ class DecideHandler(ApiHandler):
         if body.get("properties") is not None and not isinstance(body["properties"], dict):
             raise InvalidRequest("properties must be an object")
         build = path_id(build_id, "build")
-        self.allow(Permission.APPROVE, (await self.master.store.builds.get(build))["builder"])
+        self.allow(Permission.APPROVE, (await self.master.store.builds.get(build)).builder)
         decision = self.master.approvals.decide(
             build, verdict == "approve", by=self.who, comment=comment, values=body.get("properties")
         )
@@ -430,7 +433,7 @@ class BuildRequestHandler(ApiHandler):
         if not found:
             raise NotFound(f"no build request {request}")
         builds = await self.master.store.builds.query(request_id=request, limit=MAX_LIST)
-        self.reply({**waiting(self.master, found[0]), "builds": builds[::-1]})
+        self.reply({**waiting(self.master, found[0]), "builds": [build_json(b) for b in builds[::-1]]})
 
 
 class CancelRequestHandler(ApiHandler):

@@ -14,6 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, NotFound
+from ..record_json import build_json
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
@@ -60,15 +61,16 @@ class GridHandler(ApiHandler):
         builds = await store.builds.query(limit=wanted * GRID_BUILDS_PER_REVISION)
         rows: dict[str, dict[str, Any]] = {}
         for build in builds:  # newest first: a revision's row is placed by its newest build
-            revision = build["revision"]
+            revision = build.revision
             if not revision:
                 continue
             if revision not in rows:
                 if len(rows) == wanted:
                     continue
-                rows[revision] = {"revision": revision, "branch": build["branch"], "change": None, "builds": {}}
-            cell = {k: build[k] for k in ("id", "number", "result", "started_at", "finished_at")}
-            rows[revision]["builds"].setdefault(build["builder"], []).insert(0, cell)
+                rows[revision] = {"revision": revision, "branch": build.branch, "change": None, "builds": {}}
+            shown = build_json(build)
+            cell = {k: shown[k] for k in ("id", "number", "result", "started_at", "finished_at")}
+            rows[revision]["builds"].setdefault(build.builder, []).insert(0, cell)
         changes = await store.changes.recent(limit=max(wanted * 5, 100))
         for change in changes[::-1]:  # the newest change of a revision wins
             row = rows.get(change["revision"] or "")

@@ -45,6 +45,7 @@ from ..defaults import (
 )
 from ..errors import InvalidRequest, NotFound
 from ..master.events import Event, EventJournal, EventKind, concerns, id_to_time
+from ..record_json import build_json
 from .access import authorize_read
 from .api import error_status, json_error
 
@@ -182,17 +183,17 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
             for build in builds:
                 event = {
                     "type": EventKind.BUILD_FINISHED,
-                    "time": build["finished_at"],
-                    "build": build,
+                    "time": build.finished_at,
+                    "build": build_json(build),
                     "replayed": True,
                 }
-                if build["finished_at"] <= until and build["id"] not in seen and self.filter.wants(event):
+                if build.finished_at <= until and build.id not in seen and self.filter.wants(event):
                     events.append(event)
             if not await self._send_paced(events):
                 return False
-            if len(builds) < MAX_LIST or builds[-1]["finished_at"] > until:
+            if len(builds) < MAX_LIST or builds[-1].finished_at > until:
                 return True
-            when, after_id = builds[-1]["finished_at"], builds[-1]["id"]
+            when, after_id = builds[-1].finished_at, builds[-1].id
 
     def _on_event(self, event: Event) -> None:
         if not self.filter.wants(event):

@@ -15,6 +15,7 @@ from flowbot_worker.curve import KeyPair, create_key, load_key_pair
 import flowbot
 from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
 from flowbot.cli.run import reconfig
+from flowbot.record_json import build_json
 
 from ..support import finished_builds, step_log, wait_for
 
@@ -198,7 +199,7 @@ async def test_local_workers_of_an_encrypted_master_get_keys_and_build(keys, tmp
         # And build
         await master.force("b")
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query(builder="b")
+        (build,) = [build_json(b) for b in await master.store.builds.query(builder="b")]
         assert build["result"] == "SUCCESS"
     finally:
         await master.stop()

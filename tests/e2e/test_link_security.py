@@ -18,6 +18,8 @@ from zmq.utils.monitor import parse_monitor_message
 
 import flowbot
 from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
+from flowbot.record_json import build_json
+from flowbot.results import Result
 
 from ..support import (
     TEST_HEARTBEAT,
@@ -77,7 +79,7 @@ async def test_a_changed_worker_secret_takes_effect_at_reconfigure(tmp_path):
         await until(lambda: "w1" in master.registry.connections, what="the new w1 to connect")
         await master.force("b")
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query(builder="b")
+        (build,) = [build_json(b) for b in await master.store.builds.query(builder="b")]
         assert build["result"] == "SUCCESS"
 
         # And w2 is refused until a pipeline declares it again, then only with the secret declared then
@@ -188,7 +190,7 @@ async def test_a_second_worker_with_a_name_in_use_is_refused_until_the_first_is_
         assert master.registry.connections["w1"] is connection
         await master.force("b")
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query(builder="b")
+        (build,) = [build_json(b) for b in await master.store.builds.query(builder="b")]
         assert build["result"] == "SUCCESS" and master.registry.connections["w1"] is connection
         assert "refused" not in first.log()
 
@@ -197,7 +199,7 @@ async def test_a_second_worker_with_a_name_in_use_is_refused_until_the_first_is_
         await until(lambda: master.registry.connections.get("w1") not in (None, connection), 30, "the second w1 in")
         await master.force("b")
         await master.wait_idle(timeout=30)
-        assert [b["result"] for b in await master.store.builds.query(builder="b")] == ["SUCCESS", "SUCCESS"]
+        assert [b.result for b in await master.store.builds.query(builder="b")] == [Result.SUCCESS, Result.SUCCESS]
     finally:
         for worker in (first, second):
             if worker is not None:

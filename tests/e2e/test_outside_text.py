@@ -14,6 +14,7 @@ from flowbot_worker import protocol
 
 import flowbot
 from flowbot import Builder, ForceScheduler, Git, Pipeline, Shell, Trigger, Triggerable, Worker
+from flowbot.record_json import build_json
 
 from ..gitrepos import GitRepo
 from ..support import wait_for
@@ -132,7 +133,7 @@ async def test_a_workers_message_no_database_can_keep_reaches_the_log_replaced(t
 
         # Then the build ends as its command did, and its log keeps the message with U+FFFD in place
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query(builder="b")
+        (build,) = [build_json(b) for b in await master.store.builds.query(builder="b")]
         assert build["result"] == "FAILURE"
         lines = [line for _, line in await master.store.logs.lines(build["id"], 0)]
         assert "cannot open /srv/\ufffd\ufffd: denied \ufffd" in lines
@@ -173,11 +174,11 @@ async def test_what_a_worker_says_of_itself_and_its_checkout_is_kept_or_refused_
 
         # Then the checkout fails saying so, and nothing is triggered with that revision
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query(builder="b")
+        (build,) = [build_json(b) for b in await master.store.builds.query(builder="b")]
         assert build["result"] == "FAILURE"
         lines = [line for _, line in await master.store.logs.lines(build["id"], 0)]
         assert any("got_revision" in line and "lone surrogate" in line for line in lines), lines
-        assert await master.store.builds.query(builder="after") == []
+        assert [build_json(b) for b in await master.store.builds.query(builder="after")] == []
     finally:
         worker.close()
         await master.stop()

@@ -14,6 +14,7 @@ from flowbot_worker import protocol
 from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
 from flowbot.errors import FlowbotError
 from flowbot.master import Master, logs
+from flowbot.record_json import build_json
 
 from ..support import step_log, wait_for
 from .fake_worker import FakeWorker, until
@@ -253,7 +254,7 @@ async def test_output_is_acknowledged_once_stored_and_a_result_once_its_output_i
         stored = [a["offsets"]["stdout"] for a in acks if a["of"] == protocol.OUTPUT]
         assert stored == sorted(stored) and all(offset <= 23 for offset in stored)
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query()
+        (build,) = [build_json(b) for b in await master.store.builds.query()]
         assert build["result"] == "SUCCESS"
         lines = [line for stream, line in await master.store.logs.lines(build["id"], 0) if stream == "o"]
         assert lines == ["one", "two", "three", "four", "five"]
@@ -292,7 +293,7 @@ async def test_a_log_that_could_not_be_kept_says_so_and_its_build_is_not_a_plain
 
         # Then the build goes on and ends, as WARNINGS, saying how many lines it lost
         await master.wait_idle(timeout=90)
-        (build,) = await master.store.builds.query()
+        (build,) = [build_json(b) for b in await master.store.builds.query()]
         assert build["result"] == "WARNINGS"
         lines = await master.store.logs.lines(build_id, 0)
         notes = [line for _, line in lines if "could not be stored" in line]

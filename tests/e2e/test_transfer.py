@@ -11,6 +11,7 @@ from flowbot_worker import protocol
 
 import flowbot
 from flowbot import Builder, FileDownload, FileUpload, ForceScheduler, Pipeline, Worker
+from flowbot.record_json import build_json
 
 from ..support import finished_builds, step_log
 from .fake_worker import FakeWorker
@@ -107,7 +108,7 @@ async def test_transfers_that_stop_moving_fail_their_steps_with_the_reason(tmp_p
 
         # Then each step fails and says why
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query(builder="both-ways")
+        (build,) = [build_json(b) for b in await master.store.builds.query(builder="both-ways")]
         assert build["result"] == "FAILURE"
         logs = [[line for _, line in await master.store.logs.lines(build["id"], step)] for step in (0, 1)]
         assert "upload failed: no progress for 0.5 s" in logs[0]

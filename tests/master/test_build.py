@@ -18,6 +18,7 @@ from flowbot.master.build import RunningBuild
 from flowbot.master.events import DURABLE_KINDS, Event, EventBus
 from flowbot.master.locks import LockTable
 from flowbot.master.tasks import Tasks
+from flowbot.record_json import build_detail_json, build_event_json
 from flowbot.records import BuildRequest, BuildsetSpec, SourceStamp
 from flowbot.steps.base import CommandResult
 from flowbot.store import Store
@@ -152,7 +153,7 @@ async def test_steps_run_in_order_and_every_record_is_stored_before_its_event(st
     # Then both steps ran on its worker, in order, and the build is stored as it ended
     assert result == Result.SUCCESS
     assert connection.ran == ["make", "make test"]
-    stored = await store.builds.get(build.id)
+    stored = build_detail_json(await store.builds.get(build.id))
     assert (stored["result"], stored["worker"], stored["number"]) == ("SUCCESS", "w1", 1)
     assert [(s["name"], s["result"]) for s in stored["steps"]] == [("compile", "SUCCESS"), ("test", "SUCCESS")]
     assert ("o", "built") in await store.logs.lines(build.id, 0)
@@ -165,7 +166,7 @@ async def test_steps_run_in_order_and_every_record_is_stored_before_its_event(st
         ("step.finished", 1),
         ("build.finished", None),
     ]
-    assert services.seen[-1]["build"] == build.summary()
+    assert services.seen[-1]["build"] == build_event_json(build.summary())
 
 
 async def test_a_failing_step_that_halts_skips_the_rest_but_always_run_steps(store, tmp_path):
@@ -196,7 +197,7 @@ async def test_a_build_whose_worker_is_lost_ends_as_retry_so_its_request_runs_ag
     # Then it ends as RETRY, and nothing more was sent to the lost worker
     assert result == Result.RETRY
     assert connection.ran == ["make"]
-    stored = await store.builds.get(build.id)
+    stored = build_detail_json(await store.builds.get(build.id))
     assert stored["result"] == "RETRY"
     assert "the build will be retried" in "\n".join(line for _, line in await store.logs.lines(build.id, 0))
 

@@ -8,6 +8,7 @@ import time
 import flowbot
 from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
 from flowbot.master.events import EventKind
+from flowbot.results import Result
 
 
 async def test_a_worker_is_not_lost_while_the_master_holds_its_own_loop(tmp_path) -> None:
@@ -39,7 +40,7 @@ async def test_a_worker_is_not_lost_while_the_master_holds_its_own_loop(tmp_path
         # Then the worker, which spoke all along, is not lost, and its build ends well
         await master.wait_idle(timeout=30)
         assert lost == []
-        assert [b["result"] for b in await master.store.builds.query(limit=5)] == ["SUCCESS"]
+        assert [b.result for b in await master.store.builds.query(limit=5)] == [Result.SUCCESS]
         # And the master measured the stall
         assert master.loop_lag.max >= 1.9
         assert master.loop_lag.histogram.collect()[0].samples

@@ -10,6 +10,7 @@ import pytest
 
 import flowbot
 from flowbot import Builder, ConfigError, ForceScheduler, Periodic, Pipeline, Reporter, Result, Shell, Worker
+from flowbot.record_json import build_detail_json, build_json
 from flowbot.sources.base import ChangeSource
 
 
@@ -130,9 +131,9 @@ async def test_a_pipeline_that_fails_to_start_leaves_the_master_on_the_one_befor
         await master.force("b")
         await master.wait_idle(timeout=30)
         await _until(lambda: reporter.finished == ["b #1"])
-        (build,) = await master.store.builds.query()
+        (build,) = [build_json(b) for b in await master.store.builds.query()]
         assert build["result"] == "SUCCESS"
-        assert [s["name"] for s in (await master.store.builds.get(build["id"]))["steps"]] == ["good"]
+        assert [s["name"] for s in (build_detail_json(await master.store.builds.get(build["id"])))["steps"]] == ["good"]
     finally:
         await master.stop()
 
@@ -158,7 +159,7 @@ async def test_a_builder_added_in_a_cell_can_be_forced_in_the_same_cell(tmp_path
         await master.wait_idle(timeout=30)
 
         # Then the new builder built
-        (build,) = await master.store.builds.query(builder="new")
+        (build,) = [build_json(b) for b in await master.store.builds.query(builder="new")]
         assert build["result"] == "SUCCESS"
     finally:
         await master.stop()
@@ -186,8 +187,8 @@ async def test_a_cell_whose_pipeline_fails_to_start_makes_the_next_awaited_call_
         assert master.pipeline is good
         await master.force("b")
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query()
-        assert [s["name"] for s in (await master.store.builds.get(build["id"]))["steps"]] == ["good"]
+        (build,) = [build_json(b) for b in await master.store.builds.query()]
+        assert [s["name"] for s in (build_detail_json(await master.store.builds.get(build["id"])))["steps"]] == ["good"]
     finally:
         await master.stop()
 
@@ -245,7 +246,9 @@ async def test_a_reconfigure_says_what_it_changes_and_does_to_running_and_waitin
         assert applied.applied and applied.effects == shown.effects and master.pipeline is new
         (tmp_path / "go").touch()
         await master.wait_idle(timeout=30)
-        builds = [await master.store.builds.get(b["id"]) for b in reversed(await master.store.builds.query())]
+        builds = [
+            build_detail_json(await master.store.builds.get(b.id)) for b in reversed(await master.store.builds.query())
+        ]
         assert [b["steps"][0]["name"] for b in builds] == ["old", "new"]
         assert [b["result"] for b in builds] == [Result.SUCCESS.name] * 2
         # And the same pipeline again changes nothing

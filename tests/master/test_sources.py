@@ -14,6 +14,7 @@ from typing import Any
 import flowbot
 from flowbot import AnyBranchScheduler, Builder, GitHubHook, GitPoller, Pipeline, Shell, Worker
 from flowbot.pull_requests import check_run_id
+from flowbot.record_json import build_json
 
 from ..gitrepos import GitRepo
 from ..sources.test_github import comment
@@ -73,7 +74,7 @@ async def test_closing_a_pull_request_cancels_its_pending_requests_and_stops_its
         requests = {r["revision"]: r for r in await master.store.requests.query()}
         await wait_for_async(lambda: len(master.running) == 1 and not master.queue, 20, "the push to start")
         assert await pull_request_build.recorded() is None  # its end is in the store
-        builds = await master.store.builds.query()
+        builds = [build_json(b) for b in await master.store.builds.query()]
         first = next(b for b in builds if b["revision"] == "a" * 40)
         assert first["result"] == "CANCELLED"
         assert requests["b" * 40]["result"] == "CANCELLED" and requests["b" * 40]["claimed_at"] is None
@@ -112,7 +113,7 @@ async def test_a_retest_comment_builds_the_last_head_again_even_after_a_restart(
         assert len(ids) == 1 and ids[0] != change_id and note == "octocat asked for #2 to be built again"
         assert refused == [] and "(NONE) may not build pull request #2 again" in why
         assert again == [] and "was received before" in repeated
-        builds = await master.store.builds.query()
+        builds = [build_json(b) for b in await master.store.builds.query()]
         assert [(b["revision"], b["branch"], b["result"]) for b in builds] == [
             ("c" * 40, "refs/pull/2/head", "SUCCESS"),
             ("c" * 40, "refs/pull/2/head", "SUCCESS"),
@@ -135,7 +136,7 @@ async def test_a_check_run_rerequest_runs_its_build_again_once(tmp_path):
         await master.start_local_workers()
         await deliver(master, "pull_request", delivery("pull_request.opened", head="d" * 40))
         await master.wait_idle(30)
-        (build,) = await master.store.builds.query()
+        (build,) = [build_json(b) for b in await master.store.builds.query()]
 
         # A re-run of the build's check run runs it again, once however often it is delivered
         rerun = delivery("check_run.rerequested")
@@ -144,7 +145,7 @@ async def test_a_check_run_rerequest_runs_its_build_again_once(tmp_path):
         assert ids == [] and note.startswith(f"build {build['id']} runs again (request(s) ")
         assert "was received before" in (await deliver(master, "check_run", rerun, "r1"))[1]
         await master.wait_idle(30)
-        builds = await master.store.builds.query()
+        builds = [build_json(b) for b in await master.store.builds.query()]
         assert [b["revision"] for b in builds] == ["d" * 40, "d" * 40]
         _, spec = await master.store.builds.buildset_of(builds[0]["id"])
         assert list(spec.properties["rebuild_of"]) == [build["id"], "Rebuild"]
@@ -157,7 +158,7 @@ async def test_a_check_run_rerequest_runs_its_build_again_once(tmp_path):
         assert note == f"build {build['id']} is not run again: build {build['id']} did not build {'e' * 40}"
         rerun["check_run"]["external_id"] = check_run_id(999)
         assert (await deliver(master, "check_run", rerun, "r3"))[1] == "build 999 is not run again: no build 999"
-        assert len(await master.store.builds.query()) == 2
+        assert len([build_json(b) for b in await master.store.builds.query()]) == 2
     finally:
         await master.stop()
 

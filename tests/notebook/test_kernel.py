@@ -66,7 +66,7 @@ def test_interrupting_a_cell_leaves_the_local_workers_running(kernel):
     printed = execute(
         client,
         'await master.force("b")\nawait master.wait_idle(timeout=30)\n'
-        'print([b["result"] for b in await master.store.builds.query()], sorted(master.registry.connections))',
+        "print([b.result.name for b in await master.store.builds.query()], sorted(master.registry.connections))",
     )
     assert printed.strip() == "['SUCCESS'] ['w1', 'w2']"
     assert all(_running(pid) for pid in pids)

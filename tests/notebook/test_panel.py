@@ -28,6 +28,7 @@ from flowbot import (
     Worker,
 )
 from flowbot.errors import NotFound
+from flowbot.record_json import build_detail_json, build_json
 
 
 def pipeline(master=None, extra_builder: bool = False) -> Pipeline:
@@ -127,7 +128,7 @@ async def test_running_the_pipeline_cell_again_reconfigures_and_a_broken_one_cha
         assert [row["name"] for row in panel.overview["builders"]] == ["unit", "slow", "docs"]
         assert await panel.force("docs", {})
         await master.wait_idle(timeout=30)
-        (build,) = await master.store.builds.query(builder="docs")
+        (build,) = [build_json(b) for b in await master.store.builds.query(builder="docs")]
         assert build["result"] == "SUCCESS"
         panel.close()
         # A cell with a mistake raises where it is, and the master keeps its pipeline
@@ -306,8 +307,8 @@ async def test_the_force_form_leaves_empty_fields_out_so_the_scheduler_can_say_w
         await master.wait_idle(timeout=30)
 
         # Then the build has that number, and no value for the fields left empty
-        (build,) = await master.store.builds.query()
-        properties = (await master.store.builds.get(build["id"]))["properties"]
+        (build,) = [build_json(b) for b in await master.store.builds.query()]
+        properties = (build_detail_json(await master.store.builds.get(build["id"])))["properties"]
         assert properties["jobs"][0] == 3 and "retries" not in properties and "note" not in properties
         panel.close()
     finally:

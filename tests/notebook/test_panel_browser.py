@@ -171,7 +171,7 @@ def test_the_panel_runs_live_in_jupyterlab(jupyterlab, browser, tmp_path):
         page.locator(".jp-OutputArea-output svg").first.wait_for(timeout=WAIT)
 
         # And a build and a History frame display richly, from cells the user adds
-        run_cell(page, "master.history.build((await master.store.builds.query(builder='slow'))[-1]['id'])")
+        run_cell(page, "master.history.build((await master.store.builds.query(builder='slow'))[-1].id)")
         page.locator(".flowbot-build", has_text="slow #1").wait_for(timeout=WAIT)
         assert "boom" in page.locator(".flowbot-build").inner_text()
         run_cell(page, "master.history.builds()[['builder', 'number', 'result']]")
@@ -220,7 +220,7 @@ def _():
 async def _(master, mo, show):
     mo.stop(not show.value)
     builds = master.history.builds()[["builder", "number", "result"]]
-    report = master.history.build((await master.store.builds.query(builder="slow"))[-1]["id"])
+    report = master.history.build((await master.store.builds.query(builder="slow"))[-1].id)
     return builds, report
 
 

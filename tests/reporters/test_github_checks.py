@@ -18,6 +18,7 @@ import flowbot
 from flowbot import Builder, ConfigError, ForceScheduler, GitHubChecks, Interpolate, Pipeline, Shell, Worker
 from flowbot.errors import ReportError, ReportRejected
 from flowbot.junit import Outcome, TestCase
+from flowbot.record_json import build_detail_json, build_json
 from flowbot.records import Build, SourceStamp, StepRecord
 from flowbot.results import Result
 
@@ -222,8 +223,8 @@ async def test_a_build_that_failed_for_a_commands_time_concludes_timed_out(tmp_p
         # When a build of a commit runs it
         await master.force("unit", revision=HEAD)
         await master.wait_idle(30)
-        (stored,) = await master.store.builds.query()
-        step = (await master.store.builds.get(stored["id"]))["steps"][0]
+        (stored,) = [build_json(b) for b in await master.store.builds.query()]
+        step = (build_detail_json(await master.store.builds.get(stored["id"])))["steps"][0]
         completed = await wait_for_async(
             lambda: [r for r in github.check_runs.values() if r.fields.get("status") == "completed"],
             20,

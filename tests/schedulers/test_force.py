@@ -9,6 +9,7 @@ from tornado.httpclient import AsyncHTTPClient
 
 import flowbot
 from flowbot import Builder, ForceScheduler, IntParameter, Pipeline, Shell, StringParameter, Worker
+from flowbot.record_json import build_json
 
 
 def scheduler() -> ForceScheduler:
@@ -71,7 +72,7 @@ async def test_the_api_refuses_a_required_parameter_left_empty(tmp_path):
             )
             assert answer.code == 400
             assert json.loads(answer.body)["error"] == message
-        assert await master.store.builds.query() == []
+        assert [build_json(b) for b in await master.store.builds.query()] == []
     finally:
         client.close()
         await master.stop()

@@ -15,6 +15,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from flowbot import Builder, ForceScheduler, Pipeline, Shell, Worker
 from flowbot.errors import StoreError
 from flowbot.master import Master
+from flowbot.record_json import build_json
 from flowbot.store import Store
 
 from .test_store import NOW, buildset
@@ -96,7 +97,7 @@ async def test_a_full_database_refuses_new_work_clearly_and_the_master_carries_o
         # And once there is room again, builds run and are recorded beside the first one
         await master.force("unit")
         await master.wait_idle(timeout=60)
-        builds = await master.store.builds.query()
+        builds = [build_json(b) for b in await master.store.builds.query()]
         assert [(b["number"], b["result"]) for b in builds] == [(2, "SUCCESS"), (1, "SUCCESS")]
 
 

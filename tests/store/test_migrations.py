@@ -151,7 +151,7 @@ async def test_builds_stored_without_a_revision_get_the_one_they_checked_out(db_
     # When the current flowbot opens it
     store = await Store.open(db_url)
     try:
-        builds = {b["id"]: b["revision"] for b in await store.builds.query()}
+        builds = {b.id: b.revision for b in await store.builds.query()}
     finally:
         await store.close()
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from flowbot import Retention
 from flowbot.defaults import MAX_LIST
+from flowbot.record_json import build_json
 from flowbot.records import BuildsetSpec, SourceStamp
 from flowbot.store import Store, janitor
 from flowbot.store import schema as t
@@ -116,7 +117,10 @@ async def test_each_page_of_a_resumed_event_stream_is_a_range_of_an_index(
 ):
     # When the event stream's resume reads a page after the first, as for a client back after days
     with plans(store, "builds") as explained:
-        page = await store.builds.finished_after(T0 + 3600, after_id=61, builder=builder, limit=MAX_LIST)
+        page = [
+            build_json(b)
+            for b in await store.builds.finished_after(T0 + 3600, after_id=61, builder=builder, limit=MAX_LIST)
+        ]
     assert len(page) == MAX_LIST
     # Then the database reads that page from the index, in the index's order: no scan, no sort
     (only,) = explained
@@ -134,10 +138,12 @@ async def test_paging_through_builds_that_finished_together_returns_each_once_in
             conn.execute(sa.update(t.builds).values(finished_at=T0 + t.builds.c.id // 3 * 60))
 
         await store.submit(write)
-        expected = [(b["finished_at"], b["id"]) for b in await store.builds.finished_after(T0 - 1)]
+        expected = [(b.finished_at, b.id) for b in await store.builds.finished_after(T0 - 1)]
         # When a reader pages through them four at a time, each page after the last build of the one before
         pages, when, after_id = [], T0 - 1, None
-        while page := await store.builds.finished_after(when, after_id=after_id, builder="b0", limit=4):
+        while page := [
+            build_json(b) for b in await store.builds.finished_after(when, after_id=after_id, builder="b0", limit=4)
+        ]:
             pages.append(page)
             when, after_id = page[-1]["finished_at"], page[-1]["id"]
     finally:
@@ -180,7 +186,7 @@ async def test_the_newest_builds_of_each_builder_are_a_range_of_an_index(store: 
     with plans(store, "builds") as explained:
         recent = await store.builds.recent(["b0", "b1", "b2", "b3", "gone"], 25)
     # Then each builder has its newest, newest first (a builder without builds has none)
-    assert [b["id"] for b in recent["b1"]] == list(range(BUILDS - 2, BUILDS - 2 - 25 * 4, -4))
+    assert [b.id for b in recent["b1"]] == list(range(BUILDS - 2, BUILDS - 2 - 25 * 4, -4))
     assert sorted(recent) == ["b0", "b1", "b2", "b3"]
     # And each builder's are read backwards along the (builder, number) index: no scan of the
     # builds, no sort, nothing ranked over the whole table

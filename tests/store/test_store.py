@@ -17,7 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from flowbot.errors import InvalidRequest, NotFound, StoreError
-from flowbot.records import BuildRequest, BuildsetSpec, Change, Release, SourceStamp
+from flowbot.record_json import build_detail_json, build_json
+from flowbot.records import Build, BuildRequest, BuildsetSpec, Change, Release, SourceStamp
 from flowbot.results import Result
 from flowbot.store import Ref, Store
 from flowbot.store import schema as t
@@ -200,7 +201,7 @@ async def test_a_build_written_through_the_hot_path_reads_back_with_steps_and_lo
 
     # Then the build is listed with its times and result
     assert build.id is not None
-    (listed,) = await store.builds.query()
+    (listed,) = [build_json(b) for b in await store.builds.query()]
     assert listed == {
         "id": build.id,
         "builder": "unit",
@@ -218,7 +219,7 @@ async def test_a_build_written_through_the_hot_path_reads_back_with_steps_and_lo
     }
 
     # And its steps come back in order with results and log names
-    detail = await store.builds.get(build.id)
+    detail = build_detail_json(await store.builds.get(build.id))
     assert {k: v for k, v in detail.items() if k not in ("steps", "properties")} == listed
     assert detail["steps"] == [
         {
@@ -270,9 +271,9 @@ async def test_a_running_build_is_visible_before_it_finishes(store: Store) -> No
         store.logs.append(step, "stdio", 0, "still going", "o"),
     )
 
-    (listed,) = await store.builds.query()
+    (listed,) = [build_json(b) for b in await store.builds.query()]
     assert (listed["result"], listed["finished_at"]) == (None, None)
-    (running_step,) = (await store.builds.get(build.id))["steps"]
+    (running_step,) = (build_detail_json(await store.builds.get(build.id)))["steps"]
     assert (running_step["result"], running_step["finished_at"]) == (None, None)
     assert await store.logs.lines(build.id, 0) == [("o", "still going")]
     # Claimed, so no longer waiting, but not complete either
@@ -297,7 +298,7 @@ async def test_retry_puts_the_request_back_in_the_queue_and_a_rerun_completes_it
     assert await store.requests.pending() == []
     row = await request_row(store, request.id)
     assert (row["complete_at"], row["result"]) == (NOW + 101, "SUCCESS")
-    builds = await store.builds.query(request_id=request.id)
+    builds = [build_json(b) for b in await store.builds.query(request_id=request.id)]
     assert [(b["id"], b["result"], b["worker"]) for b in builds] == [(rerun, "SUCCESS", "w2"), (lost, "RETRY", "w1")]
 
 
@@ -333,7 +334,7 @@ async def test_cancelling_a_request_completes_it_as_cancelled_and_only_once(stor
     assert await store.requests.pending() == []
     row = await request_row(store, waiting.id)
     assert (row["complete_at"], row["result"]) == (NOW + 5, "CANCELLED")
-    assert await store.builds.query(request_id=waiting.id) == []
+    assert [build_json(b) for b in await store.builds.query(request_id=waiting.id)] == []
     (buildset_row,) = await rows(store, t.buildsets)
     assert (buildset_row.complete_at, buildset_row.result) == (NOW + 5, Result.CANCELLED)
 
@@ -354,7 +355,7 @@ async def test_claiming_a_request_that_is_no_longer_pending_is_not_found(store: 
         await store.builds.start(request, 2, "w1", NOW + 10, "master", build)
 
     assert build.id is None
-    assert [b["number"] for b in await store.builds.query()] == [1]
+    assert [b.number for b in await store.builds.query()] == [1]
 
 
 async def test_a_failed_write_fails_alone_and_the_rest_of_its_batch_commits(
@@ -382,9 +383,9 @@ async def test_a_failed_write_fails_alone_and_the_rest_of_its_batch_commits(
     # And they were in one batch with the other writes, which all committed
     assert any("batch of 5 writes failed" in r.getMessage() for r in caplog.records)
     assert not any(isinstance(outcome, BaseException) for outcome in outcomes[2:])
-    (build,) = await store.builds.query()
+    (build,) = [build_json(b) for b in await store.builds.query()]
     assert (build["id"], build["builder"], build["result"]) == (fresh.id, "unit", None)
-    assert [s["name"] for s in (await store.builds.get(fresh.id))["steps"]] == ["compile"]
+    assert [s["name"] for s in (build_detail_json(await store.builds.get(fresh.id)))["steps"]] == ["compile"]
     assert await store.logs.lines(fresh.id, 0) == [("o", "ok")]
 
 
@@ -426,7 +427,7 @@ async def test_a_build_left_running_is_found_as_it_was_and_its_retry_queues_its_
         assert await store.builds.retry([build.id], NOW + 100) == 1
 
         # Then the running build and its running step end as RETRY; its finished step is untouched
-        detail = await store.builds.get(build.id)
+        detail = build_detail_json(await store.builds.get(build.id))
         assert (detail["result"], detail["finished_at"], detail["summary"]) == ("RETRY", NOW + 100, "master restarted")
         assert [(s["name"], s["result"], s["finished_at"]) for s in detail["steps"]] == [
             ("compile", "SUCCESS", NOW + 1),
@@ -438,7 +439,10 @@ async def test_a_build_left_running_is_found_as_it_was_and_its_retry_queues_its_
         assert [r.id for r in await store.requests.pending()] == [running.id]
         assert (await request_row(store, running.id))["claimed_at"] is None
         assert (await request_row(store, finished.id))["result"] == "SUCCESS"
-        assert {b["builder"]: b["result"] for b in await store.builds.query()} == {"lint": "SUCCESS", "unit": "RETRY"}
+        assert {b.builder: b.result for b in await store.builds.query()} == {
+            "lint": Result.SUCCESS,
+            "unit": Result.RETRY,
+        }
 
         # And a second retry finds nothing to do, nor anything left running
         assert await store.builds.retry([build.id], NOW + 200) == 0
@@ -480,8 +484,8 @@ async def test_builds_are_newest_first_and_filter_by_builder_result_and_limit(st
         (request,) = await store.requests.add_buildset(buildset(builder), NOW + number)
         made.append(await run_build(store, request, number, result, at=NOW + number))
 
-    def ids(builds: list[dict[str, Any]]) -> list[int]:
-        return [b["id"] for b in builds]
+    def ids(builds: list[Build]) -> list[int]:
+        return [b.id for b in builds]
 
     # Then they are listed newest first, and each filter narrows the list
     assert ids(await store.builds.query()) == made[::-1]
@@ -492,7 +496,7 @@ async def test_builds_are_newest_first_and_filter_by_builder_result_and_limit(st
     assert await store.builds.query(builder="docs") == []
     # And the newest build of each builder is at hand
     latest = await store.builds.latest(["unit", "lint", "docs"])
-    assert {name: b["id"] for name, b in latest.items()} == {"unit": made[4], "lint": made[3]}
+    assert {name: b.id for name, b in latest.items()} == {"unit": made[4], "lint": made[3]}
 
 
 async def test_missing_builds_and_logs_are_not_found(store: Store) -> None:
@@ -500,7 +504,7 @@ async def test_missing_builds_and_logs_are_not_found(store: Store) -> None:
     build_id = await run_build(store, request, 1, Result.SUCCESS)
 
     with pytest.raises(NotFound):
-        await store.builds.get(build_id + 1)
+        build_detail_json(await store.builds.get(build_id + 1))
     with pytest.raises(NotFound):
         await store.logs.lines(build_id, 5)
     with pytest.raises(NotFound):
@@ -627,8 +631,8 @@ async def test_everything_survives_closing_and_reopening(db_url: str) -> None:
         build_id = await run_build(store, built, 1, Result.SUCCESS)
         await store.workers.connected("w1", {"os": "posix"}, NOW)
         before = (
-            await store.builds.query(),
-            await store.builds.get(build_id),
+            [build_json(b) for b in await store.builds.query()],
+            build_detail_json(await store.builds.get(build_id)),
             await store.logs.lines(build_id, 0),
             await store.workers.all(),
         )
@@ -640,8 +644,8 @@ async def test_everything_survives_closing_and_reopening(db_url: str) -> None:
     try:
         # Then everything is there as it was
         after = (
-            await store.builds.query(),
-            await store.builds.get(build_id),
+            [build_json(b) for b in await store.builds.query()],
+            build_detail_json(await store.builds.get(build_id)),
             await store.logs.lines(build_id, 0),
             await store.workers.all(),
         )
@@ -728,7 +732,7 @@ async def test_long_free_text_is_stored_whole_on_every_database(store: Store) ->
     assert [r.path for r in await rows(store, t.change_files)] == list(change.files)
     (claimed,) = await rows(store, t.buildrequests)
     assert claimed.claimed_by == "host:/" + "d" * 400
-    detail = await store.builds.get(build.id)
+    detail = build_detail_json(await store.builds.get(build.id))
     assert (detail["builder"], detail["worker"], detail["branch"]) == ("b" * 300, "w" * 300, long["branch"])
     assert detail["steps"][0]["name"] == "n" * 300
     assert detail["steps"][0]["logs"] == ["l" * 300]

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from flowbot.errors import StoreUnavailable
+from flowbot.record_json import build_detail_json
 from flowbot.results import Result
 from flowbot.store import Ref, Store
 from flowbot.store.writer import GroupWriter
@@ -61,7 +62,7 @@ async def test_a_builds_records_wait_for_a_stopped_database_while_new_work_is_re
         stoppable_postgres.start()
         await asyncio.wait_for(asyncio.gather(*records), 15)
         assert store.available and len(came_back) == 1
-        stored = await store.builds.get(build.id)
+        stored = build_detail_json(await store.builds.get(build.id))
         assert (stored["result"], stored["finished_at"], stored["steps"][0]["result"]) == (
             "SUCCESS",
             NOW + 3,
@@ -139,7 +140,7 @@ async def test_writes_held_by_a_full_disk_are_written_once_there_is_room_again(s
         disk.free()
         await asyncio.wait_for(asyncio.gather(*chunks, *end), 15)
         assert len(await store.logs.lines(build.id, 0)) == 8000
-        assert (await store.builds.get(build.id))["result"] == "SUCCESS"
+        assert (build_detail_json(await store.builds.get(build.id)))["result"] == "SUCCESS"
         await store.requests.add_buildset(buildset("lint"), NOW + 5)
     finally:
         await store.close()

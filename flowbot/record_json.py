@@ -1,0 +1,116 @@
+"""The JSON of the records people read: builds, steps, build requests and changes.
+
+Made here and only here, so the REST API, the event stream and the command line agree on every
+key; results travel by name (``"SUCCESS"``), times as epoch seconds. Each ``*_from_json`` reads
+back what its ``*_json`` wrote (the command line reads the API's answers with them).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .records import Build, StepRecord
+from .results import Result
+
+
+def result_json(result: Result | None) -> str | None:
+    return result.name if result is not None else None
+
+
+def result_from_json(name: str | None) -> Result | None:
+    return Result[name] if name is not None else None
+
+
+def build_json(build: Build) -> dict[str, Any]:
+    """A build as lists show it (no steps, no properties)."""
+    return {
+        "id": build.id,
+        "builder": build.builder,
+        "number": build.number,
+        "worker": build.worker,
+        "result": result_json(build.result),
+        "branch": build.branch,
+        "revision": build.revision,
+        "request_id": build.request_id,
+        "submitted_at": build.submitted_at,
+        "started_at": build.started_at,
+        "finished_at": build.finished_at,
+        "summary": build.summary,
+        "attempt": build.attempt,
+    }
+
+
+def build_detail_json(build: Build) -> dict[str, Any]:
+    """A build as its own page shows it: with its steps and properties (``{name: [value, source]}``)."""
+    return {
+        **build_json(build),
+        "steps": [step_json(step) for step in build.steps],
+        "properties": {name: list(pair) for name, pair in build.properties.items()},
+    }
+
+
+def build_event_json(build: Build) -> dict[str, Any]:
+    """A build as its ``build.started`` and ``build.finished`` events carry it."""
+    return {
+        "id": build.id,
+        "builder": build.builder,
+        "number": build.number,
+        "worker": build.worker,
+        "branch": build.branch,
+        "revision": build.revision,
+        "request_id": build.request_id,
+        "submitted_at": build.submitted_at,
+        "started_at": build.started_at,
+        "finished_at": build.finished_at,
+        "result": result_json(build.result),
+        "attempt": build.attempt,
+    }
+
+
+def build_from_json(data: dict[str, Any]) -> Build:
+    """A build from any of the shapes above (keys a shape lacks keep their defaults)."""
+    return Build(
+        id=data["id"],
+        builder=data["builder"],
+        number=data["number"],
+        worker=data["worker"],
+        started_at=data["started_at"],
+        finished_at=data["finished_at"],
+        result=result_from_json(data["result"]),
+        branch=data["branch"],
+        revision=data["revision"],
+        request_id=data["request_id"],
+        submitted_at=data["submitted_at"],
+        summary=data.get("summary", ""),
+        attempt=data["attempt"],
+        steps=tuple(step_from_json(step) for step in data.get("steps", ())),
+        properties={name: tuple(pair) for name, pair in data.get("properties", {}).items()},
+    )
+
+
+def step_json(step: StepRecord) -> dict[str, Any]:
+    return {
+        "number": step.number,
+        "name": step.name,
+        "result": result_json(step.result),
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "summary": step.summary,
+        "hidden": step.hidden,
+        "attempts": step.attempts,
+        "logs": list(step.logs),
+    }
+
+
+def step_from_json(data: dict[str, Any]) -> StepRecord:
+    return StepRecord(
+        number=data["number"],
+        name=data["name"],
+        result=result_from_json(data["result"]),
+        started_at=data["started_at"],
+        finished_at=data["finished_at"],
+        summary=data["summary"],
+        hidden=data["hidden"],
+        attempts=data["attempts"],
+        logs=tuple(data["logs"]),
+    )
