@@ -2,14 +2,14 @@
 
 Made here and only here, so the REST API, the event stream and the command line agree on every
 key; results travel by name (``"SUCCESS"``), times as epoch seconds. Each ``*_from_json`` reads
-back what its ``*_json`` wrote (the command line reads the API's answers with them).
+back what its ``*_json`` wrote (reporters read a build's event with it).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .records import Build, StepRecord
+from .records import Build, BuildRequest, Change, SourceStamp, StepRecord
 from .results import Result
 
 
@@ -114,3 +114,45 @@ def step_from_json(data: dict[str, Any]) -> StepRecord:
         attempts=data["attempts"],
         logs=tuple(data["logs"]),
     )
+
+
+def request_json(request: BuildRequest) -> dict[str, Any]:
+    """A build request as the API lists it (by its first source's branch and revision)."""
+    first = request.sourcestamps[0] if request.sourcestamps else SourceStamp()
+    return {
+        "id": request.id,
+        "buildset_id": request.buildset_id,
+        "builder": request.builder,
+        "priority": request.priority,
+        "reason": request.reason,
+        "branch": first.branch,
+        "revision": first.revision,
+        "submitted_at": request.submitted_at,
+        "claimed_at": request.claimed_at,
+        "complete_at": request.complete_at,
+        "result": result_json(request.result),
+        "summary": request.summary,
+        "matrix_id": request.matrix_id,
+        "cell": request.cell,
+    }
+
+
+def change_json(change: Change) -> dict[str, Any]:
+    """A stored change as the API lists it."""
+    return {
+        "id": change.id,
+        "repository": change.repository,
+        "branch": change.branch,
+        "revision": change.revision,
+        "project": change.project,
+        "codebase": change.codebase,
+        "author": change.author,
+        "committer": change.committer,
+        "comments": change.comments,
+        "category": change.category,
+        "revlink": change.revlink,
+        "received_at": change.received_at,
+        "properties": change.properties,
+        "when": change.when,
+        "files": list(change.files),
+    }

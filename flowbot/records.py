@@ -38,6 +38,8 @@ class Change:
     properties: dict[str, Any] = field(default_factory=dict)
     #: The store's id, once stored.
     id: int | None = None
+    #: When the master received it, once stored.
+    received_at: float | None = None
 
     def sourcestamp(self) -> SourceStamp:
         """The source a build of this change checks out."""
@@ -139,6 +141,12 @@ class BuildRequest:
     #: The matrix it is a cell of, and the cell's ``{axis: value}`` (also among ``properties``).
     matrix_id: int | None = None
     cell: dict[str, Any] | None = None
+    #: When a master claimed it and when it completed, with what (read back for people; the
+    #: store's list of requests leaves ``properties`` out).
+    claimed_at: float | None = None
+    complete_at: float | None = None
+    result: Result | None = None
+    summary: str | None = None
 
     @property
     def branch(self) -> str | None:

@@ -10,10 +10,12 @@ from flowbot.record_json import (
     build_event_json,
     build_from_json,
     build_json,
+    change_json,
+    request_json,
     step_from_json,
     step_json,
 )
-from flowbot.records import Build, StepRecord
+from flowbot.records import Build, BuildRequest, Change, SourceStamp, StepRecord
 from flowbot.results import Result
 
 STEP = StepRecord(
@@ -98,3 +100,61 @@ def test_each_shape_reads_back_as_the_record_it_came_from() -> None:
     running = Build(id=8, builder="unit", number=4, worker="w2", started_at=200.0, request_id=6, submitted_at=199.0)
     assert build_from_json(through_text(build_event_json(running))) == running
     assert step_from_json(through_text(step_json(STEP))) == STEP
+
+
+def test_a_request_shows_its_first_sources_branch_and_revision_and_its_end_by_name() -> None:
+    request = BuildRequest(
+        id=4,
+        buildset_id=2,
+        builder="unit",
+        sourcestamps=(SourceStamp(branch="main", revision="abc"), SourceStamp(codebase="docs", branch="gh-pages")),
+        reason="forced",
+        priority=1,
+        submitted_at=90.0,
+        claimed_at=95.0,
+        complete_at=99.0,
+        result=Result.CANCELLED,
+        summary="superseded by def",
+    )
+    shown = request_json(request)
+    assert list(shown) == [
+        "id",
+        "buildset_id",
+        "builder",
+        "priority",
+        "reason",
+        "branch",
+        "revision",
+        "submitted_at",
+        "claimed_at",
+        "complete_at",
+        "result",
+        "summary",
+        "matrix_id",
+        "cell",
+    ]
+    assert (shown["branch"], shown["revision"], shown["result"]) == ("main", "abc", "CANCELLED")
+    assert request_json(dataclasses.replace(request, sourcestamps=()))["branch"] is None
+
+
+def test_a_change_lists_its_files_and_when_it_was_made_and_received() -> None:
+    change = Change(branch="main", revision="abc", author="alice", files=("a.py", "b.py"), when=80.0, id=3)
+    shown = through_text(change_json(dataclasses.replace(change, received_at=81.0)))
+    assert list(shown) == [
+        "id",
+        "repository",
+        "branch",
+        "revision",
+        "project",
+        "codebase",
+        "author",
+        "committer",
+        "comments",
+        "category",
+        "revlink",
+        "received_at",
+        "properties",
+        "when",
+        "files",
+    ]
+    assert (shown["files"], shown["when"], shown["received_at"]) == (["a.py", "b.py"], 80.0, 81.0)

@@ -118,28 +118,16 @@ class Changes:
 
         return await self._db.read(fn)
 
-    async def recent(self, *, limit: int = 50, change_id: int | None = None) -> list[dict[str, Any]]:
+    async def recent(self, *, limit: int = 50, change_id: int | None = None) -> list[Change]:
         """Changes newest first (or the one ``change_id``), with the files each touched."""
         query = sa.select(t.changes).order_by(t.changes.c.id.desc()).limit(limit)
         if change_id is not None:
             query = query.where(t.changes.c.id == change_id)
 
-        def fn(conn: sa.Connection) -> list[dict[str, Any]]:
+        def fn(conn: sa.Connection) -> list[Change]:
             rows = conn.execute(query).all()
-            files: dict[int, list[str]] = {}
-            if rows:
-                f = t.change_files.c
-                for change_id, path in conn.execute(
-                    sa.select(f.change_id, f.path).where(f.change_id.in_([r.id for r in rows]))
-                ):
-                    files.setdefault(change_id, []).append(path)
-            out = []
-            for row in rows:
-                change = row._asdict()
-                change["when"] = change.pop("when_at")
-                change["files"] = files.get(row.id, [])
-                out.append(change)
-            return out
+            files = _files(conn, [r.id for r in rows])
+            return [_change(row, files) for row in rows]
 
         return await self._db.read(fn)
 
@@ -199,28 +187,36 @@ def _release(
 def _load_changes(conn: sa.Connection, ids: list[int]) -> list[Change]:
     if not ids:
         return []
-    files: dict[int, list[str]] = {}
-    for change_id, path in conn.execute(
-        sa.select(t.change_files.c.change_id, t.change_files.c.path).where(t.change_files.c.change_id.in_(ids))
-    ):
-        files.setdefault(change_id, []).append(path)
+    files = _files(conn, ids)
     rows = conn.execute(sa.select(t.changes).where(t.changes.c.id.in_(ids)).order_by(t.changes.c.id))
-    return [
-        Change(
-            id=row.id,
-            repository=row.repository,
-            branch=row.branch,
-            revision=row.revision,
-            project=row.project,
-            codebase=row.codebase,
-            author=row.author,
-            committer=row.committer,
-            comments=row.comments,
-            category=row.category,
-            revlink=row.revlink,
-            when=row.when_at,
-            properties=row.properties or {},
-            files=tuple(files.get(row.id, ())),
-        )
-        for row in rows
-    ]
+    return [_change(row, files) for row in rows]
+
+
+def _files(conn: sa.Connection, ids: list[int]) -> dict[int, list[str]]:
+    """The files each of the changes ``ids`` touched."""
+    files: dict[int, list[str]] = {}
+    if ids:
+        f = t.change_files.c
+        for change_id, path in conn.execute(sa.select(f.change_id, f.path).where(f.change_id.in_(ids))):
+            files.setdefault(change_id, []).append(path)
+    return files
+
+
+def _change(row: sa.Row, files: dict[int, list[str]]) -> Change:
+    return Change(
+        id=row.id,
+        repository=row.repository,
+        branch=row.branch,
+        revision=row.revision,
+        project=row.project,
+        codebase=row.codebase,
+        author=row.author,
+        committer=row.committer,
+        comments=row.comments,
+        category=row.category,
+        revlink=row.revlink,
+        when=row.when_at,
+        received_at=row.received_at,
+        properties=row.properties or {},
+        files=tuple(files.get(row.id, ())),
+    )

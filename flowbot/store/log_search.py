@@ -145,9 +145,7 @@ class _Indexer:
             close_quietly(connection, "log indexer's")
 
 
-async def run(
-    engine: sa.Engine, queued: asyncio.Event, unsearched: Callable[[], frozenset[str]] = frozenset
-) -> None:
+async def run(engine: sa.Engine, queued: asyncio.Event, unsearched: Callable[[], frozenset[str]] = frozenset) -> None:
     """Index the queue whenever ``queued`` is set (chunks arrived), until cancelled; ``unsearched``
     names the builders whose logs are not indexed (asked before each batch: the pipeline may change)."""
     loop = asyncio.get_running_loop()

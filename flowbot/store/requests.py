@@ -65,7 +65,7 @@ class Requests:
         offset: int = 0,
         builder: str | None = None,
         request_id: int | None = None,
-    ) -> list[dict[str, Any]]:
+    ) -> list[BuildRequest]:
         """Requests in the order they would run when pending, newest first otherwise (or the one
         ``request_id``), of ``builder`` or all: ``limit`` of them from the ``offset``-th (a page)."""
         r = t.buildrequests
@@ -82,40 +82,32 @@ class Requests:
             query = query.order_by(r.c.id.desc())
         query = query.limit(limit).offset(offset)
 
-        def fn(conn: sa.Connection) -> list[dict[str, Any]]:
+        def fn(conn: sa.Connection) -> list[BuildRequest]:
             rows = conn.execute(query).all()
             stamps = sourcestamps(conn, {row.buildset_id for row in rows})
-            out = []
-            for row in rows:
-                first = (stamps.get(row.buildset_id) or (SourceStamp(),))[0]
-                out.append(
-                    {
-                        "id": row.id,
-                        "buildset_id": row.buildset_id,
-                        "builder": row.builder,
-                        "priority": row.priority,
-                        "reason": row.reason,
-                        "branch": first.branch,
-                        "revision": first.revision,
-                        "submitted_at": row.submitted_at,
-                        "claimed_at": row.claimed_at,
-                        "complete_at": row.complete_at,
-                        "result": result_name(row.result),
-                        "summary": row.summary,
-                        "matrix_id": row.matrix_id,
-                        "cell": row.cell,
-                    }
+            return [
+                BuildRequest(
+                    id=row.id,
+                    buildset_id=row.buildset_id,
+                    builder=row.builder,
+                    sourcestamps=stamps.get(row.buildset_id, ()),
+                    reason=row.reason,
+                    priority=row.priority,
+                    submitted_at=row.submitted_at,
+                    matrix_id=row.matrix_id,
+                    cell=row.cell,
+                    claimed_at=row.claimed_at,
+                    complete_at=row.complete_at,
+                    result=None if row.result is None else Result(row.result),
+                    summary=row.summary,
                 )
-            return out
+                for row in rows
+            ]
 
         return await self._db.read(fn)
 
 
 # -- helpers that run on the store's thread -------------------------------------------------------
-
-
-def result_name(code: int | None) -> str | None:
-    return None if code is None else Result(code).name
 
 
 def pending_requests(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> list[BuildRequest]:

@@ -29,7 +29,8 @@ from ..errors import (
     Unauthorized,
 )
 from ..matrix import Matrix
-from ..record_json import build_detail_json, build_json
+from ..record_json import build_detail_json, build_json, change_json, request_json
+from ..records import BuildRequest
 from ..results import Result
 from ..roles import Permission
 from ..sources.payload import read_json
@@ -273,8 +274,8 @@ class ForceHandler(ApiHandler):
 class ChangesHandler(ApiHandler):
     async def get(self) -> None:
         changes = await self.master.store.changes.recent(limit=self.int_argument("limit", 50))
-        builds = await self.master.store.changes.builds_of([c["id"] for c in changes])
-        self.reply({"changes": [{**c, "builds": builds.get(c["id"], [])} for c in changes]})
+        builds = await self.master.store.changes.builds_of([c.id for c in changes])
+        self.reply({"changes": [{**change_json(c), "builds": builds.get(c.id, [])} for c in changes]})
 
     async def post(self) -> None:
         self.allow(Permission.SENDCHANGE)
@@ -440,7 +441,7 @@ class CancelRequestHandler(ApiHandler):
     async def post(self, request_id: str) -> None:
         request = path_id(request_id, "build request")
         found = await self.master.store.requests.query(request_id=request, limit=1)
-        self.allow(Permission.STOP, found[0]["builder"] if found else None)
+        self.allow(Permission.STOP, found[0].builder if found else None)
         await self.master.cancel_request(request)
         self.reply({"cancelled": request})
 
@@ -532,11 +533,11 @@ async def flush_live(master: Master, build_id: int, step: int, name: str) -> Non
         await write
 
 
-def waiting(master: Master, request: dict[str, Any]) -> dict[str, Any]:
+def waiting(master: Master, request: BuildRequest) -> dict[str, Any]:
     """A request as the API shows it: one not started yet says why it waits (``waiting``)."""
-    if request["complete_at"] is not None or request["claimed_at"] is not None:
-        return {**request, "waiting": None}
-    return {**request, "waiting": master.dispatcher.why_waiting(request["builder"], request.get("cell"))}
+    if request.complete_at is not None or request.claimed_at is not None:
+        return {**request_json(request), "waiting": None}
+    return {**request_json(request), "waiting": master.dispatcher.why_waiting(request.builder, request.cell)}
 
 
 def path_id(raw: str, what: str) -> int:

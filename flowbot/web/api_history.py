@@ -14,7 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, NotFound
-from ..record_json import build_json
+from ..record_json import build_json, change_json
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
@@ -73,9 +73,10 @@ class GridHandler(ApiHandler):
             rows[revision]["builds"].setdefault(build.builder, []).insert(0, cell)
         changes = await store.changes.recent(limit=max(wanted * 5, 100))
         for change in changes[::-1]:  # the newest change of a revision wins
-            row = rows.get(change["revision"] or "")
+            row = rows.get(change.revision or "")
             if row is not None:
-                row["change"] = {k: change[k] for k in ("id", "author", "comments", "when", "revlink", "branch")}
+                shown = change_json(change)
+                row["change"] = {k: shown[k] for k in ("id", "author", "comments", "when", "revlink", "branch")}
         names = [b.name for b in self.master.pipeline.builders]
         names += sorted({name for row in rows.values() for name in row["builds"]} - set(names))
         self.reply({"builders": names, "rows": list(rows.values())})
@@ -88,7 +89,7 @@ class ChangeHandler(ApiHandler):
         if not found:
             raise NotFound(f"no change {number}")
         builds = await self.master.store.changes.builds_of([number])
-        self.reply({**found[0], "builds": builds.get(number, [])})
+        self.reply({**change_json(found[0]), "builds": builds.get(number, [])})
 
 
 def history_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:

@@ -91,6 +91,6 @@ async def test_a_schedulers_buildset_is_made_once_though_the_batch_that_stores_i
         assert made == [["r1"]]
         (request,) = await master.store.requests.pending()
         assert request.id == request_ids[0] and request.from_changes
-        assert [c["id"] for c in await master.store.changes.recent()] == [change_id]
+        assert [c.id for c in await master.store.changes.recent()] == [change_id]
     finally:
         await master.stop()

@@ -14,7 +14,7 @@ from typing import Any
 import flowbot
 from flowbot import AnyBranchScheduler, Builder, GitHubHook, GitPoller, Pipeline, Shell, Worker
 from flowbot.pull_requests import check_run_id
-from flowbot.record_json import build_json
+from flowbot.record_json import build_json, request_json
 
 from ..gitrepos import GitRepo
 from ..sources.test_github import comment
@@ -71,7 +71,7 @@ async def test_closing_a_pull_request_cancels_its_pending_requests_and_stops_its
         # Then its running build is stopped, its waiting request cancelled; the push still builds
         assert ids == []
         assert note == "pull request #2 closed: 1 pending request(s) cancelled, 1 running build(s) stopped"
-        requests = {r["revision"]: r for r in await master.store.requests.query()}
+        requests = {r.revision: request_json(r) for r in await master.store.requests.query()}
         await wait_for_async(lambda: len(master.running) == 1 and not master.queue, 20, "the push to start")
         assert await pull_request_build.recorded() is None  # its end is in the store
         builds = [build_json(b) for b in await master.store.builds.query()]

@@ -78,7 +78,7 @@ async def test_a_database_of_any_earlier_revision_upgrades_keeping_its_data(db_u
     try:
         # Then it is at the newest schema, with its data, and takes what the old schema refused
         await store.changes.add(Change(branch="b" * 300, author="a" * 300, revision="r2"), [], 2.0)
-        assert [c["author"] for c in await store.changes.recent()] == ["a" * 300, "alice"]
+        assert [c.author for c in await store.changes.recent()] == ["a" * 300, "alice"]
     finally:
         await store.close()
     assert differences_and_revision(db_url) == ([], HEAD)

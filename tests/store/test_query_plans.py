@@ -174,7 +174,7 @@ async def test_the_requests_pending_are_read_from_an_index_of_them_alone(store: 
     # When a master starts, and someone lists the requests pending
     with plans(store, "buildrequests") as explained:
         assert [r.id for r in await store.requests.pending()] == [request.id]
-        assert [r["id"] for r in await store.requests.query(pending=True)] == [request.id]
+        assert [r.id for r in await store.requests.query(pending=True)] == [request.id]
     # Then both read the index of pending requests, not the completed ones
     assert len(explained) == 2
     for each in explained:

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from flowbot.errors import InvalidRequest, NotFound, StoreError
-from flowbot.record_json import build_detail_json, build_json
+from flowbot.record_json import build_detail_json, build_json, request_json
 from flowbot.records import Build, BuildRequest, BuildsetSpec, Change, Release, SourceStamp
 from flowbot.results import Result
 from flowbot.store import Ref, Store
@@ -86,7 +86,7 @@ async def rows(store: Store, table: sa.Table, *where: Any) -> list[sa.Row]:
 
 
 async def request_row(store: Store, request_id: int) -> dict[str, Any]:
-    return next(r for r in await store.requests.query(limit=1000) if r["id"] == request_id)
+    return next(request_json(r) for r in await store.requests.query(limit=1000) if r.id == request_id)
 
 
 # -- changes, buildsets and requests -----------------------------------------------------------------
