@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
@@ -11,69 +12,60 @@ from ..records import Build
 from ..reporters.controls import BuilderState
 
 if TYPE_CHECKING:
-    from ..pipeline import Pipeline
-    from ..store import Store
-    from .queue import BuildQueue
+    from .status import Status
 
 
-class RunningCounts(Protocol):
-    """How many builds each builder runs (the dispatcher's count)."""
+class BuildQuery(Protocol):
+    """The store's list of builds (``store.builds``)."""
 
-    def running_count(self, builder: str) -> int: ...
-
-
-class ControlledMaster(Protocol):
-    """What the bots' controls use of the master."""
-
-    @property
-    def pipeline(self) -> Pipeline: ...
-
-    @property
-    def store(self) -> Store: ...
-
-    @property
-    def queue(self) -> BuildQueue: ...
-
-    @property
-    def dispatcher(self) -> RunningCounts: ...
-
-    @property
-    def page_url(self) -> str | None:
-        """Where the master's page is served, if it is."""
-        ...
-
-    async def force(self, builder: str, *, reason: str = "", owner: str = "") -> list[int]: ...
+    async def query(self, *, builder: str | None = None, limit: int = 50) -> list[Build]: ...
 
 
 class MasterControls:
-    """Reads how the builders stand and forces builds, for the bots of one master."""
+    """Reads how the builders stand and forces builds, for the bots of one master.
 
-    def __init__(self, master: ControlledMaster):
-        self._master = master
+    Args:
+        status: the master's read facade.
+        builds: the store's list of builds.
+        page: where the master's page is served, if it is.
+        force: forces a build of a builder.
+    """
+
+    def __init__(
+        self,
+        *,
+        status: Status,
+        builds: Callable[[], BuildQuery],
+        page: Callable[[], str | None],
+        force: Callable[..., Awaitable[list[int]]],
+    ):
+        self._status = status
+        self._builds = builds
+        self._page = page
+        self._force = force
 
     async def states(self) -> list[BuilderState]:
-        master = self._master
-        latest = await master.store.builds.latest(builder.name for builder in master.pipeline.builders)
+        page = self._page()
         return [
             BuilderState(
-                name=builder.name,
-                running=master.dispatcher.running_count(builder.name),
-                pending=master.queue.waiting(builder.name, 0)[0],
-                last=build_record(latest[builder.name], master.page_url) if builder.name in latest else None,
+                name=state.name,
+                running=state.running,
+                pending=state.pending,
+                last=build_record(state.last_build, page) if state.last_build is not None else None,
             )
-            for builder in master.pipeline.builders
+            for state in await self._status.builders()
         ]
 
     async def last_build(self, builder: str) -> Build | None:
-        master = self._master
-        if master.pipeline.builder(builder) is None:
+        found = self._status.load().get(builder)
+        if found is None:
             raise NotFound(f"no builder named {builder!r}")
-        running = master.dispatcher.running_count(builder)
-        builds = await master.store.builds.query(builder=builder, limit=running + 1)
-        return next((build_record(b, master.page_url) for b in builds if b.finished_at is not None), None)
+        _, running = found
+        builds = await self._builds().query(builder=builder, limit=running + 1)
+        return next((build_record(b, self._page()) for b in builds if b.finished_at is not None), None)
 
     async def force(self, builder: str, *, reason: str, owner: str) -> list[int]:
-        return await self._master.force(builder, reason=reason, owner=owner)
+        return await self._force(builder, reason=reason, owner=owner)
 
 
 def build_record(build: Build, page: str | None, **more: Any) -> Build:

@@ -158,7 +158,11 @@ class Master:
             builds_on=self.dispatcher.builds_on,
             controls=self.worker_control,
             held_workers=self.dispatcher.held_workers,
+            queue=self.queue,
+            running_count=self.dispatcher.running_count,
+            held_builders=self.dispatcher.held_builders,
             remembered=lambda: self.store.workers,
+            builds=lambda: self.store.builds,
             events=self.events,
         )
         self.adoption = Adoption(
@@ -184,7 +188,12 @@ class Master:
             events=self.events,
             spawn=self.spawn,
             page=lambda: self.page_url,
-            controls=MasterControls(self),
+            controls=MasterControls(
+                status=self.status,
+                builds=lambda: self.store.builds,
+                page=lambda: self.page_url,
+                force=self.force,
+            ),
         )
         self.http_url: str | None = None
         self._http_server: Any = None

@@ -1,8 +1,8 @@
-"""One read facade over the master's state, for every face: the workers, the running builds.
+"""One read facade over the master's state, for every face: the workers, the builders, the running builds.
 
-The HTTP API and the notebook panel ask here rather than each reading the registry,
-the worker controls, the dispatcher and the store in its own way. Answers are frozen records
-(:class:`WorkerState`, :class:`RunningRef`); their JSON is made in one place, their ``to_dict``.
+The HTTP API, the notebook panel, the metrics and the chat bots ask here rather than each reading
+the registry, the worker controls, the queue, the dispatcher and the store in its own way. Answers
+are frozen records (:class:`WorkerState`, :class:`RunningRef`, :class:`BuilderStatus`).
 """
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ..records import Build, BuildRequest
 from .events import Event, EventBus, EventKind
 
 if TYPE_CHECKING:
+    from ..builder import Builder
     from ..pipeline import Pipeline
     from .build import RunningBuild
 
@@ -67,6 +69,42 @@ class WorkerState:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class BuilderStatus:
+    """A builder of the pipeline (its configuration) and how it stands now."""
+
+    builder: Builder
+    #: Requests waiting for a worker, and the first of them in the order they would run (as many as asked for).
+    pending: int
+    first_pending: tuple[BuildRequest, ...]
+    #: Builds running now.
+    running: int
+    #: Why dispatching holds it aside (a problem of its configuration), or None.
+    held: str | None
+    #: Its newest build (running or finished), if it has one.
+    last_build: Build | None
+    #: Its newest builds, newest first (as many as asked for).
+    recent: tuple[Build, ...]
+
+    @property
+    def name(self) -> str:
+        return self.builder.name
+
+
+class Waiting(Protocol):
+    """The queue of pending requests."""
+
+    def waiting(self, builder: str, first: int) -> tuple[int, list[BuildRequest]]: ...
+
+
+class BuildReads(Protocol):
+    """The store's reads of builds (``store.builds``)."""
+
+    async def latest(self, builders: Iterable[str]) -> dict[str, Build]: ...
+
+    async def recent(self, builders: Iterable[str], per_builder: int) -> dict[str, list[Build]]: ...
+
+
 class Connection(Protocol):
     connected_at: float
     last_seen: float
@@ -95,7 +133,11 @@ class Status:
         builds_on: the builds running on a connection.
         controls: pauses and shutdowns.
         held_workers: workers dispatching holds aside, with why.
+        queue: the pending requests.
+        running_count: how many builds of a builder run now.
+        held_builders: builders dispatching holds aside, with why.
         remembered: the store's memory of workers, for those not connected.
+        builds: the store's reads of builds.
         events: the master's events, to index running builds by id as they start.
     """
 
@@ -108,7 +150,11 @@ class Status:
         builds_on: Callable[[Any], Iterable[RunningBuild]],
         controls: Controls,
         held_workers: Mapping[str, str],
+        queue: Waiting,
+        running_count: Callable[[str], int],
+        held_builders: Mapping[str, str],
         remembered: Callable[[], Remembered],
+        builds: Callable[[], BuildReads],
         events: EventBus,
     ):
         self._pipeline = pipeline
@@ -117,7 +163,11 @@ class Status:
         self._builds_on = builds_on
         self._controls = controls
         self._held_workers = held_workers
+        self._queue = queue
+        self._running_count = running_count
+        self._held_builders = held_builders
         self._remembered = remembered
+        self._builds = builds
         self._request_of: dict[int, int] = {}  # running build id -> its request's id
         events.subscribe(self._index, [EventKind.BUILD_STARTED.value, EventKind.BUILD_FINISHED.value])
 
@@ -156,3 +206,43 @@ class Status:
                 )
             )
         return states
+
+    def load(self) -> dict[str, tuple[int, int]]:
+        """``{builder: (pending, running)}`` for every builder of the pipeline, read from memory."""
+        return {
+            builder.name: (self._queue.waiting(builder.name, 0)[0], self._running_count(builder.name))
+            for builder in self._pipeline().builders
+        }
+
+    async def builders(
+        self, names: Iterable[str] | None = None, *, shown: int = 0, recent: int = 0
+    ) -> list[BuilderStatus]:
+        """The builders of the pipeline (those of ``names`` only, when given), in its order, each
+        with its ``shown`` first pending requests and its ``recent`` newest builds.
+
+        What is in memory is read before the store is, so a build that starts meanwhile is seen
+        running, or in the store, but never in neither.
+        """
+        wanted = None if names is None else set(names)
+        live = []
+        for builder in self._pipeline().builders:
+            if wanted is not None and builder.name not in wanted:
+                continue
+            pending, first = self._queue.waiting(builder.name, shown)
+            live.append((builder, pending, tuple(first), self._running_count(builder.name)))
+        found = [builder.name for builder, *_ in live]
+        reads = self._builds()
+        latest = await reads.latest(found)
+        newest = await reads.recent(found, recent) if recent else {}
+        return [
+            BuilderStatus(
+                builder=builder,
+                pending=pending,
+                first_pending=first,
+                running=running,
+                held=self._held_builders.get(builder.name),
+                last_build=latest.get(builder.name),
+                recent=tuple(newest.get(builder.name, ())),
+            )
+            for builder, pending, first, running in live
+        ]

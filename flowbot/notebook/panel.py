@@ -210,8 +210,9 @@ class MasterPanel(anywidget.AnyWidget):
         """The recent builds of each named builder, read again only for those that built since."""
         unread = [n for n in names if n in self._stale or n not in self._recent]
         self._stale.difference_update(unread)
-        builds = await asyncio.gather(*(self.master.store.builds.query(builder=n, limit=self.recent) for n in unread))
-        self._recent.update(zip(unread, builds, strict=True))
+        if unread:
+            for state in await self.master.status.builders(unread, recent=self.recent):
+                self._recent[state.name] = list(state.recent)
         return self._recent
 
     def _offer(self, builds: list[Build]) -> None:

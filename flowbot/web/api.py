@@ -39,6 +39,7 @@ from .access import authorize_control, authorize_read, require
 
 if TYPE_CHECKING:
     from ..master.master import Master
+    from ..master.status import BuilderStatus
 
 log = logging.getLogger(__name__)
 
@@ -211,41 +212,38 @@ class BuildersHandler(ApiHandler):
         # What is in memory is read before the store is: a client that follows up with
         # /api/events?since=event_id misses nothing and sees no pending request twice.
         event_id = self.master.events.last_id
-        builders = []
-        for builder in self.master.pipeline.builders:
-            if name is not None and builder.name != name:
-                continue
-            scheduler = self.master.pipeline.force_scheduler_for(builder.name)
-            pending, first = self.master.queue.waiting(builder.name, BUILDER_PENDING_SHOWN)
-            builders.append(
-                {
-                    "name": builder.name,
-                    "description": builder.description,
-                    "workers": builder.workers,
-                    "tags": builder.tags,
-                    "steps": builder.step_names,
-                    "pending": pending,
-                    "pending_requests": [r.id for r in first],
-                    "running": self.master.dispatcher.running_count(builder.name),
-                    "held": self.master.dispatcher.held_builders.get(builder.name),
-                    "force": force_form(scheduler) if scheduler is not None else None,
-                    "matrix": matrix_form(builder.matrix) if builder.matrix is not None else None,
-                }
-            )
-        if name is not None and not builders:
+        states = await self.master.status.builders(
+            None if name is None else [name], shown=BUILDER_PENDING_SHOWN, recent=per_builder
+        )
+        if name is not None and not states:
             raise NotFound(f"no builder named {name!r}")
-        names = [entry["name"] for entry in builders]
-        latest = await self.master.store.builds.latest(names)
-        recent = await self.master.store.builds.recent(names, per_builder) if per_builder else None
-        for entry in builders:
-            last = latest.get(entry["name"])
-            entry["last_build"] = build_json(last) if last is not None else None
-            if recent is not None:
-                entry["builds"] = [build_json(b) for b in recent.get(entry["name"], [])]
+        builders = [self.builder_json(state, per_builder) for state in states]
         if name is None:
             self.reply({"builders": builders, "event_id": event_id})
         else:
             self.reply({**builders[0], "event_id": event_id})
+
+    def builder_json(self, state: BuilderStatus, per_builder: int) -> dict[str, Any]:
+        """A builder as the API shows it: its configuration, how it stands, its newest builds."""
+        builder = state.builder
+        scheduler = self.master.pipeline.force_scheduler_for(builder.name)
+        shown = {
+            "name": builder.name,
+            "description": builder.description,
+            "workers": builder.workers,
+            "tags": builder.tags,
+            "steps": builder.step_names,
+            "pending": state.pending,
+            "pending_requests": [r.id for r in state.first_pending],
+            "running": state.running,
+            "held": state.held,
+            "force": force_form(scheduler) if scheduler is not None else None,
+            "matrix": matrix_form(builder.matrix) if builder.matrix is not None else None,
+            "last_build": build_json(state.last_build) if state.last_build is not None else None,
+        }
+        if per_builder:
+            shown["builds"] = [build_json(b) for b in state.recent]
+        return shown
 
 
 class ForceHandler(ApiHandler):

@@ -95,16 +95,18 @@ class Metrics:
         yield builds
         yield from self.durations.collect()
         yield from self.queue_waits.collect()
-        running = Counter(b.builder for b in master.running.values())
-        names = [b.name for b in master.pipeline.builders]
+        load = master.status.load()
         yield _by_label(
             "flowbot_queue_length",
             "Build requests waiting for a worker, by builder.",
             "builder",
-            {n: master.queue.count(n) for n in names},
+            {name: pending for name, (pending, _) in load.items()},
         )
         yield _by_label(
-            "flowbot_builds_running", "Builds running now, by builder.", "builder", {n: running[n] for n in names}
+            "flowbot_builds_running",
+            "Builds running now, by builder.",
+            "builder",
+            {name: running for name, (_, running) in load.items()},
         )
         yield GaugeMetricFamily("flowbot_workers_connected", "Workers connected now.", len(master.registry.connections))
         yield GaugeMetricFamily(

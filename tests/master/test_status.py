@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from flowbot import Worker
+from flowbot import Builder, Worker
 from flowbot.master.events import EventBus, EventKind
-from flowbot.master.status import RunningRef, Status, WorkerState
+from flowbot.master.status import BuilderStatus, RunningRef, Status, WorkerState
 
 
 class Remembered:
@@ -14,8 +14,32 @@ class Remembered:
         return {"w2": {"connected_at": 1.0, "last_seen": 2.0, "info": {"hostname": "old"}}}
 
 
-def status(running: dict, events: EventBus) -> Status:
-    pipeline = SimpleNamespace(workers=[Worker("w1", secret="s"), Worker("w2", secret="s")])
+class Queue:
+    """Two requests of unit pending, none of docs."""
+
+    def waiting(self, builder, first):
+        pending = [SimpleNamespace(id=11), SimpleNamespace(id=12)] if builder == "unit" else []
+        return len(pending), pending[:first]
+
+
+class Builds:
+    def __init__(self):
+        self.read: list[tuple] = []
+
+    async def latest(self, builders):
+        self.read.append(("latest", list(builders)))
+        return {"unit": "unit #9"}
+
+    async def recent(self, builders, per_builder):
+        self.read.append(("recent", list(builders), per_builder))
+        return {"unit": ["unit #9", "unit #8"][:per_builder]}
+
+
+def status(running: dict, events: EventBus, builds: Builds | None = None) -> Status:
+    pipeline = SimpleNamespace(
+        workers=[Worker("w1", secret="s"), Worker("w2", secret="s")],
+        builders=[Builder("unit", workers=["w1"], steps=[]), Builder("docs", workers=["w1"], steps=[])],
+    )
     return Status(
         pipeline=lambda: pipeline,
         connections={"w1": SimpleNamespace(name="w1", connected_at=10.0, last_seen=20.0, info={"hostname": "here"})},
@@ -29,7 +53,11 @@ def status(running: dict, events: EventBus) -> Status:
             }
         ),
         held_workers={},
+        queue=Queue(),
+        running_count=lambda builder: sum(1 for b in running.values() if b.builder == builder),
+        held_builders={"docs": "no step"},
         remembered=Remembered,
+        builds=lambda: builds or Builds(),
         events=events,
     )
 
@@ -74,3 +102,26 @@ async def test_a_running_build_is_found_by_its_id_from_when_it_starts_until_it_e
 
     events.emit(EventKind.BUILD_FINISHED, build={"id": 3, "request_id": 7})
     assert facade.running_build(3) is None
+
+
+async def test_each_builder_is_told_with_its_queue_its_running_builds_and_its_newest_from_the_store():
+    # Given a builder with two requests pending and a build running, and one held aside
+    running = {7: build(3, 7)}
+    builds = Builds()
+    facade = status(running, EventBus(), builds)
+    unit, docs = facade._pipeline().builders
+
+    # When the builders are read with the first pending request and two recent builds each
+    states = await facade.builders(shown=1, recent=2)
+
+    # Then each is told in the pipeline's order, from memory and one read of the store per question
+    first = (Queue().waiting("unit", 1)[1][0],)
+    assert states == [
+        BuilderStatus(unit, 2, first, 1, None, "unit #9", ("unit #9", "unit #8")),
+        BuilderStatus(docs, 0, (), 0, "no step", None, ()),
+    ]
+    assert builds.read == [("latest", ["unit", "docs"]), ("recent", ["unit", "docs"], 2)]
+    # And one builder can be asked for alone, without its recent builds, and for counts only
+    assert [s.name for s in await facade.builders(["docs"])] == ["docs"]
+    assert builds.read[-1] == ("latest", ["docs"])
+    assert facade.load() == {"unit": (2, 1), "docs": (0, 0)}
