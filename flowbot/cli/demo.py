@@ -25,6 +25,7 @@ from flowbot_worker.launch import command as worker_command
 from ..client import Client, MasterUnreachable
 from ..defaults import HTTP_HOST, HTTP_PORT, PIPELINE_FILE
 from ..errors import FlowbotError
+from ..record_json import build_from_json
 from . import demo_project
 from .table import builds_table
 
@@ -132,7 +133,7 @@ def demo(once: bool = False) -> None:
         elapsed = time.monotonic() - started
         builds = sorted(client.builds(limit=expected), key=lambda b: b["id"])
         print(f"\n{len(builds)} builds in {elapsed:.2f} s (from the commits, through polling, to the results):\n")
-        print(builds_table(builds))
+        print(builds_table([build_from_json(b) for b in builds]))
         failed = [b for b in builds if b["result"] != "SUCCESS"]
         if failed:
             first = failed[0]

@@ -13,8 +13,9 @@ from typing import Any
 from ..client import MASTER_VARIABLE, TOKEN_VARIABLE, Client
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, MASTER_URL, WORKER_ENDPOINT
 from ..errors import FlowbotError
+from ..record_json import build_from_json
 from . import follow, run
-from .table import ago, builds_table, duration, table
+from .table import ago, builds_table, duration, result, table
 
 
 def _properties(pairs: list[str]) -> dict[str, str]:
@@ -51,18 +52,19 @@ def status(client: Client, limit: int = 10, as_json: bool = False) -> str:
             [
                 [
                     b["name"],
-                    b["last_build"] and f"{b['name']}/{b['last_build']['number']} (id {b['last_build']['id']})",
-                    b["last_build"] and (b["last_build"]["result"] or "running"),
-                    b["last_build"] and duration(b["last_build"]),
+                    last and f"{b['name']}/{last.number} (id {last.id})",
+                    last and result(last),
+                    last and duration(last),
                     b["pending"],
                     b["running"],
                 ]
                 for b in builders
+                for last in [build_from_json(b["last_build"]) if b["last_build"] else None]
             ],
         ),
         "",
         f"Recent builds (newest first, at most {limit})",
-        builds_table(builds, ids=True) if builds else "(none yet)",
+        builds_table([build_from_json(b) for b in builds], ids=True) if builds else "(none yet)",
         "",
         "Workers",
         table(

@@ -6,6 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ..records import Build
+
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Left-aligned columns separated by two spaces; ``None`` shows as ``-``."""
@@ -14,13 +16,18 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
-def duration(build: dict[str, Any]) -> str | None:
+def duration(build: Build) -> str | None:
     """A build's duration, or how long it has been running."""
-    if not build.get("started_at"):
+    if not build.started_at:
         return None
-    end = build.get("finished_at") or time.time()
-    seconds = end - build["started_at"]
+    end = build.finished_at or time.time()
+    seconds = end - build.started_at
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
+def result(build: Build) -> str:
+    """A build's result by name, or ``running``."""
+    return build.result.name if build.result is not None else "running"
 
 
 def ago(when: float | None) -> str | None:
@@ -43,21 +50,10 @@ def short(revision: str | None) -> str | None:
     return revision[:12] if revision else revision
 
 
-def builds_table(builds: Sequence[dict[str, Any]], *, ids: bool = False) -> str:
+def builds_table(builds: Sequence[Build], *, ids: bool = False) -> str:
     """Builds as rows; ``ids`` adds the id column that commands naming a build take."""
     headers = ["BUILDER", "#", "BRANCH", "REVISION", "RESULT", "DURATION", "WORKER"]
-    rows = [
-        [
-            b["builder"],
-            b["number"],
-            b["branch"],
-            short(b["revision"]),
-            b["result"] or "running",
-            duration(b),
-            b["worker"],
-        ]
-        for b in builds
-    ]
+    rows = [[b.builder, b.number, b.branch, short(b.revision), result(b), duration(b), b.worker] for b in builds]
     if ids:
-        headers, rows = ["ID", *headers], [[b["id"], *row] for b, row in zip(builds, rows, strict=True)]
+        headers, rows = ["ID", *headers], [[b.id, *row] for b, row in zip(builds, rows, strict=True)]
     return table(headers, rows)
