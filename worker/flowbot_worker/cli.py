@@ -251,6 +251,7 @@ def main(argv: list[str] | None = None) -> None:
             args.basedir,
             exit_with_parent=args.exit_with_parent,
             curve=_curve(*_key_options(args), key=os.environ.get("FLOWBOT_WORKER_KEY")),
+            keep_trying=args.keep_trying,
         )
 
 
