@@ -40,7 +40,8 @@ class BareMaster:
 
     async def challenge(self) -> protocol.Message:
         """Take a worker's first hello and challenge it; returns the hello signed over the challenge."""
-        frames = await self.frames()
+        while protocol.parse(frames := await self.frames()).type != protocol.HELLO:
+            pass  # what the worker sent on its connection before (a heartbeat), arriving late
         self.channel.open(protocol.parse(frames).header["link"])
         self.channel.accept(frames)
         nonce = protocol.nonce()
