@@ -39,18 +39,35 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import zmq
 import zmq.asyncio
 from flowbot_worker import protocol
-from flowbot_worker.bodies import CommandResult, Finished, Interrupt, StartCommand
+from flowbot_worker.bodies import (
+    Challenge,
+    CommandResult,
+    Decode,
+    Disconnect,
+    FileCredit,
+    FileData,
+    Finished,
+    FinishedAck,
+    Heartbeat,
+    Hello,
+    Interrupt,
+    Output,
+    OutputAck,
+    Shutdown,
+    StartCommand,
+    Welcome,
+)
 from flowbot_worker.curve import KeyPair
 from flowbot_worker.defaults import DATE_WINDOW, MAX_FRAME_BYTES
 
 from ..defaults import (
-    FILE_STALL_TIMEOUT,
     FENCE_WINDOWS,
+    FILE_STALL_TIMEOUT,
     FINISHED_ACK_DELAY,
     GOODBYE_LINGER,
     HEARTBEAT_INTERVAL,
@@ -72,6 +89,9 @@ from .tasks import Spawn
 from .transfers import Transfer, TransferError
 
 log = logging.getLogger(__name__)
+
+#: Why a hello naming a worker the pipeline does not declare is refused.
+_UNKNOWN_WORKER = "unknown worker: the pipeline declares no worker of that name"
 
 
 class OutputSink(Protocol):
@@ -107,7 +127,7 @@ class RemoteCommand:
     #: The master's end of a file transfer, for upload and download commands.
     transfer: Transfer | None = None
     #: The interrupt sent, if any: sent again after a reconnect, in case the old route lost it.
-    interrupted: dict[str, Any] | None = None
+    interrupted: Interrupt | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +204,11 @@ class WorkerConnection:
         command = self._track(RemoteCommand(cmd_id, name, args, output, self._future(), transfer=transfer))
         self.send_start(command)
         if transfer is not None:
-            transfer.start(lambda content, data: self.send(protocol.FILE_DATA, {"cmd_id": cmd_id, **content}, (data,)))
+            transfer.start(
+                lambda seq, final, data: self.send(
+                    protocol.FILE_DATA, FileData(cmd_id, seq, final, data).encode(), (data,)
+                )
+            )
         return await self.outcome(command)
 
     def adopt(self, cmd_id: str, output: OutputSink, stored: dict[str, int]) -> RemoteCommand:
@@ -224,7 +248,7 @@ class WorkerConnection:
     def send_output_ack(self, command: RemoteCommand) -> None:
         command.ack_due = False
         if command.stored and not self.lost:
-            self.send(protocol.ACK, {"cmd_id": command.cmd_id, "of": protocol.OUTPUT, "offsets": dict(command.stored)})
+            self.send(protocol.ACK, OutputAck(command.cmd_id, dict(command.stored)).encode())
 
     def ack_finished_once_stored(self, cmd_id: str, stored: asyncio.Future[None] | None) -> None:
         """Acknowledge a ``finished`` once the command's output is stored: the worker forgets it then."""
@@ -251,8 +275,7 @@ class WorkerConnection:
         self._ack_timer = None
         acks, self._finished_acks = self._finished_acks, []
         if acks and not self.lost:
-            # ``cmd_id`` too, for workers that read one id per acknowledgement (they re-send the rest).
-            self.send(protocol.ACK, {"of": protocol.FINISHED, "cmd_ids": acks, "cmd_id": acks[0]})
+            self.send(protocol.ACK, FinishedAck(acks).encode())
 
     def send_start(self, command: RemoteCommand) -> None:
         self.send(protocol.START_COMMAND, StartCommand(command.cmd_id, command.name, command.args).encode())
@@ -261,8 +284,8 @@ class WorkerConnection:
         """Interrupt a running command: SIGTERM, then SIGKILL after ``grace`` seconds."""
         command = self.commands.get(cmd_id)
         if command is not None:
-            command.interrupted = Interrupt(cmd_id, reason, grace).encode()
-            self.send(protocol.INTERRUPT, command.interrupted)
+            command.interrupted = Interrupt(cmd_id, reason, grace)
+            self.send(protocol.INTERRUPT, command.interrupted.encode())
 
     def abandon(self, command: RemoteCommand, failure: Exception) -> None:
         """Give up on a transfer that cannot go on: stop it on the worker, and fail its step with ``failure``."""
@@ -388,7 +411,7 @@ class WorkerRegistry:
             self.cutoffs.close()
         for conn in list(self.connections.values()):
             conn.fail_all("the master is shutting down")
-            conn.send(protocol.DISCONNECT, {"reason": "the master is shutting down"})
+            conn.send(protocol.DISCONNECT, Disconnect("the master is shutting down").encode())
         if self._sock is not None:
             self._sock.close(linger=int(GOODBYE_LINGER * 1000) if self.connections else 0)
         if self._authenticator is not None:
@@ -410,10 +433,10 @@ class WorkerRegistry:
                 continue
             conn.spec = spec  # its new max_builds and properties count now
             if self.curve is not None and conn.key not in self._keys_of(conn.name):
-                conn.send(protocol.DISCONNECT, {"reason": "the pipeline's public_key for this worker changed"})
+                conn.send(protocol.DISCONNECT, Disconnect("the pipeline's public_key for this worker changed").encode())
                 self._lose(conn, "its CURVE public key changed")
             elif spec.secret.encode() != conn.channel.key:
-                conn.send(protocol.DISCONNECT, {"reason": "the master's secret for this worker changed"})
+                conn.send(protocol.DISCONNECT, Disconnect("the master's secret for this worker changed").encode())
                 self._lose(conn, "its secret changed")
 
     def set_curve(self, keys: KeyPair | None) -> None:
@@ -499,7 +522,9 @@ class WorkerRegistry:
             if conn is None:
                 self._drop("unknown-route", route, message.type)
                 # Tell a worker this master does not know (it restarted) to say hello again.
-                self.send(route, protocol.unsigned(protocol.DISCONNECT, {"reason": "unknown session; say hello"}))
+                self.send(
+                    route, protocol.unsigned(protocol.DISCONNECT, Disconnect("unknown session; say hello").encode())
+                )
                 return
             message = conn.channel.accept(body, message)
         except ProtocolError as exc:
@@ -511,7 +536,12 @@ class WorkerRegistry:
         if handler is None:
             self._drop("unexpected-type", route, message.type)
             return
-        handler(self, conn, message)
+        try:
+            body = handler.decode(message.content, message.blobs)
+        except ProtocolError as exc:
+            self._drop(handler.malformed, route, str(exc))
+            return
+        handler.act(self, conn, body)
 
     def _cut_off(self, peer: str) -> None:
         self._count(
@@ -550,14 +580,18 @@ class WorkerRegistry:
         """Refuse a hello; ``final`` tells the worker that trying again changes nothing until the
         pipeline or the worker's settings do (so it may stop trying)."""
         self._count(counted_as, "refused worker %r: %s", name, reason)
-        content: dict[str, Any] = {"reason": reason, "final": True} if final else {"reason": reason}
-        self.send(route, protocol.unsigned(protocol.DISCONNECT, content))
+        self.send(route, protocol.unsigned(protocol.DISCONNECT, Disconnect(reason, final).encode()))
 
     def _hello(self, route: bytes, body: list[bytes], message: protocol.Message, key: str | None) -> None:
-        name = message.content.get("name")
-        spec = (self.workers.get(name) or self.instances.get(name)) if isinstance(name, str) else None
+        try:
+            hello = Hello.decode(message.content)
+        except ProtocolError:  # it names no worker the pipeline could declare
+            self._refuse(route, message.content.get("name"), _UNKNOWN_WORKER, final=True)
+            return
+        name = hello.name
+        spec = self.workers.get(name) or self.instances.get(name)
         if spec is None:
-            self._refuse(route, name, "unknown worker: the pipeline declares no worker of that name", final=True)
+            self._refuse(route, name, _UNKNOWN_WORKER, final=True)
             return
         if spec.launcher is not None:
             why = f"worker {name} is started on demand: only its instances connect, as {name}-1, {name}-2, ..."
@@ -568,11 +602,11 @@ class WorkerRegistry:
                 route, name, f"its CURVE key {key} is not the public_key the pipeline declares for it", final=True
             )
             return
-        if message.content.get("version") != protocol.VERSION:
+        if hello.version != protocol.VERSION:
             self._refuse(
                 route,
                 name,
-                f"protocol version {message.content.get('version')!r} is not {protocol.VERSION}; upgrade the worker",
+                f"protocol version {hello.version!r} is not {protocol.VERSION}; upgrade the worker",
                 final=True,
             )
             return
@@ -584,7 +618,7 @@ class WorkerRegistry:
                 if self._accept_hello(route, name, challenge.channel, body, message) and self._waiting(
                     name, challenge.began
                 ):
-                    self._welcome(route, spec, challenge.channel, message, key)
+                    self._welcome(route, spec, challenge.channel, message, hello, key)
                 return
             if message.msg_id == challenge.hello_id:
                 self._drop("replay", route, f"the hello of worker {name} again")
@@ -644,7 +678,7 @@ class WorkerRegistry:
     ) -> None:
         """Answer a first hello with a fresh nonce that the next hello on ``route`` must be signed over."""
         nonce = protocol.nonce()
-        self.send(route, channel.pack(protocol.CHALLENGE, {"nonce": nonce}, re=hello.msg_id))
+        self.send(route, channel.pack(protocol.CHALLENGE, Challenge(nonce).encode(), re=hello.msg_id))
         channel.extend(nonce)
         if route in self._challenges:
             self._unanswered(route, "another hello came on its connection")
@@ -676,12 +710,16 @@ class WorkerRegistry:
         return self.window + self.fence + self.window
 
     def _welcome(
-        self, route: bytes, spec: Worker, channel: protocol.Channel, message: protocol.Message, key: str | None
+        self,
+        route: bytes,
+        spec: Worker,
+        channel: protocol.Channel,
+        message: protocol.Message,
+        hello: Hello,
+        key: str | None,
     ) -> None:
         """Bind ``route`` to worker ``spec`` (a new connection, or one resuming) and welcome it."""
-        name = spec.name
-        info = message.content.get("info") if isinstance(message.content.get("info"), dict) else {}
-        held = message.content.get("held") if isinstance(message.content.get("held"), dict) else {}
+        name, info, held = spec.name, hello.info, hello.held
         conn = self.connections.get(name)
         resumed = conn is not None and conn.session == message.session
         refused = self.claim(name, message.session) if name in self.instances else None
@@ -715,20 +753,10 @@ class WorkerRegistry:
                 cancel.append(cmd_id)
             else:
                 resume[cmd_id] = dict(command.received)
+        output = {"flush_bytes": OUTPUT_FLUSH_BYTES, "flush_delay": OUTPUT_FLUSH_DELAY, "window": OUTPUT_WINDOW}
         conn.send(
             protocol.WELCOME,
-            {
-                "heartbeat": self.heartbeat,
-                "liveness": self.liveness,
-                "fence": self.fence,
-                "cancel": cancel,
-                "resume": resume,
-                "output": {
-                    "flush_bytes": OUTPUT_FLUSH_BYTES,
-                    "flush_delay": OUTPUT_FLUSH_DELAY,
-                    "window": OUTPUT_WINDOW,
-                },
-            },
+            Welcome(self.heartbeat, self.liveness, cancel, resume, output, self.fence).encode(),
             re=message.msg_id,
         )
         for command in list(conn.commands.values()):
@@ -739,7 +767,7 @@ class WorkerRegistry:
             if worker_has is None:  # sent while the link was down: send it again
                 conn.send_start(command)
             if command.interrupted is not None:
-                conn.send(protocol.INTERRUPT, command.interrupted)
+                conn.send(protocol.INTERRUPT, command.interrupted.encode())
             if resumed:  # what is stored: the acknowledgements sent may have been lost with the old route
                 conn.send_output_ack(command)
         if not resumed:
@@ -749,23 +777,15 @@ class WorkerRegistry:
 
     # -- messages of a known worker -----------------------------------------------------------
 
-    def _on_heartbeat(self, conn: WorkerConnection, message: protocol.Message) -> None:
+    def _on_heartbeat(self, conn: WorkerConnection, heartbeat: Heartbeat) -> None:
         pass
 
-    @staticmethod
-    def _command(conn: WorkerConnection, message: protocol.Message) -> RemoteCommand | None:
-        """The command a message names, if ``conn`` runs it (a name of another kind names none)."""
-        cmd_id = message.content.get("cmd_id")
-        return conn.commands.get(cmd_id) if isinstance(cmd_id, str) else None
-
-    def _on_output(self, conn: WorkerConnection, message: protocol.Message) -> None:
-        c = message.content
-        command = self._command(conn, message)
-        stream, offset = c.get("stream"), c.get("offset")
-        if command is None or not isinstance(stream, str) or not isinstance(offset, int) or len(message.blobs) != 1:
-            self._drop("bad-output", conn.route, f"for command {c.get('cmd_id')!r}")
+    def _on_output(self, conn: WorkerConnection, output: Output) -> None:
+        command = conn.commands.get(output.cmd_id)
+        if command is None:
+            self._drop("bad-output", conn.route, f"for command {output.cmd_id!r}")
             return
-        data = message.blobs[0]
+        stream, offset, data = output.stream, output.offset, output.data
         held = command.received.get(stream, 0)
         if offset > held:
             log.warning(
@@ -777,7 +797,7 @@ class WorkerRegistry:
             )
         elif offset < held:  # a replay overlapping what is here already
             data = data[held - offset :]
-        command.received[stream] = max(held, offset + len(message.blobs[0]))
+        command.received[stream] = max(held, offset + len(output.data))
         if not data:
             return
         held_back, stored = command.output.write(stream, data)
@@ -787,12 +807,7 @@ class WorkerRegistry:
         else:
             stored.add_done_callback(lambda _: conn.ack_output(command, stream, upto))
 
-    def _on_finished(self, conn: WorkerConnection, message: protocol.Message) -> None:
-        try:
-            finished = Finished.decode(message.content)
-        except ProtocolError as exc:
-            self._drop(exc.reason, conn.route, str(exc))
-            return
+    def _on_finished(self, conn: WorkerConnection, finished: Finished) -> None:
         command = conn.commands.get(finished.cmd_id)
         if command is None or command.result.done():  # a repeat, or a command this master no longer waits for
             conn.ack_finished(finished.cmd_id)
@@ -800,27 +815,25 @@ class WorkerRegistry:
         conn.ack_finished_once_stored(finished.cmd_id, command.output.end())
         command.result.set_result(finished.result())
 
-    def _on_file_data(self, conn: WorkerConnection, message: protocol.Message) -> None:
-        cmd_id = message.content.get("cmd_id")
-        command = self._command(conn, message)
-        if command is None or command.transfer is None or len(message.blobs) != 1:
-            self._drop("bad-file-data", conn.route, f"for command {cmd_id!r}")
+    def _on_file_data(self, conn: WorkerConnection, chunk: FileData) -> None:
+        command = conn.commands.get(chunk.cmd_id)
+        if command is None or command.transfer is None:
+            self._drop("bad-file-data", conn.route, f"for command {chunk.cmd_id!r}")
             return
         try:
-            command.transfer.file_data(message.content, message.blobs[0])
+            command.transfer.file_data(chunk)
         except TransferError as exc:
             conn.abandon(command, exc)
             return
-        conn.send(protocol.FILE_CREDIT, {"cmd_id": cmd_id, "credits": 1})
+        conn.send(protocol.FILE_CREDIT, FileCredit(chunk.cmd_id).encode())
 
-    def _on_file_credit(self, conn: WorkerConnection, message: protocol.Message) -> None:
-        command = self._command(conn, message)
-        credits = message.content.get("credits")
-        if command is not None and command.transfer is not None and type(credits) is int and credits > 0:
-            command.transfer.file_credit(credits)
+    def _on_file_credit(self, conn: WorkerConnection, credit: FileCredit) -> None:
+        command = conn.commands.get(credit.cmd_id)
+        if command is not None and command.transfer is not None:
+            command.transfer.file_credit(credit.credits)
 
-    def _on_disconnect(self, conn: WorkerConnection, message: protocol.Message) -> None:
-        self._lose(conn, f"the worker said goodbye: {message.content.get('reason', 'no reason')}")
+    def _on_disconnect(self, conn: WorkerConnection, goodbye: Disconnect) -> None:
+        self._lose(conn, f"the worker said goodbye: {goodbye.reason}")
 
     # -- liveness -------------------------------------------------------------------------------
 
@@ -868,7 +881,7 @@ class WorkerRegistry:
         credential is no longer among :attr:`instances`, so it could not say hello again)."""
         conn = self.connections.get(name)
         if conn is not None:
-            conn.send(protocol.SHUTDOWN, {"graceful": False})  # it exits, and does not knock again
+            conn.send(protocol.SHUTDOWN, Shutdown(graceful=False).encode())  # it exits, and does not knock again
             self._lose(conn, f"the master let it go: {reason}")
 
     def _lose(self, conn: WorkerConnection, reason: str) -> None:
@@ -887,11 +900,23 @@ class WorkerRegistry:
         self.on_lost(conn)
 
 
-_HANDLERS: dict[str, Callable[[WorkerRegistry, WorkerConnection, protocol.Message], None]] = {
-    protocol.HEARTBEAT: WorkerRegistry._on_heartbeat,
-    protocol.OUTPUT: WorkerRegistry._on_output,
-    protocol.FINISHED: WorkerRegistry._on_finished,
-    protocol.DISCONNECT: WorkerRegistry._on_disconnect,
-    protocol.FILE_DATA: WorkerRegistry._on_file_data,
-    protocol.FILE_CREDIT: WorkerRegistry._on_file_credit,
+class _Handler(NamedTuple):
+    """What the registry does with one kind of message from a welcomed worker."""
+
+    #: Reads the message's body (content and blobs); raises ProtocolError if it cannot.
+    decode: Decode
+    #: Acts on the body read.
+    act: Callable[[WorkerRegistry, WorkerConnection, Any], None]
+    #: What a body that cannot be read is counted as, among the messages dropped.
+    malformed: str = "bad-body"
+
+
+#: Every kind of message a welcomed worker may send (a hello is answered before any of these).
+_HANDLERS: dict[str, _Handler] = {
+    protocol.HEARTBEAT: _Handler(Heartbeat.decode, WorkerRegistry._on_heartbeat),
+    protocol.OUTPUT: _Handler(Output.decode, WorkerRegistry._on_output, "bad-output"),
+    protocol.FINISHED: _Handler(Finished.decode, WorkerRegistry._on_finished),
+    protocol.DISCONNECT: _Handler(Disconnect.decode, WorkerRegistry._on_disconnect),
+    protocol.FILE_DATA: _Handler(FileData.decode, WorkerRegistry._on_file_data, "bad-file-data"),
+    protocol.FILE_CREDIT: _Handler(FileCredit.decode, WorkerRegistry._on_file_credit, "bad-file-credit"),
 }

@@ -20,10 +20,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePosixPath
-from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import IO, TYPE_CHECKING, NamedTuple, Protocol
 
 import sqlalchemy as sa
-from flowbot_worker.bodies import CommandResult
+from flowbot_worker.bodies import CommandResult, FileData
 from flowbot_worker.defaults import FILE_CHUNK, FILE_WINDOW
 
 from ..errors import TransferError
@@ -45,8 +45,8 @@ class StoredFile(NamedTuple):
     mtime_ns: int
 
 
-#: Sends one chunk to the worker: the ``file_data`` content (``seq``, ``final``) and the bytes.
-SendChunk = Callable[[dict[str, Any], bytes], None]
+#: Sends one chunk to the worker: its number (from 0), whether it is the last, and its bytes.
+SendChunk = Callable[[int, bool, bytes], None]
 
 
 class Transfer(Protocol):
@@ -57,7 +57,7 @@ class Transfer(Protocol):
 
     def start(self, send: SendChunk) -> None: ...
 
-    def file_data(self, content: dict[str, Any], data: bytes) -> None: ...
+    def file_data(self, chunk: FileData) -> None: ...
 
     def file_credit(self, credits: int) -> None: ...
 
@@ -84,13 +84,13 @@ class ReceiveFile:
         # The worker may take a while to pack a directory: the clock starts with the first chunk.
         self.progressed: float | None = None
 
-    def file_data(self, content: dict[str, Any], data: bytes) -> None:
-        if content.get("seq") != self._seq:
-            raise TransferError(f"chunk {content.get('seq')} arrived where {self._seq} was expected; the link broke")
+    def file_data(self, chunk: FileData) -> None:
+        if chunk.seq != self._seq:
+            raise TransferError(f"chunk {chunk.seq} arrived where {self._seq} was expected; the link broke")
         self.progressed = time.monotonic()
-        self._file.write(data)
-        self._digest.update(data)
-        self.size += len(data)
+        self._file.write(chunk.data)
+        self._digest.update(chunk.data)
+        self.size += len(chunk.data)
         self._seq += 1
         if self.max_size is not None and self.size > self.max_size:
             raise TransferError(f"upload is larger than max_size={self.max_size} bytes")
@@ -182,7 +182,7 @@ class SendFile:
             raise TransferError(f"cannot read {source} on the master: {exc.strerror}") from None
         return cls(source, file, spawn=spawn), size, digest
 
-    def file_data(self, content: dict[str, Any], data: bytes) -> None:
+    def file_data(self, chunk: FileData) -> None:
         raise TransferError("the worker sent file data to a download")
 
     def file_credit(self, credits: int) -> None:
@@ -204,7 +204,7 @@ class SendFile:
                 data = await asyncio.to_thread(source.read, self.chunk)
                 self._credit -= 1
                 final = len(data) < self.chunk
-                send({"seq": seq, "final": final}, data)
+                send(seq, final, data)
                 seq += 1
                 if final:
                     return

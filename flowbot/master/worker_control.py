@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowbot_worker import protocol
+from flowbot_worker.bodies import Shutdown
 
 from ..errors import InvalidRequest, NotFound
 from ..results import Result
@@ -112,14 +113,14 @@ class WorkerControl:
         else:
             for build in self._builds_on(connection):
                 build.stop(f"worker {name} was shut down", Result.RETRY)
-            connection.send(protocol.SHUTDOWN, {"graceful": False})
+            connection.send(protocol.SHUTDOWN, Shutdown(graceful=False).encode())
         self._changed(name)
 
     def build_ended(self, connection: WorkerConnection) -> None:
         """A build on ``connection`` is over: a worker leaving gracefully goes once it runs none."""
         leaving = self._leaving.get(connection.name) is connection and not connection.lost
         if leaving and not self._builds_on(connection):
-            connection.send(protocol.SHUTDOWN, {"graceful": True})
+            connection.send(protocol.SHUTDOWN, Shutdown(graceful=True).encode())
 
     def lost(self, connection: WorkerConnection) -> None:
         if self._leaving.get(connection.name) is connection:

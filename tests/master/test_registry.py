@@ -26,6 +26,7 @@ from flowbot.master.events import DURABLE_KINDS, Event, EventBus
 from flowbot.master.registry import WorkerConnection, WorkerRegistry
 from flowbot.master.tasks import Tasks
 
+from ..e2e.fake_worker import FakeWorker
 from ..proxy import LoopbackProxy
 from ..support import wait_for_async
 
@@ -320,3 +321,37 @@ async def test_a_worker_that_dials_again_replaces_its_connection(link):
         await wait_for_async(lambda: link.registry.dropped["unknown-route"] > dropped, 20, "the old route's message")
     finally:
         worker.close()
+
+
+async def test_a_body_that_cannot_be_read_is_dropped_and_counted_and_the_worker_carries_on(link):
+    # Given a worker connected straight to the registry, running a command
+    peer = FakeWorker(link.registry.endpoint, "w1", "s")
+    try:
+        assert (await peer.hello()).type == protocol.WELCOME
+        connection = link.registry.connections["w1"]
+        command = asyncio.create_task(connection.run_command("c1", "shell", {"command": "true"}, Sink()))
+        await peer.expect(protocol.START_COMMAND)
+
+        # When it sends bodies of every kind that miss a field they need, or have one of the wrong type
+        await peer.send(protocol.OUTPUT, {"cmd_id": "c1", "stream": "stdout", "offset": "0"}, (b"x",))
+        await peer.send(protocol.OUTPUT, {"cmd_id": "c1", "stream": "stdout", "offset": 0})  # its bytes missing
+        await peer.send(protocol.FINISHED, {"cmd_id": 1, "rc": 0})
+        await peer.send(protocol.FILE_DATA, {"cmd_id": "c1", "seq": "0", "final": True}, (b"x",))
+        await peer.send(protocol.FILE_CREDIT, {"cmd_id": "c1", "credits": -1})
+        await wait_for_async(lambda: sum(link.registry.dropped.values()) >= 5, 10, "the bodies to be dropped")
+
+        # Then each is dropped and counted, as what it is, and nothing of it is acted on
+        assert dict(link.registry.dropped) == {
+            "bad-output": 2,
+            "bad-body": 1,
+            "bad-file-data": 1,
+            "bad-file-credit": 1,
+        }
+        assert not command.done()
+
+        # And the worker is still connected, and what it says next is heard
+        await peer.finish("c1", rc=0)
+        assert (await asyncio.wait_for(command, 10)).rc == 0
+        assert link.registry.connections["w1"] is connection and not link.lost
+    finally:
+        peer.close()

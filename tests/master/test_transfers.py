@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from flowbot_worker.bodies import FileData
 
 from flowbot.errors import TransferError
 from flowbot.master.tasks import Tasks
@@ -49,7 +50,7 @@ async def test_an_uploaded_directory_is_unpacked_while_the_loop_serves_others(tm
     files = {f"page{i}.html": os.urandom(4096) for i in range(200)}
     tarball = _tarball(files)
     receiver = ReceiveFile(tmp_path / "site", directory=True)
-    receiver.file_data({"seq": 0}, tarball)
+    receiver.file_data(FileData("c1", 0, True, tarball))
     result = CommandResult(0, data={"size": len(tarball), "sha256": hashlib.sha256(tarball).hexdigest()})
 
     # When it is put in place
@@ -72,10 +73,10 @@ async def test_a_download_is_read_while_the_loop_serves_others(tmp_path, loop_tu
     chunks: list[bytes] = []
     done = asyncio.Event()
 
-    def send(header: dict, data: bytes) -> None:
+    def send(seq: int, final: bool, data: bytes) -> None:
         loop_turns.append("chunk")
         chunks.append(data)
-        if header["final"]:
+        if final:
             done.set()
 
     # When it is sent

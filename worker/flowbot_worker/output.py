@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Callable
 
 from . import protocol
+from .bodies import Output
 from .defaults import OUTPUT_FLUSH_BYTES, OUTPUT_FLUSH_DELAY, OUTPUT_WINDOW
 
 Send = Callable[[str, dict, tuple[bytes, ...]], None]
@@ -82,7 +83,7 @@ class OutputBuffer:
         for name, s in self._streams.items():
             if s.pending:
                 data = bytes(s.pending)
-                content = {"cmd_id": self.cmd_id, "stream": name, "offset": s.sent_upto}
+                content = Output(self.cmd_id, name, s.sent_upto, data).encode()
                 s.unacked += data
                 s.pending.clear()
                 self._send(protocol.OUTPUT, content, (data,))
@@ -122,7 +123,7 @@ class OutputBuffer:
                 continue
             start = max(start, s.acked_upto)
             data = bytes(s.unacked[start - s.acked_upto :])
-            self._send(protocol.OUTPUT, {"cmd_id": self.cmd_id, "stream": name, "offset": start}, (data,))
+            self._send(protocol.OUTPUT, Output(self.cmd_id, name, start, data).encode(), (data,))
 
     def close(self) -> None:
         if self._timer is not None:

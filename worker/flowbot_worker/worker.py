@@ -32,7 +32,23 @@ import zmq
 import zmq.asyncio
 
 from . import __version__, protocol
-from .bodies import Finished, Interrupt, StartCommand
+from .bodies import (
+    Challenge,
+    Decode,
+    Disconnect,
+    FileCredit,
+    FileData,
+    Finished,
+    FinishedAck,
+    Heartbeat,
+    Hello,
+    Interrupt,
+    OutputAck,
+    Shutdown,
+    StartCommand,
+    Welcome,
+    decode_ack,
+)
 from .commands import COMMANDS, Command, Outcome
 from .curve import ClientKeys
 from .defaults import (
@@ -117,7 +133,8 @@ class Worker:
         self.lease = Lease(Fence.shared())
         self.heartbeat = HEARTBEAT_INTERVAL
         self.liveness = LIVENESS
-        self.flush_settings: dict[str, Any] = {}
+        #: How output is buffered, as the master's welcome says (see :class:`~flowbot_worker.bodies.Welcome`).
+        self.flush_settings: dict[str, float] = {}
         self._own_ctx = context is None
         self._ctx = zmq.asyncio.Context() if context is None else context
         self._sock: zmq.asyncio.Socket | None = None
@@ -185,7 +202,7 @@ class Worker:
             await asyncio.wait(tasks, timeout=3.0)
         if self._sock is not None:
             if self._welcomed:
-                self._send(protocol.DISCONNECT, {"reason": "worker shutting down"})
+                self._send(protocol.DISCONNECT, Disconnect("worker shutting down").encode())
             self._sock.close(linger=200)
             self._sock = None
         if self._own_ctx:
@@ -247,28 +264,25 @@ class Worker:
                 self._sock = None
 
     def _hello(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "version": protocol.VERSION,
-            "info": {
-                "worker_version": __version__,
-                "hostname": socket.gethostname(),
-                "platform": platform.platform(),
-                "python": sys.version.split()[0],
-                "os": os.name,
-                "basedir": str(self.basedir),
-                "pid": os.getpid(),
-            },
-            "held": {
-                cmd_id: {"offsets": h.output.offsets(), "finished": h.finished is not None}
-                for cmd_id, h in self._held.items()
-            },
+        info = {
+            "worker_version": __version__,
+            "hostname": socket.gethostname(),
+            "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "os": os.name,
+            "basedir": str(self.basedir),
+            "pid": os.getpid(),
         }
+        held = {
+            cmd_id: {"offsets": h.output.offsets(), "finished": h.finished is not None}
+            for cmd_id, h in self._held.items()
+        }
+        return Hello(self.name, protocol.VERSION, info, held).encode()
 
     def _tick(self, now: float) -> None:
         """Timers of a live session: heartbeats when idle, re-sent ``finished`` messages."""
         if now - self._last_sent >= self.heartbeat:
-            self._send(protocol.HEARTBEAT)
+            self._send(protocol.HEARTBEAT, Heartbeat().encode())
         for held in self._held.values():
             if held.finished is not None and now - held.finished_sent_at >= FINISHED_RESEND:
                 self._send_finished(held)
@@ -294,12 +308,7 @@ class Worker:
             message = protocol.parse(frames)
             if message.type == protocol.DISCONNECT and not frames[1]:
                 # Unsigned refusals are the only unsigned messages a worker listens to.
-                reason = message.content.get("reason", "no reason given")
-                log.error("the master refused this worker: %s", reason)
-                if message.content.get("final") is True and not self.keep_trying:
-                    self.refused = str(reason)
-                    self._stop.set()
-                return self._welcomed
+                return self._on_refusal(Disconnect.decode(message.content))
             message = self.channel.accept(frames, message)
         except ProtocolError as exc:
             log.warning("dropped a message from the master: %s", exc)
@@ -310,36 +319,46 @@ class Worker:
         if handler is None:
             log.warning("ignored unexpected %s from the master", message.type)
             return None
-        return handler(self, message)
+        decode, handle = handler
+        try:
+            body = decode(message.content, message.blobs)
+        except ProtocolError as exc:
+            log.warning("dropped a %s from the master: %s", message.type, exc)
+            return None
+        return handle(self, body)
 
-    def _on_challenge(self, message: protocol.Message) -> None:
-        challenge = message.content.get("nonce")
-        if self.channel.bound or not protocol.is_nonce(challenge):
+    def _on_refusal(self, refusal: Disconnect) -> bool:
+        log.error("the master refused this worker: %s", refusal.reason)
+        if refusal.final and not self.keep_trying:
+            self.refused = refusal.reason
+            self._stop.set()
+        return self._welcomed
+
+    def _on_challenge(self, challenge: Challenge) -> None:
+        if self.channel.bound:
             log.warning("ignored a challenge from the master that does not fit this connection's hello")
             return
         # Say hello again, signed over the master's fresh nonce: the proof that this hello is not a replay.
-        self.channel.extend(challenge)
+        self.channel.extend(challenge.nonce)
         self._send(protocol.HELLO, self._hello())
 
-    def _on_welcome(self, message: protocol.Message) -> None:
+    def _on_welcome(self, welcome: Welcome) -> None:
         if not self.channel.bound:
             log.warning("ignored a welcome that answers no challenge")
             return
-        c = message.content
-        self.heartbeat = float(c.get("heartbeat", self.heartbeat))
-        self.liveness = int(c.get("liveness", self.liveness))
-        self.flush_settings = dict(c.get("output", {}))
-        fence = c.get("fence")
-        self.lease.seconds = float(fence) if isinstance(fence, (int, float)) and fence > 0 else None
+        self.heartbeat = welcome.heartbeat
+        self.liveness = welcome.liveness
+        self.flush_settings = welcome.output
+        self.lease.seconds = welcome.fence
         self._welcomed = True
         log.info("connected to %s (heartbeat %.1f s x %d)", self.master, self.heartbeat, self.liveness)
-        for cmd_id in c.get("cancel", []):
+        for cmd_id in welcome.cancel:
             held = self._held.pop(cmd_id, None)
             if held is not None:
                 log.info("master does not know command %s any more; cancelling it", cmd_id)
                 held.command.interrupt("cancelled by the master after a reconnect", 1.0)
                 held.output.close()
-        for cmd_id, offsets in c.get("resume", {}).items():
+        for cmd_id, offsets in welcome.resume.items():
             held = self._held.get(cmd_id)
             if held is not None:
                 # The master has received everything below these offsets, but not necessarily
@@ -349,25 +368,19 @@ class Worker:
                     self._send_finished(held)
         self._leave_if_done()  # a graceful leave waiting for commands this master cancelled
 
-    def _on_heartbeat(self, message: protocol.Message) -> None:
+    def _on_heartbeat(self, heartbeat: Heartbeat) -> None:
         pass
 
-    def _on_disconnect(self, message: protocol.Message) -> bool:
-        log.warning("master disconnected this worker: %s", message.content.get("reason", "no reason"))
+    def _on_disconnect(self, goodbye: Disconnect) -> bool:
+        log.warning("master disconnected this worker: %s", goodbye.reason)
         return self._welcomed
 
-    def _on_shutdown(self, message: protocol.Message) -> bool | None:
-        graceful = bool(message.content.get("graceful", True))
-        log.info("master asked this worker to shut down (%s)", "graceful" if graceful else "now")
-        self.stop(graceful)
+    def _on_shutdown(self, shutdown: Shutdown) -> bool | None:
+        log.info("master asked this worker to shut down (%s)", "graceful" if shutdown.graceful else "now")
+        self.stop(shutdown.graceful)
         return True if self._stop.is_set() else None
 
-    def _on_start_command(self, message: protocol.Message) -> None:
-        try:
-            start = StartCommand.decode(message.content)
-        except ProtocolError as exc:
-            log.warning("dropped a start_command: %s", exc)
-            return
+    def _on_start_command(self, start: StartCommand) -> None:
         cmd_id, name, args = start.cmd_id, start.name, start.args
         if cmd_id in self._held or cmd_id in self._done:
             return  # sent again after a reconnect: never run twice
@@ -375,7 +388,7 @@ class Worker:
             cmd_id,
             self._send,
             lambda: self._window_open(cmd_id),
-            **{k: v for k, v in self.flush_settings.items() if k in ("flush_bytes", "flush_delay", "window")},
+            **self.flush_settings,
         )
         if name not in COMMANDS:
             cls, args = _Unknown, {"name": name}
@@ -385,43 +398,34 @@ class Worker:
         self._held[cmd_id] = held
         held.task = asyncio.create_task(self._execute(cmd_id, held), name=f"command {cmd_id}")
 
-    def _on_interrupt(self, message: protocol.Message) -> None:
-        try:
-            interrupt = Interrupt.decode(message.content)
-        except ProtocolError as exc:
-            log.warning("dropped an interrupt: %s", exc)
-            return
+    def _on_interrupt(self, interrupt: Interrupt) -> None:
         held = self._held.get(interrupt.cmd_id)
         if held is not None and held.finished is None:
             held.command.interrupt(interrupt.reason, interrupt.grace)
 
-    def _on_file_data(self, message: protocol.Message) -> None:
-        held = self._held.get(message.content.get("cmd_id"))
-        if held is not None and held.finished is None and len(message.blobs) == 1:
-            held.command.file_data(message.content, message.blobs[0])
+    def _on_file_data(self, chunk: FileData) -> None:
+        held = self._held.get(chunk.cmd_id)
+        if held is not None and held.finished is None:
+            held.command.file_data(chunk)
 
-    def _on_file_credit(self, message: protocol.Message) -> None:
-        held = self._held.get(message.content.get("cmd_id"))
-        credits = message.content.get("credits")
-        if held is not None and type(credits) is int and credits > 0:
-            held.command.file_credit(credits)
+    def _on_file_credit(self, credit: FileCredit) -> None:
+        held = self._held.get(credit.cmd_id)
+        if held is not None:
+            held.command.file_credit(credit.credits)
 
-    def _on_ack(self, message: protocol.Message) -> None:
-        c = message.content
-        if c.get("of") == protocol.FINISHED:
-            # The master acknowledges results in batches (``cmd_ids``); ``cmd_id`` alone also counts.
-            cmd_ids = c.get("cmd_ids") if isinstance(c.get("cmd_ids"), list) else [c.get("cmd_id")]
-            for cmd_id in cmd_ids:
+    def _on_ack(self, ack: OutputAck | FinishedAck) -> None:
+        if type(ack) is FinishedAck:
+            for cmd_id in ack.cmd_ids:
                 self._forget(cmd_id)
             self._leave_if_done()
             return
-        held = self._held.get(c.get("cmd_id"))
-        if held is not None and c.get("of") == protocol.OUTPUT and isinstance(c.get("offsets"), dict):
-            held.output.ack(c["offsets"])
+        held = self._held.get(ack.cmd_id)
+        if held is not None:
+            held.output.ack(ack.offsets)
 
-    def _forget(self, cmd_id: Any) -> None:
+    def _forget(self, cmd_id: str) -> None:
         """The master has the result of ``cmd_id``: let the command go, remembering its id."""
-        held = self._held.get(cmd_id) if isinstance(cmd_id, str) else None
+        held = self._held.get(cmd_id)
         if held is None or held.finished is None:
             return
         del self._held[cmd_id]
@@ -487,16 +491,17 @@ class Worker:
             held.command.resume_reading()
 
 
-#: What the worker does with each kind of message from the master (every other kind is ignored).
-_HANDLERS: dict[str, Callable[[Worker, protocol.Message], bool | None]] = {
-    protocol.CHALLENGE: Worker._on_challenge,
-    protocol.WELCOME: Worker._on_welcome,
-    protocol.HEARTBEAT: Worker._on_heartbeat,
-    protocol.DISCONNECT: Worker._on_disconnect,
-    protocol.SHUTDOWN: Worker._on_shutdown,
-    protocol.START_COMMAND: Worker._on_start_command,
-    protocol.INTERRUPT: Worker._on_interrupt,
-    protocol.FILE_DATA: Worker._on_file_data,
-    protocol.FILE_CREDIT: Worker._on_file_credit,
-    protocol.ACK: Worker._on_ack,
+#: What the worker does with each kind of message from the master (every other kind is ignored):
+#: how it reads the body, and what it does with it.
+_HANDLERS: dict[str, tuple[Decode, Callable[[Worker, Any], bool | None]]] = {
+    protocol.CHALLENGE: (Challenge.decode, Worker._on_challenge),
+    protocol.WELCOME: (Welcome.decode, Worker._on_welcome),
+    protocol.HEARTBEAT: (Heartbeat.decode, Worker._on_heartbeat),
+    protocol.DISCONNECT: (Disconnect.decode, Worker._on_disconnect),
+    protocol.SHUTDOWN: (Shutdown.decode, Worker._on_shutdown),
+    protocol.START_COMMAND: (StartCommand.decode, Worker._on_start_command),
+    protocol.INTERRUPT: (Interrupt.decode, Worker._on_interrupt),
+    protocol.FILE_DATA: (FileData.decode, Worker._on_file_data),
+    protocol.FILE_CREDIT: (FileCredit.decode, Worker._on_file_credit),
+    protocol.ACK: (decode_ack, Worker._on_ack),
 }

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..bodies import FileData
 from ..errors import CommandError
 from ..fence import Lease
 from ..output import OutputBuffer, Send
@@ -65,7 +66,7 @@ class Command:
     def resume_reading(self) -> None:
         """The output window has room again; the default never paused."""
 
-    def file_data(self, content: dict[str, Any], data: bytes) -> None:
+    def file_data(self, chunk: FileData) -> None:
         """A chunk of a file the master sends; only downloads expect them."""
 
     def file_credit(self, credits: int) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import protocol
+from ..bodies import FileCredit, FileData
 from ..defaults import FILE_CHUNK, FILE_WINDOW
 from .base import Command, Outcome
 
@@ -53,7 +54,7 @@ class _Sender(Command):
                 digest.update(data)
                 size += len(data)
                 final = len(data) < chunk
-                self.send(protocol.FILE_DATA, {"cmd_id": self.cmd_id, "seq": seq, "final": final}, (data,))
+                self.send(protocol.FILE_DATA, FileData(self.cmd_id, seq, final, data).encode(), (data,))
                 seq += 1
                 if final:
                     return Outcome(0, data={"size": size, "sha256": digest.hexdigest()})
@@ -108,10 +109,10 @@ class DownloadFile(Command):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._chunks: asyncio.Queue[tuple[dict[str, Any], bytes] | None] = asyncio.Queue()
+        self._chunks: asyncio.Queue[FileData | None] = asyncio.Queue()
 
-    def file_data(self, content: dict[str, Any], data: bytes) -> None:
-        self._chunks.put_nowait((content, data))
+    def file_data(self, chunk: FileData) -> None:
+        self._chunks.put_nowait(chunk)
 
     def interrupt(self, reason: str, grace: float) -> None:
         self._chunks.put_nowait(None)
@@ -124,18 +125,17 @@ class DownloadFile(Command):
         try:
             with os.fdopen(fd, "wb") as sink:
                 while True:
-                    item = await self._chunks.get()
-                    if item is None:
+                    chunk = await self._chunks.get()
+                    if chunk is None:
                         return Outcome(None, "interrupted", "download interrupted")
-                    content, data = item
-                    if content.get("seq") != seq:
-                        return Outcome(None, "error", f"chunk {content.get('seq')} arrived, {seq} was expected")
-                    sink.write(data)
-                    digest.update(data)
-                    size += len(data)
+                    if chunk.seq != seq:
+                        return Outcome(None, "error", f"chunk {chunk.seq} arrived, {seq} was expected")
+                    sink.write(chunk.data)
+                    digest.update(chunk.data)
+                    size += len(chunk.data)
                     seq += 1
-                    self.send(protocol.FILE_CREDIT, {"cmd_id": self.cmd_id, "credits": 1})
-                    if content.get("final"):
+                    self.send(protocol.FILE_CREDIT, FileCredit(self.cmd_id).encode())
+                    if chunk.final:
                         break
             if size != self.args.get("size") or digest.hexdigest() != self.args.get("sha256"):
                 return Outcome(None, "error", f"{path.name} arrived damaged ({size} bytes, checksum mismatch)")
