@@ -159,6 +159,7 @@ class Master:
             controls=self.worker_control,
             held_workers=self.dispatcher.held_workers,
             queue=self.queue,
+            why_waiting=self.dispatcher.why_waiting,
             running_count=self.dispatcher.running_count,
             held_builders=self.dispatcher.held_builders,
             remembered=lambda: self.store.workers,

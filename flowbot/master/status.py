@@ -134,6 +134,7 @@ class Status:
         controls: pauses and shutdowns.
         held_workers: workers dispatching holds aside, with why.
         queue: the pending requests.
+        why_waiting: why a builder's pending requests (of a matrix cell) have not started.
         running_count: how many builds of a builder run now.
         held_builders: builders dispatching holds aside, with why.
         remembered: the store's memory of workers, for those not connected.
@@ -151,6 +152,7 @@ class Status:
         controls: Controls,
         held_workers: Mapping[str, str],
         queue: Waiting,
+        why_waiting: Callable[[str, dict[str, Any] | None], str],
         running_count: Callable[[str], int],
         held_builders: Mapping[str, str],
         remembered: Callable[[], Remembered],
@@ -164,6 +166,7 @@ class Status:
         self._controls = controls
         self._held_workers = held_workers
         self._queue = queue
+        self._why_waiting = why_waiting
         self._running_count = running_count
         self._held_builders = held_builders
         self._remembered = remembered
@@ -206,6 +209,12 @@ class Status:
                 )
             )
         return states
+
+    def why_waiting(self, request: BuildRequest) -> str | None:
+        """Why ``request`` has not started, or None once a master claimed it (or it completed)."""
+        if request.complete_at is not None or request.claimed_at is not None:
+            return None
+        return self._why_waiting(request.builder, request.cell)
 
     def load(self) -> dict[str, tuple[int, int]]:
         """``{builder: (pending, running)}`` for every builder of the pipeline, read from memory."""

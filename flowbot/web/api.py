@@ -533,9 +533,7 @@ async def flush_live(master: Master, build_id: int, step: int, name: str) -> Non
 
 def waiting(master: Master, request: BuildRequest) -> dict[str, Any]:
     """A request as the API shows it: one not started yet says why it waits (``waiting``)."""
-    if request.complete_at is not None or request.claimed_at is not None:
-        return {**request_json(request), "waiting": None}
-    return {**request_json(request), "waiting": master.dispatcher.why_waiting(request.builder, request.cell)}
+    return {**request_json(request), "waiting": master.status.why_waiting(request)}
 
 
 def path_id(raw: str, what: str) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from types import SimpleNamespace
 
 from flowbot import Builder, Worker
 from flowbot.master.events import EventBus, EventKind
 from flowbot.master.status import BuilderStatus, RunningRef, Status, WorkerState
+from flowbot.records import BuildRequest
 
 
 class Remembered:
@@ -54,6 +56,7 @@ def status(running: dict, events: EventBus, builds: Builds | None = None) -> Sta
         ),
         held_workers={},
         queue=Queue(),
+        why_waiting=lambda builder, cell: f"{builder} {cell} waits for w1",
         running_count=lambda builder: sum(1 for b in running.values() if b.builder == builder),
         held_builders={"docs": "no step"},
         remembered=Remembered,
@@ -125,3 +128,11 @@ async def test_each_builder_is_told_with_its_queue_its_running_builds_and_its_ne
     assert [s.name for s in await facade.builders(["docs"])] == ["docs"]
     assert builds.read[-1] == ("latest", ["docs"])
     assert facade.load() == {"unit": (2, 1), "docs": (0, 0)}
+
+
+def test_only_a_request_no_master_claimed_is_told_why_it_waits():
+    facade = status({}, EventBus())
+    waiting = BuildRequest(id=1, buildset_id=1, builder="unit", sourcestamps=(), cell={"python": "3.12"})
+    assert facade.why_waiting(waiting) == "unit {'python': '3.12'} waits for w1"
+    assert facade.why_waiting(dataclasses.replace(waiting, claimed_at=5.0)) is None
+    assert facade.why_waiting(dataclasses.replace(waiting, complete_at=6.0)) is None
