@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -56,3 +57,22 @@ def test_pip_install_worker_alone_pulls_in_no_master_libraries(tmp_path):
     assert not installed & {"tornado", "pandas", "sqlalchemy", "ipywidgets", "alembic", "flowbot"}
     helped = subprocess.run([str(venv / "bin" / "flowbot-worker"), "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "--secret-file" in helped.stdout
+
+
+def test_the_command_line_that_runs_a_worker_is_written_once():
+    # flowbot_worker.launch writes it; whatever starts a worker (local workers, launchers, the demo,
+    # benchmarks, tests, the screenshot script) asks it. The CLI's own tests spell out the options they
+    # test, and a test may compare a command line with the one it expects.
+    written = []
+    for top in ("flowbot", "worker", "benchmarks", "docs", "tests"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            if path.relative_to(ROOT).as_posix() in ("worker/flowbot_worker/launch.py", "tests/e2e/test_cli.py"):
+                continue
+            tree = ast.parse(path.read_text(), str(path))
+            expected = {id(n) for c in ast.walk(tree) if isinstance(c, ast.Compare) for n in ast.walk(c)}
+            for node in ast.walk(tree):
+                if isinstance(node, ast.List | ast.Tuple) and id(node) not in expected:
+                    values = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+                    if any(values[i : i + 2] == ["-m", "flowbot_worker"] for i in range(len(values))):
+                        written.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert written == []
