@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..records import UnfinishedBuild
 from .build import command_id, commands_of, step_lock_owner
+from .logs import STREAM_TAGS
 from .registry import WorkerConnection
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ class Adoption:
         self._new_build = new_build
         #: The builds held, by request id.
         self.held: dict[int, UnfinishedBuild] = {}
+        #: Lines of each stream tag the store holds of the log of each held build's running step.
+        self._stored: dict[int, dict[str, int]] = {}
         self._retrying = 0
         self._expiry: asyncio.TimerHandle | None = None
 
@@ -84,6 +87,9 @@ class Adoption:
                 why = "its locks are taken"
             if why is None:
                 self.held[record.request.id] = record
+                self._stored[record.request.id] = await self._store().logs.stream_lines(
+                    record.id, record.running_step.number
+                )
                 log.info(
                     "build %s #%d waits %g s for its worker to take it up",
                     record.request.builder,
@@ -151,7 +157,7 @@ class Adoption:
             why = self._not_running(record, cmd_id, held)
             if why is None:
                 try:
-                    self._take_up(record, connection, cmd_id, held[cmd_id]["offsets"])
+                    self._take_up(record, connection, cmd_id, held[cmd_id])
                     continue
                 except Exception as exc:  # a bug here must not keep the worker out, nor lose the request
                     log.exception("build %s #%d could not be taken up", record.request.builder, record.number)
@@ -187,12 +193,14 @@ class Adoption:
         return None
 
     def _take_up(
-        self, record: UnfinishedBuild, connection: WorkerConnection, cmd_id: str, offsets: dict[str, list[int]]
+        self, record: UnfinishedBuild, connection: WorkerConnection, cmd_id: str, state: dict[str, Any]
     ) -> None:
         builder = self._pipeline().builder(record.request.builder)
         build = self._new_build(builder, record.request, connection, record.number)
-        # The master acknowledged each byte once it was stored: what the worker holds is what the log lacks.
-        build.take_up(record, cmd_id, {stream: acked for stream, (acked, _) in offsets.items()})
+        # The master acknowledged each byte once it was stored, so what the worker holds is what the
+        # log lacks, but for lines stored in the moment before the master died, unacknowledged.
+        build.take_up(record, cmd_id, {stream: acked for stream, (acked, _) in state["offsets"].items()})
+        connection.commands[cmd_id].stored_lines = self._stored_again(record, state.get("lines"))
         log.info(
             "build %s #%d taken up: worker %s still runs step %r",
             build.builder,
@@ -201,6 +209,18 @@ class Adoption:
             record.running_step.name,
         )
         self._dispatcher.adopt(build)
+
+    def _stored_again(self, record: UnfinishedBuild, lines: Any) -> dict[str, int]:
+        """Per stream, the lines the store holds beyond those the worker counts as acknowledged
+        (``lines``, from its hello); none for a stream whose count the worker could not keep."""
+        stored = self._stored.pop(record.request.id, {})
+        again = {}
+        for stream in ("stdout", "stderr"):  # a step's own lines are headers
+            tag = STREAM_TAGS[stream]
+            acked = lines.get(stream) if isinstance(lines, dict) else None
+            if type(acked) is int and stored.get(tag, 0) > acked:
+                again[stream] = stored[tag] - acked
+        return again
 
     # -- the window closes ------------------------------------------------------------------------
 

@@ -128,6 +128,19 @@ class RemoteCommand:
     transfer: Transfer | None = None
     #: The interrupt sent, if any: sent again after a reconnect, in case the old route lost it.
     interrupted: Interrupt | None = None
+    #: Lines of each stream the store holds already that come again (a command taken up after a
+    #: restart, whose worker goes on from the output acknowledged before it): dropped as they come.
+    stored_lines: dict[str, int] = field(default_factory=dict)
+
+    def drop_stored(self, stream: str, data: bytes) -> bytes:
+        """``data`` without the lines of ``stream`` the store holds already."""
+        count, at = self.stored_lines.get(stream, 0), 0
+        while count and (end := data.find(b"\n", at)) >= 0:
+            at, count = end + 1, count - 1
+        if count:  # the rest is the start of a line stored already
+            at = len(data)
+        self.stored_lines[stream] = count
+        return data[at:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -798,6 +811,11 @@ class WorkerRegistry:
         elif offset < held:  # a replay overlapping what is here already
             data = data[held - offset :]
         command.received[stream] = max(held, offset + len(output.data))
+        if command.stored_lines.get(stream):
+            data = command.drop_stored(stream, data)
+            if not data:
+                conn.ack_output(command, stream, command.received[stream])
+                return
         if not data:
             return
         held_back, stored = command.output.write(stream, data)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections import Counter
 
 import sqlalchemy as sa
 
@@ -114,6 +115,20 @@ class Logs:
             if not lines and not start and name != "stdio":  # every step has a stdio log, even an empty one
                 raise NotFound(f"no log {name!r} for step {step_number} of build {build_id}")
             return lines
+
+        return await self._db.read(fn)
+
+    async def stream_lines(self, build_id: int, step_number: int, name: str = "stdio") -> dict[str, int]:
+        """How many lines of each stream tag (``o``, ``e``, ``h``) a stored log holds: where a
+        command taken up after a master restart goes on (reads the tags only)."""
+
+        def fn(conn: sa.Connection) -> dict[str, int]:
+            step = step_id(conn, build_id, step_number)
+            c = t.log_chunks.c
+            counts: Counter[str] = Counter()
+            for (streams,) in conn.execute(sa.select(c.streams).where(c.step_id == step, c.log == name)):
+                counts.update(streams)
+            return dict(counts)
 
         return await self._db.read(fn)
 

@@ -100,3 +100,32 @@ def test_a_build_whose_worker_does_not_come_back_after_a_master_restart_is_retri
     retried, rerun = finished_builds(again.client, 2, timeout=60)
     assert (rerun["request_id"], rerun["result"]) == (build["request_id"], "SUCCESS")
     assert again.client.buildrequests(pending=True) == []
+
+
+def test_a_build_taken_up_does_not_repeat_the_lines_stored_unacknowledged_as_the_master_died(
+    master_factory, worker_factory, proxy_to, db_url
+):
+    # Given a build in its long step, whose worker hears nothing from the master once the step has
+    # begun, so the lines it prints are stored but their acknowledgements never reach it
+    pipeline = PIPELINE.replace("echo long >> ../runs; ", "echo long >> ../runs; sleep 2; ")
+    master = master_factory(pipeline, db=db_url, heartbeat=HEARTBEAT)
+    proxy = proxy_to(master)
+    worker = worker_factory(master, "w1", "s")
+    master.client.force("long")
+    wait_for(lambda: (worker.basedir / "long" / "runs").exists() and "long" in _runs(worker.basedir), 30, "the step")
+    proxy.deafen_worker()
+    build = running_build(master.client, "long")
+    wait_for(lambda: "line5" in step_log(master.client, build["id"], 1), 20, "the first five lines to be stored")
+
+    # When the master is killed then, and started again while the worker runs the step
+    master.kill()
+    again = restart(master_factory, master, pipeline, heartbeat=HEARTBEAT)
+
+    # Then the build is taken up, and its log has every line once: the worker sends again what it
+    # holds unacknowledged, and the master drops the lines it had stored
+    (done,) = finished_builds(again.client, 1, timeout=60)
+    assert (done["id"], done["result"]) == (build["id"], "SUCCESS")
+    assert "taken up" in again.log()
+    lines = step_log(again.client, build["id"], 1).splitlines()
+    assert [line for line in lines if line.startswith("line")] == [f"line{i}" for i in range(1, 11)]
+    assert _runs(worker.basedir) == ["version", "long", "after-1.2.3"]

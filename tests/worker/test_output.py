@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from flowbot_worker import protocol
-from flowbot_worker.output import OutputBuffer
+from flowbot_worker.output import LONG_LINE, OutputBuffer
 
 
 @dataclass
@@ -317,3 +317,23 @@ async def test_replay_leaves_unsent_output_to_its_flush(make_buffer, received: R
     await asyncio.wait_for(received.arrived.wait(), 5)
     assert received.messages == [("stdout", 0, b"lost"), ("stdout", 4, b"ok")]
     assert received.log() == b"lostok"
+
+
+async def test_the_lines_acknowledged_are_counted_until_one_is_too_long_to_count_as_the_master_does(make_buffer) -> None:
+    # Given output of short lines, a line begun, and a line of 64 KiB on stderr
+    buffer = make_buffer()
+    buffer.write("stdout", b"one\ntwo\nthr")
+    buffer.write("stderr", b"x" * LONG_LINE + b"\nshort\n")
+    buffer.flush()
+    assert buffer.lines() == {"stdout": 0, "stderr": 0}
+
+    # When the master acknowledges part of it, in the middle of a line, then the rest
+    buffer.ack({"stdout": 6, "stderr": 3})
+    assert buffer.lines() == {"stdout": 1, "stderr": 0}
+    buffer.write("stdout", b"ee\nfour\n")
+    buffer.flush()
+    buffer.ack({"stdout": 19, "stderr": LONG_LINE + 7})
+
+    # Then the lines ended below the acknowledged offsets are counted, but for a stream with a line
+    # the master may have kept in pieces
+    assert buffer.lines() == {"stdout": 4, "stderr": None}

@@ -273,7 +273,8 @@ class Hello:
     version: Any
     #: About its host: ``worker_version``, ``hostname``, ``platform``, ``python``, ``os``, ``basedir``, ``pid``.
     info: dict[str, Any] = field(default_factory=dict)
-    #: The commands it holds, by id: ``{"offsets": {stream: [acknowledged, sent]}, "finished": bool}``
+    #: The commands it holds, by id: ``{"offsets": {stream: [acknowledged, sent]}, "lines": {stream:
+    #: lines below the acknowledged offset, or None}, "finished": bool}``
     #: each, as the worker says it (the master checks what it takes up).
     held: dict[str, Any] = field(default_factory=dict)
 

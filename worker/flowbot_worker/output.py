@@ -21,13 +21,28 @@ from .defaults import OUTPUT_FLUSH_BYTES, OUTPUT_FLUSH_DELAY, OUTPUT_WINDOW
 Send = Callable[[str, dict, tuple[bytes, ...]], None]
 
 
+#: A line this long or longer may be kept by the master in pieces, each a line of its log.
+LONG_LINE = 64 * 1024
+
+
 class _Stream:
-    __slots__ = ("acked_upto", "pending", "unacked")
+    __slots__ = ("acked_lines", "acked_upto", "carry", "pending", "unacked")
 
     def __init__(self) -> None:
         self.pending = bytearray()  # read from the process, not yet sent
         self.unacked = bytearray()  # sent, not yet acknowledged
         self.acked_upto = 0  # offset of unacked[0]
+        #: Lines ended below ``acked_upto``; None once one of them was long (LONG_LINE).
+        self.acked_lines: int | None = 0
+        self.carry = 0  # bytes of the line that runs on at ``acked_upto``
+
+    def forget(self, count: int) -> None:
+        """Drop the first ``count`` unacknowledged bytes (the master has stored them), counting their lines."""
+        if self.acked_lines is not None:
+            long, self.carry = _long_line(self.carry, self.unacked, count)
+            self.acked_lines = None if long else self.acked_lines + self.unacked.count(b"\n", 0, count)
+        del self.unacked[:count]
+        self.acked_upto += count
 
     @property
     def sent_upto(self) -> int:
@@ -105,15 +120,19 @@ class OutputBuffer:
             s = self._streams.get(name)
             if s is None or not isinstance(offset, int):
                 continue
-            drop = min(max(offset - s.acked_upto, 0), len(s.unacked))
-            del s.unacked[:drop]
-            s.acked_upto += drop
+            s.forget(min(max(offset - s.acked_upto, 0), len(s.unacked)))
         if was_full and not self.full:
             self._on_window_open()
 
     def offsets(self) -> dict[str, list[int]]:
         """Per stream, the range of bytes still held: ``[acked_upto, sent_upto]`` (for hello)."""
         return {name: [s.acked_upto, s.sent_upto] for name, s in self._streams.items()}
+
+    def lines(self) -> dict[str, int | None]:
+        """Per stream, the lines ended below the acknowledged offset (None: one was too long to
+        count as the master does), so a master taking the command up knows which of its stored
+        lines come again (for hello)."""
+        return {name: s.acked_lines for name, s in self._streams.items()}
 
     def replay(self, offsets: dict[str, int]) -> None:
         """Re-send what the master is missing after a reconnect, from the offsets it holds."""
@@ -129,3 +148,19 @@ class OutputBuffer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+def _long_line(carry: int, data: bytearray, end: int) -> tuple[bool, int]:
+    """Whether ``data[:end]``, after ``carry`` bytes of a line begun before it, has a line of
+    :data:`LONG_LINE` bytes or more; and the bytes of the line that runs on at ``end``. Looks at
+    each stretch of LONG_LINE bytes once, so it costs little however many lines there are."""
+    start = -carry  # where the line being looked at began
+    while start + LONG_LINE <= end:
+        newline = data.rfind(b"\n", max(start, 0), start + LONG_LINE)
+        if newline < 0:
+            return True, 0
+        start = newline + 1
+    newline = data.rfind(b"\n", max(start, 0), end)
+    if newline >= 0:
+        start = newline + 1
+    return False, end - start

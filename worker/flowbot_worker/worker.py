@@ -274,7 +274,7 @@ class Worker:
             "pid": os.getpid(),
         }
         held = {
-            cmd_id: {"offsets": h.output.offsets(), "finished": h.finished is not None}
+            cmd_id: {"offsets": h.output.offsets(), "lines": h.output.lines(), "finished": h.finished is not None}
             for cmd_id, h in self._held.items()
         }
         return Hello(self.name, protocol.VERSION, info, held).encode()
