@@ -232,7 +232,7 @@ async def test_a_worker_whose_master_goes_silent_says_hello_again_listing_the_co
         assert message.type == protocol.HEARTBEAT
 
     # Then its hello lists the command it still runs, unfinished, for the master to resume
-    assert message.content["held"] == {"c1": {"offsets": {}, "finished": False}}
+    assert message.content["held"] == {"c1": {"offsets": {}, "lines": {}, "finished": False}}
 
 
 async def test_a_command_the_master_cancels_at_a_reconnect_is_stopped_and_forgotten(link):
