@@ -11,8 +11,15 @@ single step runs ``true``, then:
    (user + system, from /proc) over the batch is divided by N, and its peak RSS (VmHWM) is read
    at the end.
 
+With ``--probe OUT`` the master runs under ``probe.py``, which counts its work over the batches
+(SQL statements, commits, dispatch passes, loop callbacks and ``call_soon`` per build: figures that,
+unlike the times, do not depend on what else the machine runs) and, with ``--profile``, profiles
+its loop's thread during the batches into ``OUT.prof``. The counting itself costs CPU: take the
+times from a run without it.
+
     python benchmarks/throughput.py -n 200 -w 1
     python benchmarks/throughput.py -n 200 -w 4 --json out.json
+    python benchmarks/throughput.py -n 1000 -w 1 -r 1 --probe /tmp/master --profile
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import socket
 import statistics
 import subprocess
@@ -106,6 +114,8 @@ async def drive(
     k: int,
     connections: int,
     repeat: int,
+    probe: str | None = None,
+    profile: bool = False,
 ) -> dict:
     base = f"127.0.0.1:{http_port}"
     finished: dict[str, float] = {}
@@ -149,9 +159,17 @@ async def drive(
             await asyncio.sleep(0.05)
 
     batches = []
+    counted: dict[str, float] = {}
     for batch in range(repeat):
         await asyncio.sleep(0.5)
+        if probe:
+            before = await snapshot(master_pid, probe, signal.SIGUSR2 if profile else None)
         batches.append(await run_batch(http_port, master_pid, worker_pids, n, connections, finished, results, batch))
+        if probe:
+            await asyncio.sleep(0.2)  # the last build's records and events
+            after = await snapshot(master_pid, probe, signal.SIGUSR2 if profile else None)
+            for key in after.keys() - {"at"}:
+                counted[key] = counted.get(key, 0) + after[key] - before.get(key, 0)
     listener.cancel()
     stream.close()
     middle = sorted(batches, key=lambda b: b["builds_per_s"])[len(batches) // 2]  # the median batch
@@ -165,7 +183,22 @@ async def drive(
         "idle_p95_latency_ms": sorted(latencies)[int(0.95 * (len(latencies) - 1))],
         "idle_latencies_ms": [round(x, 2) for x in latencies],
         "master_rss_mb": peak_rss_mb(master_pid),
+        "per_build": {key: round(value / (n * repeat), 2) for key, value in sorted(counted.items())},
     }
+
+
+async def snapshot(master_pid: int, probe: str, profile: signal.Signals | None) -> dict[str, float]:
+    """The probe's counters now (and the profiler started or stopped)."""
+    path = Path(probe + ".counts")
+    lines = path.read_text().count("\n") if path.exists() else 0
+    if profile is not None:
+        os.kill(master_pid, profile)
+    os.kill(master_pid, signal.SIGUSR1)
+    for _ in range(500):
+        if path.exists() and path.read_text().count("\n") > lines:
+            return json.loads(path.read_text().splitlines()[-1])
+        await asyncio.sleep(0.01)
+    raise RuntimeError("the probe did not answer")
 
 
 async def run_batch(
@@ -220,6 +253,8 @@ def main() -> None:
     parser.add_argument("-r", type=int, default=5, help="batches; the median one is reported")
     parser.add_argument("--db", help="database URL (default: SQLite in the master directory)")
     parser.add_argument("--json", help="also write the result there")
+    parser.add_argument("--probe", metavar="OUT", help="count the master's work per build (see probe.py) into OUT.*")
+    parser.add_argument("--profile", action="store_true", help="with --probe: profile the batches into OUT.prof")
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="flowbot-bench-"))
@@ -237,6 +272,8 @@ def main() -> None:
             return proc
 
         master_cmd = [sys.executable, "-m", "flowbot", "start", str(root / "master")]
+        if args.probe:
+            master_cmd[1:3] = [str(Path(__file__).with_name("probe.py")), args.probe, "--"]
         master_cmd += ["--http", f"127.0.0.1:{http_port}", "--zmq", endpoint]
         if args.db:
             master_cmd += ["--db", args.db]
@@ -253,7 +290,18 @@ def main() -> None:
                 except OSError:
                     time.sleep(0.05)
             result = asyncio.run(
-                drive(http_port, master.pid, [w.pid for w in workers], args.n, args.w, args.k, args.c, args.r)
+                drive(
+                    http_port,
+                    master.pid,
+                    [w.pid for w in workers],
+                    args.n,
+                    args.w,
+                    args.k,
+                    args.c,
+                    args.r,
+                    args.probe,
+                    args.profile,
+                )
             )
         finally:
             for proc in processes:
@@ -269,6 +317,10 @@ def main() -> None:
         f"workers_cpu_ms_per_build={result['workers_cpu_ms_per_build']:.3f} failed={result['failed']} "
         f"batches_builds_per_s={result['batches']}"
     )
+    if result["per_build"]:
+        counted = result["per_build"].items()
+        print("per build: " + " ".join(f"{key}={value}" for key, value in counted if not key.startswith("sql ")))
+        print("statements per build:\n" + "\n".join(f"  {v:6.2f} {k[4:]}" for k, v in counted if k.startswith("sql ") and v))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 

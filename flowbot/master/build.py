@@ -651,8 +651,17 @@ class RunningBuild:
         store = self.services.store
         if self._resumption is None:
             self.started_at = time.time()
+            # Stored with the start: a step that sets none has no properties of its own to record.
+            self._stored_properties = self.properties.with_sources()
             self._start_write = store.builds.start(
-                self.request, self.number, self.worker, self.started_at, self.services.name, self.ref, self.attempt
+                self.request,
+                self.number,
+                self.worker,
+                self.started_at,
+                self.services.name,
+                self.ref,
+                self.attempt,
+                properties=self._stored_properties,
             )
             self._record(
                 self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": build_event_json(self.summary())})

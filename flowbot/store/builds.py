@@ -40,9 +40,19 @@ class Builds:
         return await self._db.read(fn)
 
     def start(
-        self, request: BuildRequest, number: int, worker: str, now: float, master: str, build: Ref, attempt: int = 1
+        self,
+        request: BuildRequest,
+        number: int,
+        worker: str,
+        now: float,
+        master: str,
+        build: Ref,
+        attempt: int = 1,
+        *,
+        properties: dict[str, list[Any]] | None = None,
     ) -> asyncio.Future[None]:
-        """Claim ``request`` and record its build as started (its ``attempt``-th); sets ``build.id``.
+        """Claim ``request`` and record its build as started (its ``attempt``-th), with the
+        ``properties`` it starts with (``{name: [value, source]}``); sets ``build.id``.
 
         Like the other build-progress writes, this returns at once with the future of the write:
         writes run in the order they were made, so later ones may use ``build.id`` before the
@@ -75,6 +85,7 @@ class Builds:
                     "summary": "",
                     "p_request": request.id,
                     "attempt": attempt,
+                    "properties": sa.null() if properties is None else properties,
                 },
             )
 

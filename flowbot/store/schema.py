@@ -194,7 +194,7 @@ builds = Table(
     Column("summary", Text, nullable=False, default=""),
     #: Seconds the build spent waiting for locks.
     Column("locks_wait", Float, nullable=False, server_default="0"),
-    #: ``{name: [value, source]}`` when the build ended.
+    #: ``{name: [value, source]}``: as the build started, as each step left them, as the build ended.
     Column("properties", JSON),
     #: The pull request it built (its buildset's), so the history reads builds alone.
     Column("pull_request_id", Integer, index=True),

@@ -39,7 +39,8 @@ INSERT_BUILDSET_CHANGE = Statement(t.buildset_changes.insert(), ["buildset_id", 
 INSERT_REQUEST = Statement(
     t.buildrequests.insert(), ["buildset_id", "builder", "priority", "submitted_at", "matrix_id", "cell"]
 )
-#: A build of request ``p_request`` (its ``request_id`` too), which builds its buildset's pull request.
+#: A build of request ``p_request`` (its ``request_id`` too), which builds its buildset's pull request,
+#: with the properties it starts with.
 INSERT_BUILD = Statement(
     t.builds.insert().values(
         pull_request_id=select(t.buildsets.c.pull_request_id)
@@ -58,6 +59,7 @@ INSERT_BUILD = Statement(
         "started_at",
         "summary",
         "attempt",
+        "properties",
     ],
 )
 INSERT_STEP = Statement(t.steps.insert(), ["build_id", "number", "name", "started_at", "hidden", "summary"])
