@@ -8,7 +8,8 @@ path's statements on the driver's cursor count too; an ``executemany`` counts on
 ``BEGIN`` and ``COMMIT`` apart; each kind of statement by its first words, as ``sql ...``), group commits, and dispatch passes; those of other threads than the loop's
 are prefixed ``thread_``.
 Each SIGUSR1 appends a snapshot of the counters to ``OUT.counts`` (one JSON object a line), so the
-difference of two snapshots is what happened between them. SIGUSR2 starts, and then stops and writes
+difference of two snapshots is what happened between them. With ``PROBE_CALLERS=1`` in its environment
+it also counts who asked for each ``call_soon`` (``soon FILE:FUNCTION -> CALLBACK``; slower). SIGUSR2 starts, and then stops and writes
 to ``OUT.prof``, a profile of the loop's thread on that thread's CPU clock (``pstats`` reads it).
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import cProfile
 import json
+import os
 import signal
 import sys
 import threading
@@ -26,7 +28,17 @@ from collections import Counter
 counts: Counter[str] = Counter()
 
 
-def _count_loop() -> None:
+def _caller(callback: object) -> str:
+    """Who asked for ``callback``: the first frame outside asyncio, and what is called."""
+    frame = sys._getframe(2)
+    while frame is not None and "/asyncio/" in frame.f_code.co_filename:
+        frame = frame.f_back
+    where = f"{frame.f_code.co_filename.rsplit('/', 2)[-1]}:{frame.f_code.co_name}" if frame else "?"
+    what = getattr(callback, "__qualname__", None) or type(callback).__name__
+    return f"{where} -> {what}"
+
+
+def _count_loop(by_caller: bool) -> None:
     handle_run = asyncio.events.Handle._run
     call_soon = asyncio.BaseEventLoop.call_soon
 
@@ -36,6 +48,8 @@ def _count_loop() -> None:
 
     def counted_call_soon(self: asyncio.AbstractEventLoop, *args: object, **kwargs: object) -> asyncio.Handle:
         counts["call_soon"] += 1
+        if by_caller:
+            counts[f"soon {_caller(args[0])}"] += 1
         return call_soon(self, *args, **kwargs)
 
     asyncio.events.Handle._run = counted_run
@@ -108,7 +122,7 @@ def main() -> None:
     out, separator, *argv = sys.argv[1:]
     if separator != "--":
         raise SystemExit(__doc__)
-    _count_loop()
+    _count_loop(bool(os.environ.get("PROBE_CALLERS")))
     _count_statements()
     _count_master()
     profile: list[cProfile.Profile] = []

@@ -175,6 +175,7 @@ class RunningBuild:
         self._failed_tests: list[TestCase] = []
         self._build_failure = Failure()  # what the build's failed steps showed
         self._writes: set[asyncio.Future] = set()
+        self._all_written: asyncio.Future[None] | None = None  # set once no write is left in _writes
         self._start_write: asyncio.Future | None = None
         self._finish_write: asyncio.Future | None = None
         self._env = {
@@ -709,8 +710,8 @@ class RunningBuild:
             ],
             final=self._final,
         )
-        self._finish_write.add_done_callback(self._ended_as_recorded)
-        self._finish_write.add_done_callback(self._downstream_stored)
+        store.then(self._finish_write, self._ended_as_recorded)
+        store.then(self._finish_write, self._downstream_stored)
         self._record(
             self._finish_write, lambda: (EventKind.BUILD_FINISHED, {"build": build_event_json(self.summary())})
         )
@@ -757,7 +758,9 @@ class RunningBuild:
         the build is recorded all the same.
         """
         if self._writes:
-            await asyncio.gather(*self._writes, return_exceptions=True)
+            if self._all_written is None or self._all_written.done():
+                self._all_written = asyncio.get_running_loop().create_future()
+            await self._all_written
         return self._start_write.exception() or self._finish_write.exception()
 
     async def _run_steps(self) -> Result:
@@ -1010,7 +1013,8 @@ class RunningBuild:
         *,
         what: str | None = None,
     ) -> None:
-        """Track a queued write; once it commits, emit the event that announces it.
+        """Track a queued write; once it commits, emit the event that announces it (as the store
+        resolves it, in the order of the writes).
 
         A failed write is logged as ``what`` failing, unless the build's start failed (then every
         write after it does; :meth:`recorded` says why). The build's start and end pass no ``what``:
@@ -1020,6 +1024,8 @@ class RunningBuild:
 
         def done(future: asyncio.Future) -> None:
             self._writes.discard(future)
+            if not self._writes and self._all_written is not None and not self._all_written.done():
+                self._all_written.set_result(None)
             if future.cancelled():
                 return
             failure = future.exception()
@@ -1029,7 +1035,7 @@ class RunningBuild:
                 kind, fields = event()
                 self.services.events.emit(kind, **fields)
 
-        write.add_done_callback(done)
+        self.services.store.then(write, done)
 
     def _start_failed(self) -> bool:
         return self._start_write.done() and self._start_write.exception() is not None

@@ -132,6 +132,12 @@ class Store:
         database cannot take it, it waits until it can."""
         return self._writer.submit(op, wait=math.inf)
 
+    def then(self, write: asyncio.Future[T], hook: Callable[[asyncio.Future[T]], None]) -> None:
+        """Call ``hook(write)`` as soon as ``write`` (a future :meth:`submit` or :meth:`keep`
+        returned) is committed or has failed, without waiting for a turn of the loop (see
+        :meth:`GroupWriter.then <flowbot.store.writer.GroupWriter.then>`)."""
+        self._writer.then(write, hook)
+
     def _write_failed(self, exc: Exception) -> Exception:
         """A database's refusal of a write or of its commit as a StoreError, or as StoreUnavailable
         when the database cannot take writes now (down, restarting, its disk full)."""
