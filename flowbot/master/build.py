@@ -51,7 +51,7 @@ from ..results import Result, combine
 from ..retry import FLAKY, Failure, PatternWatch, Retry
 from ..steps.approval import Approval, Decision
 from ..steps.base import CommandResult, Step
-from ..store import Ref
+from ..store import Ref, StepEnd, StepStart
 from .events import EventKind
 from .logs import LogWriter, size
 from .registry import RemoteCommand, WorkerConnection
@@ -176,6 +176,9 @@ class RunningBuild:
         self._build_failure = Failure()  # what the build's failed steps showed
         self._writes: set[asyncio.Future] = set()
         self._all_written: asyncio.Future[None] | None = None  # set once no write is left in _writes
+        self._first_step_recorded: int | None = None  # the step whose start the build's start recorded
+        # The end of the step that ran last, its event and its name, until the build's next write.
+        self._step_end: tuple[StepEnd, Callable[[], tuple[EventKind, dict]], str] | None = None
         self._start_write: asyncio.Future | None = None
         self._finish_write: asyncio.Future | None = None
         self._env = {
@@ -654,6 +657,7 @@ class RunningBuild:
             self.started_at = time.time()
             # Stored with the start: a step that sets none has no properties of its own to record.
             self._stored_properties = self.properties.with_sources()
+            first_step = self._first_step()
             self._start_write = store.builds.start(
                 self.request,
                 self.number,
@@ -663,10 +667,13 @@ class RunningBuild:
                 self.ref,
                 self.attempt,
                 properties=self._stored_properties,
+                first_step=first_step,
             )
             self._record(
                 self._start_write, lambda: (EventKind.BUILD_STARTED, {"build": build_event_json(self.summary())})
             )
+            if first_step is not None:  # its start is that write's too
+                self._record(self._start_write, self._step_started_event(first_step.number, first_step.name))
         max_time = self.builder_config.max_time
         timer = None
         if max_time is not None:
@@ -695,6 +702,7 @@ class RunningBuild:
         else:
             result, summary = self._retried(result)
         self.result = result
+        last_step, self._step_end = self._step_end, None
         self._finish_write = store.builds.finish(
             self.ref,
             self.request,
@@ -709,7 +717,10 @@ class RunningBuild:
                 for spec in self.services.downstream(self, result)
             ],
             final=self._final,
+            last_step=last_step[0] if last_step is not None else None,
         )
+        if last_step is not None:  # its end is that write's too, and is announced first
+            self._record(self._finish_write, last_step[1])
         store.then(self._finish_write, self._ended_as_recorded)
         store.then(self._finish_write, self._downstream_stored)
         self._record(
@@ -786,16 +797,16 @@ class RunningBuild:
         self._step_cut_logs = []
         resumption, self._resumption = self._resumption, None
         if resumption is None:
+            self._record_step_end()
             self.current_step, self._step_commands = index, 0
-            self._step_ref = Ref()
-            self._record(
-                store.steps.start(self.ref, index, name, time.time(), self._step_ref),
-                lambda: (
-                    EventKind.STEP_STARTED,
-                    {"build_id": self.id, "builder": self.builder, "step": index, "name": name},
-                ),
-                what=f"the start of step {name!r}",
-            )
+            if self._first_step_recorded != index:
+                self._step_ref = Ref()
+                self._record(
+                    store.steps.start(self.ref, index, name, time.time(), self._step_ref),
+                    self._step_started_event(index, name),
+                    what=f"the start of step {name!r}",
+                )
+            self._first_step_recorded = None
         step_ref = self._step_ref
         attempt, delay = 1, 0.0
         while True:
@@ -814,8 +825,10 @@ class RunningBuild:
         hidden = self._hidden(step, result, stdio)
         self._close_logs()
         summary = self._summary_line()
-        self._record(
-            store.steps.finish(step_ref, result, time.time(), summary, hidden=hidden, attempts=attempt),
+        # Recorded with the next write of the build, in this same turn: the next step's start, or
+        # the build's end.
+        self._step_end = (
+            StepEnd(step_ref, result, time.time(), summary, hidden, attempt),
             lambda: (
                 EventKind.STEP_FINISHED,
                 {
@@ -829,14 +842,40 @@ class RunningBuild:
                     "attempts": attempt,
                 },
             ),
-            what=f"the end of step {name!r}",
+            name,
         )
-        properties = self.properties.with_sources()
-        if properties != self._stored_properties:  # for a master that may take the build up after a restart
-            self._stored_properties = properties
-            self._record(store.builds.set_properties(self.ref, properties), what="the build's properties")
         self.current_step = None
         return result
+
+    def _first_step(self) -> StepStart | None:
+        """The start of the first step the build runs, to record with the build's start."""
+        for index, step in steps_to_run(self.builder_config.steps, self.request):
+            if self._stopped and not step.always_run:
+                continue
+            self._step_ref = Ref()
+            self._first_step_recorded = index
+            return StepStart(index, self.builder_config.step_names[index], self.started_at, self._step_ref)
+        return None
+
+    def _step_started_event(self, index: int, name: str) -> Callable[[], tuple[EventKind, dict]]:
+        return lambda: (
+            EventKind.STEP_STARTED,
+            {"build_id": self.id, "builder": self.builder, "step": index, "name": name},
+        )
+
+    def _record_step_end(self) -> None:
+        """Record the end of the step that ran last, and the properties it left if they changed
+        (for a master that may take the build up after a restart). The build's end records both
+        itself."""
+        if self._step_end is None:
+            return
+        (end, event, name), self._step_end = self._step_end, None
+        store = self.services.store
+        self._record(store.steps.end(end), event, what=f"the end of step {name!r}")
+        properties = self.properties.with_sources()
+        if properties != self._stored_properties:
+            self._stored_properties = properties
+            self._record(store.builds.set_properties(self.ref, properties), what="the build's properties")
 
     async def _attempt(
         self, index: int, name: str, step: Step, resumption: _Resumption | None, delay: float = 0.0

@@ -17,7 +17,7 @@ from . import statements as sql
 from .access import Access, Ref
 from .matrices import matrix_passed
 from .requests import complete_buildset, insert_buildset, pending_requests, sourcestamps
-from .steps import steps_of
+from .steps import StepEnd, StepStart, steps_of
 
 
 class Builds:
@@ -50,9 +50,11 @@ class Builds:
         attempt: int = 1,
         *,
         properties: dict[str, list[Any]] | None = None,
+        first_step: StepStart | None = None,
     ) -> asyncio.Future[None]:
         """Claim ``request`` and record its build as started (its ``attempt``-th), with the
-        ``properties`` it starts with (``{name: [value, source]}``); sets ``build.id``.
+        ``properties`` it starts with (``{name: [value, source]}``) and the start of its
+        ``first_step``, in one write; sets ``build.id`` (and the step's).
 
         Like the other build-progress writes, this returns at once with the future of the write:
         writes run in the order they were made, so later ones may use ``build.id`` before the
@@ -70,6 +72,8 @@ class Builds:
                 ).scalar()
                 if build.id is None:
                     raise NotFound(f"build request {request.id} is no longer pending")
+                if first_step is not None:
+                    first_step.ref.id = step_id(conn, build.id, first_step.number)
                 return
             build.id = sql.INSERT_BUILD.insert(
                 conn,
@@ -88,6 +92,8 @@ class Builds:
                     "properties": sa.null() if properties is None else properties,
                 },
             )
+            if first_step is not None:
+                first_step.write(conn, build.id)
 
         return self._db.keep(op)
 
@@ -104,6 +110,7 @@ class Builds:
         locks_wait: float = 0.0,
         then: Iterable[BuildsetSpec] = (),
         final: Callable[[Result, str], tuple[Result, str]] | None = None,
+        last_step: StepEnd | None = None,
     ) -> asyncio.Future[list[BuildRequest]]:
         """Record a build's end with its properties (``{name: [value, source]}``) and the revision
         it built (``got_revision``, for a build whose request named none).
@@ -113,10 +120,13 @@ class Builds:
         cell, only once every cell of its matrix has passed: by the last one); the future
         gives their requests. ``final`` may change the result and summary as the end is written,
         when every write queued before it has been stored or has failed (it runs on the store's thread).
+        The end of its ``last_step`` goes in the same write (unless that step's start was not stored).
         """
         downstream = list(then)
 
         def op(conn: sa.Connection) -> list[BuildRequest]:
+            if last_step is not None and last_step.ref.id is not None:
+                last_step.write(conn)
             end_result, end_summary = final(result, summary) if final is not None else (result, summary)
             build_id = build.get()
             sql.FINISH_BUILD.run(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,55 @@ if TYPE_CHECKING:
     from ..junit import TestCase
 
 
+@dataclass(frozen=True, slots=True)
+class StepStart:
+    """A step's start, recorded alone or with its build's start (the build's first step)."""
+
+    number: int
+    name: str
+    now: float
+    #: Set to the step's id when it is written.
+    ref: Ref
+
+    def write(self, conn: sa.Connection, build_id: int) -> None:
+        self.ref.id = sql.INSERT_STEP.insert(
+            conn,
+            {
+                "build_id": build_id,
+                "number": self.number,
+                "name": self.name,
+                "started_at": self.now,
+                "hidden": False,
+                "summary": "",
+            },
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StepEnd:
+    """A step's end, recorded alone or with its build's end (the build's last step)."""
+
+    ref: Ref
+    result: Result
+    now: float
+    summary: str = ""
+    hidden: bool = False
+    attempts: int = 1
+
+    def write(self, conn: sa.Connection) -> None:
+        sql.FINISH_STEP.run(
+            conn,
+            {
+                "p_id": self.ref.get(),
+                "p_at": self.now,
+                "p_result": int(self.result),
+                "p_summary": self.summary,
+                "p_hidden": self.hidden,
+                "p_attempts": self.attempts,
+            },
+        )
+
+
 class Steps:
     """The ``steps``, ``test_results`` and ``artifacts`` tables."""
 
@@ -27,39 +77,17 @@ class Steps:
 
     def start(self, build: Ref, number: int, name: str, now: float, step: Ref) -> asyncio.Future[None]:
         """Record a step as started; sets ``step.id``."""
-
-        def op(conn: sa.Connection) -> None:
-            step.id = sql.INSERT_STEP.insert(
-                conn,
-                {
-                    "build_id": build.get(),
-                    "number": number,
-                    "name": name,
-                    "started_at": now,
-                    "hidden": False,
-                    "summary": "",
-                },
-            )
-
-        return self._db.keep(op)
+        start = StepStart(number, name, now, step)
+        return self._db.keep(lambda conn: start.write(conn, build.get()))
 
     def finish(
         self, step: Ref, result: Result, now: float, summary: str = "", *, hidden: bool = False, attempts: int = 1
     ) -> asyncio.Future[None]:
-        def op(conn: sa.Connection) -> None:
-            sql.FINISH_STEP.run(
-                conn,
-                {
-                    "p_id": step.get(),
-                    "p_at": now,
-                    "p_result": int(result),
-                    "p_summary": summary,
-                    "p_hidden": hidden,
-                    "p_attempts": attempts,
-                },
-            )
+        return self.end(StepEnd(step, result, now, summary, hidden, attempts))
 
-        return self._db.keep(op)
+    def end(self, end: StepEnd) -> asyncio.Future[None]:
+        """Record a step's end."""
+        return self._db.keep(end.write)
 
     def add_test_results(self, build: Ref, step: Ref, cases: Iterable[TestCase]) -> asyncio.Future[int]:
         """Record the test cases a step reported (see :mod:`flowbot.junit`); resolves to their count.
