@@ -164,7 +164,7 @@ class Dispatcher:
         self._scheduled = False
         self._pass: AssignmentPass | None = None  # the pass under way, over several turns of the loop
         self._changed = False  # whether a pass was asked for since the one under way began
-        self._pass_done: asyncio.Future[None] | None = None
+        self._pass_waiters: list[asyncio.Future[None]] = []  # one each: a waiter cancelled leaves the others be
         self._watches: dict[int, _Watch] = {}
         self._attempts: dict[int, int] = {}  # builds each request had, while it runs again
         self._delayed: dict[int, asyncio.TimerHandle] = {}  # requests waiting for their builder's retry delay
@@ -311,9 +311,9 @@ class Dispatcher:
         """Wait for the assignment pass that is due, if one is; the builds it starts have sent
         their first command to their workers by the time this returns."""
         if self._scheduled:
-            if self._pass_done is None:
-                self._pass_done = asyncio.get_running_loop().create_future()
-            await asyncio.shield(self._pass_done)
+            waiter = asyncio.get_running_loop().create_future()
+            self._pass_waiters.append(waiter)
+            await waiter
 
     def release_held(self) -> None:
         """Let held builders and workers try again (the pipeline changed)."""
@@ -353,9 +353,10 @@ class Dispatcher:
                 self._soon()
             else:
                 # Waiters resume after the builds just started have run up to their first command.
-                done, self._pass_done = self._pass_done, None
-                if done is not None:
-                    done.set_result(None)
+                waiters, self._pass_waiters = self._pass_waiters, []
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
 
     def _waiting_workers(self) -> Iterator[Sequence[str]]:
         """The workers of each request's builder, for each request that waits."""
