@@ -283,7 +283,8 @@ def main() -> None:
                 spawn(worker_command(endpoint, f"w{i}", root / f"w{i}"), f"w{i}.log", {SECRET_VARIABLE: f"secret-{i}"})
                 for i in range(args.w)
             ]
-            for _ in range(200):
+            deadline = time.monotonic() + 60  # a loaded machine starts a master slowly
+            while time.monotonic() < deadline and master.poll() is None:
                 try:
                     socket.create_connection(("127.0.0.1", http_port), timeout=0.1).close()
                     break
