@@ -3,14 +3,16 @@
     python benchmarks/probe.py OUT -- start DIR --http ... --zmq ...
 
 Runs ``flowbot`` with these arguments in this process, counting as it goes: callbacks the event
-loop runs and ``call_soon`` calls, SQL statements as SQLite's driver is handed them (so the hot
+loop runs and ``call_soon`` calls; SQL statements as SQLite's driver is handed them (so the hot
 path's statements on the driver's cursor count too; an ``executemany`` counts once, its rows apart;
-``BEGIN`` and ``COMMIT`` apart; each kind of statement by its first words, as ``sql ...``), group commits, and dispatch passes; those of other threads than the loop's
-are prefixed ``thread_``.
+``BEGIN`` and ``COMMIT`` apart; each kind by its first words, as ``sql ...``); group commits; and
+dispatch passes. Counts of other threads than the loop's are prefixed ``thread_``.
+
 Each SIGUSR1 appends a snapshot of the counters to ``OUT.counts`` (one JSON object a line), so the
-difference of two snapshots is what happened between them. With ``PROBE_CALLERS=1`` in its environment
-it also counts who asked for each ``call_soon`` (``soon FILE:FUNCTION -> CALLBACK``; slower). SIGUSR2 starts, and then stops and writes
-to ``OUT.prof``, a profile of the loop's thread on that thread's CPU clock (``pstats`` reads it).
+difference of two snapshots is what happened between them. With ``PROBE_CALLERS=1`` in its
+environment it also counts who asked for each ``call_soon`` (``soon FILE:FUNCTION -> CALLBACK``;
+slower). SIGUSR2 starts, and then stops and writes to ``OUT.prof``, a profile of the loop's thread
+on that thread's CPU clock (``pstats`` reads it).
 """
 
 from __future__ import annotations

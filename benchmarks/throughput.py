@@ -320,11 +320,21 @@ def main() -> None:
     )
     if result["per_build"]:
         counted = result["per_build"].items()
-        print("per build: " + " ".join(f"{key}={value}" for key, value in counted if not key.startswith(("sql ", "soon "))))
-        soon = "\n".join(f"  {v:6.2f} {k[5:]}" for k, v in sorted(counted, key=lambda kv: -kv[1]) if k.startswith("soon ") and v >= 0.05)
+        print(
+            "per build: "
+            + " ".join(f"{key}={value}" for key, value in counted if not key.startswith(("sql ", "soon ")))
+        )
+        soon = "\n".join(
+            f"  {v:6.2f} {k[5:]}"
+            for k, v in sorted(counted, key=lambda kv: -kv[1])
+            if k.startswith("soon ") and v >= 0.05
+        )
         if soon:
             print("call_soon per build, by caller:\n" + soon)
-        print("statements per build:\n" + "\n".join(f"  {v:6.2f} {k[4:]}" for k, v in counted if k.startswith("sql ") and v))
+        print(
+            "statements per build:\n"
+            + "\n".join(f"  {v:6.2f} {k[4:]}" for k, v in counted if k.startswith("sql ") and v)
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))
 
