@@ -172,16 +172,16 @@ class GroupWriter:
 
     def then(self, future: asyncio.Future, hook: Callable[[asyncio.Future], None]) -> None:
         """Call ``hook(future)`` once the write of ``future`` (one :meth:`submit` returned) is
-        committed or has failed: at once, as the writer resolves it, while it waits to be run;
-        otherwise as a callback of the future. Hooks of writes committed together run in the order
-        the writes were made; one that raises is logged, and the others still run."""
-        for write in reversed(self._pending):  # the write just made, as a rule
-            if write.future is future:
-                if write.hooks is None:
-                    write.hooks = [hook]
-                else:
-                    write.hooks.append(hook)
-                return
+        committed or has failed: at once, as the writer resolves it, if ``future`` is the last
+        write made (as when a hook is given as soon as its write is made); otherwise as a callback
+        of the future. Hooks given at once run in the order their writes were made;
+        one that raises is logged, and the others still run."""
+        if self._pending and (write := self._pending[-1]).future is future:
+            if write.hooks is None:
+                write.hooks = [hook]
+            else:
+                write.hooks.append(hook)
+            return
         future.add_done_callback(hook)
 
     def _settled(self, write: _Write) -> None:
