@@ -241,8 +241,11 @@ class Status:
             live.append((builder, pending, tuple(first), self._running_count(builder.name)))
         found = [builder.name for builder, *_ in live]
         reads = self._builds()
-        latest = await reads.latest(found)
-        newest = await reads.recent(found, recent) if recent else {}
+        if recent:  # the newest of its recent builds is its latest: one read answers both
+            newest = await reads.recent(found, recent)
+            latest = {name: builds[0] for name, builds in newest.items()}
+        else:
+            newest, latest = {}, await reads.latest(found)
         return [
             BuilderStatus(
                 builder=builder,
