@@ -213,22 +213,25 @@ def test_curve_handshakes_that_must_fail_fail_and_the_declared_worker_builds(tmp
             sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server
             if how == "wrong master key":
                 sock.curve_publickey, sock.curve_secretkey = w1.public.encode(), w1.secret.encode()
-        sock.connect(master.endpoint)
-        channel = protocol.Channel(b"s1")
-        channel.open()
-        for _ in range(1 + twice):
-            sock.send_multipart(channel.pack(protocol.HELLO, {"name": "w1", "version": protocol.VERSION, "info": {}}))
-        deadline = time.monotonic() + 0.3
-        while (left := deadline - time.monotonic()) > 0:
-            if sock.poll(int(left * 1000)):
-                answer = protocol.parse(sock.recv_multipart())
-                assert answer.type == protocol.DISCONNECT, answer
-        sock.close()
+        try:
+            sock.connect(master.endpoint)
+            channel = protocol.Channel(b"s1")
+            channel.open()
+            for _ in range(1 + twice):
+                sock.send_multipart(channel.pack(protocol.HELLO, {"name": "w1", "version": protocol.VERSION, "info": {}}))
+            deadline = time.monotonic() + 0.3
+            while (left := deadline - time.monotonic()) > 0:
+                if sock.poll(int(left * 1000)):
+                    answer = protocol.parse(sock.recv_multipart())
+                    assert answer.type == protocol.DISCONNECT, (how, twice, answer)
+        finally:
+            sock.close()
 
     try:
         knock()
     finally:
-        ctx.term()
+        # Closes any socket left open, so a failing example fails the test instead of hanging it
+        ctx.destroy(linger=0)
 
     # Then no one but the declared w1 is connected, and it builds
     assert [w["name"] for w in master.client.workers() if w["connected"]] == ["w1"]

@@ -74,9 +74,9 @@ def test_triage_reruns_the_failing_step_in_place_and_replays_a_second_worker(tmp
     # The rerun's output came into its cell as it ran; it failed again, then passed with the fix
     again = shown["again = await master.rerun_step(int(failed.build_id), report.failed_step)"]
     ran_on = re.search(r"checking on (w\d)\nfixed=no\n", again)
-    assert ran_on and f"('FAILURE', '{ran_on[1]}', [1, 'Rerun'])" in again
+    assert ran_on and f"('FAILURE', '{ran_on[1]}', (1, 'Rerun'))" in again
     fixed = next(text for source, text in shown.items() if source.startswith("fixed = await master.rerun_step("))
-    assert "fixed=yes" in fixed and "('SUCCESS', [1, 'Rerun'])" in fixed
+    assert "fixed=yes" in fixed and "('SUCCESS', (1, 'Rerun'))" in fixed
     # A second worker for a saturated builder at least halves its total wait
     waits = re.search(r"recorded ([\d.]+) s, with two workers ([\d.]+) s", "\n".join(shown.values()))
     assert waits and float(waits[2]) <= float(waits[1]) / 2

@@ -62,8 +62,7 @@ async def link(tmp_path) -> AsyncIterator[tuple[BareMaster, Worker, asyncio.Task
     yield master, worker, running
     worker.stop()
     await asyncio.wait_for(running, 10)
-    master.sock.close()
-    ctx.term()
+    ctx.destroy(linger=0)
 
 
 async def test_a_worker_takes_the_largest_valid_message_and_cuts_off_a_master_sending_larger(link):
@@ -216,8 +215,7 @@ async def test_workers_sharing_a_context_leave_it_open_for_each_other(tmp_path):
         second.stop()
         await asyncio.wait_for(running, 10)
     finally:
-        master.sock.close()
-        ctx.term()
+        ctx.destroy(linger=0)
 
 
 async def test_a_worker_whose_master_goes_silent_says_hello_again_listing_the_commands_it_holds(link):
