@@ -50,21 +50,11 @@ def build_detail_json(build: Build) -> dict[str, Any]:
 
 
 def build_event_json(build: Build) -> dict[str, Any]:
-    """A build as its ``build.started`` and ``build.finished`` events carry it."""
-    return {
-        "id": build.id,
-        "builder": build.builder,
-        "number": build.number,
-        "worker": build.worker,
-        "branch": build.branch,
-        "revision": build.revision,
-        "request_id": build.request_id,
-        "submitted_at": build.submitted_at,
-        "started_at": build.started_at,
-        "finished_at": build.finished_at,
-        "result": result_json(build.result),
-        "attempt": build.attempt,
-    }
+    """A build as its ``build.started`` and ``build.finished`` events carry it: as lists show it,
+    without the summary."""
+    shown = build_json(build)
+    del shown["summary"]
+    return shown
 
 
 def build_from_json(data: dict[str, Any]) -> Build:

@@ -143,7 +143,9 @@ def test_a_worker_that_knows_its_secret_and_says_anything_harms_no_one(master_fa
     finally:
         peer.close()
 
-    # Then the master is up, built everything the real worker was given, and builds on
+    # Then what it could not read was counted, not acted on, and the master built everything the
+    # real worker was given, and builds on
+    assert dropped_messages(master.client), "the fuzzed messages were never counted as dropped"
     still_building(master, forced)
 
 
@@ -159,6 +161,9 @@ def test_bytes_that_are_not_zeromq_on_the_worker_port_harm_no_one(master_factory
             raw.sendall((b"\xff" + bytes(8) + b"\x7f\x03\x00NULL" + bytes(16) if greeting else b"") + noise)
 
     knock()
+
+    # Then the real worker is still connected, and the master builds on
+    assert [w["name"] for w in master.client.workers() if w["connected"]] == ["w1"]
     still_building(master, 0)
 
 
