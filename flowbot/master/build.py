@@ -180,6 +180,8 @@ class RunningBuild:
         # The end of the step that ran last, its event and its name, until the build's next write.
         self._step_end: tuple[StepEnd, Callable[[], tuple[EventKind, dict]], str] | None = None
         self._start_write: asyncio.Future | None = None
+        # Live log lines of the first step, held until the build's start is stored and has its id.
+        self._unannounced: list[dict[str, Any]] | None = None
         self._finish_write: asyncio.Future | None = None
         self._env = {
             "FLOWBOT_BRANCH": self.branch or "",
@@ -258,17 +260,13 @@ class RunningBuild:
             events = self.services.events
 
             def live(first: int, lines: list[tuple[str, str]]) -> None:
-                if events.wants(EventKind.LOG):
-                    events.emit(
-                        EventKind.LOG,
-                        build_id=self.id,
-                        request_id=self.request.id,
-                        builder=self.builder,
-                        step=index,
-                        log=name,
-                        first=first,
-                        lines=lines,
-                    )
+                if not events.wants(EventKind.LOG):
+                    return
+                fields = {"request_id": self.request.id, "builder": self.builder, "step": index, "log": name}
+                if self.id is None and self._unannounced is not None:
+                    self._unannounced.append({**fields, "first": first, "lines": lines})
+                else:
+                    events.emit(EventKind.LOG, build_id=self.id, **fields, first=first, lines=lines)
 
             step = self.builder_config.steps[index]
             self._logs[name] = LogWriter(
@@ -674,6 +672,8 @@ class RunningBuild:
             )
             if first_step is not None:  # its start is that write's too
                 self._record(self._start_write, self._step_started_event(first_step.number, first_step.name))
+            self._unannounced = []
+            store.then(self._start_write, self._announce_held_lines)
         max_time = self.builder_config.max_time
         timer = None
         if max_time is not None:
@@ -1075,6 +1075,14 @@ class RunningBuild:
                 self.services.events.emit(kind, **fields)
 
         self.services.store.then(write, done)
+
+    def _announce_held_lines(self, start: asyncio.Future) -> None:
+        """Emit the live lines that came before the build had an id (none if its start failed)."""
+        held, self._unannounced = self._unannounced or [], None
+        if start.cancelled() or start.exception() is not None:
+            return
+        for fields in held:
+            self.services.events.emit(EventKind.LOG, build_id=self.id, **fields)
 
     def _start_failed(self) -> bool:
         return self._start_write.done() and self._start_write.exception() is not None

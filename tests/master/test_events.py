@@ -119,11 +119,17 @@ async def test_the_kernel_reads_the_events_as_an_async_stream_filtered_as_the_we
         event = await asyncio.wait_for(first, 10)
         assert event["type"] == EventKind.BUILD_FINISHED and event["build"]["builder"] == "lint"
         assert (await asyncio.wait_for(everything, 10))["type"] == EventKind.REQUEST_NEW
-        kinds_seen = []
+        kinds_seen, lines, build_id = [], [], None
         while (event := await asyncio.wait_for(anext(about_unit), 10))["type"] != EventKind.BUILD_FINISHED:
             assert event.get("builder", event.get("build", {}).get("builder")) in ("unit", None)
             kinds_seen.append(event["type"])
+            if event["type"] == EventKind.BUILD_STARTED:
+                build_id = event["build"]["id"]
+            elif event["type"] == EventKind.LOG:  # after the build's start, with its id, from the first line on
+                assert build_id is not None and event["build_id"] == build_id and event["first"] == len(lines)
+                lines += event["lines"]
         assert EventKind.BUILD_STARTED in kinds_seen and EventKind.LOG in kinds_seen
+        assert lines[0] == ("h", "shell: echo hi in unit/build") and ("o", "hi") in lines
         await finished.aclose()
         await about_unit.aclose()
         assert not master.events.wants(EventKind.LOG)  # closed streams no longer listen
