@@ -141,8 +141,7 @@ class BuildRequest:
     #: The matrix it is a cell of, and the cell's ``{axis: value}`` (also among ``properties``).
     matrix_id: int | None = None
     cell: dict[str, Any] | None = None
-    #: When a master claimed it and when it completed, with what (read back for people; the
-    #: store's list of requests leaves ``properties`` out).
+    #: When a master claimed it and when it completed, with what (as the store reads it back).
     claimed_at: float | None = None
     complete_at: float | None = None
     result: Result | None = None

@@ -69,7 +69,7 @@ class Requests:
         """Requests in the order they would run when pending, newest first otherwise (or the one
         ``request_id``), of ``builder`` or all: ``limit`` of them from the ``offset``-th (a page)."""
         r = t.buildrequests
-        query = sa.select(r, t.buildsets.c.reason).join(t.buildsets, t.buildsets.c.id == r.c.buildset_id)
+        query = _select_requests()
         if request_id is not None:
             query = query.where(r.c.id == request_id)
         if builder is not None:
@@ -83,26 +83,7 @@ class Requests:
         query = query.limit(limit).offset(offset)
 
         def fn(conn: sa.Connection) -> list[BuildRequest]:
-            rows = conn.execute(query).all()
-            stamps = sourcestamps(conn, {row.buildset_id for row in rows})
-            return [
-                BuildRequest(
-                    id=row.id,
-                    buildset_id=row.buildset_id,
-                    builder=row.builder,
-                    sourcestamps=stamps.get(row.buildset_id, ()),
-                    reason=row.reason,
-                    priority=row.priority,
-                    submitted_at=row.submitted_at,
-                    matrix_id=row.matrix_id,
-                    cell=row.cell,
-                    claimed_at=row.claimed_at,
-                    complete_at=row.complete_at,
-                    result=None if row.result is None else Result(row.result),
-                    summary=row.summary,
-                )
-                for row in rows
-            ]
+            return _requests(conn, conn.execute(query).all(), standing=True)
 
         return await self._db.read(fn)
 
@@ -112,21 +93,27 @@ class Requests:
 
 def pending_requests(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> list[BuildRequest]:
     """The requests not yet complete that match ``where``, oldest first."""
+    query = _select_requests().where(t.buildrequests.c.complete_at.is_(None), *where)
+    return _requests(conn, conn.execute(query.order_by(t.buildrequests.c.id)).all(), standing=False)
+
+
+def _select_requests() -> sa.Select:
+    """Requests with what their buildset says of them (a query's rows for :func:`_requests`)."""
     from_changes = sa.exists().where(t.buildset_changes.c.buildset_id == t.buildrequests.c.buildset_id)
-    rows = conn.execute(
-        sa.select(
-            t.buildrequests,
-            t.buildsets.c.reason,
-            t.buildsets.c.properties,
-            t.buildsets.c.parent_build_id,
-            from_changes.label("from_changes"),
-        )
-        .join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildset_id)
-        .where(t.buildrequests.c.complete_at.is_(None), *where)
-        .order_by(t.buildrequests.c.id)
-    ).all()
+    return sa.select(
+        t.buildrequests,
+        t.buildsets.c.reason,
+        t.buildsets.c.properties,
+        t.buildsets.c.parent_build_id,
+        from_changes.label("from_changes"),
+    ).join(t.buildsets, t.buildsets.c.id == t.buildrequests.c.buildset_id)
+
+
+def _requests(conn: sa.Connection, rows: list[sa.Row], *, standing: bool) -> list[BuildRequest]:
+    """The rows of a :func:`_select_requests` query as records, with their sources and, ``standing``,
+    where each stands (claimed, completed, with what): what people read, not what the queue keeps."""
     stamps = sourcestamps(conn, {row.buildset_id for row in rows})
-    return [
+    requests = [
         BuildRequest(
             id=row.id,
             buildset_id=row.buildset_id,
@@ -142,6 +129,18 @@ def pending_requests(conn: sa.Connection, *where: sa.ColumnElement[bool]) -> lis
             cell=row.cell,
         )
         for row in rows
+    ]
+    if not standing:
+        return requests
+    return [
+        dataclasses.replace(
+            request,
+            claimed_at=row.claimed_at,
+            complete_at=row.complete_at,
+            result=None if row.result is None else Result(row.result),
+            summary=row.summary,
+        )
+        for request, row in zip(requests, rows, strict=True)
     ]
 
 
