@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import signal
 import socket
@@ -22,6 +23,19 @@ from flowbot.client import Client, MasterUnreachable
 
 #: Heartbeat for test masters: a silent worker is lost after 3 x this.
 TEST_HEARTBEAT = 0.3
+
+
+def unowned_tasks(package: Path) -> list[str]:
+    """Where the modules below ``package`` start a task bare (``create_task``, ``ensure_future``,
+    ``TaskGroup``) rather than through an owner; its own ``tasks.py`` is the one that may."""
+    bare = []
+    for path in package.rglob("*.py"):
+        if path.name == "tasks.py" and path.parent == package:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Attribute) and node.attr in ("create_task", "ensure_future", "TaskGroup"):
+                bare.append(f"{path.name}:{node.lineno} {node.attr}")
+    return bare
 
 
 def free_port() -> int:

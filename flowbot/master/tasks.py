@@ -1,17 +1,20 @@
 """The tasks a master runs: each one named and owned, its failure logged, all of them cancelled at stop.
 
 Every task the master or one of its parts starts goes through :meth:`Tasks.spawn` (a part receives
-it as a :class:`Spawn`), so none outlives a stop and none fails unseen.
+it as a :class:`Spawn`), so none outlives a stop and none fails unseen. :class:`Tasks` is the
+worker's own (:mod:`flowbot_worker.tasks`): both ends own their tasks one way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Coroutine
 from typing import Any, Protocol, TypeVar
 
-log = logging.getLogger(__name__)
+from flowbot_worker.tasks import Tasks
+
+__all__ = ["Spawn", "Tasks"]
+
 T = TypeVar("T")
 
 
@@ -19,37 +22,3 @@ class Spawn(Protocol):
     """Start a task that the master owns (see :meth:`Tasks.spawn`)."""
 
     def __call__(self, coro: Coroutine[Any, Any, T], name: str, *, watched: bool = False) -> asyncio.Task[T]: ...
-
-
-class Tasks:
-    """The master's running tasks."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, T], name: str, *, watched: bool = False) -> asyncio.Task[T]:
-        """Run ``coro`` as a task named ``name``, until it ends or :meth:`cancel` stops it.
-
-        Its failure is logged, unless it is ``watched``: then whoever awaits it (or watches its end)
-        gets the failure and deals with it.
-        """
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard if watched else self._done)
-        return task
-
-    def _done(self, task: asyncio.Task) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("%s failed: %s", task.get_name(), task.exception())
-
-    def named(self, prefix: str) -> list[asyncio.Task]:
-        """The tasks running whose name starts with ``prefix``."""
-        return [task for task in self._tasks if task.get_name().startswith(prefix)]
-
-    async def cancel(self) -> None:
-        """Cancel every task and wait until they have all ended."""
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import logging
 from pathlib import Path
 
 import flowbot.master
 from flowbot.master.tasks import Tasks
+
+from ..support import unowned_tasks
 
 
 async def test_a_task_that_fails_is_logged_by_name_unless_someone_watches_it(caplog):
@@ -48,12 +49,4 @@ async def test_cancel_stops_every_task_still_running_and_waits_for_them():
 def test_the_master_its_parts_and_its_faces_start_tasks_one_way():
     # Every task goes through Tasks.spawn (parts receive it; a change source through its context),
     # so none is unowned
-    package = Path(flowbot.master.__file__).parent
-    bare = []
-    for path in package.parent.rglob("*.py"):
-        if path.name == "tasks.py" and path.parent == package:
-            continue
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Attribute) and node.attr in ("create_task", "ensure_future", "TaskGroup"):
-                bare.append(f"{path.name}:{node.lineno} {node.attr}")
-    assert bare == []
+    assert unowned_tasks(Path(flowbot.master.__file__).parent.parent) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import AsyncIterator, Callable
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from flowbot_worker import protocol
 from flowbot_worker.commands import COMMANDS, Outcome, ShellCommand
+from flowbot_worker.commands import shell as shell_module
 from flowbot_worker.commands.shell import build_env
 from flowbot_worker.errors import CommandError
 from flowbot_worker.output import OutputBuffer
@@ -485,3 +487,19 @@ async def test_an_interrupt_that_arrives_before_the_process_starts_keeps_it_from
     # Then it ends at once as interrupted, and nothing ran
     assert (outcome.rc, outcome.reason, outcome.message) == (None, "interrupted", "parent stopped")
     assert not (tmp_path / "ran").exists()
+
+
+async def test_a_failure_following_log_files_is_logged_and_the_command_ends_as_its_process(
+    shell, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a command whose log files cannot be followed
+    async def broken(self: Any) -> None:
+        raise RuntimeError("cannot follow")
+
+    monkeypatch.setattr(shell_module._LogFiles, "follow", broken)
+    with caplog.at_level(logging.ERROR, logger="flowbot_worker.tasks"):
+        # When it runs
+        outcome = await shell({"command": "echo hi"}).outcome()
+    # Then it ends as its process did, and the failure is logged by the command's id
+    assert (outcome.rc, outcome.reason) == (0, None)
+    assert [r.getMessage() for r in caplog.records] == ["command cmd-1: its log files failed: cannot follow"]

@@ -64,6 +64,7 @@ from .errors import CommandError, ProtocolError
 from .fence import Fence, Lease
 from .handshake import Handshake
 from .output import OutputBuffer
+from .tasks import Tasks
 
 log = logging.getLogger("flowbot_worker")
 
@@ -145,6 +146,7 @@ class Worker:
         self._last_recv = 0.0
         self._stop = asyncio.Event()
         self._graceful = False
+        self._tasks = Tasks()  # the commands, and what runs beside them
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -152,7 +154,8 @@ class Worker:
         """Stay connected until :meth:`stop` or a ``shutdown`` from the master."""
         self.basedir.mkdir(parents=True, exist_ok=True)
         backoff = RECONNECT_MIN
-        orphaned = asyncio.ensure_future(self._exit_with_parent()) if self.exit_with_parent else None
+        if self.exit_with_parent:
+            self._tasks.spawn(self._exit_with_parent(), "exit with parent")
         try:
             while not self._stop.is_set():
                 welcomed = await self._session()
@@ -168,9 +171,10 @@ class Worker:
                     await asyncio.wait_for(self._stop.wait(), backoff)
                 backoff = min(backoff * 2, RECONNECT_MAX)
         finally:
-            if orphaned is not None:
-                orphaned.cancel()
-            await self._shutdown()
+            try:
+                await self._shutdown()
+            finally:
+                await self._tasks.cancel()  # commands that outlived their interrupt, and the rest
 
     async def _exit_with_parent(self) -> None:
         """Stop when the process that started this worker is gone (a notebook kernel, say)."""
@@ -396,7 +400,7 @@ class Worker:
             cls = COMMANDS[name]
         held = _Held(cls(cmd_id, args, self.basedir, output, self._send, self.lease), output, time.monotonic())
         self._held[cmd_id] = held
-        held.task = asyncio.create_task(self._execute(cmd_id, held), name=f"command {cmd_id}")
+        held.task = self._tasks.spawn(self._execute(cmd_id, held), f"command {cmd_id}")
 
     def _on_interrupt(self, interrupt: Interrupt) -> None:
         held = self._held.get(interrupt.cmd_id)

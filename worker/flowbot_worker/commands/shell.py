@@ -21,6 +21,7 @@ from typing import Any
 from ..defaults import SIGTERM_GRACE
 from ..errors import CommandError
 from ..output import OutputBuffer
+from ..tasks import Tasks
 from .base import Command, Outcome
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -100,14 +101,15 @@ class ShellCommand(Command):
         self._watch_exit()
         self._start_timers()
         logfiles = _LogFiles(cwd, self.args.get("logfiles") or {}, self.output)
-        following = asyncio.ensure_future(logfiles.follow())
+        tasks = Tasks()
+        tasks.spawn(logfiles.follow(), f"command {self.cmd_id}: its log files")
         try:
             rc = await self._exited
         finally:
             for timer in self._timers:
                 timer.cancel()
             self._drain_and_close()
-            following.cancel()
+            await tasks.cancel()
             logfiles.read(limit=64 * 1024 * 1024)  # what the command wrote last
         self.output.flush()
         return Outcome(rc, self._reason, self._message)
