@@ -5,8 +5,9 @@
 Runs ``flowbot`` with these arguments in this process, counting as it goes: callbacks the event
 loop runs and ``call_soon`` calls; SQL statements as SQLite's driver is handed them (so the hot
 path's statements on the driver's cursor count too; an ``executemany`` counts once, its rows apart;
-``BEGIN`` and ``COMMIT`` apart; each kind by its first words, as ``sql ...``); group commits; and
-dispatch passes. Counts of other threads than the loop's are prefixed ``thread_``.
+``BEGIN`` and ``COMMIT`` apart; each kind by its first words, as ``sql ...``); group commits;
+dispatch passes; and cycle collections by generation, with the loop's CPU time in them. Counts of
+other threads than the loop's are prefixed ``thread_``.
 
 Each SIGUSR1 appends a snapshot of the counters to ``OUT.counts`` (one JSON object a line), so the
 difference of two snapshots is what happened between them. With ``PROBE_CALLERS=1`` in its
@@ -120,6 +121,24 @@ def _count_master() -> None:
         setattr(cls, name, counted)
 
 
+def _count_collections() -> None:
+    """Cycle collections by generation, and the loop thread's CPU time in them (``gc_ms``)."""
+    import gc
+
+    started: list[float] = []
+
+    def collected(phase: str, info: dict) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        if phase == "start":
+            started.append(time.thread_time())
+        elif started:
+            counts["gc_ms"] += (time.thread_time() - started.pop()) * 1000
+            counts[f"gc_gen{info['generation']}"] += 1
+
+    gc.callbacks.append(collected)
+
+
 def main() -> None:
     out, separator, *argv = sys.argv[1:]
     if separator != "--":
@@ -127,6 +146,7 @@ def main() -> None:
     _count_loop(bool(os.environ.get("PROBE_CALLERS")))
     _count_statements()
     _count_master()
+    _count_collections()
     profile: list[cProfile.Profile] = []
 
     def snapshot(*_: object) -> None:

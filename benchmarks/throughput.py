@@ -20,6 +20,12 @@ times from a run without it.
     python benchmarks/throughput.py -n 200 -w 1
     python benchmarks/throughput.py -n 200 -w 4 --json out.json
     python benchmarks/throughput.py -n 1000 -w 1 -r 1 --probe /tmp/master --profile
+    python benchmarks/throughput.py -n 200 -w 1 -r 1 -k 5 --callgrind /tmp/master
+
+With ``--callgrind OUT`` the master runs under Valgrind's callgrind, collecting only during the
+batches: the instructions it executes per build (its loop and its threads), a count that, unlike
+its CPU time, stays the same on a busy machine (``callgrind_annotate OUT.*`` says where they go).
+The master runs some fifty times slower under it, so its times mean nothing then.
 """
 
 from __future__ import annotations
@@ -65,6 +71,19 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """CPU seconds (user + system) of each of the process's threads, by thread name (summed)."""
+    seconds: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended meanwhile
+            continue
+        seconds[name] = seconds.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+    return seconds
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -116,6 +135,7 @@ async def drive(
     repeat: int,
     probe: str | None = None,
     profile: bool = False,
+    callgrind: bool = False,
 ) -> dict:
     base = f"127.0.0.1:{http_port}"
     finished: dict[str, float] = {}
@@ -164,7 +184,12 @@ async def drive(
         await asyncio.sleep(0.5)
         if probe:
             before = await snapshot(master_pid, probe, signal.SIGUSR2 if profile else None)
+        if callgrind:
+            subprocess.run(["callgrind_control", "--instr=on", str(master_pid)], check=True, capture_output=True)
         batches.append(await run_batch(http_port, master_pid, worker_pids, n, connections, finished, results, batch))
+        if callgrind:
+            await asyncio.sleep(0.5)  # the last build's records and events
+            subprocess.run(["callgrind_control", "--instr=off", str(master_pid)], check=True, capture_output=True)
         if probe:
             await asyncio.sleep(0.2)  # the last build's records and events
             after = await snapshot(master_pid, probe, signal.SIGUSR2 if profile else None)
@@ -213,6 +238,7 @@ async def run_batch(
 ) -> dict:
     """Submit ``n`` changes at once and time them until the last build has finished."""
     cpu_before = cpu_seconds(master_pid)
+    threads_before = thread_cpu_seconds(master_pid)
     workers_cpu_before = sum(cpu_seconds(pid) for pid in worker_pids)
     start = time.perf_counter()
     revisions = [f"batch{batch}-{i}" for i in range(n)]
@@ -231,6 +257,7 @@ async def run_batch(
         await asyncio.sleep(0.002)
     wall = max(finished[r] for r in revisions) - start
     cpu = cpu_seconds(master_pid) - cpu_before
+    threads = thread_cpu_seconds(master_pid)
     workers_cpu = sum(cpu_seconds(pid) for pid in worker_pids) - workers_cpu_before
     return {
         "wall_s": wall,
@@ -239,6 +266,11 @@ async def run_batch(
         "batch_p50_latency_ms": statistics.median(sorted((finished[r] - start) * 1000 for r in revisions)),
         "master_cpu_s": cpu,
         "master_cpu_ms_per_build": cpu / n * 1000,
+        # The loop's thread is the process's first (named as the process); the rest are ZeroMQ's
+        # I/O thread and the store's.
+        "master_threads_cpu_ms_per_build": {
+            name: round((seconds - threads_before.get(name, 0.0)) / n * 1000, 3) for name, seconds in threads.items()
+        },
         "workers_cpu_ms_per_build": workers_cpu / n * 1000,
         "failed": sum(results[r] != "SUCCESS" for r in revisions),
     }
@@ -255,6 +287,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the result there")
     parser.add_argument("--probe", metavar="OUT", help="count the master's work per build (see probe.py) into OUT.*")
     parser.add_argument("--profile", action="store_true", help="with --probe: profile the batches into OUT.prof")
+    parser.add_argument(
+        "--callgrind", metavar="OUT", help="count the master's instructions per build (Valgrind) into OUT.*"
+    )
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="flowbot-bench-"))
@@ -274,6 +309,13 @@ def main() -> None:
         master_cmd = [sys.executable, "-m", "flowbot", "start", str(root / "master")]
         if args.probe:
             master_cmd[1:3] = [str(Path(__file__).with_name("probe.py")), args.probe, "--"]
+        if args.callgrind:
+            master_cmd[:0] = [
+                "valgrind",
+                "--tool=callgrind",
+                "--instr-atstart=no",  # nothing counted until the first batch
+                f"--callgrind-out-file={args.callgrind}.%p",
+            ]
         master_cmd += ["--http", f"127.0.0.1:{http_port}", "--zmq", endpoint]
         if args.db:
             master_cmd += ["--db", args.db]
@@ -302,6 +344,7 @@ def main() -> None:
                     args.r,
                     args.probe,
                     args.profile,
+                    bool(args.callgrind),
                 )
             )
         finally:
@@ -315,9 +358,14 @@ def main() -> None:
         f"idle_p95_latency_ms={result['idle_p95_latency_ms']:.2f} "
         f"master_cpu_ms_per_build={result['master_cpu_ms_per_build']:.3f} "
         f"master_rss_mb={result['master_rss_mb']:.1f} "
+        f"master_threads_cpu_ms_per_build={result['master_threads_cpu_ms_per_build']} "
         f"workers_cpu_ms_per_build={result['workers_cpu_ms_per_build']:.3f} failed={result['failed']} "
         f"batches_builds_per_s={result['batches']}"
     )
+    if args.callgrind:
+        (dump,) = Path(args.callgrind).parent.glob(f"{Path(args.callgrind).name}.{master.pid}")
+        totals = next(line for line in dump.read_text().splitlines() if line.startswith("totals:"))
+        print(f"master instructions per build: {int(totals.split()[1]) / (args.n * args.r):,.0f} ({dump})")
     if result["per_build"]:
         counted = result["per_build"].items()
         print(
