@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import tornado.httpserver
 import tornado.httputil
 import tornado.netutil
+import tornado.routing
 import tornado.web
 
 from ..defaults import (
@@ -47,6 +48,9 @@ class MasterApplication(tornado.web.Application):
     :func:`~.access.host_allowed`): a request for another name reaches no route, static files
     included. The pipeline is read per request, so a reconfigure's names count at once."""
 
+    #: See :meth:`_literal_route` (made at the first request, once every rule is in).
+    _literal: dict[str, tuple[type, dict[str, Any]]] | None = None
+
     def __init__(self, master: Master, bound: str, handlers: list[Any], **settings: Any):
         super().__init__(handlers, **settings)
         self.master = master
@@ -62,6 +66,9 @@ class MasterApplication(tornado.web.Application):
                 args = {"master": self.master, "length": int(length), "limit": limit}
                 return self.get_handler_delegate(request, TooLargeHandler, args)
             request.connection.set_max_body_size(limit)
+            route = self._literal_route(request.path)
+            if route is not None:  # the handler the rules would find, without trying each before it
+                return self.get_handler_delegate(request, *route)
             return super().find_handler(request, **kwargs)
         if request.host_name not in self._told and len(self._told) < 100:  # once a name, never a flood
             self._told.add(request.host_name)
@@ -72,6 +79,38 @@ class MasterApplication(tornado.web.Application):
                 request.remote_ip,
             )
         return self.get_handler_delegate(request, OtherHostHandler, {"master": self.master})
+
+    def _literal_route(self, path: str) -> tuple[type, dict[str, Any]] | None:
+        """The handler and its arguments for ``path`` when the first rule that matches it is a
+        plain path (no groups to read from it), else None. Trying the rules in order costs a
+        regular expression each, and the API's busiest paths come last."""
+        if self._literal is None:
+            self._literal = _literal_routes(self.wildcard_router.rules)
+        return self._literal.get(path)
+
+
+def _literal_routes(rules: list[tornado.routing.Rule]) -> dict[str, tuple[type, dict[str, Any]]]:
+    """``{path: (handler, arguments)}`` for each rule whose pattern is a plain path, and which
+    no rule before it matches (the first rule that matches a request is the one that serves it)."""
+    routes: dict[str, tuple[type, dict[str, Any]]] = {}
+    for index, rule in enumerate(rules):
+        matcher = rule.matcher
+        if not isinstance(matcher, tornado.routing.PathMatches) or matcher.regex.groups:
+            continue
+        path = matcher._path  # the pattern written back as a path; None if it is no plain path
+        if path is None or matcher.regex.fullmatch(path) is None or path in routes:
+            continue
+        if not isinstance(rule.target, type) or any(_may_match(other, path) for other in rules[:index]):
+            continue
+        routes[path] = (rule.target, rule.target_kwargs or {})
+    return routes
+
+
+def _may_match(rule: tornado.routing.Rule, path: str) -> bool:
+    matcher = rule.matcher
+    if isinstance(matcher, tornado.routing.PathMatches):
+        return matcher.regex.match(path) is not None
+    return True  # a matcher of another kind may match anything
 
 
 class OtherHostHandler(ApiHandler):
