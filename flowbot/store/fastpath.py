@@ -10,17 +10,21 @@ and then handed straight to the driver's cursor, inside the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
+
+#: A position of a statement with no value given and none of its own.
+_MISSING = object()
 
 
 class _Compiled:
     """One statement as one dialect runs it.
 
     SQLAlchemy's ``construct_params`` walks every bind of the statement on each call; here that
-    walk happens once, leaving per call a merge of dictionaries and the type conversions.
+    walk happens once, leaving per call a read of each value and its type conversion (for the
+    positional styles of SQLite and others; a merge of dictionaries for named ones).
     """
 
     def __init__(self, compiled: sa.sql.compiler.Compiled, dialect: sa.Dialect, defaults: dict[str, Any]):
@@ -40,8 +44,29 @@ class _Compiled:
             if (processor := bind.type._cached_bind_processor(dialect)) is not None
         ]
         self.returns_id = bool(getattr(compiled, "implicit_returning", None) or compiled.returning)
+        # For a positional style, each position read straight from the caller's values: the
+        # caller's key (None for a name it cannot give), what stands in when it gives none, and
+        # the conversion. A name neither given nor fixed is missing (a KeyError, as SQLAlchemy's).
+        self.slots = None if self.order is None else [self._slot(name) for name in self.order]
+
+    def _slot(self, name: str) -> tuple[str | None, str, Any, Callable[[Any], Any] | None]:
+        key = next((key for key, named in self.names.items() if named == name), None)
+        fixed = self.fixed.get(name, _MISSING)
+        processor = dict(self.processors).get(name)
+        if key is None and fixed is not _MISSING and processor is not None:  # a constant: converted once
+            return None, name, processor(fixed), None
+        return key, name, fixed, processor
 
     def parameters(self, values: dict[str, Any]) -> Any:
+        if self.slots is not None:
+            get = values.get
+            row = []
+            for key, name, fixed, processor in self.slots:
+                value = fixed if key is None else get(key, fixed)
+                if value is _MISSING:
+                    raise KeyError(name)
+                row.append(value if processor is None else processor(value))
+            return tuple(row)
         names = self.names
         params = self.fixed.copy()
         for key, value in values.items():
@@ -50,7 +75,7 @@ class _Compiled:
                 params[name] = value
         for name, processor in self.processors:
             params[name] = processor(params[name])
-        return params if self.order is None else tuple([params[name] for name in self.order])
+        return params
 
 
 class Statement:
