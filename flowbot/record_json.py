@@ -1,4 +1,5 @@
-"""The JSON of the records people read: builds, steps, build requests and changes.
+"""The JSON of the records people read: builds, steps, build requests, changes (and the builds they
+caused), test results, stored files and pull requests.
 
 Made here and only here, so the REST API, the event stream and the command line agree on every
 key; results travel by name (``"SUCCESS"``), times as epoch seconds. Each ``*_from_json`` reads
@@ -9,7 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from .records import Build, BuildRequest, Change, SourceStamp, StepRecord
+from .records import (
+    Build,
+    BuildLink,
+    BuildRequest,
+    Change,
+    ReportedTest,
+    SourceStamp,
+    StepRecord,
+    StoredArtifact,
+    StoredPullRequest,
+)
 from .results import Result
 
 
@@ -146,3 +157,77 @@ def change_json(change: Change) -> dict[str, Any]:
         "when": change.when,
         "files": list(change.files),
     }
+
+
+def change_brief_json(change: Change) -> dict[str, Any]:
+    """A change as a build's page lists the changes that caused it."""
+    return {
+        "id": change.id,
+        "revision": change.revision,
+        "branch": change.branch,
+        "author": change.author,
+        "comments": change.comments,
+        "when": change.when,
+        "revlink": change.revlink,
+    }
+
+
+def build_link_json(build: BuildLink) -> dict[str, Any]:
+    """A build as a change's page lists the builds it caused."""
+    return {"id": build.id, "builder": build.builder, "number": build.number, "result": result_json(build.result)}
+
+
+def reported_test_json(test: ReportedTest) -> dict[str, Any]:
+    """A test case a build's step reported, with the step's number and name."""
+    case = test.case
+    return {
+        "suite": case.suite,
+        "classname": case.classname,
+        "name": case.name,
+        "outcome": str(case.outcome),
+        "duration": case.duration,
+        "message": case.message,
+        "file": case.file or None,
+        "line": case.line,
+        "step": test.step,
+        "step_name": test.step_name,
+    }
+
+
+def artifact_json(artifact: StoredArtifact, *, content_type: str, url: str, available: bool) -> dict[str, Any]:
+    """A file a build stored, with what the page knows of it: its content type, where it is
+    downloaded, and whether it is still there as stored."""
+    return {
+        "path": artifact.path,
+        "size": artifact.size,
+        "sha256": artifact.sha256,
+        "step": artifact.step,
+        "step_name": artifact.step_name,
+        "stored_at": artifact.stored_at,
+        "content_type": content_type,
+        "url": url,
+        "available": available,
+    }
+
+
+def pull_request_json(stored: StoredPullRequest) -> dict[str, Any]:
+    """A pull request as the API shows it, with its builds when they were read with it."""
+    pr = stored.pull_request
+    shown: dict[str, Any] = {
+        "id": stored.id,
+        "repository": pr.repository,
+        "number": pr.number,
+        "title": pr.title,
+        "url": pr.url,
+        "base_branch": pr.base_branch,
+        "head_branch": pr.head_branch,
+        "head_repository": pr.head_repository,
+        "author": pr.author,
+        "fork": pr.fork,
+        "updated_at": stored.updated_at,
+        "closed_at": stored.closed_at,
+        "state": stored.state,
+    }
+    if stored.builds is not None:
+        shown["builds"] = [build_json(build) for build in stored.builds]
+    return shown

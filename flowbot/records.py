@@ -16,6 +16,7 @@ from .results import Result
 
 if TYPE_CHECKING:
     from .junit import TestCase
+    from .pull_requests import PullRequest
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +221,62 @@ class Artifact:
     sha256: str
     #: Where people download it, when the master serves a page.
     url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArtifact:
+    """A file a build stored on the master, as the store lists it for people."""
+
+    #: Where it is in the master's artifacts directory, with ``/`` between the parts.
+    path: str
+    size: int
+    sha256: str
+    #: The file's modification time as stored (nanoseconds): whether the file there is still it.
+    mtime_ns: int
+    stored_at: float
+    #: The number and name of the step that stored it.
+    step: int
+    step_name: str
+    #: Whether a later build's file is at the same place (it replaced this one).
+    replaced: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ReportedTest:
+    """A test case a build's step reported, as the store reads it back for people."""
+
+    case: TestCase
+    #: The number and name of the step that reported it.
+    step: int
+    step_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class BuildLink:
+    """A build a change caused (through its buildset's requests), as the change's page lists it."""
+
+    id: int
+    builder: str
+    number: int
+    #: None while it runs.
+    result: Result | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPullRequest:
+    """A pull request (or merge request) that builds were for, as the store keeps it."""
+
+    id: int
+    pull_request: PullRequest
+    #: When its newest change was received, and when it was closed (None while it is open).
+    updated_at: float
+    closed_at: float | None
+    #: The newest build of each builder that built it, by builder (None: not read with it).
+    builds: tuple[Build, ...] | None = None
+
+    @property
+    def state(self) -> str:
+        return "open" if self.closed_at is None else "closed"
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,17 +5,34 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from flowbot.junit import Outcome, TestCase
+from flowbot.pull_requests import PullRequest
 from flowbot.record_json import (
+    artifact_json,
     build_detail_json,
     build_event_json,
     build_from_json,
     build_json,
+    build_link_json,
+    change_brief_json,
     change_json,
+    pull_request_json,
+    reported_test_json,
     request_json,
     step_from_json,
     step_json,
 )
-from flowbot.records import Build, BuildRequest, Change, SourceStamp, StepRecord
+from flowbot.records import (
+    Build,
+    BuildLink,
+    BuildRequest,
+    Change,
+    ReportedTest,
+    SourceStamp,
+    StepRecord,
+    StoredArtifact,
+    StoredPullRequest,
+)
 from flowbot.results import Result
 
 STEP = StepRecord(
@@ -158,3 +175,91 @@ def test_a_change_lists_its_files_and_when_it_was_made_and_received() -> None:
         "files",
     ]
     assert (shown["files"], shown["when"], shown["received_at"]) == (["a.py", "b.py"], 80.0, 81.0)
+
+
+def test_a_change_and_the_builds_it_caused_show_as_each_others_pages_list_them() -> None:
+    change = Change(
+        branch="main", revision="abc", author="alice", comments="fix", revlink="https://x/abc", when=80.0, id=3
+    )
+    assert through_text(change_brief_json(change)) == {
+        "id": 3,
+        "revision": "abc",
+        "branch": "main",
+        "author": "alice",
+        "comments": "fix",
+        "when": 80.0,
+        "revlink": "https://x/abc",
+    }
+    assert list(change_brief_json(change)) == ["id", "revision", "branch", "author", "comments", "when", "revlink"]
+    assert build_link_json(BuildLink(7, "unit", 2, Result.RETRY)) == {
+        "id": 7,
+        "builder": "unit",
+        "number": 2,
+        "result": "RETRY",
+    }
+    assert build_link_json(BuildLink(8, "lint", 1, None))["result"] is None
+
+
+def test_a_reported_test_shows_its_case_and_step_with_no_file_as_null() -> None:
+    case = TestCase("s", "tests.a", "test_bad", Outcome.FAILED, 0.3, "assert 3 == 5", "tests/a.py", 12)
+    shown = through_text(reported_test_json(ReportedTest(case, step=1, step_name="test")))
+    assert shown == {
+        "suite": "s",
+        "classname": "tests.a",
+        "name": "test_bad",
+        "outcome": "failed",
+        "duration": 0.3,
+        "message": "assert 3 == 5",
+        "file": "tests/a.py",
+        "line": 12,
+        "step": 1,
+        "step_name": "test",
+    }
+    assert list(reported_test_json(ReportedTest(case, 1, "test"))) == list(shown)
+    unplaced = dataclasses.replace(case, file="", line=None)
+    assert reported_test_json(ReportedTest(unplaced, 1, "test"))["file"] is None
+
+
+def test_a_stored_file_shows_what_the_page_knows_of_it_but_not_its_mtime() -> None:
+    stored = StoredArtifact("dist/app.tar.gz", 1024, "ab" * 32, 5_000_000_000, 110.0, 2, "package", replaced=False)
+    shown = artifact_json(
+        stored, content_type="application/gzip", url="/builds/7/artifacts/dist/app.tar.gz", available=True
+    )
+    assert list(shown) == [
+        "path",
+        "size",
+        "sha256",
+        "step",
+        "step_name",
+        "stored_at",
+        "content_type",
+        "url",
+        "available",
+    ]
+    assert (shown["size"], shown["step_name"], shown["available"]) == (1024, "package", True)
+
+
+def test_a_pull_request_shows_its_state_and_its_builds_only_when_read_with_them() -> None:
+    pr = PullRequest("org/repo", 12, title="Add", url="https://x/12", head_branch="feature", author="bob", fork=True)
+    open_one = StoredPullRequest(4, pr, updated_at=100.0, closed_at=None)
+    keys = [
+        "id",
+        "repository",
+        "number",
+        "title",
+        "url",
+        "base_branch",
+        "head_branch",
+        "head_repository",
+        "author",
+        "fork",
+        "updated_at",
+        "closed_at",
+        "state",
+    ]
+    assert list(pull_request_json(open_one)) == keys
+    assert (pull_request_json(open_one)["state"], pull_request_json(open_one)["fork"]) == ("open", True)
+    closed = dataclasses.replace(open_one, closed_at=120.0, builds=(BUILD,))
+    shown = through_text(pull_request_json(closed))
+    assert list(shown) == [*keys, "builds"]
+    assert (shown["state"], shown["builds"]) == ("closed", [through_text(build_json(BUILD))])

@@ -206,7 +206,7 @@ class Reporting:
                 details["log_tail"] = "\n".join(line for _, line in tail)
         if finished and any(r.wants_details or r.wants_artifacts for r in reporters):
             details["artifacts"] = tuple(
-                Artifact(a["path"], a["size"], a["sha256"], artifact_url(self._page(), build.id, a["path"]))
+                Artifact(a.path, a.size, a.sha256, artifact_url(self._page(), build.id, a.path))
                 for a in await store.steps.artifacts(build.id)
             )
         if finished and any(r.wants_tests for r in reporters):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 
 from ..errors import InvalidRequest
-from ..records import BuildRequest, Change, HeldChange, Hold, Release
+from ..records import BuildLink, BuildRequest, Change, HeldChange, Hold, Release
 from . import change_links
 from . import schema as t
 from . import statements as sql
@@ -131,13 +131,13 @@ class Changes:
 
         return await self._db.read(fn)
 
-    async def builds_of(self, change_ids: list[int]) -> dict[int, list[dict[str, Any]]]:
-        """The builds each change caused, oldest first (``{change id: [{id, builder, number, result}]}``)."""
+    async def builds_of(self, change_ids: list[int]) -> dict[int, list[BuildLink]]:
+        """The builds each change caused, oldest first, by change id (a change that caused none is left out)."""
         return await self._db.read(lambda conn: change_links.builds_of_changes(conn, change_ids))
 
-    async def of_build(self, build_id: int) -> list[dict[str, Any]]:
-        """The changes that caused a build, oldest first."""
-        return await self._db.read(lambda conn: change_links.changes_of_build(conn, build_id))
+    async def of_build(self, build_id: int) -> list[Change]:
+        """The changes that caused a build, oldest first, with the files each touched."""
+        return await self._db.read(lambda conn: _load_changes(conn, change_links.changes_of_build(conn, build_id)))
 
 
 # -- helpers that run on the store's thread -------------------------------------------------------

@@ -5,11 +5,12 @@ the newest build of each builder. Buildsets are linked to theirs as they are sto
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
 
 import sqlalchemy as sa
 
-from ..record_json import build_json
+from ..pull_requests import PullRequest
+from ..records import Build, StoredPullRequest
 from . import schema as t
 from .access import Access
 from .builds import build_record, select_builds
@@ -34,7 +35,7 @@ class PullRequests:
 
     async def query(
         self, *, state: str | None = "open", limit: int = 50, pull_request_id: int | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[StoredPullRequest]:
         """Pull requests (``state`` "open", "closed", or None for all), the most recently changed
         first (or the one ``pull_request_id``), each with the newest build of each builder."""
         query = sa.select(t.pull_requests).order_by(_pr.updated_at.desc(), _pr.id.desc()).limit(limit)
@@ -45,30 +46,41 @@ class PullRequests:
         elif state == "closed":
             query = query.where(_pr.closed_at.is_not(None))
 
-        def fn(conn: sa.Connection) -> list[dict[str, Any]]:
-            found = [_described(row) for row in conn.execute(query)]
+        def fn(conn: sa.Connection) -> list[StoredPullRequest]:
+            found = [_stored(row) for row in conn.execute(query)]
             newest = (
                 sa.select(sa.func.max(_b.id))
-                .where(_b.pull_request_id.in_([p["id"] for p in found]))
+                .where(_b.pull_request_id.in_([p.id for p in found]))
                 .group_by(_b.pull_request_id, _b.builder)
             )
-            builds: dict[int, list[dict[str, Any]]] = {}
+            builds: dict[int, list[Build]] = {}
             for row in conn.execute(select_builds(_b.pull_request_id).where(_b.id.in_(newest)).order_by(_b.builder)):
-                builds.setdefault(row.pull_request_id, []).append(build_json(build_record(row)))
-            return [{**p, "builds": builds.get(p["id"], [])} for p in found]
+                builds.setdefault(row.pull_request_id, []).append(build_record(row))
+            return [dataclasses.replace(p, builds=tuple(builds.get(p.id, ()))) for p in found]
 
         return await self._db.read(fn)
 
-    async def of_build(self, build_id: int) -> dict[str, Any] | None:
-        """The pull request build ``build_id`` built, or None."""
+    async def of_build(self, build_id: int) -> StoredPullRequest | None:
+        """The pull request build ``build_id`` built (without its builds), or None."""
         query = sa.select(t.pull_requests).join(t.builds, _b.pull_request_id == _pr.id).where(_b.id == build_id)
 
-        def fn(conn: sa.Connection) -> dict[str, Any] | None:
+        def fn(conn: sa.Connection) -> StoredPullRequest | None:
             row = conn.execute(query).first()
-            return _described(row) if row is not None else None
+            return _stored(row) if row is not None else None
 
         return await self._db.read(fn)
 
 
-def _described(row: sa.Row) -> dict[str, Any]:
-    return {**row._asdict(), "state": "open" if row.closed_at is None else "closed"}
+def _stored(row: sa.Row) -> StoredPullRequest:
+    pull_request = PullRequest(
+        repository=row.repository,
+        number=row.number,
+        title=row.title,
+        url=row.url,
+        base_branch=row.base_branch,
+        head_branch=row.head_branch,
+        head_repository=row.head_repository,
+        author=row.author,
+        fork=row.fork,
+    )
+    return StoredPullRequest(row.id, pull_request, updated_at=row.updated_at, closed_at=row.closed_at)

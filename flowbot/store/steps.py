@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from ..records import StepRecord
+from ..records import ReportedTest, StepRecord, StoredArtifact
 from ..results import Result
 from . import schema as t
 from . import statements as sql
@@ -131,36 +131,11 @@ class Steps:
 
     async def failed_tests(self, build_id: int, limit: int) -> list[TestCase]:
         """The tests of a build that failed or erred, in the order its steps reported them (``limit`` at most)."""
-        from ..junit import Outcome, TestCase
-
-        r = t.test_results.c
-        query = (
-            sa.select(r.suite, r.classname, r.name, r.outcome, r.duration, r.message, r.file, r.line)
-            .where(r.build_id == build_id, r.outcome.in_([str(Outcome.FAILED), str(Outcome.ERROR)]))
-            .order_by(r.id)
-            .limit(limit)
-        )
-
-        def fn(conn: sa.Connection) -> list[TestCase]:
-            return [
-                TestCase(
-                    row.suite,
-                    row.classname,
-                    row.name,
-                    Outcome(row.outcome),
-                    row.duration,
-                    row.message,
-                    row.file or "",
-                    row.line,
-                )
-                for row in conn.execute(query)
-            ]
-
-        return await self._db.read(fn)
+        return await self._db.read(lambda conn: test_pages.failed(conn, build_id, limit))
 
     async def test_results(
         self, build_id: int, *, outcomes: list[str] | None = None, limit: int = 1000
-    ) -> list[dict[str, Any]]:
+    ) -> list[ReportedTest]:
         """A build's test results (of ``outcomes``, or all), failures first, each with its step's number and name."""
         return await self._db.read(lambda conn: test_pages.results(conn, build_id, outcomes, limit))
 
@@ -168,10 +143,10 @@ class Steps:
         """How many of a build's tests ended each way (``{"failed": 3, "passed": 120}``)."""
         return await self._db.read(lambda conn: test_pages.counts(conn, build_id))
 
-    async def artifacts(self, build_id: int, path: str | None = None) -> list[dict[str, Any]]:
+    async def artifacts(self, build_id: int, path: str | None = None) -> list[StoredArtifact]:
         """The files a build stored on the master (the one at ``path`` only, when given), in the
-        order stored, each with its step's number and name and, at ``newer``, whether a later
-        build's row names the same file."""
+        order stored, each with its step's number and name and whether a later build's row names
+        the same file."""
         a, s = t.artifacts.c, t.steps.c
         later = t.artifacts.alias("later").c
         newer = sa.exists().where(later.path == a.path, later.id > a.id)
@@ -186,7 +161,7 @@ class Steps:
         )  # fmt: skip
         if path is not None:
             query = query.where(a.path == path)
-        return await self._db.read(lambda conn: [row._asdict() for row in conn.execute(query)])
+        return await self._db.read(lambda conn: [StoredArtifact(*row) for row in conn.execute(query)])
 
 
 def steps_of(conn: sa.Connection, build_id: int) -> tuple[StepRecord, ...]:

@@ -29,7 +29,15 @@ from ..errors import (
     Unauthorized,
 )
 from ..matrix import Matrix
-from ..record_json import build_detail_json, build_json, change_json, request_json
+from ..record_json import (
+    build_detail_json,
+    build_json,
+    build_link_json,
+    change_brief_json,
+    change_json,
+    pull_request_json,
+    request_json,
+)
 from ..records import BuildRequest
 from ..results import Result
 from ..roles import Permission
@@ -273,7 +281,8 @@ class ChangesHandler(ApiHandler):
     async def get(self) -> None:
         changes = await self.master.store.changes.recent(limit=self.int_argument("limit", 50))
         builds = await self.master.store.changes.builds_of([c.id for c in changes])
-        self.reply({"changes": [{**change_json(c), "builds": builds.get(c.id, [])} for c in changes]})
+        shown = [{**change_json(c), "builds": [build_link_json(b) for b in builds.get(c.id, ())]} for c in changes]
+        self.reply({"changes": shown})
 
     async def post(self) -> None:
         self.allow(Permission.SENDCHANGE)
@@ -313,8 +322,9 @@ class BuildHandler(ApiHandler):
         build["current_step"] = live.current_step if live is not None else None
         build["approval"] = self.master.approvals.waiting(stored.id)
         build["tests"] = await self.master.store.steps.test_counts(stored.id)
-        build["changes"] = await self.master.store.changes.of_build(stored.id)
-        build["pull_request"] = await self.master.store.pull_requests.of_build(stored.id)
+        build["changes"] = [change_brief_json(c) for c in await self.master.store.changes.of_build(stored.id)]
+        pull_request = await self.master.store.pull_requests.of_build(stored.id)
+        build["pull_request"] = pull_request_json(pull_request) if pull_request is not None else None
         build["matrix_id"] = await self.master.store.matrices.of_build(stored.id)
         self.reply(build)
 

@@ -26,6 +26,8 @@ import tornado.iostream
 
 from ..errors import Gone, NotFound
 from ..master.controls import download_path
+from ..record_json import artifact_json
+from ..records import StoredArtifact
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
@@ -56,24 +58,19 @@ class ArtifactsHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
         build = path_id(build_id, "build")
         await self.master.store.builds.get(build)  # NotFound for a build that does not exist
-        rows = await self.master.store.steps.artifacts(build)
+        stored = await self.master.store.steps.artifacts(build)
         root = self.master.artifacts_dir
-        present = await asyncio.to_thread(lambda: [_unchanged(root, row) for row in rows])
+        present = await asyncio.to_thread(lambda: [_unchanged(root, artifact) for artifact in stored])
         self.reply(
             {
                 "artifacts": [
-                    {
-                        "path": row["path"],
-                        "size": row["size"],
-                        "sha256": row["sha256"],
-                        "step": row["step"],
-                        "step_name": row["step_name"],
-                        "stored_at": row["stored_at"],
-                        "content_type": content_type(row["path"]),
-                        "url": download_path(build, row["path"]),
-                        "available": not row["newer"] and there,
-                    }
-                    for row, there in zip(rows, present, strict=True)
+                    artifact_json(
+                        artifact,
+                        content_type=content_type(artifact.path),
+                        url=download_path(build, artifact.path),
+                        available=not artifact.replaced and there,
+                    )
+                    for artifact, there in zip(stored, present, strict=True)
                 ]
             }
         )
@@ -85,22 +82,22 @@ class ArtifactHandler(ApiHandler):
 
     async def get(self, build_id: str, path: str, body: bool = True) -> None:  # type: ignore[override]
         build = path_id(build_id, "build")
-        rows = await self.master.store.steps.artifacts(build, path)
-        if not rows:
+        stored = await self.master.store.steps.artifacts(build, path)
+        if not stored:
             raise NotFound(f"build {build} stored no file at {path!r}")
-        row = rows[-1]
-        file = await asyncio.to_thread(_open, self.master.artifacts_dir, row)
+        artifact = stored[-1]
+        file = await asyncio.to_thread(_open, self.master.artifacts_dir, artifact)
         try:
             name = path.rsplit("/", 1)[-1]
             disposition = "attachment" if self.get_query_argument("download", "") not in ("", "0") else "inline"
             self.set_header("Content-Type", content_type(path))
-            self.set_header("Content-Length", str(row["size"]))
+            self.set_header("Content-Length", str(artifact.size))
             self.set_header("Content-Disposition", f"{disposition}; filename*=UTF-8''{quote(name)}")
-            self.set_header("ETag", f'"{row["sha256"]}"')
+            self.set_header("ETag", f'"{artifact.sha256}"')
             self.set_header("Cache-Control", "private, max-age=0, must-revalidate")
             self.set_header("X-Content-Type-Options", "nosniff")
             self.set_header("Content-Security-Policy", "sandbox")
-            if self.request.headers.get("If-None-Match") == f'"{row["sha256"]}"':
+            if self.request.headers.get("If-None-Match") == f'"{artifact.sha256}"':
                 self.set_status(304)
                 self.clear_header("Content-Length")
                 self.finish()
@@ -118,24 +115,24 @@ class ArtifactHandler(ApiHandler):
             file.close()
 
 
-def _unchanged(root: Path, row: dict[str, Any]) -> bool:
-    """Whether the file ``row`` names is there as it was stored."""
+def _unchanged(root: Path, artifact: StoredArtifact) -> bool:
+    """Whether the file is there as it was stored."""
     try:
-        found = os.stat(root.joinpath(*row["path"].split("/")), follow_symlinks=False)
+        found = os.stat(root.joinpath(*artifact.path.split("/")), follow_symlinks=False)
     except OSError:
         return False
-    return found.st_mtime_ns == row["mtime_ns"] and found.st_size == row["size"]
+    return found.st_mtime_ns == artifact.mtime_ns and found.st_size == artifact.size
 
 
-def _open(root: Path, row: dict[str, Any]) -> Any:
-    """The file ``row`` names, opened under ``root`` through no symbolic link.
+def _open(root: Path, artifact: StoredArtifact) -> Any:
+    """The file, opened under ``root`` through no symbolic link.
 
     Raises:
         Gone: it is no longer there, or no longer the file stored.
     """
-    parts = row["path"].split("/")
+    parts = artifact.path.split("/")
     if not parts or any(part in ("", ".", "..") for part in parts):
-        raise Gone(f"{row['path']!r} is not a path in the artifacts directory")
+        raise Gone(f"{artifact.path!r} is not a path in the artifacts directory")
     try:
         directory = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         try:
@@ -147,12 +144,12 @@ def _open(root: Path, row: dict[str, Any]) -> Any:
         finally:
             os.close(directory)
     except OSError:
-        raise Gone(f"{row['path']} is no longer on the master (removed since it was stored)") from None
+        raise Gone(f"{artifact.path} is no longer on the master (removed since it was stored)") from None
     file = os.fdopen(fd, "rb")
     found = os.fstat(fd)
-    if found.st_mtime_ns != row["mtime_ns"] or found.st_size != row["size"]:
+    if found.st_mtime_ns != artifact.mtime_ns or found.st_size != artifact.size:
         file.close()
-        raise Gone(f"{row['path']} was replaced since this build stored it (a later upload to the same place)")
+        raise Gone(f"{artifact.path} was replaced since this build stored it (a later upload to the same place)")
     return file
 
 

@@ -14,7 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, NotFound
-from ..record_json import build_json, change_json
+from ..record_json import build_json, build_link_json, change_json
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class ChangeHandler(ApiHandler):
         if not found:
             raise NotFound(f"no change {number}")
         builds = await self.master.store.changes.builds_of([number])
-        self.reply({**change_json(found[0]), "builds": builds.get(number, [])})
+        self.reply({**change_json(found[0]), "builds": [build_link_json(b) for b in builds.get(number, ())]})
 
 
 def history_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:

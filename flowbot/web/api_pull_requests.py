@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest, NotFound
+from ..record_json import pull_request_json
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
@@ -25,7 +26,7 @@ class PullRequestsHandler(ApiHandler):
         if raw not in _STATES:
             raise InvalidRequest(f"state must be one of {list(_STATES)}, not {raw!r}")
         found = await self.master.store.pull_requests.query(state=_STATES[raw], limit=self.int_argument("limit", 50))
-        self.reply({"pullrequests": found})
+        self.reply({"pullrequests": [pull_request_json(p) for p in found]})
 
 
 class PullRequestHandler(ApiHandler):
@@ -34,7 +35,7 @@ class PullRequestHandler(ApiHandler):
         found = await self.master.store.pull_requests.query(state=None, limit=1, pull_request_id=wanted)
         if not found:
             raise NotFound(f"no pull request {wanted}")
-        self.reply(found[0])
+        self.reply(pull_request_json(found[0]))
 
 
 def pull_request_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidRequest
 from ..junit import Outcome, describe
+from ..record_json import reported_test_json
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class TestsHandler(ApiHandler):
         limit = self.int_argument("limit", 1000, maximum=MAX_TESTS)
         tests = await self.master.store.steps.test_results(build, outcomes=outcomes, limit=limit)
         counts = await self.master.store.steps.test_counts(build)
-        self.reply({"tests": tests, "counts": counts, "summary": describe(counts)})
+        self.reply({"tests": [reported_test_json(t) for t in tests], "counts": counts, "summary": describe(counts)})
 
 
 def test_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:

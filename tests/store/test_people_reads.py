@@ -10,7 +10,7 @@ import pytest
 
 from flowbot.errors import NotFound
 from flowbot.junit import Outcome, TestCase
-from flowbot.records import Change
+from flowbot.records import Change, StoredArtifact
 from flowbot.results import Result
 from flowbot.store import Ref, Store
 
@@ -77,14 +77,14 @@ async def test_a_builds_tests_come_failures_first_with_their_step(store: Store) 
     ]
     await store.steps.add_test_results(build, step, cases)
     found = await store.steps.test_results(build_id)
-    assert [(t["name"], t["outcome"], t["step"], t["step_name"]) for t in found] == [
+    assert [(t.case.name, t.case.outcome, t.step, t.step_name) for t in found] == [
         ("test_bad", "failed", 0, "test"),
         ("test_err", "error", 0, "test"),
         ("test_skip", "skipped", 0, "test"),
         ("test_ok", "passed", 0, "test"),
     ]
-    assert (found[0]["file"], found[0]["line"], found[0]["message"]) == ("tests/a.py", 12, "assert 3 == 5")
-    assert [t["name"] for t in await store.steps.test_results(build_id, outcomes=["passed", "error"])] == [
+    assert (found[0].case.file, found[0].case.line, found[0].case.message) == ("tests/a.py", 12, "assert 3 == 5")
+    assert [t.case.name for t in await store.steps.test_results(build_id, outcomes=["passed", "error"])] == [
         "test_err",
         "test_ok",
     ]
@@ -107,12 +107,53 @@ async def test_changes_and_the_builds_they_caused_link_both_ways(store: Store) -
         store.builds.start(lint, 1, "w2", NOW, "master", linted),
     )
     builds = await store.changes.builds_of([change_id, 999])
-    assert [(b["builder"], b["number"], b["result"]) for b in builds[change_id]] == [
-        ("unit", 1, "RETRY"),
-        ("unit", 2, "SUCCESS"),
+    assert [(b.builder, b.number, b.result) for b in builds[change_id]] == [
+        ("unit", 1, Result.RETRY),
+        ("unit", 2, Result.SUCCESS),
         ("lint", 1, None),
     ]
     assert 999 not in builds
     (change,) = await store.changes.of_build(rerun.id)
-    assert (change["id"], change["revision"], change["author"]) == (change_id, "abc123", "alice")
+    assert (change.id, change.revision, change.author) == (change_id, "abc123", "alice")
     assert await store.changes.recent(change_id=change_id) == await store.changes.recent(limit=1)
+
+
+async def test_the_changes_that_caused_a_build_come_back_as_the_changes_stored(store: Store) -> None:  # noqa: F811
+    # Given a change touching two files, built
+    change_id, (request,) = await store.changes.add(
+        Change(branch="main", revision="abc123", author="alice", files=("a.py", "b.py")),
+        [build_now(buildset("unit"))],
+        NOW,
+    )
+    build = Ref()
+    await store.builds.start(request, 1, "w1", NOW, "master", build)
+    # Then the build's changes are the change as the list of changes reads it, files and all
+    assert await store.changes.of_build(build.id) == await store.changes.recent(change_id=change_id)
+    assert await store.changes.of_build(999) == []
+
+
+async def test_a_builds_files_come_back_with_their_step_and_whether_a_later_build_replaced_them(
+    store: Store,  # noqa: F811
+) -> None:
+    # Given two builds whose steps stored a file at the same place, the first another file too
+    (first_request, second_request) = await store.requests.add_buildset(buildset("unit", "lint"), NOW)
+    first, first_step, second, second_step = Ref(), Ref(), Ref(), Ref()
+    await asyncio.gather(
+        store.builds.start(first_request, 1, "w1", NOW, "master", first),
+        store.steps.start(first, 0, "test", NOW, first_step),
+        store.builds.start(second_request, 1, "w1", NOW, "master", second),
+        store.steps.start(second, 0, "lint", NOW, second_step),
+    )
+    report = {"path": "unit/report.html", "size": 10, "sha256": "a" * 64, "mtime_ns": 1}
+    await store.steps.add_artifacts(first, first_step, [report, {**report, "path": "unit/other.txt"}], NOW)
+    await store.steps.add_artifacts(second, second_step, [{**report, "sha256": "b" * 64, "mtime_ns": 2}], NOW + 1)
+
+    # When each build's files are read
+    older, other = await store.steps.artifacts(first.id)
+    (newer,) = await store.steps.artifacts(second.id)
+
+    # Then each is as stored, with its step, and the first build's report is replaced by the second's
+    assert older == StoredArtifact("unit/report.html", 10, "a" * 64, 1, NOW, 0, "test", replaced=True)
+    assert (other.path, other.replaced) == ("unit/other.txt", False)
+    assert (newer.sha256, newer.step_name, newer.stored_at, newer.replaced) == ("b" * 64, "lint", NOW + 1, False)
+    assert await store.steps.artifacts(first.id, "unit/other.txt") == [other]

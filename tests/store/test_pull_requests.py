@@ -5,6 +5,7 @@ SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 
 import pytest
@@ -193,3 +194,31 @@ async def test_builds_stored_before_pull_requests_were_kept_are_linked_to_theirs
         assert [b.pull_request_id for b in await rows(store, t.builds)] == [known.id, None]
     finally:
         await store.close()
+
+
+async def test_pull_requests_read_back_as_records_with_the_newest_build_of_each_builder(store: Store) -> None:
+    # Given pull request #2 built twice by "lint" (which keeps superseded heads) and once by "test",
+    # and #3 closed, never built
+    (first_lint,) = await add(store, head(2, "a1"), "lint")
+    second_lint, test = await add(store, head(2, "a2"), "lint", "test", at=NOW + 1)
+    await add(store, head(3, "c1"), "test")
+    await store.pull_requests.close(REPO, 3, NOW + 2)
+    builds = [Ref(), Ref(), Ref()]
+    for ref, (request, number) in zip(builds, [(first_lint, 1), (second_lint, 2), (test, 1)], strict=True):
+        await store.builds.start(request, number, "w", NOW, "master", ref)
+
+    # When the open ones are read, and the one a build built
+    (open_one,) = await store.pull_requests.query()
+    of_build = await store.pull_requests.of_build(builds[0].id)
+
+    # Then each is its pull request as its newest change describes it, open, with the newest
+    # build of each builder (by builder) only when read as a list
+    assert open_one.pull_request == PullRequest(
+        REPO, 2, title="Add a feature", url=f"https://github.com/{REPO}/pull/2", base_branch="main"
+    )
+    assert (open_one.state, open_one.updated_at, open_one.closed_at) == ("open", NOW + 1, None)
+    assert [(b.builder, b.number) for b in open_one.builds] == [("lint", 2), ("test", 1)]
+    assert of_build == dataclasses.replace(open_one, builds=None)
+    (closed,) = await store.pull_requests.query(state="closed")
+    assert (closed.pull_request.number, closed.state, closed.closed_at, closed.builds) == (3, "closed", NOW + 2, ())
+    assert await store.pull_requests.of_build(999) is None
