@@ -7,7 +7,8 @@ are frozen records (:class:`WorkerState`, :class:`RunningRef`, :class:`BuilderSt
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import itertools
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -91,10 +92,26 @@ class BuilderStatus:
         return self.builder.name
 
 
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """How busy the master is: builds running, requests waiting, and the first of those."""
+
+    running: int
+    queued: int
+    #: The oldest requests waiting (as many as asked for), whatever their builder.
+    first_queued: tuple[BuildRequest, ...]
+
+
 class Waiting(Protocol):
     """The queue of pending requests."""
 
     def waiting(self, builder: str, first: int) -> tuple[int, list[BuildRequest]]: ...
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[BuildRequest]:
+        """Every pending request, oldest first."""
+        ...
 
 
 class BuildReads(Protocol):
@@ -215,6 +232,10 @@ class Status:
         if request.complete_at is not None or request.claimed_at is not None:
             return None
         return self._why_waiting(request.builder, request.cell)
+
+    def activity(self, shown: int = 0) -> Activity:
+        """How many builds run and requests wait now, with the ``shown`` oldest of those, read from memory."""
+        return Activity(len(self._running), len(self._queue), tuple(itertools.islice(self._queue, shown)))
 
     def load(self) -> dict[str, tuple[int, int]]:
         """``{builder: (pending, running)}`` for every builder of the pipeline, read from memory."""

@@ -165,18 +165,19 @@ class MasterPanel(anywidget.AnyWidget):
         names = [b.name for b in master.pipeline.builders]
         matrices = await self._matrices([b.name for b in master.pipeline.builders if b.matrix is not None])
         recent = await self._recent_builds(names)
+        activity = master.status.activity(QUEUE_SHOWN)
         self.overview = {
             "master": {
                 "running": True,
                 "url": master.http_url,
-                "builds": len(master.running),
-                "queued": len(master.queue),
+                "builds": activity.running,
+                "queued": activity.queued,
             },
             "builders": [
                 {"name": name, "builds": [_chip(b) for b in recent[name]], "matrix": matrices.get(name)}
                 for name in names
             ],
-            "queue": [{"id": r.id, "builder": r.builder, "reason": r.reason} for r in list(master.queue)[:QUEUE_SHOWN]],
+            "queue": [{"id": r.id, "builder": r.builder, "reason": r.reason} for r in activity.first_queued],
             "workers": await self._workers(),
         }
         self.forms = _forms(master)

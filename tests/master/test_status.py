@@ -19,9 +19,17 @@ class Remembered:
 class Queue:
     """Two requests of unit pending, none of docs."""
 
+    PENDING = (SimpleNamespace(id=11, builder="unit"), SimpleNamespace(id=12, builder="unit"))
+
     def waiting(self, builder, first):
-        pending = [SimpleNamespace(id=11), SimpleNamespace(id=12)] if builder == "unit" else []
+        pending = [r for r in self.PENDING if r.builder == builder]
         return len(pending), pending[:first]
+
+    def __len__(self):
+        return len(self.PENDING)
+
+    def __iter__(self):
+        return iter(self.PENDING)
 
 
 class Builds:
@@ -136,3 +144,10 @@ def test_only_a_request_no_master_claimed_is_told_why_it_waits():
     assert facade.why_waiting(waiting) == "unit {'python': '3.12'} waits for w1"
     assert facade.why_waiting(dataclasses.replace(waiting, claimed_at=5.0)) is None
     assert facade.why_waiting(dataclasses.replace(waiting, complete_at=6.0)) is None
+
+
+def test_how_busy_the_master_is_is_told_from_memory_with_the_oldest_requests_waiting():
+    facade = status({7: build(3, 7)}, EventBus())
+    activity = facade.activity(1)
+    assert (activity.running, activity.queued, [r.id for r in activity.first_queued]) == (1, 2, [11])
+    assert facade.activity().first_queued == ()
