@@ -24,9 +24,15 @@ FENCE_WINDOWS = 4
 #: Seconds an assignment pass may hold the event loop before it lets other work run (heartbeats,
 #: output, requests) and goes on in the loop's next turn.
 DISPATCH_SLICE = 0.01
+#: Most builds an assignment pass starts before it lets other work run: each build's first turn
+#: (its start stored, its first command sent) runs in the loop's next turn, so the slice's time
+#: alone would let a pass start hundreds whose first turns then run back to back.
+DISPATCH_BATCH = 16
 #: Seconds the master may read worker messages that keep arriving (a step printing a flood) before
 #: it lets the rest of its work run: a message already waiting is read without a turn of the loop.
 RECEIVE_SLICE = 0.01
+#: Most workers the master checks (and sends a due heartbeat) in one turn of its loop.
+SWEEP_BATCH = 100
 
 #: Most hellos the master holds a challenge out for at once (each for the liveness window); past
 #: that the oldest is dropped, so a flood of replayed hellos cannot grow the master's memory.

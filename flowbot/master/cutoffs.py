@@ -69,11 +69,14 @@ class CutOffs:
         with contextlib.suppress(zmq.Again):
             while True:
                 events.append(parse_monitor_message(self._events.recv_multipart(zmq.NOBLOCK)))
+        # Where each descriptor's connection last ended in this batch: one pass, however many
+        # connections a burst of workers opened while the loop was busy.
+        last_end = {int(e["value"]): i for i, e in enumerate(events) if e["event"] == zmq.EVENT_DISCONNECTED}
         for i, event in enumerate(events):
             fd = int(event["value"])
             if event["event"] == zmq.EVENT_DISCONNECTED:
                 self._ended(fd)
-            elif not any(e["event"] == zmq.EVENT_DISCONNECTED and int(e["value"]) == fd for e in events[i + 1 :]):
+            elif last_end.get(fd, -1) < i:
                 self._watch(fd)  # (one that ended already is gone: its descriptor may be another's now)
 
     def _watch(self, fd: int) -> None:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..builder import Builder
-from ..defaults import DISPATCH_SLICE
+from ..defaults import DISPATCH_BATCH, DISPATCH_SLICE
 from ..errors import NotFound, StoreError
 from ..matrix import fits, label
 from ..pipeline import Pipeline
@@ -328,8 +328,9 @@ class Dispatcher:
 
     def _assign(self) -> None:
         """Run the assignment pass under way, or a new one, for a slice: a pass that would hold the
-        loop longer than :data:`~flowbot.defaults.DISPATCH_SLICE` goes on in a later turn of the
-        loop, after the work that waits (heartbeats, output, requests)."""
+        loop longer than :data:`~flowbot.defaults.DISPATCH_SLICE`, or start more than
+        :data:`~flowbot.defaults.DISPATCH_BATCH` builds, goes on in a later turn of the loop, after
+        the work that waits (heartbeats, output, requests, the first turns of the builds started)."""
         self._scheduled = False
         more = False
         try:
@@ -340,8 +341,8 @@ class Dispatcher:
             if self._pass is None:
                 self._changed = False
                 self._pass = AssignmentPass(self.queue, self._start_or_hold)
-            deadline = time.monotonic() + DISPATCH_SLICE
-            more = self._pass.run(lambda: time.monotonic() > deadline)
+            deadline, enough = time.monotonic() + DISPATCH_SLICE, len(self.running) + DISPATCH_BATCH
+            more = self._pass.run(lambda: len(self.running) >= enough or time.monotonic() > deadline)
             if not more:
                 self._pass = None
                 # What changed during a pass of several slices may let builders it passed start.

@@ -79,6 +79,7 @@ from ..defaults import (
     OUTPUT_FLUSH_DELAY,
     OUTPUT_WINDOW,
     RECEIVE_SLICE,
+    SWEEP_BATCH,
 )
 from ..errors import ProtocolError, WorkerLost
 from ..workers import Worker
@@ -859,23 +860,39 @@ class WorkerRegistry:
         """Heartbeats to idle workers, and the liveness check, a few times per interval."""
         while True:
             await asyncio.sleep(self.heartbeat / 4)
-            self.cutoffs.catch_up()
-            now = time.monotonic()
+            await self.sweep()
+
+    async def sweep(self) -> None:
+        """One round of heartbeats and liveness checks, :data:`~flowbot.defaults.SWEEP_BATCH`
+        workers a turn of the loop: thousands of workers that connected together come due
+        together, and a signed heartbeat each in one turn would hold the loop for all of them."""
+        self.cutoffs.catch_up()
+        now = time.monotonic()
+        for route in [r for r, c in self._challenges.items() if c.expires < now]:
+            self._unanswered(route, f"not within {self.window:g} s")
+        conns = list(self.connections.values())
+        for first in range(0, len(conns), SWEEP_BATCH):
+            if first:
+                await asyncio.sleep(0)
+                now = time.monotonic()
             heard = self._heard_until(now)
-            for route in [r for r, c in self._challenges.items() if c.expires < now]:
-                self._unanswered(route, f"not within {self.window:g} s")
-            for conn in list(self.connections.values()):
-                silent = now - conn.last_recv
-                if heard - conn.last_recv > (self.hold if conn.commands else self.window):
-                    self._lose(conn, f"no message for {silent:.1f} s (liveness {self.liveness} x {self.heartbeat:g} s)")
-                    continue
-                conn.silent = heard - conn.last_recv > self.window
-                if conn.silent:
-                    continue  # nothing is sent to it now, so its fence counts from a window ago at the latest
-                if now - conn.last_sent >= self.heartbeat:
-                    conn.send(protocol.HEARTBEAT)
-                conn.last_seen = time.time() - silent
-                self._check_transfers(conn, now)
+            for conn in conns[first : first + SWEEP_BATCH]:
+                if not conn.lost:
+                    self._check(conn, now, heard)
+
+    def _check(self, conn: WorkerConnection, now: float, heard: float) -> None:
+        """Lose ``conn`` if it was silent too long, else send it a heartbeat if it is due one."""
+        silent = now - conn.last_recv
+        if heard - conn.last_recv > (self.hold if conn.commands else self.window):
+            self._lose(conn, f"no message for {silent:.1f} s (liveness {self.liveness} x {self.heartbeat:g} s)")
+            return
+        conn.silent = heard - conn.last_recv > self.window
+        if conn.silent:
+            return  # nothing is sent to it now, so its fence counts from a window ago at the latest
+        if now - conn.last_sent >= self.heartbeat:
+            conn.send(protocol.HEARTBEAT)
+        conn.last_seen = time.time() - silent
+        self._check_transfers(conn, now)
 
     def _heard_until(self, now: float) -> float:
         """Up to when the master has read what its workers sent: now, unless messages wait unread

@@ -430,12 +430,46 @@ async def test_a_long_pass_lets_the_loop_run_between_slices_and_starts_every_bui
     assert rig.controls.asked <= 3 * 2000
 
 
+async def test_a_pass_starts_a_bounded_batch_of_builds_per_turn_of_the_loop(monkeypatch) -> None:
+    # Given 200 workers and as many requests waiting, and a slice long enough to start them all
+    monkeypatch.setattr(dispatch_module, "DISPATCH_SLICE", 60.0)
+    names = [f"w{i}" for i in range(200)]
+    rig = Rig(pipeline([worker(n) for n in names], builder("unit", names)))
+    rig.dispatcher.active = False
+    rig.dispatcher.enqueue([rig.request("unit") for _ in range(200)])
+    per_turn: list[int] = []
+
+    async def tick() -> None:
+        seen = 0
+        while True:
+            await asyncio.sleep(0)
+            per_turn.append(len(rig.builds) - seen)
+            seen = len(rig.builds)
+
+    ticking = asyncio.create_task(tick())
+    await asyncio.sleep(0)  # the pass the workers' connecting asked for finds the dispatcher inactive
+    try:
+        # When a pass runs
+        rig.dispatcher.active = True
+        rig.dispatcher.schedule()
+        await rig.dispatcher.assigned()
+    finally:
+        ticking.cancel()
+
+    # Then every request started, but no turn of the loop started more than a batch of them: the
+    # builds of one batch take their first turn before the next batch starts
+    assert len(rig.running()) == 200
+    assert max(per_turn) == dispatch_module.DISPATCH_BATCH
+    assert sum(per_turn) == 200
+
+
 @pytest.fixture(autouse=True)
 async def _no_task_left(request):
     yield
-    for task in asyncio.all_tasks() - {asyncio.current_task()}:
-        if task.get_name().startswith("build "):
-            task.cancel()
+    builds = [t for t in asyncio.all_tasks() - {asyncio.current_task()} if t.get_name().startswith("build ")]
+    for task in builds:
+        task.cancel()
+    await asyncio.gather(*builds, return_exceptions=True)  # ended while their loop runs
 
 
 async def test_a_build_that_lets_its_worker_go_takes_one_again_before_the_requests_that_wait():

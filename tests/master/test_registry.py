@@ -21,6 +21,7 @@ from flowbot_worker import protocol
 from flowbot_worker.worker import Worker as WorkerProcess
 
 from flowbot import Worker
+from flowbot.defaults import SWEEP_BATCH
 from flowbot.errors import WorkerLost
 from flowbot.master.events import DURABLE_KINDS, Event, EventBus
 from flowbot.master.registry import WorkerConnection, WorkerRegistry
@@ -209,6 +210,33 @@ async def test_the_registry_lets_the_loop_run_while_messages_keep_arriving(link)
 
     # Then that work ran many times while they were being read, not only before and after
     assert len({count for count in seen if 0 < count < 3000}) >= 3
+
+
+async def test_a_sweep_sends_heartbeats_a_bounded_batch_of_workers_per_turn_of_the_loop(link):
+    # Given 350 workers heard from just now and due a heartbeat, as when they all connected together
+    # (their routes lead nowhere: the registry's sends to them are dropped, as to a vanished peer)
+    registry = link.registry
+    for n in range(350):
+        channel = protocol.Channel(b"s", registry.session)
+        channel.open()
+        conn = WorkerConnection(registry, Worker(f"w{n}", secret="s"), b"\0route%d" % n, "session", {}, channel)
+        registry.connections[conn.name] = conn
+    sent_by_turn: list[int] = []
+
+    def tick() -> None:
+        sent_by_turn.append(sum(1 for c in registry.connections.values() if c.last_sent))
+        if sent_by_turn[-1] < 350:
+            asyncio.get_running_loop().call_soon(tick)
+
+    # When the registry sweeps them, while other work waits for its turn of the loop
+    asyncio.get_running_loop().call_soon(tick)
+    await registry.sweep()
+
+    # Then every one got its heartbeat and none was lost, a batch of them per turn, the other work
+    # running between the batches
+    assert sum(1 for c in registry.connections.values() if c.last_sent) == 350
+    assert not link.lost
+    assert sorted(set(sent_by_turn))[:3] == [SWEEP_BATCH, 2 * SWEEP_BATCH, 3 * SWEEP_BATCH]
 
 
 class Dialler:
