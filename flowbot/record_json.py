@@ -1,5 +1,5 @@
 """The JSON of the records people read: builds, steps, build requests, changes (and the builds they
-caused), test results, stored files and pull requests.
+caused), test results, stored files, pull requests and workers.
 
 Made here and only here, so the REST API, the event stream and the command line agree on every
 key; results travel by name (``"SUCCESS"``), times as epoch seconds. Each ``*_from_json`` reads
@@ -16,10 +16,12 @@ from .records import (
     BuildRequest,
     Change,
     ReportedTest,
+    RunningRef,
     SourceStamp,
     StepRecord,
     StoredArtifact,
     StoredPullRequest,
+    WorkerState,
 )
 from .results import Result
 
@@ -231,3 +233,37 @@ def pull_request_json(stored: StoredPullRequest) -> dict[str, Any]:
     if stored.builds is not None:
         shown["builds"] = [build_json(build) for build in stored.builds]
     return shown
+
+
+def worker_json(worker: WorkerState) -> dict[str, Any]:
+    """A worker as the API shows it, with the builds it runs."""
+    return {
+        "name": worker.name,
+        "launcher": worker.launcher,
+        "connected": worker.connected,
+        "connected_at": worker.connected_at,
+        "last_seen": worker.last_seen,
+        "info": dict(worker.info),
+        "running_builds": [{"id": b.id, "builder": b.builder, "number": b.number} for b in worker.running],
+        "paused": worker.paused,
+        "paused_reason": worker.paused_reason,
+        "shutting_down": worker.shutting_down,
+        "held": worker.held,
+    }
+
+
+def worker_from_json(data: dict[str, Any]) -> WorkerState:
+    """A worker from what :func:`worker_json` wrote (a client reads the API's workers with it)."""
+    return WorkerState(
+        name=data["name"],
+        launcher=data["launcher"],
+        connected=data["connected"],
+        connected_at=data["connected_at"],
+        last_seen=data["last_seen"],
+        info=data["info"],
+        running=tuple(RunningRef(b["id"], b["builder"], b["number"]) for b in data["running_builds"]),
+        paused=data["paused"],
+        paused_reason=data["paused_reason"],
+        shutting_down=data["shutting_down"],
+        held=data["held"],
+    )

@@ -9,6 +9,7 @@ crash.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -277,6 +278,46 @@ class StoredPullRequest:
     @property
     def state(self) -> str:
         return "open" if self.closed_at is None else "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class RunningRef:
+    """A running build, as a worker's state names it."""
+
+    id: int
+    builder: str
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerState:
+    """A worker the pipeline declares: whether it is connected, what it runs, how it is held."""
+
+    name: str
+    #: The kind of launcher that starts it on demand (``docker``...), or None.
+    launcher: str | None
+    connected: bool
+    #: When it last connected, and was last heard from (remembered by the store while away).
+    connected_at: float | None
+    last_seen: float | None
+    #: What it reported of itself (hostname, platform...).
+    info: Mapping[str, Any]
+    running: tuple[RunningRef, ...]
+    paused: bool
+    paused_reason: str | None
+    shutting_down: bool
+    #: Why dispatching holds it aside (a problem of its configuration), or None.
+    held: str | None
+
+    @property
+    def standing(self) -> str:
+        """How it stands, in words: ``connected, shutting down, paused (disk full)``."""
+        states = ["connected" if self.connected else "offline"]
+        if self.shutting_down:
+            states.append("shutting down")
+        if self.paused:
+            states.append(f"paused ({self.paused_reason})" if self.paused_reason else "paused")
+        return ", ".join(states)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from flowbot.record_json import (
     request_json,
     step_from_json,
     step_json,
+    worker_from_json,
+    worker_json,
 )
 from flowbot.records import (
     Build,
@@ -28,10 +30,12 @@ from flowbot.records import (
     BuildRequest,
     Change,
     ReportedTest,
+    RunningRef,
     SourceStamp,
     StepRecord,
     StoredArtifact,
     StoredPullRequest,
+    WorkerState,
 )
 from flowbot.results import Result
 
@@ -263,3 +267,13 @@ def test_a_pull_request_shows_its_state_and_its_builds_only_when_read_with_them(
     shown = through_text(pull_request_json(closed))
     assert list(shown) == [*keys, "builds"]
     assert (shown["state"], shown["builds"]) == ("closed", [through_text(build_json(BUILD))])
+
+
+def test_a_worker_reads_back_from_its_json_and_says_how_it_stands() -> None:
+    worker = WorkerState(
+        "w1", "docker", True, 10.0, 20.0, {"hostname": "h"}, (RunningRef(3, "unit", 3),), True, "disk full", True, None
+    )
+    assert worker_from_json(through_text(worker_json(worker))) == worker
+    assert worker.standing == "connected, shutting down, paused (disk full)"
+    assert dataclasses.replace(worker, connected=False, paused=False, shutting_down=False).standing == "offline"
+    assert dataclasses.replace(worker, paused_reason=None, shutting_down=False).standing == "connected, paused"

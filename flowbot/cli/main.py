@@ -13,7 +13,7 @@ from typing import Any
 from ..client import MASTER_VARIABLE, TOKEN_VARIABLE, Client
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, MASTER_URL, WORKER_ENDPOINT
 from ..errors import FlowbotError
-from ..record_json import build_from_json
+from ..record_json import build_from_json, worker_from_json
 from . import follow, run
 from .table import ago, builds_table, duration, result, table
 
@@ -28,15 +28,6 @@ def _properties(pairs: list[str]) -> dict[str, str]:
     return properties
 
 
-def _worker_state(worker: dict[str, Any]) -> str:
-    states = ["connected" if worker["connected"] else "offline"]
-    if worker["shutting_down"]:
-        states.append("shutting down")
-    if worker["paused"]:
-        states.append(f"paused ({worker['paused_reason']})" if worker.get("paused_reason") else "paused")
-    return ", ".join(states)
-
-
 def status(client: Client, limit: int = 10, as_json: bool = False) -> str:
     """Builders, recent builds with results and durations, and workers, as text (or JSON)."""
     builders = client.builders()
@@ -45,6 +36,7 @@ def status(client: Client, limit: int = 10, as_json: bool = False) -> str:
     waiting = client.buildrequests(pending=True)
     if as_json:
         return _json({"builders": builders, "builds": builds, "workers": workers, "waiting": waiting})
+    states = [worker_from_json(w) for w in workers]
     lines = [
         "Builders",
         table(
@@ -71,13 +63,13 @@ def status(client: Client, limit: int = 10, as_json: bool = False) -> str:
             ["NAME", "STATE", "LAST SEEN", "HOST", "RUNNING"],
             [
                 [
-                    w["name"],
-                    _worker_state(w),
-                    ago(w["last_seen"]),
-                    w["info"].get("hostname"),
-                    ", ".join(f"{r['builder']} #{r['number']}" for r in w["running_builds"]) or None,
+                    w.name,
+                    w.standing,
+                    ago(w.last_seen),
+                    w.info.get("hostname"),
+                    ", ".join(f"{r.builder} #{r.number}" for r in w.running) or None,
                 ]
-                for w in workers
+                for w in states
             ],
         ),
     ]
@@ -91,7 +83,7 @@ def status(client: Client, limit: int = 10, as_json: bool = False) -> str:
                 [[r["id"], r["builder"], ago(r["submitted_at"]), r["waiting"]] for r in waiting],
             ),
         ]
-    if any(w.get("launcher") for w in workers):
+    if any(w.launcher for w in states):
         lines += ["", "Instances of workers started on demand", instances(client)]
     return "\n".join(lines)
 

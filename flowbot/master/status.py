@@ -2,7 +2,7 @@
 
 The HTTP API, the notebook panel, the metrics and the chat bots ask here rather than each reading
 the registry, the worker controls, the queue, the dispatcher and the store in its own way. Answers
-are frozen records (:class:`WorkerState`, :class:`RunningRef`, :class:`BuilderStatus`).
+are frozen records (:class:`~flowbot.records.WorkerState`, :class:`BuilderStatus`, :class:`Activity`).
 """
 
 from __future__ import annotations
@@ -12,62 +12,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..records import Build, BuildRequest
+__all__ = ["Activity", "BuilderStatus", "RunningRef", "Status", "WorkerState"]
+
+from ..records import Build, BuildRequest, RunningRef, WorkerState
 from .events import Event, EventBus, EventKind
 
 if TYPE_CHECKING:
     from ..builder import Builder
     from ..pipeline import Pipeline
     from .build import RunningBuild
-
-
-@dataclass(frozen=True, slots=True)
-class RunningRef:
-    """A running build, as a worker's state names it."""
-
-    id: int
-    builder: str
-    number: int
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "builder": self.builder, "number": self.number}
-
-
-@dataclass(frozen=True, slots=True)
-class WorkerState:
-    """A worker the pipeline declares: whether it is connected, what it runs, how it is held."""
-
-    name: str
-    #: The kind of launcher that starts it on demand (``docker``...), or None.
-    launcher: str | None
-    connected: bool
-    #: When it last connected, and was last heard from (remembered by the store while away).
-    connected_at: float | None
-    last_seen: float | None
-    #: What it reported of itself (hostname, platform...).
-    info: Mapping[str, Any]
-    running: tuple[RunningRef, ...]
-    paused: bool
-    paused_reason: str | None
-    shutting_down: bool
-    #: Why dispatching holds it aside (a problem of its configuration), or None.
-    held: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The worker as the API shows it."""
-        return {
-            "name": self.name,
-            "launcher": self.launcher,
-            "connected": self.connected,
-            "connected_at": self.connected_at,
-            "last_seen": self.last_seen,
-            "info": dict(self.info),
-            "running_builds": [build.to_dict() for build in self.running],
-            "paused": self.paused,
-            "paused_reason": self.paused_reason,
-            "shutting_down": self.shutting_down,
-            "held": self.held,
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from ..record_json import (
     change_json,
     pull_request_json,
     request_json,
+    worker_json,
 )
 from ..records import BuildRequest
 from ..results import Result
@@ -456,7 +457,7 @@ class CancelRequestHandler(ApiHandler):
 
 class WorkersHandler(ApiHandler):
     async def get(self) -> None:
-        self.reply({"workers": [worker.to_dict() for worker in await self.master.status.workers()]})
+        self.reply({"workers": [worker_json(worker) for worker in await self.master.status.workers()]})
 
 
 class InstancesHandler(ApiHandler):

@@ -8,6 +8,7 @@ from types import SimpleNamespace
 from flowbot import Builder, Worker
 from flowbot.master.events import EventBus, EventKind
 from flowbot.master.status import BuilderStatus, RunningRef, Status, WorkerState
+from flowbot.record_json import worker_json
 from flowbot.records import BuildRequest
 
 
@@ -94,7 +95,7 @@ async def test_each_worker_is_told_once_from_the_registry_the_controls_and_what_
                     shutting_down=False, held=None),
     ]  # fmt: skip
     # And its JSON is what the API has always sent
-    assert states[0].to_dict() == {
+    assert worker_json(states[0]) == {
         "name": "w1", "launcher": None, "connected": True, "connected_at": 10.0, "last_seen": 20.0,
         "info": {"hostname": "here"}, "running_builds": [{"id": 3, "builder": "unit", "number": 3}],
         "paused": False, "paused_reason": None, "shutting_down": True, "held": None,
