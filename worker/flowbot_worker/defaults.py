@@ -12,9 +12,10 @@ HEARTBEAT_INTERVAL = 5.0
 #: Heartbeat intervals without any message before the peer counts as lost.
 LIVENESS = 3
 
-#: First and largest pause, in seconds, between attempts to reach the master.
+#: First and largest ceiling, in seconds, of the pause between attempts to reach the master
+#: (each pause is drawn from the upper half of its ceiling: see :mod:`flowbot_worker.backoff`).
 RECONNECT_MIN = 1.0
-RECONNECT_MAX = 32.0
+RECONNECT_MAX = 5.0
 
 #: Seconds a hello waits for its welcome before the worker tries again.
 HELLO_TIMEOUT = 10.0

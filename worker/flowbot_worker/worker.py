@@ -3,12 +3,12 @@
 The worker opens a DEALER socket to the master's ROUTER, so it can sit behind NAT. It signs every
 message with its secret and checks every message from the master. When the master goes silent for
 longer than the liveness window, or refuses it, the worker closes the socket, waits (backing off
-from 1 s to 32 s), opens a fresh one and says hello again, listing the commands it still holds so
-the master can resume them, or tell it to cancel them. A worker that has heard nothing from its
-master for longer than the fence the master set (a few windows) stops every command it runs and
-starts afresh, as after a restart: by then the master has given its builds up, or is about to, and
-runs them elsewhere (see :mod:`flowbot_worker.fence`, which kills the commands even while this
-process is frozen or dead). Each connection starts with a challenge from
+from 1 s to 5 s, jittered: see :mod:`flowbot_worker.backoff`), opens a fresh one and says hello
+again, listing the commands it still holds so the master can resume them, or tell it to cancel
+them. A worker that has heard nothing from its master for longer than the fence the master set (a
+few windows) stops every command it runs and starts afresh, as after a restart: by then the
+master has given its builds up, or is about to, and runs them elsewhere (see
+:mod:`flowbot_worker.fence`, which kills the commands even while this process is frozen or dead). Each connection starts with a challenge from
 the master (see :mod:`flowbot_worker.protocol`), so no message of one connection counts on another.
 """
 
@@ -32,6 +32,7 @@ import zmq
 import zmq.asyncio
 
 from . import __version__, protocol
+from .backoff import Backoff
 from .bodies import (
     Challenge,
     Decode,
@@ -57,8 +58,6 @@ from .defaults import (
     HELLO_TIMEOUT,
     LIVENESS,
     MAX_FRAME_BYTES,
-    RECONNECT_MAX,
-    RECONNECT_MIN,
 )
 from .errors import CommandError, ProtocolError
 from .fence import Fence, Lease
@@ -153,7 +152,7 @@ class Worker:
     async def run(self) -> None:
         """Stay connected until :meth:`stop` or a ``shutdown`` from the master."""
         self.basedir.mkdir(parents=True, exist_ok=True)
-        backoff = RECONNECT_MIN
+        backoff = Backoff()
         if self.exit_with_parent:
             self._tasks.spawn(self._exit_with_parent(), "exit with parent")
         try:
@@ -164,12 +163,12 @@ class Worker:
                 if welcomed:
                     # Try again at once: back within the liveness window, running commands resume.
                     log.info("reconnecting to %s", self.master)
-                    backoff = RECONNECT_MIN
+                    backoff.reset()
                     continue
-                log.info("reconnecting to %s in %.0f s", self.master, backoff)
+                pause = backoff.pause()
+                log.info("reconnecting to %s in %.1f s", self.master, pause)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), backoff)
-                backoff = min(backoff * 2, RECONNECT_MAX)
+                    await asyncio.wait_for(self._stop.wait(), pause)
         finally:
             try:
                 await self._shutdown()
