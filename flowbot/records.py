@@ -281,6 +281,20 @@ class StoredPullRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class RememberedWorker:
+    """What the store remembers of a worker, connected or not."""
+
+    #: What it last reported of itself (hostname, platform...); empty if it never connected.
+    info: dict[str, Any] = field(default_factory=dict)
+    connected_at: float | None = None
+    disconnected_at: float | None = None
+    last_seen: float | None = None
+    #: When someone paused it (None while it takes builds), and why.
+    paused_at: float | None = None
+    paused_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class RunningRef:
     """A running build, as a worker's state names it."""
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 __all__ = ["Activity", "BuilderStatus", "RunningRef", "Status", "WorkerState"]
 
-from ..records import Build, BuildRequest, RunningRef, WorkerState
+from ..records import Build, BuildRequest, RememberedWorker, RunningRef, WorkerState
 from .events import Event, EventBus, EventKind
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class Controls(Protocol):
 class Remembered(Protocol):
     """What the store remembers of each worker (``store.workers``)."""
 
-    async def all(self) -> dict[str, dict[str, Any]]: ...
+    async def all(self) -> dict[str, RememberedWorker]: ...
 
 
 class Status:
@@ -163,16 +163,16 @@ class Status:
         states = []
         for spec in self._pipeline().workers:
             connection = self._connections.get(spec.name)
-            known = remembered.get(spec.name, {})
+            known = remembered.get(spec.name, RememberedWorker())
             running = self._builds_on(connection) if connection is not None else ()
             states.append(
                 WorkerState(
                     name=spec.name,
                     launcher=spec.launcher.kind if spec.launcher is not None else None,
                     connected=connection is not None,
-                    connected_at=connection.connected_at if connection else known.get("connected_at"),
-                    last_seen=connection.last_seen if connection else known.get("last_seen"),
-                    info=connection.info if connection else known.get("info", {}),
+                    connected_at=connection.connected_at if connection else known.connected_at,
+                    last_seen=connection.last_seen if connection else known.last_seen,
+                    info=connection.info if connection else known.info,
                     running=tuple(RunningRef(b.id, b.builder, b.number) for b in running),
                     **self._controls.state(spec.name),
                     held=self._held_workers.get(spec.name),

@@ -63,7 +63,7 @@ class WorkerControl:
     async def load(self) -> None:
         """Read which workers are paused from the store (at start)."""
         remembered = await self._store().workers.all()
-        self.paused = {name: w["paused_reason"] or "" for name, w in remembered.items() if w["paused_at"] is not None}
+        self.paused = {name: w.paused_reason or "" for name, w in remembered.items() if w.paused_at is not None}
 
     def takes_builds(self, connection: WorkerConnection) -> bool:
         """Whether the dispatcher may give ``connection`` a new build."""

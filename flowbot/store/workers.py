@@ -6,6 +6,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from ..records import RememberedWorker
 from . import schema as t
 from .access import Access
 from .state import upsert
@@ -42,19 +43,19 @@ class Workers:
         rows = [{"seen_name": name, "last_seen": when} for name, when in seen.items()]
         await self._db.keep(lambda conn: conn.execute(update, rows))
 
-    async def all(self) -> dict[str, dict[str, Any]]:
+    async def all(self) -> dict[str, RememberedWorker]:
         """What the store remembers of each worker, by name."""
 
-        def fn(conn: sa.Connection) -> dict[str, dict[str, Any]]:
+        def fn(conn: sa.Connection) -> dict[str, RememberedWorker]:
             return {
-                row.name: {
-                    "info": row.info,
-                    "connected_at": row.connected_at,
-                    "disconnected_at": row.disconnected_at,
-                    "last_seen": row.last_seen,
-                    "paused_at": row.paused_at,
-                    "paused_reason": row.paused_reason,
-                }
+                row.name: RememberedWorker(
+                    info=row.info,
+                    connected_at=row.connected_at,
+                    disconnected_at=row.disconnected_at,
+                    last_seen=row.last_seen,
+                    paused_at=row.paused_at,
+                    paused_reason=row.paused_reason,
+                )
                 for row in conn.execute(sa.select(t.workers))
             }
 

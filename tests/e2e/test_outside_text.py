@@ -162,10 +162,10 @@ async def test_what_a_worker_says_of_itself_and_its_checkout_is_kept_or_refused_
 
         # Then it is kept as given (the store holds it as JSON), and shown so
         for _ in range(100):  # written a moment after the welcome
-            if (await master.store.workers.all()).get("w1", {}).get("info"):
+            if (known := (await master.store.workers.all()).get("w1")) is not None and known.info:
                 break
             await asyncio.sleep(0.05)
-        assert (await master.store.workers.all())["w1"]["info"] == info
+        assert (await master.store.workers.all())["w1"].info == info
 
         # And when it reports a checkout at a revision that is no text
         await master.force("b")

@@ -9,12 +9,12 @@ from flowbot import Builder, Worker
 from flowbot.master.events import EventBus, EventKind
 from flowbot.master.status import BuilderStatus, RunningRef, Status, WorkerState
 from flowbot.record_json import worker_json
-from flowbot.records import BuildRequest
+from flowbot.records import BuildRequest, RememberedWorker
 
 
 class Remembered:
     async def all(self):
-        return {"w2": {"connected_at": 1.0, "last_seen": 2.0, "info": {"hostname": "old"}}}
+        return {"w2": RememberedWorker(connected_at=1.0, last_seen=2.0, info={"hostname": "old"})}
 
 
 class Queue:

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from flowbot.errors import InvalidRequest, NotFound, StoreError
 from flowbot.record_json import build_detail_json, build_json, request_json
-from flowbot.records import Build, BuildRequest, BuildsetSpec, Change, Release, SourceStamp
+from flowbot.records import Build, BuildRequest, BuildsetSpec, Change, Release, RememberedWorker, SourceStamp
 from flowbot.results import Result
 from flowbot.store import Ref, Store
 from flowbot.store import schema as t
@@ -543,17 +543,17 @@ async def test_workers_are_remembered_across_connects_and_disconnects(store: Sto
     # When a worker connects, is heard from, and goes away
     await store.workers.connected("w1", {"os": "posix", "python": "3.11", "tags": ["x86"]}, NOW)
     await store.workers.seen({"w1": NOW + 5})
-    assert (await store.workers.all())["w1"] == {
-        "info": {"os": "posix", "python": "3.11", "tags": ["x86"]},
-        "connected_at": NOW,
-        "disconnected_at": None,
-        "last_seen": NOW + 5,
-        "paused_at": None,
-        "paused_reason": None,
-    }
+    assert (await store.workers.all())["w1"] == RememberedWorker(
+        info={"os": "posix", "python": "3.11", "tags": ["x86"]},
+        connected_at=NOW,
+        disconnected_at=None,
+        last_seen=NOW + 5,
+        paused_at=None,
+        paused_reason=None,
+    )
     await store.workers.disconnected("w1", NOW + 20, NOW + 8)
-    assert (await store.workers.all())["w1"]["disconnected_at"] == NOW + 20
-    assert (await store.workers.all())["w1"]["last_seen"] == NOW + 8
+    assert (await store.workers.all())["w1"].disconnected_at == NOW + 20
+    assert (await store.workers.all())["w1"].last_seen == NOW + 8
 
     # And comes back with new info, while another connects
     await store.workers.connected("w1", {"os": "posix", "python": "3.12"}, NOW + 30)
@@ -564,20 +564,20 @@ async def test_workers_are_remembered_across_connects_and_disconnects(store: Sto
     # Then each worker has one record, reflecting its latest connection; unknown names make none
     unpaused = {"paused_at": None, "paused_reason": None}
     assert await store.workers.all() == {
-        "w1": {
-            "info": {"os": "posix", "python": "3.12"},
-            "connected_at": NOW + 30,
-            "disconnected_at": None,
-            "last_seen": NOW + 30,
+        "w1": RememberedWorker(
+            info={"os": "posix", "python": "3.12"},
+            connected_at=NOW + 30,
+            disconnected_at=None,
+            last_seen=NOW + 30,
             **unpaused,
-        },
-        "w2": {
-            "info": {"os": "nt"},
-            "connected_at": NOW + 31,
-            "disconnected_at": None,
-            "last_seen": NOW + 35,
+        ),
+        "w2": RememberedWorker(
+            info={"os": "nt"},
+            connected_at=NOW + 31,
+            disconnected_at=None,
+            last_seen=NOW + 35,
             **unpaused,
-        },
+        ),
     }
 
 
@@ -591,18 +591,18 @@ async def test_a_pause_is_remembered_until_unpaused_whatever_the_worker_does(sto
 
     # Then both stay paused, with their reasons
     workers = await store.workers.all()
-    assert (workers["w9"]["paused_at"], workers["w9"]["paused_reason"], workers["w9"]["info"]) == (
+    assert (workers["w9"].paused_at, workers["w9"].paused_reason, workers["w9"].info) == (
         NOW,
         "not racked yet",
         {},
     )
-    assert (workers["w1"]["paused_at"], workers["w1"]["paused_reason"]) == (NOW + 1, "")
+    assert (workers["w1"].paused_at, workers["w1"].paused_reason) == (NOW + 1, "")
 
     # And unpausing one forgets its pause only
     await store.workers.paused("w1", None, NOW + 4)
     workers = await store.workers.all()
-    assert (workers["w1"]["paused_at"], workers["w1"]["paused_reason"]) == (None, None)
-    assert workers["w9"]["paused_at"] == NOW
+    assert (workers["w1"].paused_at, workers["w1"].paused_reason) == (None, None)
+    assert workers["w9"].paused_at == NOW
 
 
 # -- durability and migrations -----------------------------------------------------------------------
