@@ -50,6 +50,9 @@ class MasterApplication(tornado.web.Application):
 
     #: See :meth:`_literal_route` (made at the first request, once every rule is in).
     _literal: dict[str, tuple[type, dict[str, Any]]] | None = None
+    #: See :meth:`_host_allowed`: the pipeline the answers are for, and the answers by name.
+    _hosts_of: Any = None
+    _hosts: dict[str, bool] = {}  # each application has its own from its first request
 
     def __init__(self, master: Master, bound: str, handlers: list[Any], **settings: Any):
         super().__init__(handlers, **settings)
@@ -59,7 +62,7 @@ class MasterApplication(tornado.web.Application):
 
     def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> Any:
         # Called once the headers are in and before the body is read: the body's limit is set here.
-        if host_allowed(request.host_name, self.master.pipeline, self.bound):
+        if self._host_allowed(request.host_name):
             limit = MAX_HOOK_BODY_BYTES if request.path.startswith("/hooks/") else MAX_BODY_BYTES
             length = request.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > limit:
@@ -79,6 +82,19 @@ class MasterApplication(tornado.web.Application):
                 request.remote_ip,
             )
         return self.get_handler_delegate(request, OtherHostHandler, {"master": self.master})
+
+    def _host_allowed(self, host_name: str) -> bool:
+        """:func:`~.access.host_allowed` for the pipeline running now, remembered for the few
+        names a master is asked for (an address is parsed otherwise, per request)."""
+        pipeline = self.master.pipeline
+        if self._hosts_of is not pipeline:  # a reconfigure may serve other names
+            self._hosts_of, self._hosts = pipeline, {}
+        allowed = self._hosts.get(host_name)
+        if allowed is None:
+            allowed = host_allowed(host_name, pipeline, self.bound)
+            if len(self._hosts) < 100:
+                self._hosts[host_name] = allowed
+        return allowed
 
     def _literal_route(self, path: str) -> tuple[type, dict[str, Any]] | None:
         """The handler and its arguments for ``path`` when the first rule that matches it is a
