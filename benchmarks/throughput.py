@@ -325,7 +325,8 @@ def main() -> None:
                 spawn(worker_command(endpoint, f"w{i}", root / f"w{i}"), f"w{i}.log", {SECRET_VARIABLE: f"secret-{i}"})
                 for i in range(args.w)
             ]
-            deadline = time.monotonic() + 60  # a loaded machine starts a master slowly
+            # A loaded machine starts a master slowly, and Valgrind slower still.
+            deadline = time.monotonic() + (600 if args.callgrind else 60)
             while time.monotonic() < deadline and master.poll() is None:
                 try:
                     socket.create_connection(("127.0.0.1", http_port), timeout=0.1).close()
