@@ -703,6 +703,7 @@ class RunningBuild:
             result, summary = self._retried(result)
         self.result = result
         last_step, self._step_end = self._step_end, None
+        properties = self.properties.with_sources()
         self._finish_write = store.builds.finish(
             self.ref,
             self.request,
@@ -710,7 +711,7 @@ class RunningBuild:
             self.finished_at,
             summary,
             revision=self.revision,
-            properties=self.properties.with_sources(),
+            properties=properties if properties != self._stored_properties else None,  # None: as stored
             locks_wait=self.locks_wait,
             then=[
                 dataclasses.replace(spec, properties=self._hide_secrets(spec.properties))

@@ -112,8 +112,9 @@ class Builds:
         final: Callable[[Result, str], tuple[Result, str]] | None = None,
         last_step: StepEnd | None = None,
     ) -> asyncio.Future[list[BuildRequest]]:
-        """Record a build's end with its properties (``{name: [value, source]}``) and the revision
-        it built (``got_revision``, for a build whose request named none).
+        """Record a build's end with its properties (``{name: [value, source]}``; None: as they
+        were last stored) and the revision it built (``got_revision``, for a build whose request
+        named none).
 
         A RETRY puts its request back in the queue; anything else completes it. Buildsets in
         ``then`` (builds that depend on this one) are stored in the same transaction (for a matrix
@@ -129,18 +130,18 @@ class Builds:
                 last_step.write(conn)
             end_result, end_summary = final(result, summary) if final is not None else (result, summary)
             build_id = build.get()
-            sql.FINISH_BUILD.run(
-                conn,
-                {
-                    "p_id": build_id,
-                    "p_at": now,
-                    "p_result": int(end_result),
-                    "p_summary": end_summary,
-                    "p_locks": locks_wait,
-                    "p_properties": properties,
-                    "p_revision": revision,
-                },
-            )
+            values = {
+                "p_id": build_id,
+                "p_at": now,
+                "p_result": int(end_result),
+                "p_summary": end_summary,
+                "p_locks": locks_wait,
+                "p_revision": revision,
+            }
+            if properties is None:
+                sql.FINISH_BUILD.run(conn, values)
+            else:
+                sql.FINISH_BUILD_WITH_PROPERTIES.run(conn, {**values, "p_properties": properties})
             if end_result == Result.RETRY:
                 sql.UNCLAIM_REQUEST.run(conn, {"p_id": request.id})
             else:

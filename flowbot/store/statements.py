@@ -113,9 +113,7 @@ FINISH_STEP = Statement(
     )
 )
 
-#: End a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_locks``: seconds waited for
-#: locks, ``p_properties``, ``p_revision``: the revision it built, or None to keep the one it started with).
-FINISH_BUILD = Statement(
+_finish_build = (
     update(t.builds)
     .where(t.builds.c.id == bindparam("p_id"))
     .values(
@@ -123,10 +121,15 @@ FINISH_BUILD = Statement(
         result=bindparam("p_result"),
         summary=bindparam("p_summary"),
         locks_wait=bindparam("p_locks"),
-        properties=bindparam("p_properties"),
         revision=func.coalesce(bindparam("p_revision"), t.builds.c.revision),
     )
 )
+#: End a build (``p_id``, ``p_at``, ``p_result``, ``p_summary``, ``p_locks``: seconds waited for
+#: locks, ``p_revision``: the revision it built, or None to keep the one it started with), keeping
+#: the properties it has stored.
+FINISH_BUILD = Statement(_finish_build)
+#: The same, with the properties it ended with (``p_properties``).
+FINISH_BUILD_WITH_PROPERTIES = Statement(_finish_build.values(properties=bindparam("p_properties")))
 
 #: Record a running build's properties (``p_id``, ``p_properties``).
 SET_BUILD_PROPERTIES = Statement(
