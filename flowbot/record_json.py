@@ -70,6 +70,32 @@ def build_event_json(build: Build) -> dict[str, Any]:
     return shown
 
 
+def build_report_json(build: Build) -> dict[str, Any]:
+    """A build as reporters post it (an HTTP push's default body): with its sources, properties,
+    steps and stored files."""
+    return {
+        "id": build.id,
+        "builder": build.builder,
+        "number": build.number,
+        "worker": build.worker,
+        "started_at": build.started_at,
+        "finished_at": build.finished_at,
+        "result": result_json(build.result),
+        "previous_result": result_json(build.previous_result),
+        "branch": build.branch,
+        "revision": build.revision,
+        "reason": build.reason,
+        "sourcestamps": [
+            {"codebase": s.codebase, "repository": s.repository, "branch": s.branch, "revision": s.revision}
+            for s in build.sourcestamps
+        ],
+        "properties": build.properties,
+        "steps": [{"number": s.number, "name": s.name, "result": result_json(s.result)} for s in build.steps],
+        "url": build.url,
+        "artifacts": [{"path": a.path, "size": a.size, "sha256": a.sha256, "url": a.url} for a in build.artifacts],
+    }
+
+
 def build_from_json(data: dict[str, Any]) -> Build:
     """A build from any of the shapes above (keys a shape lacks keep their defaults)."""
     return Build(

@@ -383,27 +383,3 @@ class Build:
         """`` (python=3.12, os=mac)`` for a matrix cell's build, "" for any other: what tells a
         cell's commit status or check from its matrix's other cells'."""
         return f" ({', '.join(f'{axis}={value}' for axis, value in self.cell.items())})" if self.cell else ""
-
-    def to_dict(self) -> dict[str, Any]:
-        """The build as JSON-ready data (results by name)."""
-        return {
-            "id": self.id,
-            "builder": self.builder,
-            "number": self.number,
-            "worker": self.worker,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "result": self.result.name if self.result is not None else None,
-            "previous_result": self.previous_result.name if self.previous_result is not None else None,
-            "branch": self.branch,
-            "revision": self.revision,
-            "reason": self.reason,
-            "sourcestamps": [
-                {"codebase": s.codebase, "repository": s.repository, "branch": s.branch, "revision": s.revision}
-                for s in self.sourcestamps
-            ],
-            "properties": self.properties,
-            "steps": [{"number": s.number, "name": s.name, "result": s.result and s.result.name} for s in self.steps],
-            "url": self.url,
-            "artifacts": [{"path": a.path, "size": a.size, "sha256": a.sha256, "url": a.url} for a in self.artifacts],
-        }

@@ -14,6 +14,7 @@ from flowbot.record_json import (
     build_from_json,
     build_json,
     build_link_json,
+    build_report_json,
     change_brief_json,
     change_json,
     pull_request_json,
@@ -277,3 +278,34 @@ def test_a_worker_reads_back_from_its_json_and_says_how_it_stands() -> None:
     assert worker.standing == "connected, shutting down, paused (disk full)"
     assert dataclasses.replace(worker, connected=False, paused=False, shutting_down=False).standing == "offline"
     assert dataclasses.replace(worker, paused_reason=None, shutting_down=False).standing == "connected, paused"
+
+
+def test_a_reported_build_names_every_result_a_successful_steps_too() -> None:
+    passed = dataclasses.replace(STEP, result=Result.SUCCESS)
+    build = dataclasses.replace(
+        BUILD, steps=(passed, StepRecord(1, "test", None, 102.5, None)), previous_result=Result.SUCCESS
+    )
+    shown = through_text(build_report_json(build))
+    assert list(shown) == [
+        "id",
+        "builder",
+        "number",
+        "worker",
+        "started_at",
+        "finished_at",
+        "result",
+        "previous_result",
+        "branch",
+        "revision",
+        "reason",
+        "sourcestamps",
+        "properties",
+        "steps",
+        "url",
+        "artifacts",
+    ]
+    assert (shown["result"], shown["previous_result"]) == ("FAILURE", "SUCCESS")
+    assert shown["steps"] == [
+        {"number": 0, "name": "compile", "result": "SUCCESS"},
+        {"number": 1, "name": "test", "result": None},
+    ]

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..fields import ANYTHING, FLAG, SECONDS, TEXT, checked, mapping, optional
 from ..properties import Renderable
+from ..record_json import build_report_json
 from ..records import Build
 from .base import Reporter
 from .summary import headline, took
@@ -107,7 +108,7 @@ class HttpStatusPush(Reporter):
     def payload(self, event: str, build: Build) -> Any:
         """What is posted for ``event`` (started, finished) of ``build``."""
         if self.body is None:
-            return {"event": event, "build": build.to_dict()}
+            return {"event": event, "build": build_report_json(build)}
         return _fill(self.body, _fields(event, build))
 
     async def _post(self, event: str, build: Build) -> None:
