@@ -8,7 +8,10 @@ within it still holding the command its build's step was running gets the build 
 master rebuilds it from the store (the steps done and their results, the properties they set,
 the step in progress and its log) and it goes on from that command, which the step takes up
 (:meth:`Step.resume <flowbot.steps.base.Step.resume>`), to the steps after it. No step runs
-twice, and the log goes on from the output the master has stored.
+twice, and the log goes on from the output the master has stored. A build recorded between
+two steps (the last one's end stored, the next one's start not) goes on with the next step once
+its worker is back running none of its commands: a step's commands go out only once its start is
+stored, so the worker has not begun the next one.
 
 A build that cannot be taken up ends as RETRY and its request runs again, as before: its worker
 does not come back within the window, or comes back without that command (it restarted, or the
@@ -87,9 +90,10 @@ class Adoption:
                 why = "its locks are taken"
             if why is None:
                 self.held[record.request.id] = record
-                self._stored[record.request.id] = await self._store().logs.stream_lines(
-                    record.id, record.running_step.number
-                )
+                if record.running_step is not None:
+                    self._stored[record.request.id] = await self._store().logs.stream_lines(
+                        record.id, record.running_step.number
+                    )
                 log.info(
                     "build %s #%d waits %g s for its worker to take it up",
                     record.request.builder,
@@ -116,21 +120,23 @@ class Adoption:
         if builder is None:
             return f"builder {record.request.builder!r} is no longer in the pipeline"
         step = record.running_step
-        if step is None:
-            return "it was between two steps"
+        if step is None and any(s.result is None for s in record.steps):
+            return "its record shows more than one step running"
         if any(s.number >= len(builder.steps) or builder.step_names[s.number] != s.name for s in record.steps):
             return "the builder's steps changed"
-        if not builder.steps[step.number].resumable:
+        if step is not None and not builder.steps[step.number].resumable:
             return f"its step {step.name!r} ({type(builder.steps[step.number]).__name__}) cannot be resumed"
         return None
 
     def _reserve(self, record: UnfinishedBuild) -> bool:
         """Take the locks ``record`` held (its builder's, its running step's), as its build will."""
         builder = self._pipeline().builder(record.request.builder)
-        step = builder.steps[record.running_step.number]
         locks = self._dispatcher.locks
         if not locks.try_acquire(builder.locks, record.worker, record.request.id):
             return False
+        if record.running_step is None:
+            return True
+        step = builder.steps[record.running_step.number]
         if not locks.try_acquire(step.locks, record.worker, self._step_owner(record)):
             locks.release(record.request.id)
             return False
@@ -139,7 +145,8 @@ class Adoption:
     def _release(self, record: UnfinishedBuild) -> None:
         locks = self._dispatcher.locks
         locks.release(record.request.id)
-        locks.release(self._step_owner(record))
+        if record.running_step is not None:
+            locks.release(self._step_owner(record))
 
     @staticmethod
     def _step_owner(record: UnfinishedBuild) -> tuple[int, int]:
@@ -153,15 +160,23 @@ class Adoption:
         lost = []
         for record in [r for r in self.held.values() if r.worker == connection.name]:
             del self.held[record.request.id]
-            cmd_id = command_id(record.request.id, record.number, record.running_step.number, 1)
-            why = self._not_running(record, cmd_id, held)
+            if record.running_step is None:
+                cmd_id = None
+                why = self._running_any(record, held)
+            else:
+                cmd_id = command_id(record.request.id, record.number, record.running_step.number, 1)
+                why = self._not_running(record, cmd_id, held)
             if why is None:
                 try:
-                    self._take_up(record, connection, cmd_id, held[cmd_id])
+                    if cmd_id is None:
+                        self._take_up_between(record, connection)
+                    else:
+                        self._take_up(record, connection, cmd_id, held[cmd_id])
                     continue
                 except Exception as exc:  # a bug here must not keep the worker out, nor lose the request
                     log.exception("build %s #%d could not be taken up", record.request.builder, record.number)
-                    connection.commands.pop(cmd_id, None)
+                    if cmd_id is not None:
+                        connection.commands.pop(cmd_id, None)
                     why = f"taking it up failed: {exc!r}"
             self._release(record)
             lost.append((record, why))
@@ -169,19 +184,33 @@ class Adoption:
             self._retry(record, why)
 
     @staticmethod
-    def _not_running(record: UnfinishedBuild, cmd_id: str, held: dict[str, Any]) -> str | None:
-        """Why the worker's ``held`` commands do not let ``record`` go on from ``cmd_id``, or None."""
+    def _others(record: UnfinishedBuild, cmd_id: str | None, held: dict[str, Any]) -> list[str]:
+        """The commands of ``record`` in ``held`` but ``cmd_id`` that may still matter: all but those
+        of steps that ended and finished on the worker."""
         of_build = commands_of(record.request.id, record.number)
-        done_before = tuple(f"{of_build}s{n}." for n in range(record.running_step.number))
+        ended = [s.number for s in record.steps if s.result is not None]
+        done_before = tuple(f"{of_build}s{n}." for n in ended)
         # A command of an earlier step that finished is one whose result the store has (the build went on
         # past it): its worker holds it only for want of the acknowledgement the master died before sending.
-        others = [
+        return [
             c
             for c, state in held.items()
             if c.startswith(of_build)
             and c != cmd_id
             and not (c.startswith(done_before) and isinstance(state, dict) and state.get("finished") is True)
         ]
+
+    @classmethod
+    def _running_any(cls, record: UnfinishedBuild, held: dict[str, Any]) -> str | None:
+        """Why the worker's ``held`` commands do not let ``record``, between two steps, go on with
+        the next one, or None."""
+        others = cls._others(record, None, held)
+        return f"its worker holds commands of a step not recorded ({', '.join(sorted(others))})" if others else None
+
+    @classmethod
+    def _not_running(cls, record: UnfinishedBuild, cmd_id: str, held: dict[str, Any]) -> str | None:
+        """Why the worker's ``held`` commands do not let ``record`` go on from ``cmd_id``, or None."""
+        others = cls._others(record, cmd_id, held)
         if others:
             return f"its step had started other commands ({', '.join(sorted(others))})"
         state = held.get(cmd_id)
@@ -207,6 +236,18 @@ class Adoption:
             build.number,
             connection.name,
             record.running_step.name,
+        )
+        self._dispatcher.adopt(build)
+
+    def _take_up_between(self, record: UnfinishedBuild, connection: WorkerConnection) -> None:
+        builder = self._pipeline().builder(record.request.builder)
+        build = self._new_build(builder, record.request, connection, record.number)
+        build.take_up_between(record)
+        log.info(
+            "build %s #%d taken up between two steps: worker %s goes on with the next one",
+            build.builder,
+            build.number,
+            connection.name,
         )
         self._dispatcher.adopt(build)
 

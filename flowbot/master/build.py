@@ -46,7 +46,7 @@ from ..junit import Outcome, TestCase
 from ..junit import describe as describe_tests
 from ..properties import Properties, render
 from ..record_json import build_event_json
-from ..records import Build, BuildRequest, SourceStamp, UnfinishedBuild
+from ..records import Build, BuildRequest, SourceStamp, UnfinishedBuild, UnfinishedStep
 from ..results import Result, combine
 from ..retry import FLAKY, Failure, PatternWatch, Retry
 from ..steps.approval import Approval, Decision
@@ -101,13 +101,14 @@ def command_id(request_id: int, number: int, step: int, ordinal: int) -> str:
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Resumption:
     """Where a build taken up after a master restart goes on: the step that was running, the
-    build's result before it, and that step's first command, which its worker still runs."""
+    build's result before it, and that step's first command, which its worker still runs (or
+    the step after the last that ended, and no command, for a build taken up between two steps)."""
 
     step: int
     result: Result
     halted: bool
-    cmd_id: str
-    command: RemoteCommand
+    cmd_id: str | None = None
+    command: RemoteCommand | None = None
 
 
 class RunningBuild:
@@ -177,6 +178,9 @@ class RunningBuild:
         self._writes: set[asyncio.Future] = set()
         self._all_written: asyncio.Future[None] | None = None  # set once no write is left in _writes
         self._first_step_recorded: int | None = None  # the step whose start the build's start recorded
+        # The write of the running step's start (with the build's, or the end of the step before):
+        # its commands go out once it is stored.
+        self._step_write: asyncio.Future | None = None
         # The end of the step that ran last, its event and its name, until the build's next write.
         self._step_end: tuple[StepEnd, Callable[[], tuple[EventKind, dict]], str] | None = None
         self._start_write: asyncio.Future | None = None
@@ -349,11 +353,27 @@ class RunningBuild:
             if withdrawn := self._commands[cmd_id]:  # interrupted before it was sent
                 result = CommandResult(None, "interrupted", withdrawn)
             else:
+                await self._step_stored()
                 output = _CommandOutput(self, step_log, collected)
                 result = await self.connection.run_command(cmd_id, name, args, output, transfer)
         finally:
             del self._commands[cmd_id]
         return self._ended(step_log, result, collected)
+
+    async def _step_stored(self) -> None:
+        """Wait until the running step's start is stored (and with it the end of the step before):
+        a master restarted after a crash then finds running the step whose command its worker
+        holds, and takes the build up from there, so no step that ended runs again.
+
+        Raises:
+            BuildStopped: the build was stopped meanwhile (the command does not go out).
+        """
+        write = self._step_write
+        if write is None or write.done():
+            return
+        await asyncio.wait([write])  # a write that failed is the build's to report, not the step's
+        if self._interrupted:
+            raise BuildStopped(self._interrupted)
 
     async def _taken_up(self, resumption: _Resumption) -> CommandResult:
         """The end of the command a step taken up was running (see :meth:`take_up`)."""
@@ -624,6 +644,26 @@ class RunningBuild:
         properties, the step its log; :meth:`execute` then goes on with the step's :meth:`~Step.resume`
         and the steps after it."""
         running = record.running_step
+        result, halted = self._restore(record, record.steps[:-1])
+        self.current_step = running.number
+        self._step_ref = Ref()
+        self._step_ref.id = running.id
+        self._log_lines = dict(record.log_lines)
+        self._step_commands = 1
+        self._commands[cmd_id] = None
+        command = self.connection.adopt(cmd_id, _CommandOutput(self, self.log(), None), stored)
+        self._resumption = _Resumption(running.number, result, halted, cmd_id, command)
+
+    def take_up_between(self, record: UnfinishedBuild) -> None:
+        """Go on with ``record``, a build that an earlier master ran on this build's worker, which
+        runs none of its commands: every step it started has ended. :meth:`execute` goes on with
+        the step after the last one."""
+        result, halted = self._restore(record, record.steps)
+        self._resumption = _Resumption(record.steps[-1].number + 1 if record.steps else 0, result, halted)
+
+    def _restore(self, record: UnfinishedBuild, done: Iterable[UnfinishedStep]) -> tuple[Result, bool]:
+        """Take ``record``'s id, start and properties; returns the build's result after the steps
+        ``done``, and whether one of them halted it."""
         self.ref.id = record.id
         self.started_at = record.started_at
         self.locks_wait = record.locks_wait
@@ -633,17 +673,10 @@ class RunningBuild:
         self._start_write = asyncio.get_running_loop().create_future()
         self._start_write.set_result(None)
         result, halted = Result.SUCCESS, False
-        for done in record.steps[:-1]:
-            result, halt = combine(result, done.result, self.builder_config.steps[done.number])
+        for step in done:
+            result, halt = combine(result, step.result, self.builder_config.steps[step.number])
             halted = halted or halt
-        self.current_step = running.number
-        self._step_ref = Ref()
-        self._step_ref.id = running.id
-        self._log_lines = dict(record.log_lines)
-        self._step_commands = 1
-        self._commands[cmd_id] = None
-        command = self.connection.adopt(cmd_id, _CommandOutput(self, self.log(), None), stored)
-        self._resumption = _Resumption(running.number, result, halted, cmd_id, command)
+        return result, halted
 
     async def execute(self) -> Result:
         """Run every step and queue the build's end; the worker is free again when this returns.
@@ -672,6 +705,7 @@ class RunningBuild:
             )
             if first_step is not None:  # its start is that write's too
                 self._record(self._start_write, self._step_started_event(first_step.number, first_step.name))
+                self._step_write = self._start_write
             self._unannounced = []
             store.then(self._start_write, self._announce_held_lines)
         max_time = self.builder_config.max_time
@@ -779,6 +813,8 @@ class RunningBuild:
         result, halted, first = Result.SUCCESS, False, 0
         if self._resumption is not None:
             result, halted, first = self._resumption.result, self._resumption.halted, self._resumption.step
+            if self._resumption.command is None:  # taken up between two steps: the next one starts afresh
+                self._resumption = None
         for index, step in steps_to_run(self.builder_config.steps, self.request):
             if index < first:
                 continue
@@ -802,10 +838,9 @@ class RunningBuild:
             self.current_step, self._step_commands = index, 0
             if self._first_step_recorded != index:
                 self._step_ref = Ref()
+                self._step_write = store.steps.start(self.ref, index, name, time.time(), self._step_ref)
                 self._record(
-                    store.steps.start(self.ref, index, name, time.time(), self._step_ref),
-                    self._step_started_event(index, name),
-                    what=f"the start of step {name!r}",
+                    self._step_write, self._step_started_event(index, name), what=f"the start of step {name!r}"
                 )
             self._first_step_recorded = None
         step_ref = self._step_ref

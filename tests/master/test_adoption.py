@@ -7,9 +7,11 @@ from flowbot.records import BuildRequest, UnfinishedBuild, UnfinishedStep
 from flowbot.results import Result
 
 
-def _build(running_step: int) -> UnfinishedBuild:
-    """Build #1 of request 7, its steps before ``running_step`` done, that one running."""
+def _build(running_step: int, *, between: bool = False) -> UnfinishedBuild:
+    """Build #1 of request 7, its steps before ``running_step`` done, that one running (``between``:
+    that one ended too, and the next one's start is not recorded)."""
     steps = tuple(UnfinishedStep(10 + n, n, f"s{n}", Result.SUCCESS) for n in range(running_step))
+    last = UnfinishedStep(10 + running_step, running_step, "s", Result.SUCCESS if between else None)
     return UnfinishedBuild(
         id=1,
         request=BuildRequest(7, 1, "work", ()),
@@ -18,7 +20,7 @@ def _build(running_step: int) -> UnfinishedBuild:
         started_at=0.0,
         locks_wait=0.0,
         properties={},
-        steps=(*steps, UnfinishedStep(10 + running_step, running_step, "s", None)),
+        steps=(*steps, last),
         log_lines={},
     )
 
@@ -50,3 +52,19 @@ def test_another_command_of_the_build_still_running_or_of_a_later_step_stops_it(
         Adoption._not_running(record, "r7.b1.s1.c1", {"r70.b1.s0.c1": _held(False), "r7.b1.s1.c1": _held(False)})
         is None
     )
+
+
+def test_a_build_between_two_steps_goes_on_when_its_worker_runs_none_of_its_commands():
+    # Given a build recorded between its second and third steps
+    record = _build(running_step=1, between=True)
+    assert record.running_step is None
+
+    # Then a worker holding nothing of it, or only finished commands of the steps that ended (whose
+    # acknowledgement the master died before sending), lets it go on with the third step
+    assert Adoption._running_any(record, {}) is None
+    finished = {"r7.b1.s0.c1": _held(finished=True), "r7.b1.s1.c1": _held(finished=True)}
+    assert Adoption._running_any(record, {**finished, "r70.b1.s2.c1": _held(False)}) is None
+
+    # And one running a command of a step that ended, or of the next (not recorded), does not
+    for held in ({"r7.b1.s1.c1": _held(finished=False)}, {"r7.b1.s2.c1": _held(finished=True)}):
+        assert "not recorded" in Adoption._running_any(record, {**finished, **held}), held

@@ -169,6 +169,34 @@ async def test_steps_run_in_order_and_every_record_is_stored_before_its_event(st
     assert services.seen[-1]["build"] == build_event_json(build.summary())
 
 
+async def test_a_step_s_command_goes_out_only_once_the_step_s_start_is_stored(store, tmp_path):
+    # Given a build of two steps, whose commands note what the store held as they went out (its
+    # events come as the records are stored)
+    held_then: list[list[tuple[str, int | None]]] = []
+
+    def noting(text: str) -> Script:
+        async def script(args, output) -> CommandResult:
+            held_then.append([(e["type"], e.get("step")) for e in services.seen])
+            return await prints(text)(args, output)
+
+        return script
+
+    build, services, _ = await build_of(
+        store,
+        tmp_path,
+        [Shell("make", name="compile"), Shell("make test", name="test")],
+        {"make": noting("built\n"), "make test": noting("tested\n")},
+    )
+
+    # When it runs
+    assert await finished(build) == Result.SUCCESS
+
+    # Then each command went out once its step's start (with the build's, or the end of the step
+    # before) was stored: a master restarted after a crash finds that step running, not the one before
+    assert held_then[0] == [("build.started", None), ("step.started", 0)]
+    assert held_then[1][-2:] == [("step.finished", 0), ("step.started", 1)]
+
+
 async def test_a_failing_step_that_halts_skips_the_rest_but_always_run_steps(store, tmp_path):
     # Given a build whose first step fails and halts it
     steps = [
