@@ -29,6 +29,11 @@ the window with the same session resumes: its route is rebound and its commands 
 replayed from the offsets the master holds, and any interrupt the old route may have lost is sent
 again. File transfers do not resume: chunks and credit lost with the old route cannot be told from
 slow ones, so a transfer under way fails as if the worker were lost, and its build is retried.
+A worker that restarted (a new session) in the same directory on the same host, whose journal
+(see :mod:`flowbot_worker.journal`) shows that each command of its builds either ended, its result
+coming again, or never started, keeps its connection too: its builds go on, and the commands it
+never had are sent again; one that died running a command loses its connection, and its builds
+are retried.
 """
 
 from __future__ import annotations
@@ -740,16 +745,23 @@ class WorkerRegistry:
         if refused is not None:
             self._refuse(route, name, refused, final=True)
             return
+        restarted = False
         if conn is not None and not resumed:
             if self._still_alive(conn):
                 where = conn.info.get("hostname", "?")
                 self._refuse(route, name, f"a worker named {name} is already connected (from {where})")
                 return
-            self._lose(conn, "the worker restarted (new session)")
-        if resumed:
+            restarted = _carries_on(conn, hello)
+            if not restarted:
+                self._lose(conn, "the worker restarted (new session)")
+        if resumed or restarted:
             self._by_route.pop(conn.route, None)
             conn.route, conn.channel = route, channel
-            log.info("worker %s reconnected within the liveness window; resuming", name)
+            if restarted:
+                conn.session, conn.info = message.session, info
+                log.info("worker %s restarted and reported what its journal holds; its builds go on", name)
+            else:
+                log.info("worker %s reconnected within the liveness window; resuming", name)
         else:
             conn = WorkerConnection(self, spec, route, message.session, info, channel)
             self.connections[name] = conn
@@ -758,7 +770,7 @@ class WorkerRegistry:
         conn.silent = False
         conn.last_seen = time.time()
         self._by_route[route] = conn
-        if not resumed:
+        if not (resumed or restarted):
             self.adopt(conn, held)
         cancel, resume = [], {}
         for cmd_id in held:
@@ -782,9 +794,9 @@ class WorkerRegistry:
                 conn.send_start(command)
             if command.interrupted is not None:
                 conn.send(protocol.INTERRUPT, command.interrupted.encode())
-            if resumed:  # what is stored: the acknowledgements sent may have been lost with the old route
+            if resumed or restarted:  # what is stored: the acknowledgements sent may have been lost with the old route
                 conn.send_output_ack(command)
-        if not resumed:
+        if not (resumed or restarted):
             log.info("worker %s connected from %s (%s)", name, info.get("hostname", "?"), info.get("platform", "?"))
             self.events.emit(EventKind.WORKER_CONNECTED, worker=name, info=info)
             self.on_connected(conn)
@@ -933,6 +945,22 @@ class WorkerRegistry:
         conn.fail_all(f"worker {conn.name} lost: {reason}")
         self.events.emit(EventKind.WORKER_LOST, worker=conn.name, reason=reason)
         self.on_lost(conn)
+
+
+def _carries_on(conn: WorkerConnection, hello: Hello) -> bool:
+    """Whether the builds of ``conn``, whose worker has restarted (``hello``, from its new process),
+    may go on rather than run again: the worker keeps a journal, in the same directory on the same
+    host, and each command of theirs either ended (its result comes again) or never started (it is
+    started now); none was cut short by the worker's death."""
+    if hello.lost is None or not conn.commands:
+        return False
+    if any(hello.info.get(key) != conn.info.get(key) for key in ("hostname", "basedir")):
+        return False
+    for cmd_id in conn.commands:
+        state = hello.held.get(cmd_id)
+        if cmd_id in hello.lost or not (state is None or (isinstance(state, dict) and state.get("finished") is True)):
+            return False
+    return True
 
 
 class _Handler(NamedTuple):

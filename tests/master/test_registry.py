@@ -29,7 +29,8 @@ from flowbot.master.tasks import Tasks
 
 from ..e2e.fake_worker import FakeWorker
 from ..proxy import LoopbackProxy
-from ..support import wait_for_async
+from ..support import Process, wait_for_async
+from ..support import WorkerProcess as SpawnedWorker
 
 #: Heartbeats every 0.1 s, a worker lost after 1 s of silence: quick, and still far from the
 #: scheduling delays of a loaded machine.
@@ -383,3 +384,85 @@ async def test_a_body_that_cannot_be_read_is_dropped_and_counted_and_the_worker_
         assert link.registry.connections["w1"] is connection and not link.lost
     finally:
         peer.close()
+
+
+def _worker_process(link: Link, basedir: Path) -> Process:
+    """Worker w1 as a process of its own (so that it can be killed), dialling through the proxy."""
+    return SpawnedWorker(f"tcp://127.0.0.1:{link.proxy.port}", "w1", "s", basedir)
+
+
+async def _connected(link: Link, basedir: Path) -> tuple[Process, WorkerConnection]:
+    """Worker w1 started as a process on ``basedir``, once connected, with its connection."""
+    worker = _worker_process(link, basedir)
+    await wait_for_async(lambda: "w1" in link.registry.connections, 30, "the worker to connect")
+    return worker, link.registry.connections["w1"]
+
+
+def _journal(basedir: Path) -> dict[str, dict[str, Any]]:
+    """The worker's journal entries, by command id."""
+    entries = [json.loads(path.read_text()) for path in (basedir / ".flowbot-journal").glob("*.json")]
+    return {entry["cmd_id"]: entry for entry in entries}
+
+
+async def _killed(worker: Process, link: Link) -> None:
+    """SIGKILL ``worker`` while its link is held, so that nothing it sent since reaches the master."""
+    worker.kill()
+    worker.stop()
+    link.proxy.cut()
+    link.proxy.resume()
+    await asyncio.sleep(HEARTBEAT * 2)  # past the moment a hello in its name counts as a second worker
+
+
+async def test_a_result_a_worker_died_before_reporting_comes_from_its_journal_once_it_restarts(link, tmp_path):
+    # Given a command that ends while its worker's link is held, the worker then killed: the master
+    # never had its result, which the worker kept in its journal
+    basedir = tmp_path / "w1"
+    worker, connection = await _connected(link, basedir)
+    sink = Sink()
+    command = asyncio.create_task(connection.run_command("c1", "shell", {"command": "sleep 1; echo done"}, sink))
+    await wait_for_async(lambda: "c1" in _journal(basedir), 30, "the command to start")
+    link.proxy.pause()
+    await wait_for_async(lambda: _journal(basedir)["c1"]["finished"], 30, "the command to end")
+    await _killed(worker, link)
+
+    # When the worker starts again on the same directory
+    again = _worker_process(link, basedir)
+    try:
+        # Then the command's result and output come from the journal, on the same connection: its build goes on
+        result = await asyncio.wait_for(command, 30)
+        assert result.rc == 0
+        assert bytes(sink.data["stdout"]) == b"done\n"
+        assert link.registry.connections["w1"] is connection and link.lost == []
+        await wait_for_async(lambda: not _journal(basedir), 20, "the worker to forget the result acknowledged")
+    finally:
+        again.stop()
+
+
+async def test_a_command_a_worker_died_running_fails_and_one_it_never_had_is_started_again(link, tmp_path):
+    # Given a worker killed after a command was sent to it while its link was held
+    basedir = tmp_path / "w1"
+    worker, connection = await _connected(link, basedir)
+    sink = Sink()
+    link.proxy.pause()
+    never_had = asyncio.create_task(connection.run_command("c2", "shell", {"command": "echo again"}, sink))
+    await asyncio.sleep(0.1)
+    await _killed(worker, link)
+
+    # When it starts again, with a journal that does not name that command
+    worker = _worker_process(link, basedir)
+    try:
+        # Then the command runs there
+        assert (await asyncio.wait_for(never_had, 30)).rc == 0
+        assert bytes(sink.data["stdout"]) == b"again\n"
+
+        # And a command it dies running fails (its build runs again), and nothing of it is left
+        running = asyncio.create_task(connection.run_command("c3", "shell", {"command": "sleep 30"}, Sink()))
+        await wait_for_async(lambda: "c3" in _journal(basedir), 30, "the command to start")
+        link.proxy.pause()
+        await _killed(worker, link)
+        worker = _worker_process(link, basedir)
+        with pytest.raises(WorkerLost):
+            await asyncio.wait_for(running, 30)
+        await wait_for_async(lambda: not _journal(basedir), 20, "the worker to forget the command it died running")
+    finally:
+        worker.stop()

@@ -277,17 +277,29 @@ class Hello:
     #: lines below the acknowledged offset, or None}, "finished": bool}``
     #: each, as the worker says it (the master checks what it takes up).
     held: dict[str, Any] = field(default_factory=dict)
+    #: From a worker that keeps a journal (see :mod:`flowbot_worker.journal`): the commands an
+    #: earlier process of it started and never saw end (it died; the fence killed them), so a
+    #: command it neither holds nor names here never started. None from a worker without one (or
+    #: a list that is not of command ids), whose silence about a command says nothing.
+    lost: list[str] | None = None
 
     def encode(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "info": self.info, "held": self.held}
+        content = {"name": self.name, "version": self.version, "info": self.info, "held": self.held}
+        if self.lost is not None:  # a master that knows nothing of journals reads no such field
+            content["lost"] = self.lost
+        return content
 
     @classmethod
     def decode(cls, content: dict[str, Any], blobs: tuple[bytes, ...] = ()) -> Hello:
-        name, info, held = content.get("name"), content.get("info"), content.get("held")
+        name, info, held, lost = content.get("name"), content.get("info"), content.get("held"), content.get("lost")
         if not isinstance(name, str):
             raise ProtocolError("bad-body", f"hello names its worker by {type(name).__name__}, not a string")
         return cls(
-            name, content.get("version"), info if isinstance(info, dict) else {}, held if isinstance(held, dict) else {}
+            name,
+            content.get("version"),
+            info if isinstance(info, dict) else {},
+            held if isinstance(held, dict) else {},
+            lost if type(lost) is list and _strings(lost) else None,
         )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from . import protocol
 from .bodies import Output
@@ -23,6 +24,17 @@ Send = Callable[[str, dict, tuple[bytes, ...]], None]
 
 #: A line this long or longer may be kept by the master in pieces, each a line of its log.
 LONG_LINE = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Tail:
+    """What a worker holds of one stream of a command's output: the bytes from ``acked`` on (the
+    master has acknowledged those below), and the lines ended below ``acked`` (None: one was too
+    long to count as the master does)."""
+
+    acked: int
+    lines: int | None
+    data: bytes
 
 
 class _Stream:
@@ -133,6 +145,16 @@ class OutputBuffer:
         count as the master does), so a master taking the command up knows which of its stored
         lines come again (for hello)."""
         return {name: s.acked_lines for name, s in self._streams.items()}
+
+    def tails(self) -> dict[str, Tail]:
+        """Per stream, what is held and sent (for the worker's journal, once the command has ended)."""
+        return {name: Tail(s.acked_upto, s.acked_lines, bytes(s.unacked)) for name, s in self._streams.items()}
+
+    def restore(self, tails: dict[str, Tail]) -> None:
+        """Hold ``tails`` as sent and unacknowledged (a command read back from the journal)."""
+        for name, tail in tails.items():
+            s = self._streams[name] = _Stream()
+            s.acked_upto, s.acked_lines, s.unacked = tail.acked, tail.lines, bytearray(tail.data)
 
     def replay(self, offsets: dict[str, int]) -> None:
         """Re-send what the master is missing after a reconnect, from the offsets it holds."""

@@ -5,10 +5,13 @@ message with its secret and checks every message from the master. When the maste
 longer than the liveness window, or refuses it, the worker closes the socket, waits (backing off
 from 1 s to 5 s, jittered: see :mod:`flowbot_worker.backoff`), opens a fresh one and says hello
 again, listing the commands it still holds so the master can resume them, or tell it to cancel
-them. A worker that has heard nothing from its master for longer than the fence the master set (a
-few windows) stops every command it runs and starts afresh, as after a restart: by then the
-master has given its builds up, or is about to, and runs them elsewhere (see
-:mod:`flowbot_worker.fence`, which kills the commands even while this process is frozen or dead). Each connection starts with a challenge from
+them. It keeps each command's result until the master acknowledges it, in its journal too (see
+:mod:`flowbot_worker.journal`), so a worker started again after a crash reports the results the
+master missed and names the commands it died running. A worker that has heard nothing from its
+master for longer than the fence the master set (a few windows) stops every command it runs and
+starts afresh, as after a restart: by then the master has given its builds up, or is about to, and
+runs them elsewhere (see :mod:`flowbot_worker.fence`, which kills the commands even while this
+process is frozen or dead). Each connection starts with a challenge from
 the master (see :mod:`flowbot_worker.protocol`), so no message of one connection counts on another.
 """
 
@@ -62,6 +65,7 @@ from .defaults import (
 from .errors import CommandError, ProtocolError
 from .fence import Fence, Lease
 from .handshake import Handshake
+from .journal import Entry, Journal
 from .output import OutputBuffer
 from .tasks import Tasks
 
@@ -78,6 +82,22 @@ class _Unknown(Command):
 
     async def run(self) -> Outcome:
         return Outcome(None, protocol.INVALID, f"this worker has no command {self.args['name']!r}")
+
+
+class _Unjournaled(Command):
+    """Stands in for a command the journal could not note: it does not run, and the master hears why."""
+
+    name = "unjournaled"
+
+    async def run(self) -> Outcome:
+        return Outcome(None, "error", f"the worker cannot note the command in its journal: {self.args['why']}")
+
+
+class _Recovered(Command):
+    """A command that ended under an earlier process of this worker, read back from its journal:
+    only its result and its output are left, to report."""
+
+    name = "recovered"
 
 
 @dataclass(eq=False)
@@ -141,6 +161,9 @@ class Worker:
         self._welcomed = False
         self._held: dict[str, _Held] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
+        self._journal = Journal(self.basedir)
+        #: Commands an earlier process started and never saw end, until a master has heard of them.
+        self._lost: list[str] = []
         self._last_sent = 0.0
         self._last_recv = 0.0
         self._stop = asyncio.Event()
@@ -152,6 +175,7 @@ class Worker:
     async def run(self) -> None:
         """Stay connected until :meth:`stop` or a ``shutdown`` from the master."""
         self.basedir.mkdir(parents=True, exist_ok=True)
+        self._recover(self._journal.entries())
         backoff = Backoff()
         if self.exit_with_parent:
             self._tasks.spawn(self._exit_with_parent(), "exit with parent")
@@ -174,6 +198,25 @@ class Worker:
                 await self._shutdown()
             finally:
                 await self._tasks.cancel()  # commands that outlived their interrupt, and the rest
+
+    def _recover(self, entries: list[Entry]) -> None:
+        """Take back what an earlier process of this worker left in the journal: the results it
+        had not seen acknowledged, to report again, and the commands it died running, to name."""
+        for entry in entries:
+            self._done[entry.cmd_id] = None  # never run again under this id
+            if entry.finished is None:
+                self._lost.append(entry.cmd_id)
+                continue
+            output = OutputBuffer(entry.cmd_id, self._send, lambda: None, **self.flush_settings)
+            output.restore(entry.output)
+            command = _Recovered(entry.cmd_id, {}, self.basedir, output)
+            self._held[entry.cmd_id] = _Held(command, output, time.monotonic(), finished=entry.finished)
+        if entries:
+            log.info(
+                "the journal holds %d result(s) to report and %d command(s) this worker died running",
+                len(entries) - len(self._lost),
+                len(self._lost),
+            )
 
     async def _exit_with_parent(self) -> None:
         """Stop when the process that started this worker is gone (a notebook kernel, say)."""
@@ -280,7 +323,7 @@ class Worker:
             cmd_id: {"offsets": h.output.offsets(), "lines": h.output.lines(), "finished": h.finished is not None}
             for cmd_id, h in self._held.items()
         }
-        return Hello(self.name, protocol.VERSION, info, held).encode()
+        return Hello(self.name, protocol.VERSION, info, held, list(self._lost)).encode()
 
     def _tick(self, now: float) -> None:
         """Timers of a live session: heartbeats when idle, re-sent ``finished`` messages."""
@@ -355,12 +398,16 @@ class Worker:
         self.lease.seconds = welcome.fence
         self._welcomed = True
         log.info("connected to %s (heartbeat %.1f s x %d)", self.master, self.heartbeat, self.liveness)
+        for cmd_id in self._lost:  # the master has heard of them
+            self._journal.forget(cmd_id)
+        self._lost = []
         for cmd_id in welcome.cancel:
             held = self._held.pop(cmd_id, None)
             if held is not None:
                 log.info("master does not know command %s any more; cancelling it", cmd_id)
                 held.command.interrupt("cancelled by the master after a reconnect", 1.0)
                 held.output.close()
+                self._journal.forget(cmd_id)
         for cmd_id, offsets in welcome.resume.items():
             held = self._held.get(cmd_id)
             if held is not None:
@@ -397,6 +444,11 @@ class Worker:
             cls, args = _Unknown, {"name": name}
         else:
             cls = COMMANDS[name]
+        try:
+            self._journal.started(cmd_id)
+        except OSError as exc:
+            log.error("cannot note command %s in the journal: %s", cmd_id, exc)
+            cls, args = _Unjournaled, {"why": str(exc)}
         held = _Held(cls(cmd_id, args, self.basedir, output, self._send, self.lease), output, time.monotonic())
         self._held[cmd_id] = held
         held.task = self._tasks.spawn(self._execute(cmd_id, held), f"command {cmd_id}")
@@ -433,6 +485,7 @@ class Worker:
             return
         del self._held[cmd_id]
         held.output.close()
+        self._journal.forget(cmd_id)
         self._done[cmd_id] = None
         if len(self._done) > _REMEMBERED:
             self._done.popitem(last=False)
@@ -461,6 +514,8 @@ class Worker:
             {name: end for name, (_, end) in held.output.offsets().items()},
         ).encode()
         if self._held.get(cmd_id) is held and not self.lease.lapsed(time.monotonic()):
+            # Kept before it is reported: a worker killed now reports it once started again.
+            self._journal.finished(cmd_id, held.finished, held.output.tails())
             self._send_finished(held)  # once lapsed, the session ends and the fence drops it unsent
 
     def _send_finished(self, held: _Held) -> None:
@@ -483,6 +538,7 @@ class Worker:
         for cmd_id, held in self._held.items():
             held.command.interrupt("the master was silent past the fence", 0.0)
             held.output.close()
+            self._journal.forget(cmd_id)
             self._done[cmd_id] = None
         self._held.clear()
         self.channel = protocol.Channel(self._secret)
