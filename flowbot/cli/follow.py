@@ -11,10 +11,12 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO
 
 from ..client import Client
 from ..errors import InvalidRequest
+from ..record_json import build_from_json
+from ..records import Build, StepRecord
 
 #: Seconds between two looks at a running build.
 POLL = 0.5
@@ -24,23 +26,22 @@ PAGE = 5000
 PASSED = frozenset({"SUCCESS", "WARNINGS"})
 
 
-def pick_step(build: dict[str, Any], step: str) -> dict[str, Any]:
+def pick_step(build: Build, step: str) -> StepRecord:
     """The step ``step`` names: its number as the page shows it (from 1) or its name."""
-    steps = build["steps"]
     if step.isdigit():
         number = int(step) - 1
-        found = next((s for s in steps if s["number"] == number), None)
+        found = next((s for s in build.steps if s.number == number), None)
     else:
-        found = next((s for s in steps if s["name"] == step), None)
+        found = next((s for s in build.steps if s.name == step), None)
     if found is None:
-        names = ", ".join(f"{s['number'] + 1} {s['name']}" for s in steps) or "none yet"
-        raise InvalidRequest(f"build {build['builder']}/{build['number']} has no step {step!r} (its steps: {names})")
+        names = ", ".join(f"{s.number + 1} {s.name}" for s in build.steps) or "none yet"
+        raise InvalidRequest(f"build {build.builder}/{build.number} has no step {step!r} (its steps: {names})")
     return found
 
 
-def _heading(step: dict[str, Any]) -> str:
-    said = f" ({step['summary']})" if step.get("summary") else ""
-    return f"── step {step['number'] + 1}: {step['name']}{said} ──"
+def _heading(step: StepRecord) -> str:
+    said = f" ({step.summary})" if step.summary else ""
+    return f"── step {step.number + 1}: {step.name}{said} ──"
 
 
 class _Printer:
@@ -49,14 +50,14 @@ class _Printer:
     def __init__(self, out: IO[str], as_json: bool, headings: bool):
         self.out, self.as_json, self.headings = out, as_json, headings
 
-    def heading(self, step: dict[str, Any]) -> None:
+    def heading(self, step: StepRecord) -> None:
         if self.headings and not self.as_json:
             self.out.write(_heading(step) + "\n")
 
-    def lines(self, step: dict[str, Any], first: int, lines: list[list[str]]) -> None:
+    def lines(self, step: StepRecord, first: int, lines: list[list[str]]) -> None:
         for offset, (tag, text) in enumerate(lines):
             if self.as_json:
-                record = {"step": step["number"] + 1, "line": first + offset + 1, "stream": tag, "text": text}
+                record = {"step": step.number + 1, "line": first + offset + 1, "stream": tag, "text": text}
                 self.out.write(json.dumps(record) + "\n")
             else:
                 self.out.write(text + "\n")
@@ -67,22 +68,22 @@ def logs(
     client: Client, ref: str, step: str | None = None, *, as_json: bool = False, out: IO[str] = sys.stdout
 ) -> None:
     """Print a finished build's logs (or one step's), whole, as stored."""
-    build = client.build(ref)
-    steps = [pick_step(build, step)] if step is not None else build["steps"]
+    build = build_from_json(client.build(ref))
+    steps = [pick_step(build, step)] if step is not None else build.steps
     printer = _Printer(out, as_json, headings=step is None)
     for s in steps:
         printer.heading(s)
         if as_json:
             first = 0
             while True:
-                page = client.log_lines(build["id"], s["number"], first=first, count=PAGE)
+                page = client.log_lines(build.id, s.number, first=first, count=PAGE)
                 printer.lines(s, page["first"], page["lines"])
                 first = page["first"] + len(page["lines"])
                 if not page["lines"] or first >= page["total"]:
                     break
         else:
             out.flush()
-            client.copy_log(build["id"], s["number"], out.buffer if hasattr(out, "buffer") else _Bytes(out))
+            client.copy_log(build.id, s.number, out.buffer if hasattr(out, "buffer") else _Bytes(out))
             out.flush()
 
 
@@ -105,16 +106,16 @@ def follow(
     as_json: bool = False,
     out: IO[str] = sys.stdout,
     sleep: Callable[[float], None] = time.sleep,
-) -> dict[str, Any]:
+) -> Build:
     """Print a build's log lines as they come, step after step, until it ends; returns the build."""
     printer = _Printer(out, as_json, headings=step is None)
     read: dict[int, int] = {}  # step number -> lines printed
     done: set[int] = set()
     while True:
-        build = client.build(build_id)
-        steps = [pick_step(build, step)] if step is not None else build["steps"]
+        build = build_from_json(client.build(build_id))
+        steps = [pick_step(build, step)] if step is not None else build.steps
         for s in steps:
-            number = s["number"]
+            number = s.number
             if number in done:
                 continue
             if number not in read:
@@ -126,9 +127,9 @@ def follow(
                 read[number] = page["first"] + len(page["lines"])
                 if not page["lines"] or read[number] >= page["total"]:
                     break
-            if s["finished_at"] is not None:  # its log was whole before its end was stored
+            if s.finished_at is not None:  # its log was whole before its end was stored
                 done.add(number)
-        if build["result"] is not None:
+        if build.result is not None:
             return build
         sleep(POLL)
 
@@ -166,9 +167,9 @@ def wait(
             last = builds[-1]
             summary = f" ({last['summary']})" if last.get("summary") else ""
             out.write(f"{last['builder']}/{last['number']} (build {last['id']}): {result}{summary}\n")
-            for step in client.build(last["id"])["steps"]:
-                if step["summary"]:
-                    out.write(f"  step {step['number'] + 1} {step['name']}: {step['summary']}\n")
+            for step in build_from_json(client.build(last["id"])).steps:
+                if step.summary:
+                    out.write(f"  step {step.number + 1} {step.name}: {step.summary}\n")
         else:
             out.write(f"build request {request_id}: {result} without a build\n")
         out.flush()

@@ -13,7 +13,7 @@ from typing import Any
 from ..client import MASTER_VARIABLE, TOKEN_VARIABLE, Client
 from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, HTTP_PORT, MASTER_URL, WORKER_ENDPOINT
 from ..errors import FlowbotError
-from ..record_json import build_from_json, worker_from_json
+from ..record_json import build_from_json, result_json, worker_from_json
 from . import follow, run
 from .table import ago, builds_table, duration, result, table
 
@@ -314,7 +314,7 @@ def _remote(args: argparse.Namespace, client: Client) -> int | None:
     elif args.command == "logs":
         if args.follow:
             build = follow.follow(client, client.build_id(args.build), args.step, as_json=args.json)
-            return 0 if build["result"] in follow.PASSED else 1
+            return 0 if result_json(build.result) in follow.PASSED else 1
         follow.logs(client, args.build, args.step, as_json=args.json)
     elif args.command == "workers":
         print(instances(client, args.json))
