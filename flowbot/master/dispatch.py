@@ -337,9 +337,14 @@ class Dispatcher:
             if not self.active or not self._store().available:
                 self._pass = None
                 return  # the store's return schedules a pass
-            self._rejoin()
+            if self._rejoining:
+                self._rejoin()
             if self._pass is None:
                 self._changed = False
+                if not self.queue:  # nothing waits: a pass would offer no builder anything
+                    if self._instances.pools:
+                        self._instances.balance(())
+                    return
                 self._pass = AssignmentPass(self.queue, self._start_or_hold)
             deadline, enough = time.monotonic() + DISPATCH_SLICE, len(self.running) + DISPATCH_BATCH
             more = self._pass.run(lambda: len(self.running) >= enough or time.monotonic() > deadline)
