@@ -160,7 +160,7 @@ def __getattr__(name: str) -> object:
     # The master pulls in Tornado, ZeroMQ and SQLAlchemy, History pandas; pipeline files and the
     # CLI's client commands import flowbot without needing them, so they load only when asked for.
     if name == "Master":
-        from .master import Master
+        from .server import Master
 
         return Master
     if name == "History":

@@ -1,5 +1,7 @@
 """Which way imports run: the faces use the master, the master the model and the store, nothing back up.
 
+The public ``Master`` (:mod:`flowbot.server`) is the one place that wires the core master and its HTTP face.
+
 Every ``import`` in ``flowbot/`` and ``worker/flowbot_worker/`` is read from the source, at any depth
 (in functions and under ``TYPE_CHECKING`` too), so a new arrow against the layering fails here
 before a reader finds it.
@@ -31,8 +33,11 @@ PURE_MASTER = ("flowbot.master.policy", "flowbot.master.queue", "flowbot.master.
 #: The one way up from the master to a face: ``master.panel()``, which makes the notebook's panel
 #: on demand (a headless master never loads it).
 PANEL = ("flowbot.master.master", "flowbot.notebook")
-#: Serving the HTTP face from the master, until the face starts itself around the master.
-HTTP = ("flowbot.master.master", "flowbot.web.http")
+#: The composition root: the public ``Master``, the core master with its HTTP face. It may use anything;
+#: only the packages that name ``Master`` for users load it, when asked for.
+SERVER = "flowbot.server"
+#: The core master's module.
+CORE = "flowbot.master.master"
 
 
 def module_name(path: Path, root: Path) -> str:
@@ -81,34 +86,43 @@ def arrows(source: tuple[str, ...], target: tuple[str, ...]) -> set[tuple[str, s
 
 
 def test_the_master_never_imports_a_face_but_to_make_the_notebook_panel():
-    found = arrows(("flowbot.master",), FACES) - {HTTP}
+    found = arrows(("flowbot.master",), (*FACES, SERVER)) - {("flowbot.master", SERVER)}
     assert found <= {PANEL}
     # and only on demand: loading the master loads no face
     loaded = {m for i, m, _, at_load in imports("flowbot") if at_load and within(i, ("flowbot.master",))}
-    assert {m for m in loaded if within(m, FACES)} == set()
+    assert {m for m in loaded if within(m, (*FACES, SERVER))} == set()
 
 
-def test_no_module_but_master_py_and_the_faces_imports_master():
-    allowed = ("flowbot.master.master", *FACES)
+def test_no_module_but_master_py_the_server_and_the_faces_imports_master():
+    allowed = ("flowbot.master.master", SERVER, *FACES)
     reexports = {"flowbot", "flowbot.master"}  # the public API names Master, loaded when asked for
     found = {
         importer
         for importer, imported, names, _ in imports("flowbot")
         if "Master" in names
-        and imported in ("flowbot", "flowbot.master", "flowbot.master.master")
+        and imported in ("flowbot", "flowbot.master", SERVER, CORE)
         and not within(importer, allowed)
         and importer not in reexports
     }
     assert found == set()
-    eager = {i for i, m, _, at_load in imports("flowbot") if i in reexports and m.endswith("master.master") and at_load}
+    eager = {i for i, m, _, at_load in imports("flowbot") if i in reexports and m in (SERVER, CORE) and at_load}
     assert eager == set()
+    # and the server is loaded through those names only
+    assert {i for i, m, _, _ in imports("flowbot") if m == SERVER} <= reexports
+
+
+def test_the_http_face_knows_the_master_only_by_what_it_is_handed():
+    """The handlers get :class:`flowbot.web.services.WebServices`: nothing in the face names the
+    master's class, so each handler can be built and served against fakes."""
+    found = {(i, m, names) for i, m, names, _ in imports("flowbot") if within(i, ("flowbot.web",))}
+    assert {(i, m) for i, m, names in found if m in (SERVER, CORE) or "Master" in names} == set()
 
 
 def test_the_model_knows_nothing_of_the_master_the_store_the_analysis_or_the_faces():
     model = tuple(
         f"flowbot.{path.stem}"
         for path in (ROOT / "flowbot").iterdir()
-        if path.stem not in ("master", "store", "analysis", "web", "cli", "notebook", "__init__", "__main__")
+        if path.stem not in ("master", "server", "store", "analysis", "web", "cli", "notebook", "__init__", "__main__")
         and (path.suffix == ".py" or (path / "__init__.py").exists())
     )
     assert set(NODES) <= set(model)

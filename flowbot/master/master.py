@@ -1,4 +1,4 @@
-"""The master: one asyncio loop that owns the pipeline, the store, the workers and the HTTP API.
+"""The master: one asyncio loop that owns the pipeline, the store and the workers, and starts its faces.
 
 The same :class:`Master` runs headless (``flowbot start``), inside a Jupyter kernel, and in tests.
 It makes every decision: which scheduler wants a change, which request runs next and where, what
@@ -22,9 +22,9 @@ import tempfile
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..defaults import HEARTBEAT_INTERVAL, HTTP_HOST, INSTANCE_KEY_FILE, LIVENESS, SQLITE_FILE, STOP_GRACE
+from ..defaults import HEARTBEAT_INTERVAL, INSTANCE_KEY_FILE, LIVENESS, SQLITE_FILE, STOP_GRACE
 from ..errors import ConfigError, InvalidRequest, NotFound, StoreError
 from ..pipeline import Pipeline
 from ..records import MATRIX_SOURCE, Build, BuildRequest, BuildsetSpec, Change, SourceStamp
@@ -62,14 +62,29 @@ T = TypeVar("T")
 _SEEN_INTERVAL = 10.0
 
 
+class Face(Protocol):
+    """A way in to the master from outside it (the HTTP server, :class:`flowbot.web.http.HttpFace`),
+    attached before the master starts: started once the master takes work, stopped with it."""
+
+    #: Where people reach the master through it once started, if they can (the page's address).
+    url: str | None
+
+    async def start(self) -> None: ...
+
+    def stop(self) -> None:
+        """Take nothing new."""
+
+    async def close(self) -> None:
+        """End what is still open."""
+
+
 class Master:
-    """A flowbot master.
+    """A flowbot master, without faces of its own: :class:`flowbot.Master` is this one serving HTTP.
 
     Args:
         pipeline: what to run.
         db: a SQLAlchemy URL; None means ``basedir/state.sqlite``, or a temporary file without basedir.
         basedir: the master directory, if there is one.
-        http: ``"HOST:PORT"`` to serve the API on (port 0, the default: any free port), or None.
         workers: the ZeroMQ endpoint workers dial into (port 0, the default: any free port).
         heartbeat: seconds between heartbeats; a worker silent for ``heartbeat * liveness`` is lost.
     """
@@ -80,7 +95,6 @@ class Master:
         *,
         db: str | None = None,
         basedir: str | Path | None = None,
-        http: str | None = f"{HTTP_HOST}:0",
         workers: str = "tcp://127.0.0.1:0",
         heartbeat: float = HEARTBEAT_INTERVAL,
         liveness: int = LIVENESS,
@@ -94,7 +108,6 @@ class Master:
                 self._tempdir = tempfile.mkdtemp(prefix="flowbot-master-")
             db = f"sqlite:///{Path(self._tempdir or self.basedir) / SQLITE_FILE}"
         self.db_url = db
-        self.http_address = http
         self.name = name or f"{socket.gethostname()}:{self.basedir or 'embedded'}"
         #: The master's events: subscribe to them, or ``async for event in master.events(...)``.
         self.events = EventBus(known_builder=lambda name: self.pipeline.builder(name) is not None)
@@ -196,8 +209,8 @@ class Master:
                 force=self.force,
             ),
         )
-        self.http_url: str | None = None
-        self._http_server: Any = None
+        #: The ways in to the master from outside it, started with it (see :meth:`attach`).
+        self.faces: list[Face] = []
         self._stopping = False
         self._history: History | None = None
         self._janitor: asyncio.Task | None = None
@@ -223,7 +236,7 @@ class Master:
     @property
     def page_url(self) -> str | None:
         """Where the master's page is served, if it is: ``Pipeline(url=)``, else its own address."""
-        return self.pipeline.url or self.http_url
+        return self.pipeline.url or next((face.url for face in self.faces if face.url), None)
 
     @property
     def history(self) -> History:
@@ -279,8 +292,13 @@ class Master:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
+    def attach(self, face: Face) -> None:
+        """Start ``face`` with the master (once its store is open and its workers can connect) and
+        stop it with the master."""
+        self.faces.append(face)
+
     async def start(self) -> None:
-        """Open the store, resume the queue and the schedulers' timers, start serving."""
+        """Open the store, resume the queue and the schedulers' timers, start the faces."""
         self.store = await Store.open(self.db_url)
         try:
             await self.adoption.load(self.registry.hold)
@@ -296,11 +314,8 @@ class Master:
             await self.latent.start({r.worker for r in self.adoption.held.values()}, self.registry.window)
             self.registry.start()
             self.adoption.start(self.registry.hold)
-            if self.http_address is not None:
-                from ..web.http import serve
-
-                self._http_server, self.http_url = serve(self, self.http_address)
-                log.info("HTTP API on %s", self.http_url)
+            for face in self.faces:
+                await face.start()
             await self.scheduling.start()
             await self.sources.start()
         except BaseException:
@@ -338,8 +353,8 @@ class Master:
         self.adoption.stop()
         self.scheduling.stop()
         await self.sources.stop()
-        if self._http_server is not None:
-            self._http_server.stop()
+        for face in self.faces:
+            face.stop()
         for build in list(self.running.values()):
             build.stop("the master is shutting down", Result.RETRY)
         tasks = self.tasks.named("build ")
@@ -353,8 +368,8 @@ class Master:
     async def _close(self) -> None:
         await self.tasks.cancel()
         await self.registry.stop()
-        if self._http_server is not None:
-            await self._http_server.close_all_connections()
+        for face in self.faces:
+            await face.close()
         if self.store is not None:
             await self.store.close()
         if self._history is not None:

@@ -42,7 +42,6 @@ from ..errors import Forbidden, InvalidRequest, Unauthorized
 
 if TYPE_CHECKING:
     from ..auth import Auth
-    from ..master.master import Master
     from ..pipeline import Pipeline
     from ..roles import Permission
     from .throttle import CredentialThrottle
@@ -86,8 +85,9 @@ def _host(name: str) -> str:
     return name.strip("[]").rstrip(".").lower()
 
 
-async def identify(handler: tornado.web.RequestHandler, master: Master) -> str | None:
-    """The user or token name a request carries, or None when it carries no credentials.
+async def identify(handler: tornado.web.RequestHandler, auth: Auth | None) -> str | None:
+    """The user or token name a request carries, or None when it carries no credentials (``auth``:
+    the pipeline's, read per request).
 
     Sets ``handler.session_csrf`` when the credentials are the session cookie or a proxy's header
     (a browser's, which must repeat it), and ``handler.groups`` to the groups single sign-on or the
@@ -96,7 +96,6 @@ async def identify(handler: tornado.web.RequestHandler, master: Master) -> str |
     Raises:
         Forbidden: credentials that are wrong. TooManyAttempts: this client guessed too often.
     """
-    auth = master.pipeline.auth
     handler.session_csrf = None
     handler.groups = ()
     header = handler.request.headers.get("Authorization")
@@ -179,16 +178,15 @@ async def check_password(handler: tornado.web.RequestHandler, auth: Auth, user: 
     raise Forbidden("wrong user name or password")
 
 
-async def authorize_read(handler: tornado.web.RequestHandler, master: Master) -> None:
+async def authorize_read(handler: tornado.web.RequestHandler, auth: Auth | None) -> None:
     """Let a read through unless reads are closed and the request carries no valid credentials."""
-    auth = master.pipeline.auth
     if auth is None or auth.reads_open:
         return
-    if await identify(handler, master) is None:
+    if await identify(handler, auth) is None:
         raise Unauthorized("this master needs credentials to read: log in, or send an API token")
 
 
-async def authorize_control(handler: tornado.web.RequestHandler, master: Master) -> str:
+async def authorize_control(handler: tornado.web.RequestHandler, auth: Auth | None) -> str:
     """Check a state-changing request; returns who makes it ("" on an open master).
 
     Raises:
@@ -196,9 +194,9 @@ async def authorize_control(handler: tornado.web.RequestHandler, master: Master)
         Unauthorized: no credentials where they are needed.
     """
     check_same_origin(handler)
-    if master.pipeline.auth is None:
+    if auth is None:
         return ""
-    who = await identify(handler, master)
+    who = await identify(handler, auth)
     if who is None:
         raise Unauthorized("this action needs credentials: log in, or send an API token (Authorization: Bearer ...)")
     if handler.session_csrf is not None:

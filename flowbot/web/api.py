@@ -47,8 +47,8 @@ from ..sources.webhooks import JsonHook
 from .access import authorize_control, authorize_read, require
 
 if TYPE_CHECKING:
-    from ..master.master import Master
     from ..master.status import BuilderStatus
+    from .services import StatusReads, WebServices
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,10 @@ class ApiHandler(tornado.web.RequestHandler):
 
     control_methods = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-    def initialize(self, master: Master) -> None:
-        self.master = master
+    def initialize(self, services: WebServices) -> None:
+        self.services = services
+        self.reads = services.reads
+        self.control = services.control
         #: Who makes a control request: a user or token name ("" on an open master).
         self.who = ""
         #: The anti-forgery token of the login session the request carries, if it carries one.
@@ -104,15 +106,15 @@ class ApiHandler(tornado.web.RequestHandler):
 
     async def prepare(self) -> None:
         if self.request.method in self.control_methods:
-            self.who = await authorize_control(self, self.master)
+            self.who = await authorize_control(self, self.reads.pipeline().auth)
             if self.who:
                 log.info("%s %s by %s", self.request.method, self.request.path, self.who)
         else:
-            await authorize_read(self, self.master)
+            await authorize_read(self, self.reads.pipeline().auth)
 
     def allow(self, permission: Permission, builder: str | None = None) -> None:
         """Refuse (403) a control request whose maker no role allows ``permission`` (to ``builder``)."""
-        require(self, self.master.pipeline.auth, self.who, permission, builder)
+        require(self, self.reads.pipeline().auth, self.who, permission, builder)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -220,8 +222,8 @@ class BuildersHandler(ApiHandler):
         per_builder = self.int_argument("builds", 0, maximum=MAX_LIST)
         # What is in memory is read before the store is: a client that follows up with
         # /api/events?since=event_id misses nothing and sees no pending request twice.
-        event_id = self.master.events.last_id
-        states = await self.master.status.builders(
+        event_id = self.services.events.last_id
+        states = await self.reads.status.builders(
             None if name is None else [name], shown=BUILDER_PENDING_SHOWN, recent=per_builder
         )
         if name is not None and not states:
@@ -235,7 +237,7 @@ class BuildersHandler(ApiHandler):
     def builder_json(self, state: BuilderStatus, per_builder: int) -> dict[str, Any]:
         """A builder as the API shows it: its configuration, how it stands, its newest builds."""
         builder = state.builder
-        scheduler = self.master.pipeline.force_scheduler_for(builder.name)
+        scheduler = self.reads.pipeline().force_scheduler_for(builder.name)
         shown = {
             "name": builder.name,
             "description": builder.description,
@@ -267,7 +269,7 @@ class ForceHandler(ApiHandler):
                 raise InvalidRequest(f"{key} must be a string")
         if body.get("properties") is not None and not isinstance(body["properties"], dict):
             raise InvalidRequest("properties must be an object")
-        ids = await self.master.force(
+        ids = await self.control.builds.force(
             name,
             reason=body.get("reason") or "",
             branch=body.get("branch") or None,
@@ -280,8 +282,8 @@ class ForceHandler(ApiHandler):
 
 class ChangesHandler(ApiHandler):
     async def get(self) -> None:
-        changes = await self.master.store.changes.recent(limit=self.int_argument("limit", 50))
-        builds = await self.master.store.changes.builds_of([c.id for c in changes])
+        changes = await self.reads.store.changes.recent(limit=self.int_argument("limit", 50))
+        builds = await self.reads.store.changes.builds_of([c.id for c in changes])
         shown = [{**change_json(c), "builds": [build_link_json(b) for b in builds.get(c.id, ())]} for c in changes]
         self.reply({"changes": shown})
 
@@ -289,18 +291,18 @@ class ChangesHandler(ApiHandler):
         self.allow(Permission.SENDCHANGE)
         # The generic JSON webhook reads a change exactly as this endpoint does.
         change = JsonHook.change(self.body())
-        change_id, request_ids = await self.master.add_change(change)
+        change_id, request_ids = await self.control.builds.add_change(change)
         self.reply({"id": change_id, "buildrequest_ids": request_ids}, 201)
 
 
 class BuildsHandler(ApiHandler):
     async def get(self) -> None:
         builder = self.get_query_argument("builder", None)
-        unknown = builder is not None and self.master.pipeline.builder(builder) is None
-        if unknown and not await self.master.store.builds.query(builder=builder, limit=1):
+        unknown = builder is not None and self.reads.pipeline().builder(builder) is None
+        if unknown and not await self.reads.store.builds.query(builder=builder, limit=1):
             raise NotFound(f"no builder named {builder!r}")
         result = self.get_query_argument("result", None)
-        builds = await self.master.store.builds.query(
+        builds = await self.reads.store.builds.query(
             builder=builder,
             result=_parse_result(result) if result else None,
             limit=self.int_argument("limit", 50),
@@ -310,23 +312,23 @@ class BuildsHandler(ApiHandler):
 
 class BuildHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
-        stored = await self.master.store.builds.get(path_id(build_id, "build"))
-        _, spec = await self.master.store.builds.buildset_of(stored.id)
+        stored = await self.reads.store.builds.get(path_id(build_id, "build"))
+        _, spec = await self.reads.store.builds.buildset_of(stored.id)
         build = build_detail_json(stored)
         build["reason"] = spec.reason
         build["sourcestamps"] = [dataclasses.asdict(stamp) for stamp in spec.sourcestamps]
-        live = self.master.status.running_build(stored.id)
+        live = self.reads.status.running_build(stored.id)
         if live is not None:  # stored when the build ends; until then, as they are now
             build["properties"] = live.properties.with_sources()
         elif not stored.properties:  # a build from before properties were stored: its request's
             build["properties"] = {name: list(pair) for name, pair in spec.properties.items()}
         build["current_step"] = live.current_step if live is not None else None
-        build["approval"] = self.master.approvals.waiting(stored.id)
-        build["tests"] = await self.master.store.steps.test_counts(stored.id)
-        build["changes"] = [change_brief_json(c) for c in await self.master.store.changes.of_build(stored.id)]
-        pull_request = await self.master.store.pull_requests.of_build(stored.id)
+        build["approval"] = self.control.approvals.waiting(stored.id)
+        build["tests"] = await self.reads.store.steps.test_counts(stored.id)
+        build["changes"] = [change_brief_json(c) for c in await self.reads.store.changes.of_build(stored.id)]
+        pull_request = await self.reads.store.pull_requests.of_build(stored.id)
         build["pull_request"] = pull_request_json(pull_request) if pull_request is not None else None
-        build["matrix_id"] = await self.master.store.matrices.of_build(stored.id)
+        build["matrix_id"] = await self.reads.store.matrices.of_build(stored.id)
         self.reply(build)
 
 
@@ -334,7 +336,7 @@ class BuilderBuildHandler(BuildHandler):
     """``/api/builders/{name}/builds/{number}``: a build as people name it (``unit/7``)."""
 
     async def get(self, name: str, number: str) -> None:  # type: ignore[override]
-        build_id = await self.master.store.builds.id_of(name, path_id(number, "build number"))
+        build_id = await self.reads.store.builds.id_of(name, path_id(number, "build number"))
         await super().get(str(build_id))
 
 
@@ -347,8 +349,8 @@ class StopBuildHandler(ApiHandler):
         if self.who:
             reason = f"{reason} (by {self.who})"
         build = path_id(build_id, "build")
-        self.allow(Permission.STOP, (await self.master.store.builds.get(build)).builder)
-        await self.master.stop_build(build, reason)
+        self.allow(Permission.STOP, (await self.reads.store.builds.get(build)).builder)
+        await self.control.builds.stop_build(build, reason)
         self.reply({"stopping": build})
 
 
@@ -358,8 +360,8 @@ class RebuildHandler(ApiHandler):
         if set(body) - {"reason"} or not isinstance(body.get("reason", ""), str):
             raise InvalidRequest('a rebuild takes at most {"reason": "..."}')
         build = path_id(build_id, "build")
-        self.allow(Permission.FORCE, (await self.master.store.builds.get(build)).builder)
-        ids = await self.master.rebuild(build, reason=body.get("reason", ""), owner=self.who)
+        self.allow(Permission.FORCE, (await self.reads.store.builds.get(build)).builder)
+        ids = await self.control.builds.rebuild(build, reason=body.get("reason", ""), owner=self.who)
         self.reply({"buildrequest_ids": ids}, 201)
 
 
@@ -378,8 +380,8 @@ class DecideHandler(ApiHandler):
         if body.get("properties") is not None and not isinstance(body["properties"], dict):
             raise InvalidRequest("properties must be an object")
         build = path_id(build_id, "build")
-        self.allow(Permission.APPROVE, (await self.master.store.builds.get(build)).builder)
-        decision = self.master.approvals.decide(
+        self.allow(Permission.APPROVE, (await self.reads.store.builds.get(build)).builder)
+        decision = self.control.approvals.decide(
             build, verdict == "approve", by=self.who, comment=comment, values=body.get("properties")
         )
         properties = {name: value for name, (value, _) in decision.properties.items()}
@@ -390,7 +392,7 @@ class ApprovalsHandler(ApiHandler):
     """``GET /api/approvals``: the builds that wait for a person's decision, oldest first."""
 
     def get(self) -> None:
-        self.reply({"approvals": self.master.approvals.all()})
+        self.reply({"approvals": self.control.approvals.all()})
 
 
 class LogHandler(ApiHandler):
@@ -403,14 +405,14 @@ class LogHandler(ApiHandler):
         self.set_header("Content-Type", "text/plain; charset=utf-8")
         if self.get_query_argument("tail", None) is not None:
             tail = self.int_argument("tail", LOG_TAIL_LINES, maximum=100_000)
-            await flush_live(self.master, build, number, name)
-            lines, first = await self.master.store.logs.tail(build, number, name, tail)
+            await flush_live(self.reads.status, build, number, name)
+            lines, first = await self.reads.store.logs.tail(build, number, name, tail)
             self.set_header("X-First-Line", str(first))  # live log events number their lines alike
             self.finish(_text(lines))
             return
         start = 0
         try:
-            while lines := await self.master.store.logs.lines(build, number, name, start=start, chunks=LOG_PAGE_CHUNKS):
+            while lines := await self.reads.store.logs.lines(build, number, name, start=start, chunks=LOG_PAGE_CHUNKS):
                 self.write(_text(lines))
                 await self.flush()  # the client takes this page before the next is read
                 start += len(lines)
@@ -425,13 +427,13 @@ class BuildRequestsHandler(ApiHandler):
         pending = None if raw is None else _BOOLEANS.get(raw.lower())
         if raw is not None and pending is None:
             raise InvalidRequest(f"pending must be true or false, not {raw!r}")
-        requests = await self.master.store.requests.query(
+        requests = await self.reads.store.requests.query(
             pending=pending,
             limit=self.int_argument("limit", 200),
             offset=self.int_argument("offset", 0, maximum=2**31, minimum=0),
             builder=self.get_query_argument("builder", None),
         )
-        self.reply({"buildrequests": [waiting(self.master, r) for r in requests]})
+        self.reply({"buildrequests": [waiting(self.reads.status, r) for r in requests]})
 
 
 class BuildRequestHandler(ApiHandler):
@@ -439,33 +441,33 @@ class BuildRequestHandler(ApiHandler):
 
     async def get(self, request_id: str) -> None:
         request = path_id(request_id, "build request")
-        found = await self.master.store.requests.query(request_id=request, limit=1)
+        found = await self.reads.store.requests.query(request_id=request, limit=1)
         if not found:
             raise NotFound(f"no build request {request}")
-        builds = await self.master.store.builds.query(request_id=request, limit=MAX_LIST)
-        self.reply({**waiting(self.master, found[0]), "builds": [build_json(b) for b in builds[::-1]]})
+        builds = await self.reads.store.builds.query(request_id=request, limit=MAX_LIST)
+        self.reply({**waiting(self.reads.status, found[0]), "builds": [build_json(b) for b in builds[::-1]]})
 
 
 class CancelRequestHandler(ApiHandler):
     async def post(self, request_id: str) -> None:
         request = path_id(request_id, "build request")
-        found = await self.master.store.requests.query(request_id=request, limit=1)
+        found = await self.reads.store.requests.query(request_id=request, limit=1)
         self.allow(Permission.STOP, found[0].builder if found else None)
-        await self.master.cancel_request(request)
+        await self.control.builds.cancel_request(request)
         self.reply({"cancelled": request})
 
 
 class WorkersHandler(ApiHandler):
     async def get(self) -> None:
-        self.reply({"workers": [worker_json(worker) for worker in await self.master.status.workers()]})
+        self.reply({"workers": [worker_json(worker) for worker in await self.reads.status.workers()]})
 
 
 class InstancesHandler(ApiHandler):
     """The instances of workers started on demand, and the id that labels them as this master's."""
 
     def get(self) -> None:
-        instances = [dataclasses.asdict(view) for view in self.master.latent.views()]
-        self.reply({"master": self.master.instance_id, "instances": instances})
+        instances = [dataclasses.asdict(view) for view in self.reads.instances.views()]
+        self.reply({"master": self.reads.instance_id, "instances": instances})
 
 
 class WorkerControlHandler(ApiHandler):
@@ -484,22 +486,22 @@ class WorkerControlHandler(ApiHandler):
                 raise InvalidRequest("reason must be a string")
             if self.who:
                 reason = f"{reason} (by {self.who})" if reason else f"by {self.who}"
-            await self.master.pause_worker(name, reason)
+            await self.control.workers.pause(name, reason)
         elif action == "unpause":
-            await self.master.unpause_worker(name)
+            await self.control.workers.unpause(name)
         else:
             graceful = body.get("graceful", True)
             if not isinstance(graceful, bool):
                 raise InvalidRequest("graceful must be true or false")
-            await self.master.shutdown_worker(name, graceful)
-        self.reply({"worker": name, **self.master.worker_control.state(name)})
+            self.control.workers.shutdown(name, graceful)
+        self.reply({"worker": name, **self.control.workers.state(name)})
 
 
 class ReconfigHandler(ApiHandler):
     async def post(self) -> None:
         self.allow(Permission.RECONFIGURE)
-        await self.master.reload()
-        pipeline = self.master.pipeline
+        await self.control.builds.reload()
+        pipeline = self.reads.pipeline()
         self.reply(
             {"builders": [b.name for b in pipeline.builders], "schedulers": [s.name for s in pipeline.schedulers]}
         )
@@ -531,9 +533,9 @@ def matrix_form(matrix: Matrix) -> dict[str, Any]:
     return {"axes": matrix.values, "size": len(matrix), "fail_fast": matrix.fail_fast}
 
 
-async def flush_live(master: Master, build_id: int, step: int, name: str) -> None:
+async def flush_live(status: StatusReads, build_id: int, step: int, name: str) -> None:
     """Store what a running step has printed so far, so a read joins the live lines without a gap."""
-    build = master.status.running_build(build_id)
+    build = status.running_build(build_id)
     if build is None or build.current_step != step:
         return
     step_log = build.open_log(name)  # a reader never creates a log
@@ -542,9 +544,9 @@ async def flush_live(master: Master, build_id: int, step: int, name: str) -> Non
         await write
 
 
-def waiting(master: Master, request: BuildRequest) -> dict[str, Any]:
+def waiting(status: StatusReads, request: BuildRequest) -> dict[str, Any]:
     """A request as the API shows it: one not started yet says why it waits (``waiting``)."""
-    return {**request_json(request), "waiting": master.status.why_waiting(request)}
+    return {**request_json(request), "waiting": status.why_waiting(request)}
 
 
 def path_id(raw: str, what: str) -> int:
@@ -569,8 +571,8 @@ def _parse_result(raw: str) -> Result:
         raise InvalidRequest(f"unknown result {raw!r}; use one of {[r.name for r in Result]}") from None
 
 
-def routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
-    args = {"master": master}
+def routes(services: WebServices) -> list[tuple[str, type, dict[str, Any]]]:
+    args = {"services": services}
     return [
         (r"/api/?", IndexHandler, args),
         (r"/api/builders", BuildersHandler, args),

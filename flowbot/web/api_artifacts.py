@@ -31,7 +31,7 @@ from ..records import StoredArtifact
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
-    from ..master.master import Master
+    from .services import WebServices
 
 #: Bytes read and sent at a time.
 CHUNK = 256 * 1024
@@ -57,9 +57,9 @@ def content_type(path: str) -> str:
 class ArtifactsHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
         build = path_id(build_id, "build")
-        await self.master.store.builds.get(build)  # NotFound for a build that does not exist
-        stored = await self.master.store.steps.artifacts(build)
-        root = self.master.artifacts_dir
+        await self.reads.store.builds.get(build)  # NotFound for a build that does not exist
+        stored = await self.reads.store.steps.artifacts(build)
+        root = self.reads.artifacts_dir()
         present = await asyncio.to_thread(lambda: [_unchanged(root, artifact) for artifact in stored])
         self.reply(
             {
@@ -82,11 +82,11 @@ class ArtifactHandler(ApiHandler):
 
     async def get(self, build_id: str, path: str, body: bool = True) -> None:  # type: ignore[override]
         build = path_id(build_id, "build")
-        stored = await self.master.store.steps.artifacts(build, path)
+        stored = await self.reads.store.steps.artifacts(build, path)
         if not stored:
             raise NotFound(f"build {build} stored no file at {path!r}")
         artifact = stored[-1]
-        file = await asyncio.to_thread(_open, self.master.artifacts_dir, artifact)
+        file = await asyncio.to_thread(_open, self.reads.artifacts_dir(), artifact)
         try:
             name = path.rsplit("/", 1)[-1]
             disposition = "attachment" if self.get_query_argument("download", "") not in ("", "0") else "inline"
@@ -153,8 +153,8 @@ def _open(root: Path, artifact: StoredArtifact) -> Any:
     return file
 
 
-def artifact_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
-    args = {"master": master}
+def artifact_routes(services: WebServices) -> list[tuple[str, type, dict[str, Any]]]:
+    args = {"services": services}
     return [
         (r"/api/builds/(\d+)/artifacts", ArtifactsHandler, args),
         (r"/api/builds/(\d+)/artifacts/(.+)", ArtifactHandler, args),

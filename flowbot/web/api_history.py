@@ -18,7 +18,7 @@ from ..record_json import build_json, build_link_json, change_json
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
-    from ..master.master import Master
+    from .services import WebServices
 
 #: Most lines one search answers with, and most revisions the grid shows.
 MAX_SEARCH_LINES = 1000
@@ -34,8 +34,8 @@ class SearchHandler(ApiHandler):
             raise InvalidRequest("q: give the text to look for")
         builder = self.get_query_argument("builder", None) or None
         limit = self.int_argument("limit", 200, maximum=MAX_SEARCH_LINES)
-        master = self.master  # its History is made on first use, which imports pandas: off the loop too
-        lines = await asyncio.to_thread(lambda: master.history.search_logs(text, builder=builder, limit=limit))
+        history = self.reads.history  # made on first use, which imports pandas: off the loop too
+        lines = await asyncio.to_thread(lambda: history().search_logs(text, builder=builder, limit=limit))
         found = [
             {
                 "build_id": int(row.build_id),
@@ -57,7 +57,7 @@ class SearchHandler(ApiHandler):
 class GridHandler(ApiHandler):
     async def get(self) -> None:
         wanted = self.int_argument("revisions", 20, maximum=MAX_GRID_REVISIONS)
-        store = self.master.store
+        store = self.reads.store
         builds = await store.builds.query(limit=wanted * GRID_BUILDS_PER_REVISION)
         rows: dict[str, dict[str, Any]] = {}
         for build in builds:  # newest first: a revision's row is placed by its newest build
@@ -77,7 +77,7 @@ class GridHandler(ApiHandler):
             if row is not None:
                 shown = change_json(change)
                 row["change"] = {k: shown[k] for k in ("id", "author", "comments", "when", "revlink", "branch")}
-        names = [b.name for b in self.master.pipeline.builders]
+        names = [b.name for b in self.reads.pipeline().builders]
         names += sorted({name for row in rows.values() for name in row["builds"]} - set(names))
         self.reply({"builders": names, "rows": list(rows.values())})
 
@@ -85,15 +85,15 @@ class GridHandler(ApiHandler):
 class ChangeHandler(ApiHandler):
     async def get(self, change_id: str) -> None:
         number = path_id(change_id, "change")
-        found = await self.master.store.changes.recent(change_id=number, limit=1)
+        found = await self.reads.store.changes.recent(change_id=number, limit=1)
         if not found:
             raise NotFound(f"no change {number}")
-        builds = await self.master.store.changes.builds_of([number])
+        builds = await self.reads.store.changes.builds_of([number])
         self.reply({**change_json(found[0]), "builds": [build_link_json(b) for b in builds.get(number, ())]})
 
 
-def history_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
-    args = {"master": master}
+def history_routes(services: WebServices) -> list[tuple[str, type, dict[str, Any]]]:
+    args = {"services": services}
     return [
         (r"/api/search", SearchHandler, args),
         (r"/api/grid", GridHandler, args),

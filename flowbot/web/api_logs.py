@@ -15,7 +15,7 @@ from ..errors import InvalidRequest
 from .api import ApiHandler, flush_live, path_id
 
 if TYPE_CHECKING:
-    from ..master.master import Master
+    from .services import WebServices
 
 #: Most lines one page may ask for.
 MAX_PAGE_LINES = 10_000
@@ -25,8 +25,8 @@ class LogLinesHandler(ApiHandler):
     async def get(self, build_id: str, step: str) -> None:
         build, number = path_id(build_id, "build"), path_id(step, "step")
         name = self.get_query_argument("log", "stdio")
-        store = self.master.store
-        await flush_live(self.master, build, number, name)
+        store = self.reads.store
+        await flush_live(self.reads.status, build, number, name)
         find = self.get_query_argument("find", None)
         if find is not None:
             if find != "error":
@@ -51,5 +51,5 @@ class LogLinesHandler(ApiHandler):
         return int(raw)
 
 
-def log_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
-    return [(r"/api/builds/(\d+)/steps/(\d+)/lines", LogLinesHandler, {"master": master})]
+def log_routes(services: WebServices) -> list[tuple[str, type, dict[str, Any]]]:
+    return [(r"/api/builds/(\d+)/steps/(\d+)/lines", LogLinesHandler, {"services": services})]

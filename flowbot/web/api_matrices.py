@@ -16,31 +16,31 @@ from ..errors import NotFound
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
-    from ..master.master import Master
+    from .services import WebServices
 
 
 class MatricesHandler(ApiHandler):
     async def get(self) -> None:
         builder = self.get_query_argument("builder", None)
-        if builder is not None and self.master.pipeline.builder(builder) is None:
-            found = await self.master.store.matrices.query(builder=builder, limit=1)
+        if builder is not None and self.reads.pipeline().builder(builder) is None:
+            found = await self.reads.store.matrices.query(builder=builder, limit=1)
             if not found:
                 raise NotFound(f"no matrices of builder {builder!r}")
-        matrices = await self.master.store.matrices.query(builder=builder, limit=self.int_argument("limit", 50))
+        matrices = await self.reads.store.matrices.query(builder=builder, limit=self.int_argument("limit", 50))
         self.reply({"matrices": [m.to_json(cells=False) for m in matrices]})
 
 
 class MatrixHandler(ApiHandler):
     async def get(self, matrix_id: str) -> None:
-        matrix = await self.master.store.matrices.get(path_id(matrix_id, "matrix"))
-        builder = self.master.pipeline.builder(matrix.builder)
+        matrix = await self.reads.store.matrices.get(path_id(matrix_id, "matrix"))
+        builder = self.reads.pipeline().builder(matrix.builder)
         answer = matrix.to_json()
         answer["fail_fast"] = bool(builder is not None and builder.matrix is not None and builder.matrix.fail_fast)
         self.reply(answer)
 
 
-def matrix_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
-    args = {"master": master}
+def matrix_routes(services: WebServices) -> list[tuple[str, type, dict[str, Any]]]:
+    args = {"services": services}
     return [
         (r"/api/matrices", MatricesHandler, args),
         (r"/api/matrices/(\d+)", MatrixHandler, args),

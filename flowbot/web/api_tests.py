@@ -16,7 +16,7 @@ from ..record_json import reported_test_json
 from .api import ApiHandler, path_id
 
 if TYPE_CHECKING:
-    from ..master.master import Master
+    from .services import WebServices
 
 #: Most test results one answer holds.
 MAX_TESTS = 10_000
@@ -25,7 +25,7 @@ MAX_TESTS = 10_000
 class TestsHandler(ApiHandler):
     async def get(self, build_id: str) -> None:
         build = path_id(build_id, "build")
-        await self.master.store.builds.get(build)  # NotFound for a build that does not exist
+        await self.reads.store.builds.get(build)  # NotFound for a build that does not exist
         raw = self.get_query_argument("outcome", None)
         outcomes = None
         if raw:
@@ -34,10 +34,10 @@ class TestsHandler(ApiHandler):
             if unknown:
                 raise InvalidRequest(f"unknown outcome(s) {sorted(unknown)}; use {[str(o) for o in Outcome]}")
         limit = self.int_argument("limit", 1000, maximum=MAX_TESTS)
-        tests = await self.master.store.steps.test_results(build, outcomes=outcomes, limit=limit)
-        counts = await self.master.store.steps.test_counts(build)
+        tests = await self.reads.store.steps.test_results(build, outcomes=outcomes, limit=limit)
+        counts = await self.reads.store.steps.test_counts(build)
         self.reply({"tests": [reported_test_json(t) for t in tests], "counts": counts, "summary": describe(counts)})
 
 
-def test_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
-    return [(r"/api/builds/(\d+)/tests", TestsHandler, {"master": master})]
+def test_routes(services: WebServices) -> list[tuple[str, type, dict[str, Any]]]:
+    return [(r"/api/builds/(\d+)/tests", TestsHandler, {"services": services})]

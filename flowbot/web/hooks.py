@@ -17,7 +17,7 @@ from .access import check_same_origin
 from .api import ApiHandler
 
 if TYPE_CHECKING:
-    from ..master.master import Master
+    from .services import WebServices
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class HookHandler(ApiHandler):
         check_same_origin(self)  # a page on another site may not post changes; GitHub sends no Origin
 
     async def post(self, name: str) -> None:
-        hook = self.master.sources.by_name(name)
+        hook = self.control.hook(name)
         if not isinstance(hook, Webhook):
             raise NotFound(f"no webhook named {name!r} is running")
         try:
@@ -43,5 +43,5 @@ class HookHandler(ApiHandler):
         self.reply(reply)
 
 
-def hook_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
-    return [(r"/hooks/([^/]+)/?", HookHandler, {"master": master})]
+def hook_routes(services: WebServices) -> list[tuple[str, type, dict[str, Any]]]:
+    return [(r"/hooks/([^/]+)/?", HookHandler, {"services": services})]

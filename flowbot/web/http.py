@@ -1,10 +1,15 @@
-"""The master's HTTP server: the REST API, the event stream, the web page, badges and metrics."""
+"""The master's HTTP server: the REST API, the event stream, the web page, badges and metrics.
+
+:class:`HttpFace` serves it from the master's start to its stop; everything it serves uses the
+master through the :class:`~.services.WebServices` it is handed.
+"""
 
 from __future__ import annotations
 
 import logging
 import secrets
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import tornado.httpserver
 import tornado.httputil
@@ -33,12 +38,10 @@ from .hooks import hook_routes
 from .metrics import Metrics, MetricsHandler
 from .oidc import oidc_routes
 from .page import WWW, BadgeHandler, PageHandler
+from .services import WebServices
 from .session import SessionHandler
 from .stream import EventStreamHandler
 from .throttle import CredentialThrottle
-
-if TYPE_CHECKING:
-    from ..master.master import Master
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +57,9 @@ class MasterApplication(tornado.web.Application):
     _hosts_of: Any = None
     _hosts: dict[str, bool] = {}  # each application has its own from its first request
 
-    def __init__(self, master: Master, bound: str, handlers: list[Any], **settings: Any):
+    def __init__(self, services: WebServices, bound: str, handlers: list[Any], **settings: Any):
         super().__init__(handlers, **settings)
-        self.master = master
+        self.services = services
         self.bound = bound
         self._told: set[str] = set()
 
@@ -66,7 +69,7 @@ class MasterApplication(tornado.web.Application):
             limit = MAX_HOOK_BODY_BYTES if request.path.startswith("/hooks/") else MAX_BODY_BYTES
             length = request.headers.get("Content-Length", "")
             if length.isdigit() and int(length) > limit:
-                args = {"master": self.master, "length": int(length), "limit": limit}
+                args = {"services": self.services, "length": int(length), "limit": limit}
                 return self.get_handler_delegate(request, TooLargeHandler, args)
             request.connection.set_max_body_size(limit)
             route = self._literal_route(request.path)
@@ -81,12 +84,12 @@ class MasterApplication(tornado.web.Application):
                 request.host_name,
                 request.remote_ip,
             )
-        return self.get_handler_delegate(request, OtherHostHandler, {"master": self.master})
+        return self.get_handler_delegate(request, OtherHostHandler, {"services": self.services})
 
     def _host_allowed(self, host_name: str) -> bool:
         """:func:`~.access.host_allowed` for the pipeline running now, remembered for the few
         names a master is asked for (an address is parsed otherwise, per request)."""
-        pipeline = self.master.pipeline
+        pipeline = self.services.reads.pipeline()
         if self._hosts_of is not pipeline:  # a reconfigure may serve other names
             self._hosts_of, self._hosts = pipeline, {}
         allowed = self._hosts.get(host_name)
@@ -142,8 +145,8 @@ class TooLargeHandler(ApiHandler):
     and thrown away first (a client that sends it whole before reading would otherwise find the
     connection reset), unless the client waits to be told to go on, or the body is not worth it."""
 
-    def initialize(self, master: Master, length: int, limit: int) -> None:  # type: ignore[override]
-        super().initialize(master)
+    def initialize(self, services: WebServices, length: int, limit: int) -> None:  # type: ignore[override]
+        super().initialize(services)
         self.length = length
         self.refusal = BodyTooLarge(f"the request body is {length} bytes; this endpoint takes at most {limit}")
 
@@ -163,13 +166,13 @@ class TooLargeHandler(ApiHandler):
     get = head = post = put = patch = delete = options = refuse
 
 
-def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Application:
+def make_app(services: WebServices, bound: str = "127.0.0.1") -> tornado.web.Application:
     """The master's HTTP application; ``bound`` is the host its server binds."""
-    journal = EventJournal(master.events, EVENT_JOURNAL_SIZE)
-    metrics = Metrics(master)
-    args = {"master": master}
+    journal = EventJournal(services.events, EVENT_JOURNAL_SIZE)
+    metrics = Metrics(services)
+    args = {"services": services}
     return MasterApplication(
-        master,
+        services,
         bound,
         [
             (r"/", PageHandler, args),
@@ -177,15 +180,15 @@ def make_app(master: Master, bound: str = "127.0.0.1") -> tornado.web.Applicatio
             (r"/api/(login|logout|whoami)", SessionHandler, args),
             (r"/badges/([^/]+)\.svg", BadgeHandler, args),
             (r"/metrics", MetricsHandler, {**args, "metrics": metrics}),
-            *hook_routes(master),
-            *log_routes(master),
-            *history_routes(master),
-            *test_routes(master),
-            *artifact_routes(master),
-            *pull_request_routes(master),
-            *matrix_routes(master),
-            *oidc_routes(master),
-            *routes(master),
+            *hook_routes(services),
+            *log_routes(services),
+            *history_routes(services),
+            *test_routes(services),
+            *artifact_routes(services),
+            *pull_request_routes(services),
+            *matrix_routes(services),
+            *oidc_routes(services),
+            *routes(services),
         ],
         template_path=str(WWW),
         static_path=str(WWW),
@@ -208,12 +211,39 @@ def parse_address(address: str) -> tuple[str, int]:
     return (host.strip("[]") or "127.0.0.1"), number
 
 
-def serve(master: Master, address: str) -> tuple[tornado.httpserver.HTTPServer, str]:
-    """Start serving the API on ``address``; returns the server and its base URL."""
-    host, port = parse_address(address)
-    sockets = tornado.netutil.bind_sockets(port, host)
-    server = tornado.httpserver.HTTPServer(make_app(master, host), max_body_size=MAX_BODY_BYTES, xheaders=False)
-    server.add_sockets(sockets)
-    bound = sockets[0].getsockname()
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    return server, f"http://{shown}:{bound[1]}"
+class HttpFace:
+    """The HTTP server as one of the master's faces: it serves from the master's start to its stop.
+
+    Args:
+        address: ``"HOST:PORT"`` to serve on (port 0: any free port).
+        services: what it serves, made as it starts (once the master's store is open).
+    """
+
+    def __init__(self, address: str, services: Callable[[], WebServices]):
+        self.address = address
+        self._services = services
+        #: Where it serves, once started (``http://HOST:PORT``).
+        self.url: str | None = None
+        self._server: tornado.httpserver.HTTPServer | None = None
+
+    async def start(self) -> None:
+        host, port = parse_address(self.address)
+        sockets = tornado.netutil.bind_sockets(port, host)
+        self._server = tornado.httpserver.HTTPServer(
+            make_app(self._services(), host), max_body_size=MAX_BODY_BYTES, xheaders=False
+        )
+        self._server.add_sockets(sockets)
+        bound = sockets[0].getsockname()
+        shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+        self.url = f"http://{shown}:{bound[1]}"
+        log.info("HTTP API on %s", self.url)
+
+    def stop(self) -> None:
+        """Take no new connections; those open go on until :meth:`close`."""
+        if self._server is not None:
+            self._server.stop()
+
+    async def close(self) -> None:
+        """End the connections still open (event streams, say)."""
+        if self._server is not None:
+            await self._server.close_all_connections()

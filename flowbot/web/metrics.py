@@ -25,7 +25,7 @@ from ..master.latent import InstanceState
 from .api import ApiHandler
 
 if TYPE_CHECKING:
-    from ..master.master import Master
+    from .services import WebServices
 
 #: Upper bounds (seconds) of the build duration and queue histograms: CI builds take seconds to hours.
 BUCKETS = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0)
@@ -37,8 +37,10 @@ prometheus_client.disable_created_metrics()
 class Metrics:
     """Counts builds as they start and finish; collects everything on demand."""
 
-    def __init__(self, master: Master):
-        self.master = master
+    def __init__(self, services: WebServices):
+        self.reads = services.reads
+        self.gauges = services.gauges
+        self.workers = services.control.workers
         self.started_at = time.time()
         self.builds: Counter[tuple[str, str]] = Counter()
         self.durations = Histogram(
@@ -60,7 +62,9 @@ class Metrics:
         prometheus_client.ProcessCollector(registry=self.registry)
         prometheus_client.PlatformCollector(registry=self.registry)
         prometheus_client.GCCollector(registry=self.registry)
-        self._unsubscribe = master.events.subscribe(self._on_event, (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED))
+        self._unsubscribe = services.events.subscribe(
+            self._on_event, (EventKind.BUILD_STARTED, EventKind.BUILD_FINISHED)
+        )
 
     def _on_event(self, event: Event) -> None:
         build = event["build"]
@@ -84,7 +88,6 @@ class Metrics:
 
     def collect(self) -> Iterator[Metric]:
         """Everything the master knows of itself now (``prometheus_client``'s collector interface)."""
-        master = self.master
         builds = CounterMetricFamily(
             "flowbot_builds",
             "Builds finished since the master started, by builder and result.",
@@ -95,7 +98,7 @@ class Metrics:
         yield builds
         yield from self.durations.collect()
         yield from self.queue_waits.collect()
-        load = master.status.load()
+        load = self.reads.status.load()
         yield _by_label(
             "flowbot_queue_length",
             "Build requests waiting for a worker, by builder.",
@@ -108,12 +111,12 @@ class Metrics:
             "builder",
             {name: running for name, (_, running) in load.items()},
         )
-        yield GaugeMetricFamily("flowbot_workers_connected", "Workers connected now.", len(master.registry.connections))
+        yield GaugeMetricFamily("flowbot_workers_connected", "Workers connected now.", len(self.gauges.connections))
         yield GaugeMetricFamily(
-            "flowbot_workers_paused", "Workers paused now (they take no new builds).", len(master.worker_control.paused)
+            "flowbot_workers_paused", "Workers paused now (they take no new builds).", len(self.workers.paused)
         )
         yield GaugeMetricFamily(
-            "flowbot_workers_configured", "Workers the pipeline declares.", len(master.pipeline.workers)
+            "flowbot_workers_configured", "Workers the pipeline declares.", len(self.reads.pipeline().workers)
         )
         dropped = CounterMetricFamily(
             "flowbot_worker_messages_dropped",
@@ -121,26 +124,26 @@ class Metrics:
             "frame too large (cut-off), by reason.",
             labels=["reason"],
         )
-        for reason, n in sorted(master.registry.dropped.items()):
+        for reason, n in sorted(self.gauges.dropped.items()):
             dropped.add_metric([reason], n)
         yield dropped
         yield GaugeMetricFamily(
             "flowbot_store_available",
             "1 while the database takes writes, 0 while it cannot (down, restarting, its disk full).",
-            int(master.store.available),
+            int(self.reads.store.available),
         )
         yield GaugeMetricFamily(
             "flowbot_store_held_writes",
             "Writes waiting for the database to take writes again (builds' records, log lines).",
-            master.store.held_writes,
+            self.reads.store.held_writes,
         )
         yield from self._instances()
         yield from self._reports()
-        yield from master.loop_lag.histogram.collect()
+        yield from self.gauges.loop_lag.histogram.collect()
         yield GaugeMetricFamily(
             "flowbot_loop_lag_seconds_max",
             "The longest the master's event loop ran late since the master started.",
-            master.loop_lag.max,
+            self.gauges.loop_lag.max,
         )
         yield GaugeMetricFamily(
             "flowbot_start_time_seconds", "When the master started (epoch seconds).", self.started_at
@@ -148,9 +151,9 @@ class Metrics:
 
     def _instances(self) -> Iterator[Metric]:
         """Workers started on demand: their instances by state, starts, failures, and time to connect."""
-        latent = self.master.latent
+        latent = self.reads.instances
         states = Counter((v.worker, v.state.value) for v in latent.views())
-        names = [w.name for w in self.master.pipeline.workers if w.launcher is not None]
+        names = [w.name for w in self.reads.pipeline().workers if w.launcher is not None]
         instances = GaugeMetricFamily(
             "flowbot_instances",
             "Instances of workers started on demand, by worker and state (starting, connected, stopping).",
@@ -175,7 +178,7 @@ class Metrics:
         yield from latent.connect_seconds.collect()
 
     def _reports(self) -> Iterator[Metric]:
-        reporting = self.master.reporting
+        reporting = self.gauges.reporting
         family = CounterMetricFamily(
             "flowbot_reports",
             "Reports by reporter and outcome (delivered, failed after retries or refused, dropped as too many).",
@@ -199,8 +202,8 @@ def _by_label(name: str, text: str, label: str, values: dict[str, float]) -> Gau
 
 
 class MetricsHandler(ApiHandler):
-    def initialize(self, master: Master, metrics: Metrics) -> None:  # type: ignore[override]
-        super().initialize(master)
+    def initialize(self, services: WebServices, metrics: Metrics) -> None:  # type: ignore[override]
+        super().initialize(services)
         self.metrics = metrics
 
     def get(self) -> None:

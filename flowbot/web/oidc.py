@@ -40,8 +40,8 @@ from .api import ApiHandler
 from .session import OIDC_LOGIN, start_session
 
 if TYPE_CHECKING:
-    from ..master.master import Master
     from ..sso import OpenIDConnect
+    from .services import WebServices
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class OidcHandler(ApiHandler):
         pass
 
     def issuer(self) -> Issuer:
-        auth = self.master.pipeline.auth
+        auth = self.reads.pipeline().auth
         if auth is None or auth.oidc is None:
             raise NotFound("this master logs in through no OpenID Connect issuer")
         issuers: dict[int, Issuer] = self.application.settings.setdefault("oidc_issuers", {})
@@ -137,7 +137,7 @@ class OidcHandler(ApiHandler):
         return issuers[id(auth.oidc)]
 
     def redirect_uri(self) -> str:
-        base = self.master.pipeline.url or f"{self.request.protocol}://{self.request.host}"
+        base = self.reads.pipeline().url or f"{self.request.protocol}://{self.request.host}"
         return base.rstrip("/") + CALLBACK
 
 
@@ -208,13 +208,13 @@ class CallbackHandler(OidcHandler):
             raise Forbidden(f"the issuer has not verified the email {user}")
         groups = claims.get(oidc.groups_claim) or []
         groups = [g for g in groups if isinstance(g, str)] if isinstance(groups, list) else []
-        start_session(self, self.master.pipeline.auth, user, groups=groups, via="oidc")
+        start_session(self, self.reads.pipeline().auth, user, groups=groups, via="oidc")
         self.redirect(pending["next"])
 
     async def exchange(self, issuer: Issuer, code: str, verifier: str) -> dict[str, Any]:
         """Trade the code for tokens at the issuer's token endpoint, as the client it registered."""
         oidc = issuer.oidc
-        pipeline = self.master.pipeline
+        pipeline = self.reads.pipeline()
         secret = render(oidc.client_secret, SecretsOnly(lambda name: secrets.lookup(pipeline.secrets, name)))
         endpoint = (await issuer.metadata())["token_endpoint"]
         body = prepare_token_request(
@@ -262,6 +262,6 @@ def _answer(url: str, response: Any) -> dict[str, Any]:
     return data
 
 
-def oidc_routes(master: Master) -> list[tuple[str, type, dict[str, Any]]]:
-    args = {"master": master}
+def oidc_routes(services: WebServices) -> list[tuple[str, type, dict[str, Any]]]:
+    args = {"services": services}
     return [(OIDC_LOGIN, LoginHandler, args), (CALLBACK, CallbackHandler, args)]

@@ -62,9 +62,9 @@ class BadgeHandler(ApiHandler):
         self.set_header("Cache-Control", "no-cache, max-age=0")  # GitHub's image proxy honours this
 
     async def get(self, builder: str) -> None:
-        if self.master.pipeline.builder(builder) is None:
+        if self.reads.pipeline().builder(builder) is None:
             raise NotFound(f"no builder named {builder!r}")
-        result = await self.master.store.builds.last_result(builder)
+        result = await self.reads.store.builds.last_result(builder)
         label = self.get_query_argument("label", builder)
         value = result.name.lower() if result is not None else "no builds"
         self.finish(badge(label, value, COLOURS.get(result.name if result else "", "#9f9f9f")))

@@ -66,8 +66,8 @@ class SessionHandler(ApiHandler):
     async def get(self, action: str) -> None:
         if action != "whoami":
             raise NotFound(f"no such endpoint: GET /api/{action}")
-        auth = self.master.pipeline.auth
-        who = await identify(self, self.master) if auth is not None else None
+        auth = self.reads.pipeline().auth
+        who = await identify(self, auth) if auth is not None else None
         self.reply(
             {
                 "user": who,
@@ -87,7 +87,7 @@ class SessionHandler(ApiHandler):
             return
         if action != "login":
             raise NotFound(f"no such endpoint: POST /api/{action}")
-        auth = self.master.pipeline.auth
+        auth = self.reads.pipeline().auth
         if auth is None or not auth.users:
             raise InvalidRequest("this master has no users to log in as")
         body = self.body()

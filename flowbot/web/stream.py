@@ -50,7 +50,8 @@ from .access import authorize_read
 from .api import error_status, json_error
 
 if TYPE_CHECKING:
-    from ..master.master import Master
+    from ..pipeline import Pipeline
+    from .services import WebServices
 
 log = logging.getLogger(__name__)
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
@@ -65,8 +66,8 @@ class EventFilter:
         self.build = build
 
     @classmethod
-    def parse(cls, master: Master, arguments: dict[str, str | None]) -> EventFilter:
-        """Check the query arguments.
+    def parse(cls, pipeline: Pipeline, arguments: dict[str, str | None]) -> EventFilter:
+        """Check the query arguments against ``pipeline``'s builders.
 
         Raises:
             InvalidRequest: an unknown type or a malformed id. NotFound: an unknown builder.
@@ -80,7 +81,7 @@ class EventFilter:
                 raise InvalidRequest(f"unknown event type(s) {sorted(unknown)}; known: {known}")
             types = frozenset(EventKind(name) for name in names)
         builder = arguments.get("builder") or None
-        if builder is not None and master.pipeline.builder(builder) is None:
+        if builder is not None and pipeline.builder(builder) is None:
             raise NotFound(f"no builder named {builder!r}")
         return cls(types, builder, _int(arguments.get("build"), "build"))
 
@@ -97,8 +98,9 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
     (see :class:`_Outbox`).
     """
 
-    def initialize(self, master: Master, journal: EventJournal) -> None:
-        self.master = master
+    def initialize(self, services: WebServices, journal: EventJournal) -> None:
+        self.services = services
+        self.reads = services.reads
         self.journal = journal
         self._unsubscribe: Any = None
         self._buffer: list[Event] | None = None
@@ -113,9 +115,9 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
     async def get(self, *args: Any, **kwargs: Any) -> None:
         # Checked before the upgrade, so a bad request gets a plain HTTP error with a message.
         try:
-            await authorize_read(self, self.master)
+            await authorize_read(self, self.reads.pipeline().auth)
             self.filter = EventFilter.parse(
-                self.master, {k: self.get_query_argument(k, None) for k in ("types", "builder", "build")}
+                self.reads.pipeline(), {k: self.get_query_argument(k, None) for k in ("types", "builder", "build")}
             )
             self.since = _int(self.get_query_argument("since", None), "since")
         except Exception as exc:
@@ -132,8 +134,8 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         # Subscribe and take the journal's snapshot in the same turn of the loop: nothing falls
         # between them, and nothing is both replayed and sent live.
         self._buffer = []
-        self._unsubscribe = self.master.events.subscribe(self._on_event, self.filter.types)
-        last_id = self.master.events.last_id
+        self._unsubscribe = self.services.events.subscribe(self._on_event, self.filter.types)
+        last_id = self.services.events.last_id
         replay: list[Event] = []
         how = "none"
         if self.since is not None:
@@ -176,7 +178,7 @@ class EventStreamHandler(tornado.websocket.WebSocketHandler):
         seen = {e["build"]["id"] for e in journal_events if e["type"] == EventKind.BUILD_FINISHED}
         when, after_id = id_to_time(self.since) - EVENT_RESUME_SLACK, None
         while True:
-            builds = await self.master.store.builds.finished_after(
+            builds = await self.reads.store.builds.finished_after(
                 when, after_id=after_id, builder=self.filter.builder, limit=MAX_LIST
             )
             events = []

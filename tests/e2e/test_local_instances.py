@@ -130,7 +130,7 @@ async def test_a_worker_process_that_exits_at_once_fails_without_waiting_for_the
 def master_metrics(master) -> str:
     from flowbot.web.metrics import Metrics
 
-    metrics = Metrics(master)
+    metrics = Metrics(master.web_services())
     try:
         return metrics.render()
     finally:

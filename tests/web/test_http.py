@@ -40,7 +40,7 @@ async def test_each_plain_path_of_the_api_reaches_the_handler_the_rules_give(tmp
     master = flowbot.Master(pipeline, db=f"sqlite:///{tmp_path / 'm.db'}", http=None)
     await master.start()
     try:
-        app = make_app(master)
+        app = make_app(master.web_services())
     finally:
         await master.stop()
     literal = _literal_routes(app.wildcard_router.rules)
